@@ -1,0 +1,114 @@
+# cstore build. `make` builds libcstore.a, libcstore.so.0 and the tools into build/.
+# `make test` and `make bench` install missing Debian packages first (tools/install-deps.sh).
+# Sources are picked up by folder, so a new module needs no edit here.
+
+CC       ?= cc
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SAN      ?=
+SONAME    = libcstore.so.0
+VERSION   = 0.1.0
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 $(WARN) -fPIC -D_GNU_SOURCE -Iinclude -Icommon -I. -MMD -MP
+ifeq ($(SAN),address)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -DCS_NO_JEMALLOC -DCS_DEBUG
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(SAN),thread)
+CFLAGS  += -fsanitize=thread -DCS_NO_JEMALLOC -DCS_DEBUG
+LDFLAGS += -fsanitize=thread
+endif
+LDLIBS   = -luring -llz4 -lxxhash -linih -lpthread -lm
+ifeq ($(SAN),)
+LDLIBS  += -ljemalloc
+endif
+
+LIB_SRC   := $(wildcard common/*.c io/*.c raft/*.c shards/*.c engine/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+SIM_SRC   := $(wildcard tests/sim/*.c)
+TOOLS     := $(BUILD)/cstore $(BUILD)/cstore-bench $(if $(SIM_SRC),$(BUILD)/raft-sim)
+TOOLS     += $(if $(wildcard tools/cstore_fault.c),$(BUILD)/cstore-fault)
+
+.PHONY: all deps lib tools test test-unit test-long asan tsan bench install clean format
+
+all: deps lib tools
+
+deps:
+	@sh tools/install-deps.sh
+
+lib: $(BUILD)/libcstore.a $(BUILD)/$(SONAME)
+
+tools: $(TOOLS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcstore.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/$(SONAME): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	ln -sf $(SONAME) $(BUILD)/libcstore.so
+
+$(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/cstore-fault: $(BUILD)/tools/cstore_fault.o $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/cstore-bench: $(patsubst %.c,$(BUILD)/%.o,$(wildcard perf/bench*.c)) $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/raft-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/integration/%.o $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# The fast suite: what CI runs. Long runs go behind test-long.
+test: all $(UNIT_BIN) $(INTEG_BIN)
+	@BUILD=$(BUILD) sh tests/run.sh
+
+test-long: all $(UNIT_BIN) $(INTEG_BIN)
+	@BUILD=$(BUILD) CS_TEST_LONG=1 sh tests/run.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=address test
+
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan SAN=thread test
+
+bench: all
+	@sh perf/bench.sh
+
+install: lib tools
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/cstore.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libcstore.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libcstore.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' cstore.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,84 @@
+/* Small utilities shared by every layer: the panic path of cs_assert, the allocation wrappers
+ * over jemalloc's per-arena API (mallocx with MALLOCX_ARENA), and the monotonic clock.
+ *
+ * Why jemalloc's non-standard API and not malloc(): libcstore must not replace the
+ * application's malloc, yet each shard wants its own arena so that shards never contend on
+ * allocator locks. mallocx/dallocx are resolved from libjemalloc explicitly, so memory handed
+ * out by cstore must be released with cs_free() (never free()). */
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <time.h>
+
+#ifndef CS_NO_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+void cs_panic(const char *file, int line, const char *expr)
+{
+    fprintf(stderr, "cstore: assertion failed at %s:%d: %s\n", file, line, expr);
+    abort();
+}
+
+#ifndef CS_NO_JEMALLOC
+int cs_mem_arena_create(unsigned *arena)
+{
+    size_t sz = sizeof(*arena);
+    int rc = mallctl("arenas.create", arena, &sz, NULL, 0);
+    return rc ? -rc : 0;
+}
+
+void *cs_mem_alloc(unsigned arena, size_t size)
+{
+    cs_assert(size > 0);
+    return mallocx(size, arena ? MALLOCX_ARENA(arena) : 0);
+}
+
+void *cs_mem_realloc(unsigned arena, void *p, size_t size)
+{
+    cs_assert(size > 0);
+    if (!p)
+        return cs_mem_alloc(arena, size);
+    return rallocx(p, size, arena ? MALLOCX_ARENA(arena) : 0);
+}
+
+void cs_mem_free(void *p)
+{
+    if (p)
+        dallocx(p, 0);
+}
+#else
+int cs_mem_arena_create(unsigned *arena)
+{
+    *arena = 0;
+    return 0;
+}
+
+void *cs_mem_alloc(unsigned arena, size_t size)
+{
+    (void)arena;
+    cs_assert(size > 0);
+    return malloc(size);
+}
+
+void *cs_mem_realloc(unsigned arena, void *p, size_t size)
+{
+    (void)arena;
+    cs_assert(size > 0);
+    return realloc(p, size);
+}
+
+void cs_mem_free(void *p)
+{
+    free(p);
+}
+#endif
+
+uint64_t cs_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

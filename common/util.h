@@ -1,0 +1,60 @@
+/* Small utilities shared by every layer: assertions that stay on in release builds, branch
+ * hints, min/max, and the allocation wrappers that route memory to a shard's own jemalloc
+ * arena. Nothing here knows about trees, logs or Raft. */
+#ifndef CS_UTIL_H
+#define CS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define cs_likely(x) __builtin_expect(!!(x), 1)
+#define cs_unlikely(x) __builtin_expect(!!(x), 0)
+#define CS_MUST_CHECK __attribute__((warn_unused_result))
+#define CS_NORETURN __attribute__((noreturn))
+#define CS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+CS_NORETURN void cs_panic(const char *file, int line, const char *expr);
+
+/* Cheap invariant checks: on in every build. A failure is a bug in cstore, never a reaction to
+ * bad input (bad input gets an error code). */
+#define cs_assert(expr)                                                                            \
+    do {                                                                                           \
+        if (cs_unlikely(!(expr)))                                                                  \
+            cs_panic(__FILE__, __LINE__, #expr);                                                   \
+    } while (0)
+
+/* Expensive checks: debug builds only (CS_DEBUG). */
+#ifdef CS_DEBUG
+#define cs_debug_assert(expr) cs_assert(expr)
+#else
+#define cs_debug_assert(expr) ((void)0)
+#endif
+
+static inline size_t cs_min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+static inline size_t cs_max_size(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+static inline uint64_t cs_min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Memory. Each shard allocates from its own jemalloc arena (arena 0 means the default one).
+ * Builds with CS_NO_JEMALLOC (the sanitizer builds) use libc malloc so that the sanitizers see
+ * every allocation. Memory returned by cs_mem_alloc() is released with cs_mem_free() from any
+ * thread; that is also what the public cs_free() calls. */
+CS_MUST_CHECK int cs_mem_arena_create(unsigned *arena);
+void *cs_mem_alloc(unsigned arena, size_t size);
+void *cs_mem_realloc(unsigned arena, void *p, size_t size);
+void cs_mem_free(void *p);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t cs_now_ns(void);
+
+#endif

@@ -1,0 +1,220 @@
+/* cstore: an embeddable storage engine for Linux.
+ *
+ * Named collections of key/value records, hash-partitioned over shards (one pinned thread per
+ * CPU), each shard holding copy-on-write B+ trees made durable by its own write-ahead log,
+ * written with batched io_uring writes (group commit).
+ *
+ * Conventions of this header:
+ * - Every fallible call returns int: 0 on success, a negative errno value for an operating
+ *   system failure (-ENOMEM, -EACCES, -ENOSPC, ...), or one of the CS_E* codes below.
+ *   cs_strerror() describes any of them. Nothing the caller must parse.
+ * - Pointer parameters are borrowed for the duration of the call unless documented otherwise.
+ * - Memory that cstore hands to the caller (values, names) is released with cs_free(), never
+ *   with free(): cstore allocates from its own jemalloc arenas.
+ * - Every entry point is safe to call from many application threads at once, on the same
+ *   cs_db. A cs_session and a cs_cursor belong to one thread at a time.
+ */
+#ifndef CSTORE_H
+#define CSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CS_VERSION_MAJOR 0
+#define CS_VERSION_MINOR 1
+#define CS_VERSION_PATCH 0
+#define CS_VERSION_STRING "0.1.0"
+
+/* ---- Error codes: a reserved negative band, far from any -errno value. ---- */
+#define CS_ERR_BASE (-30900)
+#define CS_ENOTFOUND (-30900)  /* key or collection not found */
+#define CS_EINVAL (-30901)     /* invalid argument (NULL pointer, empty key, bad handle) */
+#define CS_ECORRUPT (-30902)   /* bad bytes on disk or on the wire; data is damaged */
+#define CS_ECONFLICT (-30903)  /* transaction conflict; retry */
+#define CS_EFULL (-30904)      /* a bounded queue or table is full */
+#define CS_EKEYSIZE (-30905)   /* key empty or longer than CS_KEY_MAX */
+#define CS_EVALSIZE (-30906)   /* value longer than CS_VALUE_MAX */
+#define CS_ENAME (-30907)      /* collection name empty, too long, or holding '/' or NUL */
+#define CS_EOPTION (-30908)    /* unknown option name */
+#define CS_EOPTVAL (-30909)    /* invalid option value */
+#define CS_ESHARDS (-30910)    /* shard count differs from the one the database was made with */
+#define CS_ECPUSET (-30911)    /* cpuset names absent CPUs, or has fewer CPUs than shards */
+#define CS_ELOCKED (-30912)    /* the data folder is open in another process */
+#define CS_ENOTSUP (-30913)    /* not supported (yet): e.g. a batch spanning several shards */
+#define CS_EIO (-30914)        /* an earlier write failed: the shard is read-only until reopen */
+#define CS_EEXIST (-30915)     /* collection already exists */
+#define CS_ENOTDIR (-30916)    /* the data path exists and is not a folder */
+#define CS_EVERSION (-30917)   /* the data folder has an unknown format version */
+#define CS_ECLOSED (-30918)    /* the database is closing */
+#define CS_EBATCH (-30919)     /* batch too large (over CS_BATCH_OPS_MAX or CS_BATCH_BYTES_MAX) */
+#define CS_ERR_LAST (-30919)
+
+/* ---- Limits. Exceeding one is an error code, never a crash. ---- */
+#define CS_KEY_MAX 1024u                   /* bytes in a key (keys are 1..CS_KEY_MAX bytes) */
+#define CS_VALUE_MAX (1024u * 1024u)       /* bytes in a value (0..CS_VALUE_MAX) */
+#define CS_NAME_MAX 64u                    /* bytes in a collection name, without the NUL */
+#define CS_BATCH_OPS_MAX 65536u            /* operations in one cs_batch */
+#define CS_BATCH_BYTES_MAX (8u << 20)      /* key+value bytes in one cs_batch */
+#define CS_SHARDS_MAX 256u                 /* shards in one database */
+#define CS_COLLECTIONS_MAX 4096u           /* collections in one database */
+#define CS_SESSION_DEPTH_MAX 65536u        /* requests in flight in one session */
+
+typedef struct cs_db cs_db;
+typedef struct cs_options cs_options;
+typedef struct cs_batch cs_batch;
+typedef struct cs_cursor cs_cursor;
+typedef struct cs_session cs_session;
+
+/* Describe any return code of this API (CS_E* or -errno). Never NULL; static storage. */
+const char *cs_strerror(int rc);
+
+/* Release memory that cstore returned (values from cs_get, completions, name lists). NULL ok. */
+void cs_free(void *p);
+
+/* ---- Options ----
+ * One set of names, used alike by cs_options_set(), the INI config file and the CLI flags:
+ *
+ *   shards                 shards (pinned threads); default: CPUs in cpuset. 1..CS_SHARDS_MAX
+ *   cpuset                 CPUs to pin shards to, e.g. "0-3,6"; default: the process affinity
+ *   durability             sync (default) | async | none
+ *   sync_interval_ms       async mode: fdatasync period; default 10
+ *   group_commit_delay_us  wait this long for more writes before a WAL write; default 0
+ *   wal_segment_bytes      size of a preallocated WAL segment; default 64 MiB (1 MiB..1 GiB)
+ *   wal_compress_bytes     LZ4-compress frame bodies at least this big; 0 = never; default 4096
+ *   inbox_depth            requests queued per shard (power of two); default 4096
+ *   batch_max              requests a shard takes per loop iteration; default 256
+ *   memory_limit           bytes of tree memory per database; 0 = no limit (default)
+ *
+ * An unknown name is CS_EOPTION; a malformed value is CS_EOPTVAL. Combinations (cpuset vs
+ * shards, CPUs that do not exist) are checked by cs_open(). */
+cs_options *cs_options_new(void); /* NULL on out of memory */
+int cs_options_set(cs_options *o, const char *name, const char *value);
+/* Read an INI file ("name = value" lines, optional [cstore] section). Stops at the first bad
+ * line and returns its error; *bad_line (may be NULL) gets its number. */
+int cs_options_load(cs_options *o, const char *path, int *bad_line);
+void cs_options_free(cs_options *o);
+
+/* ---- Open and close ----
+ * cs_open: open or create the database in folder dir (created if missing, parents must
+ * exist), replaying each shard's write-ahead log. o may be NULL for the defaults. Locks the
+ * folder: a second process gets CS_ELOCKED. On success *db is set; on failure *db is NULL and
+ * nothing on disk was changed beyond what recovery repairs (cutting a torn WAL tail).
+ * Errors: CS_EINVAL, CS_EOPTVAL, CS_ECPUSET, CS_ESHARDS, CS_ELOCKED, CS_ENOTDIR, CS_EVERSION,
+ * CS_ECORRUPT, -EACCES, -ENOMEM, other -errno. */
+int cs_open(const char *dir, const cs_options *o, cs_db **db);
+/* Flush and close; waits for every request in flight. db must not be used afterwards.
+ * Returns the first error a shard met while closing (the database is closed regardless). */
+int cs_close(cs_db *db);
+
+/* ---- Single-key calls (blocking) ----
+ * Keys are 1..CS_KEY_MAX bytes, values 0..CS_VALUE_MAX bytes, compared with memcmp.
+ * A put into a collection that does not exist creates it. With durability=sync (default) a
+ * write returns after its WAL frame is on disk, and a read never returns data that a crash
+ * could still lose. Errors: CS_ENAME, CS_EKEYSIZE, CS_EVALSIZE, CS_EIO, -ENOSPC, -ENOMEM.
+ * cs_get: *val (from cs_free's allocator; NULL when vlen is 0) and *vlen are set on success;
+ * CS_ENOTFOUND when the key or the collection is missing. */
+int cs_put(cs_db *db, const char *coll, const void *key, size_t klen, const void *val,
+           size_t vlen);
+int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val, size_t *vlen);
+int cs_del(cs_db *db, const char *coll, const void *key, size_t klen); /* CS_ENOTFOUND if absent */
+
+/* ---- Collections ---- */
+int cs_collection_create(cs_db *db, const char *coll); /* CS_EEXIST if it exists */
+int cs_collection_drop(cs_db *db, const char *coll);   /* CS_ENOTFOUND if it does not */
+/* *names: an array of *count NUL-terminated names in byte order; release it with one cs_free()
+ * (names and array are one allocation). */
+int cs_collection_list(cs_db *db, char ***names, size_t *count);
+
+/* ---- Atomic write batch ----
+ * Puts and deletes applied all-or-nothing. Keys and values are copied into the batch. A batch
+ * whose keys live on one shard commits as one WAL record; one that spans shards returns
+ * CS_ENOTSUP (cross-shard transactions come with two-phase commit). Deleting an absent key in a
+ * batch is not an error. */
+cs_batch *cs_batch_new(void); /* NULL on out of memory */
+int cs_batch_put(cs_batch *b, const char *coll, const void *key, size_t klen, const void *val,
+                 size_t vlen);
+int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen);
+size_t cs_batch_count(const cs_batch *b);
+void cs_batch_clear(cs_batch *b);
+void cs_batch_free(cs_batch *b);
+int cs_write(cs_db *db, const cs_batch *b);
+
+/* ---- Cursors ----
+ * A cursor reads a consistent snapshot of each shard (taken at cs_cursor_open; writes made
+ * later are not seen) and yields the collection in global key order (memcmp), merging the
+ * shards' sorted streams. A cursor over a missing collection is valid and empty.
+ * Positioning calls return 0 when the cursor is on a record, CS_ENOTFOUND when it ran off
+ * either end (then only first/last/seek are allowed), or an error. */
+int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **c);
+int cs_cursor_first(cs_cursor *c);
+int cs_cursor_last(cs_cursor *c);
+int cs_cursor_seek(cs_cursor *c, const void *key, size_t klen); /* first key >= key */
+int cs_cursor_next(cs_cursor *c);
+int cs_cursor_prev(cs_cursor *c);
+/* Views of the current record, valid until the cursor moves or closes. CS_EINVAL when the
+ * cursor is not on a record. */
+int cs_cursor_key(const cs_cursor *c, const void **key, size_t *klen);
+int cs_cursor_value(const cs_cursor *c, const void **val, size_t *vlen);
+void cs_cursor_close(cs_cursor *c);
+
+/* ---- Sessions: asynchronous submission and completion ----
+ * A session lets one thread keep up to `depth` requests in flight, io_uring style. The caller
+ * keeps coll, key and value buffers valid and unchanged until the request's completion has been
+ * reaped. A submit call returns CS_EFULL when `depth` requests are already in flight.
+ * Completions come back in any order, each with the caller's user_data. */
+struct cs_completion {
+    uint64_t user_data; /* as given at submission */
+    int rc;             /* result, as the blocking call would return it */
+    void *val;          /* gets: value (release with cs_free); NULL otherwise */
+    size_t vlen;        /* gets: value length */
+};
+int cs_session_open(cs_db *db, unsigned depth, cs_session **s);
+int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen,
+                   const void *val, size_t vlen, uint64_t user_data);
+int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
+                   uint64_t user_data);
+int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
+                   uint64_t user_data);
+/* Reap up to max completions into out[], waiting until at least min are there (min <= the
+ * number in flight). Returns the number reaped (>= 0) or an error. */
+int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsigned min);
+unsigned cs_session_inflight(const cs_session *s);
+/* Waits for every request in flight (their completions are dropped; values are released),
+ * then frees the session. */
+void cs_session_close(cs_session *s);
+
+/* ---- Statistics ---- */
+struct cs_shard_stats {
+    unsigned shard;              /* shard index */
+    int cpu;                     /* CPU the shard is pinned to */
+    uint64_t records;            /* records in all collections of this shard */
+    uint64_t collections;        /* collections present on this shard */
+    uint64_t puts;               /* puts executed since open */
+    uint64_t gets;               /* gets executed since open */
+    uint64_t dels;               /* deletes executed since open */
+    uint64_t batches;            /* atomic batches executed since open */
+    uint64_t scans;              /* cursor batches served since open */
+    uint64_t loops;              /* event loop iterations that did work */
+    uint64_t wal_frames;         /* WAL frames written since open */
+    uint64_t wal_records;        /* WAL records written since open */
+    uint64_t wal_bytes;          /* WAL bytes written since open (after compression) */
+    uint64_t wal_syncs;          /* fdatasync calls since open */
+    uint64_t wal_lsn;            /* last LSN assigned */
+    uint64_t wal_durable_lsn;    /* last LSN known durable */
+    uint64_t wal_segments;       /* WAL segment files on disk */
+    uint64_t recovered_records;  /* WAL records replayed at open */
+    uint64_t recovery_us;        /* time this shard spent recovering at open */
+    uint64_t tree_bytes;         /* bytes held by the shard's trees */
+    int io_error;                /* 0, or the error that made the shard read-only */
+};
+unsigned cs_shard_count(const cs_db *db);
+int cs_stats(cs_db *db, unsigned shard, struct cs_shard_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Runs every test program of the build and prints one closing line "N passed, N failed".
+# Unit and integration tests are cmocka programs in $BUILD/tests; shell tests are
+# tests/integration/*.sh; raft-sim runs a few thousand seeds (many more with CS_TEST_LONG=1).
+BUILD=${BUILD:-build}
+export BUILD
+passed=0
+failed=0
+failures=""
+run() {
+    name=$1
+    shift
+    echo "== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures="$failures $name"
+    fi
+}
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    run "$(basename "$t")" timeout 600 "$t"
+done
+for t in tests/integration/*.sh tests/crash/*.sh; do
+    [ -f "$t" ] || continue
+    run "$(basename "$t")" timeout 600 sh "$t"
+done
+if [ -x "$BUILD/raft-sim" ]; then
+    if [ -n "$CS_TEST_LONG" ]; then seeds=100000; else seeds=2000; fi
+    run "raft-sim-3" timeout 900 "$BUILD/raft-sim" --seeds $seeds --nodes 3
+    run "raft-sim-5" timeout 900 "$BUILD/raft-sim" --seeds $seeds --nodes 5
+fi
+[ -n "$failures" ] && echo "failed:$failures"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

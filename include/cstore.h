@@ -31,37 +31,37 @@ extern "C" {
 
 /* ---- Error codes: a reserved negative band, far from any -errno value. ---- */
 #define CS_ERR_BASE (-30900)
-#define CS_ENOTFOUND (-30900)  /* key or collection not found */
-#define CS_EINVAL (-30901)     /* invalid argument (NULL pointer, empty key, bad handle) */
-#define CS_ECORRUPT (-30902)   /* bad bytes on disk or on the wire; data is damaged */
-#define CS_ECONFLICT (-30903)  /* transaction conflict; retry */
-#define CS_EFULL (-30904)      /* a bounded queue or table is full */
-#define CS_EKEYSIZE (-30905)   /* key empty or longer than CS_KEY_MAX */
-#define CS_EVALSIZE (-30906)   /* value longer than CS_VALUE_MAX */
-#define CS_ENAME (-30907)      /* collection name empty, too long, or holding '/' or NUL */
-#define CS_EOPTION (-30908)    /* unknown option name */
-#define CS_EOPTVAL (-30909)    /* invalid option value */
-#define CS_ESHARDS (-30910)    /* shard count differs from the one the database was made with */
-#define CS_ECPUSET (-30911)    /* cpuset names absent CPUs, or has fewer CPUs than shards */
-#define CS_ELOCKED (-30912)    /* the data folder is open in another process */
-#define CS_ENOTSUP (-30913)    /* not supported (yet): e.g. a batch spanning several shards */
-#define CS_EIO (-30914)        /* an earlier write failed: the shard is read-only until reopen */
-#define CS_EEXIST (-30915)     /* collection already exists */
-#define CS_ENOTDIR (-30916)    /* the data path exists and is not a folder */
-#define CS_EVERSION (-30917)   /* the data folder has an unknown format version */
-#define CS_ECLOSED (-30918)    /* the database is closing */
-#define CS_EBATCH (-30919)     /* batch too large (over CS_BATCH_OPS_MAX or CS_BATCH_BYTES_MAX) */
+#define CS_ENOTFOUND (-30900) /* key or collection not found */
+#define CS_EINVAL (-30901)    /* invalid argument (NULL pointer, empty key, bad handle) */
+#define CS_ECORRUPT (-30902)  /* bad bytes on disk or on the wire; data is damaged */
+#define CS_ECONFLICT (-30903) /* transaction conflict; retry */
+#define CS_EFULL (-30904)     /* a bounded queue or table is full */
+#define CS_EKEYSIZE (-30905)  /* key empty or longer than CS_KEY_MAX */
+#define CS_EVALSIZE (-30906)  /* value longer than CS_VALUE_MAX */
+#define CS_ENAME (-30907)     /* collection name empty, too long, or holding '/' or NUL */
+#define CS_EOPTION (-30908)   /* unknown option name */
+#define CS_EOPTVAL (-30909)   /* invalid option value */
+#define CS_ESHARDS (-30910)   /* shard count differs from the one the database was made with */
+#define CS_ECPUSET (-30911)   /* cpuset names absent CPUs, or has fewer CPUs than shards */
+#define CS_ELOCKED (-30912)   /* the data folder is open in another process */
+#define CS_ENOTSUP (-30913)   /* not supported (yet): e.g. a batch spanning several shards */
+#define CS_EIO (-30914)       /* an earlier write failed: the shard is read-only until reopen */
+#define CS_EEXIST (-30915)    /* collection already exists */
+#define CS_ENOTDIR (-30916)   /* the data path exists and is not a folder */
+#define CS_EVERSION (-30917)  /* the data folder has an unknown format version */
+#define CS_ECLOSED (-30918)   /* the database is closing */
+#define CS_EBATCH (-30919)    /* batch too large (over CS_BATCH_OPS_MAX or CS_BATCH_BYTES_MAX) */
 #define CS_ERR_LAST (-30919)
 
 /* ---- Limits. Exceeding one is an error code, never a crash. ---- */
-#define CS_KEY_MAX 1024u                   /* bytes in a key (keys are 1..CS_KEY_MAX bytes) */
-#define CS_VALUE_MAX (1024u * 1024u)       /* bytes in a value (0..CS_VALUE_MAX) */
-#define CS_NAME_MAX 64u                    /* bytes in a collection name, without the NUL */
-#define CS_BATCH_OPS_MAX 65536u            /* operations in one cs_batch */
-#define CS_BATCH_BYTES_MAX (8u << 20)      /* key+value bytes in one cs_batch */
-#define CS_SHARDS_MAX 256u                 /* shards in one database */
-#define CS_COLLECTIONS_MAX 4096u           /* collections in one database */
-#define CS_SESSION_DEPTH_MAX 65536u        /* requests in flight in one session */
+#define CS_KEY_MAX 1024u              /* bytes in a key (keys are 1..CS_KEY_MAX bytes) */
+#define CS_VALUE_MAX (1024u * 1024u)  /* bytes in a value (0..CS_VALUE_MAX) */
+#define CS_NAME_MAX 64u               /* bytes in a collection name, without the NUL */
+#define CS_BATCH_OPS_MAX 65536u       /* operations in one cs_batch */
+#define CS_BATCH_BYTES_MAX (8u << 20) /* key+value bytes in one cs_batch */
+#define CS_SHARDS_MAX 256u            /* shards in one database */
+#define CS_COLLECTIONS_MAX 4096u      /* collections in one database */
+#define CS_SESSION_DEPTH_MAX 65536u   /* requests in flight in one session */
 
 typedef struct cs_db cs_db;
 typedef struct cs_options cs_options;
@@ -71,6 +71,11 @@ typedef struct cs_session cs_session;
 
 /* Describe any return code of this API (CS_E* or -errno). Never NULL; static storage. */
 const char *cs_strerror(int rc);
+
+/* Details of the last error cs_open() returned on this thread: the damaged file and offset, the
+ * reason recovery or start-up failed; "" when there are none. Thread-local, valid until the next
+ * cs_open() on this thread. */
+const char *cs_last_error(void);
 
 /* Release memory that cstore returned (values from cs_get, completions, name lists). NULL ok. */
 void cs_free(void *p);
@@ -117,8 +122,7 @@ int cs_close(cs_db *db);
  * could still lose. Errors: CS_ENAME, CS_EKEYSIZE, CS_EVALSIZE, CS_EIO, -ENOSPC, -ENOMEM.
  * cs_get: *val (from cs_free's allocator; NULL when vlen is 0) and *vlen are set on success;
  * CS_ENOTFOUND when the key or the collection is missing. */
-int cs_put(cs_db *db, const char *coll, const void *key, size_t klen, const void *val,
-           size_t vlen);
+int cs_put(cs_db *db, const char *coll, const void *key, size_t klen, const void *val, size_t vlen);
 int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val, size_t *vlen);
 int cs_del(cs_db *db, const char *coll, const void *key, size_t klen); /* CS_ENOTFOUND if absent */
 
@@ -173,8 +177,8 @@ struct cs_completion {
     size_t vlen;        /* gets: value length */
 };
 int cs_session_open(cs_db *db, unsigned depth, cs_session **s);
-int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen,
-                   const void *val, size_t vlen, uint64_t user_data);
+int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen, const void *val,
+                   size_t vlen, uint64_t user_data);
 int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
                    uint64_t user_data);
 int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
@@ -189,27 +193,27 @@ void cs_session_close(cs_session *s);
 
 /* ---- Statistics ---- */
 struct cs_shard_stats {
-    unsigned shard;              /* shard index */
-    int cpu;                     /* CPU the shard is pinned to */
-    uint64_t records;            /* records in all collections of this shard */
-    uint64_t collections;        /* collections present on this shard */
-    uint64_t puts;               /* puts executed since open */
-    uint64_t gets;               /* gets executed since open */
-    uint64_t dels;               /* deletes executed since open */
-    uint64_t batches;            /* atomic batches executed since open */
-    uint64_t scans;              /* cursor batches served since open */
-    uint64_t loops;              /* event loop iterations that did work */
-    uint64_t wal_frames;         /* WAL frames written since open */
-    uint64_t wal_records;        /* WAL records written since open */
-    uint64_t wal_bytes;          /* WAL bytes written since open (after compression) */
-    uint64_t wal_syncs;          /* fdatasync calls since open */
-    uint64_t wal_lsn;            /* last LSN assigned */
-    uint64_t wal_durable_lsn;    /* last LSN known durable */
-    uint64_t wal_segments;       /* WAL segment files on disk */
-    uint64_t recovered_records;  /* WAL records replayed at open */
-    uint64_t recovery_us;        /* time this shard spent recovering at open */
-    uint64_t tree_bytes;         /* bytes held by the shard's trees */
-    int io_error;                /* 0, or the error that made the shard read-only */
+    unsigned shard;             /* shard index */
+    int cpu;                    /* CPU the shard is pinned to */
+    uint64_t records;           /* records in all collections of this shard */
+    uint64_t collections;       /* collections present on this shard */
+    uint64_t puts;              /* puts executed since open */
+    uint64_t gets;              /* gets executed since open */
+    uint64_t dels;              /* deletes executed since open */
+    uint64_t batches;           /* atomic batches executed since open */
+    uint64_t scans;             /* cursor batches served since open */
+    uint64_t loops;             /* event loop iterations that did work */
+    uint64_t wal_frames;        /* WAL frames written since open */
+    uint64_t wal_records;       /* WAL records written since open */
+    uint64_t wal_bytes;         /* WAL bytes written since open (after compression) */
+    uint64_t wal_syncs;         /* fdatasync calls since open */
+    uint64_t wal_lsn;           /* last LSN assigned */
+    uint64_t wal_durable_lsn;   /* last LSN known durable */
+    uint64_t wal_segments;      /* WAL segment files on disk */
+    uint64_t recovered_records; /* WAL records replayed at open */
+    uint64_t recovery_us;       /* time this shard spent recovering at open */
+    uint64_t tree_bytes;        /* bytes held by the shard's trees */
+    int io_error;               /* 0, or the error that made the shard read-only */
 };
 unsigned cs_shard_count(const cs_db *db);
 int cs_stats(cs_db *db, unsigned shard, struct cs_shard_stats *out);

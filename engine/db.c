@@ -1,0 +1,557 @@
+/* Database open/close, the router, the single-key calls, collections and statistics.
+ *
+ * DATA FOLDER
+ *   LOCK        flock()ed exclusively while the database is open (a second opener, in this or
+ *               another process, gets CS_ELOCKED)
+ *   CSTORE      format record, written once at creation (tmp file, fsync, rename, fsync folder):
+ *                  0  8  magic "CSTOREDB"
+ *                  8  4  format version (1)
+ *                 12  4  shard count
+ *                 16  8  zero
+ *                 24  8  XXH3_64 of bytes 0..23
+ *   shard-NNN/  one folder per shard: its WAL segments (see shards/wal.c)
+ *
+ * ROUTING. A key lives on shard XXH3_64(key) % shards, whatever its collection; the shard count
+ * is fixed at creation (reopening with another count is CS_ESHARDS: resharding is a tool's job).
+ *
+ * THREADS. Every call may come from any application thread. A blocking call puts one request on
+ * the caller's stack, queues it to the key's shard and waits on a futex in the request (after a
+ * short spin): no lock, no allocation. Collection create/drop take a mutex among themselves only.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "io/file.h"
+
+#define META_NAME "CSTORE"
+#define META_MAGIC "CSTOREDB"
+#define META_VERSION 1u
+#define META_BYTES 32u
+#define WAITER_SPIN_MAX 200u /* polls before a blocking caller sleeps on its futex */
+
+enum { WAITER_PENDING, WAITER_SLEEPING, WAITER_DONE };
+
+static _Thread_local char last_error[PATH_MAX + 256];
+
+const char *cs_last_error(void)
+{
+    return last_error;
+}
+
+void cs_free(void *p)
+{
+    cs_mem_free(p);
+}
+
+/* ---- waiting for one request ---- */
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val)
+{
+    return syscall(SYS_futex, addr, op, val, NULL, NULL, 0);
+}
+
+static void waiter_done(struct shard_req *r)
+{
+    struct waiter *w = (struct waiter *)r;
+    if (atomic_exchange(&w->state, WAITER_DONE) == WAITER_SLEEPING)
+        futex(&w->state, FUTEX_WAKE_PRIVATE, 1);
+}
+
+void waiter_init(struct waiter *w, enum shard_op op)
+{
+    memset(&w->req, 0, sizeof(w->req));
+    w->req.op = (uint8_t)op;
+    w->req.done = waiter_done;
+    atomic_store_explicit(&w->state, WAITER_PENDING, memory_order_relaxed);
+}
+
+void waiter_wait(struct waiter *w)
+{
+    for (unsigned i = 0; i < WAITER_SPIN_MAX; i++) {
+        if (atomic_load_explicit(&w->state, memory_order_acquire) == WAITER_DONE)
+            return;
+        __builtin_ia32_pause();
+    }
+    uint32_t expect = WAITER_PENDING;
+    if (!atomic_compare_exchange_strong(&w->state, &expect, WAITER_SLEEPING))
+        return; /* already done */
+    while (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_DONE)
+        futex(&w->state, FUTEX_WAIT_PRIVATE, WAITER_SLEEPING);
+}
+
+int db_call(cs_db *db, unsigned shard, struct waiter *w)
+{
+    cs_assert(shard < db->nshards);
+    shard_submit(&db->shards[shard], &w->req);
+    waiter_wait(w);
+    return w->req.rc;
+}
+
+/* Submit one copy of w's request to every shard, then wait for all. Returns the count of
+ * shards that answered 0 and the first other answer than skip_rc in *first_err. */
+static unsigned db_broadcast(cs_db *db, struct waiter *ws, int skip_rc, int *first_err)
+{
+    for (unsigned i = 0; i < db->nshards; i++)
+        shard_submit(&db->shards[i], &ws[i].req);
+    unsigned ok = 0;
+    *first_err = 0;
+    for (unsigned i = 0; i < db->nshards; i++) {
+        waiter_wait(&ws[i]);
+        int rc = ws[i].req.rc;
+        if (rc == 0)
+            ok++;
+        else if (rc != skip_rc && *first_err == 0)
+            *first_err = rc;
+    }
+    return ok;
+}
+
+/* ---- argument checks and routing ---- */
+
+int db_check_name(const char *coll, uint16_t *len)
+{
+    if (!coll)
+        return CS_ENAME;
+    size_t n = strnlen(coll, CS_NAME_MAX + 1);
+    if (n == 0 || n > CS_NAME_MAX || memchr(coll, '/', n))
+        return CS_ENAME;
+    *len = (uint16_t)n;
+    return 0;
+}
+
+int db_check_key(const void *key, size_t klen)
+{
+    if (klen == 0 || klen > CS_KEY_MAX)
+        return CS_EKEYSIZE;
+    return key ? 0 : CS_EINVAL;
+}
+
+int db_check_value(const void *val, size_t vlen)
+{
+    if (vlen > CS_VALUE_MAX)
+        return CS_EVALSIZE;
+    return val || vlen == 0 ? 0 : CS_EINVAL;
+}
+
+unsigned db_shard_of(const cs_db *db, const void *key, size_t klen)
+{
+    return (unsigned)(XXH3_64bits(key, klen) % db->nshards);
+}
+
+/* ---- the format record ---- */
+
+static int meta_read(const char *dir, unsigned *shards)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, META_NAME) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    void *buf;
+    size_t len;
+    int rc = io_file_read_all(path, 4096, &buf, &len);
+    if (rc == -ENOENT) {
+        *shards = 0;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    const uint8_t *p = buf;
+    uint32_t version, n;
+    uint64_t sum;
+    rc = CS_ECORRUPT;
+    if (len == META_BYTES && memcmp(p, META_MAGIC, 8) == 0) {
+        memcpy(&version, p + 8, 4);
+        memcpy(&n, p + 12, 4);
+        memcpy(&sum, p + 24, 8);
+        if (sum != XXH3_64bits(p, 24))
+            rc = CS_ECORRUPT;
+        else if (version != META_VERSION)
+            rc = CS_EVERSION;
+        else if (n == 0 || n > CS_SHARDS_MAX)
+            rc = CS_ECORRUPT;
+        else
+            rc = 0;
+    }
+    cs_mem_free(buf);
+    if (rc == CS_ECORRUPT)
+        snprintf(last_error, sizeof(last_error), "bad format record %s", path);
+    if (!rc)
+        *shards = n;
+    return rc;
+}
+
+static int meta_write(const char *dir, unsigned shards)
+{
+    uint8_t p[META_BYTES];
+    memset(p, 0, sizeof(p));
+    memcpy(p, META_MAGIC, 8);
+    uint32_t version = META_VERSION, n = shards;
+    memcpy(p + 8, &version, 4);
+    memcpy(p + 12, &n, 4);
+    uint64_t sum = XXH3_64bits(p, 24);
+    memcpy(p + 24, &sum, 8);
+    return io_file_replace(dir, META_NAME, p, sizeof(p));
+}
+
+/* ---- open ---- */
+
+/* Decide the shard count and the CPU of each shard. */
+static int plan_shards(cs_db *db, unsigned recorded, int *cpus)
+{
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+        return -errno;
+    cpu_set_t set = allowed;
+    if (db->opt.cpuset_given) {
+        set = db->opt.cpuset;
+        for (int c = 0; c < CPU_SETSIZE; c++)
+            if (CPU_ISSET(c, &set) && !CPU_ISSET(c, &allowed)) {
+                snprintf(last_error, sizeof(last_error),
+                         "cpuset names CPU %d, which this process cannot run on", c);
+                return CS_ECPUSET;
+            }
+    }
+    unsigned ncpu = (unsigned)CPU_COUNT(&set);
+    unsigned n = db->opt.shards ? db->opt.shards : (recorded ? recorded : ncpu);
+    if (recorded && n != recorded) {
+        snprintf(last_error, sizeof(last_error),
+                 "the database was created with %u shards; %u were asked for", recorded, n);
+        return CS_ESHARDS;
+    }
+    if (n == 0 || n > CS_SHARDS_MAX)
+        return CS_EOPTVAL;
+    if (n > ncpu) {
+        snprintf(last_error, sizeof(last_error), "%u shards need %u CPUs; the cpuset has %u", n, n,
+                 ncpu);
+        return CS_ECPUSET;
+    }
+    unsigned i = 0;
+    for (int c = 0; c < CPU_SETSIZE && i < n; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[i++] = c;
+    db->nshards = n;
+    return 0;
+}
+
+static int start_shards(cs_db *db, const int *cpus)
+{
+    unsigned n = db->nshards;
+    uint64_t mem = db->opt.memory_limit ? cs_max_size(db->opt.memory_limit / n, 1) : 0;
+    int rc = 0;
+    unsigned launched = 0;
+    for (; launched < n && !rc; launched++) {
+        char dir[PATH_MAX];
+        if (snprintf(dir, sizeof(dir), "%s/shard-%03u", db->dir, launched) >= (int)sizeof(dir)) {
+            rc = -ENAMETOOLONG;
+            break;
+        }
+        rc = io_dir_ensure(dir);
+        if (rc)
+            break;
+        struct shard_config cfg = {
+            .dir = dir,
+            .index = launched,
+            .cpu = cpus[launched],
+            .durability = db->opt.durability,
+            .sync_interval_ms = db->opt.sync_interval_ms,
+            .group_commit_delay_us = db->opt.group_commit_delay_us,
+            .wal_segment_bytes = db->opt.wal_segment_bytes,
+            .wal_compress_bytes = db->opt.wal_compress_bytes,
+            .inbox_depth = db->opt.inbox_depth,
+            .batch_max = db->opt.batch_max,
+            .memory_bytes_max = mem,
+        };
+        rc = shard_launch(&db->shards[launched], &cfg);
+        if (rc)
+            break;
+    }
+    int sync_rc = io_dir_sync(db->dir);
+    for (unsigned i = 0; i < launched; i++) {
+        int r = shard_await(&db->shards[i]);
+        if (r && !rc) {
+            rc = r;
+            snprintf(last_error, sizeof(last_error), "shard %u: %s", i,
+                     db->shards[i].start_msg[0] ? db->shards[i].start_msg : cs_strerror(r));
+        }
+    }
+    if (!rc)
+        rc = sync_rc;
+    if (rc)
+        for (unsigned i = 0; i < launched; i++)
+            (void)shard_stop(&db->shards[i]);
+    return rc;
+}
+
+static void db_free(cs_db *db)
+{
+    if (db->lock_fd >= 0)
+        close(db->lock_fd);
+    pthread_mutex_destroy(&db->ddl);
+    free(db->shards);
+    free(db);
+}
+
+static int db_prepare_dir(cs_db *db, const char *dir)
+{
+    if (snprintf(db->dir, sizeof(db->dir), "%s", dir) >= (int)sizeof(db->dir))
+        return -ENAMETOOLONG;
+    int rc = io_dir_ensure(dir);
+    if (rc == CS_ENOTDIR)
+        snprintf(last_error, sizeof(last_error), "%s exists and is not a folder", dir);
+    if (rc)
+        return rc;
+    rc = io_dir_lock(dir, &db->lock_fd);
+    if (rc == CS_ELOCKED)
+        snprintf(last_error, sizeof(last_error), "%s is open in another process or handle", dir);
+    if (rc)
+        return rc;
+    /* root may write anywhere; others get a clear error here rather than at the first WAL. */
+    return access(dir, W_OK | X_OK) == 0 ? 0 : -errno;
+}
+
+int cs_open(const char *dir, const cs_options *o, cs_db **out)
+{
+    last_error[0] = '\0';
+    if (!out)
+        return CS_EINVAL;
+    *out = NULL;
+    if (!dir || !*dir)
+        return CS_EINVAL;
+    cs_db *db = calloc(1, sizeof(*db));
+    if (!db)
+        return -ENOMEM;
+    db->lock_fd = -1;
+    pthread_mutex_init(&db->ddl, NULL);
+    if (o)
+        db->opt = *o;
+    else
+        options_defaults(&db->opt);
+    unsigned recorded = 0;
+    int cpus[CS_SHARDS_MAX];
+    int rc = db_prepare_dir(db, dir);
+    if (!rc)
+        rc = meta_read(db->dir, &recorded);
+    if (!rc)
+        rc = plan_shards(db, recorded, cpus);
+    if (!rc && !recorded)
+        rc = meta_write(db->dir, db->nshards);
+    if (!rc) {
+        db->shards = calloc(db->nshards, sizeof(*db->shards));
+        rc = db->shards ? start_shards(db, cpus) : -ENOMEM;
+    }
+    if (rc) {
+        if (!last_error[0])
+            snprintf(last_error, sizeof(last_error), "%s: %s", dir, cs_strerror(rc));
+        db_free(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+int cs_close(cs_db *db)
+{
+    if (!db)
+        return CS_EINVAL;
+    int rc = 0;
+    for (unsigned i = 0; i < db->nshards; i++) {
+        int r = shard_stop(&db->shards[i]);
+        if (r && !rc)
+            rc = r;
+    }
+    db_free(db);
+    return rc;
+}
+
+/* ---- single-key calls ---- */
+
+static int key_call(cs_db *db, enum shard_op op, const char *coll, const void *key, size_t klen,
+                    struct waiter *w)
+{
+    if (!db)
+        return CS_EINVAL;
+    uint16_t nlen;
+    int rc = db_check_name(coll, &nlen);
+    if (!rc)
+        rc = db_check_key(key, klen);
+    if (rc)
+        return rc;
+    waiter_init(w, op);
+    w->req.coll = coll;
+    w->req.coll_len = nlen;
+    w->req.key = key;
+    w->req.klen = klen;
+    return 0;
+}
+
+int cs_put(cs_db *db, const char *coll, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct waiter w;
+    int rc = key_call(db, SHARD_PUT, coll, key, klen, &w);
+    if (!rc)
+        rc = db_check_value(val, vlen);
+    if (rc)
+        return rc;
+    w.req.val = val;
+    w.req.vlen = vlen;
+    return db_call(db, db_shard_of(db, key, klen), &w);
+}
+
+int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val, size_t *vlen)
+{
+    if (!val || !vlen)
+        return CS_EINVAL;
+    *val = NULL;
+    *vlen = 0;
+    struct waiter w;
+    int rc = key_call(db, SHARD_GET, coll, key, klen, &w);
+    if (rc)
+        return rc;
+    rc = db_call(db, db_shard_of(db, key, klen), &w);
+    if (rc)
+        return rc;
+    *val = w.req.out;
+    *vlen = w.req.out_len;
+    return 0;
+}
+
+int cs_del(cs_db *db, const char *coll, const void *key, size_t klen)
+{
+    struct waiter w;
+    int rc = key_call(db, SHARD_DEL, coll, key, klen, &w);
+    if (rc)
+        return rc;
+    return db_call(db, db_shard_of(db, key, klen), &w);
+}
+
+/* ---- collections ---- */
+
+static int coll_broadcast(cs_db *db, enum shard_op op, const char *coll, int skip_rc, unsigned *ok)
+{
+    uint16_t nlen;
+    if (!db)
+        return CS_EINVAL;
+    int rc = db_check_name(coll, &nlen);
+    if (rc)
+        return rc;
+    struct waiter *ws = calloc(db->nshards, sizeof(*ws));
+    if (!ws)
+        return -ENOMEM;
+    for (unsigned i = 0; i < db->nshards; i++) {
+        waiter_init(&ws[i], op);
+        ws[i].req.coll = coll;
+        ws[i].req.coll_len = nlen;
+    }
+    pthread_mutex_lock(&db->ddl);
+    *ok = db_broadcast(db, ws, skip_rc, &rc);
+    pthread_mutex_unlock(&db->ddl);
+    free(ws);
+    return rc;
+}
+
+int cs_collection_create(cs_db *db, const char *coll)
+{
+    unsigned created;
+    int rc = coll_broadcast(db, SHARD_COLL_CREATE, coll, CS_EEXIST, &created);
+    if (rc)
+        return rc;
+    return created == db->nshards ? 0 : CS_EEXIST;
+}
+
+int cs_collection_drop(cs_db *db, const char *coll)
+{
+    unsigned dropped;
+    int rc = coll_broadcast(db, SHARD_COLL_DROP, coll, CS_ENOTFOUND, &dropped);
+    if (rc)
+        return rc;
+    return dropped ? 0 : CS_ENOTFOUND;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Pack the distinct names of the shards' lists into one allocation: pointers, then strings. */
+static int names_pack(struct waiter *ws, unsigned n, char ***names, size_t *count)
+{
+    size_t total = 0, bytes = 0;
+    for (unsigned i = 0; i < n; i++) {
+        total += ws[i].req.out_count;
+        bytes += ws[i].req.out_len;
+    }
+    char **tmp = malloc((total ? total : 1) * sizeof(char *));
+    if (!tmp)
+        return -ENOMEM;
+    size_t k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const char *p = ws[i].req.out;
+        for (uint32_t j = 0; j < ws[i].req.out_count; j++, p += strlen(p) + 1)
+            tmp[k++] = (char *)p;
+    }
+    qsort(tmp, total, sizeof(char *), name_cmp);
+    char **arr = cs_mem_alloc(0, (total ? total : 1) * sizeof(char *) + bytes + 1);
+    if (!arr) {
+        free(tmp);
+        return -ENOMEM;
+    }
+    char *s = (char *)(arr + (total ? total : 1));
+    size_t m = 0;
+    for (size_t i = 0; i < total; i++) {
+        if (m && strcmp(arr[m - 1], tmp[i]) == 0)
+            continue;
+        size_t len = strlen(tmp[i]) + 1;
+        memcpy(s, tmp[i], len);
+        arr[m++] = s;
+        s += len;
+    }
+    free(tmp);
+    *names = arr;
+    *count = m;
+    return 0;
+}
+
+int cs_collection_list(cs_db *db, char ***names, size_t *count)
+{
+    if (!db || !names || !count)
+        return CS_EINVAL;
+    struct waiter *ws = calloc(db->nshards, sizeof(*ws));
+    if (!ws)
+        return -ENOMEM;
+    for (unsigned i = 0; i < db->nshards; i++)
+        waiter_init(&ws[i], SHARD_COLL_LIST);
+    int rc;
+    db_broadcast(db, ws, 0, &rc);
+    if (!rc)
+        rc = names_pack(ws, db->nshards, names, count);
+    for (unsigned i = 0; i < db->nshards; i++)
+        cs_mem_free(ws[i].req.out);
+    free(ws);
+    return rc;
+}
+
+/* ---- statistics ---- */
+
+unsigned cs_shard_count(const cs_db *db)
+{
+    return db ? db->nshards : 0;
+}
+
+int cs_stats(cs_db *db, unsigned shard, struct cs_shard_stats *out)
+{
+    if (!db || !out || shard >= db->nshards)
+        return CS_EINVAL;
+    struct waiter w;
+    waiter_init(&w, SHARD_STATS);
+    w.req.stats = out;
+    return db_call(db, shard, &w);
+}

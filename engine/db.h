@@ -1,0 +1,40 @@
+/* The database handle and the plumbing every engine module shares: argument checks, the router
+ * (key -> shard), and the blocking round trip of a request to a shard. */
+#ifndef CS_DB_H
+#define CS_DB_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "cstore.h"
+#include "engine/options.h"
+#include "shards/shard.h"
+
+struct cs_db {
+    char dir[PATH_MAX];    /* data folder */
+    struct cs_options opt; /* options in force */
+    unsigned nshards;      /* shard count */
+    struct shard *shards;  /* nshards shards */
+    int lock_fd;           /* holds dir/LOCK */
+    pthread_mutex_t ddl;   /* serialises collection create/drop (cold path) */
+};
+
+/* A request whose submitter blocks until it completes (futex wait after a short spin). */
+struct waiter {
+    struct shard_req req;   /* must stay first */
+    _Atomic uint32_t state; /* WAITER_PENDING, WAITER_SLEEPING, WAITER_DONE */
+};
+
+void waiter_init(struct waiter *w, enum shard_op op);
+void waiter_wait(struct waiter *w);
+/* Submit w to shard and wait for its completion; returns w->req.rc. */
+int db_call(cs_db *db, unsigned shard, struct waiter *w);
+
+unsigned db_shard_of(const cs_db *db, const void *key, size_t klen);
+/* Argument checks shared by the blocking, batch and session calls. */
+CS_MUST_CHECK int db_check_name(const char *coll, uint16_t *len);
+CS_MUST_CHECK int db_check_key(const void *key, size_t klen);
+CS_MUST_CHECK int db_check_value(const void *val, size_t vlen);
+
+#endif

@@ -1,0 +1,205 @@
+/* Sessions: asynchronous submission and completion, io_uring style.
+ *
+ * A session owns `depth` request slots, allocated once at open. A submit call takes a free slot,
+ * fills its shard request (pointing at the caller's buffers, which must stay valid until the
+ * completion is reaped) and queues it to the key's shard: no allocation, no lock. When a shard
+ * completes a slot, it pushes the slot onto the session's completion ring (a Concurrency Kit
+ * MPSC ring: the shards produce, the session's thread consumes) with room for every slot, so the
+ * push cannot fail, and wakes the session's thread through a futex if it sleeps in poll.
+ *
+ * A session is used by one application thread at a time. */
+#include <errno.h>
+#include <sched.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "engine/db.h"
+
+struct session_slot {
+    struct shard_req req; /* must stay first */
+    struct cs_session *s; /* owner */
+    uint64_t user_data;   /* caller's tag */
+};
+
+struct cs_session {
+    cs_db *db;                       /* database */
+    unsigned depth;                  /* slots */
+    unsigned inflight;               /* slots submitted and not reaped */
+    struct session_slot *slots;      /* all slots */
+    struct session_slot **free;      /* stack of free slots */
+    unsigned nfree;                  /* entries on it */
+    struct ck_ring done;             /* completed slots */
+    struct ck_ring_buffer *done_buf; /* its storage (power of two > depth) */
+    _Atomic uint32_t seq;            /* bumped at each completion (futex word) */
+    _Atomic uint32_t waiting;        /* the owner sleeps on seq */
+    _Atomic uint32_t signalling;     /* shards inside slot_done() */
+};
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val)
+{
+    return syscall(SYS_futex, addr, op, val, NULL, NULL, 0);
+}
+
+static void slot_done(struct shard_req *r)
+{
+    struct session_slot *slot = (struct session_slot *)r;
+    struct cs_session *s = slot->s;
+    /* Once the slot is in the ring the owner may reap it and close the session: `signalling`
+     * keeps the session alive until this function no longer touches it. */
+    atomic_fetch_add(&s->signalling, 1);
+    bool ok = ck_ring_enqueue_mpsc(&s->done, s->done_buf, slot);
+    cs_assert(ok); /* room for every slot */
+    atomic_fetch_add(&s->seq, 1);
+    if (atomic_load(&s->waiting))
+        futex(&s->seq, FUTEX_WAKE_PRIVATE, 1);
+    atomic_fetch_sub_explicit(&s->signalling, 1, memory_order_release);
+}
+
+int cs_session_open(cs_db *db, unsigned depth, cs_session **out)
+{
+    if (!out)
+        return CS_EINVAL;
+    *out = NULL;
+    if (!db || depth == 0 || depth > CS_SESSION_DEPTH_MAX)
+        return CS_EINVAL;
+    cs_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    unsigned ring = 2;
+    while (ring <= depth)
+        ring *= 2;
+    s->db = db;
+    s->depth = depth;
+    s->slots = calloc(depth, sizeof(*s->slots));
+    s->free = calloc(depth, sizeof(*s->free));
+    s->done_buf = calloc(ring, sizeof(*s->done_buf));
+    if (!s->slots || !s->free || !s->done_buf) {
+        free(s->slots);
+        free(s->free);
+        free(s->done_buf);
+        free(s);
+        return -ENOMEM;
+    }
+    ck_ring_init(&s->done, ring);
+    for (unsigned i = 0; i < depth; i++) {
+        s->slots[i].s = s;
+        s->free[depth - 1 - i] = &s->slots[i];
+    }
+    s->nfree = depth;
+    *out = s;
+    return 0;
+}
+
+static int submit(cs_session *s, enum shard_op op, const char *coll, const void *key, size_t klen,
+                  const void *val, size_t vlen, uint64_t user_data)
+{
+    if (!s)
+        return CS_EINVAL;
+    uint16_t nlen;
+    int rc = db_check_name(coll, &nlen);
+    if (!rc)
+        rc = db_check_key(key, klen);
+    if (!rc)
+        rc = db_check_value(val, vlen);
+    if (rc)
+        return rc;
+    if (s->nfree == 0)
+        return CS_EFULL;
+    struct session_slot *slot = s->free[--s->nfree];
+    memset(&slot->req, 0, sizeof(slot->req));
+    slot->req.op = (uint8_t)op;
+    slot->req.done = slot_done;
+    slot->req.coll = coll;
+    slot->req.coll_len = nlen;
+    slot->req.key = key;
+    slot->req.klen = klen;
+    slot->req.val = val;
+    slot->req.vlen = vlen;
+    slot->user_data = user_data;
+    s->inflight++;
+    shard_submit(&s->db->shards[db_shard_of(s->db, key, klen)], &slot->req);
+    return 0;
+}
+
+int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen, const void *val,
+                   size_t vlen, uint64_t user_data)
+{
+    return submit(s, SHARD_PUT, coll, key, klen, val, vlen, user_data);
+}
+
+int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
+                   uint64_t user_data)
+{
+    return submit(s, SHARD_GET, coll, key, klen, NULL, 0, user_data);
+}
+
+int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
+                   uint64_t user_data)
+{
+    return submit(s, SHARD_DEL, coll, key, klen, NULL, 0, user_data);
+}
+
+static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
+{
+    unsigned n = 0;
+    void *p;
+    while (n < max && ck_ring_dequeue_mpsc(&s->done, s->done_buf, &p)) {
+        struct session_slot *slot = p;
+        if (out) {
+            out[n].user_data = slot->user_data;
+            out[n].rc = slot->req.rc;
+            out[n].val = slot->req.op == SHARD_GET ? slot->req.out : NULL;
+            out[n].vlen = slot->req.op == SHARD_GET ? slot->req.out_len : 0;
+        } else if (slot->req.op == SHARD_GET) {
+            cs_mem_free(slot->req.out);
+        }
+        s->free[s->nfree++] = slot;
+        s->inflight--;
+        n++;
+    }
+    return n;
+}
+
+int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsigned min)
+{
+    if (!s || (!out && max) || min > max || min > s->inflight)
+        return CS_EINVAL;
+    unsigned n = reap(s, out, max);
+    while (n < min) {
+        uint32_t seq = atomic_load(&s->seq);
+        atomic_store(&s->waiting, 1);
+        unsigned got = reap(s, out + n, max - n);
+        n += got;
+        if (!got && n < min)
+            futex(&s->seq, FUTEX_WAIT_PRIVATE, seq);
+        atomic_store(&s->waiting, 0);
+    }
+    return (int)n;
+}
+
+unsigned cs_session_inflight(const cs_session *s)
+{
+    return s ? s->inflight : 0;
+}
+
+void cs_session_close(cs_session *s)
+{
+    if (!s)
+        return;
+    while (s->inflight > 0) {
+        uint32_t seq = atomic_load(&s->seq);
+        atomic_store(&s->waiting, 1);
+        if (!reap(s, NULL, s->depth))
+            futex(&s->seq, FUTEX_WAIT_PRIVATE, seq);
+        atomic_store(&s->waiting, 0);
+    }
+    while (atomic_load_explicit(&s->signalling, memory_order_acquire) != 0)
+        sched_yield();
+    free(s->slots);
+    free(s->free);
+    free(s->done_buf);
+    free(s);
+}

@@ -1,0 +1,195 @@
+/* File and folder operations.
+ *
+ * Rules kept here: every creation, rename or removal is followed by an fsync of the folder
+ * (io_file_replace does it; callers that create files call io_dir_sync); reads and writes loop
+ * until the whole range is done or fail with -errno; a file that is shorter than what its
+ * reader needs is CS_ECORRUPT, never an assert. */
+#include "file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cstore.h"
+
+#define IO_RETRY_MAX 1000 /* EINTR / partial-progress iterations before giving up */
+
+int io_dir_ensure(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : CS_ENOTDIR;
+    if (errno != ENOENT)
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
+    if (mkdir(dir, 0755) != 0)
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
+    return 0;
+}
+
+int io_dir_sync(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+int io_dir_lock(const char *dir, int *fd)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/LOCK", dir) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0)
+        return -errno;
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        return e == EWOULDBLOCK ? CS_ELOCKED : -e;
+    }
+    *fd = f;
+    return 0;
+}
+
+int io_file_open(const char *path, int flags, int *fd)
+{
+    int f = open(path, flags | O_CLOEXEC, 0644);
+    if (f < 0)
+        return -errno;
+    *fd = f;
+    return 0;
+}
+
+void io_file_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int io_file_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+    for (int i = 0; len > 0 && i < IO_RETRY_MAX; i++) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return CS_ECORRUPT;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return len == 0 ? 0 : -EIO;
+}
+
+int io_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const char *p = buf;
+    for (int i = 0; len > 0 && i < IO_RETRY_MAX; i++) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return len == 0 ? 0 : -EIO;
+}
+
+int io_file_sync(int fd)
+{
+    return fdatasync(fd) == 0 ? 0 : -errno;
+}
+
+int io_file_size(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int io_file_preallocate(int fd, uint64_t len)
+{
+    int rc = posix_fallocate(fd, 0, (off_t)len);
+    if (rc == EOPNOTSUPP || rc == EINVAL)
+        return ftruncate(fd, (off_t)len) == 0 ? 0 : -errno; /* filesystems without fallocate */
+    return -rc;
+}
+
+int io_file_zero(int fd, uint64_t off, uint64_t len)
+{
+    static const char zeros[65536];
+    if (len == 0)
+        return 0;
+    if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0)
+        return 0;
+    for (uint64_t done = 0; done < len;) {
+        size_t n = (size_t)cs_min_u64(sizeof(zeros), len - done);
+        int rc = io_file_pwrite(fd, zeros, n, off + done);
+        if (rc)
+            return rc;
+        done += n;
+    }
+    return 0;
+}
+
+int io_file_replace(const char *dir, const char *name, const void *buf, size_t len)
+{
+    char tmp[PATH_MAX], dst[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
+        snprintf(dst, sizeof(dst), "%s/%s", dir, name) >= (int)sizeof(dst))
+        return -ENAMETOOLONG;
+    int fd = -1;
+    int rc = io_file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, &fd);
+    if (rc)
+        return rc;
+    rc = io_file_pwrite(fd, buf, len, 0);
+    if (!rc)
+        rc = fsync(fd) == 0 ? 0 : -errno;
+    io_file_close(fd);
+    if (!rc)
+        rc = rename(tmp, dst) == 0 ? 0 : -errno;
+    if (!rc)
+        rc = io_dir_sync(dir);
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+int io_file_read_all(const char *path, size_t max, void **buf, size_t *len)
+{
+    int fd = -1;
+    int rc = io_file_open(path, O_RDONLY, &fd);
+    if (rc)
+        return rc;
+    uint64_t size;
+    rc = io_file_size(fd, &size);
+    if (!rc && (size > max || size == 0))
+        rc = CS_ECORRUPT;
+    void *p = NULL;
+    if (!rc) {
+        p = cs_mem_alloc(0, (size_t)size);
+        rc = p ? io_file_pread(fd, p, (size_t)size, 0) : -ENOMEM;
+    }
+    io_file_close(fd);
+    if (rc) {
+        cs_mem_free(p);
+        return rc;
+    }
+    *buf = p;
+    *len = (size_t)size;
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* The io_uring wrapper a shard's event loop uses: the only place cstore submits to io_uring. */
+#ifndef CS_IO_RING_H
+#define CS_IO_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define IO_RING_ENTRIES 64 /* SQ entries per shard ring: a WAL write pair, a wake read, timers */
+
+struct io_ring {
+    struct io_uring uring; /* the kernel ring */
+    unsigned queued;       /* SQEs prepared and not yet submitted */
+};
+
+/* A completion as the loop sees it. */
+struct io_event {
+    uint64_t tag; /* the tag given when the operation was prepared */
+    int res;      /* bytes transferred, 0, or -errno */
+};
+
+CS_MUST_CHECK int io_ring_init(struct io_ring *r);
+void io_ring_exit(struct io_ring *r);
+
+/* Prepare a write of len bytes at offset off; with sync, linked to an fdatasync of the same fd
+ * (tag + 1 for the fsync's completion): both are submitted together. Returns 0 or CS_EFULL when
+ * the submission queue has no room. */
+CS_MUST_CHECK int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len,
+                                uint64_t off, bool sync, uint64_t tag);
+/* Prepare an fdatasync of fd alone. */
+CS_MUST_CHECK int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag);
+/* Prepare an 8-byte read (an eventfd wake-up) into *buf. */
+CS_MUST_CHECK int io_ring_read8(struct io_ring *r, int fd, uint64_t *buf, uint64_t tag);
+/* Prepare a relative timeout of ts (owned by the caller until it completes). */
+CS_MUST_CHECK int io_ring_timeout(struct io_ring *r, struct __kernel_timespec *ts, uint64_t tag);
+
+/* Submit what is prepared and wait until at least wait_nr completions are ready, then copy up to
+ * max of them into ev[]. Returns the number copied or -errno. Interrupted waits return 0. */
+CS_MUST_CHECK int io_ring_run(struct io_ring *r, unsigned wait_nr, struct io_event *ev,
+                              unsigned max);
+
+#endif

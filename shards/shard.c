@@ -1,0 +1,1112 @@
+/* The shard runtime.
+ *
+ * A shard is one thread pinned to one CPU. It owns, and alone touches: one copy-on-write B+ tree
+ * per collection present on the shard, the shard's WAL, its io_uring, and its jemalloc arena.
+ * Application threads reach it only through its inbox, a bounded Concurrency Kit MPSC ring of
+ * request pointers; the submitter owns each request's memory and is told of completion through
+ * the request's done() callback, run on the shard thread.
+ *
+ * THE LOOP
+ *   1. take up to batch_max requests from the inbox and execute them against the trees; writes
+ *      append their WAL records to the open frame (stop early once the frame holds
+ *      WAL_FRAME_SOFT_BYTES);
+ *   2. if no frame is being written and the open frame is not empty, seal it and submit one
+ *      write linked to one fdatasync (sync mode; a plain write in async mode): group commit —
+ *      requests that arrive while a write is in flight form the next frame;
+ *   3. submit and reap io_uring completions: a finished frame makes its LSNs durable and completes
+ *      every pending request whose LSN is now durable; an eventfd read wakes an idle loop;
+ *   4. with nothing to do, block in io_uring until a completion arrives: an idle shard uses no
+ *      CPU. The sleeping flag and the inbox are checked in Dekker order (store flag, full fence,
+ *      check inbox) against the submitter's (enqueue, full fence, check flag), so a wake-up is
+ *      never lost.
+ *
+ * DURABILITY RULES
+ *   sync  — a write completes after the frame holding its record is written and fdatasync'ed.
+ *           Every other request (reads too, and "not found" answers) completes only once every
+ *           LSN applied before it executed is durable: a read never returns a value a crash
+ *           could still lose. Pending requests form one FIFO list in LSN order.
+ *   async — requests complete when executed; frames are written as in sync mode and fdatasync'ed
+ *           every sync_interval_ms.
+ *   none  — no WAL: the trees are the only copy.
+ *   A failed write or fdatasync is never retried: the shard turns read-only (io_error), every
+ *   pending and later write fails with CS_EIO; reads keep working.
+ *
+ * COLLECTIONS. Each shard keeps its own catalog: a collection exists on a shard once a
+ * WAL_COLL_CREATE record (shard-local id, name) is logged, which happens on the first put into it
+ * or on an explicit create broadcast to every shard. A drop logs WAL_COLL_DROP. Ids are never
+ * reused, so replay of a dropped collection's records is unambiguous. A collection's memory lives
+ * until the last snapshot on it is released.
+ */
+#include "shard.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <inttypes.h>
+
+#include "io/file.h"
+
+#define COLL_BUCKETS 1024u /* hash buckets of the per-shard catalog (power of two) */
+#define EVENTS_MAX 32u     /* completions reaped per io_ring_run */
+
+enum shard_tag {
+    TAG_WAKE = 1,  /* eventfd read */
+    TAG_WRITE = 2, /* frame write; TAG_WRITE + 1 is its linked fdatasync */
+    TAG_WRITE_SYNC = 3,
+    TAG_DELAY = 4, /* group-commit delay timer */
+    TAG_SYNC = 5,  /* async-mode sync timer */
+    TAG_FSYNC = 6, /* async-mode lone fdatasync */
+};
+
+struct shard_coll {
+    struct shard_coll *next_name; /* by_name chain */
+    struct shard_coll *next_id;   /* by_id chain */
+    uint32_t id;                  /* shard-local id, never reused */
+    uint32_t refs;                /* 1 while in the catalog + 1 per open snapshot */
+    bool dropped;                 /* removed from the catalog */
+    uint8_t name_len;             /* bytes of name */
+    char name[CS_NAME_MAX + 1];   /* NUL-terminated */
+    struct btree tree;            /* the records */
+};
+
+struct shard_snap {
+    struct shard_coll *coll; /* holds a reference */
+    struct btree_snap snap;  /* holds the root */
+};
+
+/* ---- catalog ---- */
+
+static uint32_t name_bucket(const char *name, size_t len)
+{
+    return (uint32_t)XXH3_64bits(name, len) & (COLL_BUCKETS - 1);
+}
+
+static struct shard_coll *coll_find(struct shard *sh, const char *name, size_t len)
+{
+    struct shard_coll *c = sh->by_name[name_bucket(name, len)];
+    for (; c; c = c->next_name)
+        if (c->name_len == len && memcmp(c->name, name, len) == 0)
+            return c;
+    return NULL;
+}
+
+static struct shard_coll *coll_find_id(struct shard *sh, uint32_t id)
+{
+    struct shard_coll *c = sh->by_id[id & (COLL_BUCKETS - 1)];
+    for (; c; c = c->next_id)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+static struct shard_coll *coll_add(struct shard *sh, uint32_t id, const char *name, size_t len)
+{
+    cs_assert(len > 0 && len <= CS_NAME_MAX);
+    struct shard_coll *c = cs_mem_alloc(sh->arena, sizeof(*c));
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    c->id = id;
+    c->refs = 1;
+    c->name_len = (uint8_t)len;
+    memcpy(c->name, name, len);
+    btree_init(&c->tree, sh->arena);
+    uint32_t b = name_bucket(name, len);
+    c->next_name = sh->by_name[b];
+    sh->by_name[b] = c;
+    c->next_id = sh->by_id[id & (COLL_BUCKETS - 1)];
+    sh->by_id[id & (COLL_BUCKETS - 1)] = c;
+    if (id >= sh->next_coll_id)
+        sh->next_coll_id = id + 1;
+    sh->stats.collections++;
+    return c;
+}
+
+static void coll_unref(struct shard *sh, struct shard_coll *c)
+{
+    cs_assert(c->refs > 0);
+    if (--c->refs > 0)
+        return;
+    sh->tree_bytes -= c->tree.bytes;
+    btree_destroy(&c->tree);
+    cs_mem_free(c);
+}
+
+static void coll_remove(struct shard *sh, struct shard_coll *c)
+{
+    struct shard_coll **p = &sh->by_name[name_bucket(c->name, c->name_len)];
+    while (*p != c)
+        p = &(*p)->next_name;
+    *p = c->next_name;
+    p = &sh->by_id[c->id & (COLL_BUCKETS - 1)];
+    while (*p != c)
+        p = &(*p)->next_id;
+    *p = c->next_id;
+    c->dropped = true;
+    sh->stats.collections--;
+    sh->stats.records -= c->tree.count;
+    coll_unref(sh, c);
+}
+
+/* Tree bytes are accounted per shard: callers wrap each tree change in these two. */
+static uint64_t tree_bytes_before(const struct shard_coll *c)
+{
+    return c->tree.bytes;
+}
+
+static void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint64_t before,
+                             uint64_t count_before)
+{
+    sh->tree_bytes += c->tree.bytes - before;
+    sh->stats.records += c->tree.count - count_before;
+}
+
+/* ---- recovery ---- */
+
+static int replay_op(struct shard *sh, const struct wal_rec *rec)
+{
+    struct shard_coll *c = coll_find_id(sh, rec->coll);
+    if (!c)
+        return CS_ECORRUPT;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    int rc;
+    if (rec->type == WAL_PUT)
+        rc = btree_put(&c->tree, rec->key, rec->klen, rec->val, rec->vlen, NULL);
+    else
+        rc = btree_del(&c->tree, rec->key, rec->klen);
+    tree_bytes_after(sh, c, before, count);
+    return rc == CS_ENOTFOUND ? CS_ECORRUPT : rc;
+}
+
+static int replay_batch(struct shard *sh, const struct wal_rec *rec)
+{
+    size_t off = 0;
+    for (uint32_t i = 0; off < rec->vlen && i < CS_BATCH_OPS_MAX; i++) {
+        struct wal_rec sub;
+        int rc = wal_rec_decode(rec->val, rec->vlen, &off, &sub);
+        if (rc)
+            return rc;
+        if (sub.type != WAL_PUT && sub.type != WAL_DEL)
+            return CS_ECORRUPT;
+        rc = replay_op(sh, &sub);
+        if (rc)
+            return rc;
+    }
+    return off == rec->vlen ? 0 : CS_ECORRUPT;
+}
+
+static int replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec)
+{
+    struct shard *sh = arg;
+    sh->applied_lsn = lsn;
+    switch (rec->type) {
+    case WAL_PUT:
+    case WAL_DEL:
+        return replay_op(sh, rec);
+    case WAL_BATCH:
+        return replay_batch(sh, rec);
+    case WAL_COLL_CREATE:
+        if (coll_find_id(sh, rec->coll) || coll_find(sh, rec->key, rec->klen))
+            return CS_ECORRUPT;
+        return coll_add(sh, rec->coll, rec->key, rec->klen) ? 0 : -ENOMEM;
+    case WAL_COLL_DROP: {
+        struct shard_coll *c = coll_find_id(sh, rec->coll);
+        if (!c)
+            return CS_ECORRUPT;
+        coll_remove(sh, c);
+        return 0;
+    }
+    }
+    return CS_ECORRUPT;
+}
+
+/* ---- completion ---- */
+
+static void req_complete(struct shard_req *r, int rc)
+{
+    r->rc = rc;
+    r->done(r);
+}
+
+/* Complete now, or once everything applied so far is durable (sync mode). */
+static void req_finish(struct shard *sh, struct shard_req *r, int rc)
+{
+    if (sh->cfg.durability != SHARD_SYNC || sh->applied_lsn <= sh->durable_lsn) {
+        req_complete(r, rc);
+        return;
+    }
+    r->rc = rc;
+    r->wait_lsn = sh->applied_lsn;
+    r->next = NULL;
+    if (sh->pending_tail)
+        sh->pending_tail->next = r;
+    else
+        sh->pending_head = r;
+    sh->pending_tail = r;
+}
+
+static void pending_complete(struct shard *sh)
+{
+    struct shard_req *r = sh->pending_head;
+    while (r && r->wait_lsn <= sh->durable_lsn) {
+        struct shard_req *next = r->next;
+        r->done(r);
+        r = next;
+    }
+    sh->pending_head = r;
+    if (!r)
+        sh->pending_tail = NULL;
+}
+
+/* A WAL write failed: read-only from now on; everything waiting on durability fails. */
+static void pending_fail(struct shard *sh, int err)
+{
+    if (!sh->io_error) {
+        fprintf(stderr,
+                "cstore: shard %u: WAL write failed (%s); the shard is read-only until "
+                "the database is reopened\n",
+                sh->cfg.index, cs_strerror(err));
+        sh->io_error = err;
+        sh->stats.io_error = err;
+    }
+    struct shard_req *r = sh->pending_head;
+    while (r) {
+        struct shard_req *next = r->next;
+        if (r->out) {
+            cs_mem_free(r->out);
+            r->out = NULL;
+        }
+        req_complete(r, CS_EIO);
+        r = next;
+    }
+    sh->pending_head = sh->pending_tail = NULL;
+}
+
+/* ---- executing requests ---- */
+
+static int write_allowed(struct shard *sh)
+{
+    if (sh->io_error)
+        return CS_EIO;
+    if (sh->cfg.memory_bytes_max && sh->tree_bytes >= sh->cfg.memory_bytes_max)
+        return CS_EFULL;
+    return 0;
+}
+
+/* Find the collection for a write, creating it (and logging its creation) when missing. The
+ * caller reserved WAL room for a create record. */
+static int coll_for_write(struct shard *sh, const char *name, size_t len, struct shard_coll **out)
+{
+    struct shard_coll *c = coll_find(sh, name, len);
+    if (!c) {
+        c = coll_add(sh, sh->next_coll_id, name, len);
+        if (!c)
+            return -ENOMEM;
+        if (sh->wal_on) {
+            struct wal_rec rec = {.type = WAL_COLL_CREATE, .coll = c->id, .key = name, .klen = len};
+            sh->applied_lsn = wal_append(&sh->wal, &rec);
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+static size_t create_rec_bytes(size_t name_len)
+{
+    return WAL_RECORD_HEADER_BYTES + name_len;
+}
+
+static int exec_put(struct shard *sh, struct shard_req *r)
+{
+    int rc = write_allowed(sh);
+    if (rc)
+        return rc;
+    struct wal_rec rec = {
+        .type = WAL_PUT, .key = r->key, .klen = r->klen, .val = r->val, .vlen = r->vlen};
+    if (sh->wal_on) {
+        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec) + create_rec_bytes(r->coll_len));
+        if (rc)
+            return rc;
+    }
+    struct shard_coll *c;
+    rc = coll_for_write(sh, r->coll, r->coll_len, &c);
+    if (rc)
+        return rc;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    rc = btree_put(&c->tree, r->key, r->klen, r->val, r->vlen, NULL);
+    tree_bytes_after(sh, c, before, count);
+    if (rc)
+        return rc;
+    if (sh->wal_on) {
+        rec.coll = c->id;
+        sh->applied_lsn = wal_append(&sh->wal, &rec);
+    }
+    sh->stats.puts++;
+    return 0;
+}
+
+static int exec_del(struct shard *sh, struct shard_req *r)
+{
+    int rc = sh->io_error ? CS_EIO : 0;
+    if (rc)
+        return rc;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return CS_ENOTFOUND;
+    struct wal_rec rec = {.type = WAL_DEL, .coll = c->id, .key = r->key, .klen = r->klen};
+    if (sh->wal_on) {
+        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
+        if (rc)
+            return rc;
+    }
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    rc = btree_del(&c->tree, r->key, r->klen);
+    tree_bytes_after(sh, c, before, count);
+    if (rc)
+        return rc;
+    if (sh->wal_on)
+        sh->applied_lsn = wal_append(&sh->wal, &rec);
+    sh->stats.dels++;
+    return 0;
+}
+
+static int exec_get(struct shard *sh, struct shard_req *r)
+{
+    sh->stats.gets++;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return CS_ENOTFOUND;
+    const void *v;
+    size_t vlen;
+    int rc = btree_get(&c->tree, r->key, r->klen, &v, &vlen);
+    if (rc)
+        return rc;
+    r->out = NULL;
+    r->out_len = vlen;
+    if (vlen) {
+        r->out = cs_mem_alloc(sh->arena, vlen);
+        if (!r->out)
+            return -ENOMEM;
+        memcpy(r->out, v, vlen);
+    }
+    return 0;
+}
+
+/* ---- atomic batches ---- */
+
+struct batch_state {
+    struct shard_coll **coll;    /* per op: its collection (NULL: delete in a missing one) */
+    bool *effective;             /* per op: changed the tree (so it is logged) */
+    struct shard_coll **touched; /* distinct collections snapshotted for rollback */
+    struct btree_snap *snaps;    /* their snapshots */
+    size_t ntouched;             /* entries used */
+};
+
+static int batch_alloc(struct shard *sh, struct batch_state *b, size_t n)
+{
+    memset(b, 0, sizeof(*b));
+    size_t bytes = n * (2 * sizeof(void *) + sizeof(bool) + sizeof(struct btree_snap));
+    uint8_t *p = cs_mem_alloc(sh->arena, bytes);
+    if (!p)
+        return -ENOMEM;
+    b->coll = (struct shard_coll **)p;
+    b->touched = (struct shard_coll **)(p + n * sizeof(void *));
+    b->snaps = (struct btree_snap *)(p + 2 * n * sizeof(void *));
+    b->effective = (bool *)(p + 2 * n * sizeof(void *) + n * sizeof(struct btree_snap));
+    return 0;
+}
+
+static void batch_snapshot(struct batch_state *b, struct shard_coll *c)
+{
+    for (size_t i = 0; i < b->ntouched; i++)
+        if (b->touched[i] == c)
+            return;
+    btree_snap_take(&c->tree, &b->snaps[b->ntouched]);
+    b->touched[b->ntouched++] = c;
+}
+
+/* Release the rollback snapshots; with rollback, first restore every touched tree. */
+static void batch_finish(struct shard *sh, struct batch_state *b, bool rollback)
+{
+    for (size_t i = 0; i < b->ntouched; i++) {
+        struct shard_coll *c = b->touched[i];
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        if (rollback)
+            btree_restore(&c->tree, &b->snaps[i]);
+        btree_snap_release(&c->tree, &b->snaps[i]);
+        tree_bytes_after(sh, c, before, count);
+    }
+    cs_mem_free(b->coll);
+}
+
+static size_t batch_wal_bytes(const struct shard_req *r)
+{
+    size_t bytes = WAL_RECORD_HEADER_BYTES;
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        bytes += WAL_RECORD_HEADER_BYTES + op->klen + op->vlen + create_rec_bytes(op->coll_len);
+    }
+    return bytes;
+}
+
+static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state *b)
+{
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        struct shard_coll *c = coll_find(sh, op->coll, op->coll_len);
+        int rc = 0;
+        if (!c && op->type == WAL_PUT)
+            rc = coll_for_write(sh, op->coll, op->coll_len, &c);
+        if (rc)
+            return rc;
+        b->coll[i] = c;
+        if (!c)
+            continue;
+        batch_snapshot(b, c);
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        if (op->type == WAL_PUT)
+            rc = btree_put(&c->tree, op->key, op->klen, op->val, op->vlen, NULL);
+        else
+            rc = btree_del(&c->tree, op->key, op->klen);
+        tree_bytes_after(sh, c, before, count);
+        if (rc && rc != CS_ENOTFOUND)
+            return rc;
+        b->effective[i] = rc == 0;
+    }
+    return 0;
+}
+
+static void batch_log(struct shard *sh, struct shard_req *r, const struct batch_state *b)
+{
+    bool any = false;
+    for (size_t i = 0; i < r->nops && !any; i++)
+        any = b->effective[i];
+    if (!any || !sh->wal_on)
+        return;
+    wal_batch_begin(&sh->wal);
+    for (size_t i = 0; i < r->nops; i++) {
+        if (!b->effective[i])
+            continue;
+        const struct shard_batch_op *op = &r->ops[i];
+        struct wal_rec rec = {.type = op->type,
+                              .coll = b->coll[i]->id,
+                              .key = op->key,
+                              .klen = op->klen,
+                              .val = op->val,
+                              .vlen = op->vlen};
+        wal_batch_add(&sh->wal, &rec);
+    }
+    sh->applied_lsn = wal_batch_end(&sh->wal);
+}
+
+static int exec_batch(struct shard *sh, struct shard_req *r)
+{
+    int rc = write_allowed(sh);
+    if (rc)
+        return rc;
+    if (sh->wal_on) {
+        rc = wal_reserve(&sh->wal, batch_wal_bytes(r));
+        if (rc)
+            return rc;
+    }
+    struct batch_state b;
+    rc = batch_alloc(sh, &b, r->nops);
+    if (rc)
+        return rc;
+    rc = batch_apply(sh, r, &b);
+    batch_finish(sh, &b, rc != 0);
+    if (rc)
+        return rc;
+    batch_log(sh, r, &b);
+    sh->stats.batches++;
+    return 0;
+}
+
+/* ---- collections ---- */
+
+static int exec_coll_create(struct shard *sh, struct shard_req *r)
+{
+    if (coll_find(sh, r->coll, r->coll_len))
+        return CS_EEXIST;
+    if (sh->io_error)
+        return CS_EIO;
+    if (sh->wal_on) {
+        int rc = wal_reserve(&sh->wal, create_rec_bytes(r->coll_len));
+        if (rc)
+            return rc;
+    }
+    struct shard_coll *c;
+    return coll_for_write(sh, r->coll, r->coll_len, &c);
+}
+
+static int exec_coll_drop(struct shard *sh, struct shard_req *r)
+{
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return CS_ENOTFOUND;
+    if (sh->io_error)
+        return CS_EIO;
+    struct wal_rec rec = {.type = WAL_COLL_DROP, .coll = c->id};
+    if (sh->wal_on) {
+        int rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
+        if (rc)
+            return rc;
+        sh->applied_lsn = wal_append(&sh->wal, &rec);
+    }
+    coll_remove(sh, c);
+    return 0;
+}
+
+static int exec_coll_list(struct shard *sh, struct shard_req *r)
+{
+    size_t bytes = 1;
+    uint32_t n = 0;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            bytes += c->name_len + 1u;
+            n++;
+        }
+    char *out = cs_mem_alloc(sh->arena, bytes);
+    if (!out)
+        return -ENOMEM;
+    size_t off = 0;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            memcpy(out + off, c->name, c->name_len + 1u);
+            off += c->name_len + 1u;
+        }
+    r->out = out;
+    r->out_len = off;
+    r->out_count = n;
+    return 0;
+}
+
+/* ---- snapshots and their reads ---- */
+
+static int exec_snap_open(struct shard *sh, struct shard_req *r)
+{
+    r->snap = NULL;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return 0;
+    struct shard_snap *s = cs_mem_alloc(sh->arena, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    btree_snap_take(&c->tree, &s->snap);
+    tree_bytes_after(sh, c, before, count);
+    s->coll = c;
+    c->refs++;
+    r->snap = s;
+    return 0;
+}
+
+static void snap_close(struct shard *sh, struct shard_snap *s)
+{
+    struct shard_coll *c = s->coll;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    btree_snap_release(&c->tree, &s->snap);
+    tree_bytes_after(sh, c, before, count);
+    coll_unref(sh, c);
+    cs_mem_free(s);
+}
+
+static bool scan_position(struct btree_cursor *cur, const struct shard_req *r)
+{
+    bool on;
+    switch (r->scan_mode) {
+    case SCAN_FIRST:
+        return btree_cursor_first(cur);
+    case SCAN_LAST:
+        return btree_cursor_last(cur);
+    case SCAN_GE:
+        return btree_cursor_seek(cur, r->key, r->klen);
+    case SCAN_LE:
+        return btree_cursor_seek_le(cur, r->key, r->klen);
+    case SCAN_GT:
+        on = btree_cursor_seek(cur, r->key, r->klen);
+        break;
+    default:
+        on = btree_cursor_seek_le(cur, r->key, r->klen);
+        break;
+    }
+    if (!on)
+        return false;
+    const void *k, *v;
+    size_t klen, vlen;
+    btree_cursor_get(cur, &k, &klen, &v, &vlen);
+    if (klen != r->klen || memcmp(k, r->key, klen) != 0)
+        return true;
+    return r->scan_mode == SCAN_GT ? btree_cursor_next(cur) : btree_cursor_prev(cur);
+}
+
+static int exec_snap_read(struct shard *sh, struct shard_req *r)
+{
+    sh->stats.scans++;
+    bool forward = r->scan_mode <= SCAN_GT;
+    struct btree_cursor cur;
+    btree_cursor_init(&cur, &r->snap->snap);
+    bool on = scan_position(&cur, r);
+    size_t cap = 4096, len = 0;
+    uint8_t *out = cs_mem_alloc(sh->arena, cap);
+    if (!out)
+        return -ENOMEM;
+    uint32_t n = 0;
+    while (on && n < r->scan_max && len < SHARD_SCAN_BYTES_MAX) {
+        const void *k, *v;
+        size_t klen, vlen;
+        btree_cursor_get(&cur, &k, &klen, &v, &vlen);
+        size_t need = SHARD_SCAN_RECORD_HEADER + klen + vlen;
+        if (len + need > cap) {
+            while (cap < len + need)
+                cap *= 2;
+            uint8_t *p = cs_mem_realloc(sh->arena, out, cap);
+            if (!p) {
+                cs_mem_free(out);
+                return -ENOMEM;
+            }
+            out = p;
+        }
+        uint32_t kl = (uint32_t)klen, vl = (uint32_t)vlen;
+        memcpy(out + len, &kl, 4);
+        memcpy(out + len + 4, &vl, 4);
+        memcpy(out + len + 8, k, klen);
+        if (vlen)
+            memcpy(out + len + 8 + klen, v, vlen);
+        len += need;
+        n++;
+        on = forward ? btree_cursor_next(&cur) : btree_cursor_prev(&cur);
+    }
+    r->out = out;
+    r->out_len = len;
+    r->out_count = n;
+    r->out_end = !on;
+    return 0;
+}
+
+static void exec_stats(struct shard *sh, struct shard_req *r)
+{
+    sh->stats.wal_lsn = sh->applied_lsn;
+    sh->stats.wal_durable_lsn = sh->durable_lsn;
+    sh->stats.wal_segments = sh->wal_on ? sh->wal.segments : 0;
+    sh->stats.tree_bytes = sh->tree_bytes;
+    *r->stats = sh->stats;
+}
+
+/* Execute one request; completes it now or parks it until durable. */
+static void exec(struct shard *sh, struct shard_req *r)
+{
+    int rc = 0;
+    r->out = NULL;
+    switch (r->op) {
+    case SHARD_PUT:
+        rc = exec_put(sh, r);
+        break;
+    case SHARD_GET:
+        rc = exec_get(sh, r);
+        break;
+    case SHARD_DEL:
+        rc = exec_del(sh, r);
+        break;
+    case SHARD_BATCH:
+        rc = exec_batch(sh, r);
+        break;
+    case SHARD_COLL_CREATE:
+        rc = exec_coll_create(sh, r);
+        break;
+    case SHARD_COLL_DROP:
+        rc = exec_coll_drop(sh, r);
+        break;
+    case SHARD_COLL_LIST:
+        rc = exec_coll_list(sh, r);
+        break;
+    case SHARD_SNAP_OPEN:
+        rc = exec_snap_open(sh, r);
+        break;
+    case SHARD_SNAP_READ:
+        rc = exec_snap_read(sh, r);
+        req_complete(r, rc); /* a snapshot was durable when it was opened */
+        return;
+    case SHARD_SNAP_CLOSE:
+        snap_close(sh, r->snap);
+        req_complete(r, 0);
+        return;
+    case SHARD_STATS:
+        exec_stats(sh, r);
+        req_complete(r, 0);
+        return;
+    case SHARD_STOP:
+        sh->stopping = true;
+        sh->stop_req = r;
+        return;
+    default:
+        rc = CS_EINVAL;
+        break;
+    }
+    req_finish(sh, r, rc);
+}
+
+/* ---- WAL I/O ---- */
+
+static void wal_submit(struct shard *sh)
+{
+    if (!sh->wal_on || sh->wal.in_flight || sh->io_error || wal_open_bytes(&sh->wal) == 0)
+        return;
+    uint32_t delay_us = sh->cfg.group_commit_delay_us;
+    if (delay_us && !sh->delay_done && !sh->stopping &&
+        wal_open_bytes(&sh->wal) < WAL_FRAME_SOFT_BYTES) {
+        if (!sh->delay_armed) {
+            sh->delay_ts.tv_sec = delay_us / 1000000u;
+            sh->delay_ts.tv_nsec = (long long)(delay_us % 1000000u) * 1000;
+            sh->delay_armed = io_ring_timeout(&sh->ring, &sh->delay_ts, TAG_DELAY) == 0;
+        }
+        return;
+    }
+    sh->delay_done = false;
+    int rc = wal_seal(&sh->wal, &sh->io);
+    if (rc) {
+        pending_fail(sh, rc);
+        return;
+    }
+    bool sync = sh->cfg.durability == SHARD_SYNC;
+    rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, sync, TAG_WRITE);
+    cs_assert(rc == 0); /* the ring has room: at most one frame is in flight */
+    sh->io_wait = sync ? 2 : 1;
+    sh->io_res = 0;
+}
+
+static void wal_completed(struct shard *sh, uint64_t tag, int res)
+{
+    cs_assert(sh->io_wait > 0);
+    if (tag == TAG_WRITE && res >= 0 && (size_t)res != sh->io.len)
+        res = -EIO; /* a short write: the rest of the frame never reached the file */
+    if (res < 0 && sh->io_res == 0 && res != -ECANCELED)
+        sh->io_res = res;
+    if (--sh->io_wait > 0)
+        return;
+    if (sh->io_res) {
+        pending_fail(sh, sh->io_res == -ENOSPC ? -ENOSPC : CS_EIO);
+        return;
+    }
+    wal_io_done(&sh->wal);
+    sh->written_lsn = sh->io.last_lsn;
+    sh->stats.wal_frames++;
+    sh->stats.wal_records += sh->io.records;
+    sh->stats.wal_bytes += sh->io.len;
+    if (sh->cfg.durability == SHARD_SYNC) {
+        sh->stats.wal_syncs++;
+        sh->durable_lsn = sh->io.last_lsn;
+        pending_complete(sh);
+    }
+}
+
+/* Async mode: make written frames durable every sync_interval_ms (and when stopping). */
+static void sync_tick(struct shard *sh)
+{
+    if (sh->cfg.durability != SHARD_ASYNC || sh->io_error)
+        return;
+    bool dirty = sh->written_lsn > sh->durable_lsn;
+    if (dirty && (sh->sync_due || sh->stopping) && !sh->fsync_in_flight && !sh->wal.in_flight) {
+        if (io_ring_fsync(&sh->ring, sh->wal.fd, TAG_FSYNC) == 0) {
+            sh->fsync_in_flight = true;
+            sh->fsync_lsn = sh->written_lsn;
+            sh->sync_due = false;
+        }
+    }
+    if (dirty && !sh->sync_armed && !sh->sync_due && !sh->stopping) {
+        uint32_t ms = sh->cfg.sync_interval_ms;
+        sh->sync_ts.tv_sec = ms / 1000u;
+        sh->sync_ts.tv_nsec = (long long)(ms % 1000u) * 1000000;
+        sh->sync_armed = io_ring_timeout(&sh->ring, &sh->sync_ts, TAG_SYNC) == 0;
+    }
+}
+
+static void handle_event(struct shard *sh, const struct io_event *ev)
+{
+    switch (ev->tag) {
+    case TAG_WAKE:
+        cs_assert(io_ring_read8(&sh->ring, sh->efd, &sh->efd_buf, TAG_WAKE) == 0);
+        break;
+    case TAG_WRITE:
+    case TAG_WRITE_SYNC:
+        wal_completed(sh, ev->tag, ev->res);
+        break;
+    case TAG_DELAY:
+        sh->delay_armed = false;
+        sh->delay_done = true;
+        break;
+    case TAG_SYNC:
+        sh->sync_armed = false;
+        sh->sync_due = true;
+        break;
+    case TAG_FSYNC:
+        sh->fsync_in_flight = false;
+        if (ev->res < 0) {
+            pending_fail(sh, CS_EIO);
+            break;
+        }
+        sh->stats.wal_syncs++;
+        sh->durable_lsn = sh->fsync_lsn;
+        break;
+    }
+}
+
+/* ---- the loop ---- */
+
+static unsigned drain(struct shard *sh)
+{
+    unsigned n = 0;
+    void *p;
+    while (n < sh->cfg.batch_max && !sh->stopping) {
+        if (sh->wal_on && wal_open_bytes(&sh->wal) >= WAL_FRAME_SOFT_BYTES)
+            break;
+        if (!ck_ring_dequeue_mpsc(&sh->inbox, sh->inbox_buf, &p))
+            break;
+        exec(sh, p);
+        n++;
+    }
+    if (n)
+        sh->stats.loops++;
+    return n;
+}
+
+static bool work_left(struct shard *sh)
+{
+    return sh->io_wait > 0 || sh->fsync_in_flight || sh->pending_head ||
+           (sh->wal_on && !sh->io_error && wal_open_bytes(&sh->wal) > 0) ||
+           (sh->cfg.durability == SHARD_ASYNC && !sh->io_error &&
+            sh->written_lsn > sh->durable_lsn);
+}
+
+/* Block in io_uring unless work may be waiting in the inbox (Dekker order with shard_submit). */
+static unsigned wait_count(struct shard *sh, unsigned drained)
+{
+    if (drained == sh->cfg.batch_max)
+        return 0;
+    if (sh->wal_on && !sh->wal.in_flight && !sh->io_error && wal_open_bytes(&sh->wal) > 0 &&
+        !sh->delay_armed)
+        return 0;
+    if (sh->stopping && !work_left(sh))
+        return 0;
+    atomic_store(&sh->sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!sh->stopping && ck_ring_size(&sh->inbox) > 0) {
+        atomic_store(&sh->sleeping, 0);
+        return 0;
+    }
+    return 1;
+}
+
+static void loop(struct shard *sh)
+{
+    struct io_event ev[EVENTS_MAX];
+    for (;;) {
+        unsigned drained = drain(sh);
+        wal_submit(sh);
+        sync_tick(sh);
+        if (sh->stopping && !work_left(sh))
+            break;
+        unsigned wait = wait_count(sh, drained);
+        int n = io_ring_run(&sh->ring, wait, ev, EVENTS_MAX);
+        atomic_store(&sh->sleeping, 0);
+        if (n < 0) {
+            pending_fail(sh, n);
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            handle_event(sh, &ev[i]);
+    }
+}
+
+/* ---- thread start and stop ---- */
+
+static void shard_free_colls(struct shard *sh)
+{
+    for (unsigned b = 0; b < COLL_BUCKETS; b++) {
+        struct shard_coll *c = sh->by_name[b];
+        while (c) {
+            struct shard_coll *next = c->next_name;
+            btree_destroy(&c->tree);
+            cs_mem_free(c);
+            c = next;
+        }
+    }
+    free(sh->by_name);
+    free(sh->by_id);
+}
+
+static int shard_setup(struct shard *sh)
+{
+    if (sh->cfg.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(sh->cfg.cpu, &set);
+        int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+        if (rc)
+            return -rc;
+    }
+    int rc = cs_mem_arena_create(&sh->arena);
+    if (rc)
+        return rc;
+    sh->by_name = calloc(COLL_BUCKETS, sizeof(*sh->by_name));
+    sh->by_id = calloc(COLL_BUCKETS, sizeof(*sh->by_id));
+    if (!sh->by_name || !sh->by_id)
+        return -ENOMEM;
+    rc = io_ring_init(&sh->ring);
+    if (rc)
+        return rc;
+    if (sh->cfg.durability == SHARD_NONE)
+        return 0;
+    struct wal_config wc = {
+        .dir = sh->dir,
+        .shard = sh->cfg.index,
+        .arena = sh->arena,
+        .segment_bytes = sh->cfg.wal_segment_bytes,
+        .compress_bytes = sh->cfg.wal_compress_bytes,
+    };
+    struct wal_recovery info;
+    uint64_t t0 = cs_now_ns();
+    rc = wal_open(&sh->wal, &wc, replay_apply, sh, &info);
+    sh->stats.recovery_us = (cs_now_ns() - t0) / 1000u;
+    if (info.message[0])
+        snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
+    if (info.torn_bytes && !rc)
+        fprintf(stderr, "cstore: shard %u: %s (%" PRIu64 " bytes)\n", sh->cfg.index, info.message,
+                info.torn_bytes);
+    if (rc)
+        return rc;
+    sh->wal_on = true;
+    sh->stats.recovered_records = info.records;
+    sh->applied_lsn = sh->durable_lsn = sh->written_lsn = info.last_lsn;
+    return 0;
+}
+
+static void shard_teardown(struct shard *sh)
+{
+    if (sh->wal_on) {
+        if (!sh->io_error && sh->written_lsn > sh->durable_lsn && io_file_sync(sh->wal.fd))
+            sh->io_error = CS_EIO;
+        wal_close(&sh->wal);
+    }
+    if (sh->ring.uring.ring_fd > 0)
+        io_ring_exit(&sh->ring);
+    shard_free_colls(sh);
+}
+
+static void *shard_main(void *arg)
+{
+    struct shard *sh = arg;
+    int rc = shard_setup(sh);
+    sh->start_rc = rc;
+    sh->stats.shard = sh->cfg.index;
+    sh->stats.cpu = sh->cfg.cpu;
+    if (!rc)
+        cs_assert(io_ring_read8(&sh->ring, sh->efd, &sh->efd_buf, TAG_WAKE) == 0);
+    sem_post(&sh->start_sem);
+    if (rc) {
+        shard_teardown(sh);
+        return NULL;
+    }
+    loop(sh);
+    struct shard_req *stop = sh->stop_req;
+    shard_teardown(sh);
+    stop->rc = sh->io_error;
+    stop->done(stop);
+    return NULL;
+}
+
+int shard_launch(struct shard *sh, const struct shard_config *cfg)
+{
+    cs_assert(cfg->inbox_depth >= 2 && (cfg->inbox_depth & (cfg->inbox_depth - 1)) == 0);
+    cs_assert(cfg->batch_max > 0);
+    memset(sh, 0, sizeof(*sh));
+    sh->efd = -1;
+    sh->cfg = *cfg;
+    if (snprintf(sh->dir, sizeof(sh->dir), "%s", cfg->dir) >= (int)sizeof(sh->dir))
+        return -ENAMETOOLONG;
+    sh->cfg.dir = sh->dir;
+    sh->inbox_buf = calloc(cfg->inbox_depth, sizeof(*sh->inbox_buf));
+    if (!sh->inbox_buf)
+        return -ENOMEM;
+    ck_ring_init(&sh->inbox, cfg->inbox_depth);
+    int rc = 0;
+    sh->efd = eventfd(0, EFD_CLOEXEC);
+    if (sh->efd < 0)
+        rc = -errno;
+    if (!rc && sem_init(&sh->start_sem, 0, 0) != 0)
+        rc = -errno;
+    if (!rc) {
+        rc = -pthread_create(&sh->thread, NULL, shard_main, sh);
+        if (rc)
+            sem_destroy(&sh->start_sem);
+    }
+    if (rc) {
+        if (sh->efd >= 0)
+            close(sh->efd);
+        free(sh->inbox_buf);
+        sh->inbox_buf = NULL;
+        return rc;
+    }
+    sh->launched = true;
+    return 0;
+}
+
+int shard_await(struct shard *sh)
+{
+    cs_assert(sh->launched);
+    while (sem_wait(&sh->start_sem) != 0 && errno == EINTR)
+        ;
+    sem_destroy(&sh->start_sem);
+    sh->launched = false;
+    int rc = sh->start_rc;
+    if (rc) {
+        pthread_join(sh->thread, NULL);
+        close(sh->efd);
+        free(sh->inbox_buf);
+        sh->inbox_buf = NULL;
+        return rc;
+    }
+    sh->started = true;
+    return 0;
+}
+
+void shard_submit(struct shard *sh, struct shard_req *r)
+{
+    cs_assert(sh->started);
+    /* The shard always drains its inbox, so a full ring empties: wait for room. */
+    while (!ck_ring_enqueue_mpsc(&sh->inbox, sh->inbox_buf, r))
+        sched_yield();
+    /* Pairs with the fence in wait_count(): either the shard sees the request before it
+     * sleeps, or this thread sees the sleeping flag and wakes it. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&sh->sleeping, memory_order_relaxed) &&
+        atomic_exchange(&sh->sleeping, 0)) {
+        uint64_t one = 1;
+        ssize_t n = write(sh->efd, &one, sizeof(one));
+        cs_assert(n == (ssize_t)sizeof(one));
+    }
+}
+
+static void stop_done(struct shard_req *r)
+{
+    (void)r;
+}
+
+int shard_stop(struct shard *sh)
+{
+    if (!sh->started)
+        return 0;
+    struct shard_req r = {.op = SHARD_STOP, .done = stop_done};
+    shard_submit(sh, &r);
+    pthread_join(sh->thread, NULL);
+    close(sh->efd);
+    free(sh->inbox_buf);
+    sh->started = false;
+    return r.rc;
+}

@@ -1,0 +1,163 @@
+/* The shard runtime: one pinned thread that owns a slice of every collection (its B+ trees), its
+ * WAL and its io_uring, and executes requests that application threads queue to it. */
+#ifndef CS_SHARD_H
+#define CS_SHARD_H
+
+#include <ck_ring.h>
+#include <limits.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cstore.h"
+#include "io/ring.h"
+#include "shards/btree.h"
+#include "shards/wal.h"
+#include "util.h"
+
+enum shard_durability { SHARD_SYNC, SHARD_ASYNC, SHARD_NONE };
+
+enum shard_op {
+    SHARD_PUT,         /* coll, key, val */
+    SHARD_GET,         /* coll, key -> out (value copy), out_len */
+    SHARD_DEL,         /* coll, key */
+    SHARD_BATCH,       /* ops[nops] */
+    SHARD_COLL_CREATE, /* coll; rc CS_EEXIST if it was there (it is created either way) */
+    SHARD_COLL_DROP,   /* coll; rc CS_ENOTFOUND if it was not there */
+    SHARD_COLL_LIST,   /* -> out: NUL-separated names, out_count names */
+    SHARD_SNAP_OPEN,   /* coll -> snap (NULL when the collection is absent here) */
+    SHARD_SNAP_READ,   /* snap, key, scan_mode, scan_max -> out records, out_count, out_end */
+    SHARD_SNAP_CLOSE,  /* snap */
+    SHARD_STATS,       /* -> stats */
+    SHARD_STOP,        /* finish pending writes and leave the loop */
+};
+
+/* Where a snapshot read starts. Reads go forward for the first three, backward otherwise. */
+enum shard_scan_mode {
+    SCAN_FIRST, /* from the smallest key */
+    SCAN_GE,    /* from the first key >= key */
+    SCAN_GT,    /* from the first key > key */
+    SCAN_LAST,  /* from the largest key, backward */
+    SCAN_LE,    /* from the last key <= key, backward */
+    SCAN_LT,    /* from the last key < key, backward */
+};
+
+/* One operation of an atomic batch; buffers are borrowed until the request completes. */
+struct shard_batch_op {
+    uint8_t type;     /* WAL_PUT or WAL_DEL */
+    uint8_t coll_len; /* name length */
+    const char *coll; /* collection name (not NUL-terminated here) */
+    const void *key;  /* key bytes */
+    uint32_t klen;    /* key length */
+    const void *val;  /* value bytes (puts) */
+    uint32_t vlen;    /* value length */
+};
+
+struct shard_snap;
+
+/* A request. The submitter owns the memory and every buffer it points to until done() has been
+ * called; done() runs on the shard thread and must only signal. */
+struct shard_req {
+    uint8_t op;                        /* enum shard_op */
+    uint8_t scan_mode;                 /* enum shard_scan_mode */
+    uint16_t coll_len;                 /* bytes of coll */
+    const char *coll;                  /* collection name */
+    const void *key;                   /* key (or scan start key) */
+    size_t klen;                       /* key length */
+    const void *val;                   /* value */
+    size_t vlen;                       /* value length */
+    const struct shard_batch_op *ops;  /* batch operations */
+    size_t nops;                       /* count of ops */
+    struct shard_snap *snap;           /* snapshot handle (read/close; result of open) */
+    unsigned scan_max;                 /* records a snapshot read may return */
+    struct cs_shard_stats *stats;      /* stats destination */
+    int rc;                            /* result */
+    void *out;                         /* result buffer (cs_mem, the receiver frees it) */
+    size_t out_len;                    /* its length */
+    uint32_t out_count;                /* records / names in out */
+    bool out_end;                      /* snapshot read reached the end of its direction */
+    uint64_t wait_lsn;                 /* completes once this LSN is durable (internal) */
+    struct shard_req *next;            /* pending list link (internal) */
+    void (*done)(struct shard_req *r); /* completion signal */
+};
+
+/* Records of a snapshot read, packed in out: [u32 klen][u32 vlen][key][value]... */
+#define SHARD_SCAN_RECORD_HEADER 8
+#define SHARD_SCAN_BYTES_MAX (256u * 1024u) /* a read stops once it holds this much */
+
+struct shard_config {
+    const char *dir; /* the shard's folder (exists) */
+    unsigned index;  /* shard index */
+    int cpu;         /* CPU to pin to, or -1 */
+    enum shard_durability durability;
+    uint32_t sync_interval_ms;      /* async: fdatasync period */
+    uint32_t group_commit_delay_us; /* wait this long for more writes before sealing a frame */
+    uint64_t wal_segment_bytes;     /* WAL segment size */
+    uint32_t wal_compress_bytes;    /* compression threshold */
+    uint32_t inbox_depth;           /* ring size, power of two */
+    uint32_t batch_max;             /* requests taken per loop iteration */
+    uint64_t memory_bytes_max;      /* tree bytes this shard may hold; 0 = no limit */
+};
+
+struct shard_coll;
+
+struct shard {
+    /* Shared with application threads. */
+    struct ck_ring inbox;             /* MPSC ring of struct shard_req * */
+    struct ck_ring_buffer *inbox_buf; /* its slots */
+    _Atomic int sleeping;             /* the loop is (about to be) blocked: wake via efd */
+    int efd;                          /* eventfd that wakes the loop */
+    pthread_t thread;                 /* the shard thread */
+    bool launched;                    /* thread created, recovery not yet awaited */
+    bool started;                     /* recovered and serving */
+    struct shard_config cfg;          /* copy of the configuration */
+    char dir[PATH_MAX];               /* shard folder */
+    int start_rc;                     /* recovery result, set before the thread signals */
+    char start_msg[PATH_MAX + 128];   /* recovery message (corruption place, torn tail) */
+    sem_t start_sem;                  /* posted once recovery finished */
+
+    /* Owned by the shard thread. */
+    unsigned arena;                    /* jemalloc arena */
+    struct io_ring ring;               /* its io_uring */
+    struct wal wal;                    /* its log (durability != none) */
+    bool wal_on;                       /* wal is open */
+    struct wal_io io;                  /* the frame being written */
+    unsigned io_wait;                  /* completions still expected for io */
+    int io_res;                        /* first error among them */
+    bool fsync_in_flight;              /* async mode: a lone fdatasync is running */
+    uint64_t written_lsn;              /* last LSN written to the file */
+    uint64_t durable_lsn;              /* last LSN known durable */
+    uint64_t applied_lsn;              /* last LSN applied to the trees */
+    uint64_t efd_buf;                  /* eventfd read target */
+    struct __kernel_timespec delay_ts; /* group-commit delay timer */
+    struct __kernel_timespec sync_ts;  /* async sync timer */
+    bool delay_armed;                  /* delay timer is pending */
+    bool delay_done;                   /* delay elapsed: seal now */
+    bool sync_armed;                   /* sync timer is pending */
+    bool sync_due;                     /* sync timer fired: fdatasync when possible */
+    uint64_t fsync_lsn;                /* async: LSN the running fdatasync makes durable */
+    bool stopping;                     /* SHARD_STOP received */
+    struct shard_req *stop_req;        /* to complete when the loop ends */
+    int io_error;                      /* non-zero: read-only after this error */
+    struct shard_req *pending_head;    /* requests waiting for durability, in LSN order */
+    struct shard_req *pending_tail;    /* last of them */
+    struct shard_coll **by_name;       /* hash of collections by name */
+    struct shard_coll **by_id;         /* hash of collections by id */
+    uint32_t next_coll_id;             /* id the next collection gets */
+    uint64_t tree_bytes;               /* bytes held by all trees */
+    struct cs_shard_stats stats;       /* counters */
+};
+
+/* Start the shard thread, which then recovers the shard's WAL (shards recover in parallel). */
+CS_MUST_CHECK int shard_launch(struct shard *sh, const struct shard_config *cfg);
+/* Wait for a launched shard's recovery. Returns its result; on failure the thread has ended and
+ * *sh holds nothing that needs stopping (start_msg says why). */
+CS_MUST_CHECK int shard_await(struct shard *sh);
+/* Queue r to the shard (waiting while the inbox is full) and wake it if it sleeps. */
+void shard_submit(struct shard *sh, struct shard_req *r);
+/* Stop the thread after it finished everything queued; returns the shard's I/O error if any. */
+int shard_stop(struct shard *sh);
+
+#endif

@@ -1,0 +1,779 @@
+/* Write-ahead log of one shard.
+ *
+ * FILES. A shard folder holds a sequence of segment files `wal-<first-lsn, 16 hex>.log`, each
+ * preallocated to `wal_segment_bytes` (fallocate) so appends allocate no blocks. A segment is
+ * created as `<name>.tmp`, given its header, preallocated and fsynced, then renamed and the
+ * folder fsynced: a visible segment always has a valid header. All integers are little-endian.
+ *
+ * SEGMENT HEADER (64 bytes, offset 0)
+ *    0   8  magic "CSWALSEG"
+ *    8   4  format version (1)
+ *   12   4  shard index
+ *   16   8  LSN of the first record stored in this segment
+ *   24   8  preallocated size of the segment in bytes
+ *   32  24  zero
+ *   56   8  XXH3_64 of bytes 0..55
+ *
+ * FRAME (one group commit: every record of one loop iteration), at 8-byte aligned offsets from 64
+ *    0   4  magic 0x52465343 ("CSFR")
+ *    4   2  format version (1)
+ *    6   2  flags: bit 0 = body is LZ4-compressed; other bits zero
+ *    8   8  LSN of the first record (records take consecutive LSNs)
+ *   16   4  record count (>= 1)
+ *   20   4  body bytes as stored (after compression)
+ *   24   4  raw body bytes (before compression; equal when not compressed), <= 64 MiB
+ *   28   4  zero
+ *   32   8  XXH3_64 of the stored body
+ *   40   8  XXH3_64 of bytes 0..39 of this header
+ *   48   -  body, then zeros up to the next multiple of 8
+ * Header and body are checksummed separately, so a damaged length can never make the reader
+ * trust a body, and a frame torn by a crash fails its body checksum.
+ *
+ * RECORD (inside a raw body; unaligned)
+ *    0   1  type: 1 put, 2 delete, 3 batch, 4 collection create, 5 collection drop
+ *    1   1  zero
+ *    2   2  key bytes (<= 1024; a collection name for type 4)
+ *    4   4  shard-local collection id
+ *    8   4  value bytes (<= 1 MiB; for a batch, the nested records, <= the frame limit)
+ *   12   -  key, then value
+ * A batch's value is a sequence of put/delete records applied all-or-nothing under one LSN.
+ *
+ * WRITING. Records are appended to the open frame in memory. When the shard's loop has no write in
+ * flight it seals the frame (compress when the body is at least `wal_compress_bytes` and LZ4
+ * shrinks it, checksum) and submits one write linked to one fdatasync. While that is in flight,
+ * new records fill the other slot: at most one frame is ever being written, so only the last
+ * frame of the log can be torn. A frame that does not fit in the rest of the segment goes to a new
+ * segment (created synchronously; the unused tail of the old one stays zero).
+ *
+ * RECOVERY (wal_open). Segments are read in LSN order; the first LSN of each must follow the
+ * last record of the one before (a gap is corruption). In each segment, frames are read from
+ * offset 64 until a header that is all zeros (the end of the data) or invalid. Each frame must
+ * carry the next expected LSN. When a frame is invalid, or the segment's data ends, the rest of
+ * the segment is scanned for any valid frame header: finding one means damage in the middle
+ * (CS_ECORRUPT, naming file and offset). Otherwise an invalid frame in the last segment is a torn
+ * tail: it is cut off (the rest of the segment is zeroed and synced) and reported in
+ * info->message; an invalid frame in an earlier segment is corruption.
+ */
+#include "wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cstore.h"
+#include "io/file.h"
+
+#define WAL_SEG_MAGIC "CSWALSEG"
+#define WAL_FRAME_MAGIC 0x52465343u
+#define WAL_VERSION 1u
+#define WAL_FLAG_LZ4 1u
+#define WAL_SEGMENT_BYTES_MIN (1u << 20)
+
+_Static_assert(WAL_FRAME_HEADER_BYTES % WAL_FRAME_ALIGN == 0, "frame header keeps alignment");
+_Static_assert(WAL_SEGMENT_HEADER_BYTES % WAL_FRAME_ALIGN == 0, "segment header keeps alignment");
+_Static_assert(CS_KEY_MAX <= UINT16_MAX, "key length fits the record header");
+
+/* ---- little-endian helpers ---- */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static size_t align_up(size_t n)
+{
+    return (n + WAL_FRAME_ALIGN - 1) & ~(size_t)(WAL_FRAME_ALIGN - 1);
+}
+
+/* ---- records ---- */
+
+static size_t rec_bytes(const struct wal_rec *rec)
+{
+    return WAL_RECORD_HEADER_BYTES + rec->klen + rec->vlen;
+}
+
+static void rec_encode(uint8_t *p, const struct wal_rec *rec)
+{
+    p[0] = rec->type;
+    p[1] = 0;
+    put_u16(p + 2, (uint16_t)rec->klen);
+    put_u32(p + 4, rec->coll);
+    put_u32(p + 8, (uint32_t)rec->vlen);
+    if (rec->klen)
+        memcpy(p + WAL_RECORD_HEADER_BYTES, rec->key, rec->klen);
+    if (rec->vlen)
+        memcpy(p + WAL_RECORD_HEADER_BYTES + rec->klen, rec->val, rec->vlen);
+}
+
+int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *rec)
+{
+    size_t o = *off;
+    if (o > len || len - o < WAL_RECORD_HEADER_BYTES)
+        return CS_ECORRUPT;
+    const uint8_t *p = buf + o;
+    rec->type = p[0];
+    rec->klen = get_u16(p + 2);
+    rec->coll = get_u32(p + 4);
+    rec->vlen = get_u32(p + 8);
+    if (p[1] != 0 || rec->klen > CS_KEY_MAX)
+        return CS_ECORRUPT;
+    if (len - o - WAL_RECORD_HEADER_BYTES < rec->klen + rec->vlen)
+        return CS_ECORRUPT;
+    switch (rec->type) {
+    case WAL_PUT:
+        if (rec->klen == 0 || rec->vlen > CS_VALUE_MAX)
+            return CS_ECORRUPT;
+        break;
+    case WAL_DEL:
+        if (rec->klen == 0 || rec->vlen != 0)
+            return CS_ECORRUPT;
+        break;
+    case WAL_BATCH:
+        if (rec->klen != 0)
+            return CS_ECORRUPT;
+        break;
+    case WAL_COLL_CREATE:
+        if (rec->klen == 0 || rec->klen > CS_NAME_MAX || rec->vlen != 0)
+            return CS_ECORRUPT;
+        break;
+    case WAL_COLL_DROP:
+        if (rec->klen != 0 || rec->vlen != 0)
+            return CS_ECORRUPT;
+        break;
+    default:
+        return CS_ECORRUPT;
+    }
+    rec->key = p + WAL_RECORD_HEADER_BYTES;
+    rec->val = p + WAL_RECORD_HEADER_BYTES + rec->klen;
+    *off = o + WAL_RECORD_HEADER_BYTES + rec->klen + rec->vlen;
+    return 0;
+}
+
+/* ---- frame headers ---- */
+
+enum frame_state { FRAME_OK, FRAME_ZERO, FRAME_BAD };
+
+struct frame_hdr {
+    uint16_t flags;     /* WAL_FLAG_* */
+    uint64_t first_lsn; /* first record's LSN */
+    uint32_t records;   /* record count */
+    uint32_t body;      /* stored body bytes */
+    uint32_t raw;       /* raw body bytes */
+    uint64_t body_sum;  /* body checksum */
+};
+
+static void frame_hdr_encode(uint8_t *p, const struct frame_hdr *h)
+{
+    put_u32(p, WAL_FRAME_MAGIC);
+    put_u16(p + 4, WAL_VERSION);
+    put_u16(p + 6, h->flags);
+    put_u64(p + 8, h->first_lsn);
+    put_u32(p + 16, h->records);
+    put_u32(p + 20, h->body);
+    put_u32(p + 24, h->raw);
+    put_u32(p + 28, 0);
+    put_u64(p + 32, h->body_sum);
+    put_u64(p + 40, XXH3_64bits(p, 40));
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+/* Check the frame at p (avail bytes to the end of the segment), header and body. */
+static enum frame_state frame_check(const uint8_t *p, size_t avail, struct frame_hdr *h)
+{
+    if (avail < WAL_FRAME_HEADER_BYTES)
+        return all_zero(p, avail) ? FRAME_ZERO : FRAME_BAD;
+    if (all_zero(p, WAL_FRAME_HEADER_BYTES))
+        return FRAME_ZERO;
+    if (get_u32(p) != WAL_FRAME_MAGIC || get_u64(p + 40) != XXH3_64bits(p, 40))
+        return FRAME_BAD;
+    h->flags = get_u16(p + 6);
+    h->first_lsn = get_u64(p + 8);
+    h->records = get_u32(p + 16);
+    h->body = get_u32(p + 20);
+    h->raw = get_u32(p + 24);
+    h->body_sum = get_u64(p + 32);
+    if (get_u16(p + 4) != WAL_VERSION || (h->flags & ~WAL_FLAG_LZ4) || get_u32(p + 28) != 0)
+        return FRAME_BAD;
+    if (h->records == 0 || h->first_lsn == 0 || h->raw > WAL_FRAME_RAW_MAX || h->body == 0)
+        return FRAME_BAD;
+    if (!(h->flags & WAL_FLAG_LZ4) && h->body != h->raw)
+        return FRAME_BAD;
+    if (h->body > avail - WAL_FRAME_HEADER_BYTES)
+        return FRAME_BAD;
+    if (XXH3_64bits(p + WAL_FRAME_HEADER_BYTES, h->body) != h->body_sum)
+        return FRAME_BAD;
+    return FRAME_OK;
+}
+
+static size_t frame_total(const struct frame_hdr *h)
+{
+    return align_up(WAL_FRAME_HEADER_BYTES + (size_t)h->body);
+}
+
+/* ---- segment files ---- */
+
+static int seg_path(char *buf, size_t size, const char *dir, uint64_t first_lsn, bool tmp)
+{
+    int n = snprintf(buf, size, "%s/wal-%016" PRIx64 ".log%s", dir, first_lsn, tmp ? ".tmp" : "");
+    return n >= (int)size ? -ENAMETOOLONG : 0;
+}
+
+static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t size)
+{
+    memset(p, 0, WAL_SEGMENT_HEADER_BYTES);
+    memcpy(p, WAL_SEG_MAGIC, 8);
+    put_u32(p + 8, WAL_VERSION);
+    put_u32(p + 12, shard);
+    put_u64(p + 16, first_lsn);
+    put_u64(p + 24, size);
+    put_u64(p + 56, XXH3_64bits(p, 56));
+}
+
+static bool seg_header_valid(const uint8_t *p, unsigned shard, uint64_t first_lsn)
+{
+    return memcmp(p, WAL_SEG_MAGIC, 8) == 0 && get_u64(p + 56) == XXH3_64bits(p, 56) &&
+           get_u32(p + 8) == WAL_VERSION && get_u32(p + 12) == shard &&
+           get_u64(p + 16) == first_lsn;
+}
+
+/* Create, preallocate and sync a new segment, then make it visible; it becomes the append
+ * target. */
+static int seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
+{
+    char tmp[PATH_MAX], dst[PATH_MAX];
+    int rc = seg_path(tmp, sizeof(tmp), w->dir, first_lsn, true);
+    if (!rc)
+        rc = seg_path(dst, sizeof(dst), w->dir, first_lsn, false);
+    if (rc)
+        return rc;
+    int fd = -1;
+    rc = io_file_open(tmp, O_RDWR | O_CREAT | O_TRUNC, &fd);
+    if (rc)
+        return rc;
+    uint8_t hdr[WAL_SEGMENT_HEADER_BYTES];
+    seg_header_encode(hdr, w->shard, first_lsn, size);
+    rc = io_file_preallocate(fd, size);
+    if (!rc)
+        rc = io_file_pwrite(fd, hdr, sizeof(hdr), 0);
+    if (!rc)
+        rc = fsync(fd) == 0 ? 0 : -errno;
+    if (!rc)
+        rc = rename(tmp, dst) == 0 ? 0 : -errno;
+    if (!rc)
+        rc = io_dir_sync(w->dir);
+    if (rc) {
+        io_file_close(fd);
+        unlink(tmp);
+        return rc;
+    }
+    io_file_close(w->fd);
+    w->fd = fd;
+    w->seg_first_lsn = first_lsn;
+    w->seg_size = size;
+    w->seg_off = WAL_SEGMENT_HEADER_BYTES;
+    w->segments++;
+    return 0;
+}
+
+struct seg_list {
+    uint64_t *lsn; /* first LSNs, sorted */
+    size_t count;  /* entries */
+};
+
+static int lsn_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* List the segments of dir in LSN order; remove leftover .tmp segments (never made visible). */
+static int seg_list_read(const char *dir, struct seg_list *out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    size_t cap = 16;
+    out->count = 0;
+    out->lsn = malloc(cap * sizeof(uint64_t));
+    int rc = out->lsn ? 0 : -ENOMEM;
+    struct dirent *e;
+    while (!rc && (e = readdir(d)) != NULL) {
+        uint64_t lsn;
+        char tail[8];
+        int n = sscanf(e->d_name, "wal-%16" SCNx64 ".lo%7s", &lsn, tail);
+        if (n != 2 || strlen(e->d_name) < 24 || strncmp(e->d_name + 20, ".log", 4) != 0)
+            continue;
+        if (strcmp(e->d_name + 20, ".log.tmp") == 0) {
+            unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
+        if (strcmp(e->d_name + 20, ".log") != 0)
+            continue;
+        if (out->count == WAL_SEGMENTS_MAX) {
+            rc = CS_EFULL;
+            break;
+        }
+        if (out->count == cap) {
+            cap *= 2;
+            uint64_t *p = realloc(out->lsn, cap * sizeof(uint64_t));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            out->lsn = p;
+        }
+        out->lsn[out->count++] = lsn;
+    }
+    closedir(d);
+    if (rc) {
+        free(out->lsn);
+        out->lsn = NULL;
+        return rc;
+    }
+    qsort(out->lsn, out->count, sizeof(uint64_t), lsn_cmp);
+    return 0;
+}
+
+/* ---- recovery ---- */
+
+struct replay {
+    struct wal *w;             /* the log being opened */
+    wal_apply_fn apply;        /* record consumer */
+    void *arg;                 /* its argument */
+    struct wal_recovery *info; /* results */
+    uint8_t *raw;              /* decompression buffer */
+    size_t raw_cap;            /* its size */
+    uint64_t expect_lsn;       /* LSN the next frame must start with (0 = any) */
+};
+
+static int corrupt(struct replay *r, const char *path, uint64_t off, const char *what)
+{
+    snprintf(r->info->message, sizeof(r->info->message), "%s at %s offset %" PRIu64, what, path,
+             off);
+    return CS_ECORRUPT;
+}
+
+/* Is there any valid frame header at an aligned offset in p[from..size)? */
+static bool valid_frame_after(const uint8_t *p, size_t from, size_t size)
+{
+    struct frame_hdr h;
+    for (size_t off = align_up(from); off + WAL_FRAME_HEADER_BYTES <= size;
+         off += WAL_FRAME_ALIGN) {
+        if (get_u32(p + off) != WAL_FRAME_MAGIC)
+            continue;
+        if (frame_check(p + off, size - off, &h) == FRAME_OK)
+            return true;
+    }
+    return false;
+}
+
+static int replay_frame(struct replay *r, const uint8_t *p, const struct frame_hdr *h,
+                        const char *path, uint64_t off)
+{
+    const uint8_t *body = p + WAL_FRAME_HEADER_BYTES;
+    if (h->flags & WAL_FLAG_LZ4) {
+        if (r->raw_cap < h->raw) {
+            uint8_t *n = realloc(r->raw, h->raw);
+            if (!n)
+                return -ENOMEM;
+            r->raw = n;
+            r->raw_cap = h->raw;
+        }
+        int got =
+            LZ4_decompress_safe((const char *)body, (char *)r->raw, (int)h->body, (int)h->raw);
+        if (got < 0 || (uint32_t)got != h->raw)
+            return corrupt(r, path, off, "WAL frame body does not decompress");
+        body = r->raw;
+    }
+    size_t pos = 0;
+    for (uint32_t i = 0; i < h->records; i++) {
+        struct wal_rec rec;
+        if (wal_rec_decode(body, h->raw, &pos, &rec))
+            return corrupt(r, path, off, "malformed WAL record");
+        int rc = r->apply(r->arg, h->first_lsn + i, &rec);
+        if (rc == CS_ECORRUPT)
+            return corrupt(r, path, off, "WAL record inconsistent with the log before it");
+        if (rc)
+            return rc;
+        r->info->records++;
+    }
+    if (pos != h->raw)
+        return corrupt(r, path, off, "WAL frame has bytes after its last record");
+    r->info->frames++;
+    r->info->last_lsn = h->first_lsn + h->records - 1;
+    r->expect_lsn = r->info->last_lsn + 1;
+    return 0;
+}
+
+/* Replay one mapped segment. *end receives the offset where appends would continue. */
+static int replay_segment(struct replay *r, const uint8_t *p, size_t size, const char *path,
+                          bool last, size_t *end)
+{
+    size_t off = WAL_SEGMENT_HEADER_BYTES;
+    for (;;) {
+        struct frame_hdr h;
+        enum frame_state st = frame_check(p + off, size - off, &h);
+        if (st == FRAME_OK) {
+            if (r->expect_lsn && h.first_lsn != r->expect_lsn)
+                return corrupt(r, path, off, "WAL frame out of LSN sequence");
+            int rc = replay_frame(r, p + off, &h, path, off);
+            if (rc)
+                return rc;
+            off += frame_total(&h);
+            if (off >= size)
+                break;
+            continue;
+        }
+        if (valid_frame_after(p, off + WAL_FRAME_ALIGN, size))
+            return corrupt(r, path, off, "damaged WAL frame before valid ones");
+        if (st == FRAME_BAD && !last)
+            return corrupt(r, path, off, "damaged WAL frame in a full segment");
+        if (st == FRAME_BAD) {
+            r->info->torn_bytes = size - off;
+            snprintf(r->info->message, sizeof(r->info->message),
+                     "cut a torn WAL tail at %s offset %zu", path, off);
+        }
+        break;
+    }
+    *end = off;
+    return 0;
+}
+
+static int replay_file(struct replay *r, uint64_t first_lsn, bool last)
+{
+    struct wal *w = r->w;
+    char path[PATH_MAX];
+    int rc = seg_path(path, sizeof(path), w->dir, first_lsn, false);
+    int fd = -1;
+    if (!rc)
+        rc = io_file_open(path, O_RDWR, &fd);
+    uint64_t size = 0;
+    if (!rc)
+        rc = io_file_size(fd, &size);
+    if (rc) {
+        io_file_close(fd);
+        return rc;
+    }
+    if (size < WAL_SEGMENT_HEADER_BYTES) {
+        io_file_close(fd);
+        return corrupt(r, path, 0, "WAL segment shorter than its header");
+    }
+    uint8_t *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        rc = -errno;
+        io_file_close(fd);
+        return rc;
+    }
+    madvise(p, size, MADV_SEQUENTIAL);
+    size_t end = 0;
+    if (!seg_header_valid(p, w->shard, first_lsn))
+        rc = corrupt(r, path, 0, "bad WAL segment header");
+    else if (r->expect_lsn && first_lsn != r->expect_lsn)
+        rc = corrupt(r, path, 0, "WAL segment does not continue the previous one");
+    if (!rc)
+        rc = replay_segment(r, p, size, path, last, &end);
+    munmap(p, size);
+    if (!rc && r->info->torn_bytes) {
+        rc = io_file_zero(fd, end, size - end);
+        if (!rc)
+            rc = io_file_sync(fd);
+    }
+    if (rc || !last) {
+        io_file_close(fd);
+        return rc;
+    }
+    w->fd = fd;
+    w->seg_first_lsn = first_lsn;
+    w->seg_size = size;
+    w->seg_off = end;
+    return 0;
+}
+
+static int slot_init(struct wal *w, struct wal_slot *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->raw_cap = 64 * 1024;
+    s->raw = cs_mem_alloc(w->arena, s->raw_cap);
+    if (!s->raw)
+        return -ENOMEM;
+    s->raw_len = WAL_FRAME_HEADER_BYTES;
+    return 0;
+}
+
+static void slot_reset(struct wal_slot *s)
+{
+    s->raw_len = WAL_FRAME_HEADER_BYTES;
+    s->first_lsn = 0;
+    s->last_lsn = 0;
+    s->records = 0;
+    s->batch_mark = 0;
+}
+
+int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, void *arg,
+             struct wal_recovery *info)
+{
+    cs_assert(cfg->segment_bytes >= WAL_SEGMENT_BYTES_MIN);
+    memset(w, 0, sizeof(*w));
+    memset(info, 0, sizeof(*info));
+    w->fd = -1;
+    if (snprintf(w->dir, sizeof(w->dir), "%s", cfg->dir) >= (int)sizeof(w->dir))
+        return -ENAMETOOLONG;
+    w->shard = cfg->shard;
+    w->arena = cfg->arena;
+    w->segment_bytes = cfg->segment_bytes;
+    w->compress_bytes = cfg->compress_bytes;
+    int rc = slot_init(w, &w->slot[0]);
+    if (!rc)
+        rc = slot_init(w, &w->slot[1]);
+    struct seg_list segs = {0};
+    if (!rc)
+        rc = seg_list_read(w->dir, &segs);
+    struct replay r = {.w = w, .apply = apply, .arg = arg, .info = info};
+    for (size_t i = 0; !rc && i < segs.count; i++)
+        rc = replay_file(&r, segs.lsn[i], i + 1 == segs.count);
+    w->segments = segs.count;
+    w->next_lsn = info->last_lsn + 1;
+    if (!rc && segs.count && info->last_lsn == 0)
+        w->next_lsn = segs.lsn[segs.count - 1];
+    free(segs.lsn);
+    free(r.raw);
+    if (!rc && w->fd < 0)
+        rc = seg_create(w, w->next_lsn, w->segment_bytes);
+    if (rc)
+        wal_close(w);
+    return rc;
+}
+
+void wal_close(struct wal *w)
+{
+    io_file_close(w->fd);
+    w->fd = -1;
+    for (int i = 0; i < 2; i++) {
+        cs_mem_free(w->slot[i].raw);
+        cs_mem_free(w->slot[i].out);
+        w->slot[i].raw = NULL;
+        w->slot[i].out = NULL;
+    }
+}
+
+/* ---- appending ---- */
+
+static int slot_reserve(struct wal *w, struct wal_slot *s, size_t more)
+{
+    size_t need = s->raw_len + more + WAL_FRAME_ALIGN;
+    if (need <= s->raw_cap)
+        return 0;
+    size_t cap = s->raw_cap;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = cs_mem_realloc(w->arena, s->raw, cap);
+    if (!p)
+        return -ENOMEM;
+    s->raw = p;
+    s->raw_cap = cap;
+    return 0;
+}
+
+static uint64_t slot_take_lsn(struct wal *w, struct wal_slot *s)
+{
+    uint64_t lsn = w->next_lsn++;
+    if (s->records == 0)
+        s->first_lsn = lsn;
+    s->last_lsn = lsn;
+    s->records++;
+    return lsn;
+}
+
+size_t wal_rec_bytes(const struct wal_rec *rec)
+{
+    return rec_bytes(rec);
+}
+
+int wal_reserve(struct wal *w, size_t bytes)
+{
+    return slot_reserve(w, &w->slot[w->open], bytes);
+}
+
+/* Room for n more bytes was reserved. */
+static void slot_assert_room(const struct wal_slot *s, size_t n)
+{
+    cs_assert(s->raw_len + n <= s->raw_cap);
+}
+
+uint64_t wal_append(struct wal *w, const struct wal_rec *rec)
+{
+    struct wal_slot *s = &w->slot[w->open];
+    cs_assert(s->batch_mark == 0);
+    cs_assert(rec->klen <= CS_KEY_MAX);
+    slot_assert_room(s, rec_bytes(rec));
+    rec_encode(s->raw + s->raw_len, rec);
+    s->raw_len += rec_bytes(rec);
+    return slot_take_lsn(w, s);
+}
+
+void wal_batch_begin(struct wal *w)
+{
+    struct wal_slot *s = &w->slot[w->open];
+    cs_assert(s->batch_mark == 0);
+    slot_assert_room(s, WAL_RECORD_HEADER_BYTES);
+    s->batch_mark = s->raw_len;
+    s->raw_len += WAL_RECORD_HEADER_BYTES;
+}
+
+void wal_batch_add(struct wal *w, const struct wal_rec *rec)
+{
+    struct wal_slot *s = &w->slot[w->open];
+    cs_assert(s->batch_mark != 0);
+    cs_assert(rec->type == WAL_PUT || rec->type == WAL_DEL);
+    slot_assert_room(s, rec_bytes(rec));
+    rec_encode(s->raw + s->raw_len, rec);
+    s->raw_len += rec_bytes(rec);
+}
+
+uint64_t wal_batch_end(struct wal *w)
+{
+    struct wal_slot *s = &w->slot[w->open];
+    cs_assert(s->batch_mark != 0);
+    size_t nested = s->raw_len - s->batch_mark - WAL_RECORD_HEADER_BYTES;
+    uint8_t *p = s->raw + s->batch_mark;
+    p[0] = WAL_BATCH;
+    p[1] = 0;
+    put_u16(p + 2, 0);
+    put_u32(p + 4, 0);
+    put_u32(p + 8, (uint32_t)nested);
+    s->batch_mark = 0;
+    return slot_take_lsn(w, s);
+}
+
+size_t wal_open_bytes(const struct wal *w)
+{
+    return w->slot[w->open].raw_len - WAL_FRAME_HEADER_BYTES;
+}
+
+/* Compress the body into s->out when it pays; returns the frame start and fills h. */
+static uint8_t *slot_finish(struct wal *w, struct wal_slot *s, struct frame_hdr *h)
+{
+    size_t raw = s->raw_len - WAL_FRAME_HEADER_BYTES;
+    uint8_t *frame = s->raw;
+    h->flags = 0;
+    h->body = (uint32_t)raw;
+    if (w->compress_bytes && raw >= w->compress_bytes) {
+        size_t cap = WAL_FRAME_HEADER_BYTES + (size_t)LZ4_compressBound((int)raw) + WAL_FRAME_ALIGN;
+        if (s->out_cap < cap) {
+            uint8_t *p = cs_mem_realloc(w->arena, s->out, cap);
+            if (p) {
+                s->out = p;
+                s->out_cap = cap;
+            }
+        }
+        int c = s->out_cap >= cap
+                    ? LZ4_compress_default((const char *)s->raw + WAL_FRAME_HEADER_BYTES,
+                                           (char *)s->out + WAL_FRAME_HEADER_BYTES, (int)raw,
+                                           (int)(cap - WAL_FRAME_HEADER_BYTES))
+                    : 0;
+        if (c > 0 && (size_t)c + WAL_FRAME_ALIGN < raw) {
+            frame = s->out;
+            h->flags = WAL_FLAG_LZ4;
+            h->body = (uint32_t)c;
+        }
+    }
+    h->first_lsn = s->first_lsn;
+    h->records = s->records;
+    h->raw = (uint32_t)raw;
+    size_t end = WAL_FRAME_HEADER_BYTES + h->body;
+    memset(frame + end, 0, align_up(end) - end);
+    h->body_sum = XXH3_64bits(frame + WAL_FRAME_HEADER_BYTES, h->body);
+    frame_hdr_encode(frame, h);
+    return frame;
+}
+
+int wal_seal(struct wal *w, struct wal_io *io)
+{
+    cs_assert(!w->in_flight);
+    struct wal_slot *s = &w->slot[w->open];
+    cs_assert(s->records > 0);
+    cs_assert(s->batch_mark == 0);
+    cs_assert(s->raw_len - WAL_FRAME_HEADER_BYTES <= WAL_FRAME_RAW_MAX);
+    struct frame_hdr h;
+    uint8_t *frame = slot_finish(w, s, &h);
+    size_t total = frame_total(&h);
+    if (w->seg_off + total > w->seg_size) {
+        /* The old segment's frames are all durable or being synced by the caller's policy;
+         * sync it once more before leaving it (async mode may have unsynced bytes). */
+        int rc = io_file_sync(w->fd);
+        uint64_t size = w->segment_bytes;
+        if (size < WAL_SEGMENT_HEADER_BYTES + total)
+            size = WAL_SEGMENT_HEADER_BYTES + total;
+        if (!rc)
+            rc = seg_create(w, s->first_lsn, size);
+        if (rc)
+            return rc;
+    }
+    io->fd = w->fd;
+    io->buf = frame;
+    io->len = total;
+    io->off = w->seg_off;
+    io->last_lsn = s->last_lsn;
+    io->raw_bytes = h.raw;
+    io->records = s->records;
+    w->seg_off += total;
+    w->in_flight = true;
+    w->open ^= 1u;
+    return 0;
+}
+
+void wal_io_done(struct wal *w)
+{
+    cs_assert(w->in_flight);
+    w->in_flight = false;
+    slot_reset(&w->slot[w->open ^ 1u]);
+}

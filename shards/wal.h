@@ -1,0 +1,133 @@
+/* The write-ahead log of one shard: record encoding, group-commit frames, segment files and
+ * recovery. The byte layout is documented at the top of wal.c. The shard's event loop owns the
+ * I/O submission (io/ring); this module builds frames and says where they go. */
+#ifndef CS_WAL_H
+#define CS_WAL_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define WAL_SEGMENT_HEADER_BYTES 64
+#define WAL_FRAME_HEADER_BYTES 48
+#define WAL_RECORD_HEADER_BYTES 12
+#define WAL_FRAME_ALIGN 8
+#define WAL_FRAME_RAW_MAX (64u << 20)   /* raw body bytes of one frame: the reader's limit */
+#define WAL_FRAME_SOFT_BYTES (1u << 20) /* the writer seals once a frame holds this much */
+#define WAL_SEGMENTS_MAX 100000         /* segment files one shard may have */
+
+enum wal_rec_type {
+    WAL_PUT = 1,         /* coll, key, value */
+    WAL_DEL = 2,         /* coll, key */
+    WAL_BATCH = 3,       /* value = nested PUT/DEL records, applied all-or-nothing */
+    WAL_COLL_CREATE = 4, /* coll = new shard-local id, key = collection name */
+    WAL_COLL_DROP = 5,   /* coll */
+};
+
+/* A decoded record: views into the frame it came from. */
+struct wal_rec {
+    uint8_t type;    /* enum wal_rec_type */
+    uint32_t coll;   /* shard-local collection id */
+    const void *key; /* key bytes (or name) */
+    size_t klen;     /* key length */
+    const void *val; /* value bytes (or nested records) */
+    size_t vlen;     /* value length */
+};
+
+struct wal_config {
+    const char *dir;         /* shard folder (borrowed for the call to wal_open only) */
+    unsigned shard;          /* shard index, written into segment headers */
+    unsigned arena;          /* jemalloc arena for buffers */
+    uint64_t segment_bytes;  /* preallocated size of a segment */
+    uint32_t compress_bytes; /* compress frame bodies of at least this size; 0 = never */
+};
+
+/* Called once per record during recovery, in LSN order. A non-zero return stops recovery and
+ * becomes wal_open's result. */
+typedef int (*wal_apply_fn)(void *arg, uint64_t lsn, const struct wal_rec *rec);
+
+/* What recovery found. */
+struct wal_recovery {
+    uint64_t records;    /* records replayed */
+    uint64_t frames;     /* frames replayed */
+    uint64_t last_lsn;   /* last LSN replayed (0 if none) */
+    uint64_t torn_bytes; /* bytes cut off a torn tail (0 if the log ended cleanly) */
+    char
+        message[PATH_MAX + 128]; /* on CS_ECORRUPT: file and offset; on a torn tail: what was cut */
+};
+
+/* A frame being filled, or written. */
+struct wal_slot {
+    uint8_t *raw;       /* frame header space + raw records */
+    size_t raw_len;     /* bytes used in raw (>= WAL_FRAME_HEADER_BYTES) */
+    size_t raw_cap;     /* bytes allocated for raw */
+    uint8_t *out;       /* compressed frame, when compression pays */
+    size_t out_cap;     /* bytes allocated for out */
+    uint64_t first_lsn; /* LSN of the first record (0 while empty) */
+    uint64_t last_lsn;  /* LSN of the last record */
+    uint32_t records;   /* records in the frame */
+    size_t batch_mark;  /* raw_len where an open batch record starts, or 0 */
+};
+
+/* One write the caller submits (a sealed frame). */
+struct wal_io {
+    int fd;             /* segment file */
+    const void *buf;    /* frame bytes; valid until wal_io_done() */
+    size_t len;         /* frame bytes incl. padding */
+    uint64_t off;       /* file offset */
+    uint64_t last_lsn;  /* durable once this write and its fdatasync complete */
+    uint64_t raw_bytes; /* records' bytes before compression (statistics) */
+    uint32_t records;   /* records in the frame */
+};
+
+struct wal {
+    char dir[PATH_MAX];      /* shard folder */
+    unsigned shard;          /* shard index */
+    unsigned arena;          /* allocation arena */
+    uint64_t segment_bytes;  /* size of new segments */
+    uint32_t compress_bytes; /* compression threshold */
+    int fd;                  /* segment being appended to */
+    uint64_t seg_first_lsn;  /* first LSN of that segment */
+    uint64_t seg_size;       /* its preallocated size */
+    uint64_t seg_off;        /* next append offset in it */
+    uint64_t segments;       /* segment files on disk */
+    uint64_t next_lsn;       /* LSN the next record gets */
+    bool in_flight;          /* a sealed frame is being written */
+    unsigned open;           /* index of the slot being filled */
+    struct wal_slot slot[2]; /* filled / in flight, swapped at each seal */
+};
+
+/* Recover the log in cfg->dir (creating the first segment if there is none), calling apply for
+ * every record, then make the log ready for appends. On CS_ECORRUPT, info->message names the file
+ * and offset. Errors: CS_ECORRUPT, -errno, or apply's error. */
+CS_MUST_CHECK int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply,
+                           void *arg, struct wal_recovery *info);
+void wal_close(struct wal *w);
+
+/* Appending never fails: first reserve room for everything a request will append (-ENOMEM leaves
+ * the frame as it was), then change the trees, then append. */
+size_t wal_rec_bytes(const struct wal_rec *rec);
+CS_MUST_CHECK int wal_reserve(struct wal *w, size_t bytes);
+/* Append one record to the open frame; returns its LSN. */
+uint64_t wal_append(struct wal *w, const struct wal_rec *rec);
+/* A batch record: begin, add nested PUT/DEL records, then end (one LSN for the batch). */
+void wal_batch_begin(struct wal *w);
+void wal_batch_add(struct wal *w, const struct wal_rec *rec);
+uint64_t wal_batch_end(struct wal *w);
+
+/* Bytes of records in the open frame (0 = nothing to write). */
+size_t wal_open_bytes(const struct wal *w);
+/* Seal the open frame into io (compressing and checksumming it, moving to a new segment when it
+ * does not fit). Only when nothing is in flight and the open frame is not empty. */
+CS_MUST_CHECK int wal_seal(struct wal *w, struct wal_io *io);
+/* The sealed frame's write finished (successfully). */
+void wal_io_done(struct wal *w);
+
+/* Decode the record at *off of buf[0..len) and advance *off. CS_ECORRUPT on any bad length or
+ * type. Used by recovery and to walk a batch's nested records. */
+CS_MUST_CHECK int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *rec);
+
+#endif

@@ -1,0 +1,302 @@
+/* The Raft core: a deterministic consensus state machine in the etcd/raft style.
+ *
+ * The core does no I/O, reads no clock and draws no random numbers of its own (DESIGN.md §6).
+ * Inputs are calls: raft_tick (logical time), raft_step (a received message), raft_propose,
+ * raft_propose_conf, raft_read_index, raft_transfer_leader, raft_compact. Outputs come in a
+ * "ready" batch (struct raft_ready): hard state and entries to persist, a snapshot to persist
+ * and install, messages to send once those are persisted, committed entries to apply and
+ * read states. Randomness (election timeouts) comes from a caller-supplied callback, so a
+ * simulator can drive a whole cluster from one seed.
+ *
+ * Section references: "§5.x" is the Raft paper (Ongaro & Ousterhout, 2014); "thesis §x" is
+ * Ongaro's dissertation "Consensus: Bridging Theory and Practice" (2014).
+ *
+ * Roles: RAFT_FOLLOWER, RAFT_PRECANDIDATE (thesis §9.6), RAFT_CANDIDATE, RAFT_LEADER. Every call
+ * is allowed in every role unless its comment says otherwise; no call other than raft_advance,
+ * the read-only accessors and raft_free is allowed between raft_ready and raft_advance.
+ *
+ * Membership: single-server changes (thesis §4.1). A configuration takes effect on the node as
+ * soon as its entry is in the node's log (committed or not) and is rolled back if that entry is
+ * truncated. New members join as non-voting learners (thesis §4.2.1) and are promoted once they
+ * caught up. A leader proposes a change only after the previous one committed and after it
+ * committed an entry of its own term (the fix of thesis §4.1 / raft-dev 2015).
+ *
+ * Memory: the core keeps the log suffix after the last snapshot in memory (copies of the entry
+ * data). The caller compacts it with raft_compact(). Everything the core hands out is a view
+ * valid until the next raft_advance() (ready) or until the core is freed (accessors).
+ *
+ * Threading: a struct raft belongs to one thread (its shard's). */
+#ifndef CS_RAFT_H
+#define CS_RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* ---- Limits. Exceeding one is an error code (or, for network input, a dropped message). ---- */
+#define RAFT_NODES_MAX 16u                  /* voters + learners in one configuration */
+#define RAFT_MSG_ENTRIES_MAX 1024u          /* entries in one append message */
+#define RAFT_ENTRY_BYTES_MAX (2u << 20)     /* data bytes in one entry */
+#define RAFT_SNAPSHOT_BYTES_MAX (64u << 20) /* data bytes in one snapshot */
+#define RAFT_LOG_ENTRIES_MAX (1u << 22)     /* entries kept in memory after the snapshot */
+#define RAFT_OUTBOX_MAX 4096u               /* messages queued in one ready batch */
+#define RAFT_READS_MAX 256u                 /* ReadIndex requests waiting for a quorum */
+#define RAFT_INFLIGHT_MAX 256u              /* upper bound of cfg.inflight_msgs_max */
+
+/* ---- Error codes of the Raft layer: a band of its own next to include/cstore.h's. ---- */
+#define RAFT_ENOTLEADER (-30960) /* the call needs the leader role; retry at raft_leader() */
+#define RAFT_EBUSY                                                                                 \
+    (-30961) /* a change or transfer is in progress, or the leader has not                         \
+                yet committed an entry of its term; retry later */
+
+enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRECANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
+
+enum raft_msg_type {
+    RAFT_MSG_APP = 1,        /* AppendEntries request (§5.3); also the probe of thesis §3.5 */
+    RAFT_MSG_APP_RESP,       /* AppendEntries result; reject carries the backtracking hint */
+    RAFT_MSG_VOTE,           /* RequestVote (§5.2) */
+    RAFT_MSG_VOTE_RESP,      /* RequestVote result */
+    RAFT_MSG_PREVOTE,        /* PreVote request (thesis §9.6), term = candidate term + 1 */
+    RAFT_MSG_PREVOTE_RESP,   /* PreVote result */
+    RAFT_MSG_HEARTBEAT,      /* empty AppendEntries carrying commit and a ReadIndex context */
+    RAFT_MSG_HEARTBEAT_RESP, /* heartbeat ack; echoes the context (thesis §6.4) */
+    RAFT_MSG_SNAP,           /* InstallSnapshot (§7), whole snapshot in one message */
+    RAFT_MSG_TIMEOUT_NOW,    /* leadership transfer: start an election now (thesis §3.10) */
+    RAFT_MSG_TYPE_END
+};
+
+enum raft_entry_type {
+    RAFT_ENTRY_NORMAL = 0, /* application data (empty for a new leader's no-op, §8) */
+    RAFT_ENTRY_CONF = 1,   /* a whole new configuration, encoded by raft_conf_encode */
+};
+
+enum raft_conf_change {
+    RAFT_CC_ADD_LEARNER = 1, /* add a non-voting member (thesis §4.2.1) */
+    RAFT_CC_PROMOTE,         /* make a caught-up learner a voter (thesis §4.1) */
+    RAFT_CC_REMOVE,          /* remove a voter or a learner (thesis §4.1), never the leader */
+};
+
+/* A log entry. In the ready batch and in decoded messages, data is a view (see there). */
+struct raft_entry {
+    uint64_t term;       /* term of the leader that created it */
+    uint64_t index;      /* position in the log, from 1 */
+    uint8_t type;        /* enum raft_entry_type */
+    uint32_t len;        /* bytes of data */
+    const uint8_t *data; /* NULL when len is 0 */
+};
+
+/* A configuration: the voters and the learners, disjoint, ids non-zero and distinct. */
+struct raft_conf {
+    uint8_t voters_n;                  /* 1..RAFT_NODES_MAX */
+    uint8_t learners_n;                /* voters_n + learners_n <= RAFT_NODES_MAX */
+    uint64_t voters[RAFT_NODES_MAX];   /* ids of voting members */
+    uint64_t learners[RAFT_NODES_MAX]; /* ids of non-voting members */
+};
+
+/* A snapshot: the state machine at index, which has the given term and configuration. */
+struct raft_snapshot {
+    uint64_t index;        /* last log index the snapshot covers (0: none) */
+    uint64_t term;         /* term of that entry */
+    struct raft_conf conf; /* configuration as of index */
+    uint32_t len;          /* bytes of data */
+    const uint8_t *data;   /* opaque state machine image; NULL when len is 0 */
+};
+
+/* What must survive a crash besides the log (Figure 2 "persistent state"). */
+struct raft_hard_state {
+    uint64_t term;   /* currentTerm */
+    uint64_t vote;   /* votedFor in term (0: none) */
+    uint64_t commit; /* commit index; persisting it is optional, it only saves re-applying */
+};
+
+/* A message. Fields not used by a type are 0. */
+struct raft_msg {
+    uint8_t type;       /* enum raft_msg_type */
+    bool reject;        /* *_RESP: request refused */
+    uint64_t term;      /* sender's term (PREVOTE: the term it would campaign in) */
+    uint64_t from;      /* sender id */
+    uint64_t to;        /* recipient id */
+    uint64_t index;     /* APP: prevLogIndex; APP_RESP: last matching index or the rejected
+                           prevLogIndex; VOTE/PREVOTE: candidate's last index */
+    uint64_t log_term;  /* APP: prevLogTerm; VOTE/PREVOTE: candidate's last term;
+                           rejected APP_RESP: term at hint (fast backtracking) */
+    uint64_t commit;    /* APP/HEARTBEAT: leader commit the recipient may use */
+    uint64_t hint;      /* rejected APP_RESP: index the follower suggests to probe */
+    uint64_t context;   /* HEARTBEAT(_RESP): ReadIndex round; VOTE/PREVOTE: 1 = transfer */
+    uint32_t entries_n; /* APP: entries that follow prevLogIndex */
+    const struct raft_entry *entries; /* APP: index of entries[i] is index + 1 + i */
+    bool has_snapshot;                /* SNAP only */
+    struct raft_snapshot snapshot;    /* SNAP: the snapshot to install */
+};
+
+/* A linearizable read that may be served once the state machine applied `index`. */
+struct raft_read_state {
+    uint64_t index;      /* read index (thesis §6.4) */
+    uint64_t request_id; /* the caller's id from raft_read_index */
+};
+
+/* One batch of work for the caller, handled in this order:
+ * 1. persist snapshot (if any), then entries (storage truncates its suffix from
+ *    entries[0].index first), then hard_state (if hard_state_changed);
+ * 2. send msgs (they may depend on step 1: votes, acks, appended entries);
+ * 3. install the snapshot into the state machine, apply committed entries, serve read states
+ *    once the state machine applied their index;
+ * 4. call raft_advance.
+ * All pointers are views owned by the core, valid until raft_advance. */
+struct raft_ready {
+    bool hard_state_changed;              /* hard_state differs from what was persisted */
+    struct raft_hard_state hard_state;    /* to persist */
+    const struct raft_snapshot *snapshot; /* to persist and install, or NULL */
+    const struct raft_entry *entries;     /* to persist (append after truncating the suffix) */
+    size_t entries_n;
+    const struct raft_msg *msgs; /* to send after persisting */
+    size_t msgs_n;
+    const struct raft_entry *committed; /* to apply, in order, after persisting */
+    size_t committed_n;
+    const struct raft_read_state *reads;
+    size_t reads_n;
+};
+
+/* The narrow storage interface the log lives behind (later a shard's WAL). The core only reads
+ * it, in raft_new; raft_ready_persist() writes a ready batch through it. Each callback returns
+ * 0 or a negative code. Entries returned by read_entries are views valid until the next call
+ * on the storage.
+ * - load: hard state, snapshot (index 0: none; data a view) and last log index;
+ * - read_entries: entries lo..hi (inclusive, all after the snapshot) into out[];
+ * - truncate_suffix: drop entries >= from_index (a conflicting suffix, §5.3);
+ * - append: entries that follow the last one;
+ * - save_hard_state: term, vote, commit;
+ * - save_snapshot: an InstallSnapshot (§7): the snapshot replaces the whole log. Compaction of
+ *   the caller's own log (raft_compact) is the caller's business. */
+struct raft_storage {
+    void *ctx;
+    int (*load)(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *snap,
+                uint64_t *last_index);
+    int (*read_entries)(void *ctx, uint64_t lo, uint64_t hi, struct raft_entry *out);
+    int (*append)(void *ctx, const struct raft_entry *ents, size_t n);
+    int (*truncate_suffix)(void *ctx, uint64_t from_index);
+    int (*save_hard_state)(void *ctx, const struct raft_hard_state *hs);
+    int (*save_snapshot)(void *ctx, const struct raft_snapshot *snap);
+};
+
+struct raft_config {
+    uint64_t id;                    /* this node, non-zero */
+    unsigned election_ticks;        /* election timeout is random in [this, 2*this) (§5.2) */
+    unsigned heartbeat_ticks;       /* leader heartbeat period, < election_ticks */
+    bool pre_vote;                  /* thesis §9.6 */
+    bool check_quorum;              /* thesis §6.2: leader steps down without a quorum; followers
+                                       ignore vote requests while they hear from a leader */
+    unsigned inflight_msgs_max;     /* appends in flight per follower, 1..RAFT_INFLIGHT_MAX */
+    uint64_t inflight_bytes_max;    /* entry bytes in flight per follower (0: no byte limit) */
+    uint64_t msg_bytes_max;         /* entry bytes per append message (at least one entry) */
+    uint64_t uncommitted_bytes_max; /* proposals beyond this are refused (CS_EFULL) */
+    uint64_t (*rand)(void *ctx);    /* injected randomness for election timeouts */
+    void *rand_ctx;
+    struct raft_conf bootstrap; /* configuration at index 0 (same on every node) */
+};
+
+struct raft;
+
+/* Create a node. storage may be NULL (a new, empty node); else its state is loaded (restart,
+ * §5.1 "updated on stable storage before responding"). The node starts as a follower.
+ * Errors: CS_EINVAL (bad config), CS_ECORRUPT (storage inconsistent), -ENOMEM, or the storage's
+ * error. On error *out is NULL. */
+CS_MUST_CHECK int raft_new(const struct raft_config *cfg, const struct raft_storage *storage,
+                           struct raft **out);
+void raft_free(struct raft *r);
+
+/* Advance logical time by one tick: elections (§5.2), heartbeats (§5.2), CheckQuorum
+ * (thesis §6.2), transfer timeout (thesis §3.10), snapshot retry. Any role. */
+void raft_tick(struct raft *r);
+
+/* Feed a received message (already decoded). Any role. Messages from stale terms, unknown
+ * types or malformed fields are ignored (returns 0): the network may drop, duplicate and
+ * reorder. CS_EINVAL if m->to is not this node. */
+CS_MUST_CHECK int raft_step(struct raft *r, const struct raft_msg *m);
+
+/* Append data as a new entry (§5.3). Leader only (RAFT_ENOTLEADER otherwise); RAFT_EBUSY during
+ * a leadership transfer; CS_EFULL over uncommitted_bytes_max; CS_EINVAL if len is over
+ * RAFT_ENTRY_BYTES_MAX. data is copied. *index (may be NULL) gets the entry's index: the
+ * proposal is committed when an entry at that index with the same term is applied. */
+CS_MUST_CHECK int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index);
+
+/* Propose a single-server membership change (thesis §4.1, §4.2.1). Leader only. RAFT_EBUSY if a
+ * change is uncommitted, the leader has not committed an entry of its term, or (PROMOTE) the
+ * learner has not caught up with the commit index. CS_EINVAL for a change that does not apply
+ * (adding a member, promoting a voter, removing an absent node or the leader itself, removing
+ * the last voter, over RAFT_NODES_MAX). */
+CS_MUST_CHECK int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node,
+                                    uint64_t *index);
+
+/* Start a linearizable read (ReadIndex, thesis §6.4). Leader only. The read state with this
+ * request_id appears in a later ready once a quorum confirmed leadership. RAFT_EBUSY if the
+ * leader has not committed an entry of its term yet; CS_EFULL over RAFT_READS_MAX pending. A
+ * read pending when the leader steps down is dropped silently (the caller retries). */
+CS_MUST_CHECK int raft_read_index(struct raft *r, uint64_t request_id);
+
+/* Hand leadership to voter `target` (thesis §3.10). Leader only; proposals are refused
+ * (RAFT_EBUSY) until it completes or times out after an election timeout. CS_EINVAL if target
+ * is not a voter or is this node. */
+CS_MUST_CHECK int raft_transfer_leader(struct raft *r, uint64_t target);
+
+/* Log compaction (§7): drop the entries up to index, which the state machine has applied and
+ * which are persisted; data (copied) is the state machine image at index. The caller saves the
+ * same snapshot to its storage. CS_EINVAL if index is not in (snapshot index, applied]. */
+CS_MUST_CHECK int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len);
+
+/* Ready batch (see struct raft_ready). raft_has_ready tells whether raft_ready would return
+ * work. Between raft_ready and raft_advance no other mutating call is allowed. */
+bool raft_has_ready(const struct raft *r);
+void raft_ready(struct raft *r, struct raft_ready *rd);
+void raft_advance(struct raft *r);
+
+/* Write a ready batch's snapshot, entries and hard state through a storage (step 1 above). */
+CS_MUST_CHECK int raft_ready_persist(const struct raft_ready *rd, const struct raft_storage *st);
+
+/* Accessors (any role; views valid until the next mutating call). */
+enum raft_role raft_role(const struct raft *r);
+uint64_t raft_id(const struct raft *r);
+uint64_t raft_term(const struct raft *r);
+uint64_t raft_leader(const struct raft *r); /* 0 when unknown */
+uint64_t raft_commit(const struct raft *r);
+uint64_t raft_applied(const struct raft *r);
+uint64_t raft_first_index(const struct raft *r); /* first entry in memory (snapshot index + 1) */
+uint64_t raft_last_index(const struct raft *r);
+const struct raft_snapshot *raft_snapshot(const struct raft *r);
+const struct raft_conf *raft_conf(const struct raft *r);
+/* Entry at index, or NULL if compacted or beyond the last index. */
+const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
+/* Term of the entry at index (the snapshot's term at its index) into *term; false (and 0) if
+ * the index is compacted away or beyond the last one. */
+bool raft_term_at(const struct raft *r, uint64_t index, uint64_t *term);
+
+/* Configurations. */
+bool raft_conf_is_voter(const struct raft_conf *c, uint64_t id);
+bool raft_conf_is_learner(const struct raft_conf *c, uint64_t id);
+/* Check a configuration's validity rules (see struct raft_conf). */
+bool raft_conf_valid(const struct raft_conf *c);
+#define RAFT_CONF_BYTES_MAX (2u + 8u * RAFT_NODES_MAX)
+/* Encode into buf (at least RAFT_CONF_BYTES_MAX bytes); returns the bytes written. Layout:
+ * u8 voters_n, u8 learners_n, then voters then learners as little-endian u64. */
+size_t raft_conf_encode(const struct raft_conf *c, uint8_t *buf);
+/* Decode and validate. CS_ECORRUPT on any bad byte or length. */
+CS_MUST_CHECK int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *c);
+
+/* ---- Wire format (raft_msg.c) ---- */
+#define RAFT_FRAME_HEADER_BYTES 24u
+#define RAFT_FRAME_BYTES_MAX (RAFT_SNAPSHOT_BYTES_MAX + (8u << 20))
+/* Bytes raft_msg_encode needs for m. */
+size_t raft_msg_encoded_bytes(const struct raft_msg *m);
+/* Encode m into buf (cap bytes); *len gets the frame size. CS_EINVAL if cap is too small or a
+ * field is over a limit. */
+CS_MUST_CHECK int raft_msg_encode(const struct raft_msg *m, uint8_t *buf, size_t cap, size_t *len);
+/* Decode one frame of exactly len bytes. Never trusts a length; CS_ECORRUPT on any bad byte,
+ * -ENOMEM if the entry array cannot be allocated. On success m->entries (allocated) must be
+ * released with raft_msg_release; entry and snapshot data are views into buf. */
+CS_MUST_CHECK int raft_msg_decode(const uint8_t *buf, size_t len, struct raft_msg *m);
+void raft_msg_release(struct raft_msg *m);
+const char *raft_msg_type_name(uint8_t type);
+
+#endif

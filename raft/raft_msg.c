@@ -1,0 +1,343 @@
+/* Raft messages on the wire: versioned, checksummed frames, and a decoder that never trusts a
+ * length.
+ *
+ * Frame layout (all integers little-endian):
+ *
+ *   offset size field
+ *   0      4    magic 0x54465241 ("ARFT")
+ *   4      1    version (RAFT_WIRE_VERSION = 1)
+ *   5      1    message type (enum raft_msg_type)
+ *   6      2    flags: bit 0 reject, bit 1 has snapshot; other bits 0
+ *   8      4    body bytes (frame bytes - 24)
+ *   12     4    reserved, 0
+ *   16     8    checksum: XXH3_64(body, seed = XXH3_64(bytes 0..16))
+ *   24     ...  body
+ *
+ * Body:
+ *   term u64, from u64, to u64, index u64, log_term u64, commit u64, hint u64, context u64
+ *   entries_n u32, then entries_n times: term u64, type u8, len u32, data[len]
+ *     (entry i has index = index + 1 + i)
+ *   if has snapshot: index u64, term u64, conf_len u8, conf[conf_len] (raft_conf_encode),
+ *     data_len u32, data[data_len]
+ *
+ * Validity rules (anything else is CS_ECORRUPT): magic, version, a known type, no unknown flag
+ * bit, reserved 0, body bytes equal to the rest of the frame, checksum, every field inside the
+ * body, no trailing bytes, entries only in APP and a snapshot only in SNAP (and always there),
+ * entries_n <= RAFT_MSG_ENTRIES_MAX, entry type known, entry len <= RAFT_ENTRY_BYTES_MAX, entry
+ * terms <= message term, CONF entries and the snapshot configuration decode, non-zero and
+ * distinct from/to, snapshot data <= RAFT_SNAPSHOT_BYTES_MAX, indexes that do not overflow. */
+#include "raft.h"
+
+#include <cstore.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define RAFT_WIRE_MAGIC 0x54465241u
+#define RAFT_WIRE_VERSION 1u
+#define FLAG_REJECT 1u
+#define FLAG_SNAPSHOT 2u
+#define BODY_FIXED_BYTES (8u * 8u + 4u)
+#define ENTRY_HEAD_BYTES 13u
+
+struct wbuf {
+    uint8_t *p;
+    size_t off;
+};
+
+struct rbuf {
+    const uint8_t *p;
+    size_t len;
+    size_t off;
+    bool bad; /* a read ran past the end */
+};
+
+static void w_u8(struct wbuf *w, uint8_t v)
+{
+    w->p[w->off++] = v;
+}
+
+static void w_u32(struct wbuf *w, uint32_t v)
+{
+    for (unsigned i = 0; i < 4; i++)
+        w->p[w->off++] = (uint8_t)(v >> (8 * i));
+}
+
+static void w_u64(struct wbuf *w, uint64_t v)
+{
+    for (unsigned i = 0; i < 8; i++)
+        w->p[w->off++] = (uint8_t)(v >> (8 * i));
+}
+
+static void w_bytes(struct wbuf *w, const uint8_t *d, size_t n)
+{
+    if (n)
+        memcpy(w->p + w->off, d, n);
+    w->off += n;
+}
+
+static bool r_has(struct rbuf *r, size_t n)
+{
+    if (r->bad || r->len - r->off < n) {
+        r->bad = true;
+        return false;
+    }
+    return true;
+}
+
+static uint8_t r_u8(struct rbuf *r)
+{
+    if (!r_has(r, 1))
+        return 0;
+    return r->p[r->off++];
+}
+
+static uint32_t r_u32(struct rbuf *r)
+{
+    if (!r_has(r, 4))
+        return 0;
+    uint32_t v = 0;
+    for (unsigned i = 0; i < 4; i++)
+        v |= (uint32_t)r->p[r->off++] << (8 * i);
+    return v;
+}
+
+static uint64_t r_u64(struct rbuf *r)
+{
+    if (!r_has(r, 8))
+        return 0;
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 8; i++)
+        v |= (uint64_t)r->p[r->off++] << (8 * i);
+    return v;
+}
+
+/* A view of the next n bytes, or NULL (and bad) if they are not there. */
+static const uint8_t *r_view(struct rbuf *r, size_t n)
+{
+    if (!r_has(r, n))
+        return NULL;
+    const uint8_t *v = r->p + r->off;
+    r->off += n;
+    return v;
+}
+
+size_t raft_msg_encoded_bytes(const struct raft_msg *m)
+{
+    size_t n = RAFT_FRAME_HEADER_BYTES + BODY_FIXED_BYTES;
+    for (uint32_t i = 0; i < m->entries_n; i++)
+        n += ENTRY_HEAD_BYTES + m->entries[i].len;
+    if (m->has_snapshot)
+        n += 8 + 8 + 1 + RAFT_CONF_BYTES_MAX + 4 + m->snapshot.len;
+    return n;
+}
+
+static bool encodable(const struct raft_msg *m)
+{
+    if (m->type < RAFT_MSG_APP || m->type >= RAFT_MSG_TYPE_END)
+        return false;
+    if (m->entries_n > RAFT_MSG_ENTRIES_MAX)
+        return false;
+    if (m->has_snapshot &&
+        (m->snapshot.len > RAFT_SNAPSHOT_BYTES_MAX || !raft_conf_valid(&m->snapshot.conf)))
+        return false;
+    for (uint32_t i = 0; i < m->entries_n; i++)
+        if (m->entries[i].len > RAFT_ENTRY_BYTES_MAX)
+            return false;
+    return raft_msg_encoded_bytes(m) <= RAFT_FRAME_BYTES_MAX;
+}
+
+int raft_msg_encode(const struct raft_msg *m, uint8_t *buf, size_t cap, size_t *len)
+{
+    if (!encodable(m) || cap < raft_msg_encoded_bytes(m))
+        return CS_EINVAL;
+    struct wbuf w = {.p = buf, .off = RAFT_FRAME_HEADER_BYTES};
+    w_u64(&w, m->term);
+    w_u64(&w, m->from);
+    w_u64(&w, m->to);
+    w_u64(&w, m->index);
+    w_u64(&w, m->log_term);
+    w_u64(&w, m->commit);
+    w_u64(&w, m->hint);
+    w_u64(&w, m->context);
+    w_u32(&w, m->entries_n);
+    for (uint32_t i = 0; i < m->entries_n; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        w_u64(&w, e->term);
+        w_u8(&w, e->type);
+        w_u32(&w, e->len);
+        w_bytes(&w, e->data, e->len);
+    }
+    if (m->has_snapshot) {
+        uint8_t conf[RAFT_CONF_BYTES_MAX];
+        size_t cl = raft_conf_encode(&m->snapshot.conf, conf);
+        w_u64(&w, m->snapshot.index);
+        w_u64(&w, m->snapshot.term);
+        w_u8(&w, (uint8_t)cl);
+        w_bytes(&w, conf, cl);
+        w_u32(&w, m->snapshot.len);
+        w_bytes(&w, m->snapshot.data, m->snapshot.len);
+    }
+    size_t body = w.off - RAFT_FRAME_HEADER_BYTES;
+    cs_assert(w.off <= cap);
+    struct wbuf h = {.p = buf, .off = 0};
+    w_u32(&h, RAFT_WIRE_MAGIC);
+    w_u8(&h, RAFT_WIRE_VERSION);
+    w_u8(&h, m->type);
+    uint16_t flags = (m->reject ? FLAG_REJECT : 0) | (m->has_snapshot ? FLAG_SNAPSHOT : 0);
+    w_u8(&h, (uint8_t)flags);
+    w_u8(&h, (uint8_t)(flags >> 8));
+    w_u32(&h, (uint32_t)body);
+    w_u32(&h, 0);
+    uint64_t seed = XXH3_64bits(buf, 16);
+    w_u64(&h, XXH3_64bits_withSeed(buf + RAFT_FRAME_HEADER_BYTES, body, seed));
+    cs_assert(h.off == RAFT_FRAME_HEADER_BYTES);
+    *len = w.off;
+    return 0;
+}
+
+static int decode_entries(struct rbuf *r, struct raft_msg *m, uint32_t n)
+{
+    if (n > RAFT_MSG_ENTRIES_MAX || (uint64_t)n > UINT64_MAX - m->index)
+        return CS_ECORRUPT;
+    /* each entry needs at least its head: refuse counts the body cannot hold before
+     * allocating */
+    if ((size_t)n * ENTRY_HEAD_BYTES > r->len - r->off)
+        return CS_ECORRUPT;
+    if (n == 0)
+        return 0;
+    struct raft_entry *es = calloc(n, sizeof(*es));
+    if (!es)
+        return -ENOMEM;
+    m->entries = es;
+    m->entries_n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct raft_entry *e = &es[i];
+        e->index = m->index + 1 + i;
+        e->term = r_u64(r);
+        e->type = r_u8(r);
+        e->len = r_u32(r);
+        if (r->bad || e->len > RAFT_ENTRY_BYTES_MAX || e->term > m->term || e->term == 0)
+            return CS_ECORRUPT;
+        e->data = e->len ? r_view(r, e->len) : NULL;
+        if (r->bad)
+            return CS_ECORRUPT;
+        if (e->type == RAFT_ENTRY_CONF) {
+            struct raft_conf c;
+            if (raft_conf_decode(e->data, e->len, &c) != 0)
+                return CS_ECORRUPT;
+        } else if (e->type != RAFT_ENTRY_NORMAL) {
+            return CS_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
+static int decode_snapshot(struct rbuf *r, struct raft_msg *m)
+{
+    struct raft_snapshot *s = &m->snapshot;
+    s->index = r_u64(r);
+    s->term = r_u64(r);
+    uint8_t cl = r_u8(r);
+    const uint8_t *conf = r_view(r, cl);
+    if (r->bad || s->index == 0 || s->term == 0 || s->term > m->term)
+        return CS_ECORRUPT;
+    if (raft_conf_decode(conf, cl, &s->conf) != 0)
+        return CS_ECORRUPT;
+    s->len = r_u32(r);
+    if (r->bad || s->len > RAFT_SNAPSHOT_BYTES_MAX)
+        return CS_ECORRUPT;
+    s->data = s->len ? r_view(r, s->len) : NULL;
+    return r->bad ? CS_ECORRUPT : 0;
+}
+
+static int decode_body(struct rbuf *r, struct raft_msg *m, uint16_t flags)
+{
+    m->term = r_u64(r);
+    m->from = r_u64(r);
+    m->to = r_u64(r);
+    m->index = r_u64(r);
+    m->log_term = r_u64(r);
+    m->commit = r_u64(r);
+    m->hint = r_u64(r);
+    m->context = r_u64(r);
+    uint32_t n = r_u32(r);
+    if (r->bad || m->from == 0 || m->to == 0 || m->from == m->to)
+        return CS_ECORRUPT;
+    if (n && m->type != RAFT_MSG_APP)
+        return CS_ECORRUPT;
+    int rc = decode_entries(r, m, n);
+    if (rc)
+        return rc;
+    bool snap = flags & FLAG_SNAPSHOT;
+    if (snap != (m->type == RAFT_MSG_SNAP))
+        return CS_ECORRUPT;
+    if (snap && (rc = decode_snapshot(r, m)) != 0)
+        return rc;
+    m->has_snapshot = snap;
+    if (r->off != r->len)
+        return CS_ECORRUPT; /* trailing bytes */
+    return 0;
+}
+
+int raft_msg_decode(const uint8_t *buf, size_t len, struct raft_msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    if (len < RAFT_FRAME_HEADER_BYTES || len > RAFT_FRAME_BYTES_MAX)
+        return CS_ECORRUPT;
+    struct rbuf h = {.p = buf, .len = RAFT_FRAME_HEADER_BYTES};
+    uint32_t magic = r_u32(&h);
+    uint8_t version = r_u8(&h), type = r_u8(&h);
+    uint16_t flags = (uint16_t)(r_u8(&h) | (r_u8(&h) << 8));
+    uint32_t body = r_u32(&h), reserved = r_u32(&h);
+    uint64_t sum = r_u64(&h);
+    cs_assert(!h.bad);
+    if (magic != RAFT_WIRE_MAGIC || version != RAFT_WIRE_VERSION || reserved != 0)
+        return CS_ECORRUPT;
+    if (type < RAFT_MSG_APP || type >= RAFT_MSG_TYPE_END)
+        return CS_ECORRUPT;
+    if ((flags & ~(FLAG_REJECT | FLAG_SNAPSHOT)) != 0)
+        return CS_ECORRUPT;
+    if ((size_t)body != len - RAFT_FRAME_HEADER_BYTES)
+        return CS_ECORRUPT;
+    uint64_t seed = XXH3_64bits(buf, 16);
+    if (XXH3_64bits_withSeed(buf + RAFT_FRAME_HEADER_BYTES, body, seed) != sum)
+        return CS_ECORRUPT;
+    m->type = type;
+    m->reject = flags & FLAG_REJECT;
+    struct rbuf r = {.p = buf + RAFT_FRAME_HEADER_BYTES, .len = body};
+    int rc = decode_body(&r, m, flags);
+    if (rc) {
+        raft_msg_release(m);
+        memset(m, 0, sizeof(*m));
+    }
+    return rc;
+}
+
+void raft_msg_release(struct raft_msg *m)
+{
+    free((void *)m->entries);
+    m->entries = NULL;
+    m->entries_n = 0;
+}
+
+const char *raft_msg_type_name(uint8_t type)
+{
+    static const char *const names[RAFT_MSG_TYPE_END] = {
+        [RAFT_MSG_APP] = "App",
+        [RAFT_MSG_APP_RESP] = "AppResp",
+        [RAFT_MSG_VOTE] = "Vote",
+        [RAFT_MSG_VOTE_RESP] = "VoteResp",
+        [RAFT_MSG_PREVOTE] = "PreVote",
+        [RAFT_MSG_PREVOTE_RESP] = "PreVoteResp",
+        [RAFT_MSG_HEARTBEAT] = "Heartbeat",
+        [RAFT_MSG_HEARTBEAT_RESP] = "HeartbeatResp",
+        [RAFT_MSG_SNAP] = "Snap",
+        [RAFT_MSG_TIMEOUT_NOW] = "TimeoutNow",
+    };
+    if (type >= RAFT_MSG_TYPE_END || !names[type])
+        return "?";
+    return names[type];
+}

@@ -1,0 +1,1158 @@
+/* raft-sim: a deterministic simulator of Raft clusters (raft/), driven by one seed per run.
+ *
+ *   raft-sim --seeds N [--first-seed S] [--nodes K] [--steps M] [--verbose]
+ *
+ * Each seed builds a cluster of K nodes (1..SIM_NODES_MAX) in one process and runs it for M time
+ * units (a node ticks every SIM_TICK_UNITS units) under a fault schedule drawn from the seed,
+ * then heals every fault and checks liveness. The seed picks a scenario class:
+ *   calm       light loss only
+ *   lossy      heavy loss, duplication, reordering (long delays), bit flips in frames
+ *   partition  symmetric splits and one-way cuts
+ *   crash      crashes that drop unpersisted state, restarts, slow disks
+ *   churn      membership changes (learner, promote, remove), leadership transfers, compaction
+ *   chaos      all of the above
+ * and toggles PreVote / CheckQuorum. Clients propose writes and ReadIndex reads at whoever leads.
+ *
+ * Every message travels as an encoded frame (raft_msg_encode/decode), so the codec is in the
+ * loop. A node hands a ready batch to its "disk" (sim_store.c) only some time units after it
+ * appears (slow disks); a crash loses everything not yet handed over.
+ *
+ * Checks, after every time unit (each on what changed in it):
+ *   - election safety: at most one leader per term (§5.2);
+ *   - log matching (§5.3): an (index, term) pair names one entry and one predecessor term, over
+ *     every entry any node ever persisted;
+ *   - leader completeness (§5.4): a new leader of term T holds every entry committed by a leader
+ *     of a term below T (commits are observed when a leader's commit index moves);
+ *   - state machine safety (§5.4.3): nodes apply the same entry at each index, and a snapshot
+ *     installed at an index carries the state every node had there; only committed entries are
+ *     applied, so committed entries survive crashes;
+ *   - linearizable reads (thesis §6.4): a read served at index i started after writes whose
+ *     highest index was w requires i >= w;
+ *   - liveness: after the heal, a leader appears and a fresh proposal commits within
+ *     SIM_LIVENESS_TICKS ticks.
+ * A violation fails the seed; the first failing seed is printed with the last trace lines.
+ * The same seed always replays the same run: all randomness (including the election timeouts the
+ * core asks for) comes from the seed's PRNG, and nothing reads a clock. */
+#include "sim.h"
+
+#include <cstore.h>
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define SIM_NODES_MAX 9u
+#define SIM_TICK_UNITS 10u /* time units per tick */
+#define SIM_ELECTION_TICKS 10u
+#define SIM_HEARTBEAT_TICKS 2u
+#define SIM_LIVENESS_TICKS 200u /* after the heal, a commit must happen within this */
+#define SIM_NET_MAX 20000u      /* frames in flight; more are dropped */
+#define SIM_READS_MAX 64u       /* client reads outstanding per node */
+#define SIM_TRACE_LINES 48u
+#define SIM_TRACE_LINE_BYTES 160u
+#define SIM_STEPS_DEFAULT 2500u
+#define SIM_CLASSES 6u
+
+static const char *const class_names[SIM_CLASSES] = {"calm",  "lossy", "partition",
+                                                     "crash", "churn", "chaos"};
+
+struct rng {
+    uint64_t s;
+};
+
+static uint64_t rng_next(struct rng *g)
+{
+    uint64_t z = (g->s += 0x9e3779b97f4a7c15ull); /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rng_below(struct rng *g, uint64_t n)
+{
+    return n ? rng_next(g) % n : 0;
+}
+
+/* true with probability p_ppm / 1e6 */
+static bool rng_ppm(struct rng *g, uint32_t p_ppm)
+{
+    return rng_below(g, 1000000) < p_ppm;
+}
+
+static uint64_t rng_cb(void *ctx)
+{
+    return rng_next(ctx);
+}
+
+struct net_msg {
+    uint64_t at;  /* delivery time */
+    uint64_t seq; /* random tie-break: same-time frames arrive in random order */
+    unsigned to;  /* node index */
+    unsigned from;
+    uint32_t len;
+    uint8_t *buf;
+};
+
+struct read_wait {
+    uint64_t request_id;
+    uint64_t acked_max; /* highest index of an acknowledged write when the read began */
+    uint64_t index;     /* read index, once known */
+};
+
+struct node {
+    uint64_t id;
+    struct raft *r; /* NULL while crashed */
+    struct sim_store disk;
+    unsigned phase;      /* tick offset */
+    unsigned disk_delay; /* units a ready waits before it is persisted */
+    unsigned disk_wait;  /* units waited so far */
+    uint8_t role_seen;
+    uint64_t term_seen;
+    uint64_t down_until; /* crashed: restart time */
+    /* state machine */
+    uint64_t sm_index;
+    uint64_t sm_hash;
+    uint64_t sm_writes;
+    /* client reads */
+    struct read_wait reads[SIM_READS_MAX];
+    unsigned reads_n;
+};
+
+/* What the checker knows of one log index. */
+struct rec {
+    uint64_t term;        /* term of the entry committed/applied there (0: unknown) */
+    uint64_t ehash;       /* hash of that entry */
+    uint64_t sm_hash;     /* state machine hash after applying it */
+    uint64_t commit_term; /* term of the first leader seen committing it (0: not yet) */
+};
+
+/* Log matching table: (index, term) -> (previous term, entry hash). Open addressing. */
+struct lm_slot {
+    uint64_t index;
+    uint64_t term;
+    uint64_t prev_term;
+    uint64_t ehash;
+};
+
+struct faults {
+    uint32_t loss_ppm;
+    uint32_t dup_ppm;
+    uint32_t long_delay_ppm;
+    uint32_t flip_ppm;
+    uint32_t partition_ppm;
+    uint32_t oneway_ppm;
+    uint32_t crash_ppm;
+    uint32_t conf_ppm;
+    uint32_t transfer_ppm;
+    uint32_t compact_ppm;
+    unsigned disk_delay_max;
+    unsigned delay_max;
+};
+
+struct stats {
+    uint64_t commits;
+    uint64_t elections;
+    uint64_t reads;
+    uint64_t snapshots;
+    uint64_t confs;
+    uint64_t transfers;
+    uint64_t crashes;
+    uint64_t corrupt;
+};
+
+struct sim {
+    struct rng rng;
+    uint64_t seed;
+    unsigned n;
+    unsigned cls;
+    bool pre_vote;
+    bool check_quorum;
+    struct faults f;
+    struct node nodes[SIM_NODES_MAX];
+    bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* cut[a][b]: frames a -> b are lost */
+    uint64_t heal_at;
+    uint64_t now;
+    /* network: binary heap on (at, seq) */
+    struct net_msg *net;
+    size_t net_n;
+    /* checker */
+    uint64_t *leader_of_term;
+    size_t terms_cap;
+    struct rec *recs;
+    size_t recs_cap;
+    uint64_t committed_max;
+    uint64_t acked_max; /* highest index of an applied (acknowledged) write */
+    struct lm_slot *lm;
+    size_t lm_cap;
+    size_t lm_n;
+    uint64_t next_write;
+    uint64_t next_read;
+    bool failed;
+    char failure[256];
+    struct stats st;
+    /* trace ring */
+    char trace[SIM_TRACE_LINES][SIM_TRACE_LINE_BYTES];
+    unsigned trace_n;
+    bool verbose;
+};
+
+/* The seed being run and its simulator, for the abort handler only (a failed cs_assert inside
+ * the core is a failure to report with its seed). */
+static struct sim *volatile current_sim;
+
+static void trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void trace(struct sim *s, const char *fmt, ...)
+{
+    char *line = s->trace[s->trace_n % SIM_TRACE_LINES];
+    int off = snprintf(line, SIM_TRACE_LINE_BYTES, "t=%" PRIu64 " ", s->now);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + off, SIM_TRACE_LINE_BYTES - (size_t)off, fmt, ap);
+    va_end(ap);
+    s->trace_n++;
+    if (s->verbose)
+        printf("  %s\n", line);
+}
+
+static void fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct sim *s, const char *fmt, ...)
+{
+    if (s->failed)
+        return;
+    s->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->failure, sizeof(s->failure), fmt, ap);
+    va_end(ap);
+    trace(s, "VIOLATION: %s", s->failure);
+}
+
+static void print_trace(const struct sim *s, FILE *out)
+{
+    unsigned n = s->trace_n < SIM_TRACE_LINES ? s->trace_n : SIM_TRACE_LINES;
+    for (unsigned k = s->trace_n - n; k < s->trace_n; k++)
+        fprintf(out, "    %s\n", s->trace[k % SIM_TRACE_LINES]);
+}
+
+static void on_abort(int sig)
+{
+    (void)sig;
+    struct sim *s = current_sim;
+    if (s) {
+        fprintf(stderr, "raft-sim: seed %" PRIu64 " (%s, %u nodes) aborted; trace:\n", s->seed,
+                class_names[s->cls], s->n);
+        print_trace(s, stderr);
+    }
+    signal(SIGABRT, SIG_DFL);
+    raise(SIGABRT);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Growable tables                                                                             */
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need < *cap)
+        return p;
+    size_t c = *cap ? *cap : 1024;
+    while (c <= need)
+        c *= 2;
+    uint8_t *q = realloc(p, c * elem);
+    if (!q) {
+        fprintf(stderr, "raft-sim: out of memory\n");
+        exit(2);
+    }
+    memset(q + *cap * elem, 0, (c - *cap) * elem);
+    *cap = c;
+    return q;
+}
+
+static struct rec *rec_at(struct sim *s, uint64_t index)
+{
+    s->recs = grow(s->recs, &s->recs_cap, (size_t)index, sizeof(*s->recs));
+    return &s->recs[index];
+}
+
+static uint64_t entry_hash(const struct raft_entry *e)
+{
+    uint64_t h = XXH3_64bits_withSeed(e->data ? (const void *)e->data : (const void *)"", e->len,
+                                      e->term * 31 + e->type);
+    return h ^ (e->index * 0x9e3779b97f4a7c15ull);
+}
+
+static uint64_t lm_hash(uint64_t index, uint64_t term)
+{
+    return (index * 0x9e3779b97f4a7c15ull) ^ (term * 0xc2b2ae3d27d4eb4full);
+}
+
+static void lm_insert_raw(struct lm_slot *t, size_t cap, const struct lm_slot *v)
+{
+    size_t i = lm_hash(v->index, v->term) & (cap - 1);
+    for (size_t k = 0; k < cap; k++, i = (i + 1) & (cap - 1)) {
+        if (t[i].index == 0) {
+            t[i] = *v;
+            return;
+        }
+    }
+}
+
+/* Look up (index, term); insert v if absent. Returns the slot holding the first record. */
+static struct lm_slot *lm_get(struct sim *s, const struct lm_slot *v)
+{
+    if ((s->lm_n + 1) * 2 > s->lm_cap) {
+        size_t cap = s->lm_cap ? s->lm_cap * 2 : 4096;
+        struct lm_slot *t = calloc(cap, sizeof(*t));
+        if (!t)
+            exit(2);
+        for (size_t i = 0; i < s->lm_cap; i++)
+            if (s->lm[i].index)
+                lm_insert_raw(t, cap, &s->lm[i]);
+        free(s->lm);
+        s->lm = t;
+        s->lm_cap = cap;
+    }
+    size_t i = lm_hash(v->index, v->term) & (s->lm_cap - 1);
+    for (size_t k = 0; k < s->lm_cap; k++, i = (i + 1) & (s->lm_cap - 1)) {
+        if (s->lm[i].index == v->index && s->lm[i].term == v->term)
+            return &s->lm[i];
+        if (s->lm[i].index == 0) {
+            s->lm[i] = *v;
+            s->lm_n++;
+            return &s->lm[i];
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Network                                                                                     */
+
+static bool net_less(const struct net_msg *a, const struct net_msg *b)
+{
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static void net_push(struct sim *s, struct net_msg m)
+{
+    if (s->net_n >= SIM_NET_MAX) {
+        free(m.buf);
+        return;
+    }
+    size_t i = s->net_n++;
+    s->net[i] = m;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!net_less(&s->net[i], &s->net[p]))
+            break;
+        struct net_msg t = s->net[p];
+        s->net[p] = s->net[i];
+        s->net[i] = t;
+        i = p;
+    }
+}
+
+static struct net_msg net_pop(struct sim *s)
+{
+    struct net_msg top = s->net[0];
+    s->net[0] = s->net[--s->net_n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->net_n && net_less(&s->net[l], &s->net[m]))
+            m = l;
+        if (r < s->net_n && net_less(&s->net[r], &s->net[m]))
+            m = r;
+        if (m == i)
+            break;
+        struct net_msg t = s->net[m];
+        s->net[m] = s->net[i];
+        s->net[i] = t;
+        i = m;
+    }
+    return top;
+}
+
+static uint64_t net_delay(struct sim *s)
+{
+    if (rng_ppm(&s->rng, s->f.long_delay_ppm))
+        return 1 + rng_below(&s->rng, 20 * SIM_TICK_UNITS);
+    return 1 + rng_below(&s->rng, s->f.delay_max);
+}
+
+static void send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
+{
+    if (m->to == 0 || m->to > s->n)
+        return;
+    unsigned to = (unsigned)(m->to - 1);
+    size_t cap = raft_msg_encoded_bytes(m), len;
+    uint8_t *buf = malloc(cap);
+    if (!buf)
+        exit(2);
+    int rc = raft_msg_encode(m, buf, cap, &len);
+    if (rc != 0) {
+        fail(s, "encode of %s failed: %d", raft_msg_type_name(m->type), rc);
+        free(buf);
+        return;
+    }
+    if (s->cut[from][to] || rng_ppm(&s->rng, s->f.loss_ppm)) {
+        free(buf);
+        return;
+    }
+    unsigned copies = rng_ppm(&s->rng, s->f.dup_ppm) ? 2 : 1;
+    for (unsigned c = 0; c < copies; c++) {
+        struct net_msg nm = {.at = s->now + net_delay(s),
+                             .seq = rng_next(&s->rng),
+                             .to = to,
+                             .from = from,
+                             .len = (uint32_t)len};
+        nm.buf = c == copies - 1 ? buf : malloc(len);
+        if (!nm.buf)
+            exit(2);
+        if (nm.buf != buf)
+            memcpy(nm.buf, buf, len);
+        if (rng_ppm(&s->rng, s->f.flip_ppm)) {
+            uint64_t bit = rng_below(&s->rng, (uint64_t)len * 8);
+            nm.buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        }
+        net_push(s, nm);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checks                                                                                      */
+
+static void note_commits(struct sim *s, struct node *nd)
+{
+    if (raft_role(nd->r) != RAFT_LEADER)
+        return;
+    uint64_t c = raft_commit(nd->r), term = raft_term(nd->r);
+    uint64_t from = raft_first_index(nd->r);
+    if (from <= s->committed_max)
+        from = s->committed_max + 1; /* noted already, by this or an earlier leader */
+    for (uint64_t i = from; i <= c; i++) {
+        struct rec *rc = rec_at(s, i);
+        const struct raft_entry *e = raft_entry_at(nd->r, i);
+        if (rc->commit_term)
+            continue;
+        if (rc->term && rc->term != e->term)
+            fail(s, "committed entry %" PRIu64 " changed term", i);
+        rc->term = e->term;
+        rc->ehash = entry_hash(e);
+        rc->commit_term = term;
+    }
+    if (c > s->committed_max)
+        s->committed_max = c;
+}
+
+static void check_leaders(struct sim *s, struct node *nd)
+{
+    if (!nd->r)
+        return;
+    note_commits(s, nd); /* before a later call could make it step down */
+    uint8_t role = (uint8_t)raft_role(nd->r);
+    uint64_t term = raft_term(nd->r);
+    if (term < nd->term_seen)
+        fail(s, "node %" PRIu64 " term went back from %" PRIu64 " to %" PRIu64, nd->id,
+             nd->term_seen, term);
+    bool new_leader =
+        role == RAFT_LEADER && (nd->role_seen != RAFT_LEADER || term != nd->term_seen);
+    nd->role_seen = role;
+    nd->term_seen = term;
+    if (!new_leader)
+        return;
+    s->st.elections++;
+    trace(s, "node %" PRIu64 " leads term %" PRIu64 " (last %" PRIu64 ", commit %" PRIu64 ")",
+          nd->id, term, raft_last_index(nd->r), raft_commit(nd->r));
+    s->leader_of_term = grow(s->leader_of_term, &s->terms_cap, (size_t)term, sizeof(uint64_t));
+    uint64_t *l = &s->leader_of_term[term];
+    if (*l && *l != nd->id)
+        fail(s, "two leaders in term %" PRIu64 ": %" PRIu64 " and %" PRIu64, term, *l, nd->id);
+    *l = nd->id;
+    /* leader completeness (§5.4.1) */
+    const struct raft_snapshot *snap = raft_snapshot(nd->r);
+    for (uint64_t i = 1; i <= s->committed_max; i++) {
+        struct rec *rc = rec_at(s, i);
+        if (!rc->commit_term || rc->commit_term >= term)
+            continue;
+        uint64_t t;
+        if (i < snap->index)
+            continue; /* covered by the snapshot, checked at its index */
+        if (!raft_term_at(nd->r, i, &t) || t != rc->term) {
+            fail(s,
+                 "leader completeness: leader %" PRIu64 " of term %" PRIu64 " lacks entry %" PRIu64
+                 " (term %" PRIu64 ") committed in term %" PRIu64,
+                 nd->id, term, i, rc->term, rc->commit_term);
+            return;
+        }
+    }
+}
+
+/* Log matching over every entry a node persists. */
+static void check_persisted(struct sim *s, struct node *nd, const struct raft_entry *es, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        const struct raft_entry *e = &es[k];
+        uint64_t prev = 0;
+        if (k > 0)
+            prev = es[k - 1].term;
+        else if (!raft_term_at(nd->r, e->index - 1, &prev))
+            prev = UINT64_MAX; /* unknown here */
+        struct lm_slot v = {
+            .index = e->index, .term = e->term, .prev_term = prev, .ehash = entry_hash(e)};
+        struct lm_slot *got = lm_get(s, &v);
+        if (got->ehash != v.ehash)
+            fail(s, "log matching: two different entries at index %" PRIu64 " term %" PRIu64,
+                 e->index, e->term);
+        if (got->prev_term == UINT64_MAX)
+            got->prev_term = prev;
+        else if (prev != UINT64_MAX && got->prev_term != prev)
+            fail(s,
+                 "log matching: entry %" PRIu64 "/%" PRIu64 " follows term %" PRIu64
+                 " on node %" PRIu64 " but %" PRIu64 " elsewhere",
+                 e->index, e->term, prev, nd->id, got->prev_term);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* State machine                                                                               */
+
+#define SM_SNAP_BYTES 24u
+
+static void sm_reset(struct node *nd)
+{
+    nd->sm_index = 0;
+    nd->sm_hash = 0;
+    nd->sm_writes = 0;
+    const struct raft_snapshot *sn = &nd->disk.snap;
+    if (sn->index && sn->len == SM_SNAP_BYTES) {
+        memcpy(&nd->sm_index, sn->data, 8);
+        memcpy(&nd->sm_hash, sn->data + 8, 8);
+        memcpy(&nd->sm_writes, sn->data + 16, 8);
+    }
+}
+
+static void serve_reads(struct sim *s, struct node *nd)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < nd->reads_n; i++) {
+        struct read_wait *w = &nd->reads[i];
+        if (w->index && nd->sm_index >= w->index) {
+            if (w->index < w->acked_max || nd->sm_index < w->acked_max)
+                fail(s,
+                     "stale read on node %" PRIu64 ": read index %" PRIu64 " served at %" PRIu64
+                     " but a write at %" PRIu64 " was acknowledged before it began",
+                     nd->id, w->index, nd->sm_index, w->acked_max);
+            s->st.reads++;
+            continue;
+        }
+        nd->reads[k++] = *w;
+    }
+    nd->reads_n = k;
+}
+
+static void sm_apply(struct sim *s, struct node *nd, const struct raft_entry *e)
+{
+    if (e->index != nd->sm_index + 1) {
+        fail(s, "node %" PRIu64 " applies %" PRIu64 " after %" PRIu64, nd->id, e->index,
+             nd->sm_index);
+        return;
+    }
+    uint64_t eh = entry_hash(e);
+    nd->sm_hash = XXH3_64bits_withSeed(&eh, sizeof(eh), nd->sm_hash);
+    nd->sm_index = e->index;
+    if (e->type == RAFT_ENTRY_NORMAL && e->len >= 8)
+        nd->sm_writes++;
+    struct rec *rc = rec_at(s, e->index);
+    if (!rc->commit_term)
+        fail(s, "node %" PRIu64 " applies %" PRIu64 " which no leader committed", nd->id, e->index);
+    if (rc->term && (rc->term != e->term || rc->ehash != eh))
+        fail(s,
+             "state machine safety: node %" PRIu64 " applies a different entry at %" PRIu64
+             " (term %" PRIu64 " vs %" PRIu64 ")",
+             nd->id, e->index, e->term, rc->term);
+    if (rc->sm_hash && rc->sm_hash != nd->sm_hash)
+        fail(s, "state machine safety: node %" PRIu64 " diverges at %" PRIu64, nd->id, e->index);
+    rc->term = e->term;
+    rc->ehash = eh;
+    rc->sm_hash = nd->sm_hash;
+    if (e->type == RAFT_ENTRY_NORMAL && e->len >= 8 && e->index > s->acked_max)
+        s->acked_max = e->index;
+}
+
+static void sm_install(struct sim *s, struct node *nd, const struct raft_snapshot *sn)
+{
+    if (sn->len != SM_SNAP_BYTES) {
+        fail(s, "snapshot of %u bytes", sn->len);
+        return;
+    }
+    uint64_t idx, h;
+    memcpy(&idx, sn->data, 8);
+    memcpy(&h, sn->data + 8, 8);
+    if (idx != sn->index)
+        fail(s, "snapshot index %" PRIu64 " holds state at %" PRIu64, sn->index, idx);
+    struct rec *rc = rec_at(s, sn->index);
+    if (rc->sm_hash && rc->sm_hash != h)
+        fail(s, "snapshot at %" PRIu64 " holds a state no node had", sn->index);
+    nd->sm_index = idx;
+    nd->sm_hash = h;
+    memcpy(&nd->sm_writes, sn->data + 16, 8);
+    s->st.snapshots++;
+    trace(s, "node %" PRIu64 " installs snapshot %" PRIu64 "/%" PRIu64, nd->id, sn->index,
+          sn->term);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Nodes                                                                                       */
+
+static struct raft_config node_config(struct sim *s, const struct node *nd)
+{
+    struct raft_config c = {
+        .id = nd->id,
+        .election_ticks = SIM_ELECTION_TICKS,
+        .heartbeat_ticks = SIM_HEARTBEAT_TICKS,
+        .pre_vote = s->pre_vote,
+        .check_quorum = s->check_quorum,
+        .inflight_msgs_max = 4,
+        .inflight_bytes_max = 4096,
+        .msg_bytes_max = 1024,
+        .uncommitted_bytes_max = 64 * 1024,
+        .rand = rng_cb,
+        .rand_ctx = &s->rng,
+    };
+    c.bootstrap.voters_n = (uint8_t)s->n;
+    for (unsigned i = 0; i < s->n; i++)
+        c.bootstrap.voters[i] = i + 1;
+    return c;
+}
+
+static void node_start(struct sim *s, struct node *nd)
+{
+    struct raft_config c = node_config(s, nd);
+    struct raft_storage ops;
+    store_ops(&nd->disk, &ops);
+    int rc = raft_new(&c, &ops, &nd->r);
+    if (rc != 0) {
+        fail(s, "raft_new of node %" PRIu64 " failed: %d", nd->id, rc);
+        return;
+    }
+    sm_reset(nd);
+    nd->role_seen = RAFT_FOLLOWER;
+    nd->term_seen = raft_term(nd->r);
+    nd->reads_n = 0;
+    nd->disk_wait = 0;
+}
+
+static void node_crash(struct sim *s, struct node *nd, uint64_t down_units)
+{
+    raft_free(nd->r);
+    nd->r = NULL;
+    nd->reads_n = 0;
+    nd->down_until = s->now + down_units;
+    s->st.crashes++;
+    trace(s, "node %" PRIu64 " crashes until t=%" PRIu64 " (disk last %" PRIu64 ")", nd->id,
+          nd->down_until, store_last(&nd->disk));
+}
+
+/* Persist, send, apply and advance one ready batch (raft.h order). */
+static void node_ready(struct sim *s, unsigned idx)
+{
+    struct node *nd = &s->nodes[idx];
+    struct raft_ready rd;
+    raft_ready(nd->r, &rd);
+    struct raft_storage ops;
+    store_ops(&nd->disk, &ops);
+    if (rd.entries_n)
+        check_persisted(s, nd, rd.entries, rd.entries_n);
+    int rc = raft_ready_persist(&rd, &ops);
+    if (rc != 0)
+        fail(s, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
+    note_commits(s, nd);
+    for (size_t i = 0; i < rd.msgs_n; i++)
+        send_frame(s, idx, &rd.msgs[i]);
+    if (rd.snapshot)
+        sm_install(s, nd, rd.snapshot);
+    for (size_t i = 0; i < rd.committed_n; i++)
+        sm_apply(s, nd, &rd.committed[i]);
+    for (size_t i = 0; i < rd.reads_n; i++) {
+        for (unsigned k = 0; k < nd->reads_n; k++)
+            if (nd->reads[k].request_id == rd.reads[i].request_id)
+                nd->reads[k].index = rd.reads[i].index ? rd.reads[i].index : 1;
+    }
+    raft_advance(nd->r);
+    serve_reads(s, nd);
+    check_leaders(s, nd);
+}
+
+static void deliver(struct sim *s, struct net_msg *m)
+{
+    struct node *nd = &s->nodes[m->to];
+    if (!nd->r || s->cut[m->from][m->to])
+        return;
+    struct raft_msg msg;
+    int rc = raft_msg_decode(m->buf, m->len, &msg);
+    if (rc == CS_ECORRUPT) {
+        s->st.corrupt++;
+        return;
+    }
+    if (rc != 0) {
+        fail(s, "decode failed: %d", rc);
+        return;
+    }
+    rc = raft_step(nd->r, &msg);
+    raft_msg_release(&msg);
+    if (rc != 0)
+        fail(s, "raft_step: %d", rc);
+    check_leaders(s, nd);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Clients and faults                                                                          */
+
+static struct node *leader(struct sim *s)
+{
+    struct node *best = NULL;
+    for (unsigned i = 0; i < s->n; i++) {
+        struct node *nd = &s->nodes[i];
+        if (nd->r && raft_role(nd->r) == RAFT_LEADER &&
+            (!best || raft_term(nd->r) > raft_term(best->r)))
+            best = nd;
+    }
+    return best;
+}
+
+static void client_write(struct sim *s, struct node *l)
+{
+    uint8_t data[72];
+    uint64_t id = ++s->next_write;
+    memcpy(data, &id, 8);
+    uint32_t len = 8 + (uint32_t)rng_below(&s->rng, 64);
+    for (uint32_t i = 8; i < len; i++)
+        data[i] = (uint8_t)rng_next(&s->rng);
+    uint64_t index;
+    int rc = raft_propose(l->r, data, len, &index);
+    if (rc == 0)
+        s->st.commits++;
+    else if (rc != RAFT_EBUSY && rc != CS_EFULL)
+        fail(s, "propose: %d", rc);
+}
+
+static void client_read(struct sim *s, struct node *l)
+{
+    if (l->reads_n >= SIM_READS_MAX)
+        return;
+    uint64_t id = ++s->next_read;
+    int rc = raft_read_index(l->r, id);
+    if (rc == RAFT_EBUSY || rc == CS_EFULL)
+        return;
+    if (rc != 0) {
+        fail(s, "read_index: %d", rc);
+        return;
+    }
+    struct read_wait *w = &l->reads[l->reads_n++];
+    w->request_id = id;
+    w->acked_max = s->acked_max;
+    w->index = 0;
+}
+
+static void client_conf(struct sim *s, struct node *l)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    uint64_t target = 0;
+    enum raft_conf_change type;
+    if (c->learners_n > 0) {
+        type = RAFT_CC_PROMOTE;
+        target = c->learners[rng_below(&s->rng, c->learners_n)];
+        if (rng_ppm(&s->rng, 200000))
+            type = RAFT_CC_REMOVE;
+    } else if ((unsigned)c->voters_n < s->n) {
+        type = RAFT_CC_ADD_LEARNER;
+        for (uint64_t id = 1; id <= s->n && !target; id++)
+            if (!raft_conf_is_voter(c, id))
+                target = id;
+    } else {
+        type = RAFT_CC_REMOVE;
+        if (c->voters_n <= 2)
+            return;
+        target = c->voters[rng_below(&s->rng, c->voters_n)];
+        if (target == l->id)
+            return;
+    }
+    uint64_t index;
+    int rc = raft_propose_conf(l->r, type, target, &index);
+    if (rc == RAFT_EBUSY || rc == CS_EFULL)
+        return;
+    if (rc != 0) {
+        fail(s, "propose_conf(%d, %" PRIu64 "): %d", (int)type, target, rc);
+        return;
+    }
+    check_leaders(s, l);
+    s->st.confs++;
+    trace(s, "leader %" PRIu64 " proposes conf change %d of node %" PRIu64 " at %" PRIu64, l->id,
+          (int)type, target, index);
+}
+
+static void client_transfer(struct sim *s, struct node *l)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    uint64_t target = c->voters[rng_below(&s->rng, c->voters_n)];
+    if (target == l->id)
+        return;
+    int rc = raft_transfer_leader(l->r, target);
+    if (rc != 0) {
+        fail(s, "transfer: %d", rc);
+        return;
+    }
+    s->st.transfers++;
+    trace(s, "leader %" PRIu64 " transfers to %" PRIu64, l->id, target);
+}
+
+static void compact(struct sim *s, struct node *nd)
+{
+    uint64_t applied = raft_applied(nd->r), first = raft_first_index(nd->r);
+    if (applied < first + 8 || nd->sm_index != applied)
+        return;
+    uint64_t index = applied; /* the only state machine image at hand */
+    uint8_t img[SM_SNAP_BYTES];
+    memcpy(img, &nd->sm_index, 8);
+    memcpy(img + 8, &nd->sm_hash, 8);
+    memcpy(img + 16, &nd->sm_writes, 8);
+    int rc = raft_compact(nd->r, index, img, sizeof(img));
+    if (rc != 0) {
+        fail(s, "compact at %" PRIu64 ": %d", index, rc);
+        return;
+    }
+    rc = store_compact(&nd->disk, raft_snapshot(nd->r));
+    if (rc != 0)
+        fail(s, "store compact at %" PRIu64 ": %d", index, rc);
+    trace(s, "node %" PRIu64 " compacts to %" PRIu64, nd->id, index);
+}
+
+static void heal(struct sim *s)
+{
+    memset(s->cut, 0, sizeof(s->cut));
+    s->heal_at = 0;
+}
+
+static void faults_step(struct sim *s)
+{
+    if (s->heal_at && s->now >= s->heal_at) {
+        heal(s);
+        trace(s, "network heals");
+    }
+    if (!s->heal_at && rng_ppm(&s->rng, s->f.partition_ppm)) {
+        uint32_t side = (uint32_t)rng_below(&s->rng, (1u << s->n) - 2) + 1;
+        for (unsigned a = 0; a < s->n; a++)
+            for (unsigned b = 0; b < s->n; b++)
+                s->cut[a][b] = ((side >> a) & 1) != ((side >> b) & 1);
+        s->heal_at = s->now + SIM_TICK_UNITS * (5 + rng_below(&s->rng, 60));
+        trace(s, "partition %#x until t=%" PRIu64, side, s->heal_at);
+    }
+    if (!s->heal_at && rng_ppm(&s->rng, s->f.oneway_ppm)) {
+        unsigned a = (unsigned)rng_below(&s->rng, s->n), b = (unsigned)rng_below(&s->rng, s->n);
+        if (a != b) {
+            s->cut[a][b] = true;
+            if (rng_ppm(&s->rng, 500000)) /* isolate a's outbound entirely */
+                for (unsigned k = 0; k < s->n; k++)
+                    s->cut[a][k] = k != a;
+            s->heal_at = s->now + SIM_TICK_UNITS * (5 + rng_below(&s->rng, 60));
+            trace(s, "one-way cut from node %u (to %u) until t=%" PRIu64, a + 1, b + 1, s->heal_at);
+        }
+    }
+    for (unsigned i = 0; i < s->n; i++) {
+        struct node *nd = &s->nodes[i];
+        if (!nd->r && s->now >= nd->down_until) {
+            node_start(s, nd);
+            trace(s, "node %" PRIu64 " restarts (term %" PRIu64 ", last %" PRIu64 ")", nd->id,
+                  nd->r ? raft_term(nd->r) : 0, store_last(&nd->disk));
+        } else if (nd->r && rng_ppm(&s->rng, s->f.crash_ppm)) {
+            node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, 40)));
+        }
+    }
+}
+
+static void clients_step(struct sim *s, bool faults)
+{
+    struct node *l = leader(s);
+    if (!l)
+        return;
+    if (rng_ppm(&s->rng, 150000))
+        client_write(s, l);
+    if (rng_ppm(&s->rng, 60000))
+        client_read(s, l);
+    if (!faults)
+        return;
+    if (rng_ppm(&s->rng, s->f.conf_ppm))
+        client_conf(s, l);
+    if (rng_ppm(&s->rng, s->f.transfer_ppm))
+        client_transfer(s, l);
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->nodes[i].r && rng_ppm(&s->rng, s->f.compact_ppm))
+            compact(s, &s->nodes[i]);
+}
+
+/* One time unit: deliveries, ticks, client calls, ready batches. */
+static void unit_step(struct sim *s, bool faults)
+{
+    if (faults)
+        faults_step(s);
+    while (s->net_n > 0 && s->net[0].at <= s->now) {
+        struct net_msg m = net_pop(s);
+        deliver(s, &m);
+        free(m.buf);
+    }
+    for (unsigned i = 0; i < s->n; i++) {
+        struct node *nd = &s->nodes[i];
+        if (nd->r && (s->now + nd->phase) % SIM_TICK_UNITS == 0) {
+            raft_tick(nd->r);
+            check_leaders(s, nd);
+        }
+    }
+    clients_step(s, faults);
+    for (unsigned i = 0; i < s->n; i++) {
+        struct node *nd = &s->nodes[i];
+        if (!nd->r || !raft_has_ready(nd->r))
+            continue;
+        if (faults && nd->disk_wait < nd->disk_delay) {
+            nd->disk_wait++;
+            continue;
+        }
+        nd->disk_wait = 0;
+        nd->disk_delay = faults ? (unsigned)rng_below(&s->rng, s->f.disk_delay_max + 1) : 0;
+        node_ready(s, i);
+    }
+    s->now++;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scenarios                                                                                   */
+
+static void pick_faults(struct sim *s)
+{
+    struct faults f = {.delay_max = 2 * SIM_TICK_UNITS, .loss_ppm = 10000};
+    bool all = s->cls == 5;
+    if (s->cls == 1 || all) {
+        f.loss_ppm = 50000 + (uint32_t)rng_below(&s->rng, 200000);
+        f.dup_ppm = 50000;
+        f.long_delay_ppm = 20000;
+        f.flip_ppm = 5000;
+        f.delay_max = 4 * SIM_TICK_UNITS;
+    }
+    if (s->cls == 2 || all) {
+        f.partition_ppm = 2000;
+        f.oneway_ppm = 2000;
+    }
+    if (s->cls == 3 || all) {
+        f.crash_ppm = 300;
+        f.disk_delay_max = 3 * SIM_TICK_UNITS;
+    }
+    if (s->cls == 4 || all) {
+        f.conf_ppm = 20000;
+        f.transfer_ppm = 2000;
+        f.compact_ppm = 5000;
+        f.disk_delay_max = f.disk_delay_max ? f.disk_delay_max : SIM_TICK_UNITS;
+    }
+    if (s->cls == 0)
+        f.compact_ppm = 1000;
+    s->f = f;
+}
+
+static void sim_free(struct sim *s)
+{
+    for (unsigned i = 0; i < s->n; i++) {
+        raft_free(s->nodes[i].r);
+        store_destroy(&s->nodes[i].disk);
+    }
+    for (size_t i = 0; i < s->net_n; i++)
+        free(s->net[i].buf);
+    free(s->net);
+    free(s->leader_of_term);
+    free(s->recs);
+    free(s->lm);
+}
+
+static bool liveness(struct sim *s)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        if (!s->nodes[i].r) {
+            node_start(s, &s->nodes[i]);
+            trace(s, "node %" PRIu64 " restarts for the heal", s->nodes[i].id);
+        }
+    heal(s);
+    s->f.loss_ppm = 0;
+    s->f.dup_ppm = 0;
+    s->f.long_delay_ppm = 0;
+    s->f.flip_ppm = 0;
+    s->f.delay_max = SIM_TICK_UNITS;
+    trace(s, "heal: all up, network whole");
+    uint64_t want = 0, deadline = s->now + (uint64_t)SIM_LIVENESS_TICKS * SIM_TICK_UNITS;
+    struct node *prop = NULL;
+    uint64_t prop_term = 0;
+    while (s->now < deadline && !s->failed) {
+        unit_step(s, false);
+        struct node *l = leader(s);
+        if (!l)
+            continue;
+        if (!want || prop != l || raft_term(l->r) != prop_term) {
+            uint8_t data[8] = {'l', 'i', 'v', 'e'};
+            if (raft_propose(l->r, data, sizeof(data), &want) == 0) {
+                prop = l;
+                prop_term = raft_term(l->r);
+            }
+            continue;
+        }
+        uint64_t t;
+        if (l->sm_index >= want && raft_term_at(l->r, want, &t) && t == prop_term) {
+            trace(s, "liveness: leader %" PRIu64 " committed %" PRIu64, l->id, want);
+            return true;
+        }
+    }
+    if (!s->failed)
+        fail(s, "liveness: no commit within %u ticks after the heal", SIM_LIVENESS_TICKS);
+    return false;
+}
+
+static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose, struct stats *st,
+                     unsigned *cls_out, bool report)
+{
+    struct sim *s = calloc(1, sizeof(*s));
+    if (!s)
+        exit(2);
+    s->seed = seed;
+    s->rng.s = seed * 0x2545f4914f6cdd1dull + 1;
+    s->n = nodes;
+    s->verbose = verbose;
+    s->cls = (unsigned)(seed % SIM_CLASSES);
+    uint64_t variant = rng_below(&s->rng, 4);
+    s->pre_vote = variant != 1;
+    s->check_quorum = variant != 2;
+    if (s->cls >= 4 && !s->pre_vote && !s->check_quorum)
+        s->pre_vote = true;
+    pick_faults(s);
+    s->net = calloc(SIM_NET_MAX, sizeof(*s->net));
+    if (!s->net)
+        exit(2);
+    current_sim = s;
+    for (unsigned i = 0; i < nodes; i++) {
+        struct node *nd = &s->nodes[i];
+        nd->id = i + 1;
+        nd->phase = (unsigned)rng_below(&s->rng, SIM_TICK_UNITS);
+        store_init(&nd->disk);
+        node_start(s, nd);
+    }
+    trace(s, "seed %" PRIu64 " class %s prevote %d checkquorum %d", seed, class_names[s->cls],
+          s->pre_vote, s->check_quorum);
+    for (unsigned k = 0; k < steps && !s->failed; k++)
+        unit_step(s, true);
+    if (!s->failed)
+        (void)liveness(s);
+    bool ok = !s->failed;
+    if (!ok && report) {
+        printf("FAIL seed %" PRIu64 " (%s, %u nodes): %s\n", seed, class_names[s->cls], nodes,
+               s->failure);
+        printf("  trace (last %u events):\n", SIM_TRACE_LINES);
+        print_trace(s, stdout);
+    }
+    st->commits += s->st.commits;
+    st->elections += s->st.elections;
+    st->reads += s->st.reads;
+    st->snapshots += s->st.snapshots;
+    st->confs += s->st.confs;
+    st->transfers += s->st.transfers;
+    st->crashes += s->st.crashes;
+    st->corrupt += s->st.corrupt;
+    *cls_out = s->cls;
+    current_sim = NULL;
+    sim_free(s);
+    free(s);
+    return ok;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: raft-sim --seeds N [--first-seed S] [--nodes K] [--steps M] "
+                    "[--verbose]\n");
+    return 2;
+}
+
+static bool parse_u64(const char *v, uint64_t *out)
+{
+    char *end;
+    if (!v || !*v)
+        return false;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end)
+        return false;
+    *out = x;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seeds = 100, first = 1, nodes = 3, steps = SIM_STEPS_DEFAULT;
+    bool verbose = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (!strcmp(a, "--seeds"))
+            ok = parse_u64(v, &seeds), i++;
+        else if (!strcmp(a, "--first-seed"))
+            ok = parse_u64(v, &first), i++;
+        else if (!strcmp(a, "--nodes"))
+            ok = parse_u64(v, &nodes), i++;
+        else if (!strcmp(a, "--steps"))
+            ok = parse_u64(v, &steps), i++;
+        else if (!strcmp(a, "--verbose"))
+            verbose = true;
+        else
+            return usage();
+        if (!ok)
+            return usage();
+    }
+    if (nodes < 1 || nodes > SIM_NODES_MAX || steps > 100000000 || seeds == 0)
+        return usage();
+    signal(SIGABRT, on_abort);
+    struct stats st[SIM_CLASSES];
+    uint64_t pass[SIM_CLASSES] = {0}, failn[SIM_CLASSES] = {0};
+    memset(st, 0, sizeof(st));
+    uint64_t passed = 0, failed = 0;
+    for (uint64_t k = 0; k < seeds; k++) {
+        unsigned cls;
+        struct stats one = {0};
+        bool ok =
+            run_seed(first + k, (unsigned)nodes, (unsigned)steps, verbose, &one, &cls, failed == 0);
+        struct stats *c = &st[cls];
+        c->commits += one.commits;
+        c->elections += one.elections;
+        c->reads += one.reads;
+        c->snapshots += one.snapshots;
+        c->confs += one.confs;
+        c->transfers += one.transfers;
+        c->crashes += one.crashes;
+        c->corrupt += one.corrupt;
+        if (ok) {
+            passed++;
+            pass[cls]++;
+        } else {
+            failed++;
+            failn[cls]++;
+        }
+    }
+    for (unsigned c = 0; c < SIM_CLASSES; c++) {
+        if (pass[c] + failn[c] == 0)
+            continue;
+        printf("%-9s %6" PRIu64 " passed %4" PRIu64 " failed | proposals %" PRIu64
+               " elections %" PRIu64 " reads %" PRIu64 " snapshots %" PRIu64 " confs %" PRIu64
+               " transfers %" PRIu64 " crashes %" PRIu64 " corrupt-frames %" PRIu64 "\n",
+               class_names[c], pass[c], failn[c], st[c].commits, st[c].elections, st[c].reads,
+               st[c].snapshots, st[c].confs, st[c].transfers, st[c].crashes, st[c].corrupt);
+    }
+    printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -146,7 +146,8 @@ struct faults {
     uint32_t flip_ppm;
     uint32_t partition_ppm;
     uint32_t oneway_ppm;
-    uint32_t crash_ppm;
+    uint32_t crash_ppm;        /* per node and time unit */
+    uint32_t leader_crash_ppm; /* extra, for a node that leads */
     uint32_t conf_ppm;
     uint32_t transfer_ppm;
     uint32_t compact_ppm;
@@ -172,6 +173,9 @@ struct sim {
     unsigned cls;
     bool pre_vote;
     bool check_quorum;
+    unsigned inflight_msgs_max; /* flow control, drawn per seed */
+    uint64_t inflight_bytes_max;
+    uint64_t msg_bytes_max;
     struct faults f;
     struct node nodes[SIM_NODES_MAX];
     bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* cut[a][b]: frames a -> b are lost */
@@ -619,10 +623,10 @@ static struct raft_config node_config(struct sim *s, const struct node *nd)
         .heartbeat_ticks = SIM_HEARTBEAT_TICKS,
         .pre_vote = s->pre_vote,
         .check_quorum = s->check_quorum,
-        .inflight_msgs_max = 4,
-        .inflight_bytes_max = 4096,
-        .msg_bytes_max = 1024,
-        .uncommitted_bytes_max = 64 * 1024,
+        .inflight_msgs_max = s->inflight_msgs_max,
+        .inflight_bytes_max = s->inflight_bytes_max,
+        .msg_bytes_max = s->msg_bytes_max,
+        .uncommitted_bytes_max = 16 * 1024,
         .rand = rng_cb,
         .rand_ctx = &s->rng,
     };
@@ -871,15 +875,29 @@ static void faults_step(struct sim *s)
             node_start(s, nd);
             trace(s, "node %" PRIu64 " restarts (term %" PRIu64 ", last %" PRIu64 ")", nd->id,
                   nd->r ? raft_term(nd->r) : 0, store_last(&nd->disk));
-        } else if (nd->r && rng_ppm(&s->rng, s->f.crash_ppm)) {
+        } else if (nd->r &&
+                   (rng_ppm(&s->rng, s->f.crash_ppm) ||
+                    (raft_role(nd->r) == RAFT_LEADER && rng_ppm(&s->rng, s->f.leader_crash_ppm)))) {
             node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, 40)));
         }
     }
 }
 
+/* A random node among those that believe they lead (a deposed leader may not know yet: clients
+ * talking to it are how stale reads would show). */
+static struct node *some_leader(struct sim *s)
+{
+    struct node *c[SIM_NODES_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->nodes[i].r && raft_role(s->nodes[i].r) == RAFT_LEADER)
+            c[n++] = &s->nodes[i];
+    return n ? c[rng_below(&s->rng, n)] : NULL;
+}
+
 static void clients_step(struct sim *s, bool faults)
 {
-    struct node *l = leader(s);
+    struct node *l = some_leader(s);
     if (!l)
         return;
     if (rng_ppm(&s->rng, 150000))
@@ -945,12 +963,13 @@ static void pick_faults(struct sim *s)
         f.delay_max = 4 * SIM_TICK_UNITS;
     }
     if (s->cls == 2 || all) {
-        f.partition_ppm = 2000;
-        f.oneway_ppm = 2000;
+        f.partition_ppm = 1000 + (uint32_t)rng_below(&s->rng, 8000);
+        f.oneway_ppm = 1000 + (uint32_t)rng_below(&s->rng, 4000);
     }
     if (s->cls == 3 || all) {
-        f.crash_ppm = 300;
-        f.disk_delay_max = 3 * SIM_TICK_UNITS;
+        f.crash_ppm = 200 + (uint32_t)rng_below(&s->rng, 1500);
+        f.leader_crash_ppm = (uint32_t)rng_below(&s->rng, 4000);
+        f.disk_delay_max = (unsigned)rng_below(&s->rng, 3 * SIM_TICK_UNITS);
     }
     if (s->cls == 4 || all) {
         f.conf_ppm = 20000;
@@ -1034,6 +1053,11 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->check_quorum = variant != 2;
     if (s->cls >= 4 && !s->pre_vote && !s->check_quorum)
         s->pre_vote = true;
+    static const unsigned infl[] = {1, 2, 4, 16};
+    static const uint64_t msg_bytes[] = {100, 512, 1024, 64 * 1024};
+    s->inflight_msgs_max = infl[rng_below(&s->rng, 4)];
+    s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
+    s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
     pick_faults(s);
     s->net = calloc(SIM_NET_MAX, sizeof(*s->net));
     if (!s->net)

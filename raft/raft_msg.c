@@ -290,7 +290,8 @@ int raft_msg_decode(const uint8_t *buf, size_t len, struct raft_msg *m)
     struct rbuf h = {.p = buf, .len = RAFT_FRAME_HEADER_BYTES};
     uint32_t magic = r_u32(&h);
     uint8_t version = r_u8(&h), type = r_u8(&h);
-    uint16_t flags = (uint16_t)(r_u8(&h) | (r_u8(&h) << 8));
+    uint16_t flags = r_u8(&h);
+    flags |= (uint16_t)(r_u8(&h) << 8);
     uint32_t body = r_u32(&h), reserved = r_u32(&h);
     uint64_t sum = r_u64(&h);
     cs_assert(!h.bad);

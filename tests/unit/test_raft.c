@@ -1,0 +1,888 @@
+/* Unit tests of the Raft core (raft/), one rule each, named after the section of the Raft paper
+ * (§) or of Ongaro's thesis (thesis §) that states it. A tiny in-test network moves encoded
+ * frames between nodes in FIFO order; persistence is implicit (each ready is acknowledged at
+ * once), which the rules tested here do not depend on. The randomized cluster runs, with crashes
+ * and real persistence, are in tests/sim. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "raft/raft.h"
+
+#include <cstore.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#define T_NODES_MAX 5u
+#define T_QUEUE_MAX 4096u
+#define T_ELECTION 10u
+
+struct tnet {
+    struct raft *nodes[T_NODES_MAX];
+    unsigned n;
+    uint64_t rnd;
+    bool cut[T_NODES_MAX + 1][T_NODES_MAX + 1]; /* by id: frames from -> to dropped */
+    uint8_t *q[T_QUEUE_MAX];
+    size_t qlen[T_QUEUE_MAX];
+    unsigned qhead;
+    unsigned qn;
+};
+
+static uint64_t counter_rand(void *ctx)
+{
+    uint64_t *c = ctx;
+    return (*c)++;
+}
+
+static struct raft_config config(uint64_t id, unsigned voters, uint64_t *rnd, bool pre_vote,
+                                 bool check_quorum)
+{
+    struct raft_config c = {
+        .id = id,
+        .election_ticks = T_ELECTION,
+        .heartbeat_ticks = 1,
+        .pre_vote = pre_vote,
+        .check_quorum = check_quorum,
+        .inflight_msgs_max = 2,
+        .msg_bytes_max = 1 << 20,
+        .uncommitted_bytes_max = 1 << 20,
+        .rand = counter_rand,
+        .rand_ctx = rnd,
+    };
+    c.bootstrap.voters_n = (uint8_t)voters;
+    for (unsigned i = 0; i < voters; i++)
+        c.bootstrap.voters[i] = i + 1;
+    return c;
+}
+
+static struct raft *node_new(uint64_t id, unsigned voters, uint64_t *rnd, bool pre_vote,
+                             bool check_quorum)
+{
+    struct raft_config c = config(id, voters, rnd, pre_vote, check_quorum);
+    struct raft *r;
+    assert_int_equal(raft_new(&c, NULL, &r), 0);
+    return r;
+}
+
+static void net_init(struct tnet *t, unsigned n, bool pre_vote, bool check_quorum)
+{
+    memset(t, 0, sizeof(*t));
+    t->n = n;
+    for (unsigned i = 0; i < n; i++)
+        t->nodes[i] = node_new(i + 1, n, &t->rnd, pre_vote, check_quorum);
+}
+
+static void net_free(struct tnet *t)
+{
+    for (unsigned i = 0; i < t->n; i++)
+        raft_free(t->nodes[i]);
+    for (unsigned k = 0; k < t->qn; k++)
+        free(t->q[(t->qhead + k) % T_QUEUE_MAX]);
+}
+
+static struct raft *N(struct tnet *t, uint64_t id)
+{
+    return t->nodes[id - 1];
+}
+
+static void enqueue(struct tnet *t, const struct raft_msg *m)
+{
+    if (t->cut[m->from][m->to] || m->to > t->n || t->qn >= T_QUEUE_MAX)
+        return;
+    size_t cap = raft_msg_encoded_bytes(m), len;
+    uint8_t *b = malloc(cap);
+    assert_non_null(b);
+    assert_int_equal(raft_msg_encode(m, b, cap, &len), 0);
+    unsigned at = (t->qhead + t->qn) % T_QUEUE_MAX;
+    t->q[at] = b;
+    t->qlen[at] = len;
+    t->qn++;
+}
+
+/* Hand every ready batch of node id to the network. */
+static void collect(struct tnet *t, uint64_t id)
+{
+    struct raft *r = N(t, id);
+    for (int k = 0; k < 16 && raft_has_ready(r); k++) {
+        struct raft_ready rd;
+        raft_ready(r, &rd);
+        for (size_t i = 0; i < rd.msgs_n; i++)
+            enqueue(t, &rd.msgs[i]);
+        raft_advance(r);
+    }
+}
+
+/* Deliver until the network is quiet (bounded). */
+static void settle(struct tnet *t)
+{
+    for (unsigned i = 1; i <= t->n; i++)
+        collect(t, i);
+    for (unsigned k = 0; k < 100000 && t->qn > 0; k++) {
+        uint8_t *b = t->q[t->qhead];
+        size_t len = t->qlen[t->qhead];
+        t->qhead = (t->qhead + 1) % T_QUEUE_MAX;
+        t->qn--;
+        struct raft_msg m;
+        assert_int_equal(raft_msg_decode(b, len, &m), 0);
+        if (!t->cut[m.from][m.to]) {
+            assert_int_equal(raft_step(N(t, m.to), &m), 0);
+            collect(t, m.to);
+        }
+        raft_msg_release(&m);
+        free(b);
+    }
+    assert_int_equal(t->qn, 0);
+}
+
+static void tick_all(struct tnet *t, unsigned ticks)
+{
+    for (unsigned k = 0; k < ticks; k++) {
+        for (unsigned i = 1; i <= t->n; i++)
+            raft_tick(N(t, i));
+        settle(t);
+    }
+}
+
+/* Make node id campaign now (a TimeoutNow as in a transfer) and let the election finish. */
+static void elect(struct tnet *t, uint64_t id)
+{
+    struct raft *r = N(t, id);
+    struct raft_msg m = {
+        .type = RAFT_MSG_TIMEOUT_NOW, .term = raft_term(r), .from = id == 1 ? 2 : 1, .to = id};
+    if (m.term == 0) {
+        m.term = 1;
+        m.type = RAFT_MSG_HEARTBEAT; /* learn term 1 first */
+        assert_int_equal(raft_step(r, &m), 0);
+        m.type = RAFT_MSG_TIMEOUT_NOW;
+    }
+    assert_int_equal(raft_step(r, &m), 0);
+    settle(t);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+}
+
+static void propose(struct tnet *t, uint64_t id, const char *s)
+{
+    assert_int_equal(raft_propose(N(t, id), s, (uint32_t)strlen(s), NULL), 0);
+}
+
+/* Copy the messages of node r's next ready batch (entries are not kept). */
+static size_t take_msgs(struct raft *r, struct raft_msg *out, size_t max)
+{
+    size_t n = 0;
+    if (!raft_has_ready(r))
+        return 0;
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    for (size_t i = 0; i < rd.msgs_n && n < max; i++) {
+        out[n] = rd.msgs[i];
+        out[n].entries = NULL;
+        out[n].has_snapshot = false;
+        n++;
+    }
+    raft_advance(r);
+    return n;
+}
+
+static struct raft_msg app(uint64_t term, uint64_t from, uint64_t prev, uint64_t prev_term,
+                           const struct raft_entry *es, uint32_t n, uint64_t commit)
+{
+    struct raft_msg m = {.type = RAFT_MSG_APP,
+                         .term = term,
+                         .from = from,
+                         .to = 1,
+                         .index = prev,
+                         .log_term = prev_term,
+                         .entries = es,
+                         .entries_n = n,
+                         .commit = commit};
+    return m;
+}
+
+/* ---- §5.2 leader election ---------------------------------------------------------------- */
+
+static void test_5_2_follower_campaigns_after_election_timeout(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) == RAFT_FOLLOWER; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE);
+    assert_int_equal(raft_term(r), 1);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_true(rd.hard_state_changed);
+    assert_int_equal(rd.hard_state.vote, 1); /* votes for itself, persisted with the requests */
+    assert_int_equal(rd.msgs_n, 2);
+    for (size_t i = 0; i < rd.msgs_n; i++) {
+        assert_int_equal(rd.msgs[i].type, RAFT_MSG_VOTE);
+        assert_int_equal(rd.msgs[i].term, 1);
+    }
+    raft_advance(r);
+    raft_free(r);
+}
+
+static void test_5_2_election_timeout_is_randomized(void **state)
+{
+    (void)state;
+    uint64_t rnd = 3; /* the injected source decides: timeout = 10 + 3 % 10 */
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    unsigned k = 0;
+    while (raft_role(r) == RAFT_FOLLOWER && k < 3 * T_ELECTION) {
+        raft_tick(r);
+        k++;
+    }
+    assert_int_equal(k, T_ELECTION + 3);
+    raft_free(r);
+}
+
+static void test_5_2_majority_of_votes_elects_a_leader(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 2);
+    assert_int_equal(raft_leader(N(&t, 1)), 2);
+    assert_int_equal(raft_leader(N(&t, 3)), 2);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER);
+    net_free(&t);
+}
+
+static void test_5_2_at_most_one_vote_per_term(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_msg v = {.type = RAFT_MSG_VOTE, .term = 1, .from = 2, .to = 1};
+    struct raft_msg out[4];
+    assert_int_equal(raft_step(r, &v), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_false(out[0].reject);
+    v.from = 3;
+    assert_int_equal(raft_step(r, &v), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_true(out[0].reject);
+    v.from = 2; /* a retransmission to the same candidate is granted again */
+    assert_int_equal(raft_step(r, &v), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_false(out[0].reject);
+    raft_free(r);
+}
+
+/* §5.1: a server persists its vote before answering: both leave in the same ready batch. */
+static void test_5_1_vote_is_persisted_with_the_response(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_msg v = {.type = RAFT_MSG_VOTE, .term = 4, .from = 2, .to = 1};
+    assert_int_equal(raft_step(r, &v), 0);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_true(rd.hard_state_changed);
+    assert_int_equal(rd.hard_state.term, 4);
+    assert_int_equal(rd.hard_state.vote, 2);
+    assert_int_equal(rd.msgs_n, 1);
+    assert_int_equal(rd.msgs[0].type, RAFT_MSG_VOTE_RESP);
+    raft_advance(r);
+    raft_free(r);
+}
+
+/* §5.4.1: deny a vote to a candidate whose log is less up-to-date. */
+static void test_5_4_1_vote_denied_to_stale_log(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry es[2] = {{.term = 2, .index = 1}, {.term = 2, .index = 2}};
+    struct raft_msg a = app(2, 2, 0, 0, es, 2, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_msg out[4];
+    take_msgs(r, out, 4);
+    /* higher term, but last entry (5, term 1) is older than ours (2, term 2) */
+    struct raft_msg v = {
+        .type = RAFT_MSG_VOTE, .term = 3, .from = 3, .to = 1, .index = 5, .log_term = 1};
+    assert_int_equal(raft_step(r, &v), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_true(out[0].reject);
+    assert_int_equal(raft_term(r), 3); /* the term still advances (§5.1) */
+    /* same last term, shorter log: denied too */
+    v.term = 4;
+    v.index = 1;
+    v.log_term = 2;
+    assert_int_equal(raft_step(r, &v), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_true(out[0].reject);
+    raft_free(r);
+}
+
+/* §5.1: a leader that sees a higher term becomes a follower. */
+static void test_5_1_leader_steps_down_on_higher_term(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    uint64_t term = raft_term(N(&t, 1));
+    struct raft_msg m = {.type = RAFT_MSG_APP_RESP, .term = term + 3, .from = 2, .to = 1};
+    assert_int_equal(raft_step(N(&t, 1), &m), 0);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER);
+    assert_int_equal(raft_term(N(&t, 1)), term + 3);
+    net_free(&t);
+}
+
+/* ---- §5.3 log replication --------------------------------------------------------------- */
+
+static void test_5_3_append_rejected_when_prev_entry_missing(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry e = {.term = 1, .index = 8};
+    struct raft_msg a = app(1, 2, 7, 1, &e, 1, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_msg out[4];
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_int_equal(out[0].type, RAFT_MSG_APP_RESP);
+    assert_true(out[0].reject);
+    assert_int_equal(out[0].index, 7);
+    assert_int_equal(out[0].hint, 0); /* our log ends at 0: probe from there */
+    assert_int_equal(raft_last_index(r), 0);
+    raft_free(r);
+}
+
+/* Fast backtracking (thesis §5.3 end): the rejection skips a whole term of conflicting entries. */
+static void test_5_3_rejection_hint_skips_conflicting_term(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry t1[3] = {
+        {.term = 1, .index = 1}, {.term = 1, .index = 2}, {.term = 1, .index = 3}};
+    struct raft_entry t2[2] = {{.term = 2, .index = 4}, {.term = 2, .index = 5}};
+    struct raft_msg a = app(1, 2, 0, 0, t1, 3, 0), b = app(2, 3, 3, 1, t2, 2, 0);
+    struct raft_msg out[4];
+    assert_int_equal(raft_step(r, &a), 0);
+    assert_int_equal(raft_step(r, &b), 0);
+    take_msgs(r, out, 4);
+    /* a leader of term 3 whose entry 5 has term 1 */
+    struct raft_msg c = app(3, 2, 5, 1, NULL, 0, 0);
+    assert_int_equal(raft_step(r, &c), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_true(out[0].reject);
+    assert_int_equal(out[0].hint, 3);     /* last index with term <= 1 */
+    assert_int_equal(out[0].log_term, 1); /* its term */
+    raft_free(r);
+}
+
+/* §5.3 receiver step 3: a conflicting entry and all that follow it are deleted. */
+static void test_5_3_conflicting_suffix_is_replaced(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry t1[3] = {
+        {.term = 1, .index = 1}, {.term = 1, .index = 2}, {.term = 1, .index = 3}};
+    struct raft_msg a = app(1, 2, 0, 0, t1, 3, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_entry n2 = {.term = 2, .index = 2, .len = 1, .data = (const uint8_t *)"x"};
+    struct raft_msg b = app(2, 3, 1, 1, &n2, 1, 0);
+    assert_int_equal(raft_step(r, &b), 0);
+    assert_int_equal(raft_last_index(r), 2);
+    uint64_t term;
+    assert_true(raft_term_at(r, 2, &term));
+    assert_int_equal(term, 2);
+    /* a stale, shorter append does not truncate what follows (§5.3 "if an existing entry
+     * conflicts": nothing conflicts here) */
+    struct raft_msg c = app(2, 3, 0, 0, NULL, 0, 0);
+    assert_int_equal(raft_step(r, &c), 0);
+    assert_int_equal(raft_last_index(r), 2);
+    raft_free(r);
+}
+
+/* §5.4.2: a leader never commits an entry of an earlier term by counting replicas; it commits
+ * it only through an entry of its own term. */
+static void test_5_4_2_old_term_entries_not_committed_by_count(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry t1[2] = {{.term = 1, .index = 1}, {.term = 1, .index = 2}};
+    struct raft_msg a = app(1, 2, 0, 0, t1, 2, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_msg out[8];
+    take_msgs(r, out, 8);
+    struct raft_msg tn = {.type = RAFT_MSG_TIMEOUT_NOW, .term = 1, .from = 2, .to = 1};
+    assert_int_equal(raft_step(r, &tn), 0);
+    take_msgs(r, out, 8);
+    struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
+    assert_int_equal(raft_step(r, &vr), 0);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+    take_msgs(r, out, 8); /* persists the no-op at 3 */
+    struct raft_msg ack = {.type = RAFT_MSG_APP_RESP, .term = 2, .from = 3, .to = 1, .index = 2};
+    assert_int_equal(raft_step(r, &ack), 0);
+    assert_int_equal(raft_commit(r), 0); /* entry 2 is on a majority, but of term 1 */
+    ack.index = 3;
+    assert_int_equal(raft_step(r, &ack), 0);
+    assert_int_equal(raft_commit(r), 3);
+    raft_free(r);
+}
+
+/* §5.3 with flow control (etcd): at most inflight_msgs_max appends in flight to a follower. */
+static void test_5_3_pipelined_appends_bounded_by_window(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    propose(&t, 1, "a");
+    settle(&t); /* follower 2 is now in the pipelined (replicate) state */
+    t.cut[1][2] = true;
+    unsigned apps = 0;
+    for (int k = 0; k < 6; k++) {
+        propose(&t, 1, "b");
+        struct raft_msg out[16];
+        size_t n = take_msgs(N(&t, 1), out, 16);
+        for (size_t i = 0; i < n; i++)
+            apps += out[i].to == 2 && out[i].type == RAFT_MSG_APP;
+    }
+    assert_int_equal(apps, 2); /* the window (inflight_msgs_max = 2) is full */
+    net_free(&t);
+}
+
+static void test_5_3_lagging_follower_catches_up(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    t.cut[1][3] = true;
+    for (int k = 0; k < 20; k++)
+        propose(&t, 1, "payload");
+    settle(&t);
+    assert_true(raft_last_index(N(&t, 3)) < raft_last_index(N(&t, 1)));
+    t.cut[1][3] = false;
+    tick_all(&t, 3);
+    assert_int_equal(raft_last_index(N(&t, 3)), raft_last_index(N(&t, 1)));
+    assert_int_equal(raft_commit(N(&t, 3)), raft_commit(N(&t, 1)));
+    net_free(&t);
+}
+
+/* ---- thesis §9.6 PreVote, §6.2 CheckQuorum, §4.2.3 disruptive servers -------------------- */
+
+static void test_9_6_prevote_does_not_raise_terms(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, true, false);
+    t.cut[1][2] = t.cut[1][3] = true; /* node 1 is cut off: its prevotes go nowhere */
+    for (unsigned k = 0; k < 5 * T_ELECTION; k++) {
+        raft_tick(N(&t, 1));
+        settle(&t);
+    }
+    assert_int_equal(raft_term(N(&t, 1)), 0);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_PRECANDIDATE);
+    /* a prevote request leaves the receiver's term alone */
+    struct raft_msg pv = {.type = RAFT_MSG_PREVOTE, .term = 1, .from = 1, .to = 2};
+    assert_int_equal(raft_step(N(&t, 2), &pv), 0);
+    assert_int_equal(raft_term(N(&t, 2)), 0);
+    net_free(&t);
+}
+
+static void test_6_2_check_quorum_leader_steps_down_alone(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, true);
+    elect(&t, 1);
+    for (unsigned a = 2; a <= 3; a++)
+        t.cut[a][1] = true;
+    for (unsigned k = 0; k < 2 * T_ELECTION; k++) {
+        raft_tick(N(&t, 1));
+        settle(&t);
+    }
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER);
+    net_free(&t);
+}
+
+static void test_4_2_3_vote_ignored_while_leader_is_heard(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, true);
+    elect(&t, 1);
+    uint64_t term = raft_term(N(&t, 2));
+    struct raft_msg v = {.type = RAFT_MSG_VOTE,
+                         .term = term + 1,
+                         .from = 3,
+                         .to = 2,
+                         .index = 100,
+                         .log_term = term};
+    assert_int_equal(raft_step(N(&t, 2), &v), 0);
+    assert_int_equal(raft_term(N(&t, 2)), term);
+    assert_false(raft_has_ready(N(&t, 2)));
+    v.context = 1; /* a leadership transfer is honoured */
+    assert_int_equal(raft_step(N(&t, 2), &v), 0);
+    assert_int_equal(raft_term(N(&t, 2)), term + 1);
+    net_free(&t);
+}
+
+/* ---- thesis §6.4 ReadIndex ---------------------------------------------------------------- */
+
+static void test_6_4_read_index_refused_before_commit_in_term(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    t.cut[1][2] = t.cut[1][3] = true;
+    struct raft_msg tn = {.type = RAFT_MSG_HEARTBEAT, .term = 1, .from = 2, .to = 1};
+    assert_int_equal(raft_step(N(&t, 1), &tn), 0);
+    tn.type = RAFT_MSG_TIMEOUT_NOW;
+    assert_int_equal(raft_step(N(&t, 1), &tn), 0);
+    struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
+    assert_int_equal(raft_step(N(&t, 1), &vr), 0);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_LEADER);
+    assert_int_equal(raft_read_index(N(&t, 1), 7), RAFT_EBUSY);
+    assert_int_equal(raft_read_index(N(&t, 2), 7), RAFT_ENOTLEADER);
+    net_free(&t);
+}
+
+static void test_6_4_read_index_waits_for_quorum_heartbeat(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    propose(&t, 1, "w");
+    settle(&t);
+    uint64_t commit = raft_commit(N(&t, 1));
+    t.cut[2][1] = t.cut[3][1] = true; /* no acks */
+    assert_int_equal(raft_read_index(N(&t, 1), 42), 0);
+    settle(&t);
+    struct raft_ready rd;
+    if (raft_has_ready(N(&t, 1))) {
+        raft_ready(N(&t, 1), &rd);
+        assert_int_equal(rd.reads_n, 0);
+        raft_advance(N(&t, 1));
+    }
+    t.cut[2][1] = false;
+    tick_all(&t, 1); /* a heartbeat round that node 2 acknowledges */
+    /* the read state came out in one of the batches settle() consumed: ask again to see it */
+    assert_int_equal(raft_read_index(N(&t, 1), 43), 0);
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT_RESP,
+                          .term = raft_term(N(&t, 1)),
+                          .from = 2,
+                          .to = 1,
+                          .context = UINT64_MAX};
+    assert_int_equal(raft_step(N(&t, 1), &hb), 0);
+    raft_ready(N(&t, 1), &rd);
+    assert_int_equal(rd.reads_n, 1);
+    assert_int_equal(rd.reads[0].request_id, 43);
+    assert_int_equal(rd.reads[0].index, commit);
+    raft_advance(N(&t, 1));
+    net_free(&t);
+}
+
+/* ---- thesis §3.10 leadership transfer ------------------------------------------------------ */
+
+static void test_3_10_transfer_hands_leadership_over(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, true, true);
+    elect(&t, 1);
+    propose(&t, 1, "x");
+    settle(&t);
+    assert_int_equal(raft_transfer_leader(N(&t, 1), 3), 0);
+    assert_int_equal(raft_propose(N(&t, 1), "y", 1, NULL), RAFT_EBUSY);
+    settle(&t);
+    assert_int_equal(raft_role(N(&t, 3)), RAFT_LEADER);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER);
+    assert_int_equal(raft_leader(N(&t, 2)), 3);
+    net_free(&t);
+}
+
+static void test_3_10_transfer_to_non_voter_refused(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    assert_int_equal(raft_transfer_leader(N(&t, 1), 1), CS_EINVAL);
+    assert_int_equal(raft_transfer_leader(N(&t, 1), 9), CS_EINVAL);
+    assert_int_equal(raft_transfer_leader(N(&t, 2), 3), RAFT_ENOTLEADER);
+    net_free(&t);
+}
+
+/* ---- §7 log compaction and InstallSnapshot ------------------------------------------------ */
+
+static void test_7_compacted_log_reaches_follower_as_snapshot(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    t.cut[1][3] = true;
+    for (int k = 0; k < 10; k++)
+        propose(&t, 1, "entry");
+    settle(&t);
+    struct raft *l = N(&t, 1);
+    uint64_t applied = raft_applied(l);
+    assert_true(applied >= 10);
+    assert_int_equal(raft_compact(l, applied, "image", 5), 0);
+    assert_int_equal(raft_first_index(l), applied + 1);
+    assert_int_equal(raft_compact(l, applied, "image", 5), CS_EINVAL); /* not above the last */
+    t.cut[1][3] = false;
+    /* deliver by hand to look at node 3's batch */
+    raft_tick(l);
+    collect(&t, 1);
+    bool installed = false;
+    for (unsigned k = 0; k < 100 && t.qn > 0 && !installed; k++) {
+        uint8_t *b = t.q[t.qhead];
+        size_t len = t.qlen[t.qhead];
+        t.qhead = (t.qhead + 1) % T_QUEUE_MAX;
+        t.qn--;
+        struct raft_msg m;
+        assert_int_equal(raft_msg_decode(b, len, &m), 0);
+        assert_int_equal(raft_step(N(&t, m.to), &m), 0);
+        raft_msg_release(&m);
+        free(b);
+        if (raft_has_ready(N(&t, 3))) {
+            struct raft_ready rd;
+            raft_ready(N(&t, 3), &rd);
+            if (rd.snapshot) {
+                installed = true;
+                assert_int_equal(rd.snapshot->index, applied);
+                assert_memory_equal(rd.snapshot->data, "image", 5);
+                assert_int_equal(rd.committed_n, 0);
+            }
+            for (size_t i = 0; i < rd.msgs_n; i++)
+                enqueue(&t, &rd.msgs[i]);
+            raft_advance(N(&t, 3));
+        }
+        collect(&t, 1);
+        collect(&t, 2);
+    }
+    assert_true(installed);
+    settle(&t);
+    assert_int_equal(raft_first_index(N(&t, 3)), applied + 1);
+    assert_int_equal(raft_commit(N(&t, 3)), raft_commit(l));
+    net_free(&t);
+}
+
+/* §7: a snapshot the follower already covers with its log only moves the commit index. */
+static void test_7_snapshot_covered_by_log_keeps_the_log(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry t1[3] = {
+        {.term = 1, .index = 1}, {.term = 1, .index = 2}, {.term = 1, .index = 3}};
+    struct raft_msg a = app(1, 2, 0, 0, t1, 3, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_msg s = {
+        .type = RAFT_MSG_SNAP, .term = 1, .from = 2, .to = 1, .has_snapshot = true};
+    s.snapshot.index = 2;
+    s.snapshot.term = 1;
+    s.snapshot.conf.voters_n = 3;
+    s.snapshot.conf.voters[0] = 1;
+    s.snapshot.conf.voters[1] = 2;
+    s.snapshot.conf.voters[2] = 3;
+    assert_int_equal(raft_step(r, &s), 0);
+    assert_int_equal(raft_last_index(r), 3);
+    assert_int_equal(raft_commit(r), 2);
+    assert_int_equal(raft_first_index(r), 1);
+    raft_free(r);
+}
+
+/* ---- thesis §4 membership ------------------------------------------------------------------ */
+
+static void test_4_1_one_membership_change_at_a_time(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    settle(&t);
+    uint64_t idx;
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_ADD_LEARNER, 4, &idx), 0);
+    /* the configuration is in force as soon as it is in the log */
+    assert_true(raft_conf_is_learner(raft_conf(N(&t, 1)), 4));
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 3, NULL), RAFT_EBUSY);
+    settle(&t);
+    assert_true(raft_commit(N(&t, 1)) >= idx);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 3, NULL), 0);
+    assert_false(raft_conf_is_voter(raft_conf(N(&t, 1)), 3));
+    net_free(&t);
+}
+
+static void test_4_1_leader_waits_for_commit_in_its_term(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    t.cut[1][2] = t.cut[1][3] = true;
+    struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .term = 1, .from = 2, .to = 1};
+    assert_int_equal(raft_step(N(&t, 1), &m), 0);
+    m.type = RAFT_MSG_TIMEOUT_NOW;
+    assert_int_equal(raft_step(N(&t, 1), &m), 0);
+    struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
+    assert_int_equal(raft_step(N(&t, 1), &vr), 0);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_LEADER);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_ADD_LEARNER, 4, NULL), RAFT_EBUSY);
+    net_free(&t);
+}
+
+/* thesis §4.2.1: a new server joins as a learner and is promoted only once caught up. */
+static void test_4_2_1_promotion_waits_for_learner_catch_up(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    settle(&t);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_ADD_LEARNER, 4, NULL), 0);
+    settle(&t); /* node 4 does not exist: it never acknowledges */
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_PROMOTE, 4, NULL), RAFT_EBUSY);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_PROMOTE, 2, NULL), CS_EINVAL);
+    /* node 4 acknowledges everything: now it may become a voter */
+    struct raft_msg ack = {.type = RAFT_MSG_APP_RESP,
+                           .term = raft_term(N(&t, 1)),
+                           .from = 4,
+                           .to = 1,
+                           .index = raft_last_index(N(&t, 1))};
+    assert_int_equal(raft_step(N(&t, 1), &ack), 0);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_PROMOTE, 4, NULL), 0);
+    assert_true(raft_conf_is_voter(raft_conf(N(&t, 1)), 4));
+    assert_int_equal(raft_conf(N(&t, 1))->learners_n, 0);
+    net_free(&t);
+}
+
+static void test_4_1_leader_cannot_remove_itself(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    settle(&t);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 1, NULL), CS_EINVAL);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 7, NULL), CS_EINVAL);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_ADD_LEARNER, 2, NULL), CS_EINVAL);
+    net_free(&t);
+}
+
+/* thesis §4.1: a follower uses a configuration as soon as the entry is in its log and drops it
+ * again when the entry is truncated. */
+static void test_4_1_truncated_configuration_is_rolled_back(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_conf c = {.voters_n = 3, .voters = {1, 2, 3}, .learners_n = 1, .learners = {4}};
+    uint8_t buf[RAFT_CONF_BYTES_MAX];
+    size_t len = raft_conf_encode(&c, buf);
+    struct raft_entry e = {
+        .term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .len = (uint32_t)len, .data = buf};
+    struct raft_msg a = app(1, 2, 0, 0, &e, 1, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    assert_true(raft_conf_is_learner(raft_conf(r), 4));
+    struct raft_entry f = {.term = 2, .index = 1};
+    struct raft_msg b = app(2, 3, 0, 0, &f, 1, 0);
+    assert_int_equal(raft_step(r, &b), 0);
+    assert_false(raft_conf_is_learner(raft_conf(r), 4));
+    raft_free(r);
+}
+
+/* ---- wire format ------------------------------------------------------------------------ */
+
+static void test_wire_round_trip_and_every_bit_flip_is_corrupt(void **state)
+{
+    (void)state;
+    struct raft_entry es[2] = {{.term = 3, .index = 6, .len = 3, .data = (const uint8_t *)"abc"},
+                               {.term = 3, .index = 7}};
+    struct raft_msg m = {.type = RAFT_MSG_APP,
+                         .term = 3,
+                         .from = 2,
+                         .to = 1,
+                         .index = 5,
+                         .log_term = 2,
+                         .commit = 4,
+                         .entries_n = 2,
+                         .entries = es};
+    uint8_t buf[512];
+    size_t len;
+    assert_int_equal(raft_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    assert_int_equal(raft_msg_encode(&m, buf, len - 1, &len), CS_EINVAL);
+    assert_int_equal(raft_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    struct raft_msg d;
+    assert_int_equal(raft_msg_decode(buf, len, &d), 0);
+    assert_int_equal(d.type, RAFT_MSG_APP);
+    assert_int_equal(d.term, 3);
+    assert_int_equal(d.entries_n, 2);
+    assert_int_equal(d.entries[0].index, 6);
+    assert_memory_equal(d.entries[0].data, "abc", 3);
+    assert_int_equal(d.entries[1].len, 0);
+    raft_msg_release(&d);
+    for (size_t bit = 0; bit < len * 8; bit++) {
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        assert_int_equal(raft_msg_decode(buf, len, &d), CS_ECORRUPT);
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    }
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(raft_msg_decode(buf, cut, &d), CS_ECORRUPT);
+}
+
+static void test_conf_decode_rejects_duplicates_and_overlap(void **state)
+{
+    (void)state;
+    struct raft_conf c = {.voters_n = 2, .voters = {1, 2}, .learners_n = 1, .learners = {3}};
+    uint8_t buf[RAFT_CONF_BYTES_MAX];
+    size_t len = raft_conf_encode(&c, buf);
+    struct raft_conf d;
+    assert_int_equal(raft_conf_decode(buf, len, &d), 0);
+    assert_int_equal(d.learners[0], 3);
+    buf[2 + 8 * 2] = 2; /* learner 3 -> 2, a voter too */
+    assert_int_equal(raft_conf_decode(buf, len, &d), CS_ECORRUPT);
+    assert_int_equal(raft_conf_decode(buf, len - 1, &d), CS_ECORRUPT);
+    buf[0] = 0; /* no voters */
+    assert_int_equal(raft_conf_decode(buf, 2 + 8, &d), CS_ECORRUPT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_5_2_follower_campaigns_after_election_timeout),
+        cmocka_unit_test(test_5_2_election_timeout_is_randomized),
+        cmocka_unit_test(test_5_2_majority_of_votes_elects_a_leader),
+        cmocka_unit_test(test_5_2_at_most_one_vote_per_term),
+        cmocka_unit_test(test_5_1_vote_is_persisted_with_the_response),
+        cmocka_unit_test(test_5_4_1_vote_denied_to_stale_log),
+        cmocka_unit_test(test_5_1_leader_steps_down_on_higher_term),
+        cmocka_unit_test(test_5_3_append_rejected_when_prev_entry_missing),
+        cmocka_unit_test(test_5_3_rejection_hint_skips_conflicting_term),
+        cmocka_unit_test(test_5_3_conflicting_suffix_is_replaced),
+        cmocka_unit_test(test_5_4_2_old_term_entries_not_committed_by_count),
+        cmocka_unit_test(test_5_3_pipelined_appends_bounded_by_window),
+        cmocka_unit_test(test_5_3_lagging_follower_catches_up),
+        cmocka_unit_test(test_9_6_prevote_does_not_raise_terms),
+        cmocka_unit_test(test_6_2_check_quorum_leader_steps_down_alone),
+        cmocka_unit_test(test_4_2_3_vote_ignored_while_leader_is_heard),
+        cmocka_unit_test(test_6_4_read_index_refused_before_commit_in_term),
+        cmocka_unit_test(test_6_4_read_index_waits_for_quorum_heartbeat),
+        cmocka_unit_test(test_3_10_transfer_hands_leadership_over),
+        cmocka_unit_test(test_3_10_transfer_to_non_voter_refused),
+        cmocka_unit_test(test_7_compacted_log_reaches_follower_as_snapshot),
+        cmocka_unit_test(test_7_snapshot_covered_by_log_keeps_the_log),
+        cmocka_unit_test(test_4_1_one_membership_change_at_a_time),
+        cmocka_unit_test(test_4_1_leader_waits_for_commit_in_its_term),
+        cmocka_unit_test(test_4_2_1_promotion_waits_for_learner_catch_up),
+        cmocka_unit_test(test_4_1_leader_cannot_remove_itself),
+        cmocka_unit_test(test_4_1_truncated_configuration_is_rolled_back),
+        cmocka_unit_test(test_wire_round_trip_and_every_bit_flip_is_corrupt),
+        cmocka_unit_test(test_conf_decode_rejects_duplicates_and_overlap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,370 @@
+#!/bin/sh
+# The cstore CLI, end to end: every command across separate invocations (each one opens and
+# closes the database, so a value read back went through close and reopen), the escapes of the
+# line format (dump | load round-trips TAB, LF, CR, backslash and NUL), and the bad-input list:
+# unknown command and option, bad option values, a shard count that differs from the
+# database's, a data path that is a file or lies under a file, an unwritable folder (when not
+# root), keys and values over the limits, bad collection names, bad load lines, and a second
+# process on a locked database. Each check asserts the exit status and the output.
+#
+# Runs $BUILD/cstore (BUILD defaults to build; CSTORE overrides the binary) in a temporary
+# folder under ${TMPDIR:-/tmp}, removed at the end. Prints one line per check; exits 1 if any
+# failed.
+BUILD=${BUILD:-build}
+CSTORE=${CSTORE:-$BUILD/cstore}
+case "$CSTORE" in
+/*) ;;
+*) CSTORE="$(pwd)/$CSTORE" ;;
+esac
+if [ ! -x "$CSTORE" ]; then
+    echo "cli.sh: $CSTORE is missing; build it first" >&2
+    exit 1
+fi
+T=$(mktemp -d "${TMPDIR:-/tmp}/cstore-cli.XXXXXX") || exit 1
+lpid=""
+cleanup() {
+    [ -n "$lpid" ] && kill "$lpid" 2>/dev/null
+    chmod -R u+w "$T" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+unset CSTORE_DB
+DB="$T/db"
+passed=0
+failed=0
+rc=0
+TAB=$(printf '\t')
+
+# run ARGS...: run cstore; its exit status goes to $rc, its output to $T/out and $T/err.
+run() {
+    "$CSTORE" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+# cs ARGS...: run cstore on the main database.
+cs() {
+    run --db "$DB" "$@"
+}
+pass() {
+    passed=$((passed + 1))
+    echo "ok   $1"
+}
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $1: $2"
+    sed -n '1,5s/^/     stdout| /p' "$T/out" | cut -c1-200
+    sed -n '1,5s/^/     stderr| /p' "$T/err" | cut -c1-200
+}
+# check NAME STATUS STREAM REGEX: the last run exited with STATUS and its stdout (out) or
+# stderr (err) matches the extended REGEX (case-insensitive).
+check() {
+    if [ "$rc" -ne "$2" ]; then
+        fail "$1" "exit status $rc, expected $2"
+    elif ! grep -Eqi -- "$4" "$T/$3"; then
+        fail "$1" "std$3 does not match /$4/"
+    else
+        pass "$1"
+    fi
+}
+# check_out NAME STATUS FORMAT [ERR_REGEX]: the last run exited with STATUS, its stdout is
+# exactly printf FORMAT, and its stderr matches ERR_REGEX (or is empty when none is given).
+check_out() {
+    printf "$3" >"$T/want"
+    if [ "$rc" -ne "$2" ]; then
+        fail "$1" "exit status $rc, expected $2"
+    elif ! cmp -s "$T/want" "$T/out"; then
+        fail "$1" "stdout differs from the expected $(wc -c <"$T/want") bytes"
+    elif [ $# -ge 4 ] && ! grep -Eqi -- "$4" "$T/err"; then
+        fail "$1" "stderr does not match /$4/"
+    elif [ $# -lt 4 ] && [ -s "$T/err" ]; then
+        fail "$1" "unexpected stderr"
+    else
+        pass "$1"
+    fi
+}
+# repeat N CHAR: N copies of CHAR.
+repeat() {
+    head -c "$1" /dev/zero | tr '\0' "$2"
+}
+
+# ---- Round trip across invocations ----
+cs put users bob 2
+cs put users alice 1
+cs put users carol 3
+check_out "put stores records (three invocations)" 0 ""
+cs get users alice
+check_out "get in another process returns the value" 0 "1\n"
+cs get users dave
+check_out "get of an absent key: exit 1, not found" 1 "" "not found"
+cs get nosuchcoll alice
+check_out "get in an absent collection: exit 1" 1 "" "not found"
+cs put users alice 11
+cs get users alice
+check_out "put overwrites" 0 "11\n"
+cs del users bob
+check_out "del removes a record" 0 ""
+cs get users bob
+check_out "get after del: not found" 1 "" "not found"
+cs del users bob
+check_out "del of an absent key: exit 1, not found" 1 "" "not found"
+
+for k in k3 k1 k5 k2 k4; do
+    cs put order "$k" "v$k"
+done
+cs scan order
+check_out "scan: key order" 0 "k1\tvk1\nk2\tvk2\nk3\tvk3\nk4\tvk4\nk5\tvk5\n"
+cs scan order --from k2 --to k4
+check_out "scan --from (inclusive) --to (exclusive)" 0 "k2\tvk2\nk3\tvk3\n"
+cs scan order --limit 2
+check_out "scan --limit" 0 "k1\tvk1\nk2\tvk2\n"
+cs scan order --from=k25 --limit=2
+check_out "scan --from between keys, --opt=value form" 0 "k3\tvk3\nk4\tvk4\n"
+cs scan order --to k1
+check_out "scan --to the first key is empty" 0 ""
+cs scan order --limit x
+check_out "scan --limit x: usage error" 2 "" "limit"
+cs scan order --sideways 1
+check_out "scan with an unknown argument: usage error" 2 "" "unknown argument"
+cs dump order
+check_out "dump: every record" 0 "k1\tvk1\nk2\tvk2\nk3\tvk3\nk4\tvk4\nk5\tvk5\n"
+
+# Keys and values holding TAB, LF, CR, backslash and NUL, written escaped, in no order.
+printf 'tab\\tkey\tv1\nnl\\nkey\tline1\\nline2\nbs\\\\key\tback\\\\slash\nplain\t\ncr\\rx\tnul\\0byte\n' \
+    >"$T/bytes.txt"
+cs load bytes "$T/bytes.txt"
+check_out "load from a file" 0 "loaded 5 records into bytes\n"
+cs dump bytes
+check_out "dump escapes TAB, LF, CR, backslash, NUL" 0 \
+    'bs\\\\key\tback\\\\slash\ncr\\rx\tnul\\0byte\nnl\\nkey\tline1\\nline2\nplain\t\ntab\\tkey\tv1\n'
+cp "$T/out" "$T/bytes.dump"
+cs get bytes "tab${TAB}key"
+check_out "get with a raw TAB in the key" 0 "v1\n"
+cs get bytes "$(printf 'nl\nkey')"
+check_out "get prints a raw value (with its LF)" 0 "line1\nline2\n"
+cs -e get bytes 'cr\rx'
+check_out "get -e: escaped key in, escaped value out" 0 'nul\\0byte\n'
+cs get bytes plain
+check_out "empty value" 0 "\n"
+# One database admits one process at a time, so the dump goes through a file; load reads a
+# pipe on its stdin.
+cat "$T/bytes.dump" | "$CSTORE" --db "$DB" load copy - >"$T/out" 2>"$T/err"
+rc=$?
+check_out "load from stdin (a pipe) of a dump" 0 "loaded 5 records into copy\n"
+cs dump copy
+if cmp -s "$T/out" "$T/bytes.dump"; then
+    pass "dump of the copy equals the original dump"
+else
+    fail "dump of the copy equals the original dump" "differs"
+fi
+printf 'hex\tx\\x41\\x7a\n' | "$CSTORE" --db "$DB" load hex - >/dev/null 2>&1
+cs get hex hex
+check_out "load reads \\xHH" 0 "xAz\n"
+cs -e put bytes 'a\tb' 'c\\d'
+cs get bytes "a${TAB}b"
+check_out "put -e unescapes key and value" 0 'c\\d\n'
+
+# ---- Catalog, stat, help ----
+cs create empty
+check_out "create" 0 ""
+cs create empty
+check "create of an existing collection: exit 3" 3 err "exist"
+cs collections
+check_out "collections lists every name in order" 0 \
+    "bytes\ncopy\nempty\nhex\norder\nusers\n"
+cs drop copy
+check_out "drop" 0 ""
+cs drop copy
+check_out "drop of an absent collection: exit 1" 1 "" "not found"
+cs get copy plain
+check "drop removed the records" 1 err "not found"
+cs collections
+check_out "collections after drop" 0 "bytes\nempty\nhex\norder\nusers\n"
+cs stat
+check "stat prints a per-shard table" 0 out "shard.*records"
+grep -q "^total" "$T/out" && grep -Eq "^ +0 " "$T/out"
+[ $? -eq 0 ] && pass "stat has shard rows and a total row" ||
+    fail "stat has shard rows and a total row" "missing rows"
+run help
+check "help" 0 out "usage: cstore"
+grep -q '\\t' "$T/out" && pass "help documents the escapes" ||
+    fail "help documents the escapes" "no \\t in help"
+run --help
+check "--help" 0 out "load COLL"
+run --version
+check_out "--version" 0 "cstore 0.1.0\n"
+run
+check "no command: usage, exit 2" 2 err "usage"
+
+# ---- Bad input ----
+cs frobnicate
+check_out "unknown command: exit 2" 2 "" "unknown command 'frobnicate'"
+cs --bogus 1 get users alice
+check_out "unknown option: exit 2" 2 "" "unknown option '--bogus'"
+cs -z get users alice
+check_out "unknown short option: exit 2" 2 "" "unknown option '-z'"
+cs --set bogus=1 get users alice
+check_out "unknown --set name: exit 2" 2 "" "unknown option"
+cs get users
+check_out "missing argument: exit 2" 2 "" "usage: cstore .*get COLL KEY"
+cs put users a b c
+check_out "extra argument: exit 2" 2 "" "usage"
+cs --shards 0 get users alice
+check_out "--shards 0: exit 2" 2 "" "shards"
+cs --shards 999 get users alice
+check_out "--shards 999: exit 2" 2 "" "shards"
+cs --cpuset 9999 get users alice
+check_out "--cpuset 9999: exit 2" 2 "" "cpu"
+cs --durability maybe get users alice
+check_out "--durability maybe: exit 2" 2 "" "durability"
+cs --db
+check_out "--db without a value: exit 2" 2 "" "needs a value"
+printf '[cstore]\nshards = 1\nthis line is not ini\n' >"$T/bad.ini"
+cs --config "$T/bad.ini" get users alice
+check_out "--config with a bad line names it: exit 2" 2 "" "line 3"
+printf 'bogus_option = 1\n' >"$T/bad2.ini"
+cs --config "$T/bad2.ini" get users alice
+check_out "--config with an unknown name: exit 2" 2 "" "line 1"
+cs --config "$T/missing.ini" get users alice
+check_out "--config that does not exist: exit 2" 2 "" "missing.ini"
+
+# Shard count: recorded at creation, another count is refused, the data stays readable.
+D1="$T/one-shard"
+run --db "$D1" --shards 1 put c k kept
+check_out "create a database with 1 shard" 0 ""
+if [ "$(nproc)" -ge 2 ]; then
+    run --db "$D1" --shards 2 get c k
+    check_out "reopen with 2 shards is refused: exit 2" 2 "" "shard"
+else
+    echo "skip reopen with another shard count (one CPU)"
+fi
+run --db "$D1" --shards 1 get c k
+check_out "reopen with the right count reads the data" 0 "kept\n"
+printf 'shards = 1\n' >"$T/one.ini"
+run --db "$D1" --config "$T/one.ini" get c k
+check_out "--config supplies the shard count" 0 "kept\n"
+run --db "$D1" --set shards=1 get c k
+check_out "--set supplies the shard count" 0 "kept\n"
+
+# Data paths that cannot be a database.
+printf 'precious\n' >"$T/afile"
+run --db "$T/afile" put c k v
+check_out "--db is a file: exit 3" 3 "" "cannot open database.*(folder|director)"
+if [ "$(cat "$T/afile")" = precious ]; then
+    pass "the file is left alone"
+else
+    fail "the file is left alone" "content changed"
+fi
+run --db "$T/afile/db" put c k v
+check_out "--db under a file: exit 3" 3 "" "cannot open database.*(folder|director)"
+run --db "$T/nowhere" get c k
+check_out "reading a database that does not exist: exit 3, nothing created" 3 "" \
+    "no database"
+[ ! -e "$T/nowhere" ] && pass "no folder was created by a read" ||
+    fail "no folder was created by a read" "$T/nowhere exists"
+if [ "$(id -u)" -ne 0 ]; then
+    mkdir "$T/ro" && chmod 555 "$T/ro"
+    run --db "$T/ro/db" put c k v
+    check_out "unwritable folder: exit 3" 3 "" "permission"
+else
+    echo "skip unwritable folder (root writes anyway; the path under a file covers it)"
+fi
+
+# Limits: keys 1..1024 bytes, values up to 1 MiB, names 1..64 bytes without '/'.
+cs put lim "$(repeat 1024 k)" v
+check_out "key of 1024 bytes" 0 ""
+cs put lim "$(repeat 1025 k)" v
+check_out "key of 1025 bytes: exit 3" 3 "" "key"
+cs put lim "" v
+check_out "empty key: exit 3" 3 "" "key"
+{
+    printf 'big\t'
+    repeat 1048576 v
+    printf '\n'
+} >"$T/max.txt"
+cs load lim "$T/max.txt"
+check_out "load a value of exactly 1 MiB" 0 "loaded 1 record into lim\n"
+"$CSTORE" --db "$DB" get lim big >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" -eq 0 ] && [ "$(wc -c <"$T/out")" -eq 1048577 ] && pass "get returns the 1 MiB value" ||
+    fail "get returns the 1 MiB value" "exit $rc, $(wc -c <"$T/out") bytes"
+{
+    printf 'ok\tfirst\nbig\t'
+    repeat 1048577 v
+    printf '\n'
+} >"$T/over.txt"
+cs load lim2 "$T/over.txt"
+check_out "value over 1 MiB: exit 3, names the line" 3 "" "line 2.*value"
+grep -q "1 record loaded before" "$T/err" && pass "load says what it stored before" ||
+    fail "load says what it stored before" "no count"
+cs put "" k v
+check_out "empty collection name: exit 3" 3 "" "name"
+cs put "$(repeat 65 n)" k v
+check_out "collection name of 65 bytes: exit 3" 3 "" "name"
+cs put "$(repeat 64 n)" k v
+check_out "collection name of 64 bytes" 0 ""
+cs put "a/b" k v
+check_out "collection name with '/': exit 3" 3 "" "name"
+cs create "x/y"
+check_out "create with '/': exit 3" 3 "" "name"
+
+# Bad load lines: refused with their line number, nothing mangled.
+printf 'a\t1\nb\t2\nno tab here\nd\t4\n' >"$T/l1.txt"
+cs load bad "$T/l1.txt"
+check_out "load: a line without TAB" 3 "" "line 3: no TAB"
+printf 'a\t1\nb\t2\tmore\n' >"$T/l2.txt"
+cs load bad "$T/l2.txt"
+check_out "load: a line with a second raw TAB" 3 "" "line 2: a second TAB"
+printf 'a\\q\t1\n' >"$T/l3.txt"
+cs load bad "$T/l3.txt"
+check_out "load: an unknown escape" 3 "" "line 1: key: unknown escape"
+printf 'a\tend\\\n' >"$T/l4.txt"
+cs load bad "$T/l4.txt"
+check_out "load: a lone trailing backslash" 3 "" "line 1: value: lone backslash"
+printf '\tv\n' >"$T/l5.txt"
+cs load bad "$T/l5.txt"
+check_out "load: an empty key" 3 "" "line 1"
+{
+    printf 'x\t1\n'
+    repeat 1025 k
+    printf '\tv\n'
+} >"$T/l6.txt"
+cs load bad "$T/l6.txt"
+check_out "load: a key over 1024 bytes" 3 "" "line 2"
+cs load bad "$T/nonexistent.txt"
+check_out "load: a missing file" 3 "" "nonexistent.txt"
+cs dump bad
+check_out "load kept the good lines before each bad one, unmangled" 0 "a\t1\nb\t2\nx\t1\n"
+
+# A second process on an open database gets the lock error.
+mkfifo "$T/fifo"
+"$CSTORE" --db "$DB" load held "$T/fifo" >"$T/lock.out" 2>"$T/lock.err" &
+lpid=$!
+# The writer's open returns once the load has opened the database and then the FIFO.
+timeout 20 sh -c '
+    exec 3>"$1"
+    "$2" --db "$3" put users eve 5 >"$4/out" 2>"$4/err"
+    echo $? >"$4/rc2"
+    printf "held\tyes\n" >&3
+' sh "$T/fifo" "$CSTORE" "$DB" "$T"
+trc=$?
+[ "$trc" -ne 0 ] && kill "$lpid" 2>/dev/null
+wait "$lpid"
+lrc=$?
+lpid=""
+rc=$(cat "$T/rc2" 2>/dev/null || echo 99)
+check_out "second process: exit 3, lock error" 3 "" "cannot open database.*(lock|another process)"
+rc=$lrc
+cp "$T/lock.out" "$T/out"
+cp "$T/lock.err" "$T/err"
+check_out "the holder finishes its load" 0 "loaded 1 record into held\n"
+cs get held held
+check_out "the holder's record is stored" 0 "yes\n"
+cs get users eve
+check_out "the refused put stored nothing" 1 "" "not found"
+
+# Everything stored earlier is intact after all the refusals.
+cs dump users
+check_out "data intact after the bad input" 0 "alice\t11\ncarol\t3\n"
+
+echo "cli.sh: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,1260 @@
+/* cstore: the command-line tool of the cstore storage engine.
+ *
+ *   cstore [OPTIONS] COMMAND [ARGS]
+ *
+ * It opens the database folder (--db DIR, else $CSTORE_DB, else ./data/cstore), runs one
+ * command and closes the database, so every command is durable when it returns (with the
+ * default durability=sync). It uses only the public API of include/cstore.h.
+ *
+ * Options (before the command):
+ *   --db DIR              the database folder
+ *   --config FILE         an INI file of engine options (cs_options_load); flags override it
+ *   --set NAME=VALUE      any engine option by its name (cs_options_set)
+ *   --NAME VALUE          the same, for any engine option: --shards, --cpuset, --durability,
+ *                         --sync_interval_ms (dashes may replace underscores: --sync-interval-ms)
+ *   -e, --escaped         KEY and VALUE arguments use the escapes of the line format below, and
+ *                         `get` prints its value escaped; without it, arguments are raw bytes
+ *   -h, --help, --version
+ *
+ * Line format (scan, dump, load): one record per line, KEY<TAB>VALUE<LF>. Keys and values are
+ * arbitrary bytes, so scan and dump escape five of them and load undoes it:
+ *   "\\" backslash   "\t" TAB   "\n" LF   "\r" CR   "\0" NUL
+ * load also accepts "\xHH" (two hex digits). Every other byte passes through unchanged, so a
+ * dump loaded back (`cstore --db A dump C | cstore --db B load C -`, or through a file: one
+ * database admits one process at a time) round-trips any keys and values. load refuses, naming the
+ * line, any line without a TAB, with a second raw TAB, with an unknown escape or a lone trailing
+ * backslash, or whose key or value breaks the engine's limits; it never guesses. Records before
+ * the bad line are already stored (load is not atomic); the message says how many.
+ *
+ * load keeps up to LOAD_DEPTH puts in flight through a cs_session, so group commit makes a
+ * durable load fast. Puts of one key reach its shard in submission order, so when a file holds a
+ * key twice the later line wins.
+ *
+ * Exit status:
+ *   0  success
+ *   1  not found: get or del of an absent key, drop of an absent collection
+ *   2  usage: unknown command or option, wrong arguments, an option value or config file the
+ *      engine refuses (CS_EOPTION, CS_EOPTVAL, CS_ECPUSET, CS_ESHARDS)
+ *   3  any other error: the database cannot be opened (locked, not a folder, permissions), bad
+ *      names, keys or values, bad load input, I/O errors
+ * Every error prints one line on stderr: "cstore: <context>: <cs_strerror text>".
+ */
+#include "cstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_NOTFOUND 1
+#define EXIT_USAGE 2
+#define EXIT_ERROR 3
+
+#define CLI_DB_DEFAULT "./data/cstore"
+#define CLI_OPT_NAME_MAX 64u                    /* bytes in an engine option name */
+#define LOAD_DEPTH 1024u                        /* puts in flight during load */
+#define LOAD_INFLIGHT_BYTES_MAX (64u << 20)     /* key+value bytes in flight during load */
+#define LOAD_SLOT_KEEP_BYTES (64u << 10)        /* slot buffers above this are freed on reap */
+#define LOAD_REAP_MAX 64u                       /* completions reaped per poll */
+#define LOAD_PROGRESS_NS (500u * 1000u * 1000u) /* progress line period on a terminal */
+#define READ_CHUNK_BYTES (64u << 10)            /* read(2) size of the line reader */
+/* An escaped line is at most 2 bytes per key or value byte, plus TAB and LF; \xHH input can
+ * take 4 per byte, which we also accept. */
+#define LINE_BYTES_MAX (4u * (CS_KEY_MAX + CS_VALUE_MAX) + 2u)
+
+#define cli_assert(e) ((e) ? (void)0 : cli_panic(__FILE__, __LINE__, #e))
+
+/* Set by SIGINT/SIGTERM during load: stop reading, drain what is in flight, close cleanly. */
+static volatile sig_atomic_t cli_interrupted;
+
+/* One engine option given on the command line, applied after --config so flags win. */
+struct cli_opt {
+    char name[CLI_OPT_NAME_MAX + 1]; /* engine option name, NUL-terminated */
+    const char *value;               /* borrowed from argv */
+    const char *flag;                /* the argument it came from, for messages */
+};
+
+struct cli {
+    const char *db_path;     /* database folder */
+    const char *config_path; /* --config FILE, or NULL */
+    int escaped;             /* -e: arguments and get output use the line-format escapes */
+    struct cli_opt *opts;    /* engine options from flags, in order */
+    unsigned opt_count;      /* entries used in opts */
+    cs_db *db;               /* open database, or NULL */
+};
+
+/* How a command wants the database: it may create it, or it needs one that exists. */
+enum cli_open_mode { CLI_OPEN_CREATE, CLI_OPEN_EXISTING };
+
+struct cli_command {
+    const char *name;
+    int (*run)(struct cli *cli, int argc, char **argv); /* argv[0] is the command name */
+    int args_min;                                       /* arguments after the name */
+    int args_max;                                       /* -1: checked by run */
+    const char *usage;
+};
+
+static void cli_panic(const char *file, int line, const char *expr)
+{
+    fprintf(stderr, "cstore: internal error at %s:%d: %s\n", file, line, expr);
+    abort();
+}
+
+static const char cli_usage_text[] =
+    "usage: cstore [OPTIONS] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  put COLL KEY VALUE        store a record (creates the collection)\n"
+    "  get COLL KEY              print the value and a newline\n"
+    "  del COLL KEY              delete a record\n"
+    "  scan COLL [--from K] [--to K] [--limit N]\n"
+    "                            print KEY<TAB>VALUE lines in key order; --from is\n"
+    "                            inclusive, --to exclusive\n"
+    "  dump COLL                 print every record as KEY<TAB>VALUE lines\n"
+    "  load COLL FILE|-          store KEY<TAB>VALUE lines from FILE or stdin\n"
+    "  collections               list collection names\n"
+    "  create COLL               create an empty collection\n"
+    "  drop COLL                 delete a collection and its records\n"
+    "  stat                      per-shard statistics\n"
+    "  help                      this text\n"
+    "\n"
+    "Options (before COMMAND):\n"
+    "  --db DIR                  database folder (default $CSTORE_DB, else ./data/cstore)\n"
+    "  --shards N                shards; must match the count the database was made with\n"
+    "  --cpuset LIST             CPUs to pin shards to, e.g. 0-3,6\n"
+    "  --durability MODE         sync (default), async or none\n"
+    "  --config FILE             INI file of engine options; flags override it\n"
+    "  --set NAME=VALUE          any engine option; --NAME VALUE works too\n"
+    "  -e, --escaped             KEY/VALUE arguments use the escapes below and get\n"
+    "                            prints its value escaped (default: raw bytes)\n"
+    "  -h, --help                this text\n"
+    "  --version                 print the version\n"
+    "\n"
+    "Line format: scan and dump write, and load reads, one KEY<TAB>VALUE line per\n"
+    "record. Inside keys and values, backslash, TAB, LF, CR and NUL are written as\n"
+    "\\\\ \\t \\n \\r \\0; load also reads \\xHH. So a dump loaded back round-trips\n"
+    "any bytes (one database admits one process at a time: dump to a file, or pipe\n"
+    "between two databases). load refuses, naming the line, a line without TAB,\n"
+    "with a second raw TAB, or with a bad escape.\n"
+    "\n"
+    "Exit status: 0 ok, 1 not found, 2 usage or option error, 3 other error.\n";
+
+/* ---- Error reporting ---- */
+
+/* Map an API return code to the exit status documented at the top of this file. */
+static int cli_exit_code(int rc)
+{
+    cli_assert(rc != 0);
+    switch (rc) {
+    case CS_ENOTFOUND:
+        return EXIT_NOTFOUND;
+    case CS_EOPTION:
+    case CS_EOPTVAL:
+    case CS_ECPUSET:
+    case CS_ESHARDS:
+        return EXIT_USAGE;
+    default:
+        return EXIT_ERROR;
+    }
+}
+
+/* Extra advice for the errors where cs_strerror() alone does not say what to do. */
+static const char *cli_hint(int rc)
+{
+    switch (rc) {
+    case CS_ESHARDS:
+        return " (open it with the --shards it was created with)";
+    case CS_ELOCKED:
+        return " (another process has it open)";
+    case CS_ECPUSET:
+        return " (see --cpuset and --shards; shards cannot exceed the CPUs of the cpuset)";
+    default:
+        return "";
+    }
+}
+
+/* Print "cstore: <context>: <error>" on stderr and return the exit status for rc. */
+__attribute__((format(printf, 2, 3))) static int cli_fail(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cstore: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s%s\n", cs_strerror(rc), cli_hint(rc));
+    return cli_exit_code(rc);
+}
+
+/* Print a usage error on stderr and return EXIT_USAGE. */
+__attribute__((format(printf, 1, 2))) static int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cstore: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see 'cstore help')\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* ---- Escapes of the line format ---- */
+
+/* Write n bytes to f with backslash, TAB, LF, CR and NUL escaped. */
+static void cli_write_escaped(FILE *f, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    size_t run = 0; /* start of the bytes not written yet */
+    for (size_t i = 0; i < n; i++) {
+        const char *esc;
+        switch (s[i]) {
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\0':
+            esc = "\\0";
+            break;
+        default:
+            continue;
+        }
+        fwrite(s + run, 1, i - run, f);
+        fputs(esc, f);
+        run = i + 1;
+    }
+    fwrite(s + run, 1, n - run, f);
+}
+
+static int cli_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Undo the escapes of in[0..n) into out (room for n bytes: the result is never longer).
+ * Returns NULL and sets *out_len, or a description of the first bad escape. */
+static const char *cli_unescape(const char *in, size_t n, char *out, size_t *out_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] != '\\') {
+            out[o++] = in[i];
+            continue;
+        }
+        if (++i == n)
+            return "lone backslash at the end (write \\\\ for a backslash)";
+        switch (in[i]) {
+        case '\\':
+            out[o++] = '\\';
+            break;
+        case 't':
+            out[o++] = '\t';
+            break;
+        case 'n':
+            out[o++] = '\n';
+            break;
+        case 'r':
+            out[o++] = '\r';
+            break;
+        case '0':
+            out[o++] = '\0';
+            break;
+        case 'x': {
+            int hi = i + 1 < n ? cli_hex_digit(in[i + 1]) : -1;
+            int lo = i + 2 < n ? cli_hex_digit(in[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return "\\x needs two hex digits";
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+            break;
+        }
+        default:
+            return "unknown escape (use \\\\ \\t \\n \\r \\0 or \\xHH)";
+        }
+    }
+    cli_assert(o <= n);
+    *out_len = o;
+    return NULL;
+}
+
+/* A key or value argument: raw bytes, or unescaped with -e (then copied into *owned). */
+struct cli_bytes {
+    const char *p; /* the bytes */
+    size_t len;    /* their count */
+    char *owned;   /* malloc'ed copy to free, or NULL */
+};
+
+__attribute__((warn_unused_result)) static int
+cli_arg_bytes(const struct cli *cli, const char *what, const char *arg, struct cli_bytes *out)
+{
+    size_t n = strlen(arg);
+    out->p = arg;
+    out->len = n;
+    out->owned = NULL;
+    if (!cli->escaped)
+        return 0;
+    out->owned = malloc(n + 1);
+    if (out->owned == NULL)
+        return cli_fail(-ENOMEM, "%s", what);
+    const char *bad = cli_unescape(arg, n, out->owned, &out->len);
+    if (bad != NULL) {
+        free(out->owned);
+        out->owned = NULL;
+        fprintf(stderr, "cstore: %s '%s': %s\n", what, arg, bad);
+        return EXIT_USAGE;
+    }
+    out->p = out->owned;
+    return 0;
+}
+
+/* ---- Options and opening ---- */
+
+/* Parse a whole decimal number without sign; 0 on success. */
+static int cli_parse_u64(const char *s, unsigned long long *out)
+{
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Build the engine options: the config file first, then every flag in order. */
+__attribute__((warn_unused_result)) static int cli_options_build(const struct cli *cli,
+                                                                 cs_options **out)
+{
+    cs_options *o = cs_options_new();
+    if (o == NULL)
+        return cli_fail(-ENOMEM, "options");
+    if (cli->config_path != NULL) {
+        int line = 0;
+        int rc = cs_options_load(o, cli->config_path, &line);
+        if (rc != 0) {
+            cs_options_free(o);
+            if (line > 0)
+                cli_fail(rc, "--config %s: line %d", cli->config_path, line);
+            else
+                cli_fail(rc, "--config %s", cli->config_path);
+            return EXIT_USAGE;
+        }
+    }
+    for (unsigned i = 0; i < cli->opt_count; i++) {
+        const struct cli_opt *opt = &cli->opts[i];
+        int rc = cs_options_set(o, opt->name, opt->value);
+        if (rc != 0) {
+            cs_options_free(o);
+            if (rc == CS_EOPTION)
+                return cli_usage_error("unknown option '%s'", opt->flag);
+            cli_fail(rc, "%s '%s'", opt->flag, opt->value);
+            return EXIT_USAGE;
+        }
+    }
+    *out = o;
+    return 0;
+}
+
+/* mkdir -p of the folders above path, so that the default ./data/cstore works at once. An
+ * error is left for cs_open to report with its own code. */
+static void cli_make_parents(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(buf))
+        return;
+    memcpy(buf, path, n + 1);
+    while (n > 1 && buf[n - 1] == '/') /* ignore trailing slashes */
+        buf[--n] = '\0';
+    char *last = strrchr(buf, '/');
+    if (last == NULL || last == buf)
+        return;
+    *last = '\0';
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return;
+        *p = '/';
+    }
+    (void)(mkdir(buf, 0777) != 0);
+}
+
+/* Open cli->db_path with the options of the command line. CLI_OPEN_EXISTING refuses to create
+ * a database where there is none (a read of a mistyped path should not leave a folder). */
+__attribute__((warn_unused_result)) static int cli_open(struct cli *cli, enum cli_open_mode mode)
+{
+    cli_assert(cli->db == NULL);
+    struct stat st;
+    if (stat(cli->db_path, &st) != 0) {
+        if (errno != ENOENT)
+            return cli_fail(-errno, "cannot open database '%s'", cli->db_path);
+        if (mode == CLI_OPEN_EXISTING) {
+            fprintf(stderr, "cstore: no database at '%s' (put, load or create make one)\n",
+                    cli->db_path);
+            return EXIT_ERROR;
+        }
+        cli_make_parents(cli->db_path);
+    }
+    cs_options *o = NULL;
+    int ex = cli_options_build(cli, &o);
+    if (ex != 0)
+        return ex;
+    int rc = cs_open(cli->db_path, o, &cli->db);
+    cs_options_free(o);
+    if (rc != 0) {
+        cli->db = NULL;
+        return cli_fail(rc, "cannot open database '%s'", cli->db_path);
+    }
+    cli_assert(cli->db != NULL);
+    return 0;
+}
+
+/* ---- Commands ---- */
+
+static int cmd_put(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    struct cli_bytes key, val;
+    int ex = cli_arg_bytes(cli, "key", argv[2], &key);
+    if (ex != 0)
+        return ex;
+    ex = cli_arg_bytes(cli, "value", argv[3], &val);
+    if (ex == 0)
+        ex = cli_open(cli, CLI_OPEN_CREATE);
+    if (ex == 0) {
+        int rc = cs_put(cli->db, argv[1], key.p, key.len, val.p, val.len);
+        if (rc != 0)
+            ex = cli_fail(rc, "put %s (key %zu bytes, value %zu bytes)", argv[1], key.len, val.len);
+    }
+    free(key.owned);
+    free(val.owned);
+    return ex;
+}
+
+static int cmd_get(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    struct cli_bytes key;
+    int ex = cli_arg_bytes(cli, "key", argv[2], &key);
+    if (ex != 0)
+        return ex;
+    ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex == 0) {
+        void *val = NULL;
+        size_t vlen = 0;
+        int rc = cs_get(cli->db, argv[1], key.p, key.len, &val, &vlen);
+        if (rc == CS_ENOTFOUND) {
+            fprintf(stderr, "cstore: get %s %s: not found\n", argv[1], argv[2]);
+            ex = EXIT_NOTFOUND;
+        } else if (rc != 0) {
+            ex = cli_fail(rc, "get %s (key %zu bytes)", argv[1], key.len);
+        } else {
+            if (cli->escaped)
+                cli_write_escaped(stdout, val, vlen);
+            else
+                fwrite(val, 1, vlen, stdout);
+            putchar('\n');
+            cs_free(val);
+        }
+    }
+    free(key.owned);
+    return ex;
+}
+
+static int cmd_del(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    struct cli_bytes key;
+    int ex = cli_arg_bytes(cli, "key", argv[2], &key);
+    if (ex != 0)
+        return ex;
+    ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex == 0) {
+        int rc = cs_del(cli->db, argv[1], key.p, key.len);
+        if (rc == CS_ENOTFOUND) {
+            fprintf(stderr, "cstore: del %s %s: not found\n", argv[1], argv[2]);
+            ex = EXIT_NOTFOUND;
+        } else if (rc != 0) {
+            ex = cli_fail(rc, "del %s (key %zu bytes)", argv[1], key.len);
+        }
+    }
+    free(key.owned);
+    return ex;
+}
+
+/* memcmp order with the shorter key first on a common prefix: the engine's key order. */
+static int cli_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0)
+        return c;
+    return (alen > blen) - (alen < blen);
+}
+
+struct cli_scan {
+    const struct cli_bytes *from; /* first key (inclusive), or NULL */
+    const struct cli_bytes *to;   /* end key (exclusive), or NULL */
+    unsigned long long limit;     /* records to print at most */
+};
+
+/* Print the records of coll within the bounds of sc as escaped KEY<TAB>VALUE lines. */
+static int cli_scan_print(struct cli *cli, const char *coll, const struct cli_scan *sc)
+{
+    cs_cursor *c = NULL;
+    int rc = cs_cursor_open(cli->db, coll, &c);
+    if (rc != 0)
+        return cli_fail(rc, "scan %s", coll);
+    if (sc->from != NULL)
+        rc = cs_cursor_seek(c, sc->from->p, sc->from->len);
+    else
+        rc = cs_cursor_first(c);
+    unsigned long long printed = 0;
+    while (rc == 0 && printed < sc->limit) {
+        const void *k, *v;
+        size_t klen, vlen;
+        rc = cs_cursor_key(c, &k, &klen);
+        if (rc == 0)
+            rc = cs_cursor_value(c, &v, &vlen);
+        if (rc != 0)
+            break;
+        if (sc->to != NULL && cli_key_cmp(k, klen, sc->to->p, sc->to->len) >= 0)
+            break;
+        cli_write_escaped(stdout, k, klen);
+        putchar('\t');
+        cli_write_escaped(stdout, v, vlen);
+        putchar('\n');
+        printed++;
+        rc = cs_cursor_next(c);
+    }
+    cs_cursor_close(c);
+    if (rc != 0 && rc != CS_ENOTFOUND)
+        return cli_fail(rc, "scan %s after %llu records", coll, printed);
+    return 0;
+}
+
+static int cmd_scan(struct cli *cli, int argc, char **argv)
+{
+    const char *from_arg = NULL, *to_arg = NULL;
+    struct cli_scan sc = {.from = NULL, .to = NULL, .limit = ULLONG_MAX};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        const char *val = NULL;
+        size_t nlen = strcspn(a, "=");
+        if (strncmp(a, "--from", nlen) == 0 && nlen == 6)
+            dst = &from_arg;
+        else if (strncmp(a, "--to", nlen) == 0 && nlen == 4)
+            dst = &to_arg;
+        else if (!(strncmp(a, "--limit", nlen) == 0 && nlen == 7))
+            return cli_usage_error("scan: unknown argument '%s'", a);
+        if (a[nlen] == '=')
+            val = a + nlen + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            return cli_usage_error("scan: %s needs a value", a);
+        if (dst != NULL) {
+            *dst = val;
+        } else if (cli_parse_u64(val, &sc.limit) != 0) {
+            return cli_usage_error("scan: --limit '%s' is not a count", val);
+        }
+    }
+    struct cli_bytes from = {0}, to = {0};
+    int ex = 0;
+    if (from_arg != NULL) {
+        ex = cli_arg_bytes(cli, "--from", from_arg, &from);
+        sc.from = &from;
+    }
+    if (ex == 0 && to_arg != NULL) {
+        ex = cli_arg_bytes(cli, "--to", to_arg, &to);
+        sc.to = &to;
+    }
+    if (ex == 0)
+        ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex == 0)
+        ex = cli_scan_print(cli, argv[1], &sc);
+    free(from.owned);
+    free(to.owned);
+    return ex;
+}
+
+static int cmd_dump(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    struct cli_scan sc = {.from = NULL, .to = NULL, .limit = ULLONG_MAX};
+    int ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex == 0)
+        ex = cli_scan_print(cli, argv[1], &sc);
+    return ex;
+}
+
+/* ---- load ---- */
+
+/* Reads LF-terminated lines of at most LINE_BYTES_MAX bytes through read(2); NUL bytes are
+ * data. A final line without LF counts. */
+struct line_reader {
+    int fd;                     /* input */
+    char *buf;                  /* READ_CHUNK_BYTES of read-ahead */
+    size_t pos;                 /* next unread byte in buf */
+    size_t len;                 /* bytes valid in buf */
+    char *line;                 /* the current line, without its LF */
+    size_t line_len;            /* bytes in line */
+    size_t line_cap;            /* bytes allocated for line */
+    unsigned long long line_no; /* 1-based number of the current line */
+    int eof;                    /* read(2) returned 0 */
+};
+
+/* Next line into r->line. Returns 1 with a line, 0 at end of input, or -errno; -EMSGSIZE when
+ * the line is longer than LINE_BYTES_MAX; -EINTR when interrupted by a signal. */
+static int line_next(struct line_reader *r)
+{
+    r->line_len = 0;
+    int got = 0; /* some byte of this line was seen */
+    for (;;) {
+        if (r->pos == r->len) {
+            if (r->eof)
+                break;
+            ssize_t n = read(r->fd, r->buf, READ_CHUNK_BYTES);
+            if (n < 0) {
+                if (errno == EINTR && !cli_interrupted)
+                    continue;
+                return -errno;
+            }
+            if (n == 0) {
+                r->eof = 1;
+                break;
+            }
+            r->pos = 0;
+            r->len = (size_t)n;
+        }
+        got = 1;
+        const char *start = r->buf + r->pos;
+        size_t avail = r->len - r->pos;
+        const char *lf = memchr(start, '\n', avail);
+        size_t take = lf != NULL ? (size_t)(lf - start) : avail;
+        if (r->line_len + take > LINE_BYTES_MAX)
+            return -EMSGSIZE;
+        if (r->line_len + take > r->line_cap) {
+            size_t cap = r->line_cap ? r->line_cap : 4096;
+            while (cap < r->line_len + take)
+                cap *= 2;
+            char *p = realloc(r->line, cap);
+            if (p == NULL)
+                return -ENOMEM;
+            r->line = p;
+            r->line_cap = cap;
+        }
+        memcpy(r->line + r->line_len, start, take);
+        r->line_len += take;
+        r->pos += take;
+        if (lf != NULL) {
+            r->pos++; /* the LF */
+            break;
+        }
+    }
+    if (!got)
+        return 0;
+    r->line_no++;
+    return 1;
+}
+
+/* A put in flight: its key and value bytes, which must stay put until it completes. */
+struct load_slot {
+    char *buf;                  /* key then value */
+    size_t cap;                 /* bytes allocated for buf */
+    size_t klen;                /* key bytes at buf */
+    size_t vlen;                /* value bytes after the key */
+    unsigned long long line_no; /* input line, for messages */
+};
+
+struct load {
+    const char *coll;
+    const char *input_name;      /* file name, or "stdin" */
+    cs_session *session;         /* LOAD_DEPTH deep */
+    struct load_slot *slots;     /* LOAD_DEPTH slots */
+    unsigned *free_slots;        /* stack of free slot indexes */
+    unsigned free_count;         /* entries in free_slots */
+    size_t inflight_bytes;       /* key+value bytes of the puts in flight */
+    unsigned long long loaded;   /* puts completed successfully */
+    int err;                     /* first failed put's code, or 0 */
+    unsigned long long err_line; /* its line */
+    int progress;                /* print a progress line (stderr is a terminal) */
+    uint64_t started_ns;         /* when the load began */
+    uint64_t progress_ns;        /* when progress was last printed */
+};
+
+static uint64_t cli_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Reap at least min completions, returning their slots to the free stack. */
+__attribute__((warn_unused_result)) static int load_reap(struct load *ld, unsigned min)
+{
+    struct cs_completion done[LOAD_REAP_MAX];
+    unsigned want = min;
+    do {
+        unsigned m = want < LOAD_REAP_MAX ? want : LOAD_REAP_MAX;
+        int n = cs_session_poll(ld->session, done, LOAD_REAP_MAX, m);
+        if (n < 0)
+            return n;
+        for (int i = 0; i < n; i++) {
+            uint64_t idx = done[i].user_data;
+            cli_assert(idx < LOAD_DEPTH);
+            struct load_slot *s = &ld->slots[idx];
+            if (done[i].rc == 0) {
+                ld->loaded++;
+            } else if (ld->err == 0 || s->line_no < ld->err_line) {
+                ld->err = done[i].rc;
+                ld->err_line = s->line_no;
+            }
+            cs_free(done[i].val);
+            ld->inflight_bytes -= s->klen + s->vlen;
+            if (s->cap > LOAD_SLOT_KEEP_BYTES) {
+                free(s->buf);
+                s->buf = NULL;
+                s->cap = 0;
+            }
+            cli_assert(ld->free_count < LOAD_DEPTH);
+            ld->free_slots[ld->free_count++] = (unsigned)idx;
+        }
+        want = (unsigned)n >= want ? 0 : want - (unsigned)n;
+    } while (want > 0);
+    return 0;
+}
+
+static void load_progress(struct load *ld, int final)
+{
+    uint64_t now = cli_now_ns();
+    if (!final && now - ld->progress_ns < LOAD_PROGRESS_NS)
+        return;
+    ld->progress_ns = now;
+    double secs = (double)(now - ld->started_ns) / 1e9;
+    fprintf(stderr, "\rcstore: loaded %llu records (%.0f/s)%s", ld->loaded,
+            secs > 0 ? (double)ld->loaded / secs : 0.0, final ? "\n" : "");
+}
+
+/* Split line r->line into key and value, unescaped into a free slot, and submit the put.
+ * Returns 0, an exit status after printing why the line is refused, or -1 with ld->err set. */
+static int load_line(struct load *ld, const struct line_reader *r)
+{
+    const char *line = r->line;
+    size_t n = r->line_len;
+    const char *tab = memchr(line, '\t', n);
+    if (tab == NULL) {
+        fprintf(stderr, "cstore: load %s: line %llu: no TAB between key and value\n",
+                ld->input_name, r->line_no);
+        return EXIT_ERROR;
+    }
+    size_t kraw = (size_t)(tab - line);
+    if (memchr(tab + 1, '\t', n - kraw - 1) != NULL) {
+        fprintf(stderr,
+                "cstore: load %s: line %llu: a second TAB (write a TAB inside a key or value "
+                "as \\t)\n",
+                ld->input_name, r->line_no);
+        return EXIT_ERROR;
+    }
+    /* Wait for a slot, and for room under the in-flight byte limit. */
+    while (ld->free_count == 0 ||
+           (ld->free_count < LOAD_DEPTH && ld->inflight_bytes + n > LOAD_INFLIGHT_BYTES_MAX)) {
+        int rc = load_reap(ld, 1);
+        if (rc != 0) {
+            ld->err = rc;
+            ld->err_line = r->line_no;
+            return -1;
+        }
+    }
+    unsigned idx = ld->free_slots[ld->free_count - 1];
+    struct load_slot *s = &ld->slots[idx];
+    if (s->cap < n) {
+        size_t cap = n < 256 ? 256 : n;
+        char *p = realloc(s->buf, cap);
+        if (p == NULL) {
+            ld->err = -ENOMEM;
+            ld->err_line = r->line_no;
+            return -1;
+        }
+        s->buf = p;
+        s->cap = cap;
+    }
+    const char *bad = cli_unescape(line, kraw, s->buf, &s->klen);
+    const char *where = "key";
+    if (bad == NULL) {
+        bad = cli_unescape(tab + 1, n - kraw - 1, s->buf + s->klen, &s->vlen);
+        where = "value";
+    }
+    if (bad != NULL) {
+        fprintf(stderr, "cstore: load %s: line %llu: %s: %s\n", ld->input_name, r->line_no, where,
+                bad);
+        return EXIT_ERROR;
+    }
+    s->line_no = r->line_no;
+    int rc = cs_session_put(ld->session, ld->coll, s->buf, s->klen, s->buf + s->klen, s->vlen, idx);
+    if (rc != 0) {
+        ld->err = rc;
+        ld->err_line = r->line_no;
+        return -1;
+    }
+    ld->free_count--;
+    ld->inflight_bytes += s->klen + s->vlen;
+    return 0;
+}
+
+static void load_on_signal(int sig)
+{
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+/* Read every line, keeping puts in flight; stops at the first refused line or failed put. */
+static int load_run(struct load *ld, struct line_reader *r)
+{
+    int ex = 0;
+    for (;;) {
+        if (cli_interrupted) {
+            fprintf(stderr, "cstore: load %s: interrupted after line %llu\n", ld->input_name,
+                    r->line_no);
+            ex = EXIT_ERROR;
+            break;
+        }
+        int rc = line_next(r);
+        if (rc == 0)
+            break;
+        if (rc == -EINTR && cli_interrupted)
+            continue;
+        if (rc == -EMSGSIZE) {
+            fprintf(stderr, "cstore: load %s: line %llu: longer than %u bytes\n", ld->input_name,
+                    r->line_no + 1, LINE_BYTES_MAX);
+            ex = EXIT_ERROR;
+            break;
+        }
+        if (rc < 0) {
+            ex = cli_fail(rc, "load: reading %s after line %llu", ld->input_name, r->line_no);
+            break;
+        }
+        ex = load_line(ld, r);
+        if (ex != 0 || ld->err != 0)
+            break;
+        if (ld->progress && (r->line_no & 255) == 0)
+            load_progress(ld, 0);
+    }
+    if (ex < 0)
+        ex = 0; /* ld->err tells */
+    int rc = load_reap(ld, cs_session_inflight(ld->session));
+    if (rc != 0 && ld->err == 0) {
+        ld->err = rc;
+        ld->err_line = r->line_no;
+    }
+    if (ld->err != 0 && ex == 0)
+        ex = cli_fail(ld->err, "load %s: line %llu", ld->input_name, ld->err_line);
+    return ex;
+}
+
+static int cmd_load(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    const char *path = argv[2];
+    int from_stdin = strcmp(path, "-") == 0;
+    struct stat st;
+    /* Check the input before opening (and perhaps creating) the database, but open it after:
+     * opening a FIFO waits for a writer. */
+    if (!from_stdin && stat(path, &st) != 0)
+        return cli_fail(-errno, "load: %s", path);
+    int ex = cli_open(cli, CLI_OPEN_CREATE);
+    if (ex != 0)
+        return ex;
+
+    struct line_reader r = {.fd = 0};
+    struct load ld = {.coll = argv[1], .input_name = from_stdin ? "stdin" : path};
+    int rc = 0;
+    r.fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (r.fd < 0)
+        return cli_fail(-errno, "load: %s", path);
+    r.buf = malloc(READ_CHUNK_BYTES);
+    ld.slots = calloc(LOAD_DEPTH, sizeof(*ld.slots));
+    ld.free_slots = malloc(LOAD_DEPTH * sizeof(*ld.free_slots));
+    if (r.buf == NULL || ld.slots == NULL || ld.free_slots == NULL) {
+        ex = cli_fail(-ENOMEM, "load");
+        goto out;
+    }
+    for (unsigned i = 0; i < LOAD_DEPTH; i++)
+        ld.free_slots[i] = LOAD_DEPTH - 1 - i;
+    ld.free_count = LOAD_DEPTH;
+    rc = cs_session_open(cli->db, LOAD_DEPTH, &ld.session);
+    if (rc != 0) {
+        ex = cli_fail(rc, "load: session");
+        goto out;
+    }
+    ld.progress = isatty(STDERR_FILENO);
+    ld.started_ns = ld.progress_ns = cli_now_ns();
+
+    struct sigaction sa = {.sa_handler = load_on_signal}; /* no SA_RESTART: read(2) returns */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    ex = load_run(&ld, &r);
+    if (ld.progress)
+        load_progress(&ld, 1);
+    cs_session_close(ld.session);
+    if (ex == 0)
+        printf("loaded %llu record%s into %s\n", ld.loaded, ld.loaded == 1 ? "" : "s", ld.coll);
+    else
+        fprintf(stderr, "cstore: load %s: %llu record%s loaded before the error\n", ld.input_name,
+                ld.loaded, ld.loaded == 1 ? "" : "s");
+out:
+    if (ld.slots != NULL)
+        for (unsigned i = 0; i < LOAD_DEPTH; i++)
+            free(ld.slots[i].buf);
+    free(ld.slots);
+    free(ld.free_slots);
+    free(r.buf);
+    free(r.line);
+    if (!from_stdin)
+        close(r.fd);
+    return ex;
+}
+
+/* ---- Catalog and statistics ---- */
+
+static int cmd_collections(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    int ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex != 0)
+        return ex;
+    char **names = NULL;
+    size_t count = 0;
+    int rc = cs_collection_list(cli->db, &names, &count);
+    if (rc != 0)
+        return cli_fail(rc, "collections");
+    for (size_t i = 0; i < count; i++)
+        puts(names[i]);
+    cs_free(names);
+    return 0;
+}
+
+static int cmd_create(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    int ex = cli_open(cli, CLI_OPEN_CREATE);
+    if (ex != 0)
+        return ex;
+    int rc = cs_collection_create(cli->db, argv[1]);
+    return rc != 0 ? cli_fail(rc, "create '%s'", argv[1]) : 0;
+}
+
+static int cmd_drop(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    int ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex != 0)
+        return ex;
+    int rc = cs_collection_drop(cli->db, argv[1]);
+    return rc != 0 ? cli_fail(rc, "drop '%s'", argv[1]) : 0;
+}
+
+/* One column of the stat tables: a header and a uint64_t field of struct cs_shard_stats. */
+struct stat_col {
+    const char *name;
+    size_t offset; /* of the field in struct cs_shard_stats */
+    int summed;    /* the total row adds the shards up (else it shows the largest) */
+};
+
+#define SS_OFF(field) offsetof(struct cs_shard_stats, field)
+
+static const struct stat_col stat_cols_ops[] = {
+    {"records", SS_OFF(records), 1},
+    {"colls", SS_OFF(collections), 0},
+    {"puts", SS_OFF(puts), 1},
+    {"gets", SS_OFF(gets), 1},
+    {"dels", SS_OFF(dels), 1},
+    {"batches", SS_OFF(batches), 1},
+    {"scans", SS_OFF(scans), 1},
+    {"loops", SS_OFF(loops), 1},
+    {"tree_bytes", SS_OFF(tree_bytes), 1},
+};
+
+static const struct stat_col stat_cols_wal[] = {
+    {"frames", SS_OFF(wal_frames), 1},
+    {"records", SS_OFF(wal_records), 1},
+    {"bytes", SS_OFF(wal_bytes), 1},
+    {"syncs", SS_OFF(wal_syncs), 1},
+    {"lsn", SS_OFF(wal_lsn), 0},
+    {"durable_lsn", SS_OFF(wal_durable_lsn), 0},
+    {"segments", SS_OFF(wal_segments), 1},
+    {"recovered", SS_OFF(recovered_records), 1},
+    {"recovery_us", SS_OFF(recovery_us), 0},
+};
+
+#define STAT_COLS_MAX 9u
+
+static uint64_t stat_field(const struct cs_shard_stats *s, const struct stat_col *c)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)s + c->offset, sizeof(v));
+    return v;
+}
+
+static int stat_digits(uint64_t v)
+{
+    int d = 1;
+    while (v >= 10) {
+        v /= 10;
+        d++;
+    }
+    return d;
+}
+
+/* Print one table: a row per shard (shard, cpu, then cols) and a total row ("max" for the
+ * columns that do not add up: LSNs, per-shard collection counts, recovery time). */
+static void stat_table(const char *title, const struct cs_shard_stats *st, unsigned count,
+                       const struct stat_col *cols, unsigned ncols)
+{
+    cli_assert(ncols <= STAT_COLS_MAX);
+    int width[STAT_COLS_MAX];
+    uint64_t total[STAT_COLS_MAX];
+    for (unsigned j = 0; j < ncols; j++) {
+        total[j] = 0;
+        for (unsigned i = 0; i < count; i++) {
+            uint64_t v = stat_field(&st[i], &cols[j]);
+            if (cols[j].summed)
+                total[j] += v;
+            else if (v > total[j])
+                total[j] = v;
+        }
+        int w = (int)strlen(cols[j].name);
+        int d = stat_digits(total[j]);
+        width[j] = d > w ? d : w;
+    }
+    printf("%s\n%5s %4s", title, "shard", "cpu");
+    for (unsigned j = 0; j < ncols; j++)
+        printf(" %*s", width[j], cols[j].name);
+    putchar('\n');
+    for (unsigned i = 0; i < count; i++) {
+        printf("%5u %4d", st[i].shard, st[i].cpu);
+        for (unsigned j = 0; j < ncols; j++)
+            printf(" %*llu", width[j], (unsigned long long)stat_field(&st[i], &cols[j]));
+        putchar('\n');
+    }
+    printf("%5s %4s", "total", "");
+    for (unsigned j = 0; j < ncols; j++)
+        printf(" %*llu", width[j], (unsigned long long)total[j]);
+    putchar('\n');
+}
+
+static int cmd_stat(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    int ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex != 0)
+        return ex;
+    unsigned count = cs_shard_count(cli->db);
+    cli_assert(count >= 1);
+    cli_assert(count <= CS_SHARDS_MAX);
+    struct cs_shard_stats *st = calloc(count, sizeof(*st));
+    if (st == NULL)
+        return cli_fail(-ENOMEM, "stat");
+    for (unsigned i = 0; i < count; i++) {
+        int rc = cs_stats(cli->db, i, &st[i]);
+        if (rc != 0) {
+            free(st);
+            return cli_fail(rc, "stat: shard %u", i);
+        }
+    }
+    printf("database %s: %u shards; counters count since this open; the total row adds the\n"
+           "shards up, except colls, lsn, durable_lsn and recovery_us: their largest value\n\n",
+           cli->db_path, count);
+    stat_table("records and requests", st, count, stat_cols_ops,
+               sizeof(stat_cols_ops) / sizeof(stat_cols_ops[0]));
+    putchar('\n');
+    stat_table("write-ahead log", st, count, stat_cols_wal,
+               sizeof(stat_cols_wal) / sizeof(stat_cols_wal[0]));
+    for (unsigned i = 0; i < count; i++)
+        if (st[i].io_error != 0)
+            printf("shard %u is read-only after an I/O error: %s\n", i,
+                   cs_strerror(st[i].io_error));
+    free(st);
+    return 0;
+}
+
+static int cmd_help(struct cli *cli, int argc, char **argv)
+{
+    (void)cli;
+    (void)argc;
+    (void)argv;
+    fputs(cli_usage_text, stdout);
+    return 0;
+}
+
+static const struct cli_command cli_commands[] = {
+    {"put", cmd_put, 3, 3, "put COLL KEY VALUE"},
+    {"get", cmd_get, 2, 2, "get COLL KEY"},
+    {"del", cmd_del, 2, 2, "del COLL KEY"},
+    {"scan", cmd_scan, 1, -1, "scan COLL [--from K] [--to K] [--limit N]"},
+    {"dump", cmd_dump, 1, 1, "dump COLL"},
+    {"load", cmd_load, 2, 2, "load COLL FILE|-"},
+    {"collections", cmd_collections, 0, 0, "collections"},
+    {"create", cmd_create, 1, 1, "create COLL"},
+    {"drop", cmd_drop, 1, 1, "drop COLL"},
+    {"stat", cmd_stat, 0, 0, "stat"},
+    {"help", cmd_help, 0, 0, "help"},
+};
+
+/* ---- Global options ---- */
+
+/* Record the engine option NAME (dashes become underscores) with value; name_len bytes. */
+static int cli_add_opt(struct cli *cli, const char *flag, const char *name, size_t name_len,
+                       const char *value)
+{
+    if (name_len == 0 || name_len > CLI_OPT_NAME_MAX)
+        return cli_usage_error("unknown option '%s'", flag);
+    struct cli_opt *opt = &cli->opts[cli->opt_count++];
+    for (size_t i = 0; i < name_len; i++)
+        opt->name[i] = name[i] == '-' ? '_' : name[i];
+    opt->name[name_len] = '\0';
+    opt->value = value;
+    opt->flag = flag;
+    return 0;
+}
+
+/* Parse the options before the command. Returns 0 and sets *cmd_index, or an exit status
+ * (-1 for --help/--version, which are done). */
+static int cli_parse_globals(struct cli *cli, int argc, char **argv, int *cmd_index)
+{
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] == '\0')
+            break;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(cli_usage_text, stdout);
+            return -1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("cstore %s\n", CS_VERSION_STRING);
+            return -1;
+        }
+        if (strcmp(a, "-e") == 0 || strcmp(a, "--escaped") == 0) {
+            cli->escaped = 1;
+            continue;
+        }
+        if (a[1] != '-')
+            return cli_usage_error("unknown option '%s'", a);
+        /* --NAME VALUE or --NAME=VALUE */
+        const char *name = a + 2;
+        size_t nlen = strcspn(name, "=");
+        const char *value;
+        if (name[nlen] == '=')
+            value = name + nlen + 1;
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else
+            return cli_usage_error("option '%s' needs a value", a);
+        if (nlen == 2 && strncmp(name, "db", 2) == 0) {
+            cli->db_path = value;
+        } else if (nlen == 6 && strncmp(name, "config", 6) == 0) {
+            cli->config_path = value;
+        } else if (nlen == 3 && strncmp(name, "set", 3) == 0) {
+            const char *eq = strchr(value, '=');
+            if (eq == NULL)
+                return cli_usage_error("--set '%s': expected NAME=VALUE", value);
+            int ex = cli_add_opt(cli, value, value, (size_t)(eq - value), eq + 1);
+            if (ex != 0)
+                return ex;
+        } else {
+            int ex = cli_add_opt(cli, a, name, nlen, value);
+            if (ex != 0)
+                return ex;
+        }
+    }
+    *cmd_index = i;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {.db_path = NULL};
+    const char *env = getenv("CSTORE_DB");
+    cli.db_path = env != NULL && env[0] != '\0' ? env : CLI_DB_DEFAULT;
+    cli.opts = calloc((size_t)argc, sizeof(*cli.opts)); /* at most one per argument */
+    if (cli.opts == NULL) {
+        fputs("cstore: out of memory\n", stderr);
+        return EXIT_ERROR;
+    }
+    int cmd_index = 0;
+    int ex = cli_parse_globals(&cli, argc, argv, &cmd_index);
+    if (ex != 0) {
+        free(cli.opts);
+        return ex < 0 ? 0 : ex;
+    }
+    if (cmd_index >= argc) {
+        fputs(cli_usage_text, stderr);
+        free(cli.opts);
+        return EXIT_USAGE;
+    }
+    if (cli.db_path[0] == '\0') {
+        free(cli.opts);
+        return cli_usage_error("--db needs a folder");
+    }
+    const char *name = argv[cmd_index];
+    const struct cli_command *cmd = NULL;
+    for (size_t j = 0; j < sizeof(cli_commands) / sizeof(cli_commands[0]); j++)
+        if (strcmp(name, cli_commands[j].name) == 0)
+            cmd = &cli_commands[j];
+    int nargs = argc - cmd_index - 1;
+    if (cmd == NULL)
+        ex = cli_usage_error("unknown command '%s'", name);
+    else if (nargs < cmd->args_min || (cmd->args_max >= 0 && nargs > cmd->args_max))
+        ex = cli_usage_error("usage: cstore [OPTIONS] %s", cmd->usage);
+    else
+        ex = cmd->run(&cli, argc - cmd_index, argv + cmd_index);
+
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "cstore: writing the output: %s\n", strerror(errno));
+        if (ex == 0)
+            ex = EXIT_ERROR;
+    }
+    if (cli.db != NULL) {
+        int rc = cs_close(cli.db);
+        if (rc != 0) {
+            int cex = cli_fail(rc, "closing database '%s'", cli.db_path);
+            if (ex == 0)
+                ex = cex;
+        }
+    }
+    free(cli.opts);
+    return ex;
+}

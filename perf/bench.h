@@ -1,0 +1,118 @@
+/* cstore-bench: shared declarations of the benchmark driver.
+ *
+ * The program is three parts that meet here:
+ * - engines (bench_cstore.c, later peers such as LMDB or RocksDB): a struct bench_engine of
+ *   function pointers over one store, with a per-thread handle for blocking calls and, when the
+ *   engine has them, pipelined calls (submit many, reap completions);
+ * - workloads (bench_workload.c): one function per phase, run by every thread of the phase
+ *   against an engine, recording each request's latency in the thread's histogram;
+ * - the driver (bench.c): options, the phase runner (threads, start barrier, wall clock), and
+ *   the report (text or JSON).
+ * Adding an engine is one file with a struct bench_engine and a line in bench.c's engine table;
+ * adding a workload is one function and a line in the workload table of bench_workload.c. */
+#ifndef BENCH_H
+#define BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bench_hist.h"
+
+#define BENCH_SETS_MAX 32u               /* --set NAME=VALUE options */
+#define BENCH_INFLIGHT_MAX 65536u        /* --inflight */
+#define BENCH_THREADS_MAX 1024u          /* --threads and phase:threads */
+#define BENCH_KEY_BYTES_MIN 8u           /* keys start with 8 unique bytes */
+#define BENCH_KEY_BYTES_MAX 1024u        /* --key-size */
+#define BENCH_VALUE_BYTES_MAX (1u << 20) /* --value-size */
+#define BENCH_REAP_MAX 64u               /* completions reaped per call */
+
+struct bench_config {
+    const char *engine;               /* engine name */
+    const char *db_path;              /* store folder */
+    unsigned threads;                 /* default threads per phase */
+    unsigned inflight;                /* requests in flight per thread; 1 = blocking calls */
+    uint64_t keys;                    /* records written by fillrandom; key space of the reads */
+    uint64_t reads;                   /* gets done by readrandom, over all threads */
+    unsigned key_bytes;               /* bytes per key */
+    unsigned value_bytes;             /* bytes per value */
+    uint64_t seed;                    /* key generator and random reads */
+    const char *durability;           /* sync | async | none, or NULL for the engine default */
+    const char *shards;               /* shard count, or NULL for the engine default */
+    const char *cpuset;               /* cpuset, or NULL */
+    const char *sets[BENCH_SETS_MAX]; /* engine options as NAME=VALUE */
+    unsigned set_count;               /* entries in sets */
+};
+
+/* One completed pipelined request. */
+struct bench_done {
+    uint64_t tag;    /* as given at submission */
+    int rc;          /* 0, BENCH_NOTFOUND or an engine error */
+    const void *val; /* gets: value, valid until the next reap on this thread */
+    size_t vlen;     /* gets: value length */
+};
+
+#define BENCH_NOTFOUND 1 /* a get found no record (positive: not an error) */
+
+/* An engine under test. Error returns are negative and described by strerror(). Calls on a
+ * thread handle come from its one thread; open/close from the main thread. */
+struct bench_engine {
+    const char *name;
+    int (*open)(const struct bench_config *cfg, void **store);
+    int (*close)(void *store);
+    /* depth: requests the thread will keep in flight (1: only blocking calls are used). */
+    int (*thread_open)(void *store, unsigned depth, void **th);
+    void (*thread_close)(void *th);
+    /* Blocking calls. get copies the value into buf (cap bytes; longer values are cut) and
+     * returns 0, BENCH_NOTFOUND or an error; *vlen gets the full length. */
+    int (*put)(void *th, const void *key, size_t klen, const void *val, size_t vlen);
+    int (*get)(void *th, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
+    /* Pipelined calls; all three NULL when the engine has none. Buffers passed to a submit stay
+     * valid until its completion is reaped. reap waits for at least min completions. */
+    int (*submit_put)(void *th, const void *key, size_t klen, const void *val, size_t vlen,
+                      uint64_t tag);
+    int (*submit_get)(void *th, const void *key, size_t klen, uint64_t tag);
+    int (*reap)(void *th, struct bench_done *out, unsigned max, unsigned min);
+    /* Full scan in key order: scan_next moves to the first record on its first call, then to
+     * the next; returns 1 on a record (key and value are views valid until the next call), 0
+     * at the end, or an error. */
+    int (*scan_open)(void *th, void **cursor);
+    int (*scan_next)(void *cursor, const void **key, size_t *klen, const void **val, size_t *vlen);
+    void (*scan_close)(void *cursor);
+    /* One line of engine facts for the report (shards, ...), or NULL. */
+    void (*describe)(void *store, char *buf, size_t cap);
+    const char *(*strerror)(int rc);
+};
+
+extern const struct bench_engine bench_engine_cstore;
+
+/* One thread of a phase, as the workloads see it. */
+struct bench_worker {
+    const struct bench_engine *engine;
+    const struct bench_config *cfg;
+    void *store;            /* the engine's store */
+    unsigned index;         /* this thread, 0..count-1 */
+    unsigned count;         /* threads in the phase */
+    uint64_t ops;           /* requests completed */
+    uint64_t misses;        /* gets that found nothing */
+    uint64_t mismatches;    /* gets or scans that returned unexpected bytes */
+    uint64_t errors;        /* requests that failed */
+    int first_error;        /* the first failure's code, or 0 */
+    struct bench_hist hist; /* latency per request */
+};
+
+/* A workload: run by each thread of its phase. Returns 0, or an error that stops the thread
+ * (per-request failures are counted in the worker and do not stop it). */
+struct bench_workload {
+    const char *name;
+    int (*run)(struct bench_worker *w);
+    int single_thread; /* the phase always runs one thread */
+    const char *describe;
+};
+
+const struct bench_workload *bench_workload_find(const char *name);
+/* The names of every workload, comma-separated, for --help. */
+const char *bench_workload_names(void);
+
+uint64_t bench_now_ns(void);
+
+#endif

@@ -1,0 +1,223 @@
+/* cstore-bench driver for cstore itself, through the public API only.
+ *
+ * One cs_db per run, in collection "bench". A thread handle holds a cs_session of the depth
+ * the thread asked for (none for depth 1, which uses the blocking calls), the completions of
+ * its last reap (their values are released at the next reap), and nothing else. */
+#include "bench.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cstore.h"
+
+#define CSB_COLL "bench"
+#define CSB_OPT_NAME_MAX 64u
+
+struct csb_thread {
+    cs_db *db;
+    cs_session *session;                       /* NULL for blocking use */
+    struct cs_completion done[BENCH_REAP_MAX]; /* completions of the last reap */
+    unsigned done_count;                       /* entries of done holding values to free */
+};
+
+struct csb_cursor {
+    cs_cursor *cursor;
+    int started; /* cs_cursor_first was called */
+};
+
+static int csb_set(cs_options *o, const char *name, const char *value)
+{
+    int rc = cs_options_set(o, name, value);
+    if (rc != 0)
+        fprintf(stderr, "cstore-bench: option %s=%s: %s\n", name, value, cs_strerror(rc));
+    return rc;
+}
+
+static int csb_open(const struct bench_config *cfg, void **store)
+{
+    cs_options *o = cs_options_new();
+    if (o == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    if (cfg->durability != NULL)
+        rc = csb_set(o, "durability", cfg->durability);
+    if (rc == 0 && cfg->shards != NULL)
+        rc = csb_set(o, "shards", cfg->shards);
+    if (rc == 0 && cfg->cpuset != NULL)
+        rc = csb_set(o, "cpuset", cfg->cpuset);
+    for (unsigned i = 0; rc == 0 && i < cfg->set_count; i++) {
+        const char *eq = strchr(cfg->sets[i], '=');
+        size_t n = eq != NULL ? (size_t)(eq - cfg->sets[i]) : 0;
+        char name[CSB_OPT_NAME_MAX + 1];
+        if (eq == NULL || n == 0 || n > CSB_OPT_NAME_MAX) {
+            fprintf(stderr, "cstore-bench: --set %s: expected NAME=VALUE\n", cfg->sets[i]);
+            rc = CS_EOPTION;
+            break;
+        }
+        memcpy(name, cfg->sets[i], n);
+        name[n] = '\0';
+        rc = csb_set(o, name, eq + 1);
+    }
+    cs_db *db = NULL;
+    if (rc == 0)
+        rc = cs_open(cfg->db_path, o, &db);
+    cs_options_free(o);
+    if (rc != 0)
+        return rc;
+    *store = db;
+    return 0;
+}
+
+static int csb_close(void *store)
+{
+    return cs_close(store);
+}
+
+static int csb_thread_open(void *store, unsigned depth, void **th)
+{
+    struct csb_thread *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return -ENOMEM;
+    t->db = store;
+    if (depth > 1) {
+        int rc = cs_session_open(t->db, depth, &t->session);
+        if (rc != 0) {
+            free(t);
+            return rc;
+        }
+    }
+    *th = t;
+    return 0;
+}
+
+static void csb_release_done(struct csb_thread *t)
+{
+    for (unsigned i = 0; i < t->done_count; i++)
+        cs_free(t->done[i].val);
+    t->done_count = 0;
+}
+
+static void csb_thread_close(void *th)
+{
+    struct csb_thread *t = th;
+    csb_release_done(t);
+    if (t->session != NULL)
+        cs_session_close(t->session);
+    free(t);
+}
+
+static int csb_put(void *th, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct csb_thread *t = th;
+    return cs_put(t->db, CSB_COLL, key, klen, val, vlen);
+}
+
+static int csb_get(void *th, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
+{
+    struct csb_thread *t = th;
+    void *v = NULL;
+    int rc = cs_get(t->db, CSB_COLL, key, klen, &v, vlen);
+    if (rc == CS_ENOTFOUND)
+        return BENCH_NOTFOUND;
+    if (rc != 0)
+        return rc;
+    memcpy(buf, v, *vlen < cap ? *vlen : cap);
+    cs_free(v);
+    return 0;
+}
+
+static int csb_submit_put(void *th, const void *key, size_t klen, const void *val, size_t vlen,
+                          uint64_t tag)
+{
+    struct csb_thread *t = th;
+    return cs_session_put(t->session, CSB_COLL, key, klen, val, vlen, tag);
+}
+
+static int csb_submit_get(void *th, const void *key, size_t klen, uint64_t tag)
+{
+    struct csb_thread *t = th;
+    return cs_session_get(t->session, CSB_COLL, key, klen, tag);
+}
+
+static int csb_reap(void *th, struct bench_done *out, unsigned max, unsigned min)
+{
+    struct csb_thread *t = th;
+    csb_release_done(t);
+    if (max > BENCH_REAP_MAX)
+        max = BENCH_REAP_MAX;
+    int n = cs_session_poll(t->session, t->done, max, min);
+    if (n < 0)
+        return n;
+    t->done_count = (unsigned)n;
+    for (int i = 0; i < n; i++) {
+        out[i].tag = t->done[i].user_data;
+        out[i].rc = t->done[i].rc == CS_ENOTFOUND ? BENCH_NOTFOUND : t->done[i].rc;
+        out[i].val = t->done[i].val;
+        out[i].vlen = t->done[i].vlen;
+    }
+    return n;
+}
+
+static int csb_scan_open(void *th, void **cursor)
+{
+    struct csb_thread *t = th;
+    struct csb_cursor *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    int rc = cs_cursor_open(t->db, CSB_COLL, &c->cursor);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    *cursor = c;
+    return 0;
+}
+
+static int csb_scan_next(void *cursor, const void **key, size_t *klen, const void **val,
+                         size_t *vlen)
+{
+    struct csb_cursor *c = cursor;
+    int rc = c->started ? cs_cursor_next(c->cursor) : cs_cursor_first(c->cursor);
+    c->started = 1;
+    if (rc == CS_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    rc = cs_cursor_key(c->cursor, key, klen);
+    if (rc == 0)
+        rc = cs_cursor_value(c->cursor, val, vlen);
+    return rc != 0 ? rc : 1;
+}
+
+static void csb_scan_close(void *cursor)
+{
+    struct csb_cursor *c = cursor;
+    cs_cursor_close(c->cursor);
+    free(c);
+}
+
+static void csb_describe(void *store, char *buf, size_t cap)
+{
+    cs_db *db = store;
+    snprintf(buf, cap, "cstore %s, %u shards", CS_VERSION_STRING, cs_shard_count(db));
+}
+
+const struct bench_engine bench_engine_cstore = {
+    .name = "cstore",
+    .open = csb_open,
+    .close = csb_close,
+    .thread_open = csb_thread_open,
+    .thread_close = csb_thread_close,
+    .put = csb_put,
+    .get = csb_get,
+    .submit_put = csb_submit_put,
+    .submit_get = csb_submit_get,
+    .reap = csb_reap,
+    .scan_open = csb_scan_open,
+    .scan_next = csb_scan_next,
+    .scan_close = csb_scan_close,
+    .describe = csb_describe,
+    .strerror = cs_strerror,
+};

@@ -27,6 +27,12 @@ struct btree {
     uint64_t count;          /* records in the tree */
     uint64_t bytes;          /* bytes allocated for nodes and values */
     unsigned arena;          /* jemalloc arena all memory comes from */
+    /* Private to btree.c. */
+    struct btree_node *spare;           /* free nodes kept for the next writes (in bytes) */
+    uint32_t spare_count;               /* nodes on the spare list */
+    uint32_t snap_count;                /* snapshots taken and not yet released */
+    uint16_t last_pos;                  /* slot of the last in-place insert in last_leaf */
+    const struct btree_node *last_leaf; /* leaf of the last insert: sequential-load hint */
 };
 
 /* An O(1) snapshot: a counted reference on a root. */
@@ -37,14 +43,15 @@ struct btree_snap {
 
 /* A cursor over a snapshot. Valid while the snapshot is held. */
 struct btree_cursor {
-    const struct btree_snap *snap;                  /* what is read */
-    int depth;                                      /* entries in path[]; 0 = not positioned */
-    struct btree_node *node[BTREE_DEPTH_MAX];       /* path from root to leaf */
-    uint16_t index[BTREE_DEPTH_MAX];                /* slot taken at each level */
+    const struct btree_snap *snap;            /* what is read */
+    int depth;                                /* entries in path[]; 0 = not positioned */
+    struct btree_node *node[BTREE_DEPTH_MAX]; /* path from root to leaf */
+    uint16_t index[BTREE_DEPTH_MAX];          /* slot taken at each level */
 };
 
 void btree_init(struct btree *t, unsigned arena);
-/* Free every node and value that no snapshot still holds. Snapshots stay valid. */
+/* Free every node and value that no snapshot still holds. Snapshots stay valid: release them
+ * later with btree_snap_release() on this same (destroyed) struct, which keeps their bytes. */
 void btree_destroy(struct btree *t);
 
 /* Insert or replace. Returns 0 or -ENOMEM (the tree is unchanged on error). *replaced (may be
@@ -55,8 +62,8 @@ CS_MUST_CHECK int btree_put(struct btree *t, const void *key, size_t klen, const
 CS_MUST_CHECK int btree_del(struct btree *t, const void *key, size_t klen);
 /* Look up. Returns 0 and a view of the value valid until the next write to the tree, or
  * CS_ENOTFOUND. */
-CS_MUST_CHECK int btree_get(const struct btree *t, const void *key, size_t klen,
-                            const void **val, size_t *vlen);
+CS_MUST_CHECK int btree_get(const struct btree *t, const void *key, size_t klen, const void **val,
+                            size_t *vlen);
 
 /* Take a snapshot (O(1)); release it with btree_snap_release(). */
 void btree_snap_take(struct btree *t, struct btree_snap *s);

@@ -65,6 +65,7 @@ struct raft_read_pending {
     uint64_t index;      /* commit index when the read arrived */
     uint64_t seq;        /* heartbeat round that confirms it */
     uint32_t acks;       /* member slots that acknowledged a round >= seq */
+    uint64_t origin;     /* node that asked (this one, or a follower, thesis §6.4.1) */
 };
 
 struct raft {
@@ -918,10 +919,18 @@ static void reads_release(struct raft *r)
         struct raft_read_pending *p = &r->reads[r->reads_start];
         if (!acks_quorum(r, p->acks))
             return;
-        cs_assert(r->ready_reads_n < RAFT_READS_MAX);
-        r->ready_reads[r->ready_reads_n].index = p->index;
-        r->ready_reads[r->ready_reads_n].request_id = p->request_id;
-        r->ready_reads_n++;
+        if (p->origin != r->id) {
+            struct raft_msg *m = msg_new(r, RAFT_MSG_READ_INDEX_RESP, p->origin);
+            if (m) {
+                m->index = p->index;
+                m->context = p->request_id;
+            }
+        } else {
+            cs_assert(r->ready_reads_n < RAFT_READS_MAX);
+            r->ready_reads[r->ready_reads_n].index = p->index;
+            r->ready_reads[r->ready_reads_n].request_id = p->request_id;
+            r->ready_reads_n++;
+        }
         r->reads_start = (r->reads_start + 1) % RAFT_READS_MAX;
         r->reads_n--;
     }
@@ -935,6 +944,32 @@ static void reads_ack(struct raft *r, unsigned slot, uint64_t context)
             p->acks |= 1u << slot;
     }
     reads_release(r);
+}
+
+static bool committed_in_term(const struct raft *r)
+{
+    return term_or0(r, r->commit) == r->term;
+}
+
+/* thesis §6.4 steps 1-2 on the leader, for itself or for a follower (origin). */
+static int read_start(struct raft *r, uint64_t request_id, uint64_t origin)
+{
+    cs_assert(r->role == RAFT_LEADER);
+    if (!committed_in_term(r))
+        return RAFT_EBUSY; /* thesis §6.4 step 1 */
+    if (r->reads_n + r->ready_reads_n >= RAFT_READS_MAX)
+        return CS_EFULL;
+    struct raft_read_pending *p = &r->reads[(r->reads_start + r->reads_n) % RAFT_READS_MAX];
+    p->request_id = request_id;
+    p->index = r->commit;
+    p->seq = ++r->read_seq;
+    p->acks = 1u << pr_slot(r, pr_find(r, r->id));
+    p->origin = origin;
+    r->reads_n++;
+    reads_release(r); /* a single voter is its own quorum */
+    if (r->reads_n)
+        bcast_heartbeat(r, r->read_seq);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1075,6 +1110,15 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
     case RAFT_MSG_APP_RESP:
         handle_append_resp(r, pr, m);
         break;
+    case RAFT_MSG_READ_INDEX:
+        if (read_start(r, m->context, m->from) != 0) {
+            struct raft_msg *resp = msg_new(r, RAFT_MSG_READ_INDEX_RESP, m->from);
+            if (resp) {
+                resp->reject = true;
+                resp->context = m->context;
+            }
+        }
+        break;
     case RAFT_MSG_HEARTBEAT_RESP:
         pr->recent_active = true;
         pr->probe_sent = false;
@@ -1154,6 +1198,13 @@ static void step_follower(struct raft *r, const struct raft_msg *m)
     case RAFT_MSG_TIMEOUT_NOW:
         /* thesis §3.10: start an election at once, skipping PreVote */
         campaign(r, false, true);
+        break;
+    case RAFT_MSG_READ_INDEX_RESP:
+        if (!m->reject && m->from == r->lead && r->ready_reads_n < RAFT_READS_MAX) {
+            r->ready_reads[r->ready_reads_n].index = m->index;
+            r->ready_reads[r->ready_reads_n].request_id = m->context;
+            r->ready_reads_n++;
+        }
         break;
     default:
         break;
@@ -1359,11 +1410,6 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index
     return leader_append(r, RAFT_ENTRY_NORMAL, data, len, index);
 }
 
-static bool committed_in_term(const struct raft *r)
-{
-    return term_or0(r, r->commit) == r->term;
-}
-
 int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node, uint64_t *index)
 {
     cs_assert(!r->in_ready);
@@ -1421,22 +1467,27 @@ int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node,
 int raft_read_index(struct raft *r, uint64_t request_id)
 {
     cs_assert(!r->in_ready);
-    if (r->role != RAFT_LEADER)
+    if (r->role == RAFT_LEADER)
+        return read_start(r, request_id, r->id);
+    if (r->role != RAFT_FOLLOWER || r->lead == 0)
         return RAFT_ENOTLEADER;
-    if (!committed_in_term(r))
-        return RAFT_EBUSY; /* thesis §6.4 step 1 */
-    if (r->reads_n + r->ready_reads_n >= RAFT_READS_MAX)
+    struct raft_msg *m = msg_new(r, RAFT_MSG_READ_INDEX, r->lead);
+    if (!m)
         return CS_EFULL;
-    struct raft_read_pending *p = &r->reads[(r->reads_start + r->reads_n) % RAFT_READS_MAX];
-    p->request_id = request_id;
-    p->index = r->commit;
-    p->seq = ++r->read_seq;
-    p->acks = 1u << pr_slot(r, pr_find(r, r->id));
-    r->reads_n++;
-    reads_release(r); /* a single voter is its own quorum */
-    if (r->reads_n)
-        bcast_heartbeat(r, r->read_seq);
+    m->context = request_id;
     return 0;
+}
+
+void raft_report_snapshot(struct raft *r, uint64_t node, bool ok)
+{
+    cs_assert(!r->in_ready);
+    struct raft_progress *pr = r->role == RAFT_LEADER ? pr_find(r, node) : NULL;
+    if (!pr || pr->state != PR_SNAPSHOT || ok)
+        return; /* success is learnt from the follower's answer */
+    pr->state = PR_PROBE;
+    pr->next = pr->match + 1;
+    pr->probe_sent = true; /* wait for the next heartbeat round before probing */
+    pr->pending_snapshot = 0;
 }
 
 int raft_transfer_leader(struct raft *r, uint64_t target)

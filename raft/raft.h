@@ -54,16 +54,18 @@
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRECANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
 
 enum raft_msg_type {
-    RAFT_MSG_APP = 1,        /* AppendEntries request (§5.3); also the probe of thesis §3.5 */
-    RAFT_MSG_APP_RESP,       /* AppendEntries result; reject carries the backtracking hint */
-    RAFT_MSG_VOTE,           /* RequestVote (§5.2) */
-    RAFT_MSG_VOTE_RESP,      /* RequestVote result */
-    RAFT_MSG_PREVOTE,        /* PreVote request (thesis §9.6), term = candidate term + 1 */
-    RAFT_MSG_PREVOTE_RESP,   /* PreVote result */
-    RAFT_MSG_HEARTBEAT,      /* empty AppendEntries carrying commit and a ReadIndex context */
-    RAFT_MSG_HEARTBEAT_RESP, /* heartbeat ack; echoes the context (thesis §6.4) */
-    RAFT_MSG_SNAP,           /* InstallSnapshot (§7), whole snapshot in one message */
-    RAFT_MSG_TIMEOUT_NOW,    /* leadership transfer: start an election now (thesis §3.10) */
+    RAFT_MSG_APP = 1,         /* AppendEntries request (§5.3); also the probe of thesis §3.5 */
+    RAFT_MSG_APP_RESP,        /* AppendEntries result; reject carries the backtracking hint */
+    RAFT_MSG_VOTE,            /* RequestVote (§5.2) */
+    RAFT_MSG_VOTE_RESP,       /* RequestVote result */
+    RAFT_MSG_PREVOTE,         /* PreVote request (thesis §9.6), term = candidate term + 1 */
+    RAFT_MSG_PREVOTE_RESP,    /* PreVote result */
+    RAFT_MSG_HEARTBEAT,       /* empty AppendEntries carrying commit and a ReadIndex context */
+    RAFT_MSG_HEARTBEAT_RESP,  /* heartbeat ack; echoes the context (thesis §6.4) */
+    RAFT_MSG_SNAP,            /* InstallSnapshot (§7), whole snapshot in one message */
+    RAFT_MSG_TIMEOUT_NOW,     /* leadership transfer: start an election now (thesis §3.10) */
+    RAFT_MSG_READ_INDEX,      /* follower asks the leader for a read index; context = request */
+    RAFT_MSG_READ_INDEX_RESP, /* the read index (index) for request context (thesis §6.4.1) */
     RAFT_MSG_TYPE_END
 };
 
@@ -230,16 +232,23 @@ CS_MUST_CHECK int raft_propose(struct raft *r, const void *data, uint32_t len, u
 CS_MUST_CHECK int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node,
                                     uint64_t *index);
 
-/* Start a linearizable read (ReadIndex, thesis §6.4). Leader only. The read state with this
- * request_id appears in a later ready once a quorum confirmed leadership. RAFT_EBUSY if the
- * leader has not committed an entry of its term yet; CS_EFULL over RAFT_READS_MAX pending. A
- * read pending when the leader steps down is dropped silently (the caller retries). */
+/* Start a linearizable read (ReadIndex, thesis §6.4). On the leader, the read state with this
+ * request_id appears in a later ready once a quorum confirmed leadership; RAFT_EBUSY if the
+ * leader has not committed an entry of its term yet; CS_EFULL over RAFT_READS_MAX pending. On a
+ * follower or learner that knows the leader, the request is forwarded (thesis §6.4.1) and the
+ * read state appears when the leader answers; RAFT_ENOTLEADER when no leader is known. A read
+ * is dropped silently if the leader steps down or a message is lost: the caller retries after a
+ * timeout of its own. Serve a read state once the state machine applied its index. */
 CS_MUST_CHECK int raft_read_index(struct raft *r, uint64_t request_id);
 
 /* Hand leadership to voter `target` (thesis §3.10). Leader only; proposals are refused
  * (RAFT_EBUSY) until it completes or times out after an election timeout. CS_EINVAL if target
  * is not a voter or is this node. */
 CS_MUST_CHECK int raft_transfer_leader(struct raft *r, uint64_t target);
+
+/* The transport's verdict on an InstallSnapshot to node (leader only; ignored otherwise): on
+ * failure the follower goes back to probing at once instead of after an election timeout. */
+void raft_report_snapshot(struct raft *r, uint64_t node, bool ok);
 
 /* Log compaction (§7): drop the entries up to index, which the state machine has applied and
  * which are persisted; data (copied) is the state machine image at index. The caller saves the

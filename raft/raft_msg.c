@@ -337,6 +337,8 @@ const char *raft_msg_type_name(uint8_t type)
         [RAFT_MSG_HEARTBEAT_RESP] = "HeartbeatResp",
         [RAFT_MSG_SNAP] = "Snap",
         [RAFT_MSG_TIMEOUT_NOW] = "TimeoutNow",
+        [RAFT_MSG_READ_INDEX] = "ReadIndex",
+        [RAFT_MSG_READ_INDEX_RESP] = "ReadIndexResp",
     };
     if (type >= RAFT_MSG_TYPE_END || !names[type])
         return "?";

@@ -50,9 +50,10 @@
 #define SIM_TICK_UNITS 10u /* time units per tick */
 #define SIM_ELECTION_TICKS 10u
 #define SIM_HEARTBEAT_TICKS 2u
-#define SIM_LIVENESS_TICKS 200u /* after the heal, a commit must happen within this */
-#define SIM_NET_MAX 20000u      /* frames in flight; more are dropped */
-#define SIM_READS_MAX 64u       /* client reads outstanding per node */
+#define SIM_LIVENESS_TICKS 200u               /* after the heal, a commit must happen within this */
+#define SIM_NET_MAX 20000u                    /* frames in flight; more are dropped */
+#define SIM_READS_MAX 64u                     /* client reads outstanding per node */
+#define SIM_READ_UNITS (30u * SIM_TICK_UNITS) /* a read without an answer is abandoned */
 #define SIM_TRACE_LINES 48u
 #define SIM_TRACE_LINE_BYTES 160u
 #define SIM_STEPS_DEFAULT 2500u
@@ -102,6 +103,7 @@ struct read_wait {
     uint64_t request_id;
     uint64_t acked_max; /* highest index of an acknowledged write when the read began */
     uint64_t index;     /* read index, once known */
+    uint64_t start;     /* time the read began; the client gives up after SIM_READ_UNITS */
 };
 
 struct node {
@@ -556,6 +558,8 @@ static void serve_reads(struct sim *s, struct node *nd)
             s->st.reads++;
             continue;
         }
+        if (!w->index && s->now - w->start > SIM_READ_UNITS)
+            continue; /* lost on the way: the client gives up */
         nd->reads[k++] = *w;
     }
     nd->reads_n = k;
@@ -753,7 +757,7 @@ static void client_read(struct sim *s, struct node *l)
         return;
     uint64_t id = ++s->next_read;
     int rc = raft_read_index(l->r, id);
-    if (rc == RAFT_EBUSY || rc == CS_EFULL)
+    if (rc == RAFT_EBUSY || rc == CS_EFULL || rc == RAFT_ENOTLEADER)
         return;
     if (rc != 0) {
         fail(s, "read_index: %d", rc);
@@ -763,6 +767,7 @@ static void client_read(struct sim *s, struct node *l)
     w->request_id = id;
     w->acked_max = s->acked_max;
     w->index = 0;
+    w->start = s->now;
 }
 
 static void client_conf(struct sim *s, struct node *l)
@@ -904,6 +909,11 @@ static void clients_step(struct sim *s, bool faults)
         client_write(s, l);
     if (rng_ppm(&s->rng, 60000))
         client_read(s, l);
+    if (rng_ppm(&s->rng, 40000)) { /* at any node: followers forward (thesis §6.4.1) */
+        struct node *any = &s->nodes[rng_below(&s->rng, s->n)];
+        if (any->r)
+            client_read(s, any);
+    }
     if (!faults)
         return;
     if (rng_ppm(&s->rng, s->f.conf_ppm))

@@ -29,6 +29,9 @@ struct tnet {
     size_t qlen[T_QUEUE_MAX];
     unsigned qhead;
     unsigned qn;
+    struct raft_read_state reads[16]; /* read states handed out, any node */
+    uint64_t reads_node[16];          /* ... and the node that got each */
+    unsigned reads_n;
 };
 
 static uint64_t counter_rand(void *ctx)
@@ -111,6 +114,10 @@ static void collect(struct tnet *t, uint64_t id)
         raft_ready(r, &rd);
         for (size_t i = 0; i < rd.msgs_n; i++)
             enqueue(t, &rd.msgs[i]);
+        for (size_t i = 0; i < rd.reads_n && t->reads_n < 16; i++) {
+            t->reads_node[t->reads_n] = id;
+            t->reads[t->reads_n++] = rd.reads[i];
+        }
         raft_advance(r);
     }
 }
@@ -586,6 +593,29 @@ static void test_6_4_read_index_waits_for_quorum_heartbeat(void **state)
     net_free(&t);
 }
 
+/* thesis §6.4.1: a follower gets a read index from the leader and serves the read itself. */
+static void test_6_4_1_follower_read_index_via_leader(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    propose(&t, 1, "w");
+    settle(&t);
+    assert_int_equal(raft_read_index(N(&t, 2), 77), 0);
+    settle(&t);
+    assert_int_equal(t.reads_n, 1);
+    assert_int_equal(t.reads_node[0], 2);
+    assert_int_equal(t.reads[0].request_id, 77);
+    assert_int_equal(t.reads[0].index, raft_commit(N(&t, 1)));
+    /* a node that knows no leader refuses */
+    uint64_t rnd = 0;
+    struct raft *lone = node_new(1, 3, &rnd, false, false);
+    assert_int_equal(raft_read_index(lone, 1), RAFT_ENOTLEADER);
+    raft_free(lone);
+    net_free(&t);
+}
+
 /* ---- thesis §3.10 leadership transfer ------------------------------------------------------ */
 
 static void test_3_10_transfer_hands_leadership_over(void **state)
@@ -872,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_4_2_3_vote_ignored_while_leader_is_heard),
         cmocka_unit_test(test_6_4_read_index_refused_before_commit_in_term),
         cmocka_unit_test(test_6_4_read_index_waits_for_quorum_heartbeat),
+        cmocka_unit_test(test_6_4_1_follower_read_index_via_leader),
         cmocka_unit_test(test_3_10_transfer_hands_leadership_over),
         cmocka_unit_test(test_3_10_transfer_to_non_voter_refused),
         cmocka_unit_test(test_7_compacted_log_reaches_follower_as_snapshot),

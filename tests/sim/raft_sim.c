@@ -57,10 +57,10 @@
 #define SIM_TRACE_LINES 48u
 #define SIM_TRACE_LINE_BYTES 160u
 #define SIM_STEPS_DEFAULT 2500u
-#define SIM_CLASSES 6u
+#define SIM_CLASSES 7u
 
-static const char *const class_names[SIM_CLASSES] = {"calm",  "lossy", "partition",
-                                                     "crash", "churn", "chaos"};
+static const char *const class_names[SIM_CLASSES] = {"calm",  "lossy", "partition", "crash",
+                                                     "churn", "chaos", "leaderfall"};
 
 struct rng {
     uint64_t s;
@@ -154,6 +154,7 @@ struct faults {
     uint32_t transfer_ppm;
     uint32_t compact_ppm;
     unsigned disk_delay_max;
+    unsigned down_ticks_max; /* a crashed node stays down up to this */
     unsigned delay_max;
 };
 
@@ -883,7 +884,7 @@ static void faults_step(struct sim *s)
         } else if (nd->r &&
                    (rng_ppm(&s->rng, s->f.crash_ppm) ||
                     (raft_role(nd->r) == RAFT_LEADER && rng_ppm(&s->rng, s->f.leader_crash_ppm)))) {
-            node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, 40)));
+            node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, s->f.down_ticks_max)));
         }
     }
 }
@@ -963,7 +964,7 @@ static void unit_step(struct sim *s, bool faults)
 
 static void pick_faults(struct sim *s)
 {
-    struct faults f = {.delay_max = 2 * SIM_TICK_UNITS, .loss_ppm = 10000};
+    struct faults f = {.delay_max = 2 * SIM_TICK_UNITS, .loss_ppm = 10000, .down_ticks_max = 40};
     bool all = s->cls == 5;
     if (s->cls == 1 || all) {
         f.loss_ppm = 50000 + (uint32_t)rng_below(&s->rng, 200000);
@@ -989,6 +990,16 @@ static void pick_faults(struct sim *s)
     }
     if (s->cls == 0)
         f.compact_ppm = 1000;
+    if (s->cls == 6) {
+        /* leaders fall soon after they append: the histories of §5.4.2 / Figure 8, where
+         * entries of old terms sit on a minority while terms move on */
+        f.leader_crash_ppm = 5000 + (uint32_t)rng_below(&s->rng, 30000);
+        f.crash_ppm = 200;
+        f.down_ticks_max = 1 + (unsigned)rng_below(&s->rng, 10);
+        f.loss_ppm = (uint32_t)rng_below(&s->rng, 200000);
+        f.disk_delay_max = (unsigned)rng_below(&s->rng, SIM_TICK_UNITS);
+        f.oneway_ppm = 2000;
+    }
     s->f = f;
 }
 
@@ -1068,6 +1079,8 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->inflight_msgs_max = infl[rng_below(&s->rng, 4)];
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
     s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
+    if (s->cls == 6)
+        s->msg_bytes_max = 1; /* one entry per append */
     pick_faults(s);
     s->net = calloc(SIM_NET_MAX, sizeof(*s->net));
     if (!s->net)

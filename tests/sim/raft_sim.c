@@ -645,7 +645,7 @@ static void node_start(struct sim *s, struct node *nd)
 {
     struct raft_config c = node_config(s, nd);
     struct raft_storage ops;
-    store_ops(&nd->disk, &ops);
+    sim_store_ops(&nd->disk, &ops);
     int rc = raft_new(&c, &ops, &nd->r);
     if (rc != 0) {
         fail(s, "raft_new of node %" PRIu64 " failed: %d", nd->id, rc);
@@ -666,7 +666,7 @@ static void node_crash(struct sim *s, struct node *nd, uint64_t down_units)
     nd->down_until = s->now + down_units;
     s->st.crashes++;
     trace(s, "node %" PRIu64 " crashes until t=%" PRIu64 " (disk last %" PRIu64 ")", nd->id,
-          nd->down_until, store_last(&nd->disk));
+          nd->down_until, sim_store_last(&nd->disk));
 }
 
 /* Persist, send, apply and advance one ready batch (raft.h order). */
@@ -676,7 +676,7 @@ static void node_ready(struct sim *s, unsigned idx)
     struct raft_ready rd;
     raft_ready(nd->r, &rd);
     struct raft_storage ops;
-    store_ops(&nd->disk, &ops);
+    sim_store_ops(&nd->disk, &ops);
     if (rd.entries_n)
         check_persisted(s, nd, rd.entries, rd.entries_n);
     int rc = raft_ready_persist(&rd, &ops);
@@ -838,7 +838,7 @@ static void compact(struct sim *s, struct node *nd)
         fail(s, "compact at %" PRIu64 ": %d", index, rc);
         return;
     }
-    rc = store_compact(&nd->disk, raft_snapshot(nd->r));
+    rc = sim_store_compact(&nd->disk, raft_snapshot(nd->r));
     if (rc != 0)
         fail(s, "store compact at %" PRIu64 ": %d", index, rc);
     trace(s, "node %" PRIu64 " compacts to %" PRIu64, nd->id, index);
@@ -880,7 +880,7 @@ static void faults_step(struct sim *s)
         if (!nd->r && s->now >= nd->down_until) {
             node_start(s, nd);
             trace(s, "node %" PRIu64 " restarts (term %" PRIu64 ", last %" PRIu64 ")", nd->id,
-                  nd->r ? raft_term(nd->r) : 0, store_last(&nd->disk));
+                  nd->r ? raft_term(nd->r) : 0, sim_store_last(&nd->disk));
         } else if (nd->r &&
                    (rng_ppm(&s->rng, s->f.crash_ppm) ||
                     (raft_role(nd->r) == RAFT_LEADER && rng_ppm(&s->rng, s->f.leader_crash_ppm)))) {
@@ -1007,7 +1007,7 @@ static void sim_free(struct sim *s)
 {
     for (unsigned i = 0; i < s->n; i++) {
         raft_free(s->nodes[i].r);
-        store_destroy(&s->nodes[i].disk);
+        sim_store_destroy(&s->nodes[i].disk);
     }
     for (size_t i = 0; i < s->net_n; i++)
         free(s->net[i].buf);
@@ -1090,7 +1090,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
         struct node *nd = &s->nodes[i];
         nd->id = i + 1;
         nd->phase = (unsigned)rng_below(&s->rng, SIM_TICK_UNITS);
-        store_init(&nd->disk);
+        sim_store_init(&nd->disk);
         node_start(s, nd);
     }
     trace(s, "seed %" PRIu64 " class %s prevote %d checkquorum %d", seed, class_names[s->cls],

@@ -12,11 +12,11 @@ struct sim_store {
     size_t cap;
 };
 
-void store_init(struct sim_store *s);
-void store_destroy(struct sim_store *s);
-uint64_t store_last(const struct sim_store *s);
+void sim_store_init(struct sim_store *s);
+void sim_store_destroy(struct sim_store *s);
+uint64_t sim_store_last(const struct sim_store *s);
 /* Replace the prefix up to snap->index by the snapshot (log compaction, not an install). */
-int store_compact(struct sim_store *s, const struct raft_snapshot *snap);
-void store_ops(struct sim_store *s, struct raft_storage *ops);
+int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap);
+void sim_store_ops(struct sim_store *s, struct raft_storage *ops);
 
 #endif

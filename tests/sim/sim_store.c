@@ -18,12 +18,12 @@ static void ent_free(struct raft_entry *e)
     e->data = NULL;
 }
 
-void store_init(struct sim_store *s)
+void sim_store_init(struct sim_store *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-void store_destroy(struct sim_store *s)
+void sim_store_destroy(struct sim_store *s)
 {
     for (size_t i = 0; i < s->n; i++)
         ent_free(&s->ents[i]);
@@ -32,7 +32,7 @@ void store_destroy(struct sim_store *s)
     memset(s, 0, sizeof(*s));
 }
 
-uint64_t store_last(const struct sim_store *s)
+uint64_t sim_store_last(const struct sim_store *s)
 {
     return s->snap.index + s->n;
 }
@@ -43,14 +43,14 @@ static int st_load(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *
     struct sim_store *s = ctx;
     *hs = s->hs;
     *snap = s->snap;
-    *last = store_last(s);
+    *last = sim_store_last(s);
     return 0;
 }
 
 static int st_read(void *ctx, uint64_t lo, uint64_t hi, struct raft_entry *out)
 {
     struct sim_store *s = ctx;
-    if (lo <= s->snap.index || hi > store_last(s) || lo > hi)
+    if (lo <= s->snap.index || hi > sim_store_last(s) || lo > hi)
         return CS_EINVAL;
     for (uint64_t i = lo; i <= hi; i++)
         out[i - lo] = s->ents[i - s->snap.index - 1];
@@ -62,7 +62,7 @@ static int st_truncate(void *ctx, uint64_t from)
     struct sim_store *s = ctx;
     if (from <= s->snap.index)
         return CS_EINVAL;
-    while (store_last(s) >= from) {
+    while (sim_store_last(s) >= from) {
         ent_free(&s->ents[s->n - 1]);
         s->n--;
     }
@@ -74,7 +74,7 @@ static int st_append(void *ctx, const struct raft_entry *es, size_t n)
     struct sim_store *s = ctx;
     if (n == 0)
         return 0;
-    if (es[0].index != store_last(s) + 1)
+    if (es[0].index != sim_store_last(s) + 1)
         return CS_EINVAL;
     if (s->n + n > s->cap) {
         size_t cap = s->cap ? s->cap : 64;
@@ -131,9 +131,9 @@ static int st_save_snap(void *ctx, const struct raft_snapshot *snap)
     return set_snap(s, snap);
 }
 
-int store_compact(struct sim_store *s, const struct raft_snapshot *snap)
+int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap)
 {
-    if (snap->index <= s->snap.index || snap->index > store_last(s))
+    if (snap->index <= s->snap.index || snap->index > sim_store_last(s))
         return CS_EINVAL;
     size_t drop = (size_t)(snap->index - s->snap.index);
     for (size_t i = 0; i < drop; i++)
@@ -143,7 +143,7 @@ int store_compact(struct sim_store *s, const struct raft_snapshot *snap)
     return set_snap(s, snap);
 }
 
-void store_ops(struct sim_store *s, struct raft_storage *ops)
+void sim_store_ops(struct sim_store *s, struct raft_storage *ops)
 {
     ops->ctx = s;
     ops->load = st_load;

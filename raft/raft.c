@@ -1254,13 +1254,35 @@ static bool msg_sane(const struct raft *r, const struct raft_msg *m)
     return true;
 }
 
+/* The log invariants of the file comment; cheap, checked after every input. */
+static void check_invariants(const struct raft *r)
+{
+    uint64_t last = raft_last_index(r);
+    cs_assert(r->snap.index <= r->applied);
+    cs_assert(r->applied <= r->commit);
+    cs_assert(r->commit <= last);
+    cs_assert(r->snap.index <= r->stable);
+    cs_assert(r->stable <= last);
+    cs_assert(r->role != RAFT_LEADER || r->lead == r->id);
+    cs_assert(r->role != RAFT_LEADER || raft_conf_is_voter(&r->conf, r->id));
+}
+
+static void step(struct raft *r, const struct raft_msg *m);
+
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
     cs_assert(!r->in_ready);
     if (m->to != r->id)
         return CS_EINVAL;
+    step(r, m);
+    check_invariants(r);
+    return 0;
+}
+
+static void step(struct raft *r, const struct raft_msg *m)
+{
     if (!msg_sane(r, m))
-        return 0;
+        return;
     bool vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
     if (m->term > r->term) {
         if (vote_req) {
@@ -1269,7 +1291,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             bool in_lease =
                 r->cfg.check_quorum && r->lead != 0 && r->election_elapsed < r->cfg.election_ticks;
             if (m->context != 1 && in_lease)
-                return 0;
+                return;
         }
         if (m->type == RAFT_MSG_PREVOTE) {
             /* no term change for a prevote */
@@ -1289,11 +1311,11 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         } else if (m->type == RAFT_MSG_PREVOTE) {
             send_simple(r, RAFT_MSG_PREVOTE_RESP, m->from, r->term, true, 0);
         }
-        return 0;
+        return;
     }
     if (vote_req) {
         handle_vote(r, m);
-        return 0;
+        return;
     }
     switch (r->role) {
     case RAFT_LEADER:
@@ -1307,7 +1329,6 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         step_follower(r, m);
         break;
     }
-    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1363,13 +1384,14 @@ void raft_tick(struct raft *r)
     cs_assert(!r->in_ready);
     if (r->role == RAFT_LEADER) {
         tick_leader(r);
-        return;
+    } else {
+        r->election_elapsed++;
+        if (promotable(r) && r->election_elapsed >= r->timeout) {
+            r->election_elapsed = 0;
+            campaign(r, r->cfg.pre_vote, false);
+        }
     }
-    r->election_elapsed++;
-    if (promotable(r) && r->election_elapsed >= r->timeout) {
-        r->election_elapsed = 0;
-        campaign(r, r->cfg.pre_vote, false);
-    }
+    check_invariants(r);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1616,6 +1638,7 @@ void raft_advance(struct raft *r)
     r->applied = r->ready_applied;
     r->ready_reads_n = 0;
     outbox_clear(r);
+    check_invariants(r);
     if (r->role == RAFT_LEADER) {
         struct raft_progress *self = pr_find(r, r->id);
         if (self && r->stable > self->match)

@@ -896,10 +896,11 @@ static bool maybe_commit(struct raft *r)
     uint64_t idx = m[conf_quorum(&r->conf) - 1];
     if (idx <= r->commit || term_or0(r, idx) != r->term)
         return false;
+    for (uint64_t i = r->commit + 1; i <= idx; i++) {
+        uint64_t len = raft_entry_at(r, i)->len; /* entries of earlier leaders were not counted */
+        r->uncommitted_bytes -= len < r->uncommitted_bytes ? len : r->uncommitted_bytes;
+    }
     r->commit = idx;
-    r->uncommitted_bytes = 0;
-    for (uint64_t i = idx + 1; i <= raft_last_index(r); i++)
-        r->uncommitted_bytes += raft_entry_at(r, i)->len;
     return true;
 }
 

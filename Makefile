@@ -111,4 +111,6 @@ format:
 clean:
 	rm -rf build build-asan build-tsan
 
+.SECONDARY:
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -266,7 +266,6 @@ static int start_shards(cs_db *db, const int *cpus)
             .group_commit_delay_us = db->opt.group_commit_delay_us,
             .wal_segment_bytes = db->opt.wal_segment_bytes,
             .wal_compress_bytes = db->opt.wal_compress_bytes,
-            .inbox_depth = db->opt.inbox_depth,
             .batch_max = db->opt.batch_max,
             .memory_bytes_max = mem,
         };

@@ -19,8 +19,6 @@
 
 #define WAL_SEGMENT_BYTES_MIN (1ull << 20)
 #define WAL_SEGMENT_BYTES_MAX (1ull << 30)
-#define INBOX_DEPTH_MIN 16u
-#define INBOX_DEPTH_MAX (1u << 20)
 #define BATCH_MAX_MAX 65536u
 #define INTERVAL_MS_MAX 3600000u
 #define DELAY_US_MAX 1000000u
@@ -32,7 +30,6 @@ void options_defaults(struct cs_options *o)
     o->sync_interval_ms = 10;
     o->wal_segment_bytes = 64ull << 20;
     o->wal_compress_bytes = 4096;
-    o->inbox_depth = 4096;
     o->batch_max = 256;
 }
 
@@ -179,14 +176,6 @@ int cs_options_set(cs_options *o, const char *name, const char *value)
     }
     if (strcmp(name, "wal_compress_bytes") == 0)
         return set_u32(&o->wal_compress_bytes, value, 0, WAL_FRAME_RAW_MAX, true);
-    if (strcmp(name, "inbox_depth") == 0) {
-        rc = parse_u64(value, INBOX_DEPTH_MIN, INBOX_DEPTH_MAX, true, &x);
-        if (!rc && (x & (x - 1)) != 0)
-            rc = CS_EOPTVAL;
-        if (!rc)
-            o->inbox_depth = (uint32_t)x;
-        return rc;
-    }
     if (strcmp(name, "batch_max") == 0)
         return set_u32(&o->batch_max, value, 1, BATCH_MAX_MAX, false);
     if (strcmp(name, "memory_limit") == 0) {

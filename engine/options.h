@@ -18,7 +18,6 @@ struct cs_options {
     uint32_t group_commit_delay_us;   /* frame sealing delay */
     uint64_t wal_segment_bytes;       /* WAL segment size */
     uint32_t wal_compress_bytes;      /* LZ4 threshold, 0 = off */
-    uint32_t inbox_depth;             /* shard ring size (power of two) */
     uint32_t batch_max;               /* requests per loop iteration */
     uint64_t memory_limit;            /* tree bytes per database, 0 = unlimited */
 };

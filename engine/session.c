@@ -3,9 +3,10 @@
  * A session owns `depth` request slots, allocated once at open. A submit call takes a free slot,
  * fills its shard request (pointing at the caller's buffers, which must stay valid until the
  * completion is reaped) and queues it to the key's shard: no allocation, no lock. When a shard
- * completes a slot, it pushes the slot onto the session's completion ring (a Concurrency Kit
- * MPSC ring: the shards produce, the session's thread consumes) with room for every slot, so the
- * push cannot fail, and wakes the session's thread through a futex if it sleeps in poll.
+ * completes a slot, it pushes the slot onto the session's completion stack (a Concurrency Kit
+ * lock-free stack, reusing the request's inbox link, which the shard no longer needs) and wakes
+ * the session's thread through a futex if it sleeps in poll. The owner takes the whole stack with
+ * one exchange; completions come back in no particular order anyway.
  *
  * A session is used by one application thread at a time. */
 #include <errno.h>
@@ -25,17 +26,17 @@ struct session_slot {
 };
 
 struct cs_session {
-    cs_db *db;                       /* database */
-    unsigned depth;                  /* slots */
-    unsigned inflight;               /* slots submitted and not reaped */
-    struct session_slot *slots;      /* all slots */
-    struct session_slot **free;      /* stack of free slots */
-    unsigned nfree;                  /* entries on it */
-    struct ck_ring done;             /* completed slots */
-    struct ck_ring_buffer *done_buf; /* its storage (power of two > depth) */
-    _Atomic uint32_t seq;            /* bumped at each completion (futex word) */
-    _Atomic uint32_t waiting;        /* the owner sleeps on seq */
-    _Atomic uint32_t signalling;     /* shards inside slot_done() */
+    cs_db *db;                    /* database */
+    unsigned depth;               /* slots */
+    unsigned inflight;            /* slots submitted and not reaped */
+    struct session_slot *slots;   /* all slots */
+    struct session_slot **free;   /* stack of free slots */
+    unsigned nfree;               /* entries on it */
+    struct ck_stack done;         /* completed slots, pushed by shards */
+    struct ck_stack_entry *taken; /* slots taken from `done`, not yet reaped */
+    _Atomic uint32_t seq;         /* bumped at each completion (futex word) */
+    _Atomic uint32_t waiting;     /* the owner sleeps on seq */
+    _Atomic uint32_t signalling;  /* shards inside slot_done() */
 };
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val)
@@ -50,8 +51,7 @@ static void slot_done(struct shard_req *r)
     /* Once the slot is in the ring the owner may reap it and close the session: `signalling`
      * keeps the session alive until this function no longer touches it. */
     atomic_fetch_add(&s->signalling, 1);
-    bool ok = ck_ring_enqueue_mpsc(&s->done, s->done_buf, slot);
-    cs_assert(ok); /* room for every slot */
+    ck_stack_push_upmc(&s->done, &slot->req.link);
     atomic_fetch_add(&s->seq, 1);
     if (atomic_load(&s->waiting))
         futex(&s->seq, FUTEX_WAKE_PRIVATE, 1);
@@ -68,22 +68,17 @@ int cs_session_open(cs_db *db, unsigned depth, cs_session **out)
     cs_session *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    unsigned ring = 2;
-    while (ring <= depth)
-        ring *= 2;
     s->db = db;
     s->depth = depth;
     s->slots = calloc(depth, sizeof(*s->slots));
     s->free = calloc(depth, sizeof(*s->free));
-    s->done_buf = calloc(ring, sizeof(*s->done_buf));
-    if (!s->slots || !s->free || !s->done_buf) {
+    if (!s->slots || !s->free) {
         free(s->slots);
         free(s->free);
-        free(s->done_buf);
         free(s);
         return -ENOMEM;
     }
-    ck_ring_init(&s->done, ring);
+    ck_stack_init(&s->done);
     for (unsigned i = 0; i < depth; i++) {
         s->slots[i].s = s;
         s->free[depth - 1 - i] = &s->slots[i];
@@ -145,9 +140,15 @@ int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen
 static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
 {
     unsigned n = 0;
-    void *p;
-    while (n < max && ck_ring_dequeue_mpsc(&s->done, s->done_buf, &p)) {
-        struct session_slot *slot = p;
+    while (n < max) {
+        if (!s->taken)
+            s->taken = ck_stack_batch_pop_upmc(&s->done);
+        if (!s->taken)
+            break;
+        struct ck_stack_entry *e = s->taken;
+        s->taken = e->next;
+        struct session_slot *slot =
+            (struct session_slot *)((char *)e - offsetof(struct shard_req, link));
         if (out) {
             out[n].user_data = slot->user_data;
             out[n].rc = slot->req.rc;
@@ -200,6 +201,5 @@ void cs_session_close(cs_session *s)
         sched_yield();
     free(s->slots);
     free(s->free);
-    free(s->done_buf);
     free(s);
 }

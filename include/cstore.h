@@ -90,7 +90,6 @@ void cs_free(void *p);
  *   group_commit_delay_us  wait this long for more writes before a WAL write; default 0
  *   wal_segment_bytes      size of a preallocated WAL segment; default 64 MiB (1 MiB..1 GiB)
  *   wal_compress_bytes     LZ4-compress frame bodies at least this big; 0 = never; default 4096
- *   inbox_depth            requests queued per shard (power of two); default 4096
  *   batch_max              requests a shard takes per loop iteration; default 256
  *   memory_limit           bytes of tree memory per database; 0 = no limit (default)
  *

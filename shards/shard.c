@@ -2,9 +2,15 @@
  *
  * A shard is one thread pinned to one CPU. It owns, and alone touches: one copy-on-write B+ tree
  * per collection present on the shard, the shard's WAL, its io_uring, and its jemalloc arena.
- * Application threads reach it only through its inbox, a bounded Concurrency Kit MPSC ring of
- * request pointers; the submitter owns each request's memory and is told of completion through
- * the request's done() callback, run on the shard thread.
+ * Application threads reach it only through its inbox: a Concurrency Kit lock-free stack
+ * (ck_stack_push_upmc: one CAS, no producer ever waits for another) that the shard empties whole
+ * with one atomic exchange (ck_stack_batch_pop_upmc) and reverses into arrival order. A ring was
+ * tried first: with more application threads than cores, a producer preempted between reserving
+ * and publishing its slot made every later producer spin until it ran again. The inbox needs no
+ * capacity of its own: requests are owned by their submitters, so the queue is bounded by what
+ * is in flight (one per blocking caller, `depth` per session). The submitter owns each request's
+ * memory and is told of completion through the request's done() callback, run on the shard
+ * thread.
  *
  * THE LOOP
  *   1. take up to batch_max requests from the inbox and execute them against the trees; writes
@@ -442,7 +448,6 @@ static void batch_finish(struct shard *sh, struct batch_state *b, bool rollback)
         btree_snap_release(&c->tree, &b->snaps[i]);
         tree_bytes_after(sh, c, before, count);
     }
-    cs_mem_free(b->coll);
 }
 
 static size_t batch_wal_bytes(const struct shard_req *r)
@@ -521,11 +526,12 @@ static int exec_batch(struct shard *sh, struct shard_req *r)
         return rc;
     rc = batch_apply(sh, r, &b);
     batch_finish(sh, &b, rc != 0);
-    if (rc)
-        return rc;
-    batch_log(sh, r, &b);
-    sh->stats.batches++;
-    return 0;
+    if (!rc) {
+        batch_log(sh, r, &b);
+        sh->stats.batches++;
+    }
+    cs_mem_free(b.coll);
+    return rc;
 }
 
 /* ---- collections ---- */
@@ -859,16 +865,31 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
 
 /* ---- the loop ---- */
 
+/* Move everything in the inbox to the local queue, oldest first. */
+static bool inbox_take(struct shard *sh)
+{
+    struct ck_stack_entry *e = ck_stack_batch_pop_upmc(&sh->inbox);
+    struct shard_req *fifo = NULL;
+    for (; e; e = e->next) {
+        struct shard_req *r = (struct shard_req *)((char *)e - offsetof(struct shard_req, link));
+        r->next = fifo;
+        fifo = r;
+    }
+    sh->queue = fifo;
+    return fifo != NULL;
+}
+
 static unsigned drain(struct shard *sh)
 {
     unsigned n = 0;
-    void *p;
     while (n < sh->cfg.batch_max && !sh->stopping) {
         if (sh->wal_on && wal_open_bytes(&sh->wal) >= WAL_FRAME_SOFT_BYTES)
             break;
-        if (!ck_ring_dequeue_mpsc(&sh->inbox, sh->inbox_buf, &p))
+        if (!sh->queue && !inbox_take(sh))
             break;
-        exec(sh, p);
+        struct shard_req *r = sh->queue;
+        sh->queue = r->next;
+        exec(sh, r);
         n++;
     }
     if (n)
@@ -896,7 +917,7 @@ static unsigned wait_count(struct shard *sh, unsigned drained)
         return 0;
     atomic_store(&sh->sleeping, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!sh->stopping && ck_ring_size(&sh->inbox) > 0) {
+    if (!sh->stopping && (sh->queue || ck_pr_load_ptr(&sh->inbox.head) != NULL)) {
         atomic_store(&sh->sleeping, 0);
         return 0;
     }
@@ -1023,7 +1044,6 @@ static void *shard_main(void *arg)
 
 int shard_launch(struct shard *sh, const struct shard_config *cfg)
 {
-    cs_assert(cfg->inbox_depth >= 2 && (cfg->inbox_depth & (cfg->inbox_depth - 1)) == 0);
     cs_assert(cfg->batch_max > 0);
     memset(sh, 0, sizeof(*sh));
     sh->efd = -1;
@@ -1031,10 +1051,7 @@ int shard_launch(struct shard *sh, const struct shard_config *cfg)
     if (snprintf(sh->dir, sizeof(sh->dir), "%s", cfg->dir) >= (int)sizeof(sh->dir))
         return -ENAMETOOLONG;
     sh->cfg.dir = sh->dir;
-    sh->inbox_buf = calloc(cfg->inbox_depth, sizeof(*sh->inbox_buf));
-    if (!sh->inbox_buf)
-        return -ENOMEM;
-    ck_ring_init(&sh->inbox, cfg->inbox_depth);
+    ck_stack_init(&sh->inbox);
     int rc = 0;
     sh->efd = eventfd(0, EFD_CLOEXEC);
     if (sh->efd < 0)
@@ -1049,8 +1066,6 @@ int shard_launch(struct shard *sh, const struct shard_config *cfg)
     if (rc) {
         if (sh->efd >= 0)
             close(sh->efd);
-        free(sh->inbox_buf);
-        sh->inbox_buf = NULL;
         return rc;
     }
     sh->launched = true;
@@ -1068,8 +1083,6 @@ int shard_await(struct shard *sh)
     if (rc) {
         pthread_join(sh->thread, NULL);
         close(sh->efd);
-        free(sh->inbox_buf);
-        sh->inbox_buf = NULL;
         return rc;
     }
     sh->started = true;
@@ -1079,9 +1092,7 @@ int shard_await(struct shard *sh)
 void shard_submit(struct shard *sh, struct shard_req *r)
 {
     cs_assert(sh->started);
-    /* The shard always drains its inbox, so a full ring empties: wait for room. */
-    while (!ck_ring_enqueue_mpsc(&sh->inbox, sh->inbox_buf, r))
-        sched_yield();
+    ck_stack_push_upmc(&sh->inbox, &r->link);
     /* Pairs with the fence in wait_count(): either the shard sees the request before it
      * sleeps, or this thread sees the sleeping flag and wakes it. */
     atomic_thread_fence(memory_order_seq_cst);
@@ -1106,7 +1117,6 @@ int shard_stop(struct shard *sh)
     shard_submit(sh, &r);
     pthread_join(sh->thread, NULL);
     close(sh->efd);
-    free(sh->inbox_buf);
     sh->started = false;
     return r.rc;
 }

@@ -3,7 +3,7 @@
 #ifndef CS_SHARD_H
 #define CS_SHARD_H
 
-#include <ck_ring.h>
+#include <ck_stack.h>
 #include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -79,7 +79,8 @@ struct shard_req {
     uint32_t out_count;                /* records / names in out */
     bool out_end;                      /* snapshot read reached the end of its direction */
     uint64_t wait_lsn;                 /* completes once this LSN is durable (internal) */
-    struct shard_req *next;            /* pending list link (internal) */
+    struct shard_req *next;            /* local queue / pending list link (internal) */
+    struct ck_stack_entry link;        /* inbox link (internal) */
     void (*done)(struct shard_req *r); /* completion signal */
 };
 
@@ -96,7 +97,6 @@ struct shard_config {
     uint32_t group_commit_delay_us; /* wait this long for more writes before sealing a frame */
     uint64_t wal_segment_bytes;     /* WAL segment size */
     uint32_t wal_compress_bytes;    /* compression threshold */
-    uint32_t inbox_depth;           /* ring size, power of two */
     uint32_t batch_max;             /* requests taken per loop iteration */
     uint64_t memory_bytes_max;      /* tree bytes this shard may hold; 0 = no limit */
 };
@@ -105,18 +105,17 @@ struct shard_coll;
 
 struct shard {
     /* Shared with application threads. */
-    struct ck_ring inbox;             /* MPSC ring of struct shard_req * */
-    struct ck_ring_buffer *inbox_buf; /* its slots */
-    _Atomic int sleeping;             /* the loop is (about to be) blocked: wake via efd */
-    int efd;                          /* eventfd that wakes the loop */
-    pthread_t thread;                 /* the shard thread */
-    bool launched;                    /* thread created, recovery not yet awaited */
-    bool started;                     /* recovered and serving */
-    struct shard_config cfg;          /* copy of the configuration */
-    char dir[PATH_MAX];               /* shard folder */
-    int start_rc;                     /* recovery result, set before the thread signals */
-    char start_msg[PATH_MAX + 128];   /* recovery message (corruption place, torn tail) */
-    sem_t start_sem;                  /* posted once recovery finished */
+    struct ck_stack inbox;          /* requests pushed by submitters (newest first) */
+    _Atomic int sleeping;           /* the loop is (about to be) blocked: wake via efd */
+    int efd;                        /* eventfd that wakes the loop */
+    pthread_t thread;               /* the shard thread */
+    bool launched;                  /* thread created, recovery not yet awaited */
+    bool started;                   /* recovered and serving */
+    struct shard_config cfg;        /* copy of the configuration */
+    char dir[PATH_MAX];             /* shard folder */
+    int start_rc;                   /* recovery result, set before the thread signals */
+    char start_msg[PATH_MAX + 128]; /* recovery message (corruption place, torn tail) */
+    sem_t start_sem;                /* posted once recovery finished */
 
     /* Owned by the shard thread. */
     unsigned arena;                    /* jemalloc arena */
@@ -141,6 +140,7 @@ struct shard {
     bool stopping;                     /* SHARD_STOP received */
     struct shard_req *stop_req;        /* to complete when the loop ends */
     int io_error;                      /* non-zero: read-only after this error */
+    struct shard_req *queue;           /* taken from the inbox, not yet executed (FIFO) */
     struct shard_req *pending_head;    /* requests waiting for durability, in LSN order */
     struct shard_req *pending_tail;    /* last of them */
     struct shard_coll **by_name;       /* hash of collections by name */
@@ -155,7 +155,7 @@ CS_MUST_CHECK int shard_launch(struct shard *sh, const struct shard_config *cfg)
 /* Wait for a launched shard's recovery. Returns its result; on failure the thread has ended and
  * *sh holds nothing that needs stopping (start_msg says why). */
 CS_MUST_CHECK int shard_await(struct shard *sh);
-/* Queue r to the shard (waiting while the inbox is full) and wake it if it sleeps. */
+/* Queue r to the shard (lock-free, never waits) and wake it if it sleeps. */
 void shard_submit(struct shard *sh, struct shard_req *r);
 /* Stop the thread after it finished everything queued; returns the shard's I/O error if any. */
 int shard_stop(struct shard *sh);

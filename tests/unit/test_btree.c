@@ -20,6 +20,7 @@
 #include "util.h"
 
 static uint64_t test_seed;
+static int height_seen_max; /* tallest tree a property test walked (cursor depth) */
 
 /* ---- Helpers ------------------------------------------------------------------------------- */
 
@@ -589,17 +590,20 @@ static void model_keys_make(struct model *m, struct rng *r, unsigned want, enum 
     for (unsigned i = 0; i < want; i++) {
         size_t klen;
         if (shape == SHAPE_SHORT)
-            klen = 1 + rng_below(r, 12);
+            klen = 1 + rng_below(r, 16);
         else if (shape == SHAPE_PREFIXED)
             klen = 20 + rng_below(r, 30);
         else
-            klen = rng_below(r, 8) == 0 ? CS_KEY_MAX : 1 + rng_below(r, 600);
+            klen = rng_below(r, 3) == 0 ? 1001 + rng_below(r, CS_KEY_MAX - 1000)
+                                        : 1 + rng_below(r, 600);
         uint8_t *k = malloc(klen);
         assert_non_null(k);
         for (size_t b = 0; b < klen; b++)
             k[b] = (uint8_t)(rng_below(r, 4) ? 'a' + rng_below(r, 3) : rng_next(r));
         if (shape == SHAPE_PREFIXED) /* long shared prefix: ties in the slot prefix */
             memcpy(k, "user:profile:", 13);
+        if (shape == SHAPE_LONG && klen > 1000 && rng_below(r, 2)) /* ~1000-byte separators */
+            memset(k, 'p', 1000);
         m->keys[n].key = k;
         m->keys[n].klen = (uint16_t)klen;
         n++;
@@ -685,6 +689,8 @@ static void model_verify_snap(const struct model *m, const struct btree_snap *s,
                 model_check_value_ends(&vals[i], val, vlen);
             i += back ? -1 : 1;
             seen++;
+            if (c.depth > height_seen_max)
+                height_seen_max = c.depth;
         }
         assert_int_equal(seen, present);
     }
@@ -729,9 +735,11 @@ static void model_snap_release(struct model *m, struct btree *t, unsigned slot, 
 
 /* One random operation. */
 static void model_step(struct model *m, struct btree *t, struct rng *r, uint8_t *buf,
-                       unsigned put_pct)
+                       unsigned put_pct, unsigned snap_div)
 {
     unsigned op = (unsigned)rng_below(r, 1000);
+    if (op >= 990 && rng_below(r, snap_div) != 0)
+        op = 900; /* snapshot actions 1/snap_div as often: a read instead */
     unsigned i = (unsigned)rng_below(r, m->key_count);
     if (op < put_pct * 10) {
         model_put(m, t, r, i, buf);
@@ -770,7 +778,8 @@ static uint64_t ops_scale(uint64_t ops)
     return getenv("CS_TEST_LONG") ? ops * 10 : ops;
 }
 
-static void model_run(enum key_shape shape, unsigned key_want, uint64_t ops, unsigned batch)
+static void model_run(enum key_shape shape, unsigned key_want, uint64_t ops, unsigned batch,
+                      unsigned snap_div)
 {
     struct rng r = {test_seed * 31 + shape};
     struct model m;
@@ -787,18 +796,21 @@ static void model_run(enum key_shape shape, unsigned key_want, uint64_t ops, uns
     struct btree t;
     btree_init(&t, 0);
     ops = ops_scale(ops);
+    height_seen_max = 0;
     for (uint64_t done = 0; done < ops; done += batch) {
         /* phases: grow, churn, shrink, so that the tree size sweeps up and down */
         uint64_t phase = (done / (batch * 64)) % 3;
         unsigned put_pct = phase == 0 ? 75 : phase == 1 ? 50 : 25;
         for (unsigned j = 0; j < batch; j++)
-            model_step(&m, &t, &r, buf, put_pct);
+            model_step(&m, &t, &r, buf, put_pct, snap_div);
         assert_tree_ok(&t);
     }
     struct btree_snap now;
     btree_snap_take(&t, &now);
     model_verify_snap(&m, &now, m.vals, m.present, buf);
     btree_snap_release(&t, &now);
+    print_message("%u keys, %llu ops, tallest tree walked: %d levels\n", m.key_count,
+                  (unsigned long long)ops, height_seen_max);
     for (unsigned s = 0; s < SNAPS_MAX; s++)
         if (m.snap_held[s])
             model_snap_release(&m, &t, s, buf);
@@ -817,19 +829,25 @@ static void model_run(enum key_shape shape, unsigned key_want, uint64_t ops, uns
 static void test_random_ops_short_keys_match_model(void **state)
 {
     (void)state;
-    model_run(SHAPE_SHORT, 4000, 1500000, 2000);
+    model_run(SHAPE_SHORT, 4000, 1200000, 2000, 1);
+}
+
+static void test_random_ops_many_keys_match_model(void **state)
+{
+    (void)state;
+    model_run(SHAPE_SHORT, 60000, 600000, 20000, 50);
 }
 
 static void test_random_ops_prefixed_keys_match_model(void **state)
 {
     (void)state;
-    model_run(SHAPE_PREFIXED, 6000, 800000, 2000);
+    model_run(SHAPE_PREFIXED, 6000, 800000, 2000, 1);
 }
 
 static void test_random_ops_long_keys_match_model(void **state)
 {
     (void)state;
-    model_run(SHAPE_LONG, 1500, 300000, 1000);
+    model_run(SHAPE_LONG, 1500, 300000, 1000, 1);
 }
 
 /* Ascending and descending bulk loads (the split-point hint) interleaved with snapshots. */
@@ -885,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_loads_pack_leaves_within_memory_target),
         cmocka_unit_test(test_sequential_loads_with_snapshots_match),
         cmocka_unit_test(test_random_ops_short_keys_match_model),
+        cmocka_unit_test(test_random_ops_many_keys_match_model),
         cmocka_unit_test(test_random_ops_prefixed_keys_match_model),
         cmocka_unit_test(test_random_ops_long_keys_match_model),
     };

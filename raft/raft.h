@@ -202,7 +202,9 @@ struct raft_config {
 struct raft;
 
 /* Create a node. storage may be NULL (a new, empty node); else its state is loaded (restart,
- * §5.1 "updated on stable storage before responding"). The node starts as a follower.
+ * §5.1 "updated on stable storage before responding"). The node starts as a follower (§5.2);
+ * its configuration is the newest in its log, else its snapshot's, else cfg->bootstrap, which
+ * stands for the configuration at index 0 and must be the same on every node. cfg is copied.
  * Errors: CS_EINVAL (bad config), CS_ECORRUPT (storage inconsistent), -ENOMEM, or the storage's
  * error. On error *out is NULL. */
 CS_MUST_CHECK int raft_new(const struct raft_config *cfg, const struct raft_storage *storage,
@@ -255,8 +257,13 @@ void raft_report_snapshot(struct raft *r, uint64_t node, bool ok);
  * same snapshot to its storage. CS_EINVAL if index is not in (snapshot index, applied]. */
 CS_MUST_CHECK int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len);
 
-/* Ready batch (see struct raft_ready). raft_has_ready tells whether raft_ready would return
- * work. Between raft_ready and raft_advance no other mutating call is allowed. */
+/* Ready batch (see struct raft_ready). Any role. raft_has_ready tells whether raft_ready would
+ * return work. raft_ready may not be called again before raft_advance, and between the two no
+ * other mutating call is allowed. raft_advance tells the core that the whole batch was handled
+ * (persisted, sent, applied): it releases the batch's views, counts the leader's own entries
+ * as replicated (§5.3) and may queue messages for the next batch. This is how §5.1 ("respond
+ * to RPCs only after updating stable storage") is kept: a message never leaves before the state
+ * it depends on, because both ride in one batch that is persisted before it is sent. */
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r);

@@ -1194,7 +1194,7 @@ int main(int argc, char **argv)
     for (unsigned c = 0; c < SIM_CLASSES; c++) {
         if (pass[c] + failn[c] == 0)
             continue;
-        printf("%-9s %6" PRIu64 " passed %4" PRIu64 " failed | proposed %" PRIu64
+        printf("%-10s %6" PRIu64 " passed %4" PRIu64 " failed | proposed %" PRIu64
                " elections %" PRIu64 " reads %" PRIu64 " snapshots %" PRIu64 " confs %" PRIu64
                " transfers %" PRIu64 " crashes %" PRIu64 " corrupt-frames %" PRIu64 "\n",
                class_names[c], pass[c], failn[c], st[c].commits, st[c].elections, st[c].reads,

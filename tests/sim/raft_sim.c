@@ -1017,6 +1017,19 @@ static void sim_free(struct sim *s)
     free(s->lm);
 }
 
+/* Has every member of the leader's configuration (voters and learners) applied index? */
+static bool members_applied(struct sim *s, struct node *l, uint64_t index)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    for (unsigned i = 0; i < s->n; i++) {
+        const struct node *nd = &s->nodes[i];
+        bool member = raft_conf_is_voter(c, nd->id) || raft_conf_is_learner(c, nd->id);
+        if (member && nd->sm_index < index)
+            return false;
+    }
+    return true;
+}
+
 static bool liveness(struct sim *s)
 {
     for (unsigned i = 0; i < s->n; i++)
@@ -1034,6 +1047,7 @@ static bool liveness(struct sim *s)
     uint64_t want = 0, deadline = s->now + (uint64_t)SIM_LIVENESS_TICKS * SIM_TICK_UNITS;
     struct node *prop = NULL;
     uint64_t prop_term = 0;
+    bool committed = false;
     while (s->now < deadline && !s->failed) {
         unit_step(s, false);
         struct node *l = leader(s);
@@ -1048,13 +1062,16 @@ static bool liveness(struct sim *s)
             continue;
         }
         uint64_t t;
-        if (l->sm_index >= want && raft_term_at(l->r, want, &t) && t == prop_term) {
+        if (!committed && l->sm_index >= want && raft_term_at(l->r, want, &t) && t == prop_term) {
             trace(s, "liveness: leader %" PRIu64 " committed %" PRIu64, l->id, want);
-            return true;
+            committed = true;
         }
+        if (committed && members_applied(s, l, want))
+            return true;
     }
     if (!s->failed)
-        fail(s, "liveness: no commit within %u ticks after the heal", SIM_LIVENESS_TICKS);
+        fail(s, "liveness: %s within %u ticks after the heal",
+             committed ? "not every member applied the commit" : "no commit", SIM_LIVENESS_TICKS);
     return false;
 }
 

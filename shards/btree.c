@@ -49,7 +49,12 @@
  * a slot memmove, and on overflow or underflow a rebuild of one or two nodes per level (copying
  * <= 8 KiB); copies of shared nodes while snapshots are alive. Snapshot take: O(1); release:
  * O(nodes freed). Memory per record: 8 (slot) + key + 2 + value (inline) at the leaf fill
- * factor; large values cost their blob, shared across copies. */
+ * factor; large values cost their blob, shared across copies. Measured at 1M records of 16-byte
+ * keys and 100-byte values (116 raw bytes): 157 bytes per record inserted in random order, 130
+ * in key order, spares and internal nodes included. Stack: a write's slow path (split, merge)
+ * uses about 32 KiB of stack for its scratch copies; nothing is allocated besides nodes and
+ * blobs. Keys passed to a write must not point into the tree's own unshared nodes (views from
+ * btree_get); views from a cursor over a held snapshot are fine. */
 #include "btree.h"
 
 #include <errno.h>

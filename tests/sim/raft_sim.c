@@ -609,6 +609,12 @@ static void sm_install(struct sim *s, struct node *nd, const struct raft_snapsho
     struct rec *rc = rec_at(s, sn->index);
     if (rc->sm_hash && rc->sm_hash != h)
         fail(s, "snapshot at %" PRIu64 " holds a state no node had", sn->index);
+    if (rc->term && rc->term != sn->term)
+        fail(s, "snapshot at %" PRIu64 " has term %" PRIu64 ", the entry there %" PRIu64, sn->index,
+             sn->term, rc->term);
+    if (!rc->commit_term)
+        fail(s, "snapshot at %" PRIu64 " covers entries no leader committed", sn->index);
+    rc->sm_hash = h;
     nd->sm_index = idx;
     nd->sm_hash = h;
     memcpy(&nd->sm_writes, sn->data + 16, 8);

@@ -1236,13 +1236,16 @@ static bool msg_sane(const struct raft *r, const struct raft_msg *m)
     if (m->from == 0 || m->from == r->id)
         return false;
     if (m->type == RAFT_MSG_SNAP &&
-        (!m->has_snapshot || !raft_conf_valid(&m->snapshot.conf) || m->snapshot.index == 0))
+        (!m->has_snapshot || !raft_conf_valid(&m->snapshot.conf) || m->snapshot.index == 0 ||
+         m->snapshot.len > RAFT_SNAPSHOT_BYTES_MAX || (m->snapshot.len && !m->snapshot.data)))
         return false;
     if (m->entries_n > RAFT_MSG_ENTRIES_MAX || (m->entries_n && m->type != RAFT_MSG_APP))
         return false;
     for (uint32_t i = 0; i < m->entries_n; i++) {
         const struct raft_entry *e = &m->entries[i];
         if (e->index != m->index + 1 + i || e->term > m->term || e->len > RAFT_ENTRY_BYTES_MAX)
+            return false;
+        if (e->len && !e->data)
             return false;
         if (e->type == RAFT_ENTRY_CONF) {
             struct raft_conf c;

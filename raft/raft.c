@@ -108,6 +108,7 @@ struct raft {
     struct raft_msg *outbox;
     void **outbox_mem;
     size_t outbox_n;
+    size_t outbox_cap; /* grows by doubling up to RAFT_OUTBOX_MAX, never shrinks */
     bool in_ready;
     uint64_t ready_last; /* last entry index of the ready being handled */
     uint64_t ready_applied;
@@ -565,9 +566,29 @@ static void prs_rebuild(struct raft *r, const struct raft_conf *c)
 /* ------------------------------------------------------------------------------------------ */
 /* Outbox                                                                                      */
 
+/* Double the outbox (a busy leader of many members needs more than the first 32 slots). Never
+ * called between raft_ready and raft_advance, so the views of a batch stay valid. */
+static int outbox_grow(struct raft *r)
+{
+    cs_assert(!r->in_ready);
+    if (r->outbox_cap >= RAFT_OUTBOX_MAX)
+        return CS_EFULL;
+    size_t cap = r->outbox_cap ? r->outbox_cap * 2 : 32;
+    struct raft_msg *o = realloc(r->outbox, cap * sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    r->outbox = o;
+    void **mem = realloc(r->outbox_mem, cap * sizeof(*mem));
+    if (!mem)
+        return -ENOMEM;
+    r->outbox_mem = mem;
+    r->outbox_cap = cap;
+    return 0;
+}
+
 static struct raft_msg *msg_new(struct raft *r, uint8_t type, uint64_t to)
 {
-    if (r->outbox_n >= RAFT_OUTBOX_MAX)
+    if (r->outbox_n >= r->outbox_cap && outbox_grow(r) != 0)
         return NULL; /* dropped like a lost packet; Raft retries */
     struct raft_msg *m = &r->outbox[r->outbox_n];
     memset(m, 0, sizeof(*m));
@@ -1742,10 +1763,8 @@ int raft_new(const struct raft_config *cfg, const struct raft_storage *storage, 
     r->id = cfg->id;
     r->snap.conf = cfg->bootstrap;
     r->prs = calloc(RAFT_NODES_MAX, sizeof(*r->prs));
-    r->outbox = calloc(RAFT_OUTBOX_MAX, sizeof(*r->outbox));
-    r->outbox_mem = calloc(RAFT_OUTBOX_MAX, sizeof(*r->outbox_mem));
     int rc = -ENOMEM;
-    if (!r->prs || !r->outbox || !r->outbox_mem)
+    if (!r->prs || outbox_grow(r) != 0)
         goto fail;
     if (storage && (rc = load(r, storage)) != 0)
         goto fail;

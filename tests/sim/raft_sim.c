@@ -187,6 +187,7 @@ struct sim {
     /* network: binary heap on (at, seq) */
     struct net_msg *net;
     size_t net_n;
+    size_t net_cap;
     /* checker */
     uint64_t *leader_of_term;
     size_t terms_cap;
@@ -352,6 +353,7 @@ static void net_push(struct sim *s, struct net_msg m)
         free(m.buf);
         return;
     }
+    s->net = grow(s->net, &s->net_cap, s->net_n, sizeof(*s->net));
     size_t i = s->net_n++;
     s->net[i] = m;
     while (i > 0) {
@@ -1105,9 +1107,6 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     if (s->cls == 6)
         s->msg_bytes_max = 1; /* one entry per append */
     pick_faults(s);
-    s->net = calloc(SIM_NET_MAX, sizeof(*s->net));
-    if (!s->net)
-        exit(2);
     current_sim = s;
     for (unsigned i = 0; i < nodes; i++) {
         struct node *nd = &s->nodes[i];

@@ -9,18 +9,40 @@
  * tag + 1. If the write is short or fails, the kernel cancels the fdatasync (-ECANCELED), so the
  * caller always sees both completions.
  *
- * The fault-injecting backend of io/ hooks here and in file.c; nothing outside io/ touches
- * io_uring or file descriptors for data. */
+ * FAULT INJECTION. With r->fault == NULL (the default) the paths below pay one pointer test
+ * each. With a plan (io/fault.c decides, this file acts), before each write and fdatasync is
+ * prepared:
+ *   - latency_us: the shard thread sleeps (usleep) that long before preparing the operation. It
+ *     is deliberately simple: the whole shard stalls, like a loop waiting on a slow device; a
+ *     linked write + fdatasync pair sleeps once.
+ *   - write EIO / ENOSPC: nothing is submitted; io_ring_run delivers synthetic completions with
+ *     the same tags: -EIO (or -ENOSPC) for the write and -ECANCELED for its linked fdatasync,
+ *     exactly what the kernel reports for a failed write in a link chain. While synthetic
+ *     completions wait, io_ring_run does not block.
+ *   - SHORT: a write of the prefix only is submitted (with its linked fdatasync); the kernel
+ *     reports the short count (and cancels or runs the fdatasync), the caller sees a short write.
+ *   - TORN_CRASH: the prefix is written synchronously with pwrite(2), then the process sends
+ *     itself SIGKILL: a crash in the middle of a write. The page cache keeps the prefix.
+ *   - fdatasync EIO (linked or lone): the operation is submitted and really runs, but its
+ *     completion is rewritten to -EIO (remembered by tag in fsync_fail[], consumed by the first
+ *     completion with that tag). The write before it happens.
+ * At most one WAL frame is in flight per shard, so IO_RING_SYNTH_MAX entries are plenty; when
+ * full, the preparing call returns CS_EFULL like a full submission queue. */
 #include "ring.h"
 
 #include "cstore.h"
+#include "fault.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-int io_ring_init(struct io_ring *r)
+int io_ring_init(struct io_ring *r, struct io_fault *fault)
 {
     memset(r, 0, sizeof(*r));
+    r->fault = fault;
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
@@ -46,11 +68,10 @@ static struct io_uring_sqe *ring_sqe(struct io_ring *r)
     return sqe;
 }
 
-int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off, bool sync,
-                  uint64_t tag)
+/* Prepare a write (and its linked fdatasync) as given, no fault applied. */
+static int ring_write_plain(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off,
+                            bool sync, uint64_t tag)
 {
-    cs_assert(fd >= 0);
-    cs_assert(len > 0);
     if (io_uring_sq_space_left(&r->uring) < (sync ? 2u : 1u))
         return CS_EFULL;
     struct io_uring_sqe *sqe = ring_sqe(r);
@@ -65,13 +86,90 @@ int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len, uint64
     return 0;
 }
 
+static void ring_synth(struct io_ring *r, uint64_t tag, int res)
+{
+    cs_assert(r->synth_count < IO_RING_SYNTH_MAX);
+    r->synth[r->synth_count].tag = tag;
+    r->synth[r->synth_count].res = res;
+    r->synth_count++;
+}
+
+static void ring_latency(struct io_ring *r)
+{
+    uint32_t us = io_fault_latency_us(r->fault);
+    if (us)
+        usleep(us);
+}
+
+/* A torn write followed by a crash: the prefix reaches the page cache, then SIGKILL. */
+CS_NORETURN static void ring_torn_crash(int fd, const void *buf, size_t prefix, uint64_t off)
+{
+    if (prefix > 0 && pwrite(fd, buf, prefix, (off_t)off) < 0)
+        abort(); /* the crash is what matters; abort is a crash too */
+    kill(getpid(), SIGKILL);
+    for (unsigned i = 0; i < 1000; i++)
+        pause(); /* SIGKILL is delivered before kill() returns; this is belt and braces */
+    abort();
+}
+
+static int ring_write_faulty(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off,
+                             bool sync, uint64_t tag)
+{
+    if (r->synth_count + 2 > IO_RING_SYNTH_MAX || r->fsync_fail_count == IO_RING_SYNTH_MAX)
+        return CS_EFULL;
+    if (io_uring_sq_space_left(&r->uring) < (sync ? 2u : 1u))
+        return CS_EFULL;
+    ring_latency(r);
+    size_t prefix = len;
+    enum io_fault_action act = io_fault_on_write(r->fault, len, &prefix);
+    switch (act) {
+    case IO_FAULT_EIO:
+    case IO_FAULT_ENOSPC:
+        ring_synth(r, tag, act == IO_FAULT_EIO ? -EIO : -ENOSPC);
+        if (sync)
+            ring_synth(r, tag + 1, -ECANCELED);
+        return 0;
+    case IO_FAULT_TORN_CRASH:
+        cs_assert(prefix < len);
+        ring_torn_crash(fd, buf, prefix, off);
+    case IO_FAULT_SHORT:
+        cs_assert(prefix < len);
+        return ring_write_plain(r, fd, buf, prefix, off, sync, tag);
+    case IO_FAULT_NONE:
+        break;
+    }
+    bool fail_fsync = sync && io_fault_on_fsync(r->fault);
+    int rc = ring_write_plain(r, fd, buf, len, off, sync, tag);
+    cs_assert(rc == 0); /* room was checked above */
+    if (fail_fsync)
+        r->fsync_fail[r->fsync_fail_count++] = tag + 1;
+    return 0;
+}
+
+int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off, bool sync,
+                  uint64_t tag)
+{
+    cs_assert(fd >= 0);
+    cs_assert(len > 0);
+    if (cs_unlikely(r->fault != NULL))
+        return ring_write_faulty(r, fd, buf, len, off, sync, tag);
+    return ring_write_plain(r, fd, buf, len, off, sync, tag);
+}
+
 int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag)
 {
+    if (cs_unlikely(r->fault != NULL)) {
+        if (r->fsync_fail_count == IO_RING_SYNTH_MAX)
+            return CS_EFULL;
+        ring_latency(r);
+    }
     struct io_uring_sqe *sqe = ring_sqe(r);
     if (!sqe)
         return CS_EFULL;
     io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
     io_uring_sqe_set_data64(sqe, tag);
+    if (cs_unlikely(r->fault != NULL) && io_fault_on_fsync(r->fault))
+        r->fsync_fail[r->fsync_fail_count++] = tag;
     return 0;
 }
 
@@ -95,9 +193,34 @@ int io_ring_timeout(struct io_ring *r, struct __kernel_timespec *ts, uint64_t ta
     return 0;
 }
 
+/* Rewrite the completion of an fdatasync that the plan fails; consumes the entry. */
+static void ring_fsync_override(struct io_ring *r, struct io_event *ev)
+{
+    for (unsigned i = 0; i < r->fsync_fail_count; i++) {
+        if (r->fsync_fail[i] != ev->tag)
+            continue;
+        if (ev->res >= 0)
+            ev->res = -EIO;
+        r->fsync_fail[i] = r->fsync_fail[--r->fsync_fail_count];
+        return;
+    }
+}
+
+/* Move up to max synthetic completions into ev[], oldest first. */
+static unsigned ring_take_synth(struct io_ring *r, struct io_event *ev, unsigned max)
+{
+    unsigned n = r->synth_count < max ? r->synth_count : max;
+    memcpy(ev, r->synth, n * sizeof(*ev));
+    memmove(r->synth, r->synth + n, (r->synth_count - n) * sizeof(*ev));
+    r->synth_count -= n;
+    return n;
+}
+
 int io_ring_run(struct io_ring *r, unsigned wait_nr, struct io_event *ev, unsigned max)
 {
     int rc;
+    if (cs_unlikely(r->fault != NULL) && r->synth_count)
+        wait_nr = 0; /* synthetic completions are ready: do not block for the kernel's */
     if (r->queued || wait_nr) {
         rc = io_uring_submit_and_wait(&r->uring, wait_nr);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
@@ -106,6 +229,9 @@ int io_ring_run(struct io_ring *r, unsigned wait_nr, struct io_event *ev, unsign
             r->queued = 0;
     }
     unsigned n = 0;
+    if (cs_unlikely(r->fault != NULL))
+        n = ring_take_synth(r, ev, max);
+    unsigned reaped = 0;
     unsigned head;
     struct io_uring_cqe *cqe;
     io_uring_for_each_cqe(&r->uring, head, cqe)
@@ -114,8 +240,11 @@ int io_ring_run(struct io_ring *r, unsigned wait_nr, struct io_event *ev, unsign
             break;
         ev[n].tag = io_uring_cqe_get_data64(cqe);
         ev[n].res = cqe->res;
+        if (cs_unlikely(r->fault != NULL) && r->fsync_fail_count)
+            ring_fsync_override(r, &ev[n]);
         n++;
+        reaped++;
     }
-    io_uring_cq_advance(&r->uring, n);
+    io_uring_cq_advance(&r->uring, reaped);
     return (int)n;
 }

@@ -9,12 +9,10 @@
 
 #include "util.h"
 
-#define IO_RING_ENTRIES 64 /* SQ entries per shard ring: a WAL write pair, a wake read, timers */
+#define IO_RING_ENTRIES 64  /* SQ entries per shard ring: a WAL write pair, a wake read, timers */
+#define IO_RING_SYNTH_MAX 8 /* fault injection: synthetic completions / fsync failures queued */
 
-struct io_ring {
-    struct io_uring uring; /* the kernel ring */
-    unsigned queued;       /* SQEs prepared and not yet submitted */
-};
+struct io_fault;
 
 /* A completion as the loop sees it. */
 struct io_event {
@@ -22,7 +20,18 @@ struct io_event {
     int res;      /* bytes transferred, 0, or -errno */
 };
 
-CS_MUST_CHECK int io_ring_init(struct io_ring *r);
+struct io_ring {
+    struct io_uring uring;  /* the kernel ring */
+    unsigned queued;        /* SQEs prepared and not yet submitted */
+    struct io_fault *fault; /* fault plan applied to writes and fsyncs, or NULL (borrowed) */
+    /* Fault injection only (untouched while fault is NULL): */
+    struct io_event synth[IO_RING_SYNTH_MAX]; /* completions of operations never submitted */
+    unsigned synth_count;                     /* entries of synth[] not yet delivered */
+    uint64_t fsync_fail[IO_RING_SYNTH_MAX];   /* tags of submitted fsyncs that must report -EIO */
+    unsigned fsync_fail_count;                /* entries of fsync_fail[] in use */
+};
+
+CS_MUST_CHECK int io_ring_init(struct io_ring *r, struct io_fault *fault);
 void io_ring_exit(struct io_ring *r);
 
 /* Prepare a write of len bytes at offset off; with sync, linked to an fdatasync of the same fd

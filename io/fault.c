@@ -1,0 +1,288 @@
+/* Fault injection for cstore's I/O: the plan (what fails, when) and the decisions.
+ *
+ * SPEC. A comma-separated list of key=value pairs, e.g. "seed=7,write_eio=20,fsync_eio=0.5%":
+ *   seed=U64          seeds every random decision (default 0)
+ *   write_eio=T       the write fails with -EIO; nothing reaches the file
+ *   write_enospc=T    the write fails with -ENOSPC; nothing reaches the file
+ *   short_write=T     only a random prefix of the write reaches the file; the short count is
+ *                     reported (the caller sees a short write)
+ *   torn_write=T      only a random non-empty prefix reaches the file, then the process is killed
+ *                     with SIGKILL (a torn write followed by a crash)
+ *   fsync_eio=T       the fdatasync reports -EIO (the data it covers may or may not be durable)
+ *   enospc=T          the preallocation of a file (a WAL segment) fails with -ENOSPC
+ *   latency_us=U32    sleep this long before every write and fdatasync is submitted
+ * A trigger T is either N (a positive integer: the Nth call of that kind in the database,
+ * counted from 1, fires exactly once) or P% (P a decimal in 0..100 with at most 7 digits after
+ * the point: each call of that kind fires independently with probability P/100). Each key may
+ * appear once. Anything else (unknown key, empty value, trailing junk, overflow, P > 100) makes
+ * the spec invalid: CS_EOPTVAL.
+ *
+ * KINDS AND COUNTERS. There are three kinds of calls, each with its own counter shared by every
+ * shard of the database: writes (io_fault_on_write), fdatasyncs (io_fault_on_fsync) and
+ * preallocations (io_fault_on_allocate). write_eio, write_enospc, short_write and torn_write all
+ * look at the same write counter; when several fire on one write, torn_write wins over
+ * short_write, short_write over write_eio, write_eio over write_enospc.
+ *
+ * REPRODUCIBILITY. No shared random state: the decision for the call numbered n of a kind is a
+ * pure function of (seed, trigger, n) — a SplitMix64 hash — and counters are atomics. So the
+ * same spec and the same sequence of calls of a kind give the same faults, however the calls of
+ * different kinds or different shards interleave; and the plan is lock-free and thread-safe.
+ *
+ * What a decision does to the I/O is io/ring.c's business (synthetic completions, short
+ * submissions, the kill); io/fault.c only decides. */
+#include "fault.h"
+
+#include "cstore.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAULT_SPEC_MAX 1024u        /* longest spec accepted, in bytes */
+#define FAULT_PROB_SCALE 1000000000 /* probabilities are kept in parts per 10^9 */
+#define FAULT_FRAC_DIGITS_MAX 7u    /* digits after the point in "P%": 10^-7 percent = 1 ppb */
+
+/* One trigger: off, "the Nth call", or "each call with probability ppb / 10^9". */
+struct fault_trigger {
+    uint64_t nth; /* fire on call number nth (1-based); 0 = not an Nth trigger */
+    uint32_t ppb; /* probability per call in parts per 10^9; 0 = never */
+    uint32_t id;  /* distinct per trigger: salts the hash so triggers draw independently */
+};
+
+struct io_fault {
+    uint64_t seed;                     /* seeds every random decision */
+    uint32_t latency_us;               /* added before every write and fdatasync */
+    struct fault_trigger write_eio;    /* writes failing with -EIO */
+    struct fault_trigger write_enospc; /* writes failing with -ENOSPC */
+    struct fault_trigger short_write;  /* writes cut short */
+    struct fault_trigger torn_write;   /* writes cut short, then SIGKILL */
+    struct fault_trigger fsync_eio;    /* fdatasyncs failing with -EIO */
+    struct fault_trigger enospc;       /* preallocations failing with -ENOSPC */
+    _Atomic uint64_t writes;           /* io_fault_on_write calls so far */
+    _Atomic uint64_t fsyncs;           /* io_fault_on_fsync calls so far */
+    _Atomic uint64_t allocs;           /* io_fault_on_allocate calls so far */
+};
+
+/* SplitMix64's finaliser: a well-mixed 64-bit hash of x. */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* The random draw of trigger t (or salt) for call number n. */
+static uint64_t fault_draw(const struct io_fault *f, uint32_t salt, uint64_t n)
+{
+    return mix64(mix64(f->seed ^ ((uint64_t)salt << 48)) ^ n);
+}
+
+static bool trigger_fires(const struct io_fault *f, const struct fault_trigger *t, uint64_t n)
+{
+    cs_assert(n > 0);
+    if (t->nth)
+        return n == t->nth;
+    if (t->ppb == 0)
+        return false;
+    return fault_draw(f, t->id, n) % FAULT_PROB_SCALE < t->ppb;
+}
+
+/* ---- parsing ---- */
+
+/* Parse a decimal u64 from s[0..len): digits only, no sign, no overflow. */
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 20)
+        return CS_EOPTVAL;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return CS_EOPTVAL;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return CS_EOPTVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parse "P%" (P = digits[.digits], 0 <= P <= 100) into parts per 10^9. */
+static int parse_percent(const char *s, size_t len, uint32_t *ppb)
+{
+    cs_assert(len > 0 && s[len - 1] == '%');
+    len--;
+    const char *dot = memchr(s, '.', len);
+    size_t int_len = dot ? (size_t)(dot - s) : len;
+    size_t frac_len = dot ? len - int_len - 1 : 0;
+    uint64_t whole, frac = 0;
+    if (int_len > 3 || parse_u64(s, int_len, &whole))
+        return CS_EOPTVAL;
+    if (dot &&
+        (frac_len == 0 || frac_len > FAULT_FRAC_DIGITS_MAX || parse_u64(dot + 1, frac_len, &frac)))
+        return CS_EOPTVAL;
+    for (size_t i = frac_len; i < FAULT_FRAC_DIGITS_MAX; i++)
+        frac *= 10; /* frac in units of 10^-7 percent = 1 ppb */
+    uint64_t v = whole * 10000000ull + frac;
+    if (v > FAULT_PROB_SCALE)
+        return CS_EOPTVAL;
+    *ppb = (uint32_t)v;
+    return 0;
+}
+
+static int parse_trigger(const char *s, size_t len, struct fault_trigger *t)
+{
+    if (len == 0)
+        return CS_EOPTVAL;
+    if (s[len - 1] == '%')
+        return parse_percent(s, len, &t->ppb);
+    uint64_t n = 0;
+    if (parse_u64(s, len, &n) || n == 0)
+        return CS_EOPTVAL;
+    t->nth = n;
+    return 0;
+}
+
+static bool key_is(const char *key, size_t klen, const char *name)
+{
+    return strlen(name) == klen && memcmp(key, name, klen) == 0;
+}
+
+/* Apply one "key=value" pair; seen is a bit per key, so that each key appears once. */
+static int parse_pair(struct io_fault *f, const char *key, size_t klen, const char *val,
+                      size_t vlen, uint32_t *seen)
+{
+    struct fault_trigger *triggers[] = {&f->write_eio,  &f->write_enospc, &f->short_write,
+                                        &f->torn_write, &f->fsync_eio,    &f->enospc};
+    const char *names[] = {"write_eio",  "write_enospc", "short_write",
+                           "torn_write", "fsync_eio",    "enospc"};
+    _Static_assert(CS_ARRAY_SIZE(triggers) == CS_ARRAY_SIZE(names), "one name per trigger");
+    uint32_t bit;
+    int rc = CS_EOPTVAL;
+    uint64_t n = 0;
+    if (key_is(key, klen, "seed")) {
+        bit = 1u << 30;
+        rc = parse_u64(val, vlen, &f->seed);
+    } else if (key_is(key, klen, "latency_us")) {
+        bit = 1u << 29;
+        rc = parse_u64(val, vlen, &n);
+        if (rc == 0 && n > UINT32_MAX)
+            rc = CS_EOPTVAL;
+        f->latency_us = (uint32_t)n;
+    } else {
+        for (bit = 0; bit < CS_ARRAY_SIZE(names); bit++) {
+            if (key_is(key, klen, names[bit])) {
+                rc = parse_trigger(val, vlen, triggers[bit]);
+                break;
+            }
+        }
+        if (bit == CS_ARRAY_SIZE(names))
+            return CS_EOPTVAL; /* unknown key */
+        bit = 1u << bit;
+    }
+    if (rc)
+        return rc;
+    if (*seen & bit)
+        return CS_EOPTVAL; /* a key given twice */
+    *seen |= bit;
+    return 0;
+}
+
+static int parse_spec(struct io_fault *f, const char *spec)
+{
+    size_t len = strnlen(spec, FAULT_SPEC_MAX + 1);
+    if (len == 0 || len > FAULT_SPEC_MAX)
+        return CS_EOPTVAL;
+    uint32_t seen = 0;
+    const char *p = spec, *end = spec + len;
+    for (unsigned pairs = 0; p <= end; pairs++) {
+        cs_assert(pairs <= FAULT_SPEC_MAX);
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        if (!eq || eq == p)
+            return CS_EOPTVAL; /* "key" without "=value", or an empty key or item */
+        int rc = parse_pair(f, p, (size_t)(eq - p), eq + 1, (size_t)(stop - eq - 1), &seen);
+        if (rc)
+            return rc;
+        p = stop + 1;
+    }
+    return 0;
+}
+
+int io_fault_create(const char *spec, struct io_fault **out)
+{
+    cs_assert(out != NULL);
+    *out = NULL;
+    if (!spec)
+        return CS_EOPTVAL;
+    struct io_fault *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    f->write_eio.id = 1;
+    f->write_enospc.id = 2;
+    f->short_write.id = 3;
+    f->torn_write.id = 4;
+    f->fsync_eio.id = 5;
+    f->enospc.id = 6;
+    int rc = parse_spec(f, spec);
+    if (rc) {
+        free(f);
+        return rc;
+    }
+    atomic_init(&f->writes, 0);
+    atomic_init(&f->fsyncs, 0);
+    atomic_init(&f->allocs, 0);
+    *out = f;
+    return 0;
+}
+
+void io_fault_destroy(struct io_fault *f)
+{
+    free(f);
+}
+
+/* ---- decisions ---- */
+
+enum io_fault_action io_fault_on_write(struct io_fault *f, size_t len, size_t *prefix)
+{
+    cs_assert(f != NULL);
+    cs_assert(prefix != NULL);
+    uint64_t n = atomic_fetch_add(&f->writes, 1) + 1;
+    if (trigger_fires(f, &f->torn_write, n)) {
+        /* A non-empty prefix when there is room for one: a torn write, not just a lost one. */
+        *prefix = len > 1 ? 1 + fault_draw(f, 100, n) % (len - 1) : 0;
+        return IO_FAULT_TORN_CRASH;
+    }
+    if (trigger_fires(f, &f->short_write, n)) {
+        *prefix = len > 0 ? fault_draw(f, 101, n) % len : 0;
+        return IO_FAULT_SHORT;
+    }
+    if (trigger_fires(f, &f->write_eio, n))
+        return IO_FAULT_EIO;
+    if (trigger_fires(f, &f->write_enospc, n))
+        return IO_FAULT_ENOSPC;
+    return IO_FAULT_NONE;
+}
+
+bool io_fault_on_fsync(struct io_fault *f)
+{
+    cs_assert(f != NULL);
+    uint64_t n = atomic_fetch_add(&f->fsyncs, 1) + 1;
+    return trigger_fires(f, &f->fsync_eio, n);
+}
+
+bool io_fault_on_allocate(struct io_fault *f)
+{
+    cs_assert(f != NULL);
+    uint64_t n = atomic_fetch_add(&f->allocs, 1) + 1;
+    return trigger_fires(f, &f->enospc, n);
+}
+
+uint32_t io_fault_latency_us(const struct io_fault *f)
+{
+    cs_assert(f != NULL);
+    return f->latency_us;
+}

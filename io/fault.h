@@ -1,0 +1,45 @@
+/* Fault injection for cstore's I/O: a per-database plan of failures that io/ applies to the
+ * WAL's writes and fdatasyncs and to file preallocation. Off by default: with no plan (NULL) the
+ * I/O paths pay one pointer test. Seeded and reproducible: the same spec and the same sequence of
+ * I/O calls inject the same faults. Shared by every shard of a database (thread-safe). */
+#ifndef CS_IO_FAULT_H
+#define CS_IO_FAULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct io_fault;
+
+/* What to do to one write. */
+enum io_fault_action {
+    IO_FAULT_NONE,       /* write normally */
+    IO_FAULT_EIO,        /* fail with -EIO, write nothing */
+    IO_FAULT_SHORT,      /* write only *prefix bytes and report that count (a short write) */
+    IO_FAULT_TORN_CRASH, /* write only *prefix bytes, then kill the process (SIGKILL) */
+    IO_FAULT_ENOSPC,     /* fail with -ENOSPC, write nothing */
+};
+
+/* Parse a spec, e.g. "seed=7,write_eio=20" (the 20th write fails) or "fsync_eio=1%" (each
+ * fdatasync fails with probability 1%). Keys: seed, write_eio, fsync_eio, short_write,
+ * torn_write, enospc (preallocations), write_enospc (writes), latency_us (added to every write
+ * and fsync); bitflip is not here (bit flips at rest are done by cstore-fault on closed files).
+ * A value N means "the Nth such call" (1-based, across the database, fires once), N% or N.M% a
+ * probability per call. io/fault.c describes the grammar and the counters.
+ * Returns 0, CS_EOPTVAL on a malformed spec, or -ENOMEM. */
+CS_MUST_CHECK int io_fault_create(const char *spec, struct io_fault **out);
+void io_fault_destroy(struct io_fault *f);
+
+/* Decide the fate of the next write of len bytes; for SHORT and TORN_CRASH, *prefix receives the
+ * byte count that reaches the file (0 <= *prefix < len). */
+enum io_fault_action io_fault_on_write(struct io_fault *f, size_t len, size_t *prefix);
+/* true: the next fdatasync fails with -EIO. */
+bool io_fault_on_fsync(struct io_fault *f);
+/* true: the next preallocation fails with -ENOSPC. */
+bool io_fault_on_allocate(struct io_fault *f);
+/* Microseconds of latency to add to each write and fsync (0 = none). */
+uint32_t io_fault_latency_us(const struct io_fault *f);
+
+#endif

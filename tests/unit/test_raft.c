@@ -826,6 +826,134 @@ static void test_4_1_truncated_configuration_is_rolled_back(void **state)
     raft_free(r);
 }
 
+/* ---- §5.1 persistent state across a restart -------------------------------------------- */
+
+#define TSTORE_ENTRIES_MAX 64u
+
+/* A minimal struct raft_storage: entry data points into the test's string literals or into
+ * copies kept in `bytes`. */
+struct tstore {
+    struct raft_hard_state hs;
+    struct raft_snapshot snap;
+    struct raft_entry ents[TSTORE_ENTRIES_MAX];
+    uint8_t bytes[TSTORE_ENTRIES_MAX][16];
+    uint64_t last;
+};
+
+static int ts_load(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *snap,
+                   uint64_t *last)
+{
+    struct tstore *t = ctx;
+    *hs = t->hs;
+    *snap = t->snap;
+    *last = t->last;
+    return 0;
+}
+
+static int ts_read(void *ctx, uint64_t lo, uint64_t hi, struct raft_entry *out)
+{
+    struct tstore *t = ctx;
+    for (uint64_t i = lo; i <= hi; i++)
+        out[i - lo] = t->ents[i];
+    return 0;
+}
+
+static int ts_append(void *ctx, const struct raft_entry *es, size_t n)
+{
+    struct tstore *t = ctx;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t at = es[i].index;
+        if (at != t->last + 1 || at >= TSTORE_ENTRIES_MAX || es[i].len > 16)
+            return CS_EINVAL;
+        t->ents[at] = es[i];
+        if (es[i].len) {
+            memcpy(t->bytes[at], es[i].data, es[i].len);
+            t->ents[at].data = t->bytes[at];
+        }
+        t->last = at;
+    }
+    return 0;
+}
+
+static int ts_truncate(void *ctx, uint64_t from)
+{
+    struct tstore *t = ctx;
+    if (from <= t->last)
+        t->last = from - 1;
+    return 0;
+}
+
+static int ts_save_hs(void *ctx, const struct raft_hard_state *hs)
+{
+    struct tstore *t = ctx;
+    t->hs = *hs;
+    return 0;
+}
+
+static int ts_save_snap(void *ctx, const struct raft_snapshot *snap)
+{
+    (void)ctx;
+    (void)snap;
+    return CS_EINVAL; /* not used here */
+}
+
+static void persist_all(struct raft *r, const struct raft_storage *st)
+{
+    for (int k = 0; k < 16 && raft_has_ready(r); k++) {
+        struct raft_ready rd;
+        raft_ready(r, &rd);
+        assert_int_equal(raft_ready_persist(&rd, st), 0);
+        raft_advance(r);
+    }
+}
+
+static void test_5_1_term_vote_and_log_survive_restart(void **state)
+{
+    (void)state;
+    static struct tstore ts;
+    memset(&ts, 0, sizeof(ts));
+    struct raft_storage st = {.ctx = &ts,
+                              .load = ts_load,
+                              .read_entries = ts_read,
+                              .append = ts_append,
+                              .truncate_suffix = ts_truncate,
+                              .save_hard_state = ts_save_hs,
+                              .save_snapshot = ts_save_snap};
+    uint64_t rnd = 0;
+    struct raft_config c = config(1, 3, &rnd, false, false);
+    struct raft *r;
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    struct raft_entry es[2] = {{.term = 3, .index = 1, .len = 2, .data = (const uint8_t *)"ab"},
+                               {.term = 3, .index = 2}};
+    struct raft_msg a = app(3, 2, 0, 0, es, 2, 1);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_msg v = {
+        .type = RAFT_MSG_VOTE, .term = 4, .from = 3, .to = 1, .index = 2, .log_term = 3};
+    assert_int_equal(raft_step(r, &v), 0);
+    persist_all(r, &st);
+    raft_free(r); /* crash after persisting */
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    assert_int_equal(raft_term(r), 4);
+    assert_int_equal(raft_last_index(r), 2);
+    assert_int_equal(raft_commit(r), 1);
+    assert_memory_equal(raft_entry_at(r, 1)->data, "ab", 2);
+    /* it voted for 3 in term 4 before the crash: node 2 cannot get its vote in term 4 */
+    v.from = 2;
+    assert_int_equal(raft_step(r, &v), 0);
+    struct raft_msg out[4];
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_true(out[0].reject);
+    /* the committed entry is handed out again for the state machine to rebuild */
+    raft_free(r);
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_int_equal(rd.committed_n, 1);
+    assert_int_equal(rd.committed[0].index, 1);
+    raft_advance(r);
+    raft_free(r);
+}
+
 /* ---- wire format ------------------------------------------------------------------------ */
 
 static void test_wire_round_trip_and_every_bit_flip_is_corrupt(void **state)
@@ -912,6 +1040,7 @@ int main(void)
         cmocka_unit_test(test_4_2_1_promotion_waits_for_learner_catch_up),
         cmocka_unit_test(test_4_1_leader_cannot_remove_itself),
         cmocka_unit_test(test_4_1_truncated_configuration_is_rolled_back),
+        cmocka_unit_test(test_5_1_term_vote_and_log_survive_restart),
         cmocka_unit_test(test_wire_round_trip_and_every_bit_flip_is_corrupt),
         cmocka_unit_test(test_conf_decode_rejects_duplicates_and_overlap),
     };

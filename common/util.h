@@ -40,6 +40,11 @@ static inline size_t cs_max_size(size_t a, size_t b)
     return a > b ? a : b;
 }
 
+static inline uint64_t cs_max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
 static inline uint64_t cs_min_u64(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "io/fault.h"
 #include "io/file.h"
 
 #define META_NAME "CSTORE"
@@ -268,6 +269,8 @@ static int start_shards(cs_db *db, const int *cpus)
             .wal_compress_bytes = db->opt.wal_compress_bytes,
             .batch_max = db->opt.batch_max,
             .memory_bytes_max = mem,
+            .fault = db->fault,
+            .checkpoint_wal_bytes = db->opt.checkpoint_wal_bytes,
         };
         rc = shard_launch(&db->shards[launched], &cfg);
         if (rc)
@@ -295,6 +298,7 @@ static void db_free(cs_db *db)
     if (db->lock_fd >= 0)
         close(db->lock_fd);
     pthread_mutex_destroy(&db->ddl);
+    io_fault_destroy(db->fault);
     free(db->shards);
     free(db);
 }
@@ -336,7 +340,12 @@ int cs_open(const char *dir, const cs_options *o, cs_db **out)
         options_defaults(&db->opt);
     unsigned recorded = 0;
     int cpus[CS_SHARDS_MAX];
-    int rc = db_prepare_dir(db, dir);
+    const char *fault = db->opt.fault[0] ? db->opt.fault : getenv("CSTORE_FAULT");
+    int rc = fault && fault[0] ? io_fault_create(fault, &db->fault) : 0;
+    if (rc == CS_EOPTVAL)
+        snprintf(last_error, sizeof(last_error), "bad fault-injection spec \"%s\"", fault);
+    if (!rc)
+        rc = db_prepare_dir(db, dir);
     if (!rc)
         rc = meta_read(db->dir, &recorded);
     if (!rc)
@@ -534,6 +543,23 @@ int cs_collection_list(cs_db *db, char ***names, size_t *count)
         rc = names_pack(ws, db->nshards, names, count);
     for (unsigned i = 0; i < db->nshards; i++)
         cs_mem_free(ws[i].req.out);
+    free(ws);
+    return rc;
+}
+
+/* ---- checkpoints ---- */
+
+int cs_checkpoint(cs_db *db)
+{
+    if (!db)
+        return CS_EINVAL;
+    struct waiter *ws = calloc(db->nshards, sizeof(*ws));
+    if (!ws)
+        return -ENOMEM;
+    for (unsigned i = 0; i < db->nshards; i++)
+        waiter_init(&ws[i], SHARD_CHECKPOINT);
+    int rc;
+    db_broadcast(db, ws, 0, &rc);
     free(ws);
     return rc;
 }

@@ -12,12 +12,13 @@
 #include "shards/shard.h"
 
 struct cs_db {
-    char dir[PATH_MAX];    /* data folder */
-    struct cs_options opt; /* options in force */
-    unsigned nshards;      /* shard count */
-    struct shard *shards;  /* nshards shards */
-    int lock_fd;           /* holds dir/LOCK */
-    pthread_mutex_t ddl;   /* serialises collection create/drop (cold path) */
+    char dir[PATH_MAX];     /* data folder */
+    struct cs_options opt;  /* options in force */
+    unsigned nshards;       /* shard count */
+    struct shard *shards;   /* nshards shards */
+    int lock_fd;            /* holds dir/LOCK */
+    pthread_mutex_t ddl;    /* serialises collection create/drop (cold path) */
+    struct io_fault *fault; /* fault-injection plan (option `fault` or $CSTORE_FAULT), or NULL */
 };
 
 /* A request whose submitter blocks until it completes (futex wait after a short spin). */

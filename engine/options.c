@@ -12,9 +12,11 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/fault.h"
 #include "shards/wal.h"
 
 #define WAL_SEGMENT_BYTES_MIN (1ull << 20)
@@ -31,6 +33,7 @@ void options_defaults(struct cs_options *o)
     o->wal_segment_bytes = 64ull << 20;
     o->wal_compress_bytes = 4096;
     o->batch_max = 256;
+    o->checkpoint_wal_bytes = 256ull << 20;
 }
 
 cs_options *cs_options_new(void)
@@ -178,10 +181,26 @@ int cs_options_set(cs_options *o, const char *name, const char *value)
         return set_u32(&o->wal_compress_bytes, value, 0, WAL_FRAME_RAW_MAX, true);
     if (strcmp(name, "batch_max") == 0)
         return set_u32(&o->batch_max, value, 1, BATCH_MAX_MAX, false);
+    if (strcmp(name, "checkpoint_wal_bytes") == 0) {
+        rc = parse_u64(value, 0, UINT64_MAX, true, &x);
+        if (!rc)
+            o->checkpoint_wal_bytes = x;
+        return rc;
+    }
     if (strcmp(name, "memory_limit") == 0) {
         rc = parse_u64(value, 0, UINT64_MAX, true, &x);
         if (!rc)
             o->memory_limit = x;
+        return rc;
+    }
+    if (strcmp(name, "fault") == 0) {
+        if (strlen(value) >= sizeof(o->fault))
+            return CS_EOPTVAL;
+        struct io_fault *f = NULL;
+        rc = value[0] ? io_fault_create(value, &f) : 0;
+        io_fault_destroy(f);
+        if (!rc)
+            snprintf(o->fault, sizeof(o->fault), "%s", value);
         return rc;
     }
     return CS_EOPTION;

@@ -20,6 +20,8 @@ struct cs_options {
     uint32_t wal_compress_bytes;      /* LZ4 threshold, 0 = off */
     uint32_t batch_max;               /* requests per loop iteration */
     uint64_t memory_limit;            /* tree bytes per database, 0 = unlimited */
+    uint64_t checkpoint_wal_bytes;    /* WAL bytes that trigger a shard checkpoint, 0 = never */
+    char fault[256];                  /* fault-injection spec ("" = off; see io/fault.h) */
 };
 
 void options_defaults(struct cs_options *o);

@@ -76,6 +76,7 @@ struct shard_coll {
     uint32_t id;                  /* shard-local id, never reused */
     uint32_t refs;                /* 1 while in the catalog + 1 per open snapshot */
     bool dropped;                 /* removed from the catalog */
+    uint64_t undo_seq;            /* frame whose undo holds a snapshot of this tree (0: none) */
     uint8_t name_len;             /* bytes of name */
     char name[CS_NAME_MAX + 1];   /* NUL-terminated */
     struct btree tree;            /* the records */
@@ -170,7 +171,128 @@ static void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint6
                              uint64_t count_before)
 {
     sh->tree_bytes += c->tree.bytes - before;
-    sh->stats.records += c->tree.count - count_before;
+    if (!c->dropped)
+        sh->stats.records += c->tree.count - count_before;
+}
+
+/* ---- frame undo ----
+ * In sync mode a write changes the trees before its frame is durable. If that frame cannot be
+ * written (ENOSPC, or an I/O error), what it changed is taken back, so that no reader ever sees
+ * it: before a frame first changes a tree, the tree is snapshotted (O(1)); catalog changes are
+ * logged. undo[wal.open] belongs to the frame being filled, undo[wal.open ^ 1] to the frame in
+ * flight. A durable frame releases its undo; a failed one restores it. */
+
+static int undo_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    uint32_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*arr, (size_t)n * elem);
+    if (!p)
+        return -ENOMEM;
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+/* Make room for a request's undo entries, so that recording them cannot fail. */
+static int undo_reserve(struct shard *sh, size_t trees, size_t cats)
+{
+    if (!sh->undo_on)
+        return 0;
+    struct frame_undo *u = &sh->undo[sh->wal.open];
+    int rc = undo_grow((void **)&u->trees, &u->cap_trees, u->ntrees + (uint32_t)trees,
+                       sizeof(*u->trees));
+    if (!rc)
+        rc =
+            undo_grow((void **)&u->cats, &u->cap_cats, u->ncats + (uint32_t)cats, sizeof(*u->cats));
+    return rc;
+}
+
+/* Snapshot c's tree before the open frame first changes it. */
+static void undo_touch(struct shard *sh, struct shard_coll *c)
+{
+    if (!sh->undo_on || c->undo_seq == sh->frame_seq)
+        return;
+    struct frame_undo *u = &sh->undo[sh->wal.open];
+    cs_assert(u->ntrees < u->cap_trees);
+    struct undo_tree *e = &u->trees[u->ntrees++];
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    btree_snap_take(&c->tree, &e->snap);
+    tree_bytes_after(sh, c, before, count);
+    e->coll = c;
+    c->refs++;
+    c->undo_seq = sh->frame_seq;
+}
+
+static void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c)
+{
+    if (!sh->undo_on)
+        return;
+    struct frame_undo *u = &sh->undo[sh->wal.open];
+    cs_assert(u->ncats < u->cap_cats);
+    u->cats[u->ncats].op = op;
+    u->cats[u->ncats].coll = c;
+    u->ncats++;
+    c->refs++;
+}
+
+/* The frame is durable: drop what could have taken it back. */
+static void undo_release(struct shard *sh, struct frame_undo *u)
+{
+    for (uint32_t i = 0; i < u->ntrees; i++) {
+        struct shard_coll *c = u->trees[i].coll;
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        btree_snap_release(&c->tree, &u->trees[i].snap);
+        tree_bytes_after(sh, c, before, count);
+        coll_unref(sh, c);
+    }
+    for (uint32_t i = 0; i < u->ncats; i++)
+        coll_unref(sh, u->cats[i].coll);
+    u->ntrees = 0;
+    u->ncats = 0;
+}
+
+static void coll_relink(struct shard *sh, struct shard_coll *c)
+{
+    cs_assert(c->dropped);
+    uint32_t b = name_bucket(c->name, c->name_len);
+    c->next_name = sh->by_name[b];
+    sh->by_name[b] = c;
+    c->next_id = sh->by_id[c->id & (COLL_BUCKETS - 1)];
+    sh->by_id[c->id & (COLL_BUCKETS - 1)] = c;
+    c->dropped = false;
+    c->refs++;
+    sh->stats.collections++;
+    sh->stats.records += c->tree.count;
+}
+
+/* The frame failed: put trees and catalog back as they were before it. */
+static void undo_rollback(struct shard *sh, struct frame_undo *u)
+{
+    for (uint32_t i = 0; i < u->ntrees; i++) {
+        struct shard_coll *c = u->trees[i].coll;
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        btree_restore(&c->tree, &u->trees[i].snap);
+        tree_bytes_after(sh, c, before, count);
+    }
+    for (uint32_t i = u->ncats; i-- > 0;) {
+        struct shard_coll *c = u->cats[i].coll;
+        if (u->cats[i].op == UNDO_CREATE && !c->dropped)
+            coll_remove(sh, c);
+        else if (u->cats[i].op == UNDO_DROP && c->dropped)
+            coll_relink(sh, c);
+    }
+    undo_release(sh, u);
+}
+
+static void undo_free(struct frame_undo *u)
+{
+    free(u->trees);
+    free(u->cats);
+    memset(u, 0, sizeof(*u));
 }
 
 /* ---- recovery ---- */
@@ -270,10 +392,11 @@ static void pending_complete(struct shard *sh)
         sh->pending_tail = NULL;
 }
 
-/* A WAL write failed: read-only from now on; everything waiting on durability fails. */
-static void pending_fail(struct shard *sh, int err)
+/* Everything waiting on durability fails with err; with read_only, the shard also stops taking
+ * writes until it is reopened (a failed write or fdatasync is never retried). */
+static void pending_fail(struct shard *sh, int err, bool read_only)
 {
-    if (!sh->io_error) {
+    if (read_only && !sh->io_error) {
         fprintf(stderr,
                 "cstore: shard %u: WAL write failed (%s); the shard is read-only until "
                 "the database is reopened\n",
@@ -292,6 +415,171 @@ static void pending_fail(struct shard *sh, int err)
         r = next;
     }
     sh->pending_head = sh->pending_tail = NULL;
+}
+
+/* ---- checkpoints ----
+ * The shard snapshots every collection (O(1) each) and hands the snapshots to a writer thread,
+ * which writes snap-<lsn>.tmp (see checkpoint.c) while the loop keeps serving. When the writer is
+ * done and every LSN the checkpoint holds is durable, the shard publishes it (rename, folder
+ * fsync: a few milliseconds on the loop, once per checkpoint) and removes the WAL segments it
+ * covers. Requests that arrive while one is being written get the next one. */
+
+static void shard_wake(struct shard *sh);
+
+static void *ckpt_main(void *arg)
+{
+    struct shard *sh = arg;
+    int rc = ckpt_write(sh->ckpt); /* also kept in the job, read by ckpt_poll */
+    (void)rc;
+    atomic_store(&sh->ckpt_written, 1);
+    shard_wake(sh);
+    return NULL;
+}
+
+static void ckpt_release(struct shard *sh, struct ckpt_job *job)
+{
+    for (size_t i = 0; i < job->ncolls; i++) {
+        struct shard_coll *c = job->colls[i].owner;
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        btree_snap_release(&c->tree, &job->colls[i].snap);
+        tree_bytes_after(sh, c, before, count);
+        coll_unref(sh, c);
+    }
+    free(job->colls);
+    free(job);
+}
+
+static int ckpt_start(struct shard *sh)
+{
+    cs_assert(!sh->ckpt);
+    size_t n = 0;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name)
+            n++;
+    struct ckpt_job *job = calloc(1, sizeof(*job));
+    if (job)
+        job->colls = calloc(n ? n : 1, sizeof(*job->colls));
+    if (!job || !job->colls) {
+        free(job);
+        return -ENOMEM;
+    }
+    snprintf(job->dir, sizeof(job->dir), "%s", sh->dir);
+    job->shard = sh->cfg.index;
+    job->lsn = sh->applied_lsn;
+    job->next_coll_id = sh->next_coll_id;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            struct ckpt_coll *k = &job->colls[job->ncolls++];
+            k->id = c->id;
+            k->name_len = c->name_len;
+            memcpy(k->name, c->name, c->name_len);
+            uint64_t before = tree_bytes_before(c), count = c->tree.count;
+            btree_snap_take(&c->tree, &k->snap);
+            tree_bytes_after(sh, c, before, count);
+            k->owner = c;
+            c->refs++;
+        }
+    sh->ckpt = job;
+    atomic_store(&sh->ckpt_written, 0);
+    int rc = -pthread_create(&sh->ckpt_thread, NULL, ckpt_main, sh);
+    if (rc) {
+        sh->ckpt = NULL;
+        ckpt_release(sh, job);
+        return rc;
+    }
+    sh->wal_bytes_since_ckpt = 0;
+    return 0;
+}
+
+static void ckpt_answer(struct shard_req *list, int rc)
+{
+    while (list) {
+        struct shard_req *next = list->next;
+        req_complete(list, rc);
+        list = next;
+    }
+}
+
+/* Publish the written checkpoint once what it holds is durable; then start a queued one. */
+static void ckpt_poll(struct shard *sh)
+{
+    struct ckpt_job *job = sh->ckpt;
+    if (!job || !atomic_load(&sh->ckpt_written))
+        return;
+    if (!job->rc && !sh->io_error && sh->durable_lsn < job->lsn)
+        return;
+    pthread_join(sh->ckpt_thread, NULL);
+    int rc = job->rc ? job->rc : (sh->io_error ? CS_EIO : 0);
+    if (!rc)
+        rc = ckpt_publish(sh->dir, job->lsn);
+    if (!rc)
+        rc = wal_drop_before(&sh->wal, job->lsn);
+    if (!rc) {
+        sh->ckpt_lsn = job->lsn;
+        sh->stats.checkpoints++;
+        sh->stats.checkpoint_lsn = job->lsn;
+    } else {
+        fprintf(stderr, "cstore: shard %u: checkpoint at LSN %" PRIu64 " failed: %s\n",
+                sh->cfg.index, job->lsn, cs_strerror(rc));
+    }
+    sh->ckpt = NULL;
+    ckpt_release(sh, job);
+    struct shard_req *done = sh->ckpt_waiters;
+    sh->ckpt_waiters = sh->ckpt_next;
+    sh->ckpt_next = NULL;
+    ckpt_answer(done, rc);
+    if (sh->ckpt_waiters) {
+        rc = sh->io_error ? CS_EIO : ckpt_start(sh);
+        if (rc) {
+            ckpt_answer(sh->ckpt_waiters, rc);
+            sh->ckpt_waiters = NULL;
+        }
+    }
+}
+
+static void exec_checkpoint(struct shard *sh, struct shard_req *r)
+{
+    if (!sh->wal_on) {
+        req_complete(r, CS_ENOTSUP);
+        return;
+    }
+    if (sh->io_error) {
+        req_complete(r, CS_EIO);
+        return;
+    }
+    if (sh->ckpt) {
+        r->next = sh->ckpt_next;
+        sh->ckpt_next = r;
+        return;
+    }
+    int rc = ckpt_start(sh);
+    if (rc) {
+        req_complete(r, rc);
+        return;
+    }
+    r->next = NULL;
+    sh->ckpt_waiters = r;
+}
+
+/* Recovery: collections and records of the newest checkpoint. */
+static int load_coll(void *arg, uint32_t id, const char *name, size_t len)
+{
+    struct shard *sh = arg;
+    if (coll_find_id(sh, id) || coll_find(sh, name, len))
+        return CS_ECORRUPT;
+    sh->load_coll = coll_add(sh, id, name, len);
+    return sh->load_coll ? 0 : -ENOMEM;
+}
+
+static int load_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct shard *sh = arg;
+    struct shard_coll *c = sh->load_coll;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    bool replaced = false;
+    int rc = btree_put(&c->tree, key, klen, val, vlen, &replaced);
+    tree_bytes_after(sh, c, before, count);
+    return rc ? rc : (replaced ? CS_ECORRUPT : 0);
 }
 
 /* ---- executing requests ---- */
@@ -314,6 +602,7 @@ static int coll_for_write(struct shard *sh, const char *name, size_t len, struct
         c = coll_add(sh, sh->next_coll_id, name, len);
         if (!c)
             return -ENOMEM;
+        undo_catalog(sh, UNDO_CREATE, c);
         if (sh->wal_on) {
             struct wal_rec rec = {.type = WAL_COLL_CREATE, .coll = c->id, .key = name, .klen = len};
             sh->applied_lsn = wal_append(&sh->wal, &rec);
@@ -335,15 +624,16 @@ static int exec_put(struct shard *sh, struct shard_req *r)
         return rc;
     struct wal_rec rec = {
         .type = WAL_PUT, .key = r->key, .klen = r->klen, .val = r->val, .vlen = r->vlen};
-    if (sh->wal_on) {
+    rc = undo_reserve(sh, 1, 1);
+    if (!rc && sh->wal_on)
         rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec) + create_rec_bytes(r->coll_len));
-        if (rc)
-            return rc;
-    }
+    if (rc)
+        return rc;
     struct shard_coll *c;
     rc = coll_for_write(sh, r->coll, r->coll_len, &c);
     if (rc)
         return rc;
+    undo_touch(sh, c);
     uint64_t before = tree_bytes_before(c), count = c->tree.count;
     rc = btree_put(&c->tree, r->key, r->klen, r->val, r->vlen, NULL);
     tree_bytes_after(sh, c, before, count);
@@ -366,11 +656,12 @@ static int exec_del(struct shard *sh, struct shard_req *r)
     if (!c)
         return CS_ENOTFOUND;
     struct wal_rec rec = {.type = WAL_DEL, .coll = c->id, .key = r->key, .klen = r->klen};
-    if (sh->wal_on) {
+    rc = undo_reserve(sh, 1, 0);
+    if (!rc && sh->wal_on)
         rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
-        if (rc)
-            return rc;
-    }
+    if (rc)
+        return rc;
+    undo_touch(sh, c);
     uint64_t before = tree_bytes_before(c), count = c->tree.count;
     rc = btree_del(&c->tree, r->key, r->klen);
     tree_bytes_after(sh, c, before, count);
@@ -473,6 +764,7 @@ static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state
         b->coll[i] = c;
         if (!c)
             continue;
+        undo_touch(sh, c);
         batch_snapshot(b, c);
         uint64_t before = tree_bytes_before(c), count = c->tree.count;
         if (op->type == WAL_PUT)
@@ -515,11 +807,11 @@ static int exec_batch(struct shard *sh, struct shard_req *r)
     int rc = write_allowed(sh);
     if (rc)
         return rc;
-    if (sh->wal_on) {
+    rc = undo_reserve(sh, r->nops, r->nops);
+    if (!rc && sh->wal_on)
         rc = wal_reserve(&sh->wal, batch_wal_bytes(r));
-        if (rc)
-            return rc;
-    }
+    if (rc)
+        return rc;
     struct batch_state b;
     rc = batch_alloc(sh, &b, r->nops);
     if (rc)
@@ -542,11 +834,11 @@ static int exec_coll_create(struct shard *sh, struct shard_req *r)
         return CS_EEXIST;
     if (sh->io_error)
         return CS_EIO;
-    if (sh->wal_on) {
-        int rc = wal_reserve(&sh->wal, create_rec_bytes(r->coll_len));
-        if (rc)
-            return rc;
-    }
+    int rc = undo_reserve(sh, 0, 1);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, create_rec_bytes(r->coll_len));
+    if (rc)
+        return rc;
     struct shard_coll *c;
     return coll_for_write(sh, r->coll, r->coll_len, &c);
 }
@@ -559,12 +851,14 @@ static int exec_coll_drop(struct shard *sh, struct shard_req *r)
     if (sh->io_error)
         return CS_EIO;
     struct wal_rec rec = {.type = WAL_COLL_DROP, .coll = c->id};
-    if (sh->wal_on) {
-        int rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
-        if (rc)
-            return rc;
+    int rc = undo_reserve(sh, 0, 1);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
+    if (rc)
+        return rc;
+    if (sh->wal_on)
         sh->applied_lsn = wal_append(&sh->wal, &rec);
-    }
+    undo_catalog(sh, UNDO_DROP, c);
     coll_remove(sh, c);
     return 0;
 }
@@ -747,6 +1041,9 @@ static void exec(struct shard *sh, struct shard_req *r)
         exec_stats(sh, r);
         req_complete(r, 0);
         return;
+    case SHARD_CHECKPOINT:
+        exec_checkpoint(sh, r);
+        return;
     case SHARD_STOP:
         sh->stopping = true;
         sh->stop_req = r;
@@ -759,6 +1056,32 @@ static void exec(struct shard *sh, struct shard_req *r)
 }
 
 /* ---- WAL I/O ---- */
+
+/* A frame could not be made durable. With ENOSPC in sync mode nothing of it reached the file:
+ * its changes (and the open frame's, which build on them) are taken back, what waited on them
+ * fails with -ENOSPC, and the shard stays writable, so that it works again once space is freed.
+ * Any other error is fail-stop: the same rollback (readers must never see what is not durable),
+ * then read-only until reopen. In async mode writes were acknowledged already: fail-stop. */
+static void frame_failed(struct shard *sh, int err, bool in_flight)
+{
+    if (sh->undo_on) {
+        undo_rollback(sh, &sh->undo[sh->wal.open]);
+        if (in_flight)
+            undo_rollback(sh, &sh->undo[sh->wal.open ^ 1u]);
+        sh->frame_seq++;
+        sh->applied_lsn = sh->durable_lsn;
+    }
+    if (err == -ENOSPC && sh->undo_on) {
+        if (in_flight)
+            wal_rewind(&sh->wal, &sh->io);
+        else
+            wal_discard_open(&sh->wal);
+        sh->stats.wal_enospc++;
+        pending_fail(sh, -ENOSPC, false);
+        return;
+    }
+    pending_fail(sh, err == -ENOSPC ? -ENOSPC : CS_EIO, true);
+}
 
 static void wal_submit(struct shard *sh)
 {
@@ -777,9 +1100,10 @@ static void wal_submit(struct shard *sh)
     sh->delay_done = false;
     int rc = wal_seal(&sh->wal, &sh->io);
     if (rc) {
-        pending_fail(sh, rc);
+        frame_failed(sh, rc, false);
         return;
     }
+    sh->frame_seq++;
     bool sync = sh->cfg.durability == SHARD_SYNC;
     rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, sync, TAG_WRITE);
     cs_assert(rc == 0); /* the ring has room: at most one frame is in flight */
@@ -797,14 +1121,20 @@ static void wal_completed(struct shard *sh, uint64_t tag, int res)
     if (--sh->io_wait > 0)
         return;
     if (sh->io_res) {
-        pending_fail(sh, sh->io_res == -ENOSPC ? -ENOSPC : CS_EIO);
+        frame_failed(sh, sh->io_res, true);
         return;
     }
     wal_io_done(&sh->wal);
+    if (sh->undo_on)
+        undo_release(sh, &sh->undo[sh->wal.open ^ 1u]);
     sh->written_lsn = sh->io.last_lsn;
     sh->stats.wal_frames++;
     sh->stats.wal_records += sh->io.records;
     sh->stats.wal_bytes += sh->io.len;
+    sh->wal_bytes_since_ckpt += sh->io.len;
+    if (sh->cfg.checkpoint_wal_bytes && sh->wal_bytes_since_ckpt >= sh->cfg.checkpoint_wal_bytes &&
+        !sh->ckpt && !sh->stopping && ckpt_start(sh) != 0)
+        sh->wal_bytes_since_ckpt = 0; /* try again after as much WAL again */
     if (sh->cfg.durability == SHARD_SYNC) {
         sh->stats.wal_syncs++;
         sh->durable_lsn = sh->io.last_lsn;
@@ -854,7 +1184,7 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
     case TAG_FSYNC:
         sh->fsync_in_flight = false;
         if (ev->res < 0) {
-            pending_fail(sh, CS_EIO);
+            pending_fail(sh, CS_EIO, true);
             break;
         }
         sh->stats.wal_syncs++;
@@ -899,7 +1229,7 @@ static unsigned drain(struct shard *sh)
 
 static bool work_left(struct shard *sh)
 {
-    return sh->io_wait > 0 || sh->fsync_in_flight || sh->pending_head ||
+    return sh->io_wait > 0 || sh->fsync_in_flight || sh->pending_head || sh->ckpt ||
            (sh->wal_on && !sh->io_error && wal_open_bytes(&sh->wal) > 0) ||
            (sh->cfg.durability == SHARD_ASYNC && !sh->io_error &&
             sh->written_lsn > sh->durable_lsn);
@@ -917,7 +1247,8 @@ static unsigned wait_count(struct shard *sh, unsigned drained)
         return 0;
     atomic_store(&sh->sleeping, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!sh->stopping && (sh->queue || ck_pr_load_ptr(&sh->inbox.head) != NULL)) {
+    bool ckpt_ready = sh->ckpt && atomic_load(&sh->ckpt_written);
+    if ((!sh->stopping && (sh->queue || ck_pr_load_ptr(&sh->inbox.head) != NULL)) || ckpt_ready) {
         atomic_store(&sh->sleeping, 0);
         return 0;
     }
@@ -937,11 +1268,12 @@ static void loop(struct shard *sh)
         int n = io_ring_run(&sh->ring, wait, ev, EVENTS_MAX);
         atomic_store(&sh->sleeping, 0);
         if (n < 0) {
-            pending_fail(sh, n);
+            pending_fail(sh, n, true);
             continue;
         }
         for (int i = 0; i < n; i++)
             handle_event(sh, &ev[i]);
+        ckpt_poll(sh);
     }
 }
 
@@ -979,7 +1311,7 @@ static int shard_setup(struct shard *sh)
     sh->by_id = calloc(COLL_BUCKETS, sizeof(*sh->by_id));
     if (!sh->by_name || !sh->by_id)
         return -ENOMEM;
-    rc = io_ring_init(&sh->ring);
+    rc = io_ring_init(&sh->ring, sh->cfg.fault);
     if (rc)
         return rc;
     if (sh->cfg.durability == SHARD_NONE)
@@ -990,9 +1322,22 @@ static int shard_setup(struct shard *sh)
         .arena = sh->arena,
         .segment_bytes = sh->cfg.wal_segment_bytes,
         .compress_bytes = sh->cfg.wal_compress_bytes,
+        .fault = sh->cfg.fault,
     };
     struct wal_recovery info;
+    memset(&info, 0, sizeof(info));
     uint64_t t0 = cs_now_ns();
+    uint32_t next_id = 0;
+    rc = ckpt_load(sh->dir, sh->cfg.index, load_coll, load_rec, sh, &sh->ckpt_lsn, &next_id,
+                   info.message, sizeof(info.message));
+    if (rc) {
+        snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
+        return rc;
+    }
+    if (next_id > sh->next_coll_id)
+        sh->next_coll_id = next_id;
+    sh->stats.checkpoint_lsn = sh->ckpt_lsn;
+    wc.base_lsn = sh->ckpt_lsn;
     rc = wal_open(&sh->wal, &wc, replay_apply, sh, &info);
     sh->stats.recovery_us = (cs_now_ns() - t0) / 1000u;
     if (info.message[0])
@@ -1003,8 +1348,11 @@ static int shard_setup(struct shard *sh)
     if (rc)
         return rc;
     sh->wal_on = true;
+    sh->undo_on = sh->cfg.durability == SHARD_SYNC;
+    sh->frame_seq = 1;
     sh->stats.recovered_records = info.records;
-    sh->applied_lsn = sh->durable_lsn = sh->written_lsn = info.last_lsn;
+    sh->stats.recovery_torn_bytes = info.torn_bytes;
+    sh->applied_lsn = sh->durable_lsn = sh->written_lsn = cs_max_u64(info.last_lsn, sh->ckpt_lsn);
     return 0;
 }
 
@@ -1017,6 +1365,10 @@ static void shard_teardown(struct shard *sh)
     }
     if (sh->ring.uring.ring_fd > 0)
         io_ring_exit(&sh->ring);
+    for (int i = 0; i < 2; i++) {
+        undo_release(sh, &sh->undo[i]);
+        undo_free(&sh->undo[i]);
+    }
     shard_free_colls(sh);
 }
 
@@ -1093,7 +1445,12 @@ void shard_submit(struct shard *sh, struct shard_req *r)
 {
     cs_assert(sh->started);
     ck_stack_push_upmc(&sh->inbox, &r->link);
-    /* Pairs with the fence in wait_count(): either the shard sees the request before it
+    shard_wake(sh);
+}
+
+static void shard_wake(struct shard *sh)
+{
+    /* Pairs with the fence in wait_count(): either the shard sees the new work before it
      * sleeps, or this thread sees the sleeping flag and wakes it. */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&sh->sleeping, memory_order_relaxed) &&

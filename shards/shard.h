@@ -14,6 +14,7 @@
 #include "cstore.h"
 #include "io/ring.h"
 #include "shards/btree.h"
+#include "shards/checkpoint.h"
 #include "shards/wal.h"
 #include "util.h"
 
@@ -31,6 +32,7 @@ enum shard_op {
     SHARD_SNAP_READ,   /* snap, key, scan_mode, scan_max -> out records, out_count, out_end */
     SHARD_SNAP_CLOSE,  /* snap */
     SHARD_STATS,       /* -> stats */
+    SHARD_CHECKPOINT,  /* write a checkpoint; completes once it is published */
     SHARD_STOP,        /* finish pending writes and leave the loop */
 };
 
@@ -99,9 +101,30 @@ struct shard_config {
     uint32_t wal_compress_bytes;    /* compression threshold */
     uint32_t batch_max;             /* requests taken per loop iteration */
     uint64_t memory_bytes_max;      /* tree bytes this shard may hold; 0 = no limit */
+    uint64_t checkpoint_wal_bytes;  /* checkpoint once this much WAL was written; 0 = never */
+    struct io_fault *fault;         /* fault plan for its I/O, or NULL (borrowed) */
 };
 
 struct shard_coll;
+
+/* Undo of one WAL frame (see shard.c). */
+enum { UNDO_CREATE, UNDO_DROP };
+struct undo_tree {
+    struct shard_coll *coll; /* referenced */
+    struct btree_snap snap;  /* its tree before the frame */
+};
+struct undo_cat {
+    uint8_t op;              /* UNDO_CREATE or UNDO_DROP */
+    struct shard_coll *coll; /* referenced */
+};
+struct frame_undo {
+    struct undo_tree *trees; /* trees the frame changed */
+    uint32_t ntrees;         /* entries used */
+    uint32_t cap_trees;      /* entries allocated */
+    struct undo_cat *cats;   /* catalog changes, in order */
+    uint32_t ncats;          /* entries used */
+    uint32_t cap_cats;       /* entries allocated */
+};
 
 struct shard {
     /* Shared with application threads. */
@@ -140,6 +163,17 @@ struct shard {
     bool stopping;                     /* SHARD_STOP received */
     struct shard_req *stop_req;        /* to complete when the loop ends */
     int io_error;                      /* non-zero: read-only after this error */
+    bool undo_on;                      /* sync mode: frames can be taken back */
+    uint64_t frame_seq;                /* sequence number of the open frame (from 1) */
+    struct frame_undo undo[2];         /* per WAL slot: what its frame changed */
+    struct ckpt_job *ckpt;             /* checkpoint being written, or NULL */
+    pthread_t ckpt_thread;             /* its writer */
+    _Atomic int ckpt_written;          /* the writer finished (it then wakes the loop) */
+    struct shard_req *ckpt_waiters;    /* checkpoint requests the running one answers */
+    struct shard_req *ckpt_next;       /* checkpoint requests that need a newer one */
+    uint64_t ckpt_lsn;                 /* LSN of the newest published checkpoint */
+    uint64_t wal_bytes_since_ckpt;     /* WAL bytes written since the last checkpoint began */
+    struct shard_coll *load_coll;      /* recovery: collection the checkpoint is loading */
     struct shard_req *queue;           /* taken from the inbox, not yet executed (FIFO) */
     struct shard_req *pending_head;    /* requests waiting for durability, in LSN order */
     struct shard_req *pending_tail;    /* last of them */

@@ -69,6 +69,7 @@
 #include <xxhash.h>
 
 #include "cstore.h"
+#include "io/fault.h"
 #include "io/file.h"
 
 #define WAL_SEG_MAGIC "CSWALSEG"
@@ -301,7 +302,7 @@ static int seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
         return rc;
     uint8_t hdr[WAL_SEGMENT_HEADER_BYTES];
     seg_header_encode(hdr, w->shard, first_lsn, size);
-    rc = io_file_preallocate(fd, size);
+    rc = w->fault && io_fault_on_allocate(w->fault) ? -ENOSPC : io_file_preallocate(fd, size);
     if (!rc)
         rc = io_file_pwrite(fd, hdr, sizeof(hdr), 0);
     if (!rc)
@@ -393,6 +394,7 @@ struct replay {
     uint8_t *raw;              /* decompression buffer */
     size_t raw_cap;            /* its size */
     uint64_t expect_lsn;       /* LSN the next frame must start with (0 = any) */
+    uint64_t base_lsn;         /* records up to this LSN are in a checkpoint: skipped */
 };
 
 static int corrupt(struct replay *r, const char *path, uint64_t off, const char *what)
@@ -439,6 +441,8 @@ static int replay_frame(struct replay *r, const uint8_t *p, const struct frame_h
         struct wal_rec rec;
         if (wal_rec_decode(body, h->raw, &pos, &rec))
             return corrupt(r, path, off, "malformed WAL record");
+        if (h->first_lsn + i <= r->base_lsn)
+            continue;
         int rc = r->apply(r->arg, h->first_lsn + i, &rec);
         if (rc == CS_ECORRUPT)
             return corrupt(r, path, off, "WAL record inconsistent with the log before it");
@@ -571,19 +575,28 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
     w->arena = cfg->arena;
     w->segment_bytes = cfg->segment_bytes;
     w->compress_bytes = cfg->compress_bytes;
+    w->fault = cfg->fault;
     int rc = slot_init(w, &w->slot[0]);
     if (!rc)
         rc = slot_init(w, &w->slot[1]);
     struct seg_list segs = {0};
     if (!rc)
         rc = seg_list_read(w->dir, &segs);
-    struct replay r = {.w = w, .apply = apply, .arg = arg, .info = info};
+    struct replay r = {.w = w, .apply = apply, .arg = arg, .info = info, .base_lsn = cfg->base_lsn};
+    if (!rc && segs.count && segs.lsn[0] > cfg->base_lsn + 1) {
+        char path[PATH_MAX];
+        if (seg_path(path, sizeof(path), w->dir, segs.lsn[0], false) == 0)
+            rc = corrupt(&r, path, 0,
+                         "WAL records between the checkpoint and this segment are missing");
+    }
     for (size_t i = 0; !rc && i < segs.count; i++)
         rc = replay_file(&r, segs.lsn[i], i + 1 == segs.count);
     w->segments = segs.count;
     w->next_lsn = info->last_lsn + 1;
     if (!rc && segs.count && info->last_lsn == 0)
         w->next_lsn = segs.lsn[segs.count - 1];
+    if (w->next_lsn <= cfg->base_lsn)
+        w->next_lsn = cfg->base_lsn + 1;
     free(segs.lsn);
     free(r.raw);
     if (!rc && w->fd < 0)
@@ -776,4 +789,51 @@ void wal_io_done(struct wal *w)
     cs_assert(w->in_flight);
     w->in_flight = false;
     slot_reset(&w->slot[w->open ^ 1u]);
+}
+
+void wal_discard_open(struct wal *w)
+{
+    struct wal_slot *s = &w->slot[w->open];
+    cs_assert(s->batch_mark == 0);
+    if (s->records)
+        w->next_lsn = s->first_lsn;
+    slot_reset(s);
+}
+
+void wal_rewind(struct wal *w, const struct wal_io *io)
+{
+    cs_assert(w->in_flight);
+    struct wal_slot *flight = &w->slot[w->open ^ 1u];
+    cs_assert(flight->last_lsn == io->last_lsn);
+    cs_assert(io->fd == w->fd);
+    w->next_lsn = flight->first_lsn;
+    w->seg_off = io->off;
+    w->in_flight = false;
+    slot_reset(flight);
+    slot_reset(&w->slot[w->open]);
+}
+
+int wal_drop_before(struct wal *w, uint64_t lsn)
+{
+    struct seg_list segs = {0};
+    int rc = seg_list_read(w->dir, &segs);
+    if (rc)
+        return rc;
+    size_t dropped = 0;
+    /* Segment i holds LSNs [lsn[i], lsn[i+1]): all covered when lsn[i+1] <= lsn + 1. */
+    for (size_t i = 0; i + 1 < segs.count && !rc; i++) {
+        if (segs.lsn[i + 1] > lsn + 1 || segs.lsn[i] == w->seg_first_lsn)
+            break;
+        char path[PATH_MAX];
+        rc = seg_path(path, sizeof(path), w->dir, segs.lsn[i], false);
+        if (!rc)
+            rc = unlink(path) == 0 ? 0 : -errno;
+        if (!rc)
+            dropped++;
+    }
+    free(segs.lsn);
+    w->segments -= dropped;
+    if (dropped && !rc)
+        rc = io_dir_sync(w->dir);
+    return rc;
 }

@@ -11,6 +11,8 @@
 
 #include "util.h"
 
+struct io_fault;
+
 #define WAL_SEGMENT_HEADER_BYTES 64
 #define WAL_FRAME_HEADER_BYTES 48
 #define WAL_RECORD_HEADER_BYTES 12
@@ -43,6 +45,8 @@ struct wal_config {
     unsigned arena;          /* jemalloc arena for buffers */
     uint64_t segment_bytes;  /* preallocated size of a segment */
     uint32_t compress_bytes; /* compress frame bodies of at least this size; 0 = never */
+    struct io_fault *fault;  /* fault plan, or NULL (borrowed for the log's lifetime) */
+    uint64_t base_lsn;       /* records up to this LSN are in a checkpoint: skip them */
 };
 
 /* Called once per record during recovery, in LSN order. A non-zero return stops recovery and
@@ -89,6 +93,7 @@ struct wal {
     unsigned arena;          /* allocation arena */
     uint64_t segment_bytes;  /* size of new segments */
     uint32_t compress_bytes; /* compression threshold */
+    struct io_fault *fault;  /* fault plan or NULL */
     int fd;                  /* segment being appended to */
     uint64_t seg_first_lsn;  /* first LSN of that segment */
     uint64_t seg_size;       /* its preallocated size */
@@ -125,6 +130,15 @@ size_t wal_open_bytes(const struct wal *w);
 CS_MUST_CHECK int wal_seal(struct wal *w, struct wal_io *io);
 /* The sealed frame's write finished (successfully). */
 void wal_io_done(struct wal *w);
+/* Forget the open frame's records (they were rolled back); their LSNs will be reused. */
+void wal_discard_open(struct wal *w);
+/* The sealed frame io could not be written (ENOSPC): forget it and the open frame, and append
+ * the next frame where io would have gone, reusing its LSNs. */
+void wal_rewind(struct wal *w, const struct wal_io *io);
+
+/* Remove the segments whose records all have LSNs <= lsn (never the one being appended to), then
+ * fsync the folder. */
+CS_MUST_CHECK int wal_drop_before(struct wal *w, uint64_t lsn);
 
 /* Decode the record at *off of buf[0..len) and advance *off. CS_ECORRUPT on any bad length or
  * type. Used by recovery and to walk a batch's nested records. */

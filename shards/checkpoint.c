@@ -1,0 +1,478 @@
+/* Checkpoints of one shard.
+ *
+ * A checkpoint is the content of every collection of a shard as of one LSN, written from O(1)
+ * copy-on-write snapshots by a helper thread while the shard goes on serving (the shard takes the
+ * snapshots, which is O(collections); nothing else stops). Recovery loads the newest checkpoint
+ * and replays the WAL records after its LSN, so WAL segments it covers can be removed.
+ *
+ * FILE `snap-<lsn, 16 hex>` (written as `.tmp`, fsynced, renamed, folder fsynced; little-endian)
+ *
+ * HEADER (64 bytes, offset 0)
+ *    0   8  magic "CSSNAP01"
+ *    8   4  format version (1)
+ *   12   4  shard index
+ *   16   8  LSN: every record with an LSN <= this is in the file, none after it
+ *   24   4  next collection id of the shard
+ *   28  28  zero
+ *   56   8  XXH3_64 of bytes 0..55
+ *
+ * BLOCKS, back to back after the header; each one:
+ *    0   4  magic "CSBK"
+ *    4   4  flags: bit 0 = payload LZ4-compressed
+ *    8   4  raw payload bytes (<= CKPT_BLOCK_RAW_MAX)
+ *   12   4  stored payload bytes
+ *   16   4  entries in the payload
+ *   20   4  zero
+ *   24   8  XXH3_64 of the stored payload
+ *   32   -  payload
+ *   The raw payload is a sequence of entries:
+ *     collection: u8 1, u8 name bytes, u32 id, name       (starts a collection)
+ *     record:     u8 2, u16 key bytes, u32 value bytes, key, value  (belongs to the last
+ *                 collection; keys strictly increasing within it)
+ *
+ * FOOTER (64 bytes, right after the last block)
+ *    0   8  magic "CSSNAPFT"
+ *    8   8  blocks
+ *   16   8  collections
+ *   24   8  records
+ *   32   8  XXH3_64 over the block checksums, in order
+ *   40   8  offset of the footer (= file bytes before it)
+ *   48   8  zero
+ *   56   8  XXH3_64 of bytes 0..55
+ *
+ * VALIDITY. Every checksum must match, every length must stay inside its block and file, the
+ * counts in the footer must equal what the blocks hold, and the footer must end the file. Anything
+ * else is CS_ECORRUPT naming the file and offset: a damaged checkpoint is never half-loaded. */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cstore.h"
+#include "io/file.h"
+
+#define CKPT_MAGIC "CSSNAP01"
+#define CKPT_FOOTER_MAGIC "CSSNAPFT"
+#define CKPT_BLOCK_MAGIC 0x4b425343u /* "CSBK" */
+#define CKPT_VERSION 1u
+#define CKPT_HEADER_BYTES 64u
+#define CKPT_FOOTER_BYTES 64u
+#define CKPT_BLOCK_HEADER_BYTES 32u
+#define CKPT_BLOCK_TARGET (1u << 20) /* a block is closed once its payload reaches this */
+#define CKPT_BLOCK_RAW_MAX (CKPT_BLOCK_TARGET + CS_KEY_MAX + CS_VALUE_MAX + 64u)
+#define CKPT_ENTRY_COLL 1u
+#define CKPT_ENTRY_REC 2u
+#define CKPT_FLAG_LZ4 1u
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static int ckpt_path(char *buf, size_t size, const char *dir, uint64_t lsn, bool tmp)
+{
+    int n = snprintf(buf, size, "%s/snap-%016" PRIx64 "%s", dir, lsn, tmp ? ".tmp" : "");
+    return n >= (int)size ? -ENAMETOOLONG : 0;
+}
+
+/* ---- writing ---- */
+
+struct writer {
+    int fd;             /* the .tmp file */
+    uint64_t off;       /* where the next block goes */
+    uint8_t *raw;       /* block payload being filled */
+    size_t raw_len;     /* bytes in raw */
+    uint32_t entries;   /* entries in raw */
+    uint8_t *out;       /* header + compressed payload */
+    size_t out_cap;     /* bytes of out */
+    uint64_t blocks;    /* blocks written */
+    XXH3_state_t *sums; /* running hash of the block checksums */
+};
+
+static int writer_flush(struct writer *w)
+{
+    if (w->raw_len == 0)
+        return 0;
+    uint8_t *hdr = w->out;
+    int c = LZ4_compress_default((const char *)w->raw, (char *)w->out + CKPT_BLOCK_HEADER_BYTES,
+                                 (int)w->raw_len, (int)(w->out_cap - CKPT_BLOCK_HEADER_BYTES));
+    uint32_t flags = 0;
+    size_t stored = w->raw_len;
+    if (c > 0 && (size_t)c < w->raw_len) {
+        flags = CKPT_FLAG_LZ4;
+        stored = (size_t)c;
+    } else {
+        memcpy(w->out + CKPT_BLOCK_HEADER_BYTES, w->raw, w->raw_len);
+    }
+    uint64_t sum = XXH3_64bits(w->out + CKPT_BLOCK_HEADER_BYTES, stored);
+    memset(hdr, 0, CKPT_BLOCK_HEADER_BYTES);
+    put32(hdr, CKPT_BLOCK_MAGIC);
+    put32(hdr + 4, flags);
+    put32(hdr + 8, (uint32_t)w->raw_len);
+    put32(hdr + 12, (uint32_t)stored);
+    put32(hdr + 16, w->entries);
+    put64(hdr + 24, sum);
+    XXH3_64bits_update(w->sums, &sum, sizeof(sum));
+    int rc = io_file_pwrite(w->fd, w->out, CKPT_BLOCK_HEADER_BYTES + stored, w->off);
+    if (rc)
+        return rc;
+    w->off += CKPT_BLOCK_HEADER_BYTES + stored;
+    w->blocks++;
+    w->raw_len = 0;
+    w->entries = 0;
+    return 0;
+}
+
+static int writer_add(struct writer *w, const void *head, size_t hlen, const void *a, size_t alen,
+                      const void *b, size_t blen)
+{
+    if (w->raw_len >= CKPT_BLOCK_TARGET) {
+        int rc = writer_flush(w);
+        if (rc)
+            return rc;
+    }
+    cs_assert(w->raw_len + hlen + alen + blen <= CKPT_BLOCK_RAW_MAX);
+    memcpy(w->raw + w->raw_len, head, hlen);
+    if (alen)
+        memcpy(w->raw + w->raw_len + hlen, a, alen);
+    if (blen)
+        memcpy(w->raw + w->raw_len + hlen + alen, b, blen);
+    w->raw_len += hlen + alen + blen;
+    w->entries++;
+    return 0;
+}
+
+static int write_coll(struct writer *w, const struct ckpt_coll *c, uint64_t *records)
+{
+    uint8_t h[6] = {CKPT_ENTRY_COLL, c->name_len};
+    put32(h + 2, c->id);
+    int rc = writer_add(w, h, sizeof(h), c->name, c->name_len, NULL, 0);
+    struct btree_cursor cur;
+    btree_cursor_init(&cur, &c->snap);
+    for (bool on = btree_cursor_first(&cur); on && !rc; on = btree_cursor_next(&cur)) {
+        const void *k, *v;
+        size_t kl, vl;
+        btree_cursor_get(&cur, &k, &kl, &v, &vl);
+        uint8_t r[7] = {CKPT_ENTRY_REC};
+        uint16_t k16 = (uint16_t)kl;
+        memcpy(r + 1, &k16, 2);
+        put32(r + 3, (uint32_t)vl);
+        rc = writer_add(w, r, sizeof(r), k, kl, v, vl);
+        (*records)++;
+    }
+    return rc;
+}
+
+static void header_encode(uint8_t *h, const struct ckpt_job *job)
+{
+    memset(h, 0, CKPT_HEADER_BYTES);
+    memcpy(h, CKPT_MAGIC, 8);
+    put32(h + 8, CKPT_VERSION);
+    put32(h + 12, job->shard);
+    put64(h + 16, job->lsn);
+    put32(h + 24, job->next_coll_id);
+    put64(h + 56, XXH3_64bits(h, 56));
+}
+
+static int write_all(struct ckpt_job *job, struct writer *w)
+{
+    uint8_t h[CKPT_HEADER_BYTES];
+    header_encode(h, job);
+    int rc = io_file_pwrite(w->fd, h, sizeof(h), 0);
+    w->off = CKPT_HEADER_BYTES;
+    for (size_t i = 0; i < job->ncolls && !rc; i++)
+        rc = write_coll(w, &job->colls[i], &job->records);
+    if (!rc)
+        rc = writer_flush(w);
+    if (rc)
+        return rc;
+    uint8_t f[CKPT_FOOTER_BYTES];
+    memset(f, 0, sizeof(f));
+    memcpy(f, CKPT_FOOTER_MAGIC, 8);
+    put64(f + 8, w->blocks);
+    put64(f + 16, job->ncolls);
+    put64(f + 24, job->records);
+    put64(f + 32, XXH3_64bits_digest(w->sums));
+    put64(f + 40, w->off);
+    put64(f + 56, XXH3_64bits(f, 56));
+    rc = io_file_pwrite(w->fd, f, sizeof(f), w->off);
+    job->bytes = w->off + sizeof(f);
+    return rc ? rc : (fsync(w->fd) == 0 ? 0 : -errno);
+}
+
+int ckpt_write(struct ckpt_job *job)
+{
+    char path[PATH_MAX];
+    int rc = ckpt_path(path, sizeof(path), job->dir, job->lsn, true);
+    struct writer w = {.fd = -1};
+    w.raw = malloc(CKPT_BLOCK_RAW_MAX);
+    w.out_cap = CKPT_BLOCK_HEADER_BYTES + (size_t)LZ4_compressBound(CKPT_BLOCK_RAW_MAX);
+    w.out = malloc(w.out_cap);
+    w.sums = XXH3_createState();
+    if (!rc && (!w.raw || !w.out || !w.sums))
+        rc = -ENOMEM;
+    if (!rc) {
+        XXH3_64bits_reset(w.sums);
+        rc = io_file_open(path, O_WRONLY | O_CREAT | O_TRUNC, &w.fd);
+    }
+    job->records = 0;
+    if (!rc)
+        rc = write_all(job, &w);
+    io_file_close(w.fd);
+    if (rc && w.fd >= 0)
+        unlink(path);
+    free(w.raw);
+    free(w.out);
+    XXH3_freeState(w.sums);
+    job->rc = rc;
+    return rc;
+}
+
+/* ---- listing ---- */
+
+/* Newest checkpoint LSN in dir (0 if none); removes .tmp leftovers and, with keep != 0, every
+ * checkpoint older than keep. */
+static int ckpt_scan(const char *dir, uint64_t keep, uint64_t *newest)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    *newest = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t lsn;
+        if (strncmp(e->d_name, "snap-", 5) != 0 || strlen(e->d_name) < 21)
+            continue;
+        if (sscanf(e->d_name + 5, "%16" SCNx64, &lsn) != 1)
+            continue;
+        if (strcmp(e->d_name + 21, ".tmp") == 0) {
+            unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
+        if (e->d_name[21] != '\0')
+            continue;
+        if (keep && lsn < keep) {
+            unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
+        if (lsn > *newest)
+            *newest = lsn;
+    }
+    closedir(d);
+    return 0;
+}
+
+int ckpt_publish(const char *dir, uint64_t lsn)
+{
+    char tmp[PATH_MAX], dst[PATH_MAX];
+    int rc = ckpt_path(tmp, sizeof(tmp), dir, lsn, true);
+    if (!rc)
+        rc = ckpt_path(dst, sizeof(dst), dir, lsn, false);
+    if (!rc)
+        rc = rename(tmp, dst) == 0 ? 0 : -errno;
+    if (!rc)
+        rc = io_dir_sync(dir);
+    uint64_t newest;
+    if (!rc)
+        rc = ckpt_scan(dir, lsn, &newest);
+    if (!rc)
+        rc = io_dir_sync(dir);
+    return rc;
+}
+
+/* ---- loading ---- */
+
+struct loader {
+    const char *path;  /* file being read */
+    const uint8_t *p;  /* its bytes */
+    size_t size;       /* file bytes */
+    ckpt_coll_fn coll; /* consumers */
+    ckpt_rec_fn rec;
+    void *arg;
+    uint8_t *raw;     /* decompression buffer */
+    bool in_coll;     /* a collection entry was seen */
+    uint64_t colls;   /* collections seen */
+    uint64_t records; /* records seen */
+    char *msg;        /* error message */
+    size_t msg_size;
+};
+
+static int bad(struct loader *l, uint64_t off, const char *what)
+{
+    snprintf(l->msg, l->msg_size, "%s in %s at offset %" PRIu64, what, l->path, off);
+    return CS_ECORRUPT;
+}
+
+static int load_entries(struct loader *l, const uint8_t *q, size_t len, uint32_t n, uint64_t off)
+{
+    size_t pos = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (pos >= len)
+            return bad(l, off, "checkpoint block holds fewer entries than it says");
+        int rc;
+        if (q[pos] == CKPT_ENTRY_COLL) {
+            if (len - pos < 6 || q[pos + 1] == 0 || q[pos + 1] > CS_NAME_MAX ||
+                len - pos - 6 < q[pos + 1])
+                return bad(l, off, "bad collection entry in checkpoint");
+            rc = l->coll(l->arg, get32(q + pos + 2), (const char *)q + pos + 6, q[pos + 1]);
+            pos += 6u + q[pos + 1];
+            l->in_coll = true;
+            l->colls++;
+        } else if (q[pos] == CKPT_ENTRY_REC) {
+            uint16_t kl;
+            if (len - pos < 7 || !l->in_coll)
+                return bad(l, off, "bad record entry in checkpoint");
+            memcpy(&kl, q + pos + 1, 2);
+            uint32_t vl = get32(q + pos + 3);
+            if (kl == 0 || kl > CS_KEY_MAX || vl > CS_VALUE_MAX || len - pos - 7 < kl + (size_t)vl)
+                return bad(l, off, "bad record lengths in checkpoint");
+            rc = l->rec(l->arg, q + pos + 7, kl, q + pos + 7 + kl, vl);
+            pos += 7u + kl + vl;
+            l->records++;
+        } else {
+            return bad(l, off, "unknown entry type in checkpoint");
+        }
+        if (rc == CS_ECORRUPT)
+            return bad(l, off, "checkpoint entry inconsistent with the ones before it");
+        if (rc)
+            return rc;
+    }
+    return pos == len ? 0 : bad(l, off, "checkpoint block has bytes after its entries");
+}
+
+static int load_blocks(struct loader *l, uint64_t end, uint64_t nblocks, uint64_t *sum)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return -ENOMEM;
+    XXH3_64bits_reset(st);
+    uint64_t off = CKPT_HEADER_BYTES, n = 0;
+    int rc = 0;
+    while (off < end && !rc) {
+        const uint8_t *h = l->p + off;
+        if (end - off < CKPT_BLOCK_HEADER_BYTES || get32(h) != CKPT_BLOCK_MAGIC) {
+            rc = bad(l, off, "bad checkpoint block header");
+            break;
+        }
+        uint32_t flags = get32(h + 4), raw = get32(h + 8), stored = get32(h + 12);
+        if ((flags & ~CKPT_FLAG_LZ4) || raw > CKPT_BLOCK_RAW_MAX ||
+            stored > end - off - CKPT_BLOCK_HEADER_BYTES ||
+            (!(flags & CKPT_FLAG_LZ4) && stored != raw)) {
+            rc = bad(l, off, "bad checkpoint block lengths");
+            break;
+        }
+        const uint8_t *body = h + CKPT_BLOCK_HEADER_BYTES;
+        uint64_t bsum = get64(h + 24);
+        if (XXH3_64bits(body, stored) != bsum) {
+            rc = bad(l, off, "checkpoint block checksum mismatch");
+            break;
+        }
+        XXH3_64bits_update(st, &bsum, sizeof(bsum));
+        if (flags & CKPT_FLAG_LZ4) {
+            int got =
+                LZ4_decompress_safe((const char *)body, (char *)l->raw, (int)stored, (int)raw);
+            if (got < 0 || (uint32_t)got != raw) {
+                rc = bad(l, off, "checkpoint block does not decompress");
+                break;
+            }
+            body = l->raw;
+        }
+        rc = load_entries(l, body, raw, get32(h + 16), off);
+        off += CKPT_BLOCK_HEADER_BYTES + stored;
+        n++;
+    }
+    *sum = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    if (!rc && n != nblocks)
+        rc = bad(l, end, "checkpoint holds another number of blocks than its footer says");
+    return rc;
+}
+
+static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *next_coll_id)
+{
+    if (l->size < CKPT_HEADER_BYTES + CKPT_FOOTER_BYTES)
+        return bad(l, 0, "checkpoint shorter than its header and footer");
+    const uint8_t *h = l->p;
+    if (memcmp(h, CKPT_MAGIC, 8) != 0 || get64(h + 56) != XXH3_64bits(h, 56))
+        return bad(l, 0, "bad checkpoint header");
+    if (get32(h + 8) != CKPT_VERSION || get32(h + 12) != shard || get64(h + 16) != lsn)
+        return bad(l, 0, "checkpoint header names another version, shard or LSN");
+    uint64_t foff = l->size - CKPT_FOOTER_BYTES;
+    const uint8_t *f = l->p + foff;
+    if (memcmp(f, CKPT_FOOTER_MAGIC, 8) != 0 || get64(f + 56) != XXH3_64bits(f, 56) ||
+        get64(f + 40) != foff)
+        return bad(l, foff, "bad checkpoint footer");
+    uint64_t sum;
+    int rc = load_blocks(l, foff, get64(f + 8), &sum);
+    if (rc)
+        return rc;
+    if (sum != get64(f + 32) || l->colls != get64(f + 16) || l->records != get64(f + 24))
+        return bad(l, foff, "checkpoint content does not match its footer");
+    *next_coll_id = get32(h + 24);
+    return 0;
+}
+
+int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn rec, void *arg,
+              uint64_t *lsn, uint32_t *next_coll_id, char *msg, size_t msg_size)
+{
+    *lsn = 0;
+    *next_coll_id = 0;
+    uint64_t newest;
+    int rc = ckpt_scan(dir, 0, &newest);
+    if (rc || newest == 0)
+        return rc;
+    char path[PATH_MAX];
+    rc = ckpt_path(path, sizeof(path), dir, newest, false);
+    void *buf = NULL;
+    size_t size = 0;
+    if (!rc)
+        rc = io_file_read_all(path, (size_t)1 << 40, &buf, &size);
+    if (rc == CS_ECORRUPT) {
+        snprintf(msg, msg_size, "empty checkpoint %s", path);
+        return rc;
+    }
+    if (rc)
+        return rc;
+    struct loader l = {.path = path,
+                       .p = buf,
+                       .size = size,
+                       .coll = coll,
+                       .rec = rec,
+                       .arg = arg,
+                       .msg = msg,
+                       .msg_size = msg_size};
+    l.raw = malloc(CKPT_BLOCK_RAW_MAX);
+    rc = l.raw ? load_file(&l, shard, newest, next_coll_id) : -ENOMEM;
+    free(l.raw);
+    cs_mem_free(buf);
+    if (!rc)
+        *lsn = newest;
+    return rc;
+}

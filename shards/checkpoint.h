@@ -1,0 +1,53 @@
+/* Checkpoints of one shard: every collection's tree written from copy-on-write snapshots into
+ * snap-<lsn>, and read back at recovery. The file layout is documented at the top of
+ * checkpoint.c. Writing runs on a helper thread and only reads snapshots; publishing (rename and
+ * removal of what the checkpoint covers) is the shard's. */
+#ifndef CS_CHECKPOINT_H
+#define CS_CHECKPOINT_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cstore.h"
+#include "shards/btree.h"
+#include "util.h"
+
+/* One collection to write. */
+struct ckpt_coll {
+    uint32_t id;                /* shard-local collection id */
+    uint8_t name_len;           /* bytes of name */
+    char name[CS_NAME_MAX + 1]; /* collection name */
+    struct btree_snap snap;     /* its records (held by the shard until the job is done) */
+    void *owner;                /* the shard's collection (the shard's business) */
+};
+
+struct ckpt_job {
+    char dir[PATH_MAX];      /* shard folder */
+    unsigned shard;          /* shard index */
+    uint64_t lsn;            /* every record with an LSN <= lsn is in the checkpoint */
+    uint32_t next_coll_id;   /* collection id the shard would give next */
+    struct ckpt_coll *colls; /* collections */
+    size_t ncolls;           /* their count */
+    int rc;                  /* result of ckpt_write */
+    uint64_t records;        /* records written */
+    uint64_t bytes;          /* file bytes written */
+};
+
+/* Write dir/snap-<lsn>.tmp and fsync it. Reads only the snapshots, so any thread may run it while
+ * the shard keeps writing its trees. Returns 0 or -errno / -ENOMEM (also stored in job->rc). */
+CS_MUST_CHECK int ckpt_write(struct ckpt_job *job);
+/* Make snap-<lsn>.tmp the checkpoint: rename, fsync the folder, remove older checkpoints. */
+CS_MUST_CHECK int ckpt_publish(const char *dir, uint64_t lsn);
+
+/* Recovery: load the newest checkpoint of dir, if any, calling coll() for each collection (before
+ * its records) and rec() for each record, in key order. *lsn gets its LSN (0 when there is none)
+ * and *next_coll_id the id counter it recorded. Leftover .tmp files are removed. CS_ECORRUPT when
+ * the newest checkpoint is damaged (msg names file and offset). */
+typedef int (*ckpt_coll_fn)(void *arg, uint32_t id, const char *name, size_t len);
+typedef int (*ckpt_rec_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
+CS_MUST_CHECK int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn rec,
+                            void *arg, uint64_t *lsn, uint32_t *next_coll_id, char *msg,
+                            size_t msg_size);
+
+#endif

@@ -1,17 +1,21 @@
 /* libFuzzer target for the Raft message decoder (raft/raft_msg.c) and for raft_step on whatever
  * it accepts.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Icommon -I. \
- *       tests/fuzz/fuzz_raft_msg.c raft/raft.c raft/raft_msg.c common/util.c -DCS_NO_JEMALLOC \
- *       -lxxhash \
- *       -o build/fuzz_raft_msg && build/fuzz_raft_msg tests/fuzz/corpus_raft_msg
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DCS_NO_JEMALLOC \
+ *       -Iinclude -Icommon -I. tests/fuzz/fuzz_raft_msg.c raft/raft.c raft/raft_msg.c \
+ *       common/util.c -lxxhash -o build/fuzz_raft_msg
+ *   build/fuzz_raft_msg -max_total_time=60 tests/fuzz/corpus_raft_msg
  *
- * Input: byte 0 selects the mode, the rest is a frame. Mode bit 0 set: the harness rewrites the
- * frame's body length and checksum first, so the fuzzer reaches the body rules behind the
- * checksum. Properties checked: the decoder returns 0 or CS_ECORRUPT and never reads outside the
- * input (ASan); a frame it accepts re-encodes to the same bytes; and the decoded message, fed
- * to a follower and to a leader of a three-node group, never trips an assertion (a message that
- * passed the decoder is still input, not trusted). */
+ * Input: byte 0 selects the mode. Bit 2 clear: the rest is one frame; bit 2 set: the rest is a
+ * sequence of frames, each behind a 16-bit little-endian length, stepped in order into one node
+ * (so the fuzzer reaches states that take several messages). Bit 0 set: the harness rewrites
+ * each frame's body length and checksum first, so the fuzzer reaches the body rules behind the
+ * checksum. Bit 1 set: the node is the leader of a three-node group, else a follower.
+ *
+ * Properties checked: the decoder returns 0 or CS_ECORRUPT and never reads outside the input
+ * (ASan); a frame it accepts re-encodes to the same bytes; and stepping what it accepts never
+ * trips an assertion in the core (a message that passed the decoder is still input, not
+ * trusted). */
 #include "raft/raft.h"
 
 #include <cstore.h>
@@ -92,42 +96,67 @@ static void fix_frame(uint8_t *f, size_t len)
         f[16 + i] = (uint8_t)(sum >> (8 * i));
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+#define FUZZ_FRAMES_MAX 64u /* frames stepped per input */
+
+/* Decode f (fixing its length and checksum first if fix), check that it re-encodes to the same
+ * bytes, and step it into *r (created on first use). */
+static void one_frame(uint8_t *f, size_t len, uint8_t mode, struct raft **r, uint64_t *rnd)
 {
-    if (size < 1)
-        return 0;
-    uint8_t mode = data[0];
-    size_t len = size - 1;
-    uint8_t *f = malloc(len ? len : 1);
-    if (!f)
-        return 0;
-    memcpy(f, data + 1, len);
     if ((mode & 1) && len >= RAFT_FRAME_HEADER_BYTES)
         fix_frame(f, len);
     struct raft_msg m;
     int rc = raft_msg_decode(f, len, &m);
     if (rc != 0 && rc != CS_ECORRUPT)
         abort();
-    if (rc == 0) {
-        size_t cap = raft_msg_encoded_bytes(&m), out_len;
-        uint8_t *g = malloc(cap);
-        if (!g || raft_msg_encode(&m, g, cap, &out_len) != 0 || out_len != len ||
-            memcmp(f, g, len) != 0)
-            abort();
-        free(g);
-        uint64_t rnd = 7;
-        struct raft *r = mode & 2 ? leader(&rnd) : node(1, &rnd);
-        m.to = 1;
-        if (m.from == 1)
-            m.from = 2;
-        if (raft_step(r, &m) != 0)
-            abort();
-        drain(r);
-        raft_tick(r);
-        drain(r);
-        raft_free(r);
-        raft_msg_release(&m);
+    if (rc != 0)
+        return;
+    size_t cap = raft_msg_encoded_bytes(&m), out_len;
+    uint8_t *g = malloc(cap);
+    if (!g || raft_msg_encode(&m, g, cap, &out_len) != 0 || out_len != len ||
+        memcmp(f, g, len) != 0)
+        abort();
+    free(g);
+    if (!*r)
+        *r = mode & 2 ? leader(rnd) : node(1, rnd);
+    m.to = 1;
+    if (m.from == 1)
+        m.from = 2;
+    if (raft_step(*r, &m) != 0)
+        abort();
+    drain(*r);
+    raft_tick(*r);
+    drain(*r);
+    raft_msg_release(&m);
+}
+
+/* Byte 0 is the mode; with mode bit 2 the rest is a sequence of frames, each behind a 16-bit
+ * little-endian length, all stepped into one node; otherwise the rest is one frame. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t mode = data[0];
+    uint64_t rnd = 7;
+    struct raft *r = NULL;
+    size_t off = 1;
+    for (unsigned k = 0; k < FUZZ_FRAMES_MAX && off < size; k++) {
+        size_t len = size - off;
+        if (mode & 4) {
+            if (size - off < 2)
+                break;
+            len = (size_t)data[off] | (size_t)data[off + 1] << 8;
+            off += 2;
+            if (len > size - off)
+                len = size - off;
+        }
+        uint8_t *f = malloc(len ? len : 1);
+        if (!f)
+            break;
+        memcpy(f, data + off, len);
+        off += len;
+        one_frame(f, len, mode, &r, &rnd);
+        free(f);
     }
-    free(f);
+    raft_free(r);
     return 0;
 }

@@ -296,9 +296,17 @@ static size_t alloc_class_bytes(size_t size)
     return (size + step - 1) & ~(step - 1);
 }
 
+/* All memory of the tree comes from here; t->fail_alloc_in lets tests make it fail. */
+static void *tree_alloc(struct btree *t, size_t size)
+{
+    if (cs_unlikely(t->fail_alloc_in > 0) && --t->fail_alloc_in == 0)
+        return NULL;
+    return cs_mem_alloc(t->arena, size);
+}
+
 static struct btree_blob *blob_alloc(struct btree *t, const void *val, size_t vlen)
 {
-    struct btree_blob *b = cs_mem_alloc(t->arena, sizeof(*b) + vlen);
+    struct btree_blob *b = tree_alloc(t, sizeof(*b) + vlen);
     if (!b)
         return NULL;
     b->refs = 1;
@@ -363,7 +371,7 @@ static void spare_recycle(struct btree *t, struct btree_node *n)
 CS_MUST_CHECK static int spares_reserve(struct btree *t, unsigned need)
 {
     while (t->spare_count < need) {
-        struct btree_node *n = cs_mem_alloc(t->arena, NODE_BYTES);
+        struct btree_node *n = tree_alloc(t, NODE_BYTES);
         if (!n)
             return -ENOMEM;
         t->bytes += NODE_BYTES;

@@ -31,6 +31,7 @@ struct btree {
     struct btree_node *spare;           /* free nodes kept for the next writes (in bytes) */
     uint32_t spare_count;               /* nodes on the spare list */
     uint32_t snap_count;                /* snapshots taken and not yet released */
+    uint32_t fail_alloc_in;             /* tests: the n-th next allocation fails; 0 = never */
     uint16_t last_pos;                  /* slot of the last in-place insert in last_leaf */
     const struct btree_node *last_leaf; /* leaf of the last insert: sequential-load hint */
 };

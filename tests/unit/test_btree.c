@@ -5,6 +5,7 @@
  * after every batch, and verify each held snapshot against the model copy taken with it,
  * through a cursor in both directions. Seeded: CS_SEED=<n> replays a run; CS_TEST_LONG=1 runs
  * ten times more operations. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -518,6 +519,71 @@ static void test_checker_reports_damaged_key(void **state)
     btree_destroy(&t);
 }
 
+/* Walk two snapshots side by side: same records in the same order. */
+static void snaps_equal(const struct btree_snap *a, const struct btree_snap *b)
+{
+    struct btree_cursor ca, cb;
+    btree_cursor_init(&ca, a);
+    btree_cursor_init(&cb, b);
+    assert_int_equal(a->count, b->count);
+    bool on_a = btree_cursor_first(&ca), on_b = btree_cursor_first(&cb);
+    while (on_a && on_b) {
+        const void *ka, *va, *kb, *vb;
+        size_t kla, vla, klb, vlb;
+        btree_cursor_get(&ca, &ka, &kla, &va, &vla);
+        btree_cursor_get(&cb, &kb, &klb, &vb, &vlb);
+        assert_int_equal(kla, klb);
+        assert_int_equal(vla, vlb);
+        assert_true(memcmp(ka, kb, kla) == 0);
+        assert_true(memcmp(va, vb, vla) == 0);
+        on_a = btree_cursor_next(&ca);
+        on_b = btree_cursor_next(&cb);
+    }
+    assert_false(on_a);
+    assert_false(on_b);
+}
+
+static void test_failed_allocation_leaves_tree_unchanged(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    fill_tens(&t, 3000);
+    struct rng r = {test_seed ^ 0xa11c};
+    uint8_t *big = value_buf(1000, 3);
+    uint8_t k[16];
+    unsigned failures = 0;
+    for (unsigned i = 0; i < 3000; i++) {
+        struct btree_snap before, after;
+        btree_snap_take(&t, &before); /* shares the root: a write must copy its path */
+        uint64_t count = t.count;
+        t.fail_alloc_in = 1 + (uint32_t)rng_below(&r, 4);
+        int rc;
+        key16(k, 10 * (1 + rng_below(&r, 3000)) + rng_below(&r, 2));
+        if (rng_below(&r, 3) == 0)
+            rc = btree_del(&t, k, 16);
+        else
+            rc = btree_put(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, NULL);
+        t.fail_alloc_in = 0;
+        assert_true(rc == 0 || rc == -ENOMEM || rc == CS_ENOTFOUND);
+        assert_tree_ok(&t);
+        if (rc == -ENOMEM) {
+            failures++;
+            assert_int_equal(t.count, count);
+            btree_snap_take(&t, &after);
+            snaps_equal(&before, &after);
+            btree_snap_release(&t, &after);
+        }
+        btree_snap_release(&t, &before);
+    }
+    print_message("%u writes failed to allocate\n", failures);
+    assert_true(failures > 100);
+    assert_tree_ok(&t);
+    btree_destroy(&t);
+    assert_int_equal(t.bytes, 0);
+    free(big);
+}
+
 /* Bytes per record of n records of 16-byte keys and 100-byte values, in the given order. */
 static double load_bytes_per_record(bool random_order, unsigned n)
 {
@@ -900,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_destroy_keeps_live_snapshots_readable),
         cmocka_unit_test(test_delete_everything_frees_all_nodes),
         cmocka_unit_test(test_checker_reports_damaged_key),
+        cmocka_unit_test(test_failed_allocation_leaves_tree_unchanged),
         cmocka_unit_test(test_loads_pack_leaves_within_memory_target),
         cmocka_unit_test(test_sequential_loads_with_snapshots_match),
         cmocka_unit_test(test_random_ops_short_keys_match_model),

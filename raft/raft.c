@@ -69,49 +69,49 @@ struct raft_read_pending {
 };
 
 struct raft {
-    struct raft_config cfg;
-    uint64_t id;
+    struct raft_config cfg; /* copy of the caller's configuration */
+    uint64_t id;            /* this node */
     /* persistent state (§5.1 Figure 2) */
-    uint64_t term;
-    uint64_t vote;
-    struct raft_hard_state persisted_hs; /* last hard state handed out */
+    uint64_t term;                       /* currentTerm */
+    uint64_t vote;                       /* votedFor in term, 0 for none */
+    struct raft_hard_state persisted_hs; /* last hard state handed out for persisting */
     /* the log */
-    struct raft_entry *ents; /* entries snap.index+1 .. last, owned data */
-    size_t ents_n;
-    size_t ents_cap;
-    struct raft_snapshot snap; /* owned data */
-    bool snap_install;         /* snap must go out in the next ready */
-    uint64_t stable;
-    uint64_t commit;
-    uint64_t applied;
+    struct raft_entry *ents;   /* entries snap.index+1 .. last, owned data */
+    size_t ents_n;             /* entries in ents */
+    size_t ents_cap;           /* slots in ents */
+    struct raft_snapshot snap; /* last snapshot (index 0: none), owned data */
+    bool snap_install;         /* snap came from the leader: the next ready installs it */
+    uint64_t stable;           /* last index handed out for persisting */
+    uint64_t commit;           /* commitIndex */
+    uint64_t applied;          /* last index handed out for applying (lastApplied) */
     /* configuration */
-    struct raft_conf conf;
-    uint64_t conf_index;
-    struct raft_progress *prs; /* RAFT_NODES_MAX slots */
+    struct raft_conf conf;     /* in force: newest in the log, else the snapshot's */
+    uint64_t conf_index;       /* index of the entry conf came from (snapshot index if none) */
+    struct raft_progress *prs; /* RAFT_NODES_MAX slots, one per member of conf */
     /* volatile */
-    uint8_t role;
-    uint64_t lead;
-    unsigned election_elapsed;
-    unsigned heartbeat_elapsed;
-    unsigned timeout; /* randomized election timeout, ticks */
-    uint64_t transferee;
-    unsigned transfer_elapsed;
-    uint64_t uncommitted_bytes;
+    uint8_t role;               /* enum raft_role */
+    uint64_t lead;              /* leader of term as far as known, 0 if none */
+    unsigned election_elapsed;  /* ticks since the last reset (leader: CheckQuorum period) */
+    unsigned heartbeat_elapsed; /* leader: ticks since the last heartbeat round */
+    unsigned timeout;           /* randomized election timeout, ticks */
+    uint64_t transferee;        /* leader: target of a transfer in progress, 0 if none */
+    unsigned transfer_elapsed;  /* leader: ticks since the transfer began */
+    uint64_t uncommitted_bytes; /* leader: bytes proposed in this term and not yet committed */
     /* ReadIndex */
-    struct raft_read_pending reads[RAFT_READS_MAX];
-    unsigned reads_start;
-    unsigned reads_n;
-    uint64_t read_seq;
-    struct raft_read_state ready_reads[RAFT_READS_MAX];
-    unsigned ready_reads_n;
+    struct raft_read_pending reads[RAFT_READS_MAX];     /* ring: waiting for a quorum */
+    unsigned reads_start;                               /* first of the ring */
+    unsigned reads_n;                                   /* entries in the ring */
+    uint64_t read_seq;                                  /* last heartbeat round started */
+    struct raft_read_state ready_reads[RAFT_READS_MAX]; /* confirmed, for the next ready */
+    unsigned ready_reads_n;                             /* entries in ready_reads */
     /* outbox */
-    struct raft_msg *outbox;
-    void **outbox_mem;
-    size_t outbox_n;
-    size_t outbox_cap; /* grows by doubling up to RAFT_OUTBOX_MAX, never shrinks */
-    bool in_ready;
-    uint64_t ready_last; /* last entry index of the ready being handled */
-    uint64_t ready_applied;
+    struct raft_msg *outbox; /* messages for the next ready */
+    void **outbox_mem;       /* per message: the block owning its entries or snapshot data */
+    size_t outbox_n;         /* messages in outbox */
+    size_t outbox_cap;       /* grows by doubling up to RAFT_OUTBOX_MAX, never shrinks */
+    bool in_ready;           /* between raft_ready and raft_advance */
+    uint64_t ready_last;     /* last entry index of the ready being handled */
+    uint64_t ready_applied;  /* last committed index of the ready being handled */
 };
 
 /* ------------------------------------------------------------------------------------------ */

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "btree.h"
+#include "shards/btree.h"
 #include "cstore.h"
 #include "util.h"
 

@@ -398,9 +398,9 @@ static void pending_fail(struct shard *sh, int err, bool read_only)
 {
     if (read_only && !sh->io_error) {
         fprintf(stderr,
-                "cstore: shard %u: WAL write failed (%s); the shard is read-only until "
-                "the database is reopened\n",
-                sh->cfg.index, cs_strerror(err));
+                "cstore: shard %u: a WAL write or fdatasync failed (%s); the shard is "
+                "read-only until the database is reopened\n",
+                sh->cfg.index, cs_strerror(sh->io_res ? sh->io_res : err));
         sh->io_error = err;
         sh->stats.io_error = err;
     }
@@ -411,7 +411,7 @@ static void pending_fail(struct shard *sh, int err, bool read_only)
             cs_mem_free(r->out);
             r->out = NULL;
         }
-        req_complete(r, CS_EIO);
+        req_complete(r, err);
         r = next;
     }
     sh->pending_head = sh->pending_tail = NULL;

@@ -3,7 +3,8 @@
  * "t<t>-..."; every thread reads the whole collection through cursors). Checked while running:
  * each get and delete agrees with the owner's model; each scan is in strict key order and, for the
  * scanning thread's own keys, shows exactly its model at the time the cursor was opened. Checked
- * at the end, and again after a reopen: the database equals the union of the models. */
+ * at the end, and again after a reopen: the database equals the union of the models. Now and
+ * then a thread takes a checkpoint while the others write, so the reopen loads checkpoints too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -183,6 +184,14 @@ static void do_scan(struct worker *w)
     cs_cursor_close(c);
 }
 
+/* Checkpoints run while the other threads write; the final reopen checks what they hold. */
+static void do_checkpoint(struct worker *w)
+{
+    int rc = cs_checkpoint(w->db);
+    if (rc && rc != CS_ENOTSUP)
+        fail_once(w, "checkpoint", "", rc);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -198,8 +207,10 @@ static void *worker_main(void *arg)
             do_del(w, k);
         else if (op < 98)
             do_batch(w, k);
-        else
+        else if (op < 99 || (r >> 20) % 8 != 0)
             do_scan(w);
+        else
+            do_checkpoint(w);
     }
     return NULL;
 }

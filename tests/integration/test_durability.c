@@ -1,0 +1,358 @@
+/* Durability tests through the public API: checkpoints (explicit and automatic) and recovery
+ * from checkpoint + WAL tail, removal of covered WAL segments, a damaged checkpoint reported as
+ * corruption, and frames that cannot be made durable: ENOSPC rolls them back and the database
+ * keeps working; an I/O error rolls them back and turns the shard read-only; in both cases no
+ * reader ever sees the lost writes and every acknowledged write survives a reopen. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cstore.h"
+
+static char root[256];
+static char dbdir[300];
+static int dbseq;
+
+static void fresh_dir(void)
+{
+    snprintf(dbdir, sizeof(dbdir), "%s/db%d", root, dbseq++);
+}
+
+/* Open with shards=1 and extra "name=value" pairs (NULL-terminated). */
+static int open_with(cs_db **db, ...)
+{
+    cs_options *o = cs_options_new();
+    assert_int_equal(cs_options_set(o, "shards", "1"), 0);
+    va_list ap;
+    va_start(ap, db);
+    for (const char *kv; (kv = va_arg(ap, const char *)) != NULL;) {
+        char name[64];
+        const char *eq = strchr(kv, '=');
+        assert_non_null(eq);
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - kv), kv);
+        assert_int_equal(cs_options_set(o, name, eq + 1), 0);
+    }
+    va_end(ap);
+    *db = NULL;
+    int rc = cs_open(dbdir, o, db);
+    cs_options_free(o);
+    return rc;
+}
+
+static void key_of(int i, char *k)
+{
+    snprintf(k, 32, "key-%06d", i);
+}
+
+static size_t value_of(int i, int version, char *v)
+{
+    /* values big enough that WAL segments fill quickly, and compressible */
+    int n = snprintf(v, 600, "v%d.%d:", i, version);
+    memset(v + n, 'a' + (i % 26), 400);
+    return (size_t)n + 400;
+}
+
+static void put_i(cs_db *db, int i, int version)
+{
+    char k[32], v[600];
+    key_of(i, k);
+    size_t vl = value_of(i, version, v);
+    int rc = cs_put(db, "d", k, strlen(k), v, vl);
+    if (rc)
+        fail_msg("put %d: %s", i, cs_strerror(rc));
+}
+
+static void check_i(cs_db *db, int i, int version)
+{
+    char k[32], want[600];
+    key_of(i, k);
+    void *v = NULL;
+    size_t vl;
+    int rc = cs_get(db, "d", k, strlen(k), &v, &vl);
+    if (version < 0) {
+        if (rc != CS_ENOTFOUND)
+            fail_msg("key %d should be absent, rc %d", i, rc);
+        return;
+    }
+    size_t wl = value_of(i, version, want);
+    if (rc || vl != wl || memcmp(v, want, wl) != 0)
+        fail_msg("key %d: rc %d (%s), value differs from version %d", i, rc, cs_strerror(rc),
+                 version);
+    cs_free(v);
+}
+
+static int count_files(const char *prefix)
+{
+    char shard[400];
+    snprintf(shard, sizeof(shard), "%s/shard-000", dbdir);
+    DIR *d = opendir(shard);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static struct cs_shard_stats stats0(cs_db *db)
+{
+    struct cs_shard_stats st;
+    assert_int_equal(cs_stats(db, 0, &st), 0);
+    return st;
+}
+
+static void test_checkpoint_then_reopen_loads_it_and_replays_the_tail(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "wal_segment_bytes=1M", "checkpoint_wal_bytes=0",
+                               "durability=async", "wal_compress_bytes=0", NULL),
+                     0);
+    enum { N = 6000 };
+    for (int i = 0; i < N; i++)
+        put_i(db, i, 1);
+    assert_true(count_files("wal-") >= 3);
+    assert_int_equal(cs_checkpoint(db), 0);
+    struct cs_shard_stats st = stats0(db);
+    assert_int_equal(st.checkpoints, 1);
+    assert_true(st.checkpoint_lsn >= N);
+    assert_int_equal(count_files("snap-"), 1);
+    assert_true(count_files("wal-") <= 2); /* covered segments are gone */
+    /* the tail after the checkpoint: overwrites, deletes, a new collection */
+    for (int i = 0; i < 100; i++)
+        put_i(db, i, 2);
+    for (int i = 100; i < 200; i++) {
+        char k[32];
+        key_of(i, k);
+        assert_int_equal(cs_del(db, "d", k, strlen(k)), 0);
+    }
+    assert_int_equal(cs_put(db, "late", "x", 1, "y", 1), 0);
+    assert_int_equal(cs_close(db), 0);
+
+    assert_int_equal(open_with(&db, NULL), 0);
+    st = stats0(db);
+    assert_true(st.checkpoint_lsn >= N);
+    assert_true(st.recovered_records <= 210); /* only the tail was replayed */
+    assert_int_equal(st.records, N - 100 + 1);
+    for (int i = 0; i < N; i++)
+        check_i(db, i, i < 100 ? 2 : (i < 200 ? -1 : 1));
+    void *v;
+    size_t vl;
+    assert_int_equal(cs_get(db, "late", "x", 1, &v, &vl), 0);
+    cs_free(v);
+    /* a second checkpoint replaces the first */
+    assert_int_equal(cs_checkpoint(db), 0);
+    assert_int_equal(count_files("snap-"), 1);
+    assert_int_equal(cs_close(db), 0);
+    assert_int_equal(open_with(&db, NULL), 0);
+    assert_int_equal(stats0(db).recovered_records, 0);
+    check_i(db, 5, 2);
+    check_i(db, 150, -1);
+    check_i(db, 5000, 1);
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_checkpoint_starts_by_itself_after_enough_wal(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "wal_segment_bytes=1M", "checkpoint_wal_bytes=1M",
+                               "durability=async", "wal_compress_bytes=0", NULL),
+                     0);
+    for (int i = 0; i < 8000; i++)
+        put_i(db, i, 1);
+    assert_true(stats0(db).checkpoints >= 1);
+    assert_int_equal(cs_close(db), 0);
+    assert_int_equal(open_with(&db, NULL), 0);
+    for (int i = 0; i < 8000; i += 7)
+        check_i(db, i, 1);
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_damaged_checkpoint_is_corruption_naming_the_file(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "checkpoint_wal_bytes=0", "durability=async", NULL), 0);
+    for (int i = 0; i < 500; i++)
+        put_i(db, i, 1);
+    assert_int_equal(cs_checkpoint(db), 0);
+    assert_int_equal(cs_close(db), 0);
+    char shard[400], path[700];
+    snprintf(shard, sizeof(shard), "%s/shard-000", dbdir);
+    DIR *d = opendir(shard);
+    struct dirent *e;
+    path[0] = 0;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, "snap-", 5) == 0)
+            snprintf(path, sizeof(path), "%s/%s", shard, e->d_name);
+    closedir(d);
+    assert_true(path[0] != 0);
+    FILE *f = fopen(path, "r+");
+    assert_non_null(f);
+    fseek(f, 200, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+    assert_int_equal(open_with(&db, NULL), CS_ECORRUPT);
+    assert_null(db);
+    assert_non_null(strstr(cs_last_error(), "snap-"));
+    assert_non_null(strstr(cs_last_error(), "offset"));
+}
+
+static char big[16384];
+
+static int big_put(cs_db *db, int i, int version)
+{
+    char k[32];
+    key_of(i, k);
+    memset(big, 'A' + version, sizeof(big));
+    memcpy(big, &i, sizeof(i));
+    return cs_put(db, "big", k, strlen(k), big, sizeof(big));
+}
+
+static void big_check(cs_db *db, int i, int version)
+{
+    char k[32];
+    key_of(i, k);
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = cs_get(db, "big", k, strlen(k), &v, &vl);
+    if (version < 0) {
+        if (rc != CS_ENOTFOUND)
+            fail_msg("big %d should be absent, rc %d", i, rc);
+        return;
+    }
+    memset(big, 'A' + version, sizeof(big));
+    memcpy(big, &i, sizeof(i));
+    if (rc || vl != sizeof(big) || memcmp(v, big, vl) != 0)
+        fail_msg("big %d: rc %d, not version %d", i, rc, version);
+    cs_free(v);
+}
+
+static void test_enospc_rolls_back_the_frame_and_the_database_goes_on(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    /* allocation 1 is the first segment at creation; 2 is the first rotation */
+    assert_int_equal(
+        open_with(&db, "wal_segment_bytes=1M", "fault=enospc=2", "wal_compress_bytes=0", NULL), 0);
+    int failed = -1;
+    for (int i = 0; i < 500 && failed < 0; i++) {
+        int rc = big_put(db, i, 1);
+        if (rc == -ENOSPC)
+            failed = i;
+        else
+            assert_int_equal(rc, 0);
+    }
+    assert_true(failed > 0);
+    big_check(db, failed, -1);    /* the refused write is not visible */
+    big_check(db, failed - 1, 1); /* what was acknowledged is */
+    struct cs_shard_stats st = stats0(db);
+    assert_int_equal(st.wal_enospc, 1);
+    assert_int_equal(st.io_error, 0);
+    /* space is back: writes work again, into a new segment */
+    for (int j = failed; j < failed + 80; j++)
+        assert_int_equal(big_put(db, j, 2), 0);
+    assert_int_equal(cs_close(db), 0);
+    assert_int_equal(open_with(&db, NULL), 0);
+    for (int j = 0; j < failed; j++)
+        big_check(db, j, 1);
+    for (int j = failed; j < failed + 80; j++)
+        big_check(db, j, 2);
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_write_error_rolls_back_and_turns_read_only(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "fault=write_eio=30", NULL), 0);
+    int i = 0, failed = -1;
+    for (; i < 100 && failed < 0; i++) {
+        char k[32], v[600];
+        key_of(i, k);
+        size_t vl = value_of(i, 1, v);
+        int rc = cs_put(db, "d", k, strlen(k), v, vl);
+        if (rc == CS_EIO)
+            failed = i;
+        else
+            assert_int_equal(rc, 0);
+    }
+    assert_true(failed > 0);
+    check_i(db, failed, -1); /* never acknowledged, never visible */
+    for (int j = 0; j < failed; j++)
+        check_i(db, j, 1); /* reads keep working */
+    char k[32];
+    key_of(0, k);
+    assert_int_equal(cs_put(db, "d", k, strlen(k), "x", 1), CS_EIO);
+    assert_int_equal(cs_del(db, "d", k, strlen(k)), CS_EIO);
+    assert_int_equal(cs_checkpoint(db), CS_EIO);
+    assert_int_equal(stats0(db).io_error, CS_EIO);
+    cs_close(db);
+    assert_int_equal(open_with(&db, NULL), 0);
+    for (int j = 0; j < failed; j++)
+        check_i(db, j, 1);
+    check_i(db, failed, -1);
+    put_i(db, failed, 3);
+    check_i(db, failed, 3);
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_checkpoint_refused_without_a_wal(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "durability=none", NULL), 0);
+    assert_int_equal(cs_checkpoint(db), CS_ENOTSUP);
+    assert_int_equal(cs_close(db), 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(root, sizeof(root), "%s/cs-test-dur-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(root));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    return system(cmd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checkpoint_then_reopen_loads_it_and_replays_the_tail),
+        cmocka_unit_test(test_checkpoint_starts_by_itself_after_enough_wal),
+        cmocka_unit_test(test_damaged_checkpoint_is_corruption_naming_the_file),
+        cmocka_unit_test(test_enospc_rolls_back_the_frame_and_the_database_goes_on),
+        cmocka_unit_test(test_write_error_rolls_back_and_turns_read_only),
+        cmocka_unit_test(test_checkpoint_refused_without_a_wal),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -395,10 +395,12 @@ static uint64_t net_delay(struct sim *s)
     return 1 + rng_below(&s->rng, s->f.delay_max);
 }
 
-static void send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
+/* Put m on the wire. Returns false when a transport would see the send fail (the link is cut):
+ * the caller reports a failed InstallSnapshot to the core. */
+static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
 {
     if (m->to == 0 || m->to > s->n)
-        return;
+        return false;
     unsigned to = (unsigned)(m->to - 1);
     size_t cap = raft_msg_encoded_bytes(m), len;
     uint8_t *buf = malloc(cap);
@@ -408,11 +410,11 @@ static void send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
     if (rc != 0) {
         fail(s, "encode of %s failed: %d", raft_msg_type_name(m->type), rc);
         free(buf);
-        return;
+        return true;
     }
     if (s->cut[from][to] || rng_ppm(&s->rng, s->f.loss_ppm)) {
         free(buf);
-        return;
+        return !s->cut[from][to];
     }
     unsigned copies = rng_ppm(&s->rng, s->f.dup_ppm) ? 2 : 1;
     for (unsigned c = 0; c < copies; c++) {
@@ -432,6 +434,7 @@ static void send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
         }
         net_push(s, nm);
     }
+    return true;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -691,8 +694,12 @@ static void node_ready(struct sim *s, unsigned idx)
     if (rc != 0)
         fail(s, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
     note_commits(s, nd);
+    uint64_t snap_failed[SIM_NODES_MAX];
+    unsigned snap_failed_n = 0;
     for (size_t i = 0; i < rd.msgs_n; i++)
-        send_frame(s, idx, &rd.msgs[i]);
+        if (!send_frame(s, idx, &rd.msgs[i]) && rd.msgs[i].type == RAFT_MSG_SNAP &&
+            snap_failed_n < SIM_NODES_MAX)
+            snap_failed[snap_failed_n++] = rd.msgs[i].to;
     if (rd.snapshot)
         sm_install(s, nd, rd.snapshot);
     for (size_t i = 0; i < rd.committed_n; i++)
@@ -703,6 +710,8 @@ static void node_ready(struct sim *s, unsigned idx)
                 nd->reads[k].index = rd.reads[i].index ? rd.reads[i].index : 1;
     }
     raft_advance(nd->r);
+    for (unsigned i = 0; i < snap_failed_n; i++)
+        raft_report_snapshot(nd->r, snap_failed[i], false);
     serve_reads(s, nd);
     check_leaders(s, nd);
 }

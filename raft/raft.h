@@ -25,7 +25,16 @@
  * data). The caller compacts it with raft_compact(). Everything the core hands out is a view
  * valid until the next raft_advance() (ready) or until the core is freed (accessors).
  *
- * Threading: a struct raft belongs to one thread (its shard's). */
+ * Threading: a struct raft belongs to one thread (its shard's).
+ *
+ * Choices (DESIGN.md §6 leaves them open):
+ * - The leader counts its own entries toward a quorum only once a ready batch carrying them was
+ *   persisted (no parallel leader write, thesis §10.2.1): simpler, one fsync of latency more.
+ * - A snapshot travels whole in one message (up to RAFT_SNAPSHOT_BYTES_MAX); no chunking.
+ * - The leader cannot remove itself; transfer leadership first (raft_transfer_leader).
+ * - Reads are ReadIndex only (no leader leases: they would trust bounded clock drift).
+ * - Single-server changes rather than joint consensus; learners cover the catch-up phase.
+ * - The uncompacted log lives in memory; the storage is read only when a node starts. */
 #ifndef CS_RAFT_H
 #define CS_RAFT_H
 

@@ -11,7 +11,10 @@
  *   crash      crashes that drop unpersisted state, restarts, slow disks
  *   churn      membership changes (learner, promote, remove), leadership transfers, compaction
  *   chaos      all of the above
- * and toggles PreVote / CheckQuorum. Clients propose writes and ReadIndex reads at whoever leads.
+ *   leaderfall leaders crash soon after appending, one entry per append (§5.4.2, Figure 8)
+ * and toggles PreVote / CheckQuorum and draws the flow-control limits. Clients propose writes
+ * and ReadIndex reads at any node that believes it leads (a deposed leader may not know yet),
+ * and reads at followers too (forwarded, thesis §6.4.1).
  *
  * Every message travels as an encoded frame (raft_msg_encode/decode), so the codec is in the
  * loop. A node hands a ready batch to its "disk" (sim_store.c) only some time units after it
@@ -28,8 +31,11 @@
  *     applied, so committed entries survive crashes;
  *   - linearizable reads (thesis §6.4): a read served at index i started after writes whose
  *     highest index was w requires i >= w;
- *   - liveness: after the heal, a leader appears and a fresh proposal commits within
+ *   - liveness: after the heal (every node up, no loss, no cut), a leader appears, a fresh
+ *     proposal commits and every member of the configuration applies it within
  *     SIM_LIVENESS_TICKS ticks.
+ * A time unit is one "step" of --steps; the default, SIM_STEPS_DEFAULT, keeps 2000 seeds at a few
+ * seconds.
  * A violation fails the seed; the first failing seed is printed with the last trace lines.
  * The same seed always replays the same run: all randomness (including the election timeouts the
  * core asks for) comes from the seed's PRNG, and nothing reads a clock. */
@@ -50,7 +56,7 @@
 #define SIM_TICK_UNITS 10u /* time units per tick */
 #define SIM_ELECTION_TICKS 10u
 #define SIM_HEARTBEAT_TICKS 2u
-#define SIM_LIVENESS_TICKS 200u               /* after the heal, a commit must happen within this */
+#define SIM_LIVENESS_TICKS 200u               /* bound on recovery after the heal */
 #define SIM_NET_MAX 20000u                    /* frames in flight; more are dropped */
 #define SIM_READS_MAX 64u                     /* client reads outstanding per node */
 #define SIM_READ_UNITS (30u * SIM_TICK_UNITS) /* a read without an answer is abandoned */

@@ -647,6 +647,26 @@ static void test_3_10_transfer_to_non_voter_refused(void **state)
     net_free(&t);
 }
 
+static void test_3_10_transfer_aborts_after_election_timeout(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    t.cut[1][3] = t.cut[3][1] = true;
+    propose(&t, 1, "x");
+    settle(&t); /* node 3 now lags and cannot catch up */
+    assert_int_equal(raft_transfer_leader(N(&t, 1), 3), 0);
+    assert_int_equal(raft_propose(N(&t, 1), "y", 1, NULL), RAFT_EBUSY);
+    for (unsigned k = 0; k < T_ELECTION; k++) {
+        raft_tick(N(&t, 1));
+        settle(&t);
+    }
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_LEADER);
+    assert_int_equal(raft_propose(N(&t, 1), "y", 1, NULL), 0);
+    net_free(&t);
+}
+
 /* ---- §7 log compaction and InstallSnapshot ------------------------------------------------ */
 
 static void test_7_compacted_log_reaches_follower_as_snapshot(void **state)
@@ -700,6 +720,39 @@ static void test_7_compacted_log_reaches_follower_as_snapshot(void **state)
     settle(&t);
     assert_int_equal(raft_first_index(N(&t, 3)), applied + 1);
     assert_int_equal(raft_commit(N(&t, 3)), raft_commit(l));
+    net_free(&t);
+}
+
+/* A failed InstallSnapshot reported by the transport sends the follower back to probing, so the
+ * next heartbeat answer triggers a new snapshot instead of waiting an election timeout. */
+static void test_7_reported_snapshot_failure_retries_at_next_heartbeat(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    t.cut[1][3] = true;
+    for (int k = 0; k < 5; k++)
+        propose(&t, 1, "entry");
+    settle(&t);
+    struct raft *l = N(&t, 1);
+    assert_int_equal(raft_compact(l, raft_applied(l), "img", 3), 0);
+    struct raft_msg hb = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .term = raft_term(l), .from = 3, .to = 1};
+    assert_int_equal(raft_step(l, &hb), 0);
+    struct raft_msg out[8];
+    size_t n = take_msgs(l, out, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].type, RAFT_MSG_SNAP);
+    assert_int_equal(raft_step(l, &hb), 0); /* waiting for the snapshot: nothing new */
+    assert_int_equal(take_msgs(l, out, 8), 0);
+    raft_report_snapshot(l, 3, false);
+    raft_tick(l); /* heartbeat round */
+    take_msgs(l, out, 8);
+    assert_int_equal(raft_step(l, &hb), 0);
+    n = take_msgs(l, out, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].type, RAFT_MSG_SNAP);
     net_free(&t);
 }
 
@@ -1033,7 +1086,9 @@ int main(void)
         cmocka_unit_test(test_6_4_1_follower_read_index_via_leader),
         cmocka_unit_test(test_3_10_transfer_hands_leadership_over),
         cmocka_unit_test(test_3_10_transfer_to_non_voter_refused),
+        cmocka_unit_test(test_3_10_transfer_aborts_after_election_timeout),
         cmocka_unit_test(test_7_compacted_log_reaches_follower_as_snapshot),
+        cmocka_unit_test(test_7_reported_snapshot_failure_retries_at_next_heartbeat),
         cmocka_unit_test(test_7_snapshot_covered_by_log_keeps_the_log),
         cmocka_unit_test(test_4_1_one_membership_change_at_a_time),
         cmocka_unit_test(test_4_1_leader_waits_for_commit_in_its_term),

@@ -22,9 +22,9 @@
  *   3. submit and reap io_uring completions: a finished frame makes its LSNs durable and completes
  *      every pending request whose LSN is now durable; an eventfd read wakes an idle loop;
  *   4. with nothing to do, block in io_uring until a completion arrives: an idle shard uses no
- *      CPU. The sleeping flag and the inbox are checked in Dekker order (store flag, full fence,
- *      check inbox) against the submitter's (enqueue, full fence, check flag), so a wake-up is
- *      never lost.
+ *      CPU. The loop exchanges a sleeping flag to 1 and then looks at the inbox; a submitter
+ *      pushes, then exchanges the flag to 0 and wakes the loop (eventfd) if it was 1. Both
+ *      exchange the same word, so a wake-up is never lost.
  *
  * DURABILITY RULES
  *   sync  — a write completes after the frame holding its record is written and fdatasync'ed.
@@ -1245,10 +1245,11 @@ static unsigned wait_count(struct shard *sh, unsigned drained)
         return 0;
     if (sh->stopping && !work_left(sh))
         return 0;
-    atomic_store(&sh->sleeping, 1);
-    atomic_thread_fence(memory_order_seq_cst);
+    atomic_exchange(&sh->sleeping, 1);
     bool ckpt_ready = sh->ckpt && atomic_load(&sh->ckpt_written);
-    if ((!sh->stopping && (sh->queue || ck_pr_load_ptr(&sh->inbox.head) != NULL)) || ckpt_ready) {
+    if ((!sh->stopping &&
+         (sh->queue || __atomic_load_n(&sh->inbox.head, __ATOMIC_ACQUIRE) != NULL)) ||
+        ckpt_ready) {
         atomic_store(&sh->sleeping, 0);
         return 0;
     }
@@ -1450,11 +1451,10 @@ void shard_submit(struct shard *sh, struct shard_req *r)
 
 static void shard_wake(struct shard *sh)
 {
-    /* Pairs with the fence in wait_count(): either the shard sees the new work before it
-     * sleeps, or this thread sees the sleeping flag and wakes it. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&sh->sleeping, memory_order_relaxed) &&
-        atomic_exchange(&sh->sleeping, 0)) {
+    /* Both sides exchange the same flag, so the exchanges are totally ordered: if the shard's
+     * came first, this one sees 1 and wakes it; if this one came first, the shard's exchange
+     * reads the 0 written here and so sees the work published before it. */
+    if (atomic_exchange(&sh->sleeping, 0)) {
         uint64_t one = 1;
         ssize_t n = write(sh->efd, &one, sizeof(one));
         cs_assert(n == (ssize_t)sizeof(one));

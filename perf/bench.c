@@ -402,7 +402,7 @@ int main(int argc, char **argv)
 
     for (unsigned i = 0; i < nphases; i++) {
         if (!a.json)
-            fprintf(stderr, "cstore-bench: %s with %u threads...\n", phases[i].workload->name,
+            fprintf(stderr, "cstore-bench: %s, %u thread(s)...\n", phases[i].workload->name,
                     phases[i].threads);
         rc = run_phase(e, &a.cfg, store, &phases[i]);
         if (rc != 0) {

@@ -528,10 +528,15 @@ static int cli_scan_print(struct cli *cli, const char *coll, const struct cli_sc
     int rc = cs_cursor_open(cli->db, coll, &c);
     if (rc != 0)
         return cli_fail(rc, "scan %s", coll);
-    if (sc->from != NULL)
+    if (sc->from != NULL && sc->from->len > 0) { /* an empty --from is the start */
         rc = cs_cursor_seek(c, sc->from->p, sc->from->len);
-    else
+        if (rc != 0 && rc != CS_ENOTFOUND) {
+            cs_cursor_close(c);
+            return cli_fail(rc, "scan %s --from (%zu bytes)", coll, sc->from->len);
+        }
+    } else {
         rc = cs_cursor_first(c);
+    }
     unsigned long long printed = 0;
     while (rc == 0 && printed < sc->limit) {
         const void *k, *v;

@@ -75,7 +75,7 @@ static int bench_usage_error(const char *what, const char *arg)
 }
 
 /* Whole decimal number in [lo, hi]; 0 on success. */
-static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+BENCH_MUST_CHECK static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
     if (*s < '0' || *s > '9')
         return -1;
@@ -89,7 +89,8 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 }
 
 /* Parse "P[:T],..." into phases; threads default to def_threads. */
-static int parse_phases(char *list, unsigned def_threads, struct phase *phases, unsigned *count)
+BENCH_MUST_CHECK static int parse_phases(char *list, unsigned def_threads, struct phase *phases,
+                                         unsigned *count)
 {
     unsigned n = 0;
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok != NULL;
@@ -125,7 +126,7 @@ struct bench_args {
     int reads_given;
 };
 
-static int parse_args(int argc, char **argv, struct bench_args *a)
+BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args *a)
 {
     struct bench_config *c = &a->cfg;
     c->engine = "cstore";
@@ -218,8 +219,8 @@ static void *worker_main(void *p)
 }
 
 /* Run one phase: its threads start together; the wall clock covers them all. */
-static int run_phase(const struct bench_engine *e, const struct bench_config *cfg, void *store,
-                     struct phase *ph)
+BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct bench_config *cfg,
+                                      void *store, struct phase *ph)
 {
     struct worker_arg *args = calloc(ph->threads, sizeof(*args));
     if (args == NULL)

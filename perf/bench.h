@@ -18,6 +18,8 @@
 
 #include "bench_hist.h"
 
+#define BENCH_MUST_CHECK __attribute__((warn_unused_result))
+
 #define BENCH_SETS_MAX 32u               /* --set NAME=VALUE options */
 #define BENCH_INFLIGHT_MAX 65536u        /* --inflight */
 #define BENCH_THREADS_MAX 1024u          /* --threads and phase:threads */

@@ -116,7 +116,7 @@ static void wl_state_free(struct wl_state *s)
     free(s->arena);
 }
 
-static int wl_state_init(struct wl_state *s, struct bench_worker *w)
+BENCH_MUST_CHECK static int wl_state_init(struct wl_state *s, struct bench_worker *w)
 {
     const struct bench_config *cfg = w->cfg;
     memset(s, 0, sizeof(*s));
@@ -171,7 +171,8 @@ static void wl_finish(struct bench_worker *w, uint64_t index, int rc, const void
 typedef uint64_t (*wl_next_fn)(struct wl_state *s, uint64_t n, uint64_t *rng);
 
 /* Run count requests (puts when is_put, else gets), blocking or pipelined. */
-static int wl_drive(struct wl_state *s, uint64_t count, int is_put, wl_next_fn next, uint64_t *rng)
+BENCH_MUST_CHECK static int wl_drive(struct wl_state *s, uint64_t count, int is_put,
+                                     wl_next_fn next, uint64_t *rng)
 {
     struct bench_worker *w = s->w;
     const struct bench_engine *e = w->engine;

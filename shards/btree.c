@@ -6,15 +6,20 @@
  *   0       4            refs       references: parents, the tree root pointer, snapshots
  *   4       2            count      slots in use
  *   6       1            level      0 = leaf; a child's level is its parent's minus one
+ *   7       1            pfx_len    bytes of pfx that every key of the node starts with
  *   8       2            heap_off   start of the entry heap, which grows down from NODE_BYTES
  *   10      2            dead_bytes heap bytes no slot points to (reclaimed by compaction)
- *   16      8 * count    slot[]     {prefix u32, off u16, klen u16}, in key order
+ *   16      16           pfx        the node's common key prefix (at most NODE_PFX_MAX bytes)
+ *   32      8 * count    slot[]     {prefix u32, off u16, klen u16}, in key order
  *   ...                  free space
  *   heap_off ..4096      entries    packed, in any order
  *
- * slot.prefix holds the first 4 key bytes big-endian, zero padded, so that comparing prefixes as
- * integers is memcmp order: binary search mostly reads the slot array (8 slots per cache line)
- * and touches one key per level only when prefixes tie. Entries are the key followed by a body:
+ * slot.prefix holds key bytes [pfx_len, pfx_len + 4) big-endian, zero padded, so that comparing
+ * prefixes as integers is memcmp order. A search first compares the key with pfx (in the header
+ * line: a key outside it is below or above the whole node), then binary-searches the slot array
+ * (8 slots per cache line) and touches a key only when prefixes tie: keys with long common
+ * starts (counters, name spaces) still compare on bytes that differ. Entries are the key
+ * followed by a body:
  *   leaf:     key, vtag u16, then vtag value bytes inline (vtag <= VALUE_INLINE_MAX = 256), or
  *             vtag = VTAG_BLOB and an 8-byte pointer to a refcounted blob {refs, len, data}.
  *   internal: key, 8-byte child pointer. Slot 0 has no key (klen 0): child i holds the keys k
@@ -37,8 +42,9 @@
  * INVARIANTS (all verified by btree_check): keys strictly increasing within a node and across
  * leaves; separators bound their subtrees; all leaves at level 0 and every child one level
  * below its parent; a non-root leaf holds >= 1 record, every internal node >= 2 children; an
- * empty tree has no root; slots + live entries + dead_bytes account for the node exactly and
- * entries do not overlap; refs >= 1; t->count records; without live snapshots every refs is 1
+ * empty tree has no root; every key starts with its node's pfx and slot prefixes are current;
+ * slots + live entries + dead_bytes account for the node exactly and entries do not overlap;
+ * refs >= 1; t->count records; without live snapshots every refs is 1
  * and t->bytes equals the nodes, spares and blobs exactly. There is no minimum fill in bytes:
  * inserts split a full node in the middle, but at the insertion point for sequential loads (so a
  * bulk load leaves full leaves), and before splitting a leaf they move records into a sibling with
@@ -65,7 +71,8 @@
 #include "cstore.h"
 
 #define NODE_BYTES 4096u
-#define NODE_HDR_BYTES 16u
+#define NODE_HDR_BYTES 32u
+#define NODE_PFX_MAX 16u /* bytes of the common key prefix a node header holds */
 #define NODE_CAP_BYTES (NODE_BYTES - NODE_HDR_BYTES) /* slots + entries */
 #define SLOT_BYTES 8u
 #define CHILD_BYTES 8u
@@ -86,13 +93,14 @@ struct btree_slot {
 };
 
 struct btree_node {
-    uint32_t refs;       /* references held on this node */
-    uint16_t count;      /* slots in use */
-    uint8_t level;       /* 0 = leaf */
-    uint8_t unused8;     /* zero */
-    uint16_t heap_off;   /* lowest entry byte; entries fill [heap_off, NODE_BYTES) */
-    uint16_t dead_bytes; /* heap bytes of removed or replaced entries */
-    uint32_t unused32;   /* zero */
+    uint32_t refs;             /* references held on this node */
+    uint16_t count;            /* slots in use */
+    uint8_t level;             /* 0 = leaf */
+    uint8_t pfx_len;           /* every key of the node starts with pfx[0, pfx_len) */
+    uint16_t heap_off;         /* lowest entry byte; entries fill [heap_off, NODE_BYTES) */
+    uint16_t dead_bytes;       /* heap bytes of removed or replaced entries */
+    uint32_t unused32;         /* zero */
+    uint8_t pfx[NODE_PFX_MAX]; /* common prefix of the node's keys (slot 0 of internal: none) */
     struct btree_slot slot[];
 };
 
@@ -130,17 +138,26 @@ enum seq_hint { HINT_NONE, HINT_ASCENDING, HINT_DESCENDING };
 
 /* ---- Entries and keys ---------------------------------------------------------------------- */
 
-static inline uint32_t key_prefix(const uint8_t *key, size_t klen)
+/* Key bytes [skip, skip + 4) big-endian, zero padded: integer order is memcmp order. */
+static inline uint32_t key_prefix(const uint8_t *key, size_t klen, size_t skip)
 {
-    if (cs_likely(klen >= 4)) {
+    if (cs_likely(klen >= skip + 4)) {
         uint32_t v;
-        memcpy(&v, key, 4);
+        memcpy(&v, key + skip, 4);
         return __builtin_bswap32(v);
     }
     uint32_t v = 0;
-    for (size_t i = 0; i < klen; i++)
-        v |= (uint32_t)key[i] << (24 - 8 * i);
+    for (size_t i = skip; i < klen; i++)
+        v |= (uint32_t)key[i] << (24 - 8 * (i - skip));
     return v;
+}
+
+static size_t key_common_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t common = 0, max = cs_min_size(alen, blen);
+    while (common < max && a[common] == b[common])
+        common++;
+    return common;
 }
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -156,16 +173,28 @@ static inline uint8_t *node_entry(const struct btree_node *n, unsigned i)
     return (uint8_t *)n + n->slot[i].off;
 }
 
-/* Compare key (with its prefix) against the key of slot i. */
+/* Compare key with the node's common prefix: < 0 (> 0) when key is below (above) every key of
+ * the node, 0 when key starts with the prefix. */
+static inline int node_pfx_cmp(const struct btree_node *n, const uint8_t *key, size_t klen)
+{
+    size_t len = cs_min_size(klen, n->pfx_len);
+    for (size_t i = 0; i < len; i++) /* a few bytes: cheaper inline than a memcmp call */
+        if (key[i] != n->pfx[i])
+            return key[i] < n->pfx[i] ? -1 : 1;
+    return klen < n->pfx_len ? -1 : 0;
+}
+
+/* Compare key, which starts with the node's prefix, against the key of slot i; prefix is
+ * key_prefix(key, klen, n->pfx_len). */
 static inline int node_key_cmp(const struct btree_node *n, unsigned i, const uint8_t *key,
                                size_t klen, uint32_t prefix)
 {
     const struct btree_slot *s = &n->slot[i];
     if (prefix != s->prefix)
         return prefix < s->prefix ? -1 : 1;
-    size_t common = klen < s->klen ? klen : s->klen;
-    if (common > 4) {
-        int r = memcmp(key + 4, (const uint8_t *)n + s->off + 4, common - 4);
+    size_t common = klen < s->klen ? klen : s->klen, skip = n->pfx_len + 4u;
+    if (common > skip) {
+        int r = memcmp(key + skip, (const uint8_t *)n + s->off + skip, common - skip);
         if (r)
             return r;
     }
@@ -255,8 +284,13 @@ static bool node_underflows(const struct btree_node *n)
 
 /* First slot whose key is >= key; *found says whether it is equal. */
 static inline unsigned leaf_lower_bound(const struct btree_node *n, const uint8_t *key, size_t klen,
-                                        uint32_t prefix, bool *found)
+                                        bool *found)
 {
+    int pc = node_pfx_cmp(n, key, klen);
+    *found = false;
+    if (pc != 0)
+        return pc < 0 ? 0 : n->count;
+    uint32_t prefix = key_prefix(key, klen, n->pfx_len);
     unsigned lo = 0, hi = n->count;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
@@ -271,8 +305,12 @@ static inline unsigned leaf_lower_bound(const struct btree_node *n, const uint8_
 
 /* Child slot whose subtree holds key: the last slot i >= 1 with key[i] <= key, else 0. */
 static inline unsigned inner_child_index(const struct btree_node *n, const uint8_t *key,
-                                         size_t klen, uint32_t prefix)
+                                         size_t klen)
 {
+    int pc = node_pfx_cmp(n, key, klen);
+    if (pc != 0)
+        return pc < 0 ? 0 : n->count - 1u;
+    uint32_t prefix = key_prefix(key, klen, n->pfx_len);
     unsigned lo = 1, hi = n->count;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
@@ -421,6 +459,7 @@ static void node_unref(struct btree *t, struct btree_node *root)
 
 static void node_reset(struct btree_node *n)
 {
+    n->pfx_len = 0;
     n->count = 0;
     n->heap_off = NODE_BYTES;
     n->dead_bytes = 0;
@@ -436,7 +475,8 @@ static void node_append(struct btree_node *n, const uint8_t *key, size_t klen, c
     memcpy(p, key, klen);
     memcpy(p + klen, body, body_len);
     struct btree_slot *s = &n->slot[n->count++];
-    s->prefix = key_prefix(key, klen);
+    cs_debug_assert(klen == 0 || node_pfx_cmp(n, key, klen) == 0);
+    s->prefix = key_prefix(key, klen, n->pfx_len);
     s->off = n->heap_off;
     s->klen = (uint16_t)klen;
 }
@@ -467,6 +507,17 @@ static void node_remove(struct btree_node *n, unsigned pos)
         node_reset(n);
 }
 
+/* Make the node's common prefix one that key (klen > 0) starts with too: shorten it and
+ * recompute the slot prefixes (O(count); only when a key outside the prefix comes in). */
+static void node_pfx_admit(struct btree_node *n, const uint8_t *key, size_t klen)
+{
+    if (klen == 0 || node_pfx_cmp(n, key, klen) == 0)
+        return;
+    n->pfx_len = (uint8_t)key_common_bytes(key, klen, n->pfx, n->pfx_len);
+    for (unsigned i = 0; i < n->count; i++)
+        n->slot[i].prefix = key_prefix(node_entry(n, i), n->slot[i].klen, n->pfx_len);
+}
+
 /* Insert at pos if the entry fits (compacting if needed); false leaves n unchanged. */
 static bool node_insert(struct btree_node *n, unsigned pos, const uint8_t *key, size_t klen,
                         const uint8_t *body, size_t body_len)
@@ -478,12 +529,13 @@ static bool node_insert(struct btree_node *n, unsigned pos, const uint8_t *key, 
             return false;
         node_compact(n);
     }
+    node_pfx_admit(n, key, klen);
     memmove(&n->slot[pos + 1], &n->slot[pos], (n->count - pos) * sizeof(n->slot[0]));
     n->heap_off = (uint16_t)(n->heap_off - len);
     uint8_t *p = (uint8_t *)n + n->heap_off;
     memcpy(p, key, klen);
     memcpy(p + klen, body, body_len);
-    n->slot[pos].prefix = key_prefix(key, klen);
+    n->slot[pos].prefix = key_prefix(key, klen, n->pfx_len);
     n->slot[pos].off = n->heap_off;
     n->slot[pos].klen = (uint16_t)klen;
     n->count++;
@@ -496,11 +548,12 @@ static bool node_replace(struct btree_node *n, unsigned pos, const uint8_t *key,
 {
     size_t old_len = entry_heap_bytes(n, pos), len = klen + body_len;
     if (len <= old_len) { /* overwrite in place */
+        node_pfx_admit(n, key, klen);
         uint8_t *p = node_entry(n, pos);
         memmove(p, key, klen);
         memcpy(p + klen, body, body_len);
         n->dead_bytes = (uint16_t)(n->dead_bytes + old_len - len);
-        n->slot[pos].prefix = key_prefix(key, klen);
+        n->slot[pos].prefix = key_prefix(key, klen, n->pfx_len);
         n->slot[pos].klen = (uint16_t)klen;
         return true;
     }
@@ -573,18 +626,17 @@ static void path_unshare(struct btree *t, struct btree_path *p)
 static bool path_descend(struct btree_node *root, const uint8_t *key, size_t klen,
                          struct btree_path *p)
 {
-    uint32_t prefix = key_prefix(key, klen);
     struct btree_node *n = root;
     for (int d = 0;; d++) {
         cs_assert(d < BTREE_DEPTH_MAX);
         p->node[d] = n;
         if (n->level == 0) {
             bool found;
-            p->index[d] = (uint16_t)leaf_lower_bound(n, key, klen, prefix, &found);
+            p->index[d] = (uint16_t)leaf_lower_bound(n, key, klen, &found);
             p->depth = d + 1;
             return found;
         }
-        unsigned i = inner_child_index(n, key, klen, prefix);
+        unsigned i = inner_child_index(n, key, klen);
         p->index[d] = (uint16_t)i;
         n = node_child(n, i);
         node_prefetch(n);
@@ -702,6 +754,13 @@ static void node_build(struct btree_node *n, const struct seq *s, unsigned a, un
 {
     bool internal = n->level > 0;
     node_reset(n);
+    unsigned first = internal ? a + 1 : a; /* keys sorted: first and last share what all do */
+    if (first + 1 < b) {
+        const struct seq_ent *lo = &s->e[first], *hi = &s->e[b - 1];
+        size_t common = key_common_bytes(lo->key, lo->klen, hi->key, hi->klen);
+        n->pfx_len = (uint8_t)cs_min_size(common, NODE_PFX_MAX);
+        memcpy(n->pfx, lo->key, n->pfx_len);
+    }
     for (unsigned i = a; i < b; i++) {
         const struct seq_ent *e = &s->e[i];
         size_t klen = internal && i == a ? 0 : e->klen;
@@ -1071,13 +1130,12 @@ int btree_get(const struct btree *t, const void *key, size_t klen, const void **
     const struct btree_node *n = t->root;
     if (!n)
         return CS_ENOTFOUND;
-    uint32_t prefix = key_prefix(key, klen);
     while (n->level > 0) {
-        n = node_child(n, inner_child_index(n, key, klen, prefix));
+        n = node_child(n, inner_child_index(n, key, klen));
         node_prefetch(n);
     }
     bool found;
-    unsigned pos = leaf_lower_bound(n, key, klen, prefix, &found);
+    unsigned pos = leaf_lower_bound(n, key, klen, &found);
     if (!found)
         return CS_ENOTFOUND;
     leaf_value(n, pos, val, vlen);
@@ -1195,17 +1253,16 @@ bool btree_cursor_prev(struct btree_cursor *c)
 /* Position on the lower bound of key; returns whether key itself is there. */
 static void cursor_descend_key(struct btree_cursor *c, const void *key, size_t klen, bool *found)
 {
-    uint32_t prefix = key_prefix(key, klen);
     struct btree_node *n = c->snap->root;
     for (int d = 0;; d++) {
         cs_assert(d < BTREE_DEPTH_MAX);
         c->node[d] = n;
         if (n->level == 0) {
-            c->index[d] = (uint16_t)leaf_lower_bound(n, key, klen, prefix, found);
+            c->index[d] = (uint16_t)leaf_lower_bound(n, key, klen, found);
             c->depth = d + 1;
             return;
         }
-        c->index[d] = (uint16_t)inner_child_index(n, key, klen, prefix);
+        c->index[d] = (uint16_t)inner_child_index(n, key, klen);
         n = node_child(n, c->index[d]);
     }
 }
@@ -1294,6 +1351,8 @@ static int check_layout(const struct btree_node *n, char *msg, size_t msg_size)
 {
     uint8_t used[NODE_BYTES]; /* 1 where an entry lies */
     size_t live = 0;
+    if (n->pfx_len > NODE_PFX_MAX)
+        return check_fail(msg, msg_size, "node %p: prefix of %u bytes", (void *)n, n->pfx_len);
     if (n->heap_off > NODE_BYTES || n->heap_off < NODE_HDR_BYTES + (size_t)n->count * SLOT_BYTES)
         return check_fail(msg, msg_size, "node %p: heap_off %u, count %u", (void *)n, n->heap_off,
                           n->count);
@@ -1311,7 +1370,10 @@ static int check_layout(const struct btree_node *n, char *msg, size_t msg_size)
             return check_fail(msg, msg_size, "node %p slot %u: entries overlap", (void *)n, i);
         memset(used + s->off, 1, len);
         live += len;
-        if (s->prefix != key_prefix(node_entry(n, i), s->klen))
+        if (s->klen > 0 && node_pfx_cmp(n, node_entry(n, i), s->klen) != 0)
+            return check_fail(msg, msg_size, "node %p slot %u: key outside the node prefix",
+                              (void *)n, i);
+        if (s->prefix != key_prefix(node_entry(n, i), s->klen, n->pfx_len))
             return check_fail(msg, msg_size, "node %p slot %u: stale prefix", (void *)n, i);
     }
     if (live + n->dead_bytes != NODE_BYTES - (size_t)n->heap_off)

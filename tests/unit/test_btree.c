@@ -519,6 +519,76 @@ static void test_checker_reports_damaged_key(void **state)
     btree_destroy(&t);
 }
 
+static int cstr_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    size_t xl = strlen(x), yl = strlen(y);
+    int r = memcmp(x, y, xl < yl ? xl : yl);
+    return r ? r : (xl > yl) - (xl < yl);
+}
+
+/* Nodes keep their keys' common prefix aside: keys outside it, shorter than it, or equal to it
+ * must still be found, ordered and inserted right. */
+static void test_keys_outside_node_prefix_order_right(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    enum { SHARED = 400, EXTRA = 9 };
+    static char shared[SHARED][32];
+    const char *extra[EXTRA] = {"user:profile:",       "user:profil", "user:profile:0000",
+                                "user:profile:00399x", "v",           "u",
+                                "user:profile;",       "user",        "user:profile:001"};
+    const char *all[SHARED + EXTRA];
+    for (unsigned i = 0; i < SHARED; i++) {
+        snprintf(shared[i], sizeof(shared[i]), "user:profile:%05u", i);
+        all[i] = shared[i];
+        put_ok(&t, shared[i], strlen(shared[i]), "v", 1, false);
+    }
+    assert_tree_ok(&t);
+    struct btree_snap s;
+    for (unsigned i = 0; i < EXTRA; i++) { /* absent: get misses, seeks land on neighbours */
+        const void *v;
+        size_t vlen;
+        assert_int_equal(btree_get(&t, extra[i], strlen(extra[i]), &v, &vlen), CS_ENOTFOUND);
+        btree_snap_take(&t, &s);
+        struct btree_cursor c;
+        btree_cursor_init(&c, &s);
+        const char *ge = NULL, *le = NULL;
+        for (unsigned j = 0; j < SHARED; j++) {
+            const char *k[2] = {shared[j], extra[i]};
+            if (cstr_cmp(&k[0], &k[1]) > 0 && !ge)
+                ge = shared[j];
+            if (cstr_cmp(&k[0], &k[1]) < 0)
+                le = shared[j];
+        }
+        assert_true(btree_cursor_seek(&c, extra[i], strlen(extra[i])) == (ge != NULL));
+        if (ge)
+            cursor_at(&c, ge, strlen(ge));
+        assert_true(btree_cursor_seek_le(&c, extra[i], strlen(extra[i])) == (le != NULL));
+        if (le)
+            cursor_at(&c, le, strlen(le));
+        btree_snap_release(&t, &s);
+    }
+    for (unsigned i = 0; i < EXTRA; i++) {
+        all[SHARED + i] = extra[i];
+        put_ok(&t, extra[i], strlen(extra[i]), "x", 1, false);
+        assert_tree_ok(&t);
+    }
+    qsort(all, SHARED + EXTRA, sizeof(all[0]), cstr_cmp);
+    btree_snap_take(&t, &s);
+    struct btree_cursor c;
+    btree_cursor_init(&c, &s);
+    unsigned i = 0;
+    for (bool on = btree_cursor_first(&c); on; on = btree_cursor_next(&c)) {
+        cursor_at(&c, all[i], strlen(all[i]));
+        i++;
+    }
+    assert_int_equal(i, SHARED + EXTRA);
+    btree_snap_release(&t, &s);
+    btree_destroy(&t);
+}
+
 /* Walk two snapshots side by side: same records in the same order. */
 static void snaps_equal(const struct btree_snap *a, const struct btree_snap *b)
 {
@@ -966,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_destroy_keeps_live_snapshots_readable),
         cmocka_unit_test(test_delete_everything_frees_all_nodes),
         cmocka_unit_test(test_checker_reports_damaged_key),
+        cmocka_unit_test(test_keys_outside_node_prefix_order_right),
         cmocka_unit_test(test_failed_allocation_leaves_tree_unchanged),
         cmocka_unit_test(test_loads_pack_leaves_within_memory_target),
         cmocka_unit_test(test_sequential_loads_with_snapshots_match),

@@ -1326,7 +1326,13 @@ static void step(struct raft *r, const struct raft_msg *m)
                    m->type == RAFT_MSG_SNAP) {
             become_follower(r, m->term, m->from);
         } else {
+            /* Figure 2, rules for followers: only a current leader's message or a granted vote
+             * restarts the election timer. A higher term alone (say a candidate with a stale
+             * log whose vote we refuse) must not, or a faster-ticking stale candidate can keep
+             * the up-to-date servers from ever timing out. */
+            unsigned elapsed = r->election_elapsed;
             become_follower(r, m->term, 0);
+            r->election_elapsed = elapsed;
         }
     } else if (m->term < r->term) {
         if ((r->cfg.check_quorum || r->cfg.pre_vote) &&

@@ -116,9 +116,11 @@ struct node {
     uint64_t id;
     struct raft *r; /* NULL while crashed */
     struct sim_store disk;
-    unsigned phase;      /* tick offset */
-    unsigned disk_delay; /* units a ready waits before it is persisted */
-    unsigned disk_wait;  /* units waited so far */
+    unsigned phase;        /* tick offset */
+    unsigned tick_units;   /* this node's clock: units per tick, around SIM_TICK_UNITS */
+    uint64_t paused_until; /* a stalled process (GC, swap): nothing runs before this time */
+    unsigned disk_delay;   /* units a ready waits before it is persisted */
+    unsigned disk_wait;    /* units waited so far */
     uint8_t role_seen;
     uint64_t term_seen;
     uint64_t down_until; /* crashed: restart time */
@@ -154,6 +156,7 @@ struct faults {
     uint32_t flip_ppm;
     uint32_t partition_ppm;
     uint32_t oneway_ppm;
+    uint32_t pause_ppm;        /* per node and time unit: the process stalls */
     uint32_t crash_ppm;        /* per node and time unit */
     uint32_t leader_crash_ppm; /* extra, for a node that leads */
     uint32_t conf_ppm;
@@ -172,6 +175,7 @@ struct stats {
     uint64_t confs;
     uint64_t transfers;
     uint64_t crashes;
+    uint64_t stalls;
     uint64_t corrupt;
 };
 
@@ -680,6 +684,7 @@ static void node_crash(struct sim *s, struct node *nd, uint64_t down_units)
     raft_free(nd->r);
     nd->r = NULL;
     nd->reads_n = 0;
+    nd->paused_until = 0;
     nd->down_until = s->now + down_units;
     s->st.crashes++;
     trace(s, "node %" PRIu64 " crashes until t=%" PRIu64 " (disk last %" PRIu64 ")", nd->id,
@@ -720,6 +725,11 @@ static void node_ready(struct sim *s, unsigned idx)
         raft_report_snapshot(nd->r, snap_failed[i], false);
     serve_reads(s, nd);
     check_leaders(s, nd);
+}
+
+static bool paused(const struct sim *s, const struct node *nd)
+{
+    return nd->paused_until > s->now;
 }
 
 static void deliver(struct sim *s, struct net_msg *m)
@@ -904,6 +914,11 @@ static void faults_step(struct sim *s)
             node_start(s, nd);
             trace(s, "node %" PRIu64 " restarts (term %" PRIu64 ", last %" PRIu64 ")", nd->id,
                   nd->r ? raft_term(nd->r) : 0, sim_store_last(&nd->disk));
+        } else if (nd->r && !paused(s, nd) && rng_ppm(&s->rng, s->f.pause_ppm)) {
+            nd->paused_until = s->now + SIM_TICK_UNITS * (1 + rng_below(&s->rng, 30));
+            s->st.stalls++;
+            trace(s, "node %" PRIu64 " stalls until t=%" PRIu64 " (%s)", nd->id, nd->paused_until,
+                  raft_role(nd->r) == RAFT_LEADER ? "leader" : "not leader");
         } else if (nd->r &&
                    (rng_ppm(&s->rng, s->f.crash_ppm) ||
                     (raft_role(nd->r) == RAFT_LEADER && rng_ppm(&s->rng, s->f.leader_crash_ppm)))) {
@@ -919,7 +934,7 @@ static struct node *some_leader(struct sim *s)
     struct node *c[SIM_NODES_MAX];
     unsigned n = 0;
     for (unsigned i = 0; i < s->n; i++)
-        if (s->nodes[i].r && raft_role(s->nodes[i].r) == RAFT_LEADER)
+        if (s->nodes[i].r && !paused(s, &s->nodes[i]) && raft_role(s->nodes[i].r) == RAFT_LEADER)
             c[n++] = &s->nodes[i];
     return n ? c[rng_below(&s->rng, n)] : NULL;
 }
@@ -935,7 +950,7 @@ static void clients_step(struct sim *s, bool faults)
         client_read(s, l);
     if (rng_ppm(&s->rng, 40000)) { /* at any node: followers forward (thesis §6.4.1) */
         struct node *any = &s->nodes[rng_below(&s->rng, s->n)];
-        if (any->r)
+        if (any->r && !paused(s, any))
             client_read(s, any);
     }
     if (!faults)
@@ -945,7 +960,7 @@ static void clients_step(struct sim *s, bool faults)
     if (rng_ppm(&s->rng, s->f.transfer_ppm))
         client_transfer(s, l);
     for (unsigned i = 0; i < s->n; i++)
-        if (s->nodes[i].r && rng_ppm(&s->rng, s->f.compact_ppm))
+        if (s->nodes[i].r && !paused(s, &s->nodes[i]) && rng_ppm(&s->rng, s->f.compact_ppm))
             compact(s, &s->nodes[i]);
 }
 
@@ -954,22 +969,35 @@ static void unit_step(struct sim *s, bool faults)
 {
     if (faults)
         faults_step(s);
+    /* clients act before or after this unit's deliveries: a request may reach a node before
+     * the messages that would tell it it was deposed */
+    bool clients_first = rng_ppm(&s->rng, 500000);
+    if (clients_first)
+        clients_step(s, faults);
     while (s->net_n > 0 && s->net[0].at <= s->now) {
         struct net_msg m = net_pop(s);
+        const struct node *to = &s->nodes[m.to];
+        if (to->r && paused(s, to)) {
+            m.at = to->paused_until; /* waits in the socket buffer */
+            m.seq = rng_next(&s->rng);
+            net_push(s, m);
+            continue;
+        }
         deliver(s, &m);
         free(m.buf);
     }
     for (unsigned i = 0; i < s->n; i++) {
         struct node *nd = &s->nodes[i];
-        if (nd->r && (s->now + nd->phase) % SIM_TICK_UNITS == 0) {
+        if (nd->r && !paused(s, nd) && (s->now + nd->phase) % nd->tick_units == 0) {
             raft_tick(nd->r);
             check_leaders(s, nd);
         }
     }
-    clients_step(s, faults);
+    if (!clients_first)
+        clients_step(s, faults);
     for (unsigned i = 0; i < s->n; i++) {
         struct node *nd = &s->nodes[i];
-        if (!nd->r || !raft_has_ready(nd->r))
+        if (!nd->r || paused(s, nd) || !raft_has_ready(nd->r))
             continue;
         if (faults && nd->disk_wait < nd->disk_delay) {
             nd->disk_wait++;
@@ -998,6 +1026,7 @@ static void pick_faults(struct sim *s)
     }
     if (s->cls == 2 || all) {
         f.partition_ppm = 1000 + (uint32_t)rng_below(&s->rng, 8000);
+        f.pause_ppm = (uint32_t)rng_below(&s->rng, 1000);
         f.oneway_ppm = 1000 + (uint32_t)rng_below(&s->rng, 4000);
     }
     if (s->cls == 3 || all) {
@@ -1061,6 +1090,8 @@ static bool liveness(struct sim *s)
             trace(s, "node %" PRIu64 " restarts for the heal", s->nodes[i].id);
         }
     heal(s);
+    for (unsigned i = 0; i < s->n; i++)
+        s->nodes[i].paused_until = 0;
     s->f.loss_ppm = 0;
     s->f.dup_ppm = 0;
     s->f.long_delay_ppm = 0;
@@ -1127,6 +1158,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
         struct node *nd = &s->nodes[i];
         nd->id = i + 1;
         nd->phase = (unsigned)rng_below(&s->rng, SIM_TICK_UNITS);
+        nd->tick_units = SIM_TICK_UNITS - 2 + (unsigned)rng_below(&s->rng, 5); /* clock skew */
         sim_store_init(&nd->disk);
         node_start(s, nd);
     }
@@ -1150,6 +1182,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     st->confs += s->st.confs;
     st->transfers += s->st.transfers;
     st->crashes += s->st.crashes;
+    st->stalls += s->st.stalls;
     st->corrupt += s->st.corrupt;
     *cls_out = s->cls;
     current_sim = NULL;
@@ -1219,6 +1252,7 @@ int main(int argc, char **argv)
         c->confs += one.confs;
         c->transfers += one.transfers;
         c->crashes += one.crashes;
+        c->stalls += one.stalls;
         c->corrupt += one.corrupt;
         if (ok) {
             passed++;
@@ -1233,9 +1267,11 @@ int main(int argc, char **argv)
             continue;
         printf("%-10s %6" PRIu64 " passed %4" PRIu64 " failed | proposed %" PRIu64
                " elections %" PRIu64 " reads %" PRIu64 " snapshots %" PRIu64 " confs %" PRIu64
-               " transfers %" PRIu64 " crashes %" PRIu64 " corrupt-frames %" PRIu64 "\n",
+               " transfers %" PRIu64 " crashes %" PRIu64 " stalls %" PRIu64
+               " corrupt-frames %" PRIu64 "\n",
                class_names[c], pass[c], failn[c], st[c].commits, st[c].elections, st[c].reads,
-               st[c].snapshots, st[c].confs, st[c].transfers, st[c].crashes, st[c].corrupt);
+               st[c].snapshots, st[c].confs, st[c].transfers, st[c].crashes, st[c].stalls,
+               st[c].corrupt);
     }
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
     return failed ? 1 : 0;

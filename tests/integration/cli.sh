@@ -189,6 +189,15 @@ check "stat prints a per-shard table" 0 out "shard.*records"
 grep -q "^total" "$T/out" && grep -Eq "^ +0 " "$T/out"
 [ $? -eq 0 ] && pass "stat has shard rows and a total row" ||
     fail "stat has shard rows and a total row" "missing rows"
+cs checkpoint
+check_out "checkpoint" 0 ""
+cs get users alice
+check_out "records read back after a checkpoint and reopen" 0 "11\n"
+cs stat
+check "stat shows the checkpoint" 0 out "checkpoint_lsn"
+awk '/checkpoint_lsn/ { on = 1; next } on && $1 == "total" { exit !($NF > 0) }' "$T/out" &&
+    pass "stat: checkpoint_lsn is set after a checkpoint" ||
+    fail "stat: checkpoint_lsn is set after a checkpoint" "no checkpoint LSN"
 run help
 check "help" 0 out "usage: cstore"
 grep -q '\\t' "$T/out" && pass "help documents the escapes" ||

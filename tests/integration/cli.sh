@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-unset CSTORE_DB
+unset CSTORE_DB CSTORE_FAULT
 DB="$T/db"
 passed=0
 failed=0

@@ -243,7 +243,7 @@ static int plan_shards(cs_db *db, unsigned recorded, int *cpus)
     return 0;
 }
 
-static int start_shards(cs_db *db, const int *cpus)
+static int start_shards(cs_db *db, const int *cpus, enum wal_open_mode mode)
 {
     unsigned n = db->nshards;
     uint64_t mem = db->opt.memory_limit ? cs_max_size(db->opt.memory_limit / n, 1) : 0;
@@ -271,6 +271,7 @@ static int start_shards(cs_db *db, const int *cpus)
             .memory_bytes_max = mem,
             .fault = db->fault,
             .checkpoint_wal_bytes = db->opt.checkpoint_wal_bytes,
+            .open_mode = mode,
         };
         rc = shard_launch(&db->shards[launched], &cfg);
         if (rc)
@@ -321,7 +322,7 @@ static int db_prepare_dir(cs_db *db, const char *dir)
     return access(dir, W_OK | X_OK) == 0 ? 0 : -errno;
 }
 
-int cs_open(const char *dir, const cs_options *o, cs_db **out)
+static int db_open(const char *dir, const cs_options *o, enum wal_open_mode mode, cs_db **out)
 {
     last_error[0] = '\0';
     if (!out)
@@ -350,11 +351,15 @@ int cs_open(const char *dir, const cs_options *o, cs_db **out)
         rc = meta_read(db->dir, &recorded);
     if (!rc)
         rc = plan_shards(db, recorded, cpus);
+    if (!rc && !recorded && mode == WAL_OPEN_VERIFY) {
+        snprintf(last_error, sizeof(last_error), "%s holds no cstore database", dir);
+        rc = CS_ENOTFOUND;
+    }
     if (!rc && !recorded)
         rc = meta_write(db->dir, db->nshards);
     if (!rc) {
         db->shards = calloc(db->nshards, sizeof(*db->shards));
-        rc = db->shards ? start_shards(db, cpus) : -ENOMEM;
+        rc = db->shards ? start_shards(db, cpus, mode) : -ENOMEM;
     }
     if (rc) {
         if (!last_error[0])
@@ -364,6 +369,72 @@ int cs_open(const char *dir, const cs_options *o, cs_db **out)
     }
     *out = db;
     return 0;
+}
+
+int cs_open(const char *dir, const cs_options *o, cs_db **out)
+{
+    bool salvage = o && o->salvage;
+    return db_open(dir, o, salvage ? WAL_OPEN_SALVAGE : WAL_OPEN_NORMAL, out);
+}
+
+static int verify_shards(cs_db *db, char *report, size_t size)
+{
+    size_t len = 0;
+    int rc = 0;
+    for (unsigned i = 0; i < db->nshards; i++) {
+        struct cs_shard_stats st;
+        int r = cs_stats(db, i, &st);
+        struct waiter w;
+        waiter_init(&w, SHARD_CHECK);
+        int check = r ? r : db_call(db, i, &w);
+        if (check && !rc) {
+            rc = check;
+            snprintf(last_error, sizeof(last_error), "%s",
+                     w.req.out ? (char *)w.req.out : cs_strerror(check));
+        }
+        len += (size_t)snprintf(
+            report + len, size - cs_min_size(len, size),
+            "shard %u: %" PRIu64 " collections, %" PRIu64 " records, checkpoint LSN %" PRIu64
+            ", %" PRIu64 " WAL records replayed, torn tail %" PRIu64 " bytes: %s\n",
+            i, st.collections, st.records, st.checkpoint_lsn, st.recovered_records,
+            st.recovery_torn_bytes,
+            check ? (w.req.out ? (char *)w.req.out : cs_strerror(check)) : "ok");
+        cs_mem_free(w.req.out);
+    }
+    return rc;
+}
+
+int cs_verify(const char *dir, const cs_options *o, char **report)
+{
+    if (report)
+        *report = NULL;
+    cs_db *db;
+    int rc = db_open(dir, o, WAL_OPEN_VERIFY, &db);    size_t size = sizeof(last_error) + 2;
+    char *text = cs_mem_alloc(0, size);
+    if (!text) {
+        if (!rc)
+            cs_close(db);
+        return -ENOMEM;
+    }
+    text[0] = '\0';
+    if (rc) {
+        snprintf(text, size, "%s\n", last_error[0] ? last_error : cs_strerror(rc));
+    } else {
+        size = 256 + (size_t)db->nshards * 256;
+        char *bigger = cs_mem_realloc(0, text, size);        if (bigger)
+            text = bigger;
+        else
+            size = sizeof(last_error) + 2;
+        rc = verify_shards(db, text, size);
+        int close_rc = cs_close(db);
+        if (!rc)
+            rc = close_rc;
+    }
+    if (report)
+        *report = text;
+    else
+        cs_mem_free(text);
+    return rc;
 }
 
 int cs_close(cs_db *db)

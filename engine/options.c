@@ -193,6 +193,15 @@ int cs_options_set(cs_options *o, const char *name, const char *value)
             o->memory_limit = x;
         return rc;
     }
+    if (strcmp(name, "salvage") == 0) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+            o->salvage = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+            o->salvage = false;
+        else
+            return CS_EOPTVAL;
+        return 0;
+    }
     if (strcmp(name, "fault") == 0) {
         if (strlen(value) >= sizeof(o->fault))
             return CS_EOPTVAL;

@@ -22,6 +22,7 @@ struct cs_options {
     uint64_t memory_limit;            /* tree bytes per database, 0 = unlimited */
     uint64_t checkpoint_wal_bytes;    /* WAL bytes that trigger a shard checkpoint, 0 = never */
     char fault[256];                  /* fault-injection spec ("" = off; see io/fault.h) */
+    bool salvage;                     /* recovery cuts at the first damage instead of failing */
 };
 
 void options_defaults(struct cs_options *o);

@@ -93,9 +93,11 @@ void cs_free(void *p);
  *   batch_max              requests a shard takes per loop iteration; default 256
  *   checkpoint_wal_bytes   a shard checkpoints once it wrote this much WAL; 0 = only on request;
  *                          default 256 MiB
- *   memory_limit           bytes of tree memory per database; 0 = no limit (default)
- *   fault                  fault-injection plan for testing, e.g. "seed=3,write_eio=100"
- *                          (see io/fault.h); "" = off (default). $CSTORE_FAULT sets it too.
+ *   memory_limit           bytes of tree memory per database; 0 = no limit (default) *   salvage
+ * true: recovery cuts the WAL (or checkpoint) at the first damage and goes on, reporting what it
+ * dropped on stderr; false (default): damage fails cs_open with CS_ECORRUPT fault fault-injection
+ * plan for testing, e.g. "seed=3,write_eio=100" (see io/fault.h); "" = off (default). $CSTORE_FAULT
+ * sets it too.
  *
  * An unknown name is CS_EOPTION; a malformed value is CS_EOPTVAL. Combinations (cpuset vs
  * shards, CPUs that do not exist) are checked by cs_open(). */
@@ -194,6 +196,15 @@ unsigned cs_session_inflight(const cs_session *s);
  * then frees the session. */
 void cs_session_close(cs_session *s);
 
+/* ---- Verification ----
+ * Check a closed database without changing anything on disk: every checksum of its newest
+ * checkpoints and of its WAL, then every invariant of every tree. Returns 0 when all is well,
+ * CS_ECORRUPT when something is damaged (cs_last_error() names the first problem), or the error
+ * that kept it from looking (CS_ELOCKED, CS_ENOTFOUND when dir holds no database, ...).
+ * *report (may be NULL) receives a summary, one line per shard, released with cs_free(), also
+ * on CS_ECORRUPT. */
+int cs_verify(const char *dir, const cs_options *o, char **report);
+
 /* ---- Checkpoints ----
  * Write every shard's trees (from copy-on-write snapshots: writers go on) into a checkpoint file,
  * then remove the WAL segments it covers; returns once all shards published theirs. Recovery then
@@ -204,31 +215,32 @@ int cs_checkpoint(cs_db *db);
 
 /* ---- Statistics ---- */
 struct cs_shard_stats {
-    unsigned shard;               /* shard index */
-    int cpu;                      /* CPU the shard is pinned to */
-    uint64_t records;             /* records in all collections of this shard */
-    uint64_t collections;         /* collections present on this shard */
-    uint64_t puts;                /* puts executed since open */
-    uint64_t gets;                /* gets executed since open */
-    uint64_t dels;                /* deletes executed since open */
-    uint64_t batches;             /* atomic batches executed since open */
-    uint64_t scans;               /* cursor batches served since open */
-    uint64_t loops;               /* event loop iterations that did work */
-    uint64_t wal_frames;          /* WAL frames written since open */
-    uint64_t wal_records;         /* WAL records written since open */
-    uint64_t wal_bytes;           /* WAL bytes written since open (after compression) */
-    uint64_t wal_syncs;           /* fdatasync calls since open */
-    uint64_t wal_lsn;             /* last LSN assigned */
-    uint64_t wal_durable_lsn;     /* last LSN known durable */
-    uint64_t wal_segments;        /* WAL segment files on disk */
-    uint64_t recovered_records;   /* WAL records replayed at open */
-    uint64_t recovery_us;         /* time this shard spent recovering at open */
-    uint64_t recovery_torn_bytes; /* bytes of a torn WAL tail cut off at open (0: none) */
-    uint64_t tree_bytes;          /* bytes held by the shard's trees */
-    uint64_t wal_enospc;          /* frames refused for want of disk space (rolled back) */
-    uint64_t checkpoints;         /* checkpoints published since open */
-    uint64_t checkpoint_lsn;      /* LSN of the newest checkpoint (0: none) */
-    int io_error;                 /* 0, or the error that made the shard read-only */
+    unsigned shard;                   /* shard index */
+    int cpu;                          /* CPU the shard is pinned to */
+    uint64_t records;                 /* records in all collections of this shard */
+    uint64_t collections;             /* collections present on this shard */
+    uint64_t puts;                    /* puts executed since open */
+    uint64_t gets;                    /* gets executed since open */
+    uint64_t dels;                    /* deletes executed since open */
+    uint64_t batches;                 /* atomic batches executed since open */
+    uint64_t scans;                   /* cursor batches served since open */
+    uint64_t loops;                   /* event loop iterations that did work */
+    uint64_t wal_frames;              /* WAL frames written since open */
+    uint64_t wal_records;             /* WAL records written since open */
+    uint64_t wal_bytes;               /* WAL bytes written since open (after compression) */
+    uint64_t wal_syncs;               /* fdatasync calls since open */
+    uint64_t wal_lsn;                 /* last LSN assigned */
+    uint64_t wal_durable_lsn;         /* last LSN known durable */
+    uint64_t wal_segments;            /* WAL segment files on disk */
+    uint64_t recovered_records;       /* WAL records replayed at open */
+    uint64_t recovery_us;             /* time this shard spent recovering at open */
+    uint64_t recovery_torn_bytes;     /* bytes of a torn WAL tail cut off at open (0: none) */
+    uint64_t recovery_salvaged_bytes; /* WAL bytes salvage dropped at open (0: none) */
+    uint64_t tree_bytes;              /* bytes held by the shard's trees */
+    uint64_t wal_enospc;              /* frames refused for want of disk space (rolled back) */
+    uint64_t checkpoints;             /* checkpoints published since open */
+    uint64_t checkpoint_lsn;          /* LSN of the newest checkpoint (0: none) */
+    int io_error;                     /* 0, or the error that made the shard read-only */
 };
 unsigned cs_shard_count(const cs_db *db);
 int cs_stats(cs_db *db, unsigned shard, struct cs_shard_stats *out);

@@ -322,6 +322,8 @@ struct loader {
     uint64_t records; /* records seen */
     char *msg;        /* error message */
     size_t msg_size;
+    bool salvage;  /* keep what precedes damage instead of failing */
+    bool salvaged; /* damage was met and skipped */
 };
 
 static int bad(struct loader *l, uint64_t off, const char *what)
@@ -415,33 +417,58 @@ static int load_blocks(struct loader *l, uint64_t end, uint64_t nblocks, uint64_
     return rc;
 }
 
+/* Salvage: keep what was loaded before the damage and say what was dropped. */
+static int salvage(struct loader *l)
+{
+    l->salvaged = true;
+    size_t n = strlen(l->msg);
+    snprintf(l->msg + n, l->msg_size - n,
+             "; salvage kept the %" PRIu64 " records before it and dropped the rest", l->records);
+    return 0;
+}
+
 static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *next_coll_id)
 {
-    if (l->size < CKPT_HEADER_BYTES + CKPT_FOOTER_BYTES)
-        return bad(l, 0, "checkpoint shorter than its header and footer");
+    if (l->size < CKPT_HEADER_BYTES + CKPT_FOOTER_BYTES) {
+        int rc = bad(l, 0, "checkpoint shorter than its header and footer");
+        return l->salvage ? salvage(l) : rc;
+    }
     const uint8_t *h = l->p;
+    int rc = 0;
     if (memcmp(h, CKPT_MAGIC, 8) != 0 || get64(h + 56) != XXH3_64bits(h, 56))
-        return bad(l, 0, "bad checkpoint header");
-    if (get32(h + 8) != CKPT_VERSION || get32(h + 12) != shard || get64(h + 16) != lsn)
-        return bad(l, 0, "checkpoint header names another version, shard or LSN");
+        rc = bad(l, 0, "bad checkpoint header");
+    else if (get32(h + 8) != CKPT_VERSION || get32(h + 12) != shard || get64(h + 16) != lsn)
+        rc = bad(l, 0, "checkpoint header names another version, shard or LSN");
+    if (rc)
+        return l->salvage ? salvage(l) : rc;
+    *next_coll_id = get32(h + 24);
     uint64_t foff = l->size - CKPT_FOOTER_BYTES;
     const uint8_t *f = l->p + foff;
     if (memcmp(f, CKPT_FOOTER_MAGIC, 8) != 0 || get64(f + 56) != XXH3_64bits(f, 56) ||
-        get64(f + 40) != foff)
-        return bad(l, foff, "bad checkpoint footer");
+        get64(f + 40) != foff) {
+        rc = bad(l, foff, "bad checkpoint footer");
+        if (!l->salvage)
+            return rc;
+        uint64_t sum;
+        rc = load_blocks(l, foff, UINT64_MAX, &sum);
+        return rc == CS_ECORRUPT || rc == 0 ? salvage(l) : rc;
+    }
     uint64_t sum;
-    int rc = load_blocks(l, foff, get64(f + 8), &sum);
+    rc = load_blocks(l, foff, get64(f + 8), &sum);
+    if (rc == CS_ECORRUPT && l->salvage)
+        return salvage(l);
     if (rc)
         return rc;
     if (sum != get64(f + 32) || l->colls != get64(f + 16) || l->records != get64(f + 24))
         return bad(l, foff, "checkpoint content does not match its footer");
-    *next_coll_id = get32(h + 24);
     return 0;
 }
 
 int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn rec, void *arg,
-              uint64_t *lsn, uint32_t *next_coll_id, char *msg, size_t msg_size)
+              uint64_t *lsn, uint32_t *next_coll_id, bool salvage_on, bool *salvaged, char *msg,
+              size_t msg_size)
 {
+    *salvaged = false;
     *lsn = 0;
     *next_coll_id = 0;
     uint64_t newest;
@@ -456,7 +483,11 @@ int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn re
         rc = io_file_read_all(path, (size_t)1 << 40, &buf, &size);
     if (rc == CS_ECORRUPT) {
         snprintf(msg, msg_size, "empty checkpoint %s", path);
-        return rc;
+        if (!salvage_on)
+            return rc;
+        *salvaged = true;
+        *lsn = newest;
+        return 0;
     }
     if (rc)
         return rc;
@@ -467,11 +498,13 @@ int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn re
                        .rec = rec,
                        .arg = arg,
                        .msg = msg,
-                       .msg_size = msg_size};
+                       .msg_size = msg_size,
+                       .salvage = salvage_on};
     l.raw = malloc(CKPT_BLOCK_RAW_MAX);
     rc = l.raw ? load_file(&l, shard, newest, next_coll_id) : -ENOMEM;
     free(l.raw);
     cs_mem_free(buf);
+    *salvaged = l.salvaged;
     if (!rc)
         *lsn = newest;
     return rc;

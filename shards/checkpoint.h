@@ -6,6 +6,7 @@
 #define CS_CHECKPOINT_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,12 +43,13 @@ CS_MUST_CHECK int ckpt_publish(const char *dir, uint64_t lsn);
 
 /* Recovery: load the newest checkpoint of dir, if any, calling coll() for each collection (before
  * its records) and rec() for each record, in key order. *lsn gets its LSN (0 when there is none)
- * and *next_coll_id the id counter it recorded. Leftover .tmp files are removed. CS_ECORRUPT when
- * the newest checkpoint is damaged (msg names file and offset). */
+ * and *next_coll_id the id counter it recorded. Leftover .tmp files are removed. CS_ECORRUPT when *
+ * the newest checkpoint is damaged (msg names file and offset) — unless salvage is set: then the
+ * records before the damage are kept, *salvaged is set and msg says what was dropped. */
 typedef int (*ckpt_coll_fn)(void *arg, uint32_t id, const char *name, size_t len);
 typedef int (*ckpt_rec_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
 CS_MUST_CHECK int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn rec,
-                            void *arg, uint64_t *lsn, uint32_t *next_coll_id, char *msg,
-                            size_t msg_size);
+                            void *arg, uint64_t *lsn, uint32_t *next_coll_id, bool salvage,
+                            bool *salvaged, char *msg, size_t msg_size);
 
 #endif

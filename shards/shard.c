@@ -999,6 +999,24 @@ static void exec_stats(struct shard *sh, struct shard_req *r)
     *r->stats = sh->stats;
 }
 
+/* Check every tree; on a problem, out holds its description. */
+static int exec_check(struct shard *sh, struct shard_req *r)
+{
+    char msg[256];
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            int rc = btree_check(&c->tree, msg, sizeof(msg));
+            if (!rc)
+                continue;
+            size_t len = strlen(msg) + CS_NAME_MAX + 64;
+            r->out = cs_mem_alloc(sh->arena, len);
+            if (r->out)
+                snprintf(r->out, len, "collection %s on shard %u: %s", c->name, sh->cfg.index, msg);
+            return rc;
+        }
+    return 0;
+}
+
 /* Execute one request; completes it now or parks it until durable. */
 static void exec(struct shard *sh, struct shard_req *r)
 {
@@ -1043,6 +1061,9 @@ static void exec(struct shard *sh, struct shard_req *r)
         return;
     case SHARD_CHECKPOINT:
         exec_checkpoint(sh, r);
+        return;
+    case SHARD_CHECK:
+        req_complete(r, exec_check(sh, r));
         return;
     case SHARD_STOP:
         sh->stopping = true;
@@ -1324,25 +1345,35 @@ static int shard_setup(struct shard *sh)
         .segment_bytes = sh->cfg.wal_segment_bytes,
         .compress_bytes = sh->cfg.wal_compress_bytes,
         .fault = sh->cfg.fault,
+        .mode = sh->cfg.open_mode,
     };
     struct wal_recovery info;
     memset(&info, 0, sizeof(info));
     uint64_t t0 = cs_now_ns();
     uint32_t next_id = 0;
+    bool salvaged = false;
     rc = ckpt_load(sh->dir, sh->cfg.index, load_coll, load_rec, sh, &sh->ckpt_lsn, &next_id,
-                   info.message, sizeof(info.message));
-    if (rc) {
+                   sh->cfg.open_mode == WAL_OPEN_SALVAGE, &salvaged, info.message,
+                   sizeof(info.message));
+    if (rc || salvaged)
         snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
+    if (rc)
         return rc;
+    if (salvaged) {
+        fprintf(stderr, "cstore: shard %u: %s\n", sh->cfg.index, sh->start_msg);
+        sh->ckpt_salvaged = true;
     }
+    memset(info.message, 0, sizeof(info.message));
     if (next_id > sh->next_coll_id)
         sh->next_coll_id = next_id;
     sh->stats.checkpoint_lsn = sh->ckpt_lsn;
     wc.base_lsn = sh->ckpt_lsn;
     rc = wal_open(&sh->wal, &wc, replay_apply, sh, &info);
     sh->stats.recovery_us = (cs_now_ns() - t0) / 1000u;
-    if (info.message[0])
-        snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
+    if (info.message[0]) {
+        size_t n = strlen(sh->start_msg);
+        snprintf(sh->start_msg + n, sizeof(sh->start_msg) - n, "%s%s", n ? "; " : "", info.message);
+    }
     if (info.torn_bytes && !rc)
         fprintf(stderr, "cstore: shard %u: %s (%" PRIu64 " bytes)\n", sh->cfg.index, info.message,
                 info.torn_bytes);
@@ -1353,6 +1384,9 @@ static int shard_setup(struct shard *sh)
     sh->frame_seq = 1;
     sh->stats.recovered_records = info.records;
     sh->stats.recovery_torn_bytes = info.torn_bytes;
+    sh->stats.recovery_salvaged_bytes = info.salvaged_bytes;
+    if (info.salvaged_bytes || info.salvaged_segments)
+        fprintf(stderr, "cstore: shard %u: %s\n", sh->cfg.index, info.message);
     sh->applied_lsn = sh->durable_lsn = sh->written_lsn = cs_max_u64(info.last_lsn, sh->ckpt_lsn);
     return 0;
 }
@@ -1387,6 +1421,11 @@ static void *shard_main(void *arg)
         shard_teardown(sh);
         return NULL;
     }
+    if (sh->ckpt_salvaged && ckpt_start(sh) != 0)
+        fprintf(stderr,
+                "cstore: shard %u: could not start the checkpoint that replaces the "
+                "salvaged one\n",
+                sh->cfg.index);
     loop(sh);
     struct shard_req *stop = sh->stop_req;
     shard_teardown(sh);

@@ -31,9 +31,10 @@ enum shard_op {
     SHARD_SNAP_OPEN,   /* coll -> snap (NULL when the collection is absent here) */
     SHARD_SNAP_READ,   /* snap, key, scan_mode, scan_max -> out records, out_count, out_end */
     SHARD_SNAP_CLOSE,  /* snap */
-    SHARD_STATS,       /* -> stats */
-    SHARD_CHECKPOINT,  /* write a checkpoint; completes once it is published */
-    SHARD_STOP,        /* finish pending writes and leave the loop */
+    SHARD_STATS,
+    /* -> stats */ SHARD_CHECKPOINT, /* write a checkpoint; completes once it is published */
+    SHARD_CHECK, /* verify every tree's invariants -> out: first problem (NUL-terminated) */
+    SHARD_STOP,  /* finish pending writes and leave the loop */
 };
 
 /* Where a snapshot read starts. Reads go forward for the first three, backward otherwise. */
@@ -102,6 +103,7 @@ struct shard_config {
     uint32_t batch_max;             /* requests taken per loop iteration */
     uint64_t memory_bytes_max;      /* tree bytes this shard may hold; 0 = no limit */
     uint64_t checkpoint_wal_bytes;  /* checkpoint once this much WAL was written; 0 = never */
+    enum wal_open_mode open_mode;   /* recovery: normal, verify (change nothing) or salvage */
     struct io_fault *fault;         /* fault plan for its I/O, or NULL (borrowed) */
 };
 
@@ -163,6 +165,7 @@ struct shard {
     bool stopping;                     /* SHARD_STOP received */
     struct shard_req *stop_req;        /* to complete when the loop ends */
     int io_error;                      /* non-zero: read-only after this error */
+    bool ckpt_salvaged;                /* the checkpoint was salvaged: write a new one */
     bool undo_on;                      /* sync mode: frames can be taken back */
     uint64_t frame_seq;                /* sequence number of the open frame (from 1) */
     struct frame_undo undo[2];         /* per WAL slot: what its frame changed */

@@ -386,6 +386,22 @@ static int seg_list_read(const char *dir, struct seg_list *out)
 
 /* ---- recovery ---- */
 
+#define WAL_DROP_REST 1 /* salvage: this segment and every later one are dropped */
+
+/* Salvage: remove segments [from, count) and sync the folder. */
+static int seg_remove_from(struct wal *w, const struct seg_list *segs, size_t from)
+{
+    for (size_t i = from; i < segs->count; i++) {
+        char path[PATH_MAX];
+        int rc = seg_path(path, sizeof(path), w->dir, segs->lsn[i], false);
+        if (!rc)
+            rc = unlink(path) == 0 ? 0 : -errno;
+        if (rc)
+            return rc;
+    }
+    return io_dir_sync(w->dir);
+}
+
 struct replay {
     struct wal *w;             /* the log being opened */
     wal_apply_fn apply;        /* record consumer */
@@ -395,6 +411,8 @@ struct replay {
     size_t raw_cap;            /* its size */
     uint64_t expect_lsn;       /* LSN the next frame must start with (0 = any) */
     uint64_t base_lsn;         /* records up to this LSN are in a checkpoint: skipped */
+    enum wal_open_mode mode;   /* normal, verify or salvage */
+    bool cut;                  /* salvage: the log was cut in the segment just read */
 };
 
 static int corrupt(struct replay *r, const char *path, uint64_t off, const char *what)
@@ -459,6 +477,15 @@ static int replay_frame(struct replay *r, const uint8_t *p, const struct frame_h
 }
 
 /* Replay one mapped segment. *end receives the offset where appends would continue. */
+/* Salvage: the log ends at off of this segment; what follows is dropped. */
+static int salvage_cut(struct replay *r, size_t size, size_t off, size_t *end)
+{
+    r->cut = true;
+    r->info->salvaged_bytes += size - off;
+    *end = off;
+    return 0;
+}
+
 static int replay_segment(struct replay *r, const uint8_t *p, size_t size, const char *path,
                           bool last, size_t *end)
 {
@@ -467,15 +494,25 @@ static int replay_segment(struct replay *r, const uint8_t *p, size_t size, const
         struct frame_hdr h;
         enum frame_state st = frame_check(p + off, size - off, &h);
         if (st == FRAME_OK) {
+            int rc = 0;
             if (r->expect_lsn && h.first_lsn != r->expect_lsn)
-                return corrupt(r, path, off, "WAL frame out of LSN sequence");
-            int rc = replay_frame(r, p + off, &h, path, off);
+                rc = corrupt(r, path, off, "WAL frame out of LSN sequence");
+            if (!rc)
+                rc = replay_frame(r, p + off, &h, path, off);
+            if (rc == CS_ECORRUPT && r->mode == WAL_OPEN_SALVAGE)
+                return salvage_cut(r, size, off, end);
             if (rc)
                 return rc;
             off += frame_total(&h);
             if (off >= size)
                 break;
             continue;
+        }
+        bool damage =
+            valid_frame_after(p, off + WAL_FRAME_ALIGN, size) || (st == FRAME_BAD && !last);
+        if (damage && r->mode == WAL_OPEN_SALVAGE) {
+            (void)corrupt(r, path, off, "damaged WAL frame");
+            return salvage_cut(r, size, off, end);
         }
         if (valid_frame_after(p, off + WAL_FRAME_ALIGN, size))
             return corrupt(r, path, off, "damaged WAL frame before valid ones");
@@ -523,10 +560,17 @@ static int replay_file(struct replay *r, uint64_t first_lsn, bool last)
         rc = corrupt(r, path, 0, "bad WAL segment header");
     else if (r->expect_lsn && first_lsn != r->expect_lsn)
         rc = corrupt(r, path, 0, "WAL segment does not continue the previous one");
+    if (rc == CS_ECORRUPT && r->mode == WAL_OPEN_SALVAGE) {
+        munmap(p, size);
+        io_file_close(fd);
+        return WAL_DROP_REST;
+    }
     if (!rc)
         rc = replay_segment(r, p, size, path, last, &end);
     munmap(p, size);
-    if (!rc && r->info->torn_bytes) {
+    if (r->cut)
+        last = true; /* the log ends here: later segments are dropped */
+    if (!rc && (r->info->torn_bytes || r->cut) && r->mode != WAL_OPEN_VERIFY) {
         rc = io_file_zero(fd, end, size - end);
         if (!rc)
             rc = io_file_sync(fd);
@@ -582,15 +626,36 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
     struct seg_list segs = {0};
     if (!rc)
         rc = seg_list_read(w->dir, &segs);
-    struct replay r = {.w = w, .apply = apply, .arg = arg, .info = info, .base_lsn = cfg->base_lsn};
-    if (!rc && segs.count && segs.lsn[0] > cfg->base_lsn + 1) {
+    struct replay r = {.w = w,
+                       .apply = apply,
+                       .arg = arg,
+                       .info = info,
+                       .base_lsn = cfg->base_lsn,
+                       .mode = cfg->mode};
+    if (!rc && segs.count && segs.lsn[0] > cfg->base_lsn + 1 && cfg->mode != WAL_OPEN_SALVAGE) {
         char path[PATH_MAX];
         if (seg_path(path, sizeof(path), w->dir, segs.lsn[0], false) == 0)
             rc = corrupt(&r, path, 0,
                          "WAL records between the checkpoint and this segment are missing");
     }
-    for (size_t i = 0; !rc && i < segs.count; i++)
-        rc = replay_file(&r, segs.lsn[i], i + 1 == segs.count);
+    size_t used = 0;
+    for (; !rc && used < segs.count && !r.cut; used++)
+        rc = replay_file(&r, segs.lsn[used], used + 1 == segs.count);
+    if (rc == WAL_DROP_REST) {
+        used--; /* that segment goes too */
+        rc = 0;
+    }
+    if (!rc && used < segs.count) {
+        rc = seg_remove_from(w, &segs, used);
+        info->salvaged_segments = segs.count - used;
+    }
+    if (!rc && (info->salvaged_bytes || info->salvaged_segments)) {
+        size_t n = strlen(info->message);
+        snprintf(info->message + n, sizeof(info->message) - n,
+                 "%ssalvage dropped %" PRIu64 " bytes and %" PRIu64 " later segments",
+                 n ? "; " : "", info->salvaged_bytes, info->salvaged_segments);
+    }
+    segs.count = used;
     w->segments = segs.count;
     w->next_lsn = info->last_lsn + 1;
     if (!rc && segs.count && info->last_lsn == 0)
@@ -599,7 +664,7 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
         w->next_lsn = cfg->base_lsn + 1;
     free(segs.lsn);
     free(r.raw);
-    if (!rc && w->fd < 0)
+    if (!rc && w->fd < 0 && cfg->mode != WAL_OPEN_VERIFY)
         rc = seg_create(w, w->next_lsn, w->segment_bytes);
     if (rc)
         wal_close(w);

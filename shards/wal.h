@@ -39,6 +39,13 @@ struct wal_rec {
     size_t vlen;     /* value length */
 };
 
+/* How wal_open treats what it finds. */
+enum wal_open_mode {
+    WAL_OPEN_NORMAL,  /* cut a torn tail; damage elsewhere is CS_ECORRUPT */
+    WAL_OPEN_VERIFY,  /* change nothing on disk: report a torn tail, fail on damage */
+    WAL_OPEN_SALVAGE, /* cut the log at the first damage, wherever it is, and go on */
+};
+
 struct wal_config {
     const char *dir;         /* shard folder (borrowed for the call to wal_open only) */
     unsigned shard;          /* shard index, written into segment headers */
@@ -47,6 +54,7 @@ struct wal_config {
     uint32_t compress_bytes; /* compress frame bodies of at least this size; 0 = never */
     struct io_fault *fault;  /* fault plan, or NULL (borrowed for the log's lifetime) */
     uint64_t base_lsn;       /* records up to this LSN are in a checkpoint: skip them */
+    enum wal_open_mode mode; /* normal, verify or salvage */
 };
 
 /* Called once per record during recovery, in LSN order. A non-zero return stops recovery and
@@ -55,10 +63,12 @@ typedef int (*wal_apply_fn)(void *arg, uint64_t lsn, const struct wal_rec *rec);
 
 /* What recovery found. */
 struct wal_recovery {
-    uint64_t records;    /* records replayed */
-    uint64_t frames;     /* frames replayed */
-    uint64_t last_lsn;   /* last LSN replayed (0 if none) */
-    uint64_t torn_bytes; /* bytes cut off a torn tail (0 if the log ended cleanly) */
+    uint64_t records;           /* records replayed */
+    uint64_t frames;            /* frames replayed */
+    uint64_t last_lsn;          /* last LSN replayed (0 if none) */
+    uint64_t torn_bytes;        /* bytes cut off a torn tail (0 if the log ended cleanly) */
+    uint64_t salvaged_bytes;    /* salvage: bytes dropped from the damaged segment on */
+    uint64_t salvaged_segments; /* salvage: later segments removed */
     char
         message[PATH_MAX + 128]; /* on CS_ECORRUPT: file and offset; on a torn tail: what was cut */
 };

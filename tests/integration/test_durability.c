@@ -15,8 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
 #include "cstore.h"
 
 static char root[256];
@@ -327,6 +327,104 @@ static void test_checkpoint_refused_without_a_wal(void **state)
     assert_int_equal(cs_close(db), 0);
 }
 
+static void flip_in(const char *prefix, long off)
+{
+    char shard[400], path[700];
+    snprintf(shard, sizeof(shard), "%s/shard-000", dbdir);
+    DIR *d = opendir(shard);
+    assert_non_null(d);
+    struct dirent *e;
+    path[0] = 0;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && !path[0])
+            snprintf(path, sizeof(path), "%s/%s", shard, e->d_name);
+    closedir(d);
+    assert_true(path[0] != 0);
+    FILE *f = fopen(path, "r+");
+    assert_non_null(f);
+    fseek(f, off, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, off, SEEK_SET);
+    fputc(c ^ 0x04, f);
+    fclose(f);
+}
+
+static void test_verify_passes_a_sound_database_and_changes_nothing(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "durability=async", NULL), 0);
+    for (int i = 0; i < 300; i++)
+        put_i(db, i, 1);
+    assert_int_equal(cs_close(db), 0);
+    char *report = NULL;
+    assert_int_equal(cs_verify(dbdir, NULL, &report), 0);
+    assert_non_null(report);
+    assert_non_null(strstr(report, "300 records"));
+    assert_non_null(strstr(report, ": ok"));
+    cs_free(report);
+    /* a folder without a database */
+    char empty[400];
+    snprintf(empty, sizeof(empty), "%s/empty", root);
+    assert_int_equal(mkdir(empty, 0755), 0);
+    assert_int_equal(cs_verify(empty, NULL, NULL), CS_ENOTFOUND);
+}
+
+static void test_damaged_wal_fails_verify_and_open_until_salvaged(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "durability=async", "checkpoint_wal_bytes=0", NULL), 0);
+    for (int i = 0; i < 300; i++)
+        put_i(db, i, 1);
+    assert_int_equal(cs_close(db), 0);
+    /* one record frames are ~470 bytes: this lands in the middle of the log */
+    flip_in("wal-", 64 + 470 * 100 + 200);
+    char *report = NULL;
+    assert_int_equal(cs_verify(dbdir, NULL, &report), CS_ECORRUPT);
+    assert_non_null(strstr(cs_last_error(), "wal-"));
+    cs_free(report);
+    assert_int_equal(open_with(&db, NULL), CS_ECORRUPT);
+    /* salvage keeps what precedes the damage and drops the rest */
+    assert_int_equal(open_with(&db, "salvage=true", NULL), 0);
+    struct cs_shard_stats st = stats0(db);
+    assert_true(st.recovery_salvaged_bytes > 0);
+    assert_true(st.records >= 90 && st.records < 300);
+    for (int i = 0; i < 90; i++)
+        check_i(db, i, 1);
+    put_i(db, 1000, 1);
+    assert_int_equal(cs_close(db), 0);
+    assert_int_equal(cs_verify(dbdir, NULL, NULL), 0);
+    assert_int_equal(open_with(&db, NULL), 0);
+    check_i(db, 1000, 1);
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_damaged_checkpoint_is_salvaged_and_replaced(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "durability=async", "checkpoint_wal_bytes=0", NULL), 0);
+    for (int i = 0; i < 5000; i++)
+        put_i(db, i, 1);
+    assert_int_equal(cs_checkpoint(db), 0);
+    assert_int_equal(cs_close(db), 0);
+    flip_in("snap-", 64 + 32 + 10); /* inside the first block's payload */
+    assert_int_equal(cs_verify(dbdir, NULL, NULL), CS_ECORRUPT);
+    assert_non_null(strstr(cs_last_error(), "snap-"));
+    assert_int_equal(open_with(&db, "salvage=true", NULL), 0);
+    assert_int_equal(cs_checkpoint(db), 0); /* waits for the replacement too */
+    put_i(db, 7, 9);
+    assert_int_equal(cs_close(db), 0);
+    assert_int_equal(cs_verify(dbdir, NULL, NULL), 0);
+    assert_int_equal(open_with(&db, NULL), 0);
+    check_i(db, 7, 9);
+    assert_int_equal(cs_close(db), 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -353,6 +451,9 @@ int main(void)
         cmocka_unit_test(test_enospc_rolls_back_the_frame_and_the_database_goes_on),
         cmocka_unit_test(test_write_error_rolls_back_and_turns_read_only),
         cmocka_unit_test(test_checkpoint_refused_without_a_wal),
+        cmocka_unit_test(test_verify_passes_a_sound_database_and_changes_nothing),
+        cmocka_unit_test(test_damaged_wal_fails_verify_and_open_until_salvaged),
+        cmocka_unit_test(test_damaged_checkpoint_is_salvaged_and_replaced),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

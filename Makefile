@@ -105,8 +105,7 @@ install: lib tools
 	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libcstore.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' cstore.pc.in \
-		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc
-	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc	install -m 755 $(filter-out $(BUILD)/raft-sim,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

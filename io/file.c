@@ -25,10 +25,20 @@ int io_dir_ensure(const char *dir)
     if (stat(dir, &st) == 0)
         return S_ISDIR(st.st_mode) ? 0 : CS_ENOTDIR;
     if (errno != ENOENT)
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;    if (mkdir(dir, 0755) != 0)
         return errno == ENOTDIR ? CS_ENOTDIR : -errno;
-    if (mkdir(dir, 0755) != 0)
-        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
-    return 0;
+    /* make the new folder's entry durable in its parent */
+    char parent[PATH_MAX];
+    if (snprintf(parent, sizeof(parent), "%s", dir) >= (int)sizeof(parent))
+        return -ENAMETOOLONG;
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(parent, sizeof(parent), ".");
+    return io_dir_sync(parent);
 }
 
 int io_dir_sync(const char *dir)

@@ -123,7 +123,8 @@ static int csb_get(void *th, const void *key, size_t klen, void *buf, size_t cap
         return BENCH_NOTFOUND;
     if (rc != 0)
         return rc;
-    memcpy(buf, v, *vlen < cap ? *vlen : cap);
+    if (*vlen > 0) /* v is NULL for an empty value */
+        memcpy(buf, v, *vlen < cap ? *vlen : cap);
     cs_free(v);
     return 0;
 }

@@ -21,10 +21,11 @@
  *   "\\" backslash   "\t" TAB   "\n" LF   "\r" CR   "\0" NUL
  * load also accepts "\xHH" (two hex digits). Every other byte passes through unchanged, so a
  * dump loaded back (`cstore --db A dump C | cstore --db B load C -`, or through a file: one
- * database admits one process at a time) round-trips any keys and values. load refuses, naming the
- * line, any line without a TAB, with a second raw TAB, with an unknown escape or a lone trailing
- * backslash, or whose key or value breaks the engine's limits; it never guesses. Records before
- * the bad line are already stored (load is not atomic); the message says how many.
+ * database admits one process at a time) round-trips any keys and values. load refuses, naming
+ * the line, a line that is empty, has no TAB or a second raw TAB, holds an unknown escape or a
+ * lone trailing backslash, or whose key or value breaks the engine's limits; it never guesses.
+ * Records before the bad line are already stored (load is not atomic); the message says how
+ * many.
  *
  * load keeps up to LOAD_DEPTH puts in flight through a cs_session, so group commit makes a
  * durable load fast. Puts of one key reach its shard in submission order, so when a file holds a
@@ -212,6 +213,8 @@ __attribute__((format(printf, 1, 2))) static int cli_usage_error(const char *fmt
 /* Write n bytes to f with backslash, TAB, LF, CR and NUL escaped. */
 static void cli_write_escaped(FILE *f, const void *p, size_t n)
 {
+    if (n == 0) /* an empty value may come as NULL */
+        return;
     const unsigned char *s = p;
     size_t run = 0; /* start of the bytes not written yet */
     for (size_t i = 0; i < n; i++) {
@@ -480,7 +483,7 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
         } else {
             if (cli->escaped)
                 cli_write_escaped(stdout, val, vlen);
-            else
+            else if (vlen > 0) /* val is NULL for an empty value */
                 fwrite(val, 1, vlen, stdout);
             putchar('\n');
             cs_free(val);
@@ -678,7 +681,8 @@ static int line_next(struct line_reader *r)
             r->line = p;
             r->line_cap = cap;
         }
-        memcpy(r->line + r->line_len, start, take);
+        if (take > 0) /* r->line is still NULL before the first byte */
+            memcpy(r->line + r->line_len, start, take);
         r->line_len += take;
         r->pos += take;
         if (lf != NULL) {
@@ -776,6 +780,11 @@ static int load_line(struct load *ld, const struct line_reader *r)
 {
     const char *line = r->line;
     size_t n = r->line_len;
+    if (n == 0) {
+        fprintf(stderr, "cstore: load %s: line %llu: empty (a record is KEY<TAB>VALUE)\n",
+                ld->input_name, r->line_no);
+        return EXIT_ERROR;
+    }
     const char *tab = memchr(line, '\t', n);
     if (tab == NULL) {
         fprintf(stderr, "cstore: load %s: line %llu: no TAB between key and value\n",

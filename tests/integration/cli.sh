@@ -134,13 +134,19 @@ cs dump order
 check_out "dump: every record" 0 "k1\tvk1\nk2\tvk2\nk3\tvk3\nk4\tvk4\nk5\tvk5\n"
 
 # Keys and values holding TAB, LF, CR, backslash and NUL, written escaped, in no order.
-printf 'tab\\tkey\tv1\nnl\\nkey\tline1\\nline2\nbs\\\\key\tback\\\\slash\nplain\t\ncr\\rx\tnul\\0byte\n' \
-    >"$T/bytes.txt"
+{
+    printf 'tab\\tkey\tv1\n'
+    printf 'nl\\nkey\tline1\\nline2\n'
+    printf 'bs\\\\key\tback\\\\slash\n'
+    printf 'plain\t\n'
+    printf 'cr\\rx\tnul\\0byte\n'
+} >"$T/bytes.txt"
 cs load bytes "$T/bytes.txt"
 check_out "load from a file" 0 "loaded 5 records into bytes\n"
 cs dump bytes
-check_out "dump escapes TAB, LF, CR, backslash, NUL" 0 \
-    'bs\\\\key\tback\\\\slash\ncr\\rx\tnul\\0byte\nnl\\nkey\tline1\\nline2\nplain\t\ntab\\tkey\tv1\n'
+want_dump='bs\\\\key\tback\\\\slash\ncr\\rx\tnul\\0byte\nnl\\nkey\tline1\\nline2\n'
+want_dump="$want_dump"'plain\t\ntab\\tkey\tv1\n'
+check_out "dump escapes TAB, LF, CR, backslash, NUL" 0 "$want_dump"
 cp "$T/out" "$T/bytes.dump"
 cs get bytes "tab${TAB}key"
 check_out "get with a raw TAB in the key" 0 "v1\n"
@@ -334,6 +340,9 @@ check_out "load: an unknown escape" 3 "" "line 1: key: unknown escape"
 printf 'a\tend\\\n' >"$T/l4.txt"
 cs load bad "$T/l4.txt"
 check_out "load: a lone trailing backslash" 3 "" "line 1: value: lone backslash"
+printf 'e\t1\n\n' >"$T/l7.txt"
+cs load bad "$T/l7.txt"
+check_out "load: an empty line" 3 "" "line 2: empty"
 printf '\tv\n' >"$T/l5.txt"
 cs load bad "$T/l5.txt"
 check_out "load: an empty key" 3 "" "line 1"
@@ -347,7 +356,7 @@ check_out "load: a key over 1024 bytes" 3 "" "line 2"
 cs load bad "$T/nonexistent.txt"
 check_out "load: a missing file" 3 "" "nonexistent.txt"
 cs dump bad
-check_out "load kept the good lines before each bad one, unmangled" 0 "a\t1\nb\t2\nx\t1\n"
+check_out "load kept the good lines before each bad one, unmangled" 0 "a\t1\nb\t2\ne\t1\nx\t1\n"
 
 # A second process on an open database gets the lock error.
 mkfifo "$T/fifo"

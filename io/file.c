@@ -25,7 +25,8 @@ int io_dir_ensure(const char *dir)
     if (stat(dir, &st) == 0)
         return S_ISDIR(st.st_mode) ? 0 : CS_ENOTDIR;
     if (errno != ENOENT)
-        return errno == ENOTDIR ? CS_ENOTDIR : -errno;    if (mkdir(dir, 0755) != 0)
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
+    if (mkdir(dir, 0755) != 0)
         return errno == ENOTDIR ? CS_ENOTDIR : -errno;
     /* make the new folder's entry durable in its parent */
     char parent[PATH_MAX];

@@ -85,6 +85,7 @@
 #define FILES_MAX 256u                      /* data files considered by bitflip */
 #define RECORDS_SCAN_MAX (KEYS_MAX + 1000u) /* cursor steps per check */
 #define CHILD_WAIT_MS_MAX 20000u /* torn: kill a child whose fault never fired after this long */
+#define ROUNDS_MAX 8u /* eio, enospc: rounds of work per iteration waiting for the fault */
 #define COLL "fault"
 
 /* ---- small helpers ---- */
@@ -825,6 +826,46 @@ static int remove_tree(const char *path, unsigned depth)
     return rc | rmdir(path);
 }
 
+/* Copy folder src (files and subfolders, depth-limited) to dst, which must not exist. */
+static int copy_tree(const char *src, const char *dst, unsigned depth)
+{
+    static char buf[1u << 16];
+    if (depth > 4 || mkdir(dst, 0777) != 0)
+        return -1;
+    DIR *d = opendir(src);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char from[PATH_BYTES_MAX], to[PATH_BYTES_MAX];
+        path_join(from, sizeof(from), src, "/", e->d_name);
+        path_join(to, sizeof(to), dst, "/", e->d_name);
+        if (e->d_type == DT_DIR) {
+            rc = copy_tree(from, to, depth + 1);
+            continue;
+        }
+        int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        rc = in < 0 || out < 0 ? -1 : 0;
+        for (unsigned chunks = 0; rc == 0 && chunks < (1u << 20); chunks++) {
+            ssize_t n = read(in, buf, sizeof(buf));
+            if (n <= 0) {
+                rc = n < 0 ? -1 : 0;
+                break;
+            }
+            rc = write(out, buf, (size_t)n) == n ? 0 : -1;
+        }
+        if (in >= 0)
+            close(in);
+        if (out >= 0 && close(out) != 0)
+            rc = -1;
+    }
+    closedir(d);
+    return rc;
+}
+
 /* A fresh database folder for scenario sc: <db>/<name>. One we made before (it holds our
  * marker) is removed first; any other existing path is refused. */
 static void scenario_dir(enum scenario sc, char *dir, size_t size)
@@ -1130,11 +1171,17 @@ static void run_inprocess(enum scenario sc, struct result *res, unsigned share)
             break;
         }
         uint64_t eio_before = model.eio_fails, enospc_before = model.enospc_fails;
-        struct workload *w = workload_new(db, rng_next(&rng), it + 1, ops, filler_max);
-        w->fail_stop = 40;
-        stage = "workload";
-        workload_run(w);
-        free(w);
+        /* Rounds of work until the fault fired (a round may end before the Nth call). */
+        for (uint32_t round = 0; round < ROUNDS_MAX; round++) {
+            struct workload *w =
+                workload_new(db, rng_next(&rng), round << 20 | (it + 1), ops, filler_max);
+            w->fail_stop = 40;
+            stage = "workload";
+            workload_run(w);
+            free(w);
+            if (sc == SC_SLOW || model.eio_fails > eio_before || model.enospc_fails > enospc_before)
+                break;
+        }
         unsigned failed = check_fail_stop(db, filler_max);
         bool eio_seen = model.eio_fails > eio_before;
         if (failed && !eio_seen)
@@ -1151,8 +1198,9 @@ static void run_inprocess(enum scenario sc, struct result *res, unsigned share)
         check_db(db, 0, false, false, filler_max);
         if (sc == SC_ENOSPC && !failed) {
             /* After the fault the database takes writes again. */
+            stage = "writes after the fault";
             struct workload *again =
-                workload_new(db, rng_next(&rng), 0x800000u + it, 10, filler_max);
+                workload_new(db, rng_next(&rng), ROUNDS_MAX << 20 | (it + 1), 10, filler_max);
             uint64_t fails = model.failed_ops;
             workload_run(again);
             free(again);
@@ -1263,9 +1311,16 @@ static unsigned flip_some(const char *dir, struct rng *rng, struct flip *flips)
         close(fd);
         if (size == 0)
             continue;
-        /* Mostly where the data is; now and then anywhere (stale or preallocated space). */
-        uint64_t span = used && rng_below(rng, 10) != 0 ? used : size;
-        f->off = rng_below(rng, span);
+        /* Mostly where the data is; a quarter of WAL flips in the last bytes written (the last
+         * frame: a torn tail); now and then anywhere (stale or preallocated space). */
+        uint64_t dice = rng_below(rng, 12);
+        bool wal = strstr(f->path, "/wal-") != NULL;
+        if (used && wal && dice < 3)
+            f->off = used - 1 - rng_below(rng, used < 64 ? used : 64);
+        else if (used && dice < 11)
+            f->off = rng_below(rng, used);
+        else
+            f->off = rng_below(rng, size);
         f->mask = (uint8_t)(1u << rng_below(rng, 8));
         if (flip_bit(f))
             done++;
@@ -1312,25 +1367,35 @@ static void run_bitflip(struct result *res, unsigned share)
             model.failed_ops = 0;
         }
         struct flip flips[FLIPS_MAX];
+        char backup[PATH_BYTES_MAX];
+        path_join(backup, sizeof(backup), dir, ".", "backup");
+        remove_tree(backup, 0);
+        if (copy_tree(dir, backup, 0) != 0) {
+            fprintf(stderr, "cstore-fault: cannot copy %s to %s\n", dir, backup);
+            exit(2);
+        }
         unsigned nflips = flip_some(dir, &rng, flips);
+        stage = "open after bit flips";
         rc = db_open(dir, &oo, &db);
         const char *outcome;
-        if (rc == CS_ECORRUPT) {
-            outcome = "CS_ECORRUPT";
-            res->damage++;
+        if (rc) {
+            outcome = rc == CS_ECORRUPT ? "CS_ECORRUPT" : "error";
+            if (rc == CS_ECORRUPT)
+                res->damage++;
+            else
+                violation("iteration %u: open after bit flips failed with %s (not CS_ECORRUPT): %s",
+                          it, cs_strerror(rc), cs_last_error());
             note("bitflip %u: %s\n", it, cs_last_error());
-            for (unsigned i = nflips; i > 0; i--)
-                flip_bit(&flips[i - 1]); /* undo: the database must be whole again */
+            /* Back to the state before the flips (a failed open may still have cut a torn tail
+             * on another shard, so flipping the bits back is not enough): it must check out. */
+            if (remove_tree(dir, 0) != 0 || rename(backup, dir) != 0) {
+                fprintf(stderr, "cstore-fault: cannot restore %s\n", dir);
+                exit(2);
+            }
             rc = reopen_and_check(dir, &oo, false, filler_max);
             if (rc)
-                violation("iteration %u: open after undoing the flips failed: %s: %s", it,
+                violation("iteration %u: open of the restored database failed: %s: %s", it,
                           cs_strerror(rc), cs_last_error());
-        } else if (rc) {
-            outcome = "error";
-            violation("iteration %u: open after bit flips failed with %s (not CS_ECORRUPT): %s", it,
-                      cs_strerror(rc), cs_last_error());
-            for (unsigned i = nflips; i > 0; i--)
-                flip_bit(&flips[i - 1]);
         } else {
             unsigned torn;
             uint64_t mask = torn_mask(db, &torn);
@@ -1343,6 +1408,7 @@ static void run_bitflip(struct result *res, unsigned share)
         }
         note("bitflip %u: %u flips (%s +%" PRIu64 "), %s, violations %" PRIu64 "\n", it, nflips,
              nflips ? flips[0].path : "-", nflips ? flips[0].off : 0, outcome, res->violations);
+        remove_tree(backup, 0);
         res->iterations++;
     }
     res->acked_ops += model.acked_ops;

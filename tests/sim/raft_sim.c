@@ -157,6 +157,7 @@ struct faults {
     uint32_t partition_ppm;
     uint32_t oneway_ppm;
     uint32_t pause_ppm;        /* per node and time unit: the process stalls */
+    uint32_t leader_pause_ppm; /* extra, for a node that leads (a stale leader wakes up) */
     uint32_t crash_ppm;        /* per node and time unit */
     uint32_t leader_crash_ppm; /* extra, for a node that leads */
     uint32_t conf_ppm;
@@ -914,7 +915,9 @@ static void faults_step(struct sim *s)
             node_start(s, nd);
             trace(s, "node %" PRIu64 " restarts (term %" PRIu64 ", last %" PRIu64 ")", nd->id,
                   nd->r ? raft_term(nd->r) : 0, sim_store_last(&nd->disk));
-        } else if (nd->r && !paused(s, nd) && rng_ppm(&s->rng, s->f.pause_ppm)) {
+        } else if (nd->r && !paused(s, nd) &&
+                   (rng_ppm(&s->rng, s->f.pause_ppm) ||
+                    (raft_role(nd->r) == RAFT_LEADER && rng_ppm(&s->rng, s->f.leader_pause_ppm)))) {
             nd->paused_until = s->now + SIM_TICK_UNITS * (1 + rng_below(&s->rng, 30));
             s->st.stalls++;
             trace(s, "node %" PRIu64 " stalls until t=%" PRIu64 " (%s)", nd->id, nd->paused_until,
@@ -978,7 +981,8 @@ static void unit_step(struct sim *s, bool faults)
         struct net_msg m = net_pop(s);
         const struct node *to = &s->nodes[m.to];
         if (to->r && paused(s, to)) {
-            m.at = to->paused_until; /* waits in the socket buffer */
+            /* waits in the socket buffer, drained over a few units after the stall */
+            m.at = to->paused_until + rng_below(&s->rng, 2 * SIM_TICK_UNITS);
             m.seq = rng_next(&s->rng);
             net_push(s, m);
             continue;
@@ -1027,6 +1031,7 @@ static void pick_faults(struct sim *s)
     if (s->cls == 2 || all) {
         f.partition_ppm = 1000 + (uint32_t)rng_below(&s->rng, 8000);
         f.pause_ppm = (uint32_t)rng_below(&s->rng, 1000);
+        f.leader_pause_ppm = (uint32_t)rng_below(&s->rng, 3000);
         f.oneway_ppm = 1000 + (uint32_t)rng_below(&s->rng, 4000);
     }
     if (s->cls == 3 || all) {

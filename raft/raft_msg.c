@@ -59,16 +59,37 @@ static void w_u8(struct wbuf *w, uint8_t v)
     w->p[w->off++] = v;
 }
 
+/* Little-endian conversions: memcpy plus a swap on big-endian hosts. */
+static uint32_t le32(uint32_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return __builtin_bswap32(v);
+#else
+    return v;
+#endif
+}
+
+static uint64_t le64(uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return __builtin_bswap64(v);
+#else
+    return v;
+#endif
+}
+
 static void w_u32(struct wbuf *w, uint32_t v)
 {
-    for (unsigned i = 0; i < 4; i++)
-        w->p[w->off++] = (uint8_t)(v >> (8 * i));
+    v = le32(v);
+    memcpy(w->p + w->off, &v, 4);
+    w->off += 4;
 }
 
 static void w_u64(struct wbuf *w, uint64_t v)
 {
-    for (unsigned i = 0; i < 8; i++)
-        w->p[w->off++] = (uint8_t)(v >> (8 * i));
+    v = le64(v);
+    memcpy(w->p + w->off, &v, 8);
+    w->off += 8;
 }
 
 static void w_bytes(struct wbuf *w, const uint8_t *d, size_t n)
@@ -98,20 +119,20 @@ static uint32_t r_u32(struct rbuf *r)
 {
     if (!r_has(r, 4))
         return 0;
-    uint32_t v = 0;
-    for (unsigned i = 0; i < 4; i++)
-        v |= (uint32_t)r->p[r->off++] << (8 * i);
-    return v;
+    uint32_t v;
+    memcpy(&v, r->p + r->off, 4);
+    r->off += 4;
+    return le32(v);
 }
 
 static uint64_t r_u64(struct rbuf *r)
 {
     if (!r_has(r, 8))
         return 0;
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++)
-        v |= (uint64_t)r->p[r->off++] << (8 * i);
-    return v;
+    uint64_t v;
+    memcpy(&v, r->p + r->off, 8);
+    r->off += 8;
+    return le64(v);
 }
 
 /* A view of the next n bytes, or NULL (and bad) if they are not there. */

@@ -11,8 +11,9 @@
  * request in microseconds, plus misses, wrong values and errors. --json prints the same as one
  * JSON object. The store folder is used as it is (bench.sh removes it first).
  *
- * Timing: all threads of a phase open their handles, meet at a barrier, and the wall clock runs
- * from the barrier to the last thread's end. Latency is per request (see bench_workload.c).
+ * Timing: the threads of a phase meet at a barrier, then each opens its handle (a session when
+ * pipelining) and runs; the wall clock runs from the barrier to the last thread's end, so it
+ * includes opening the handles (microseconds). Latency is per request (see bench_workload.c).
  * Exit status: 0; 1 when a request failed or returned a wrong value; 2 on bad options.
  * The parts of the program are described in bench.h. */
 #include "bench.h"

@@ -38,7 +38,9 @@
  *      engine refuses (CS_EOPTION, CS_EOPTVAL, CS_ECPUSET, CS_ESHARDS)
  *   3  any other error: the database cannot be opened (locked, not a folder, permissions), bad
  *      names, keys or values, bad load input, I/O errors
- * Every error prints one line on stderr: "cstore: <context>: <cs_strerror text>".
+ * Every error prints one line on stderr: "cstore: <context>: <cs_strerror text>". A reader that
+ * closes the output early (`cstore dump C | head`) ends the command quietly with status 3; the
+ * database is still closed cleanly (SIGPIPE is ignored).
  */
 #include "cstore.h"
 
@@ -561,6 +563,8 @@ static int cli_scan_print(struct cli *cli, const char *coll, const struct cli_sc
         cli_write_escaped(stdout, v, vlen);
         putchar('\n');
         printed++;
+        if (ferror(stdout))
+            break; /* the reader is gone; main reports it */
         rc = cs_cursor_next(c);
     }
     cs_cursor_close(c);
@@ -1242,6 +1246,9 @@ static int cli_parse_globals(struct cli *cli, int argc, char **argv, int *cmd_in
 int main(int argc, char **argv)
 {
     struct cli cli = {.db_path = NULL};
+    /* A closed stdout must not kill us before cs_close (async writes would be lost): write
+     * errors are reported instead. */
+    signal(SIGPIPE, SIG_IGN);
     const char *env = getenv("CSTORE_DB");
     cli.db_path = env != NULL && env[0] != '\0' ? env : CLI_DB_DEFAULT;
     cli.opts = calloc((size_t)argc, sizeof(*cli.opts)); /* at most one per argument */
@@ -1277,8 +1284,10 @@ int main(int argc, char **argv)
     else
         ex = cmd->run(&cli, argc - cmd_index, argv + cmd_index);
 
+    errno = 0;
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "cstore: writing the output: %s\n", strerror(errno));
+        if (errno != EPIPE) /* a reader that left (dump | head) is no news */
+            fprintf(stderr, "cstore: writing the output: %s\n", strerror(errno ? errno : EIO));
         if (ex == 0)
             ex = EXIT_ERROR;
     }

@@ -279,6 +279,55 @@ static void test_5_2_at_most_one_vote_per_term(void **state)
     raft_free(r);
 }
 
+/* §5.2 with one voter: its own vote is a majority; commitment follows its own persistence. */
+static void test_5_2_single_voter_leads_and_commits_alone(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 1, &rnd, true, true);
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) != RAFT_LEADER; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_LEADER); /* no PreVote round to run alone */
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_int_equal(rd.entries_n, 1); /* the no-op */
+    assert_int_equal(rd.msgs_n, 0);
+    raft_advance(r);
+    assert_int_equal(raft_commit(r), 1); /* counted once persisted */
+    assert_int_equal(raft_propose(r, "v", 1, NULL), 0);
+    assert_int_equal(raft_commit(r), 1);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.committed_n, 1); /* the no-op, committed by the previous advance */
+    raft_advance(r);
+    assert_int_equal(raft_commit(r), 2);
+    assert_int_equal(raft_read_index(r, 5), 0);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.committed_n, 1);
+    assert_int_equal(rd.committed[0].index, 2);
+    assert_int_equal(rd.reads_n, 1);
+    assert_int_equal(rd.reads[0].index, 2);
+    raft_advance(r);
+    raft_free(r);
+}
+
+/* thesis §4.2.1: a learner never starts an election. */
+static void test_4_2_1_learner_never_campaigns(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft_config c = config(4, 3, &rnd, false, false);
+    c.bootstrap.learners_n = 1;
+    c.bootstrap.learners[0] = 4;
+    struct raft *r;
+    assert_int_equal(raft_new(&c, NULL, &r), 0);
+    for (unsigned k = 0; k < 5 * T_ELECTION; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_FOLLOWER);
+    assert_int_equal(raft_term(r), 0);
+    assert_false(raft_has_ready(r));
+    raft_free(r);
+}
+
 /* §5.1: a server persists its vote before answering: both leave in the same ready batch. */
 static void test_5_1_vote_is_persisted_with_the_response(void **state)
 {
@@ -1069,6 +1118,8 @@ int main(void)
         cmocka_unit_test(test_5_2_election_timeout_is_randomized),
         cmocka_unit_test(test_5_2_majority_of_votes_elects_a_leader),
         cmocka_unit_test(test_5_2_at_most_one_vote_per_term),
+        cmocka_unit_test(test_5_2_single_voter_leads_and_commits_alone),
+        cmocka_unit_test(test_4_2_1_learner_never_campaigns),
         cmocka_unit_test(test_5_1_vote_is_persisted_with_the_response),
         cmocka_unit_test(test_5_4_1_vote_denied_to_stale_log),
         cmocka_unit_test(test_5_1_leader_steps_down_on_higher_term),

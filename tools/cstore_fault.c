@@ -38,8 +38,9 @@
  *           frame's writes and every later write on that shard must return CS_EIO, reads must keep
  *           working (checked while the shard is read-only), and after reopening without the fault
  *           every acknowledged write is there.
- *   enospc  in-process, fault enospc=N (the Nth WAL segment preallocation fails) with 1 MiB
- *           segments and large values: writes may fail with -ENOSPC and must then not be applied;
+ *   enospc  in-process, fault enospc=N (the Nth WAL segment preallocation fails; 1 MiB segments
+ *           and large values make them frequent) or, every other iteration, write_enospc=N (the
+ *           Nth WAL write fails): writes may fail with -ENOSPC and must then not be applied;
  *           afterwards the database must take writes again; after reopening acked writes are
  *           there.
  *   bitflip write, close, flip 1..3 random bits in random WAL segments and snap-* files (mostly
@@ -1149,8 +1150,13 @@ static void run_inprocess(enum scenario sc, struct result *res, unsigned share)
             snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",%s=%" PRIu64, fseed, kinds[it % 3],
                      1 + rng_below(&rng, 150));
         } else if (sc == SC_ENOSPC) {
-            snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",enospc=%" PRIu64, fseed,
-                     2 + rng_below(&rng, 3));
+            /* Odd iterations: a WAL write itself fails with -ENOSPC instead. */
+            if (it % 2)
+                snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",write_enospc=%" PRIu64, fseed,
+                         1 + rng_below(&rng, 100));
+            else
+                snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",enospc=%" PRIu64, fseed,
+                         2 + rng_below(&rng, 3));
             ops = 80;
         } else {
             snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",latency_us=%" PRIu64, fseed,
@@ -1335,7 +1341,7 @@ static void run_bitflip(struct result *res, unsigned share)
     struct rng rng = {mix64(cfg.seed ^ (0xc0de0000u + (unsigned)SC_BITFLIP))};
     struct pacer p = pacer_for(SC_BITFLIP, share);
     model_reset(cfg.threads * KEYS_PER_THREAD);
-    const size_t filler_max = 200;
+    const size_t filler_max = 3000; /* big enough for compressed frames and rotation */
     struct open_opts oo = {.segment = "1M"};
     for (unsigned it = 0; pacer_more(&p, it); it++) {
         cs_db *db = NULL;
@@ -1439,6 +1445,27 @@ static void run_scenario(enum scenario sc, struct result *res, unsigned share)
     }
 }
 
+/* Open and close a scratch database with the options the scenarios use: a configuration the
+ * machine cannot run (more shards than CPUs...) is a set-up error, not a violation. */
+static void preflight(void)
+{
+    char dir[PATH_BYTES_MAX];
+    path_join(dir, sizeof(dir), cfg.db, "/", ".cstore-fault-preflight");
+    remove_tree(dir, 0);
+    cs_db *db = NULL;
+    int rc = db_open(dir, NULL, &db);
+    if (rc == 0)
+        rc = cs_close(db);
+    remove_tree(dir, 0);
+    if (rc) {
+        fprintf(stderr, "cstore-fault: cannot open a database with %u shards: %s: %s\n", cfg.shards,
+                cs_strerror(rc), cs_last_error());
+        if (!cfg.db_given)
+            rmdir(cfg.db);
+        exit(2);
+    }
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -1513,6 +1540,7 @@ int main(int argc, char **argv)
         return 2;
     }
     pthread_mutex_init(&model.lock, NULL);
+    preflight();
     static struct result results[SC_COUNT];
     uint64_t violations = 0;
     printf("%-8s %10s %12s %12s %8s %8s %10s\n", "scenario", "iterations", "acked_ops",

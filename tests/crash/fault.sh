@@ -32,7 +32,7 @@ if [ -n "$CS_TEST_LONG" ]; then
     run bitflip --duration 120
     run slow --duration 60
     run crash --duration 120 --shards 1
-    run crash --duration 120 --shards 4 --threads 8
+    run crash --duration 120 --threads 8
 else
     run crash --iterations 40
     run torn --iterations 20

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "io/fault.h"
 #include "shards/wal.h"
@@ -235,6 +236,11 @@ int cs_options_load(cs_options *o, const char *path, int *bad_line)
 {
     if (!o || !path)
         return CS_EINVAL;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return -errno;
+    if (S_ISDIR(sb.st_mode))
+        return -EISDIR;
     struct ini_state st = {.o = o, .rc = 0};
     int line = ini_parse(path, ini_line, &st);
     if (bad_line)

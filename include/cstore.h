@@ -85,7 +85,8 @@ void cs_free(void *p);
  *
  *   shards                 shards (pinned threads); default: CPUs in cpuset. 1..CS_SHARDS_MAX
  *   cpuset                 CPUs to pin shards to, e.g. "0-3,6"; default: the process affinity
- *   durability             sync (default) | async | none
+ *   durability             sync (default) | async | none (in memory: what the folder holds is
+ *                          loaded, nothing is written to it)
  *   sync_interval_ms       async mode: fdatasync period; default 10
  *   group_commit_delay_us  wait this long for more writes before a WAL write; default 0
  *   wal_segment_bytes      size of a preallocated WAL segment; default 64 MiB (1 MiB..1 GiB)

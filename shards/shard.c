@@ -1336,8 +1336,11 @@ static int shard_setup(struct shard *sh)
     rc = io_ring_init(&sh->ring, sh->cfg.fault);
     if (rc)
         return rc;
-    if (sh->cfg.durability == SHARD_NONE)
-        return 0;
+    /* durability=none still loads what an earlier open stored, reading only: it writes nothing,
+     * so the folder keeps what it had and the in-memory changes end with the process. */
+    bool in_memory = sh->cfg.durability == SHARD_NONE;
+    if (in_memory)
+        sh->cfg.open_mode = WAL_OPEN_VERIFY;
     struct wal_config wc = {
         .dir = sh->dir,
         .shard = sh->cfg.index,
@@ -1379,7 +1382,9 @@ static int shard_setup(struct shard *sh)
                 info.torn_bytes);
     if (rc)
         return rc;
-    sh->wal_on = true;
+    if (in_memory)
+        wal_close(&sh->wal);
+    sh->wal_on = !in_memory;
     sh->undo_on = sh->cfg.durability == SHARD_SYNC;
     sh->frame_seq = 1;
     sh->stats.recovered_records = info.records;

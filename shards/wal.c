@@ -423,15 +423,38 @@ static int corrupt(struct replay *r, const char *path, uint64_t off, const char 
 }
 
 /* Is there any valid frame header at an aligned offset in p[from..size)? */
-static bool valid_frame_after(const uint8_t *p, size_t from, size_t size)
+static bool valid_frame_in(const uint8_t *p, size_t from, size_t to, size_t size)
 {
     struct frame_hdr h;
-    for (size_t off = align_up(from); off + WAL_FRAME_HEADER_BYTES <= size;
+    for (size_t off = align_up(from); off < to && off + WAL_FRAME_HEADER_BYTES <= size;
          off += WAL_FRAME_ALIGN) {
         if (get_u32(p + off) != WAL_FRAME_MAGIC)
             continue;
         if (frame_check(p + off, size - off, &h) == FRAME_OK)
             return true;
+    }
+    return false;
+}
+
+/* Is there any valid frame header at an aligned offset in p[from..size)? Only the parts of the
+ * file that hold data are read (SEEK_DATA / SEEK_HOLE): the preallocated, never written rest of
+ * a segment is a hole to the filesystem, so a clean end costs no scan of it. */
+static bool valid_frame_after(int fd, const uint8_t *p, size_t from, size_t size)
+{
+    size_t pos = from;
+    for (int i = 0; i < WAL_SEGMENTS_MAX && pos < size; i++) {
+        off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO ? false : valid_frame_in(p, pos, size, size);
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        size_t end = hole < 0 ? size : cs_min_size((size_t)hole, size);
+        /* a frame header may start up to one header before the data region */
+        size_t start = (size_t)data > pos + WAL_FRAME_HEADER_BYTES
+                           ? (size_t)data - WAL_FRAME_HEADER_BYTES
+                           : pos;
+        if (valid_frame_in(p, start, end, size))
+            return true;
+        pos = end;
     }
     return false;
 }
@@ -486,7 +509,7 @@ static int salvage_cut(struct replay *r, size_t size, size_t off, size_t *end)
     return 0;
 }
 
-static int replay_segment(struct replay *r, const uint8_t *p, size_t size, const char *path,
+static int replay_segment(struct replay *r, int fd, const uint8_t *p, size_t size, const char *path,
                           bool last, size_t *end)
 {
     size_t off = WAL_SEGMENT_HEADER_BYTES;
@@ -508,13 +531,13 @@ static int replay_segment(struct replay *r, const uint8_t *p, size_t size, const
                 break;
             continue;
         }
-        bool damage =
-            valid_frame_after(p, off + WAL_FRAME_ALIGN, size) || (st == FRAME_BAD && !last);
+        bool later = valid_frame_after(fd, p, off + WAL_FRAME_ALIGN, size);
+        bool damage = later || (st == FRAME_BAD && !last);
         if (damage && r->mode == WAL_OPEN_SALVAGE) {
             (void)corrupt(r, path, off, "damaged WAL frame");
             return salvage_cut(r, size, off, end);
         }
-        if (valid_frame_after(p, off + WAL_FRAME_ALIGN, size))
+        if (later)
             return corrupt(r, path, off, "damaged WAL frame before valid ones");
         if (st == FRAME_BAD && !last)
             return corrupt(r, path, off, "damaged WAL frame in a full segment");
@@ -566,7 +589,7 @@ static int replay_file(struct replay *r, uint64_t first_lsn, bool last)
         return WAL_DROP_REST;
     }
     if (!rc)
-        rc = replay_segment(r, p, size, path, last, &end);
+        rc = replay_segment(r, fd, p, size, path, last, &end);
     munmap(p, size);
     if (r->cut)
         last = true; /* the log ends here: later segments are dropped */

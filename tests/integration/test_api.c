@@ -396,6 +396,19 @@ static void test_durability_none_keeps_nothing_on_disk(void **state)
     db = open_db("none", test_shards());
     check_value(db, "m", "k", NULL);
     assert_int_equal(cs_close(db), 0);
+    /* an in-memory open of a durable database sees its data and leaves the folder as it was */
+    db = open_db("sync", test_shards());
+    put_str(db, "m", "durable", "1");
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("none", test_shards());
+    check_value(db, "m", "durable", "1");
+    put_str(db, "m", "volatile", "2");
+    check_value(db, "m", "volatile", "2");
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("sync", test_shards());
+    check_value(db, "m", "durable", "1");
+    check_value(db, "m", "volatile", NULL);
+    assert_int_equal(cs_close(db), 0);
 }
 
 static void test_stats_count_operations(void **state)
@@ -492,6 +505,7 @@ static void test_bad_options_are_refused(void **state)
     fclose(f);
     assert_int_equal(cs_options_load(o, path, &line), 0);
     assert_int_equal(cs_options_load(o, "/nonexistent/x.ini", &line), -ENOENT);
+    assert_int_equal(cs_options_load(o, root, &line), -EISDIR);
     cs_options_free(o);
 
     /* combinations checked at open */

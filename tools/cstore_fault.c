@@ -796,6 +796,19 @@ static int reopen_and_check(const char *dir, const struct open_opts *oo, bool le
     uint64_t mask = torn_mask(db, &torn);
     cur->damage += torn;
     check_db(db, mask, lenient_torn, true, filler_max);
+    uint64_t segments = 0, recovered = 0, ckpt_lsn_min = UINT64_MAX, recovery_us = 0;
+    for (unsigned s = 0; s < cfg.shards; s++) {
+        struct cs_shard_stats st;
+        if (cs_stats(db, s, &st) != 0)
+            continue;
+        segments += st.wal_segments;
+        recovered += st.recovered_records;
+        recovery_us += st.recovery_us;
+        ckpt_lsn_min = st.checkpoint_lsn < ckpt_lsn_min ? st.checkpoint_lsn : ckpt_lsn_min;
+    }
+    note("  reopened: %" PRIu64 " WAL segments, %" PRIu64 " records replayed in %" PRIu64
+         " us, oldest shard checkpoint LSN %" PRIu64 ", %u torn tails\n",
+         segments, recovered, recovery_us, ckpt_lsn_min, torn);
     rc = cs_close(db);
     if (rc)
         violation("close after a clean check failed: %s", cs_strerror(rc));
@@ -978,6 +991,7 @@ struct child_run {
     uint32_t iteration;     /* operation ids */
     size_t filler_max;      /* values */
     uint64_t kill_after_ms; /* SIGKILL after this long (0: wait for the child to die) */
+    bool checkpoints;       /* the workload calls cs_checkpoint now and then */
 };
 
 /* The child: open, run the workload until killed. Exit 3: cs_open failed (reported on stderr). */
@@ -992,7 +1006,7 @@ static void child_main(const struct child_run *cr, int fd)
     }
     struct workload *w = workload_new(db, cr->seed, cr->iteration, 0, cr->filler_max);
     w->log_fd = fd;
-    w->checkpoints = true;
+    w->checkpoints = cr->checkpoints;
     stage = "workload";
     workload_run(w);
     _exit(4);
@@ -1044,8 +1058,11 @@ static void run_crash_like(enum scenario sc, struct result *res, unsigned share)
         char fault[128] = "";
         struct child_run cr = {
             .dir = dir, .seed = rng_next(&rng), .iteration = it + 1, .filler_max = filler_max};
+        /* Even iterations: frequent checkpoints (API and WAL size); odd ones: rarely, so that
+         * the WAL grows over 1 MiB segments and kills land in rotations too. */
         cr.oo.segment = "1M";
-        cr.oo.ckpt_bytes = "512K";
+        cr.oo.ckpt_bytes = it % 2 ? "4M" : "512K";
+        cr.checkpoints = it % 2 == 0;
         if (sc == SC_TORN) {
             snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",torn_write=%" PRIu64,
                      rng_next(&rng) >> 1, 1 + rng_below(&rng, 120));

@@ -31,15 +31,19 @@ struct io_ring {
     unsigned fsync_fail_count;                /* entries of fsync_fail[] in use */
 };
 
+/* Set up the kernel ring. fault: the database's fault plan, or NULL (off); borrowed for the
+ * ring's lifetime. Returns 0 or -errno. */
 CS_MUST_CHECK int io_ring_init(struct io_ring *r, struct io_fault *fault);
 void io_ring_exit(struct io_ring *r);
 
 /* Prepare a write of len bytes at offset off; with sync, linked to an fdatasync of the same fd
  * (tag + 1 for the fsync's completion): both are submitted together. Returns 0 or CS_EFULL when
- * the submission queue has no room. */
+ * the submission queue has no room. With a fault plan the caller still sees one completion per
+ * tag, but the write may be cut short, never submitted (synthetic -EIO/-ENOSPC, and -ECANCELED
+ * for the fsync), have its fsync report -EIO, be delayed, or end the process (see ring.c). */
 CS_MUST_CHECK int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len,
                                 uint64_t off, bool sync, uint64_t tag);
-/* Prepare an fdatasync of fd alone. */
+/* Prepare an fdatasync of fd alone (a fault plan may delay it or make it report -EIO). */
 CS_MUST_CHECK int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag);
 /* Prepare an 8-byte read (an eventfd wake-up) into *buf. */
 CS_MUST_CHECK int io_ring_read8(struct io_ring *r, int fd, uint64_t *buf, uint64_t tag);

@@ -17,7 +17,9 @@
  * the log, never garble it. The model keeps per key: the last acknowledged state (a value id, or
  * absent), the state before it, and the operations in flight (intent seen, no ack: they may or
  * may not have happened). A FAIL with -ENOSPC or CS_ENOTSUP means "not applied": it leaves the
- * in-flight set. Any other error leaves the operation in flight.
+ * in-flight set; so does CS_EIO under write_eio and short_write (no whole frame reached the
+ * disk, so the failed writes must never come back). Any other error leaves the operation in
+ * flight.
  *
  * CHECK (after every reopen, and before closing in the in-process scenarios). Per key, the value
  * read must be the acknowledged state or one of the states in flight. A cursor scan must show
@@ -285,6 +287,7 @@ struct model {
     uint64_t enospc_fails;                      /* of which -ENOSPC */
     uint64_t other_fails;                       /* of which anything else, CS_ENOTSUP excepted */
     int last_other_rc;                          /* the last "anything else" */
+    bool eio_not_applied; /* CS_EIO means "not applied": no failed frame reached the disk */
 };
 
 static struct model model;
@@ -374,7 +377,7 @@ static void model_apply_locked(const struct op_rec *r)
             model.other_fails++;
             model.last_other_rc = r->rc;
         }
-        if (r->rc == -ENOSPC || r->rc == CS_ENOTSUP) {
+        if (r->rc == -ENOSPC || r->rc == CS_ENOTSUP || (r->rc == CS_EIO && model.eio_not_applied)) {
             /* Refused whole: not applied, now or later. */
             for (unsigned i = 0; i < r->count; i++)
                 maybe_remove(&model.keys[r->key[i]], r->op_id);
@@ -1166,6 +1169,9 @@ static void run_inprocess(enum scenario sc, struct result *res, unsigned share)
             static const char *const kinds[] = {"write_eio", "fsync_eio", "short_write"};
             snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",%s=%" PRIu64, fseed, kinds[it % 3],
                      1 + rng_below(&rng, 150));
+            /* A failed or short write never puts a whole frame on disk: its records must not
+             * come back. A failed fdatasync follows a write that did reach the file. */
+            model.eio_not_applied = it % 3 != 1;
         } else if (sc == SC_ENOSPC) {
             /* Odd iterations: a WAL write itself fails with -ENOSPC instead. */
             if (it % 2)
@@ -1232,6 +1238,7 @@ static void run_inprocess(enum scenario sc, struct result *res, unsigned share)
                           model.failed_ops - fails);
         }
         (void)cs_close(db); /* a read-only shard reports its error here */
+        model.eio_not_applied = false;
         rc = reopen_and_check(dir, &oo, false, filler_max);
         if (rc)
             violation("%s iteration %u: reopen after \"%s\" failed: %s: %s", dir, it, fault,

@@ -506,10 +506,31 @@ static void ckpt_poll(struct shard *sh)
     struct ckpt_job *job = sh->ckpt;
     if (!job || !atomic_load(&sh->ckpt_written))
         return;
-    if (!job->rc && !sh->io_error && sh->durable_lsn < job->lsn)
+    if (!job->rc && !sh->io_error && !sh->ckpt_doomed && sh->durable_lsn < job->lsn)
         return;
     pthread_join(sh->ckpt_thread, NULL);
+    bool doomed = sh->ckpt_doomed;
+    sh->ckpt_doomed = false;
     int rc = job->rc ? job->rc : (sh->io_error ? CS_EIO : 0);
+    if (!rc && doomed) {
+        /* written from state that was rolled back: throw it away and take a new one for the
+         * requests that wait (below) */
+        char tmp[PATH_MAX + 64];
+        snprintf(tmp, sizeof(tmp), "%s/snap-%016" PRIx64 ".tmp", sh->dir, job->lsn);
+        unlink(tmp);
+        sh->ckpt = NULL;
+        ckpt_release(sh, job);
+        struct shard_req **tail = &sh->ckpt_waiters;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = sh->ckpt_next;
+        sh->ckpt_next = NULL;
+        if (sh->ckpt_waiters && ckpt_start(sh) != 0) {
+            ckpt_answer(sh->ckpt_waiters, -ENOMEM);
+            sh->ckpt_waiters = NULL;
+        }
+        return;
+    }
     if (!rc)
         rc = ckpt_publish(sh->dir, job->lsn);
     if (!rc)
@@ -1085,6 +1106,9 @@ static void exec(struct shard *sh, struct shard_req *r)
  * then read-only until reopen. In async mode writes were acknowledged already: fail-stop. */
 static void frame_failed(struct shard *sh, int err, bool in_flight)
 {
+    /* a checkpoint being written may hold what is now taken back; its LSNs will be reused */
+    if (sh->ckpt && sh->ckpt->lsn > sh->durable_lsn)
+        sh->ckpt_doomed = true;
     if (sh->undo_on) {
         undo_rollback(sh, &sh->undo[sh->wal.open]);
         if (in_flight)

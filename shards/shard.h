@@ -165,6 +165,7 @@ struct shard {
     bool stopping;                     /* SHARD_STOP received */
     struct shard_req *stop_req;        /* to complete when the loop ends */
     int io_error;                      /* non-zero: read-only after this error */
+    bool ckpt_doomed;                  /* the running checkpoint holds rolled-back writes */
     bool ckpt_salvaged;                /* the checkpoint was salvaged: write a new one */
     bool undo_on;                      /* sync mode: frames can be taken back */
     uint64_t frame_seq;                /* sequence number of the open frame (from 1) */

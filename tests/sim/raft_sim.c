@@ -156,10 +156,11 @@ struct faults {
     uint32_t flip_ppm;
     uint32_t partition_ppm;
     uint32_t oneway_ppm;
-    uint32_t pause_ppm;        /* per node and time unit: the process stalls */
-    uint32_t leader_pause_ppm; /* extra, for a node that leads (a stale leader wakes up) */
-    uint32_t crash_ppm;        /* per node and time unit */
-    uint32_t leader_crash_ppm; /* extra, for a node that leads */
+    uint32_t pause_ppm;           /* per node and time unit: the process stalls */
+    uint32_t leader_pause_ppm;    /* extra, for a node that leads (a stale leader wakes up) */
+    uint32_t crash_ppm;           /* per node and time unit */
+    uint32_t leader_crash_ppm;    /* extra, for a node that leads */
+    uint32_t crash_after_ack_ppm; /* per ready that granted a vote or acknowledged entries */
     uint32_t conf_ppm;
     uint32_t transfer_ppm;
     uint32_t compact_ppm;
@@ -708,10 +709,13 @@ static void node_ready(struct sim *s, unsigned idx)
     note_commits(s, nd);
     uint64_t snap_failed[SIM_NODES_MAX];
     unsigned snap_failed_n = 0;
-    for (size_t i = 0; i < rd.msgs_n; i++)
-        if (!send_frame(s, idx, &rd.msgs[i]) && rd.msgs[i].type == RAFT_MSG_SNAP &&
-            snap_failed_n < SIM_NODES_MAX)
-            snap_failed[snap_failed_n++] = rd.msgs[i].to;
+    bool promised = false; /* a vote granted or entries acknowledged */
+    for (size_t i = 0; i < rd.msgs_n; i++) {
+        const struct raft_msg *m = &rd.msgs[i];
+        promised |= !m->reject && (m->type == RAFT_MSG_VOTE_RESP || m->type == RAFT_MSG_APP_RESP);
+        if (!send_frame(s, idx, m) && m->type == RAFT_MSG_SNAP && snap_failed_n < SIM_NODES_MAX)
+            snap_failed[snap_failed_n++] = m->to;
+    }
     if (rd.snapshot)
         sm_install(s, nd, rd.snapshot);
     for (size_t i = 0; i < rd.committed_n; i++)
@@ -726,6 +730,9 @@ static void node_ready(struct sim *s, unsigned idx)
         raft_report_snapshot(nd->r, snap_failed[i], false);
     serve_reads(s, nd);
     check_leaders(s, nd);
+    /* crash right after answering: what the answers promised must already be on disk (§5.1) */
+    if (promised && rng_ppm(&s->rng, s->f.crash_after_ack_ppm))
+        node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, s->f.down_ticks_max)));
 }
 
 static bool paused(const struct sim *s, const struct node *nd)
@@ -1037,6 +1044,7 @@ static void pick_faults(struct sim *s)
     if (s->cls == 3 || all) {
         f.crash_ppm = 200 + (uint32_t)rng_below(&s->rng, 1500);
         f.leader_crash_ppm = (uint32_t)rng_below(&s->rng, 4000);
+        f.crash_after_ack_ppm = (uint32_t)rng_below(&s->rng, 30000);
         f.disk_delay_max = (unsigned)rng_below(&s->rng, 3 * SIM_TICK_UNITS);
     }
     if (s->cls == 4 || all) {
@@ -1051,6 +1059,7 @@ static void pick_faults(struct sim *s)
         /* leaders fall soon after they append: the histories of §5.4.2 / Figure 8, where
          * entries of old terms sit on a minority while terms move on */
         f.leader_crash_ppm = 5000 + (uint32_t)rng_below(&s->rng, 30000);
+        f.crash_after_ack_ppm = (uint32_t)rng_below(&s->rng, 20000);
         f.crash_ppm = 200;
         f.down_ticks_max = 1 + (unsigned)rng_below(&s->rng, 10);
         f.loss_ppm = (uint32_t)rng_below(&s->rng, 200000);
@@ -1098,6 +1107,7 @@ static bool liveness(struct sim *s)
     for (unsigned i = 0; i < s->n; i++)
         s->nodes[i].paused_until = 0;
     s->f.loss_ppm = 0;
+    s->f.crash_after_ack_ppm = 0;
     s->f.dup_ppm = 0;
     s->f.long_delay_ppm = 0;
     s->f.flip_ppm = 0;

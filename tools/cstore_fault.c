@@ -17,9 +17,8 @@
  * the log, never garble it. The model keeps per key: the last acknowledged state (a value id, or
  * absent), the state before it, and the operations in flight (intent seen, no ack: they may or
  * may not have happened). A FAIL with -ENOSPC or CS_ENOTSUP means "not applied": it leaves the
- * in-flight set; so does CS_EIO under write_eio and short_write (no whole frame reached the
- * disk, so the failed writes must never come back). Any other error leaves the operation in
- * flight.
+ * in-flight set; so does CS_EIO under write_eio (nothing reached the disk, so the failed writes
+ * must never come back). Any other error leaves the operation in flight.
  *
  * CHECK (after every reopen, and before closing in the in-process scenarios). Per key, the value
  * read must be the acknowledged state or one of the states in flight. A cursor scan must show
@@ -273,6 +272,8 @@ struct key_state {
     uint64_t maybe_op[MAYBE_MAX];  /* their operation ids */
     uint32_t maybe_count;          /* entries in use */
     bool overflow;                 /* more in flight than remembered: the key is not checked */
+    uint64_t fail_op;              /* the last operation on the key that returned an error */
+    int fail_rc;                   /* and its error */
 };
 
 struct model {
@@ -369,6 +370,10 @@ static void model_apply_locked(const struct op_rec *r)
         break;
     case REC_FAIL:
         model.failed_ops++;
+        for (unsigned i = 0; i < r->count; i++) {
+            model.keys[r->key[i]].fail_op = r->op_id;
+            model.keys[r->key[i]].fail_rc = r->rc;
+        }
         if (r->rc == CS_EIO)
             model.eio_fails++;
         else if (r->rc == -ENOSPC)
@@ -717,8 +722,10 @@ static void check_db(cs_db *db, uint64_t torn_shards, bool lenient_torn, bool ad
             cur->damage++; /* lost with a reported torn tail */
             continue;
         }
-        violation("%s: read %016" PRIx64 ", last acknowledged %016" PRIx64 " (%u in flight)", key,
-                  g, k->acked, k->maybe_count);
+        violation("%s (shard %u): read %016" PRIx64 ", last acknowledged %016" PRIx64
+                  " (%u in flight; last failed operation %016" PRIx64 ": %s)",
+                  key, key_shard(i), g, k->acked, k->maybe_count, k->fail_op,
+                  k->fail_rc ? cs_strerror(k->fail_rc) : "none");
     }
     check_batches(got);
     /* A scan sees exactly what the gets saw, and nothing else. */
@@ -1169,9 +1176,10 @@ static void run_inprocess(enum scenario sc, struct result *res, unsigned share)
             static const char *const kinds[] = {"write_eio", "fsync_eio", "short_write"};
             snprintf(fault, sizeof(fault), "seed=%" PRIu64 ",%s=%" PRIu64, fseed, kinds[it % 3],
                      1 + rng_below(&rng, 150));
-            /* A failed or short write never puts a whole frame on disk: its records must not
-             * come back. A failed fdatasync follows a write that did reach the file. */
-            model.eio_not_applied = it % 3 != 1;
+            /* A failed write puts nothing on disk: its records must never come back. A failed
+             * fdatasync follows a write that did reach the file; a short write may have missed
+             * only the frame's zero padding, leaving a whole frame behind. */
+            model.eio_not_applied = it % 3 == 0;
         } else if (sc == SC_ENOSPC) {
             /* Odd iterations: a WAL write itself fails with -ENOSPC instead. */
             if (it % 2)

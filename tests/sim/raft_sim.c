@@ -7,8 +7,10 @@
  * then heals every fault and checks liveness. The seed picks a scenario class:
  *   calm       light loss only
  *   lossy      heavy loss, duplication, reordering (long delays), bit flips in frames
- *   partition  symmetric splits and one-way cuts
- *   crash      crashes that drop unpersisted state, restarts, slow disks
+ *   partition  symmetric splits, one-way cuts, process stalls (leaders on purpose: a stalled
+ *              leader wakes up still believing it leads; its socket buffer drains late)
+ *   crash      crashes that drop unpersisted state, restarts, slow disks, crashes right after a
+ *              vote was granted or entries acknowledged
  *   churn      membership changes (learner, promote, remove), leadership transfers, compaction
  *   chaos      all of the above
  *   leaderfall leaders crash soon after appending, one entry per append (§5.4.2, Figure 8)
@@ -16,9 +18,11 @@
  * and ReadIndex reads at any node that believes it leads (a deposed leader may not know yet),
  * and reads at followers too (forwarded, thesis §6.4.1).
  *
- * Every message travels as an encoded frame (raft_msg_encode/decode), so the codec is in the
- * loop. A node hands a ready batch to its "disk" (sim_store.c) only some time units after it
- * appears (slow disks); a crash loses everything not yet handed over.
+ * Every node runs its own clock (8 to 12 units per tick). Every message travels as an encoded
+ * frame (raft_msg_encode/decode), so the codec is in the loop. Clients act before or after a
+ * unit's deliveries, so a request can reach a deposed leader before the news does. A node hands a
+ * ready batch to its "disk" (sim_store.c) only some time units after it appears (slow disks); a
+ * crash loses everything not yet handed over.
  *
  * Checks, after every time unit (each on what changed in it):
  *   - election safety: at most one leader per term (§5.2);

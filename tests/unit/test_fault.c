@@ -3,13 +3,15 @@
  * triggers fire exactly once, at call N; probabilities are reproducible for a seed; and, through
  * the public API, a failed WAL write, a failed fdatasync, a short write and a torn write followed
  * by a crash each keep the engine's promises: the failing write and every later one return
- * CS_EIO, reads keep working, and after reopening every acknowledged put is there. */
+ * CS_EIO, reads keep working, and after reopening every acknowledged put is there; a write
+ * failing with ENOSPC fails its frame only, and the database stays writable. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -260,9 +262,10 @@ static void check_value(cs_db *db, uint32_t n)
 }
 
 /* Puts 1..fail-1 succeed (one frame each), put `fail` and the next ones return CS_EIO; reads
- * keep working; after reopening without faults every acknowledged put is there and the database
+ * keep working; after reopening without faults every acknowledged put is there (and, with
+ * failed_absent, none of the failed ones: nothing of theirs reached the file) and the database
  * takes writes again. Returns the torn bytes recovery reported. */
-static uint64_t fail_stop_then_recover(const char *fault, uint32_t fail)
+static uint64_t fail_stop_then_recover(const char *fault, uint32_t fail, bool failed_absent)
 {
     make_dir();
     cs_db *db = open_db(fault);
@@ -282,6 +285,13 @@ static uint64_t fail_stop_then_recover(const char *fault, uint32_t fail)
     db = open_db("");
     for (uint32_t n = 1; n < fail; n++)
         check_value(db, n);
+    for (uint32_t n = fail; failed_absent && n < fail + 5; n++) {
+        char key[16];
+        void *v = NULL;
+        size_t vlen;
+        snprintf(key, sizeof(key), "k%04u", n);
+        assert_int_equal(cs_get(db, "c", key, strlen(key), &v, &vlen), CS_ENOTFOUND);
+    }
     assert_int_equal(cs_stats(db, 0, &st), 0);
     assert_int_equal(st.io_error, 0);
     uint64_t torn = st.recovery_torn_bytes;
@@ -295,19 +305,43 @@ static uint64_t fail_stop_then_recover(const char *fault, uint32_t fail)
 static void test_write_eio_fails_the_frame_and_later_writes(void **state)
 {
     (void)state;
-    fail_stop_then_recover("seed=1,write_eio=3", 3);
+    fail_stop_then_recover("seed=1,write_eio=3", 3, true);
 }
 
 static void test_fsync_eio_fails_the_frame_and_later_writes(void **state)
 {
     (void)state;
-    fail_stop_then_recover("seed=1,fsync_eio=2", 2);
+    fail_stop_then_recover("seed=1,fsync_eio=2", 2, false);
 }
 
-static void test_short_write_fails_the_frame_and_is_cut_at_reopen(void **state)
+static void test_short_write_fails_the_frame_and_later_writes(void **state)
 {
     (void)state;
-    fail_stop_then_recover("seed=1,short_write=2", 2);
+    fail_stop_then_recover("seed=1,short_write=2", 2, false);
+}
+
+static void test_write_enospc_fails_one_frame_and_the_db_stays_writable(void **state)
+{
+    (void)state;
+    make_dir();
+    cs_db *db = open_db("seed=1,write_enospc=2");
+    assert_int_equal(put_n(db, 1), 0);
+    assert_int_equal(put_n(db, 2), -ENOSPC);
+    for (uint32_t n = 3; n <= 6; n++)
+        assert_int_equal(put_n(db, n), 0);
+    char key[16];
+    void *v = NULL;
+    size_t vlen;
+    snprintf(key, sizeof(key), "k%04u", 2u);
+    assert_int_equal(cs_get(db, "c", key, strlen(key), &v, &vlen), CS_ENOTFOUND);
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("");
+    check_value(db, 1);
+    for (uint32_t n = 3; n <= 6; n++)
+        check_value(db, n);
+    assert_int_equal(cs_get(db, "c", key, strlen(key), &v, &vlen), CS_ENOTFOUND);
+    assert_int_equal(cs_close(db), 0);
+    remove_dir();
 }
 
 static void test_torn_write_kills_and_reopen_cuts_the_tail(void **state)
@@ -356,7 +390,8 @@ int main(void)
         cmocka_unit_test(test_probabilities_are_reproducible_for_a_seed),
         cmocka_unit_test(test_write_eio_fails_the_frame_and_later_writes),
         cmocka_unit_test(test_fsync_eio_fails_the_frame_and_later_writes),
-        cmocka_unit_test(test_short_write_fails_the_frame_and_is_cut_at_reopen),
+        cmocka_unit_test(test_short_write_fails_the_frame_and_later_writes),
+        cmocka_unit_test(test_write_enospc_fails_one_frame_and_the_db_stays_writable),
         cmocka_unit_test(test_torn_write_kills_and_reopen_cuts_the_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

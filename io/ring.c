@@ -25,7 +25,8 @@
  *     itself SIGKILL: a crash in the middle of a write. The page cache keeps the prefix.
  *   - fdatasync EIO (linked or lone): the operation is submitted and really runs, but its
  *     completion is rewritten to -EIO (remembered by tag in fsync_fail[], consumed by the first
- *     completion with that tag). The write before it happens.
+ *     completion with that tag). The write before it happens. A linked fdatasync is counted as
+ *     an fdatasync call only when its write was not failed, cut or torn by the plan.
  * At most one WAL frame is in flight per shard, so IO_RING_SYNTH_MAX entries are plenty; when
  * full, the preparing call returns CS_EFULL like a full submission queue. */
 #include "ring.h"

@@ -87,11 +87,7 @@ static int batch_add(cs_batch *b, uint8_t type, const char *coll, const void *ke
     if (!b)
         return CS_EINVAL;
     uint16_t nlen;
-    int rc = db_check_name(coll, &nlen);
-    if (!rc)
-        rc = db_check_key(key, klen);
-    if (!rc)
-        rc = db_check_value(val, vlen);
+    int rc = db_check_record(coll, key, klen, val, vlen, &nlen);
     if (rc)
         return rc;
     if (b->count == CS_BATCH_OPS_MAX || b->bytes + klen + vlen > CS_BATCH_BYTES_MAX)

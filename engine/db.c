@@ -144,6 +144,17 @@ int db_check_value(const void *val, size_t vlen)
     return val || vlen == 0 ? 0 : CS_EINVAL;
 }
 
+int db_check_record(const char *coll, const void *key, size_t klen, const void *val, size_t vlen,
+                    uint16_t *nlen)
+{
+    int rc = db_check_name(coll, nlen);
+    if (!rc)
+        rc = db_check_key(key, klen);
+    if (!rc)
+        rc = db_check_value(val, vlen);
+    return rc;
+}
+
 unsigned db_shard_of(const cs_db *db, const void *key, size_t klen)
 {
     return (unsigned)(XXH3_64bits(key, klen) % db->nshards);
@@ -409,7 +420,8 @@ int cs_verify(const char *dir, const cs_options *o, char **report)
     if (report)
         *report = NULL;
     cs_db *db;
-    int rc = db_open(dir, o, WAL_OPEN_VERIFY, &db);    size_t size = sizeof(last_error) + 2;
+    int rc = db_open(dir, o, WAL_OPEN_VERIFY, &db);
+    size_t size = sizeof(last_error) + 2;
     char *text = cs_mem_alloc(0, size);
     if (!text) {
         if (!rc)
@@ -421,7 +433,8 @@ int cs_verify(const char *dir, const cs_options *o, char **report)
         snprintf(text, size, "%s\n", last_error[0] ? last_error : cs_strerror(rc));
     } else {
         size = 256 + (size_t)db->nshards * 256;
-        char *bigger = cs_mem_realloc(0, text, size);        if (bigger)
+        char *bigger = cs_mem_realloc(0, text, size);
+        if (bigger)
             text = bigger;
         else
             size = sizeof(last_error) + 2;

@@ -37,5 +37,8 @@ unsigned db_shard_of(const cs_db *db, const void *key, size_t klen);
 CS_MUST_CHECK int db_check_name(const char *coll, uint16_t *len);
 CS_MUST_CHECK int db_check_key(const void *key, size_t klen);
 CS_MUST_CHECK int db_check_value(const void *val, size_t vlen);
+/* All three, for a request on one record; *nlen receives the name's length. */
+CS_MUST_CHECK int db_check_record(const char *coll, const void *key, size_t klen, const void *val,
+                                  size_t vlen, uint16_t *nlen);
 
 #endif

@@ -94,11 +94,7 @@ static int submit(cs_session *s, enum shard_op op, const char *coll, const void 
     if (!s)
         return CS_EINVAL;
     uint16_t nlen;
-    int rc = db_check_name(coll, &nlen);
-    if (!rc)
-        rc = db_check_key(key, klen);
-    if (!rc)
-        rc = db_check_value(val, vlen);
+    int rc = db_check_record(coll, key, klen, val, vlen, &nlen);
     if (rc)
         return rc;
     if (s->nfree == 0)

@@ -67,8 +67,22 @@ $(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/libcstore.a
 $(BUILD)/cstore-fault: $(BUILD)/tools/cstore_fault.o $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/cstore-bench: $(patsubst %.c,$(BUILD)/%.o,$(wildcard perf/bench*.c)) $(BUILD)/libcstore.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# cstore-bench drives the peer engines whose headers are installed (make bench installs them);
+# without them it builds with cstore alone. $(BENCH_STAMP) holds the list of peers and changes
+# (and so rebuilds the bench objects) only when the list does.
+BENCH_PEERS := $(if $(wildcard /usr/include/rocksdb/c.h),ROCKSDB) \
+               $(if $(wildcard /usr/include/lmdb.h),LMDB) $(if $(wildcard /usr/include/sqlite3.h),SQLITE)
+BENCH_LIBS  := $(if $(filter ROCKSDB,$(BENCH_PEERS)),-lrocksdb) \
+               $(if $(filter LMDB,$(BENCH_PEERS)),-llmdb) $(if $(filter SQLITE,$(BENCH_PEERS)),-lsqlite3)
+BENCH_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard perf/bench*.c))
+BENCH_STAMP := $(BUILD)/perf/peers.txt
+$(shell mkdir -p $(BUILD)/perf && echo '$(strip $(BENCH_PEERS))' | cmp -s - $(BENCH_STAMP) || \
+	echo '$(strip $(BENCH_PEERS))' > $(BENCH_STAMP))
+$(BENCH_OBJ): CFLAGS += $(BENCH_PEERS:%=-DBENCH_HAVE_%)
+$(BENCH_OBJ): $(BENCH_STAMP)
+
+$(BUILD)/cstore-bench: $(BENCH_OBJ) $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(BENCH_LIBS) $(LDLIBS)
 
 $(BUILD)/raft-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

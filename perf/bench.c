@@ -1,46 +1,79 @@
-/* cstore-bench: throughput and latency of cstore, phase by phase.
+/* cstore-bench: throughput and latency of cstore and its peers, phase by phase.
  *
- *   cstore-bench [--engine NAME] [--db DIR] [--threads N] [--inflight K] [--keys N]
- *                [--reads N] [--key-size B] [--value-size B] [--seed S]
- *                [--durability sync|async|none] [--shards N] [--cpuset LIST]
- *                [--set NAME=VALUE]... [--phases P[:T],...] [--json]
+ *   cstore-bench --engine cstore|rocksdb|lmdb|sqlite --workload W[,W...] [--threads N]
+ *                [--inflight K] [--keys N] [--key-size B] [--value-size B]
+ *                [--durability sync|async|none] [--ops N | --duration S] [--rate R]
+ *                [--shards N] [--cpuset LIST] [--db DIR] [--json] [more: see --help]
  *
- * It opens one store, runs the phases in the order given (default fillrandom,readrandom,scan;
- * "P:T" runs phase P with T threads instead of --threads), closes the store and prints, per
- * phase: requests, wall seconds, requests per second, and the p50/p99/p99.9/max latency of a
- * request in microseconds, plus misses, wrong values and errors. --json prints the same as one
- * JSON object. The store folder is used as it is (bench.sh removes it first).
+ * It measures the machine's floor first (one small write + fdatasync at a time, in the store
+ * folder, on the same filesystem), then opens one store, runs the phases in order, closes the
+ * store and prints, per phase: requests, wall seconds, requests per second, p50/p99/p99.9/max
+ * latency of a request in microseconds, CPU seconds of the process (getrusage, all threads),
+ * peak RSS, and RSS grown since before the open divided by the records held (bytes per record),
+ * plus misses, wrong values and errors. --json prints one JSON object per measured phase, one
+ * per line. The store folder is used as it is (bench.sh removes it first).
+ *
+ * Phases: --workload W runs W, preceded by an unmeasured load phase (fillrandom of --keys
+ * records, --load-threads threads, --load-inflight requests in flight for engines that
+ * pipeline, --load-batch writes per commit for engines with transactions) when W reads what is
+ * there. --phases P[:T],... (the older form) runs each phase as given and measures them all.
  *
  * Timing: the threads of a phase meet at a barrier, then each opens its handle (a session when
- * pipelining) and runs; the wall clock runs from the barrier to the last thread's end, so it
- * includes opening the handles (microseconds). Latency is per request (see bench_workload.c).
- * Exit status: 0; 1 when a request failed or returned a wrong value; 2 on bad options.
- * The parts of the program are described in bench.h. */
+ * pipelining) and runs; the wall clock runs from just before the main thread enters the barrier
+ * to the last thread's end, so it includes waking the threads and opening the handles. Latency is
+ * per request (see bench_workload.c). Exit status: 0; 1 when a request failed or returned a wrong
+ * value; 2 on bad options. The parts of the program are described in bench.h. */
 #include "bench.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#define PHASES_MAX 32u      /* phases in --phases */
-#define DESCRIBE_BYTES 256u /* engine description */
+#define PHASES_MAX 32u          /* phases in --phases or --workload */
+#define DESCRIBE_BYTES 256u     /* engine description */
+#define FLOOR_OPS_MAX 100000u   /* --floor-ops */
+#define FLOOR_FILE_BYTES 65536u /* the floor file, written once before timing */
+#define PATH_BYTES 4096u        /* paths built from --db */
+#define ZIPF_THETA_MAX 0.9999   /* the zipfian generator needs theta < 1 */
 
 static const struct bench_engine *const bench_engines[] = {
     &bench_engine_cstore,
+#ifdef BENCH_HAVE_ROCKSDB
+    &bench_engine_rocksdb,
+#endif
+#ifdef BENCH_HAVE_LMDB
+    &bench_engine_lmdb,
+#endif
+#ifdef BENCH_HAVE_SQLITE
+    &bench_engine_sqlite,
+#endif
 };
 
 /* A phase to run and, once run, its figures. */
 struct phase {
     const struct bench_workload *workload;
-    unsigned threads;       /* threads it runs with */
-    uint64_t wall_ns;       /* barrier to last thread's end */
-    uint64_t ops;           /* requests completed, all threads */
-    uint64_t misses;        /* gets that found nothing */
-    uint64_t mismatches;    /* wrong values or key order */
-    uint64_t errors;        /* failed requests */
-    int first_error;        /* first failure's code, or 0 */
+    unsigned threads;        /* threads it runs with */
+    unsigned depth;          /* requests in flight per thread it asks for */
+    unsigned batch;          /* writes per commit it asks for */
+    int measured;            /* reported in --json (the load phase is not) */
+    uint64_t wall_ns;        /* barrier to last thread's end */
+    uint64_t ops;            /* requests completed, all threads */
+    uint64_t misses;         /* gets that found nothing */
+    uint64_t mismatches;     /* wrong values or key order */
+    uint64_t errors;         /* failed requests */
+    int first_error;         /* first failure's code, or 0 */
+    double cpu_s;            /* user + system CPU seconds of the process during the phase */
+    uint64_t rss_peak_bytes; /* peak RSS of the process at the phase's end */
+    uint64_t rss_bytes;      /* RSS at the phase's end */
+    uint64_t records;        /* records the store holds at the phase's end (as far as known) */
+    struct bench_shared shared;
     struct bench_hist hist; /* latency of every request */
 };
 
@@ -54,20 +87,35 @@ struct worker_arg {
 
 static const char bench_usage[] =
     "usage: cstore-bench [OPTIONS]\n"
-    "  --engine NAME          engine to measure (cstore)\n"
+    "  --engine NAME          cstore, rocksdb, lmdb or sqlite (those built in; default cstore)\n"
+    "  --workload W[,W...]    phases to measure, after a load phase when the first reads\n"
+    "                         fillseq fillrandom overwrite readrandom seekrandom deleterandom\n"
+    "                         scan ycsb-a ycsb-b ycsb-c ycsb-d ycsb-e ycsb-f\n"
+    "  --phases P[:T],...     phases to run and measure as given (default\n"
+    "                         fillrandom,readrandom,scan); T = threads of that phase\n"
     "  --db DIR               store folder (default ./data/bench; used as it is)\n"
     "  --threads N            threads per phase (default 4)\n"
-    "  --inflight K           requests in flight per thread; 1 = blocking calls (default 1)\n"
-    "  --keys N               records written by fillrandom (default 100000)\n"
-    "  --reads N              gets done by readrandom (default: --keys)\n"
+    "  --inflight K           requests in flight per thread; 1 = blocking calls (default 1);\n"
+    "                         only engines with asynchronous calls (cstore sessions) pipeline\n"
+    "  --keys N               records loaded; the key space (default 100000)\n"
+    "  --ops N                requests of each non-fill phase, all threads (default --keys);\n"
+    "                         --reads is the same\n"
+    "  --duration S           stop each phase after S seconds (decimals allowed)\n"
+    "  --rate R               open loop at R requests/s over all threads; latency counts from\n"
+    "                         each request's intended start\n"
     "  --key-size B           bytes per key, 8..1024 (default 16)\n"
     "  --value-size B         bytes per value (default 100)\n"
+    "  --scan-length N        records read per seek (seekrandom; ycsb-e draws 1..N) (100)\n"
+    "  --zipf THETA           zipfian constant of the ycsb workloads (default 0.99)\n"
+    "  --batch N              writes per commit for engines with transactions (default 1)\n"
+    "  --load-threads N, --load-inflight K, --load-batch N\n"
+    "                         the load phase (defaults --threads, 64, 1000)\n"
     "  --seed S               key generator seed (default 1)\n"
     "  --durability MODE      sync | async | none (default: the engine's, sync for cstore)\n"
-    "  --shards N, --cpuset LIST, --set NAME=VALUE   engine options\n"
-    "  --phases LIST          comma-separated PHASE[:THREADS] (default\n"
-    "                         fillrandom,readrandom,scan); phases: fillrandom, readrandom, scan\n"
-    "  --json                 print one JSON object instead of a table\n";
+    "  --shards N, --cpuset LIST, --set NAME=VALUE   cstore options (cs_options_set names);\n"
+    "                         for peers --cpuset pins the whole process\n"
+    "  --floor-ops N          write+fdatasync samples of the floor (default 200; 0 = skip)\n"
+    "  --json                 one JSON object per measured phase instead of a table\n";
 
 static int bench_usage_error(const char *what, const char *arg)
 {
@@ -89,17 +137,46 @@ BENCH_MUST_CHECK static int parse_u64(const char *s, uint64_t lo, uint64_t hi, u
     return 0;
 }
 
-/* Parse "P[:T],..." into phases; threads default to def_threads. */
-BENCH_MUST_CHECK static int parse_phases(char *list, unsigned def_threads, struct phase *phases,
+/* Decimal number in [lo, hi]; 0 on success. */
+BENCH_MUST_CHECK static int parse_double(const char *s, double lo, double hi, double *out)
+{
+    if ((*s < '0' || *s > '9') && *s != '.')
+        return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno != 0 || *end != '\0' || !(v >= lo) || !(v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+struct bench_args {
+    struct bench_config cfg;
+    const struct bench_engine *engine;
+    char *phase_list;       /* --phases or --workload, owned */
+    int workload_mode;      /* phase_list came from --workload */
+    int json;               /* --json */
+    unsigned batch;         /* --batch */
+    unsigned load_threads;  /* --load-threads; 0 = --threads */
+    unsigned load_inflight; /* --load-inflight */
+    unsigned load_batch;    /* --load-batch */
+    unsigned floor_ops;     /* --floor-ops */
+};
+
+/* Parse "P[:T],..." into phases; see the file comment for --workload's load phase. */
+BENCH_MUST_CHECK static int parse_phases(const struct bench_args *a, struct phase *phases,
                                          unsigned *count)
 {
     unsigned n = 0;
+    const struct bench_config *c = &a->cfg;
+    char *list = a->phase_list;
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
-        if (n == PHASES_MAX)
+        if (n + 1 >= PHASES_MAX)
             return bench_usage_error("too many phases at", tok);
         char *colon = strchr(tok, ':');
-        uint64_t threads = def_threads;
+        uint64_t threads = c->threads;
         if (colon != NULL) {
             *colon = '\0';
             if (parse_u64(colon + 1, 1, BENCH_THREADS_MAX, &threads) != 0)
@@ -107,10 +184,21 @@ BENCH_MUST_CHECK static int parse_phases(char *list, unsigned def_threads, struc
         }
         const struct bench_workload *wl = bench_workload_find(tok);
         if (wl == NULL)
-            return bench_usage_error("unknown phase", tok);
+            return bench_usage_error("unknown workload", tok);
+        if (n == 0 && a->workload_mode && wl->needs_load) {
+            memset(&phases[n], 0, sizeof(phases[n]));
+            phases[n].workload = bench_workload_find("fillrandom");
+            phases[n].threads = a->load_threads != 0 ? a->load_threads : c->threads;
+            phases[n].depth = a->load_inflight;
+            phases[n].batch = a->load_batch;
+            n++;
+        }
         memset(&phases[n], 0, sizeof(phases[n]));
         phases[n].workload = wl;
         phases[n].threads = wl->single_thread ? 1 : (unsigned)threads;
+        phases[n].depth = wl->blocking_only ? 1 : c->inflight;
+        phases[n].batch = a->batch;
+        phases[n].measured = 1;
         n++;
     }
     if (n == 0)
@@ -119,15 +207,63 @@ BENCH_MUST_CHECK static int parse_phases(char *list, unsigned def_threads, struc
     return 0;
 }
 
-struct bench_args {
-    struct bench_config cfg;
-    const struct bench_engine *engine;
-    char *phase_list; /* --phases, owned */
-    int json;
-    int reads_given;
-};
+/* Options that take a number; returns 0, or -1 when o is not one of them, or 2 on a bad value. */
+static int parse_number_option(struct bench_args *a, const char *o, const char *v)
+{
+    struct bench_config *c = &a->cfg;
+    uint64_t n = 0;
+    double d = 0.0;
+    int bad = 0;
+    if (strcmp(o, "--threads") == 0) {
+        bad = parse_u64(v, 1, BENCH_THREADS_MAX, &n);
+        c->threads = (unsigned)n;
+    } else if (strcmp(o, "--inflight") == 0) {
+        bad = parse_u64(v, 1, BENCH_INFLIGHT_MAX, &n);
+        c->inflight = (unsigned)n;
+    } else if (strcmp(o, "--keys") == 0) {
+        bad = parse_u64(v, 0, UINT64_MAX / 4, &c->keys);
+    } else if (strcmp(o, "--ops") == 0 || strcmp(o, "--reads") == 0) {
+        bad = parse_u64(v, 0, UINT64_MAX / 4, &c->ops);
+    } else if (strcmp(o, "--duration") == 0) {
+        bad = parse_double(v, 0.001, 1e6, &d);
+        c->duration_ns = (uint64_t)(d * 1e9);
+    } else if (strcmp(o, "--rate") == 0) {
+        bad = parse_double(v, 0.001, 1e9, &c->rate);
+    } else if (strcmp(o, "--key-size") == 0) {
+        bad = parse_u64(v, BENCH_KEY_BYTES_MIN, BENCH_KEY_BYTES_MAX, &n);
+        c->key_bytes = (unsigned)n;
+    } else if (strcmp(o, "--value-size") == 0) {
+        bad = parse_u64(v, 0, BENCH_VALUE_BYTES_MAX, &n);
+        c->value_bytes = (unsigned)n;
+    } else if (strcmp(o, "--scan-length") == 0) {
+        bad = parse_u64(v, 1, BENCH_SCAN_LENGTH_MAX, &n);
+        c->scan_length = (unsigned)n;
+    } else if (strcmp(o, "--zipf") == 0) {
+        bad = parse_double(v, 0.0, ZIPF_THETA_MAX, &c->zipf_theta);
+    } else if (strcmp(o, "--batch") == 0) {
+        bad = parse_u64(v, 1, BENCH_BATCH_MAX, &n);
+        a->batch = (unsigned)n;
+    } else if (strcmp(o, "--load-threads") == 0) {
+        bad = parse_u64(v, 1, BENCH_THREADS_MAX, &n);
+        a->load_threads = (unsigned)n;
+    } else if (strcmp(o, "--load-inflight") == 0) {
+        bad = parse_u64(v, 1, BENCH_INFLIGHT_MAX, &n);
+        a->load_inflight = (unsigned)n;
+    } else if (strcmp(o, "--load-batch") == 0) {
+        bad = parse_u64(v, 1, BENCH_BATCH_MAX, &n);
+        a->load_batch = (unsigned)n;
+    } else if (strcmp(o, "--floor-ops") == 0) {
+        bad = parse_u64(v, 0, FLOOR_OPS_MAX, &n);
+        a->floor_ops = (unsigned)n;
+    } else if (strcmp(o, "--seed") == 0) {
+        bad = parse_u64(v, 0, UINT64_MAX, &c->seed);
+    } else {
+        return -1;
+    }
+    return bad ? bench_usage_error(o, v) : 0;
+}
 
-BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args *a)
+static void set_defaults(struct bench_args *a)
 {
     struct bench_config *c = &a->cfg;
     c->engine = "cstore";
@@ -135,9 +271,22 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
     c->threads = 4;
     c->inflight = 1;
     c->keys = 100000;
+    c->ops = UINT64_MAX;
     c->key_bytes = 16;
     c->value_bytes = 100;
+    c->scan_length = 100;
+    c->zipf_theta = 0.99;
     c->seed = 1;
+    a->batch = 1;
+    a->load_inflight = 64;
+    a->load_batch = 1000;
+    a->floor_ops = 200;
+}
+
+BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args *a)
+{
+    struct bench_config *c = &a->cfg;
+    set_defaults(a);
     const char *phases = "fillrandom,readrandom,scan";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -152,51 +301,38 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
         if (i + 1 >= argc)
             return bench_usage_error("missing value or unknown option", o);
         const char *v = argv[++i];
-        uint64_t n = 0;
-        int bad = 0;
-        if (strcmp(o, "--engine") == 0)
+        int num = parse_number_option(a, o, v);
+        if (num >= 0) {
+            if (num != 0)
+                return num;
+        } else if (strcmp(o, "--engine") == 0) {
             c->engine = v;
-        else if (strcmp(o, "--db") == 0)
+        } else if (strcmp(o, "--db") == 0) {
             c->db_path = v;
-        else if (strcmp(o, "--durability") == 0)
+        } else if (strcmp(o, "--durability") == 0) {
+            if (strcmp(v, "sync") != 0 && strcmp(v, "async") != 0 && strcmp(v, "none") != 0)
+                return bench_usage_error("--durability", v);
             c->durability = v;
-        else if (strcmp(o, "--shards") == 0)
+        } else if (strcmp(o, "--shards") == 0) {
             c->shards = v;
-        else if (strcmp(o, "--cpuset") == 0)
+        } else if (strcmp(o, "--cpuset") == 0) {
             c->cpuset = v;
-        else if (strcmp(o, "--phases") == 0)
+        } else if (strcmp(o, "--phases") == 0) {
             phases = v;
-        else if (strcmp(o, "--set") == 0) {
+            a->workload_mode = 0;
+        } else if (strcmp(o, "--workload") == 0) {
+            phases = v;
+            a->workload_mode = 1;
+        } else if (strcmp(o, "--set") == 0) {
             if (c->set_count == BENCH_SETS_MAX)
                 return bench_usage_error("too many --set at", v);
             c->sets[c->set_count++] = v;
-        } else if (strcmp(o, "--threads") == 0) {
-            bad = parse_u64(v, 1, BENCH_THREADS_MAX, &n);
-            c->threads = (unsigned)n;
-        } else if (strcmp(o, "--inflight") == 0) {
-            bad = parse_u64(v, 1, BENCH_INFLIGHT_MAX, &n);
-            c->inflight = (unsigned)n;
-        } else if (strcmp(o, "--keys") == 0) {
-            bad = parse_u64(v, 0, UINT64_MAX / 2, &c->keys);
-        } else if (strcmp(o, "--reads") == 0) {
-            bad = parse_u64(v, 0, UINT64_MAX / 2, &c->reads);
-            a->reads_given = 1;
-        } else if (strcmp(o, "--key-size") == 0) {
-            bad = parse_u64(v, BENCH_KEY_BYTES_MIN, BENCH_KEY_BYTES_MAX, &n);
-            c->key_bytes = (unsigned)n;
-        } else if (strcmp(o, "--value-size") == 0) {
-            bad = parse_u64(v, 0, BENCH_VALUE_BYTES_MAX, &n);
-            c->value_bytes = (unsigned)n;
-        } else if (strcmp(o, "--seed") == 0) {
-            bad = parse_u64(v, 0, UINT64_MAX, &c->seed);
         } else {
             return bench_usage_error("unknown option", o);
         }
-        if (bad)
-            return bench_usage_error(o, v);
     }
-    if (!a->reads_given)
-        c->reads = c->keys;
+    if (c->ops == UINT64_MAX)
+        c->ops = c->duration_ns != 0 ? UINT64_MAX / 4 : c->keys;
     if ((uint64_t)c->inflight * (c->key_bytes + c->value_bytes) > (1ull << 30))
         return bench_usage_error("--inflight times record size is over 1 GiB:", "--inflight");
     a->engine = NULL;
@@ -204,11 +340,39 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
         if (strcmp(bench_engines[i]->name, c->engine) == 0)
             a->engine = bench_engines[i];
     if (a->engine == NULL)
-        return bench_usage_error("unknown engine", c->engine);
+        return bench_usage_error("unknown engine (or not built in)", c->engine);
     a->phase_list = strdup(phases);
     if (a->phase_list == NULL)
         return bench_usage_error("out of memory", phases);
     return 0;
+}
+
+/* Pin the process to a CPU list such as "0-3,6" (peers: cstore pins its shards itself). */
+BENCH_MUST_CHECK static int pin_process(const char *list)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const char *p = list;
+    for (unsigned guard = 0; *p != '\0' && guard < CPU_SETSIZE; guard++) {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+        if (end == p || lo < 0 || lo >= CPU_SETSIZE)
+            return -EINVAL;
+        p = end;
+        if (*p == '-') {
+            hi = strtol(p + 1, &end, 10);
+            if (end == p + 1 || hi < lo || hi >= CPU_SETSIZE)
+                return -EINVAL;
+            p = end;
+        }
+        for (long cpu = lo; cpu <= hi; cpu++)
+            CPU_SET((int)cpu, &set);
+        if (*p == ',')
+            p++;
+        else if (*p != '\0')
+            return -EINVAL;
+    }
+    return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
 }
 
 static void *worker_main(void *p)
@@ -217,6 +381,54 @@ static void *worker_main(void *p)
     pthread_barrier_wait(arg->start);
     arg->rc = arg->workload->run(&arg->w);
     return NULL;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static uint64_t rss_peak_bytes(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_maxrss * 1024u;
+}
+
+/* Resident bytes now, from /proc/self/statm (0 when it cannot be read). */
+static uint64_t rss_now_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void phase_collect(struct phase *ph, const struct worker_arg *args)
+{
+    bench_hist_init(&ph->hist);
+    for (unsigned i = 0; i < ph->threads; i++) {
+        const struct bench_worker *w = &args[i].w;
+        bench_hist_merge(&ph->hist, &w->hist);
+        ph->ops += w->ops;
+        ph->misses += w->misses;
+        ph->mismatches += w->mismatches;
+        ph->errors += w->errors;
+        if (ph->first_error == 0)
+            ph->first_error = w->first_error;
+        if (args[i].rc != 0) {
+            ph->errors++;
+            if (ph->first_error == 0)
+                ph->first_error = args[i].rc;
+        }
+    }
 }
 
 /* Run one phase: its threads start together; the wall clock covers them all. */
@@ -235,8 +447,12 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
         a->w.engine = e;
         a->w.cfg = cfg;
         a->w.store = store;
+        a->w.shared = &ph->shared;
         a->w.index = started;
         a->w.count = ph->threads;
+        a->w.depth = ph->depth;
+        a->w.batch = ph->batch;
+        a->w.ops_total = cfg->ops;
         bench_hist_init(&a->w.hist);
         a->workload = ph->workload;
         a->start = &start;
@@ -249,30 +465,78 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
         fprintf(stderr, "cstore-bench: cannot start thread %u: %s\n", started, strerror(-rc));
         exit(1);
     }
-    pthread_barrier_wait(&start);
+    /* The clock starts before the main thread releases the barrier: after it, the workers may
+     * run (and even finish) before the main thread is scheduled again. */
+    double cpu0 = cpu_seconds();
     uint64_t t0 = bench_now_ns();
+    pthread_barrier_wait(&start);
     for (unsigned i = 0; i < ph->threads; i++)
         pthread_join(args[i].tid, NULL);
     ph->wall_ns = bench_now_ns() - t0;
+    ph->cpu_s = cpu_seconds() - cpu0;
+    ph->rss_peak_bytes = rss_peak_bytes();
+    ph->rss_bytes = rss_now_bytes();
     pthread_barrier_destroy(&start);
-    bench_hist_init(&ph->hist);
-    for (unsigned i = 0; i < ph->threads; i++) {
-        const struct bench_worker *w = &args[i].w;
-        bench_hist_merge(&ph->hist, &w->hist);
-        ph->ops += w->ops;
-        ph->misses += w->misses;
-        ph->mismatches += w->mismatches;
-        ph->errors += w->errors;
-        if (ph->first_error == 0)
-            ph->first_error = w->first_error;
-        if (args[i].rc != 0) {
-            ph->errors++;
-            if (ph->first_error == 0)
-                ph->first_error = args[i].rc;
-        }
-    }
+    phase_collect(ph, args);
     free(args);
     return 0;
+}
+
+/* The floor: p50 of one small record written with pwrite + fdatasync, one at a time, at
+ * increasing offsets of a file written in full first (as a preallocated log is), in dir.
+ * 0 when skipped or when the file cannot be made. */
+static uint64_t measure_floor_ns(const char *dir, unsigned ops, size_t record_bytes)
+{
+    char path[PATH_BYTES];
+    if (ops == 0 || snprintf(path, sizeof(path), "%s/.bench-floor", dir) >= (int)sizeof(path))
+        return 0;
+    if (record_bytes > FLOOR_FILE_BYTES)
+        record_bytes = FLOOR_FILE_BYTES;
+    char *buf = calloc(1, FLOOR_FILE_BYTES);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    uint64_t p50 = 0;
+    if (buf == NULL || fd < 0)
+        goto out;
+    if (pwrite(fd, buf, FLOOR_FILE_BYTES, 0) != (ssize_t)FLOOR_FILE_BYTES || fdatasync(fd) != 0)
+        goto out;
+    struct bench_hist h;
+    bench_hist_init(&h);
+    size_t slots = FLOOR_FILE_BYTES / record_bytes;
+    for (unsigned i = 0; i < ops; i++) {
+        memset(buf, (int)(i + 1), record_bytes);
+        uint64_t t0 = bench_now_ns();
+        if (pwrite(fd, buf, record_bytes, (off_t)((i % slots) * record_bytes)) !=
+                (ssize_t)record_bytes ||
+            fdatasync(fd) != 0)
+            goto out;
+        bench_hist_record(&h, bench_now_ns() - t0);
+    }
+    p50 = bench_hist_quantile_ns(&h, 0.5);
+out:
+    if (fd >= 0) {
+        close(fd);
+        unlink(path);
+    }
+    free(buf);
+    return p50;
+}
+
+/* mkdir -p: every missing folder of path (existing ones are fine). */
+static void make_folders(const char *path)
+{
+    char buf[PATH_BYTES];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(buf))
+        return;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        mkdir(buf, 0755); /* EEXIST is fine; a real failure shows at the engine's open */
+        buf[i] = saved;
+    }
 }
 
 static double us(uint64_t ns)
@@ -285,23 +549,48 @@ static double phase_rate(const struct phase *ph)
     return ph->wall_ns > 0 ? (double)ph->ops * 1e9 / (double)ph->wall_ns : 0.0;
 }
 
-static void report_text(const struct bench_args *a, const char *desc, const struct phase *ph,
-                        unsigned n, uint64_t open_ns, uint64_t close_ns)
+/* What the report says about a run as a whole. */
+struct run_facts {
+    const char *desc;       /* engine description */
+    uint64_t open_ns;       /* time to open the store */
+    uint64_t close_ns;      /* time to close it */
+    uint64_t floor_ns;      /* p50 of write + fdatasync; 0 when not measured */
+    uint64_t rss_base;      /* RSS before the store was opened */
+    unsigned engine_depth1; /* the engine has no pipelined calls */
+};
+
+static double bytes_per_record(const struct run_facts *f, const struct phase *p)
+{
+    if (p->records == 0 || p->rss_bytes < f->rss_base)
+        return 0.0;
+    return (double)(p->rss_bytes - f->rss_base) / (double)p->records;
+}
+
+static unsigned phase_inflight(const struct run_facts *f, const struct phase *p)
+{
+    return f->engine_depth1 ? 1 : p->depth;
+}
+
+static void report_text(const struct bench_args *a, const struct run_facts *f,
+                        const struct phase *ph, unsigned n)
 {
     const struct bench_config *c = &a->cfg;
-    printf("cstore-bench: %s; db %s; durability %s; %llu keys of %u B, values %u B; "
-           "inflight %u per thread\n",
-           desc, c->db_path, c->durability != NULL ? c->durability : "default",
-           (unsigned long long)c->keys, c->key_bytes, c->value_bytes, c->inflight);
-    printf("%-11s %7s %10s %8s %11s %9s %9s %9s %9s %s\n", "phase", "threads", "ops", "secs",
-           "ops/s", "p50_us", "p99_us", "p99.9_us", "max_us", "notes");
+    printf("cstore-bench: %s; db %s; durability %s; %llu keys of %u B, values %u B\n", f->desc,
+           c->db_path, c->durability != NULL ? c->durability : "default",
+           (unsigned long long)c->keys, c->key_bytes, c->value_bytes);
+    printf("%-13s %7s %8s %10s %8s %11s %9s %9s %9s %9s %7s %8s %6s %s\n", "phase", "threads",
+           "inflight", "ops", "secs", "ops/s", "p50_us", "p99_us", "p99.9_us", "max_us", "cpu_s",
+           "rss_MiB", "B/rec", "notes");
     for (unsigned i = 0; i < n; i++) {
         const struct phase *p = &ph[i];
-        printf("%-11s %7u %10llu %8.3f %11.0f %9.2f %9.2f %9.2f %9.2f", p->workload->name,
-               p->threads, (unsigned long long)p->ops, (double)p->wall_ns / 1e9, phase_rate(p),
-               us(bench_hist_quantile_ns(&p->hist, 0.50)),
+        printf("%-13s %7u %8u %10llu %8.3f %11.0f %9.2f %9.2f %9.2f %9.2f %7.2f %8.1f %6.0f",
+               p->workload->name, p->threads, phase_inflight(f, p), (unsigned long long)p->ops,
+               (double)p->wall_ns / 1e9, phase_rate(p), us(bench_hist_quantile_ns(&p->hist, 0.50)),
                us(bench_hist_quantile_ns(&p->hist, 0.99)),
-               us(bench_hist_quantile_ns(&p->hist, 0.999)), us(p->hist.max_ns));
+               us(bench_hist_quantile_ns(&p->hist, 0.999)), us(p->hist.max_ns), p->cpu_s,
+               (double)p->rss_peak_bytes / 1048576.0, bytes_per_record(f, p));
+        if (!p->measured)
+            printf(" (load)");
         if (p->misses)
             printf(" misses=%llu", (unsigned long long)p->misses);
         if (p->mismatches)
@@ -311,7 +600,15 @@ static void report_text(const struct bench_args *a, const char *desc, const stru
                    a->engine->strerror(p->first_error));
         putchar('\n');
     }
-    printf("open %.1f ms, close %.1f ms\n", (double)open_ns / 1e6, (double)close_ns / 1e6);
+    printf("open %.1f ms, close %.1f ms", (double)f->open_ns / 1e6, (double)f->close_ns / 1e6);
+    if (f->floor_ns != 0) {
+        printf("; floor (small write + fdatasync, p50) %.2f us", us(f->floor_ns));
+        for (unsigned i = 0; i < n; i++)
+            if (ph[i].measured && ph[i].workload->fill && ph[i].hist.count > 0)
+                printf("; %s p50 / floor = %.2f", ph[i].workload->name,
+                       (double)bench_hist_quantile_ns(&ph[i].hist, 0.5) / (double)f->floor_ns);
+    }
+    putchar('\n');
 }
 
 /* Print s as a JSON string (the strings here are option values and error texts). */
@@ -330,43 +627,117 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-static void report_json(const struct bench_args *a, const char *desc, const struct phase *ph,
-                        unsigned n, uint64_t open_ns, uint64_t close_ns)
+static void report_json_phase(const struct bench_args *a, const struct run_facts *f,
+                              const struct phase *p)
 {
     const struct bench_config *c = &a->cfg;
+    uint64_t p50 = bench_hist_quantile_ns(&p->hist, 0.50);
     printf("{\"engine\": ");
     json_string(c->engine);
-    printf(", \"describe\": ");
-    json_string(desc);
-    printf(", \"db\": ");
-    json_string(c->db_path);
+    printf(", \"workload\": \"%s\", \"threads\": %u, \"inflight\": %u, \"ops\": %llu, "
+           "\"seconds\": %.6f, \"ops_per_sec\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, "
+           "\"p999_us\": %.2f, \"max_us\": %.2f, \"rss_bytes\": %llu, "
+           "\"bytes_per_record\": %.1f",
+           p->workload->name, p->threads, phase_inflight(f, p), (unsigned long long)p->ops,
+           (double)p->wall_ns / 1e9, phase_rate(p), us(p50),
+           us(bench_hist_quantile_ns(&p->hist, 0.99)), us(bench_hist_quantile_ns(&p->hist, 0.999)),
+           us(p->hist.max_ns), (unsigned long long)p->rss_peak_bytes, bytes_per_record(f, p));
+    printf(", \"mean_us\": %.2f, \"cpu_seconds\": %.3f, \"records\": %llu, \"misses\": %llu, "
+           "\"mismatches\": %llu, \"errors\": %llu, \"first_error\": ",
+           p->hist.count ? us(p->hist.sum_ns / p->hist.count) : 0.0, p->cpu_s,
+           (unsigned long long)p->records, (unsigned long long)p->misses,
+           (unsigned long long)p->mismatches, (unsigned long long)p->errors);
+    if (p->first_error != 0)
+        json_string(a->engine->strerror(p->first_error));
+    else
+        printf("null");
     printf(", \"durability\": ");
     json_string(c->durability != NULL ? c->durability : "default");
-    printf(", \"keys\": %llu, \"reads\": %llu, \"key_bytes\": %u, \"value_bytes\": %u, "
-           "\"inflight\": %u, \"seed\": %llu, \"open_ms\": %.3f, \"close_ms\": %.3f, "
-           "\"phases\": [",
-           (unsigned long long)c->keys, (unsigned long long)c->reads, c->key_bytes, c->value_bytes,
-           c->inflight, (unsigned long long)c->seed, (double)open_ns / 1e6, (double)close_ns / 1e6);
+    printf(", \"keys\": %llu, \"key_bytes\": %u, \"value_bytes\": %u, \"batch\": %u, "
+           "\"rate\": %.1f, \"scan_length\": %u, \"zipf\": %.4f, \"seed\": %llu, "
+           "\"floor_p50_us\": %.2f, \"p50_over_floor\": %.3f, \"open_ms\": %.3f, "
+           "\"close_ms\": %.3f, \"describe\": ",
+           (unsigned long long)c->keys, c->key_bytes, c->value_bytes, p->batch, c->rate,
+           c->scan_length, c->zipf_theta, (unsigned long long)c->seed, us(f->floor_ns),
+           f->floor_ns ? (double)p50 / (double)f->floor_ns : 0.0, (double)f->open_ns / 1e6,
+           (double)f->close_ns / 1e6);
+    json_string(f->desc);
+    printf("}\n");
+}
+
+/* Records the store holds after phase p, as far as the workloads tell. */
+static uint64_t records_after(const struct bench_config *c, const struct phase *ph, unsigned p,
+                              uint64_t before)
+{
+    const struct phase *x = &ph[p];
+    const char *name = x->workload->name;
+    if (x->workload->fill)
+        return c->keys > before ? c->keys : before;
+    if (strcmp(name, "deleterandom") == 0)
+        return before > x->ops - x->misses ? before - (x->ops - x->misses) : 0;
+    return before + x->shared.inserted;
+}
+
+/* Derived configuration: sequential keys when fillseq runs; the zipfian constants. */
+static void config_derive(struct bench_config *c, const struct phase *ph, unsigned n)
+{
+    int ycsb = 0;
     for (unsigned i = 0; i < n; i++) {
-        const struct phase *p = &ph[i];
-        printf("%s\n  {\"name\": \"%s\", \"threads\": %u, \"ops\": %llu, \"seconds\": %.6f, "
-               "\"ops_per_sec\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, \"p999_us\": %.2f, "
-               "\"max_us\": %.2f, \"mean_us\": %.2f, \"misses\": %llu, \"mismatches\": %llu, "
-               "\"errors\": %llu, \"first_error\": ",
-               i ? "," : "", p->workload->name, p->threads, (unsigned long long)p->ops,
-               (double)p->wall_ns / 1e9, phase_rate(p), us(bench_hist_quantile_ns(&p->hist, 0.50)),
-               us(bench_hist_quantile_ns(&p->hist, 0.99)),
-               us(bench_hist_quantile_ns(&p->hist, 0.999)), us(p->hist.max_ns),
-               p->hist.count ? us(p->hist.sum_ns / p->hist.count) : 0.0,
-               (unsigned long long)p->misses, (unsigned long long)p->mismatches,
-               (unsigned long long)p->errors);
-        if (p->first_error != 0)
-            json_string(a->engine->strerror(p->first_error));
-        else
-            printf("null");
-        putchar('}');
+        if (strcmp(ph[i].workload->name, "fillseq") == 0)
+            c->sequential_keys = 1;
+        if (strncmp(ph[i].workload->name, "ycsb-", 5) == 0)
+            ycsb = 1;
     }
-    printf("]}\n");
+    if (ycsb && c->keys > 0) {
+        c->zipf_zetan = bench_zeta(c->keys, c->zipf_theta);
+        c->zipf_zeta2 = bench_zeta(2, c->zipf_theta);
+    }
+}
+
+BENCH_MUST_CHECK static int run_all(struct bench_args *a, struct phase *phases, unsigned n,
+                                    struct run_facts *f, char *desc)
+{
+    const struct bench_engine *e = a->engine;
+    void *store = NULL;
+    make_folders(a->cfg.db_path); /* every engine gets an existing folder */
+    f->floor_ns = measure_floor_ns(a->cfg.db_path, a->floor_ops,
+                                   (size_t)a->cfg.key_bytes + a->cfg.value_bytes + 16);
+    f->rss_base = rss_now_bytes();
+    uint64_t t0 = bench_now_ns();
+    int rc = e->open(&a->cfg, &store);
+    f->open_ns = bench_now_ns() - t0;
+    if (rc != 0) {
+        fprintf(stderr, "cstore-bench: cannot open %s store '%s': %s\n", e->name, a->cfg.db_path,
+                e->strerror(rc));
+        return 1;
+    }
+    if (e->describe != NULL)
+        e->describe(store, desc, DESCRIBE_BYTES);
+    else
+        snprintf(desc, DESCRIBE_BYTES, "%s", e->name);
+    f->desc = desc;
+    uint64_t records = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (!a->json)
+            fprintf(stderr, "cstore-bench: %s %s, %u thread(s)...\n", e->name,
+                    phases[i].workload->name, phases[i].threads);
+        rc = run_phase(e, &a->cfg, store, &phases[i]);
+        if (rc != 0) {
+            fprintf(stderr, "cstore-bench: phase %s: %s\n", phases[i].workload->name,
+                    strerror(-rc));
+            return 1;
+        }
+        records = records_after(&a->cfg, phases, i, records);
+        phases[i].records = records;
+    }
+    t0 = bench_now_ns();
+    rc = e->close(store);
+    f->close_ns = bench_now_ns() - t0;
+    if (rc != 0) {
+        fprintf(stderr, "cstore-bench: close: %s\n", e->strerror(rc));
+        return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -382,48 +753,30 @@ int main(int argc, char **argv)
         fputs("cstore-bench: out of memory\n", stderr);
         return 1;
     }
-    ex = parse_phases(a.phase_list, a.cfg.threads, phases, &nphases);
+    ex = parse_phases(&a, phases, &nphases);
     if (ex != 0)
         return ex;
-
-    const struct bench_engine *e = a.engine;
-    void *store = NULL;
-    uint64_t t0 = bench_now_ns();
-    int rc = e->open(&a.cfg, &store);
-    uint64_t open_ns = bench_now_ns() - t0;
-    if (rc != 0) {
-        fprintf(stderr, "cstore-bench: cannot open %s store '%s': %s\n", e->name, a.cfg.db_path,
-                e->strerror(rc));
-        return 1;
+    config_derive(&a.cfg, phases, nphases);
+    if (a.cfg.cpuset != NULL && strcmp(a.engine->name, "cstore") != 0) {
+        int prc = pin_process(a.cfg.cpuset);
+        if (prc != 0)
+            return bench_usage_error("cannot pin to --cpuset", a.cfg.cpuset);
     }
+
+    struct run_facts f;
+    memset(&f, 0, sizeof(f));
+    f.engine_depth1 = a.engine->submit_put == NULL;
     char desc[DESCRIBE_BYTES] = "";
-    if (e->describe != NULL)
-        e->describe(store, desc, sizeof(desc));
-    else
-        snprintf(desc, sizeof(desc), "%s", e->name);
-
-    for (unsigned i = 0; i < nphases; i++) {
-        if (!a.json)
-            fprintf(stderr, "cstore-bench: %s, %u thread(s)...\n", phases[i].workload->name,
-                    phases[i].threads);
-        rc = run_phase(e, &a.cfg, store, &phases[i]);
-        if (rc != 0) {
-            fprintf(stderr, "cstore-bench: phase %s: %s\n", phases[i].workload->name,
-                    strerror(-rc));
-            return 1;
-        }
+    ex = run_all(&a, phases, nphases, &f, desc);
+    if (ex != 0)
+        return ex;
+    if (a.json) {
+        for (unsigned i = 0; i < nphases; i++)
+            if (phases[i].measured || !a.workload_mode)
+                report_json_phase(&a, &f, &phases[i]);
+    } else {
+        report_text(&a, &f, phases, nphases);
     }
-    t0 = bench_now_ns();
-    rc = e->close(store);
-    uint64_t close_ns = bench_now_ns() - t0;
-    if (rc != 0)
-        fprintf(stderr, "cstore-bench: close: %s\n", e->strerror(rc));
-
-    if (a.json)
-        report_json(&a, desc, phases, nphases, open_ns, close_ns);
-    else
-        report_text(&a, desc, phases, nphases, open_ns, close_ns);
-    ex = rc != 0 ? 1 : 0;
     for (unsigned i = 0; i < nphases; i++)
         if (phases[i].errors || phases[i].mismatches)
             ex = 1;

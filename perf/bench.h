@@ -1,15 +1,17 @@
 /* cstore-bench: shared declarations of the benchmark driver.
  *
  * The program is three parts that meet here:
- * - engines (bench_cstore.c, later peers such as LMDB or RocksDB): a struct bench_engine of
- *   function pointers over one store, with a per-thread handle for blocking calls and, when the
- *   engine has them, pipelined calls (submit many, reap completions);
+ * - engines (bench_cstore.c, bench_rocksdb.c, bench_lmdb.c, bench_sqlite.c): a struct
+ *   bench_engine of function pointers over one store, with a per-thread handle for blocking
+ *   calls and, when the engine has them, pipelined calls (submit many, reap completions);
  * - workloads (bench_workload.c): one function per phase, run by every thread of the phase
  *   against an engine, recording each request's latency in the thread's histogram;
- * - the driver (bench.c): options, the phase runner (threads, start barrier, wall clock), and
- *   the report (text or JSON).
+ * - the driver (bench.c): options, the phase runner (threads, start barrier, wall clock, CPU
+ *   time), the fdatasync floor, and the report (text or JSON).
  * Adding an engine is one file with a struct bench_engine and a line in bench.c's engine table;
- * adding a workload is one function and a line in the workload table of bench_workload.c. */
+ * adding a workload is one function and a line in the workload table of bench_workload.c.
+ * A peer engine is compiled in when the Makefile found its header (BENCH_HAVE_ROCKSDB,
+ * BENCH_HAVE_LMDB, BENCH_HAVE_SQLITE); without it its file compiles to nothing. */
 #ifndef BENCH_H
 #define BENCH_H
 
@@ -27,16 +29,25 @@
 #define BENCH_KEY_BYTES_MAX 1024u        /* --key-size */
 #define BENCH_VALUE_BYTES_MAX (1u << 20) /* --value-size */
 #define BENCH_REAP_MAX 64u               /* completions reaped per call */
+#define BENCH_SCAN_LENGTH_MAX 100000u    /* --scan-length */
+#define BENCH_BATCH_MAX 1000000u         /* --batch, --load-batch */
 
 struct bench_config {
     const char *engine;               /* engine name */
     const char *db_path;              /* store folder */
     unsigned threads;                 /* default threads per phase */
     unsigned inflight;                /* requests in flight per thread; 1 = blocking calls */
-    uint64_t keys;                    /* records written by fillrandom; key space of the reads */
-    uint64_t reads;                   /* gets done by readrandom, over all threads */
+    uint64_t keys;                    /* records loaded by the fill phases; the key space */
+    uint64_t ops;                     /* requests of a non-fill phase, over all threads */
+    uint64_t duration_ns;             /* stop each phase after this long; 0 = no limit */
+    double rate;                      /* open loop: requests per second, all threads; 0 = closed */
     unsigned key_bytes;               /* bytes per key */
     unsigned value_bytes;             /* bytes per value */
+    unsigned scan_length;             /* records read after each seek (seekrandom, ycsb-e max) */
+    double zipf_theta;                /* zipfian constant of the ycsb workloads */
+    double zipf_zetan;                /* zeta(keys, theta), computed by bench.c */
+    double zipf_zeta2;                /* zeta(2, theta) */
+    int sequential_keys;              /* key(i) sorts like i (set when fillseq is run) */
     uint64_t seed;                    /* key generator and random reads */
     const char *durability;           /* sync | async | none, or NULL for the engine default */
     const char *shards;               /* shard count, or NULL for the engine default */
@@ -61,45 +72,72 @@ struct bench_engine {
     const char *name;
     int (*open)(const struct bench_config *cfg, void **store);
     int (*close)(void *store);
-    /* depth: requests the thread will keep in flight (1: only blocking calls are used). */
-    int (*thread_open)(void *store, unsigned depth, void **th);
+    /* depth: requests the thread will keep in flight (1: only blocking calls are used).
+     * batch: puts and deletes an engine with transactions may group into one commit (1: each
+     * is its own commit); engines without such grouping ignore it. */
+    int (*thread_open)(void *store, unsigned depth, unsigned batch, void **th);
+    /* Commit what a batch holds (NULL when the engine never groups). Called before close. */
+    int (*flush)(void *th);
     void (*thread_close)(void *th);
     /* Blocking calls. get copies the value into buf (cap bytes; longer values are cut) and
-     * returns 0, BENCH_NOTFOUND or an error; *vlen gets the full length. */
+     * returns 0, BENCH_NOTFOUND or an error; *vlen gets the full length. del returns 0 or
+     * BENCH_NOTFOUND (engines that cannot tell return 0) or an error. */
     int (*put)(void *th, const void *key, size_t klen, const void *val, size_t vlen);
     int (*get)(void *th, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
-    /* Pipelined calls; all three NULL when the engine has none. Buffers passed to a submit stay
+    int (*del)(void *th, const void *key, size_t klen);
+    /* Pipelined calls; all NULL when the engine has none. Buffers passed to a submit stay
      * valid until its completion is reaped. reap waits for at least min completions. */
     int (*submit_put)(void *th, const void *key, size_t klen, const void *val, size_t vlen,
                       uint64_t tag);
     int (*submit_get)(void *th, const void *key, size_t klen, uint64_t tag);
+    int (*submit_del)(void *th, const void *key, size_t klen, uint64_t tag);
     int (*reap)(void *th, struct bench_done *out, unsigned max, unsigned min);
-    /* Full scan in key order: scan_next moves to the first record on its first call, then to
-     * the next; returns 1 on a record (key and value are views valid until the next call), 0
-     * at the end, or an error. */
+    /* Cursors in key order. scan_next moves to the first record on its first call, then to
+     * the next; after scan_seek (first record >= key) it first returns that record. Returns 1
+     * on a record (key and value are views valid until the next call), 0 at the end, or an
+     * error. One cursor per thread at a time. */
     int (*scan_open)(void *th, void **cursor);
+    int (*scan_seek)(void *cursor, const void *key, size_t klen);
     int (*scan_next)(void *cursor, const void **key, size_t *klen, const void **val, size_t *vlen);
     void (*scan_close)(void *cursor);
-    /* One line of engine facts for the report (shards, ...), or NULL. */
+    /* One line of engine facts for the report (shards, durability mapping...), or NULL. */
     void (*describe)(void *store, char *buf, size_t cap);
     const char *(*strerror)(int rc);
 };
 
 extern const struct bench_engine bench_engine_cstore;
+#ifdef BENCH_HAVE_ROCKSDB
+extern const struct bench_engine bench_engine_rocksdb;
+#endif
+#ifdef BENCH_HAVE_LMDB
+extern const struct bench_engine bench_engine_lmdb;
+#endif
+#ifdef BENCH_HAVE_SQLITE
+extern const struct bench_engine bench_engine_sqlite;
+#endif
+
+/* What the threads of one phase share (written with atomics). */
+struct bench_shared {
+    uint64_t inserted; /* records inserted beyond cfg->keys (ycsb-d, ycsb-e) */
+};
 
 /* One thread of a phase, as the workloads see it. */
 struct bench_worker {
     const struct bench_engine *engine;
     const struct bench_config *cfg;
-    void *store;            /* the engine's store */
-    unsigned index;         /* this thread, 0..count-1 */
-    unsigned count;         /* threads in the phase */
-    uint64_t ops;           /* requests completed */
-    uint64_t misses;        /* gets that found nothing */
-    uint64_t mismatches;    /* gets or scans that returned unexpected bytes */
-    uint64_t errors;        /* requests that failed */
-    int first_error;        /* the first failure's code, or 0 */
-    struct bench_hist hist; /* latency per request */
+    void *store;                 /* the engine's store */
+    struct bench_shared *shared; /* the phase's shared counters */
+    unsigned index;              /* this thread, 0..count-1 */
+    unsigned count;              /* threads in the phase */
+    unsigned depth;              /* requests in flight this phase asks for */
+    unsigned batch;              /* writes per commit this phase asks for */
+    uint64_t ops_total;          /* requests of the phase, all threads */
+    uint64_t ops;                /* requests completed */
+    uint64_t misses;             /* gets that found nothing */
+    uint64_t mismatches;         /* gets or scans that returned unexpected bytes */
+    uint64_t errors;             /* requests that failed */
+    int first_error;             /* the first failure's code, or 0 */
+    struct bench_hist hist;      /* latency per request */
 };
 
 /* A workload: run by each thread of its phase. Returns 0, or an error that stops the thread
@@ -108,12 +146,17 @@ struct bench_workload {
     const char *name;
     int (*run)(struct bench_worker *w);
     int single_thread; /* the phase always runs one thread */
+    int fill;          /* writes every key once: its size is --keys, not --ops */
+    int needs_load;    /* --workload runs a fillrandom load phase first */
+    int blocking_only; /* uses calls that have no pipelined form (seeks, read-modify-write) */
     const char *describe;
 };
 
 const struct bench_workload *bench_workload_find(const char *name);
 /* The names of every workload, comma-separated, for --help. */
 const char *bench_workload_names(void);
+/* zeta(n, theta) = sum of 1/i^theta for i in 1..n: O(n), called once per run. */
+double bench_zeta(uint64_t n, double theta);
 
 uint64_t bench_now_ns(void);
 

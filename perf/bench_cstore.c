@@ -2,7 +2,10 @@
  *
  * One cs_db per run, in collection "bench". A thread handle holds a cs_session of the depth
  * the thread asked for (none for depth 1, which uses the blocking calls), the completions of
- * its last reap (their values are released at the next reap), and nothing else. */
+ * its last reap (their values are released at the next reap), and nothing else. Writes are
+ * never grouped (--batch is ignored): a cs_batch cannot span shards, and grouping is what the
+ * shards' group commit does for concurrent writers. Durability, shards, cpuset and --set are
+ * cs_options_set names. A cursor is opened per seek, as the peers' drivers do. */
 #include "bench.h"
 
 #include <errno.h>
@@ -24,7 +27,9 @@ struct csb_thread {
 
 struct csb_cursor {
     cs_cursor *cursor;
-    int started; /* cs_cursor_first was called */
+    int started; /* positioned: cs_cursor_first or a seek was called */
+    int pending; /* a seek's result (0 or CS_ENOTFOUND) is for the next scan_next to return */
+    int seek_rc; /* that result */
 };
 
 static int csb_set(cs_options *o, const char *name, const char *value)
@@ -75,8 +80,9 @@ static int csb_close(void *store)
     return cs_close(store);
 }
 
-static int csb_thread_open(void *store, unsigned depth, void **th)
+static int csb_thread_open(void *store, unsigned depth, unsigned batch, void **th)
 {
+    (void)batch;
     struct csb_thread *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return -ENOMEM;
@@ -129,6 +135,13 @@ static int csb_get(void *th, const void *key, size_t klen, void *buf, size_t cap
     return 0;
 }
 
+static int csb_del(void *th, const void *key, size_t klen)
+{
+    struct csb_thread *t = th;
+    int rc = cs_del(t->db, CSB_COLL, key, klen);
+    return rc == CS_ENOTFOUND ? BENCH_NOTFOUND : rc;
+}
+
 static int csb_submit_put(void *th, const void *key, size_t klen, const void *val, size_t vlen,
                           uint64_t tag)
 {
@@ -140,6 +153,12 @@ static int csb_submit_get(void *th, const void *key, size_t klen, uint64_t tag)
 {
     struct csb_thread *t = th;
     return cs_session_get(t->session, CSB_COLL, key, klen, tag);
+}
+
+static int csb_submit_del(void *th, const void *key, size_t klen, uint64_t tag)
+{
+    struct csb_thread *t = th;
+    return cs_session_del(t->session, CSB_COLL, key, klen, tag);
 }
 
 static int csb_reap(void *th, struct bench_done *out, unsigned max, unsigned min)
@@ -176,12 +195,29 @@ static int csb_scan_open(void *th, void **cursor)
     return 0;
 }
 
+static int csb_scan_seek(void *cursor, const void *key, size_t klen)
+{
+    struct csb_cursor *c = cursor;
+    int rc = cs_cursor_seek(c->cursor, key, klen);
+    if (rc != 0 && rc != CS_ENOTFOUND)
+        return rc;
+    c->started = 1;
+    c->pending = 1;
+    c->seek_rc = rc;
+    return 0;
+}
+
 static int csb_scan_next(void *cursor, const void **key, size_t *klen, const void **val,
                          size_t *vlen)
 {
     struct csb_cursor *c = cursor;
-    int rc = c->started ? cs_cursor_next(c->cursor) : cs_cursor_first(c->cursor);
+    int rc;
+    if (c->pending)
+        rc = c->seek_rc;
+    else
+        rc = c->started ? cs_cursor_next(c->cursor) : cs_cursor_first(c->cursor);
     c->started = 1;
+    c->pending = 0;
     if (rc == CS_ENOTFOUND)
         return 0;
     if (rc != 0)
@@ -213,10 +249,13 @@ const struct bench_engine bench_engine_cstore = {
     .thread_close = csb_thread_close,
     .put = csb_put,
     .get = csb_get,
+    .del = csb_del,
     .submit_put = csb_submit_put,
     .submit_get = csb_submit_get,
+    .submit_del = csb_submit_del,
     .reap = csb_reap,
     .scan_open = csb_scan_open,
+    .scan_seek = csb_scan_seek,
     .scan_next = csb_scan_next,
     .scan_close = csb_scan_close,
     .describe = csb_describe,

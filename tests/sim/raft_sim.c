@@ -60,9 +60,10 @@
 #define SIM_TICK_UNITS 10u /* time units per tick */
 #define SIM_ELECTION_TICKS 10u
 #define SIM_HEARTBEAT_TICKS 2u
-#define SIM_LIVENESS_TICKS 200u               /* bound on recovery after the heal */
-#define SIM_NET_MAX 20000u                    /* frames in flight; more are dropped */
-#define SIM_READS_MAX 64u                     /* client reads outstanding per node */
+#define SIM_LIVENESS_TICKS 200u /* bound on recovery after the heal */
+#define SIM_NET_MAX 20000u      /* frames in flight; more are dropped */
+#define SIM_WRITES_INFLIGHT 32u /* uncommitted entries at a leader before clients wait */
+#define SIM_READS_MAX 64u       /* client reads outstanding per node */
 #define SIM_READ_UNITS (30u * SIM_TICK_UNITS) /* a read without an answer is abandoned */
 #define SIM_TRACE_LINES 48u
 #define SIM_TRACE_LINE_BYTES 160u
@@ -783,6 +784,11 @@ static struct node *leader(struct sim *s)
 
 static void client_write(struct sim *s, struct node *l)
 {
+    /* closed-loop clients: no new write while SIM_WRITES_INFLIGHT are uncommitted at this
+     * leader, so offered load follows what replication can carry (one entry per message and
+     * one message in flight is slow) */
+    if (raft_last_index(l->r) - raft_commit(l->r) >= SIM_WRITES_INFLIGHT)
+        return;
     uint8_t data[72];
     uint64_t id = ++s->next_write;
     memcpy(data, &id, 8);

@@ -14,7 +14,8 @@
  *   churn      membership changes (learner, promote, remove), leadership transfers, compaction
  *   chaos      all of the above
  *   leaderfall leaders crash soon after appending, one entry per append (§5.4.2, Figure 8)
- * and toggles PreVote / CheckQuorum and draws the flow-control limits. Clients propose writes
+ * and toggles PreVote / CheckQuorum and draws the flow-control limits. Clients (closed-loop: at
+ * most SIM_WRITES_INFLIGHT uncommitted writes per leader) propose writes
  * and ReadIndex reads at any node that believes it leads (a deposed leader may not know yet),
  * and reads at followers too (forwarded, thesis §6.4.1).
  *

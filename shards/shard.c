@@ -1229,6 +1229,7 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
     case TAG_FSYNC:
         sh->fsync_in_flight = false;
         if (ev->res < 0) {
+            sh->io_res = ev->res; /* the cause, for the message */
             pending_fail(sh, CS_EIO, true);
             break;
         }

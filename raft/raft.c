@@ -1114,7 +1114,7 @@ static void handle_append_resp(struct raft *r, struct raft_progress *pr, const s
     if (maybe_commit(r))
         bcast_append(r);
     else if (was_paused)
-        (void)send_append(r, pr, false);
+        (void)send_append(r, pr, true);
     /* pipelining: fill the window (bounded by inflight_msgs_max) */
     for (unsigned k = 0; k < r->cfg.inflight_msgs_max; k++)
         if (!send_append(r, pr, false))
@@ -1146,8 +1146,12 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
         pr->probe_sent = false;
         if (pr->state == PR_REPLICATE && infl_full(r, pr))
             infl_free_to(pr, pr->infl[pr->infl_start].index); /* let one more through */
+        /* Behind: send even an empty append. In REPLICATE, next may already point past
+         * entries whose append was lost; only a probe at next - 1 makes the follower reject
+         * and the leader back up. Without it, a lost append with no later proposal stalls the
+         * follower for good. */
         if (pr->match < raft_last_index(r))
-            (void)send_append(r, pr, false);
+            (void)send_append(r, pr, true);
         if (!pr->learner)
             reads_ack(r, pr_slot(r, pr), m->context);
         break;

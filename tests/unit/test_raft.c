@@ -527,6 +527,26 @@ static void test_5_3_lagging_follower_catches_up(void **state)
     net_free(&t);
 }
 
+/* §5.3 "if AppendEntries fails ... retry": a pipelined append that was lost, with nothing
+ * proposed after it, is recovered through the heartbeat round (regression: found by raft-sim). */
+static void test_5_3_lost_pipelined_append_is_recovered_without_new_proposals(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    propose(&t, 1, "a");
+    settle(&t); /* follower 2 replicates (pipelined state) */
+    t.cut[1][2] = true;
+    propose(&t, 1, "b");
+    settle(&t); /* the append carrying "b" to node 2 is lost */
+    t.cut[1][2] = false;
+    assert_true(raft_last_index(N(&t, 2)) < raft_last_index(N(&t, 1)));
+    tick_all(&t, 3); /* heartbeats only: no proposal follows */
+    assert_int_equal(raft_last_index(N(&t, 2)), raft_last_index(N(&t, 1)));
+    net_free(&t);
+}
+
 /* ---- thesis §9.6 PreVote, §6.2 CheckQuorum, §4.2.3 disruptive servers -------------------- */
 
 static void test_9_6_prevote_does_not_raise_terms(void **state)
@@ -1129,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_5_4_2_old_term_entries_not_committed_by_count),
         cmocka_unit_test(test_5_3_pipelined_appends_bounded_by_window),
         cmocka_unit_test(test_5_3_lagging_follower_catches_up),
+        cmocka_unit_test(test_5_3_lost_pipelined_append_is_recovered_without_new_proposals),
         cmocka_unit_test(test_9_6_prevote_does_not_raise_terms),
         cmocka_unit_test(test_6_2_check_quorum_leader_steps_down_alone),
         cmocka_unit_test(test_4_2_3_vote_ignored_while_leader_is_heard),

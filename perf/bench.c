@@ -757,6 +757,9 @@ int main(int argc, char **argv)
     if (ex != 0)
         return ex;
     config_derive(&a.cfg, phases, nphases);
+    if (strcmp(a.engine->name, "cstore") != 0 && (a.cfg.shards != NULL || a.cfg.set_count > 0))
+        fprintf(stderr, "cstore-bench: --shards and --set are cstore options; %s ignores them\n",
+                a.engine->name);
     if (a.cfg.cpuset != NULL && strcmp(a.engine->name, "cstore") != 0) {
         int prc = pin_process(a.cfg.cpuset);
         if (prc != 0)

@@ -132,6 +132,8 @@ struct bench_worker {
     unsigned depth;              /* requests in flight this phase asks for */
     unsigned batch;              /* writes per commit this phase asks for */
     uint64_t ops_total;          /* requests of the phase, all threads */
+    uint64_t duration_ns;        /* stop after this long; 0 = no limit (the load phase) */
+    double rate;                 /* open loop, requests/s over all threads; 0 = closed loop */
     uint64_t ops;                /* requests completed */
     uint64_t misses;             /* gets that found nothing */
     uint64_t mismatches;         /* gets or scans that returned unexpected bytes */

@@ -30,8 +30,9 @@
  * submission to the reap that returned it. With --rate R the run is open-loop: the n-th request
  * of a thread is due at phase start + n * threads / R, is not sent before, and its latency is
  * measured from that intended time, so a stall delays and charges every request behind it (no
- * coordinated omission). --duration stops a thread at its deadline. Workloads that seek or
- * read-modify-write use the blocking calls only. */
+ * coordinated omission). --duration stops a thread at its deadline. Neither applies to the load
+ * phase that --workload adds, which always writes every key as fast as it can. Workloads that seek
+ * or read-modify-write use the blocking calls only. */
 #include "bench.h"
 
 #include <errno.h>
@@ -426,16 +427,15 @@ BENCH_MUST_CHECK static int wl_drive(struct wl_state *s, uint64_t count)
 {
     struct bench_worker *w = s->w;
     const struct bench_engine *e = w->engine;
-    const struct bench_config *cfg = w->cfg;
     void *th = NULL;
     int rc = e->thread_open(w->store, s->depth, w->batch, &th);
     if (rc != 0)
         return rc;
     struct wl_clock c = {.start_ns = bench_now_ns()};
-    if (cfg->rate > 0.0)
-        c.interval_ns = (uint64_t)(1e9 * (double)w->count / cfg->rate);
-    if (cfg->duration_ns != 0)
-        c.deadline_ns = c.start_ns + cfg->duration_ns;
+    if (w->rate > 0.0)
+        c.interval_ns = (uint64_t)(1e9 * (double)w->count / w->rate);
+    if (w->duration_ns != 0)
+        c.deadline_ns = c.start_ns + w->duration_ns;
     if (s->depth == 1)
         rc = wl_drive_blocking(s, th, count, &c);
     else

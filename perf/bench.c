@@ -88,7 +88,8 @@ struct worker_arg {
 
 static const char bench_usage[] =
     "usage: cstore-bench [OPTIONS]\n"
-    "  --engine NAME          cstore, rocksdb, lmdb or sqlite (those built in; default cstore)\n"
+    "  --engine NAME          cstore, rocksdb, lmdb or sqlite (see the list below; default\n"
+    "                         cstore)\n"
     "  --workload W[,W...]    phases to measure, after a load phase when the first reads\n"
     "                         fillseq fillrandom overwrite readrandom seekrandom deleterandom\n"
     "                         scan ycsb-a ycsb-b ycsb-c ycsb-d ycsb-e ycsb-f\n"
@@ -297,6 +298,10 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
         }
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
             fputs(bench_usage, stdout);
+            fputs("engines built in:", stdout);
+            for (size_t k = 0; k < sizeof(bench_engines) / sizeof(bench_engines[0]); k++)
+                printf(" %s", bench_engines[k]->name);
+            putchar('\n');
             exit(0);
         }
         if (i + 1 >= argc)

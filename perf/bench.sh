@@ -47,8 +47,7 @@ sh tools/install-deps.sh librocksdb-dev liblmdb-dev libsqlite3-dev gnuplot-nox h
     echo "bench.sh: could not install every peer package; running with what is there" >&2
 make --no-print-directory -s BUILD="$BUILD" "$BIN" >/dev/null || exit 1
 
-built=$("$BIN" --help | sed -n 's/.*--engine NAME *\(.*\) (those built.*/\1/p' | tr -d ',' |
-    sed 's/ or / /')
+built=$("$BIN" --help | sed -n 's/^engines built in: //p')
 ENGINES=${BENCH_ENGINES:-$built}
 have() { case " $ENGINES " in *" $1 "*) return 0 ;; esac; return 1; }
 

@@ -45,6 +45,5 @@ suite() {
 
 # The engines built into cstore-bench, space-separated.
 built_engines() {
-    "$BIN" --help | sed -n 's/.*--engine NAME *\(.*\) (those built.*/\1/p' | tr -d ',' |
-        sed 's/ or / /'
+    "$BIN" --help | sed -n 's/^engines built in: //p'
 }

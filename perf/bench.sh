@@ -25,6 +25,8 @@
 #   seek      seekrandom, 100 nexts, 2 threads, blocking                      all engines
 #   readsess  readrandom, 2 threads x 64 in flight                            cstore
 #   ycsb      ycsb-a .. ycsb-f, durable, 8 threads, zipfian 0.99              all engines
+#   reopen    open after 200k durable puts (cstore: 1 shard, no checkpoint), records replayed per
+#             second of open                                                  cstore, rocksdb
 # Environment: BUILD (build folder), BENCH_SCALE, BENCH_ENGINES (default all that are built),
 # BENCH_DB (store folder, default ./data/bench), BENCH_RESULTS (default perf/results).
 BUILD=${BUILD:-build}
@@ -80,6 +82,30 @@ run() {
     sed "s/^{/{\"case\": \"$id\", /" "$tmp/out" >>"$runs"
 }
 
+# reopen CASE ENGINE KEYS ARGS...: durable puts of KEYS records, then a second run that only
+# opens the same store (replaying its log) and reads a little; its open time is the replay.
+reopen() {
+    id=$1
+    eng=$2
+    keys=$3
+    shift 3
+    have "$eng" || return 0
+    rm -rf "$DB"
+    if ! "$BIN" --engine "$eng" --db "$DB" --json --floor-ops 0 --workload fillrandom \
+        --keys "$keys" "$@" >/dev/null 2>"$tmp/err"; then
+        status=1
+        cat "$tmp/err" >&2
+    fi
+    t0=$(date +%s)
+    if ! "$BIN" --engine "$eng" --db "$DB" --json --floor-ops 0 --phases readrandom:1 \
+        --keys "$keys" --ops 1000 "$@" >"$tmp/out" 2>"$tmp/err"; then
+        status=1
+        cat "$tmp/err" >&2
+    fi
+    echo "bench.sh: $id $eng $keys keys $* ($(($(date +%s) - t0)) s)" >&2
+    sed "s/^{/{\"case\": \"$id\", /" "$tmp/out" >>"$runs"
+}
+
 PEERS="rocksdb lmdb sqlite"
 k_put=$(n 20000)
 k_put1=$(n 2000)
@@ -113,6 +139,10 @@ for e in $PEERS cstore; do
     run ycsb "$e" --workload ycsb-a,ycsb-b,ycsb-c,ycsb-d,ycsb-e,ycsb-f --durability sync \
         --threads 8 --keys "$k_ycsb" --ops "$o_ycsb"
 done
+k_reopen=$(n 200000)
+reopen reopen rocksdb "$k_reopen" --durability sync --threads 64
+reopen reopen cstore "$k_reopen" --durability sync --threads 2 --inflight 128 --shards 1 \
+    --set checkpoint_wal_bytes=0
 rm -rf "$DB"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -128,13 +158,15 @@ json="$RESULTS/$stamp.json"
 } >"$json"
 
 # figures.tsv: case engine workload ops_per_sec p50_us p99_us bytes_per_record floor_p50_us
+# open_ms keys
 field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"]*\)\"\{0,1\}[,}].*/\1/p"; }
 while IFS= read -r line; do
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(echo "$line" | field case)" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(echo "$line" | field case)" \
         "$(echo "$line" | field engine)" "$(echo "$line" | field workload)" \
         "$(echo "$line" | field ops_per_sec)" "$(echo "$line" | field p50_us)" \
         "$(echo "$line" | field p99_us)" "$(echo "$line" | field bytes_per_record)" \
-        "$(echo "$line" | field floor_p50_us)"
+        "$(echo "$line" | field floor_p50_us)" "$(echo "$line" | field open_ms)" \
+        "$(echo "$line" | field keys)"
 done <"$runs" >"$tmp/figures.tsv"
 
 # The table: label, case, workload, metric, case of cstore's figure, peer of the ratio, goal.
@@ -153,6 +185,7 @@ cat >"$tmp/rows.tsv" <<'ROWS'
 7. ycsb-e (ops/s)	ycsb	ycsb-e	ops	ycsb	rocksdb	-
 7. ycsb-f (ops/s)	ycsb	ycsb-f	ops	ycsb	rocksdb	-
 8. memory after the bulk load (RSS growth per record, page cache not counted; ratio: cstore / 116 raw bytes)	bulk	fillrandom	bpr	bulk	raw	<= 1.5
+9. reopen after durable puts (200k at scale 1), no checkpoint (records/s of open; cstore 1 shard)	reopen	readrandom	replay	reopen	rocksdb	>= 1M/s
 ROWS
 
 awk -F'\t' -v raw=116 '
@@ -163,6 +196,7 @@ awk -F'\t' -v raw=116 '
     }
     FNR == NR {
         ops[$1, $2, $3] = $4; p50[$1, $2, $3] = $5; bpr[$1, $2, $3] = $7;
+        replay[$1, $2, $3] = $9 > 0 ? $10 / ($9 / 1000) : "";
         floor[$1, $2, $3] = $8; seen[$1, $2, $3] = 1; next
     }
     FNR == 1 {
@@ -176,7 +210,8 @@ awk -F'\t' -v raw=116 '
         for (i = 1; i <= 4; i++) {
             e = es[i]; c = (e == "cstore") ? cid : id; v = "";
             if ((c, e, wl) in seen)
-                v = (m == "ops") ? ops[c, e, wl] : (m == "p50") ? p50[c, e, wl] : bpr[c, e, wl];
+                v = (m == "ops") ? ops[c, e, wl] : (m == "p50") ? p50[c, e, wl] : \
+                    (m == "replay") ? replay[c, e, wl] : bpr[c, e, wl];
             val[e] = v; line = line " | " fmt(v);
         }
         r = "-";
@@ -206,6 +241,7 @@ echo "results: $json (the suite took $(($(date +%s) - suite_t0)) s)"
 if command -v gnuplot >/dev/null 2>&1; then
     png="$RESULTS/$stamp.png"
     awk -F'\t' '
+        $1 == "reopen" { next }
         { k = $1 ":" $3; if (!(k in order)) { order[k] = ++n; name[n] = k }
           ops[k, $2] = $4; p99[k, $2] = $6 }
         END {

@@ -2,11 +2,12 @@
  *
  * cs_cursor_open() takes a copy-on-write snapshot of the collection on every shard (O(1) each;
  * in sync mode the open completes once everything the snapshot holds is durable). Each shard then
- * serves its part in bounded batches (up to CURSOR_BATCH_RECORDS records or
- * SHARD_SCAN_BYTES_MAX bytes per round trip), read from its snapshot, so writers are never
- * blocked and a batch boundary never shows a later write. The caller merges the shards' sorted
- * streams: each step picks the smallest (forward) or largest (backward) head among the shards,
- * O(shards) per step. A key lives on exactly one shard, so heads never tie.
+ * serves its part in bounded batches (64 records after a positioning call, doubling with each
+ * further read up to CURSOR_BATCH_RECORDS, and at most SHARD_SCAN_BYTES_MAX bytes per round trip),
+ * read from its snapshot, so writers are never blocked and a batch boundary never shows a later
+ * write. The caller merges the shards' sorted streams: each step picks the smallest (forward) or
+ * largest (backward) head among the shards, O(shards) per step. A key lives on exactly one shard,
+ * so heads never tie.
  *
  * Changing direction (next after prev, or the reverse) re-positions every stream strictly after
  * (before) the current key, which costs one round trip per shard. */
@@ -16,7 +17,8 @@
 
 #include "engine/db.h"
 
-#define CURSOR_BATCH_RECORDS 512u
+#define CURSOR_BATCH_FIRST 64u    /* records a stream asks for after a positioning call */
+#define CURSOR_BATCH_RECORDS 512u /* ...doubling on each further read up to this */
 
 struct stream {
     struct shard_snap *snap; /* NULL: the collection is absent on this shard */
@@ -27,6 +29,7 @@ struct stream {
     size_t off;              /* its offset in buf */
     bool end;                /* the shard has nothing beyond this batch */
     bool on;                 /* positioned on a record */
+    unsigned batch;          /* records the next read asks for */
     const uint8_t *key;      /* current record */
     uint32_t klen;
     const uint8_t *val;
@@ -72,12 +75,18 @@ static void read_prepare(struct cs_cursor *c, unsigned i, enum shard_scan_mode m
                          const void *key, size_t klen)
 {
     struct waiter *w = &c->ws[i];
+    struct stream *st = &c->s[i];
+    /* a seek followed by a few nexts reads little; a long scan grows its batches */
+    if (mode == SCAN_GT || mode == SCAN_LT)
+        st->batch = st->batch * 2 > CURSOR_BATCH_RECORDS ? CURSOR_BATCH_RECORDS : st->batch * 2;
+    else
+        st->batch = CURSOR_BATCH_FIRST;
     waiter_init(w, SHARD_SNAP_READ);
     w->req.snap = c->s[i].snap;
     w->req.scan_mode = (uint8_t)mode;
     w->req.key = key;
     w->req.klen = klen;
-    w->req.scan_max = CURSOR_BATCH_RECORDS;
+    w->req.scan_max = st->batch;
 }
 
 /* Position every stream with one read each (all shards in parallel). */

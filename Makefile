@@ -23,7 +23,7 @@ ifeq ($(SAN),thread)
 CFLAGS  += -fsanitize=thread -DCS_NO_JEMALLOC -DCS_DEBUG -DCK_USE_CC_BUILTINS=1
 LDFLAGS += -fsanitize=thread
 endif
-LDLIBS   = -luring -llz4 -lxxhash -linih -lpthread -lm
+LDLIBS   = -luring -llz4 -lxxhash -linih -lck -lpthread -lm
 ifeq ($(SAN),)
 LDLIBS  += -ljemalloc
 endif

@@ -1,142 +1,87 @@
 /* Cursors over a collection in global key order.
  *
- * cs_cursor_open() takes a copy-on-write snapshot of the collection on every shard (O(1) each;
- * in sync mode the open completes once everything the snapshot holds is durable). Each shard then
- * serves its part in bounded batches (64 records after a positioning call, doubling with each
- * further read up to CURSOR_BATCH_RECORDS, and at most SHARD_SCAN_BYTES_MAX bytes per round trip),
- * read from its snapshot, so writers are never blocked and a batch boundary never shows a later
- * write. The caller merges the shards' sorted streams: each step picks the smallest (forward) or
- * largest (backward) head among the shards, O(shards) per step. A key lives on exactly one shard,
- * so heads never tie.
+ * cs_cursor_open() pins, on every shard, the collection's published view: an immutable
+ * copy-on-write snapshot that the cursor then walks directly with a B+ tree cursor, without the
+ * shard thread (see "VIEWS" in shards/shard.c). Writers are never blocked and never seen: the
+ * nodes a pinned view reaches do not change. When a shard's view is not fresh enough (it lacks a
+ * write that may have been acknowledged, or in sync mode nothing is published yet), that shard
+ * takes a private snapshot for the cursor instead (one round trip, SHARD_VIEW_PIN; in sync mode
+ * it completes once everything the snapshot holds is durable).
  *
- * Changing direction (next after prev, or the reverse) re-positions every stream strictly after
- * (before) the current key, which costs one round trip per shard. */
+ * The caller merges the shards' sorted streams: each step picks the smallest (forward) or
+ * largest (backward) head among the shards, O(shards) per step. A key lives on exactly one shard,
+ * so heads never tie. Changing direction (next after prev, or the reverse) re-positions every
+ * stream strictly after (before) the current key. Keys and values handed out point into the
+ * pinned nodes: valid until the cursor moves or closes. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/db.h"
 
-#define CURSOR_BATCH_FIRST 64u    /* records a stream asks for after a positioning call */
-#define CURSOR_BATCH_RECORDS 512u /* ...doubling on each further read up to this */
-
 struct stream {
-    struct shard_snap *snap; /* NULL: the collection is absent on this shard */
-    uint8_t *buf;            /* records of the current batch (shard arena memory) */
-    size_t len;              /* bytes in buf */
-    uint32_t count;          /* records in buf */
-    uint32_t index;          /* record the stream is on */
-    size_t off;              /* its offset in buf */
-    bool end;                /* the shard has nothing beyond this batch */
+    struct shard_view *view; /* pinned; NULL: the collection is absent on this shard */
+    struct btree_cursor cur; /* over the view's snapshot */
     bool on;                 /* positioned on a record */
-    unsigned batch;          /* records the next read asks for */
     const uint8_t *key;      /* current record */
-    uint32_t klen;
-    const uint8_t *val;
-    uint32_t vlen;
+    size_t klen;
+    const void *val;
+    size_t vlen;
 };
 
 struct cs_cursor {
-    cs_db *db;         /* database */
-    unsigned n;        /* streams (one per shard) */
-    struct stream *s;  /* streams */
-    struct waiter *ws; /* one request per shard, reused */
-    int dir;           /* +1 forward, -1 backward */
-    int cur;           /* stream holding the current record, -1 when not on one */
-    uint8_t *key_copy; /* copy of the current key (for direction changes) */
+    cs_db *db;        /* database */
+    unsigned n;       /* streams (one per shard) */
+    struct stream *s; /* streams */
+    int dir;          /* +1 forward, -1 backward */
+    int cur;          /* stream holding the current record, -1 when not on one */
 };
 
-static void stream_load(struct stream *st)
+enum position { POS_FIRST, POS_LAST, POS_GE, POS_GT, POS_LT };
+
+static void stream_load(struct stream *st, bool on)
 {
-    const uint8_t *p = st->buf + st->off;
-    memcpy(&st->klen, p, 4);
-    memcpy(&st->vlen, p + 4, 4);
-    st->key = p + SHARD_SCAN_RECORD_HEADER;
-    st->val = st->key + st->klen;
-    st->on = true;
+    st->on = on;
+    if (!on)
+        return;
+    const void *k;
+    btree_cursor_get(&st->cur, &k, &st->klen, &st->val, &st->vlen);
+    st->key = k;
 }
 
-/* Take the answer of a read into the stream. */
-static void stream_take(struct stream *st, struct shard_req *r)
+static bool stream_at(const struct stream *st, const void *key, size_t klen)
 {
-    cs_mem_free(st->buf);
-    st->buf = r->out;
-    st->len = r->out_len;
-    st->count = r->out_count;
-    st->end = r->out_end;
-    st->index = 0;
-    st->off = 0;
-    st->on = false;
-    if (st->count)
-        stream_load(st);
+    return st->klen == klen && memcmp(st->key, key, klen) == 0;
 }
 
-static void read_prepare(struct cs_cursor *c, unsigned i, enum shard_scan_mode mode,
-                         const void *key, size_t klen)
+static void stream_position(struct stream *st, enum position pos, const void *key, size_t klen)
 {
-    struct waiter *w = &c->ws[i];
-    struct stream *st = &c->s[i];
-    /* a seek followed by a few nexts reads little; a long scan grows its batches */
-    if (mode == SCAN_GT || mode == SCAN_LT)
-        st->batch = st->batch * 2 > CURSOR_BATCH_RECORDS ? CURSOR_BATCH_RECORDS : st->batch * 2;
-    else
-        st->batch = CURSOR_BATCH_FIRST;
-    waiter_init(w, SHARD_SNAP_READ);
-    w->req.snap = c->s[i].snap;
-    w->req.scan_mode = (uint8_t)mode;
-    w->req.key = key;
-    w->req.klen = klen;
-    w->req.scan_max = st->batch;
-}
-
-/* Position every stream with one read each (all shards in parallel). */
-static int streams_reset(struct cs_cursor *c, enum shard_scan_mode mode, const void *key,
-                         size_t klen)
-{
-    for (unsigned i = 0; i < c->n; i++) {
-        if (!c->s[i].snap)
-            continue;
-        read_prepare(c, i, mode, key, klen);
-        shard_submit(&c->db->shards[i], &c->ws[i].req);
-    }
-    int rc = 0;
-    for (unsigned i = 0; i < c->n; i++) {
-        if (!c->s[i].snap)
-            continue;
-        waiter_wait(&c->ws[i]);
-        if (c->ws[i].req.rc && !rc)
-            rc = c->ws[i].req.rc;
-        if (!c->ws[i].req.rc)
-            stream_take(&c->s[i], &c->ws[i].req);
-        else
-            c->s[i].on = false;
-    }
-    return rc;
-}
-
-/* Advance one stream in direction dir, fetching its next batch when this one is used up. */
-static int stream_step(struct cs_cursor *c, unsigned i, int dir)
-{
-    struct stream *st = &c->s[i];
-    cs_assert(st->on);
-    if (st->index + 1 < st->count) {
-        st->off += SHARD_SCAN_RECORD_HEADER + st->klen + st->vlen;
-        st->index++;
-        stream_load(st);
-        return 0;
-    }
-    if (st->end) {
+    if (!st->view) {
         st->on = false;
-        return 0;
+        return;
     }
-    read_prepare(c, i, dir > 0 ? SCAN_GT : SCAN_LT, st->key, st->klen);
-    int rc = db_call(c->db, i, &c->ws[i]);
-    if (rc) {
-        st->on = false;
-        return rc;
+    struct btree_cursor *cur = &st->cur;
+    switch (pos) {
+    case POS_FIRST:
+        stream_load(st, btree_cursor_first(cur));
+        return;
+    case POS_LAST:
+        stream_load(st, btree_cursor_last(cur));
+        return;
+    case POS_GE:
+        stream_load(st, btree_cursor_seek(cur, key, klen));
+        return;
+    case POS_GT:
+        stream_load(st, btree_cursor_seek(cur, key, klen));
+        if (st->on && stream_at(st, key, klen))
+            stream_load(st, btree_cursor_next(cur));
+        return;
+    case POS_LT:
+        stream_load(st, btree_cursor_seek_le(cur, key, klen));
+        if (st->on && stream_at(st, key, klen))
+            stream_load(st, btree_cursor_prev(cur));
+        return;
     }
-    stream_take(st, &c->ws[i].req);
-    return 0;
 }
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -147,7 +92,7 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
     return alen < blen ? -1 : alen > blen;
 }
 
-/* Pick the head in direction dir; remember its key. */
+/* Pick the head in direction dir. */
 static int pick(struct cs_cursor *c, int dir)
 {
     int best = -1;
@@ -166,10 +111,14 @@ static int pick(struct cs_cursor *c, int dir)
     }
     c->dir = dir;
     c->cur = best;
-    if (best < 0)
-        return CS_ENOTFOUND;
-    memcpy(c->key_copy, c->s[best].key, c->s[best].klen);
-    return 0;
+    return best < 0 ? CS_ENOTFOUND : 0;
+}
+
+static int reposition(struct cs_cursor *c, enum position pos, const void *key, size_t klen, int dir)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        stream_position(&c->s[i], pos, key, klen);
+    return pick(c, dir);
 }
 
 int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
@@ -190,24 +139,36 @@ int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
     c->n = db->nshards;
     c->cur = -1;
     c->s = calloc(c->n, sizeof(*c->s));
-    c->ws = calloc(c->n, sizeof(*c->ws));
-    c->key_copy = malloc(CS_KEY_MAX);
-    if (!c->s || !c->ws || !c->key_copy) {
+    struct waiter *ws = calloc(c->n, sizeof(*ws));
+    bool *asked = calloc(c->n, sizeof(*asked));
+    if (!c->s || !ws || !asked) {
+        free(ws);
+        free(asked);
         cs_cursor_close(c);
         return -ENOMEM;
     }
     for (unsigned i = 0; i < c->n; i++) {
-        waiter_init(&c->ws[i], SHARD_SNAP_OPEN);
-        c->ws[i].req.coll = coll;
-        c->ws[i].req.coll_len = nlen;
-        shard_submit(&db->shards[i], &c->ws[i].req);
+        if (shard_view_pin(&db->shards[i], coll, nlen, &c->s[i].view) == 0)
+            continue;
+        waiter_init(&ws[i], SHARD_VIEW_PIN);
+        ws[i].req.coll = coll;
+        ws[i].req.coll_len = nlen;
+        shard_submit(&db->shards[i], &ws[i].req);
+        asked[i] = true;
     }
     for (unsigned i = 0; i < c->n; i++) {
-        waiter_wait(&c->ws[i]);
-        if (c->ws[i].req.rc && !rc)
-            rc = c->ws[i].req.rc;
-        c->s[i].snap = c->ws[i].req.snap;
+        if (!asked[i])
+            continue;
+        waiter_wait(&ws[i]);
+        if (ws[i].req.rc && !rc)
+            rc = ws[i].req.rc;
+        c->s[i].view = ws[i].req.view;
     }
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->s[i].view)
+            btree_cursor_init(&c->s[i].cur, shard_view_snap(c->s[i].view));
+    free(ws);
+    free(asked);
     if (rc) {
         cs_cursor_close(c);
         return rc;
@@ -220,17 +181,10 @@ void cs_cursor_close(cs_cursor *c)
 {
     if (!c)
         return;
-    for (unsigned i = 0; c->s && i < c->n; i++) {
-        cs_mem_free(c->s[i].buf);
-        if (!c->s[i].snap)
-            continue;
-        waiter_init(&c->ws[i], SHARD_SNAP_CLOSE);
-        c->ws[i].req.snap = c->s[i].snap;
-        (void)db_call(c->db, i, &c->ws[i]);
-    }
+    for (unsigned i = 0; c->s && i < c->n; i++)
+        if (c->s[i].view)
+            shard_view_unpin(&c->db->shards[i], c->s[i].view);
     free(c->s);
-    free(c->ws);
-    free(c->key_copy);
     free(c);
 }
 
@@ -238,16 +192,14 @@ int cs_cursor_first(cs_cursor *c)
 {
     if (!c)
         return CS_EINVAL;
-    int rc = streams_reset(c, SCAN_FIRST, NULL, 0);
-    return rc ? rc : pick(c, 1);
+    return reposition(c, POS_FIRST, NULL, 0, 1);
 }
 
 int cs_cursor_last(cs_cursor *c)
 {
     if (!c)
         return CS_EINVAL;
-    int rc = streams_reset(c, SCAN_LAST, NULL, 0);
-    return rc ? rc : pick(c, -1);
+    return reposition(c, POS_LAST, NULL, 0, -1);
 }
 
 int cs_cursor_seek(cs_cursor *c, const void *key, size_t klen)
@@ -255,27 +207,22 @@ int cs_cursor_seek(cs_cursor *c, const void *key, size_t klen)
     if (!c)
         return CS_EINVAL;
     int rc = db_check_key(key, klen);
-    if (!rc)
-        rc = streams_reset(c, SCAN_GE, key, klen);
-    return rc ? rc : pick(c, 1);
+    if (rc)
+        return rc;
+    return reposition(c, POS_GE, key, klen, 1);
 }
 
 static int move(cs_cursor *c, int dir)
 {
     if (!c || c->cur < 0)
         return CS_EINVAL;
-    int rc;
+    struct stream *st = &c->s[c->cur];
     if (c->dir == dir) {
-        rc = stream_step(c, (unsigned)c->cur, dir);
-    } else {
-        size_t klen = c->s[c->cur].klen;
-        rc = streams_reset(c, dir > 0 ? SCAN_GT : SCAN_LT, c->key_copy, klen);
+        stream_load(st, dir > 0 ? btree_cursor_next(&st->cur) : btree_cursor_prev(&st->cur));
+        return pick(c, dir);
     }
-    if (rc) {
-        c->cur = -1;
-        return rc;
-    }
-    return pick(c, dir);
+    /* the key stays readable while the stream moves: it lives in a pinned node */
+    return reposition(c, dir > 0 ? POS_GT : POS_LT, st->key, st->klen, dir);
 }
 
 int cs_cursor_next(cs_cursor *c)

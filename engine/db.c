@@ -508,7 +508,11 @@ int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val
     int rc = key_call(db, SHARD_GET, coll, key, klen, &w);
     if (rc)
         return rc;
-    rc = db_call(db, db_shard_of(db, key, klen), &w);
+    unsigned shard = db_shard_of(db, key, klen);
+    rc = shard_view_get(&db->shards[shard], coll, w.req.coll_len, key, klen, val, vlen);
+    if (rc != SHARD_VIEW_MISS)
+        return rc;
+    rc = db_call(db, shard, &w);
     if (rc)
         return rc;
     *val = w.req.out;

@@ -6,7 +6,9 @@
  * completes a slot, it pushes the slot onto the session's completion stack (a Concurrency Kit
  * lock-free stack, reusing the request's inbox link, which the shard no longer needs) and wakes
  * the session's thread through a futex if it sleeps in poll. The owner takes the whole stack with
- * one exchange; completions come back in no particular order anyway.
+ * one exchange; completions come back in no particular order anyway. A get that the shard's
+ * published view answers (see "VIEWS" in shards/shard.c) completes at once, inside the submit
+ * call, onto the owner's own list of taken completions: no shard, no wake-up.
  *
  * A session is used by one application thread at a time. */
 #include <errno.h>
@@ -111,7 +113,19 @@ static int submit(cs_session *s, enum shard_op op, const char *coll, const void 
     slot->req.vlen = vlen;
     slot->user_data = user_data;
     s->inflight++;
-    shard_submit(&s->db->shards[db_shard_of(s->db, key, klen)], &slot->req);
+    struct shard *sh = &s->db->shards[db_shard_of(s->db, key, klen)];
+    if (op == SHARD_GET) {
+        rc = shard_view_get(sh, coll, nlen, key, klen, &slot->req.out, &slot->req.out_len);
+        if (rc != SHARD_VIEW_MISS) { /* answered from the published view: complete it here */
+            slot->req.rc = rc;
+            slot->req.link.next = s->taken;
+            s->taken = &slot->req.link;
+            return 0;
+        }
+        slot->req.out = NULL;
+        slot->req.out_len = 0;
+    }
+    shard_submit(sh, &slot->req);
     return 0;
 }
 

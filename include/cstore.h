@@ -221,10 +221,13 @@ struct cs_shard_stats {
     uint64_t records;                 /* records in all collections of this shard */
     uint64_t collections;             /* collections present on this shard */
     uint64_t puts;                    /* puts executed since open */
-    uint64_t gets;                    /* gets executed since open */
+    uint64_t gets;                    /* gets the shard thread executed since open (most gets are
+                                       * answered from a published view without it) */
     uint64_t dels;                    /* deletes executed since open */
     uint64_t batches;                 /* atomic batches executed since open */
-    uint64_t scans;                   /* cursor batches served since open */
+    uint64_t scans;                   /* cursor snapshots the shard thread took since open (a
+                                       * cursor normally pins the published view instead) */
+    uint64_t views;                   /* views published to lock-free readers since open */
     uint64_t loops;                   /* event loop iterations that did work */
     uint64_t wal_frames;              /* WAL frames written since open */
     uint64_t wal_records;             /* WAL records written since open */

@@ -1124,10 +1124,10 @@ int btree_del(struct btree *t, const void *key, size_t klen)
     return 0;
 }
 
-int btree_get(const struct btree *t, const void *key, size_t klen, const void **val, size_t *vlen)
+static int root_get(const struct btree_node *n, const void *key, size_t klen, const void **val,
+                    size_t *vlen)
 {
     cs_assert(klen >= 1 && klen <= CS_KEY_MAX);
-    const struct btree_node *n = t->root;
     if (!n)
         return CS_ENOTFOUND;
     while (n->level > 0) {
@@ -1140,6 +1140,17 @@ int btree_get(const struct btree *t, const void *key, size_t klen, const void **
         return CS_ENOTFOUND;
     leaf_value(n, pos, val, vlen);
     return 0;
+}
+
+int btree_get(const struct btree *t, const void *key, size_t klen, const void **val, size_t *vlen)
+{
+    return root_get(t->root, key, klen, val, vlen);
+}
+
+int btree_snap_get(const struct btree_snap *s, const void *key, size_t klen, const void **val,
+                   size_t *vlen)
+{
+    return root_get(s->root, key, klen, val, vlen);
 }
 
 void btree_snap_take(struct btree *t, struct btree_snap *s)

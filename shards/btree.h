@@ -66,6 +66,11 @@ CS_MUST_CHECK int btree_del(struct btree *t, const void *key, size_t klen);
 CS_MUST_CHECK int btree_get(const struct btree *t, const void *key, size_t klen, const void **val,
                             size_t *vlen);
 
+/* Look up in a snapshot. Reads nothing but the snapshot's nodes, which never change while it is
+ * held, so any thread may call it as long as the snapshot stays held meanwhile. */
+CS_MUST_CHECK int btree_snap_get(const struct btree_snap *s, const void *key, size_t klen,
+                                 const void **val, size_t *vlen);
+
 /* Take a snapshot (O(1)); release it with btree_snap_release(). */
 void btree_snap_take(struct btree *t, struct btree_snap *s);
 /* Drop the snapshot's reference; frees the nodes only it held (O(nodes freed)). */

@@ -37,6 +37,26 @@
  *   A failed write or fdatasync is never retried: the shard turns read-only (io_error), every
  *   pending and later write fails with CS_EIO; reads keep working.
  *
+ * VIEWS (lock-free reads). Application threads read without the shard: each collection has a
+ * published view, an O(1) B+ tree snapshot (struct shard_view) that never changes, and a get or
+ * a cursor reads it directly, inside a Concurrency Kit epoch section (common/epoch.c). Because
+ * the tree is copy-on-write, the shard keeps writing while views are read: a node a view reaches
+ * is shared, so the writer copies it instead of changing it. Which state a view may show:
+ *   sync  — only what is durable. When a frame is sealed, the shard snapshots every collection
+ *           the frame changed (views_capture; the frame's undo snapshots already made those
+ *           trees copy their next changes, so this adds no copying); when the frame is durable it
+ *           publishes them, and only then acknowledges the frame's requests.
+ *   async, none — what is acknowledged. Views are published on demand: when a reader misses, it
+ *           asks (view_wanted) and takes the queue; the shard publishes the live trees at the end
+ *           of its loop iteration. A bulk load that nobody reads never pays for snapshots.
+ * Freshness: ack_seq counts the changes that may have been acknowledged, view_seq those the
+ * views hold; the shard stores view_seq before ack_seq, before any completion. A reader that sees
+ * view_seq < ack_seq misses (falls back to the queue): it may be asked to read its own write. An
+ * unpublished view is retired through ck_epoch_call and released on the shard thread once no
+ * reader can be inside it, unless a cursor pinned it (pins): then the last unpin hands it back
+ * through the view_free stack. The catalog's hash chains are read lock-free too (release stores
+ * on link, and a dropped collection's memory is freed after a grace period).
+ *
  * COLLECTIONS. Each shard keeps its own catalog: a collection exists on a shard once a
  * WAL_COLL_CREATE record (shard-local id, name) is logged, which happens on the first put into it
  * or on an explicit create broadcast to every shard. A drop logs WAL_COLL_DROP. Ids are never
@@ -56,6 +76,7 @@
 #include <xxhash.h>
 #include <inttypes.h>
 
+#include "epoch.h"
 #include "io/file.h"
 
 #define COLL_BUCKETS 1024u /* hash buckets of the per-shard catalog (power of two) */
@@ -68,24 +89,39 @@ enum shard_tag {
     TAG_DELAY = 4, /* group-commit delay timer */
     TAG_SYNC = 5,  /* async-mode sync timer */
     TAG_FSYNC = 6, /* async-mode lone fdatasync */
+    TAG_EPOCH = 7, /* poll the epoch again: retired views wait for readers */
 };
+
+#define EPOCH_POLL_NS 1000000    /* period of TAG_EPOCH while deferrals are pending */
+#define VIEW_RETIRED 0x80000000u /* shard_view.pins: unpublished; the last unpin releases it */
 
 struct shard_coll {
-    struct shard_coll *next_name; /* by_name chain */
-    struct shard_coll *next_id;   /* by_id chain */
-    uint32_t id;                  /* shard-local id, never reused */
-    uint32_t refs;                /* 1 while in the catalog + 1 per open snapshot */
-    bool dropped;                 /* removed from the catalog */
-    uint64_t undo_seq;            /* frame whose undo holds a snapshot of this tree (0: none) */
-    uint8_t name_len;             /* bytes of name */
-    char name[CS_NAME_MAX + 1];   /* NUL-terminated */
-    struct btree tree;            /* the records */
+    struct shard_coll *next_name;  /* by_name chain */
+    struct shard_coll *next_id;    /* by_id chain */
+    uint32_t id;                   /* shard-local id, never reused */
+    uint32_t refs;                 /* 1 while in the catalog + 1 per open snapshot */
+    bool dropped;                  /* removed from the catalog */
+    uint64_t undo_seq;             /* frame whose undo holds a snapshot of this tree (0: none) */
+    uint8_t name_len;              /* bytes of name */
+    bool dirty;                    /* on the shard's dirty list (which holds a reference) */
+    struct shard_coll *next_dirty; /* dirty list link */
+    struct shard_view *view;       /* published view or NULL (atomic: read by readers) */
+    struct shard *sh;              /* owner (for deferred frees) */
+    ck_epoch_entry_t epoch_entry;  /* deferred free */
+    char name[CS_NAME_MAX + 1];    /* NUL-terminated */
+    struct btree tree;             /* the records */
 };
 
-struct shard_snap {
-    struct shard_coll *coll; /* holds a reference */
-    struct btree_snap snap;  /* holds the root */
+struct shard_view {
+    struct btree_snap snap;          /* holds the root */
+    struct shard_coll *coll;         /* holds a reference */
+    struct shard *sh;                /* owner */
+    uint32_t pins;                   /* cursors holding it, | VIEW_RETIRED (atomic) */
+    ck_epoch_entry_t epoch_entry;    /* deferred retirement */
+    struct ck_stack_entry free_link; /* view_free link */
 };
+
+static void shard_wake(struct shard *sh);
 
 /* ---- catalog ---- */
 
@@ -112,6 +148,46 @@ static struct shard_coll *coll_find_id(struct shard *sh, uint32_t id)
     return NULL;
 }
 
+static void coll_free_cb(ck_epoch_entry_t *e)
+{
+    struct shard_coll *c =
+        (struct shard_coll *)((char *)e - offsetof(struct shard_coll, epoch_entry));
+    cs_epoch_grace();
+    c->sh->retired--;
+    cs_mem_free(c);
+}
+
+/* The last reference frees the tree now and the struct after a grace period: a reader may still
+ * be walking a hash chain through it. */
+static void coll_unref(struct shard *sh, struct shard_coll *c)
+{
+    cs_assert(c->refs > 0);
+    if (--c->refs > 0)
+        return;
+    sh->tree_bytes -= c->tree.bytes;
+    btree_destroy(&c->tree);
+    sh->retired++;
+    ck_epoch_call(sh->erec, &c->epoch_entry, coll_free_cb);
+}
+
+/* c changed: its view must be taken again before it is published. */
+static void coll_dirty(struct shard *sh, struct shard_coll *c)
+{
+    sh->wseq++;
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->refs++;
+    c->next_dirty = sh->dirty;
+    sh->dirty = c;
+}
+
+/* Catalog links are read by lock-free readers: they are stored with release. */
+static void link_store(struct shard_coll **p, struct shard_coll *c)
+{
+    __atomic_store_n(p, c, __ATOMIC_RELEASE);
+}
+
 static struct shard_coll *coll_add(struct shard *sh, uint32_t id, const char *name, size_t len)
 {
     cs_assert(len > 0 && len <= CS_NAME_MAX);
@@ -122,27 +198,19 @@ static struct shard_coll *coll_add(struct shard *sh, uint32_t id, const char *na
     c->id = id;
     c->refs = 1;
     c->name_len = (uint8_t)len;
+    c->sh = sh;
     memcpy(c->name, name, len);
     btree_init(&c->tree, sh->arena);
     uint32_t b = name_bucket(name, len);
     c->next_name = sh->by_name[b];
-    sh->by_name[b] = c;
+    link_store(&sh->by_name[b], c);
     c->next_id = sh->by_id[id & (COLL_BUCKETS - 1)];
     sh->by_id[id & (COLL_BUCKETS - 1)] = c;
     if (id >= sh->next_coll_id)
         sh->next_coll_id = id + 1;
     sh->stats.collections++;
+    coll_dirty(sh, c);
     return c;
-}
-
-static void coll_unref(struct shard *sh, struct shard_coll *c)
-{
-    cs_assert(c->refs > 0);
-    if (--c->refs > 0)
-        return;
-    sh->tree_bytes -= c->tree.bytes;
-    btree_destroy(&c->tree);
-    cs_mem_free(c);
 }
 
 static void coll_remove(struct shard *sh, struct shard_coll *c)
@@ -150,12 +218,13 @@ static void coll_remove(struct shard *sh, struct shard_coll *c)
     struct shard_coll **p = &sh->by_name[name_bucket(c->name, c->name_len)];
     while (*p != c)
         p = &(*p)->next_name;
-    *p = c->next_name;
+    link_store(p, c->next_name);
     p = &sh->by_id[c->id & (COLL_BUCKETS - 1)];
     while (*p != c)
         p = &(*p)->next_id;
     *p = c->next_id;
-    c->dropped = true;
+    __atomic_store_n(&c->dropped, true, __ATOMIC_RELEASE);
+    coll_dirty(sh, c);
     sh->stats.collections--;
     sh->stats.records -= c->tree.count;
     coll_unref(sh, c);
@@ -260,10 +329,11 @@ static void coll_relink(struct shard *sh, struct shard_coll *c)
     cs_assert(c->dropped);
     uint32_t b = name_bucket(c->name, c->name_len);
     c->next_name = sh->by_name[b];
-    sh->by_name[b] = c;
+    link_store(&sh->by_name[b], c);
     c->next_id = sh->by_id[c->id & (COLL_BUCKETS - 1)];
     sh->by_id[c->id & (COLL_BUCKETS - 1)] = c;
-    c->dropped = false;
+    __atomic_store_n(&c->dropped, false, __ATOMIC_RELEASE);
+    coll_dirty(sh, c);
     c->refs++;
     sh->stats.collections++;
     sh->stats.records += c->tree.count;
@@ -277,6 +347,7 @@ static void undo_rollback(struct shard *sh, struct frame_undo *u)
         uint64_t before = tree_bytes_before(c), count = c->tree.count;
         btree_restore(&c->tree, &u->trees[i].snap);
         tree_bytes_after(sh, c, before, count);
+        coll_dirty(sh, c);
     }
     for (uint32_t i = u->ncats; i-- > 0;) {
         struct shard_coll *c = u->cats[i].coll;
@@ -309,6 +380,7 @@ static int replay_op(struct shard *sh, const struct wal_rec *rec)
     else
         rc = btree_del(&c->tree, rec->key, rec->klen);
     tree_bytes_after(sh, c, before, count);
+    coll_dirty(sh, c);
     return rc == CS_ENOTFOUND ? CS_ECORRUPT : rc;
 }
 
@@ -352,6 +424,298 @@ static int replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec)
     }
     }
     return CS_ECORRUPT;
+}
+
+/* ---- views ---- */
+
+/* A new view of c's live tree (not yet visible to anyone). */
+static struct shard_view *view_new(struct shard *sh, struct shard_coll *c)
+{
+    struct shard_view *v = cs_mem_alloc(sh->arena, sizeof(*v));
+    if (!v)
+        return NULL;
+    memset(v, 0, sizeof(*v));
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    btree_snap_take(&c->tree, &v->snap);
+    tree_bytes_after(sh, c, before, count);
+    v->coll = c;
+    v->sh = sh;
+    c->refs++;
+    return v;
+}
+
+/* Free a view no reader can reach any more (shard thread). */
+static void view_release(struct shard *sh, struct shard_view *v)
+{
+    struct shard_coll *c = v->coll;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    btree_snap_release(&c->tree, &v->snap);
+    tree_bytes_after(sh, c, before, count);
+    coll_unref(sh, c);
+    cs_mem_free(v);
+}
+
+/* A grace period has passed since v was unpublished: no reader is inside it any more, and only
+ * pins taken before can keep it. */
+static void view_retired_cb(ck_epoch_entry_t *e)
+{
+    struct shard_view *v =
+        (struct shard_view *)((char *)e - offsetof(struct shard_view, epoch_entry));
+    struct shard *sh = v->sh;
+    cs_epoch_grace();
+    sh->retired--;
+    if (__atomic_fetch_or(&v->pins, VIEW_RETIRED, __ATOMIC_ACQ_REL) == 0)
+        view_release(sh, v);
+}
+
+/* Publish v (NULL: none) as c's view; the one it replaces is retired. */
+static void view_install(struct shard *sh, struct shard_coll *c, struct shard_view *v)
+{
+    struct shard_view *old = c->view;
+    __atomic_store_n(&c->view, v, __ATOMIC_RELEASE);
+    if (v)
+        sh->stats.views++;
+    if (old) {
+        sh->retired++;
+        ck_epoch_call(sh->erec, &old->epoch_entry, view_retired_cb);
+    }
+}
+
+/* Publish the live trees of every changed collection (async and none modes, or sync mode when
+ * everything applied is durable). A view that cannot be allocated is published as none (readers
+ * of that collection take the queue) and its collection stays dirty. */
+static void views_publish_live(struct shard *sh)
+{
+    struct shard_coll *c = sh->dirty, *keep = NULL;
+    while (c) {
+        struct shard_coll *next = c->next_dirty;
+        struct shard_view *v = c->dropped ? NULL : view_new(sh, c);
+        view_install(sh, c, v);
+        if (!v && !c->dropped) {
+            c->next_dirty = keep;
+            keep = c;
+        } else {
+            c->dirty = false;
+            coll_unref(sh, c);
+        }
+        c = next;
+    }
+    sh->dirty = keep;
+    __atomic_store_n(&sh->view_seq, sh->wseq, __ATOMIC_RELEASE);
+}
+
+static int cap_grow(struct view_cap *k, uint32_t need)
+{
+    if (need <= k->cap)
+        return 0;
+    uint32_t n = k->cap ? k->cap : 8;
+    while (n < need)
+        n *= 2;
+    struct shard_coll **colls = realloc(k->colls, n * sizeof(*colls));
+    if (!colls)
+        return -ENOMEM;
+    k->colls = colls;
+    struct shard_view **views = realloc(k->views, n * sizeof(*views));
+    if (!views)
+        return -ENOMEM;
+    k->views = views;
+    k->cap = n;
+    return 0;
+}
+
+/* Sync mode, a frame was just sealed: the trees hold exactly what it and the frames before it
+ * logged. Take the views it publishes once durable. When even the list cannot be allocated the
+ * capture is incomplete: the frame then publishes nothing and readers take the queue until a
+ * later capture succeeds. */
+static void views_capture(struct shard *sh, struct view_cap *k)
+{
+    cs_assert(k->n == 0);
+    k->seq = sh->wseq;
+    k->complete = false;
+    uint32_t n = 0;
+    for (struct shard_coll *c = sh->dirty; c; c = c->next_dirty)
+        n++;
+    if (cap_grow(k, n))
+        return;
+    struct shard_coll *c = sh->dirty, *keep = NULL;
+    while (c) {
+        struct shard_coll *next = c->next_dirty;
+        struct shard_view *v = c->dropped ? NULL : view_new(sh, c);
+        k->colls[k->n] = c;
+        k->views[k->n++] = v;
+        if (!v && !c->dropped) {
+            c->refs++; /* stays dirty, and is in the capture */
+            c->next_dirty = keep;
+            keep = c;
+        } else {
+            c->dirty = false; /* its dirty-list reference moves to the capture */
+        }
+        c = next;
+    }
+    sh->dirty = keep;
+    k->complete = true;
+}
+
+/* The captured frame is durable: publish its views, then let its requests be acknowledged. */
+static void views_publish_cap(struct shard *sh, struct view_cap *k)
+{
+    for (uint32_t i = 0; i < k->n; i++) {
+        view_install(sh, k->colls[i], k->views[i]);
+        coll_unref(sh, k->colls[i]);
+    }
+    k->n = 0;
+    if (k->complete)
+        __atomic_store_n(&sh->view_seq, k->seq, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->ack_seq, k->seq, __ATOMIC_RELEASE);
+}
+
+/* The captured frame failed: its views were never visible; its collections are dirty again. */
+static void views_discard_cap(struct shard *sh, struct view_cap *k)
+{
+    for (uint32_t i = 0; i < k->n; i++) {
+        struct shard_coll *c = k->colls[i];
+        if (k->views[i])
+            view_release(sh, k->views[i]);
+        if (c->dirty) {
+            coll_unref(sh, c);
+        } else {
+            c->dirty = true; /* the capture's reference moves to the dirty list */
+            c->next_dirty = sh->dirty;
+            sh->dirty = c;
+        }
+    }
+    k->n = 0;
+}
+
+/* A reader missed: publish now if what the trees hold may be shown. */
+static void views_maybe_publish(struct shard *sh)
+{
+    if (!sh->dirty || !__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED))
+        return;
+    if (sh->cfg.durability == SHARD_SYNC && sh->applied_lsn > sh->durable_lsn)
+        return; /* the capture at the next seal publishes once durable */
+    __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
+    views_publish_live(sh);
+}
+
+/* Release views whose last pin was dropped after they were retired; run due deferrals. */
+static void views_reclaim(struct shard *sh)
+{
+    if (__atomic_load_n(&sh->view_free.head, __ATOMIC_ACQUIRE)) {
+        struct ck_stack_entry *e = ck_stack_batch_pop_upmc(&sh->view_free);
+        while (e) {
+            struct ck_stack_entry *next = e->next;
+            view_release(sh,
+                         (struct shard_view *)((char *)e - offsetof(struct shard_view, free_link)));
+            e = next;
+        }
+    }
+    if (sh->retired)
+        ck_epoch_poll(sh->erec);
+}
+
+/* Private view for a cursor that missed the published one: already retired, one pin. */
+static int exec_view_pin(struct shard *sh, struct shard_req *r)
+{
+    sh->stats.scans++;
+    r->view = NULL;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return 0;
+    struct shard_view *v = view_new(sh, c);
+    if (!v)
+        return -ENOMEM;
+    v->pins = VIEW_RETIRED | 1u;
+    r->view = v;
+    return 0;
+}
+
+/* ---- lock-free readers (application threads) ---- */
+
+static struct shard_coll *coll_find_shared(struct shard *sh, const char *name, size_t len)
+{
+    struct shard_coll *c = __atomic_load_n(&sh->by_name[name_bucket(name, len)], __ATOMIC_ACQUIRE);
+    for (; c; c = __atomic_load_n(&c->next_name, __ATOMIC_ACQUIRE))
+        if (c->name_len == len && memcmp(c->name, name, len) == 0)
+            return c;
+    return NULL;
+}
+
+/* Inside an epoch section: the collection's view if it holds every acknowledged write. */
+static struct shard_view *view_find(struct shard *sh, const char *coll, size_t coll_len)
+{
+    uint64_t acked = __atomic_load_n(&sh->ack_seq, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&sh->view_seq, __ATOMIC_ACQUIRE) < acked)
+        return NULL;
+    struct shard_coll *c = coll_find_shared(sh, coll, coll_len);
+    if (!c || __atomic_load_n(&c->dropped, __ATOMIC_ACQUIRE))
+        return NULL;
+    return __atomic_load_n(&c->view, __ATOMIC_ACQUIRE);
+}
+
+static void view_want(struct shard *sh)
+{
+    if (!__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED))
+        __atomic_store_n(&sh->view_wanted, 1, __ATOMIC_RELAXED);
+}
+
+int shard_view_get(struct shard *sh, const char *coll, size_t coll_len, const void *key,
+                   size_t klen, void **val, size_t *vlen)
+{
+    ck_epoch_record_t *rec = cs_epoch_reader();
+    if (!rec)
+        return SHARD_VIEW_MISS;
+    cs_epoch_begin(rec);
+    int rc = SHARD_VIEW_MISS;
+    struct shard_view *v = view_find(sh, coll, coll_len);
+    if (v) {
+        const void *p;
+        size_t n;
+        rc = btree_snap_get(&v->snap, key, klen, &p, &n);
+        if (rc == 0) {
+            *val = NULL;
+            *vlen = n;
+            if (n && !(*val = cs_mem_alloc(0, n)))
+                rc = -ENOMEM;
+            else if (n)
+                memcpy(*val, p, n);
+        }
+    }
+    cs_epoch_end(rec);
+    if (rc == SHARD_VIEW_MISS)
+        view_want(sh);
+    return rc;
+}
+
+int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct shard_view **view)
+{
+    ck_epoch_record_t *rec = cs_epoch_reader();
+    if (!rec)
+        return SHARD_VIEW_MISS;
+    cs_epoch_begin(rec);
+    struct shard_view *v = view_find(sh, coll, coll_len);
+    if (v) /* inside the section v cannot be released, and after it the pin keeps it */
+        __atomic_fetch_add(&v->pins, 1, __ATOMIC_ACQ_REL);
+    cs_epoch_end(rec);
+    if (!v) {
+        view_want(sh);
+        return SHARD_VIEW_MISS;
+    }
+    *view = v;
+    return 0;
+}
+
+const struct btree_snap *shard_view_snap(const struct shard_view *v)
+{
+    return &v->snap;
+}
+
+void shard_view_unpin(struct shard *sh, struct shard_view *v)
+{
+    if (__atomic_fetch_sub(&v->pins, 1, __ATOMIC_ACQ_REL) != (VIEW_RETIRED | 1u))
+        return;
+    ck_stack_push_upmc(&sh->view_free, &v->free_link);
+    shard_wake(sh);
 }
 
 /* ---- completion ---- */
@@ -411,6 +775,10 @@ static void pending_fail(struct shard *sh, int err, bool read_only)
             cs_mem_free(r->out);
             r->out = NULL;
         }
+        if (r->op == SHARD_VIEW_PIN && r->view) {
+            view_release(sh, r->view); /* it may hold what was just taken back */
+            r->view = NULL;
+        }
         req_complete(r, err);
         r = next;
     }
@@ -423,8 +791,6 @@ static void pending_fail(struct shard *sh, int err, bool read_only)
  * done and every LSN the checkpoint holds is durable, the shard publishes it (rename, folder
  * fsync: a few milliseconds on the loop, once per checkpoint) and removes the WAL segments it
  * covers. Requests that arrive while one is being written get the next one. */
-
-static void shard_wake(struct shard *sh);
 
 static void *ckpt_main(void *arg)
 {
@@ -660,6 +1026,7 @@ static int exec_put(struct shard *sh, struct shard_req *r)
     tree_bytes_after(sh, c, before, count);
     if (rc)
         return rc;
+    coll_dirty(sh, c);
     if (sh->wal_on) {
         rec.coll = c->id;
         sh->applied_lsn = wal_append(&sh->wal, &rec);
@@ -688,6 +1055,7 @@ static int exec_del(struct shard *sh, struct shard_req *r)
     tree_bytes_after(sh, c, before, count);
     if (rc)
         return rc;
+    coll_dirty(sh, c);
     if (sh->wal_on)
         sh->applied_lsn = wal_append(&sh->wal, &rec);
     sh->stats.dels++;
@@ -793,6 +1161,7 @@ static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state
         else
             rc = btree_del(&c->tree, op->key, op->klen);
         tree_bytes_after(sh, c, before, count);
+        coll_dirty(sh, c); /* also when the batch is then rolled back: harmless */
         if (rc && rc != CS_ENOTFOUND)
             return rc;
         b->effective[i] = rc == 0;
@@ -908,109 +1277,6 @@ static int exec_coll_list(struct shard *sh, struct shard_req *r)
     return 0;
 }
 
-/* ---- snapshots and their reads ---- */
-
-static int exec_snap_open(struct shard *sh, struct shard_req *r)
-{
-    r->snap = NULL;
-    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
-    if (!c)
-        return 0;
-    struct shard_snap *s = cs_mem_alloc(sh->arena, sizeof(*s));
-    if (!s)
-        return -ENOMEM;
-    uint64_t before = tree_bytes_before(c), count = c->tree.count;
-    btree_snap_take(&c->tree, &s->snap);
-    tree_bytes_after(sh, c, before, count);
-    s->coll = c;
-    c->refs++;
-    r->snap = s;
-    return 0;
-}
-
-static void snap_close(struct shard *sh, struct shard_snap *s)
-{
-    struct shard_coll *c = s->coll;
-    uint64_t before = tree_bytes_before(c), count = c->tree.count;
-    btree_snap_release(&c->tree, &s->snap);
-    tree_bytes_after(sh, c, before, count);
-    coll_unref(sh, c);
-    cs_mem_free(s);
-}
-
-static bool scan_position(struct btree_cursor *cur, const struct shard_req *r)
-{
-    bool on;
-    switch (r->scan_mode) {
-    case SCAN_FIRST:
-        return btree_cursor_first(cur);
-    case SCAN_LAST:
-        return btree_cursor_last(cur);
-    case SCAN_GE:
-        return btree_cursor_seek(cur, r->key, r->klen);
-    case SCAN_LE:
-        return btree_cursor_seek_le(cur, r->key, r->klen);
-    case SCAN_GT:
-        on = btree_cursor_seek(cur, r->key, r->klen);
-        break;
-    default:
-        on = btree_cursor_seek_le(cur, r->key, r->klen);
-        break;
-    }
-    if (!on)
-        return false;
-    const void *k, *v;
-    size_t klen, vlen;
-    btree_cursor_get(cur, &k, &klen, &v, &vlen);
-    if (klen != r->klen || memcmp(k, r->key, klen) != 0)
-        return true;
-    return r->scan_mode == SCAN_GT ? btree_cursor_next(cur) : btree_cursor_prev(cur);
-}
-
-static int exec_snap_read(struct shard *sh, struct shard_req *r)
-{
-    sh->stats.scans++;
-    bool forward = r->scan_mode <= SCAN_GT;
-    struct btree_cursor cur;
-    btree_cursor_init(&cur, &r->snap->snap);
-    bool on = scan_position(&cur, r);
-    size_t cap = 4096, len = 0;
-    uint8_t *out = cs_mem_alloc(sh->arena, cap);
-    if (!out)
-        return -ENOMEM;
-    uint32_t n = 0;
-    while (on && n < r->scan_max && len < SHARD_SCAN_BYTES_MAX) {
-        const void *k, *v;
-        size_t klen, vlen;
-        btree_cursor_get(&cur, &k, &klen, &v, &vlen);
-        size_t need = SHARD_SCAN_RECORD_HEADER + klen + vlen;
-        if (len + need > cap) {
-            while (cap < len + need)
-                cap *= 2;
-            uint8_t *p = cs_mem_realloc(sh->arena, out, cap);
-            if (!p) {
-                cs_mem_free(out);
-                return -ENOMEM;
-            }
-            out = p;
-        }
-        uint32_t kl = (uint32_t)klen, vl = (uint32_t)vlen;
-        memcpy(out + len, &kl, 4);
-        memcpy(out + len + 4, &vl, 4);
-        memcpy(out + len + 8, k, klen);
-        if (vlen)
-            memcpy(out + len + 8 + klen, v, vlen);
-        len += need;
-        n++;
-        on = forward ? btree_cursor_next(&cur) : btree_cursor_prev(&cur);
-    }
-    r->out = out;
-    r->out_len = len;
-    r->out_count = n;
-    r->out_end = !on;
-    return 0;
-}
-
 static void exec_stats(struct shard *sh, struct shard_req *r)
 {
     sh->stats.wal_lsn = sh->applied_lsn;
@@ -1065,17 +1331,9 @@ static void exec(struct shard *sh, struct shard_req *r)
     case SHARD_COLL_LIST:
         rc = exec_coll_list(sh, r);
         break;
-    case SHARD_SNAP_OPEN:
-        rc = exec_snap_open(sh, r);
+    case SHARD_VIEW_PIN:
+        rc = exec_view_pin(sh, r);
         break;
-    case SHARD_SNAP_READ:
-        rc = exec_snap_read(sh, r);
-        req_complete(r, rc); /* a snapshot was durable when it was opened */
-        return;
-    case SHARD_SNAP_CLOSE:
-        snap_close(sh, r->snap);
-        req_complete(r, 0);
-        return;
     case SHARD_STATS:
         exec_stats(sh, r);
         req_complete(r, 0);
@@ -1094,6 +1352,9 @@ static void exec(struct shard *sh, struct shard_req *r)
         rc = CS_EINVAL;
         break;
     }
+    /* async and none acknowledge at once: readers must see the change before the caller can */
+    if (sh->cfg.durability != SHARD_SYNC && sh->wseq != sh->ack_seq)
+        __atomic_store_n(&sh->ack_seq, sh->wseq, __ATOMIC_RELEASE);
     req_finish(sh, r, rc);
 }
 
@@ -1111,8 +1372,10 @@ static void frame_failed(struct shard *sh, int err, bool in_flight)
         sh->ckpt_doomed = true;
     if (sh->undo_on) {
         undo_rollback(sh, &sh->undo[sh->wal.open]);
-        if (in_flight)
+        if (in_flight) {
             undo_rollback(sh, &sh->undo[sh->wal.open ^ 1u]);
+            views_discard_cap(sh, &sh->cap[sh->wal.open ^ 1u]);
+        }
         sh->frame_seq++;
         sh->applied_lsn = sh->durable_lsn;
     }
@@ -1150,6 +1413,8 @@ static void wal_submit(struct shard *sh)
     }
     sh->frame_seq++;
     bool sync = sh->cfg.durability == SHARD_SYNC;
+    if (sync)
+        views_capture(sh, &sh->cap[sh->wal.open ^ 1u]);
     rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, sync, TAG_WRITE);
     cs_assert(rc == 0); /* the ring has room: at most one frame is in flight */
     sh->io_wait = sync ? 2 : 1;
@@ -1183,6 +1448,7 @@ static void wal_completed(struct shard *sh, uint64_t tag, int res)
     if (sh->cfg.durability == SHARD_SYNC) {
         sh->stats.wal_syncs++;
         sh->durable_lsn = sh->io.last_lsn;
+        views_publish_cap(sh, &sh->cap[sh->wal.open ^ 1u]);
         pending_complete(sh);
     }
 }
@@ -1225,6 +1491,9 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
     case TAG_SYNC:
         sh->sync_armed = false;
         sh->sync_due = true;
+        break;
+    case TAG_EPOCH:
+        sh->epoch_armed = false;
         break;
     case TAG_FSYNC:
         sh->fsync_in_flight = false;
@@ -1295,9 +1564,15 @@ static unsigned wait_count(struct shard *sh, unsigned drained)
     bool ckpt_ready = sh->ckpt && atomic_load(&sh->ckpt_written);
     if ((!sh->stopping &&
          (sh->queue || __atomic_load_n(&sh->inbox.head, __ATOMIC_ACQUIRE) != NULL)) ||
-        ckpt_ready) {
+        ckpt_ready || __atomic_load_n(&sh->view_free.head, __ATOMIC_ACQUIRE) != NULL) {
         atomic_store(&sh->sleeping, 0);
         return 0;
+    }
+    /* retired views wait for readers to leave: look again soon rather than at the next request */
+    if (sh->retired && !sh->epoch_armed) {
+        sh->epoch_ts.tv_sec = 0;
+        sh->epoch_ts.tv_nsec = EPOCH_POLL_NS;
+        sh->epoch_armed = io_ring_timeout(&sh->ring, &sh->epoch_ts, TAG_EPOCH) == 0;
     }
     return 1;
 }
@@ -1309,6 +1584,8 @@ static void loop(struct shard *sh)
         unsigned drained = drain(sh);
         wal_submit(sh);
         sync_tick(sh);
+        views_maybe_publish(sh);
+        views_reclaim(sh);
         if (sh->stopping && !work_left(sh))
             break;
         unsigned wait = wait_count(sh, drained);
@@ -1341,6 +1618,34 @@ static void shard_free_colls(struct shard *sh)
     free(sh->by_id);
 }
 
+/* No reader is left (the database is closing): release every view and deferral. */
+static void views_teardown(struct shard *sh)
+{
+    if (!sh->erec)
+        return;
+    for (int i = 0; i < 2; i++) {
+        views_discard_cap(sh, &sh->cap[i]);
+        free(sh->cap[i].colls);
+        free(sh->cap[i].views);
+    }
+    if (sh->by_name)
+        for (unsigned b = 0; b < COLL_BUCKETS; b++)
+            for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name)
+                view_install(sh, c, NULL);
+    while (sh->dirty) {
+        struct shard_coll *c = sh->dirty;
+        sh->dirty = c->next_dirty;
+        c->dirty = false;
+        coll_unref(sh, c);
+    }
+    ck_epoch_barrier(sh->erec); /* runs the retirements (which may defer frees)... */
+    views_reclaim(sh);
+    ck_epoch_barrier(sh->erec); /* ...and those */
+    cs_assert(sh->retired == 0);
+    cs_epoch_record_free(sh->erec);
+    sh->erec = NULL;
+}
+
 static int shard_setup(struct shard *sh)
 {
     if (sh->cfg.cpu >= 0) {
@@ -1354,6 +1659,9 @@ static int shard_setup(struct shard *sh)
     int rc = cs_mem_arena_create(&sh->arena);
     if (rc)
         return rc;
+    sh->erec = cs_epoch_record_new();
+    if (!sh->erec)
+        return -ENOMEM;
     sh->by_name = calloc(COLL_BUCKETS, sizeof(*sh->by_name));
     sh->by_id = calloc(COLL_BUCKETS, sizeof(*sh->by_id));
     if (!sh->by_name || !sh->by_id)
@@ -1418,6 +1726,8 @@ static int shard_setup(struct shard *sh)
     if (info.salvaged_bytes || info.salvaged_segments)
         fprintf(stderr, "cstore: shard %u: %s\n", sh->cfg.index, info.message);
     sh->applied_lsn = sh->durable_lsn = sh->written_lsn = cs_max_u64(info.last_lsn, sh->ckpt_lsn);
+    views_publish_live(sh); /* what was recovered is durable */
+    __atomic_store_n(&sh->ack_seq, sh->wseq, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -1434,6 +1744,7 @@ static void shard_teardown(struct shard *sh)
         undo_release(sh, &sh->undo[i]);
         undo_free(&sh->undo[i]);
     }
+    views_teardown(sh);
     shard_free_colls(sh);
 }
 

@@ -3,6 +3,7 @@
 #ifndef CS_SHARD_H
 #define CS_SHARD_H
 
+#include <ck_epoch.h>
 #include <ck_stack.h>
 #include <limits.h>
 #include <pthread.h>
@@ -28,23 +29,11 @@ enum shard_op {
     SHARD_COLL_CREATE, /* coll; rc CS_EEXIST if it was there (it is created either way) */
     SHARD_COLL_DROP,   /* coll; rc CS_ENOTFOUND if it was not there */
     SHARD_COLL_LIST,   /* -> out: NUL-separated names, out_count names */
-    SHARD_SNAP_OPEN,   /* coll -> snap (NULL when the collection is absent here) */
-    SHARD_SNAP_READ,   /* snap, key, scan_mode, scan_max -> out records, out_count, out_end */
-    SHARD_SNAP_CLOSE,  /* snap */
+    SHARD_VIEW_PIN,    /* coll -> view: a pinned private snapshot (NULL: absent here) */
     SHARD_STATS,
     /* -> stats */ SHARD_CHECKPOINT, /* write a checkpoint; completes once it is published */
     SHARD_CHECK, /* verify every tree's invariants -> out: first problem (NUL-terminated) */
     SHARD_STOP,  /* finish pending writes and leave the loop */
-};
-
-/* Where a snapshot read starts. Reads go forward for the first three, backward otherwise. */
-enum shard_scan_mode {
-    SCAN_FIRST, /* from the smallest key */
-    SCAN_GE,    /* from the first key >= key */
-    SCAN_GT,    /* from the first key > key */
-    SCAN_LAST,  /* from the largest key, backward */
-    SCAN_LE,    /* from the last key <= key, backward */
-    SCAN_LT,    /* from the last key < key, backward */
 };
 
 /* One operation of an atomic batch; buffers are borrowed until the request completes. */
@@ -58,13 +47,14 @@ struct shard_batch_op {
     uint32_t vlen;    /* value length */
 };
 
-struct shard_snap;
+/* A read-only snapshot of one collection on one shard that application threads read without
+ * the shard (see "VIEWS" in shard.c). */
+struct shard_view;
 
 /* A request. The submitter owns the memory and every buffer it points to until done() has been
  * called; done() runs on the shard thread and must only signal. */
 struct shard_req {
     uint8_t op;                        /* enum shard_op */
-    uint8_t scan_mode;                 /* enum shard_scan_mode */
     uint16_t coll_len;                 /* bytes of coll */
     const char *coll;                  /* collection name */
     const void *key;                   /* key (or scan start key) */
@@ -73,23 +63,17 @@ struct shard_req {
     size_t vlen;                       /* value length */
     const struct shard_batch_op *ops;  /* batch operations */
     size_t nops;                       /* count of ops */
-    struct shard_snap *snap;           /* snapshot handle (read/close; result of open) */
-    unsigned scan_max;                 /* records a snapshot read may return */
+    struct shard_view *view;           /* SHARD_VIEW_PIN: the pinned view */
     struct cs_shard_stats *stats;      /* stats destination */
     int rc;                            /* result */
     void *out;                         /* result buffer (cs_mem, the receiver frees it) */
     size_t out_len;                    /* its length */
-    uint32_t out_count;                /* records / names in out */
-    bool out_end;                      /* snapshot read reached the end of its direction */
+    uint32_t out_count;                /* names in out */
     uint64_t wait_lsn;                 /* completes once this LSN is durable (internal) */
     struct shard_req *next;            /* local queue / pending list link (internal) */
     struct ck_stack_entry link;        /* inbox link (internal) */
     void (*done)(struct shard_req *r); /* completion signal */
 };
-
-/* Records of a snapshot read, packed in out: [u32 klen][u32 vlen][key][value]... */
-#define SHARD_SCAN_RECORD_HEADER 8
-#define SHARD_SCAN_BYTES_MAX (256u * 1024u) /* a read stops once it holds this much */
 
 struct shard_config {
     const char *dir; /* the shard's folder (exists) */
@@ -108,6 +92,16 @@ struct shard_config {
 };
 
 struct shard_coll;
+
+/* Views captured when a WAL frame was sealed, published when it is durable (sync mode). */
+struct view_cap {
+    struct shard_coll **colls; /* collections (each referenced) */
+    struct shard_view **views; /* their new views (NULL: the collection was dropped) */
+    uint32_t n;                /* entries used */
+    uint32_t cap;              /* entries allocated */
+    uint64_t seq;              /* write sequence at the seal */
+    bool complete;             /* every changed collection was captured */
+};
 
 /* Undo of one WAL frame (see shard.c). */
 enum { UNDO_CREATE, UNDO_DROP };
@@ -142,8 +136,14 @@ struct shard {
     char start_msg[PATH_MAX + 128]; /* recovery message (corruption place, torn tail) */
     sem_t start_sem;                /* posted once recovery finished */
 
+    /* Read by lock-free readers (their own cache line: written once per publish or write). */
+    _Alignas(64) uint64_t ack_seq; /* writes that may have been acknowledged (atomic) */
+    uint64_t view_seq;             /* writes the published views hold (atomic) */
+    int view_wanted;               /* a reader missed: publish at the next chance (atomic) */
+    struct ck_stack view_free;     /* retired views whose last pin was just dropped */
+
     /* Owned by the shard thread. */
-    unsigned arena;                    /* jemalloc arena */
+    _Alignas(64) unsigned arena;       /* jemalloc arena */
     struct io_ring ring;               /* its io_uring */
     struct wal wal;                    /* its log (durability != none) */
     bool wal_on;                       /* wal is open */
@@ -185,6 +185,13 @@ struct shard {
     struct shard_coll **by_id;         /* hash of collections by id */
     uint32_t next_coll_id;             /* id the next collection gets */
     uint64_t tree_bytes;               /* bytes held by all trees */
+    uint64_t wseq;                     /* changes made to trees and catalog so far */
+    ck_epoch_record_t *erec;           /* defers frees until no reader can hold them */
+    uint32_t retired;                  /* deferrals not yet run */
+    bool epoch_armed;                  /* a timer will poll the epoch again */
+    struct __kernel_timespec epoch_ts; /* its period */
+    struct shard_coll *dirty;          /* collections changed since their views were taken */
+    struct view_cap cap[2];            /* per WAL slot: views its frame publishes when durable */
     struct cs_shard_stats stats;       /* counters */
 };
 
@@ -197,5 +204,21 @@ CS_MUST_CHECK int shard_await(struct shard *sh);
 void shard_submit(struct shard *sh, struct shard_req *r);
 /* Stop the thread after it finished everything queued; returns the shard's I/O error if any. */
 int shard_stop(struct shard *sh);
+
+/* Lock-free reads, from any thread, of the shard's published views. They answer only when the
+ * views hold every write acknowledged so far (and, in sync mode, nothing that is not durable);
+ * otherwise they return SHARD_VIEW_MISS and the caller goes through the queue (which also asks
+ * the shard to publish). */
+#define SHARD_VIEW_MISS 1
+/* 0 with a copy of the value (*val from cs_mem_alloc, NULL when empty), CS_ENOTFOUND, -ENOMEM,
+ * or SHARD_VIEW_MISS. */
+int shard_view_get(struct shard *sh, const char *coll, size_t coll_len, const void *key,
+                   size_t klen, void **val, size_t *vlen);
+/* 0 with *view pinned (it stays readable until unpinned), or SHARD_VIEW_MISS. */
+int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct shard_view **view);
+/* The snapshot a pinned view holds. */
+const struct btree_snap *shard_view_snap(const struct shard_view *v);
+/* Drop a pin taken by shard_view_pin() or SHARD_VIEW_PIN (any thread). */
+void shard_view_unpin(struct shard *sh, struct shard_view *v);
 
 #endif

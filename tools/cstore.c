@@ -1019,15 +1019,11 @@ struct stat_col {
 #define SS_OFF(field) offsetof(struct cs_shard_stats, field)
 
 static const struct stat_col stat_cols_ops[] = {
-    {"records", SS_OFF(records), 1},
-    {"colls", SS_OFF(collections), 0},
-    {"puts", SS_OFF(puts), 1},
-    {"gets", SS_OFF(gets), 1},
-    {"dels", SS_OFF(dels), 1},
-    {"batches", SS_OFF(batches), 1},
-    {"scans", SS_OFF(scans), 1},
-    {"loops", SS_OFF(loops), 1},
-    {"tree_bytes", SS_OFF(tree_bytes), 1},
+    {"records", SS_OFF(records), 1}, {"colls", SS_OFF(collections), 0},
+    {"puts", SS_OFF(puts), 1},       {"gets", SS_OFF(gets), 1},
+    {"dels", SS_OFF(dels), 1},       {"batches", SS_OFF(batches), 1},
+    {"scans", SS_OFF(scans), 1},     {"views", SS_OFF(views), 1},
+    {"loops", SS_OFF(loops), 1},     {"tree_bytes", SS_OFF(tree_bytes), 1},
 };
 
 static const struct stat_col stat_cols_wal[] = {
@@ -1043,7 +1039,7 @@ static const struct stat_col stat_cols_recovery[] = {
     {"checkpoint_lsn", SS_OFF(checkpoint_lsn), 0},
 };
 
-#define STAT_COLS_MAX 9u
+#define STAT_COLS_MAX 10u
 
 static uint64_t stat_field(const struct cs_shard_stats *s, const struct stat_col *c)
 {

@@ -423,7 +423,8 @@ static void test_stats_count_operations(void **state)
     struct cs_shard_stats st;
     assert_int_equal(cs_stats(db, 0, &st), 0);
     assert_int_equal(st.puts, 2);
-    assert_int_equal(st.gets, 1);
+    assert_true(st.gets <= 1);     /* 0 when the published view answered it */
+    assert_int_equal(st.views, 3); /* one per durable frame that changed "s": put, put, del */
     assert_int_equal(st.dels, 1);
     assert_int_equal(st.records, 1);
     assert_int_equal(st.collections, 1);

@@ -21,6 +21,8 @@
 
 #include "engine/db.h"
 
+#define SESSION_SPIN_MAX 200u /* polls for completions before the owner sleeps on its futex */
+
 struct session_slot {
     struct shard_req req; /* must stay first */
     struct cs_session *s; /* owner */
@@ -55,7 +57,8 @@ static void slot_done(struct shard_req *r)
     atomic_fetch_add(&s->signalling, 1);
     ck_stack_push_upmc(&s->done, &slot->req.link);
     atomic_fetch_add(&s->seq, 1);
-    if (atomic_load(&s->waiting))
+    /* only the first completion after the owner fell asleep pays for the wake-up */
+    if (atomic_load_explicit(&s->waiting, memory_order_relaxed) && atomic_exchange(&s->waiting, 0))
         futex(&s->seq, FUTEX_WAKE_PRIVATE, 1);
     atomic_fetch_sub_explicit(&s->signalling, 1, memory_order_release);
 }
@@ -179,6 +182,13 @@ int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsi
     if (!s || (!out && max) || min > max || min > s->inflight)
         return CS_EINVAL;
     unsigned n = reap(s, out, max);
+    /* completions come in bursts (a shard finishes a whole loop iteration at once): look again
+     * for a moment before sleeping */
+    for (unsigned spin = 0; n < min && spin < SESSION_SPIN_MAX; spin++) {
+        __builtin_ia32_pause();
+        if (__atomic_load_n(&s->done.head, __ATOMIC_RELAXED))
+            n += reap(s, out + n, max - n);
+    }
     while (n < min) {
         uint32_t seq = atomic_load(&s->seq);
         atomic_store(&s->waiting, 1);

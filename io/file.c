@@ -140,6 +140,14 @@ int io_file_preallocate(int fd, uint64_t len)
     return -rc;
 }
 
+int io_file_direct(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    return fcntl(fd, F_SETFL, flags | O_DIRECT) == 0 ? 0 : -errno;
+}
+
 int io_file_zero(int fd, uint64_t off, uint64_t len)
 {
     static const char zeros[65536];

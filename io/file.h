@@ -27,6 +27,10 @@ CS_MUST_CHECK int io_file_sync(int fd);
 CS_MUST_CHECK int io_file_size(int fd, uint64_t *size);
 /* Reserve len bytes of disk for fd (fallocate), so later writes need no allocation. */
 CS_MUST_CHECK int io_file_preallocate(int fd, uint64_t len);
+/* Switch fd to direct I/O (O_DIRECT): later reads and writes bypass the page cache and must be
+ * aligned. -EINVAL (or another -errno) when the filesystem does not support it; fd is then
+ * unchanged. */
+CS_MUST_CHECK int io_file_direct(int fd);
 /* Turn [off, off+len) into zeros (used to cut a torn WAL tail). */
 CS_MUST_CHECK int io_file_zero(int fd, uint64_t off, uint64_t len);
 /* Write buf to dir/name atomically: write dir/name.tmp, fsync, rename, fsync dir. */

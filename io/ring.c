@@ -1,13 +1,14 @@
 /* io_uring wrapper for a shard's event loop.
  *
  * Each shard owns one ring, created and used by its own thread only (IORING_SETUP_SINGLE_ISSUER
- * where the kernel has it). What goes through it: the WAL's group-commit writes (one write
- * linked with IOSQE_IO_LINK to one fdatasync, so a frame costs one submission), the eventfd
- * read that wakes an idle shard, and timers (group-commit delay, async-mode sync interval).
+ * where the kernel has it). What goes through it: the WAL's group-commit writes (in sync mode one
+ * write with RWF_DSYNC: one submission and one completion per frame; the kernel makes the range
+ * durable as fdatasync would, and on the WAL's direct-I/O segments it does so without handing the
+ * write to an io-wq worker, which a linked IORING_OP_FSYNC always needs), async-mode fdatasyncs,
+ * the eventfd read that wakes an idle shard, and timers (group-commit delay, async-mode sync
+ * interval).
  *
- * Tags identify operations in completions; the caller chooses them. A linked fdatasync carries
- * tag + 1. If the write is short or fails, the kernel cancels the fdatasync (-ECANCELED), so the
- * caller always sees both completions.
+ * Tags identify operations in completions; the caller chooses them.
  *
  * FAULT INJECTION. With r->fault == NULL (the default) the paths below pay one pointer test
  * each. With a plan (io/fault.c decides, this file acts), before each write and fdatasync is
@@ -15,18 +16,21 @@
  *   - latency_us: the shard thread sleeps (usleep) that long before preparing the operation. It
  *     is deliberately simple: the whole shard stalls, like a loop waiting on a slow device; a
  *     linked write + fdatasync pair sleeps once.
- *   - write EIO / ENOSPC: nothing is submitted; io_ring_run delivers synthetic completions with
- *     the same tags: -EIO (or -ENOSPC) for the write and -ECANCELED for its linked fdatasync,
- *     exactly what the kernel reports for a failed write in a link chain. While synthetic
- *     completions wait, io_ring_run does not block.
- *   - SHORT: a write of the prefix only is submitted (with its linked fdatasync); the kernel
- *     reports the short count (and cancels or runs the fdatasync), the caller sees a short write.
+ *   - write EIO / ENOSPC: nothing is submitted; io_ring_run delivers a synthetic completion with
+ *     the same tag: -EIO (or -ENOSPC). While synthetic completions wait, io_ring_run does not
+ *     block.
+ *   - SHORT and TORN_CRASH cut the write within its fresh bytes (the plan draws the cut over
+ *     fresh_len; the bytes before fresh_off are always part of the prefix). Direct I/O refuses
+ *     odd byte counts, so the file is first switched to page-cache writes (O_DIRECT dropped;
+ *     the shard is read-only after either fault anyway).
+ *   - SHORT: a write of the prefix only is submitted; the kernel reports the short count, the
+ *     caller sees a short write.
  *   - TORN_CRASH: the prefix is written synchronously with pwrite(2), then the process sends
  *     itself SIGKILL: a crash in the middle of a write. The page cache keeps the prefix.
- *   - fdatasync EIO (linked or lone): the operation is submitted and really runs, but its
- *     completion is rewritten to -EIO (remembered by tag in fsync_fail[], consumed by the first
- *     completion with that tag). The write before it happens. A linked fdatasync is counted as
- *     an fdatasync call only when its write was not failed, cut or torn by the plan.
+ *   - fdatasync EIO (a sync write's or a lone fdatasync): the operation is submitted and really
+ *     runs, but its completion is rewritten to -EIO (remembered by tag in fsync_fail[], consumed
+ *     by the first completion with that tag). A sync write counts as an fdatasync call only when
+ *     the plan did not fail, cut or tear the write.
  * At most one WAL frame is in flight per shard, so IO_RING_SYNTH_MAX entries are plenty; when
  * full, the preparing call returns CS_EFULL like a full submission queue. */
 #include "ring.h"
@@ -35,6 +39,7 @@
 #include "fault.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,21 +74,17 @@ static struct io_uring_sqe *ring_sqe(struct io_ring *r)
     return sqe;
 }
 
-/* Prepare a write (and its linked fdatasync) as given, no fault applied. */
+/* Prepare a write as given (with sync: RWF_DSYNC), no fault applied. */
 static int ring_write_plain(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off,
                             bool sync, uint64_t tag)
 {
-    if (io_uring_sq_space_left(&r->uring) < (sync ? 2u : 1u))
-        return CS_EFULL;
     struct io_uring_sqe *sqe = ring_sqe(r);
+    if (!sqe)
+        return CS_EFULL;
     io_uring_prep_write(sqe, fd, buf, (unsigned)len, off);
+    if (sync)
+        sqe->rw_flags = RWF_DSYNC;
     io_uring_sqe_set_data64(sqe, tag);
-    if (sync) {
-        sqe->flags |= IOSQE_IO_LINK;
-        sqe = ring_sqe(r);
-        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-        io_uring_sqe_set_data64(sqe, tag + 1);
-    }
     return 0;
 }
 
@@ -102,9 +103,20 @@ static void ring_latency(struct io_ring *r)
         usleep(us);
 }
 
+/* Make later writes of fd go through the page cache (drop O_DIRECT), so that a write of any
+ * byte count is possible: a fault plan cuts writes at arbitrary bytes, which direct I/O refuses.
+ * Best effort: on failure the write is submitted as it is and may fail with -EINVAL. */
+static void ring_buffered(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0 && (flags & O_DIRECT))
+        (void)fcntl(fd, F_SETFL, flags & ~O_DIRECT);
+}
+
 /* A torn write followed by a crash: the prefix reaches the page cache, then SIGKILL. */
 CS_NORETURN static void ring_torn_crash(int fd, const void *buf, size_t prefix, uint64_t off)
 {
+    ring_buffered(fd);
     if (prefix > 0 && pwrite(fd, buf, prefix, (off_t)off) < 0)
         abort(); /* the crash is what matters; abort is a crash too */
     kill(getpid(), SIGKILL);
@@ -114,27 +126,30 @@ CS_NORETURN static void ring_torn_crash(int fd, const void *buf, size_t prefix, 
 }
 
 static int ring_write_faulty(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off,
-                             bool sync, uint64_t tag)
+                             size_t fresh_off, size_t fresh_len, bool sync, uint64_t tag)
 {
-    if (r->synth_count + 2 > IO_RING_SYNTH_MAX || r->fsync_fail_count == IO_RING_SYNTH_MAX)
+    if (r->synth_count == IO_RING_SYNTH_MAX || r->fsync_fail_count == IO_RING_SYNTH_MAX)
         return CS_EFULL;
-    if (io_uring_sq_space_left(&r->uring) < (sync ? 2u : 1u))
+    if (io_uring_sq_space_left(&r->uring) == 0)
         return CS_EFULL;
     ring_latency(r);
-    size_t prefix = len;
-    enum io_fault_action act = io_fault_on_write(r->fault, len, &prefix);
+    size_t prefix = fresh_len;
+    enum io_fault_action act = io_fault_on_write(r->fault, fresh_len, &prefix);
+    if (act == IO_FAULT_TORN_CRASH || act == IO_FAULT_SHORT) {
+        cs_assert(prefix < fresh_len);
+        prefix += fresh_off; /* the cut falls within the fresh bytes */
+    }
     switch (act) {
     case IO_FAULT_EIO:
     case IO_FAULT_ENOSPC:
         ring_synth(r, tag, act == IO_FAULT_EIO ? -EIO : -ENOSPC);
-        if (sync)
-            ring_synth(r, tag + 1, -ECANCELED);
         return 0;
     case IO_FAULT_TORN_CRASH:
         cs_assert(prefix < len);
         ring_torn_crash(fd, buf, prefix, off);
     case IO_FAULT_SHORT:
         cs_assert(prefix < len);
+        ring_buffered(fd);
         return ring_write_plain(r, fd, buf, prefix, off, sync, tag);
     case IO_FAULT_NONE:
         break;
@@ -143,17 +158,19 @@ static int ring_write_faulty(struct io_ring *r, int fd, const void *buf, size_t 
     int rc = ring_write_plain(r, fd, buf, len, off, sync, tag);
     cs_assert(rc == 0); /* room was checked above */
     if (fail_fsync)
-        r->fsync_fail[r->fsync_fail_count++] = tag + 1;
+        r->fsync_fail[r->fsync_fail_count++] = tag;
     return 0;
 }
 
-int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off, bool sync,
-                  uint64_t tag)
+int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off,
+                  size_t fresh_off, size_t fresh_len, bool sync, uint64_t tag)
 {
     cs_assert(fd >= 0);
     cs_assert(len > 0);
+    cs_assert(fresh_len > 0);
+    cs_assert(fresh_off + fresh_len <= len);
     if (cs_unlikely(r->fault != NULL))
-        return ring_write_faulty(r, fd, buf, len, off, sync, tag);
+        return ring_write_faulty(r, fd, buf, len, off, fresh_off, fresh_len, sync, tag);
     return ring_write_plain(r, fd, buf, len, off, sync, tag);
 }
 

@@ -9,7 +9,7 @@
 
 #include "util.h"
 
-#define IO_RING_ENTRIES 64  /* SQ entries per shard ring: a WAL write pair, a wake read, timers */
+#define IO_RING_ENTRIES 64  /* SQ entries per shard ring: a WAL write, a wake read, timers */
 #define IO_RING_SYNTH_MAX 8 /* fault injection: synthetic completions / fsync failures queued */
 
 struct io_fault;
@@ -36,13 +36,16 @@ struct io_ring {
 CS_MUST_CHECK int io_ring_init(struct io_ring *r, struct io_fault *fault);
 void io_ring_exit(struct io_ring *r);
 
-/* Prepare a write of len bytes at offset off; with sync, linked to an fdatasync of the same fd
- * (tag + 1 for the fsync's completion): both are submitted together. Returns 0 or CS_EFULL when
- * the submission queue has no room. With a fault plan the caller still sees one completion per
- * tag, but the write may be cut short, never submitted (synthetic -EIO/-ENOSPC, and -ECANCELED
- * for the fsync), have its fsync report -EIO, be delayed, or end the process (see ring.c). */
+/* Prepare a write of len bytes at offset off; with sync it carries RWF_DSYNC (durable, as after
+ * an fdatasync, when it completes): one submission, one completion. Only the bytes [fresh_off,
+ * fresh_off + fresh_len) of buf differ from what the file already holds; the rest rewrites the
+ * same bytes (or zeros over zeros). Returns 0 or CS_EFULL when the submission queue has no room.
+ * With a fault plan the caller still sees one completion for the tag, but the write may be cut
+ * short within the fresh bytes, never submitted (synthetic -EIO/-ENOSPC), report -EIO for its
+ * sync, be delayed, or end the process (see ring.c). */
 CS_MUST_CHECK int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len,
-                                uint64_t off, bool sync, uint64_t tag);
+                                uint64_t off, size_t fresh_off, size_t fresh_len, bool sync,
+                                uint64_t tag);
 /* Prepare an fdatasync of fd alone (a fault plan may delay it or make it report -EIO). */
 CS_MUST_CHECK int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag);
 /* Prepare an 8-byte read (an eventfd wake-up) into *buf. */

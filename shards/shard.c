@@ -84,8 +84,7 @@
 
 enum shard_tag {
     TAG_WAKE = 1,  /* eventfd read */
-    TAG_WRITE = 2, /* frame write; TAG_WRITE + 1 is its linked fdatasync */
-    TAG_WRITE_SYNC = 3,
+    TAG_WRITE = 2, /* frame write (in sync mode with RWF_DSYNC) */
     TAG_DELAY = 4, /* group-commit delay timer */
     TAG_SYNC = 5,  /* async-mode sync timer */
     TAG_FSYNC = 6, /* async-mode lone fdatasync */
@@ -1415,9 +1414,10 @@ static void wal_submit(struct shard *sh)
     bool sync = sh->cfg.durability == SHARD_SYNC;
     if (sync)
         views_capture(sh, &sh->cap[sh->wal.open ^ 1u]);
-    rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, sync, TAG_WRITE);
+    rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, sh->io.frame_at,
+                       sh->io.frame_bytes, sync, TAG_WRITE);
     cs_assert(rc == 0); /* the ring has room: at most one frame is in flight */
-    sh->io_wait = sync ? 2 : 1;
+    sh->io_wait = 1;    /* one write; with sync it carries RWF_DSYNC */
     sh->io_res = 0;
 }
 
@@ -1440,8 +1440,8 @@ static void wal_completed(struct shard *sh, uint64_t tag, int res)
     sh->written_lsn = sh->io.last_lsn;
     sh->stats.wal_frames++;
     sh->stats.wal_records += sh->io.records;
-    sh->stats.wal_bytes += sh->io.len;
-    sh->wal_bytes_since_ckpt += sh->io.len;
+    sh->stats.wal_bytes += sh->io.frame_bytes;
+    sh->wal_bytes_since_ckpt += sh->io.frame_bytes;
     if (sh->cfg.checkpoint_wal_bytes && sh->wal_bytes_since_ckpt >= sh->cfg.checkpoint_wal_bytes &&
         !sh->ckpt && !sh->stopping && ckpt_start(sh) != 0)
         sh->wal_bytes_since_ckpt = 0; /* try again after as much WAL again */
@@ -1481,7 +1481,6 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
         cs_assert(io_ring_read8(&sh->ring, sh->efd, &sh->efd_buf, TAG_WAKE) == 0);
         break;
     case TAG_WRITE:
-    case TAG_WRITE_SYNC:
         wal_completed(sh, ev->tag, ev->res);
         break;
     case TAG_DELAY:

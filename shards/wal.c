@@ -1,9 +1,10 @@
 /* Write-ahead log of one shard.
  *
  * FILES. A shard folder holds a sequence of segment files `wal-<first-lsn, 16 hex>.log`, each
- * preallocated to `wal_segment_bytes` (fallocate) so appends allocate no blocks. A segment is
- * created as `<name>.tmp`, given its header, preallocated and fsynced, then renamed and the
- * folder fsynced: a visible segment always has a valid header. All integers are little-endian.
+ * preallocated to `wal_segment_bytes` (fallocate; rounded up to WAL_IO_ALIGN) so appends allocate
+ * no blocks. A segment is created as `<name>.tmp`, given its header, preallocated and fsynced,
+ * then renamed and the folder fsynced: a visible segment always has a valid header. All integers
+ * are little-endian.
  *
  * SEGMENT HEADER (64 bytes, offset 0)
  *    0   8  magic "CSWALSEG"
@@ -40,10 +41,29 @@
  *
  * WRITING. Records are appended to the open frame in memory. When the shard's loop has no write in
  * flight it seals the frame (compress when the body is at least `wal_compress_bytes` and LZ4
- * shrinks it, checksum) and submits one write linked to one fdatasync. While that is in flight,
- * new records fill the other slot: at most one frame is ever being written, so only the last
- * frame of the log can be torn. A frame that does not fit in the rest of the segment goes to a new
- * segment (created synchronously; the unused tail of the old one stays zero).
+ * shrinks it, checksum) and submits one write with RWF_DSYNC (durable when it completes, as after
+ * an fdatasync). While that is in flight, new records fill the other slot: at most one frame is
+ * ever being written, so only the last frame of the log can be torn. A frame that does not fit in
+ * the rest of the segment goes to a new segment (created synchronously; the unused tail of the old
+ * one stays zero).
+ *
+ * BLOCKS. The segment being appended to is written with direct I/O (O_DIRECT; page-cache writes
+ * where the filesystem refuses it), in whole WAL_IO_ALIGN blocks: a write starts at the block that
+ * holds the frame's first byte, carrying that block's earlier bytes again (the writer keeps a copy
+ * of the last partial block), then the frame, then zeros to the end of its last block. So a frame
+ * costs one data write and one device flush, without the page cache's writeback. Rewriting the
+ * earlier bytes of a block with the same bytes is what page-cache writeback of that block does
+ * too: a torn block write leaves each sector old or new, and both hold them.
+ * fallocate leaves *unwritten* extents: the first write into one must convert it, a metadata
+ * change that turns the next sync into a journal commit (and makes a direct write wait for a
+ * worker thread). So writes also zero ahead: when a write ends within WAL_ZERO_AHEAD_BYTES / 2
+ * of the part of the segment known to be written, it carries zeros up to WAL_ZERO_AHEAD_BYTES past
+ * its last block (never past the segment's end). One write in roughly every 128 KiB of log pays
+ * for the conversion; the others overwrite written blocks. The zeros are ordinary data: a reader
+ * sees the same bytes as in a never-written, preallocated tail.
+ * FORMAT. None of this changes the bytes that recovery reads (frames at 8-byte aligned offsets,
+ * zeros after the last one), so the format version stays 1: logs written before and after read
+ * alike.
  *
  * RECOVERY (wal_open). Segments are read in LSN order; the first LSN of each must follow the
  * last record of the one before (a gap is corruption). In each segment, frames are read from
@@ -52,7 +72,10 @@
  * the segment is scanned for any valid frame header: finding one means damage in the middle
  * (CS_ECORRUPT, naming file and offset). Otherwise an invalid frame in the last segment is a torn
  * tail: it is cut off (the rest of the segment is zeroed and synced) and reported in
- * info->message; an invalid frame in an earlier segment is corruption.
+ * info->message; an invalid frame in an earlier segment is corruption. The scan for valid
+ * headers reads only the parts of the file that hold data (SEEK_DATA / SEEK_HOLE): the never
+ * written, preallocated rest is a hole to the filesystem; zeros written ahead are data and are
+ * scanned, which bounds a clean open's extra reading to about WAL_ZERO_AHEAD_BYTES.
  */
 #include "wal.h"
 
@@ -126,6 +149,16 @@ static uint64_t get_u64(const uint8_t *p)
 static size_t align_up(size_t n)
 {
     return (n + WAL_FRAME_ALIGN - 1) & ~(size_t)(WAL_FRAME_ALIGN - 1);
+}
+
+static uint64_t align_io(uint64_t n)
+{
+    return (n + WAL_IO_ALIGN - 1) & ~(uint64_t)(WAL_IO_ALIGN - 1);
+}
+
+static uint64_t block_start(uint64_t off)
+{
+    return off & ~(uint64_t)(WAL_IO_ALIGN - 1);
 }
 
 /* ---- records ---- */
@@ -290,6 +323,7 @@ static bool seg_header_valid(const uint8_t *p, unsigned shard, uint64_t first_ls
  * target. */
 static int seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
 {
+    size = align_io(size);
     char tmp[PATH_MAX], dst[PATH_MAX];
     int rc = seg_path(tmp, sizeof(tmp), w->dir, first_lsn, true);
     if (!rc)
@@ -322,6 +356,10 @@ static int seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
     w->seg_size = size;
     w->seg_off = WAL_SEGMENT_HEADER_BYTES;
     w->segments++;
+    /* the header's block was written back whole: it holds data, the header then zeros */
+    w->zeroed_end = WAL_IO_ALIGN;
+    memcpy(w->tail, hdr, sizeof(hdr));
+    w->direct = io_file_direct(fd) == 0;
     return 0;
 }
 
@@ -590,6 +628,8 @@ static int replay_file(struct replay *r, uint64_t first_lsn, bool last)
     }
     if (!rc)
         rc = replay_segment(r, fd, p, size, path, last, &end);
+    if (!rc && end > block_start(end))
+        memcpy(w->tail, p + block_start(end), end - block_start(end));
     munmap(p, size);
     if (r->cut)
         last = true; /* the log ends here: later segments are dropped */
@@ -606,6 +646,25 @@ static int replay_file(struct replay *r, uint64_t first_lsn, bool last)
     w->seg_first_lsn = first_lsn;
     w->seg_size = size;
     w->seg_off = end;
+    w->zeroed_end = align_io(end); /* at least; what lies beyond is zeros or dead bytes */
+    w->direct = r->mode != WAL_OPEN_VERIFY && io_file_direct(fd) == 0;
+    return 0;
+}
+
+/* Make s->io big enough for a frame of raw_cap bytes laid out for writing: the block's bytes
+ * before it, the frame, zeros up to WAL_ZERO_AHEAD_BYTES past the block it ends in. A sealed
+ * frame is never longer than the raw records it holds. The contents are not kept. */
+static int slot_io_reserve(struct wal_slot *s, size_t raw_cap)
+{
+    size_t need = WAL_IO_ALIGN + align_io(raw_cap) + WAL_ZERO_AHEAD_BYTES + WAL_IO_ALIGN;
+    if (need <= s->io_cap)
+        return 0;
+    void *p = NULL;
+    if (posix_memalign(&p, WAL_IO_ALIGN, need) != 0)
+        return -ENOMEM;
+    free(s->io);
+    s->io = p;
+    s->io_cap = need;
     return 0;
 }
 
@@ -617,7 +676,7 @@ static int slot_init(struct wal *w, struct wal_slot *s)
     if (!s->raw)
         return -ENOMEM;
     s->raw_len = WAL_FRAME_HEADER_BYTES;
-    return 0;
+    return slot_io_reserve(s, s->raw_cap);
 }
 
 static void slot_reset(struct wal_slot *s)
@@ -646,6 +705,8 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
     int rc = slot_init(w, &w->slot[0]);
     if (!rc)
         rc = slot_init(w, &w->slot[1]);
+    if (!rc)
+        rc = (w->tail = malloc(WAL_IO_ALIGN)) != NULL ? 0 : -ENOMEM;
     struct seg_list segs = {0};
     if (!rc)
         rc = seg_list_read(w->dir, &segs);
@@ -698,11 +759,15 @@ void wal_close(struct wal *w)
 {
     io_file_close(w->fd);
     w->fd = -1;
+    free(w->tail);
+    w->tail = NULL;
     for (int i = 0; i < 2; i++) {
         cs_mem_free(w->slot[i].raw);
         cs_mem_free(w->slot[i].out);
+        free(w->slot[i].io);
         w->slot[i].raw = NULL;
         w->slot[i].out = NULL;
+        w->slot[i].io = NULL;
     }
 }
 
@@ -716,6 +781,8 @@ static int slot_reserve(struct wal *w, struct wal_slot *s, size_t more)
     size_t cap = s->raw_cap;
     while (cap < need)
         cap *= 2;
+    if (slot_io_reserve(s, cap))
+        return -ENOMEM;
     uint8_t *p = cs_mem_realloc(w->arena, s->raw, cap);
     if (!p)
         return -ENOMEM;
@@ -837,6 +904,31 @@ static uint8_t *slot_finish(struct wal *w, struct wal_slot *s, struct frame_hdr 
     return frame;
 }
 
+/* Lay the sealed frame out in s->io as whole blocks: the bytes of its first block that are
+ * already in the file (w->tail), the frame, then zeros to the end of its last block, or to
+ * WAL_ZERO_AHEAD_BYTES past it when the blocks ahead are still unwritten (see the top comment). */
+static void io_prepare(struct wal *w, struct wal_slot *s, const uint8_t *frame, size_t total,
+                       struct wal_io *io)
+{
+    uint64_t off = block_start(w->seg_off);
+    size_t prefix = (size_t)(w->seg_off - off);
+    uint64_t end = align_io(w->seg_off + total);
+    if (w->zeroed_end < w->seg_size && end + WAL_ZERO_AHEAD_BYTES / 2 > w->zeroed_end)
+        end = cs_min_u64(w->seg_size, end + WAL_ZERO_AHEAD_BYTES);
+    size_t len = (size_t)(end - off);
+    cs_assert(len <= s->io_cap);
+    cs_assert(prefix + total <= len);
+    memcpy(s->io, w->tail, prefix);
+    memcpy(s->io + prefix, frame, total);
+    memset(s->io + prefix + total, 0, len - prefix - total);
+    io->fd = w->fd;
+    io->buf = s->io;
+    io->len = len;
+    io->off = off;
+    io->frame_at = prefix;
+    io->frame_bytes = total;
+}
+
 int wal_seal(struct wal *w, struct wal_io *io)
 {
     cs_assert(!w->in_flight);
@@ -847,10 +939,12 @@ int wal_seal(struct wal *w, struct wal_io *io)
     struct frame_hdr h;
     uint8_t *frame = slot_finish(w, s, &h);
     size_t total = frame_total(&h);
+    cs_assert(total <= s->raw_cap); /* so s->io has room (slot_io_reserve) */
+    int rc = 0;
     if (w->seg_off + total > w->seg_size) {
         /* The old segment's frames are all durable or being synced by the caller's policy;
          * sync it once more before leaving it (async mode may have unsynced bytes). */
-        int rc = io_file_sync(w->fd);
+        rc = io_file_sync(w->fd);
         uint64_t size = w->segment_bytes;
         if (size < WAL_SEGMENT_HEADER_BYTES + total)
             size = WAL_SEGMENT_HEADER_BYTES + total;
@@ -859,14 +953,13 @@ int wal_seal(struct wal *w, struct wal_io *io)
         if (rc)
             return rc;
     }
-    io->fd = w->fd;
-    io->buf = frame;
-    io->len = total;
-    io->off = w->seg_off;
+    io_prepare(w, s, frame, total, io);
     io->last_lsn = s->last_lsn;
     io->raw_bytes = h.raw;
     io->records = s->records;
     w->seg_off += total;
+    w->flight_off = io->off;
+    w->flight_end = io->off + io->len;
     w->in_flight = true;
     w->open ^= 1u;
     return 0;
@@ -875,8 +968,15 @@ int wal_seal(struct wal *w, struct wal_io *io)
 void wal_io_done(struct wal *w)
 {
     cs_assert(w->in_flight);
+    cs_assert(w->seg_off <= w->flight_end);
     w->in_flight = false;
     slot_reset(&w->slot[w->open ^ 1u]);
+    /* the block the next frame starts in, as it now is in the file */
+    uint64_t blk = block_start(w->seg_off);
+    cs_assert(blk >= w->flight_off);
+    memcpy(w->tail, w->slot[w->open ^ 1u].io + (blk - w->flight_off), (size_t)(w->seg_off - blk));
+    if (w->flight_end > w->zeroed_end)
+        w->zeroed_end = w->flight_end;
 }
 
 void wal_discard_open(struct wal *w)
@@ -895,7 +995,7 @@ void wal_rewind(struct wal *w, const struct wal_io *io)
     cs_assert(flight->last_lsn == io->last_lsn);
     cs_assert(io->fd == w->fd);
     w->next_lsn = flight->first_lsn;
-    w->seg_off = io->off;
+    w->seg_off = io->off + io->frame_at;
     w->in_flight = false;
     slot_reset(flight);
     slot_reset(&w->slot[w->open]);

@@ -20,6 +20,8 @@ struct io_fault;
 #define WAL_FRAME_RAW_MAX (64u << 20)   /* raw body bytes of one frame: the reader's limit */
 #define WAL_FRAME_SOFT_BYTES (1u << 20) /* the writer seals once a frame holds this much */
 #define WAL_SEGMENTS_MAX 100000         /* segment files one shard may have */
+#define WAL_IO_ALIGN 4096u              /* writes start and end on these boundaries (direct I/O) */
+#define WAL_ZERO_AHEAD_BYTES (256u << 10) /* zeros written past the log's end (see wal.c) */
 
 enum wal_rec_type {
     WAL_PUT = 1,         /* coll, key, value */
@@ -80,18 +82,22 @@ struct wal_slot {
     size_t raw_cap;     /* bytes allocated for raw */
     uint8_t *out;       /* compressed frame, when compression pays */
     size_t out_cap;     /* bytes allocated for out */
+    uint8_t *io;        /* the frame as written: whole blocks, WAL_IO_ALIGN-aligned */
+    size_t io_cap;      /* bytes allocated for io (enough for raw_cap, see wal.c) */
     uint64_t first_lsn; /* LSN of the first record (0 while empty) */
     uint64_t last_lsn;  /* LSN of the last record */
     uint32_t records;   /* records in the frame */
     size_t batch_mark;  /* raw_len where an open batch record starts, or 0 */
 };
 
-/* One write the caller submits (a sealed frame). */
+/* One write the caller submits (a sealed frame, within whole WAL_IO_ALIGN blocks). */
 struct wal_io {
     int fd;             /* segment file */
-    const void *buf;    /* frame bytes; valid until wal_io_done() */
-    size_t len;         /* frame bytes incl. padding */
-    uint64_t off;       /* file offset */
+    const void *buf;    /* bytes to write (WAL_IO_ALIGN-aligned); valid until wal_io_done() */
+    size_t len;         /* bytes to write: a multiple of WAL_IO_ALIGN */
+    uint64_t off;       /* file offset: a multiple of WAL_IO_ALIGN */
+    size_t frame_at;    /* bytes of buf before the frame (the block's earlier bytes) */
+    size_t frame_bytes; /* the frame's bytes incl. padding (<= len) */
     uint64_t last_lsn;  /* durable once this write and its fdatasync complete */
     uint64_t raw_bytes; /* records' bytes before compression (statistics) */
     uint32_t records;   /* records in the frame */
@@ -108,6 +114,11 @@ struct wal {
     uint64_t seg_first_lsn;  /* first LSN of that segment */
     uint64_t seg_size;       /* its preallocated size */
     uint64_t seg_off;        /* next append offset in it */
+    uint64_t zeroed_end;     /* its blocks before this offset hold data: frames or zeros */
+    bool direct;             /* the segment is written with O_DIRECT */
+    uint8_t *tail;           /* WAL_IO_ALIGN bytes: the block holding seg_off, up to seg_off */
+    uint64_t flight_off;     /* the sealed frame's write: first byte */
+    uint64_t flight_end;     /* and end */
     uint64_t segments;       /* segment files on disk */
     uint64_t next_lsn;       /* LSN the next record gets */
     bool in_flight;          /* a sealed frame is being written */

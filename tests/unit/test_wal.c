@@ -1,7 +1,8 @@
 /* Unit tests of the WAL module: frames written through wal_seal() are replayed in order by
  * wal_open(); compression round-trips; segments rotate; a torn tail is cut and reported; damage
- * anywhere else is CS_ECORRUPT naming file and offset; malformed records are rejected. The
- * writes here are plain pwrite + fdatasync standing in for the shard's io_uring submission. */
+ * anywhere else is CS_ECORRUPT naming file and offset; malformed records are rejected; writes
+ * are whole blocks that zero ahead of the log's end. The writes here are plain pwrite +
+ * fdatasync standing in for the shard's io_uring submission. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -229,7 +230,13 @@ static void test_torn_tail_is_cut_and_reported(void **state)
     wal_append(&w, &rec);
     struct wal_io io;
     assert_int_equal(wal_seal(&w, &io), 0);
-    assert_int_equal(io_file_pwrite(io.fd, io.buf, io.len / 2, io.off), 0);
+    /* the block's earlier bytes and half the frame: through the page cache, which takes any
+     * byte count (the log's writes are direct and whole blocks) */
+    int flags = fcntl(io.fd, F_GETFL);
+    assert_int_equal(fcntl(io.fd, F_SETFL, flags & ~O_DIRECT), 0);
+    assert_true(io.frame_at + io.frame_bytes <= io.len);
+    size_t torn = io.frame_at + io.frame_bytes / 2;
+    assert_int_equal(io_file_pwrite(io.fd, io.buf, torn, io.off), 0);
     wal_close(&w);
     open_log(&w, &c, 0, &info);
     check_seen(100);
@@ -278,6 +285,90 @@ static void test_damaged_frame_header_is_corruption(void **state)
     flip_byte(segment_path(0), WAL_SEGMENT_HEADER_BYTES + 21);
     open_log(&w, &c, CS_ECORRUPT, &info);
     assert_non_null(strstr(info.message, "offset 64"));
+    remove_dir();
+}
+
+static void test_writes_are_whole_blocks_that_zero_ahead(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    uint64_t frame_end = WAL_SEGMENT_HEADER_BYTES;
+    for (uint32_t k = 0; k < 2000; k++) {
+        struct wal_rec rec = {
+            .type = WAL_PUT, .coll = 1, .key = &k, .klen = 4, .val = "0123456789", .vlen = 10};
+        assert_int_equal(wal_reserve(&w, wal_rec_bytes(&rec)), 0);
+        wal_append(&w, &rec);
+        struct wal_io io;
+        assert_int_equal(wal_seal(&w, &io), 0);
+        assert_int_equal(io.off % WAL_IO_ALIGN, 0);
+        assert_int_equal(io.len % WAL_IO_ALIGN, 0);
+        assert_int_equal((uintptr_t)io.buf % WAL_IO_ALIGN, 0);
+        assert_int_equal(io.off + io.frame_at, frame_end);
+        assert_true(io.frame_at + io.frame_bytes <= io.len);
+        assert_true(io.off + io.len <= w.seg_size);
+        assert_int_equal(io_file_pwrite(io.fd, io.buf, io.len, io.off), 0);
+        wal_io_done(&w);
+        frame_end = io.off + io.frame_at + io.frame_bytes;
+        /* the blocks ahead of the log's end have been written (with zeros) */
+        assert_true(w.zeroed_end >= frame_end + WAL_ZERO_AHEAD_BYTES / 2);
+    }
+    assert_int_equal(io_file_sync(w.fd), 0);
+    uint64_t zeroed = w.zeroed_end;
+    wal_close(&w);
+    /* the zeros ahead are data to the filesystem, and a clean open accepts them */
+    int fd = open(segment_path(0), O_RDONLY);
+    assert_true(fd >= 0);
+    off_t data = lseek(fd, (off_t)(zeroed - WAL_IO_ALIGN), SEEK_DATA);
+    assert_int_equal(data, (off_t)(zeroed - WAL_IO_ALIGN));
+    close(fd);
+    open_log(&w, &c, 0, &info);
+    check_seen(2000);
+    assert_int_equal(info.torn_bytes, 0);
+    assert_int_equal(w.seg_off, frame_end);
+    /* appends continue within the last partial block without disturbing what it holds */
+    write_puts(&w, 2000, 3, 10, 1);
+    wal_close(&w);
+    open_log(&w, &c, 0, &info);
+    check_seen(2003);
+    wal_close(&w);
+    remove_dir();
+}
+
+static void test_valid_frame_in_the_zeroed_part_after_damage_is_corruption(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    write_puts(&w, 0, 100, 100, 10);
+    uint64_t end = w.seg_off;
+    uint64_t zeroed = w.zeroed_end;
+    wal_close(&w);
+    assert_true(zeroed > end + 2 * WAL_IO_ALIGN);
+    /* a copy of the first frame where zeros were written ahead, then the last frame damaged:
+     * a valid frame after the damage means the damage is not a torn tail */
+    char path[512];
+    snprintf(path, sizeof(path), "%s", segment_path(0));
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t frame[2048];
+    assert_int_equal(pread(fd, frame, sizeof(frame), WAL_SEGMENT_HEADER_BYTES),
+                     (ssize_t)sizeof(frame));
+    uint32_t body = (uint32_t)frame[20] | (uint32_t)frame[21] << 8;
+    size_t total = (WAL_FRAME_HEADER_BYTES + body + 7) & ~(size_t)7;
+    assert_true(total <= sizeof(frame));
+    off_t copy_at = (off_t)((zeroed - WAL_IO_ALIGN) & ~(uint64_t)(WAL_IO_ALIGN - 1));
+    assert_int_equal(pwrite(fd, frame, total, copy_at), (ssize_t)total);
+    close(fd);
+    flip_byte(path, end - 20);
+    open_log(&w, &c, CS_ECORRUPT, &info);
+    assert_non_null(strstr(info.message, "before valid"));
     remove_dir();
 }
 
@@ -405,6 +496,8 @@ int main(void)
         cmocka_unit_test(test_torn_tail_is_cut_and_reported),
         cmocka_unit_test(test_damage_before_valid_frames_is_corruption),
         cmocka_unit_test(test_damaged_frame_header_is_corruption),
+        cmocka_unit_test(test_writes_are_whole_blocks_that_zero_ahead),
+        cmocka_unit_test(test_valid_frame_in_the_zeroed_part_after_damage_is_corruption),
         cmocka_unit_test(test_damage_in_a_full_segment_is_corruption),
         cmocka_unit_test(test_missing_segment_is_corruption),
         cmocka_unit_test(test_record_decoder_rejects_bad_lengths_and_types),

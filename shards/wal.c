@@ -913,8 +913,10 @@ static void io_prepare(struct wal *w, struct wal_slot *s, const uint8_t *frame, 
     uint64_t off = block_start(w->seg_off);
     size_t prefix = (size_t)(w->seg_off - off);
     uint64_t end = align_io(w->seg_off + total);
-    if (w->zeroed_end < w->seg_size && end + WAL_ZERO_AHEAD_BYTES / 2 > w->zeroed_end)
-        end = cs_min_u64(w->seg_size, end + WAL_ZERO_AHEAD_BYTES);
+    /* segments this module creates have whole blocks; one from elsewhere may end mid-block */
+    uint64_t seg_end = align_io(w->seg_size);
+    if (w->zeroed_end < seg_end && end + WAL_ZERO_AHEAD_BYTES / 2 > w->zeroed_end)
+        end = cs_min_u64(seg_end, end + WAL_ZERO_AHEAD_BYTES);
     size_t len = (size_t)(end - off);
     cs_assert(len <= s->io_cap);
     cs_assert(prefix + total <= len);

@@ -114,8 +114,8 @@ struct wal {
     uint64_t seg_first_lsn;  /* first LSN of that segment */
     uint64_t seg_size;       /* its preallocated size */
     uint64_t seg_off;        /* next append offset in it */
-    uint64_t zeroed_end;     /* its blocks before this offset hold data: frames or zeros */
-    bool direct;             /* the segment is written with O_DIRECT */
+    uint64_t zeroed_end;     /* blocks before this offset were written: frames or zeros */
+    bool direct;             /* O_DIRECT took (else page-cache writes, same layout) */
     uint8_t *tail;           /* WAL_IO_ALIGN bytes: the block holding seg_off, up to seg_off */
     uint64_t flight_off;     /* the sealed frame's write: first byte */
     uint64_t flight_end;     /* and end */

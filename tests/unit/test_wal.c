@@ -210,6 +210,25 @@ static void test_segments_rotate_and_replay_across_files(void **state)
     remove_dir();
 }
 
+static void test_odd_segment_size_rounds_up_to_whole_blocks(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config((1 << 20) + 1000, 0);
+    open_log(&w, &c, 0, &info);
+    assert_int_equal(w.seg_size % WAL_IO_ALIGN, 0);
+    write_puts(&w, 0, 300, 10000, 10); /* ~3 MB: rotates */
+    assert_true(w.segments >= 2);
+    assert_int_equal(w.seg_size % WAL_IO_ALIGN, 0);
+    wal_close(&w);
+    open_log(&w, &c, 0, &info);
+    check_seen(300);
+    wal_close(&w);
+    remove_dir();
+}
+
 static void test_torn_tail_is_cut_and_reported(void **state)
 {
     (void)state;
@@ -493,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_replay_returns_every_record_in_lsn_order),
         cmocka_unit_test(test_compressed_frames_round_trip),
         cmocka_unit_test(test_segments_rotate_and_replay_across_files),
+        cmocka_unit_test(test_odd_segment_size_rounds_up_to_whole_blocks),
         cmocka_unit_test(test_torn_tail_is_cut_and_reported),
         cmocka_unit_test(test_damage_before_valid_frames_is_corruption),
         cmocka_unit_test(test_damaged_frame_header_is_corruption),

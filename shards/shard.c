@@ -17,7 +17,7 @@
  *      append their WAL records to the open frame (stop early once the frame holds
  *      WAL_FRAME_SOFT_BYTES);
  *   2. if no frame is being written and the open frame is not empty, seal it and submit one
- *      write linked to one fdatasync (sync mode; a plain write in async mode): group commit —
+ *      write, with RWF_DSYNC in sync mode (a plain write in async mode): group commit —
  *      requests that arrive while a write is in flight form the next frame;
  *   3. submit and reap io_uring completions: a finished frame makes its LSNs durable and completes
  *      every pending request whose LSN is now durable; an eventfd read wakes an idle loop;

@@ -139,36 +139,35 @@ int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
     c->n = db->nshards;
     c->cur = -1;
     c->s = calloc(c->n, sizeof(*c->s));
-    struct waiter *ws = calloc(c->n, sizeof(*ws));
-    bool *asked = calloc(c->n, sizeof(*asked));
-    if (!c->s || !ws || !asked) {
-        free(ws);
-        free(asked);
+    if (!c->s) {
         cs_cursor_close(c);
         return -ENOMEM;
     }
-    for (unsigned i = 0; i < c->n; i++) {
+    struct waiter *ws = NULL; /* requests to the shards whose view missed (rare) */
+    for (unsigned i = 0; i < c->n && !rc; i++) {
         if (shard_view_pin(&db->shards[i], coll, nlen, &c->s[i].view) == 0)
             continue;
+        if (!ws && !(ws = calloc(c->n, sizeof(*ws)))) {
+            rc = -ENOMEM;
+            break;
+        }
         waiter_init(&ws[i], SHARD_VIEW_PIN);
         ws[i].req.coll = coll;
         ws[i].req.coll_len = nlen;
         shard_submit(&db->shards[i], &ws[i].req);
-        asked[i] = true;
     }
-    for (unsigned i = 0; i < c->n; i++) {
-        if (!asked[i])
-            continue;
+    for (unsigned i = 0; ws && i < c->n; i++) {
+        if (!ws[i].req.done)
+            continue; /* not asked */
         waiter_wait(&ws[i]);
         if (ws[i].req.rc && !rc)
             rc = ws[i].req.rc;
         c->s[i].view = ws[i].req.view;
     }
+    free(ws);
     for (unsigned i = 0; i < c->n; i++)
         if (c->s[i].view)
             btree_cursor_init(&c->s[i].cur, shard_view_snap(c->s[i].view));
-    free(ws);
-    free(asked);
     if (rc) {
         cs_cursor_close(c);
         return rc;

@@ -250,7 +250,8 @@ static void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint6
  * logged. undo[wal.open] belongs to the frame being filled, undo[wal.open ^ 1] to the frame in
  * flight. A durable frame releases its undo; a failed one restores it. */
 
-static int undo_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+/* Grow *arr (malloc memory) to hold need elements of elem bytes, doubling. */
+static int array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
@@ -271,11 +272,11 @@ static int undo_reserve(struct shard *sh, size_t trees, size_t cats)
     if (!sh->undo_on)
         return 0;
     struct frame_undo *u = &sh->undo[sh->wal.open];
-    int rc = undo_grow((void **)&u->trees, &u->cap_trees, u->ntrees + (uint32_t)trees,
-                       sizeof(*u->trees));
+    int rc = array_grow((void **)&u->trees, &u->cap_trees, u->ntrees + (uint32_t)trees,
+                        sizeof(*u->trees));
     if (!rc)
-        rc =
-            undo_grow((void **)&u->cats, &u->cap_cats, u->ncats + (uint32_t)cats, sizeof(*u->cats));
+        rc = array_grow((void **)&u->cats, &u->cap_cats, u->ncats + (uint32_t)cats,
+                        sizeof(*u->cats));
     return rc;
 }
 
@@ -503,25 +504,6 @@ static void views_publish_live(struct shard *sh)
     __atomic_store_n(&sh->view_seq, sh->wseq, __ATOMIC_RELEASE);
 }
 
-static int cap_grow(struct view_cap *k, uint32_t need)
-{
-    if (need <= k->cap)
-        return 0;
-    uint32_t n = k->cap ? k->cap : 8;
-    while (n < need)
-        n *= 2;
-    struct shard_coll **colls = realloc(k->colls, n * sizeof(*colls));
-    if (!colls)
-        return -ENOMEM;
-    k->colls = colls;
-    struct shard_view **views = realloc(k->views, n * sizeof(*views));
-    if (!views)
-        return -ENOMEM;
-    k->views = views;
-    k->cap = n;
-    return 0;
-}
-
 /* Sync mode, a frame was just sealed: the trees hold exactly what it and the frames before it
  * logged. Take the views it publishes once durable. When even the list cannot be allocated the
  * capture is incomplete: the frame then publishes nothing and readers take the queue until a
@@ -534,14 +516,14 @@ static void views_capture(struct shard *sh, struct view_cap *k)
     uint32_t n = 0;
     for (struct shard_coll *c = sh->dirty; c; c = c->next_dirty)
         n++;
-    if (cap_grow(k, n))
+    if (array_grow((void **)&k->e, &k->cap, n, sizeof(*k->e)))
         return;
     struct shard_coll *c = sh->dirty, *keep = NULL;
     while (c) {
         struct shard_coll *next = c->next_dirty;
         struct shard_view *v = c->dropped ? NULL : view_new(sh, c);
-        k->colls[k->n] = c;
-        k->views[k->n++] = v;
+        k->e[k->n].coll = c;
+        k->e[k->n++].view = v;
         if (!v && !c->dropped) {
             c->refs++; /* stays dirty, and is in the capture */
             c->next_dirty = keep;
@@ -559,8 +541,8 @@ static void views_capture(struct shard *sh, struct view_cap *k)
 static void views_publish_cap(struct shard *sh, struct view_cap *k)
 {
     for (uint32_t i = 0; i < k->n; i++) {
-        view_install(sh, k->colls[i], k->views[i]);
-        coll_unref(sh, k->colls[i]);
+        view_install(sh, k->e[i].coll, k->e[i].view);
+        coll_unref(sh, k->e[i].coll);
     }
     k->n = 0;
     if (k->complete)
@@ -572,9 +554,9 @@ static void views_publish_cap(struct shard *sh, struct view_cap *k)
 static void views_discard_cap(struct shard *sh, struct view_cap *k)
 {
     for (uint32_t i = 0; i < k->n; i++) {
-        struct shard_coll *c = k->colls[i];
-        if (k->views[i])
-            view_release(sh, k->views[i]);
+        struct shard_coll *c = k->e[i].coll;
+        if (k->e[i].view)
+            view_release(sh, k->e[i].view);
         if (c->dirty) {
             coll_unref(sh, c);
         } else {
@@ -1624,8 +1606,7 @@ static void views_teardown(struct shard *sh)
         return;
     for (int i = 0; i < 2; i++) {
         views_discard_cap(sh, &sh->cap[i]);
-        free(sh->cap[i].colls);
-        free(sh->cap[i].views);
+        free(sh->cap[i].e);
     }
     if (sh->by_name)
         for (unsigned b = 0; b < COLL_BUCKETS; b++)

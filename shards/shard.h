@@ -94,13 +94,16 @@ struct shard_config {
 struct shard_coll;
 
 /* Views captured when a WAL frame was sealed, published when it is durable (sync mode). */
+struct view_cap_entry {
+    struct shard_coll *coll; /* referenced */
+    struct shard_view *view; /* its new view (NULL: dropped, or out of memory) */
+};
 struct view_cap {
-    struct shard_coll **colls; /* collections (each referenced) */
-    struct shard_view **views; /* their new views (NULL: the collection was dropped) */
-    uint32_t n;                /* entries used */
-    uint32_t cap;              /* entries allocated */
-    uint64_t seq;              /* write sequence at the seal */
-    bool complete;             /* every changed collection was captured */
+    struct view_cap_entry *e; /* the captured collections */
+    uint32_t n;               /* entries used */
+    uint32_t cap;             /* entries allocated */
+    uint64_t seq;             /* write sequence at the seal */
+    bool complete;            /* every changed collection was captured */
 };
 
 /* Undo of one WAL frame (see shard.c). */

@@ -163,8 +163,8 @@ static void test_sync_reads_never_see_a_frame_before_it_is_durable(void **state)
         assert_int_equal(cs_get(db, "v", "late", 4, &v, &vl), 0);
         assert_int_equal(vl, 3);
         if (!returned && memcmp(v, "new", 3) == 0) {
-            /* durable and published just before the put returned: allowed only if the put
-             * has returned by now */
+            /* durable and published just before the put's acknowledgement reached its
+             * thread: allowed; poll until the put returns, then it must be visible */
             cs_free(v);
             usleep(1000);
             continue;

@@ -159,7 +159,7 @@ int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
     for (unsigned i = 0; ws && i < c->n; i++) {
         if (!ws[i].req.done)
             continue; /* not asked */
-        waiter_wait(&ws[i]);
+        waiter_wait(&ws[i], true);
         if (ws[i].req.rc && !rc)
             rc = ws[i].req.rc;
         c->s[i].view = ws[i].req.view;

@@ -6,19 +6,21 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "cstore.h"
 #include "engine/options.h"
 #include "shards/shard.h"
 
 struct cs_db {
-    char dir[PATH_MAX];     /* data folder */
-    struct cs_options opt;  /* options in force */
-    unsigned nshards;       /* shard count */
-    struct shard *shards;   /* nshards shards */
-    int lock_fd;            /* holds dir/LOCK */
-    pthread_mutex_t ddl;    /* serialises collection create/drop (cold path) */
-    struct io_fault *fault; /* fault-injection plan (option `fault` or $CSTORE_FAULT), or NULL */
+    char dir[PATH_MAX];        /* data folder */
+    struct cs_options opt;     /* options in force */
+    unsigned nshards;          /* shard count */
+    struct shard *shards;      /* nshards shards */
+    int lock_fd;               /* holds dir/LOCK */
+    pthread_mutex_t ddl;       /* serialises collection create/drop (cold path) */
+    struct io_fault *fault;    /* fault-injection plan (option `fault` or $CSTORE_FAULT), or NULL */
+    _Atomic unsigned yielders; /* blocking callers in their sched_yield wait (at most one) */
 };
 
 /* A request whose submitter blocks until it completes (futex wait after a short spin). */
@@ -28,7 +30,9 @@ struct waiter {
 };
 
 void waiter_init(struct waiter *w, enum shard_op op);
-void waiter_wait(struct waiter *w);
+/* Wait for w's completion: poll a moment first when spin (answers that need no disk flush come
+ * back within microseconds), then sleep on the futex. */
+void waiter_wait(struct waiter *w, bool spin);
 /* Submit w to shard and wait for its completion; returns w->req.rc. */
 int db_call(cs_db *db, unsigned shard, struct waiter *w);
 

@@ -31,6 +31,7 @@ void options_defaults(struct cs_options *o)
     memset(o, 0, sizeof(*o));
     o->durability = SHARD_SYNC;
     o->sync_interval_ms = 10;
+    o->wait_yield_us = 1000;
     o->wal_segment_bytes = 64ull << 20;
     o->wal_compress_bytes = 4096;
     o->batch_max = 256;
@@ -172,6 +173,8 @@ int cs_options_set(cs_options *o, const char *name, const char *value)
         return set_u32(&o->sync_interval_ms, value, 1, INTERVAL_MS_MAX, false);
     if (strcmp(name, "group_commit_delay_us") == 0)
         return set_u32(&o->group_commit_delay_us, value, 0, DELAY_US_MAX, false);
+    if (strcmp(name, "wait_yield_us") == 0)
+        return set_u32(&o->wait_yield_us, value, 0, DELAY_US_MAX, false);
     if (strcmp(name, "wal_segment_bytes") == 0) {
         rc = parse_u64(value, WAL_SEGMENT_BYTES_MIN, WAL_SEGMENT_BYTES_MAX, true, &x);
         if (!rc)

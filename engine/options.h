@@ -16,6 +16,7 @@ struct cs_options {
     enum shard_durability durability; /* sync, async, none */
     uint32_t sync_interval_ms;        /* async fdatasync period */
     uint32_t group_commit_delay_us;   /* frame sealing delay */
+    uint32_t wait_yield_us;           /* a durable writer yields this long before it sleeps */
     uint64_t wal_segment_bytes;       /* WAL segment size */
     uint32_t wal_compress_bytes;      /* LZ4 threshold, 0 = off */
     uint32_t batch_max;               /* requests per loop iteration */

@@ -89,16 +89,20 @@ void cs_free(void *p);
  *                          loaded, nothing is written to it)
  *   sync_interval_ms       async mode: fdatasync period; default 10
  *   group_commit_delay_us  wait this long for more writes before a WAL write; default 0
+ *   wait_yield_us          sync mode: a blocking durable write (one caller at a time), and a
+ *                          shard after each WAL write, yield the CPU (sched_yield) for up to
+ *                          this long before sleeping; 0 = sleep at once; default 1000
  *   wal_segment_bytes      size of a preallocated WAL segment; default 64 MiB (1 MiB..1 GiB)
  *   wal_compress_bytes     LZ4-compress frame bodies at least this big; 0 = never; default 4096
  *   batch_max              requests a shard takes per loop iteration; default 256
  *   checkpoint_wal_bytes   a shard checkpoints once it wrote this much WAL; 0 = only on request;
  *                          default 256 MiB
- *   memory_limit           bytes of tree memory per database; 0 = no limit (default) *   salvage
- * true: recovery cuts the WAL (or checkpoint) at the first damage and goes on, reporting what it
- * dropped on stderr; false (default): damage fails cs_open with CS_ECORRUPT fault fault-injection
- * plan for testing, e.g. "seed=3,write_eio=100" (see io/fault.h); "" = off (default). $CSTORE_FAULT
- * sets it too.
+ *   memory_limit           bytes of tree memory per database; 0 = no limit (default)
+ *   salvage                true: recovery cuts the WAL (or checkpoint) at the first damage and
+ *                          goes on, reporting what it dropped on stderr; false (default): damage
+ *                          fails cs_open with CS_ECORRUPT
+ *   fault                  fault-injection plan for testing, e.g. "seed=3,write_eio=100" (see
+ *                          io/fault.h); "" = off (default). $CSTORE_FAULT sets it too.
  *
  * An unknown name is CS_EOPTION; a malformed value is CS_EOPTVAL. Combinations (cpuset vs
  * shards, CPUs that do not exist) are checked by cs_open(). */

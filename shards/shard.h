@@ -82,6 +82,7 @@ struct shard_config {
     enum shard_durability durability;
     uint32_t sync_interval_ms;      /* async: fdatasync period */
     uint32_t group_commit_delay_us; /* wait this long for more writes before sealing a frame */
+    uint32_t yield_us;              /* sync: sched_yield this long after a write, then sleep */
     uint64_t wal_segment_bytes;     /* WAL segment size */
     uint32_t wal_compress_bytes;    /* compression threshold */
     uint32_t batch_max;             /* requests taken per loop iteration */
@@ -153,6 +154,7 @@ struct shard {
     struct wal_io io;                  /* the frame being written */
     unsigned io_wait;                  /* completions still expected for io */
     int io_res;                        /* first error among them */
+    uint64_t io_submit_ns;             /* when the frame in flight was submitted */
     bool fsync_in_flight;              /* async mode: a lone fdatasync is running */
     uint64_t written_lsn;              /* last LSN written to the file */
     uint64_t durable_lsn;              /* last LSN known durable */

@@ -489,6 +489,9 @@ static void test_bad_options_are_refused(void **state)
     assert_int_equal(cs_options_set(o, "cpuset", "a"), CS_EOPTVAL);
     assert_int_equal(cs_options_set(o, "cpuset", "0,"), CS_EOPTVAL);
     assert_int_equal(cs_options_set(o, "batch_max", "0"), CS_EOPTVAL);
+    assert_int_equal(cs_options_set(o, "wait_yield_us", "0"), 0);
+    assert_int_equal(cs_options_set(o, "wait_yield_us", "-5"), CS_EOPTVAL);
+    assert_int_equal(cs_options_set(o, "wait_yield_us", "1000001"), CS_EOPTVAL);
     assert_int_equal(cs_options_set(o, "wal_segment_bytes", "64M"), 0);
     assert_int_equal(cs_options_set(o, "wal_segment_bytes", "1K"), CS_EOPTVAL);
     assert_int_equal(cs_options_set(o, NULL, "1"), CS_EINVAL);

@@ -236,7 +236,8 @@ static void verify_all(cs_db *db, struct worker *ws)
         }
 }
 
-static void run(const char *durability, unsigned ops)
+/* yield_us: the wait_yield_us option, or NULL for its default */
+static void run(const char *durability, const char *yield_us, unsigned ops)
 {
     char dir[256];
     snprintf(dir, sizeof(dir), "%s/cs-test-mt-XXXXXX",
@@ -244,6 +245,8 @@ static void run(const char *durability, unsigned ops)
     assert_non_null(mkdtemp(dir));
     cs_options *o = cs_options_new();
     assert_int_equal(cs_options_set(o, "durability", durability), 0);
+    if (yield_us)
+        assert_int_equal(cs_options_set(o, "wait_yield_us", yield_us), 0);
     cs_db *db;
     assert_int_equal(cs_open(dir, o, &db), 0);
     static struct worker ws[THREADS];
@@ -285,25 +288,33 @@ static unsigned ops_per_thread(void)
 static void test_sixteen_threads_sync_match_their_models(void **state)
 {
     (void)state;
-    run("sync", ops_per_thread());
+    run("sync", NULL, ops_per_thread());
+}
+
+/* Durable writers and shards that sleep at once instead of yielding first. */
+static void test_sixteen_threads_sync_without_yield_match_their_models(void **state)
+{
+    (void)state;
+    run("sync", "0", ops_per_thread());
 }
 
 static void test_sixteen_threads_async_match_their_models(void **state)
 {
     (void)state;
-    run("async", ops_per_thread());
+    run("async", NULL, ops_per_thread());
 }
 
 static void test_sixteen_threads_in_memory_match_their_models(void **state)
 {
     (void)state;
-    run("none", ops_per_thread());
+    run("none", NULL, ops_per_thread());
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sixteen_threads_sync_match_their_models),
+        cmocka_unit_test(test_sixteen_threads_sync_without_yield_match_their_models),
         cmocka_unit_test(test_sixteen_threads_async_match_their_models),
         cmocka_unit_test(test_sixteen_threads_in_memory_match_their_models),
     };

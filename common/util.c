@@ -30,6 +30,13 @@ int cs_mem_arena_create(unsigned *arena)
     return rc ? -rc : 0;
 }
 
+void cs_mem_arena_purge(unsigned arena)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "arena.%u.purge", arena);
+    (void)mallctl(name, NULL, NULL, NULL, 0); /* best effort: memory stays usable either way */
+}
+
 void *cs_mem_alloc(unsigned arena, size_t size)
 {
     cs_assert(size > 0);
@@ -54,6 +61,11 @@ int cs_mem_arena_create(unsigned *arena)
 {
     *arena = 0;
     return 0;
+}
+
+void cs_mem_arena_purge(unsigned arena)
+{
+    (void)arena;
 }
 
 void *cs_mem_alloc(unsigned arena, size_t size)

@@ -56,6 +56,8 @@ static inline uint64_t cs_min_u64(uint64_t a, uint64_t b)
  * thread; that is also what the public cs_free() calls. */
 CS_MUST_CHECK int cs_mem_arena_create(unsigned *arena);
 void *cs_mem_alloc(unsigned arena, size_t size);
+/* Give the arena's unused pages back to the system (after a large release). */
+void cs_mem_arena_purge(unsigned arena);
 void *cs_mem_realloc(unsigned arena, void *p, size_t size);
 void cs_mem_free(void *p);
 

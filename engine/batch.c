@@ -4,7 +4,8 @@
  * can point into them), and keeps an array of operations. cs_write() routes the batch: when
  * every key lives on one shard, the shard applies all operations or none (rolling back through
  * copy-on-write snapshots if memory runs out) and logs them as one WAL record. A batch that spans
- * shards returns CS_ENOTSUP until cross-shard two-phase commit exists. */
+ * shards returns CS_ENOTSUP until cross-shard two-phase commit exists; cs_key_shard() tells the
+ * application which keys may share a batch. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,14 @@ int cs_batch_put(cs_batch *b, const char *coll, const void *key, size_t klen, co
 int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen)
 {
     return batch_add(b, WAL_DEL, coll, key, klen, NULL, 0);
+}
+
+int cs_key_shard(const cs_db *db, const void *key, size_t klen)
+{
+    if (!db)
+        return CS_EINVAL;
+    int rc = db_check_key(key, klen);
+    return rc ? rc : (int)db_shard_of(db, key, klen);
 }
 
 int cs_write(cs_db *db, const cs_batch *b)

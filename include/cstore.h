@@ -156,6 +156,11 @@ size_t cs_batch_count(const cs_batch *b);
 void cs_batch_clear(cs_batch *b);
 void cs_batch_free(cs_batch *b);
 int cs_write(cs_db *db, const cs_batch *b);
+/* The shard that key lives on (0 .. cs_shard_count() - 1; the same for every collection and
+ * for the life of the database): keys with the same shard can share a batch. A bulk load that
+ * keeps one batch per shard commits each with one request and one WAL record. Returns the
+ * shard, or CS_EINVAL (db or key NULL) or CS_EKEYSIZE. */
+int cs_key_shard(const cs_db *db, const void *key, size_t klen);
 
 /* ---- Cursors ----
  * A cursor reads a consistent snapshot of each shard (taken at cs_cursor_open; writes made

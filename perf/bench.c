@@ -109,7 +109,7 @@ static const char bench_usage[] =
     "  --value-size B         bytes per value (default 100)\n"
     "  --scan-length N        records read per seek (seekrandom; ycsb-e draws 1..N) (100)\n"
     "  --zipf THETA           zipfian constant of the ycsb workloads (default 0.99)\n"
-    "  --batch N              writes per commit for engines with transactions (default 1)\n"
+    "  --batch N              writes per commit (default 1): a transaction of the peers; for cstore\n                         (blocking calls) one cs_batch per shard, written at N operations\n"
     "  --load-threads N, --load-inflight K, --load-batch N\n"
     "                         the load phase (defaults --threads, 64, 1000)\n"
     "  --seed S               key generator seed (default 1)\n"

@@ -19,8 +19,10 @@
 #   put64     fillrandom, durable (sync), 64 threads, blocking calls          all engines
 #   putsess   fillrandom, durable, 2 threads x 128 in flight (sessions)        cstore
 #   put1      fillrandom, durable, 1 thread (p50 against the fdatasync floor) all engines
-#   bulk      fillrandom, durability none; peers in one transaction (1 thread, --batch keys),
-#             cstore 2 threads x 64 in flight                                  all engines
+#   bulk      fillrandom, durability none, --batch keys: peers in one transaction (1 thread);
+#             cstore 2 threads, each keeping one cs_batch per shard (cs_key_shard) and
+#             writing it at 65536 operations (CS_BATCH_OPS_MAX)                all engines
+#   bulksess  fillrandom, durability none, 2 threads x 64 in flight (sessions) cstore
 #   read      readrandom, 2 threads, blocking                                 all engines
 #   seek      seekrandom, 100 nexts, 2 threads, blocking                      all engines
 #   readsess  readrandom, 2 threads x 64 in flight                            cstore
@@ -126,7 +128,9 @@ for e in $PEERS; do
     run bulk "$e" --workload fillrandom --durability none --threads 1 --batch "$k_bulk" \
         --keys "$k_bulk"
 done
-run bulk cstore --workload fillrandom --durability none --threads 2 --inflight 64 \
+run bulk cstore --workload fillrandom --durability none --threads 2 --batch "$k_bulk" \
+    --keys "$k_bulk"
+run bulksess cstore --workload fillrandom --durability none --threads 2 --inflight 64 \
     --keys "$k_bulk"
 for e in $PEERS cstore; do
     run read "$e" --workload readrandom --threads 2 --keys "$k_read" --ops "$o_read"
@@ -174,7 +178,8 @@ cat >"$tmp/rows.tsv" <<'ROWS'
 1. durable puts, 64 threads (ops/s)	put64	fillrandom	ops	put64	rocksdb	>= 4
 2. durable puts: cstore 2x128 sessions, peers 64 threads (ops/s)	put64	fillrandom	ops	putsess	rocksdb	>= 10
 3. one durable writer, p50 us (ratio: cstore / fdatasync floor)	put1	fillrandom	p50	put1	floor	<= 1.25
-4. bulk load, durability none (ops/s; peers: one transaction)	bulk	fillrandom	ops	bulk	lmdb	>= 2
+4. bulk load, durability none (ops/s; peers: one transaction; cstore: a cs_batch per shard, 2 threads)	bulk	fillrandom	ops	bulk	lmdb	>= 2
+4b. bulk load: cstore 2x64 sessions (ops/s)	bulk	fillrandom	ops	bulksess	lmdb	-
 5a. readrandom, 2 threads, blocking (ops/s)	read	readrandom	ops	read	rocksdb	>= 1
 5b. readrandom: cstore 2x64 sessions, peers blocking (ops/s)	read	readrandom	ops	readsess	lmdb	>= 1
 6. seekrandom, 100 nexts, 2 threads (ops/s)	seek	seekrandom	ops	seek	rocksdb	>= 1
@@ -184,7 +189,8 @@ cat >"$tmp/rows.tsv" <<'ROWS'
 7. ycsb-d (ops/s)	ycsb	ycsb-d	ops	ycsb	rocksdb	-
 7. ycsb-e (ops/s)	ycsb	ycsb-e	ops	ycsb	rocksdb	-
 7. ycsb-f (ops/s)	ycsb	ycsb-f	ops	ycsb	rocksdb	-
-8. memory after the bulk load (RSS growth per record, page cache not counted; ratio: cstore / 116 raw bytes)	bulk	fillrandom	bpr	bulk	raw	<= 1.5
+8. memory after the bulk load (RSS growth per record, page cache not counted; ratio: cstore / 116 raw bytes; cstore: the 2x64-session load)	bulk	fillrandom	bpr	bulksess	raw	<= 1.5
+8b. memory after cstore's batched load (with the loader's cs_batch buffers)	bulk	fillrandom	bpr	bulk	raw	-
 9. reopen after durable puts (200k at scale 1), no checkpoint (records/s of open; cstore 1 shard)	reopen	readrandom	replay	reopen	rocksdb	>= 1M/s
 ROWS
 

@@ -2,9 +2,12 @@
  *
  * One cs_db per run, in collection "bench". A thread handle holds a cs_session of the depth
  * the thread asked for (none for depth 1, which uses the blocking calls), the completions of
- * its last reap (their values are released at the next reap), and nothing else. Writes are
- * never grouped (--batch is ignored): a cs_batch cannot span shards, and grouping is what the
- * shards' group commit does for concurrent writers. Durability, shards, cpuset and --set are
+ * its last reap (their values are released at the next reap), and with --batch N > 1 (blocking
+ * calls only) one cs_batch per shard: a put or delete goes into the batch of its key's shard
+ * (cs_key_shard), which is written with cs_write once it holds N operations (or is full), the
+ * way a bulk loader would use cstore; the peers' drivers commit a transaction every N writes.
+ * Without --batch, concurrent writers are grouped by the shards' group commit. Durability,
+ * shards, cpuset and --set are
  * cs_options_set names. A cursor is opened per seek, as the peers' drivers do. */
 #include "bench.h"
 
@@ -21,6 +24,9 @@
 struct csb_thread {
     cs_db *db;
     cs_session *session;                       /* NULL for blocking use */
+    cs_batch **batches;                        /* one per shard with --batch > 1, else NULL */
+    unsigned nbatches;                         /* shards */
+    unsigned batch;                            /* operations per cs_write */
     struct cs_completion done[BENCH_REAP_MAX]; /* completions of the last reap */
     unsigned done_count;                       /* entries of done holding values to free */
 };
@@ -92,11 +98,26 @@ static int csb_close(void *store)
 
 static int csb_thread_open(void *store, unsigned depth, unsigned batch, void **th)
 {
-    (void)batch;
     struct csb_thread *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return -ENOMEM;
     t->db = store;
+    if (depth <= 1 && batch > 1) {
+        t->batch = batch < CS_BATCH_OPS_MAX ? batch : CS_BATCH_OPS_MAX;
+        t->nbatches = cs_shard_count(t->db);
+        t->batches = calloc(t->nbatches, sizeof(*t->batches));
+        for (unsigned i = 0; t->batches != NULL && i < t->nbatches; i++)
+            if ((t->batches[i] = cs_batch_new()) == NULL) {
+                while (i > 0)
+                    cs_batch_free(t->batches[--i]);
+                free(t->batches);
+                t->batches = NULL;
+            }
+        if (t->batches == NULL) {
+            free(t);
+            return -ENOMEM;
+        }
+    }
     if (depth > 1) {
         int rc = cs_session_open(t->db, depth, &t->session);
         if (rc != 0) {
@@ -115,10 +136,55 @@ static void csb_release_done(struct csb_thread *t)
     t->done_count = 0;
 }
 
+/* Write the batch of one shard (if it holds anything) and empty it. */
+static int csb_write(struct csb_thread *t, unsigned shard)
+{
+    cs_batch *b = t->batches[shard];
+    if (cs_batch_count(b) == 0)
+        return 0;
+    int rc = cs_write(t->db, b);
+    cs_batch_clear(b);
+    return rc;
+}
+
+static int csb_flush(void *th)
+{
+    struct csb_thread *t = th;
+    int first = 0;
+    for (unsigned i = 0; t->batches != NULL && i < t->nbatches; i++) {
+        int rc = csb_write(t, i);
+        if (first == 0)
+            first = rc;
+    }
+    return first;
+}
+
+/* Add a put (val != NULL) or delete to the batch of key's shard, writing it when full. */
+static int csb_batched(struct csb_thread *t, const void *key, size_t klen, const void *val,
+                       size_t vlen)
+{
+    int shard = cs_key_shard(t->db, key, klen);
+    if (shard < 0)
+        return shard;
+    cs_batch *b = t->batches[shard];
+    for (int tries = 0;; tries++) {
+        int rc = val != NULL ? cs_batch_put(b, CSB_COLL, key, klen, val, vlen)
+                             : cs_batch_del(b, CSB_COLL, key, klen);
+        if (rc != CS_EBATCH || tries > 0)
+            return rc != 0 ? rc : cs_batch_count(b) >= t->batch ? csb_write(t, (unsigned)shard) : 0;
+        rc = csb_write(t, (unsigned)shard); /* over the byte limit: write what it holds first */
+        if (rc != 0)
+            return rc;
+    }
+}
+
 static void csb_thread_close(void *th)
 {
     struct csb_thread *t = th;
     csb_release_done(t);
+    for (unsigned i = 0; t->batches != NULL && i < t->nbatches; i++)
+        cs_batch_free(t->batches[i]);
+    free(t->batches);
     if (t->session != NULL)
         cs_session_close(t->session);
     free(t);
@@ -127,6 +193,8 @@ static void csb_thread_close(void *th)
 static int csb_put(void *th, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct csb_thread *t = th;
+    if (t->batches != NULL)
+        return csb_batched(t, key, klen, val != NULL ? val : "", vlen);
     return cs_put(t->db, CSB_COLL, key, klen, val, vlen);
 }
 
@@ -148,6 +216,8 @@ static int csb_get(void *th, const void *key, size_t klen, void *buf, size_t cap
 static int csb_del(void *th, const void *key, size_t klen)
 {
     struct csb_thread *t = th;
+    if (t->batches != NULL)
+        return csb_batched(t, key, klen, NULL, 0);
     int rc = cs_del(t->db, CSB_COLL, key, klen);
     return rc == CS_ENOTFOUND ? BENCH_NOTFOUND : rc;
 }
@@ -269,6 +339,7 @@ const struct bench_engine bench_engine_cstore = {
     .open = csb_open,
     .close = csb_close,
     .thread_open = csb_thread_open,
+    .flush = csb_flush,
     .thread_close = csb_thread_close,
     .put = csb_put,
     .get = csb_get,

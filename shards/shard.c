@@ -92,6 +92,7 @@ enum shard_tag {
     TAG_EPOCH = 7, /* poll the epoch again: retired views wait for readers */
 };
 
+#define TRIM_BYTES (4u << 20)    /* see mem_trim */
 #define EPOCH_POLL_NS 1000000    /* period of TAG_EPOCH while deferrals are pending */
 #define VIEW_RETIRED 0x80000000u /* shard_view.pins: unpublished; the last unpin releases it */
 
@@ -240,6 +241,8 @@ static void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint6
                              uint64_t count_before)
 {
     sh->tree_bytes += c->tree.bytes - before;
+    if (sh->tree_bytes > sh->tree_bytes_peak)
+        sh->tree_bytes_peak = sh->tree_bytes;
     if (!c->dropped)
         sh->stats.records += c->tree.count - count_before;
 }
@@ -1571,6 +1574,18 @@ static unsigned wait_count(struct shard *sh, unsigned drained)
     return 1;
 }
 
+/* Once the trees shrank by TRIM_BYTES since their peak (a large batch's or frame's old nodes
+ * released, views retired, a collection dropped), hand the arena's free pages back to the
+ * system: otherwise a bulk load that copies most of a tree once (copy-on-write for rollback)
+ * keeps twice the tree's memory resident. Costs one madvise pass over what was freed. */
+static void mem_trim(struct shard *sh)
+{
+    if (sh->tree_bytes_peak - sh->tree_bytes < TRIM_BYTES)
+        return;
+    cs_mem_arena_purge(sh->arena);
+    sh->tree_bytes_peak = sh->tree_bytes;
+}
+
 static void loop(struct shard *sh)
 {
     struct io_event ev[EVENTS_MAX];
@@ -1580,6 +1595,7 @@ static void loop(struct shard *sh)
         sync_tick(sh);
         views_maybe_publish(sh);
         views_reclaim(sh);
+        mem_trim(sh);
         if (sh->stopping && !work_left(sh))
             break;
         unsigned wait = wait_count(sh, drained);

@@ -190,6 +190,7 @@ struct shard {
     struct shard_coll **by_id;         /* hash of collections by id */
     uint32_t next_coll_id;             /* id the next collection gets */
     uint64_t tree_bytes;               /* bytes held by all trees */
+    uint64_t tree_bytes_peak;          /* their high-water mark since the last trim */
     uint64_t wseq;                     /* changes made to trees and catalog so far */
     ck_epoch_record_t *erec;           /* defers frees until no reader can hold them */
     uint32_t retired;                  /* deferrals not yet run */

@@ -147,27 +147,84 @@ static void test_collections_create_drop_list(void **state)
     assert_int_equal(cs_close(db), 0);
 }
 
-/* Find n keys "p<i>" that all live on the same shard as "p0" (or on another one). */
+/* Find n keys "p<i>" that all live on the same shard as "p0" (or on another one), as
+ * cs_key_shard tells, and check that cs_write agrees: a two-key batch commits exactly when both
+ * keys share a shard. */
 static int same_shard_keys(cs_db *db, char keys[][16], int n, bool same)
 {
-    (void)db;
-    /* Use single-key batches to learn the routing: a two-key batch succeeds only when both keys
-     * are on one shard. */
     cs_batch *b = cs_batch_new();
     int found = 0;
+    int home = cs_key_shard(db, "p0", 2);
+    assert_true(home >= 0 && (unsigned)home < cs_shard_count(db));
     snprintf(keys[found++], 16, "p0");
     for (int i = 1; i < 10000 && found < n; i++) {
         char k[16];
         snprintf(k, sizeof(k), "p%d", i);
+        int shard = cs_key_shard(db, k, strlen(k));
+        assert_true(shard >= 0 && (unsigned)shard < cs_shard_count(db));
         cs_batch_clear(b);
         assert_int_equal(cs_batch_put(b, "probe", "p0", 2, "", 0), 0);
         assert_int_equal(cs_batch_put(b, "probe", k, strlen(k), "", 0), 0);
-        int rc = cs_write(db, b);
-        if ((rc == 0) == same)
+        assert_int_equal(cs_write(db, b), shard == home ? 0 : CS_ENOTSUP);
+        if ((shard == home) == same)
             snprintf(keys[found++], 16, "%s", k);
     }
     cs_batch_free(b);
     return found;
+}
+
+/* A bulk load the way cs_key_shard allows it: one batch per shard, large enough that each
+ * write replaces most of the tree's nodes (copy-on-write for rollback) and the shard gives the
+ * old ones back to the system; then every record reads back, also after a reopen. */
+static void test_per_shard_batches_load_in_bulk(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync", test_shards());
+    enum { KEYS = 80000, ROUNDS = 2 };
+    unsigned shards = cs_shard_count(db);
+    cs_batch *b[8];
+    assert_true(shards <= 8);
+    for (unsigned s = 0; s < shards; s++)
+        assert_non_null(b[s] = cs_batch_new());
+    assert_int_equal(cs_key_shard(NULL, "k", 1), CS_EINVAL);
+    assert_int_equal(cs_key_shard(db, NULL, 1), CS_EINVAL);
+    assert_int_equal(cs_key_shard(db, "k", 0), CS_EKEYSIZE);
+    assert_int_equal(cs_key_shard(db, "k", CS_KEY_MAX + 1), CS_EKEYSIZE);
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < KEYS; i++) {
+            char k[24], v[128];
+            int kl = snprintf(k, sizeof(k), "bulk%08d", (i * 7919) % KEYS);
+            int vl = snprintf(v, sizeof(v), "value-%d-%d-%090d", round, (i * 7919) % KEYS, 0);
+            int s = cs_key_shard(db, k, (size_t)kl);
+            assert_true(s >= 0 && (unsigned)s < shards);
+            assert_int_equal(cs_batch_put(b[s], "bulk", k, (size_t)kl, v, (size_t)vl), 0);
+        }
+        for (unsigned s = 0; s < shards; s++) {
+            assert_int_equal(cs_write(db, b[s]), 0);
+            cs_batch_clear(b[s]);
+        }
+    }
+    for (unsigned s = 0; s < shards; s++)
+        cs_batch_free(b[s]);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < KEYS; i += 97) {
+            char k[24], v[128];
+            snprintf(k, sizeof(k), "bulk%08d", i);
+            snprintf(v, sizeof(v), "value-%d-%d-%090d", ROUNDS - 1, i, 0);
+            check_value(db, "bulk", k, v);
+        }
+        uint64_t records = 0;
+        for (unsigned s = 0; s < shards; s++) {
+            struct cs_shard_stats st;
+            assert_int_equal(cs_stats(db, s, &st), 0);
+            records += st.records;
+        }
+        assert_int_equal(records, KEYS);
+        assert_int_equal(cs_close(db), 0);
+        if (pass == 0)
+            db = open_db("sync", test_shards());
+    }
 }
 
 static void test_batch_is_atomic_on_one_shard_and_refused_across(void **state)
@@ -633,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_put_get_del_round_trip),
         cmocka_unit_test(test_collections_create_drop_list),
         cmocka_unit_test(test_batch_is_atomic_on_one_shard_and_refused_across),
+        cmocka_unit_test(test_per_shard_batches_load_in_bulk),
         cmocka_unit_test(test_batch_limits_and_bad_ops_are_refused),
         cmocka_unit_test(test_cursor_merges_shards_in_key_order),
         cmocka_unit_test(test_session_keeps_many_requests_in_flight),

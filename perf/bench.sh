@@ -10,10 +10,12 @@
 # The scale is small so that the suite ends within about 10 minutes on the 2-core reference
 # machine: the bulk load (and so the memory figure) uses 1M records, as the targets do; the
 # rest fewer (durable puts 20k, reads 200k keys, YCSB 50k keys), because a peer's durable writes
-# run at a few thousand per second there and SQLite's loads of 1M keys take minutes. BENCH_SCALE multiplies every key and request count, decimals allowed, e.g.
-# BENCH_SCALE=10 make bench or BENCH_SCALE=0.1 for a quick look. Figures are only comparable
-# within one run: the machine may be shared, so the load average before and after is printed
-# with them.
+# run at a few thousand per second there and SQLite's loads of 1M keys take minutes.
+# BENCH_SCALE multiplies every key and request count, decimals allowed, e.g. BENCH_SCALE=10 make
+# bench or BENCH_SCALE=0.1 for a quick look. The whole suite runs BENCH_REPEAT times (default 3)
+# and the table gives each figure's median over the passes: on a shared virtual machine a single
+# pass moved some ratios by 2x. Figures are only comparable within one run: the machine may be
+# shared, so the load average before and after is printed with them.
 #
 # Cases (ids used in the JSON):
 #   put64     fillrandom, durable (sync), 64 threads, blocking calls          all engines
@@ -32,6 +34,7 @@
 # Environment: BUILD (build folder), BENCH_SCALE, BENCH_ENGINES (default all that are built),
 # BENCH_DB (store folder, default ./data/bench), BENCH_RESULTS (default perf/results).
 BUILD=${BUILD:-build}
+REPEAT=${BENCH_REPEAT:-3}
 BIN="$BUILD/cstore-bench"
 DB=${BENCH_DB:-./data/bench}
 RESULTS=${BENCH_RESULTS:-perf/results}
@@ -40,6 +43,12 @@ SCALE=${BENCH_SCALE:-1}
 case "$SCALE" in
 '' | *[!0-9.]* | *.*.* | .)
     echo "bench.sh: BENCH_SCALE must be a positive number, not '$SCALE'" >&2
+    exit 2
+    ;;
+esac
+case "$REPEAT" in
+'' | *[!0-9]* | 0)
+    echo "bench.sh: BENCH_REPEAT must be a positive whole number, not '$REPEAT'" >&2
     exit 2
     ;;
 esac
@@ -81,7 +90,7 @@ run() {
         cat "$tmp/err" >&2
     fi
     echo "bench.sh: $id $eng $* ($(($(date +%s) - t0)) s)" >&2
-    sed "s/^{/{\"case\": \"$id\", /" "$tmp/out" >>"$runs"
+    sed "s/^{/{\"case\": \"$id\", \"repeat\": $rep, /" "$tmp/out" >>"$runs"
 }
 
 # reopen CASE ENGINE KEYS ARGS...: durable puts of KEYS records, then a second run that only
@@ -105,7 +114,7 @@ reopen() {
         cat "$tmp/err" >&2
     fi
     echo "bench.sh: $id $eng $keys keys $* ($(($(date +%s) - t0)) s)" >&2
-    sed "s/^{/{\"case\": \"$id\", /" "$tmp/out" >>"$runs"
+    sed "s/^{/{\"case\": \"$id\", \"repeat\": $rep, /" "$tmp/out" >>"$runs"
 }
 
 PEERS="rocksdb lmdb sqlite"
@@ -118,60 +127,88 @@ o_read=$(n 400000)
 o_seek=$(n 10000)
 k_ycsb=$(n 50000)
 o_ycsb=$(n 20000)
-for e in $PEERS cstore; do
-    run put64 "$e" --workload fillrandom --durability sync --threads 64 --keys "$k_put"
-    run put1 "$e" --workload fillrandom --durability sync --threads 1 --keys "$k_put1"
-done
-run putsess cstore --workload fillrandom --durability sync --threads 2 --inflight 128 \
-    --keys "$k_sess"
-for e in $PEERS; do
-    run bulk "$e" --workload fillrandom --durability none --threads 1 --batch "$k_bulk" \
-        --keys "$k_bulk"
-done
-run bulk cstore --workload fillrandom --durability none --threads 2 --batch "$k_bulk" \
-    --keys "$k_bulk"
-run bulksess cstore --workload fillrandom --durability none --threads 2 --inflight 64 \
-    --keys "$k_bulk"
-for e in $PEERS cstore; do
-    run read "$e" --workload readrandom --threads 2 --keys "$k_read" --ops "$o_read"
-    run seek "$e" --workload seekrandom --threads 2 --keys "$k_read" --ops "$o_seek" \
-        --scan-length 100
-done
-run readsess cstore --workload readrandom --threads 2 --inflight 64 --keys "$k_read" \
-    --ops "$o_read"
-for e in $PEERS cstore; do
-    run ycsb "$e" --workload ycsb-a,ycsb-b,ycsb-c,ycsb-d,ycsb-e,ycsb-f --durability sync \
-        --threads 8 --keys "$k_ycsb" --ops "$o_ycsb"
-done
 k_reopen=$(n 200000)
-reopen reopen rocksdb "$k_reopen" --durability sync --threads 64
-reopen reopen cstore "$k_reopen" --durability sync --threads 2 --inflight 128 --shards 1 \
-    --set checkpoint_wal_bytes=0
+rep=1
+while [ "$rep" -le "$REPEAT" ]; do
+    [ "$REPEAT" -gt 1 ] && echo "bench.sh: pass $rep of $REPEAT" >&2
+    for e in $PEERS cstore; do
+        run put64 "$e" --workload fillrandom --durability sync --threads 64 --keys "$k_put"
+        run put1 "$e" --workload fillrandom --durability sync --threads 1 --keys "$k_put1"
+    done
+    run putsess cstore --workload fillrandom --durability sync --threads 2 --inflight 128 \
+        --keys "$k_sess"
+    for e in $PEERS; do
+        run bulk "$e" --workload fillrandom --durability none --threads 1 --batch "$k_bulk" \
+            --keys "$k_bulk"
+    done
+    run bulk cstore --workload fillrandom --durability none --threads 2 --batch "$k_bulk" \
+        --keys "$k_bulk"
+    run bulksess cstore --workload fillrandom --durability none --threads 2 --inflight 64 \
+        --keys "$k_bulk"
+    for e in $PEERS cstore; do
+        run read "$e" --workload readrandom --threads 2 --keys "$k_read" --ops "$o_read"
+        run seek "$e" --workload seekrandom --threads 2 --keys "$k_read" --ops "$o_seek" \
+            --scan-length 100
+    done
+    run readsess cstore --workload readrandom --threads 2 --inflight 64 --keys "$k_read" \
+        --ops "$o_read"
+    for e in $PEERS cstore; do
+        run ycsb "$e" --workload ycsb-a,ycsb-b,ycsb-c,ycsb-d,ycsb-e,ycsb-f --durability sync \
+            --threads 8 --keys "$k_ycsb" --ops "$o_ycsb"
+    done
+    reopen reopen rocksdb "$k_reopen" --durability sync --threads 64
+    reopen reopen cstore "$k_reopen" --durability sync --threads 2 --inflight 128 --shards 1 \
+        --set checkpoint_wal_bytes=0
+    rep=$((rep + 1))
+done
 rm -rf "$DB"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The results file: machine, load and every run.
 json="$RESULTS/$stamp.json"
 {
-    printf '{"date": "%s", "scale": "%s", "cpus": %s, "kernel": "%s", "load_before": "%s",' \
-        "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$SCALE" "$(nproc)" "$(uname -r)" "$load_before"
-    printf ' "load_after": "%s", "note": "shared machine: other jobs may run", "runs": [\n' \
-        "$load_after"
+    printf '{"date": "%s", "scale": "%s", "repeat": %s, "cpus": %s, "kernel": "%s",' \
+        "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$SCALE" "$REPEAT" "$(nproc)" "$(uname -r)"
+    printf ' "load_before": "%s", "load_after": "%s",' "$load_before" "$load_after"
+    printf ' "note": "shared machine: other jobs may run", "runs": [\n'
     sed '$!s/$/,/' "$runs"
     printf ']}\n'
 } >"$json"
 
-# figures.tsv: case engine workload ops_per_sec p50_us p99_us bytes_per_record floor_p50_us
-# open_ms keys
+# runs.tsv, a line per run: case engine workload ops_per_sec p50_us p99_us bytes_per_record
+# floor_p50_us open_ms keys p50_over_floor. figures.tsv: the same columns, a line per case,
+# engine and workload, each figure the median of its passes (the upper middle one of an even
+# count): one slow or fast pass on a shared machine does not make the table.
 field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"]*\)\"\{0,1\}[,}].*/\1/p"; }
 while IFS= read -r line; do
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(echo "$line" | field case)" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(echo "$line" | field case)" \
         "$(echo "$line" | field engine)" "$(echo "$line" | field workload)" \
         "$(echo "$line" | field ops_per_sec)" "$(echo "$line" | field p50_us)" \
         "$(echo "$line" | field p99_us)" "$(echo "$line" | field bytes_per_record)" \
         "$(echo "$line" | field floor_p50_us)" "$(echo "$line" | field open_ms)" \
-        "$(echo "$line" | field keys)"
-done <"$runs" >"$tmp/figures.tsv"
+        "$(echo "$line" | field keys)" "$(echo "$line" | field p50_over_floor)"
+done <"$runs" >"$tmp/runs.tsv"
+awk -F'\t' -v OFS='\t' '
+    function median(k, c,    n, i, j, t, a) {
+        n = cnt[k];
+        for (i = 1; i <= n; i++) a[i] = v[k, c, i];
+        for (i = 2; i <= n; i++)
+            for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+        return a[int(n / 2) + 1];
+    }
+    {
+        k = $1 SUBSEP $2 SUBSEP $3;
+        if (!(k in cnt)) { order[++nk] = k; id[k] = $1 OFS $2 OFS $3 }
+        cnt[k]++;
+        for (c = 4; c <= 11; c++) v[k, c, cnt[k]] = $c;
+    }
+    END {
+        for (i = 1; i <= nk; i++) {
+            k = order[i]; line = id[k];
+            for (c = 4; c <= 11; c++) line = line OFS median(k, c);
+            print line;
+        }
+    }' "$tmp/runs.tsv" >"$tmp/figures.tsv"
 
 # The table: label, case, workload, metric, case of cstore's figure, peer of the ratio, goal.
 cat >"$tmp/rows.tsv" <<'ROWS'
@@ -203,7 +240,7 @@ awk -F'\t' -v raw=116 '
     FNR == NR {
         ops[$1, $2, $3] = $4; p50[$1, $2, $3] = $5; bpr[$1, $2, $3] = $7;
         replay[$1, $2, $3] = $9 > 0 ? $10 / ($9 / 1000) : "";
-        floor[$1, $2, $3] = $8; seen[$1, $2, $3] = 1; next
+        floor[$1, $2, $3] = $8; pof[$1, $2, $3] = $11; seen[$1, $2, $3] = 1; next
     }
     FNR == 1 {
         print "| target / workload | rocksdb | lmdb | sqlite | cstore | ratio (vs) | goal |";
@@ -222,8 +259,8 @@ awk -F'\t' -v raw=116 '
         }
         r = "-";
         if (val["cstore"] != "") {
-            if (vs == "floor" && floor[cid, "cstore", wl] > 0)
-                r = sprintf("%.2fx floor (%.0f us)", val["cstore"] / floor[cid, "cstore", wl],
+            if (vs == "floor" && pof[cid, "cstore", wl] > 0)
+                r = sprintf("%.2fx floor (%.0f us)", pof[cid, "cstore", wl],
                             floor[cid, "cstore", wl]);
             else if (vs == "raw")
                 r = sprintf("%.2fx raw", val["cstore"] / raw);
@@ -236,7 +273,8 @@ awk -F'\t' -v raw=116 '
 {
     echo
     echo "cstore perf suite, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, scale $SCALE;" \
-        "load average before $load_before, after $load_after (shared machine: other jobs ran too)"
+        "medians of $REPEAT passes; load average before $load_before, after $load_after" \
+        "(shared machine: other jobs ran too)"
     echo
     cat "$tmp/table.md"
     echo

@@ -155,6 +155,7 @@ struct shard {
     unsigned io_wait;                  /* completions still expected for io */
     int io_res;                        /* first error among them */
     uint64_t io_submit_ns;             /* when the frame in flight was submitted */
+    bool io_yield;                     /* yield rather than sleep while it is in flight */
     bool fsync_in_flight;              /* async mode: a lone fdatasync is running */
     uint64_t written_lsn;              /* last LSN written to the file */
     uint64_t durable_lsn;              /* last LSN known durable */

@@ -91,6 +91,13 @@ static void check_i(cs_db *db, int i, int version)
     cs_free(v);
 }
 
+/* The version a value_of() value was made with ("v<i>.<version>:..."). */
+static int v_version(const void *v)
+{
+    const char *dot = memchr(v, '.', 16);
+    return dot ? atoi(dot + 1) : -2;
+}
+
 static int count_files(const char *prefix)
 {
     char shard[400];
@@ -321,6 +328,123 @@ static void test_write_error_rolls_back_and_turns_read_only(void **state)
     assert_int_equal(cs_close(db), 0);
 }
 
+/* What key i holds after failed_frames_undo_their_writes' second phase: its op there was an
+ * overwrite (i % 3 == 0), a delete (i % 3 == 1) or, for the new keys, an insert. */
+enum { UNDO_OLD = 900, UNDO_NEW = 300, UNDO_DEPTH = 128 };
+
+static int undo_state(int i, bool applied)
+{
+    if (i >= UNDO_OLD)
+        return applied ? 2 : -1;
+    if (i % 3 == 1)
+        return applied ? -1 : 1;
+    return applied ? 2 : 1;
+}
+
+/* Key i holds one of the states its write can have left (either, when the write failed but may
+ * have reached the disk). */
+static void check_undo(cs_db *db, int i, bool applied, bool maybe)
+{
+    if (!maybe) {
+        check_i(db, i, undo_state(i, applied));
+        return;
+    }
+    char k[32];
+    key_of(i, k);
+    void *v = NULL;
+    size_t vl;
+    int rc = cs_get(db, "d", k, strlen(k), &v, &vl);
+    int version = rc == CS_ENOTFOUND ? -1 : rc == 0 && vl > 3 ? v_version(v) : -2;
+    cs_free(v);
+    if (version != undo_state(i, true) && version != undo_state(i, false))
+        fail_msg("key %d: rc %d, version %d: neither before nor after its write", i, rc, version);
+}
+
+/* Many writes in flight (so frames hold many records, one being written while the next
+ * fills) overwrite, delete and insert; fault fails one frame. Every write whose completion
+ * failed (with fail_rc, never anything else) left no trace that a reader can see, and every
+ * one that succeeded is there, also after a reopen. After the reopen, a failed write is gone
+ * too when lost (the write never reached the file); when the fdatasync failed, the data may
+ * have reached the disk: it may be there. */
+static void failed_frames_undo_their_writes(const char *fault, int fail_rc, bool lost)
+{
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "wal_compress_bytes=0", NULL), 0);
+    cs_batch *b = cs_batch_new();
+    for (int i = 0; i < UNDO_OLD; i++) {
+        char k[32], v[600];
+        key_of(i, k);
+        size_t vl = value_of(i, 1, v);
+        assert_int_equal(cs_batch_put(b, "d", k, strlen(k), v, vl), 0);
+    }
+    assert_int_equal(cs_write(db, b), 0);
+    cs_batch_free(b);
+    assert_int_equal(cs_close(db), 0);
+
+    assert_int_equal(open_with(&db, "wal_compress_bytes=0", fault, NULL), 0);
+    cs_session *s;
+    assert_int_equal(cs_session_open(db, UNDO_DEPTH, &s), 0);
+    static char keys[UNDO_OLD + UNDO_NEW][32], vals[UNDO_OLD + UNDO_NEW][600];
+    int rcs[UNDO_OLD + UNDO_NEW];
+    struct cs_completion done[UNDO_DEPTH];
+    int completed = 0;
+    for (int i = 0; i < UNDO_OLD + UNDO_NEW || completed < UNDO_OLD + UNDO_NEW;) {
+        if (i < UNDO_OLD + UNDO_NEW && cs_session_inflight(s) < UNDO_DEPTH) {
+            key_of(i, keys[i]);
+            size_t vl = value_of(i, 2, vals[i]);
+            int rc =
+                i < UNDO_OLD && i % 3 == 1
+                    ? cs_session_del(s, "d", keys[i], strlen(keys[i]), (uint64_t)i)
+                    : cs_session_put(s, "d", keys[i], strlen(keys[i]), vals[i], vl, (uint64_t)i);
+            assert_int_equal(rc, 0);
+            i++;
+            continue;
+        }
+        int n = cs_session_poll(s, done, UNDO_DEPTH, 1);
+        assert_true(n > 0);
+        for (int j = 0; j < n; j++)
+            rcs[done[j].user_data] = done[j].rc;
+        completed += n;
+    }
+    cs_session_close(s);
+    int ok = 0, failed = 0;
+    for (int i = 0; i < UNDO_OLD + UNDO_NEW; i++) {
+        if (rcs[i] != 0 && rcs[i] != fail_rc)
+            fail_msg("write %d: %s, expected 0 or %s", i, cs_strerror(rcs[i]),
+                     cs_strerror(fail_rc));
+        ok += rcs[i] == 0;
+        failed += rcs[i] != 0;
+    }
+    assert_true(ok > 2 * UNDO_DEPTH / 4); /* the frames before the failed one */
+    assert_true(failed > 1);              /* a frame of more than one record failed */
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t present = 0;
+        bool maybe = pass == 1 && !lost;
+        for (int i = 0; i < UNDO_OLD + UNDO_NEW; i++) {
+            check_undo(db, i, rcs[i] == 0, maybe && rcs[i] != 0);
+            present += undo_state(i, rcs[i] == 0) >= 0;
+        }
+        if (!maybe)
+            assert_int_equal(stats0(db).records, present);
+        cs_close(db);
+        if (pass == 0)
+            assert_int_equal(open_with(&db, NULL), 0);
+    }
+}
+
+static void test_failed_frames_undo_exactly_their_writes_eio(void **state)
+{
+    (void)state;
+    failed_frames_undo_their_writes("fault=fsync_eio=4", CS_EIO, false);
+}
+
+static void test_failed_frames_undo_exactly_their_writes_enospc(void **state)
+{
+    (void)state;
+    failed_frames_undo_their_writes("fault=write_enospc=4", -ENOSPC, true);
+}
+
 static void test_checkpoint_refused_without_a_wal(void **state)
 {
     (void)state;
@@ -455,6 +579,8 @@ int main(void)
         cmocka_unit_test(test_damaged_checkpoint_is_corruption_naming_the_file),
         cmocka_unit_test(test_enospc_rolls_back_the_frame_and_the_database_goes_on),
         cmocka_unit_test(test_write_error_rolls_back_and_turns_read_only),
+        cmocka_unit_test(test_failed_frames_undo_exactly_their_writes_eio),
+        cmocka_unit_test(test_failed_frames_undo_exactly_their_writes_enospc),
         cmocka_unit_test(test_checkpoint_refused_without_a_wal),
         cmocka_unit_test(test_verify_passes_a_sound_database_and_changes_nothing),
         cmocka_unit_test(test_damaged_wal_fails_verify_and_open_until_salvaged),

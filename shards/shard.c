@@ -43,10 +43,13 @@
  * a cursor reads it directly, inside a Concurrency Kit epoch section (common/epoch.c). Because
  * the tree is copy-on-write, the shard keeps writing while views are read: a node a view reaches
  * is shared, so the writer copies it instead of changing it. Which state a view may show:
- *   sync  — only what is durable. When a frame is sealed, the shard snapshots every collection
- *           the frame changed (views_capture; the frame's undo snapshots already made those
- *           trees copy their next changes, so this adds no copying); when the frame is durable it
- *           publishes them, and only then acknowledges the frame's requests.
+ *   sync  — only what is durable. When a frame is sealed while readers use views (one missed
+ *           in the last VIEW_HOLD_NS: views_needed), the shard snapshots every collection the
+ *           frame changed (views_capture); when the frame is durable it publishes them, and only
+ *           then acknowledges the frame's requests. Frames sealed with no reader about publish
+ *           nothing (their changes copy no nodes: the frame undo is a log, see "frame undo");
+ *           the next reader misses, asks, and the shard publishes at the next seal or, when
+ *           everything applied is durable, at once.
  *   async, none — what is acknowledged. Views are published on demand: when a reader misses, it
  *           asks (view_wanted) and takes the queue; the shard publishes the live trees at the end
  *           of its loop iteration. A bulk load that nobody reads never pays for snapshots.
@@ -92,10 +95,13 @@ enum shard_tag {
     TAG_EPOCH = 7, /* poll the epoch again: retired views wait for readers */
 };
 
-#define TRIM_BYTES (4u << 20)    /* see mem_trim */
-#define YIELD_RECORDS_MAX 4u     /* a frame of at most this many records: yield while in flight */
-#define EPOCH_POLL_NS 1000000    /* period of TAG_EPOCH while deferrals are pending */
-#define VIEW_RETIRED 0x80000000u /* shard_view.pins: unpublished; the last unpin releases it */
+#define TRIM_BYTES (4u << 20)   /* see mem_trim */
+#define YIELD_RECORDS_MAX 4u    /* a frame of at most this many records: yield while in flight */
+#define VIEW_HOLD_NS 100000000u /* see views_needed */
+#define UNDO_VALUE_MAX 256u     /* larger old values: the frame snapshots the tree instead */
+#define UNDO_LOG_BYTES_MAX (4u << 20) /* a frame's undo log; past it, snapshots */
+#define EPOCH_POLL_NS 1000000         /* period of TAG_EPOCH while deferrals are pending */
+#define VIEW_RETIRED 0x80000000u      /* shard_view.pins: unpublished; the last unpin releases it */
 
 struct shard_coll {
     struct shard_coll *next_name;  /* by_name chain */
@@ -103,7 +109,8 @@ struct shard_coll {
     uint32_t id;                   /* shard-local id, never reused */
     uint32_t refs;                 /* 1 while in the catalog + 1 per open snapshot */
     bool dropped;                  /* removed from the catalog */
-    uint64_t undo_seq;             /* frame whose undo holds a snapshot of this tree (0: none) */
+    uint64_t undo_seq;             /* frame whose undo lists this collection (0: none) */
+    uint32_t undo_idx;             /* its index in that frame's trees[] */
     uint8_t name_len;              /* bytes of name */
     bool dirty;                    /* on the shard's dirty list (which holds a reference) */
     struct shard_coll *next_dirty; /* dirty list link */
@@ -251,9 +258,24 @@ static void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint6
 /* ---- frame undo ----
  * In sync mode a write changes the trees before its frame is durable. If that frame cannot be
  * written (ENOSPC, or an I/O error), what it changed is taken back, so that no reader ever sees
- * it: before a frame first changes a tree, the tree is snapshotted (O(1)); catalog changes are
- * logged. undo[wal.open] belongs to the frame being filled, undo[wal.open ^ 1] to the frame in
- * flight. A durable frame releases its undo; a failed one restores it. */
+ * it. undo[wal.open] belongs to the frame being filled, undo[wal.open ^ 1] to the frame in
+ * flight. A durable frame releases its undo; a failed one rolls it back.
+ *
+ * A put or delete is undone logically: before it changes the tree, undo_record copies the key
+ * and what the key held (or that it held nothing) into the frame's log, and rolling back puts
+ * the old values back, newest first. This costs a lookup and a copy of about one record per
+ * write. A snapshot of the tree (O(1), but every node the frame then changes is copied first:
+ * one 4 KiB node per write of a small frame) is taken instead, from that point of the frame on,
+ * when a write replaces a large value (a blob: copying it could be costly; a snapshot shares
+ * it), when the frame's log passes UNDO_LOG_BYTES_MAX, and for atomic batches (which snapshot
+ * the tree for their own rollback anyway). Rolling back a tree with a snapshot restores the
+ * snapshot first (the state at that point) and then undoes the logged writes before it.
+ *
+ * Putting an old value back may need memory (a split); if that fails the live tree holds
+ * writes that are not durable and cannot be taken back: the shard is then fenced (read-only,
+ * and reads of its live trees fail with CS_EIO; the published views hold only durable states
+ * and stay readable) until the database is reopened and recovers from its log. Catalog
+ * changes are logged and undone after the trees. */
 
 /* Grow *arr (malloc memory) to hold need elements of elem bytes, doubling. */
 static int array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
@@ -271,7 +293,8 @@ static int array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
     return 0;
 }
 
-/* Make room for a request's undo entries, so that recording them cannot fail. */
+/* Make room for a request's undo entries, so that recording them cannot fail (the logged
+ * writes' log entries are grown by undo_record, before the write). */
 static int undo_reserve(struct shard *sh, size_t trees, size_t cats)
 {
     if (!sh->undo_on)
@@ -285,20 +308,90 @@ static int undo_reserve(struct shard *sh, size_t trees, size_t cats)
     return rc;
 }
 
-/* Snapshot c's tree before the open frame first changes it. */
+/* c's entry in the open frame's trees[], added (with a reference) on the frame's first change
+ * of c. Room was reserved. */
+static struct undo_tree *undo_tree_of(struct shard *sh, struct shard_coll *c)
+{
+    struct frame_undo *u = &sh->undo[sh->wal.open];
+    if (c->undo_seq == sh->frame_seq)
+        return &u->trees[c->undo_idx];
+    cs_assert(u->ntrees < u->cap_trees);
+    struct undo_tree *e = &u->trees[u->ntrees];
+    e->coll = c;
+    e->snapped = false;
+    c->refs++;
+    c->undo_seq = sh->frame_seq;
+    c->undo_idx = u->ntrees++;
+    return e;
+}
+
+/* Snapshot c's tree for the open frame from now on (once per frame). */
 static void undo_touch(struct shard *sh, struct shard_coll *c)
 {
-    if (!sh->undo_on || c->undo_seq == sh->frame_seq)
+    if (!sh->undo_on)
         return;
-    struct frame_undo *u = &sh->undo[sh->wal.open];
-    cs_assert(u->ntrees < u->cap_trees);
-    struct undo_tree *e = &u->trees[u->ntrees++];
+    struct undo_tree *e = undo_tree_of(sh, c);
+    if (e->snapped)
+        return;
     uint64_t before = tree_bytes_before(c), count = c->tree.count;
     btree_snap_take(&c->tree, &e->snap);
     tree_bytes_after(sh, c, before, count);
-    e->coll = c;
-    c->refs++;
-    c->undo_seq = sh->frame_seq;
+    e->snapped = true;
+}
+
+/* Before the open frame's write of key in c: log what the key holds (see above), or snapshot
+ * the tree. Fails (-ENOMEM) with nothing changed; the caller then does not write. */
+static int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t klen)
+{
+    if (!sh->undo_on)
+        return 0;
+    struct frame_undo *u = &sh->undo[sh->wal.open];
+    struct undo_tree *e = undo_tree_of(sh, c);
+    if (e->snapped)
+        return 0; /* the snapshot covers every later change of c in this frame */
+    const void *old = NULL;
+    size_t olen = 0;
+    bool had = btree_get(&c->tree, key, klen, &old, &olen) == 0;
+    uint64_t need = klen + (had ? olen : 0);
+    if ((had && olen > UNDO_VALUE_MAX) || u->nbytes + need > UNDO_LOG_BYTES_MAX) {
+        undo_touch(sh, c);
+        return 0;
+    }
+    if (array_grow((void **)&u->recs, &u->cap_recs, u->nrecs + 1, sizeof(*u->recs)))
+        return -ENOMEM;
+    if (u->nbytes + need > u->cap_bytes) {
+        uint64_t cap = u->cap_bytes ? u->cap_bytes : 4096;
+        while (cap < u->nbytes + need)
+            cap *= 2;
+        uint8_t *p = realloc(u->bytes, cap);
+        if (!p)
+            return -ENOMEM;
+        u->bytes = p;
+        u->cap_bytes = cap;
+    }
+    struct undo_rec *r = &u->recs[u->nrecs++];
+    r->coll = c;
+    r->off = u->nbytes;
+    r->klen = (uint32_t)klen;
+    r->vlen = had ? (uint32_t)olen : 0;
+    r->had = had;
+    memcpy(u->bytes + u->nbytes, key, klen);
+    if (had && olen)
+        memcpy(u->bytes + u->nbytes + klen, old, olen);
+    u->nbytes += need;
+    return 0;
+}
+
+/* The write undo_record logged did not happen after all: forget it. */
+static void undo_forget(struct shard *sh, struct shard_coll *c)
+{
+    if (!sh->undo_on)
+        return;
+    struct frame_undo *u = &sh->undo[sh->wal.open];
+    if (u->nrecs && u->recs[u->nrecs - 1].coll == c && !u->trees[c->undo_idx].snapped) {
+        u->nbytes = u->recs[u->nrecs - 1].off;
+        u->nrecs--;
+    }
 }
 
 static void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c)
@@ -318,15 +411,19 @@ static void undo_release(struct shard *sh, struct frame_undo *u)
 {
     for (uint32_t i = 0; i < u->ntrees; i++) {
         struct shard_coll *c = u->trees[i].coll;
-        uint64_t before = tree_bytes_before(c), count = c->tree.count;
-        btree_snap_release(&c->tree, &u->trees[i].snap);
-        tree_bytes_after(sh, c, before, count);
+        if (u->trees[i].snapped) {
+            uint64_t before = tree_bytes_before(c), count = c->tree.count;
+            btree_snap_release(&c->tree, &u->trees[i].snap);
+            tree_bytes_after(sh, c, before, count);
+        }
         coll_unref(sh, c);
     }
     for (uint32_t i = 0; i < u->ncats; i++)
         coll_unref(sh, u->cats[i].coll);
     u->ntrees = 0;
     u->ncats = 0;
+    u->nrecs = 0;
+    u->nbytes = 0;
 }
 
 static void coll_relink(struct shard *sh, struct shard_coll *c)
@@ -344,15 +441,31 @@ static void coll_relink(struct shard *sh, struct shard_coll *c)
     sh->stats.records += c->tree.count;
 }
 
-/* The frame failed: put trees and catalog back as they were before it. */
-static void undo_rollback(struct shard *sh, struct frame_undo *u)
+/* The frame failed: put trees and catalog back as they were before it. Returns false when a
+ * logged write could not be taken back (out of memory): the caller fences the shard. */
+static bool undo_rollback(struct shard *sh, struct frame_undo *u)
 {
+    bool ok = true;
     for (uint32_t i = 0; i < u->ntrees; i++) {
         struct shard_coll *c = u->trees[i].coll;
-        uint64_t before = tree_bytes_before(c), count = c->tree.count;
-        btree_restore(&c->tree, &u->trees[i].snap);
-        tree_bytes_after(sh, c, before, count);
+        if (u->trees[i].snapped) {
+            uint64_t before = tree_bytes_before(c), count = c->tree.count;
+            btree_restore(&c->tree, &u->trees[i].snap);
+            tree_bytes_after(sh, c, before, count);
+        }
         coll_dirty(sh, c);
+    }
+    for (uint32_t i = u->nrecs; i-- > 0;) {
+        const struct undo_rec *r = &u->recs[i];
+        struct shard_coll *c = r->coll;
+        const uint8_t *key = u->bytes + r->off;
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        int rc = r->had ? btree_put(&c->tree, key, r->klen, r->vlen ? key + r->klen : NULL, r->vlen,
+                                    NULL)
+                        : btree_del(&c->tree, key, r->klen);
+        tree_bytes_after(sh, c, before, count);
+        if (rc)
+            ok = false;
     }
     for (uint32_t i = u->ncats; i-- > 0;) {
         struct shard_coll *c = u->cats[i].coll;
@@ -362,12 +475,15 @@ static void undo_rollback(struct shard *sh, struct frame_undo *u)
             coll_relink(sh, c);
     }
     undo_release(sh, u);
+    return ok;
 }
 
 static void undo_free(struct frame_undo *u)
 {
     free(u->trees);
     free(u->cats);
+    free(u->recs);
+    free(u->bytes);
     memset(u, 0, sizeof(*u));
 }
 
@@ -513,19 +629,27 @@ static void views_publish_live(struct shard *sh)
  * logged. Take the views it publishes once durable. When even the list cannot be allocated the
  * capture is incomplete: the frame then publishes nothing and readers take the queue until a
  * later capture succeeds. */
-static void views_capture(struct shard *sh, struct view_cap *k)
+static void views_capture(struct shard *sh, struct view_cap *k, bool wanted)
 {
     cs_assert(k->n == 0);
     k->seq = sh->wseq;
     k->complete = false;
+    /* Without readers only dropped collections are taken: their views (and trees) go once the
+     * drop is durable all the same. */
     uint32_t n = 0;
     for (struct shard_coll *c = sh->dirty; c; c = c->next_dirty)
-        n++;
+        n += wanted || c->dropped;
     if (array_grow((void **)&k->e, &k->cap, n, sizeof(*k->e)))
         return;
     struct shard_coll *c = sh->dirty, *keep = NULL;
     while (c) {
         struct shard_coll *next = c->next_dirty;
+        if (!wanted && !c->dropped) {
+            c->next_dirty = keep; /* stays dirty */
+            keep = c;
+            c = next;
+            continue;
+        }
         struct shard_view *v = c->dropped ? NULL : view_new(sh, c);
         k->e[k->n].coll = c;
         k->e[k->n++].view = v;
@@ -539,7 +663,7 @@ static void views_capture(struct shard *sh, struct view_cap *k)
         c = next;
     }
     sh->dirty = keep;
-    k->complete = true;
+    k->complete = wanted;
 }
 
 /* The captured frame is durable: publish its views, then let its requests be acknowledged. */
@@ -553,6 +677,23 @@ static void views_publish_cap(struct shard *sh, struct view_cap *k)
     if (k->complete)
         __atomic_store_n(&sh->view_seq, k->seq, __ATOMIC_RELEASE);
     __atomic_store_n(&sh->ack_seq, k->seq, __ATOMIC_RELEASE);
+}
+
+/* Sync mode, sealing a frame: should it publish views? Only while readers use them. A view
+ * shares the tree's nodes, so the frames after it copy every node they change (one 4 KiB node
+ * per write of a small frame); with nobody reading, that was a fifth of the CPU of durable
+ * writes. A reader that misses asks (view_wanted); then every frame publishes for
+ * VIEW_HOLD_NS. A frame that publishes nothing is acknowledged all the same; readers miss
+ * (and ask) until a later frame, or an idle loop (views_maybe_publish), publishes. */
+static bool views_needed(struct shard *sh)
+{
+    uint64_t now = cs_now_ns();
+    if (__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
+        sh->view_hold_ns = now + VIEW_HOLD_NS;
+        return true;
+    }
+    return now < sh->view_hold_ns;
 }
 
 /* The captured frame failed: its views were never visible; its collections are dirty again. */
@@ -576,11 +717,12 @@ static void views_discard_cap(struct shard *sh, struct view_cap *k)
 /* A reader missed: publish now if what the trees hold may be shown. */
 static void views_maybe_publish(struct shard *sh)
 {
-    if (!sh->dirty || !__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED))
+    if (!sh->dirty || !__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED) || sh->fenced)
         return;
     if (sh->cfg.durability == SHARD_SYNC && sh->applied_lsn > sh->durable_lsn)
         return; /* the capture at the next seal publishes once durable */
     __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
+    sh->view_hold_ns = cs_now_ns() + VIEW_HOLD_NS; /* sync: the next frames publish too */
     views_publish_live(sh);
 }
 
@@ -605,6 +747,8 @@ static int exec_view_pin(struct shard *sh, struct shard_req *r)
 {
     sh->stats.scans++;
     r->view = NULL;
+    if (sh->fenced)
+        return CS_EIO;
     struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
     if (!c)
         return 0;
@@ -1006,12 +1150,16 @@ static int exec_put(struct shard *sh, struct shard_req *r)
     rc = coll_for_write(sh, r->coll, r->coll_len, &c);
     if (rc)
         return rc;
-    undo_touch(sh, c);
+    rc = undo_record(sh, c, r->key, r->klen);
+    if (rc)
+        return rc;
     uint64_t before = tree_bytes_before(c), count = c->tree.count;
     rc = btree_put(&c->tree, r->key, r->klen, r->val, r->vlen, NULL);
     tree_bytes_after(sh, c, before, count);
-    if (rc)
+    if (rc) {
+        undo_forget(sh, c);
         return rc;
+    }
     coll_dirty(sh, c);
     if (sh->wal_on) {
         rec.coll = c->id;
@@ -1035,12 +1183,16 @@ static int exec_del(struct shard *sh, struct shard_req *r)
         rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
     if (rc)
         return rc;
-    undo_touch(sh, c);
+    rc = undo_record(sh, c, r->key, r->klen);
+    if (rc)
+        return rc;
     uint64_t before = tree_bytes_before(c), count = c->tree.count;
     rc = btree_del(&c->tree, r->key, r->klen);
     tree_bytes_after(sh, c, before, count);
-    if (rc)
+    if (rc) {
+        undo_forget(sh, c);
         return rc;
+    }
     coll_dirty(sh, c);
     if (sh->wal_on)
         sh->applied_lsn = wal_append(&sh->wal, &rec);
@@ -1051,6 +1203,8 @@ static int exec_del(struct shard *sh, struct shard_req *r)
 static int exec_get(struct shard *sh, struct shard_req *r)
 {
     sh->stats.gets++;
+    if (sh->fenced)
+        return CS_EIO;
     struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
     if (!c)
         return CS_ENOTFOUND;
@@ -1357,13 +1511,23 @@ static void frame_failed(struct shard *sh, int err, bool in_flight)
     if (sh->ckpt && sh->ckpt->lsn > sh->durable_lsn)
         sh->ckpt_doomed = true;
     if (sh->undo_on) {
-        undo_rollback(sh, &sh->undo[sh->wal.open]);
+        bool undone = undo_rollback(sh, &sh->undo[sh->wal.open]);
         if (in_flight) {
-            undo_rollback(sh, &sh->undo[sh->wal.open ^ 1u]);
+            undone = undo_rollback(sh, &sh->undo[sh->wal.open ^ 1u]) && undone;
             views_discard_cap(sh, &sh->cap[sh->wal.open ^ 1u]);
         }
         sh->frame_seq++;
         sh->applied_lsn = sh->durable_lsn;
+        if (!undone) {
+            fprintf(stderr,
+                    "cstore: shard %u: out of memory while taking back a failed WAL frame; "
+                    "its live trees are fenced (reads of them fail) until the database is "
+                    "reopened\n",
+                    sh->cfg.index);
+            sh->fenced = true;
+            if (err == -ENOSPC)
+                err = CS_EIO; /* the shard cannot stay writable */
+        }
     }
     if (err == -ENOSPC && sh->undo_on) {
         if (in_flight)
@@ -1400,7 +1564,7 @@ static void wal_submit(struct shard *sh)
     sh->frame_seq++;
     bool sync = sh->cfg.durability == SHARD_SYNC;
     if (sync)
-        views_capture(sh, &sh->cap[sh->wal.open ^ 1u]);
+        views_capture(sh, &sh->cap[sh->wal.open ^ 1u], views_needed(sh));
     rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, sh->io.frame_at,
                        sh->io.frame_bytes, sync, TAG_WRITE);
     cs_assert(rc == 0); /* the ring has room: at most one frame is in flight */
@@ -1650,6 +1814,8 @@ static void views_teardown(struct shard *sh)
         struct shard_coll *c = sh->dirty;
         sh->dirty = c->next_dirty;
         c->dirty = false;
+        if (c->view) /* a dropped collection is not in the catalog any more */
+            view_install(sh, c, NULL);
         coll_unref(sh, c);
     }
     ck_epoch_barrier(sh->erec); /* runs the retirements (which may defer frees)... */

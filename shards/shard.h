@@ -111,7 +111,15 @@ struct view_cap {
 enum { UNDO_CREATE, UNDO_DROP };
 struct undo_tree {
     struct shard_coll *coll; /* referenced */
-    struct btree_snap snap;  /* its tree before the frame */
+    bool snapped;            /* snap holds the tree from a point of the frame on */
+    struct btree_snap snap;  /* the tree at that point (see "frame undo" in shard.c) */
+};
+struct undo_rec {
+    struct shard_coll *coll; /* referenced through the frame's trees[] */
+    uint64_t off;            /* key, then the old value, at bytes[off] */
+    uint32_t klen;           /* key bytes */
+    uint32_t vlen;           /* old value bytes */
+    bool had;                /* the key held a value before the write */
 };
 struct undo_cat {
     uint8_t op;              /* UNDO_CREATE or UNDO_DROP */
@@ -121,6 +129,12 @@ struct frame_undo {
     struct undo_tree *trees; /* trees the frame changed */
     uint32_t ntrees;         /* entries used */
     uint32_t cap_trees;      /* entries allocated */
+    struct undo_rec *recs;   /* the frame's writes, in order, as they can be taken back */
+    uint32_t nrecs;          /* entries used */
+    uint32_t cap_recs;       /* entries allocated */
+    uint8_t *bytes;          /* their keys and old values */
+    uint64_t nbytes;         /* bytes used */
+    uint64_t cap_bytes;      /* bytes allocated */
     struct undo_cat *cats;   /* catalog changes, in order */
     uint32_t ncats;          /* entries used */
     uint32_t cap_cats;       /* entries allocated */
@@ -144,6 +158,7 @@ struct shard {
     _Alignas(64) uint64_t ack_seq; /* writes that may have been acknowledged (atomic) */
     uint64_t view_seq;             /* writes the published views hold (atomic) */
     int view_wanted;               /* a reader missed: publish at the next chance (atomic) */
+    uint64_t view_hold_ns;         /* sync: frames publish views until this time */
     struct ck_stack view_free;     /* retired views whose last pin was just dropped */
 
     /* Owned by the shard thread. */
@@ -174,6 +189,7 @@ struct shard {
     bool ckpt_doomed;                  /* the running checkpoint holds rolled-back writes */
     bool ckpt_salvaged;                /* the checkpoint was salvaged: write a new one */
     bool undo_on;                      /* sync mode: frames can be taken back */
+    bool fenced;                       /* a failed frame could not be taken back: no reads */
     uint64_t frame_seq;                /* sequence number of the open frame (from 1) */
     struct frame_undo undo[2];         /* per WAL slot: what its frame changed */
     struct ckpt_job *ckpt;             /* checkpoint being written, or NULL */

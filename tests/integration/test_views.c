@@ -259,6 +259,69 @@ static void test_cursor_view_stays_unchanged_and_is_freed(void **state)
 }
 
 /* Session gets are answered from views (at once, in the submit call) and through the queue. */
+/* 4000 durable puts into coll through s, 64 in flight. */
+static void load_unread(cs_session *s, const char *coll)
+{
+    static char keys[4000][16];
+    struct cs_completion done[64];
+    for (int i = 0; i < 4000; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "big%05d", i);
+        assert_int_equal(cs_session_put(s, coll, keys[i], strlen(keys[i]), "0123456789", 10, 0), 0);
+        if (cs_session_inflight(s) == 64 || i == 3999) {
+            int n = cs_session_poll(s, done, 64, cs_session_inflight(s));
+            for (int j = 0; j < n; j++)
+                assert_int_equal(done[j].rc, 0);
+        }
+    }
+}
+
+/* Sync mode publishes views only while readers use them: writes nobody reads publish none,
+ * the first read asks for them (and is answered by the shard), the next ones are answered from
+ * the view. A collection dropped while nobody reads still gives back its memory once the drop is
+ * durable. */
+static void test_sync_views_follow_readers_and_drops_free_memory(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_with("sync", "1", NULL);
+    cs_session *s;
+    assert_int_equal(cs_session_open(db, 64, &s), 0);
+    load_unread(s, "big");
+    struct cs_shard_stats st = stats_sum(db, 1);
+    assert_int_equal(st.views, 0);
+    assert_int_equal(st.records, 4000);
+    assert_true(st.tree_bytes > 4000 * 20);
+    void *v;
+    size_t vl;
+    assert_int_equal(cs_get(db, "big", "big00007", 8, &v, &vl), 0); /* asks; the shard answers */
+    cs_free(v);
+    assert_int_equal(stats_sum(db, 1).gets, 1);
+    assert_int_equal(cs_get(db, "big", "big00008", 8, &v, &vl), 0); /* the view answers */
+    cs_free(v);
+    st = stats_sum(db, 1);
+    assert_int_equal(st.gets, 1);
+    assert_int_equal(st.views, 1);
+
+    /* a collection nobody reads (long after the last read), then dropped: its tree is freed
+     * without any read */
+    usleep(300000);
+    uint64_t before = stats_sum(db, 1).tree_bytes;
+    load_unread(s, "unread");
+    st = stats_sum(db, 1);
+    assert_int_equal(st.views, 1);
+    assert_true(st.tree_bytes > before + 4000 * 20);
+    assert_int_equal(cs_collection_drop(db, "unread"), 0);
+    for (int i = 0; i < 1000 && stats_sum(db, 1).tree_bytes > before; i++)
+        usleep(1000);
+    st = stats_sum(db, 1);
+    if (st.tree_bytes > before)
+        fail_msg("the dropped collection still holds %llu bytes",
+                 (unsigned long long)(st.tree_bytes - before));
+    assert_int_equal(st.records, 4000);
+    cs_session_close(s);
+    assert_int_equal(cs_close(db), 0);
+}
+
 static void test_session_gets_from_views_and_queue(void **state)
 {
     (void)state;
@@ -328,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_sync_reads_never_see_a_frame_before_it_is_durable),
         cmocka_unit_test(test_cursor_view_stays_unchanged_and_is_freed),
         cmocka_unit_test(test_session_gets_from_views_and_queue),
+        cmocka_unit_test(test_sync_views_follow_readers_and_drops_free_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

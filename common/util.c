@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <time.h>
 
 #ifndef CS_NO_JEMALLOC
@@ -23,11 +25,37 @@ void cs_panic(const char *file, int line, const char *expr)
 }
 
 #ifndef CS_NO_JEMALLOC
+/* Arenas given back by closed shards, handed to the next ones. jemalloc cannot destroy an
+ * arena whose memory is still in use (values returned to the application may outlive the
+ * database), and it creates at most a few thousand: a process that opened and closed
+ * databases in a loop ran out of them. */
+static pthread_mutex_t arena_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned arena_pool[CS_ARENA_POOL_MAX];
+static unsigned arena_pool_count;
+
 int cs_mem_arena_create(unsigned *arena)
 {
+    pthread_mutex_lock(&arena_pool_lock);
+    bool reused = arena_pool_count > 0;
+    if (reused)
+        *arena = arena_pool[--arena_pool_count];
+    pthread_mutex_unlock(&arena_pool_lock);
+    if (reused)
+        return 0;
     size_t sz = sizeof(*arena);
     int rc = mallctl("arenas.create", arena, &sz, NULL, 0);
     return rc ? -rc : 0;
+}
+
+void cs_mem_arena_release(unsigned arena)
+{
+    if (arena == 0)
+        return;
+    cs_mem_arena_purge(arena);
+    pthread_mutex_lock(&arena_pool_lock);
+    if (arena_pool_count < CS_ARENA_POOL_MAX)
+        arena_pool[arena_pool_count++] = arena;
+    pthread_mutex_unlock(&arena_pool_lock);
 }
 
 void cs_mem_arena_purge(unsigned arena)
@@ -61,6 +89,11 @@ int cs_mem_arena_create(unsigned *arena)
 {
     *arena = 0;
     return 0;
+}
+
+void cs_mem_arena_release(unsigned arena)
+{
+    (void)arena;
 }
 
 void cs_mem_arena_purge(unsigned arena)

@@ -54,7 +54,11 @@ static inline uint64_t cs_min_u64(uint64_t a, uint64_t b)
  * Builds with CS_NO_JEMALLOC (the sanitizer builds) use libc malloc so that the sanitizers see
  * every allocation. Memory returned by cs_mem_alloc() is released with cs_mem_free() from any
  * thread; that is also what the public cs_free() calls. */
+#define CS_ARENA_POOL_MAX 1024u /* arenas of closed shards kept for the next ones */
+/* An arena for a shard: one a closed shard gave back, or a new one. */
 CS_MUST_CHECK int cs_mem_arena_create(unsigned *arena);
+/* The shard is gone: its arena serves the next one (memory still in use stays valid). */
+void cs_mem_arena_release(unsigned arena);
 void *cs_mem_alloc(unsigned arena, size_t size);
 /* Give the arena's unused pages back to the system (after a large release). */
 void cs_mem_arena_purge(unsigned arena);

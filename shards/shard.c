@@ -1784,7 +1784,7 @@ static void loop(struct shard *sh)
 
 static void shard_free_colls(struct shard *sh)
 {
-    for (unsigned b = 0; b < COLL_BUCKETS; b++) {
+    for (unsigned b = 0; sh->by_name && b < COLL_BUCKETS; b++) {
         struct shard_coll *c = sh->by_name[b];
         while (c) {
             struct shard_coll *next = c->next_name;
@@ -1926,6 +1926,8 @@ static void shard_teardown(struct shard *sh)
     }
     views_teardown(sh);
     shard_free_colls(sh);
+    cs_mem_arena_release(sh->arena);
+    sh->arena = 0;
 }
 
 static void *shard_main(void *arg)

@@ -73,9 +73,10 @@
  * (CS_ECORRUPT, naming file and offset). Otherwise an invalid frame in the last segment is a torn
  * tail: it is cut off (the rest of the segment is zeroed and synced) and reported in
  * info->message; an invalid frame in an earlier segment is corruption. The scan for valid
- * headers reads only the parts of the file that hold data (SEEK_DATA / SEEK_HOLE): the never
- * written, preallocated rest is a hole to the filesystem; zeros written ahead are data and are
- * scanned, which bounds a clean open's extra reading to about WAL_ZERO_AHEAD_BYTES.
+ * headers reads only the extents that were written (FIEMAP; where the filesystem has no FIEMAP,
+ * the SEEK_DATA / SEEK_HOLE regions): the never written, preallocated rest is unwritten; zeros
+ * written ahead are written and are scanned, which bounds a clean open's extra reading to
+ * about WAL_ZERO_AHEAD_BYTES.
  */
 #include "wal.h"
 
@@ -87,6 +88,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -474,11 +478,57 @@ static bool valid_frame_in(const uint8_t *p, size_t from, size_t to, size_t size
     return false;
 }
 
+/* valid_frame_after through FIEMAP: only extents that were written are scanned. The
+ * preallocated rest of a segment is unwritten (it reads as zeros and holds no frame), but
+ * SEEK_DATA counts it as data on ext4: scanning it cost 20 ms per 64 MiB segment at each open.
+ * FIEMAP_FLAG_SYNC first writes back dirty pages, so that data still in the page cache (a
+ * buffered write over preallocated space) shows as written. 1: found, 0: none, -1: FIEMAP is
+ * not available here. */
+static int valid_frame_fiemap(int fd, const uint8_t *p, size_t from, size_t size)
+{
+    enum { EXTENTS = 32 };
+    union {
+        struct fiemap fm;
+        char bytes[sizeof(struct fiemap) + EXTENTS * sizeof(struct fiemap_extent)];
+    } u;
+    uint64_t start = from;
+    while (start < size) {
+        memset(&u, 0, sizeof(u));
+        u.fm.fm_start = start;
+        u.fm.fm_length = size - start;
+        u.fm.fm_flags = FIEMAP_FLAG_SYNC;
+        u.fm.fm_extent_count = EXTENTS;
+        if (ioctl(fd, FS_IOC_FIEMAP, &u.fm) != 0)
+            return -1;
+        if (u.fm.fm_mapped_extents == 0)
+            return 0;
+        for (uint32_t i = 0; i < u.fm.fm_mapped_extents; i++) {
+            const struct fiemap_extent *e = &u.fm.fm_extents[i];
+            uint64_t end = e->fe_logical + e->fe_length;
+            if (!(e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) && end > from) {
+                size_t lo = e->fe_logical > from ? (size_t)e->fe_logical : from;
+                size_t hi = end < size ? (size_t)end : size;
+                /* a frame header may start up to one header before the written region */
+                lo = lo > from + WAL_FRAME_HEADER_BYTES ? lo - WAL_FRAME_HEADER_BYTES : from;
+                if (lo < hi && valid_frame_in(p, lo, hi, size))
+                    return 1;
+            }
+            if ((e->fe_flags & FIEMAP_EXTENT_LAST) || end <= start)
+                return 0;
+            start = end;
+        }
+    }
+    return 0;
+}
+
 /* Is there any valid frame header at an aligned offset in p[from..size)? Only the parts of the
- * file that hold data are read (SEEK_DATA / SEEK_HOLE): the preallocated, never written rest of
- * a segment is a hole to the filesystem, so a clean end costs no scan of it. */
+ * file that were written are read (FIEMAP, else SEEK_DATA / SEEK_HOLE): the preallocated,
+ * never written rest of a segment is not scanned. */
 static bool valid_frame_after(int fd, const uint8_t *p, size_t from, size_t size)
 {
+    int found = valid_frame_fiemap(fd, p, from, size);
+    if (found >= 0)
+        return found == 1;
     size_t pos = from;
     for (int i = 0; i < WAL_SEGMENTS_MAX && pos < size; i++) {
         off_t data = lseek(fd, (off_t)pos, SEEK_DATA);

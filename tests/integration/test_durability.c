@@ -23,9 +23,12 @@ static char root[256];
 static char dbdir[300];
 static int dbseq;
 
+static int value_pad = 400; /* see value_of */
+
 static void fresh_dir(void)
 {
     snprintf(dbdir, sizeof(dbdir), "%s/db%d", root, dbseq++);
+    value_pad = 400; /* a test that failed half way may have left another */
 }
 
 /* Open with shards=1 and extra "name=value" pairs (NULL-terminated). */
@@ -54,9 +57,7 @@ static void key_of(int i, char *k)
     snprintf(k, 32, "key-%06d", i);
 }
 
-/* bytes after the value's "v<i>.<version>:"; -1: 40 for even i, 400 for odd i */
-static int value_pad = 400;
-
+/* value_pad: bytes after the value's "v<i>.<version>:"; -1: 40 for even i, 400 for odd i */
 static size_t value_of(int i, int version, char *v)
 {
     /* values big enough that WAL segments fill quickly, and compressible */
@@ -377,8 +378,8 @@ static int read_version(cs_db *db, int i)
  * snapshot. */
 static void failed_frames_undo_their_writes(const char *fault, int fail_rc, bool lost, int pad)
 {
-    value_pad = pad;
     fresh_dir();
+    value_pad = pad;
     cs_db *db;
     assert_int_equal(open_with(&db, "wal_compress_bytes=0", NULL), 0);
     cs_batch *b = cs_batch_new();
@@ -403,7 +404,13 @@ static void failed_frames_undo_their_writes(const char *fault, int fail_rc, bool
     }
     assert_int_equal(nops, UNDO_OPS);
 
-    assert_int_equal(open_with(&db, "wal_compress_bytes=0", fault, NULL), 0);
+    /* lost: the failure is immediate; a group-commit delay makes the failed frame gather many
+     * of the writes in flight. Otherwise the failed frame is really written, and the next one
+     * fills meanwhile: both are taken back. */
+    assert_int_equal(open_with(&db, "wal_compress_bytes=0",
+                               lost ? "group_commit_delay_us=1000" : "group_commit_delay_us=0",
+                               fault, NULL),
+                     0);
     cs_session *s;
     assert_int_equal(cs_session_open(db, UNDO_DEPTH, &s), 0);
     struct cs_completion done[UNDO_DEPTH];
@@ -470,9 +477,10 @@ static void test_failed_frames_undo_exactly_their_writes_eio(void **state)
 {
     (void)state;
     /* small values are taken back from the frame's log, large ones from a snapshot */
-    failed_frames_undo_their_writes("fault=fsync_eio=4", CS_EIO, false, 40);
-    failed_frames_undo_their_writes("fault=fsync_eio=4", CS_EIO, false, 400);
-    failed_frames_undo_their_writes("fault=fsync_eio=4", CS_EIO, false, -1); /* both */
+    failed_frames_undo_their_writes("fault=fsync_eio=4,latency_us=2000", CS_EIO, false, 40);
+    failed_frames_undo_their_writes("fault=fsync_eio=4,latency_us=2000", CS_EIO, false, 400);
+    failed_frames_undo_their_writes("fault=fsync_eio=4,latency_us=2000", CS_EIO, false,
+                                    -1); /* both */
 }
 
 static void test_failed_frames_undo_exactly_their_writes_enospc(void **state)

@@ -12,6 +12,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,23 +160,30 @@ static int csb_flush(void *th)
     return first;
 }
 
-/* Add a put (val != NULL) or delete to the batch of key's shard, writing it when full. */
-static int csb_batched(struct csb_thread *t, const void *key, size_t klen, const void *val,
-                       size_t vlen)
+static int csb_add(cs_batch *b, bool del, const void *key, size_t klen, const void *val,
+                   size_t vlen)
+{
+    return del ? cs_batch_del(b, CSB_COLL, key, klen)
+               : cs_batch_put(b, CSB_COLL, key, klen, val, vlen);
+}
+
+/* Add a put or delete to the batch of key's shard, writing the batch when it is full. */
+static int csb_batched(struct csb_thread *t, bool del, const void *key, size_t klen,
+                       const void *val, size_t vlen)
 {
     int shard = cs_key_shard(t->db, key, klen);
     if (shard < 0)
         return shard;
     cs_batch *b = t->batches[shard];
-    for (int tries = 0;; tries++) {
-        int rc = val != NULL ? cs_batch_put(b, CSB_COLL, key, klen, val, vlen)
-                             : cs_batch_del(b, CSB_COLL, key, klen);
-        if (rc != CS_EBATCH || tries > 0)
-            return rc != 0 ? rc : cs_batch_count(b) >= t->batch ? csb_write(t, (unsigned)shard) : 0;
-        rc = csb_write(t, (unsigned)shard); /* over the byte limit: write what it holds first */
-        if (rc != 0)
-            return rc;
+    int rc = csb_add(b, del, key, klen, val, vlen);
+    if (rc == CS_EBATCH) { /* over the byte limit: write what it holds, then add */
+        rc = csb_write(t, (unsigned)shard);
+        if (rc == 0)
+            rc = csb_add(b, del, key, klen, val, vlen);
     }
+    if (rc == 0 && cs_batch_count(b) >= t->batch)
+        rc = csb_write(t, (unsigned)shard);
+    return rc;
 }
 
 static void csb_thread_close(void *th)
@@ -194,7 +202,7 @@ static int csb_put(void *th, const void *key, size_t klen, const void *val, size
 {
     struct csb_thread *t = th;
     if (t->batches != NULL)
-        return csb_batched(t, key, klen, val != NULL ? val : "", vlen);
+        return csb_batched(t, false, key, klen, val, vlen);
     return cs_put(t->db, CSB_COLL, key, klen, val, vlen);
 }
 
@@ -217,7 +225,7 @@ static int csb_del(void *th, const void *key, size_t klen)
 {
     struct csb_thread *t = th;
     if (t->batches != NULL)
-        return csb_batched(t, key, klen, NULL, 0);
+        return csb_batched(t, true, key, klen, NULL, 0);
     int rc = cs_del(t->db, CSB_COLL, key, klen);
     return rc == CS_ENOTFOUND ? BENCH_NOTFOUND : rc;
 }

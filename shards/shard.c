@@ -24,8 +24,8 @@
  *   4. with nothing to do, block in io_uring until a completion arrives: an idle shard uses no
  *      CPU (in sync mode it first yields for up to yield_us after a write's submission; see
  *      wait_count). The loop exchanges a sleeping flag to 1 and then looks at the inbox; a
- * submitter pushes, then exchanges the flag to 0 and wakes the loop (eventfd) if it was 1. Both
- *      exchange the same word, so a wake-up is never lost.
+ *      submitter pushes, then exchanges the flag to 0 and wakes the loop (eventfd) if it was
+ *      1. Both exchange the same word, so a wake-up is never lost.
  *
  * DURABILITY RULES
  *   sync  — a write completes after the frame holding its record is written and fdatasync'ed.

@@ -352,23 +352,14 @@ static int undo_record(struct shard *sh, struct shard_coll *c, const void *key, 
     const void *old = NULL;
     size_t olen = 0;
     bool had = btree_get(&c->tree, key, klen, &old, &olen) == 0;
-    uint64_t need = klen + (had ? olen : 0);
+    size_t need = klen + (had ? olen : 0); /* with the limit below, nbytes stays far from 4 GiB */
     if ((had && olen > UNDO_VALUE_MAX) || u->nbytes + need > UNDO_LOG_BYTES_MAX) {
         undo_touch(sh, c);
         return 0;
     }
-    if (array_grow((void **)&u->recs, &u->cap_recs, u->nrecs + 1, sizeof(*u->recs)))
+    if (array_grow((void **)&u->recs, &u->cap_recs, u->nrecs + 1, sizeof(*u->recs)) ||
+        array_grow((void **)&u->bytes, &u->cap_bytes, u->nbytes + (uint32_t)need, 1))
         return -ENOMEM;
-    if (u->nbytes + need > u->cap_bytes) {
-        uint64_t cap = u->cap_bytes ? u->cap_bytes : 4096;
-        while (cap < u->nbytes + need)
-            cap *= 2;
-        uint8_t *p = realloc(u->bytes, cap);
-        if (!p)
-            return -ENOMEM;
-        u->bytes = p;
-        u->cap_bytes = cap;
-    }
     struct undo_rec *r = &u->recs[u->nrecs++];
     r->coll = c;
     r->off = u->nbytes;
@@ -378,7 +369,7 @@ static int undo_record(struct shard *sh, struct shard_coll *c, const void *key, 
     memcpy(u->bytes + u->nbytes, key, klen);
     if (had && olen)
         memcpy(u->bytes + u->nbytes + klen, old, olen);
-    u->nbytes += need;
+    u->nbytes += (uint32_t)need;
     return 0;
 }
 

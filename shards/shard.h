@@ -116,7 +116,7 @@ struct undo_tree {
 };
 struct undo_rec {
     struct shard_coll *coll; /* referenced through the frame's trees[] */
-    uint64_t off;            /* key, then the old value, at bytes[off] */
+    uint32_t off;            /* key, then the old value, at bytes[off] */
     uint32_t klen;           /* key bytes */
     uint32_t vlen;           /* old value bytes */
     bool had;                /* the key held a value before the write */
@@ -133,8 +133,8 @@ struct frame_undo {
     uint32_t nrecs;          /* entries used */
     uint32_t cap_recs;       /* entries allocated */
     uint8_t *bytes;          /* their keys and old values */
-    uint64_t nbytes;         /* bytes used */
-    uint64_t cap_bytes;      /* bytes allocated */
+    uint32_t nbytes;         /* bytes used (at most UNDO_LOG_BYTES_MAX) */
+    uint32_t cap_bytes;      /* bytes allocated */
     struct undo_cat *cats;   /* catalog changes, in order */
     uint32_t ncats;          /* entries used */
     uint32_t cap_cats;       /* entries allocated */

@@ -201,7 +201,7 @@ static int meta_read(const char *dir, unsigned *shards)
         return -ENAMETOOLONG;
     void *buf;
     size_t len;
-    int rc = io_file_read_all(path, 4096, &buf, &len);
+    int rc = io_file_read_all(NULL, path, 4096, &buf, &len);
     if (rc == -ENOENT) {
         *shards = 0;
         return 0;
@@ -233,7 +233,7 @@ static int meta_read(const char *dir, unsigned *shards)
     return rc;
 }
 
-static int meta_write(const char *dir, unsigned shards)
+static int meta_write(struct io_fault *f, const char *dir, unsigned shards)
 {
     uint8_t p[META_BYTES];
     memset(p, 0, sizeof(p));
@@ -243,7 +243,7 @@ static int meta_write(const char *dir, unsigned shards)
     memcpy(p + 12, &n, 4);
     uint64_t sum = XXH3_64bits(p, 24);
     memcpy(p + 24, &sum, 8);
-    return io_file_replace(dir, META_NAME, p, sizeof(p));
+    return io_file_replace(f, dir, META_NAME, p, sizeof(p));
 }
 
 /* ---- open ---- */
@@ -286,6 +286,15 @@ static int plan_shards(cs_db *db, unsigned recorded, int *cpus)
     return 0;
 }
 
+/* Verify changes nothing: the folders must be there already. */
+static int dir_exists(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return errno == ENOENT ? CS_ENOTFOUND : -errno;
+    return S_ISDIR(st.st_mode) ? 0 : CS_ENOTDIR;
+}
+
 static int start_shards(cs_db *db, const int *cpus, enum wal_open_mode mode)
 {
     unsigned n = db->nshards;
@@ -298,7 +307,7 @@ static int start_shards(cs_db *db, const int *cpus, enum wal_open_mode mode)
             rc = -ENAMETOOLONG;
             break;
         }
-        rc = io_dir_ensure(dir);
+        rc = mode == WAL_OPEN_VERIFY ? dir_exists(dir) : io_dir_ensure(db->fault, dir);
         if (rc)
             break;
         struct shard_config cfg = {
@@ -321,7 +330,7 @@ static int start_shards(cs_db *db, const int *cpus, enum wal_open_mode mode)
         if (rc)
             break;
     }
-    int sync_rc = io_dir_sync(db->dir);
+    int sync_rc = mode == WAL_OPEN_VERIFY ? 0 : io_dir_sync(db->fault, db->dir);
     for (unsigned i = 0; i < launched; i++) {
         int r = shard_await(&db->shards[i]);
         if (r && !rc) {
@@ -348,22 +357,23 @@ static void db_free(cs_db *db)
     free(db);
 }
 
-static int db_prepare_dir(cs_db *db, const char *dir)
+static int db_prepare_dir(cs_db *db, const char *dir, enum wal_open_mode mode)
 {
     if (snprintf(db->dir, sizeof(db->dir), "%s", dir) >= (int)sizeof(db->dir))
         return -ENAMETOOLONG;
-    int rc = io_dir_ensure(dir);
+    bool readonly = mode == WAL_OPEN_VERIFY;
+    int rc = readonly ? dir_exists(dir) : io_dir_ensure(db->fault, dir);
     if (rc == CS_ENOTDIR)
         snprintf(last_error, sizeof(last_error), "%s exists and is not a folder", dir);
     if (rc)
         return rc;
-    rc = io_dir_lock(dir, &db->lock_fd);
+    rc = io_dir_lock(dir, readonly, &db->lock_fd);
     if (rc == CS_ELOCKED)
         snprintf(last_error, sizeof(last_error), "%s is open in another process or handle", dir);
     if (rc)
         return rc;
     /* root may write anywhere; others get a clear error here rather than at the first WAL. */
-    return access(dir, W_OK | X_OK) == 0 ? 0 : -errno;
+    return readonly || access(dir, W_OK | X_OK) == 0 ? 0 : -errno;
 }
 
 static int db_open(const char *dir, const cs_options *o, enum wal_open_mode mode, cs_db **out)
@@ -390,7 +400,7 @@ static int db_open(const char *dir, const cs_options *o, enum wal_open_mode mode
     if (rc == CS_EOPTVAL)
         snprintf(last_error, sizeof(last_error), "bad fault-injection spec \"%s\"", fault);
     if (!rc)
-        rc = db_prepare_dir(db, dir);
+        rc = db_prepare_dir(db, dir, mode);
     if (!rc)
         rc = meta_read(db->dir, &recorded);
     if (!rc)
@@ -400,7 +410,7 @@ static int db_open(const char *dir, const cs_options *o, enum wal_open_mode mode
         rc = CS_ENOTFOUND;
     }
     if (!rc && !recorded)
-        rc = meta_write(db->dir, db->nshards);
+        rc = meta_write(db->fault, db->dir, db->nshards);
     if (!rc) {
         db->shards = calloc(db->nshards, sizeof(*db->shards));
         rc = db->shards ? start_shards(db, cpus, mode) : -ENOMEM;

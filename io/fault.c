@@ -286,3 +286,10 @@ uint32_t io_fault_latency_us(const struct io_fault *f)
     cs_assert(f != NULL);
     return f->latency_us;
 }
+
+int io_fault_on_op(struct io_fault *f, enum io_op op)
+{
+    cs_assert(f != NULL);
+    (void)op;
+    return 0;
+}

@@ -42,4 +42,19 @@ bool io_fault_on_allocate(struct io_fault *f);
 /* Microseconds of latency to add to each write and fsync (0 = none). */
 uint32_t io_fault_latency_us(const struct io_fault *f);
 
+/* The file and folder operations of io/file.c, for the plan to fail (or record) each kind. */
+enum io_op {
+    IO_OP_CREATE,   /* io_file_open with O_CREAT */
+    IO_OP_READ,     /* io_file_pread, io_file_read_at, io_file_read_all */
+    IO_OP_WRITE,    /* io_file_pwrite, io_file_zero */
+    IO_OP_SYNC,     /* io_file_sync (fdatasync of a file) */
+    IO_OP_DIR_SYNC, /* io_dir_sync */
+    IO_OP_RENAME,   /* io_file_rename, io_file_publish */
+    IO_OP_UNLINK,   /* io_file_unlink */
+    IO_OP_LIST,     /* io_dir_list, io_file_written */
+};
+/* The fate of the next file operation of kind op: 0 (go ahead) or the -errno it fails with
+ * before it reaches the system. */
+int io_fault_on_op(struct io_fault *f, enum io_op op);
+
 #endif

@@ -1,36 +1,43 @@
 /* File and folder operations.
  *
- * Rules kept here: every creation, rename or removal is followed by an fsync of the folder
- * (io_file_replace does it; callers that create files call io_dir_sync); reads and writes loop
- * until the whole range is done or fail with -errno; a file that is shorter than what its
- * reader needs is CS_ECORRUPT, never an assert. */
+ * Rules kept here: every creation, rename or removal is made durable by an fsync of its folder
+ * (io_file_publish and io_file_replace do it; callers that create, rename or remove files call
+ * io_dir_sync); reads and writes loop until the whole range is done or fail with -errno; a file
+ * that is shorter than what its reader needs is CS_ECORRUPT, never an assert. Each operation
+ * first asks the fault plan (when there is one) whether to fail, so that tests can fail any disk
+ * operation cstore makes; nothing else in cstore calls these system calls on data files. */
 #include "file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cstore.h"
+#include "fault.h"
 
-#define IO_RETRY_MAX 1000 /* EINTR / partial-progress iterations before giving up */
+#define IO_RETRY_MAX 1000              /* EINTR / partial-progress iterations before giving up */
+#define IO_EXTENTS_BATCH 32u           /* FIEMAP extents asked for per ioctl */
+#define IO_EXTENT_CALLS_MAX (1u << 24) /* ioctls / lseeks one io_file_written may make */
 
-int io_dir_ensure(const char *dir)
+static int fault_op(struct io_fault *f, enum io_op op)
 {
-    struct stat st;
-    if (stat(dir, &st) == 0)
-        return S_ISDIR(st.st_mode) ? 0 : CS_ENOTDIR;
-    if (errno != ENOENT)
-        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
-    if (mkdir(dir, 0755) != 0)
-        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
-    /* make the new folder's entry durable in its parent */
-    char parent[PATH_MAX];
-    if (snprintf(parent, sizeof(parent), "%s", dir) >= (int)sizeof(parent))
+    return cs_unlikely(f != NULL) ? io_fault_on_op(f, op) : 0;
+}
+
+/* The folder that holds path ("." for a bare name). */
+static int parent_of(const char *path, char *parent, size_t size)
+{
+    if (snprintf(parent, size, "%s", path) >= (int)size)
         return -ENAMETOOLONG;
     char *slash = strrchr(parent, '/');
     if (slash == parent)
@@ -38,26 +45,49 @@ int io_dir_ensure(const char *dir)
     else if (slash)
         *slash = '\0';
     else
-        snprintf(parent, sizeof(parent), ".");
-    return io_dir_sync(parent);
+        snprintf(parent, size, ".");
+    return 0;
 }
 
-int io_dir_sync(const char *dir)
+int io_dir_ensure(struct io_fault *f, const char *dir)
 {
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : CS_ENOTDIR;
+    if (errno != ENOENT)
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
+    int rc = fault_op(f, IO_OP_CREATE);
+    if (rc)
+        return rc;
+    if (mkdir(dir, 0755) != 0)
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
+    char parent[PATH_MAX];
+    rc = parent_of(dir, parent, sizeof(parent));
+    return rc ? rc : io_dir_sync(f, parent);
+}
+
+int io_dir_sync(struct io_fault *f, const char *dir)
+{
+    int rc = fault_op(f, IO_OP_DIR_SYNC);
+    if (rc)
+        return rc;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
+    rc = fsync(fd) == 0 ? 0 : -errno;
     close(fd);
     return rc;
 }
 
-int io_dir_lock(const char *dir, int *fd)
+int io_dir_lock(const char *dir, bool readonly, int *fd)
 {
     char path[PATH_MAX];
+    *fd = -1;
     if (snprintf(path, sizeof(path), "%s/LOCK", dir) >= (int)sizeof(path))
         return -ENAMETOOLONG;
-    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int f = open(path, readonly ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0 && readonly)
+        return 0; /* nothing to lock on a read-only copy: nobody can write it */
     if (f < 0)
         return -errno;
     if (flock(f, LOCK_EX | LOCK_NB) != 0) {
@@ -69,12 +99,42 @@ int io_dir_lock(const char *dir, int *fd)
     return 0;
 }
 
-int io_file_open(const char *path, int flags, int *fd)
+int io_dir_list(struct io_fault *f, const char *dir, io_dir_fn fn, void *arg)
 {
-    int f = open(path, flags | O_CLOEXEC, 0644);
-    if (f < 0)
+    int rc = fault_op(f, IO_OP_LIST);
+    if (rc)
+        return rc;
+    DIR *d = opendir(dir);
+    if (!d)
         return -errno;
-    *fd = f;
+    struct dirent *e;
+    uint32_t n = 0;
+    errno = 0;
+    while (!rc && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (++n > IO_DIR_ENTRIES_MAX) {
+            rc = CS_EFULL;
+            break;
+        }
+        rc = fn(arg, e->d_name);
+        errno = 0;
+    }
+    if (!rc && errno)
+        rc = -errno; /* readdir failed */
+    closedir(d);
+    return rc;
+}
+
+int io_file_open(struct io_fault *f, const char *path, int flags, int *fd)
+{
+    int rc = (flags & O_CREAT) ? fault_op(f, IO_OP_CREATE) : 0;
+    if (rc)
+        return rc;
+    int h = open(path, flags | O_CLOEXEC, 0644);
+    if (h < 0)
+        return -errno;
+    *fd = h;
     return 0;
 }
 
@@ -84,26 +144,39 @@ void io_file_close(int fd)
         close(fd);
 }
 
-int io_file_pread(int fd, void *buf, size_t len, uint64_t off)
+int io_file_read_at(struct io_fault *f, int fd, void *buf, size_t len, uint64_t off, size_t *got)
 {
+    int rc = fault_op(f, IO_OP_READ);
+    if (rc)
+        return rc;
     char *p = buf;
-    for (int i = 0; len > 0 && i < IO_RETRY_MAX; i++) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
+    size_t done = 0;
+    for (int i = 0; done < len && i < IO_RETRY_MAX; i++) {
+        ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -errno;
         if (n == 0)
-            return CS_ECORRUPT;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
+            break;
+        done += (size_t)n;
     }
-    return len == 0 ? 0 : -EIO;
+    *got = done;
+    return 0;
 }
 
-int io_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+int io_file_pread(struct io_fault *f, int fd, void *buf, size_t len, uint64_t off)
 {
+    size_t got = 0;
+    int rc = io_file_read_at(f, fd, buf, len, off, &got);
+    return rc ? rc : (got == len ? 0 : CS_ECORRUPT);
+}
+
+int io_file_pwrite(struct io_fault *f, int fd, const void *buf, size_t len, uint64_t off)
+{
+    int rc = fault_op(f, IO_OP_WRITE);
+    if (rc)
+        return rc;
     const char *p = buf;
     for (int i = 0; len > 0 && i < IO_RETRY_MAX; i++) {
         ssize_t n = pwrite(fd, p, len, (off_t)off);
@@ -118,8 +191,11 @@ int io_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
     return len == 0 ? 0 : -EIO;
 }
 
-int io_file_sync(int fd)
+int io_file_sync(struct io_fault *f, int fd)
 {
+    int rc = fault_op(f, IO_OP_SYNC);
+    if (rc)
+        return rc;
     return fdatasync(fd) == 0 ? 0 : -errno;
 }
 
@@ -132,8 +208,10 @@ int io_file_size(int fd, uint64_t *size)
     return 0;
 }
 
-int io_file_preallocate(int fd, uint64_t len)
+int io_file_preallocate(struct io_fault *f, int fd, uint64_t len)
 {
+    if (f && io_fault_on_allocate(f))
+        return -ENOSPC;
     int rc = posix_fallocate(fd, 0, (off_t)len);
     if (rc == EOPNOTSUPP || rc == EINVAL)
         return ftruncate(fd, (off_t)len) == 0 ? 0 : -errno; /* filesystems without fallocate */
@@ -148,16 +226,19 @@ int io_file_direct(int fd)
     return fcntl(fd, F_SETFL, flags | O_DIRECT) == 0 ? 0 : -errno;
 }
 
-int io_file_zero(int fd, uint64_t off, uint64_t len)
+int io_file_zero(struct io_fault *f, int fd, uint64_t off, uint64_t len)
 {
     static const char zeros[65536];
     if (len == 0)
         return 0;
+    int rc = fault_op(f, IO_OP_WRITE);
+    if (rc)
+        return rc;
     if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0)
         return 0;
     for (uint64_t done = 0; done < len;) {
         size_t n = (size_t)cs_min_u64(sizeof(zeros), len - done);
-        int rc = io_file_pwrite(fd, zeros, n, off + done);
+        rc = io_file_pwrite(NULL, fd, zeros, n, off + done);
         if (rc)
             return rc;
         done += n;
@@ -165,33 +246,64 @@ int io_file_zero(int fd, uint64_t off, uint64_t len)
     return 0;
 }
 
-int io_file_replace(const char *dir, const char *name, const void *buf, size_t len)
+int io_file_rename(struct io_fault *f, const char *from, const char *to)
 {
-    char tmp[PATH_MAX], dst[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
-        snprintf(dst, sizeof(dst), "%s/%s", dir, name) >= (int)sizeof(dst))
-        return -ENAMETOOLONG;
-    int fd = -1;
-    int rc = io_file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, &fd);
+    int rc = fault_op(f, IO_OP_RENAME);
     if (rc)
         return rc;
-    rc = io_file_pwrite(fd, buf, len, 0);
+    return rename(from, to) == 0 ? 0 : -errno;
+}
+
+int io_file_unlink(struct io_fault *f, const char *path)
+{
+    int rc = fault_op(f, IO_OP_UNLINK);
+    if (rc)
+        return rc;
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+void io_file_discard(struct io_fault *f, const char *path)
+{
+    if (io_file_unlink(f, path) != 0)
+        return; /* removed at the next open of the folder */
+}
+
+int io_file_publish(struct io_fault *f, const char *dir, const char *tmp_name, const char *name)
+{
+    char tmp[PATH_MAX], dst[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s/%s", dir, tmp_name) >= (int)sizeof(tmp) ||
+        snprintf(dst, sizeof(dst), "%s/%s", dir, name) >= (int)sizeof(dst))
+        return -ENAMETOOLONG;
+    int rc = io_file_rename(f, tmp, dst);
+    return rc ? rc : io_dir_sync(f, dir);
+}
+
+int io_file_replace(struct io_fault *f, const char *dir, const char *name, const void *buf,
+                    size_t len)
+{
+    char tmp_name[NAME_MAX + 1], tmp[PATH_MAX];
+    if (snprintf(tmp_name, sizeof(tmp_name), "%s.tmp", name) >= (int)sizeof(tmp_name) ||
+        snprintf(tmp, sizeof(tmp), "%s/%s", dir, tmp_name) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    int fd = -1;
+    int rc = io_file_open(f, tmp, O_WRONLY | O_CREAT | O_TRUNC, &fd);
+    if (rc)
+        return rc;
+    rc = io_file_pwrite(f, fd, buf, len, 0);
     if (!rc)
-        rc = fsync(fd) == 0 ? 0 : -errno;
+        rc = io_file_sync(f, fd);
     io_file_close(fd);
     if (!rc)
-        rc = rename(tmp, dst) == 0 ? 0 : -errno;
-    if (!rc)
-        rc = io_dir_sync(dir);
+        rc = io_file_publish(f, dir, tmp_name, name);
     if (rc)
-        unlink(tmp);
+        io_file_discard(f, tmp);
     return rc;
 }
 
-int io_file_read_all(const char *path, size_t max, void **buf, size_t *len)
+int io_file_read_all(struct io_fault *f, const char *path, size_t max, void **buf, size_t *len)
 {
     int fd = -1;
-    int rc = io_file_open(path, O_RDONLY, &fd);
+    int rc = io_file_open(f, path, O_RDONLY, &fd);
     if (rc)
         return rc;
     uint64_t size;
@@ -201,7 +313,7 @@ int io_file_read_all(const char *path, size_t max, void **buf, size_t *len)
     void *p = NULL;
     if (!rc) {
         p = cs_mem_alloc(0, (size_t)size);
-        rc = p ? io_file_pread(fd, p, (size_t)size, 0) : -ENOMEM;
+        rc = p ? io_file_pread(f, fd, p, (size_t)size, 0) : -ENOMEM;
     }
     io_file_close(fd);
     if (rc) {
@@ -211,4 +323,78 @@ int io_file_read_all(const char *path, size_t max, void **buf, size_t *len)
     *buf = p;
     *len = (size_t)size;
     return 0;
+}
+
+/* io_file_written through FIEMAP. FIEMAP_FLAG_SYNC first writes back dirty pages, so that data
+ * still in the page cache (a buffered write over preallocated space) shows as written. Sets
+ * *unsupported when FIEMAP is not available here (the caller falls back). */
+static int written_fiemap(int fd, uint64_t from, uint64_t to, io_extent_fn fn, void *arg,
+                          bool *unsupported)
+{
+    union {
+        struct fiemap fm;
+        char bytes[sizeof(struct fiemap) + IO_EXTENTS_BATCH * sizeof(struct fiemap_extent)];
+    } u;
+    uint64_t start = from;
+    for (uint32_t calls = 0; start < to && calls < IO_EXTENT_CALLS_MAX; calls++) {
+        memset(&u, 0, sizeof(u));
+        u.fm.fm_start = start;
+        u.fm.fm_length = to - start;
+        u.fm.fm_flags = FIEMAP_FLAG_SYNC;
+        u.fm.fm_extent_count = IO_EXTENTS_BATCH;
+        if (ioctl(fd, FS_IOC_FIEMAP, &u.fm) != 0) {
+            *unsupported = calls == 0;
+            return calls == 0 ? 0 : -errno;
+        }
+        if (u.fm.fm_mapped_extents == 0)
+            return 0;
+        for (uint32_t i = 0; i < u.fm.fm_mapped_extents; i++) {
+            const struct fiemap_extent *e = &u.fm.fm_extents[i];
+            uint64_t end = e->fe_logical + e->fe_length;
+            if (!(e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) && end > start && e->fe_logical < to) {
+                uint64_t lo = e->fe_logical > start ? e->fe_logical : start;
+                uint64_t hi = end < to ? end : to;
+                int rc = fn(arg, lo, hi - lo);
+                if (rc)
+                    return rc;
+            }
+            if ((e->fe_flags & FIEMAP_EXTENT_LAST) || end <= start)
+                return 0;
+            start = end;
+        }
+    }
+    return 0;
+}
+
+/* io_file_written through SEEK_DATA / SEEK_HOLE. */
+static int written_seek(int fd, uint64_t from, uint64_t to, io_extent_fn fn, void *arg)
+{
+    uint64_t pos = from;
+    for (uint32_t calls = 0; pos < to && calls < IO_EXTENT_CALLS_MAX; calls++) {
+        off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO ? 0 : fn(arg, pos, to - pos);
+        if ((uint64_t)data >= to)
+            return 0;
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        uint64_t end = hole < 0 || (uint64_t)hole > to ? to : (uint64_t)hole;
+        int rc = fn(arg, (uint64_t)data, end - (uint64_t)data);
+        if (rc)
+            return rc;
+        pos = end;
+    }
+    return 0;
+}
+
+int io_file_written(struct io_fault *f, int fd, uint64_t from, uint64_t to, io_extent_fn fn,
+                    void *arg)
+{
+    if (from >= to)
+        return 0;
+    int rc = fault_op(f, IO_OP_LIST);
+    if (rc)
+        return rc;
+    bool unsupported = false;
+    rc = written_fiemap(fd, from, to, fn, arg, &unsupported);
+    return unsupported ? written_seek(fd, from, to, fn, arg) : rc;
 }

@@ -1,41 +1,82 @@
-/* File and folder operations of cstore: every open, read, write, fsync, rename and lock of a data
- * file goes through here (so that the fault-injecting backend can stand in front of them). */
+/* File and folder operations of cstore: every open, read, write, sync, rename, removal, folder
+ * listing and extent query of a data file goes through here, so that the fault-injecting backend
+ * (io/fault.c) can stand in front of every one of them. Each call takes the database's fault plan
+ * (NULL: no faults, the plain system call). */
 #ifndef CS_IO_FILE_H
 #define CS_IO_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "util.h"
 
-/* Create dir if missing (not its parents). CS_ENOTDIR if path exists and is not a folder. */
-CS_MUST_CHECK int io_dir_ensure(const char *dir);
-/* fsync a folder, making creations, renames and removals in it durable. */
-CS_MUST_CHECK int io_dir_sync(const char *dir);
-/* Take an exclusive advisory lock on dir/LOCK; *fd receives the descriptor that holds it.
- * CS_ELOCKED when another open file description holds it. */
-CS_MUST_CHECK int io_dir_lock(const char *dir, int *fd);
+struct io_fault;
 
-CS_MUST_CHECK int io_file_open(const char *path, int flags, int *fd);
+#define IO_DIR_ENTRIES_MAX 1000000u /* entries io_dir_list visits in one folder */
+
+/* Create dir if missing (not its parents), and make its entry durable in its parent. CS_ENOTDIR
+ * if path exists and is not a folder. */
+CS_MUST_CHECK int io_dir_ensure(struct io_fault *f, const char *dir);
+/* fsync a folder, making creations, renames and removals in it durable. */
+CS_MUST_CHECK int io_dir_sync(struct io_fault *f, const char *dir);
+/* Take an exclusive advisory lock on dir/LOCK (created if missing); *fd receives the descriptor
+ * that holds it. CS_ELOCKED when another open file description holds it. With readonly, nothing
+ * is created: a LOCK file that is missing or cannot be opened (a read-only copy) leaves *fd at
+ * -1 and returns 0. */
+CS_MUST_CHECK int io_dir_lock(const char *dir, bool readonly, int *fd);
+/* Call fn(arg, name) for every entry of dir but "." and ".." (in no particular order); a non-zero
+ * return of fn stops the walk and is returned. More than IO_DIR_ENTRIES_MAX entries: CS_EFULL. */
+typedef int (*io_dir_fn)(void *arg, const char *name);
+CS_MUST_CHECK int io_dir_list(struct io_fault *f, const char *dir, io_dir_fn fn, void *arg);
+
+/* open(2) with O_CLOEXEC; flags as for open. A creation (O_CREAT) is durable only once the
+ * folder is synced (io_dir_sync). */
+CS_MUST_CHECK int io_file_open(struct io_fault *f, const char *path, int flags, int *fd);
 void io_file_close(int fd);
-/* Read exactly len bytes at off; a short file is CS_ECORRUPT. */
-CS_MUST_CHECK int io_file_pread(int fd, void *buf, size_t len, uint64_t off);
+/* Read exactly len bytes at off; a file that ends before is CS_ECORRUPT. */
+CS_MUST_CHECK int io_file_pread(struct io_fault *f, int fd, void *buf, size_t len, uint64_t off);
+/* Read up to len bytes at off; *got receives the count (less than len only at the end of the
+ * file). */
+CS_MUST_CHECK int io_file_read_at(struct io_fault *f, int fd, void *buf, size_t len, uint64_t off,
+                                  size_t *got);
 /* Write exactly len bytes at off (retrying short writes that made progress). */
-CS_MUST_CHECK int io_file_pwrite(int fd, const void *buf, size_t len, uint64_t off);
-CS_MUST_CHECK int io_file_sync(int fd);
+CS_MUST_CHECK int io_file_pwrite(struct io_fault *f, int fd, const void *buf, size_t len,
+                                 uint64_t off);
+/* fdatasync: the file's data (and the metadata needed to read it) is durable. */
+CS_MUST_CHECK int io_file_sync(struct io_fault *f, int fd);
 CS_MUST_CHECK int io_file_size(int fd, uint64_t *size);
 /* Reserve len bytes of disk for fd (fallocate), so later writes need no allocation. */
-CS_MUST_CHECK int io_file_preallocate(int fd, uint64_t len);
+CS_MUST_CHECK int io_file_preallocate(struct io_fault *f, int fd, uint64_t len);
 /* Switch fd to direct I/O (O_DIRECT): later reads and writes bypass the page cache and must be
  * aligned. -EINVAL (or another -errno) when the filesystem does not support it; fd is then
  * unchanged. */
 CS_MUST_CHECK int io_file_direct(int fd);
-/* Turn [off, off+len) into zeros (used to cut a torn WAL tail). */
-CS_MUST_CHECK int io_file_zero(int fd, uint64_t off, uint64_t len);
+/* Turn [off, off+len) into zeros (used to cut a torn WAL tail); not synced. */
+CS_MUST_CHECK int io_file_zero(struct io_fault *f, int fd, uint64_t off, uint64_t len);
+/* rename(2); durable once the folder is synced. */
+CS_MUST_CHECK int io_file_rename(struct io_fault *f, const char *from, const char *to);
+/* unlink(2); durable once the folder is synced. A missing file is -ENOENT. */
+CS_MUST_CHECK int io_file_unlink(struct io_fault *f, const char *path);
+/* Best-effort removal of a temporary file that a failed step leaves (a leftover is removed by the
+ * next open of its folder); errors are ignored. */
+void io_file_discard(struct io_fault *f, const char *path);
+/* Publish a written and synced file: rename dir/tmp_name to dir/name, then fsync dir. */
+CS_MUST_CHECK int io_file_publish(struct io_fault *f, const char *dir, const char *tmp_name,
+                                  const char *name);
 /* Write buf to dir/name atomically: write dir/name.tmp, fsync, rename, fsync dir. */
-CS_MUST_CHECK int io_file_replace(const char *dir, const char *name, const void *buf, size_t len);
+CS_MUST_CHECK int io_file_replace(struct io_fault *f, const char *dir, const char *name,
+                                  const void *buf, size_t len);
 /* Read a whole small file into a cs_mem buffer (at most max bytes, else CS_ECORRUPT). */
-CS_MUST_CHECK int io_file_read_all(const char *path, size_t max, void **buf, size_t *len);
+CS_MUST_CHECK int io_file_read_all(struct io_fault *f, const char *path, size_t max, void **buf,
+                                   size_t *len);
+/* Call fn(arg, off, len) for each range of [from, to) that may hold written data, in order: the
+ * parts of the file that were never written (holes, and preallocated extents not yet written)
+ * are left out when the filesystem can tell (FIEMAP, else SEEK_DATA / SEEK_HOLE); otherwise the
+ * whole range is one call. A non-zero return of fn stops the walk and is returned. */
+typedef int (*io_extent_fn)(void *arg, uint64_t off, uint64_t len);
+CS_MUST_CHECK int io_file_written(struct io_fault *f, int fd, uint64_t from, uint64_t to,
+                                  io_extent_fn fn, void *arg);
 
 #endif

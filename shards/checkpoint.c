@@ -42,10 +42,14 @@
  *
  * VALIDITY. Every checksum must match, every length must stay inside its block and file, the
  * counts in the footer must equal what the blocks hold, and the footer must end the file. Anything
- * else is CS_ECORRUPT naming the file and offset: a damaged checkpoint is never half-loaded. */
+ * else is CS_ECORRUPT naming the file and offset: a damaged checkpoint is never half-loaded.
+ *
+ * TWO GENERATIONS. Publishing a checkpoint keeps the one before it (and the shard keeps the WAL
+ * since that one), so that a checkpoint found damaged at recovery costs nothing: each file is
+ * first checked whole (header, every block checksum, footer) without being loaded, newest first,
+ * and the first that passes is loaded; the WAL is then replayed from its LSN. */
 #include "checkpoint.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -105,6 +109,7 @@ static int ckpt_path(char *buf, size_t size, const char *dir, uint64_t lsn, bool
 /* ---- writing ---- */
 
 struct writer {
+    struct io_fault *f; /* fault plan or NULL */
     int fd;             /* the .tmp file */
     uint64_t off;       /* where the next block goes */
     uint8_t *raw;       /* block payload being filled */
@@ -140,7 +145,7 @@ static int writer_flush(struct writer *w)
     put32(hdr + 16, w->entries);
     put64(hdr + 24, sum);
     XXH3_64bits_update(w->sums, &sum, sizeof(sum));
-    int rc = io_file_pwrite(w->fd, w->out, CKPT_BLOCK_HEADER_BYTES + stored, w->off);
+    int rc = io_file_pwrite(w->f, w->fd, w->out, CKPT_BLOCK_HEADER_BYTES + stored, w->off);
     if (rc)
         return rc;
     w->off += CKPT_BLOCK_HEADER_BYTES + stored;
@@ -205,7 +210,7 @@ static int write_all(struct ckpt_job *job, struct writer *w)
 {
     uint8_t h[CKPT_HEADER_BYTES];
     header_encode(h, job);
-    int rc = io_file_pwrite(w->fd, h, sizeof(h), 0);
+    int rc = io_file_pwrite(w->f, w->fd, h, sizeof(h), 0);
     w->off = CKPT_HEADER_BYTES;
     for (size_t i = 0; i < job->ncolls && !rc; i++)
         rc = write_coll(w, &job->colls[i], &job->records);
@@ -222,16 +227,16 @@ static int write_all(struct ckpt_job *job, struct writer *w)
     put64(f + 32, XXH3_64bits_digest(w->sums));
     put64(f + 40, w->off);
     put64(f + 56, XXH3_64bits(f, 56));
-    rc = io_file_pwrite(w->fd, f, sizeof(f), w->off);
+    rc = io_file_pwrite(w->f, w->fd, f, sizeof(f), w->off);
     job->bytes = w->off + sizeof(f);
-    return rc ? rc : (fsync(w->fd) == 0 ? 0 : -errno);
+    return rc ? rc : io_file_sync(w->f, w->fd);
 }
 
 int ckpt_write(struct ckpt_job *job)
 {
     char path[PATH_MAX];
     int rc = ckpt_path(path, sizeof(path), job->dir, job->lsn, true);
-    struct writer w = {.fd = -1};
+    struct writer w = {.f = job->fault, .fd = -1};
     w.raw = malloc(CKPT_BLOCK_RAW_MAX);
     w.out_cap = CKPT_BLOCK_HEADER_BYTES + (size_t)LZ4_compressBound(CKPT_BLOCK_RAW_MAX);
     w.out = malloc(w.out_cap);
@@ -240,14 +245,14 @@ int ckpt_write(struct ckpt_job *job)
         rc = -ENOMEM;
     if (!rc) {
         XXH3_64bits_reset(w.sums);
-        rc = io_file_open(path, O_WRONLY | O_CREAT | O_TRUNC, &w.fd);
+        rc = io_file_open(job->fault, path, O_WRONLY | O_CREAT | O_TRUNC, &w.fd);
     }
     job->records = 0;
     if (!rc)
         rc = write_all(job, &w);
     io_file_close(w.fd);
     if (rc && w.fd >= 0)
-        unlink(path);
+        io_file_discard(job->fault, path);
     free(w.raw);
     free(w.out);
     XXH3_freeState(w.sums);
@@ -257,53 +262,90 @@ int ckpt_write(struct ckpt_job *job)
 
 /* ---- listing ---- */
 
-/* Newest checkpoint LSN in dir (0 if none); removes .tmp leftovers and, with keep != 0, every
- * checkpoint older than keep. */
-static int ckpt_scan(const char *dir, uint64_t keep, uint64_t *newest)
+#define CKPT_LIST_MAX 16u /* checkpoints one folder is expected to hold (two, plus leftovers) */
+
+struct ckpt_list {
+    struct io_fault *f;          /* fault plan or NULL */
+    const char *dir;             /* shard folder */
+    bool readonly;               /* leave .tmp files and old checkpoints alone */
+    uint64_t keep;               /* remove checkpoints older than this (0: none) */
+    uint64_t lsn[CKPT_LIST_MAX]; /* checkpoints found (the newest ones when there are more) */
+    size_t count;                /* entries of lsn[] */
+    int rc;                      /* first removal error */
+};
+
+static void list_remove(struct ckpt_list *l, const char *name)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return -errno;
-    *newest = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        uint64_t lsn;
-        if (strncmp(e->d_name, "snap-", 5) != 0 || strlen(e->d_name) < 21)
-            continue;
-        if (sscanf(e->d_name + 5, "%16" SCNx64, &lsn) != 1)
-            continue;
-        if (strcmp(e->d_name + 21, ".tmp") == 0) {
-            unlinkat(dirfd(d), e->d_name, 0);
-            continue;
-        }
-        if (e->d_name[21] != '\0')
-            continue;
-        if (keep && lsn < keep) {
-            unlinkat(dirfd(d), e->d_name, 0);
-            continue;
-        }
-        if (lsn > *newest)
-            *newest = lsn;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", l->dir, name) >= (int)sizeof(path))
+        return;
+    int rc = io_file_unlink(l->f, path);
+    if (rc && rc != -ENOENT && !l->rc)
+        l->rc = rc;
+}
+
+static int list_entry(void *arg, const char *name)
+{
+    struct ckpt_list *l = arg;
+    uint64_t lsn;
+    if (strncmp(name, "snap-", 5) != 0 || strlen(name) < 21)
+        return 0;
+    if (sscanf(name + 5, "%16" SCNx64, &lsn) != 1)
+        return 0;
+    if (strcmp(name + 21, ".tmp") == 0) {
+        if (!l->readonly)
+            list_remove(l, name);
+        return 0;
     }
-    closedir(d);
+    if (name[21] != '\0')
+        return 0;
+    if (l->keep && lsn < l->keep && !l->readonly) {
+        list_remove(l, name);
+        return 0;
+    }
+    if (l->count < CKPT_LIST_MAX) {
+        l->lsn[l->count++] = lsn;
+        return 0;
+    }
+    size_t low = 0; /* full: keep the newest ones */
+    for (size_t i = 1; i < l->count; i++)
+        if (l->lsn[i] < l->lsn[low])
+            low = i;
+    if (lsn > l->lsn[low])
+        l->lsn[low] = lsn;
     return 0;
 }
 
-int ckpt_publish(const char *dir, uint64_t lsn)
+static int lsn_desc(const void *a, const void *b)
 {
-    char tmp[PATH_MAX], dst[PATH_MAX];
-    int rc = ckpt_path(tmp, sizeof(tmp), dir, lsn, true);
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x > y ? -1 : x < y;
+}
+
+/* The checkpoints of dir, newest first; removes .tmp leftovers and, with keep != 0, every
+ * checkpoint older than keep (unless readonly). */
+static int ckpt_scan(struct ckpt_list *l)
+{
+    l->count = 0;
+    l->rc = 0;
+    int rc = io_dir_list(l->f, l->dir, list_entry, l);
     if (!rc)
-        rc = ckpt_path(dst, sizeof(dst), dir, lsn, false);
-    if (!rc)
-        rc = rename(tmp, dst) == 0 ? 0 : -errno;
-    if (!rc)
-        rc = io_dir_sync(dir);
-    uint64_t newest;
-    if (!rc)
-        rc = ckpt_scan(dir, lsn, &newest);
-    if (!rc)
-        rc = io_dir_sync(dir);
+        rc = l->rc;
+    qsort(l->lsn, l->count, sizeof(uint64_t), lsn_desc);
+    return rc;
+}
+
+int ckpt_publish(struct io_fault *f, const char *dir, uint64_t lsn, uint64_t keep_lsn)
+{
+    char tmp[64], dst[64];
+    snprintf(tmp, sizeof(tmp), "snap-%016" PRIx64 ".tmp", lsn);
+    snprintf(dst, sizeof(dst), "snap-%016" PRIx64, lsn);
+    int rc = io_file_publish(f, dir, tmp, dst);
+    struct ckpt_list l = {.f = f, .dir = dir, .keep = keep_lsn < lsn ? keep_lsn : lsn};
+    if (!rc && l.keep)
+        rc = ckpt_scan(&l);
+    if (!rc && l.keep)
+        rc = io_dir_sync(f, dir);
     return rc;
 }
 
@@ -322,8 +364,9 @@ struct loader {
     uint64_t records; /* records seen */
     char *msg;        /* error message */
     size_t msg_size;
-    bool salvage;  /* keep what precedes damage instead of failing */
-    bool salvaged; /* damage was met and skipped */
+    bool salvage;    /* keep what precedes damage instead of failing */
+    bool salvaged;   /* damage was met and skipped */
+    bool check_only; /* verify checksums and lengths only: no decompression, no callbacks */
 };
 
 static int bad(struct loader *l, uint64_t off, const char *what)
@@ -397,6 +440,11 @@ static int load_blocks(struct loader *l, uint64_t end, uint64_t nblocks, uint64_
             break;
         }
         XXH3_64bits_update(st, &bsum, sizeof(bsum));
+        if (l->check_only) {
+            off += CKPT_BLOCK_HEADER_BYTES + stored;
+            n++;
+            continue;
+        }
         if (flags & CKPT_FLAG_LZ4) {
             int got =
                 LZ4_decompress_safe((const char *)body, (char *)l->raw, (int)stored, (int)raw);
@@ -459,53 +507,98 @@ static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *n
         return salvage(l);
     if (rc)
         return rc;
-    if (sum != get64(f + 32) || l->colls != get64(f + 16) || l->records != get64(f + 24))
+    if (sum != get64(f + 32))
+        return bad(l, foff, "checkpoint blocks do not match its footer's checksum");
+    if (!l->check_only && (l->colls != get64(f + 16) || l->records != get64(f + 24)))
         return bad(l, foff, "checkpoint content does not match its footer");
     return 0;
 }
 
-int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn rec, void *arg,
-              uint64_t *lsn, uint32_t *next_coll_id, bool salvage_on, bool *salvaged, char *msg,
-              size_t msg_size)
+/* Read checkpoint lsn of dir and check it whole (check_only) or load it. */
+static int load_one(struct loader *l, struct io_fault *f, const char *dir, unsigned shard,
+                    uint64_t lsn, uint32_t *next_coll_id)
+{
+    char path[PATH_MAX];
+    int rc = ckpt_path(path, sizeof(path), dir, lsn, false);
+    if (rc)
+        return rc;
+    void *buf = NULL;
+    size_t size = 0;
+    rc = io_file_read_all(f, path, (size_t)1 << 40, &buf, &size);
+    if (rc == CS_ECORRUPT) {
+        snprintf(l->msg, l->msg_size, "empty checkpoint %s", path);
+        return rc;
+    }
+    if (rc)
+        return rc;
+    l->path = path;
+    l->p = buf;
+    l->size = size;
+    l->in_coll = false;
+    l->colls = l->records = 0;
+    rc = load_file(l, shard, lsn, next_coll_id);
+    l->path = NULL;
+    l->p = NULL;
+    cs_mem_free(buf);
+    return rc;
+}
+
+int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn coll,
+              ckpt_rec_fn rec, void *arg, uint64_t *lsn, uint32_t *next_coll_id, unsigned flags,
+              bool *salvaged, char *msg, size_t msg_size)
 {
     *salvaged = false;
     *lsn = 0;
     *next_coll_id = 0;
-    uint64_t newest;
-    int rc = ckpt_scan(dir, 0, &newest);
-    if (rc || newest == 0)
+    msg[0] = '\0';
+    struct ckpt_list list = {.f = f, .dir = dir, .readonly = (flags & CKPT_LOAD_READONLY) != 0};
+    int rc = ckpt_scan(&list);
+    if (rc || list.count == 0)
         return rc;
-    char path[PATH_MAX];
-    rc = ckpt_path(path, sizeof(path), dir, newest, false);
-    void *buf = NULL;
-    size_t size = 0;
-    if (!rc)
-        rc = io_file_read_all(path, (size_t)1 << 40, &buf, &size);
-    if (rc == CS_ECORRUPT) {
-        snprintf(msg, msg_size, "empty checkpoint %s", path);
-        if (!salvage_on)
-            return rc;
-        *salvaged = true;
-        *lsn = newest;
-        return 0;
-    }
-    if (rc)
-        return rc;
-    struct loader l = {.path = path,
-                       .p = buf,
-                       .size = size,
-                       .coll = coll,
-                       .rec = rec,
-                       .arg = arg,
-                       .msg = msg,
-                       .msg_size = msg_size,
-                       .salvage = salvage_on};
+    struct loader l = {.coll = coll, .rec = rec, .arg = arg, .msg = msg, .msg_size = msg_size};
     l.raw = malloc(CKPT_BLOCK_RAW_MAX);
-    rc = l.raw ? load_file(&l, shard, newest, next_coll_id) : -ENOMEM;
+    if (!l.raw)
+        return -ENOMEM;
+    /* newest first: the first one whose every checksum holds is loaded */
+    char first_msg[PATH_MAX + 128] = "";
+    size_t pick = list.count;
+    for (size_t i = 0; i < list.count; i++) {
+        l.check_only = true;
+        uint32_t id;
+        rc = load_one(&l, f, dir, shard, list.lsn[i], &id);
+        if (rc == 0) {
+            pick = i;
+            break;
+        }
+        if (rc != CS_ECORRUPT)
+            goto out;
+        if (i == 0)
+            snprintf(first_msg, sizeof(first_msg), "%s", msg);
+    }
+    l.check_only = false;
+    if (pick < list.count) {
+        rc = load_one(&l, f, dir, shard, list.lsn[pick], next_coll_id);
+        if (!rc) {
+            *lsn = list.lsn[pick];
+            if (pick > 0)
+                snprintf(msg, msg_size, "%s; loaded the checkpoint before it (LSN %" PRIu64 ")",
+                         first_msg, *lsn);
+        }
+    } else if (flags & CKPT_LOAD_SALVAGE) {
+        l.salvage = true;
+        rc = load_one(&l, f, dir, shard, list.lsn[0], next_coll_id);
+        if (rc == CS_ECORRUPT) { /* an empty file: nothing to keep */
+            l.salvaged = true;
+            rc = 0;
+        }
+        if (!rc)
+            *lsn = list.lsn[0];
+        *salvaged = l.salvaged;
+    } else {
+        snprintf(msg, msg_size, "%s", first_msg);
+        rc = CS_ECORRUPT;
+    }
+out:
     free(l.raw);
-    cs_mem_free(buf);
-    *salvaged = l.salvaged;
-    if (!rc)
-        *lsn = newest;
     return rc;
 }

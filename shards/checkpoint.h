@@ -14,6 +14,8 @@
 #include "shards/btree.h"
 #include "util.h"
 
+struct io_fault;
+
 /* One collection to write. */
 struct ckpt_coll {
     uint32_t id;                /* shard-local collection id */
@@ -25,6 +27,7 @@ struct ckpt_coll {
 
 struct ckpt_job {
     char dir[PATH_MAX];      /* shard folder */
+    struct io_fault *fault;  /* the database's fault plan, or NULL (borrowed) */
     unsigned shard;          /* shard index */
     uint64_t lsn;            /* every record with an LSN <= lsn is in the checkpoint */
     uint32_t next_coll_id;   /* collection id the shard would give next */
@@ -38,18 +41,28 @@ struct ckpt_job {
 /* Write dir/snap-<lsn>.tmp and fsync it. Reads only the snapshots, so any thread may run it while
  * the shard keeps writing its trees. Returns 0 or -errno / -ENOMEM (also stored in job->rc). */
 CS_MUST_CHECK int ckpt_write(struct ckpt_job *job);
-/* Make snap-<lsn>.tmp the checkpoint: rename, fsync the folder, remove older checkpoints. */
-CS_MUST_CHECK int ckpt_publish(const char *dir, uint64_t lsn);
+/* Make snap-<lsn>.tmp the checkpoint: rename and fsync the folder; then remove the checkpoints
+ * older than keep_lsn (the one before, kept as a fallback should this one be found damaged) and
+ * fsync the folder again. */
+CS_MUST_CHECK int ckpt_publish(struct io_fault *f, const char *dir, uint64_t lsn,
+                               uint64_t keep_lsn);
 
-/* Recovery: load the newest checkpoint of dir, if any, calling coll() for each collection (before
- * its records) and rec() for each record, in key order. *lsn gets its LSN (0 when there is none)
- * and *next_coll_id the id counter it recorded. Leftover .tmp files are removed. CS_ECORRUPT when *
- * the newest checkpoint is damaged (msg names file and offset) — unless salvage is set: then the
- * records before the damage are kept, *salvaged is set and msg says what was dropped. */
+#define CKPT_LOAD_SALVAGE 1u  /* keep what precedes damage instead of failing */
+#define CKPT_LOAD_READONLY 2u /* change nothing on disk (leftover .tmp files stay) */
+
+/* Recovery: load the newest valid checkpoint of dir, if any, calling coll() for each collection
+ * (before its records) and rec() for each record, in key order. Checkpoints are checked whole
+ * (every checksum, the footer) before anything is loaded: when the newest is damaged, the one
+ * before it is loaded instead and msg says so (the WAL since that one is kept for this). *lsn
+ * gets the LSN of the one loaded (0 when there is none) and *next_coll_id the id counter it
+ * recorded. Leftover .tmp files are removed unless flags hold CKPT_LOAD_READONLY. CS_ECORRUPT
+ * when no checkpoint passes the check, or one fails while loading (msg names file and offset) —
+ * unless flags hold CKPT_LOAD_SALVAGE: then the records before the damage of the newest are kept,
+ * *salvaged is set and msg says what was dropped. */
 typedef int (*ckpt_coll_fn)(void *arg, uint32_t id, const char *name, size_t len);
 typedef int (*ckpt_rec_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
-CS_MUST_CHECK int ckpt_load(const char *dir, unsigned shard, ckpt_coll_fn coll, ckpt_rec_fn rec,
-                            void *arg, uint64_t *lsn, uint32_t *next_coll_id, bool salvage,
-                            bool *salvaged, char *msg, size_t msg_size);
+CS_MUST_CHECK int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn coll,
+                            ckpt_rec_fn rec, void *arg, uint64_t *lsn, uint32_t *next_coll_id,
+                            unsigned flags, bool *salvaged, char *msg, size_t msg_size);
 
 #endif

@@ -951,6 +951,7 @@ static int ckpt_start(struct shard *sh)
         return -ENOMEM;
     }
     snprintf(job->dir, sizeof(job->dir), "%s", sh->dir);
+    job->fault = sh->cfg.fault;
     job->shard = sh->cfg.index;
     job->lsn = sh->applied_lsn;
     job->next_coll_id = sh->next_coll_id;
@@ -1004,7 +1005,7 @@ static void ckpt_poll(struct shard *sh)
          * requests that wait (below) */
         char tmp[PATH_MAX + 64];
         snprintf(tmp, sizeof(tmp), "%s/snap-%016" PRIx64 ".tmp", sh->dir, job->lsn);
-        unlink(tmp);
+        io_file_discard(sh->cfg.fault, tmp);
         sh->ckpt = NULL;
         ckpt_release(sh, job);
         struct shard_req **tail = &sh->ckpt_waiters;
@@ -1018,10 +1019,12 @@ static void ckpt_poll(struct shard *sh)
         }
         return;
     }
+    /* the checkpoint before this one stays, with the WAL since it: the fallback should this one
+     * be found damaged at the next open */
     if (!rc)
-        rc = ckpt_publish(sh->dir, job->lsn);
+        rc = ckpt_publish(sh->cfg.fault, sh->dir, job->lsn, sh->ckpt_lsn);
     if (!rc)
-        rc = wal_drop_before(&sh->wal, job->lsn);
+        rc = wal_drop_before(&sh->wal, sh->ckpt_lsn);
     if (!rc) {
         sh->ckpt_lsn = job->lsn;
         sh->stats.checkpoints++;
@@ -1547,7 +1550,7 @@ static void wal_submit(struct shard *sh)
         return;
     }
     sh->delay_done = false;
-    int rc = wal_seal(&sh->wal, &sh->io);
+    int rc = wal_seal(&sh->wal, sh->durable_lsn, &sh->io);
     if (rc) {
         frame_failed(sh, rc, false);
         return;
@@ -1556,7 +1559,7 @@ static void wal_submit(struct shard *sh)
     bool sync = sh->cfg.durability == SHARD_SYNC;
     if (sync)
         views_capture(sh, &sh->cap[sh->wal.open ^ 1u], views_needed(sh));
-    rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, sh->io.frame_at,
+    rc = io_ring_write(&sh->ring, sh->io.fd, sh->io.buf, sh->io.len, sh->io.off, 0,
                        sh->io.frame_bytes, sync, TAG_WRITE);
     cs_assert(rc == 0); /* the ring has room: at most one frame is in flight */
     sh->io_wait = 1;    /* one write; with sync it carries RWF_DSYNC */
@@ -1859,17 +1862,17 @@ static int shard_setup(struct shard *sh)
     uint64_t t0 = cs_now_ns();
     uint32_t next_id = 0;
     bool salvaged = false;
-    rc = ckpt_load(sh->dir, sh->cfg.index, load_coll, load_rec, sh, &sh->ckpt_lsn, &next_id,
-                   sh->cfg.open_mode == WAL_OPEN_SALVAGE, &salvaged, info.message,
-                   sizeof(info.message));
-    if (rc || salvaged)
-        snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
+    unsigned ckpt_flags = sh->cfg.open_mode == WAL_OPEN_SALVAGE ? CKPT_LOAD_SALVAGE : 0u;
+    if (sh->cfg.open_mode == WAL_OPEN_VERIFY)
+        ckpt_flags |= CKPT_LOAD_READONLY;
+    rc = ckpt_load(sh->cfg.fault, sh->dir, sh->cfg.index, load_coll, load_rec, sh, &sh->ckpt_lsn,
+                   &next_id, ckpt_flags, &salvaged, info.message, sizeof(info.message));
+    snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
     if (rc)
         return rc;
-    if (salvaged) {
+    if (sh->start_msg[0]) /* salvaged, or an older checkpoint loaded */
         fprintf(stderr, "cstore: shard %u: %s\n", sh->cfg.index, sh->start_msg);
-        sh->ckpt_salvaged = true;
-    }
+    sh->ckpt_salvaged = salvaged;
     memset(info.message, 0, sizeof(info.message));
     if (next_id > sh->next_coll_id)
         sh->next_coll_id = next_id;
@@ -1905,7 +1908,8 @@ static int shard_setup(struct shard *sh)
 static void shard_teardown(struct shard *sh)
 {
     if (sh->wal_on) {
-        if (!sh->io_error && sh->written_lsn > sh->durable_lsn && io_file_sync(sh->wal.fd))
+        if (!sh->io_error && sh->written_lsn > sh->durable_lsn &&
+            io_file_sync(sh->cfg.fault, sh->wal.fd))
             sh->io_error = CS_EIO;
         wal_close(&sh->wal);
     }

@@ -4,31 +4,37 @@
  * preallocated to `wal_segment_bytes` (fallocate; rounded up to WAL_IO_ALIGN) so appends allocate
  * no blocks. A segment is created as `<name>.tmp`, given its header, preallocated and fsynced,
  * then renamed and the folder fsynced: a visible segment always has a valid header. All integers
- * are little-endian.
+ * are little-endian. Every disk operation goes through io/ (io/file.c), so that the fault plan
+ * can fail or cut any of them.
  *
- * SEGMENT HEADER (64 bytes, offset 0)
+ * SEGMENT HEADER (64 bytes at offset 0; the rest of the first WAL_IO_ALIGN block is zero)
  *    0   8  magic "CSWALSEG"
- *    8   4  format version (1)
+ *    8   4  format version (2)
  *   12   4  shard index
  *   16   8  LSN of the first record stored in this segment
  *   24   8  preallocated size of the segment in bytes
- *   32  24  zero
+ *   32   8  salt: a random value drawn when the segment is made, seeding every frame checksum
+ *   40  16  zero
  *   56   8  XXH3_64 of bytes 0..55
  *
- * FRAME (one group commit: every record of one loop iteration), at 8-byte aligned offsets from 64
+ * FRAME (one group commit: the records of one sealed batch), at every WAL_IO_ALIGN-aligned offset
+ * from WAL_IO_ALIGN on, each starting a fresh block:
  *    0   4  magic 0x52465343 ("CSFR")
- *    4   2  format version (1)
+ *    4   2  format version (2)
  *    6   2  flags: bit 0 = body is LZ4-compressed; other bits zero
  *    8   8  LSN of the first record (records take consecutive LSNs)
  *   16   4  record count (>= 1)
  *   20   4  body bytes as stored (after compression)
  *   24   4  raw body bytes (before compression; equal when not compressed), <= 64 MiB
  *   28   4  zero
- *   32   8  XXH3_64 of the stored body
- *   40   8  XXH3_64 of bytes 0..39 of this header
- *   48   -  body, then zeros up to the next multiple of 8
+ *   32   8  durable LSN: every record up to it was durable when the frame was sealed (< first LSN)
+ *   40   8  XXH3_64 of the stored body, seeded with the segment's salt
+ *   48   8  XXH3_64 of bytes 0..47 of this header, seeded with the segment's salt
+ *   56   -  body, then zeros up to the end of the block the frame ends in
  * Header and body are checksummed separately, so a damaged length can never make the reader
- * trust a body, and a frame torn by a crash fails its body checksum.
+ * trust a body, and a frame torn by a crash fails its body checksum. The salt makes a frame image
+ * that an application stored inside a value (or that an older segment left behind) fail both
+ * checksums: it cannot pass for a frame.
  *
  * RECORD (inside a raw body; unaligned)
  *    0   1  type: 1 put, 2 delete, 3 batch, 4 collection create, 5 collection drop
@@ -41,19 +47,26 @@
  *
  * WRITING. Records are appended to the open frame in memory. When the shard's loop has no write in
  * flight it seals the frame (compress when the body is at least `wal_compress_bytes` and LZ4
- * shrinks it, checksum) and submits one write with RWF_DSYNC (durable when it completes, as after
- * an fdatasync). While that is in flight, new records fill the other slot: at most one frame is
- * ever being written, so only the last frame of the log can be torn. A frame that does not fit in
- * the rest of the segment goes to a new segment (created synchronously; the unused tail of the old
- * one stays zero).
+ * shrinks it, checksum) and submits one write: with RWF_DSYNC in sync mode (durable when it
+ * completes, as after an fdatasync), a plain one in async mode (fdatasync'ed every interval).
+ * While that is in flight, new records fill the other slot: at most one frame is ever being
+ * written. A frame that does not fit in the rest of the segment goes to a new segment (created
+ * synchronously, after a last fdatasync of the old one; the unused tail of the old one stays
+ * zero).
  *
- * BLOCKS. The segment being appended to is written with direct I/O (O_DIRECT; page-cache writes
- * where the filesystem refuses it), in whole WAL_IO_ALIGN blocks: a write starts at the block that
- * holds the frame's first byte, carrying that block's earlier bytes again (the writer keeps a copy
- * of the last partial block), then the frame, then zeros to the end of its last block. So a frame
- * costs one data write and one device flush, without the page cache's writeback. Rewriting the
- * earlier bytes of a block with the same bytes is what page-cache writeback of that block does
- * too: a torn block write leaves each sector old or new, and both hold them.
+ * BLOCKS AND WHAT IS ASSUMED OF THE DISK. The segment being appended to is written with direct
+ * I/O (O_DIRECT; page-cache writes where the filesystem refuses it), in whole WAL_IO_ALIGN
+ * blocks, and every frame starts a fresh block: a write never covers a byte of an earlier frame,
+ * so a write torn by a power cut (at any granularity, even inside a sector) can damage only the
+ * frame being written, never one acknowledged before. This costs the padding of each frame's
+ * last block. Assumed of the disk: a completed RWF_DSYNC write or fdatasync is durable; an
+ * interrupted write leaves its own range in any mix of old, new and garbage bytes and touches
+ * nothing else. A write that fails with ENOSPC is assumed to have written nothing that matters:
+ * the shard takes the frame's changes back and writes the next frame at the same offset with the
+ * same LSNs, overwriting whatever part of it reached the disk (on filesystems that allocate at
+ * write time, btrfs or thin provisioning, a crash between the failure and the next frame could
+ * leave the failed frame whole on disk and bring its writes back at recovery: they were reported
+ * as failed, not acknowledged, so no acknowledged write is lost either way).
  * fallocate leaves *unwritten* extents: the first write into one must convert it, a metadata
  * change that turns the next sync into a journal commit (and makes a direct write wait for a
  * worker thread). So writes also zero ahead: when a write ends within WAL_ZERO_AHEAD_BYTES / 2
@@ -61,26 +74,39 @@
  * its last block (never past the segment's end). One write in roughly every 128 KiB of log pays
  * for the conversion; the others overwrite written blocks. The zeros are ordinary data: a reader
  * sees the same bytes as in a never-written, preallocated tail.
- * FORMAT. None of this changes the bytes that recovery reads (frames at 8-byte aligned offsets,
- * zeros after the last one), so the format version stays 1: logs written before and after read
- * alike.
  *
- * RECOVERY (wal_open). Segments are read in LSN order; the first LSN of each must follow the
- * last record of the one before (a gap is corruption). In each segment, frames are read from
- * offset 64 until a header that is all zeros (the end of the data) or invalid. Each frame must
- * carry the next expected LSN. When a frame is invalid, or the segment's data ends, the rest of
- * the segment is scanned for any valid frame header: finding one means damage in the middle
- * (CS_ECORRUPT, naming file and offset). Otherwise an invalid frame in the last segment is a torn
- * tail: it is cut off (the rest of the segment is zeroed and synced) and reported in
- * info->message; an invalid frame in an earlier segment is corruption. The scan for valid
- * headers reads only the extents that were written (FIEMAP; where the filesystem has no FIEMAP,
- * the SEEK_DATA / SEEK_HOLE regions): the never written, preallocated rest is unwritten; zeros
- * written ahead are written and are scanned, which bounds a clean open's extra reading to
- * about WAL_ZERO_AHEAD_BYTES.
+ * RECOVERY (wal_open). Segments are read in LSN order, through pread (a read error is an error
+ * code, not a signal). base = the LSN of the checkpoint recovery loaded: records up to it are
+ * skipped, and damage confined to them costs nothing. E = the next LSN the log must hold.
+ *   1. A segment must start at E, or anywhere in (E, base + 1] (what it skips is in the
+ *      checkpoint); the first segment at most at base + 1. Else: records are missing, corruption.
+ *   2. In a segment, frames are read from WAL_IO_ALIGN on, one per fresh block. A valid frame must
+ *      start at E, or in (E, base + 1]; its records after base are applied, E moves past it.
+ *   3. A header of zeros ends the segment's data. A header or body that fails its checks is
+ *      damage. Either way the rest of the segment (the written extents only: FIEMAP, else
+ *      SEEK_DATA; a frame whose header is valid is not searched inside) is searched for the next
+ *      frame whose header is valid, G:
+ *      - G starts at most at base + 1: the damage lies in what the checkpoint holds; go on at G.
+ *        (A damaged frame whose valid header says all its records are <= base is skipped the same
+ *        way.)
+ *      - G starts after E and its durable LSN < E: the damaged frames were not yet synced when G
+ *        was sealed (a frame that starts at or before E is no later frame: damage). An async
+ *        mode write-back that a power cut left with holes. The log is cut here (nothing synced
+ *        is lost: async mode promises only what was synced). Only in the last segment.
+ *      - otherwise: frames known durable are damaged: CS_ECORRUPT naming file and offset
+ *        (salvage: cut here).
+ *      With no G: in the last segment the tail is torn (zeros, or a frame a crash interrupted):
+ *      cut here. In an earlier segment, zeros end its data (the next segment must start at E),
+ *      and damage is corruption unless the next segment starts at most at base + 1.
+ *   4. Cutting zeroes the rest of the segment and fdatasyncs it (not in verify mode, which
+ *      changes nothing and opens every file read-only), and drops later segments. Appending
+ *      then continues at the cut. When the checkpoint lies past the end of the log (base + 1 > E:
+ *      damage within covered frames was cut), appending starts a new segment at base + 1, so the
+ *      log never has a gap inside a segment.
+ *   Leftover `.tmp` segments (never made visible) are removed, except in verify mode.
  */
 #include "wal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -88,10 +114,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fiemap.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -101,12 +125,14 @@
 
 #define WAL_SEG_MAGIC "CSWALSEG"
 #define WAL_FRAME_MAGIC 0x52465343u
-#define WAL_VERSION 1u
+#define WAL_VERSION 2u
 #define WAL_FLAG_LZ4 1u
 #define WAL_SEGMENT_BYTES_MIN (1u << 20)
+#define WAL_READ_WINDOW (1u << 20) /* bytes recovery reads at a time */
+#define WAL_COMPRESS_GAIN_MIN 8u   /* compression must save more than this to be kept */
 
-_Static_assert(WAL_FRAME_HEADER_BYTES % WAL_FRAME_ALIGN == 0, "frame header keeps alignment");
-_Static_assert(WAL_SEGMENT_HEADER_BYTES % WAL_FRAME_ALIGN == 0, "segment header keeps alignment");
+_Static_assert(WAL_FRAME_HEADER_BYTES % 8 == 0, "frame header keeps alignment");
+_Static_assert(WAL_SEGMENT_HEADER_BYTES <= WAL_IO_ALIGN, "segment header fits its block");
 _Static_assert(CS_KEY_MAX <= UINT16_MAX, "key length fits the record header");
 
 /* ---- little-endian helpers ---- */
@@ -150,19 +176,9 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-static size_t align_up(size_t n)
-{
-    return (n + WAL_FRAME_ALIGN - 1) & ~(size_t)(WAL_FRAME_ALIGN - 1);
-}
-
 static uint64_t align_io(uint64_t n)
 {
     return (n + WAL_IO_ALIGN - 1) & ~(uint64_t)(WAL_IO_ALIGN - 1);
-}
-
-static uint64_t block_start(uint64_t off)
-{
-    return off & ~(uint64_t)(WAL_IO_ALIGN - 1);
 }
 
 /* ---- records ---- */
@@ -231,18 +247,24 @@ int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *
 
 /* ---- frame headers ---- */
 
-enum frame_state { FRAME_OK, FRAME_ZERO, FRAME_BAD };
-
-struct frame_hdr {
-    uint16_t flags;     /* WAL_FLAG_* */
-    uint64_t first_lsn; /* first record's LSN */
-    uint32_t records;   /* record count */
-    uint32_t body;      /* stored body bytes */
-    uint32_t raw;       /* raw body bytes */
-    uint64_t body_sum;  /* body checksum */
+enum frame_state {
+    FRAME_OK,       /* header and body valid */
+    FRAME_ZERO,     /* a header of zeros: no frame here */
+    FRAME_BAD_HEAD, /* the header fails its checks (its extent is unknown) */
+    FRAME_BAD_BODY, /* the header is valid, the body is not (or lies past the segment's end) */
 };
 
-static void frame_hdr_encode(uint8_t *p, const struct frame_hdr *h)
+struct frame_hdr {
+    uint16_t flags;       /* WAL_FLAG_* */
+    uint64_t first_lsn;   /* first record's LSN */
+    uint32_t records;     /* record count */
+    uint32_t body;        /* stored body bytes */
+    uint32_t raw;         /* raw body bytes */
+    uint64_t durable_lsn; /* durable when sealed */
+    uint64_t body_sum;    /* body checksum */
+};
+
+static void frame_hdr_encode(uint8_t *p, const struct frame_hdr *h, uint64_t salt)
 {
     put_u32(p, WAL_FRAME_MAGIC);
     put_u16(p + 4, WAL_VERSION);
@@ -252,8 +274,9 @@ static void frame_hdr_encode(uint8_t *p, const struct frame_hdr *h)
     put_u32(p + 20, h->body);
     put_u32(p + 24, h->raw);
     put_u32(p + 28, 0);
-    put_u64(p + 32, h->body_sum);
-    put_u64(p + 40, XXH3_64bits(p, 40));
+    put_u64(p + 32, h->durable_lsn);
+    put_u64(p + 40, h->body_sum);
+    put_u64(p + 48, XXH3_64bits_withSeed(p, 48, salt));
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -264,37 +287,118 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-/* Check the frame at p (avail bytes to the end of the segment), header and body. */
-static enum frame_state frame_check(const uint8_t *p, size_t avail, struct frame_hdr *h)
+/* Check a frame header (WAL_FRAME_HEADER_BYTES at p). */
+static enum frame_state head_check(const uint8_t *p, uint64_t salt, struct frame_hdr *h)
 {
-    if (avail < WAL_FRAME_HEADER_BYTES)
-        return all_zero(p, avail) ? FRAME_ZERO : FRAME_BAD;
     if (all_zero(p, WAL_FRAME_HEADER_BYTES))
         return FRAME_ZERO;
-    if (get_u32(p) != WAL_FRAME_MAGIC || get_u64(p + 40) != XXH3_64bits(p, 40))
-        return FRAME_BAD;
+    if (get_u32(p) != WAL_FRAME_MAGIC || get_u64(p + 48) != XXH3_64bits_withSeed(p, 48, salt))
+        return FRAME_BAD_HEAD;
     h->flags = get_u16(p + 6);
     h->first_lsn = get_u64(p + 8);
     h->records = get_u32(p + 16);
     h->body = get_u32(p + 20);
     h->raw = get_u32(p + 24);
-    h->body_sum = get_u64(p + 32);
+    h->durable_lsn = get_u64(p + 32);
+    h->body_sum = get_u64(p + 40);
     if (get_u16(p + 4) != WAL_VERSION || (h->flags & ~WAL_FLAG_LZ4) || get_u32(p + 28) != 0)
-        return FRAME_BAD;
-    if (h->records == 0 || h->first_lsn == 0 || h->raw > WAL_FRAME_RAW_MAX || h->body == 0)
-        return FRAME_BAD;
+        return FRAME_BAD_HEAD;
+    if (h->records == 0 || h->first_lsn == 0 || h->first_lsn > UINT64_MAX - h->records)
+        return FRAME_BAD_HEAD;
+    if (h->raw > WAL_FRAME_RAW_MAX || h->body == 0 || h->body > WAL_FRAME_RAW_MAX)
+        return FRAME_BAD_HEAD;
     if (!(h->flags & WAL_FLAG_LZ4) && h->body != h->raw)
-        return FRAME_BAD;
-    if (h->body > avail - WAL_FRAME_HEADER_BYTES)
-        return FRAME_BAD;
-    if (XXH3_64bits(p + WAL_FRAME_HEADER_BYTES, h->body) != h->body_sum)
-        return FRAME_BAD;
+        return FRAME_BAD_HEAD;
+    if (h->durable_lsn >= h->first_lsn)
+        return FRAME_BAD_HEAD;
     return FRAME_OK;
 }
 
 static size_t frame_total(const struct frame_hdr *h)
 {
-    return align_up(WAL_FRAME_HEADER_BYTES + (size_t)h->body);
+    return (size_t)align_io(WAL_FRAME_HEADER_BYTES + (uint64_t)h->body);
+}
+
+static uint64_t frame_last(const struct frame_hdr *h)
+{
+    return h->first_lsn + h->records - 1;
+}
+
+/* Check a whole frame at p (avail bytes to the end of the segment). */
+static enum frame_state frame_check(const uint8_t *p, size_t avail, uint64_t salt,
+                                    struct frame_hdr *h)
+{
+    if (avail < WAL_FRAME_HEADER_BYTES)
+        return all_zero(p, avail) ? FRAME_ZERO : FRAME_BAD_HEAD;
+    enum frame_state st = head_check(p, salt, h);
+    if (st != FRAME_OK)
+        return st;
+    if (h->body > avail - WAL_FRAME_HEADER_BYTES)
+        return FRAME_BAD_BODY;
+    if (XXH3_64bits_withSeed(p + WAL_FRAME_HEADER_BYTES, h->body, salt) != h->body_sum)
+        return FRAME_BAD_BODY;
+    return FRAME_OK;
+}
+
+/* Decompress (when needed) and decode every record of a checked frame, calling apply(arg, lsn,
+ * rec) for those after skip_lsn. *raw / *raw_cap: a buffer reused across frames. CS_ECORRUPT on
+ * a malformed body; apply's error otherwise. */
+static int frame_decode(const uint8_t *p, const struct frame_hdr *h, uint64_t skip_lsn,
+                        uint8_t **raw, size_t *raw_cap, wal_apply_fn apply, void *arg,
+                        uint64_t *applied)
+{
+    const uint8_t *body = p + WAL_FRAME_HEADER_BYTES;
+    if (h->flags & WAL_FLAG_LZ4) {
+        if (*raw_cap < h->raw || !*raw) {
+            uint8_t *n = realloc(*raw, h->raw ? h->raw : 1);
+            if (!n)
+                return -ENOMEM;
+            *raw = n;
+            *raw_cap = h->raw;
+        }
+        int got = LZ4_decompress_safe((const char *)body, (char *)*raw, (int)h->body, (int)h->raw);
+        if (got < 0 || (uint32_t)got != h->raw)
+            return CS_ECORRUPT;
+        body = *raw;
+    }
+    size_t pos = 0;
+    for (uint32_t i = 0; i < h->records; i++) {
+        struct wal_rec rec;
+        if (wal_rec_decode(body, h->raw, &pos, &rec))
+            return CS_ECORRUPT;
+        if (h->first_lsn + i <= skip_lsn)
+            continue;
+        int rc = apply(arg, h->first_lsn + i, &rec);
+        if (rc)
+            return rc;
+        (*applied)++;
+    }
+    return pos == h->raw ? 0 : CS_ECORRUPT;
+}
+
+int wal_frame_check(const uint8_t *p, size_t avail, uint64_t salt, uint64_t *first_lsn,
+                    uint32_t *records, size_t *total)
+{
+    struct frame_hdr h;
+    if (frame_check(p, avail, salt, &h) != FRAME_OK)
+        return CS_ECORRUPT;
+    *first_lsn = h.first_lsn;
+    *records = h.records;
+    *total = frame_total(&h);
+    return 0;
+}
+
+int wal_frame_walk(const uint8_t *p, size_t avail, uint64_t salt, wal_apply_fn apply, void *arg)
+{
+    struct frame_hdr h;
+    if (frame_check(p, avail, salt, &h) != FRAME_OK)
+        return CS_ECORRUPT;
+    uint8_t *raw = NULL;
+    size_t cap = 0;
+    uint64_t n = 0;
+    int rc = frame_decode(p, &h, 0, &raw, &cap, apply, arg, &n);
+    free(raw);
+    return rc;
 }
 
 /* ---- segment files ---- */
@@ -305,7 +409,8 @@ static int seg_path(char *buf, size_t size, const char *dir, uint64_t first_lsn,
     return n >= (int)size ? -ENAMETOOLONG : 0;
 }
 
-static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t size)
+static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t size,
+                              uint64_t salt)
 {
     memset(p, 0, WAL_SEGMENT_HEADER_BYTES);
     memcpy(p, WAL_SEG_MAGIC, 8);
@@ -313,14 +418,33 @@ static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, ui
     put_u32(p + 12, shard);
     put_u64(p + 16, first_lsn);
     put_u64(p + 24, size);
+    put_u64(p + 32, salt);
     put_u64(p + 56, XXH3_64bits(p, 56));
 }
 
-static bool seg_header_valid(const uint8_t *p, unsigned shard, uint64_t first_lsn)
+/* Check a segment header; *salt receives its salt. CS_EVERSION for another format version. */
+static int seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt)
 {
-    return memcmp(p, WAL_SEG_MAGIC, 8) == 0 && get_u64(p + 56) == XXH3_64bits(p, 56) &&
-           get_u32(p + 8) == WAL_VERSION && get_u32(p + 12) == shard &&
-           get_u64(p + 16) == first_lsn;
+    if (memcmp(p, WAL_SEG_MAGIC, 8) != 0 || get_u64(p + 56) != XXH3_64bits(p, 56))
+        return CS_ECORRUPT;
+    if (get_u32(p + 8) != WAL_VERSION)
+        return CS_EVERSION;
+    if (get_u32(p + 12) != shard || get_u64(p + 16) != first_lsn || !all_zero(p + 40, 16))
+        return CS_ECORRUPT;
+    *salt = get_u64(p + 32);
+    return 0;
+}
+
+/* A salt no other segment is likely to share: the kernel's random bytes, else time and LSN. */
+static uint64_t salt_draw(uint64_t first_lsn)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = XXH3_64bits_withSeed(&ts, sizeof(ts), first_lsn ^ (uint64_t)getpid());
+    }
+    return v;
 }
 
 /* Create, preallocate and sync a new segment, then make it visible; it becomes the append
@@ -335,41 +459,46 @@ static int seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
     if (rc)
         return rc;
     int fd = -1;
-    rc = io_file_open(tmp, O_RDWR | O_CREAT | O_TRUNC, &fd);
+    rc = io_file_open(w->fault, tmp, O_RDWR | O_CREAT | O_TRUNC, &fd);
     if (rc)
         return rc;
-    uint8_t hdr[WAL_SEGMENT_HEADER_BYTES];
-    seg_header_encode(hdr, w->shard, first_lsn, size);
-    rc = w->fault && io_fault_on_allocate(w->fault) ? -ENOSPC : io_file_preallocate(fd, size);
+    uint64_t salt = salt_draw(first_lsn);
+    cs_assert(!w->in_flight);
+    uint8_t *blk = w->slot[w->open ^ 1u].io; /* free: nothing is in flight */
+    memset(blk, 0, WAL_IO_ALIGN);
+    seg_header_encode(blk, w->shard, first_lsn, size, salt);
+    rc = io_file_preallocate(w->fault, fd, size);
     if (!rc)
-        rc = io_file_pwrite(fd, hdr, sizeof(hdr), 0);
+        rc = io_file_pwrite(w->fault, fd, blk, WAL_IO_ALIGN, 0);
     if (!rc)
-        rc = fsync(fd) == 0 ? 0 : -errno;
+        rc = io_file_sync(w->fault, fd);
     if (!rc)
-        rc = rename(tmp, dst) == 0 ? 0 : -errno;
+        rc = io_file_rename(w->fault, tmp, dst);
     if (!rc)
-        rc = io_dir_sync(w->dir);
+        rc = io_dir_sync(w->fault, w->dir);
     if (rc) {
         io_file_close(fd);
-        unlink(tmp);
+        io_file_discard(w->fault, tmp);
         return rc;
     }
     io_file_close(w->fd);
     w->fd = fd;
     w->seg_first_lsn = first_lsn;
     w->seg_size = size;
-    w->seg_off = WAL_SEGMENT_HEADER_BYTES;
+    w->seg_off = WAL_IO_ALIGN;
+    w->seg_salt = salt;
     w->segments++;
-    /* the header's block was written back whole: it holds data, the header then zeros */
-    w->zeroed_end = WAL_IO_ALIGN;
-    memcpy(w->tail, hdr, sizeof(hdr));
+    w->zeroed_end = WAL_IO_ALIGN; /* the header's block was written whole */
     w->direct = io_file_direct(fd) == 0;
     return 0;
 }
 
 struct seg_list {
+    struct wal *w; /* for the folder, the fault plan and the mode */
+    bool readonly; /* verify: leave .tmp files alone */
     uint64_t *lsn; /* first LSNs, sorted */
     size_t count;  /* entries */
+    size_t cap;    /* entries allocated */
 };
 
 static int lsn_cmp(const void *a, const void *b)
@@ -378,48 +507,50 @@ static int lsn_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* List the segments of dir in LSN order; remove leftover .tmp segments (never made visible). */
-static int seg_list_read(const char *dir, struct seg_list *out)
+static int seg_list_entry(void *arg, const char *name)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return -errno;
-    size_t cap = 16;
-    out->count = 0;
-    out->lsn = malloc(cap * sizeof(uint64_t));
-    int rc = out->lsn ? 0 : -ENOMEM;
-    struct dirent *e;
-    while (!rc && (e = readdir(d)) != NULL) {
-        uint64_t lsn;
-        char tail[8];
-        int n = sscanf(e->d_name, "wal-%16" SCNx64 ".lo%7s", &lsn, tail);
-        if (n != 2 || strlen(e->d_name) < 24 || strncmp(e->d_name + 20, ".log", 4) != 0)
-            continue;
-        if (strcmp(e->d_name + 20, ".log.tmp") == 0) {
-            unlinkat(dirfd(d), e->d_name, 0);
-            continue;
+    struct seg_list *l = arg;
+    uint64_t lsn;
+    char tail[8];
+    int n = sscanf(name, "wal-%16" SCNx64 ".lo%7s", &lsn, tail);
+    if (n != 2 || strlen(name) < 24 || strncmp(name + 20, ".log", 4) != 0)
+        return 0;
+    if (strcmp(name + 20, ".log.tmp") == 0) {
+        if (!l->readonly) {
+            char path[PATH_MAX];
+            if (snprintf(path, sizeof(path), "%s/%s", l->w->dir, name) < (int)sizeof(path))
+                io_file_discard(l->w->fault, path);
         }
-        if (strcmp(e->d_name + 20, ".log") != 0)
-            continue;
-        if (out->count == WAL_SEGMENTS_MAX) {
-            rc = CS_EFULL;
-            break;
-        }
-        if (out->count == cap) {
-            cap *= 2;
-            uint64_t *p = realloc(out->lsn, cap * sizeof(uint64_t));
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            out->lsn = p;
-        }
-        out->lsn[out->count++] = lsn;
+        return 0;
     }
-    closedir(d);
+    if (strcmp(name + 20, ".log") != 0)
+        return 0;
+    if (l->count == WAL_SEGMENTS_MAX)
+        return CS_EFULL;
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        uint64_t *p = realloc(l->lsn, cap * sizeof(uint64_t));
+        if (!p)
+            return -ENOMEM;
+        l->lsn = p;
+        l->cap = cap;
+    }
+    l->lsn[l->count++] = lsn;
+    return 0;
+}
+
+/* List the segments of the log's folder in LSN order; remove leftover .tmp segments (never made
+ * visible) unless readonly. */
+static int seg_list_read(struct wal *w, bool readonly, struct seg_list *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->w = w;
+    out->readonly = readonly;
+    int rc = io_dir_list(w->fault, w->dir, seg_list_entry, out);
     if (rc) {
         free(out->lsn);
         out->lsn = NULL;
+        out->count = 0;
         return rc;
     }
     qsort(out->lsn, out->count, sizeof(uint64_t), lsn_cmp);
@@ -428,20 +559,40 @@ static int seg_list_read(const char *dir, struct seg_list *out)
 
 /* ---- recovery ---- */
 
-#define WAL_DROP_REST 1 /* salvage: this segment and every later one are dropped */
+/* A window over one segment file, read with pread. */
+struct seg_reader {
+    struct io_fault *f; /* fault plan or NULL */
+    int fd;             /* the segment */
+    uint64_t size;      /* its size */
+    uint8_t *buf;       /* window bytes */
+    size_t cap;         /* bytes allocated for buf */
+    uint64_t base;      /* file offset of buf[0] */
+    size_t len;         /* valid bytes in buf */
+};
 
-/* Salvage: remove segments [from, count) and sync the folder. */
-static int seg_remove_from(struct wal *w, const struct seg_list *segs, size_t from)
+/* Bytes [off, off + n) of the segment (off + n <= size), or NULL with *rc set. */
+static const uint8_t *rd_at(struct seg_reader *rd, uint64_t off, size_t n, int *rc)
 {
-    for (size_t i = from; i < segs->count; i++) {
-        char path[PATH_MAX];
-        int rc = seg_path(path, sizeof(path), w->dir, segs->lsn[i], false);
-        if (!rc)
-            rc = unlink(path) == 0 ? 0 : -errno;
-        if (rc)
-            return rc;
+    cs_assert(off + n <= rd->size);
+    if (off >= rd->base && off + n <= rd->base + rd->len)
+        return rd->buf + (off - rd->base);
+    size_t want = (size_t)cs_min_u64(rd->size - off, cs_max_size(n, WAL_READ_WINDOW));
+    if (want > rd->cap) {
+        uint8_t *p = realloc(rd->buf, want);
+        if (!p) {
+            *rc = -ENOMEM;
+            return NULL;
+        }
+        rd->buf = p;
+        rd->cap = want;
     }
-    return io_dir_sync(w->dir);
+    rd->len = 0;
+    *rc = io_file_pread(rd->f, rd->fd, rd->buf, want, off);
+    if (*rc)
+        return NULL;
+    rd->base = off;
+    rd->len = want;
+    return rd->buf;
 }
 
 struct replay {
@@ -449,12 +600,14 @@ struct replay {
     wal_apply_fn apply;        /* record consumer */
     void *arg;                 /* its argument */
     struct wal_recovery *info; /* results */
+    struct seg_reader rd;      /* the segment being read */
+    uint64_t salt;             /* its salt */
     uint8_t *raw;              /* decompression buffer */
     size_t raw_cap;            /* its size */
-    uint64_t expect_lsn;       /* LSN the next frame must start with (0 = any) */
+    uint64_t expect_lsn;       /* E: the LSN the log must continue with */
     uint64_t base_lsn;         /* records up to this LSN are in a checkpoint: skipped */
     enum wal_open_mode mode;   /* normal, verify or salvage */
-    bool cut;                  /* salvage: the log was cut in the segment just read */
+    bool cut;                  /* the log ends in the segment just read; later ones are dropped */
 };
 
 static int corrupt(struct replay *r, const char *path, uint64_t off, const char *what)
@@ -464,190 +617,244 @@ static int corrupt(struct replay *r, const char *path, uint64_t off, const char 
     return CS_ECORRUPT;
 }
 
-/* Is there any valid frame header at an aligned offset in p[from..size)? */
-static bool valid_frame_in(const uint8_t *p, size_t from, size_t to, size_t size)
+static void note(struct replay *r, const char *fmt, const char *path, uint64_t off)
 {
-    struct frame_hdr h;
-    for (size_t off = align_up(from); off < to && off + WAL_FRAME_HEADER_BYTES <= size;
-         off += WAL_FRAME_ALIGN) {
-        if (get_u32(p + off) != WAL_FRAME_MAGIC)
-            continue;
-        if (frame_check(p + off, size - off, &h) == FRAME_OK)
-            return true;
-    }
-    return false;
+    size_t n = strlen(r->info->message);
+    if (n + 2 >= sizeof(r->info->message))
+        return;
+    if (n)
+        n += (size_t)snprintf(r->info->message + n, sizeof(r->info->message) - n, "; ");
+    snprintf(r->info->message + n, sizeof(r->info->message) - n, fmt, path, off);
 }
 
-/* valid_frame_after through FIEMAP: only extents that were written are scanned. The
- * preallocated rest of a segment is unwritten (it reads as zeros and holds no frame), but
- * SEEK_DATA counts it as data on ext4: scanning it cost 20 ms per 64 MiB segment at each open.
- * FIEMAP_FLAG_SYNC first writes back dirty pages, so that data still in the page cache (a
- * buffered write over preallocated space) shows as written. 1: found, 0: none, -1: FIEMAP is
- * not available here. */
-static int valid_frame_fiemap(int fd, const uint8_t *p, size_t from, size_t size)
+/* The frame at off: its state, with its header in *h when that is valid. */
+static int frame_at(struct replay *r, uint64_t off, struct frame_hdr *h, enum frame_state *st)
 {
-    enum { EXTENTS = 32 };
-    union {
-        struct fiemap fm;
-        char bytes[sizeof(struct fiemap) + EXTENTS * sizeof(struct fiemap_extent)];
-    } u;
-    uint64_t start = from;
-    while (start < size) {
-        memset(&u, 0, sizeof(u));
-        u.fm.fm_start = start;
-        u.fm.fm_length = size - start;
-        u.fm.fm_flags = FIEMAP_FLAG_SYNC;
-        u.fm.fm_extent_count = EXTENTS;
-        if (ioctl(fd, FS_IOC_FIEMAP, &u.fm) != 0)
-            return -1;
-        if (u.fm.fm_mapped_extents == 0)
-            return 0;
-        for (uint32_t i = 0; i < u.fm.fm_mapped_extents; i++) {
-            const struct fiemap_extent *e = &u.fm.fm_extents[i];
-            uint64_t end = e->fe_logical + e->fe_length;
-            if (!(e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) && end > from) {
-                size_t lo = e->fe_logical > from ? (size_t)e->fe_logical : from;
-                size_t hi = end < size ? (size_t)end : size;
-                /* a frame header may start up to one header before the written region */
-                lo = lo > from + WAL_FRAME_HEADER_BYTES ? lo - WAL_FRAME_HEADER_BYTES : from;
-                if (lo < hi && valid_frame_in(p, lo, hi, size))
-                    return 1;
-            }
-            if ((e->fe_flags & FIEMAP_EXTENT_LAST) || end <= start)
-                return 0;
-            start = end;
+    int rc = 0;
+    uint64_t avail = r->rd.size - off;
+    size_t n = (size_t)cs_min_u64(avail, WAL_FRAME_HEADER_BYTES);
+    const uint8_t *p = rd_at(&r->rd, off, n, &rc);
+    if (!p)
+        return rc;
+    if (n < WAL_FRAME_HEADER_BYTES) {
+        *st = all_zero(p, n) ? FRAME_ZERO : FRAME_BAD_HEAD;
+        return 0;
+    }
+    *st = head_check(p, r->salt, h);
+    if (*st != FRAME_OK)
+        return 0;
+    if (h->body > avail - WAL_FRAME_HEADER_BYTES) {
+        *st = FRAME_BAD_BODY;
+        return 0;
+    }
+    p = rd_at(&r->rd, off, WAL_FRAME_HEADER_BYTES + (size_t)h->body, &rc);
+    if (!p)
+        return rc;
+    if (XXH3_64bits_withSeed(p + WAL_FRAME_HEADER_BYTES, h->body, r->salt) != h->body_sum)
+        *st = FRAME_BAD_BODY;
+    return 0;
+}
+
+/* The search for the next frame with a valid header (see the top comment, step 3). */
+struct later {
+    struct replay *r;     /* the replay */
+    uint64_t from;        /* first offset to look at */
+    uint64_t off;         /* where G was found (UINT64_MAX: not yet) */
+    struct frame_hdr hdr; /* G's header */
+    int rc;               /* read error */
+};
+
+static int later_extent(void *arg, uint64_t off, uint64_t len)
+{
+    struct later *l = arg;
+    uint64_t end = off + len;
+    for (uint64_t o = align_io(cs_max_u64(off, l->from)); o < end; o += WAL_IO_ALIGN) {
+        if (l->r->rd.size - o < WAL_FRAME_HEADER_BYTES)
+            break;
+        const uint8_t *p = rd_at(&l->r->rd, o, WAL_FRAME_HEADER_BYTES, &l->rc);
+        if (!p)
+            return 1;
+        if (get_u32(p) == WAL_FRAME_MAGIC && head_check(p, l->r->salt, &l->hdr) == FRAME_OK) {
+            l->off = o;
+            return 1;
         }
     }
     return 0;
 }
 
-/* Is there any valid frame header at an aligned offset in p[from..size)? Only the parts of the
- * file that were written are read (FIEMAP, else SEEK_DATA / SEEK_HOLE): the preallocated,
- * never written rest of a segment is not scanned. */
-static bool valid_frame_after(int fd, const uint8_t *p, size_t from, size_t size)
+/* Find G in [from, size); l->off stays UINT64_MAX when there is none. */
+static int find_later(struct replay *r, uint64_t from, struct later *l)
 {
-    int found = valid_frame_fiemap(fd, p, from, size);
-    if (found >= 0)
-        return found == 1;
-    size_t pos = from;
-    for (int i = 0; i < WAL_SEGMENTS_MAX && pos < size; i++) {
-        off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
-        if (data < 0)
-            return errno == ENXIO ? false : valid_frame_in(p, pos, size, size);
-        off_t hole = lseek(fd, data, SEEK_HOLE);
-        size_t end = hole < 0 ? size : cs_min_size((size_t)hole, size);
-        /* a frame header may start up to one header before the data region */
-        size_t start = (size_t)data > pos + WAL_FRAME_HEADER_BYTES
-                           ? (size_t)data - WAL_FRAME_HEADER_BYTES
-                           : pos;
-        if (valid_frame_in(p, start, end, size))
-            return true;
-        pos = end;
-    }
-    return false;
+    memset(l, 0, sizeof(*l));
+    l->r = r;
+    l->from = from;
+    l->off = UINT64_MAX;
+    int rc = io_file_written(r->w->fault, r->rd.fd, from, r->rd.size, later_extent, l);
+    if (rc == 1)
+        rc = l->rc;
+    return rc;
 }
 
-static int replay_frame(struct replay *r, const uint8_t *p, const struct frame_hdr *h,
-                        const char *path, uint64_t off)
+static int replay_frame(struct replay *r, uint64_t off, const struct frame_hdr *h, const char *path)
 {
-    const uint8_t *body = p + WAL_FRAME_HEADER_BYTES;
-    if (h->flags & WAL_FLAG_LZ4) {
-        if (r->raw_cap < h->raw) {
-            uint8_t *n = realloc(r->raw, h->raw);
-            if (!n)
-                return -ENOMEM;
-            r->raw = n;
-            r->raw_cap = h->raw;
-        }
-        int got =
-            LZ4_decompress_safe((const char *)body, (char *)r->raw, (int)h->body, (int)h->raw);
-        if (got < 0 || (uint32_t)got != h->raw)
-            return corrupt(r, path, off, "WAL frame body does not decompress");
-        body = r->raw;
-    }
-    size_t pos = 0;
-    for (uint32_t i = 0; i < h->records; i++) {
-        struct wal_rec rec;
-        if (wal_rec_decode(body, h->raw, &pos, &rec))
-            return corrupt(r, path, off, "malformed WAL record");
-        if (h->first_lsn + i <= r->base_lsn)
-            continue;
-        int rc = r->apply(r->arg, h->first_lsn + i, &rec);
-        if (rc == CS_ECORRUPT)
-            return corrupt(r, path, off, "WAL record inconsistent with the log before it");
-        if (rc)
-            return rc;
-        r->info->records++;
-    }
-    if (pos != h->raw)
-        return corrupt(r, path, off, "WAL frame has bytes after its last record");
+    int rc = 0;
+    const uint8_t *p = rd_at(&r->rd, off, WAL_FRAME_HEADER_BYTES + (size_t)h->body, &rc);
+    if (!p)
+        return rc;
+    uint64_t applied = 0;
+    rc = frame_decode(p, h, r->base_lsn, &r->raw, &r->raw_cap, r->apply, r->arg, &applied);
+    r->info->records += applied;
+    if (rc == CS_ECORRUPT)
+        return corrupt(r, path, off,
+                       "malformed WAL frame body, or a record inconsistent with the log before it");
+    if (rc)
+        return rc;
     r->info->frames++;
-    r->info->last_lsn = h->first_lsn + h->records - 1;
-    r->expect_lsn = r->info->last_lsn + 1;
+    r->info->last_lsn = frame_last(h);
+    r->expect_lsn = frame_last(h) + 1;
     return 0;
 }
 
-/* Replay one mapped segment. *end receives the offset where appends would continue. */
-/* Salvage: the log ends at off of this segment; what follows is dropped. */
-static int salvage_cut(struct replay *r, size_t size, size_t off, size_t *end)
+/* May the log continue at lsn? At E, or past E over records the checkpoint holds. */
+static bool continues(const struct replay *r, uint64_t lsn)
+{
+    return lsn == r->expect_lsn || (lsn > r->expect_lsn && lsn <= r->base_lsn + 1);
+}
+
+/* The log ends at off of this segment (cut): what follows is dropped. */
+static void cut_at(struct replay *r, uint64_t off, uint64_t *end)
 {
     r->cut = true;
-    r->info->salvaged_bytes += size - off;
     *end = off;
-    return 0;
 }
 
-static int replay_segment(struct replay *r, int fd, const uint8_t *p, size_t size, const char *path,
-                          bool last, size_t *end)
+/* Damage or the end of data at off, in a segment (next_first: the next segment's first LSN, 0
+ * for the last). Decides per step 3 of the top comment; *resume receives where to go on
+ * (UINT64_MAX: the segment's data ends at *end). */
+static int at_gap(struct replay *r, const char *path, uint64_t off, enum frame_state st,
+                  const struct frame_hdr *h, uint64_t next_first, uint64_t *resume, uint64_t *end)
 {
-    size_t off = WAL_SEGMENT_HEADER_BYTES;
-    for (;;) {
+    *resume = UINT64_MAX;
+    *end = off;
+    if (st == FRAME_BAD_BODY && frame_last(h) <= r->base_lsn) {
+        r->info->skipped_bytes += frame_total(h);
+        note(r, "skipped a damaged WAL frame the checkpoint holds at %s offset %" PRIu64, path,
+             off);
+        *resume = off + cs_max_u64(frame_total(h), WAL_IO_ALIGN);
+        return 0;
+    }
+    uint64_t from =
+        off + (st == FRAME_BAD_BODY ? cs_max_u64(frame_total(h), WAL_IO_ALIGN) : WAL_IO_ALIGN);
+    struct later g = {.off = UINT64_MAX};
+    int rc = from < r->rd.size ? find_later(r, from, &g) : 0;
+    if (rc)
+        return rc;
+    if (from >= r->rd.size)
+        g.off = UINT64_MAX;
+    bool salvage = r->mode == WAL_OPEN_SALVAGE;
+    if (g.off != UINT64_MAX) {
+        if (g.hdr.first_lsn <= r->base_lsn + 1 && g.hdr.first_lsn >= r->expect_lsn) {
+            if (st != FRAME_ZERO) {
+                r->info->skipped_bytes += g.off - off;
+                note(r, "skipped damaged WAL bytes the checkpoint holds at %s offset %" PRIu64,
+                     path, off);
+            }
+            *resume = g.off;
+            return 0;
+        }
+        if (g.hdr.durable_lsn < r->expect_lsn && g.hdr.first_lsn > r->expect_lsn &&
+            next_first == 0) {
+            /* frames after the damage were sealed before it was synced: an unsynced tail */
+            r->info->torn_bytes += r->rd.size - off;
+            r->info->lost_frames++;
+            note(r, "cut a WAL tail that was never synced at %s offset %" PRIu64, path, off);
+            cut_at(r, off, end);
+            return 0;
+        }
+        rc = corrupt(r, path, off,
+                     st == FRAME_ZERO ? "WAL frames missing before valid ones"
+                                      : "damaged WAL frame before valid ones");
+        if (salvage) {
+            r->info->salvaged_bytes += r->rd.size - off;
+            cut_at(r, off, end);
+            return 0;
+        }
+        return rc;
+    }
+    if (next_first == 0) {
+        if (st != FRAME_ZERO) {
+            r->info->torn_bytes += r->rd.size - off;
+            note(r, "cut a torn WAL tail at %s offset %" PRIu64, path, off);
+            cut_at(r, off, end);
+        }
+        return 0;
+    }
+    if (st == FRAME_ZERO || next_first <= r->base_lsn + 1) {
+        if (st != FRAME_ZERO) {
+            r->info->skipped_bytes += r->rd.size - off;
+            note(r, "skipped damaged WAL bytes the checkpoint holds at %s offset %" PRIu64, path,
+                 off);
+        }
+        return 0; /* the next segment must continue the log (replay_file checks) */
+    }
+    rc = corrupt(r, path, off, "damaged WAL frame in a full segment");
+    if (salvage) {
+        r->info->salvaged_bytes += r->rd.size - off;
+        cut_at(r, off, end);
+        return 0;
+    }
+    return rc;
+}
+
+static int replay_segment(struct replay *r, const char *path, uint64_t next_first, uint64_t *end)
+{
+    uint64_t off = WAL_IO_ALIGN;
+    for (uint64_t steps = 0; off < r->rd.size; steps++) {
+        cs_assert(steps <= r->rd.size / WAL_IO_ALIGN); /* every step moves off forward */
         struct frame_hdr h;
-        enum frame_state st = frame_check(p + off, size - off, &h);
-        if (st == FRAME_OK) {
-            int rc = 0;
-            if (r->expect_lsn && h.first_lsn != r->expect_lsn)
-                rc = corrupt(r, path, off, "WAL frame out of LSN sequence");
-            if (!rc)
-                rc = replay_frame(r, p + off, &h, path, off);
-            if (rc == CS_ECORRUPT && r->mode == WAL_OPEN_SALVAGE)
-                return salvage_cut(r, size, off, end);
+        enum frame_state st = FRAME_ZERO;
+        int rc = frame_at(r, off, &h, &st);
+        if (rc)
+            return rc;
+        if (st == FRAME_OK && continues(r, h.first_lsn)) {
+            rc = replay_frame(r, off, &h, path);
+            if (rc == CS_ECORRUPT && r->mode == WAL_OPEN_SALVAGE) {
+                r->info->salvaged_bytes += r->rd.size - off;
+                cut_at(r, off, end);
+                return 0;
+            }
             if (rc)
                 return rc;
             off += frame_total(&h);
-            if (off >= size)
-                break;
             continue;
         }
-        bool later = valid_frame_after(fd, p, off + WAL_FRAME_ALIGN, size);
-        bool damage = later || (st == FRAME_BAD && !last);
-        if (damage && r->mode == WAL_OPEN_SALVAGE) {
-            (void)corrupt(r, path, off, "damaged WAL frame");
-            return salvage_cut(r, size, off, end);
+        if (st == FRAME_OK) {
+            rc = corrupt(r, path, off, "WAL frame out of LSN sequence");
+            if (r->mode != WAL_OPEN_SALVAGE)
+                return rc;
+            r->info->salvaged_bytes += r->rd.size - off;
+            cut_at(r, off, end);
+            return 0;
         }
-        if (later)
-            return corrupt(r, path, off, "damaged WAL frame before valid ones");
-        if (st == FRAME_BAD && !last)
-            return corrupt(r, path, off, "damaged WAL frame in a full segment");
-        if (st == FRAME_BAD) {
-            r->info->torn_bytes = size - off;
-            snprintf(r->info->message, sizeof(r->info->message),
-                     "cut a torn WAL tail at %s offset %zu", path, off);
-        }
-        break;
+        uint64_t resume;
+        rc = at_gap(r, path, off, st, &h, next_first, &resume, end);
+        if (rc || resume == UINT64_MAX)
+            return rc;
+        off = resume;
     }
     *end = off;
     return 0;
 }
 
-static int replay_file(struct replay *r, uint64_t first_lsn, bool last)
+static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first, bool *last)
 {
     struct wal *w = r->w;
     char path[PATH_MAX];
     int rc = seg_path(path, sizeof(path), w->dir, first_lsn, false);
     int fd = -1;
+    bool readonly = r->mode == WAL_OPEN_VERIFY;
     if (!rc)
-        rc = io_file_open(path, O_RDWR, &fd);
+        rc = io_file_open(w->fault, path, readonly ? O_RDONLY : O_RDWR, &fd);
     uint64_t size = 0;
     if (!rc)
         rc = io_file_size(fd, &size);
@@ -655,58 +862,74 @@ static int replay_file(struct replay *r, uint64_t first_lsn, bool last)
         io_file_close(fd);
         return rc;
     }
-    if (size < WAL_SEGMENT_HEADER_BYTES) {
-        io_file_close(fd);
-        return corrupt(r, path, 0, "WAL segment shorter than its header");
+    r->rd.fd = fd;
+    r->rd.size = size;
+    r->rd.len = 0;
+    uint64_t end = 0;
+    if (size < WAL_IO_ALIGN) {
+        rc = corrupt(r, path, 0, "WAL segment shorter than its header block");
+    } else {
+        const uint8_t *p = rd_at(&r->rd, 0, WAL_SEGMENT_HEADER_BYTES, &rc);
+        if (p) {
+            rc = seg_header_check(p, w->shard, first_lsn, &r->salt);
+            if (rc == CS_EVERSION)
+                snprintf(r->info->message, sizeof(r->info->message),
+                         "WAL segment %s has another format version", path);
+            else if (rc)
+                rc = corrupt(r, path, 0, "bad WAL segment header");
+            else if (!continues(r, first_lsn))
+                rc = corrupt(r, path, 0, "WAL segment does not continue the log before it");
+        }
     }
-    uint8_t *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-        rc = -errno;
-        io_file_close(fd);
-        return rc;
-    }
-    madvise(p, size, MADV_SEQUENTIAL);
-    size_t end = 0;
-    if (!seg_header_valid(p, w->shard, first_lsn))
-        rc = corrupt(r, path, 0, "bad WAL segment header");
-    else if (r->expect_lsn && first_lsn != r->expect_lsn)
-        rc = corrupt(r, path, 0, "WAL segment does not continue the previous one");
     if (rc == CS_ECORRUPT && r->mode == WAL_OPEN_SALVAGE) {
-        munmap(p, size);
         io_file_close(fd);
-        return WAL_DROP_REST;
+        return -EXDEV; /* this segment and every later one are dropped */
     }
-    if (!rc)
-        rc = replay_segment(r, fd, p, size, path, last, &end);
-    if (!rc && end > block_start(end))
-        memcpy(w->tail, p + block_start(end), end - block_start(end));
-    munmap(p, size);
+    if (!rc) {
+        r->expect_lsn = first_lsn;
+        rc = replay_segment(r, path, next_first, &end);
+    }
     if (r->cut)
-        last = true; /* the log ends here: later segments are dropped */
-    if (!rc && (r->info->torn_bytes || r->cut) && r->mode != WAL_OPEN_VERIFY) {
-        rc = io_file_zero(fd, end, size - end);
+        *last = true; /* the log ends here: later segments are dropped */
+    if (!rc && r->cut && !readonly) {
+        rc = io_file_zero(w->fault, fd, end, size - end);
         if (!rc)
-            rc = io_file_sync(fd);
+            rc = io_file_sync(w->fault, fd);
     }
-    if (rc || !last) {
+    if (rc || !*last) {
         io_file_close(fd);
         return rc;
     }
     w->fd = fd;
     w->seg_first_lsn = first_lsn;
     w->seg_size = size;
-    w->seg_off = end;
+    w->seg_off = align_io(end);
+    w->seg_salt = r->salt;
     w->zeroed_end = align_io(end); /* at least; what lies beyond is zeros or dead bytes */
-    w->direct = r->mode != WAL_OPEN_VERIFY && io_file_direct(fd) == 0;
+    w->direct = !readonly && io_file_direct(fd) == 0;
     return 0;
 }
 
-/* Make s->io big enough for a frame of raw_cap bytes laid out for writing: the block's bytes
- * before it, the frame, zeros up to WAL_ZERO_AHEAD_BYTES past the block it ends in. A sealed
- * frame is never longer than the raw records it holds. The contents are not kept. */
+/* Salvage or a cut: remove segments [from, count) and sync the folder. */
+static int seg_remove_from(struct wal *w, const struct seg_list *segs, size_t from)
+{
+    for (size_t i = from; i < segs->count; i++) {
+        char path[PATH_MAX];
+        int rc = seg_path(path, sizeof(path), w->dir, segs->lsn[i], false);
+        if (!rc)
+            rc = io_file_unlink(w->fault, path);
+        if (rc)
+            return rc;
+    }
+    return io_dir_sync(w->fault, w->dir);
+}
+
+/* Make s->io big enough for a frame of raw_cap raw bytes laid out for writing: the frame's
+ * blocks, then zeros up to WAL_ZERO_AHEAD_BYTES past them (and a block to spare). A sealed frame
+ * is never longer than the raw records it holds. */
 static int slot_io_reserve(struct wal_slot *s, size_t raw_cap)
 {
-    size_t need = WAL_IO_ALIGN + align_io(raw_cap) + WAL_ZERO_AHEAD_BYTES + WAL_IO_ALIGN;
+    size_t need = align_io(raw_cap + WAL_FRAME_HEADER_BYTES) + WAL_ZERO_AHEAD_BYTES + WAL_IO_ALIGN;
     if (need <= s->io_cap)
         return 0;
     void *p = NULL;
@@ -738,6 +961,24 @@ static void slot_reset(struct wal_slot *s)
     s->batch_mark = 0;
 }
 
+/* Replay every segment of segs; on return *used is the count of segments kept. */
+static int replay_all(struct replay *r, const struct seg_list *segs, size_t *used)
+{
+    size_t i = 0;
+    int rc = 0;
+    for (; i < segs->count && !rc && !r->cut; i++) {
+        bool last = i + 1 == segs->count;
+        rc = replay_file(r, segs->lsn[i], last ? 0 : segs->lsn[i + 1], &last);
+    }
+    if (rc == -EXDEV) { /* salvage: segment i - 1 and later ones go */
+        i--;
+        r->cut = true;
+        rc = 0;
+    }
+    *used = i;
+    return rc;
+}
+
 int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, void *arg,
              struct wal_recovery *info)
 {
@@ -752,34 +993,31 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
     w->segment_bytes = cfg->segment_bytes;
     w->compress_bytes = cfg->compress_bytes;
     w->fault = cfg->fault;
+    w->readonly = cfg->mode == WAL_OPEN_VERIFY;
     int rc = slot_init(w, &w->slot[0]);
     if (!rc)
         rc = slot_init(w, &w->slot[1]);
-    if (!rc)
-        rc = (w->tail = malloc(WAL_IO_ALIGN)) != NULL ? 0 : -ENOMEM;
     struct seg_list segs = {0};
     if (!rc)
-        rc = seg_list_read(w->dir, &segs);
+        rc = seg_list_read(w, w->readonly, &segs);
     struct replay r = {.w = w,
                        .apply = apply,
                        .arg = arg,
                        .info = info,
+                       .rd = {.f = cfg->fault, .fd = -1},
                        .base_lsn = cfg->base_lsn,
                        .mode = cfg->mode};
-    if (!rc && segs.count && segs.lsn[0] > cfg->base_lsn + 1 && cfg->mode != WAL_OPEN_SALVAGE) {
+    r.expect_lsn = segs.count ? segs.lsn[0] : cfg->base_lsn + 1;
+    if (!rc && segs.count && segs.lsn[0] > cfg->base_lsn + 1) {
         char path[PATH_MAX];
         if (seg_path(path, sizeof(path), w->dir, segs.lsn[0], false) == 0)
             rc = corrupt(&r, path, 0,
                          "WAL records between the checkpoint and this segment are missing");
     }
     size_t used = 0;
-    for (; !rc && used < segs.count && !r.cut; used++)
-        rc = replay_file(&r, segs.lsn[used], used + 1 == segs.count);
-    if (rc == WAL_DROP_REST) {
-        used--; /* that segment goes too */
-        rc = 0;
-    }
-    if (!rc && used < segs.count) {
+    if (!rc)
+        rc = replay_all(&r, &segs, &used);
+    if (!rc && used < segs.count && !w->readonly) {
         rc = seg_remove_from(w, &segs, used);
         info->salvaged_segments = segs.count - used;
     }
@@ -789,16 +1027,17 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
                  "%ssalvage dropped %" PRIu64 " bytes and %" PRIu64 " later segments",
                  n ? "; " : "", info->salvaged_bytes, info->salvaged_segments);
     }
-    segs.count = used;
-    w->segments = segs.count;
-    w->next_lsn = info->last_lsn + 1;
-    if (!rc && segs.count && info->last_lsn == 0)
-        w->next_lsn = segs.lsn[segs.count - 1];
-    if (w->next_lsn <= cfg->base_lsn)
-        w->next_lsn = cfg->base_lsn + 1;
+    w->segments = used;
+    w->next_lsn = cs_max_u64(r.expect_lsn, cfg->base_lsn + 1);
     free(segs.lsn);
     free(r.raw);
-    if (!rc && w->fd < 0 && cfg->mode != WAL_OPEN_VERIFY)
+    free(r.rd.buf);
+    /* a log that ends before the checkpoint continues in a new segment: no gap inside one */
+    if (!rc && w->fd >= 0 && !w->readonly && w->next_lsn != r.expect_lsn) {
+        io_file_close(w->fd);
+        w->fd = -1;
+    }
+    if (!rc && w->fd < 0 && !w->readonly)
         rc = seg_create(w, w->next_lsn, w->segment_bytes);
     if (rc)
         wal_close(w);
@@ -809,14 +1048,10 @@ void wal_close(struct wal *w)
 {
     io_file_close(w->fd);
     w->fd = -1;
-    free(w->tail);
-    w->tail = NULL;
     for (int i = 0; i < 2; i++) {
         cs_mem_free(w->slot[i].raw);
-        cs_mem_free(w->slot[i].out);
         free(w->slot[i].io);
         w->slot[i].raw = NULL;
-        w->slot[i].out = NULL;
         w->slot[i].io = NULL;
     }
 }
@@ -825,7 +1060,7 @@ void wal_close(struct wal *w)
 
 static int slot_reserve(struct wal *w, struct wal_slot *s, size_t more)
 {
-    size_t need = s->raw_len + more + WAL_FRAME_ALIGN;
+    size_t need = s->raw_len + more;
     if (need <= s->raw_cap)
         return 0;
     size_t cap = s->raw_cap;
@@ -917,99 +1152,77 @@ size_t wal_open_bytes(const struct wal *w)
     return w->slot[w->open].raw_len - WAL_FRAME_HEADER_BYTES;
 }
 
-/* Compress the body into s->out when it pays; returns the frame start and fills h. */
-static uint8_t *slot_finish(struct wal *w, struct wal_slot *s, struct frame_hdr *h)
+/* Lay the open slot's frame out in s->io as whole blocks, compressing the body when that pays:
+ * header, body, zeros to the end of its last block, or to WAL_ZERO_AHEAD_BYTES past it when
+ * the blocks ahead are still unwritten (see the top comment). Fills h and io. */
+static void frame_build(struct wal *w, struct wal_slot *s, uint64_t durable_lsn,
+                        struct frame_hdr *h, struct wal_io *io)
 {
     size_t raw = s->raw_len - WAL_FRAME_HEADER_BYTES;
-    uint8_t *frame = s->raw;
+    const uint8_t *src = s->raw + WAL_FRAME_HEADER_BYTES;
+    uint8_t *body = s->io + WAL_FRAME_HEADER_BYTES;
     h->flags = 0;
     h->body = (uint32_t)raw;
-    if (w->compress_bytes && raw >= w->compress_bytes) {
-        size_t cap = WAL_FRAME_HEADER_BYTES + (size_t)LZ4_compressBound((int)raw) + WAL_FRAME_ALIGN;
-        if (s->out_cap < cap) {
-            uint8_t *p = cs_mem_realloc(w->arena, s->out, cap);
-            if (p) {
-                s->out = p;
-                s->out_cap = cap;
-            }
-        }
-        int c = s->out_cap >= cap
-                    ? LZ4_compress_default((const char *)s->raw + WAL_FRAME_HEADER_BYTES,
-                                           (char *)s->out + WAL_FRAME_HEADER_BYTES, (int)raw,
-                                           (int)(cap - WAL_FRAME_HEADER_BYTES))
-                    : 0;
-        if (c > 0 && (size_t)c + WAL_FRAME_ALIGN < raw) {
-            frame = s->out;
-            h->flags = WAL_FLAG_LZ4;
-            h->body = (uint32_t)c;
-        }
+    int c = 0;
+    if (w->compress_bytes && raw >= w->compress_bytes)
+        c = LZ4_compress_default((const char *)src, (char *)body, (int)raw,
+                                 (int)(raw - WAL_COMPRESS_GAIN_MIN));
+    if (c > 0) {
+        h->flags = WAL_FLAG_LZ4;
+        h->body = (uint32_t)c;
+    } else {
+        memcpy(body, src, raw);
     }
     h->first_lsn = s->first_lsn;
     h->records = s->records;
     h->raw = (uint32_t)raw;
-    size_t end = WAL_FRAME_HEADER_BYTES + h->body;
-    memset(frame + end, 0, align_up(end) - end);
-    h->body_sum = XXH3_64bits(frame + WAL_FRAME_HEADER_BYTES, h->body);
-    frame_hdr_encode(frame, h);
-    return frame;
-}
-
-/* Lay the sealed frame out in s->io as whole blocks: the bytes of its first block that are
- * already in the file (w->tail), the frame, then zeros to the end of its last block, or to
- * WAL_ZERO_AHEAD_BYTES past it when the blocks ahead are still unwritten (see the top comment). */
-static void io_prepare(struct wal *w, struct wal_slot *s, const uint8_t *frame, size_t total,
-                       struct wal_io *io)
-{
-    uint64_t off = block_start(w->seg_off);
-    size_t prefix = (size_t)(w->seg_off - off);
-    uint64_t end = align_io(w->seg_off + total);
+    h->durable_lsn = durable_lsn;
+    h->body_sum = XXH3_64bits_withSeed(body, h->body, w->seg_salt);
+    frame_hdr_encode(s->io, h, w->seg_salt);
+    size_t used = WAL_FRAME_HEADER_BYTES + h->body;
+    uint64_t off = w->seg_off;
+    uint64_t end = off + frame_total(h);
     /* segments this module creates have whole blocks; one from elsewhere may end mid-block */
-    uint64_t seg_end = align_io(w->seg_size);
+    uint64_t seg_end = w->seg_size & ~(uint64_t)(WAL_IO_ALIGN - 1);
     if (w->zeroed_end < seg_end && end + WAL_ZERO_AHEAD_BYTES / 2 > w->zeroed_end)
-        end = cs_min_u64(seg_end, end + WAL_ZERO_AHEAD_BYTES);
+        end = cs_max_u64(end, cs_min_u64(seg_end, end + WAL_ZERO_AHEAD_BYTES));
     size_t len = (size_t)(end - off);
-    cs_assert(len <= s->io_cap);
-    cs_assert(prefix + total <= len);
-    memcpy(s->io, w->tail, prefix);
-    memcpy(s->io + prefix, frame, total);
-    memset(s->io + prefix + total, 0, len - prefix - total);
+    cs_assert(len + WAL_IO_ALIGN <= s->io_cap);
+    memset(s->io + used, 0, len - used);
     io->fd = w->fd;
     io->buf = s->io;
     io->len = len;
     io->off = off;
-    io->frame_at = prefix;
-    io->frame_bytes = total;
+    io->frame_bytes = used;
 }
 
-int wal_seal(struct wal *w, struct wal_io *io)
+int wal_seal(struct wal *w, uint64_t durable_lsn, struct wal_io *io)
 {
     cs_assert(!w->in_flight);
+    cs_assert(!w->readonly);
     struct wal_slot *s = &w->slot[w->open];
     cs_assert(s->records > 0);
     cs_assert(s->batch_mark == 0);
     cs_assert(s->raw_len - WAL_FRAME_HEADER_BYTES <= WAL_FRAME_RAW_MAX);
-    struct frame_hdr h;
-    uint8_t *frame = slot_finish(w, s, &h);
-    size_t total = frame_total(&h);
-    cs_assert(total <= s->raw_cap); /* so s->io has room (slot_io_reserve) */
-    int rc = 0;
-    if (w->seg_off + total > w->seg_size) {
+    cs_assert(durable_lsn < s->first_lsn);
+    /* room for the frame uncompressed (a compressed one is never longer) */
+    uint64_t total_max = align_io(s->raw_len);
+    if (w->seg_off + total_max > w->seg_size) {
         /* The old segment's frames are all durable or being synced by the caller's policy;
          * sync it once more before leaving it (async mode may have unsynced bytes). */
-        rc = io_file_sync(w->fd);
-        uint64_t size = w->segment_bytes;
-        if (size < WAL_SEGMENT_HEADER_BYTES + total)
-            size = WAL_SEGMENT_HEADER_BYTES + total;
+        int rc = io_file_sync(w->fault, w->fd);
+        uint64_t size = cs_max_u64(w->segment_bytes, WAL_IO_ALIGN + total_max);
         if (!rc)
             rc = seg_create(w, s->first_lsn, size);
         if (rc)
             return rc;
     }
-    io_prepare(w, s, frame, total, io);
+    struct frame_hdr h;
+    frame_build(w, s, durable_lsn, &h, io);
     io->last_lsn = s->last_lsn;
     io->raw_bytes = h.raw;
     io->records = s->records;
-    w->seg_off += total;
+    w->seg_off += frame_total(&h);
     w->flight_off = io->off;
     w->flight_end = io->off + io->len;
     w->in_flight = true;
@@ -1023,10 +1236,6 @@ void wal_io_done(struct wal *w)
     cs_assert(w->seg_off <= w->flight_end);
     w->in_flight = false;
     slot_reset(&w->slot[w->open ^ 1u]);
-    /* the block the next frame starts in, as it now is in the file */
-    uint64_t blk = block_start(w->seg_off);
-    cs_assert(blk >= w->flight_off);
-    memcpy(w->tail, w->slot[w->open ^ 1u].io + (blk - w->flight_off), (size_t)(w->seg_off - blk));
     if (w->flight_end > w->zeroed_end)
         w->zeroed_end = w->flight_end;
 }
@@ -1047,7 +1256,7 @@ void wal_rewind(struct wal *w, const struct wal_io *io)
     cs_assert(flight->last_lsn == io->last_lsn);
     cs_assert(io->fd == w->fd);
     w->next_lsn = flight->first_lsn;
-    w->seg_off = io->off + io->frame_at;
+    w->seg_off = io->off;
     w->in_flight = false;
     slot_reset(flight);
     slot_reset(&w->slot[w->open]);
@@ -1055,8 +1264,8 @@ void wal_rewind(struct wal *w, const struct wal_io *io)
 
 int wal_drop_before(struct wal *w, uint64_t lsn)
 {
-    struct seg_list segs = {0};
-    int rc = seg_list_read(w->dir, &segs);
+    struct seg_list segs;
+    int rc = seg_list_read(w, false, &segs);
     if (rc)
         return rc;
     size_t dropped = 0;
@@ -1067,13 +1276,13 @@ int wal_drop_before(struct wal *w, uint64_t lsn)
         char path[PATH_MAX];
         rc = seg_path(path, sizeof(path), w->dir, segs.lsn[i], false);
         if (!rc)
-            rc = unlink(path) == 0 ? 0 : -errno;
+            rc = io_file_unlink(w->fault, path);
         if (!rc)
             dropped++;
     }
     free(segs.lsn);
     w->segments -= dropped;
     if (dropped && !rc)
-        rc = io_dir_sync(w->dir);
+        rc = io_dir_sync(w->fault, w->dir);
     return rc;
 }

@@ -14,13 +14,12 @@
 struct io_fault;
 
 #define WAL_SEGMENT_HEADER_BYTES 64
-#define WAL_FRAME_HEADER_BYTES 48
+#define WAL_FRAME_HEADER_BYTES 56
 #define WAL_RECORD_HEADER_BYTES 12
-#define WAL_FRAME_ALIGN 8
 #define WAL_FRAME_RAW_MAX (64u << 20)   /* raw body bytes of one frame: the reader's limit */
 #define WAL_FRAME_SOFT_BYTES (1u << 20) /* the writer seals once a frame holds this much */
 #define WAL_SEGMENTS_MAX 100000         /* segment files one shard may have */
-#define WAL_IO_ALIGN 4096u              /* writes start and end on these boundaries (direct I/O) */
+#define WAL_IO_ALIGN 4096u /* frames and writes start and end on these boundaries (direct I/O) */
 #define WAL_ZERO_AHEAD_BYTES (256u << 10) /* zeros written past the log's end (see wal.c) */
 
 enum wal_rec_type {
@@ -44,7 +43,7 @@ struct wal_rec {
 /* How wal_open treats what it finds. */
 enum wal_open_mode {
     WAL_OPEN_NORMAL,  /* cut a torn tail; damage elsewhere is CS_ECORRUPT */
-    WAL_OPEN_VERIFY,  /* change nothing on disk: report a torn tail, fail on damage */
+    WAL_OPEN_VERIFY,  /* change nothing on disk (read-only): report a torn tail, fail on damage */
     WAL_OPEN_SALVAGE, /* cut the log at the first damage, wherever it is, and go on */
 };
 
@@ -69,6 +68,8 @@ struct wal_recovery {
     uint64_t frames;            /* frames replayed */
     uint64_t last_lsn;          /* last LSN replayed (0 if none) */
     uint64_t torn_bytes;        /* bytes cut off a torn tail (0 if the log ended cleanly) */
+    uint64_t lost_frames;       /* whole frames cut with a tail that was never synced (async) */
+    uint64_t skipped_bytes;     /* damaged bytes skipped because a checkpoint covers them */
     uint64_t salvaged_bytes;    /* salvage: bytes dropped from the damaged segment on */
     uint64_t salvaged_segments; /* salvage: later segments removed */
     char
@@ -80,8 +81,6 @@ struct wal_slot {
     uint8_t *raw;       /* frame header space + raw records */
     size_t raw_len;     /* bytes used in raw (>= WAL_FRAME_HEADER_BYTES) */
     size_t raw_cap;     /* bytes allocated for raw */
-    uint8_t *out;       /* compressed frame, when compression pays */
-    size_t out_cap;     /* bytes allocated for out */
     uint8_t *io;        /* the frame as written: whole blocks, WAL_IO_ALIGN-aligned */
     size_t io_cap;      /* bytes allocated for io (enough for raw_cap, see wal.c) */
     uint64_t first_lsn; /* LSN of the first record (0 while empty) */
@@ -96,8 +95,7 @@ struct wal_io {
     const void *buf;    /* bytes to write (WAL_IO_ALIGN-aligned); valid until wal_io_done() */
     size_t len;         /* bytes to write: a multiple of WAL_IO_ALIGN */
     uint64_t off;       /* file offset: a multiple of WAL_IO_ALIGN */
-    size_t frame_at;    /* bytes of buf before the frame (the block's earlier bytes) */
-    size_t frame_bytes; /* the frame's bytes incl. padding (<= len) */
+    size_t frame_bytes; /* the frame's header and body, without padding (<= len) */
     uint64_t last_lsn;  /* durable once this write and its fdatasync complete */
     uint64_t raw_bytes; /* records' bytes before compression (statistics) */
     uint32_t records;   /* records in the frame */
@@ -114,9 +112,10 @@ struct wal {
     uint64_t seg_first_lsn;  /* first LSN of that segment */
     uint64_t seg_size;       /* its preallocated size */
     uint64_t seg_off;        /* next append offset in it */
+    uint64_t seg_salt;       /* that segment's checksum salt */
     uint64_t zeroed_end;     /* blocks before this offset were written: frames or zeros */
     bool direct;             /* O_DIRECT took (else page-cache writes, same layout) */
-    uint8_t *tail;           /* WAL_IO_ALIGN bytes: the block holding seg_off, up to seg_off */
+    bool readonly;           /* opened to verify: no appends */
     uint64_t flight_off;     /* the sealed frame's write: first byte */
     uint64_t flight_end;     /* and end */
     uint64_t segments;       /* segment files on disk */
@@ -147,8 +146,10 @@ uint64_t wal_batch_end(struct wal *w);
 /* Bytes of records in the open frame (0 = nothing to write). */
 size_t wal_open_bytes(const struct wal *w);
 /* Seal the open frame into io (compressing and checksumming it, moving to a new segment when it
- * does not fit). Only when nothing is in flight and the open frame is not empty. */
-CS_MUST_CHECK int wal_seal(struct wal *w, struct wal_io *io);
+ * does not fit). durable_lsn: the highest LSN known durable now (written into the frame, so that
+ * recovery can tell a lost unsynced tail from damage). Only when nothing is in flight and the
+ * open frame is not empty. */
+CS_MUST_CHECK int wal_seal(struct wal *w, uint64_t durable_lsn, struct wal_io *io);
 /* The sealed frame's write finished (successfully). */
 void wal_io_done(struct wal *w);
 /* Forget the open frame's records (they were rolled back); their LSNs will be reused. */
@@ -160,6 +161,16 @@ void wal_rewind(struct wal *w, const struct wal_io *io);
 /* Remove the segments whose records all have LSNs <= lsn (never the one being appended to), then
  * fsync the folder. */
 CS_MUST_CHECK int wal_drop_before(struct wal *w, uint64_t lsn);
+
+/* Check one frame image p[0..avail) of a segment whose salt is salt: 0 and the frame's first LSN,
+ * record count and byte length (header, body, padding) when header and body are valid;
+ * CS_ECORRUPT otherwise. For tests and fuzzing; recovery uses the same checks. */
+CS_MUST_CHECK int wal_frame_check(const uint8_t *p, size_t avail, uint64_t salt,
+                                  uint64_t *first_lsn, uint32_t *records, size_t *total);
+/* Decode and walk every record of a valid frame (as wal_frame_check passed it), calling apply
+ * with lsn 0; CS_ECORRUPT on a malformed body. For tests and fuzzing. */
+CS_MUST_CHECK int wal_frame_walk(const uint8_t *p, size_t avail, uint64_t salt, wal_apply_fn apply,
+                                 void *arg);
 
 /* Decode the record at *off of buf[0..len) and advance *off. CS_ECORRUPT on any bad length or
  * type. Used by recovery and to walk a batch's nested records. */

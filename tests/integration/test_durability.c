@@ -142,7 +142,8 @@ static void test_checkpoint_then_reopen_loads_it_and_replays_the_tail(void **sta
     assert_int_equal(st.checkpoints, 1);
     assert_true(st.checkpoint_lsn >= N);
     assert_int_equal(count_files("snap-"), 1);
-    assert_true(count_files("wal-") <= 2); /* covered segments are gone */
+    /* the WAL since the checkpoint before this one stays (none before: all of it) */
+    assert_true(count_files("wal-") >= 3);
     /* the tail after the checkpoint: overwrites, deletes, a new collection */
     for (int i = 0; i < 100; i++)
         put_i(db, i, 2);
@@ -165,9 +166,10 @@ static void test_checkpoint_then_reopen_loads_it_and_replays_the_tail(void **sta
     size_t vl;
     assert_int_equal(cs_get(db, "late", "x", 1, &v, &vl), 0);
     cs_free(v);
-    /* a second checkpoint replaces the first */
+    /* a second checkpoint: the first stays as its fallback, the WAL before the first goes */
     assert_int_equal(cs_checkpoint(db), 0);
-    assert_int_equal(count_files("snap-"), 1);
+    assert_int_equal(count_files("snap-"), 2);
+    assert_true(count_files("wal-") <= 2);
     assert_int_equal(cs_close(db), 0);
     assert_int_equal(open_with(&db, NULL), 0);
     assert_int_equal(stats0(db).recovered_records, 0);
@@ -554,8 +556,8 @@ static void test_damaged_wal_fails_verify_and_open_until_salvaged(void **state)
     for (int i = 0; i < 300; i++)
         put_i(db, i, 1);
     assert_int_equal(cs_close(db), 0);
-    /* one record frames are ~470 bytes: this lands in the middle of the log */
-    flip_in("wal-", 64 + 470 * 100 + 200);
+    /* one record frames take a block each: this lands in the middle of the log */
+    flip_in("wal-", 4096 * 101 + 200);
     char *report = NULL;
     assert_int_equal(cs_verify(dbdir, NULL, &report), CS_ECORRUPT);
     assert_non_null(strstr(cs_last_error(), "wal-"));
@@ -573,6 +575,48 @@ static void test_damaged_wal_fails_verify_and_open_until_salvaged(void **state)
     assert_int_equal(cs_verify(dbdir, NULL, NULL), 0);
     assert_int_equal(open_with(&db, NULL), 0);
     check_i(db, 1000, 1);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* The newest checkpoint damaged, the one before it sound: the open loads the older one and
+ * replays the WAL since it (kept for this), losing nothing. */
+static void test_damaged_newest_checkpoint_falls_back_to_the_one_before(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, "durability=async", "checkpoint_wal_bytes=0", NULL), 0);
+    for (int i = 0; i < 3000; i++)
+        put_i(db, i, 1);
+    assert_int_equal(cs_checkpoint(db), 0);
+    for (int i = 1000; i < 4000; i++)
+        put_i(db, i, 2);
+    assert_int_equal(cs_checkpoint(db), 0);
+    for (int i = 3500; i < 4500; i++)
+        put_i(db, i, 3);
+    assert_int_equal(cs_close(db), 0);
+    assert_int_equal(count_files("snap-"), 2);
+    /* damage the newest one (the names sort by LSN) */
+    char shard0[400], newest[256] = "", path[700];
+    snprintf(shard0, sizeof(shard0), "%s/shard-000", dbdir);
+    DIR *d = opendir(shard0);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, "snap-", 5) == 0 && strcmp(e->d_name, newest) > 0)
+            snprintf(newest, sizeof(newest), "%s", e->d_name);
+    closedir(d);
+    snprintf(path, sizeof(path), "%s/%s", shard0, newest);
+    FILE *f = fopen(path, "r+");
+    assert_non_null(f);
+    fseek(f, 64 + 32 + 10, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 64 + 32 + 10, SEEK_SET);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+    assert_int_equal(open_with(&db, NULL), 0);
+    assert_true(stats0(db).recovered_records >= 3000);
+    for (int i = 0; i < 4500; i++)
+        check_i(db, i, i < 1000 ? 1 : (i < 3500 ? 2 : 3));
     assert_int_equal(cs_close(db), 0);
 }
 
@@ -629,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_refused_without_a_wal),
         cmocka_unit_test(test_verify_passes_a_sound_database_and_changes_nothing),
         cmocka_unit_test(test_damaged_wal_fails_verify_and_open_until_salvaged),
+        cmocka_unit_test(test_damaged_newest_checkpoint_falls_back_to_the_one_before),
         cmocka_unit_test(test_damaged_checkpoint_is_salvaged_and_replaced),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -115,7 +115,7 @@ static void write_two(struct btree *a, struct btree *b, struct ckpt_job *job)
     btree_snap_take(b, &job->colls[1].snap);
     assert_int_equal(ckpt_write(job), 0);
     assert_int_equal(job->records, RECORDS);
-    assert_int_equal(ckpt_publish(dir, 777), 0);
+    assert_int_equal(ckpt_publish(NULL, dir, 777, 0), 0);
 }
 
 static void release_two(struct btree *a, struct btree *b, struct ckpt_job *job)
@@ -132,13 +132,14 @@ static int load(uint64_t *lsn, uint32_t *next, bool salvage, bool *salvaged, cha
     memset(&got, 0, sizeof(got));
     got.ordered = true;
     msg[0] = 0;
-    return ckpt_load(dir, 3, on_coll, on_rec, NULL, lsn, next, salvage, salvaged, msg, 512);
+    return ckpt_load(NULL, dir, 3, on_coll, on_rec, NULL, lsn, next,
+                     salvage ? CKPT_LOAD_SALVAGE : 0, salvaged, msg, 512);
 }
 
-static void flip(long off)
+static void flip_lsn(unsigned lsn, long off)
 {
     char path[400];
-    snprintf(path, sizeof(path), "%s/snap-%016x", dir, 777);
+    snprintf(path, sizeof(path), "%s/snap-%016x", dir, lsn);
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     unsigned char c;
@@ -146,6 +147,11 @@ static void flip(long off)
     c ^= 0x20;
     assert_int_equal(pwrite(fd, &c, 1, off), 1);
     close(fd);
+}
+
+static void flip(long off)
+{
+    flip_lsn(777, off);
 }
 
 static long snap_size(void)
@@ -211,9 +217,9 @@ static void test_no_checkpoint_loads_nothing(void **state)
     uint32_t next = 5;
     bool salvaged;
     char msg[64];
-    assert_int_equal(
-        ckpt_load(empty, 0, on_coll, on_rec, NULL, &lsn, &next, false, &salvaged, msg, sizeof(msg)),
-        0);
+    assert_int_equal(ckpt_load(NULL, empty, 0, on_coll, on_rec, NULL, &lsn, &next, 0, &salvaged,
+                               msg, sizeof(msg)),
+                     0);
     assert_int_equal(lsn, 0);
     assert_int_equal(next, 0);
 }
@@ -232,7 +238,7 @@ static void test_publish_replaces_older_and_removes_leftovers(void **state)
     fclose(f);
     job.lsn = 800;
     assert_int_equal(ckpt_write(&job), 0);
-    assert_int_equal(ckpt_publish(dir, 800), 0);
+    assert_int_equal(ckpt_publish(NULL, dir, 800, 777), 0); /* 777 stays: the fallback */
     int snaps = 0, tmps = 0;
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -240,7 +246,7 @@ static void test_publish_replaces_older_and_removes_leftovers(void **state)
         if (strncmp(e->d_name, "snap-", 5) == 0)
             *(strstr(e->d_name, ".tmp") ? &tmps : &snaps) += 1;
     closedir(d);
-    assert_int_equal(snaps, 1);
+    assert_int_equal(snaps, 2);
     assert_int_equal(tmps, 0);
     uint64_t lsn;
     uint32_t next;
@@ -248,6 +254,25 @@ static void test_publish_replaces_older_and_removes_leftovers(void **state)
     char msg[512];
     assert_int_equal(load(&lsn, &next, false, &salvaged, msg), 0);
     assert_int_equal(lsn, 800);
+    assert_int_equal(msg[0], 0);
+    /* the newest damaged: the one before it is loaded whole, and the message says so */
+    flip_lsn(800, 64 + 32 + 100);
+    assert_int_equal(load(&lsn, &next, false, &salvaged, msg), 0);
+    assert_int_equal(lsn, 777);
+    assert_false(salvaged);
+    assert_int_equal(got.records[0], RECORDS);
+    assert_int_equal(got.value_errors, 0);
+    assert_non_null(strstr(msg, "before it"));
+    /* a third one: the oldest goes, the one before the newest stays */
+    job.lsn = 850;
+    assert_int_equal(ckpt_write(&job), 0);
+    assert_int_equal(ckpt_publish(NULL, dir, 850, 800), 0);
+    snprintf(tmp, sizeof(tmp), "%s/snap-%016x", dir, 777);
+    assert_int_equal(access(tmp, F_OK), -1);
+    snprintf(tmp, sizeof(tmp), "%s/snap-%016x", dir, 850);
+    assert_int_equal(unlink(tmp), 0);
+    snprintf(tmp, sizeof(tmp), "%s/snap-%016x", dir, 800);
+    assert_int_equal(unlink(tmp), 0);
     release_two(&a, &b, &job);
     /* back to one checkpoint at 777 for the damage tests */
     char path[400];

@@ -94,6 +94,7 @@ static void write_puts(struct wal *w, uint32_t first, uint32_t n, size_t vlen, u
 {
     static uint8_t val[CS_VALUE_MAX];
     memset(val, 'v', sizeof(val));
+    uint64_t durable = first; /* every frame is synced before the next is sealed */
     for (uint32_t i = 0; i < n; i++) {
         uint32_t k = first + i;
         struct wal_rec rec = {
@@ -103,11 +104,12 @@ static void write_puts(struct wal *w, uint32_t first, uint32_t n, size_t vlen, u
         assert_int_equal(lsn, (uint64_t)k + 1);
         if ((i + 1) % per_frame == 0 || i + 1 == n) {
             struct wal_io io;
-            assert_int_equal(wal_seal(w, &io), 0);
+            assert_int_equal(wal_seal(w, durable, &io), 0);
             assert_int_equal(io.last_lsn, lsn);
-            assert_int_equal(io_file_pwrite(io.fd, io.buf, io.len, io.off), 0);
-            assert_int_equal(io_file_sync(io.fd), 0);
+            assert_int_equal(io_file_pwrite(NULL, io.fd, io.buf, io.len, io.off), 0);
+            assert_int_equal(io_file_sync(NULL, io.fd), 0);
             wal_io_done(w);
+            durable = lsn;
         }
     }
 }
@@ -183,8 +185,9 @@ static void test_compressed_frames_round_trip(void **state)
     write_puts(&w, 0, 500, 300, 50);
     uint64_t end = w.seg_off;
     wal_close(&w);
-    /* 500 values of 300 identical bytes compress far below their raw size */
-    assert_true(end < 500 * 300 / 4);
+    /* 500 values of 300 identical bytes compress far below their raw size: each frame of 50
+     * (15,800 raw bytes, four blocks) fits one block */
+    assert_int_equal(end, WAL_IO_ALIGN * 11);
     open_log(&w, &c, 0, &info);
     check_seen(500);
     for (int i = 0; i < 500; i++)
@@ -248,14 +251,14 @@ static void test_torn_tail_is_cut_and_reported(void **state)
     assert_int_equal(wal_reserve(&w, wal_rec_bytes(&rec)), 0);
     wal_append(&w, &rec);
     struct wal_io io;
-    assert_int_equal(wal_seal(&w, &io), 0);
-    /* the block's earlier bytes and half the frame: through the page cache, which takes any
-     * byte count (the log's writes are direct and whole blocks) */
+    assert_int_equal(wal_seal(&w, 100, &io), 0);
+    /* half the frame: through the page cache, which takes any byte count (the log's writes are
+     * direct and whole blocks) */
     int flags = fcntl(io.fd, F_GETFL);
     assert_int_equal(fcntl(io.fd, F_SETFL, flags & ~O_DIRECT), 0);
-    assert_true(io.frame_at + io.frame_bytes <= io.len);
-    size_t torn = io.frame_at + io.frame_bytes / 2;
-    assert_int_equal(io_file_pwrite(io.fd, io.buf, torn, io.off), 0);
+    assert_true(io.frame_bytes <= io.len);
+    size_t torn = io.frame_bytes / 2;
+    assert_int_equal(io_file_pwrite(NULL, io.fd, io.buf, torn, io.off), 0);
     wal_close(&w);
     open_log(&w, &c, 0, &info);
     check_seen(100);
@@ -282,8 +285,8 @@ static void test_damage_before_valid_frames_is_corruption(void **state)
     open_log(&w, &c, 0, &info);
     write_puts(&w, 0, 100, 100, 10);
     wal_close(&w);
-    /* a bit flip in the body of the second frame */
-    flip_byte(segment_path(0), WAL_SEGMENT_HEADER_BYTES + 1200 + 300);
+    /* a bit flip in the body of the second frame (frames start fresh blocks) */
+    flip_byte(segment_path(0), 2 * WAL_IO_ALIGN + 300);
     open_log(&w, &c, CS_ECORRUPT, &info);
     assert_non_null(strstr(info.message, "wal-"));
     assert_non_null(strstr(info.message, "offset"));
@@ -301,9 +304,9 @@ static void test_damaged_frame_header_is_corruption(void **state)
     write_puts(&w, 0, 50, 100, 10);
     wal_close(&w);
     /* the length field of the first frame: the header checksum must catch it */
-    flip_byte(segment_path(0), WAL_SEGMENT_HEADER_BYTES + 21);
+    flip_byte(segment_path(0), WAL_IO_ALIGN + 21);
     open_log(&w, &c, CS_ECORRUPT, &info);
-    assert_non_null(strstr(info.message, "offset 64"));
+    assert_non_null(strstr(info.message, "offset 4096"));
     remove_dir();
 }
 
@@ -315,27 +318,28 @@ static void test_writes_are_whole_blocks_that_zero_ahead(void **state)
     struct wal_recovery info;
     struct wal_config c = config(1 << 20, 0);
     open_log(&w, &c, 0, &info);
-    uint64_t frame_end = WAL_SEGMENT_HEADER_BYTES;
-    for (uint32_t k = 0; k < 2000; k++) {
+    uint64_t frame_end = WAL_IO_ALIGN;
+    for (uint32_t k = 0; k < 200; k++) {
         struct wal_rec rec = {
             .type = WAL_PUT, .coll = 1, .key = &k, .klen = 4, .val = "0123456789", .vlen = 10};
         assert_int_equal(wal_reserve(&w, wal_rec_bytes(&rec)), 0);
         wal_append(&w, &rec);
         struct wal_io io;
-        assert_int_equal(wal_seal(&w, &io), 0);
+        assert_int_equal(wal_seal(&w, k, &io), 0);
         assert_int_equal(io.off % WAL_IO_ALIGN, 0);
         assert_int_equal(io.len % WAL_IO_ALIGN, 0);
         assert_int_equal((uintptr_t)io.buf % WAL_IO_ALIGN, 0);
-        assert_int_equal(io.off + io.frame_at, frame_end);
-        assert_true(io.frame_at + io.frame_bytes <= io.len);
+        /* each frame starts a fresh block: no write covers a byte of an earlier frame */
+        assert_int_equal(io.off, frame_end);
+        assert_true(io.frame_bytes <= io.len);
         assert_true(io.off + io.len <= w.seg_size);
-        assert_int_equal(io_file_pwrite(io.fd, io.buf, io.len, io.off), 0);
+        assert_int_equal(io_file_pwrite(NULL, io.fd, io.buf, io.len, io.off), 0);
         wal_io_done(&w);
-        frame_end = io.off + io.frame_at + io.frame_bytes;
+        frame_end = io.off + ((io.frame_bytes + WAL_IO_ALIGN - 1) & ~(size_t)(WAL_IO_ALIGN - 1));
         /* the blocks ahead of the log's end have been written (with zeros) */
         assert_true(w.zeroed_end >= frame_end + WAL_ZERO_AHEAD_BYTES / 2);
     }
-    assert_int_equal(io_file_sync(w.fd), 0);
+    assert_int_equal(io_file_sync(NULL, w.fd), 0);
     uint64_t zeroed = w.zeroed_end;
     wal_close(&w);
     /* the zeros ahead are data to the filesystem, and a clean open accepts them */
@@ -345,14 +349,14 @@ static void test_writes_are_whole_blocks_that_zero_ahead(void **state)
     assert_int_equal(data, (off_t)(zeroed - WAL_IO_ALIGN));
     close(fd);
     open_log(&w, &c, 0, &info);
-    check_seen(2000);
+    check_seen(200);
     assert_int_equal(info.torn_bytes, 0);
     assert_int_equal(w.seg_off, frame_end);
-    /* appends continue within the last partial block without disturbing what it holds */
-    write_puts(&w, 2000, 3, 10, 1);
+    /* appends continue after the last frame's block */
+    write_puts(&w, 200, 3, 10, 1);
     wal_close(&w);
     open_log(&w, &c, 0, &info);
-    check_seen(2003);
+    check_seen(203);
     wal_close(&w);
     remove_dir();
 }
@@ -377,10 +381,9 @@ static void test_valid_frame_in_the_zeroed_part_after_damage_is_corruption(void 
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     uint8_t frame[2048];
-    assert_int_equal(pread(fd, frame, sizeof(frame), WAL_SEGMENT_HEADER_BYTES),
-                     (ssize_t)sizeof(frame));
+    assert_int_equal(pread(fd, frame, sizeof(frame), WAL_IO_ALIGN), (ssize_t)sizeof(frame));
     uint32_t body = (uint32_t)frame[20] | (uint32_t)frame[21] << 8;
-    size_t total = (WAL_FRAME_HEADER_BYTES + body + 7) & ~(size_t)7;
+    size_t total = WAL_FRAME_HEADER_BYTES + body;
     assert_true(total <= sizeof(frame));
     off_t copy_at = (off_t)((zeroed - WAL_IO_ALIGN) & ~(uint64_t)(WAL_IO_ALIGN - 1));
     assert_int_equal(pwrite(fd, frame, total, copy_at), (ssize_t)total);
@@ -408,8 +411,10 @@ static void test_damage_in_a_full_segment_is_corruption(void **state)
     snprintf(first, sizeof(first), "%s", segment_path(0));
     struct stat st;
     assert_int_equal(stat(first, &st), 0);
-    uint64_t off = WAL_SEGMENT_HEADER_BYTES;
-    uint64_t frame = (WAL_FRAME_HEADER_BYTES + WAL_RECORD_HEADER_BYTES + 4 + 20000 + 7) & ~7ull;
+    uint64_t off = WAL_IO_ALIGN;
+    uint64_t frame =
+        (WAL_FRAME_HEADER_BYTES + WAL_RECORD_HEADER_BYTES + 4 + 20000 + WAL_IO_ALIGN - 1) &
+        ~(uint64_t)(WAL_IO_ALIGN - 1);
     while (off + 2 * frame <= (uint64_t)st.st_size)
         off += frame;
     flip_byte(first, off + 100);
@@ -494,8 +499,8 @@ static void test_batch_record_nests_operations_under_one_lsn(void **state)
     uint64_t lsn = wal_batch_end(&w);
     assert_int_equal(lsn, 1);
     struct wal_io io;
-    assert_int_equal(wal_seal(&w, &io), 0);
-    assert_int_equal(io_file_pwrite(io.fd, io.buf, io.len, io.off), 0);
+    assert_int_equal(wal_seal(&w, 0, &io), 0);
+    assert_int_equal(io_file_pwrite(NULL, io.fd, io.buf, io.len, io.off), 0);
     wal_io_done(&w);
     wal_close(&w);
     open_log(&w, &c, 0, &info);
@@ -503,6 +508,204 @@ static void test_batch_record_nests_operations_under_one_lsn(void **state)
     assert_int_equal(seen.type[0], WAL_BATCH);
     assert_int_equal(seen.vlen[0], 2 * WAL_RECORD_HEADER_BYTES + 9);
     wal_close(&w);
+    remove_dir();
+}
+
+/* Seal and write the open frame whole, saying durable was durable; returns its offset. */
+static uint64_t write_frame(struct wal *w, uint64_t durable)
+{
+    struct wal_io io;
+    assert_int_equal(wal_seal(w, durable, &io), 0);
+    assert_int_equal(io_file_pwrite(NULL, io.fd, io.buf, io.len, io.off), 0);
+    wal_io_done(w);
+    return io.off;
+}
+
+static void append_put(struct wal *w, uint32_t k, const void *val, size_t vlen)
+{
+    struct wal_rec rec = {
+        .type = WAL_PUT, .coll = 1, .key = &k, .klen = 4, .val = val, .vlen = vlen};
+    assert_int_equal(wal_reserve(w, wal_rec_bytes(&rec)), 0);
+    assert_int_equal(wal_append(w, &rec), (uint64_t)k + 1);
+}
+
+static void zero_block(const char *path, uint64_t off)
+{
+    static const uint8_t zeros[WAL_IO_ALIGN];
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, zeros, sizeof(zeros), (off_t)off), (ssize_t)sizeof(zeros));
+    close(fd);
+}
+
+/* Damage confined to frames a checkpoint holds costs nothing: the log opens, the records after
+ * the checkpoint are all there, and appends after a cut at or below the checkpoint never leave
+ * an LSN gap (the next open must not fail "out of LSN sequence"). */
+static void test_damage_the_checkpoint_covers_costs_nothing(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    write_puts(&w, 0, 100, 10, 10); /* frames of LSNs 1-10, ..., 91-100 */
+    wal_close(&w);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", segment_path(0));
+    /* a damaged header in the middle (LSNs 31-40), under a checkpoint at LSN 50: the frames
+     * after it replay */
+    flip_byte(path, 4 * WAL_IO_ALIGN + 20);
+    c.base_lsn = 50;
+    open_log(&w, &c, 0, &info);
+    assert_int_equal(seen.count, 50);
+    assert_int_equal(seen.lsn[0], 51);
+    assert_int_equal(seen.lsn[49], 100);
+    assert_true(info.skipped_bytes > 0);
+    wal_close(&w);
+    /* the same damage under a checkpoint before it is corruption */
+    c.base_lsn = 10;
+    open_log(&w, &c, CS_ECORRUPT, &info);
+    /* the last frame (LSNs 91-100) damaged too, all of it under a checkpoint at LSN 100 */
+    flip_byte(path, 10 * WAL_IO_ALIGN + 100);
+    c.base_lsn = 100;
+    open_log(&w, &c, 0, &info);
+    assert_int_equal(seen.count, 0);
+    assert_int_equal(w.next_lsn, 101);
+    write_puts(&w, 100, 20, 10, 4);
+    wal_close(&w);
+    open_log(&w, &c, 0, &info);
+    assert_int_equal(seen.count, 20);
+    for (uint32_t i = 0; i < 20; i++)
+        assert_int_equal(seen.lsn[i], 101 + i);
+    wal_close(&w);
+    remove_dir();
+}
+
+/* A value that holds a well-formed frame image (even one checksummed with the segment's own
+ * salt) cannot turn a torn write into corruption: recovery never searches inside a frame whose
+ * header was valid. */
+static void test_frame_image_inside_a_torn_value_is_not_a_frame(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    write_puts(&w, 0, 5, 10, 5);
+    /* a frame image as the log would write it at the block where the next frame's value lands */
+    static uint8_t image[3 * WAL_IO_ALIGN];
+    append_put(&w, 5, "payload", 7);
+    struct wal_io io;
+    assert_int_equal(wal_seal(&w, 5, &io), 0);
+    size_t image_len = io.frame_bytes;
+    memset(image, 'v', sizeof(image));
+    size_t at = WAL_IO_ALIGN - (WAL_FRAME_HEADER_BYTES + WAL_RECORD_HEADER_BYTES + 4);
+    memcpy(image + at, io.buf, image_len); /* frame of LSN 6, valid under this segment's salt */
+    /* not written: forget it, as if it failed */
+    wal_rewind(&w, &io);
+    append_put(&w, 5, image, sizeof(image));
+    assert_int_equal(wal_seal(&w, 5, &io), 0);
+    /* the crash tears the write after the image: the frame's body is incomplete */
+    size_t torn = WAL_IO_ALIGN + image_len + 100;
+    assert_true(torn < io.frame_bytes);
+    int flags = fcntl(io.fd, F_GETFL);
+    assert_int_equal(fcntl(io.fd, F_SETFL, flags & ~O_DIRECT), 0);
+    assert_int_equal(io_file_pwrite(NULL, io.fd, io.buf, torn, io.off), 0);
+    wal_close(&w);
+    open_log(&w, &c, 0, &info);
+    check_seen(5);
+    assert_true(info.torn_bytes > 0);
+    wal_close(&w);
+    remove_dir();
+}
+
+/* async mode: unsynced frames may reach the disk in any order. A hole followed by frames sealed
+ * before the hole was synced is a lost tail (cut, the log opens); a hole where a later frame
+ * says the data was durable is corruption. */
+static void test_async_power_cut_holes_are_a_lost_tail_not_corruption(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    uint64_t off[6];
+    /* frames 1-2 sealed with nothing synced; then an fdatasync (LSN 2 durable); frames 3-5 */
+    uint64_t durable[6] = {0, 0, 0, 2, 2, 2};
+    for (uint32_t f = 1; f <= 5; f++) {
+        append_put(&w, f - 1, "0123456789", 10);
+        off[f] = write_frame(&w, durable[f]);
+    }
+    wal_close(&w);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", segment_path(0));
+    /* frame 4 never reached the disk; frame 5 did */
+    zero_block(path, off[4]);
+    open_log(&w, &c, 0, &info);
+    check_seen(3);
+    assert_int_equal(info.lost_frames, 1);
+    assert_non_null(strstr(info.message, "never synced"));
+    assert_int_equal(w.next_lsn, 4);
+    /* the cut is durable, and the log goes on from it */
+    append_put(&w, 3, "again", 5);
+    write_frame(&w, 3);
+    wal_close(&w);
+    open_log(&w, &c, 0, &info);
+    check_seen(4);
+    assert_int_equal(info.lost_frames, 0);
+    wal_close(&w);
+    /* frame 2 lost although frame 4 (written after the sync) says it was durable: corruption */
+    zero_block(path, off[2]);
+    open_log(&w, &c, CS_ECORRUPT, &info);
+    assert_non_null(strstr(info.message, "missing before valid"));
+    remove_dir();
+}
+
+/* Verify mode changes nothing: a torn tail is reported, not cut; leftover .tmp segments stay. */
+static void test_verify_changes_nothing(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    write_puts(&w, 0, 10, 10, 5);
+    append_put(&w, 10, "torn", 4);
+    struct wal_io io;
+    assert_int_equal(wal_seal(&w, 10, &io), 0);
+    int flags = fcntl(io.fd, F_GETFL);
+    assert_int_equal(fcntl(io.fd, F_SETFL, flags & ~O_DIRECT), 0);
+    assert_int_equal(io_file_pwrite(NULL, io.fd, io.buf, 30, io.off), 0);
+    wal_close(&w);
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s/wal-00000000000000ff.log.tmp", dir);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fclose(f);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", segment_path(0));
+    uint8_t before[WAL_IO_ALIGN], after[WAL_IO_ALIGN];
+    int fd = open(path, O_RDONLY);
+    assert_int_equal(pread(fd, before, sizeof(before), (off_t)io.off), (ssize_t)sizeof(before));
+    c.mode = WAL_OPEN_VERIFY;
+    open_log(&w, &c, 0, &info);
+    check_seen(10);
+    assert_true(info.torn_bytes > 0);
+    wal_close(&w);
+    assert_int_equal(pread(fd, after, sizeof(after), (off_t)io.off), (ssize_t)sizeof(after));
+    close(fd);
+    assert_memory_equal(before, after, sizeof(before));
+    assert_int_equal(access(tmp, F_OK), 0);
+    /* a normal open cuts the tail and removes the leftover */
+    c.mode = WAL_OPEN_NORMAL;
+    open_log(&w, &c, 0, &info);
+    check_seen(10);
+    wal_close(&w);
+    assert_int_equal(access(tmp, F_OK), -1);
     remove_dir();
 }
 
@@ -522,6 +725,10 @@ int main(void)
         cmocka_unit_test(test_missing_segment_is_corruption),
         cmocka_unit_test(test_record_decoder_rejects_bad_lengths_and_types),
         cmocka_unit_test(test_batch_record_nests_operations_under_one_lsn),
+        cmocka_unit_test(test_damage_the_checkpoint_covers_costs_nothing),
+        cmocka_unit_test(test_frame_image_inside_a_torn_value_is_not_a_frame),
+        cmocka_unit_test(test_async_power_cut_holes_are_a_lost_tail_not_corruption),
+        cmocka_unit_test(test_verify_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,7 +60,7 @@ extern "C" {
 #define CS_BATCH_OPS_MAX 65536u       /* operations in one cs_batch */
 #define CS_BATCH_BYTES_MAX (8u << 20) /* key+value bytes in one cs_batch */
 #define CS_SHARDS_MAX 256u            /* shards in one database */
-#define CS_COLLECTIONS_MAX 4096u      /* collections in one database */
+#define CS_COLLECTIONS_MAX 4096u      /* collections a shard holds; one more is CS_EFULL */
 #define CS_SESSION_DEPTH_MAX 65536u   /* requests in flight in one session */
 
 typedef struct cs_db cs_db;

@@ -10,6 +10,8 @@
  *                     with SIGKILL (a torn write followed by a crash)
  *   fsync_eio=T       the fdatasync reports -EIO (the data it covers may or may not be durable)
  *   enospc=T          the preallocation of a file (a WAL segment) fails with -ENOSPC
+ *   ring_eio=T        a shard's io_uring enter call (submit and wait) fails with -EIO: the ring
+ *                     itself, not one operation (io_fault_on_op with IO_OP_RING)
  *   latency_us=U32    sleep this long before every write and fdatasync is submitted
  * A trigger T is either N (a positive integer: the Nth call of that kind in the database,
  * counted from 1, fires exactly once) or P% (P a decimal in 0..100 with at most 7 digits after
@@ -59,9 +61,11 @@ struct io_fault {
     struct fault_trigger torn_write;   /* writes cut short, then SIGKILL */
     struct fault_trigger fsync_eio;    /* fdatasyncs failing with -EIO */
     struct fault_trigger enospc;       /* preallocations failing with -ENOSPC */
+    struct fault_trigger ring_eio;     /* io_uring enter calls failing with -EIO */
     _Atomic uint64_t writes;           /* io_fault_on_write calls so far */
     _Atomic uint64_t fsyncs;           /* io_fault_on_fsync calls so far */
     _Atomic uint64_t allocs;           /* io_fault_on_allocate calls so far */
+    _Atomic uint64_t rings;            /* io_fault_on_op(IO_OP_RING) calls so far */
 };
 
 /* SplitMix64's finaliser: a well-mixed 64-bit hash of x. */
@@ -155,9 +159,10 @@ static int parse_pair(struct io_fault *f, const char *key, size_t klen, const ch
                       size_t vlen, uint32_t *seen)
 {
     struct fault_trigger *triggers[] = {&f->write_eio,  &f->write_enospc, &f->short_write,
-                                        &f->torn_write, &f->fsync_eio,    &f->enospc};
-    const char *names[] = {"write_eio",  "write_enospc", "short_write",
-                           "torn_write", "fsync_eio",    "enospc"};
+                                        &f->torn_write, &f->fsync_eio,    &f->enospc,
+                                        &f->ring_eio};
+    const char *names[] = {"write_eio", "write_enospc", "short_write", "torn_write",
+                           "fsync_eio", "enospc",       "ring_eio"};
     _Static_assert(CS_ARRAY_SIZE(triggers) == CS_ARRAY_SIZE(names), "one name per trigger");
     uint32_t bit;
     int rc = CS_EOPTVAL;
@@ -227,6 +232,7 @@ int io_fault_create(const char *spec, struct io_fault **out)
     f->torn_write.id = 4;
     f->fsync_eio.id = 5;
     f->enospc.id = 6;
+    f->ring_eio.id = 7;
     int rc = parse_spec(f, spec);
     if (rc) {
         free(f);
@@ -235,6 +241,7 @@ int io_fault_create(const char *spec, struct io_fault **out)
     atomic_init(&f->writes, 0);
     atomic_init(&f->fsyncs, 0);
     atomic_init(&f->allocs, 0);
+    atomic_init(&f->rings, 0);
     *out = f;
     return 0;
 }
@@ -290,6 +297,9 @@ uint32_t io_fault_latency_us(const struct io_fault *f)
 int io_fault_on_op(struct io_fault *f, enum io_op op)
 {
     cs_assert(f != NULL);
-    (void)op;
+    if (op == IO_OP_RING) {
+        uint64_t n = atomic_fetch_add(&f->rings, 1) + 1;
+        return trigger_fires(f, &f->ring_eio, n) ? -EIO : 0;
+    }
     return 0;
 }

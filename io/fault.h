@@ -52,6 +52,7 @@ enum io_op {
     IO_OP_RENAME,   /* io_file_rename, io_file_publish */
     IO_OP_UNLINK,   /* io_file_unlink */
     IO_OP_LIST,     /* io_dir_list, io_file_written */
+    IO_OP_RING,     /* io_ring_run: the io_uring enter call itself fails */
 };
 /* The fate of the next file operation of kind op: 0 (go ahead) or the -errno it fails with
  * before it reaches the system. */

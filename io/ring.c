@@ -240,6 +240,8 @@ int io_ring_run(struct io_ring *r, unsigned wait_nr, struct io_event *ev, unsign
     if (cs_unlikely(r->fault != NULL) && r->synth_count)
         wait_nr = 0; /* synthetic completions are ready: do not block for the kernel's */
     if (r->queued || wait_nr) {
+        if (cs_unlikely(r->fault != NULL) && (rc = io_fault_on_op(r->fault, IO_OP_RING)) != 0)
+            return rc; /* nothing was submitted or reaped */
         rc = io_uring_submit_and_wait(&r->uring, wait_nr);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
             return rc;

@@ -1110,6 +1110,8 @@ static int coll_for_write(struct shard *sh, const char *name, size_t len, struct
 {
     struct shard_coll *c = coll_find(sh, name, len);
     if (!c) {
+        if (sh->stats.collections >= CS_COLLECTIONS_MAX)
+            return CS_EFULL; /* checked before anything changed: the caller has nothing to undo */
         c = coll_add(sh, sh->next_coll_id, name, len);
         if (!c)
             return -ENOMEM;
@@ -1571,7 +1573,8 @@ static void wal_submit(struct shard *sh)
 
 static void wal_completed(struct shard *sh, uint64_t tag, int res)
 {
-    cs_assert(sh->io_wait > 0);
+    if (sh->io_wait == 0)
+        return; /* given up on by ring_failed */
     if (tag == TAG_WRITE && res >= 0 && (size_t)res != sh->io.len)
         res = -EIO; /* a short write: the rest of the frame never reached the file */
     if (res < 0 && sh->io_res == 0 && res != -ECANCELED)
@@ -1649,6 +1652,8 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
             pending_fail(sh, CS_EIO, true);
             break;
         }
+        if (sh->io_error)
+            break; /* given up on by ring_failed */
         sh->stats.wal_syncs++;
         sh->durable_lsn = sh->fsync_lsn;
         break;
@@ -1749,6 +1754,52 @@ static void mem_trim(struct shard *sh)
     sh->tree_bytes_peak = sh->tree_bytes;
 }
 
+/* io_uring itself failed (not one operation: the ring). Whatever is in flight may or may not
+ * complete; the shard cannot count on it. Fail-stop as for a failed frame: the frames' writes are
+ * taken back (readers never see them), everything waiting fails with CS_EIO, the shard turns
+ * read-only, and the loop stops waiting for the lost completions so that close does not hang. A
+ * completion that still arrives for them is ignored. */
+static void ring_failed(struct shard *sh, int err)
+{
+    if (!sh->io_error)
+        fprintf(stderr, "cstore: shard %u: io_uring failed (%s); the shard turns read-only\n",
+                sh->cfg.index, cs_strerror(err));
+    bool in_flight = sh->io_wait > 0;
+    sh->io_wait = 0;
+    sh->fsync_in_flight = false;
+    if (sh->wal_on && (in_flight || wal_open_bytes(&sh->wal) > 0))
+        frame_failed(sh, CS_EIO, in_flight);
+    else
+        pending_fail(sh, CS_EIO, true);
+    sh->io_res = err; /* the cause */
+}
+
+/* After the loop: nothing executes again. Requests still queued, and any a submitter pushes from
+ * now on, complete with CS_ECLOSED (shard_submit completes those itself once it sees closed). */
+static void refuse_inbox(struct shard *sh)
+{
+    struct ck_stack_entry *e = ck_stack_batch_pop_upmc(&sh->inbox);
+    for (uint64_t i = 0; e; i++) {
+        cs_assert(i < UINT32_MAX);
+        struct ck_stack_entry *next = e->next;
+        struct shard_req *r = (struct shard_req *)((char *)e - offsetof(struct shard_req, link));
+        req_complete(r, CS_ECLOSED);
+        e = next;
+    }
+}
+
+static void refuse_rest(struct shard *sh)
+{
+    atomic_store(&sh->sleeping, 0); /* nobody wakes a loop that is gone */
+    atomic_store(&sh->closed, 1);   /* seq_cst: before the pop, against shard_submit's load */
+    while (sh->queue) {
+        struct shard_req *r = sh->queue;
+        sh->queue = r->next;
+        req_complete(r, CS_ECLOSED);
+    }
+    refuse_inbox(sh);
+}
+
 static void loop(struct shard *sh)
 {
     struct io_event ev[EVENTS_MAX];
@@ -1765,7 +1816,7 @@ static void loop(struct shard *sh)
         int n = io_ring_run(&sh->ring, wait, ev, EVENTS_MAX);
         atomic_store(&sh->sleeping, 0);
         if (n < 0) {
-            pending_fail(sh, n, true);
+            ring_failed(sh, n);
             continue;
         }
         for (int i = 0; i < n; i++)
@@ -1945,6 +1996,7 @@ static void *shard_main(void *arg)
                 "salvaged one\n",
                 sh->cfg.index);
     loop(sh);
+    refuse_rest(sh);
     struct shard_req *stop = sh->stop_req;
     shard_teardown(sh);
     stop->rc = sh->io_error;
@@ -2001,8 +2053,13 @@ int shard_await(struct shard *sh)
 
 void shard_submit(struct shard *sh, struct shard_req *r)
 {
-    cs_assert(sh->started);
     ck_stack_push_upmc(&sh->inbox, &r->link);
+    /* Dekker with refuse_rest: either its pop sees this push, or this load sees closed */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&sh->closed)) {
+        refuse_inbox(sh);
+        return;
+    }
     shard_wake(sh);
 }
 

@@ -144,6 +144,7 @@ struct shard {
     /* Shared with application threads. */
     struct ck_stack inbox;          /* requests pushed by submitters (newest first) */
     _Atomic int sleeping;           /* the loop is (about to be) blocked: wake via efd */
+    _Atomic int closed;             /* the loop is gone: requests complete with CS_ECLOSED */
     int efd;                        /* eventfd that wakes the loop */
     pthread_t thread;               /* the shard thread */
     bool launched;                  /* thread created, recovery not yet awaited */

@@ -660,6 +660,48 @@ static int teardown(void **state)
     return system(cmd);
 }
 
+/* io_uring itself failing (not one write) must fail-stop like a failed frame: writes fail with
+ * CS_EIO from then on, reads keep working and never show an unacknowledged write, close returns
+ * (it used to wait forever for the lost completion), and after a reopen every acknowledged write
+ * is there. */
+static void test_ring_failure_fails_stop_and_close_returns(void **state)
+{
+    (void)state;
+    for (int nth = 3; nth <= 12; nth += 3) {
+        fresh_dir();
+        cs_db *db;
+        char spec[64];
+        snprintf(spec, sizeof(spec), "fault=ring_eio=%d", nth);
+        assert_int_equal(open_with(&db, "checkpoint_wal_bytes=0", spec, NULL), 0);
+        int acked = 0, failed_at = -1;
+        for (int i = 0; i < 200; i++) {
+            char k[32], v[600];
+            key_of(i, k);
+            size_t vl = value_of(i, 1, v);
+            int rc = cs_put(db, "d", k, strlen(k), v, vl);
+            if (rc == 0 && failed_at < 0) {
+                acked = i + 1;
+                continue;
+            }
+            if (failed_at < 0)
+                failed_at = i;
+            assert_int_equal(rc, CS_EIO);
+        }
+        assert_true(failed_at >= 0); /* the fault fired */
+        for (int i = 0; i < acked; i++)
+            check_i(db, i, 1);
+        for (int i = failed_at + 1; i < 200; i++)
+            check_i(db, i, -1);
+        assert_int_equal(cs_close(db), CS_EIO);
+        assert_int_equal(open_with(&db, NULL), 0);
+        for (int i = 0; i < acked; i++)
+            check_i(db, i, 1);
+        for (int i = failed_at + 1; i < 200; i++)
+            check_i(db, i, -1);
+        assert_int_equal(cs_close(db), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_verify_passes_a_sound_database_and_changes_nothing),
         cmocka_unit_test(test_damaged_wal_fails_verify_and_open_until_salvaged),
         cmocka_unit_test(test_damaged_newest_checkpoint_falls_back_to_the_one_before),
+        cmocka_unit_test(test_ring_failure_fails_stop_and_close_returns),
         cmocka_unit_test(test_damaged_checkpoint_is_salvaged_and_replaced),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

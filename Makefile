@@ -61,7 +61,7 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	ln -sf $(SONAME) $(BUILD)/libcstore.so
 
-$(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/libcstore.a
+$(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/tools/lineformat.o $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cstore-fault: $(BUILD)/tools/cstore_fault.o $(BUILD)/libcstore.a
@@ -88,6 +88,12 @@ $(BUILD)/raft-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# The CLI's line format lives in tools/, outside the library.
+$(BUILD)/tests/test_lineformat: $(BUILD)/tests/unit/test_lineformat.o $(BUILD)/tools/lineformat.o \
+                                $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 

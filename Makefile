@@ -23,6 +23,14 @@ ifeq ($(SAN),thread)
 CFLAGS  += -fsanitize=thread -DCS_NO_JEMALLOC -DCS_DEBUG -DCK_USE_CC_BUILTINS=1
 LDFLAGS += -fsanitize=thread
 endif
+ifeq ($(SAN),fuzzer)
+# The library instrumented for libFuzzer (coverage) under ASan and UBSan; `make fuzz` builds it
+# with clang into build-fuzz/. clang warns where btree.c copies a node's link pointer in and out
+# of a freed node with memcpy (on purpose), which gcc accepts.
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -DCS_NO_JEMALLOC \
+           -DCS_DEBUG -Wno-sizeof-pointer-memaccess -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
 LDLIBS   = -luring -llz4 -lxxhash -linih -lck -lpthread -lm
 ifeq ($(SAN),)
 LDLIBS  += -ljemalloc
@@ -38,7 +46,8 @@ SIM_SRC   := $(wildcard tests/sim/*.c)
 TOOLS     := $(BUILD)/cstore $(BUILD)/cstore-bench $(if $(SIM_SRC),$(BUILD)/raft-sim)
 TOOLS     += $(if $(wildcard tools/cstore_fault.c),$(BUILD)/cstore-fault)
 
-.PHONY: all deps lib tools test test-unit test-long asan tsan bench install clean format
+.PHONY: all deps lib tools test test-unit test-long asan tsan bench fuzz fuzz-run fuzz-seeds install clean \
+        format
 
 all: deps lib tools
 
@@ -61,7 +70,7 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	ln -sf $(SONAME) $(BUILD)/libcstore.so
 
-$(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/libcstore.a
+$(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/tools/lineformat.o $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cstore-fault: $(BUILD)/tools/cstore_fault.o $(BUILD)/libcstore.a
@@ -91,6 +100,12 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
+# The CLI's line format lives in tools/, outside the library.
+$(BUILD)/tests/test_lineformat: $(BUILD)/tests/unit/test_lineformat.o $(BUILD)/tools/lineformat.o \
+                                $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/integration/%.o $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
@@ -101,6 +116,39 @@ test: all $(UNIT_BIN) $(INTEG_BIN)
 
 test-long: all $(UNIT_BIN) $(INTEG_BIN)
 	@BUILD=$(BUILD) CS_TEST_LONG=1 sh tests/run.sh
+	@$(MAKE) --no-print-directory fuzz FUZZ_RUNS=$(FUZZ_RUNS_LONG) FUZZ_SEED=0
+
+# libFuzzer targets tests/fuzz/fuzz_<target>.c, built with clang into build-fuzz/ and run for
+# FUZZ_RUNS inputs each, from the seed corpus tests/fuzz/corpus_<target>/ (see tests/fuzz/run.sh).
+# The default is CI's short pass (.ci/run); test-long runs FUZZ_RUNS_LONG with a random seed.
+FUZZ_SRC       := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN       := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_RUNS      ?= 10000
+FUZZ_RUNS_LONG := 200000
+FUZZ_SEED      ?= 1
+
+fuzz:
+	@sh tools/install-deps.sh clang libclang-rt-dev
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzzer fuzz-run
+
+# Rewrites the seed corpora from files the library writes (tests/fuzz/gen_seeds.c).
+fuzz-seeds: $(BUILD)/fuzz-seeds
+	$(BUILD)/fuzz-seeds tests/fuzz
+
+$(BUILD)/fuzz-seeds: $(BUILD)/tests/fuzz/gen_seeds.o $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-run: $(FUZZ_BIN)
+	@BUILD=$(BUILD) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$(FUZZ_SEED) sh tests/fuzz/run.sh
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/fuzz_lineformat: $(BUILD)/tests/fuzz/fuzz_lineformat.o $(BUILD)/tools/lineformat.o \
+                               $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=address test
@@ -125,7 +173,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 .SECONDARY:
 

@@ -514,6 +514,21 @@ static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *n
     return 0;
 }
 
+/* Check the image p[0..size) of checkpoint path whole (check_only) or load it. */
+static int load_image(struct loader *l, const char *path, const uint8_t *p, size_t size,
+                      unsigned shard, uint64_t lsn, uint32_t *next_coll_id)
+{
+    l->path = path;
+    l->p = p;
+    l->size = size;
+    l->in_coll = false;
+    l->colls = l->records = 0;
+    int rc = load_file(l, shard, lsn, next_coll_id);
+    l->path = NULL;
+    l->p = NULL;
+    return rc;
+}
+
 /* Read checkpoint lsn of dir and check it whole (check_only) or load it. */
 static int load_one(struct loader *l, struct io_fault *f, const char *dir, unsigned shard,
                     uint64_t lsn, uint32_t *next_coll_id)
@@ -531,14 +546,7 @@ static int load_one(struct loader *l, struct io_fault *f, const char *dir, unsig
     }
     if (rc)
         return rc;
-    l->path = path;
-    l->p = buf;
-    l->size = size;
-    l->in_coll = false;
-    l->colls = l->records = 0;
-    rc = load_file(l, shard, lsn, next_coll_id);
-    l->path = NULL;
-    l->p = NULL;
+    rc = load_image(l, path, buf, size, shard, lsn, next_coll_id);
     cs_mem_free(buf);
     return rc;
 }
@@ -599,6 +607,35 @@ int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn 
         rc = CS_ECORRUPT;
     }
 out:
+    free(l.raw);
+    return rc;
+}
+
+int ckpt_load_image(const uint8_t *p, size_t size, unsigned shard, uint64_t lsn, ckpt_coll_fn coll,
+                    ckpt_rec_fn rec, void *arg, uint32_t *next_coll_id, unsigned flags,
+                    bool *salvaged, char *msg, size_t msg_size)
+{
+    cs_assert(p || size == 0);
+    cs_assert(msg_size > 0);
+    *salvaged = false;
+    *next_coll_id = 0;
+    msg[0] = '\0';
+    struct loader l = {.coll = coll, .rec = rec, .arg = arg, .msg = msg, .msg_size = msg_size};
+    l.raw = malloc(CKPT_BLOCK_RAW_MAX);
+    if (!l.raw)
+        return -ENOMEM;
+    /* as ckpt_load does for a file: check it whole, then load it (or salvage it) */
+    l.check_only = true;
+    uint32_t id;
+    int rc = load_image(&l, "checkpoint image", p, size, shard, lsn, &id);
+    l.check_only = false;
+    if (rc == 0) {
+        rc = load_image(&l, "checkpoint image", p, size, shard, lsn, next_coll_id);
+    } else if (rc == CS_ECORRUPT && (flags & CKPT_LOAD_SALVAGE)) {
+        l.salvage = true;
+        rc = load_image(&l, "checkpoint image", p, size, shard, lsn, next_coll_id);
+        *salvaged = l.salvaged;
+    }
     free(l.raw);
     return rc;
 }

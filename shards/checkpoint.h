@@ -65,4 +65,15 @@ CS_MUST_CHECK int ckpt_load(struct io_fault *f, const char *dir, unsigned shard,
                             ckpt_rec_fn rec, void *arg, uint64_t *lsn, uint32_t *next_coll_id,
                             unsigned flags, bool *salvaged, char *msg, size_t msg_size);
 
+/* Check, then load, one checkpoint image p[0..size) held in memory (the bytes of a file
+ * snap-<lsn> of shard), as ckpt_load does for the checkpoint it picks: the same checks, the same
+ * calls of coll() and rec(), nothing loaded unless the whole image passes the check (with
+ * CKPT_LOAD_SALVAGE in flags: the records before the damage, and *salvaged set). p is borrowed
+ * for the call. For tests and fuzzing. Errors: CS_ECORRUPT (msg says where), -ENOMEM, or the
+ * callbacks' errors. */
+CS_MUST_CHECK int ckpt_load_image(const uint8_t *p, size_t size, unsigned shard, uint64_t lsn,
+                                  ckpt_coll_fn coll, ckpt_rec_fn rec, void *arg,
+                                  uint32_t *next_coll_id, unsigned flags, bool *salvaged, char *msg,
+                                  size_t msg_size);
+
 #endif

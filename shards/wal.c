@@ -553,7 +553,8 @@ static int seg_list_read(struct wal *w, bool readonly, struct seg_list *out)
         out->count = 0;
         return rc;
     }
-    qsort(out->lsn, out->count, sizeof(uint64_t), lsn_cmp);
+    if (out->count) /* lsn is NULL when the folder holds no segment */
+        qsort(out->lsn, out->count, sizeof(uint64_t), lsn_cmp);
     return 0;
 }
 

@@ -168,7 +168,7 @@ CS_MUST_CHECK int wal_drop_before(struct wal *w, uint64_t lsn);
 CS_MUST_CHECK int wal_frame_check(const uint8_t *p, size_t avail, uint64_t salt,
                                   uint64_t *first_lsn, uint32_t *records, size_t *total);
 /* Decode and walk every record of a valid frame (as wal_frame_check passed it), calling apply
- * with lsn 0; CS_ECORRUPT on a malformed body. For tests and fuzzing. */
+ * with each record's LSN; CS_ECORRUPT on a malformed body. For tests and fuzzing. */
 CS_MUST_CHECK int wal_frame_walk(const uint8_t *p, size_t avail, uint64_t salt, wal_apply_fn apply,
                                  void *arg);
 

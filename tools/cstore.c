@@ -58,6 +58,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/lineformat.h"
+
 #define EXIT_NOTFOUND 1
 #define EXIT_USAGE 2
 #define EXIT_ERROR 3
@@ -215,100 +217,6 @@ __attribute__((format(printf, 1, 2))) static int cli_usage_error(const char *fmt
     return EXIT_USAGE;
 }
 
-/* ---- Escapes of the line format ---- */
-
-/* Write n bytes to f with backslash, TAB, LF, CR and NUL escaped. */
-static void cli_write_escaped(FILE *f, const void *p, size_t n)
-{
-    if (n == 0) /* an empty value may come as NULL */
-        return;
-    const unsigned char *s = p;
-    size_t run = 0; /* start of the bytes not written yet */
-    for (size_t i = 0; i < n; i++) {
-        const char *esc;
-        switch (s[i]) {
-        case '\\':
-            esc = "\\\\";
-            break;
-        case '\t':
-            esc = "\\t";
-            break;
-        case '\n':
-            esc = "\\n";
-            break;
-        case '\r':
-            esc = "\\r";
-            break;
-        case '\0':
-            esc = "\\0";
-            break;
-        default:
-            continue;
-        }
-        fwrite(s + run, 1, i - run, f);
-        fputs(esc, f);
-        run = i + 1;
-    }
-    fwrite(s + run, 1, n - run, f);
-}
-
-static int cli_hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Undo the escapes of in[0..n) into out (room for n bytes: the result is never longer).
- * Returns NULL and sets *out_len, or a description of the first bad escape. */
-static const char *cli_unescape(const char *in, size_t n, char *out, size_t *out_len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (in[i] != '\\') {
-            out[o++] = in[i];
-            continue;
-        }
-        if (++i == n)
-            return "lone backslash at the end (write \\\\ for a backslash)";
-        switch (in[i]) {
-        case '\\':
-            out[o++] = '\\';
-            break;
-        case 't':
-            out[o++] = '\t';
-            break;
-        case 'n':
-            out[o++] = '\n';
-            break;
-        case 'r':
-            out[o++] = '\r';
-            break;
-        case '0':
-            out[o++] = '\0';
-            break;
-        case 'x': {
-            int hi = i + 1 < n ? cli_hex_digit(in[i + 1]) : -1;
-            int lo = i + 2 < n ? cli_hex_digit(in[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return "\\x needs two hex digits";
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-            break;
-        }
-        default:
-            return "unknown escape (use \\\\ \\t \\n \\r \\0 or \\xHH)";
-        }
-    }
-    cli_assert(o <= n);
-    *out_len = o;
-    return NULL;
-}
-
 /* A key or value argument: raw bytes, or unescaped with -e (then copied into *owned). */
 struct cli_bytes {
     const char *p; /* the bytes */
@@ -328,7 +236,7 @@ cli_arg_bytes(const struct cli *cli, const char *what, const char *arg, struct c
     out->owned = malloc(n + 1);
     if (out->owned == NULL)
         return cli_fail(-ENOMEM, "%s", what);
-    const char *bad = cli_unescape(arg, n, out->owned, &out->len);
+    const char *bad = lineformat_unescape(arg, n, out->owned, &out->len);
     if (bad != NULL) {
         free(out->owned);
         out->owned = NULL;
@@ -489,7 +397,7 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
             ex = cli_fail(rc, "get %s (key %zu bytes)", argv[1], key.len);
         } else {
             if (cli->escaped)
-                cli_write_escaped(stdout, val, vlen);
+                lineformat_write_escaped(stdout, val, vlen);
             else if (vlen > 0) /* val is NULL for an empty value */
                 fwrite(val, 1, vlen, stdout);
             putchar('\n');
@@ -563,9 +471,9 @@ static int cli_scan_print(struct cli *cli, const char *coll, const struct cli_sc
             break;
         if (sc->to != NULL && cli_key_cmp(k, klen, sc->to->p, sc->to->len) >= 0)
             break;
-        cli_write_escaped(stdout, k, klen);
+        lineformat_write_escaped(stdout, k, klen);
         putchar('\t');
-        cli_write_escaped(stdout, v, vlen);
+        lineformat_write_escaped(stdout, v, vlen);
         putchar('\n');
         printed++;
         if (ferror(stdout))
@@ -831,10 +739,10 @@ static int load_line(struct load *ld, const struct line_reader *r)
         s->buf = p;
         s->cap = cap;
     }
-    const char *bad = cli_unescape(line, kraw, s->buf, &s->klen);
+    const char *bad = lineformat_unescape(line, kraw, s->buf, &s->klen);
     const char *where = "key";
     if (bad == NULL) {
-        bad = cli_unescape(tab + 1, n - kraw - 1, s->buf + s->klen, &s->vlen);
+        bad = lineformat_unescape(tab + 1, n - kraw - 1, s->buf + s->klen, &s->vlen);
         where = "value";
     }
     if (bad != NULL) {

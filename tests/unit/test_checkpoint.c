@@ -2,7 +2,7 @@
  * the same collections and records in key order; the LSN and id counter round-trip; publishing
  * replaces older checkpoints and removes leftovers; every kind of damage (header, block payload,
  * block length, footer, truncation) is CS_ECORRUPT naming the file and offset; salvage keeps the
- * records before the damage. */
+ * records before the damage; an image in memory loads as its file does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -334,6 +334,57 @@ static void test_truncated_checkpoint_is_corruption(void **state)
     release_two(&a, &b, &job);
 }
 
+/* ckpt_load_image checks and loads a checkpoint held in memory as ckpt_load does the file: the
+ * same entries; damage anywhere, or another shard or LSN, loads nothing. */
+static void test_image_in_memory_loads_like_the_file(void **state)
+{
+    (void)state;
+    struct btree a, b;
+    struct ckpt_job job;
+    write_two(&a, &b, &job);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/snap-%016x", dir, 777);
+    size_t size = (size_t)snap_size();
+    uint8_t *img = malloc(size);
+    assert_non_null(img);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(img, 1, size, f), size);
+    fclose(f);
+    uint32_t next;
+    bool salvaged;
+    char msg[512];
+    memset(&got, 0, sizeof(got));
+    got.ordered = true;
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+                                     msg, sizeof(msg)),
+                     0);
+    assert_false(salvaged);
+    assert_int_equal(next, 42);
+    assert_int_equal(got.colls, 2);
+    assert_int_equal(got.records[0], RECORDS);
+    assert_true(got.ordered);
+    assert_int_equal(got.value_errors, 0);
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(ckpt_load_image(img, size, 3, 778, on_coll, on_rec, NULL, &next, 0, &salvaged,
+                                     msg, sizeof(msg)),
+                     CS_ECORRUPT);
+    assert_int_equal(ckpt_load_image(img, size, 2, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+                                     msg, sizeof(msg)),
+                     CS_ECORRUPT);
+    img[size / 2] ^= 0x20;
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+                                     msg, sizeof(msg)),
+                     CS_ECORRUPT);
+    assert_non_null(strstr(msg, "checkpoint image"));
+    assert_int_equal(got.colls, 0); /* checked whole before anything is loaded */
+    assert_int_equal(ckpt_load_image(img, 10, 3, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+                                     msg, sizeof(msg)),
+                     CS_ECORRUPT);
+    free(img);
+    release_two(&a, &b, &job);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_publish_replaces_older_and_removes_leftovers),
         cmocka_unit_test(test_damage_anywhere_is_corruption),
         cmocka_unit_test(test_truncated_checkpoint_is_corruption),
+        cmocka_unit_test(test_image_in_memory_loads_like_the_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -228,7 +228,7 @@ int io_file_sync(struct io_fault *f, int fd)
     uint64_t mark = cut ? io_powercut_mark(cut) : 0;
     rc = fdatasync(fd) == 0 ? 0 : -errno;
     if (cut && !rc)
-        io_powercut_synced(cut, fd, mark);
+        io_powercut_synced(cut, io_powercut_ino(fd), mark);
     return rc;
 }
 

@@ -506,14 +506,19 @@ uint64_t io_powercut_mark(struct io_powercut *p)
     return mark;
 }
 
-void io_powercut_synced(struct io_powercut *p, int fd, uint64_t mark)
+uint64_t io_powercut_ino(int fd)
 {
-    cs_assert(p != NULL);
     struct stat st;
     if (fstat(fd, &st) != 0)
         cut_die("fstat", errno);
+    return (uint64_t)st.st_ino;
+}
+
+void io_powercut_synced(struct io_powercut *p, uint64_t ino, uint64_t mark)
+{
+    cs_assert(p != NULL);
     pthread_mutex_lock(&p->lock);
-    struct cut_rec r = {.kind = CUT_SYNC, .ino = (uint64_t)st.st_ino, .a = mark};
+    struct cut_rec r = {.kind = CUT_SYNC, .ino = ino, .a = mark};
     rec_append(p, &r, NULL, NULL, NULL);
     p->entries[p->count - 1].settled = true;
     for (uint32_t i = 0; i < p->count; i++) {

@@ -20,7 +20,8 @@ struct io_powercut;
 #define IO_CUT_SECTOR_BYTES 512u /* a torn write keeps or loses whole sectors of this size */
 
 /* Flags of io_powercut_write. */
-#define IO_CUT_RING 1u  /* submitted to io_uring: it has happened only once io_powercut_completed  \
+#define IO_CUT_RING                                                                                \
+    1u                  /* submitted to io_uring: it has happened only once io_powercut_completed  \
                          */
 #define IO_CUT_DSYNC 2u /* RWF_DSYNC: its own range is durable once completed */
 
@@ -41,9 +42,12 @@ void io_powercut_completed(struct io_powercut *p, uint64_t seq);
 /* Take a mark just before an fdatasync or a folder fsync is started; the sync, once it
  * succeeded, covers the operations journaled before the mark. */
 uint64_t io_powercut_mark(struct io_powercut *p);
-/* An fdatasync of fd started at mark succeeded: writes of that file journaled (ring writes:
- * completed) before mark are durable. */
-void io_powercut_synced(struct io_powercut *p, int fd, uint64_t mark);
+/* The inode number of open file fd, to name it in io_powercut_synced (take it while fd is
+ * known to be that file: a ring fdatasync may complete after its descriptor was closed). */
+uint64_t io_powercut_ino(int fd);
+/* An fdatasync of the file with inode ino, started at mark, succeeded: writes of that file
+ * journaled (ring writes: completed) before mark are durable. */
+void io_powercut_synced(struct io_powercut *p, uint64_t ino, uint64_t mark);
 /* An fsync of folder dir started at mark succeeded: creations, renames and removals in it
  * journaled before mark are durable. */
 void io_powercut_dir_synced(struct io_powercut *p, const char *dir, uint64_t mark);

@@ -133,12 +133,12 @@ CS_NORETURN static void ring_torn_crash(int fd, const void *buf, size_t prefix, 
 }
 
 /* Remember a journaled operation in flight (room was checked by the caller). */
-static void ring_cut_add(struct io_ring *r, uint64_t tag, int fd, uint64_t seq, uint64_t mark,
+static void ring_cut_add(struct io_ring *r, uint64_t tag, uint64_t ino, uint64_t seq, uint64_t mark,
                          bool fsync)
 {
     cs_assert(r->cut_count < IO_RING_SYNTH_MAX);
     r->cut[r->cut_count++] =
-        (struct io_ring_cut){.tag = tag, .seq = seq, .mark = mark, .fd = fd, .fsync = fsync};
+        (struct io_ring_cut){.tag = tag, .seq = seq, .mark = mark, .ino = ino, .fsync = fsync};
 }
 
 /* Journal a write about to be submitted: [off, off + len) of fd. */
@@ -149,7 +149,7 @@ static void ring_cut_write(struct io_ring *r, int fd, size_t len, uint64_t off, 
     if (!cut)
         return;
     uint64_t seq = io_powercut_write(cut, fd, off, len, IO_CUT_RING | (sync ? IO_CUT_DSYNC : 0));
-    ring_cut_add(r, tag, fd, seq, 0, false);
+    ring_cut_add(r, tag, 0, seq, 0, false);
 }
 
 /* A completion reaped: journal it when it belongs to a journaled operation; consumes the
@@ -161,7 +161,7 @@ static void ring_cut_done(struct io_ring *r, const struct io_event *ev)
         if (r->cut[i].tag != ev->tag)
             continue;
         if (ev->res >= 0 && r->cut[i].fsync)
-            io_powercut_synced(cut, r->cut[i].fd, r->cut[i].mark);
+            io_powercut_synced(cut, r->cut[i].ino, r->cut[i].mark);
         else if (ev->res >= 0)
             io_powercut_completed(cut, r->cut[i].seq);
         r->cut[i] = r->cut[--r->cut_count];
@@ -240,7 +240,7 @@ int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag)
         r->fsync_fail[r->fsync_fail_count++] = tag;
     struct io_powercut *cut = io_fault_powercut(r->fault);
     if (cs_unlikely(cut != NULL))
-        ring_cut_add(r, tag, fd, 0, io_powercut_mark(cut), true);
+        ring_cut_add(r, tag, io_powercut_ino(fd), 0, io_powercut_mark(cut), true);
     return 0;
 }
 

@@ -25,7 +25,7 @@ struct io_ring_cut {
     uint64_t tag;  /* its tag */
     uint64_t seq;  /* write: its journal record (0: not journaled) */
     uint64_t mark; /* fdatasync: the journal mark taken before it was submitted */
-    int fd;        /* its file */
+    uint64_t ino;  /* fdatasync: its file's inode, taken at submission */
     bool fsync;    /* an fdatasync (else a write) */
 };
 

@@ -622,7 +622,7 @@ static void test_powercut_dsync_range_survives_and_inflight_ring_write_is_not_sy
         uint64_t mark = io_powercut_mark(cut);
         assert_int_equal(pwrite(fd, x, 512, 1024), 512);
         io_powercut_completed(cut, sz);
-        io_powercut_synced(cut, fd, mark);
+        io_powercut_synced(cut, io_powercut_ino(fd), mark);
         io_file_close(fd);
         io_fault_destroy(f);
         struct io_powercut_report rep = cut_now(seed);
@@ -714,7 +714,7 @@ static void test_powercut_journal_stays_small(void **state)
     for (uint32_t i = 0; i < 20000; i++) { /* 20000 x (512 old bytes + records): ~12 MiB */
         fill(fd, f, (char)('a' + i % 26), (uint64_t)(i % 64) * 512, 512);
         /* what io_file_sync journals, without 20000 real fdatasyncs */
-        io_powercut_synced(cut, fd, io_powercut_mark(cut));
+        io_powercut_synced(cut, io_powercut_ino(fd), io_powercut_mark(cut));
     }
     fill(fd, f, '!', 0, 512); /* the last write, not synced */
     struct stat st;

@@ -112,7 +112,8 @@
 #define RECORDS_SCAN_MAX (KEYS_MAX + 1000u) /* cursor steps per check */
 #define CHILD_WAIT_MS_MAX 20000u /* torn: kill a child whose fault never fired after this long */
 #define ROUNDS_MAX 8u /* eio, enospc: rounds of work per iteration waiting for the fault */
-#define HIST_MAX 64u  /* acknowledged states remembered per key since the last reopen (async) */
+#define POWERCUT_SETTLE_US 100000u /* powercut: wait after the child's death before the cut */
+#define HIST_MAX 64u /* acknowledged states remembered per key since the last reopen (async) */
 #define COLL "fault"
 
 /* ---- small helpers ---- */
@@ -1258,6 +1259,12 @@ static void run_powercut(struct result *res, unsigned share)
                       status);
         if (!killed && WIFSIGNALED(status))
             res->faults++; /* cut at the seeded operation */
+        /* The dead child's io_uring instance is torn down by the kernel after the child is
+         * reaped, and operations it had in flight (an async-mode fdatasync, a WAL write in an
+         * io-wq worker) can still complete then: cut under them and the reopen saw transient
+         * -EIO (seed 777, async iterations). No event says when the teardown is over, so the
+         * cut waits a moment. A real power cut has no such afterlife. */
+        usleep(POWERCUT_SETTLE_US);
         struct io_powercut_report rep;
         memset(&rep, 0, sizeof(rep));
         int rc = io_powercut_apply(journal, cut_seed, &rep);
@@ -1267,15 +1274,28 @@ static void run_powercut(struct result *res, unsigned share)
             exit(2);
         }
         unlink(journal);
+        /* With --db, the state after the cut is kept until the reopen succeeded, so that a
+         * failing one can be replayed. */
+        char before[PATH_BYTES_MAX], keep[PATH_BYTES_MAX];
+        path_join(before, sizeof(before), dir, ".", "cut");
+        path_join(keep, sizeof(keep), dir, ".", "failed");
+        bool kept = cfg.db_given && remove_tree(before, 0) == 0 && copy_tree(dir, before, 0) == 0;
         model.rule = rules[mode];
         model.lost_acked = 0;
         rc = reopen_and_check(dir, NULL, false, filler_max);
         model.rule = RULE_EXACT;
         res->damage += model.lost_acked;
-        if (rc)
+        if (rc) {
             violation("%s iteration %u (%s, \"%s\", cut seed %" PRIu64
                       "): reopen after a power cut failed: %s: %s",
                       dir, it, modes[mode], fault, cut_seed, cs_strerror(rc), cs_last_error());
+            /* Keep the first failing state for inspection (the next reopen may repair it). */
+            if (kept && access(keep, F_OK) != 0 && rename(before, keep) == 0)
+                fprintf(stderr, "cstore-fault: the state after the cut, which failed to open: %s\n",
+                        keep);
+        }
+        if (kept)
+            remove_tree(before, 0);
         if (model.other_fails || model.eio_fails || model.enospc_fails) {
             violation("iteration %u: %" PRIu64 " writes failed without a fault (last: %s)", it,
                       model.other_fails + model.eio_fails + model.enospc_fails,

@@ -1,5 +1,6 @@
 /* Small utilities shared by every layer: the panic path of cs_assert, the allocation wrappers
- * over jemalloc's per-arena API (mallocx with MALLOCX_ARENA), and the monotonic clock.
+ * over jemalloc's per-arena API (mallocx with MALLOCX_ARENA), the per-thread allocation-failure
+ * injector tests install, and the monotonic clock.
  *
  * Why jemalloc's non-standard API and not malloc(): libcstore must not replace the
  * application's malloc, yet each shard wants its own arena so that shards never contend on
@@ -22,6 +23,23 @@ void cs_panic(const char *file, int line, const char *expr)
 {
     fprintf(stderr, "cstore: assertion failed at %s:%d: %s\n", file, line, expr);
     abort();
+}
+
+/* The calling thread's allocation-failure injector (cs_mem_fail_set); NULL = off. initial-exec:
+ * a plain %fs-relative load, no __tls_get_addr call, even in the shared library. */
+static __thread cs_mem_fail_fn mem_fail_fn __attribute__((tls_model("initial-exec")));
+static __thread void *mem_fail_arg __attribute__((tls_model("initial-exec")));
+
+void cs_mem_fail_set(cs_mem_fail_fn fn, void *arg)
+{
+    mem_fail_arg = arg;
+    mem_fail_fn = fn;
+}
+
+/* true: the injector wants this allocation to fail. */
+static inline bool mem_fail(void)
+{
+    return cs_unlikely(mem_fail_fn != NULL) && mem_fail_fn(mem_fail_arg);
 }
 
 #ifndef CS_NO_JEMALLOC
@@ -68,6 +86,8 @@ void cs_mem_arena_purge(unsigned arena)
 void *cs_mem_alloc(unsigned arena, size_t size)
 {
     cs_assert(size > 0);
+    if (mem_fail())
+        return NULL;
     return mallocx(size, arena ? MALLOCX_ARENA(arena) : 0);
 }
 
@@ -76,6 +96,8 @@ void *cs_mem_realloc(unsigned arena, void *p, size_t size)
     cs_assert(size > 0);
     if (!p)
         return cs_mem_alloc(arena, size);
+    if (mem_fail())
+        return NULL;
     return rallocx(p, size, arena ? MALLOCX_ARENA(arena) : 0);
 }
 
@@ -105,6 +127,8 @@ void *cs_mem_alloc(unsigned arena, size_t size)
 {
     (void)arena;
     cs_assert(size > 0);
+    if (mem_fail())
+        return NULL;
     return malloc(size);
 }
 
@@ -112,6 +136,8 @@ void *cs_mem_realloc(unsigned arena, void *p, size_t size)
 {
     (void)arena;
     cs_assert(size > 0);
+    if (mem_fail())
+        return NULL;
     return realloc(p, size);
 }
 

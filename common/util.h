@@ -4,6 +4,7 @@
 #ifndef CS_UTIL_H
 #define CS_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,13 @@ void *cs_mem_alloc(unsigned arena, size_t size);
 void cs_mem_arena_purge(unsigned arena);
 void *cs_mem_realloc(unsigned arena, void *p, size_t size);
 void cs_mem_free(void *p);
+
+/* Allocation-failure injection (tests only: io/fault.c's alloc_fail). While a thread has an
+ * injector installed, each cs_mem_alloc / cs_mem_realloc on that thread first calls fn(arg) and
+ * returns NULL (allocating nothing) when it answers true. fn NULL removes it. Per thread: other
+ * threads are unaffected. Off (the default), an allocation pays one thread-local load. */
+typedef bool (*cs_mem_fail_fn)(void *arg);
+void cs_mem_fail_set(cs_mem_fail_fn fn, void *arg);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t cs_now_ns(void);

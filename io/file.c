@@ -5,7 +5,9 @@
  * io_dir_sync); reads and writes loop until the whole range is done or fail with -errno; a file
  * that is shorter than what its reader needs is CS_ECORRUPT, never an assert. Each operation
  * first asks the fault plan (when there is one) whether to fail, so that tests can fail any disk
- * operation cstore makes; nothing else in cstore calls these system calls on data files. */
+ * operation cstore makes; nothing else in cstore calls these system calls on data files. With a
+ * power-cut journal in the plan (io/powercut.c), each operation that changes the disk is
+ * journaled before it (old bytes, kept links) and each successful sync after it. */
 #include "file.h"
 
 #include <dirent.h>
@@ -24,6 +26,7 @@
 
 #include "cstore.h"
 #include "fault.h"
+#include "powercut.h"
 
 #define IO_RETRY_MAX 1000              /* EINTR / partial-progress iterations before giving up */
 #define IO_EXTENTS_BATCH 32u           /* FIEMAP extents asked for per ioctl */
@@ -32,6 +35,12 @@
 static int fault_op(struct io_fault *f, enum io_op op)
 {
     return cs_unlikely(f != NULL) ? io_fault_on_op(f, op) : 0;
+}
+
+/* The plan's power-cut journal, or NULL. */
+static struct io_powercut *cut_of(struct io_fault *f)
+{
+    return cs_unlikely(f != NULL) ? io_fault_powercut(f) : NULL;
 }
 
 /* The folder that holds path ("." for a bare name). */
@@ -61,6 +70,8 @@ int io_dir_ensure(struct io_fault *f, const char *dir)
         return rc;
     if (mkdir(dir, 0755) != 0)
         return errno == ENOTDIR ? CS_ENOTDIR : -errno;
+    if (cut_of(f))
+        io_powercut_created(cut_of(f), dir);
     char parent[PATH_MAX];
     rc = parent_of(dir, parent, sizeof(parent));
     return rc ? rc : io_dir_sync(f, parent);
@@ -74,8 +85,12 @@ int io_dir_sync(struct io_fault *f, const char *dir)
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    struct io_powercut *cut = cut_of(f);
+    uint64_t mark = cut ? io_powercut_mark(cut) : 0;
     rc = fsync(fd) == 0 ? 0 : -errno;
     close(fd);
+    if (cut && !rc)
+        io_powercut_dir_synced(cut, dir, mark);
     return rc;
 }
 
@@ -131,9 +146,20 @@ int io_file_open(struct io_fault *f, const char *path, int flags, int *fd)
     int rc = (flags & O_CREAT) ? fault_op(f, IO_OP_CREATE) : 0;
     if (rc)
         return rc;
+    struct io_powercut *cut = (flags & O_CREAT) ? cut_of(f) : NULL;
+    struct stat st;
+    bool existed = cut && lstat(path, &st) == 0;
+    if (existed && (flags & O_TRUNC) && st.st_size > 0) {
+        /* A truncation is not journaled: start from a fresh file, whose creation is. */
+        if (unlink(path) != 0)
+            return -errno;
+        existed = false;
+    }
     int h = open(path, flags | O_CLOEXEC, 0644);
     if (h < 0)
         return -errno;
+    if (cut && !existed)
+        io_powercut_created(cut, path);
     *fd = h;
     return 0;
 }
@@ -177,6 +203,8 @@ int io_file_pwrite(struct io_fault *f, int fd, const void *buf, size_t len, uint
     int rc = fault_op(f, IO_OP_WRITE);
     if (rc)
         return rc;
+    if (cut_of(f))
+        (void)io_powercut_write(cut_of(f), fd, off, len, 0);
     const char *p = buf;
     for (int i = 0; len > 0 && i < IO_RETRY_MAX; i++) {
         ssize_t n = pwrite(fd, p, len, (off_t)off);
@@ -196,7 +224,12 @@ int io_file_sync(struct io_fault *f, int fd)
     int rc = fault_op(f, IO_OP_SYNC);
     if (rc)
         return rc;
-    return fdatasync(fd) == 0 ? 0 : -errno;
+    struct io_powercut *cut = cut_of(f);
+    uint64_t mark = cut ? io_powercut_mark(cut) : 0;
+    rc = fdatasync(fd) == 0 ? 0 : -errno;
+    if (cut && !rc)
+        io_powercut_synced(cut, io_powercut_ino(fd), mark);
+    return rc;
 }
 
 int io_file_size(int fd, uint64_t *size)
@@ -234,6 +267,8 @@ int io_file_zero(struct io_fault *f, int fd, uint64_t off, uint64_t len)
     int rc = fault_op(f, IO_OP_WRITE);
     if (rc)
         return rc;
+    if (cut_of(f))
+        (void)io_powercut_write(cut_of(f), fd, off, len, 0);
     if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0)
         return 0;
     for (uint64_t done = 0; done < len;) {
@@ -251,6 +286,8 @@ int io_file_rename(struct io_fault *f, const char *from, const char *to)
     int rc = fault_op(f, IO_OP_RENAME);
     if (rc)
         return rc;
+    if (cut_of(f))
+        io_powercut_renaming(cut_of(f), from, to);
     return rename(from, to) == 0 ? 0 : -errno;
 }
 
@@ -259,6 +296,8 @@ int io_file_unlink(struct io_fault *f, const char *path)
     int rc = fault_op(f, IO_OP_UNLINK);
     if (rc)
         return rc;
+    if (cut_of(f))
+        io_powercut_unlinking(cut_of(f), path);
     return unlink(path) == 0 ? 0 : -errno;
 }
 

@@ -31,12 +31,19 @@
  *     runs, but its completion is rewritten to -EIO (remembered by tag in fsync_fail[], consumed
  *     by the first completion with that tag). A sync write counts as an fdatasync call only when
  *     the plan did not fail, cut or tear the write.
+ *   - powercut (a journal in the plan): each write and fdatasync first counts towards the cut
+ *     (io_fault_powercut_tick may end the process there); a write is journaled with its old
+ *     bytes before it is submitted (IO_CUT_RING, and IO_CUT_DSYNC for RWF_DSYNC), and its
+ *     successful completion is journaled when it is reaped; an fdatasync takes a journal mark
+ *     when it is submitted and is journaled as done when it is reaped with success (after a
+ *     plan-made -EIO it is not). Both are remembered by tag in cut[] meanwhile.
  * At most one WAL frame is in flight per shard, so IO_RING_SYNTH_MAX entries are plenty; when
  * full, the preparing call returns CS_EFULL like a full submission queue. */
 #include "ring.h"
 
 #include "cstore.h"
 #include "fault.h"
+#include "powercut.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,13 +132,52 @@ CS_NORETURN static void ring_torn_crash(int fd, const void *buf, size_t prefix, 
     abort();
 }
 
+/* Remember a journaled operation in flight (room was checked by the caller). */
+static void ring_cut_add(struct io_ring *r, uint64_t tag, uint64_t ino, uint64_t seq, uint64_t mark,
+                         bool fsync)
+{
+    cs_assert(r->cut_count < IO_RING_SYNTH_MAX);
+    r->cut[r->cut_count++] =
+        (struct io_ring_cut){.tag = tag, .seq = seq, .mark = mark, .ino = ino, .fsync = fsync};
+}
+
+/* Journal a write about to be submitted: [off, off + len) of fd. */
+static void ring_cut_write(struct io_ring *r, int fd, size_t len, uint64_t off, bool sync,
+                           uint64_t tag)
+{
+    struct io_powercut *cut = io_fault_powercut(r->fault);
+    if (!cut)
+        return;
+    uint64_t seq = io_powercut_write(cut, fd, off, len, IO_CUT_RING | (sync ? IO_CUT_DSYNC : 0));
+    ring_cut_add(r, tag, 0, seq, 0, false);
+}
+
+/* A completion reaped: journal it when it belongs to a journaled operation; consumes the
+ * entry. */
+static void ring_cut_done(struct io_ring *r, const struct io_event *ev)
+{
+    struct io_powercut *cut = io_fault_powercut(r->fault);
+    for (unsigned i = 0; i < r->cut_count; i++) {
+        if (r->cut[i].tag != ev->tag)
+            continue;
+        if (ev->res >= 0 && r->cut[i].fsync)
+            io_powercut_synced(cut, r->cut[i].ino, r->cut[i].mark);
+        else if (ev->res >= 0)
+            io_powercut_completed(cut, r->cut[i].seq);
+        r->cut[i] = r->cut[--r->cut_count];
+        return;
+    }
+}
+
 static int ring_write_faulty(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off,
                              size_t fresh_off, size_t fresh_len, bool sync, uint64_t tag)
 {
-    if (r->synth_count == IO_RING_SYNTH_MAX || r->fsync_fail_count == IO_RING_SYNTH_MAX)
+    if (r->synth_count == IO_RING_SYNTH_MAX || r->fsync_fail_count == IO_RING_SYNTH_MAX ||
+        r->cut_count == IO_RING_SYNTH_MAX)
         return CS_EFULL;
     if (io_uring_sq_space_left(&r->uring) == 0)
         return CS_EFULL;
+    io_fault_powercut_tick(r->fault);
     ring_latency(r);
     size_t prefix = fresh_len;
     enum io_fault_action act = io_fault_on_write(r->fault, fresh_len, &prefix);
@@ -150,10 +196,12 @@ static int ring_write_faulty(struct io_ring *r, int fd, const void *buf, size_t 
     case IO_FAULT_SHORT:
         cs_assert(prefix < len);
         ring_buffered(fd);
+        ring_cut_write(r, fd, prefix, off, sync, tag);
         return ring_write_plain(r, fd, buf, prefix, off, sync, tag);
     case IO_FAULT_NONE:
         break;
     }
+    ring_cut_write(r, fd, len, off, sync, tag);
     bool fail_fsync = sync && io_fault_on_fsync(r->fault);
     int rc = ring_write_plain(r, fd, buf, len, off, sync, tag);
     cs_assert(rc == 0); /* room was checked above */
@@ -177,8 +225,10 @@ int io_ring_write(struct io_ring *r, int fd, const void *buf, size_t len, uint64
 int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag)
 {
     if (cs_unlikely(r->fault != NULL)) {
-        if (r->fsync_fail_count == IO_RING_SYNTH_MAX)
+        if (r->fsync_fail_count == IO_RING_SYNTH_MAX || r->cut_count == IO_RING_SYNTH_MAX ||
+            io_uring_sq_space_left(&r->uring) == 0)
             return CS_EFULL;
+        io_fault_powercut_tick(r->fault);
         ring_latency(r);
     }
     struct io_uring_sqe *sqe = ring_sqe(r);
@@ -188,6 +238,9 @@ int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag)
     io_uring_sqe_set_data64(sqe, tag);
     if (cs_unlikely(r->fault != NULL) && io_fault_on_fsync(r->fault))
         r->fsync_fail[r->fsync_fail_count++] = tag;
+    struct io_powercut *cut = io_fault_powercut(r->fault);
+    if (cs_unlikely(cut != NULL))
+        ring_cut_add(r, tag, io_powercut_ino(fd), 0, io_powercut_mark(cut), true);
     return 0;
 }
 
@@ -262,6 +315,8 @@ int io_ring_run(struct io_ring *r, unsigned wait_nr, struct io_event *ev, unsign
         ev[n].res = cqe->res;
         if (cs_unlikely(r->fault != NULL) && r->fsync_fail_count)
             ring_fsync_override(r, &ev[n]);
+        if (cs_unlikely(r->fault != NULL) && r->cut_count)
+            ring_cut_done(r, &ev[n]);
         n++;
         reaped++;
     }

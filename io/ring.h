@@ -20,15 +20,26 @@ struct io_event {
     int res;      /* bytes transferred, 0, or -errno */
 };
 
+/* Power-cut journal (fault injection): a ring write or fdatasync in flight. */
+struct io_ring_cut {
+    uint64_t tag;  /* its tag */
+    uint64_t seq;  /* write: its journal record (0: not journaled) */
+    uint64_t mark; /* fdatasync: the journal mark taken before it was submitted */
+    uint64_t ino;  /* fdatasync: its file's inode, taken at submission */
+    bool fsync;    /* an fdatasync (else a write) */
+};
+
 struct io_ring {
     struct io_uring uring;  /* the kernel ring */
     unsigned queued;        /* SQEs prepared and not yet submitted */
     struct io_fault *fault; /* fault plan applied to writes and fsyncs, or NULL (borrowed) */
     /* Fault injection only (untouched while fault is NULL): */
-    struct io_event synth[IO_RING_SYNTH_MAX]; /* completions of operations never submitted */
-    unsigned synth_count;                     /* entries of synth[] not yet delivered */
-    uint64_t fsync_fail[IO_RING_SYNTH_MAX];   /* tags of submitted fsyncs that must report -EIO */
-    unsigned fsync_fail_count;                /* entries of fsync_fail[] in use */
+    struct io_event synth[IO_RING_SYNTH_MAX];  /* completions of operations never submitted */
+    unsigned synth_count;                      /* entries of synth[] not yet delivered */
+    uint64_t fsync_fail[IO_RING_SYNTH_MAX];    /* tags of submitted fsyncs that must report -EIO */
+    unsigned fsync_fail_count;                 /* entries of fsync_fail[] in use */
+    struct io_ring_cut cut[IO_RING_SYNTH_MAX]; /* journaled operations in flight (power cuts) */
+    unsigned cut_count;                        /* entries of cut[] in use */
 };
 
 /* Set up the kernel ring. fault: the database's fault plan, or NULL (off); borrowed for the

@@ -81,6 +81,7 @@
 #include <inttypes.h>
 
 #include "epoch.h"
+#include "io/fault.h"
 #include "io/file.h"
 
 #define COLL_BUCKETS 1024u /* hash buckets of the per-shard catalog (power of two) */
@@ -1995,7 +1996,9 @@ static void *shard_main(void *arg)
                 "cstore: shard %u: could not start the checkpoint that replaces the "
                 "salvaged one\n",
                 sh->cfg.index);
+    io_fault_thread_enter(sh->cfg.fault); /* tests: the plan's allocation failures, if any */
     loop(sh);
+    io_fault_thread_leave(sh->cfg.fault);
     refuse_rest(sh);
     struct shard_req *stop = sh->stop_req;
     shard_teardown(sh);

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Runs every cstore-fault scenario briefly (about 30 s in all on a 2-core machine) and fails if
+# Runs every cstore-fault scenario briefly (about 45 s in all on a 2-core machine) and fails if
 # any reports a violation: an acknowledged write lost, a value that was never written, a
-# half-applied batch, damage not reported as damage, an I/O error not reported as CS_EIO.
+# half-applied batch, damage not reported as damage, an I/O error not reported as CS_EIO, a
+# database that does not open after a power cut.
 # CS_TEST_LONG=1 runs them for about 8.5 minutes instead. CS_FAULT_SEED picks the seed (default:
 # a fixed one for the short run, the time for the long one; printed either way, so that a
 # failure reproduces).
@@ -30,14 +31,17 @@ run() {
 }
 if [ -n "$CS_TEST_LONG" ]; then
     # About 8.5 minutes: tests/run.sh gives each script 10.
-    run crash --duration 120
-    run torn --duration 60
+    run crash --duration 90
+    run torn --duration 40
     run eio --duration 60
-    run enospc --duration 60
-    run bitflip --duration 60
+    run enospc --duration 50
+    run bitflip --duration 40
     run slow --duration 30
-    run crash --duration 60 --shards 1
-    run crash --duration 60 --threads 8
+    run powercut --duration 60
+    run fileio --duration 30
+    run alloc --duration 20
+    run crash --duration 40 --shards 1
+    run crash --duration 40 --threads 8
 else
     run crash --iterations 40
     run torn --iterations 20
@@ -45,6 +49,9 @@ else
     run enospc --iterations 6
     run bitflip --iterations 30
     run slow --iterations 3
+    run powercut --iterations 15
+    run fileio --iterations 6
+    run alloc --iterations 6
 fi
 if [ -n "$failed" ]; then
     echo "fault.sh: FAILED:$failed (seed $SEED)"

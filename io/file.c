@@ -6,10 +6,12 @@
  * reader needs is CS_ECORRUPT, never an assert. */
 #include "file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -211,4 +213,111 @@ int io_file_read_all(const char *path, size_t max, void **buf, size_t *len)
     *buf = p;
     *len = (size_t)size;
     return 0;
+}
+
+/* ---- Online backup ---- */
+
+int io_dir_each(const char *dir, io_dir_fn fn, void *arg)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
+    int rc = 0;
+    /* no bound of its own: a folder's entries are finite and each is visited once */
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            rc = errno ? -errno : 0;
+            break;
+        }
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        rc = fn(arg, e->d_name);
+        if (rc)
+            break;
+    }
+    closedir(d);
+    return rc;
+}
+
+int io_file_link(const char *src, const char *dst)
+{
+    return link(src, dst) == 0 ? 0 : -errno;
+}
+
+bool io_link_unsupported(int rc)
+{
+    return rc == -EXDEV || rc == -EPERM || rc == -EMLINK || rc == -EOPNOTSUPP || rc == -ENOSYS;
+}
+
+/* Copy [0, len) of in to out: copy_file_range (which may share the blocks, on filesystems that
+ * can), else read and write through a buffer. */
+static int copy_range(int in, int out, uint64_t len)
+{
+    uint64_t done = 0;
+    bool plain = false;
+    for (int stalls = 0; done < len && stalls < IO_RETRY_MAX;) {
+        size_t n = (size_t)cs_min_u64(len - done, 1u << 30);
+        loff_t in_off = (loff_t)done, out_off = (loff_t)done;
+        ssize_t got = copy_file_range(in, &in_off, out, &out_off, n, 0);
+        if (got < 0 && errno == EINTR) {
+            stalls++;
+            continue;
+        }
+        if (got < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                        errno == EOPNOTSUPP || errno == EBADF)) {
+            plain = true;
+            break;
+        }
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            return CS_ECORRUPT; /* the source is shorter than it should be */
+        done += (uint64_t)got;
+    }
+    if (!plain)
+        return done == len ? 0 : -EIO;
+    size_t buf_bytes = 1u << 20;
+    char *buf = malloc(buf_bytes);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    while (done < len && !rc) {
+        size_t n = (size_t)cs_min_u64(len - done, buf_bytes);
+        rc = io_file_pread(in, buf, n, done);
+        if (!rc)
+            rc = io_file_pwrite(out, buf, n, done);
+        done += n;
+    }
+    free(buf);
+    return rc;
+}
+
+int io_file_copy(int src_fd, const char *dst, uint64_t copy_bytes, uint64_t file_bytes)
+{
+    cs_assert(copy_bytes <= file_bytes);
+    int fd = -1;
+    int rc = io_file_open(dst, O_WRONLY | O_CREAT | O_EXCL, &fd);
+    if (rc)
+        return rc;
+    rc = copy_range(src_fd, fd, copy_bytes);
+    if (!rc && ftruncate(fd, (off_t)file_bytes) != 0)
+        rc = -errno;
+    if (!rc && fsync(fd) != 0)
+        rc = -errno;
+    io_file_close(fd);
+    if (rc)
+        unlink(dst);
+    return rc;
+}
+
+int io_file_remove(const char *path)
+{
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+int io_dir_remove(const char *dir)
+{
+    return rmdir(dir) == 0 ? 0 : -errno;
 }

@@ -3,6 +3,7 @@
 #ifndef CS_IO_FILE_H
 #define CS_IO_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,5 +38,28 @@ CS_MUST_CHECK int io_file_zero(int fd, uint64_t off, uint64_t len);
 CS_MUST_CHECK int io_file_replace(const char *dir, const char *name, const void *buf, size_t len);
 /* Read a whole small file into a cs_mem buffer (at most max bytes, else CS_ECORRUPT). */
 CS_MUST_CHECK int io_file_read_all(const char *path, size_t max, void **buf, size_t *len);
+
+/* ---- Online backup (engine/backup.c, "backup" in shards/shard.c) ---- */
+
+/* Called by io_dir_each with each entry's name; a non-zero return stops the walk. */
+typedef int (*io_dir_fn)(void *arg, const char *name);
+/* Call fn for every entry of dir but "." and "..", in no particular order; returns fn's first
+ * non-zero result, or 0. -ENOENT when dir is missing, CS_ENOTDIR when it is not a folder. fn may
+ * remove the entry it was given. */
+CS_MUST_CHECK int io_dir_each(const char *dir, io_dir_fn fn, void *arg);
+/* Make dst a hard link to src (dst must not exist: -EEXIST). The caller syncs dst's folder.
+ * Where the filesystem cannot link, io_link_unsupported() is true of the result. */
+CS_MUST_CHECK int io_file_link(const char *src, const char *dst);
+/* rc is io_file_link's answer for "no hard link here" (another filesystem, or one without hard
+ * links, or too many links): the caller copies instead. */
+bool io_link_unsupported(int rc);
+/* Create dst (it must not exist: -EEXIST), copy bytes [0, copy_bytes) of src_fd into it, size it
+ * to file_bytes (>= copy_bytes; the rest reads as zeros, a hole where the filesystem allows) and
+ * fsync it. CS_ECORRUPT when src_fd ends before copy_bytes. On failure dst is removed. */
+CS_MUST_CHECK int io_file_copy(int src_fd, const char *dst, uint64_t copy_bytes,
+                               uint64_t file_bytes);
+/* Remove a file (unlink), or an empty folder (rmdir). The caller syncs the parent folder. */
+CS_MUST_CHECK int io_file_remove(const char *path);
+CS_MUST_CHECK int io_dir_remove(const char *dir);
 
 #endif

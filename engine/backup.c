@@ -153,6 +153,8 @@ static int backup_shard(cs_db *db, struct backup_target *t, unsigned i)
     }
     cs_assert(bk != NULL);
     cs_assert(bk->nfiles >= 2); /* the checkpoint and at least the segment being appended to */
+    cs_assert(bk->linked < bk->nfiles); /* the segment being appended to is always copied */
+    cs_assert(bk->wal_lsn >= bk->ckpt_lsn);
     rc = copy_files(bk, sdir);
     cs_mem_free(bk);
     if (!rc)

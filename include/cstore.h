@@ -239,22 +239,24 @@ int cs_checkpoint(cs_db *db);
  * write on one shard and a later one on another may be in the copy without the first (a batch
  * never spans shards, so no batch is ever split).
  *
- * Files: the checkpoints and the full WAL segments are hard links to db's files where the
- * filesystem allows (they are never written again), copies otherwise (another filesystem); the
- * WAL segment being appended to is copied up to its last complete frame. Everything is fsynced,
- * folders too; the format record CSTORE is written last, so a folder without it is an unfinished
- * backup. Costs a checkpoint of each shard, and the bytes of what cannot be linked.
+ * Files: each shard's checkpoint and its full WAL segments are hard links to db's files where
+ * the filesystem allows (cstore never writes them again; only salvage of damage inside one would
+ * change both copies), copies otherwise (another filesystem); the WAL segment being appended to
+ * is copied up to its last complete frame, the rest of the copy reading as zeros (a sparse file).
+ * Everything is fsynced, folders too; the format record CSTORE is written last, so a folder
+ * without it is an unfinished backup. Costs a checkpoint of each shard (one at a time), and the
+ * bytes of what cannot be linked.
  *
  * Returns 0, or:
  *   CS_EINVAL    db or dir is NULL, or dir is ""
  *   CS_ENOTSUP   durability=none: there is no WAL or checkpoint to copy (copy the folder of a
- *                closed database instead)
+ *                closed database instead); nothing is changed
  *   CS_EEXIST    dir exists and is not empty (nothing is changed)
  *   CS_ENOTDIR   dir exists and is not a folder (nothing is changed)
  *   CS_EIO       a shard is read-only after a write error
  *   CS_EFULL     a shard folder holds more than its limit of WAL segments
- *   CS_ECORRUPT  a source file is shorter than the shard's WAL says, or the segment being
- *                appended to is missing
+ *   CS_ECORRUPT  a shard folder does not hold what the shard's WAL says: the segment being
+ *                appended to is missing or shorter, or a segment name lies after it
  *   -errno       a system call failed: -ENOENT (the parent of dir is missing), -EACCES, -ENOSPC,
  *                -ENAMETOOLONG, -EIO, -ENOMEM, ...
  * On any error but CS_EINVAL, CS_EEXIST and CS_ENOTDIR, what the call created is removed again

@@ -1121,7 +1121,9 @@ static int load_rec(void *arg, const void *key, size_t klen, const void *val, si
  *      copied whole.
  *   3. The caller (engine/backup.c) copies each descriptor's [0, length) byte for byte into the
  *      backup folder, leaves the rest of the file zero (a hole), and fsyncs files and folders.
- *      It does so off the shard thread: the shard goes on serving meanwhile.
+ *      It does so off the shard thread: the shard goes on serving meanwhile. What the loop
+ *      itself pays is step 2: one folder listing, one open or link per file (a few, right after
+ *      a checkpoint), once per backup.
  * Why the copy is a prefix of the shard's history. The checkpoint holds exactly LSNs <= L. The
  * segments after it are contiguous (a removed segment held only LSNs <= L), and hold whole frames
  * in LSN order up to the length taken in step 2; after that the copy reads zeros, which recovery

@@ -46,7 +46,7 @@ extern "C" {
 #define CS_ELOCKED (-30912)   /* the data folder is open in another process */
 #define CS_ENOTSUP (-30913)   /* not supported (yet): e.g. a batch spanning several shards */
 #define CS_EIO (-30914)       /* an earlier write failed: the shard is read-only until reopen */
-#define CS_EEXIST (-30915)    /* collection already exists */
+#define CS_EEXIST (-30915)    /* collection already exists; backup target folder not empty */
 #define CS_ENOTDIR (-30916)   /* the data path exists and is not a folder */
 #define CS_EVERSION (-30917)  /* the data folder has an unknown format version */
 #define CS_ECLOSED (-30918)   /* the database is closing */
@@ -222,6 +222,47 @@ int cs_verify(const char *dir, const cs_options *o, char **report);
  * after `checkpoint_wal_bytes` of WAL. CS_ENOTSUP with durability=none; CS_EIO on a read-only
  * shard. */
 int cs_checkpoint(cs_db *db);
+
+/* ---- Online backup ----
+ * Write a consistent copy of the open database db into the folder dir while db keeps serving
+ * (reads and writes go on; each shard only takes a fresh checkpoint, as cs_checkpoint does).
+ * dir must not exist (it is created; its parent must exist) or be an empty folder. The copy is a
+ * database folder: cs_open and cs_verify take it as they take any other, with the shard count
+ * of db.
+ *
+ * What the copy holds, per shard: the shard's state after some point of its history (a
+ * checkpoint taken for the backup, then the whole WAL frames written after it up to the last one
+ * whose write had completed: never a torn frame). In durability=sync that is every write
+ * acknowledged before cs_backup was called, possibly some acknowledged during the call, and
+ * nothing that was not durable; in durability=async it is every write acknowledged before the
+ * call and possibly later ones, up to some point. Shards are copied one after another, so a
+ * write on one shard and a later one on another may be in the copy without the first (a batch
+ * never spans shards, so no batch is ever split).
+ *
+ * Files: each shard's checkpoint and its full WAL segments are hard links to db's files where
+ * the filesystem allows (cstore never writes them again; only salvage of damage inside one would
+ * change both copies), copies otherwise (another filesystem); the WAL segment being appended to
+ * is copied up to its last complete frame, the rest of the copy reading as zeros (a sparse file).
+ * Everything is fsynced, folders too; the format record CSTORE is written last, so a folder
+ * without it is an unfinished backup. Costs a checkpoint of each shard (one at a time), and the
+ * bytes of what cannot be linked.
+ *
+ * Returns 0, or:
+ *   CS_EINVAL    db or dir is NULL, or dir is ""
+ *   CS_ENOTSUP   durability=none: there is no WAL or checkpoint to copy (copy the folder of a
+ *                closed database instead); nothing is changed
+ *   CS_EEXIST    dir exists and is not empty (nothing is changed)
+ *   CS_ENOTDIR   dir exists and is not a folder (nothing is changed)
+ *   CS_EIO       a shard is read-only after a write error
+ *   CS_EFULL     a shard folder holds more than its limit of WAL segments
+ *   CS_ECORRUPT  a shard folder does not hold what the shard's WAL says: the segment being
+ *                appended to is missing or shorter, or a segment name lies after it
+ *   -errno       a system call failed: -ENOENT (the parent of dir is missing), -EACCES, -ENOSPC,
+ *                -ENAMETOOLONG, -EIO, -ENOMEM, ...
+ * On any error but CS_EINVAL, CS_EEXIST and CS_ENOTDIR, what the call created is removed again
+ * (dir too, when the call created it). Safe to call from any thread, also while other backups of
+ * db run (into other folders). */
+int cs_backup(cs_db *db, const char *dir);
 
 /* ---- Statistics ---- */
 struct cs_shard_stats {

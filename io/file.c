@@ -18,6 +18,7 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -121,7 +122,7 @@ int io_dir_list(struct io_fault *f, const char *dir, io_dir_fn fn, void *arg)
         return rc;
     DIR *d = opendir(dir);
     if (!d)
-        return -errno;
+        return errno == ENOTDIR ? CS_ENOTDIR : -errno;
     struct dirent *e;
     uint32_t n = 0;
     errno = 0;
@@ -436,4 +437,96 @@ int io_file_written(struct io_fault *f, int fd, uint64_t from, uint64_t to, io_e
     bool unsupported = false;
     rc = written_fiemap(fd, from, to, fn, arg, &unsupported);
     return unsupported ? written_seek(fd, from, to, fn, arg) : rc;
+}
+
+/* ---- Online backup ---- */
+
+int io_file_link(struct io_fault *f, const char *src, const char *dst)
+{
+    int rc = fault_op(f, IO_OP_CREATE);
+    if (rc)
+        return rc;
+    return link(src, dst) == 0 ? 0 : -errno;
+}
+
+bool io_link_unsupported(int rc)
+{
+    return rc == -EXDEV || rc == -EPERM || rc == -EMLINK || rc == -EOPNOTSUPP || rc == -ENOSYS;
+}
+
+/* Copy [0, len) of in to out: copy_file_range (which may share the blocks, on filesystems that
+ * can), else read and write through a buffer. */
+static int copy_range(struct io_fault *f, int in, int out, uint64_t len)
+{
+    uint64_t done = 0;
+    bool plain = false;
+    for (int stalls = 0; done < len && stalls < IO_RETRY_MAX;) {
+        size_t n = (size_t)cs_min_u64(len - done, 1u << 30);
+        loff_t in_off = (loff_t)done, out_off = (loff_t)done;
+        ssize_t got = copy_file_range(in, &in_off, out, &out_off, n, 0);
+        if (got < 0 && errno == EINTR) {
+            stalls++;
+            continue;
+        }
+        if (got < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                        errno == EOPNOTSUPP || errno == EBADF)) {
+            plain = true;
+            break;
+        }
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            return CS_ECORRUPT; /* the source is shorter than it should be */
+        done += (uint64_t)got;
+    }
+    if (!plain)
+        return done == len ? 0 : -EIO;
+    size_t buf_bytes = 1u << 20;
+    char *buf = malloc(buf_bytes);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    while (done < len && !rc) {
+        size_t n = (size_t)cs_min_u64(len - done, buf_bytes);
+        rc = io_file_pread(f, in, buf, n, done);
+        if (!rc)
+            rc = io_file_pwrite(f, out, buf, n, done);
+        done += n;
+    }
+    free(buf);
+    return rc;
+}
+
+int io_file_copy(struct io_fault *f, int src_fd, const char *dst, uint64_t copy_bytes,
+                 uint64_t file_bytes)
+{
+    cs_assert(copy_bytes <= file_bytes);
+    int fd = -1;
+    int rc = io_file_open(f, dst, O_WRONLY | O_CREAT | O_EXCL, &fd);
+    if (rc)
+        return rc;
+    rc = copy_range(f, src_fd, fd, copy_bytes);
+    if (!rc && ftruncate(fd, (off_t)file_bytes) != 0)
+        rc = -errno;
+    if (!rc)
+        rc = fault_op(f, IO_OP_SYNC);
+    if (!rc && fsync(fd) != 0)
+        rc = -errno;
+    io_file_close(fd);
+    if (rc)
+        io_file_discard(f, dst);
+    return rc;
+}
+
+int io_file_remove(struct io_fault *f, const char *path)
+{
+    return io_file_unlink(f, path);
+}
+
+int io_dir_remove(struct io_fault *f, const char *dir)
+{
+    int rc = fault_op(f, IO_OP_UNLINK);
+    if (rc)
+        return rc;
+    return rmdir(dir) == 0 ? 0 : -errno;
 }

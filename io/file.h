@@ -27,7 +27,9 @@ CS_MUST_CHECK int io_dir_sync(struct io_fault *f, const char *dir);
  * -1 and returns 0. */
 CS_MUST_CHECK int io_dir_lock(const char *dir, bool readonly, int *fd);
 /* Call fn(arg, name) for every entry of dir but "." and ".." (in no particular order); a non-zero
- * return of fn stops the walk and is returned. More than IO_DIR_ENTRIES_MAX entries: CS_EFULL. */
+ * return of fn stops the walk and is returned; fn may remove the entry it was given. More than
+ * IO_DIR_ENTRIES_MAX entries: CS_EFULL; -ENOENT when dir is missing, CS_ENOTDIR when it is not a
+ * folder. */
 typedef int (*io_dir_fn)(void *arg, const char *name);
 CS_MUST_CHECK int io_dir_list(struct io_fault *f, const char *dir, io_dir_fn fn, void *arg);
 
@@ -78,5 +80,22 @@ CS_MUST_CHECK int io_file_read_all(struct io_fault *f, const char *path, size_t 
 typedef int (*io_extent_fn)(void *arg, uint64_t off, uint64_t len);
 CS_MUST_CHECK int io_file_written(struct io_fault *f, int fd, uint64_t from, uint64_t to,
                                   io_extent_fn fn, void *arg);
+
+/* ---- Online backup (engine/backup.c, "backup" in shards/shard.c) ---- */
+
+/* Make dst a hard link to src (dst must not exist: -EEXIST). The caller syncs dst's folder.
+ * Where the filesystem cannot link, io_link_unsupported() is true of the result. */
+CS_MUST_CHECK int io_file_link(struct io_fault *f, const char *src, const char *dst);
+/* rc is io_file_link's answer for "no hard link here" (another filesystem, or one without hard
+ * links, or too many links): the caller copies instead. */
+bool io_link_unsupported(int rc);
+/* Create dst (it must not exist: -EEXIST), copy bytes [0, copy_bytes) of src_fd into it, size it
+ * to file_bytes (>= copy_bytes; the rest reads as zeros, a hole where the filesystem allows) and
+ * fsync it. CS_ECORRUPT when src_fd ends before copy_bytes. On failure dst is removed. */
+CS_MUST_CHECK int io_file_copy(struct io_fault *f, int src_fd, const char *dst, uint64_t copy_bytes,
+                               uint64_t file_bytes);
+/* Remove a file (unlink), or an empty folder (rmdir). The caller syncs the parent folder. */
+CS_MUST_CHECK int io_file_remove(struct io_fault *f, const char *path);
+CS_MUST_CHECK int io_dir_remove(struct io_fault *f, const char *dir);
 
 #endif

@@ -34,6 +34,10 @@ enum shard_op {
     /* -> stats */ SHARD_CHECKPOINT, /* write a checkpoint; completes once it is published */
     SHARD_CHECK, /* verify every tree's invariants -> out: first problem (NUL-terminated) */
     SHARD_STOP,  /* finish pending writes and leave the loop */
+
+    /* key: the backup's shard folder (NUL-terminated, exists), klen its length; takes a fresh
+     * checkpoint, then -> out: struct shard_backup (see "backup" in shard.c) */
+    SHARD_BACKUP,
 };
 
 /* One operation of an atomic batch; buffers are borrowed until the request completes. */
@@ -45,6 +49,23 @@ struct shard_batch_op {
     uint32_t klen;    /* key length */
     const void *val;  /* value bytes (puts) */
     uint32_t vlen;    /* value length */
+};
+
+/* SHARD_BACKUP's answer: what the shard hard-linked into the backup's shard folder, and what the
+ * caller still has to copy there (see "backup" in shard.c). The caller closes every fd >= 0 and
+ * frees the whole with cs_mem_free. */
+struct shard_backup_file {
+    char name[32];       /* file name, the same in the source and the backup folder */
+    int fd;              /* read-only descriptor of the source to copy; -1: linked already */
+    uint64_t copy_bytes; /* bytes to copy from offset 0 */
+    uint64_t file_bytes; /* size of the copy: bytes after copy_bytes read as zeros */
+};
+struct shard_backup {
+    uint64_t ckpt_lsn;                /* LSN of the checkpoint the backup holds */
+    uint64_t wal_lsn;                 /* last LSN the backup holds (checkpoint, then WAL frames) */
+    uint32_t nfiles;                  /* entries in files */
+    uint32_t linked;                  /* how many of them are hard links */
+    struct shard_backup_file files[]; /* the checkpoint, then WAL segments in LSN order */
 };
 
 /* A read-only snapshot of one collection on one shard that application threads read without

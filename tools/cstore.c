@@ -136,6 +136,9 @@ static const char cli_usage_text[] =
     "                            database without changing it; exit 3 on damage\n"
     "  salvage                   open cutting the WAL or checkpoint at the first damage,\n"
     "                            report what was dropped, write a fresh checkpoint\n"
+    "  backup DIR                write a consistent copy of the database into DIR (absent\n"
+    "                            or empty) while it serves: a fresh checkpoint per shard\n"
+    "                            and the WAL after it, hard-linked where possible\n"
     "  help                      this text\n"
     "\n"
     "Options (before COMMAND):\n"
@@ -1110,6 +1113,25 @@ static int cmd_salvage(struct cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* backup DIR: cs_backup into DIR, which must be absent or empty (the database's own process
+ * could call it while serving; this command is that process for its run). */
+static int cmd_backup(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    const char *dir = argv[1];
+    if (dir[0] == '\0')
+        return cli_usage_error("backup: DIR is empty");
+    int ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex != 0)
+        return ex;
+    int rc = cs_backup(cli->db, dir);
+    if (rc != 0)
+        return cli_fail(rc, "backup into '%s'", dir);
+    printf("backup: '%s' holds a copy of the %u shards (check it with: cstore --db '%s' verify)\n",
+           dir, cs_shard_count(cli->db), dir);
+    return 0;
+}
+
 static int cmd_help(struct cli *cli, int argc, char **argv)
 {
     (void)cli;
@@ -1133,6 +1155,7 @@ static const struct cli_command cli_commands[] = {
     {"checkpoint", cmd_checkpoint, 0, 0, "checkpoint"},
     {"verify", cmd_verify, 0, 0, "verify"},
     {"salvage", cmd_salvage, 0, 0, "salvage"},
+    {"backup", cmd_backup, 1, 1, "backup DIR"},
     {"help", cmd_help, 0, 0, "help"},
 };
 

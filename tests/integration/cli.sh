@@ -5,7 +5,9 @@
 # unknown command and option, bad option values, a shard count that differs from the
 # database's, a data path that is a file or lies under a file, an unwritable folder (when not
 # root), keys and values over the limits, bad collection names, bad load lines, and a second
-# process on a locked database. Each check asserts the exit status and the output.
+# process on a locked database; then backup: the copy verifies, opens and holds the records but
+# not later writes, and bad targets are refused unchanged. Each check asserts the exit status and
+# the output.
 #
 # Runs $BUILD/cstore (BUILD defaults to build; CSTORE overrides the binary) in a temporary
 # folder under ${TMPDIR:-/tmp}, removed at the end. Prints one line per check; exits 1 if any
@@ -440,6 +442,43 @@ check_out "the refused put stored nothing" 1 "" "not found"
 # Everything stored earlier is intact after all the refusals.
 cs dump users
 check_out "data intact after the bad input" 0 "alice\t11\ncarol\t3\n"
+
+# ---- backup ----
+# A copy of the main database opens as a database of its own, passes verify and holds the same
+# records; the source keeps working and what it stores afterwards stays out of the copy; a target
+# that is not empty, a file, or no argument at all is refused and changed in nothing.
+cs backup "$T/bak"
+check "backup: writes a copy" 0 out "holds a copy of the"
+run --db "$T/bak" $SEG verify
+check "backup: the copy passes verify" 0 out "every checksum and every tree invariant holds"
+[ -f "$T/bak/CSTORE" ] && [ -d "$T/bak/shard-000" ] &&
+    pass "backup: the copy holds the format record and the shard folders" ||
+    fail "backup: the copy holds the format record and the shard folders" "missing"
+cs put users zed 26
+run --db "$T/bak" $SEG dump users
+check_out "backup: the copy holds the records, not later writes" 0 "alice\t11\ncarol\t3\n"
+run --db "$T/bak" $SEG put users yan 25
+run --db "$T/bak" $SEG get users yan
+check_out "backup: the copy takes writes of its own" 0 "25\n"
+cs get users yan
+check_out "backup: the copy's writes stay out of the source" 1 "" "not found"
+ls -A "$T/bak" >"$T/before"
+cs backup "$T/bak"
+check_out "backup: a target that is not empty is refused" 3 "" "backup.*already exists.*not empty"
+ls -A "$T/bak" | cmp -s - "$T/before" &&
+    pass "backup: the refused target is unchanged" ||
+    fail "backup: the refused target is unchanged" "its entries changed"
+: >"$T/afile"
+cs backup "$T/afile"
+check_out "backup: a file as the target is refused" 3 "" "not a folder"
+cs backup
+check_out "backup: without DIR is a usage error" 2 "" "usage: cstore .*backup DIR"
+run --db "$T/nodb" backup "$T/bak2"
+check_out "backup: of a missing database is refused" 3 "" "."
+[ ! -e "$T/bak2" ] && pass "backup: a refused backup creates no target" ||
+    fail "backup: a refused backup creates no target" "$T/bak2 exists"
+run help
+check "help lists backup" 0 out "backup DIR"
 
 echo "cli.sh: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

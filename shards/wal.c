@@ -757,7 +757,11 @@ static int at_gap(struct replay *r, const char *path, uint64_t off, enum frame_s
         if (g.hdr.first_lsn <= r->base_lsn + 1 && g.hdr.first_lsn >= r->expect_lsn) {
             if (st != FRAME_ZERO) {
                 r->info->skipped_bytes += g.off - off;
-                note(r, "skipped damaged WAL bytes the checkpoint holds at %s offset %" PRIu64,
+                /* G continuing at E: the damaged blocks held no record the log needs */
+                note(r,
+                     g.hdr.first_lsn == r->expect_lsn
+                         ? "skipped damaged WAL bytes that hold no record at %s offset %" PRIu64
+                         : "skipped damaged WAL bytes the checkpoint holds at %s offset %" PRIu64,
                      path, off);
             }
             *resume = g.off;

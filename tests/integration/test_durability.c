@@ -539,6 +539,35 @@ static void test_verify_passes_a_sound_database_and_changes_nothing(void **state
     assert_non_null(strstr(report, "300 records"));
     assert_non_null(strstr(report, ": ok"));
     cs_free(report);
+    /* leftovers of an interrupted checkpoint and segment creation, and no LOCK file: verify and
+     * an in-memory open (durability=none) read them all and remove or create nothing */
+    char shard[400], path[700];
+    snprintf(shard, sizeof(shard), "%s/shard-000", dbdir);
+    const char *leftovers[] = {"snap-00000000000000ff.tmp", "wal-00000000000000ff.log.tmp"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", shard, leftovers[i]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    snprintf(path, sizeof(path), "%s/LOCK", dbdir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(cs_verify(dbdir, NULL, NULL), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(open_with(&db, "durability=none", NULL), 0);
+    check_i(db, 299, 1);
+    assert_int_equal(cs_close(db), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", shard, leftovers[i]);
+        assert_int_equal(access(path, F_OK), 0);
+    }
+    /* a normal open cleans them up */
+    assert_int_equal(open_with(&db, NULL), 0);
+    assert_int_equal(cs_close(db), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", shard, leftovers[i]);
+        assert_int_equal(access(path, F_OK), -1);
+    }
     /* a folder without a database */
     char empty[400];
     snprintf(empty, sizeof(empty), "%s/empty", root);

@@ -116,12 +116,12 @@ static int batch_add(cs_batch *b, uint8_t type, const char *coll, const void *ke
 int cs_batch_put(cs_batch *b, const char *coll, const void *key, size_t klen, const void *val,
                  size_t vlen)
 {
-    return batch_add(b, WAL_PUT, coll, key, klen, val, vlen);
+    return batch_add(b, SHARD_BATCH_PUT, coll, key, klen, val, vlen);
 }
 
 int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen)
 {
-    return batch_add(b, WAL_DEL, coll, key, klen, NULL, 0);
+    return batch_add(b, SHARD_BATCH_DEL, coll, key, klen, NULL, 0);
 }
 
 int cs_key_shard(const cs_db *db, const void *key, size_t klen)

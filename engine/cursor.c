@@ -145,7 +145,7 @@ int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
     }
     struct waiter *ws = NULL; /* requests to the shards whose view missed (rare) */
     for (unsigned i = 0; i < c->n && !rc; i++) {
-        if (shard_view_pin(&db->shards[i], coll, nlen, &c->s[i].view) == 0)
+        if (shard_view_pin(db->shards[i], coll, nlen, &c->s[i].view) == 0)
             continue;
         if (!ws && !(ws = calloc(c->n, sizeof(*ws)))) {
             rc = -ENOMEM;
@@ -154,7 +154,7 @@ int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
         waiter_init(&ws[i], SHARD_VIEW_PIN);
         ws[i].req.coll = coll;
         ws[i].req.coll_len = nlen;
-        shard_submit(&db->shards[i], &ws[i].req);
+        shard_submit(db->shards[i], &ws[i].req);
     }
     for (unsigned i = 0; ws && i < c->n; i++) {
         if (!ws[i].req.done)
@@ -182,7 +182,7 @@ void cs_cursor_close(cs_cursor *c)
         return;
     for (unsigned i = 0; c->s && i < c->n; i++)
         if (c->s[i].view)
-            shard_view_unpin(&c->db->shards[i], c->s[i].view);
+            shard_view_unpin(c->db->shards[i], c->s[i].view);
     free(c->s);
     free(c);
 }

@@ -116,7 +116,7 @@ static void waiter_yield(cs_db *db, struct waiter *w)
 int db_call(cs_db *db, unsigned shard, struct waiter *w)
 {
     cs_assert(shard < db->nshards);
-    shard_submit(&db->shards[shard], &w->req);
+    shard_submit(db->shards[shard], &w->req);
     uint8_t op = w->req.op;
     if (db->opt.durability == SHARD_SYNC &&
         (op == SHARD_PUT || op == SHARD_DEL || op == SHARD_BATCH)) {
@@ -135,7 +135,7 @@ int db_call(cs_db *db, unsigned shard, struct waiter *w)
 static unsigned db_broadcast(cs_db *db, struct waiter *ws, int skip_rc, int *first_err)
 {
     for (unsigned i = 0; i < db->nshards; i++)
-        shard_submit(&db->shards[i], &ws[i].req);
+        shard_submit(db->shards[i], &ws[i].req);
     unsigned ok = 0;
     *first_err = 0;
     for (unsigned i = 0; i < db->nshards; i++) {
@@ -326,24 +326,28 @@ static int start_shards(cs_db *db, const int *cpus, enum wal_open_mode mode)
             .checkpoint_wal_bytes = db->opt.checkpoint_wal_bytes,
             .open_mode = mode,
         };
-        rc = shard_launch(&db->shards[launched], &cfg);
+        rc = shard_launch(&cfg, &db->shards[launched]);
         if (rc)
             break;
     }
     int sync_rc = mode == WAL_OPEN_VERIFY ? 0 : io_dir_sync(db->fault, db->dir);
     for (unsigned i = 0; i < launched; i++) {
-        int r = shard_await(&db->shards[i]);
+        int r = shard_await(db->shards[i]);
         if (r && !rc) {
             rc = r;
             snprintf(last_error, sizeof(last_error), "shard %u: %s", i,
-                     db->shards[i].start_msg[0] ? db->shards[i].start_msg : cs_strerror(r));
+                     shard_start_message(db->shards[i])[0] ? shard_start_message(db->shards[i])
+                                                           : cs_strerror(r));
         }
     }
     if (!rc)
         rc = sync_rc;
     if (rc)
-        for (unsigned i = 0; i < launched; i++)
-            (void)shard_stop(&db->shards[i]);
+        for (unsigned i = 0; i < launched; i++) {
+            (void)shard_stop(db->shards[i]);
+            shard_free(db->shards[i]);
+            db->shards[i] = NULL;
+        }
     return rc;
 }
 
@@ -499,9 +503,11 @@ int cs_close(cs_db *db)
         return CS_EINVAL;
     int rc = 0;
     for (unsigned i = 0; i < db->nshards; i++) {
-        int r = shard_stop(&db->shards[i]);
+        int r = shard_stop(db->shards[i]);
         if (r && !rc)
             rc = r;
+        shard_free(db->shards[i]);
+        db->shards[i] = NULL;
     }
     db_free(db);
     return rc;
@@ -552,7 +558,7 @@ int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val
     if (rc)
         return rc;
     unsigned shard = db_shard_of(db, key, klen);
-    rc = shard_view_get(&db->shards[shard], coll, w.req.coll_len, key, klen, val, vlen);
+    rc = shard_view_get(db->shards[shard], coll, w.req.coll_len, key, klen, val, vlen);
     if (rc != SHARD_VIEW_MISS)
         return rc;
     rc = db_call(db, shard, &w);

@@ -16,7 +16,7 @@ struct cs_db {
     char dir[PATH_MAX];        /* data folder */
     struct cs_options opt;     /* options in force */
     unsigned nshards;          /* shard count */
-    struct shard *shards;      /* nshards shards */
+    struct shard **shards;     /* nshards shards */
     int lock_fd;               /* holds dir/LOCK */
     pthread_mutex_t ddl;       /* serialises collection create/drop (cold path) */
     struct io_fault *fault;    /* fault-injection plan (option `fault` or $CSTORE_FAULT), or NULL */

@@ -116,7 +116,7 @@ static int submit(cs_session *s, enum shard_op op, const char *coll, const void 
     slot->req.vlen = vlen;
     slot->user_data = user_data;
     s->inflight++;
-    struct shard *sh = &s->db->shards[db_shard_of(s->db, key, klen)];
+    struct shard *sh = s->db->shards[db_shard_of(s->db, key, klen)];
     if (op == SHARD_GET) {
         rc = shard_view_get(sh, coll, nlen, key, klen, &slot->req.out, &slot->req.out_len);
         if (rc != SHARD_VIEW_MISS) { /* answered from the published view: complete it here */

@@ -75,38 +75,9 @@
  * for the conversion; the others overwrite written blocks. The zeros are ordinary data: a reader
  * sees the same bytes as in a never-written, preallocated tail.
  *
- * RECOVERY (wal_open). Segments are read in LSN order, through pread (a read error is an error
- * code, not a signal). base = the LSN of the checkpoint recovery loaded: records up to it are
- * skipped, and damage confined to them costs nothing. E = the next LSN the log must hold.
- *   1. A segment must start at E, or anywhere in (E, base + 1] (what it skips is in the
- *      checkpoint); the first segment at most at base + 1. Else: records are missing, corruption.
- *   2. In a segment, frames are read from WAL_IO_ALIGN on, one per fresh block. A valid frame must
- *      start at E, or in (E, base + 1]; its records after base are applied, E moves past it.
- *   3. A header of zeros ends the segment's data. A header or body that fails its checks is
- *      damage. Either way the rest of the segment (the written extents only: FIEMAP, else
- *      SEEK_DATA; a frame whose header is valid is not searched inside) is searched for the next
- *      frame whose header is valid, G:
- *      - G starts at most at base + 1: the damage lies in what the checkpoint holds; go on at G.
- *        (A damaged frame whose valid header says all its records are <= base is skipped the same
- *        way.)
- *      - G starts after E and its durable LSN < E: the damaged frames were not yet synced when G
- *        was sealed (a frame that starts at or before E is no later frame: damage). An async
- *        mode write-back that a power cut left with holes. The log is cut here (nothing synced
- *        is lost: async mode promises only what was synced). Only in the last segment.
- *      - otherwise: frames known durable are damaged: CS_ECORRUPT naming file and offset
- *        (salvage: cut here).
- *      With no G: in the last segment the tail is torn (zeros, or a frame a crash interrupted):
- *      cut here. In an earlier segment, zeros end its data (the next segment must start at E),
- *      and damage is corruption unless the next segment starts at most at base + 1.
- *   4. Cutting zeroes the rest of the segment and fdatasyncs it (not in verify mode, which
- *      changes nothing and opens every file read-only), and drops later segments. Appending
- *      then continues at the cut. When the checkpoint lies past the end of the log (base + 1 > E:
- *      damage within covered frames was cut), appending starts a new segment at base + 1, so the
- *      log never has a gap inside a segment.
- *   Leftover `.tmp` segments (never made visible) are removed, except in verify mode.
+ * RECOVERY: see wal_recovery.c (wal_open).
  */
 #include "wal.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -118,68 +89,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
-
 #include "cstore.h"
 #include "io/fault.h"
 #include "io/file.h"
-
-#define WAL_SEG_MAGIC "CSWALSEG"
-#define WAL_FRAME_MAGIC 0x52465343u
-#define WAL_VERSION 2u
-#define WAL_FLAG_LZ4 1u
-#define WAL_SEGMENT_BYTES_MIN (1u << 20)
-#define WAL_READ_WINDOW (1u << 20) /* bytes recovery reads at a time */
-#define WAL_COMPRESS_GAIN_MIN 8u   /* compression must save more than this to be kept */
-
-_Static_assert(WAL_FRAME_HEADER_BYTES % 8 == 0, "frame header keeps alignment");
-_Static_assert(WAL_SEGMENT_HEADER_BYTES <= WAL_IO_ALIGN, "segment header fits its block");
-_Static_assert(CS_KEY_MAX <= UINT16_MAX, "key length fits the record header");
+#include "shards/wal_int.h"
 
 /* ---- little-endian helpers ---- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t align_io(uint64_t n)
-{
-    return (n + WAL_IO_ALIGN - 1) & ~(uint64_t)(WAL_IO_ALIGN - 1);
-}
 
 /* ---- records ---- */
 
@@ -247,23 +162,6 @@ int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *
 
 /* ---- frame headers ---- */
 
-enum frame_state {
-    FRAME_OK,       /* header and body valid */
-    FRAME_ZERO,     /* a header of zeros: no frame here */
-    FRAME_BAD_HEAD, /* the header fails its checks (its extent is unknown) */
-    FRAME_BAD_BODY, /* the header is valid, the body is not (or lies past the segment's end) */
-};
-
-struct frame_hdr {
-    uint16_t flags;       /* WAL_FLAG_* */
-    uint64_t first_lsn;   /* first record's LSN */
-    uint32_t records;     /* record count */
-    uint32_t body;        /* stored body bytes */
-    uint32_t raw;         /* raw body bytes */
-    uint64_t durable_lsn; /* durable when sealed */
-    uint64_t body_sum;    /* body checksum */
-};
-
 static void frame_hdr_encode(uint8_t *p, const struct frame_hdr *h, uint64_t salt)
 {
     put_u32(p, WAL_FRAME_MAGIC);
@@ -279,16 +177,8 @@ static void frame_hdr_encode(uint8_t *p, const struct frame_hdr *h, uint64_t sal
     put_u64(p + 48, XXH3_64bits_withSeed(p, 48, salt));
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return false;
-    return true;
-}
-
 /* Check a frame header (WAL_FRAME_HEADER_BYTES at p). */
-static enum frame_state head_check(const uint8_t *p, uint64_t salt, struct frame_hdr *h)
+enum frame_state wal_head_state(const uint8_t *p, uint64_t salt, struct frame_hdr *h)
 {
     if (all_zero(p, WAL_FRAME_HEADER_BYTES))
         return FRAME_ZERO;
@@ -314,23 +204,12 @@ static enum frame_state head_check(const uint8_t *p, uint64_t salt, struct frame
     return FRAME_OK;
 }
 
-static size_t frame_total(const struct frame_hdr *h)
-{
-    return (size_t)align_io(WAL_FRAME_HEADER_BYTES + (uint64_t)h->body);
-}
-
-static uint64_t frame_last(const struct frame_hdr *h)
-{
-    return h->first_lsn + h->records - 1;
-}
-
 /* Check a whole frame at p (avail bytes to the end of the segment). */
-static enum frame_state frame_check(const uint8_t *p, size_t avail, uint64_t salt,
-                                    struct frame_hdr *h)
+enum frame_state wal_frame_state(const uint8_t *p, size_t avail, uint64_t salt, struct frame_hdr *h)
 {
     if (avail < WAL_FRAME_HEADER_BYTES)
         return all_zero(p, avail) ? FRAME_ZERO : FRAME_BAD_HEAD;
-    enum frame_state st = head_check(p, salt, h);
+    enum frame_state st = wal_head_state(p, salt, h);
     if (st != FRAME_OK)
         return st;
     if (h->body > avail - WAL_FRAME_HEADER_BYTES)
@@ -343,9 +222,8 @@ static enum frame_state frame_check(const uint8_t *p, size_t avail, uint64_t sal
 /* Decompress (when needed) and decode every record of a checked frame, calling apply(arg, lsn,
  * rec) for those after skip_lsn. *raw / *raw_cap: a buffer reused across frames. CS_ECORRUPT on
  * a malformed body; apply's error otherwise. */
-static int frame_decode(const uint8_t *p, const struct frame_hdr *h, uint64_t skip_lsn,
-                        uint8_t **raw, size_t *raw_cap, wal_apply_fn apply, void *arg,
-                        uint64_t *applied)
+int wal_frame_decode(const uint8_t *p, const struct frame_hdr *h, uint64_t skip_lsn, uint8_t **raw,
+                     size_t *raw_cap, wal_apply_fn apply, void *arg, uint64_t *applied)
 {
     const uint8_t *body = p + WAL_FRAME_HEADER_BYTES;
     if (h->flags & WAL_FLAG_LZ4) {
@@ -380,7 +258,7 @@ int wal_frame_check(const uint8_t *p, size_t avail, uint64_t salt, uint64_t *fir
                     uint32_t *records, size_t *total)
 {
     struct frame_hdr h;
-    if (frame_check(p, avail, salt, &h) != FRAME_OK)
+    if (wal_frame_state(p, avail, salt, &h) != FRAME_OK)
         return CS_ECORRUPT;
     *first_lsn = h.first_lsn;
     *records = h.records;
@@ -391,19 +269,19 @@ int wal_frame_check(const uint8_t *p, size_t avail, uint64_t salt, uint64_t *fir
 int wal_frame_walk(const uint8_t *p, size_t avail, uint64_t salt, wal_apply_fn apply, void *arg)
 {
     struct frame_hdr h;
-    if (frame_check(p, avail, salt, &h) != FRAME_OK)
+    if (wal_frame_state(p, avail, salt, &h) != FRAME_OK)
         return CS_ECORRUPT;
     uint8_t *raw = NULL;
     size_t cap = 0;
     uint64_t n = 0;
-    int rc = frame_decode(p, &h, 0, &raw, &cap, apply, arg, &n);
+    int rc = wal_frame_decode(p, &h, 0, &raw, &cap, apply, arg, &n);
     free(raw);
     return rc;
 }
 
 /* ---- segment files ---- */
 
-static int seg_path(char *buf, size_t size, const char *dir, uint64_t first_lsn, bool tmp)
+int wal_seg_path(char *buf, size_t size, const char *dir, uint64_t first_lsn, bool tmp)
 {
     int n = snprintf(buf, size, "%s/wal-%016" PRIx64 ".log%s", dir, first_lsn, tmp ? ".tmp" : "");
     return n >= (int)size ? -ENAMETOOLONG : 0;
@@ -423,7 +301,7 @@ static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, ui
 }
 
 /* Check a segment header; *salt receives its salt. CS_EVERSION for another format version. */
-static int seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt)
+int wal_seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt)
 {
     if (memcmp(p, WAL_SEG_MAGIC, 8) != 0 || get_u64(p + 56) != XXH3_64bits(p, 56))
         return CS_ECORRUPT;
@@ -449,13 +327,13 @@ static uint64_t salt_draw(uint64_t first_lsn)
 
 /* Create, preallocate and sync a new segment, then make it visible; it becomes the append
  * target. */
-static int seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
+int wal_seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
 {
     size = align_io(size);
     char tmp[PATH_MAX], dst[PATH_MAX];
-    int rc = seg_path(tmp, sizeof(tmp), w->dir, first_lsn, true);
+    int rc = wal_seg_path(tmp, sizeof(tmp), w->dir, first_lsn, true);
     if (!rc)
-        rc = seg_path(dst, sizeof(dst), w->dir, first_lsn, false);
+        rc = wal_seg_path(dst, sizeof(dst), w->dir, first_lsn, false);
     if (rc)
         return rc;
     int fd = -1;
@@ -492,14 +370,6 @@ static int seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
     w->direct = io_file_direct(fd) == 0;
     return 0;
 }
-
-struct seg_list {
-    struct wal *w; /* for the folder, the fault plan and the mode */
-    bool readonly; /* verify: leave .tmp files alone */
-    uint64_t *lsn; /* first LSNs, sorted */
-    size_t count;  /* entries */
-    size_t cap;    /* entries allocated */
-};
 
 static int lsn_cmp(const void *a, const void *b)
 {
@@ -541,7 +411,7 @@ static int seg_list_entry(void *arg, const char *name)
 
 /* List the segments of the log's folder in LSN order; remove leftover .tmp segments (never made
  * visible) unless readonly. */
-static int seg_list_read(struct wal *w, bool readonly, struct seg_list *out)
+int wal_seg_list_read(struct wal *w, bool readonly, struct seg_list *out)
 {
     memset(out, 0, sizeof(*out));
     out->w = w;
@@ -558,381 +428,10 @@ static int seg_list_read(struct wal *w, bool readonly, struct seg_list *out)
     return 0;
 }
 
-/* ---- recovery ---- */
-
-/* A window over one segment file, read with pread. */
-struct seg_reader {
-    struct io_fault *f; /* fault plan or NULL */
-    int fd;             /* the segment */
-    uint64_t size;      /* its size */
-    uint8_t *buf;       /* window bytes */
-    size_t cap;         /* bytes allocated for buf */
-    uint64_t base;      /* file offset of buf[0] */
-    size_t len;         /* valid bytes in buf */
-};
-
-/* Bytes [off, off + n) of the segment (off + n <= size), or NULL with *rc set. */
-static const uint8_t *rd_at(struct seg_reader *rd, uint64_t off, size_t n, int *rc)
-{
-    cs_assert(off + n <= rd->size);
-    if (off >= rd->base && off + n <= rd->base + rd->len)
-        return rd->buf + (off - rd->base);
-    size_t want = (size_t)cs_min_u64(rd->size - off, cs_max_size(n, WAL_READ_WINDOW));
-    if (want > rd->cap) {
-        uint8_t *p = realloc(rd->buf, want);
-        if (!p) {
-            *rc = -ENOMEM;
-            return NULL;
-        }
-        rd->buf = p;
-        rd->cap = want;
-    }
-    rd->len = 0;
-    *rc = io_file_pread(rd->f, rd->fd, rd->buf, want, off);
-    if (*rc)
-        return NULL;
-    rd->base = off;
-    rd->len = want;
-    return rd->buf;
-}
-
-struct replay {
-    struct wal *w;             /* the log being opened */
-    wal_apply_fn apply;        /* record consumer */
-    void *arg;                 /* its argument */
-    struct wal_recovery *info; /* results */
-    struct seg_reader rd;      /* the segment being read */
-    uint64_t salt;             /* its salt */
-    uint8_t *raw;              /* decompression buffer */
-    size_t raw_cap;            /* its size */
-    uint64_t expect_lsn;       /* E: the LSN the log must continue with */
-    uint64_t base_lsn;         /* records up to this LSN are in a checkpoint: skipped */
-    enum wal_open_mode mode;   /* normal, verify or salvage */
-    bool cut;                  /* the log ends in the segment just read; later ones are dropped */
-};
-
-static int corrupt(struct replay *r, const char *path, uint64_t off, const char *what)
-{
-    snprintf(r->info->message, sizeof(r->info->message), "%s at %s offset %" PRIu64, what, path,
-             off);
-    return CS_ECORRUPT;
-}
-
-static void note(struct replay *r, const char *fmt, const char *path, uint64_t off)
-{
-    size_t n = strlen(r->info->message);
-    if (n + 2 >= sizeof(r->info->message))
-        return;
-    if (n)
-        n += (size_t)snprintf(r->info->message + n, sizeof(r->info->message) - n, "; ");
-    snprintf(r->info->message + n, sizeof(r->info->message) - n, fmt, path, off);
-}
-
-/* The frame at off: its state, with its header in *h when that is valid. */
-static int frame_at(struct replay *r, uint64_t off, struct frame_hdr *h, enum frame_state *st)
-{
-    int rc = 0;
-    uint64_t avail = r->rd.size - off;
-    size_t n = (size_t)cs_min_u64(avail, WAL_FRAME_HEADER_BYTES);
-    const uint8_t *p = rd_at(&r->rd, off, n, &rc);
-    if (!p)
-        return rc;
-    if (n < WAL_FRAME_HEADER_BYTES) {
-        *st = all_zero(p, n) ? FRAME_ZERO : FRAME_BAD_HEAD;
-        return 0;
-    }
-    *st = head_check(p, r->salt, h);
-    if (*st != FRAME_OK)
-        return 0;
-    if (h->body > avail - WAL_FRAME_HEADER_BYTES) {
-        *st = FRAME_BAD_BODY;
-        return 0;
-    }
-    p = rd_at(&r->rd, off, WAL_FRAME_HEADER_BYTES + (size_t)h->body, &rc);
-    if (!p)
-        return rc;
-    if (XXH3_64bits_withSeed(p + WAL_FRAME_HEADER_BYTES, h->body, r->salt) != h->body_sum)
-        *st = FRAME_BAD_BODY;
-    return 0;
-}
-
-/* The search for the next frame with a valid header (see the top comment, step 3). */
-struct later {
-    struct replay *r;     /* the replay */
-    uint64_t from;        /* first offset to look at */
-    uint64_t off;         /* where G was found (UINT64_MAX: not yet) */
-    struct frame_hdr hdr; /* G's header */
-    int rc;               /* read error */
-};
-
-static int later_extent(void *arg, uint64_t off, uint64_t len)
-{
-    struct later *l = arg;
-    uint64_t end = off + len;
-    for (uint64_t o = align_io(cs_max_u64(off, l->from)); o < end; o += WAL_IO_ALIGN) {
-        if (l->r->rd.size - o < WAL_FRAME_HEADER_BYTES)
-            break;
-        const uint8_t *p = rd_at(&l->r->rd, o, WAL_FRAME_HEADER_BYTES, &l->rc);
-        if (!p)
-            return 1;
-        if (get_u32(p) == WAL_FRAME_MAGIC && head_check(p, l->r->salt, &l->hdr) == FRAME_OK) {
-            l->off = o;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Find G in [from, size); l->off stays UINT64_MAX when there is none. */
-static int find_later(struct replay *r, uint64_t from, struct later *l)
-{
-    memset(l, 0, sizeof(*l));
-    l->r = r;
-    l->from = from;
-    l->off = UINT64_MAX;
-    int rc = io_file_written(r->w->fault, r->rd.fd, from, r->rd.size, later_extent, l);
-    if (rc == 1)
-        rc = l->rc;
-    return rc;
-}
-
-static int replay_frame(struct replay *r, uint64_t off, const struct frame_hdr *h, const char *path)
-{
-    int rc = 0;
-    const uint8_t *p = rd_at(&r->rd, off, WAL_FRAME_HEADER_BYTES + (size_t)h->body, &rc);
-    if (!p)
-        return rc;
-    uint64_t applied = 0;
-    rc = frame_decode(p, h, r->base_lsn, &r->raw, &r->raw_cap, r->apply, r->arg, &applied);
-    r->info->records += applied;
-    if (rc == CS_ECORRUPT)
-        return corrupt(r, path, off,
-                       "malformed WAL frame body, or a record inconsistent with the log before it");
-    if (rc)
-        return rc;
-    r->info->frames++;
-    r->info->last_lsn = frame_last(h);
-    r->expect_lsn = frame_last(h) + 1;
-    return 0;
-}
-
-/* May the log continue at lsn? At E, or past E over records the checkpoint holds. */
-static bool continues(const struct replay *r, uint64_t lsn)
-{
-    return lsn == r->expect_lsn || (lsn > r->expect_lsn && lsn <= r->base_lsn + 1);
-}
-
-/* The log ends at off of this segment (cut): what follows is dropped. */
-static void cut_at(struct replay *r, uint64_t off, uint64_t *end)
-{
-    r->cut = true;
-    *end = off;
-}
-
-/* Damage or the end of data at off, in a segment (next_first: the next segment's first LSN, 0
- * for the last). Decides per step 3 of the top comment; *resume receives where to go on
- * (UINT64_MAX: the segment's data ends at *end). */
-static int at_gap(struct replay *r, const char *path, uint64_t off, enum frame_state st,
-                  const struct frame_hdr *h, uint64_t next_first, uint64_t *resume, uint64_t *end)
-{
-    *resume = UINT64_MAX;
-    *end = off;
-    if (st == FRAME_BAD_BODY && frame_last(h) <= r->base_lsn) {
-        r->info->skipped_bytes += frame_total(h);
-        note(r, "skipped a damaged WAL frame the checkpoint holds at %s offset %" PRIu64, path,
-             off);
-        *resume = off + cs_max_u64(frame_total(h), WAL_IO_ALIGN);
-        return 0;
-    }
-    uint64_t from =
-        off + (st == FRAME_BAD_BODY ? cs_max_u64(frame_total(h), WAL_IO_ALIGN) : WAL_IO_ALIGN);
-    struct later g = {.off = UINT64_MAX};
-    int rc = from < r->rd.size ? find_later(r, from, &g) : 0;
-    if (rc)
-        return rc;
-    if (from >= r->rd.size)
-        g.off = UINT64_MAX;
-    bool salvage = r->mode == WAL_OPEN_SALVAGE;
-    if (g.off != UINT64_MAX) {
-        if (g.hdr.first_lsn <= r->base_lsn + 1 && g.hdr.first_lsn >= r->expect_lsn) {
-            if (st != FRAME_ZERO) {
-                r->info->skipped_bytes += g.off - off;
-                /* G continuing at E: the damaged blocks held no record the log needs */
-                note(r,
-                     g.hdr.first_lsn == r->expect_lsn
-                         ? "skipped damaged WAL bytes that hold no record at %s offset %" PRIu64
-                         : "skipped damaged WAL bytes the checkpoint holds at %s offset %" PRIu64,
-                     path, off);
-            }
-            *resume = g.off;
-            return 0;
-        }
-        if (g.hdr.durable_lsn < r->expect_lsn && g.hdr.first_lsn > r->expect_lsn &&
-            next_first == 0) {
-            /* frames after the damage were sealed before it was synced: an unsynced tail */
-            r->info->torn_bytes += r->rd.size - off;
-            r->info->lost_frames++;
-            note(r, "cut a WAL tail that was never synced at %s offset %" PRIu64, path, off);
-            cut_at(r, off, end);
-            return 0;
-        }
-        rc = corrupt(r, path, off,
-                     st == FRAME_ZERO ? "WAL frames missing before valid ones"
-                                      : "damaged WAL frame before valid ones");
-        if (salvage) {
-            r->info->salvaged_bytes += r->rd.size - off;
-            cut_at(r, off, end);
-            return 0;
-        }
-        return rc;
-    }
-    if (next_first == 0) {
-        if (st != FRAME_ZERO) {
-            r->info->torn_bytes += r->rd.size - off;
-            note(r, "cut a torn WAL tail at %s offset %" PRIu64, path, off);
-            cut_at(r, off, end);
-        }
-        return 0;
-    }
-    if (st == FRAME_ZERO || next_first <= r->base_lsn + 1) {
-        if (st != FRAME_ZERO) {
-            r->info->skipped_bytes += r->rd.size - off;
-            note(r, "skipped damaged WAL bytes the checkpoint holds at %s offset %" PRIu64, path,
-                 off);
-        }
-        return 0; /* the next segment must continue the log (replay_file checks) */
-    }
-    rc = corrupt(r, path, off, "damaged WAL frame in a full segment");
-    if (salvage) {
-        r->info->salvaged_bytes += r->rd.size - off;
-        cut_at(r, off, end);
-        return 0;
-    }
-    return rc;
-}
-
-static int replay_segment(struct replay *r, const char *path, uint64_t next_first, uint64_t *end)
-{
-    uint64_t off = WAL_IO_ALIGN;
-    for (uint64_t steps = 0; off < r->rd.size; steps++) {
-        cs_assert(steps <= r->rd.size / WAL_IO_ALIGN); /* every step moves off forward */
-        struct frame_hdr h;
-        enum frame_state st = FRAME_ZERO;
-        int rc = frame_at(r, off, &h, &st);
-        if (rc)
-            return rc;
-        if (st == FRAME_OK && continues(r, h.first_lsn)) {
-            rc = replay_frame(r, off, &h, path);
-            if (rc == CS_ECORRUPT && r->mode == WAL_OPEN_SALVAGE) {
-                r->info->salvaged_bytes += r->rd.size - off;
-                cut_at(r, off, end);
-                return 0;
-            }
-            if (rc)
-                return rc;
-            off += frame_total(&h);
-            continue;
-        }
-        if (st == FRAME_OK) {
-            rc = corrupt(r, path, off, "WAL frame out of LSN sequence");
-            if (r->mode != WAL_OPEN_SALVAGE)
-                return rc;
-            r->info->salvaged_bytes += r->rd.size - off;
-            cut_at(r, off, end);
-            return 0;
-        }
-        uint64_t resume;
-        rc = at_gap(r, path, off, st, &h, next_first, &resume, end);
-        if (rc || resume == UINT64_MAX)
-            return rc;
-        off = resume;
-    }
-    *end = off;
-    return 0;
-}
-
-static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first, bool *last)
-{
-    struct wal *w = r->w;
-    char path[PATH_MAX];
-    int rc = seg_path(path, sizeof(path), w->dir, first_lsn, false);
-    int fd = -1;
-    bool readonly = r->mode == WAL_OPEN_VERIFY;
-    if (!rc)
-        rc = io_file_open(w->fault, path, readonly ? O_RDONLY : O_RDWR, &fd);
-    uint64_t size = 0;
-    if (!rc)
-        rc = io_file_size(fd, &size);
-    if (rc) {
-        io_file_close(fd);
-        return rc;
-    }
-    r->rd.fd = fd;
-    r->rd.size = size;
-    r->rd.len = 0;
-    uint64_t end = 0;
-    if (size < WAL_IO_ALIGN) {
-        rc = corrupt(r, path, 0, "WAL segment shorter than its header block");
-    } else {
-        const uint8_t *p = rd_at(&r->rd, 0, WAL_SEGMENT_HEADER_BYTES, &rc);
-        if (p) {
-            rc = seg_header_check(p, w->shard, first_lsn, &r->salt);
-            if (rc == CS_EVERSION)
-                snprintf(r->info->message, sizeof(r->info->message),
-                         "WAL segment %s has another format version", path);
-            else if (rc)
-                rc = corrupt(r, path, 0, "bad WAL segment header");
-            else if (!continues(r, first_lsn))
-                rc = corrupt(r, path, 0, "WAL segment does not continue the log before it");
-        }
-    }
-    if (rc == CS_ECORRUPT && r->mode == WAL_OPEN_SALVAGE) {
-        io_file_close(fd);
-        return -EXDEV; /* this segment and every later one are dropped */
-    }
-    if (!rc) {
-        r->expect_lsn = first_lsn;
-        rc = replay_segment(r, path, next_first, &end);
-    }
-    if (r->cut)
-        *last = true; /* the log ends here: later segments are dropped */
-    if (!rc && r->cut && !readonly) {
-        rc = io_file_zero(w->fault, fd, end, size - end);
-        if (!rc)
-            rc = io_file_sync(w->fault, fd);
-    }
-    if (rc || !*last) {
-        io_file_close(fd);
-        return rc;
-    }
-    w->fd = fd;
-    w->seg_first_lsn = first_lsn;
-    w->seg_size = size;
-    w->seg_off = align_io(end);
-    w->seg_salt = r->salt;
-    w->zeroed_end = align_io(end); /* at least; what lies beyond is zeros or dead bytes */
-    w->direct = !readonly && io_file_direct(fd) == 0;
-    return 0;
-}
-
-/* Salvage or a cut: remove segments [from, count) and sync the folder. */
-static int seg_remove_from(struct wal *w, const struct seg_list *segs, size_t from)
-{
-    for (size_t i = from; i < segs->count; i++) {
-        char path[PATH_MAX];
-        int rc = seg_path(path, sizeof(path), w->dir, segs->lsn[i], false);
-        if (!rc)
-            rc = io_file_unlink(w->fault, path);
-        if (rc)
-            return rc;
-    }
-    return io_dir_sync(w->fault, w->dir);
-}
-
 /* Make s->io big enough for a frame of raw_cap raw bytes laid out for writing: the frame's
  * blocks, then zeros up to WAL_ZERO_AHEAD_BYTES past them (and a block to spare). A sealed frame
  * is never longer than the raw records it holds. */
-static int slot_io_reserve(struct wal_slot *s, size_t raw_cap)
+int wal_slot_io_reserve(struct wal_slot *s, size_t raw_cap)
 {
     size_t need = align_io(raw_cap + WAL_FRAME_HEADER_BYTES) + WAL_ZERO_AHEAD_BYTES + WAL_IO_ALIGN;
     if (need <= s->io_cap)
@@ -946,7 +445,7 @@ static int slot_io_reserve(struct wal_slot *s, size_t raw_cap)
     return 0;
 }
 
-static int slot_init(struct wal *w, struct wal_slot *s)
+int wal_slot_init(struct wal *w, struct wal_slot *s)
 {
     memset(s, 0, sizeof(*s));
     s->raw_cap = 64 * 1024;
@@ -954,99 +453,16 @@ static int slot_init(struct wal *w, struct wal_slot *s)
     if (!s->raw)
         return -ENOMEM;
     s->raw_len = WAL_FRAME_HEADER_BYTES;
-    return slot_io_reserve(s, s->raw_cap);
+    return wal_slot_io_reserve(s, s->raw_cap);
 }
 
-static void slot_reset(struct wal_slot *s)
+void wal_slot_reset(struct wal_slot *s)
 {
     s->raw_len = WAL_FRAME_HEADER_BYTES;
     s->first_lsn = 0;
     s->last_lsn = 0;
     s->records = 0;
     s->batch_mark = 0;
-}
-
-/* Replay every segment of segs; on return *used is the count of segments kept. */
-static int replay_all(struct replay *r, const struct seg_list *segs, size_t *used)
-{
-    size_t i = 0;
-    int rc = 0;
-    for (; i < segs->count && !rc && !r->cut; i++) {
-        bool last = i + 1 == segs->count;
-        rc = replay_file(r, segs->lsn[i], last ? 0 : segs->lsn[i + 1], &last);
-    }
-    if (rc == -EXDEV) { /* salvage: segment i - 1 and later ones go */
-        i--;
-        r->cut = true;
-        rc = 0;
-    }
-    *used = i;
-    return rc;
-}
-
-int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, void *arg,
-             struct wal_recovery *info)
-{
-    cs_assert(cfg->segment_bytes >= WAL_SEGMENT_BYTES_MIN);
-    memset(w, 0, sizeof(*w));
-    memset(info, 0, sizeof(*info));
-    w->fd = -1;
-    if (snprintf(w->dir, sizeof(w->dir), "%s", cfg->dir) >= (int)sizeof(w->dir))
-        return -ENAMETOOLONG;
-    w->shard = cfg->shard;
-    w->arena = cfg->arena;
-    w->segment_bytes = cfg->segment_bytes;
-    w->compress_bytes = cfg->compress_bytes;
-    w->fault = cfg->fault;
-    w->readonly = cfg->mode == WAL_OPEN_VERIFY;
-    int rc = slot_init(w, &w->slot[0]);
-    if (!rc)
-        rc = slot_init(w, &w->slot[1]);
-    struct seg_list segs = {0};
-    if (!rc)
-        rc = seg_list_read(w, w->readonly, &segs);
-    struct replay r = {.w = w,
-                       .apply = apply,
-                       .arg = arg,
-                       .info = info,
-                       .rd = {.f = cfg->fault, .fd = -1},
-                       .base_lsn = cfg->base_lsn,
-                       .mode = cfg->mode};
-    r.expect_lsn = segs.count ? segs.lsn[0] : cfg->base_lsn + 1;
-    if (!rc && segs.count && segs.lsn[0] > cfg->base_lsn + 1) {
-        char path[PATH_MAX];
-        if (seg_path(path, sizeof(path), w->dir, segs.lsn[0], false) == 0)
-            rc = corrupt(&r, path, 0,
-                         "WAL records between the checkpoint and this segment are missing");
-    }
-    size_t used = 0;
-    if (!rc)
-        rc = replay_all(&r, &segs, &used);
-    if (!rc && used < segs.count && !w->readonly) {
-        rc = seg_remove_from(w, &segs, used);
-        info->salvaged_segments = segs.count - used;
-    }
-    if (!rc && (info->salvaged_bytes || info->salvaged_segments)) {
-        size_t n = strlen(info->message);
-        snprintf(info->message + n, sizeof(info->message) - n,
-                 "%ssalvage dropped %" PRIu64 " bytes and %" PRIu64 " later segments",
-                 n ? "; " : "", info->salvaged_bytes, info->salvaged_segments);
-    }
-    w->segments = used;
-    w->next_lsn = cs_max_u64(r.expect_lsn, cfg->base_lsn + 1);
-    free(segs.lsn);
-    free(r.raw);
-    free(r.rd.buf);
-    /* a log that ends before the checkpoint continues in a new segment: no gap inside one */
-    if (!rc && w->fd >= 0 && !w->readonly && w->next_lsn != r.expect_lsn) {
-        io_file_close(w->fd);
-        w->fd = -1;
-    }
-    if (!rc && w->fd < 0 && !w->readonly)
-        rc = seg_create(w, w->next_lsn, w->segment_bytes);
-    if (rc)
-        wal_close(w);
-    return rc;
 }
 
 void wal_close(struct wal *w)
@@ -1071,7 +487,7 @@ static int slot_reserve(struct wal *w, struct wal_slot *s, size_t more)
     size_t cap = s->raw_cap;
     while (cap < need)
         cap *= 2;
-    if (slot_io_reserve(s, cap))
+    if (wal_slot_io_reserve(s, cap))
         return -ENOMEM;
     uint8_t *p = cs_mem_realloc(w->arena, s->raw, cap);
     if (!p)
@@ -1218,7 +634,7 @@ int wal_seal(struct wal *w, uint64_t durable_lsn, struct wal_io *io)
         int rc = io_file_sync(w->fault, w->fd);
         uint64_t size = cs_max_u64(w->segment_bytes, WAL_IO_ALIGN + total_max);
         if (!rc)
-            rc = seg_create(w, s->first_lsn, size);
+            rc = wal_seg_create(w, s->first_lsn, size);
         if (rc)
             return rc;
     }
@@ -1240,7 +656,7 @@ void wal_io_done(struct wal *w)
     cs_assert(w->in_flight);
     cs_assert(w->seg_off <= w->flight_end);
     w->in_flight = false;
-    slot_reset(&w->slot[w->open ^ 1u]);
+    wal_slot_reset(&w->slot[w->open ^ 1u]);
     if (w->flight_end > w->zeroed_end)
         w->zeroed_end = w->flight_end;
 }
@@ -1251,7 +667,7 @@ void wal_discard_open(struct wal *w)
     cs_assert(s->batch_mark == 0);
     if (s->records)
         w->next_lsn = s->first_lsn;
-    slot_reset(s);
+    wal_slot_reset(s);
 }
 
 void wal_rewind(struct wal *w, const struct wal_io *io)
@@ -1263,14 +679,14 @@ void wal_rewind(struct wal *w, const struct wal_io *io)
     w->next_lsn = flight->first_lsn;
     w->seg_off = io->off;
     w->in_flight = false;
-    slot_reset(flight);
-    slot_reset(&w->slot[w->open]);
+    wal_slot_reset(flight);
+    wal_slot_reset(&w->slot[w->open]);
 }
 
 int wal_drop_before(struct wal *w, uint64_t lsn)
 {
     struct seg_list segs;
-    int rc = seg_list_read(w, false, &segs);
+    int rc = wal_seg_list_read(w, false, &segs);
     if (rc)
         return rc;
     size_t dropped = 0;
@@ -1279,7 +695,7 @@ int wal_drop_before(struct wal *w, uint64_t lsn)
         if (segs.lsn[i + 1] > lsn + 1 || segs.lsn[i] == w->seg_first_lsn)
             break;
         char path[PATH_MAX];
-        rc = seg_path(path, sizeof(path), w->dir, segs.lsn[i], false);
+        rc = wal_seg_path(path, sizeof(path), w->dir, segs.lsn[i], false);
         if (!rc)
             rc = io_file_unlink(w->fault, path);
         if (!rc)

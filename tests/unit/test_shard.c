@@ -25,7 +25,7 @@ static void on_done(struct shard_req *r)
     atomic_fetch_add(&completions, 1);
 }
 
-static void start(struct shard *sh)
+static struct shard *start(void)
 {
     snprintf(dir, sizeof(dir), "%s/cs-test-shard-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -37,8 +37,10 @@ static void start(struct shard *sh)
                                .wal_segment_bytes = 1u << 20,
                                .batch_max = 16,
                                .open_mode = WAL_OPEN_NORMAL};
-    assert_int_equal(shard_launch(sh, &cfg), 0);
+    struct shard *sh = NULL;
+    assert_int_equal(shard_launch(&cfg, &sh), 0);
     assert_int_equal(shard_await(sh), 0);
+    return sh;
 }
 
 static void put_req(struct shard_req *r, const char *key)
@@ -58,22 +60,22 @@ static void put_req(struct shard_req *r, const char *key)
 static void test_requests_after_stop_complete_with_closed(void **state)
 {
     (void)state;
-    static struct shard sh;
-    start(&sh);
+    struct shard *sh = start();
     struct shard_req r;
     put_req(&r, "before");
     atomic_store(&completions, 0);
-    shard_submit(&sh, &r);
+    shard_submit(sh, &r);
     while (atomic_load(&completions) == 0)
         usleep(100);
     assert_int_equal(r.rc, 0);
-    assert_int_equal(shard_stop(&sh), 0);
+    assert_int_equal(shard_stop(sh), 0);
     /* the loop is gone: the request is answered at once, on the submitting thread */
     put_req(&r, "after");
     atomic_store(&completions, 0);
-    shard_submit(&sh, &r);
+    shard_submit(sh, &r);
     assert_int_equal(atomic_load(&completions), 1);
     assert_int_equal(r.rc, CS_ECLOSED);
+    shard_free(sh);
     rmdir(dir);
 }
 

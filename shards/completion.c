@@ -1,0 +1,78 @@
+/* Completion of requests on a shard.
+ *
+ * A request completes through its done() callback on the shard thread (or, once the loop is
+ * gone, on the submitter's: see shard_submit). In sync mode every request completes only once
+ * every LSN applied before it executed is durable: requests that must wait join one FIFO list in
+ * LSN order (pending_head/tail), completed when a frame becomes durable (pending_complete) or
+ * failed together when one cannot (pending_fail). */
+#include "shards/shard_int.h"
+
+/* ---- completion ---- */
+
+void req_complete(struct shard_req *r, int rc)
+{
+    r->rc = rc;
+    r->done(r);
+}
+
+/* Complete now, or once everything applied so far is durable (sync mode). */
+void req_finish(struct shard *sh, struct shard_req *r, int rc)
+{
+    SHARD_OWNED(sh);
+    if (sh->cfg.durability != SHARD_SYNC || sh->applied_lsn <= sh->durable_lsn) {
+        req_complete(r, rc);
+        return;
+    }
+    r->rc = rc;
+    r->wait_lsn = sh->applied_lsn;
+    r->next = NULL;
+    if (sh->pending_tail)
+        sh->pending_tail->next = r;
+    else
+        sh->pending_head = r;
+    sh->pending_tail = r;
+}
+
+void pending_complete(struct shard *sh)
+{
+    SHARD_OWNED(sh);
+    struct shard_req *r = sh->pending_head;
+    while (r && r->wait_lsn <= sh->durable_lsn) {
+        struct shard_req *next = r->next;
+        r->done(r);
+        r = next;
+    }
+    sh->pending_head = r;
+    if (!r)
+        sh->pending_tail = NULL;
+}
+
+/* Everything waiting on durability fails with err; with read_only, the shard also stops taking
+ * writes until it is reopened (a failed write or fdatasync is never retried). */
+void pending_fail(struct shard *sh, int err, bool read_only)
+{
+    SHARD_OWNED(sh);
+    if (read_only && !sh->io_error) {
+        fprintf(stderr,
+                "cstore: shard %u: a WAL write or fdatasync failed (%s); the shard is "
+                "read-only until the database is reopened\n",
+                sh->cfg.index, cs_strerror(sh->io_res ? sh->io_res : err));
+        sh->io_error = err;
+        sh->stats.io_error = err;
+    }
+    struct shard_req *r = sh->pending_head;
+    while (r) {
+        struct shard_req *next = r->next;
+        if (r->out) {
+            cs_mem_free(r->out);
+            r->out = NULL;
+        }
+        if (r->op == SHARD_VIEW_PIN && r->view) {
+            view_release(sh, r->view); /* it may hold what was just taken back */
+            r->view = NULL;
+        }
+        req_complete(r, err);
+        r = next;
+    }
+    sh->pending_head = sh->pending_tail = NULL;
+}

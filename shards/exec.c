@@ -1,0 +1,479 @@
+/* Executing requests on the shard thread, and replaying the WAL at recovery.
+ *
+ * Every write follows the same order, so that a failure leaves nothing half done: check what can
+ * be checked (read-only shard, memory limit, CS_COLLECTIONS_MAX), reserve room (the frame undo's
+ * arrays and the WAL frame's bytes: -ENOMEM leaves everything as it was), log what the change
+ * replaces (undo.c), change the tree, then append the WAL record, which cannot fail. Atomic
+ * batches apply every operation or none (a snapshot of each tree they touch is the rollback).
+ * Replay applies each WAL record after the checkpoint's LSN through the same tree operations;
+ * a record that contradicts the state before it is CS_ECORRUPT. */
+#include "shards/shard_int.h"
+
+/* A batch operation's type is its WAL record type (the record is logged as it is). */
+_Static_assert((int)SHARD_BATCH_PUT == (int)WAL_PUT, "batch puts log as WAL_PUT");
+_Static_assert((int)SHARD_BATCH_DEL == (int)WAL_DEL, "batch deletes log as WAL_DEL");
+
+/* ---- recovery ---- */
+
+static int replay_op(struct shard *sh, const struct wal_rec *rec)
+{
+    struct shard_coll *c = coll_find_id(sh, rec->coll);
+    if (!c)
+        return CS_ECORRUPT;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    int rc;
+    if (rec->type == WAL_PUT)
+        rc = btree_put(&c->tree, rec->key, rec->klen, rec->val, rec->vlen, NULL);
+    else
+        rc = btree_del(&c->tree, rec->key, rec->klen);
+    tree_bytes_after(sh, c, before, count);
+    coll_dirty(sh, c);
+    return rc == CS_ENOTFOUND ? CS_ECORRUPT : rc;
+}
+
+static int replay_batch(struct shard *sh, const struct wal_rec *rec)
+{
+    size_t off = 0;
+    for (uint32_t i = 0; off < rec->vlen && i < CS_BATCH_OPS_MAX; i++) {
+        struct wal_rec sub;
+        int rc = wal_rec_decode(rec->val, rec->vlen, &off, &sub);
+        if (rc)
+            return rc;
+        if (sub.type != WAL_PUT && sub.type != WAL_DEL)
+            return CS_ECORRUPT;
+        rc = replay_op(sh, &sub);
+        if (rc)
+            return rc;
+    }
+    return off == rec->vlen ? 0 : CS_ECORRUPT;
+}
+
+int shard_replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec)
+{
+    struct shard *sh = arg;
+    sh->applied_lsn = lsn;
+    switch (rec->type) {
+    case WAL_PUT:
+    case WAL_DEL:
+        return replay_op(sh, rec);
+    case WAL_BATCH:
+        return replay_batch(sh, rec);
+    case WAL_COLL_CREATE:
+        if (coll_find_id(sh, rec->coll) || coll_find(sh, rec->key, rec->klen))
+            return CS_ECORRUPT;
+        return coll_add(sh, rec->coll, rec->key, rec->klen) ? 0 : -ENOMEM;
+    case WAL_COLL_DROP: {
+        struct shard_coll *c = coll_find_id(sh, rec->coll);
+        if (!c)
+            return CS_ECORRUPT;
+        coll_remove(sh, c);
+        return 0;
+    }
+    }
+    return CS_ECORRUPT;
+}
+
+/* ---- executing requests ---- */
+
+static int write_allowed(struct shard *sh)
+{
+    if (sh->io_error)
+        return CS_EIO;
+    if (sh->cfg.memory_bytes_max && sh->tree_bytes >= sh->cfg.memory_bytes_max)
+        return CS_EFULL;
+    return 0;
+}
+
+/* Find the collection for a write, creating it (and logging its creation) when missing. The
+ * caller reserved WAL room for a create record. */
+static int coll_for_write(struct shard *sh, const char *name, size_t len, struct shard_coll **out)
+{
+    struct shard_coll *c = coll_find(sh, name, len);
+    if (!c) {
+        if (sh->stats.collections >= CS_COLLECTIONS_MAX)
+            return CS_EFULL; /* checked before anything changed: the caller has nothing to undo */
+        c = coll_add(sh, sh->next_coll_id, name, len);
+        if (!c)
+            return -ENOMEM;
+        undo_catalog(sh, UNDO_CREATE, c);
+        if (sh->wal_on) {
+            struct wal_rec rec = {.type = WAL_COLL_CREATE, .coll = c->id, .key = name, .klen = len};
+            sh->applied_lsn = wal_append(&sh->wal, &rec);
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+static size_t create_rec_bytes(size_t name_len)
+{
+    return WAL_RECORD_HEADER_BYTES + name_len;
+}
+
+static int exec_put(struct shard *sh, struct shard_req *r)
+{
+    int rc = write_allowed(sh);
+    if (rc)
+        return rc;
+    struct wal_rec rec = {
+        .type = WAL_PUT, .key = r->key, .klen = r->klen, .val = r->val, .vlen = r->vlen};
+    rc = undo_reserve(sh, 1, 1);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec) + create_rec_bytes(r->coll_len));
+    if (rc)
+        return rc;
+    struct shard_coll *c;
+    rc = coll_for_write(sh, r->coll, r->coll_len, &c);
+    if (rc)
+        return rc;
+    rc = undo_record(sh, c, r->key, r->klen);
+    if (rc)
+        return rc;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    rc = btree_put(&c->tree, r->key, r->klen, r->val, r->vlen, NULL);
+    tree_bytes_after(sh, c, before, count);
+    if (rc) {
+        undo_forget(sh, c);
+        return rc;
+    }
+    coll_dirty(sh, c);
+    if (sh->wal_on) {
+        rec.coll = c->id;
+        sh->applied_lsn = wal_append(&sh->wal, &rec);
+    }
+    sh->stats.puts++;
+    return 0;
+}
+
+static int exec_del(struct shard *sh, struct shard_req *r)
+{
+    int rc = sh->io_error ? CS_EIO : 0;
+    if (rc)
+        return rc;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return CS_ENOTFOUND;
+    struct wal_rec rec = {.type = WAL_DEL, .coll = c->id, .key = r->key, .klen = r->klen};
+    rc = undo_reserve(sh, 1, 0);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
+    if (rc)
+        return rc;
+    rc = undo_record(sh, c, r->key, r->klen);
+    if (rc)
+        return rc;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    rc = btree_del(&c->tree, r->key, r->klen);
+    tree_bytes_after(sh, c, before, count);
+    if (rc) {
+        undo_forget(sh, c);
+        return rc;
+    }
+    coll_dirty(sh, c);
+    if (sh->wal_on)
+        sh->applied_lsn = wal_append(&sh->wal, &rec);
+    sh->stats.dels++;
+    return 0;
+}
+
+static int exec_get(struct shard *sh, struct shard_req *r)
+{
+    sh->stats.gets++;
+    if (sh->fenced)
+        return CS_EIO;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return CS_ENOTFOUND;
+    const void *v;
+    size_t vlen;
+    int rc = btree_get(&c->tree, r->key, r->klen, &v, &vlen);
+    if (rc)
+        return rc;
+    r->out = NULL;
+    r->out_len = vlen;
+    if (vlen) {
+        r->out = cs_mem_alloc(sh->arena, vlen);
+        if (!r->out)
+            return -ENOMEM;
+        memcpy(r->out, v, vlen);
+    }
+    return 0;
+}
+
+/* ---- atomic batches ---- */
+
+struct batch_state {
+    struct shard_coll **coll;    /* per op: its collection (NULL: delete in a missing one) */
+    bool *effective;             /* per op: changed the tree (so it is logged) */
+    struct shard_coll **touched; /* distinct collections snapshotted for rollback */
+    struct btree_snap *snaps;    /* their snapshots */
+    size_t ntouched;             /* entries used */
+};
+
+static int batch_alloc(struct shard *sh, struct batch_state *b, size_t n)
+{
+    memset(b, 0, sizeof(*b));
+    size_t bytes = n * (2 * sizeof(void *) + sizeof(bool) + sizeof(struct btree_snap));
+    uint8_t *p = cs_mem_alloc(sh->arena, bytes);
+    if (!p)
+        return -ENOMEM;
+    b->coll = (struct shard_coll **)p;
+    b->touched = (struct shard_coll **)(p + n * sizeof(void *));
+    b->snaps = (struct btree_snap *)(p + 2 * n * sizeof(void *));
+    b->effective = (bool *)(p + 2 * n * sizeof(void *) + n * sizeof(struct btree_snap));
+    return 0;
+}
+
+static void batch_snapshot(struct batch_state *b, struct shard_coll *c)
+{
+    for (size_t i = 0; i < b->ntouched; i++)
+        if (b->touched[i] == c)
+            return;
+    btree_snap_take(&c->tree, &b->snaps[b->ntouched]);
+    b->touched[b->ntouched++] = c;
+}
+
+/* Release the rollback snapshots; with rollback, first restore every touched tree. */
+static void batch_finish(struct shard *sh, struct batch_state *b, bool rollback)
+{
+    for (size_t i = 0; i < b->ntouched; i++) {
+        struct shard_coll *c = b->touched[i];
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        if (rollback)
+            btree_restore(&c->tree, &b->snaps[i]);
+        btree_snap_release(&c->tree, &b->snaps[i]);
+        tree_bytes_after(sh, c, before, count);
+    }
+}
+
+static size_t batch_wal_bytes(const struct shard_req *r)
+{
+    size_t bytes = WAL_RECORD_HEADER_BYTES;
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        bytes += WAL_RECORD_HEADER_BYTES + op->klen + op->vlen + create_rec_bytes(op->coll_len);
+    }
+    return bytes;
+}
+
+static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state *b)
+{
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        struct shard_coll *c = coll_find(sh, op->coll, op->coll_len);
+        int rc = 0;
+        if (!c && op->type == WAL_PUT)
+            rc = coll_for_write(sh, op->coll, op->coll_len, &c);
+        if (rc)
+            return rc;
+        b->coll[i] = c;
+        if (!c)
+            continue;
+        undo_touch(sh, c);
+        batch_snapshot(b, c);
+        uint64_t before = tree_bytes_before(c), count = c->tree.count;
+        if (op->type == WAL_PUT)
+            rc = btree_put(&c->tree, op->key, op->klen, op->val, op->vlen, NULL);
+        else
+            rc = btree_del(&c->tree, op->key, op->klen);
+        tree_bytes_after(sh, c, before, count);
+        coll_dirty(sh, c); /* also when the batch is then rolled back: harmless */
+        if (rc && rc != CS_ENOTFOUND)
+            return rc;
+        b->effective[i] = rc == 0;
+    }
+    return 0;
+}
+
+static void batch_log(struct shard *sh, struct shard_req *r, const struct batch_state *b)
+{
+    bool any = false;
+    for (size_t i = 0; i < r->nops && !any; i++)
+        any = b->effective[i];
+    if (!any || !sh->wal_on)
+        return;
+    wal_batch_begin(&sh->wal);
+    for (size_t i = 0; i < r->nops; i++) {
+        if (!b->effective[i])
+            continue;
+        const struct shard_batch_op *op = &r->ops[i];
+        struct wal_rec rec = {.type = op->type,
+                              .coll = b->coll[i]->id,
+                              .key = op->key,
+                              .klen = op->klen,
+                              .val = op->val,
+                              .vlen = op->vlen};
+        wal_batch_add(&sh->wal, &rec);
+    }
+    sh->applied_lsn = wal_batch_end(&sh->wal);
+}
+
+static int exec_batch(struct shard *sh, struct shard_req *r)
+{
+    int rc = write_allowed(sh);
+    if (rc)
+        return rc;
+    rc = undo_reserve(sh, r->nops, r->nops);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, batch_wal_bytes(r));
+    if (rc)
+        return rc;
+    struct batch_state b;
+    rc = batch_alloc(sh, &b, r->nops);
+    if (rc)
+        return rc;
+    rc = batch_apply(sh, r, &b);
+    batch_finish(sh, &b, rc != 0);
+    if (!rc) {
+        batch_log(sh, r, &b);
+        sh->stats.batches++;
+    }
+    cs_mem_free(b.coll);
+    return rc;
+}
+
+/* ---- collections ---- */
+
+static int exec_coll_create(struct shard *sh, struct shard_req *r)
+{
+    if (coll_find(sh, r->coll, r->coll_len))
+        return CS_EEXIST;
+    if (sh->io_error)
+        return CS_EIO;
+    int rc = undo_reserve(sh, 0, 1);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, create_rec_bytes(r->coll_len));
+    if (rc)
+        return rc;
+    struct shard_coll *c;
+    return coll_for_write(sh, r->coll, r->coll_len, &c);
+}
+
+static int exec_coll_drop(struct shard *sh, struct shard_req *r)
+{
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return CS_ENOTFOUND;
+    if (sh->io_error)
+        return CS_EIO;
+    struct wal_rec rec = {.type = WAL_COLL_DROP, .coll = c->id};
+    int rc = undo_reserve(sh, 0, 1);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
+    if (rc)
+        return rc;
+    if (sh->wal_on)
+        sh->applied_lsn = wal_append(&sh->wal, &rec);
+    undo_catalog(sh, UNDO_DROP, c);
+    coll_remove(sh, c);
+    return 0;
+}
+
+static int exec_coll_list(struct shard *sh, struct shard_req *r)
+{
+    size_t bytes = 1;
+    uint32_t n = 0;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            bytes += c->name_len + 1u;
+            n++;
+        }
+    char *out = cs_mem_alloc(sh->arena, bytes);
+    if (!out)
+        return -ENOMEM;
+    size_t off = 0;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            memcpy(out + off, c->name, c->name_len + 1u);
+            off += c->name_len + 1u;
+        }
+    r->out = out;
+    r->out_len = off;
+    r->out_count = n;
+    return 0;
+}
+
+static void exec_stats(struct shard *sh, struct shard_req *r)
+{
+    sh->stats.wal_lsn = sh->applied_lsn;
+    sh->stats.wal_durable_lsn = sh->durable_lsn;
+    sh->stats.wal_segments = sh->wal_on ? sh->wal.segments : 0;
+    sh->stats.tree_bytes = sh->tree_bytes;
+    *r->stats = sh->stats;
+}
+
+/* Check every tree; on a problem, out holds its description. */
+static int exec_check(struct shard *sh, struct shard_req *r)
+{
+    char msg[256];
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            int rc = btree_check(&c->tree, msg, sizeof(msg));
+            if (!rc)
+                continue;
+            size_t len = strlen(msg) + CS_NAME_MAX + 64;
+            r->out = cs_mem_alloc(sh->arena, len);
+            if (r->out)
+                snprintf(r->out, len, "collection %s on shard %u: %s", c->name, sh->cfg.index, msg);
+            return rc;
+        }
+    return 0;
+}
+
+/* Execute one request; completes it now or parks it until durable. */
+void shard_exec(struct shard *sh, struct shard_req *r)
+{
+    SHARD_OWNED(sh);
+    int rc = 0;
+    r->out = NULL;
+    switch (r->op) {
+    case SHARD_PUT:
+        rc = exec_put(sh, r);
+        break;
+    case SHARD_GET:
+        rc = exec_get(sh, r);
+        break;
+    case SHARD_DEL:
+        rc = exec_del(sh, r);
+        break;
+    case SHARD_BATCH:
+        rc = exec_batch(sh, r);
+        break;
+    case SHARD_COLL_CREATE:
+        rc = exec_coll_create(sh, r);
+        break;
+    case SHARD_COLL_DROP:
+        rc = exec_coll_drop(sh, r);
+        break;
+    case SHARD_COLL_LIST:
+        rc = exec_coll_list(sh, r);
+        break;
+    case SHARD_VIEW_PIN:
+        rc = exec_view_pin(sh, r);
+        break;
+    case SHARD_STATS:
+        exec_stats(sh, r);
+        req_complete(r, 0);
+        return;
+    case SHARD_CHECKPOINT:
+        exec_checkpoint(sh, r);
+        return;
+    case SHARD_CHECK:
+        req_complete(r, exec_check(sh, r));
+        return;
+    case SHARD_BACKUP:
+        exec_backup(sh, r);
+        return;
+    case SHARD_STOP:
+        sh->stopping = true;
+        sh->stop_req = r;
+        return;
+    default:
+        rc = CS_EINVAL;
+        break;
+    }
+    /* async and none acknowledge at once: readers must see the change before the caller can */
+    if (sh->cfg.durability != SHARD_SYNC && sh->wseq != sh->ack_seq)
+        __atomic_store_n(&sh->ack_seq, sh->wseq, __ATOMIC_RELEASE);
+    req_finish(sh, r, rc);
+}

@@ -1,0 +1,284 @@
+/* Private interface of the shard runtime (like SQLite's btreeInt.h): struct shard and the types
+ * its rooms share, and the functions they call across files. Only the files of shards/ include it;
+ * the engine sees shards/shard.h alone. Every function here runs on the shard's own thread unless
+ * its comment says otherwise (SHARD_OWNED asserts it in debug builds).
+ *
+ * The rooms:
+ *   shard.c: the loop, WAL I/O, thread start and stop, submission
+ *   exec.c: executing requests (puts, gets, deletes, batches, collections) and replaying the WAL
+ *   completion.c: finishing requests, the durability-pending list
+ *   catalog.c: the collection catalog (by name and by id), references, the dirty list, tree byte
+ * accounting undo.c: the frame undo log: what each WAL frame changed, taken back when the frame
+ * fails views.c: views (published snapshots) and the lock-free readers of application threads
+ *   shard_ckpt.c: checkpoints and online backups of a running shard; loading a checkpoint at
+ * recovery
+ */
+#ifndef CS_SHARD_INT_H
+#define CS_SHARD_INT_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <inttypes.h>
+
+#include "io/ring.h"
+#include "shards/checkpoint.h"
+#include "shards/shard.h"
+#include "epoch.h"
+#include "io/fault.h"
+#include "io/file.h"
+
+#define COLL_BUCKETS 1024u /* hash buckets of the per-shard catalog (power of two) */
+#define EVENTS_MAX 32u     /* completions reaped per io_ring_run */
+
+enum shard_tag {
+    TAG_WAKE = 1,  /* eventfd read */
+    TAG_WRITE = 2, /* frame write (in sync mode with RWF_DSYNC) */
+    TAG_DELAY = 4, /* group-commit delay timer */
+    TAG_SYNC = 5,  /* async-mode sync timer */
+    TAG_FSYNC = 6, /* async-mode lone fdatasync */
+    TAG_EPOCH = 7, /* poll the epoch again: retired views wait for readers */
+};
+
+#define TRIM_BYTES (4u << 20)   /* see mem_trim */
+#define YIELD_RECORDS_MAX 4u    /* a frame of at most this many records: yield while in flight */
+#define VIEW_HOLD_NS 100000000u /* see views_needed */
+#define UNDO_VALUE_MAX 256u     /* larger old values: the frame snapshots the tree instead */
+#define UNDO_LOG_BYTES_MAX (4u << 20) /* a frame's undo log; past it, snapshots */
+#define EPOCH_POLL_NS 1000000         /* period of TAG_EPOCH while deferrals are pending */
+#define VIEW_RETIRED 0x80000000u      /* shard_view.pins: unpublished; the last unpin releases it */
+
+struct shard_coll {
+    struct shard_coll *next_name;  /* by_name chain */
+    struct shard_coll *next_id;    /* by_id chain */
+    uint32_t id;                   /* shard-local id, never reused */
+    uint32_t refs;                 /* 1 while in the catalog + 1 per open snapshot */
+    bool dropped;                  /* removed from the catalog */
+    uint64_t undo_seq;             /* frame whose undo lists this collection (0: none) */
+    uint32_t undo_idx;             /* its index in that frame's trees[] */
+    uint8_t name_len;              /* bytes of name */
+    bool dirty;                    /* on the shard's dirty list (which holds a reference) */
+    struct shard_coll *next_dirty; /* dirty list link */
+    struct shard_view *view;       /* published view or NULL (atomic: read by readers) */
+    struct shard *sh;              /* owner (for deferred frees) */
+    ck_epoch_entry_t epoch_entry;  /* deferred free */
+    char name[CS_NAME_MAX + 1];    /* NUL-terminated */
+    struct btree tree;             /* the records */
+};
+
+struct shard_view {
+    struct btree_snap snap;          /* holds the root */
+    struct shard_coll *coll;         /* holds a reference */
+    struct shard *sh;                /* owner */
+    uint32_t pins;                   /* cursors holding it, | VIEW_RETIRED (atomic) */
+    ck_epoch_entry_t epoch_entry;    /* deferred retirement */
+    struct ck_stack_entry free_link; /* view_free link */
+};
+
+/* Views captured when a WAL frame was sealed, published when it is durable (sync mode). */
+struct view_cap_entry {
+    struct shard_coll *coll; /* referenced */
+    struct shard_view *view; /* its new view (NULL: dropped, or out of memory) */
+};
+struct view_cap {
+    struct view_cap_entry *e; /* the captured collections */
+    uint32_t n;               /* entries used */
+    uint32_t cap;             /* entries allocated */
+    uint64_t seq;             /* write sequence at the seal */
+    bool complete;            /* every changed collection was captured */
+};
+
+/* Undo of one WAL frame (see shard.c). */
+enum { UNDO_CREATE, UNDO_DROP };
+struct undo_tree {
+    struct shard_coll *coll; /* referenced */
+    bool snapped;            /* snap holds the tree from a point of the frame on */
+    struct btree_snap snap;  /* the tree at that point (see "frame undo" in shard.c) */
+};
+struct undo_rec {
+    struct shard_coll *coll; /* referenced through the frame's trees[] */
+    uint32_t off;            /* key, then the old value, at bytes[off] */
+    uint32_t klen;           /* key bytes */
+    uint32_t vlen;           /* old value bytes */
+    bool had;                /* the key held a value before the write */
+};
+struct undo_cat {
+    uint8_t op;              /* UNDO_CREATE or UNDO_DROP */
+    struct shard_coll *coll; /* referenced */
+};
+struct frame_undo {
+    struct undo_tree *trees; /* trees the frame changed */
+    uint32_t ntrees;         /* entries used */
+    uint32_t cap_trees;      /* entries allocated */
+    struct undo_rec *recs;   /* the frame's writes, in order, as they can be taken back */
+    uint32_t nrecs;          /* entries used */
+    uint32_t cap_recs;       /* entries allocated */
+    uint8_t *bytes;          /* their keys and old values */
+    uint32_t nbytes;         /* bytes used (at most UNDO_LOG_BYTES_MAX) */
+    uint32_t cap_bytes;      /* bytes allocated */
+    struct undo_cat *cats;   /* catalog changes, in order */
+    uint32_t ncats;          /* entries used */
+    uint32_t cap_cats;       /* entries allocated */
+};
+
+struct shard {
+    /* Shared with application threads. */
+    struct ck_stack inbox;          /* requests pushed by submitters (newest first) */
+    _Atomic int sleeping;           /* the loop is (about to be) blocked: wake via efd */
+    _Atomic int closed;             /* the loop is gone: requests complete with CS_ECLOSED */
+    int efd;                        /* eventfd that wakes the loop */
+    pthread_t thread;               /* the shard thread */
+    pthread_t owner;                /* the same, as the thread itself sees it (SHARD_OWNED) */
+    bool launched;                  /* thread created, recovery not yet awaited */
+    bool started;                   /* recovered and serving */
+    struct shard_config cfg;        /* copy of the configuration */
+    char dir[PATH_MAX];             /* shard folder */
+    int start_rc;                   /* recovery result, set before the thread signals */
+    char start_msg[PATH_MAX + 128]; /* recovery message (corruption place, torn tail) */
+    sem_t start_sem;                /* posted once recovery finished */
+
+    /* Read by lock-free readers (their own cache line: written once per publish or write). */
+    _Alignas(64) uint64_t ack_seq; /* writes that may have been acknowledged (atomic) */
+    uint64_t view_seq;             /* writes the published views hold (atomic) */
+    int view_wanted;               /* a reader missed: publish at the next chance (atomic) */
+    uint64_t view_hold_ns;         /* sync: frames publish views until this time */
+    struct ck_stack view_free;     /* retired views whose last pin was just dropped */
+
+    /* Owned by the shard thread. */
+    _Alignas(64) unsigned arena;       /* jemalloc arena */
+    struct io_ring ring;               /* its io_uring */
+    struct wal wal;                    /* its log (durability != none) */
+    bool wal_on;                       /* wal is open */
+    struct wal_io io;                  /* the frame being written */
+    unsigned io_wait;                  /* completions still expected for io */
+    int io_res;                        /* first error among them */
+    uint64_t io_submit_ns;             /* when the frame in flight was submitted */
+    bool io_yield;                     /* yield rather than sleep while it is in flight */
+    bool fsync_in_flight;              /* async mode: a lone fdatasync is running */
+    uint64_t written_lsn;              /* last LSN written to the file */
+    uint64_t durable_lsn;              /* last LSN known durable */
+    uint64_t applied_lsn;              /* last LSN applied to the trees */
+    uint64_t efd_buf;                  /* eventfd read target */
+    struct __kernel_timespec delay_ts; /* group-commit delay timer */
+    struct __kernel_timespec sync_ts;  /* async sync timer */
+    bool delay_armed;                  /* delay timer is pending */
+    bool delay_done;                   /* delay elapsed: seal now */
+    bool sync_armed;                   /* sync timer is pending */
+    bool sync_due;                     /* sync timer fired: fdatasync when possible */
+    uint64_t fsync_lsn;                /* async: LSN the running fdatasync makes durable */
+    bool stopping;                     /* SHARD_STOP received */
+    struct shard_req *stop_req;        /* to complete when the loop ends */
+    int io_error;                      /* non-zero: read-only after this error */
+    bool ckpt_doomed;                  /* the running checkpoint holds rolled-back writes */
+    bool ckpt_salvaged;                /* the checkpoint was salvaged: write a new one */
+    bool undo_on;                      /* sync mode: frames can be taken back */
+    bool fenced;                       /* a failed frame could not be taken back: no reads */
+    uint64_t frame_seq;                /* sequence number of the open frame (from 1) */
+    struct frame_undo undo[2];         /* per WAL slot: what its frame changed */
+    struct ckpt_job *ckpt;             /* checkpoint being written, or NULL */
+    pthread_t ckpt_thread;             /* its writer */
+    _Atomic int ckpt_written;          /* the writer finished (it then wakes the loop) */
+    struct shard_req *ckpt_waiters;    /* checkpoint requests the running one answers */
+    struct shard_req *ckpt_next;       /* checkpoint requests that need a newer one */
+    uint64_t ckpt_lsn;                 /* LSN of the newest published checkpoint */
+    uint64_t wal_bytes_since_ckpt;     /* WAL bytes written since the last checkpoint began */
+    struct shard_coll *load_coll;      /* recovery: collection the checkpoint is loading */
+    struct shard_req *queue;           /* taken from the inbox, not yet executed (FIFO) */
+    struct shard_req *pending_head;    /* requests waiting for durability, in LSN order */
+    struct shard_req *pending_tail;    /* last of them */
+    struct shard_coll **by_name;       /* hash of collections by name */
+    struct shard_coll **by_id;         /* hash of collections by id */
+    uint32_t next_coll_id;             /* id the next collection gets */
+    uint64_t tree_bytes;               /* bytes held by all trees */
+    uint64_t tree_bytes_peak;          /* their high-water mark since the last trim */
+    uint64_t wseq;                     /* changes made to trees and catalog so far */
+    ck_epoch_record_t *erec;           /* defers frees until no reader can hold them */
+    uint32_t retired;                  /* deferrals not yet run */
+    bool epoch_armed;                  /* a timer will poll the epoch again */
+    struct __kernel_timespec epoch_ts; /* its period */
+    struct shard_coll *dirty;          /* collections changed since their views were taken */
+    struct view_cap cap[2];            /* per WAL slot: views its frame publishes when durable */
+    struct cs_shard_stats stats;       /* counters */
+};
+
+/* Debug builds: assert that a shard-only function runs on the shard's thread (the owner is set
+ * when the thread starts; recovery runs on it too). */
+#ifdef CS_DEBUG
+#define SHARD_OWNED(sh) cs_assert(pthread_equal(pthread_self(), (sh)->owner))
+#else
+#define SHARD_OWNED(sh) ((void)(sh))
+#endif
+
+static inline void link_store(struct shard_coll **p, struct shard_coll *c)
+{
+    __atomic_store_n(p, c, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t name_bucket(const char *name, size_t len)
+{
+    return (uint32_t)XXH3_64bits(name, len) & (COLL_BUCKETS - 1);
+}
+
+/* ---- catalog.c ---- */
+struct shard_coll *coll_find(struct shard *sh, const char *name, size_t len);
+struct shard_coll *coll_find_id(struct shard *sh, uint32_t id);
+void coll_unref(struct shard *sh, struct shard_coll *c);
+void coll_dirty(struct shard *sh, struct shard_coll *c);
+struct shard_coll *coll_add(struct shard *sh, uint32_t id, const char *name, size_t len);
+void coll_remove(struct shard *sh, struct shard_coll *c);
+uint64_t tree_bytes_before(const struct shard_coll *c);
+void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint64_t before,
+                      uint64_t count_before);
+
+/* ---- undo.c ---- */
+int shard_array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem);
+int undo_reserve(struct shard *sh, size_t trees, size_t cats);
+void undo_touch(struct shard *sh, struct shard_coll *c);
+int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t klen);
+void undo_forget(struct shard *sh, struct shard_coll *c);
+void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c);
+void undo_release(struct shard *sh, struct frame_undo *u);
+bool undo_rollback(struct shard *sh, struct frame_undo *u);
+void undo_free(struct frame_undo *u);
+
+/* ---- views.c ---- */
+void view_release(struct shard *sh, struct shard_view *v);
+void view_install(struct shard *sh, struct shard_coll *c, struct shard_view *v);
+void views_publish_live(struct shard *sh);
+void views_capture(struct shard *sh, struct view_cap *k, bool wanted);
+void views_publish_cap(struct shard *sh, struct view_cap *k);
+bool views_needed(struct shard *sh);
+void views_discard_cap(struct shard *sh, struct view_cap *k);
+void views_maybe_publish(struct shard *sh);
+void views_reclaim(struct shard *sh);
+int exec_view_pin(struct shard *sh, struct shard_req *r);
+
+/* ---- completion.c ---- */
+void req_complete(struct shard_req *r, int rc);
+void req_finish(struct shard *sh, struct shard_req *r, int rc);
+void pending_complete(struct shard *sh);
+void pending_fail(struct shard *sh, int err, bool read_only);
+
+/* ---- shard_ckpt.c ---- */
+int shard_ckpt_start(struct shard *sh);
+void shard_ckpt_poll(struct shard *sh);
+void exec_checkpoint(struct shard *sh, struct shard_req *r);
+int shard_load_coll(void *arg, uint32_t id, const char *name, size_t len);
+int shard_load_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
+void exec_backup(struct shard *sh, struct shard_req *r);
+
+/* ---- exec.c ---- */
+int shard_replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec);
+void shard_exec(struct shard *sh, struct shard_req *r);
+
+/* ---- shard.c ---- */
+void shard_wake(struct shard *sh);
+
+#endif

@@ -1,0 +1,335 @@
+/* Views: published snapshots of a shard's collections, read lock-free.
+ *
+ * VIEWS (lock-free reads). Application threads read without the shard: each collection has a
+ * published view, an O(1) B+ tree snapshot (struct shard_view) that never changes, and a get or
+ * a cursor reads it directly, inside a Concurrency Kit epoch section (common/epoch.c). Because
+ * the tree is copy-on-write, the shard keeps writing while views are read: a node a view reaches
+ * is shared, so the writer copies it instead of changing it. Which state a view may show:
+ *   sync  — only what is durable. When a frame is sealed while readers use views (one missed
+ *           in the last VIEW_HOLD_NS: views_needed), the shard snapshots every collection the
+ *           frame changed (views_capture); when the frame is durable it publishes them, and only
+ *           then acknowledges the frame's requests. Frames sealed with no reader about publish
+ *           nothing (their changes copy no nodes: the frame undo is a log, see "frame undo");
+ *           the next reader misses, asks, and the shard publishes at the next seal or, when
+ *           everything applied is durable, at once.
+ *   async, none — what is acknowledged. Views are published on demand: when a reader misses, it
+ *           asks (view_wanted) and takes the queue; the shard publishes the live trees at the end
+ *           of its loop iteration. A bulk load that nobody reads never pays for snapshots.
+ * Freshness: ack_seq counts the changes that may have been acknowledged, view_seq those the
+ * views hold; the shard stores view_seq before ack_seq, before any completion. A reader that sees
+ * view_seq < ack_seq misses (falls back to the queue): it may be asked to read its own write. An
+ * unpublished view is retired through ck_epoch_call and released on the shard thread once no
+ * reader can be inside it, unless a cursor pinned it (pins): then the last unpin hands it back
+ * through the view_free stack. The catalog's hash chains are read lock-free too (release stores
+ * on link, and a dropped collection's memory is freed after a grace period).
+ */
+#include "shards/shard_int.h"
+
+/* A new view of c's live tree (not yet visible to anyone). */
+static struct shard_view *view_new(struct shard *sh, struct shard_coll *c)
+{
+    struct shard_view *v = cs_mem_alloc(sh->arena, sizeof(*v));
+    if (!v)
+        return NULL;
+    memset(v, 0, sizeof(*v));
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    btree_snap_take(&c->tree, &v->snap);
+    tree_bytes_after(sh, c, before, count);
+    v->coll = c;
+    v->sh = sh;
+    c->refs++;
+    return v;
+}
+
+/* Free a view no reader can reach any more (shard thread). */
+void view_release(struct shard *sh, struct shard_view *v)
+{
+    SHARD_OWNED(sh);
+    struct shard_coll *c = v->coll;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    btree_snap_release(&c->tree, &v->snap);
+    tree_bytes_after(sh, c, before, count);
+    coll_unref(sh, c);
+    cs_mem_free(v);
+}
+
+/* A grace period has passed since v was unpublished: no reader is inside it any more, and only
+ * pins taken before can keep it. */
+static void view_retired_cb(ck_epoch_entry_t *e)
+{
+    struct shard_view *v =
+        (struct shard_view *)((char *)e - offsetof(struct shard_view, epoch_entry));
+    struct shard *sh = v->sh;
+    cs_epoch_grace();
+    sh->retired--;
+    if (__atomic_fetch_or(&v->pins, VIEW_RETIRED, __ATOMIC_ACQ_REL) == 0)
+        view_release(sh, v);
+}
+
+/* Publish v (NULL: none) as c's view; the one it replaces is retired. */
+void view_install(struct shard *sh, struct shard_coll *c, struct shard_view *v)
+{
+    SHARD_OWNED(sh);
+    struct shard_view *old = c->view;
+    __atomic_store_n(&c->view, v, __ATOMIC_RELEASE);
+    if (v)
+        sh->stats.views++;
+    if (old) {
+        sh->retired++;
+        ck_epoch_call(sh->erec, &old->epoch_entry, view_retired_cb);
+    }
+}
+
+/* Publish the live trees of every changed collection (async and none modes, or sync mode when
+ * everything applied is durable). A view that cannot be allocated is published as none (readers
+ * of that collection take the queue) and its collection stays dirty. */
+void views_publish_live(struct shard *sh)
+{
+    SHARD_OWNED(sh);
+    struct shard_coll *c = sh->dirty, *keep = NULL;
+    while (c) {
+        struct shard_coll *next = c->next_dirty;
+        struct shard_view *v = c->dropped ? NULL : view_new(sh, c);
+        view_install(sh, c, v);
+        if (!v && !c->dropped) {
+            c->next_dirty = keep;
+            keep = c;
+        } else {
+            c->dirty = false;
+            coll_unref(sh, c);
+        }
+        c = next;
+    }
+    sh->dirty = keep;
+    __atomic_store_n(&sh->view_seq, sh->wseq, __ATOMIC_RELEASE);
+}
+
+/* Sync mode, a frame was just sealed: the trees hold exactly what it and the frames before it
+ * logged. Take the views it publishes once durable. When even the list cannot be allocated the
+ * capture is incomplete: the frame then publishes nothing and readers take the queue until a
+ * later capture succeeds. */
+void views_capture(struct shard *sh, struct view_cap *k, bool wanted)
+{
+    SHARD_OWNED(sh);
+    cs_assert(k->n == 0);
+    k->seq = sh->wseq;
+    k->complete = false;
+    /* Without readers only dropped collections are taken: their views (and trees) go once the
+     * drop is durable all the same. */
+    uint32_t n = 0;
+    for (struct shard_coll *c = sh->dirty; c; c = c->next_dirty)
+        n += wanted || c->dropped;
+    if (shard_array_grow((void **)&k->e, &k->cap, n, sizeof(*k->e)))
+        return;
+    struct shard_coll *c = sh->dirty, *keep = NULL;
+    while (c) {
+        struct shard_coll *next = c->next_dirty;
+        if (!wanted && !c->dropped) {
+            c->next_dirty = keep; /* stays dirty */
+            keep = c;
+            c = next;
+            continue;
+        }
+        struct shard_view *v = c->dropped ? NULL : view_new(sh, c);
+        k->e[k->n].coll = c;
+        k->e[k->n++].view = v;
+        if (!v && !c->dropped) {
+            c->refs++; /* stays dirty, and is in the capture */
+            c->next_dirty = keep;
+            keep = c;
+        } else {
+            c->dirty = false; /* its dirty-list reference moves to the capture */
+        }
+        c = next;
+    }
+    sh->dirty = keep;
+    k->complete = wanted;
+}
+
+/* The captured frame is durable: publish its views, then let its requests be acknowledged. */
+void views_publish_cap(struct shard *sh, struct view_cap *k)
+{
+    SHARD_OWNED(sh);
+    for (uint32_t i = 0; i < k->n; i++) {
+        view_install(sh, k->e[i].coll, k->e[i].view);
+        coll_unref(sh, k->e[i].coll);
+    }
+    k->n = 0;
+    if (k->complete)
+        __atomic_store_n(&sh->view_seq, k->seq, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->ack_seq, k->seq, __ATOMIC_RELEASE);
+}
+
+/* Sync mode, sealing a frame: should it publish views? Only while readers use them. A view
+ * shares the tree's nodes, so the frames after it copy every node they change (one 4 KiB node
+ * per write of a small frame); with nobody reading, that was a fifth of the CPU of durable
+ * writes. A reader that misses asks (view_wanted); then every frame publishes for
+ * VIEW_HOLD_NS. A frame that publishes nothing is acknowledged all the same; readers miss
+ * (and ask) until a later frame, or an idle loop (views_maybe_publish), publishes. */
+bool views_needed(struct shard *sh)
+{
+    SHARD_OWNED(sh);
+    uint64_t now = cs_now_ns();
+    if (__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
+        sh->view_hold_ns = now + VIEW_HOLD_NS;
+        return true;
+    }
+    return now < sh->view_hold_ns;
+}
+
+/* The captured frame failed: its views were never visible; its collections are dirty again. */
+void views_discard_cap(struct shard *sh, struct view_cap *k)
+{
+    SHARD_OWNED(sh);
+    for (uint32_t i = 0; i < k->n; i++) {
+        struct shard_coll *c = k->e[i].coll;
+        if (k->e[i].view)
+            view_release(sh, k->e[i].view);
+        if (c->dirty) {
+            coll_unref(sh, c);
+        } else {
+            c->dirty = true; /* the capture's reference moves to the dirty list */
+            c->next_dirty = sh->dirty;
+            sh->dirty = c;
+        }
+    }
+    k->n = 0;
+}
+
+/* A reader missed: publish now if what the trees hold may be shown. */
+void views_maybe_publish(struct shard *sh)
+{
+    SHARD_OWNED(sh);
+    if (!sh->dirty || !__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED) || sh->fenced)
+        return;
+    if (sh->cfg.durability == SHARD_SYNC && sh->applied_lsn > sh->durable_lsn)
+        return; /* the capture at the next seal publishes once durable */
+    __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
+    sh->view_hold_ns = cs_now_ns() + VIEW_HOLD_NS; /* sync: the next frames publish too */
+    views_publish_live(sh);
+}
+
+/* Release views whose last pin was dropped after they were retired; run due deferrals. */
+void views_reclaim(struct shard *sh)
+{
+    SHARD_OWNED(sh);
+    if (__atomic_load_n(&sh->view_free.head, __ATOMIC_ACQUIRE)) {
+        struct ck_stack_entry *e = ck_stack_batch_pop_upmc(&sh->view_free);
+        while (e) {
+            struct ck_stack_entry *next = e->next;
+            view_release(sh,
+                         (struct shard_view *)((char *)e - offsetof(struct shard_view, free_link)));
+            e = next;
+        }
+    }
+    if (sh->retired)
+        ck_epoch_poll(sh->erec);
+}
+
+/* Private view for a cursor that missed the published one: already retired, one pin. */
+int exec_view_pin(struct shard *sh, struct shard_req *r)
+{
+    SHARD_OWNED(sh);
+    sh->stats.scans++;
+    r->view = NULL;
+    if (sh->fenced)
+        return CS_EIO;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    if (!c)
+        return 0;
+    struct shard_view *v = view_new(sh, c);
+    if (!v)
+        return -ENOMEM;
+    v->pins = VIEW_RETIRED | 1u;
+    r->view = v;
+    return 0;
+}
+
+/* ---- lock-free readers (application threads) ---- */
+
+static struct shard_coll *coll_find_shared(struct shard *sh, const char *name, size_t len)
+{
+    struct shard_coll *c = __atomic_load_n(&sh->by_name[name_bucket(name, len)], __ATOMIC_ACQUIRE);
+    for (; c; c = __atomic_load_n(&c->next_name, __ATOMIC_ACQUIRE))
+        if (c->name_len == len && memcmp(c->name, name, len) == 0)
+            return c;
+    return NULL;
+}
+
+/* Inside an epoch section: the collection's view if it holds every acknowledged write. */
+static struct shard_view *view_find(struct shard *sh, const char *coll, size_t coll_len)
+{
+    uint64_t acked = __atomic_load_n(&sh->ack_seq, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&sh->view_seq, __ATOMIC_ACQUIRE) < acked)
+        return NULL;
+    struct shard_coll *c = coll_find_shared(sh, coll, coll_len);
+    if (!c || __atomic_load_n(&c->dropped, __ATOMIC_ACQUIRE))
+        return NULL;
+    return __atomic_load_n(&c->view, __ATOMIC_ACQUIRE);
+}
+
+static void view_want(struct shard *sh)
+{
+    if (!__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED))
+        __atomic_store_n(&sh->view_wanted, 1, __ATOMIC_RELAXED);
+}
+
+int shard_view_get(struct shard *sh, const char *coll, size_t coll_len, const void *key,
+                   size_t klen, void **val, size_t *vlen)
+{
+    ck_epoch_record_t *rec = cs_epoch_reader();
+    if (!rec)
+        return SHARD_VIEW_MISS;
+    cs_epoch_begin(rec);
+    int rc = SHARD_VIEW_MISS;
+    struct shard_view *v = view_find(sh, coll, coll_len);
+    if (v) {
+        const void *p;
+        size_t n;
+        rc = btree_snap_get(&v->snap, key, klen, &p, &n);
+        if (rc == 0) {
+            *val = NULL;
+            *vlen = n;
+            if (n && !(*val = cs_mem_alloc(0, n)))
+                rc = -ENOMEM;
+            else if (n)
+                memcpy(*val, p, n);
+        }
+    }
+    cs_epoch_end(rec);
+    if (rc == SHARD_VIEW_MISS)
+        view_want(sh);
+    return rc;
+}
+
+int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct shard_view **view)
+{
+    ck_epoch_record_t *rec = cs_epoch_reader();
+    if (!rec)
+        return SHARD_VIEW_MISS;
+    cs_epoch_begin(rec);
+    struct shard_view *v = view_find(sh, coll, coll_len);
+    if (v) /* inside the section v cannot be released, and after it the pin keeps it */
+        __atomic_fetch_add(&v->pins, 1, __ATOMIC_ACQ_REL);
+    cs_epoch_end(rec);
+    if (!v) {
+        view_want(sh);
+        return SHARD_VIEW_MISS;
+    }
+    *view = v;
+    return 0;
+}
+
+const struct btree_snap *shard_view_snap(const struct shard_view *v)
+{
+    return &v->snap;
+}
+
+void shard_view_unpin(struct shard *sh, struct shard_view *v)
+{
+    if (__atomic_fetch_sub(&v->pins, 1, __ATOMIC_ACQ_REL) != (VIEW_RETIRED | 1u))
+        return;
+    ck_stack_push_upmc(&sh->view_free, &v->free_link);
+    shard_wake(sh);
+}

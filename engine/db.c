@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "endian.h"
 #include "io/fault.h"
 #include "io/file.h"
 
@@ -213,9 +214,9 @@ static int meta_read(const char *dir, unsigned *shards)
     uint64_t sum;
     rc = CS_ECORRUPT;
     if (len == META_BYTES && memcmp(p, META_MAGIC, 8) == 0) {
-        memcpy(&version, p + 8, 4);
-        memcpy(&n, p + 12, 4);
-        memcpy(&sum, p + 24, 8);
+        version = cs_get_le32(p + 8);
+        n = cs_get_le32(p + 12);
+        sum = cs_get_le64(p + 24);
         if (sum != XXH3_64bits(p, 24))
             rc = CS_ECORRUPT;
         else if (version != META_VERSION)
@@ -238,11 +239,9 @@ static int meta_write(struct io_fault *f, const char *dir, unsigned shards)
     uint8_t p[META_BYTES];
     memset(p, 0, sizeof(p));
     memcpy(p, META_MAGIC, 8);
-    uint32_t version = META_VERSION, n = shards;
-    memcpy(p + 8, &version, 4);
-    memcpy(p + 12, &n, 4);
-    uint64_t sum = XXH3_64bits(p, 24);
-    memcpy(p + 24, &sum, 8);
+    cs_put_le32(p + 8, META_VERSION);
+    cs_put_le32(p + 12, shards);
+    cs_put_le64(p + 24, XXH3_64bits(p, 24));
     return io_file_replace(f, dir, META_NAME, p, sizeof(p));
 }
 

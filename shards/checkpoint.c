@@ -61,6 +61,7 @@
 #include <xxhash.h>
 
 #include "cstore.h"
+#include "endian.h"
 #include "io/file.h"
 
 #define CKPT_MAGIC "CSSNAP01"
@@ -75,30 +76,6 @@
 #define CKPT_ENTRY_COLL 1u
 #define CKPT_ENTRY_REC 2u
 #define CKPT_FLAG_LZ4 1u
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
 
 static int ckpt_path(char *buf, size_t size, const char *dir, uint64_t lsn, bool tmp)
 {
@@ -138,13 +115,15 @@ static int writer_flush(struct writer *w)
     }
     uint64_t sum = XXH3_64bits(w->out + CKPT_BLOCK_HEADER_BYTES, stored);
     memset(hdr, 0, CKPT_BLOCK_HEADER_BYTES);
-    put32(hdr, CKPT_BLOCK_MAGIC);
-    put32(hdr + 4, flags);
-    put32(hdr + 8, (uint32_t)w->raw_len);
-    put32(hdr + 12, (uint32_t)stored);
-    put32(hdr + 16, w->entries);
-    put64(hdr + 24, sum);
-    XXH3_64bits_update(w->sums, &sum, sizeof(sum));
+    cs_put_le32(hdr, CKPT_BLOCK_MAGIC);
+    cs_put_le32(hdr + 4, flags);
+    cs_put_le32(hdr + 8, (uint32_t)w->raw_len);
+    cs_put_le32(hdr + 12, (uint32_t)stored);
+    cs_put_le32(hdr + 16, w->entries);
+    cs_put_le64(hdr + 24, sum);
+    uint8_t le[8]; /* the footer's sum is over the block checksums as stored: little-endian */
+    cs_put_le64(le, sum);
+    XXH3_64bits_update(w->sums, le, sizeof(le));
     int rc = io_file_pwrite(w->f, w->fd, w->out, CKPT_BLOCK_HEADER_BYTES + stored, w->off);
     if (rc)
         return rc;
@@ -177,7 +156,7 @@ static int writer_add(struct writer *w, const void *head, size_t hlen, const voi
 static int write_coll(struct writer *w, const struct ckpt_coll *c, uint64_t *records)
 {
     uint8_t h[6] = {CKPT_ENTRY_COLL, c->name_len};
-    put32(h + 2, c->id);
+    cs_put_le32(h + 2, c->id);
     int rc = writer_add(w, h, sizeof(h), c->name, c->name_len, NULL, 0);
     struct btree_cursor cur;
     btree_cursor_init(&cur, &c->snap);
@@ -186,9 +165,8 @@ static int write_coll(struct writer *w, const struct ckpt_coll *c, uint64_t *rec
         size_t kl, vl;
         btree_cursor_get(&cur, &k, &kl, &v, &vl);
         uint8_t r[7] = {CKPT_ENTRY_REC};
-        uint16_t k16 = (uint16_t)kl;
-        memcpy(r + 1, &k16, 2);
-        put32(r + 3, (uint32_t)vl);
+        cs_put_le16(r + 1, (uint16_t)kl);
+        cs_put_le32(r + 3, (uint32_t)vl);
         rc = writer_add(w, r, sizeof(r), k, kl, v, vl);
         (*records)++;
     }
@@ -199,11 +177,11 @@ static void header_encode(uint8_t *h, const struct ckpt_job *job)
 {
     memset(h, 0, CKPT_HEADER_BYTES);
     memcpy(h, CKPT_MAGIC, 8);
-    put32(h + 8, CKPT_VERSION);
-    put32(h + 12, job->shard);
-    put64(h + 16, job->lsn);
-    put32(h + 24, job->next_coll_id);
-    put64(h + 56, XXH3_64bits(h, 56));
+    cs_put_le32(h + 8, CKPT_VERSION);
+    cs_put_le32(h + 12, job->shard);
+    cs_put_le64(h + 16, job->lsn);
+    cs_put_le32(h + 24, job->next_coll_id);
+    cs_put_le64(h + 56, XXH3_64bits(h, 56));
 }
 
 static int write_all(struct ckpt_job *job, struct writer *w)
@@ -221,12 +199,12 @@ static int write_all(struct ckpt_job *job, struct writer *w)
     uint8_t f[CKPT_FOOTER_BYTES];
     memset(f, 0, sizeof(f));
     memcpy(f, CKPT_FOOTER_MAGIC, 8);
-    put64(f + 8, w->blocks);
-    put64(f + 16, job->ncolls);
-    put64(f + 24, job->records);
-    put64(f + 32, XXH3_64bits_digest(w->sums));
-    put64(f + 40, w->off);
-    put64(f + 56, XXH3_64bits(f, 56));
+    cs_put_le64(f + 8, w->blocks);
+    cs_put_le64(f + 16, job->ncolls);
+    cs_put_le64(f + 24, job->records);
+    cs_put_le64(f + 32, XXH3_64bits_digest(w->sums));
+    cs_put_le64(f + 40, w->off);
+    cs_put_le64(f + 56, XXH3_64bits(f, 56));
     rc = io_file_pwrite(w->f, w->fd, f, sizeof(f), w->off);
     job->bytes = w->off + sizeof(f);
     return rc ? rc : io_file_sync(w->f, w->fd);
@@ -386,7 +364,7 @@ static int load_entries(struct loader *l, const uint8_t *q, size_t len, uint32_t
             if (len - pos < 6 || q[pos + 1] == 0 || q[pos + 1] > CS_NAME_MAX ||
                 len - pos - 6 < q[pos + 1])
                 return bad(l, off, "bad collection entry in checkpoint");
-            rc = l->coll(l->arg, get32(q + pos + 2), (const char *)q + pos + 6, q[pos + 1]);
+            rc = l->coll(l->arg, cs_get_le32(q + pos + 2), (const char *)q + pos + 6, q[pos + 1]);
             pos += 6u + q[pos + 1];
             l->in_coll = true;
             l->colls++;
@@ -394,8 +372,8 @@ static int load_entries(struct loader *l, const uint8_t *q, size_t len, uint32_t
             uint16_t kl;
             if (len - pos < 7 || !l->in_coll)
                 return bad(l, off, "bad record entry in checkpoint");
-            memcpy(&kl, q + pos + 1, 2);
-            uint32_t vl = get32(q + pos + 3);
+            kl = cs_get_le16(q + pos + 1);
+            uint32_t vl = cs_get_le32(q + pos + 3);
             if (kl == 0 || kl > CS_KEY_MAX || vl > CS_VALUE_MAX || len - pos - 7 < kl + (size_t)vl)
                 return bad(l, off, "bad record lengths in checkpoint");
             rc = l->rec(l->arg, q + pos + 7, kl, q + pos + 7 + kl, vl);
@@ -422,11 +400,11 @@ static int load_blocks(struct loader *l, uint64_t end, uint64_t nblocks, uint64_
     int rc = 0;
     while (off < end && !rc) {
         const uint8_t *h = l->p + off;
-        if (end - off < CKPT_BLOCK_HEADER_BYTES || get32(h) != CKPT_BLOCK_MAGIC) {
+        if (end - off < CKPT_BLOCK_HEADER_BYTES || cs_get_le32(h) != CKPT_BLOCK_MAGIC) {
             rc = bad(l, off, "bad checkpoint block header");
             break;
         }
-        uint32_t flags = get32(h + 4), raw = get32(h + 8), stored = get32(h + 12);
+        uint32_t flags = cs_get_le32(h + 4), raw = cs_get_le32(h + 8), stored = cs_get_le32(h + 12);
         if ((flags & ~CKPT_FLAG_LZ4) || raw > CKPT_BLOCK_RAW_MAX ||
             stored > end - off - CKPT_BLOCK_HEADER_BYTES ||
             (!(flags & CKPT_FLAG_LZ4) && stored != raw)) {
@@ -434,12 +412,12 @@ static int load_blocks(struct loader *l, uint64_t end, uint64_t nblocks, uint64_
             break;
         }
         const uint8_t *body = h + CKPT_BLOCK_HEADER_BYTES;
-        uint64_t bsum = get64(h + 24);
+        uint64_t bsum = cs_get_le64(h + 24);
         if (XXH3_64bits(body, stored) != bsum) {
             rc = bad(l, off, "checkpoint block checksum mismatch");
             break;
         }
-        XXH3_64bits_update(st, &bsum, sizeof(bsum));
+        XXH3_64bits_update(st, h + 24, 8); /* bsum as stored: little-endian */
         if (l->check_only) {
             off += CKPT_BLOCK_HEADER_BYTES + stored;
             n++;
@@ -454,7 +432,7 @@ static int load_blocks(struct loader *l, uint64_t end, uint64_t nblocks, uint64_
             }
             body = l->raw;
         }
-        rc = load_entries(l, body, raw, get32(h + 16), off);
+        rc = load_entries(l, body, raw, cs_get_le32(h + 16), off);
         off += CKPT_BLOCK_HEADER_BYTES + stored;
         n++;
     }
@@ -483,17 +461,18 @@ static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *n
     }
     const uint8_t *h = l->p;
     int rc = 0;
-    if (memcmp(h, CKPT_MAGIC, 8) != 0 || get64(h + 56) != XXH3_64bits(h, 56))
+    if (memcmp(h, CKPT_MAGIC, 8) != 0 || cs_get_le64(h + 56) != XXH3_64bits(h, 56))
         rc = bad(l, 0, "bad checkpoint header");
-    else if (get32(h + 8) != CKPT_VERSION || get32(h + 12) != shard || get64(h + 16) != lsn)
+    else if (cs_get_le32(h + 8) != CKPT_VERSION || cs_get_le32(h + 12) != shard ||
+             cs_get_le64(h + 16) != lsn)
         rc = bad(l, 0, "checkpoint header names another version, shard or LSN");
     if (rc)
         return l->salvage ? salvage(l) : rc;
-    *next_coll_id = get32(h + 24);
+    *next_coll_id = cs_get_le32(h + 24);
     uint64_t foff = l->size - CKPT_FOOTER_BYTES;
     const uint8_t *f = l->p + foff;
-    if (memcmp(f, CKPT_FOOTER_MAGIC, 8) != 0 || get64(f + 56) != XXH3_64bits(f, 56) ||
-        get64(f + 40) != foff) {
+    if (memcmp(f, CKPT_FOOTER_MAGIC, 8) != 0 || cs_get_le64(f + 56) != XXH3_64bits(f, 56) ||
+        cs_get_le64(f + 40) != foff) {
         rc = bad(l, foff, "bad checkpoint footer");
         if (!l->salvage)
             return rc;
@@ -502,14 +481,14 @@ static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *n
         return rc == CS_ECORRUPT || rc == 0 ? salvage(l) : rc;
     }
     uint64_t sum;
-    rc = load_blocks(l, foff, get64(f + 8), &sum);
+    rc = load_blocks(l, foff, cs_get_le64(f + 8), &sum);
     if (rc == CS_ECORRUPT && l->salvage)
         return salvage(l);
     if (rc)
         return rc;
-    if (sum != get64(f + 32))
+    if (sum != cs_get_le64(f + 32))
         return bad(l, foff, "checkpoint blocks do not match its footer's checksum");
-    if (!l->check_only && (l->colls != get64(f + 16) || l->records != get64(f + 24)))
+    if (!l->check_only && (l->colls != cs_get_le64(f + 16) || l->records != cs_get_le64(f + 24)))
         return bad(l, foff, "checkpoint content does not match its footer");
     return 0;
 }

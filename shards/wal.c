@@ -107,9 +107,9 @@ static void rec_encode(uint8_t *p, const struct wal_rec *rec)
 {
     p[0] = rec->type;
     p[1] = 0;
-    put_u16(p + 2, (uint16_t)rec->klen);
-    put_u32(p + 4, rec->coll);
-    put_u32(p + 8, (uint32_t)rec->vlen);
+    cs_put_le16(p + 2, (uint16_t)rec->klen);
+    cs_put_le32(p + 4, rec->coll);
+    cs_put_le32(p + 8, (uint32_t)rec->vlen);
     if (rec->klen)
         memcpy(p + WAL_RECORD_HEADER_BYTES, rec->key, rec->klen);
     if (rec->vlen)
@@ -123,9 +123,9 @@ int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *
         return CS_ECORRUPT;
     const uint8_t *p = buf + o;
     rec->type = p[0];
-    rec->klen = get_u16(p + 2);
-    rec->coll = get_u32(p + 4);
-    rec->vlen = get_u32(p + 8);
+    rec->klen = cs_get_le16(p + 2);
+    rec->coll = cs_get_le32(p + 4);
+    rec->vlen = cs_get_le32(p + 8);
     if (p[1] != 0 || rec->klen > CS_KEY_MAX)
         return CS_ECORRUPT;
     if (len - o - WAL_RECORD_HEADER_BYTES < rec->klen + rec->vlen)
@@ -164,17 +164,17 @@ int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *
 
 static void frame_hdr_encode(uint8_t *p, const struct frame_hdr *h, uint64_t salt)
 {
-    put_u32(p, WAL_FRAME_MAGIC);
-    put_u16(p + 4, WAL_VERSION);
-    put_u16(p + 6, h->flags);
-    put_u64(p + 8, h->first_lsn);
-    put_u32(p + 16, h->records);
-    put_u32(p + 20, h->body);
-    put_u32(p + 24, h->raw);
-    put_u32(p + 28, 0);
-    put_u64(p + 32, h->durable_lsn);
-    put_u64(p + 40, h->body_sum);
-    put_u64(p + 48, XXH3_64bits_withSeed(p, 48, salt));
+    cs_put_le32(p, WAL_FRAME_MAGIC);
+    cs_put_le16(p + 4, WAL_VERSION);
+    cs_put_le16(p + 6, h->flags);
+    cs_put_le64(p + 8, h->first_lsn);
+    cs_put_le32(p + 16, h->records);
+    cs_put_le32(p + 20, h->body);
+    cs_put_le32(p + 24, h->raw);
+    cs_put_le32(p + 28, 0);
+    cs_put_le64(p + 32, h->durable_lsn);
+    cs_put_le64(p + 40, h->body_sum);
+    cs_put_le64(p + 48, XXH3_64bits_withSeed(p, 48, salt));
 }
 
 /* Check a frame header (WAL_FRAME_HEADER_BYTES at p). */
@@ -182,16 +182,17 @@ enum frame_state wal_head_state(const uint8_t *p, uint64_t salt, struct frame_hd
 {
     if (all_zero(p, WAL_FRAME_HEADER_BYTES))
         return FRAME_ZERO;
-    if (get_u32(p) != WAL_FRAME_MAGIC || get_u64(p + 48) != XXH3_64bits_withSeed(p, 48, salt))
+    if (cs_get_le32(p) != WAL_FRAME_MAGIC ||
+        cs_get_le64(p + 48) != XXH3_64bits_withSeed(p, 48, salt))
         return FRAME_BAD_HEAD;
-    h->flags = get_u16(p + 6);
-    h->first_lsn = get_u64(p + 8);
-    h->records = get_u32(p + 16);
-    h->body = get_u32(p + 20);
-    h->raw = get_u32(p + 24);
-    h->durable_lsn = get_u64(p + 32);
-    h->body_sum = get_u64(p + 40);
-    if (get_u16(p + 4) != WAL_VERSION || (h->flags & ~WAL_FLAG_LZ4) || get_u32(p + 28) != 0)
+    h->flags = cs_get_le16(p + 6);
+    h->first_lsn = cs_get_le64(p + 8);
+    h->records = cs_get_le32(p + 16);
+    h->body = cs_get_le32(p + 20);
+    h->raw = cs_get_le32(p + 24);
+    h->durable_lsn = cs_get_le64(p + 32);
+    h->body_sum = cs_get_le64(p + 40);
+    if (cs_get_le16(p + 4) != WAL_VERSION || (h->flags & ~WAL_FLAG_LZ4) || cs_get_le32(p + 28) != 0)
         return FRAME_BAD_HEAD;
     if (h->records == 0 || h->first_lsn == 0 || h->first_lsn > UINT64_MAX - h->records)
         return FRAME_BAD_HEAD;
@@ -292,24 +293,24 @@ static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, ui
 {
     memset(p, 0, WAL_SEGMENT_HEADER_BYTES);
     memcpy(p, WAL_SEG_MAGIC, 8);
-    put_u32(p + 8, WAL_VERSION);
-    put_u32(p + 12, shard);
-    put_u64(p + 16, first_lsn);
-    put_u64(p + 24, size);
-    put_u64(p + 32, salt);
-    put_u64(p + 56, XXH3_64bits(p, 56));
+    cs_put_le32(p + 8, WAL_VERSION);
+    cs_put_le32(p + 12, shard);
+    cs_put_le64(p + 16, first_lsn);
+    cs_put_le64(p + 24, size);
+    cs_put_le64(p + 32, salt);
+    cs_put_le64(p + 56, XXH3_64bits(p, 56));
 }
 
 /* Check a segment header; *salt receives its salt. CS_EVERSION for another format version. */
 int wal_seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt)
 {
-    if (memcmp(p, WAL_SEG_MAGIC, 8) != 0 || get_u64(p + 56) != XXH3_64bits(p, 56))
+    if (memcmp(p, WAL_SEG_MAGIC, 8) != 0 || cs_get_le64(p + 56) != XXH3_64bits(p, 56))
         return CS_ECORRUPT;
-    if (get_u32(p + 8) != WAL_VERSION)
+    if (cs_get_le32(p + 8) != WAL_VERSION)
         return CS_EVERSION;
-    if (get_u32(p + 12) != shard || get_u64(p + 16) != first_lsn || !all_zero(p + 40, 16))
+    if (cs_get_le32(p + 12) != shard || cs_get_le64(p + 16) != first_lsn || !all_zero(p + 40, 16))
         return CS_ECORRUPT;
-    *salt = get_u64(p + 32);
+    *salt = cs_get_le64(p + 32);
     return 0;
 }
 
@@ -561,9 +562,9 @@ uint64_t wal_batch_end(struct wal *w)
     uint8_t *p = s->raw + s->batch_mark;
     p[0] = WAL_BATCH;
     p[1] = 0;
-    put_u16(p + 2, 0);
-    put_u32(p + 4, 0);
-    put_u32(p + 8, (uint32_t)nested);
+    cs_put_le16(p + 2, 0);
+    cs_put_le32(p + 4, 0);
+    cs_put_le32(p + 8, (uint32_t)nested);
     s->batch_mark = 0;
     return slot_take_lsn(w, s);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "endian.h"
 #include "shards/wal.h"
 
 #define WAL_SEG_MAGIC "CSWALSEG"
@@ -50,45 +51,6 @@ struct seg_list {
 static inline uint64_t align_io(uint64_t n)
 {
     return (n + WAL_IO_ALIGN - 1) & ~(uint64_t)(WAL_IO_ALIGN - 1);
-}
-
-static inline void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static inline uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 static inline bool all_zero(const uint8_t *p, size_t n)

@@ -164,7 +164,8 @@ static int later_extent(void *arg, uint64_t off, uint64_t len)
         const uint8_t *p = rd_at(&l->r->rd, o, WAL_FRAME_HEADER_BYTES, &l->rc);
         if (!p)
             return 1;
-        if (get_u32(p) == WAL_FRAME_MAGIC && wal_head_state(p, l->r->salt, &l->hdr) == FRAME_OK) {
+        if (cs_get_le32(p) == WAL_FRAME_MAGIC &&
+            wal_head_state(p, l->r->salt, &l->hdr) == FRAME_OK) {
             l->off = o;
             return 1;
         }

@@ -20,6 +20,7 @@
  */
 #include "db.h"
 
+#include <ck_pr.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/futex.h>
@@ -83,7 +84,7 @@ void waiter_wait(struct waiter *w, bool spin)
     for (unsigned i = 0; spin && i < WAITER_SPIN_MAX; i++) {
         if (atomic_load_explicit(&w->state, memory_order_acquire) == WAITER_DONE)
             return;
-        __builtin_ia32_pause();
+        ck_pr_stall();
     }
     uint32_t expect = WAITER_PENDING;
     if (!atomic_compare_exchange_strong(&w->state, &expect, WAITER_SLEEPING))

@@ -11,6 +11,7 @@
  * call, onto the owner's own list of taken completions: no shard, no wake-up.
  *
  * A session is used by one application thread at a time. */
+#include <ck_pr.h>
 #include <errno.h>
 #include <sched.h>
 #include <linux/futex.h>
@@ -185,7 +186,7 @@ int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsi
     /* completions come in bursts (a shard finishes a whole loop iteration at once): look again
      * for a moment before sleeping */
     for (unsigned spin = 0; n < min && spin < SESSION_SPIN_MAX; spin++) {
-        __builtin_ia32_pause();
+        ck_pr_stall();
         if (__atomic_load_n(&s->done.head, __ATOMIC_RELAXED))
             n += reap(s, out + n, max - n);
     }

@@ -69,7 +69,8 @@ typedef struct cs_batch cs_batch;
 typedef struct cs_cursor cs_cursor;
 typedef struct cs_session cs_session;
 
-/* Describe any return code of this API (CS_E* or -errno). Never NULL; static storage. */
+/* Describe any return code of this API (CS_E* or -errno). Never NULL: static storage for 0 and
+ * the CS_E* codes; for -errno a thread-local buffer, valid until the next call on this thread. */
 const char *cs_strerror(int rc);
 
 /* Details of the last error cs_open() returned on this thread: the damaged file and offset, the

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cstore.h"
+#include "tests/test_util.h"
 
 #define SHARDS 2
 #define WRITERS 4
@@ -43,27 +44,9 @@ static void fresh(char *path, size_t size, const char *what)
 }
 
 /* Open dir with shards=SHARDS and extra "name=value" pairs (NULL-terminated). */
-static int open_with(const char *dir, cs_db **db, ...)
-{
-    cs_options *o = cs_options_new();
-    char n[16];
-    snprintf(n, sizeof(n), "%d", SHARDS);
-    assert_int_equal(cs_options_set(o, "shards", n), 0);
-    va_list ap;
-    va_start(ap, db);
-    for (const char *kv; (kv = va_arg(ap, const char *)) != NULL;) {
-        char name[64];
-        const char *eq = strchr(kv, '=');
-        assert_non_null(eq);
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - kv), kv);
-        assert_int_equal(cs_options_set(o, name, eq + 1), 0);
-    }
-    va_end(ap);
-    *db = NULL;
-    int rc = cs_open(dir, o, db);
-    cs_options_free(o);
-    return rc;
-}
+#define open_with(dir, db, ...) cst_open(dir, db, "shards=" CS_STRINGIFY(SHARDS), __VA_ARGS__)
+#define CS_STRINGIFY(x) CS_STRINGIFY_(x)
+#define CS_STRINGIFY_(x) #x
 
 static size_t value_of(int i, int version, char *v)
 {
@@ -631,18 +614,14 @@ static void test_a_failed_backup_removes_what_it_created(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof(root), "%s/cs-test-backup-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(root));
+    cst_tmpdir_make(root, sizeof(root), "backup");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd);
+    return cst_tmpdir_remove(root);
 }
 
 int main(void)

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cstore.h"
+#include "tests/test_util.h"
 
 static char root[256];
 static char dbdir[300];
@@ -32,25 +33,8 @@ static void fresh_dir(void)
 }
 
 /* Open with shards=1 and extra "name=value" pairs (NULL-terminated). */
-static int open_with(cs_db **db, ...)
-{
-    cs_options *o = cs_options_new();
-    assert_int_equal(cs_options_set(o, "shards", "1"), 0);
-    va_list ap;
-    va_start(ap, db);
-    for (const char *kv; (kv = va_arg(ap, const char *)) != NULL;) {
-        char name[64];
-        const char *eq = strchr(kv, '=');
-        assert_non_null(eq);
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - kv), kv);
-        assert_int_equal(cs_options_set(o, name, eq + 1), 0);
-    }
-    va_end(ap);
-    *db = NULL;
-    int rc = cs_open(dbdir, o, db);
-    cs_options_free(o);
-    return rc;
-}
+/* Open the test database (one shard) with extra "name=value" options, NULL-terminated. */
+#define open_with(db, ...) cst_open(dbdir, db, "shards=1", __VA_ARGS__)
 
 static void key_of(int i, char *k)
 {
@@ -675,18 +659,14 @@ static void test_damaged_checkpoint_is_salvaged_and_replaced(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof(root), "%s/cs-test-dur-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(root));
+    cst_tmpdir_make(root, sizeof(root), "durability");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd);
+    return cst_tmpdir_remove(root);
 }
 
 /* io_uring itself failing (not one write) must fail-stop like a failed frame: writes fail with

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cstore.h"
+#include "tests/test_util.h"
 
 #define THREADS 16
 #define KEYS_PER_THREAD 200
@@ -239,10 +240,8 @@ static void verify_all(cs_db *db, struct worker *ws)
 /* yield_us: the wait_yield_us option, or NULL for its default */
 static void run(const char *durability, const char *yield_us, unsigned ops)
 {
-    char dir[256];
-    snprintf(dir, sizeof(dir), "%s/cs-test-mt-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(dir));
+    char dir[CST_PATH_MAX];
+    cst_tmpdir_make(dir, sizeof(dir), "mt");
     cs_options *o = cs_options_new();
     assert_int_equal(cs_options_set(o, "durability", durability), 0);
     if (yield_us)
@@ -275,9 +274,7 @@ static void run(const char *durability, const char *yield_us, unsigned ops)
         assert_int_equal(cs_close(db), 0);
     }
     cs_options_free(o);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(cst_tmpdir_remove(dir), 0);
 }
 
 static unsigned ops_per_thread(void)

@@ -2,7 +2,8 @@
  *
  * DATA FOLDER
  *   LOCK        flock()ed exclusively while the database is open (a second opener, in this or
- *               another process, gets CS_ELOCKED)
+ *               another process, gets CS_ELOCKED); its first byte is the clean-close mark
+ *               ('C' after a clean close, 'D' while open: see clean_mark_take)
  *   CSTORE      format record, written once at creation (tmp file, fsync, rename, fsync folder):
  *                  0  8  magic "CSTOREDB"
  *                  8  4  format version (1)
@@ -325,6 +326,7 @@ static int start_shards(cs_db *db, const int *cpus, enum wal_open_mode mode)
             .fault = db->fault,
             .checkpoint_wal_bytes = db->opt.checkpoint_wal_bytes,
             .open_mode = mode,
+            .fresh_segment = db->unclean,
         };
         rc = shard_launch(&cfg, &db->shards[launched]);
         if (rc)
@@ -361,6 +363,33 @@ static void db_free(cs_db *db)
     free(db);
 }
 
+/* The LOCK file's first byte says whether the last open closed cleanly: 'C' once cs_close is
+ * done without an error, 'D' while the database is open. After anything else (a killed process),
+ * writes the dead process submitted to io_uring may still be landing: the shards then append to
+ * new WAL segments (see "LATE WRITES" in shards/wal.c). The mark needs no fsync: after a power
+ * cut nothing is in flight any more. A fresh LOCK file (empty) is a first open: clean. */
+#define CLEAN_MARK 'C'
+#define DIRTY_MARK 'D'
+
+static int clean_mark_take(cs_db *db)
+{
+    uint8_t mark = 0;
+    size_t got = 0;
+    int rc = io_file_read_at(NULL, db->lock_fd, &mark, 1, 0, &got);
+    if (rc)
+        return rc;
+    db->unclean = got == 1 && mark != CLEAN_MARK;
+    mark = DIRTY_MARK;
+    return io_file_pwrite(NULL, db->lock_fd, &mark, 1, 0);
+}
+
+static void clean_mark_put(cs_db *db)
+{
+    uint8_t mark = CLEAN_MARK;
+    if (db->lock_fd >= 0 && io_file_pwrite(NULL, db->lock_fd, &mark, 1, 0) != 0)
+        return; /* the next open starts new segments: harmless */
+}
+
 static int db_prepare_dir(cs_db *db, const char *dir, enum wal_open_mode mode)
 {
     if (snprintf(db->dir, sizeof(db->dir), "%s", dir) >= (int)sizeof(db->dir))
@@ -374,6 +403,10 @@ static int db_prepare_dir(cs_db *db, const char *dir, enum wal_open_mode mode)
     rc = io_dir_lock(dir, readonly, &db->lock_fd);
     if (rc == CS_ELOCKED)
         snprintf(last_error, sizeof(last_error), "%s is open in another process or handle", dir);
+    if (rc)
+        return rc;
+    if (!readonly && db->lock_fd >= 0)
+        rc = clean_mark_take(db);
     if (rc)
         return rc;
     /* root may write anywhere; others get a clear error here rather than at the first WAL. */
@@ -509,6 +542,8 @@ int cs_close(cs_db *db)
         shard_free(db->shards[i]);
         db->shards[i] = NULL;
     }
+    if (!rc)
+        clean_mark_put(db);
     db_free(db);
     return rc;
 }

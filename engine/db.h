@@ -18,6 +18,7 @@ struct cs_db {
     unsigned nshards;          /* shard count */
     struct shard **shards;     /* nshards shards */
     int lock_fd;               /* holds dir/LOCK */
+    bool unclean;              /* the last open of the folder did not close cleanly */
     pthread_mutex_t ddl;       /* serialises collection create/drop (cold path) */
     struct io_fault *fault;    /* fault-injection plan (option `fault` or $CSTORE_FAULT), or NULL */
     _Atomic unsigned yielders; /* blocking callers in their sched_yield wait (at most one) */

@@ -459,6 +459,7 @@ static int shard_setup(struct shard *sh)
         .compress_bytes = sh->cfg.wal_compress_bytes,
         .fault = sh->cfg.fault,
         .mode = sh->cfg.open_mode,
+        .fresh_segment = sh->cfg.fresh_segment,
     };
     struct wal_recovery info;
     memset(&info, 0, sizeof(info));

@@ -111,6 +111,7 @@ struct shard_config {
     uint64_t memory_bytes_max;      /* tree bytes this shard may hold; 0 = no limit */
     uint64_t checkpoint_wal_bytes;  /* checkpoint once this much WAL was written; 0 = never */
     enum wal_open_mode open_mode;   /* recovery: normal, verify (change nothing) or salvage */
+    bool fresh_segment;             /* the last writer did not close cleanly: new WAL segment */
     struct io_fault *fault;         /* fault plan for its I/O, or NULL (borrowed) */
 };
 

@@ -14,7 +14,9 @@
  *   16   8  LSN of the first record stored in this segment
  *   24   8  preallocated size of the segment in bytes
  *   32   8  salt: a random value drawn when the segment is made, seeding every frame checksum
- *   40  16  zero
+ *   40   8  where the segment before this one ends (its frames end there; 0: not recorded):
+ *           recovery ignores anything after it (see "LATE WRITES")
+ *   48   8  zero
  *   56   8  XXH3_64 of bytes 0..55
  *
  * FRAME (one group commit: the records of one sealed batch), at every WAL_IO_ALIGN-aligned offset
@@ -53,6 +55,13 @@
  * written. A frame that does not fit in the rest of the segment goes to a new segment (created
  * synchronously, after a last fdatasync of the old one; the unused tail of the old one stays
  * zero).
+ *
+ * LATE WRITES. When a process dies, writes it had submitted to io_uring may still reach the file
+ * after it is gone (the kernel tears the ring down on its own time), and so after the next
+ * process opened the log. Such a write lands where the dead process's log ended, where the new
+ * process would append. So an open after an unclean close (engine/db.c keeps a clean-close mark
+ * in the LOCK file) never appends to the last segment: it starts a new one whose header records
+ * where the old one's frames end, and recovery reads nothing of a segment past that point.
  *
  * BLOCKS AND WHAT IS ASSUMED OF THE DISK. The segment being appended to is written with direct
  * I/O (O_DIRECT; page-cache writes where the filesystem refuses it), in whole WAL_IO_ALIGN
@@ -289,7 +298,7 @@ int wal_seg_path(char *buf, size_t size, const char *dir, uint64_t first_lsn, bo
 }
 
 static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t size,
-                              uint64_t salt)
+                              uint64_t salt, uint64_t prev_end)
 {
     memset(p, 0, WAL_SEGMENT_HEADER_BYTES);
     memcpy(p, WAL_SEG_MAGIC, 8);
@@ -298,19 +307,23 @@ static void seg_header_encode(uint8_t *p, unsigned shard, uint64_t first_lsn, ui
     cs_put_le64(p + 16, first_lsn);
     cs_put_le64(p + 24, size);
     cs_put_le64(p + 32, salt);
+    cs_put_le64(p + 40, prev_end);
     cs_put_le64(p + 56, XXH3_64bits(p, 56));
 }
 
-/* Check a segment header; *salt receives its salt. CS_EVERSION for another format version. */
-int wal_seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt)
+/* Check a segment header; *salt and *prev_end receive its salt and where the segment before it
+ * ends (0: not recorded). CS_EVERSION for another format version. */
+int wal_seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt,
+                         uint64_t *prev_end)
 {
     if (memcmp(p, WAL_SEG_MAGIC, 8) != 0 || cs_get_le64(p + 56) != XXH3_64bits(p, 56))
         return CS_ECORRUPT;
     if (cs_get_le32(p + 8) != WAL_VERSION)
         return CS_EVERSION;
-    if (cs_get_le32(p + 12) != shard || cs_get_le64(p + 16) != first_lsn || !all_zero(p + 40, 16))
+    if (cs_get_le32(p + 12) != shard || cs_get_le64(p + 16) != first_lsn || !all_zero(p + 48, 8))
         return CS_ECORRUPT;
     *salt = cs_get_le64(p + 32);
+    *prev_end = cs_get_le64(p + 40);
     return 0;
 }
 
@@ -328,7 +341,7 @@ static uint64_t salt_draw(uint64_t first_lsn)
 
 /* Create, preallocate and sync a new segment, then make it visible; it becomes the append
  * target. */
-int wal_seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
+int wal_seg_create(struct wal *w, uint64_t first_lsn, uint64_t size, uint64_t prev_end)
 {
     size = align_io(size);
     char tmp[PATH_MAX], dst[PATH_MAX];
@@ -345,7 +358,7 @@ int wal_seg_create(struct wal *w, uint64_t first_lsn, uint64_t size)
     cs_assert(!w->in_flight);
     uint8_t *blk = w->slot[w->open ^ 1u].io; /* free: nothing is in flight */
     memset(blk, 0, WAL_IO_ALIGN);
-    seg_header_encode(blk, w->shard, first_lsn, size, salt);
+    seg_header_encode(blk, w->shard, first_lsn, size, salt, prev_end);
     rc = io_file_preallocate(w->fault, fd, size);
     if (!rc)
         rc = io_file_pwrite(w->fault, fd, blk, WAL_IO_ALIGN, 0);
@@ -635,7 +648,7 @@ int wal_seal(struct wal *w, uint64_t durable_lsn, struct wal_io *io)
         int rc = io_file_sync(w->fault, w->fd);
         uint64_t size = cs_max_u64(w->segment_bytes, WAL_IO_ALIGN + total_max);
         if (!rc)
-            rc = wal_seg_create(w, s->first_lsn, size);
+            rc = wal_seg_create(w, s->first_lsn, size, w->seg_off);
         if (rc)
             return rc;
     }

@@ -56,6 +56,8 @@ struct wal_config {
     struct io_fault *fault;  /* fault plan, or NULL (borrowed for the log's lifetime) */
     uint64_t base_lsn;       /* records up to this LSN are in a checkpoint: skip them */
     enum wal_open_mode mode; /* normal, verify or salvage */
+    bool fresh_segment;      /* the last writer may have died with writes in flight: append to a
+                                new segment (see "LATE WRITES" in wal.c) */
 };
 
 /* Called once per record during recovery, in LSN order. A non-zero return stops recovery and

@@ -77,8 +77,9 @@ enum frame_state wal_head_state(const uint8_t *p, uint64_t salt, struct frame_hd
 int wal_frame_decode(const uint8_t *p, const struct frame_hdr *h, uint64_t skip_lsn, uint8_t **raw,
                      size_t *raw_cap, wal_apply_fn apply, void *arg, uint64_t *applied);
 int wal_seg_path(char *buf, size_t size, const char *dir, uint64_t first_lsn, bool tmp);
-int wal_seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt);
-int wal_seg_create(struct wal *w, uint64_t first_lsn, uint64_t size);
+int wal_seg_header_check(const uint8_t *p, unsigned shard, uint64_t first_lsn, uint64_t *salt,
+                         uint64_t *prev_end);
+int wal_seg_create(struct wal *w, uint64_t first_lsn, uint64_t size, uint64_t prev_end);
 int wal_seg_list_read(struct wal *w, bool readonly, struct seg_list *out);
 int wal_slot_init(struct wal *w, struct wal_slot *s);
 void wal_slot_reset(struct wal_slot *s);

@@ -98,6 +98,8 @@ struct replay {
     uint64_t base_lsn;         /* records up to this LSN are in a checkpoint: skipped */
     enum wal_open_mode mode;   /* normal, verify or salvage */
     bool cut;                  /* the log ends in the segment just read; later ones are dropped */
+    uint64_t end;              /* where the frames of the segment just read end */
+    uint64_t prev_end;         /* and of the one before it (0: none) */
 };
 
 static int corrupt(struct replay *r, const char *path, uint64_t off, const char *what)
@@ -341,7 +343,27 @@ static int replay_segment(struct replay *r, const char *path, uint64_t next_firs
     return 0;
 }
 
-static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first, bool *last)
+/* Where segment first_lsn of the log says the segment before it ends (0: not recorded, or the
+ * header cannot be read: replaying that segment reports it). */
+static uint64_t prev_end_of(struct replay *r, uint64_t first_lsn)
+{
+    char path[PATH_MAX];
+    int fd = -1;
+    uint8_t hdr[WAL_SEGMENT_HEADER_BYTES];
+    uint64_t salt = 0, prev_end = 0;
+    if (wal_seg_path(path, sizeof(path), r->w->dir, first_lsn, false) == 0 &&
+        io_file_open(r->w->fault, path, O_RDONLY, &fd) == 0 &&
+        io_file_pread(r->w->fault, fd, hdr, sizeof(hdr), 0) == 0 &&
+        wal_seg_header_check(hdr, r->w->shard, first_lsn, &salt, &prev_end) != 0)
+        prev_end = 0;
+    io_file_close(fd);
+    return prev_end;
+}
+
+/* Replay segment first_lsn. next_first: the next segment's first LSN (0: this is the last);
+ * limit: where the next segment says this one's frames end (0: its whole size). */
+static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first, uint64_t limit,
+                       bool *last)
 {
     struct wal *w = r->w;
     char path[PATH_MAX];
@@ -358,7 +380,7 @@ static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first
         return rc;
     }
     r->rd.fd = fd;
-    r->rd.size = size;
+    r->rd.size = limit && limit < size ? limit : size; /* past limit: late writes, never read */
     r->rd.len = 0;
     uint64_t end = 0;
     if (size < WAL_IO_ALIGN) {
@@ -366,7 +388,8 @@ static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first
     } else {
         const uint8_t *p = rd_at(&r->rd, 0, WAL_SEGMENT_HEADER_BYTES, &rc);
         if (p) {
-            rc = wal_seg_header_check(p, w->shard, first_lsn, &r->salt);
+            uint64_t prev_end;
+            rc = wal_seg_header_check(p, w->shard, first_lsn, &r->salt, &prev_end);
             if (rc == CS_EVERSION)
                 snprintf(r->info->message, sizeof(r->info->message),
                          "WAL segment %s has another format version", path);
@@ -383,6 +406,10 @@ static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first
     if (!rc) {
         r->expect_lsn = first_lsn;
         rc = replay_segment(r, path, next_first, &end);
+    }
+    if (!rc) {
+        r->prev_end = r->end;
+        r->end = align_io(end);
     }
     if (r->cut)
         *last = true; /* the log ends here: later segments are dropped */
@@ -426,7 +453,8 @@ static int replay_all(struct replay *r, const struct seg_list *segs, size_t *use
     int rc = 0;
     for (; i < segs->count && !rc && !r->cut; i++) {
         bool last = i + 1 == segs->count;
-        rc = replay_file(r, segs->lsn[i], last ? 0 : segs->lsn[i + 1], &last);
+        uint64_t next = last ? 0 : segs->lsn[i + 1];
+        rc = replay_file(r, segs->lsn[i], next, next ? prev_end_of(r, next) : 0, &last);
     }
     if (rc == -EXDEV) { /* salvage: segment i - 1 and later ones go */
         i--;
@@ -490,13 +518,28 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
     free(segs.lsn);
     free(r.raw);
     free(r.rd.buf);
-    /* a log that ends before the checkpoint continues in a new segment: no gap inside one */
-    if (!rc && w->fd >= 0 && !w->readonly && w->next_lsn != r.expect_lsn) {
+    /* A log that ends before the checkpoint continues in a new segment: no gap inside one. After
+     * an unclean close, too: late writes of the dead process may still land where the last
+     * segment's frames end (see "LATE WRITES" in wal.c). */
+    uint64_t prev_end = 0;
+    if (!rc && w->fd >= 0 && !w->readonly && (w->next_lsn != r.expect_lsn || cfg->fresh_segment)) {
+        prev_end = w->seg_off;
         io_file_close(w->fd);
         w->fd = -1;
+        if (w->seg_first_lsn == w->next_lsn) {
+            /* it holds no frame and the new one takes its name: remove it first (a late write
+             * into it then lands in a file nobody reads); the new one ends the one before */
+            char path[PATH_MAX];
+            rc = wal_seg_path(path, sizeof(path), w->dir, w->seg_first_lsn, false);
+            if (!rc)
+                rc = io_file_unlink(w->fault, path);
+            if (!rc)
+                w->segments--;
+            prev_end = r.prev_end;
+        }
     }
     if (!rc && w->fd < 0 && !w->readonly)
-        rc = wal_seg_create(w, w->next_lsn, w->segment_bytes);
+        rc = wal_seg_create(w, w->next_lsn, w->segment_bytes, prev_end);
     if (rc)
         wal_close(w);
     return rc;

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -711,6 +712,47 @@ static void test_ring_failure_fails_stop_and_close_returns(void **state)
     }
 }
 
+/* The LOCK file's clean-close mark: after a process ended without cs_close (its io_uring writes
+ * may still be landing), the next open appends to a new WAL segment; after a clean close it
+ * appends to the last one. */
+static void test_unclean_end_makes_the_next_open_start_a_new_segment(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db;
+    assert_int_equal(open_with(&db, NULL), 0);
+    put_i(db, 1, 1);
+    assert_int_equal(cs_close(db), 0);
+    int segs = count_files("wal-");
+    assert_int_equal(open_with(&db, NULL), 0); /* after a clean close: the same segment */
+    put_i(db, 2, 1);
+    assert_int_equal(count_files("wal-"), segs);
+    assert_int_equal(cs_close(db), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cs_db *child;
+        if (open_with(&child, NULL) != 0)
+            _exit(2);
+        char k[32], v[600];
+        key_of(3, k);
+        size_t vl = value_of(3, 1, v);
+        _exit(cs_put(child, "d", k, strlen(k), v, vl) == 0 ? 0 : 1); /* no cs_close */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(open_with(&db, NULL), 0);
+    assert_int_equal(count_files("wal-"), segs + 1);
+    for (int i = 1; i <= 3; i++)
+        check_i(db, i, 1);
+    assert_int_equal(cs_close(db), 0);
+    assert_int_equal(open_with(&db, NULL), 0);
+    assert_int_equal(count_files("wal-"), segs + 1);
+    assert_int_equal(cs_close(db), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_damaged_wal_fails_verify_and_open_until_salvaged),
         cmocka_unit_test(test_damaged_newest_checkpoint_falls_back_to_the_one_before),
         cmocka_unit_test(test_ring_failure_fails_stop_and_close_returns),
+        cmocka_unit_test(test_unclean_end_makes_the_next_open_start_a_new_segment),
         cmocka_unit_test(test_damaged_checkpoint_is_salvaged_and_replaced),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -709,6 +709,61 @@ static void test_verify_changes_nothing(void **state)
     remove_dir();
 }
 
+/* A process that dies with a frame write in flight may have that write land after the next
+ * process opened the log. An open after an unclean close therefore appends to a new segment whose
+ * header says where the old one's frames end, and recovery never reads past that point: the late
+ * write (here: a frame sealed but written only after the reopen, at the old log's end) cannot
+ * overwrite or shadow what the new process wrote. */
+static void test_late_write_of_a_dead_writer_is_ignored(void **state)
+{
+    (void)state;
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    write_puts(&w, 0, 10, 10, 5);
+    /* the frame in flight when the writer died: sealed, its write not yet landed */
+    append_put(&w, 10, "stale", 5);
+    struct wal_io io;
+    assert_int_equal(wal_seal(&w, 10, &io), 0);
+    static uint8_t late[WAL_IO_ALIGN];
+    assert_true(io.len >= sizeof(late));
+    memcpy(late, io.buf, sizeof(late));
+    uint64_t late_off = io.off;
+    char old_path[512];
+    snprintf(old_path, sizeof(old_path), "%s", segment_path(0));
+    wal_close(&w);
+    /* the next writer opens after the unclean end, and dies before writing anything; so does
+     * the one after it: the empty segment is replaced, not stacked */
+    c.fresh_segment = true;
+    for (int i = 0; i < 3; i++) {
+        open_log(&w, &c, 0, &info);
+        check_seen(10);
+        assert_int_equal(w.segments, 2);
+        assert_int_equal(w.seg_first_lsn, 11);
+        if (i < 2)
+            wal_close(&w);
+    }
+    write_puts(&w, 10, 5, 10, 1);
+    wal_close(&w);
+    /* now the dead writer's write lands */
+    int fd = open(old_path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, late, sizeof(late), (off_t)late_off), (ssize_t)sizeof(late));
+    close(fd);
+    c.fresh_segment = false;
+    open_log(&w, &c, 0, &info);
+    check_seen(15);
+    assert_int_equal(seen.vlen[10], 10); /* the new writer's LSN 11, not the stale frame's */
+    wal_close(&w);
+    /* a clean reopen appends to the last segment */
+    open_log(&w, &c, 0, &info);
+    assert_int_equal(w.segments, 2);
+    wal_close(&w);
+    remove_dir();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_frame_image_inside_a_torn_value_is_not_a_frame),
         cmocka_unit_test(test_async_power_cut_holes_are_a_lost_tail_not_corruption),
         cmocka_unit_test(test_verify_changes_nothing),
+        cmocka_unit_test(test_late_write_of_a_dead_writer_is_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

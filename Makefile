@@ -49,8 +49,11 @@ TOOLS     += $(if $(wildcard tools/cstore_fault.c),$(BUILD)/cstore-fault)
 .PHONY: all deps lib tools test test-unit test-long asan tsan bench fuzz fuzz-run fuzz-seeds install clean \
         format readme-options
 
-all: deps lib tools
+all: lib tools
 
+# Every compile waits for the packages (an order-only prerequisite of the object rules), so
+# `make -jN` on a fresh machine never compiles before the headers are installed. deps is phony:
+# it runs once per make invocation, and is quick when everything is there.
 deps:
 	@sh tools/install-deps.sh
 
@@ -58,7 +61,7 @@ lib: $(BUILD)/libcstore.a $(BUILD)/$(SONAME)
 
 tools: $(TOOLS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -174,7 +177,8 @@ install: lib tools
 	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libcstore.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' cstore.pc.in \
-		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc	install -m 755 $(filter-out $(BUILD)/raft-sim,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc
+	install -m 755 $(filter-out $(BUILD)/raft-sim,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

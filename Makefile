@@ -47,10 +47,13 @@ TOOLS     := $(BUILD)/cstore $(BUILD)/cstore-bench $(if $(SIM_SRC),$(BUILD)/raft
 TOOLS     += $(if $(wildcard tools/cstore_fault.c),$(BUILD)/cstore-fault)
 
 .PHONY: all deps lib tools test test-unit test-long asan tsan bench fuzz fuzz-run fuzz-seeds install clean \
-        format
+        format readme-options
 
-all: deps lib tools
+all: lib tools
 
+# Every compile waits for the packages (an order-only prerequisite of the object rules), so
+# `make -jN` on a fresh machine never compiles before the headers are installed. deps is phony:
+# it runs once per make invocation, and is quick when everything is there.
 deps:
 	@sh tools/install-deps.sh
 
@@ -58,7 +61,7 @@ lib: $(BUILD)/libcstore.a $(BUILD)/$(SONAME)
 
 tools: $(TOOLS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -70,7 +73,10 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	ln -sf $(SONAME) $(BUILD)/libcstore.so
 
-$(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/tools/lineformat.o $(BUILD)/libcstore.a
+# The CLI: tools/cli.c, with its line format and its loader (which the unit tests link too).
+CLI_OBJ := $(BUILD)/tools/lineformat.o $(BUILD)/tools/load.o
+
+$(BUILD)/cstore: $(BUILD)/tools/cli.o $(CLI_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cstore-fault: $(BUILD)/tools/cstore_fault.o $(BUILD)/libcstore.a
@@ -100,9 +106,13 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
-# The CLI's line format lives in tools/, outside the library.
+# The CLI's line format and loader live in tools/, outside the library.
 $(BUILD)/tests/test_lineformat: $(BUILD)/tests/unit/test_lineformat.o $(BUILD)/tools/lineformat.o \
                                 $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_load: $(BUILD)/tests/unit/test_load.o $(CLI_OBJ) $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
@@ -167,10 +177,20 @@ install: lib tools
 	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libcstore.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' cstore.pc.in \
-		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc	install -m 755 $(filter-out $(BUILD)/raft-sim,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc
+	install -m 755 $(filter-out $(BUILD)/raft-sim,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Rewrites the README's options table from the options table of engine/options.c (between the
+# options:begin and options:end lines); tests/unit/test_options.c fails while they differ.
+readme-options: $(BUILD)/cstore
+	$(BUILD)/cstore --help-options-markdown > $(BUILD)/options.md
+	awk -v table=$(BUILD)/options.md '/^<!-- options:end/ { skip = 0 } !skip { print } \
+		/^<!-- options:begin/ { while ((getline l < table) > 0) print l; skip = 1 }' \
+		README.md > $(BUILD)/README.md.new
+	mv $(BUILD)/README.md.new README.md
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

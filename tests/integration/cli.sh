@@ -264,6 +264,26 @@ grep -q '\\t' "$T/out" && pass "help documents the escapes" ||
     fail "help documents the escapes" "no \\t in help"
 run --help
 check "--help" 0 out "load COLL"
+cp "$T/out" "$T/help"
+# Every engine option of the table (engine/options.c) is in --help and works as a flag.
+run --help-options-markdown
+check "--help-options-markdown" 0 out "^[|] .shards. [|]"
+names=$(sed -n 's/^| `\([a-z_]*\)` |.*/\1/p' "$T/out")
+missing=""
+for n in $names; do
+    grep -q -- "^  --$n " "$T/help" || missing="$missing $n"
+done
+[ -n "$names" ] && [ -z "$missing" ] && pass "--help lists every engine option" ||
+    fail "--help lists every engine option" "missing:$missing"
+# The README's options table is this output (tests/unit/test_options.c checks it too).
+if [ -f README.md ]; then
+    sed -n '/^<!-- options:begin/,/^<!-- options:end/p' README.md | sed '1d;$d' >"$T/readme-options"
+    cmp -s "$T/readme-options" "$T/out" && pass "the README's options table is --help-options-markdown" ||
+        fail "the README's options table is --help-options-markdown" "run make readme-options"
+fi
+run --db "$DB" $SEG --sync-interval-ms 20 --checkpoint_wal_bytes=1M --salvage false \
+    --memory-limit 1G collections
+check "engine options as flags, - or _, --NAME=VALUE" 0 out "."
 run --version
 check_out "--version" 0 "cstore 0.1.0\n"
 run

@@ -4,17 +4,19 @@
  *
  * It opens the database folder (--db DIR, else $CSTORE_DB, else ./data/cstore), runs one
  * command and closes the database, so every command is durable when it returns (with the
- * default durability=sync). It uses only the public API of include/cstore.h.
+ * default durability=sync). It uses the public API of include/cstore.h, and reads the table of
+ * engine/options.h only to list the engine options in its help.
  *
  * Options (before the command):
  *   --db DIR              the database folder
  *   --config FILE         an INI file of engine options (cs_options_load); flags override it
  *   --set NAME=VALUE      any engine option by its name (cs_options_set)
- *   --NAME VALUE          the same, for any engine option: --shards, --cpuset, --durability,
- *                         --sync_interval_ms (dashes may replace underscores: --sync-interval-ms)
+ *   --NAME VALUE          the same, for any engine option of the table in engine/options.c:
+ *                         --shards, --durability, ... (dashes may replace underscores:
+ *                         --sync-interval-ms); --help lists them from that table
  *   -e, --escaped         KEY and VALUE arguments use the escapes of the line format below, and
  *                         `get` prints its value escaped; without it, arguments are raw bytes
- *   -h, --help, --version
+ *   -h, --help, --help-options-markdown (the README's options table), --version
  *
  * Line format (scan, dump, load): one record per line, KEY<TAB>VALUE<LF>. Keys and values are
  * arbitrary bytes, so scan and dump escape five of them and load undoes it:
@@ -27,9 +29,9 @@
  * Records before the bad line are already stored (load is not atomic); the message says how
  * many.
  *
- * load keeps up to LOAD_DEPTH puts in flight through a cs_session, so group commit makes a
- * durable load fast. Puts of one key reach its shard in submission order, so when a file holds a
- * key twice the later line wins.
+ * load (its reader is tools/load.c) keeps up to LOAD_DEPTH puts in flight through a cs_session,
+ * so group commit makes a durable load fast. Puts of one key reach its shard in submission
+ * order, so when a file holds a key twice the later line wins.
  *
  * Exit status:
  *   0  success
@@ -58,7 +60,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/options.h"
 #include "tools/lineformat.h"
+#include "tools/load.h"
 
 #define EXIT_NOTFOUND 1
 #define EXIT_USAGE 2
@@ -66,20 +70,9 @@
 
 #define CLI_DB_DEFAULT "./data/cstore"
 #define CLI_OPT_NAME_MAX 64u                    /* bytes in an engine option name */
-#define LOAD_DEPTH 1024u                        /* puts in flight during load */
-#define LOAD_INFLIGHT_BYTES_MAX (64u << 20)     /* key+value bytes in flight during load */
-#define LOAD_SLOT_KEEP_BYTES (64u << 10)        /* slot buffers above this are freed on reap */
-#define LOAD_REAP_MAX 64u                       /* completions reaped per poll */
 #define LOAD_PROGRESS_NS (500u * 1000u * 1000u) /* progress line period on a terminal */
-#define READ_CHUNK_BYTES (64u << 10)            /* read(2) size of the line reader */
-/* An escaped line is at most 2 bytes per key or value byte, plus TAB and LF; \xHH input can
- * take 4 per byte, which we also accept. */
-#define LINE_BYTES_MAX (4u * (CS_KEY_MAX + CS_VALUE_MAX) + 2u)
 
 #define cli_assert(e) ((e) ? (void)0 : cli_panic(__FILE__, __LINE__, #e))
-
-/* Set by SIGINT/SIGTERM during load: stop reading, drain what is in flight, close cleanly. */
-static volatile sig_atomic_t cli_interrupted;
 
 /* One engine option given on the command line, applied after --config so flags win. */
 struct cli_opt {
@@ -114,6 +107,7 @@ static void cli_panic(const char *file, int line, const char *expr)
     abort();
 }
 
+/* The usage text: cli_usage_text, the engine options of the options table, cli_usage_tail. */
 static const char cli_usage_text[] =
     "usage: cstore [OPTIONS] COMMAND [ARGS]\n"
     "\n"
@@ -143,15 +137,19 @@ static const char cli_usage_text[] =
     "\n"
     "Options (before COMMAND):\n"
     "  --db DIR                  database folder (default $CSTORE_DB, else ./data/cstore)\n"
-    "  --shards N                shards; must match the count the database was made with\n"
-    "  --cpuset LIST             CPUs to pin shards to, e.g. 0-3,6\n"
-    "  --durability MODE         sync (default), async or none\n"
     "  --config FILE             INI file of engine options; flags override it\n"
-    "  --set NAME=VALUE          any engine option; --NAME VALUE works too\n"
+    "  --set NAME=VALUE          any engine option below; --NAME VALUE and\n"
+    "                            --NAME=VALUE work too, with - or _ in NAME\n"
     "  -e, --escaped             KEY/VALUE arguments use the escapes below and get\n"
     "                            prints its value escaped (default: raw bytes)\n"
     "  -h, --help                this text\n"
+    "  --help-options-markdown   the engine options as a markdown table\n"
     "  --version                 print the version\n"
+    "\n"
+    "Engine options (engine/options.c; sizes take K, M, G):\n";
+
+/* Printed after the engine options of cli_usage_text. */
+static const char cli_usage_tail[] =
     "\n"
     "Line format: scan and dump write, and load reads, one KEY<TAB>VALUE line per\n"
     "record. Inside keys and values, backslash, TAB, LF, CR and NUL are written as\n"
@@ -161,6 +159,13 @@ static const char cli_usage_text[] =
     "with a second raw TAB, or with a bad escape.\n"
     "\n"
     "Exit status: 0 ok, 1 not found, 2 usage or option error, 3 other error.\n";
+
+static void cli_usage(FILE *f)
+{
+    fputs(cli_usage_text, f);
+    options_write_help(f);
+    fputs(cli_usage_tail, f);
+}
 
 /* ---- Error reporting ---- */
 
@@ -545,100 +550,21 @@ static int cmd_dump(struct cli *cli, int argc, char **argv)
     return ex;
 }
 
-/* ---- load ---- */
+/* ---- load (the reader is tools/load.c) ---- */
 
-/* Reads LF-terminated lines of at most LINE_BYTES_MAX bytes through read(2); NUL bytes are
- * data. A final line without LF counts. */
-struct line_reader {
-    int fd;                     /* input */
-    char *buf;                  /* READ_CHUNK_BYTES of read-ahead */
-    size_t pos;                 /* next unread byte in buf */
-    size_t len;                 /* bytes valid in buf */
-    char *line;                 /* the current line, without its LF */
-    size_t line_len;            /* bytes in line */
-    size_t line_cap;            /* bytes allocated for line */
-    unsigned long long line_no; /* 1-based number of the current line */
-    int eof;                    /* read(2) returned 0 */
-};
+/* Set by SIGINT/SIGTERM during load: stop reading, drain what is in flight, close cleanly. */
+static volatile sig_atomic_t cli_interrupted;
 
-/* Next line into r->line. Returns 1 with a line, 0 at end of input, or -errno; -EMSGSIZE when
- * the line is longer than LINE_BYTES_MAX; -EINTR when interrupted by a signal. */
-static int line_next(struct line_reader *r)
+static void load_on_signal(int sig)
 {
-    r->line_len = 0;
-    int got = 0; /* some byte of this line was seen */
-    for (;;) {
-        if (r->pos == r->len) {
-            if (r->eof)
-                break;
-            ssize_t n = read(r->fd, r->buf, READ_CHUNK_BYTES);
-            if (n < 0) {
-                if (errno == EINTR && !cli_interrupted)
-                    continue;
-                return -errno;
-            }
-            if (n == 0) {
-                r->eof = 1;
-                break;
-            }
-            r->pos = 0;
-            r->len = (size_t)n;
-        }
-        got = 1;
-        const char *start = r->buf + r->pos;
-        size_t avail = r->len - r->pos;
-        const char *lf = memchr(start, '\n', avail);
-        size_t take = lf != NULL ? (size_t)(lf - start) : avail;
-        if (r->line_len + take > LINE_BYTES_MAX)
-            return -EMSGSIZE;
-        if (r->line_len + take > r->line_cap) {
-            size_t cap = r->line_cap ? r->line_cap : 4096;
-            while (cap < r->line_len + take)
-                cap *= 2;
-            char *p = realloc(r->line, cap);
-            if (p == NULL)
-                return -ENOMEM;
-            r->line = p;
-            r->line_cap = cap;
-        }
-        if (take > 0) /* r->line is still NULL before the first byte */
-            memcpy(r->line + r->line_len, start, take);
-        r->line_len += take;
-        r->pos += take;
-        if (lf != NULL) {
-            r->pos++; /* the LF */
-            break;
-        }
-    }
-    if (!got)
-        return 0;
-    r->line_no++;
-    return 1;
+    (void)sig;
+    cli_interrupted = 1;
 }
 
-/* A put in flight: its key and value bytes, which must stay put until it completes. */
-struct load_slot {
-    char *buf;                  /* key then value */
-    size_t cap;                 /* bytes allocated for buf */
-    size_t klen;                /* key bytes at buf */
-    size_t vlen;                /* value bytes after the key */
-    unsigned long long line_no; /* input line, for messages */
-};
-
-struct load {
-    const char *coll;
-    const char *input_name;      /* file name, or "stdin" */
-    cs_session *session;         /* LOAD_DEPTH deep */
-    struct load_slot *slots;     /* LOAD_DEPTH slots */
-    unsigned *free_slots;        /* stack of free slot indexes */
-    unsigned free_count;         /* entries in free_slots */
-    size_t inflight_bytes;       /* key+value bytes of the puts in flight */
-    unsigned long long loaded;   /* puts completed successfully */
-    int err;                     /* first failed put's code, or 0 */
-    unsigned long long err_line; /* its line */
-    int progress;                /* print a progress line (stderr is a terminal) */
-    uint64_t started_ns;         /* when the load began */
-    uint64_t progress_ns;        /* when progress was last printed */
+/* The progress line of a load on a terminal. */
+struct cli_progress {
+    uint64_t started_ns; /* when the load began */
+    uint64_t printed_ns; /* when progress was last printed */
 };
 
 static uint64_t cli_now_ns(void)
@@ -648,171 +574,46 @@ static uint64_t cli_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Reap at least min completions, returning their slots to the free stack. */
-__attribute__((warn_unused_result)) static int load_reap(struct load *ld, unsigned min)
-{
-    struct cs_completion done[LOAD_REAP_MAX];
-    unsigned want = min;
-    do {
-        unsigned m = want < LOAD_REAP_MAX ? want : LOAD_REAP_MAX;
-        int n = cs_session_poll(ld->session, done, LOAD_REAP_MAX, m);
-        if (n < 0)
-            return n;
-        for (int i = 0; i < n; i++) {
-            uint64_t idx = done[i].user_data;
-            cli_assert(idx < LOAD_DEPTH);
-            struct load_slot *s = &ld->slots[idx];
-            if (done[i].rc == 0) {
-                ld->loaded++;
-            } else if (ld->err == 0 || s->line_no < ld->err_line) {
-                ld->err = done[i].rc;
-                ld->err_line = s->line_no;
-            }
-            cs_free(done[i].val);
-            ld->inflight_bytes -= s->klen + s->vlen;
-            if (s->cap > LOAD_SLOT_KEEP_BYTES) {
-                free(s->buf);
-                s->buf = NULL;
-                s->cap = 0;
-            }
-            cli_assert(ld->free_count < LOAD_DEPTH);
-            ld->free_slots[ld->free_count++] = (unsigned)idx;
-        }
-        want = (unsigned)n >= want ? 0 : want - (unsigned)n;
-    } while (want > 0);
-    return 0;
-}
-
-static void load_progress(struct load *ld, int final)
+static void cli_progress_print(struct cli_progress *p, unsigned long long loaded, int final)
 {
     uint64_t now = cli_now_ns();
-    if (!final && now - ld->progress_ns < LOAD_PROGRESS_NS)
+    if (!final && now - p->printed_ns < LOAD_PROGRESS_NS)
         return;
-    ld->progress_ns = now;
-    double secs = (double)(now - ld->started_ns) / 1e9;
-    fprintf(stderr, "\rcstore: loaded %llu records (%.0f/s)%s", ld->loaded,
-            secs > 0 ? (double)ld->loaded / secs : 0.0, final ? "\n" : "");
+    p->printed_ns = now;
+    double secs = (double)(now - p->started_ns) / 1e9;
+    fprintf(stderr, "\rcstore: loaded %llu records (%.0f/s)%s", loaded,
+            secs > 0 ? (double)loaded / secs : 0.0, final ? "\n" : "");
 }
 
-/* Split line r->line into key and value, unescaped into a free slot, and submit the put.
- * Returns 0, an exit status after printing why the line is refused, or -1 with ld->err set. */
-static int load_line(struct load *ld, const struct line_reader *r)
+static void cli_progress(void *arg, unsigned long long loaded)
 {
-    const char *line = r->line;
-    size_t n = r->line_len;
-    if (n == 0) {
-        fprintf(stderr, "cstore: load %s: line %llu: empty (a record is KEY<TAB>VALUE)\n",
-                ld->input_name, r->line_no);
-        return EXIT_ERROR;
-    }
-    const char *tab = memchr(line, '\t', n);
-    if (tab == NULL) {
-        fprintf(stderr, "cstore: load %s: line %llu: no TAB between key and value\n",
-                ld->input_name, r->line_no);
-        return EXIT_ERROR;
-    }
-    size_t kraw = (size_t)(tab - line);
-    if (memchr(tab + 1, '\t', n - kraw - 1) != NULL) {
-        fprintf(stderr,
-                "cstore: load %s: line %llu: a second TAB (write a TAB inside a key or value "
-                "as \\t)\n",
-                ld->input_name, r->line_no);
-        return EXIT_ERROR;
-    }
-    /* Wait for a slot, and for room under the in-flight byte limit. */
-    while (ld->free_count == 0 ||
-           (ld->free_count < LOAD_DEPTH && ld->inflight_bytes + n > LOAD_INFLIGHT_BYTES_MAX)) {
-        int rc = load_reap(ld, 1);
-        if (rc != 0) {
-            ld->err = rc;
-            ld->err_line = r->line_no;
-            return -1;
-        }
-    }
-    unsigned idx = ld->free_slots[ld->free_count - 1];
-    struct load_slot *s = &ld->slots[idx];
-    if (s->cap < n) {
-        size_t cap = n < 256 ? 256 : n;
-        char *p = realloc(s->buf, cap);
-        if (p == NULL) {
-            ld->err = -ENOMEM;
-            ld->err_line = r->line_no;
-            return -1;
-        }
-        s->buf = p;
-        s->cap = cap;
-    }
-    const char *bad = lineformat_unescape(line, kraw, s->buf, &s->klen);
-    const char *where = "key";
-    if (bad == NULL) {
-        bad = lineformat_unescape(tab + 1, n - kraw - 1, s->buf + s->klen, &s->vlen);
-        where = "value";
-    }
-    if (bad != NULL) {
-        fprintf(stderr, "cstore: load %s: line %llu: %s: %s\n", ld->input_name, r->line_no, where,
-                bad);
-        return EXIT_ERROR;
-    }
-    s->line_no = r->line_no;
-    int rc = cs_session_put(ld->session, ld->coll, s->buf, s->klen, s->buf + s->klen, s->vlen, idx);
-    if (rc != 0) {
-        ld->err = rc;
-        ld->err_line = r->line_no;
-        return -1;
-    }
-    ld->free_count--;
-    ld->inflight_bytes += s->klen + s->vlen;
-    return 0;
+    cli_progress_print(arg, loaded, 0);
 }
 
-static void load_on_signal(int sig)
+/* Print why a load stopped early; returns the exit status. */
+static int cli_load_report(const struct load_result *res, const char *input_name)
 {
-    (void)sig;
-    cli_interrupted = 1;
-}
-
-/* Read every line, keeping puts in flight; stops at the first refused line or failed put. */
-static int load_run(struct load *ld, struct line_reader *r)
-{
-    int ex = 0;
-    for (;;) {
-        if (cli_interrupted) {
-            fprintf(stderr, "cstore: load %s: interrupted after line %llu\n", ld->input_name,
-                    r->line_no);
-            ex = EXIT_ERROR;
-            break;
-        }
-        int rc = line_next(r);
-        if (rc == 0)
-            break;
-        if (rc == -EINTR && cli_interrupted)
-            continue;
-        if (rc == -EMSGSIZE) {
-            fprintf(stderr, "cstore: load %s: line %llu: longer than %u bytes\n", ld->input_name,
-                    r->line_no + 1, LINE_BYTES_MAX);
-            ex = EXIT_ERROR;
-            break;
-        }
-        if (rc < 0) {
-            ex = cli_fail(rc, "load: reading %s after line %llu", ld->input_name, r->line_no);
-            break;
-        }
-        ex = load_line(ld, r);
-        if (ex != 0 || ld->err != 0)
-            break;
-        if (ld->progress && (r->line_no & 255) == 0)
-            load_progress(ld, 0);
+    switch (res->stop) {
+    case LOAD_END:
+        return 0;
+    case LOAD_BAD_LINE:
+        fprintf(stderr, "cstore: load %s: line %llu: %s%s%s\n", input_name, res->line_no,
+                res->field ? res->field : "", res->field ? ": " : "", res->reason);
+        return EXIT_ERROR;
+    case LOAD_TOO_LONG:
+        fprintf(stderr, "cstore: load %s: line %llu: longer than %u bytes\n", input_name,
+                res->line_no, LOAD_LINE_BYTES_MAX);
+        return EXIT_ERROR;
+    case LOAD_INTERRUPTED:
+        fprintf(stderr, "cstore: load %s: interrupted after line %llu\n", input_name, res->line_no);
+        return EXIT_ERROR;
+    case LOAD_READ_FAILED:
+        return cli_fail(res->rc, "load: reading %s after line %llu", input_name, res->line_no);
+    case LOAD_PUT_FAILED:
+        return cli_fail(res->rc, "load %s: line %llu", input_name, res->line_no);
     }
-    if (ex < 0)
-        ex = 0; /* ld->err tells */
-    int rc = load_reap(ld, cs_session_inflight(ld->session));
-    if (rc != 0 && ld->err == 0) {
-        ld->err = rc;
-        ld->err_line = r->line_no;
-    }
-    if (ld->err != 0 && ex == 0)
-        ex = cli_fail(ld->err, "load %s: line %llu", ld->input_name, ld->err_line);
-    return ex;
+    cli_assert(!"unknown load result");
+    return EXIT_ERROR;
 }
 
 static int cmd_load(struct cli *cli, int argc, char **argv)
@@ -820,6 +621,7 @@ static int cmd_load(struct cli *cli, int argc, char **argv)
     (void)argc;
     const char *path = argv[2];
     int from_stdin = strcmp(path, "-") == 0;
+    const char *input_name = from_stdin ? "stdin" : path;
     struct stat st;
     /* Check the input before opening (and perhaps creating) the database, but open it after:
      * opening a FIFO waits for a writer. */
@@ -828,55 +630,40 @@ static int cmd_load(struct cli *cli, int argc, char **argv)
     int ex = cli_open(cli, CLI_OPEN_CREATE);
     if (ex != 0)
         return ex;
-
-    struct line_reader r = {.fd = 0};
-    struct load ld = {.coll = argv[1], .input_name = from_stdin ? "stdin" : path};
-    int rc = 0;
-    r.fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-    if (r.fd < 0)
+    int fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return cli_fail(-errno, "load: %s", path);
-    r.buf = malloc(READ_CHUNK_BYTES);
-    ld.slots = calloc(LOAD_DEPTH, sizeof(*ld.slots));
-    ld.free_slots = malloc(LOAD_DEPTH * sizeof(*ld.free_slots));
-    if (r.buf == NULL || ld.slots == NULL || ld.free_slots == NULL) {
-        ex = cli_fail(-ENOMEM, "load");
-        goto out;
-    }
-    for (unsigned i = 0; i < LOAD_DEPTH; i++)
-        ld.free_slots[i] = LOAD_DEPTH - 1 - i;
-    ld.free_count = LOAD_DEPTH;
-    rc = cs_session_open(cli->db, LOAD_DEPTH, &ld.session);
-    if (rc != 0) {
-        ex = cli_fail(rc, "load: session");
-        goto out;
-    }
-    ld.progress = isatty(STDERR_FILENO);
-    ld.started_ns = ld.progress_ns = cli_now_ns();
 
+    struct cli_progress progress = {.started_ns = cli_now_ns()};
+    progress.printed_ns = progress.started_ns;
+    int on_terminal = isatty(STDERR_FILENO);
+    struct load_config cfg = {
+        .db = cli->db,
+        .coll = argv[1],
+        .fd = fd,
+        .stop = &cli_interrupted,
+        .progress = on_terminal ? cli_progress : NULL,
+        .progress_arg = &progress,
+    };
     struct sigaction sa = {.sa_handler = load_on_signal}; /* no SA_RESTART: read(2) returns */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    ex = load_run(&ld, &r);
-    if (ld.progress)
-        load_progress(&ld, 1);
-    cs_session_close(ld.session);
-    if (ex == 0)
-        printf("loaded %llu record%s into %s\n", ld.loaded, ld.loaded == 1 ? "" : "s", ld.coll);
-    else
-        fprintf(stderr, "cstore: load %s: %llu record%s loaded before the error\n", ld.input_name,
-                ld.loaded, ld.loaded == 1 ? "" : "s");
-out:
-    if (ld.slots != NULL)
-        for (unsigned i = 0; i < LOAD_DEPTH; i++)
-            free(ld.slots[i].buf);
-    free(ld.slots);
-    free(ld.free_slots);
-    free(r.buf);
-    free(r.line);
+    struct load_result res;
+    int rc = load_run(&cfg, &res);
     if (!from_stdin)
-        close(r.fd);
+        close(fd);
+    if (rc != 0)
+        return cli_fail(rc, "load");
+    if (on_terminal)
+        cli_progress_print(&progress, res.loaded, 1);
+    ex = cli_load_report(&res, input_name);
+    if (ex == 0)
+        printf("loaded %llu record%s into %s\n", res.loaded, res.loaded == 1 ? "" : "s", cfg.coll);
+    else
+        fprintf(stderr, "cstore: load %s: %llu record%s loaded before the error\n", input_name,
+                res.loaded, res.loaded == 1 ? "" : "s");
     return ex;
 }
 
@@ -1137,7 +924,7 @@ static int cmd_help(struct cli *cli, int argc, char **argv)
     (void)cli;
     (void)argc;
     (void)argv;
-    fputs(cli_usage_text, stdout);
+    cli_usage(stdout);
     return 0;
 }
 
@@ -1190,7 +977,11 @@ static int cli_parse_globals(struct cli *cli, int argc, char **argv, int *cmd_in
             break;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(cli_usage_text, stdout);
+            cli_usage(stdout);
+            return -1;
+        }
+        if (strcmp(a, "--help-options-markdown") == 0) {
+            options_write_markdown(stdout);
             return -1;
         }
         if (strcmp(a, "--version") == 0) {
@@ -1255,7 +1046,7 @@ int main(int argc, char **argv)
         return ex < 0 ? 0 : ex;
     }
     if (cmd_index >= argc) {
-        fputs(cli_usage_text, stderr);
+        cli_usage(stderr);
         free(cli.opts);
         return EXIT_USAGE;
     }

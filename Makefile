@@ -73,7 +73,9 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 $(BUILD)/cstore: $(BUILD)/tools/cstore.o $(BUILD)/tools/lineformat.o $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/cstore-fault: $(BUILD)/tools/cstore_fault.o $(BUILD)/libcstore.a
+# cstore-fault: the tool's main, its scenario families and its model (tools/fault_*.c).
+FAULT_OBJ := $(patsubst %.c,$(BUILD)/%.o,tools/cstore_fault.c $(wildcard tools/fault_*.c))
+$(BUILD)/cstore-fault: $(FAULT_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # cstore-bench drives the peer engines whose headers are installed (make bench installs them);

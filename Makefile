@@ -108,6 +108,12 @@ $(BUILD)/tests/test_lineformat: $(BUILD)/tests/unit/test_lineformat.o $(BUILD)/t
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
+# cstore-fault's model and checker live in tools/ too.
+$(BUILD)/tests/test_fault_model: $(BUILD)/tests/unit/test_fault_model.o $(BUILD)/tools/fault_model.o \
+                                 $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/integration/%.o $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)

@@ -120,10 +120,8 @@ static unsigned flip_some(const char *dir, struct rng *rng, struct flip *flips)
 void run_bitflip(struct fault_ctx *ctx, struct result *res, unsigned share)
 {
     char dir[PATH_BYTES_MAX];
-    scenario_dir(ctx, SC_BITFLIP, dir, sizeof(dir));
-    struct rng rng = {mix64(ctx->cfg.seed ^ (0xc0de0000u + (unsigned)SC_BITFLIP))};
-    struct pacer p = pacer_for(ctx, SC_BITFLIP, share);
-    model_reset(&ctx->model, ctx->cfg.threads * KEYS_PER_THREAD, ctx->cfg.shards);
+    struct pacer p;
+    struct rng rng = scenario_begin(ctx, SC_BITFLIP, share, dir, sizeof(dir), &p);
     const size_t filler_max = 3000; /* big enough for compressed frames and rotation */
     struct open_opts oo = {.segment = "1M"};
     for (unsigned it = 0; pacer_more(&p, it); it++) {

@@ -158,10 +158,8 @@ static int child_run_judged(struct fault_ctx *ctx, const struct child_run *cr, u
 void run_crash_like(struct fault_ctx *ctx, enum scenario sc, struct result *res, unsigned share)
 {
     char dir[PATH_BYTES_MAX];
-    scenario_dir(ctx, sc, dir, sizeof(dir));
-    struct rng rng = {mix64(ctx->cfg.seed ^ (0xc0de0000u + (unsigned)sc))};
-    struct pacer p = pacer_for(ctx, sc, share);
-    model_reset(&ctx->model, ctx->cfg.threads * KEYS_PER_THREAD, ctx->cfg.shards);
+    struct pacer p;
+    struct rng rng = scenario_begin(ctx, sc, share, dir, sizeof(dir), &p);
     const size_t filler_max = 200;
     for (unsigned it = 0; pacer_more(&p, it); it++) {
         char fault[128] = "";
@@ -207,11 +205,9 @@ void run_crash_like(struct fault_ctx *ctx, enum scenario sc, struct result *res,
 void run_powercut(struct fault_ctx *ctx, struct result *res, unsigned share)
 {
     char dir[PATH_BYTES_MAX], journal[PATH_BYTES_MAX];
-    scenario_dir(ctx, SC_POWERCUT, dir, sizeof(dir));
+    struct pacer p;
+    struct rng rng = scenario_begin(ctx, SC_POWERCUT, share, dir, sizeof(dir), &p);
     path_join(journal, sizeof(journal), dir, ".", "journal");
-    struct rng rng = {mix64(ctx->cfg.seed ^ (0xc0de0000u + (unsigned)SC_POWERCUT))};
-    struct pacer p = pacer_for(ctx, SC_POWERCUT, share);
-    model_reset(&ctx->model, ctx->cfg.threads * KEYS_PER_THREAD, ctx->cfg.shards);
     const size_t filler_max = 600;
     static const char *const modes[] = {"sync", "async", "none"};
     static const enum check_rule rules[] = {RULE_EXACT, RULE_HISTORY, RULE_BASE};

@@ -441,3 +441,15 @@ bool pacer_more(const struct pacer *p, unsigned done)
         return false;
     return p->end_ms == 0 || done == 0 || now_ms() < p->end_ms;
 }
+
+/* Start scenario sc: a fresh folder in dir (scenario_dir), its pacer for a share of --duration
+ * in *p and an empty model. Returns the scenario's seeded random stream. */
+struct rng scenario_begin(struct fault_ctx *ctx, enum scenario sc, unsigned share, char *dir,
+                          size_t size, struct pacer *p)
+{
+    scenario_dir(ctx, sc, dir, size);
+    struct rng rng = {mix64(ctx->cfg.seed ^ (0xc0de0000u + (unsigned)sc))};
+    *p = pacer_for(ctx, sc, share);
+    model_reset(&ctx->model, ctx->cfg.threads * KEYS_PER_THREAD, ctx->cfg.shards);
+    return rng;
+}

@@ -64,10 +64,8 @@ static unsigned check_fail_stop(struct fault_ctx *ctx, cs_db *db, uint32_t itera
 void run_inprocess(struct fault_ctx *ctx, enum scenario sc, struct result *res, unsigned share)
 {
     char dir[PATH_BYTES_MAX];
-    scenario_dir(ctx, sc, dir, sizeof(dir));
-    struct rng rng = {mix64(ctx->cfg.seed ^ (0xc0de0000u + (unsigned)sc))};
-    struct pacer p = pacer_for(ctx, sc, share);
-    model_reset(&ctx->model, ctx->cfg.threads * KEYS_PER_THREAD, ctx->cfg.shards);
+    struct pacer p;
+    struct rng rng = scenario_begin(ctx, sc, share, dir, sizeof(dir), &p);
     size_t filler_max = sc == SC_ENOSPC ? 12000 : sc == SC_FILEIO ? 1000 : 200;
     struct open_opts oo = {0};
     if (sc == SC_ENOSPC) {

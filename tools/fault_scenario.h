@@ -123,6 +123,10 @@ struct pacer {
 
 struct pacer pacer_for(struct fault_ctx *ctx, enum scenario sc, unsigned share);
 bool pacer_more(const struct pacer *p, unsigned done);
+/* Start scenario sc: a fresh folder in dir, its pacer in *p, an empty model; returns the
+ * scenario's seeded random stream. */
+struct rng scenario_begin(struct fault_ctx *ctx, enum scenario sc, unsigned share, char *dir,
+                          size_t size, struct pacer *p);
 
 /* The scenario families; each adds its figures to res. */
 void run_crash_like(struct fault_ctx *ctx, enum scenario sc, struct result *res, unsigned share);

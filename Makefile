@@ -79,7 +79,9 @@ CLI_OBJ := $(BUILD)/tools/lineformat.o $(BUILD)/tools/load.o
 $(BUILD)/cstore: $(BUILD)/tools/cli.o $(CLI_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/cstore-fault: $(BUILD)/tools/cstore_fault.o $(BUILD)/libcstore.a
+# cstore-fault: the tool's main, its scenario families and its model (tools/fault_*.c).
+FAULT_OBJ := $(patsubst %.c,$(BUILD)/%.o,tools/cstore_fault.c $(wildcard tools/fault_*.c))
+$(BUILD)/cstore-fault: $(FAULT_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # cstore-bench drives the peer engines whose headers are installed (make bench installs them);
@@ -113,6 +115,12 @@ $(BUILD)/tests/test_lineformat: $(BUILD)/tests/unit/test_lineformat.o $(BUILD)/t
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/test_load: $(BUILD)/tests/unit/test_load.o $(CLI_OBJ) $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# cstore-fault's model and checker live in tools/ too.
+$(BUILD)/tests/test_fault_model: $(BUILD)/tests/unit/test_fault_model.o $(BUILD)/tools/fault_model.o \
+                                 $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 

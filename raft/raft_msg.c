@@ -1,5 +1,16 @@
 /* Raft messages on the wire: versioned, checksummed frames, and a decoder that never trusts a
- * length.
+ * length; and the byte encoding of a configuration, which CONF entries and snapshots carry.
+ *
+ * Configuration layout (raft_conf_encode, at most RAFT_CONF_BYTES_MAX bytes):
+ *
+ *   offset size          field
+ *   0      1             voters_n (1..RAFT_NODES_MAX)
+ *   1      1             learners_n
+ *   2      8 * voters_n  voter ids, u64 each
+ *   ...    8 * learners  learner ids, u64 each
+ *
+ * Its validity rules are raft_conf_valid's (configuration.c) plus an exact length; anything else
+ * is CS_ECORRUPT.
  *
  * Frame layout (all integers little-endian):
  *
@@ -143,6 +154,41 @@ static const uint8_t *r_view(struct rbuf *r, size_t n)
     const uint8_t *v = r->p + r->off;
     r->off += n;
     return v;
+}
+
+size_t raft_conf_encode(const struct raft_conf *c, uint8_t *buf)
+{
+    cs_assert(raft_conf_valid(c));
+    struct wbuf w = {.p = buf, .off = 0};
+    w_u8(&w, c->voters_n);
+    w_u8(&w, c->learners_n);
+    for (unsigned i = 0; i < c->voters_n; i++)
+        w_u64(&w, c->voters[i]);
+    for (unsigned i = 0; i < c->learners_n; i++)
+        w_u64(&w, c->learners[i]);
+    cs_assert(w.off <= RAFT_CONF_BYTES_MAX);
+    return w.off;
+}
+
+int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (len < 2)
+        return CS_ECORRUPT;
+    unsigned nv = buf[0], nl = buf[1];
+    if (nv > RAFT_NODES_MAX || nl > RAFT_NODES_MAX)
+        return CS_ECORRUPT;
+    if (len != 2 + 8 * (size_t)(nv + nl))
+        return CS_ECORRUPT;
+    struct rbuf r = {.p = buf, .len = len, .off = 2};
+    c->voters_n = (uint8_t)nv;
+    c->learners_n = (uint8_t)nl;
+    for (unsigned i = 0; i < nv; i++)
+        c->voters[i] = r_u64(&r);
+    for (unsigned i = 0; i < nl; i++)
+        c->learners[i] = r_u64(&r);
+    cs_assert(!r.bad && r.off == len);
+    return raft_conf_valid(c) ? 0 : CS_ECORRUPT;
 }
 
 size_t raft_msg_encoded_bytes(const struct raft_msg *m)

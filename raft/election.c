@@ -1,0 +1,145 @@
+/* Roles and elections (§5.2, §5.4.1, thesis §9.6, §3.10).
+ *
+ * Every role change goes through election_reset: a new term clears the vote, the election timer
+ * restarts with a new randomized timeout in [election_ticks, 2 * election_ticks) drawn from the
+ * injected randomness, a transfer is cancelled, pending reads are dropped and every member's
+ * progress is reset. A follower or candidate that hears nothing for its timeout campaigns: with
+ * cfg.pre_vote first a PreVote round (thesis §9.6) at term + 1 that changes no term, then the
+ * election proper (§5.2). A vote is granted at most once per term and only to a log at least as
+ * up-to-date as ours (§5.4.1). A leader starts with a no-op entry of its term (§8) so that
+ * commitment and ReadIndex can progress. An election started by TimeoutNow (thesis §3.10)
+ * skips PreVote and is marked so that voters honour it despite CheckQuorum. Learners never
+ * campaign nor vote. */
+#include "raft_int.h"
+
+#include <cstore.h>
+
+#include <errno.h>
+
+void election_reset_timeout(struct raft *r)
+{
+    uint64_t e = r->cfg.election_ticks;
+    r->timeout = (unsigned)(e + r->cfg.rand(r->cfg.rand_ctx) % e);
+}
+
+static void election_reset(struct raft *r, uint64_t term)
+{
+    if (term != r->term) {
+        cs_assert(term > r->term);
+        r->term = term;
+        r->vote = 0;
+    }
+    r->lead = 0;
+    r->election_elapsed = 0;
+    r->heartbeat_elapsed = 0;
+    election_reset_timeout(r);
+    r->transferee = 0;
+    r->transfer_elapsed = 0;
+    r->uncommitted_bytes = 0;
+    read_drop(r);
+    for (unsigned i = 0; i < RAFT_NODES_MAX; i++)
+        if (r->prs[i].id)
+            progress_reset(r, &r->prs[i]);
+}
+
+void election_become_follower(struct raft *r, uint64_t term, uint64_t lead)
+{
+    election_reset(r, term);
+    r->role = RAFT_FOLLOWER;
+    r->lead = lead;
+}
+
+void election_become_leader(struct raft *r)
+{
+    cs_assert(r->role == RAFT_CANDIDATE);
+    election_reset(r, r->term);
+    r->role = RAFT_LEADER;
+    r->lead = r->id;
+    /* §8 / thesis §6.4: a no-op entry of the new term, so that commitment (§5.4.2) and
+     * ReadIndex can make progress */
+    struct raft_entry e = {.term = r->term, .index = raft_last_index(r) + 1};
+    int rc = log_push(r, &e);
+    cs_assert(rc == 0 || rc == -ENOMEM || rc == CS_EFULL);
+}
+
+bool election_promotable(const struct raft *r)
+{
+    return raft_conf_is_voter(&r->conf, r->id);
+}
+
+enum poll_result election_poll(const struct raft *r)
+{
+    unsigned granted = 0, rejected = 0, q = conf_quorum(&r->conf);
+    for (unsigned i = 0; i < RAFT_NODES_MAX; i++) {
+        const struct raft_progress *pr = &r->prs[i];
+        if (!pr->id || pr->learner)
+            continue;
+        granted += pr->vote == VOTE_GRANTED;
+        rejected += pr->vote == VOTE_REJECTED;
+    }
+    if (granted >= q)
+        return POLL_WON;
+    if (rejected > r->conf.voters_n - q)
+        return POLL_LOST;
+    return POLL_PENDING;
+}
+
+/* §5.2 election, preceded by a PreVote round when enabled (thesis §9.6). transfer marks an
+ * election started by TimeoutNow, which voters honour despite CheckQuorum (thesis §3.10). */
+void election_campaign(struct raft *r, bool pre, bool transfer)
+{
+    if (!election_promotable(r))
+        return;
+    if (r->conf.voters_n == 1)
+        pre = false; /* our own vote is a quorum: no round to run (and no recursion) */
+    uint64_t term;
+    uint8_t type;
+    if (pre) {
+        election_reset(r, r->term);
+        r->role = RAFT_PRECANDIDATE;
+        term = r->term + 1;
+        type = RAFT_MSG_PREVOTE;
+    } else {
+        election_reset(r, r->term + 1);
+        r->role = RAFT_CANDIDATE;
+        r->vote = r->id;
+        term = r->term;
+        type = RAFT_MSG_VOTE;
+    }
+    progress_find(r, r->id)->vote = VOTE_GRANTED;
+    if (election_poll(r) == POLL_WON) {
+        cs_assert(!pre); /* a single voter skips PreVote, see above */
+        election_become_leader(r);
+        replication_bcast_append(r); /* learners */
+        return;
+    }
+    for (unsigned i = 0; i < RAFT_NODES_MAX; i++) {
+        struct raft_progress *pr = &r->prs[i];
+        if (!pr->id || pr->learner || pr->id == r->id)
+            continue;
+        struct raft_msg *m = outbox_msg_new(r, type, pr->id);
+        if (!m)
+            continue;
+        m->term = term;
+        m->index = raft_last_index(r);
+        m->log_term = log_last_term(r);
+        m->context = transfer ? 1 : 0;
+    }
+}
+
+/* §5.2, §5.4.1, thesis §9.6: grant a (pre)vote at most once per term, to an up-to-date log. */
+void election_handle_vote(struct raft *r, const struct raft_msg *m)
+{
+    bool pre = m->type == RAFT_MSG_PREVOTE;
+    uint8_t resp = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP;
+    bool can = r->vote == m->from || (r->vote == 0 && r->lead == 0) || (pre && m->term > r->term);
+    if (can && log_up_to_date(r, m->index, m->log_term)) {
+        outbox_send_simple(r, resp, m->from, m->term, false, 0);
+        if (!pre) {
+            r->election_elapsed = 0;
+            r->vote = m->from;
+        }
+    } else {
+        outbox_send_simple(r, resp, m->from, r->term, true, 0);
+    }
+}

@@ -1,0 +1,97 @@
+/* Linearizable reads by ReadIndex (thesis §6.4, §6.4.1).
+ *
+ * The leader takes a read only once it committed an entry of its term (step 1), records the
+ * commit index as the read index (step 2) and confirms it is still leader by a heartbeat round
+ * (step 3): each pending read notes the round (`seq`) started for it and the member slots that
+ * acknowledged a round at least as new; a quorum of voters releases it, in arrival order. The
+ * read is then served once the state machine applied its index (step 4, the caller's). A
+ * follower forwards a read to the leader (thesis §6.4.1) and gets the index back. Pending reads
+ * are a ring of RAFT_READS_MAX; they are dropped when the leader steps down (the caller retries).
+ */
+#include "raft_int.h"
+
+#include <cstore.h>
+
+void read_drop(struct raft *r)
+{
+    r->reads_start = 0;
+    r->reads_n = 0;
+}
+
+static bool read_acks_quorum(const struct raft *r, uint32_t acks)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < RAFT_NODES_MAX; i++)
+        if (r->prs[i].id && !r->prs[i].learner && (acks & (1u << i)))
+            n++;
+    return n >= conf_quorum(&r->conf);
+}
+
+/* Release the reads at the head of the queue that a quorum confirmed (thesis §6.4 step 3). */
+void read_release(struct raft *r)
+{
+    while (r->reads_n > 0) {
+        struct raft_read_pending *p = &r->reads[r->reads_start];
+        if (!read_acks_quorum(r, p->acks))
+            return;
+        if (p->origin != r->id) {
+            struct raft_msg *m = outbox_msg_new(r, RAFT_MSG_READ_INDEX_RESP, p->origin);
+            if (m) {
+                m->index = p->index;
+                m->context = p->request_id;
+            }
+        } else {
+            cs_assert(r->ready_reads_n < RAFT_READS_MAX);
+            r->ready_reads[r->ready_reads_n].index = p->index;
+            r->ready_reads[r->ready_reads_n].request_id = p->request_id;
+            r->ready_reads_n++;
+        }
+        r->reads_start = (r->reads_start + 1) % RAFT_READS_MAX;
+        r->reads_n--;
+    }
+}
+
+void read_ack(struct raft *r, unsigned slot, uint64_t context)
+{
+    for (unsigned k = 0; k < r->reads_n; k++) {
+        struct raft_read_pending *p = &r->reads[(r->reads_start + k) % RAFT_READS_MAX];
+        if (p->seq <= context)
+            p->acks |= 1u << slot;
+    }
+    read_release(r);
+}
+
+/* thesis §6.4 steps 1-2 on the leader, for itself or for a follower (origin). */
+int read_start(struct raft *r, uint64_t request_id, uint64_t origin)
+{
+    cs_assert(r->role == RAFT_LEADER);
+    if (!log_committed_in_term(r))
+        return RAFT_EBUSY; /* thesis §6.4 step 1 */
+    if (r->reads_n + r->ready_reads_n >= RAFT_READS_MAX)
+        return CS_EFULL;
+    struct raft_read_pending *p = &r->reads[(r->reads_start + r->reads_n) % RAFT_READS_MAX];
+    p->request_id = request_id;
+    p->index = r->commit;
+    p->seq = ++r->read_seq;
+    p->acks = 1u << progress_slot(r, progress_find(r, r->id));
+    p->origin = origin;
+    r->reads_n++;
+    read_release(r); /* a single voter is its own quorum */
+    if (r->reads_n)
+        replication_bcast_heartbeat(r, r->read_seq);
+    return 0;
+}
+
+int raft_read_index(struct raft *r, uint64_t request_id)
+{
+    cs_assert(!r->in_ready);
+    if (r->role == RAFT_LEADER)
+        return read_start(r, request_id, r->id);
+    if (r->role != RAFT_FOLLOWER || r->lead == 0)
+        return RAFT_ENOTLEADER;
+    struct raft_msg *m = outbox_msg_new(r, RAFT_MSG_READ_INDEX, r->lead);
+    if (!m)
+        return CS_EFULL;
+    m->context = request_id;
+    return 0;
+}

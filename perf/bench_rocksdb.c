@@ -35,6 +35,7 @@
 #define RDB_CACHE_SLACK 2u               /* block cache: this many times the raw data */
 #define RDB_CACHE_MIN_BYTES (8ull << 20) /* RocksDB's default block cache */
 #define RDB_TUNED_BYTES 512u             /* the tuned options, as text */
+#define RDB_CONCURRENT_SET "allow_concurrent_memtable_write=" /* --set NAME=true|false */
 
 #ifndef BENCH_ROCKSDB_BUILD
 #define BENCH_ROCKSDB_BUILD "unknown build"
@@ -90,7 +91,8 @@ static int rdb_error(struct rdb_store *st, char *err)
  *   (the default, on) inserts proceed in parallel. enable_write_thread_adaptive_yield follows
  *   the same rule: it makes a writer waiting for its group's leader spin (up to 100 us) before
  *   it blocks, which with more threads than CPUs takes the CPU from the threads being waited
- *   for.
+ *   for. --set allow_concurrent_memtable_write=true|false overrides the choice (both), to
+ *   measure it.
  * - a block-based table with a 10-bit-per-key bloom filter (whole keys) so that a point read
  *   probes one SST file, not every level, and a block cache sized to hold the data (twice the
  *   raw bytes of the loaded records; at least RocksDB's default 8 MiB), so that reads after the
@@ -103,6 +105,9 @@ static void rdb_tune(struct rdb_store *st, const struct bench_config *cfg)
         cpus = 1;
     rocksdb_options_increase_parallelism(st->opts, (int)cpus);
     int concurrent = cfg->threads <= (unsigned)cpus;
+    for (unsigned i = 0; i < cfg->set_count; i++) /* --set: measure the other choice */
+        if (strncmp(cfg->sets[i], RDB_CONCURRENT_SET, strlen(RDB_CONCURRENT_SET)) == 0)
+            concurrent = strcmp(cfg->sets[i] + strlen(RDB_CONCURRENT_SET), "true") == 0;
     rocksdb_options_set_allow_concurrent_memtable_write(st->opts, (unsigned char)concurrent);
     rocksdb_options_set_enable_write_thread_adaptive_yield(st->opts, (unsigned char)concurrent);
     uint64_t raw = cfg->keys * ((uint64_t)cfg->key_bytes + cfg->value_bytes);

@@ -139,7 +139,7 @@ static const char bench_usage[] =
     "                         or compressible (about 2:1)\n"
     "  --shards N, --cpuset LIST, --set NAME=VALUE   cstore options (cs_options_set names);\n"
     "                         for peers --cpuset pins the whole process; rocksdb takes --set\n"
-    "                         allow_concurrent_memtable_write=true|false\n"
+    "                         allow_concurrent_memtable_write=true|false and table=plain\n"
     "  --floor-ops N          write+fdatasync samples of each floor (default 200; 0 = skip)\n"
     "  --json                 one JSON object per measured phase instead of a table\n";
 
@@ -937,10 +937,11 @@ int main(int argc, char **argv)
      * inherited by the worker threads). */
     prctl(PR_SET_TIMERSLACK, 1ul, 0ul, 0ul, 0ul);
     if (strcmp(a.engine->name, "cstore") != 0 && (a.cfg.shards != NULL || a.cfg.set_count > 0))
-        fprintf(stderr,
-                "cstore-bench: --shards and --set are cstore options (rocksdb takes --set "
-                "allow_concurrent_memtable_write=true|false); %s ignores the others\n",
-                a.engine->name);
+        fprintf(
+            stderr,
+            "cstore-bench: --shards and --set are cstore options (rocksdb takes --set "
+            "allow_concurrent_memtable_write=true|false and table=plain); %s ignores the others\n",
+            a.engine->name);
     if (a.cfg.cpuset != NULL && strcmp(a.engine->name, "cstore") != 0) {
         int prc = pin_process(a.cfg.cpuset);
         if (prc != 0)

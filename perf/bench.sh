@@ -39,6 +39,8 @@
 #
 # Cases (ids used in the JSON):
 #   put64     fillrandom, durable (sync), 64 threads, blocking calls          all engines
+#   put64ol   the same, open loop at 60% of the rate put64 measured just before all engines
+#   put64ck   put64 while cstore checkpoints (checkpoint_wal_bytes=512K)      cstore
 #   put256    fillrandom, durable, 256 threads, blocking calls                all engines
 #   putsess   fillrandom, durable, 2 threads x 128 in flight (sessions)       cstore
 #   put1      fillrandom, durable, 1 thread (p50 against both fdatasync floors) all engines
@@ -46,6 +48,8 @@
 #   bulkz     the same with compressible values                               all engines
 #   bulksess  fillrandom, async, 2 threads x 64 in flight (sessions), persist cstore
 #   read      readrandom, 2 threads, blocking                                 all engines
+#   readol    the same, open loop at 60% of the rate read measured just before all engines
+#   readplain readrandom with RocksDB's PlainTable and mmap reads             rocksdb
 #   seek      seekrandom, 100 nexts, 2 threads, blocking                      all engines
 #   readsess  readrandom, 2 threads x 64 in flight                            cstore
 #   ycsb      ycsb-a .. ycsb-f, durable, 8 threads, zipfian 0.99              all engines
@@ -139,6 +143,23 @@ run() {
     fi
 }
 
+field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"]*\)\"\{0,1\}[,}].*/\1/p"; }
+
+# open_loop CASE ENGINE ARGS...: right after a closed-loop run of the same ARGS, the same again
+# open-loop (--rate) at OPEN_LOOP of the throughput that run measured, so that its p99 counts
+# the queueing a real client would see (no coordinated omission).
+OPEN_LOOP=0.6
+open_loop() {
+    id=$1
+    eng=$2
+    shift 2
+    have "$eng" || return 0
+    peak=$(field ops_per_sec <"$tmp/out" | tail -n 1)
+    rate=$(awk -v p="$peak" -v f="$OPEN_LOOP" 'BEGIN { r = p * f; if (r < 1) r = 0; printf "%.0f", r }')
+    [ "$rate" -gt 0 ] 2>/dev/null || return 0
+    run "$id" "$eng" "$@" --rate "$rate"
+}
+
 # reopen CASE ENGINE KEYS ARGS...: durable puts of KEYS records, then a second run that only
 # opens the same store (replaying its log) and reads a little; its open time is the replay.
 reopen() {
@@ -188,11 +209,17 @@ while [ "$rep" -le "$REPEAT" ]; do
     [ "$REPEAT" -gt 1 ] && echo "bench.sh: pass $rep of $REPEAT" >&2
     for e in $PEERS cstore; do
         run put64 "$e" --workload fillrandom --durability sync --threads 64 --keys "$k_put"
+        open_loop put64ol "$e" --workload fillrandom --durability sync --threads 64 \
+            --keys "$k_put"
         run put256 "$e" --workload fillrandom --durability sync --threads 256 --keys "$k_put"
         run put1 "$e" --workload fillrandom --durability sync --threads 1 --keys "$k_put1"
     done
     run putsess cstore --workload fillrandom --durability sync --threads 2 --inflight 128 \
         --keys "$k_sess"
+    # The same 64 writers while cstore checkpoints (every 512 KiB of WAL per shard: about four
+    # checkpoints per shard at scale 1).
+    run put64ck cstore --workload fillrandom --durability sync --threads 64 --keys "$k_put" \
+        --set checkpoint_wal_bytes=512K
     for e in $PEERS cstore; do
         # shellcheck disable=SC2046 # bulk_args is a list of options
         run bulk "$e" --workload fillrandom --persist $(bulk_args "$e") --keys "$k_bulk"
@@ -204,9 +231,13 @@ while [ "$rep" -le "$REPEAT" ]; do
         --inflight 64 --keys "$k_bulk"
     for e in $PEERS cstore; do
         run read "$e" --workload readrandom --threads 2 --keys "$k_read" --ops "$cap" $TIMED
+        open_loop readol "$e" --workload readrandom --threads 2 --keys "$k_read" --ops "$cap" \
+            $TIMED
         run seek "$e" --workload seekrandom --threads 2 --keys "$k_read" --ops "$cap" \
             --scan-length 100 $TIMED
     done
+    run readplain rocksdb --workload readrandom --threads 2 --keys "$k_read" --ops "$cap" \
+        $TIMED --set table=plain
     run readsess cstore --workload readrandom --threads 2 --inflight 64 --keys "$k_read" \
         --ops "$cap" $TIMED
     for e in $PEERS cstore; do
@@ -252,7 +283,6 @@ json="$RESULTS/$stamp.json"
 COLS="ops_per_sec p50_us p99_us bytes_per_record floor_p50_us open_ms keys p50_over_floor \
 cpu_us_per_op floor_append_p50_us disk_bytes floor_after_p50_us floor_append_after_p50_us"
 NCOL=$((3 + $(echo "$COLS" | wc -w)))
-field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"]*\)\"\{0,1\}[,}].*/\1/p"; }
 while IFS= read -r line; do
     out="$(echo "$line" | field case)	$(echo "$line" | field engine)	$(echo "$line" | field workload)"
     for c in $COLS; do
@@ -304,6 +334,8 @@ floors=$(awk -F'\t' '
 # floor; raw: 116 raw bytes of key and value; abs: the figure itself), goal.
 cat >"$tmp/rows.tsv" <<'ROWS'
 1. durable puts, 64 threads (ops/s)	put64	fillrandom	ops	put64	peer	>= 3
+1b. durable puts, 64 threads, cstore checkpointing during the phase (ops/s)	put64	fillrandom	ops	put64ck	peer	-
+1c. durable puts, 64 threads, open loop at 60% of each engine's peak: p99 us	put64ol	fillrandom	p99	put64ol	peer	-
 2. durable puts, 256 in flight: cstore 2x128 sessions, peers 256 threads (ops/s)	put256	fillrandom	ops	putsess	peer	>= 3
 2b. durable puts, 256 blocking threads, cstore too (ops/s)	put256	fillrandom	ops	put256	peer	-
 3. one durable writer, p50 us (ratio: cstore / overwrite+fdatasync floor)	put1	fillrandom	p50	put1	floor	<= 1.25
@@ -313,6 +345,8 @@ cat >"$tmp/rows.tsv" <<'ROWS'
 4c. bulk load that persists: cstore 2x64 sessions (ops/s)	bulk	fillrandom	ops	bulksess	peer	-
 5a. readrandom, 2 threads, blocking (ops/s)	read	readrandom	ops	read	peer	>= 1.5
 5b. readrandom: cstore 2x64 sessions, peers 2 blocking threads (ops/s)	read	readrandom	ops	readsess	peer	-
+5c. readrandom: RocksDB with PlainTable + mmap reads (ops/s)	readplain	readrandom	ops	read	peer	-
+5d. readrandom, open loop at 60% of each engine's peak: p99 us	readol	readrandom	p99	readol	peer	-
 6. seekrandom + 100 nexts, 2 threads (ops/s)	seek	seekrandom	ops	seek	peer	>= 1
 7. ycsb-a, durable, 8 threads (ops/s)	ycsb	ycsb-a	ops	ycsb	peer	>= 2.5
 7. ycsb-b (ops/s)	ycsb	ycsb-b	ops	ycsb	peer	>= 2.5
@@ -336,6 +370,7 @@ awk -F'\t' -v raw=116 -v ncol="$NCOL" '
         if (!((c, e, wl) in seen)) return "";
         if (m == "ops") return ops[c, e, wl];
         if (m == "p50") return p50[c, e, wl];
+        if (m == "p99") return p99[c, e, wl];
         if (m == "replay") return replay[c, e, wl];
         if (m == "disk") return disk[c, e, wl];
         return bpr[c, e, wl];
@@ -348,7 +383,7 @@ awk -F'\t' -v raw=116 -v ncol="$NCOL" '
     }
     FNR == NR {
         k = $1 SUBSEP $2 SUBSEP $3;
-        ops[k] = $4; p50[k] = $5; bpr[k] = $7; floor[k] = $8;
+        ops[k] = $4; p50[k] = $5; p99[k] = $6; bpr[k] = $7; floor[k] = $8;
         replay[k] = $9 > 0 ? $10 / ($9 / 1000) : "";
         pof[k] = $11; cpu[k] = $12; disk[k] = $10 > 0 ? $14 / $10 : ""; seen[k] = 1;
         lo[k, "ops"] = $(ncol + 1); hi[k, "ops"] = $(ncol + 2);
@@ -360,7 +395,7 @@ awk -F'\t' -v raw=116 -v ncol="$NCOL" '
     }
     {
         label = $1; id = $2; wl = $3; m = $4; cid = $5; vs = $6; goal = $7;
-        lower = (m == "p50" || m == "bpr" || m == "disk");
+        lower = (m == "p50" || m == "p99" || m == "bpr" || m == "disk");
         line = "| " label;
         split("rocksdb lmdb sqlite cstore", es, " ");
         best = ""; bestv = "";

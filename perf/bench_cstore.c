@@ -85,17 +85,17 @@ static int csb_open(const struct bench_config *cfg, void **store)
     return 0;
 }
 
-/* With CSTORE_BENCH_STATS set, each shard's WAL frames and records go to stderr at close: the
- * records per frame show how well group commit gathered the writes. */
+/* With CSTORE_BENCH_STATS set, each shard's WAL frames, records and checkpoints go to stderr at
+ * close: the records per frame show how well group commit gathered the writes. */
 static int csb_close(void *store)
 {
     if (getenv("CSTORE_BENCH_STATS"))
         for (unsigned i = 0; i < cs_shard_count(store); i++) {
             struct cs_shard_stats st;
             if (cs_stats(store, i, &st) == 0)
-                fprintf(stderr, "shard %u: frames %llu records %llu loops %llu\n", i,
-                        (unsigned long long)st.wal_frames, (unsigned long long)st.wal_records,
-                        (unsigned long long)st.loops);
+                fprintf(stderr, "shard %u: frames %llu records %llu loops %llu checkpoints %llu\n",
+                        i, (unsigned long long)st.wal_frames, (unsigned long long)st.wal_records,
+                        (unsigned long long)st.loops, (unsigned long long)st.checkpoints);
         }
     return cs_close(store);
 }

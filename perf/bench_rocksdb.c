@@ -35,7 +35,6 @@
 #define RDB_CACHE_SLACK 2u               /* block cache: this many times the raw data */
 #define RDB_CACHE_MIN_BYTES (8ull << 20) /* RocksDB's default block cache */
 #define RDB_TUNED_BYTES 512u             /* the tuned options, as text */
-#define RDB_CONCURRENT_SET "allow_concurrent_memtable_write=" /* --set NAME=true|false */
 
 #ifndef BENCH_ROCKSDB_BUILD
 #define BENCH_ROCKSDB_BUILD "unknown build"
@@ -93,11 +92,37 @@ static int rdb_error(struct rdb_store *st, char *err)
  *   it blocks, which with more threads than CPUs takes the CPU from the threads being waited
  *   for. --set allow_concurrent_memtable_write=true|false overrides the choice (both), to
  *   measure it.
+ * - --set table=plain: PlainTable with mmap reads instead (rdb_plain_table), for the in-memory
+ *   point-read row.
  * - a block-based table with a 10-bit-per-key bloom filter (whole keys) so that a point read
  *   probes one SST file, not every level, and a block cache sized to hold the data (twice the
  *   raw bytes of the loaded records; at least RocksDB's default 8 MiB), so that reads after the
  *   settle step are served from memory like the other engines' are.
  * - compression stays the default (Snappy), which gives up quickly on incompressible values. */
+/* The value of --set NAME=VALUE for this driver, or NULL. */
+static const char *rdb_set_value(const struct bench_config *cfg, const char *name)
+{
+    size_t n = strlen(name);
+    for (unsigned i = 0; i < cfg->set_count; i++)
+        if (strncmp(cfg->sets[i], name, n) == 0 && cfg->sets[i][n] == '=')
+            return cfg->sets[i] + n + 1;
+    return NULL;
+}
+
+/* PlainTable for in-memory point reads (--set table=plain): SST files memory-mapped
+ * (allow_mmap_reads, every file kept open) and indexed by a hash of an 8-byte prefix (the
+ * driver's keys begin with 8 unique bytes), with a bloom filter; RocksDB's suggestion for a
+ * store that fits in memory and is read by key. Range scans across prefixes need
+ * total_order_seek, so the suite uses it for readrandom only. */
+static void rdb_plain_table(struct rdb_store *st, const struct bench_config *cfg)
+{
+    rocksdb_options_set_prefix_extractor(st->opts, rocksdb_slicetransform_create_fixed_prefix(8));
+    rocksdb_options_set_plain_table_factory(st->opts, cfg->key_bytes, (int)RDB_BLOOM_BITS_PER_KEY,
+                                            0.75, 16);
+    rocksdb_options_set_allow_mmap_reads(st->opts, 1);
+    rocksdb_options_set_max_open_files(st->opts, -1);
+}
+
 static void rdb_tune(struct rdb_store *st, const struct bench_config *cfg)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -105,11 +130,26 @@ static void rdb_tune(struct rdb_store *st, const struct bench_config *cfg)
         cpus = 1;
     rocksdb_options_increase_parallelism(st->opts, (int)cpus);
     int concurrent = cfg->threads <= (unsigned)cpus;
-    for (unsigned i = 0; i < cfg->set_count; i++) /* --set: measure the other choice */
-        if (strncmp(cfg->sets[i], RDB_CONCURRENT_SET, strlen(RDB_CONCURRENT_SET)) == 0)
-            concurrent = strcmp(cfg->sets[i] + strlen(RDB_CONCURRENT_SET), "true") == 0;
+    const char *v = rdb_set_value(cfg, "allow_concurrent_memtable_write");
+    if (v != NULL) /* --set: measure the other choice */
+        concurrent = strcmp(v, "true") == 0;
     rocksdb_options_set_allow_concurrent_memtable_write(st->opts, (unsigned char)concurrent);
     rocksdb_options_set_enable_write_thread_adaptive_yield(st->opts, (unsigned char)concurrent);
+    int n = snprintf(st->tuned, sizeof(st->tuned),
+                     "increase_parallelism(%ld), allow_concurrent_memtable_write=%s and "
+                     "enable_write_thread_adaptive_yield=%s (%u threads on %ld CPUs), ",
+                     cpus, concurrent ? "true" : "false", concurrent ? "true" : "false",
+                     cfg->threads, cpus);
+    size_t used = n > 0 && (size_t)n < sizeof(st->tuned) ? (size_t)n : 0;
+    v = rdb_set_value(cfg, "table");
+    if (v != NULL && strcmp(v, "plain") == 0) {
+        rdb_plain_table(st, cfg);
+        snprintf(st->tuned + used, sizeof(st->tuned) - used,
+                 "PlainTable (8-byte prefix hash, bloom %.0f bits/key), allow_mmap_reads, "
+                 "max_open_files=-1",
+                 RDB_BLOOM_BITS_PER_KEY);
+        return;
+    }
     uint64_t raw = cfg->keys * ((uint64_t)cfg->key_bytes + cfg->value_bytes);
     uint64_t cache_bytes = raw * RDB_CACHE_SLACK;
     if (cache_bytes < RDB_CACHE_MIN_BYTES)
@@ -120,11 +160,8 @@ static void rdb_tune(struct rdb_store *st, const struct bench_config *cfg)
     st->cache = rocksdb_cache_create_lru((size_t)cache_bytes);
     rocksdb_block_based_options_set_block_cache(st->table, st->cache);
     rocksdb_options_set_block_based_table_factory(st->opts, st->table);
-    snprintf(st->tuned, sizeof(st->tuned),
-             "increase_parallelism(%ld), allow_concurrent_memtable_write=%s and "
-             "enable_write_thread_adaptive_yield=%s (%u threads on %ld CPUs), bloom filter "
-             "%.0f bits/key, LRU block cache %llu MiB",
-             cpus, concurrent ? "true" : "false", concurrent ? "true" : "false", cfg->threads, cpus,
+    snprintf(st->tuned + used, sizeof(st->tuned) - used,
+             "block-based table, bloom filter %.0f bits/key, LRU block cache %llu MiB",
              RDB_BLOOM_BITS_PER_KEY, (unsigned long long)(cache_bytes >> 20));
 }
 
@@ -156,8 +193,10 @@ static int rdb_open(const struct bench_config *cfg, void **store)
         rocksdb_readoptions_destroy(st->ropts);
         rocksdb_writeoptions_destroy(st->wopts);
         rocksdb_options_destroy(st->opts);
-        rocksdb_block_based_options_destroy(st->table);
-        rocksdb_cache_destroy(st->cache);
+        if (st->table != NULL) /* NULL with PlainTable */
+            rocksdb_block_based_options_destroy(st->table);
+        if (st->cache != NULL)
+            rocksdb_cache_destroy(st->cache);
         free(st);
         return rc;
     }
@@ -172,8 +211,10 @@ static int rdb_close(void *store)
     rocksdb_readoptions_destroy(st->ropts);
     rocksdb_writeoptions_destroy(st->wopts);
     rocksdb_options_destroy(st->opts);
-    rocksdb_block_based_options_destroy(st->table);
-    rocksdb_cache_destroy(st->cache);
+    if (st->table != NULL) /* NULL with PlainTable */
+        rocksdb_block_based_options_destroy(st->table);
+    if (st->cache != NULL)
+        rocksdb_cache_destroy(st->cache);
     free(st);
     return 0;
 }

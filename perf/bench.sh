@@ -331,7 +331,8 @@ floors=$(awk -F'\t' '
 
 # The table: label, case of the peers figures, workload, metric, case of cstore figure, what
 # the ratio is against (peer: the fastest peer of the row; floor: the overwrite fdatasync
-# floor; raw: 116 raw bytes of key and value; abs: the figure itself), goal.
+# floor; raw: 116 raw bytes of key and value; abs: the figure itself; an engine's name: that
+# engine's figure), goal.
 cat >"$tmp/rows.tsv" <<'ROWS'
 1. durable puts, 64 threads (ops/s)	put64	fillrandom	ops	put64	peer	>= 3
 1b. durable puts, 64 threads, cstore checkpointing during the phase (ops/s)	put64	fillrandom	ops	put64ck	peer	-
@@ -340,6 +341,7 @@ cat >"$tmp/rows.tsv" <<'ROWS'
 2b. durable puts, 256 blocking threads, cstore too (ops/s)	put256	fillrandom	ops	put256	peer	-
 3. one durable writer, p50 us (ratio: cstore / overwrite+fdatasync floor)	put1	fillrandom	p50	put1	floor	<= 1.25
 3b. one durable writer, p50 us (ratio: cstore / fastest peer)	put1	fillrandom	p50	put1	peer	-
+3c. one durable writer, CPU us per put (ratio: cstore / sqlite)	put1	fillrandom	cpu	put1	sqlite	<= 1
 4. bulk load that persists (ops/s; the clock stops once all is on disk)	bulk	fillrandom	ops	bulk	peer	>= 2
 4b. bulk load that persists, compressible values (ops/s)	bulkz	fillrandom	ops	bulkz	peer	-
 4c. bulk load that persists: cstore 2x64 sessions (ops/s)	bulk	fillrandom	ops	bulksess	peer	-
@@ -373,6 +375,7 @@ awk -F'\t' -v raw=116 -v ncol="$NCOL" '
         if (m == "p99") return p99[c, e, wl];
         if (m == "replay") return replay[c, e, wl];
         if (m == "disk") return disk[c, e, wl];
+        if (m == "cpu") return cpu[c, e, wl];
         return bpr[c, e, wl];
     }
     function met(r, goal,    n, g) {
@@ -395,7 +398,7 @@ awk -F'\t' -v raw=116 -v ncol="$NCOL" '
     }
     {
         label = $1; id = $2; wl = $3; m = $4; cid = $5; vs = $6; goal = $7;
-        lower = (m == "p50" || m == "p99" || m == "bpr" || m == "disk");
+        lower = (m == "p50" || m == "p99" || m == "bpr" || m == "disk" || m == "cpu");
         line = "| " label;
         split("rocksdb lmdb sqlite cstore", es, " ");
         best = ""; bestv = "";
@@ -415,6 +418,8 @@ awk -F'\t' -v raw=116 -v ncol="$NCOL" '
                 rtxt = sprintf("%.2fx floor (%.0f us)", r, floor[cid, "cstore", wl]);
             } else if (vs == "raw") {
                 r = cs / raw; rtxt = sprintf("%.2fx raw", r);
+            } else if (vs != "peer" && (vs in val)) {
+                if (val[vs] > 0) { r = cs / val[vs]; rtxt = sprintf("%.2fx %s", r, vs) }
             } else if (vs == "abs") {
                 r = cs; rtxt = sprintf("%.2fM/s", cs / 1e6);
             } else if (best != "" && bestv > 0) {
@@ -474,7 +479,7 @@ set multiplot layout 2,1 title "cstore perf suite $stamp (scale $SCALE, load $lo
 set ylabel "ops/s"
 plot "$tmp/plot.dat" using 2:xtic(1) title "rocksdb", "" using 3 title "lmdb", \
      "" using 4 title "sqlite", "" using 5 title "cstore"
-set ylabel "p99 latency, closed loop (us)"
+set ylabel "p99 latency (us; closed loop but the *ol cases)"
 plot "$tmp/plot.dat" using 6:xtic(1) title "rocksdb", "" using 7 title "lmdb", \
      "" using 8 title "sqlite", "" using 9 title "cstore"
 unset multiplot

@@ -12,9 +12,10 @@
 # one job per CPU: about 7 minutes on an idle 2-CPU machine, longer when it is shared.
 #
 # The result is cached: BUILD/peers/rocksdb/{lib,include,BUILD-INFO}. A later run finds
-# BUILD-INFO and does nothing. A failed build leaves BUILD/peers/rocksdb.failed with the last
-# lines of the log and is not retried on every run (remove that file to retry); the Makefile then
-# links Debian's library and the results say "with assertions".
+# BUILD-INFO and does nothing. A failed compile leaves BUILD/peers/rocksdb.failed with the last
+# lines of the log and is not retried on every run (remove that file to retry); a failure to get
+# the source or the build dependencies (a network that is down) is retried next time. Either
+# way the Makefile then links Debian's library and the results say "with assertions".
 #
 # Getting the source needs a deb-src entry: when apt has none, one is added beside the system's
 # Debian entry (/etc/apt/sources.list.d/cstore-deb-src.sources), made from that entry with the
@@ -50,6 +51,13 @@ OUT="$PEERS/rocksdb"
 FAILED="$PEERS/rocksdb.failed"
 LOG="$PEERS/rocksdb-build.log"
 
+# soft_fail WHY: give up for this run only.
+soft_fail() {
+    echo "rocksdb-release.sh: $1; this run uses Debian's RocksDB (assertions on). Log: $LOG" >&2
+    exit 1
+}
+
+# fail WHY: give up and remember it (the compile would fail again).
 fail() {
     {
         echo "rocksdb-release.sh: $1 ($(date -u '+%Y-%m-%d %H:%M UTC'))"
@@ -71,12 +79,12 @@ if ! has_src; then
     src=/etc/apt/sources.list.d/cstore-deb-src.sources
     if [ -f /etc/apt/sources.list.d/debian.sources ]; then
         sed 's/^Types:[[:space:]]*deb[[:space:]]*$/Types: deb-src/' \
-            /etc/apt/sources.list.d/debian.sources | $SUDO tee "$src" >/dev/null || fail "cannot write $src"
+            /etc/apt/sources.list.d/debian.sources | $SUDO tee "$src" >/dev/null || soft_fail "cannot write $src"
     elif [ -f /etc/apt/sources.list ]; then
         sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' /etc/apt/sources.list |
-            $SUDO tee /etc/apt/sources.list.d/cstore-deb-src.list >/dev/null || fail "cannot write a deb-src list"
+            $SUDO tee /etc/apt/sources.list.d/cstore-deb-src.list >/dev/null || soft_fail "cannot write a deb-src list"
     else
-        fail "no Debian apt source to copy into a deb-src entry"
+        soft_fail "no Debian apt source to copy into a deb-src entry"
     fi
 fi
 
@@ -85,16 +93,16 @@ t0=$(date +%s)
 : >"$LOG"
 export DEBIAN_FRONTEND=noninteractive
 # The build needs what Debian's build does (compression libraries, gflags) and dpkg-source.
-$SUDO apt-get update -qq >>"$LOG" 2>&1 || fail "apt-get update failed"
+$SUDO apt-get update -qq >>"$LOG" 2>&1 || soft_fail "apt-get update failed"
 $SUDO apt-get install -y -qq --no-install-recommends dpkg-dev g++ make libsnappy-dev zlib1g-dev \
     libbz2-dev liblz4-dev libzstd-dev libgflags-dev >>"$LOG" 2>&1 ||
-    fail "cannot install RocksDB's build dependencies"
+    soft_fail "cannot install RocksDB's build dependencies"
 src_dir="$PEERS/src"
 rm -rf "$src_dir"
-mkdir -p "$src_dir" || fail "cannot make $src_dir"
-(cd "$src_dir" && apt-get source -qq rocksdb) >>"$LOG" 2>&1 || fail "apt-get source rocksdb failed"
+mkdir -p "$src_dir" || soft_fail "cannot make $src_dir"
+(cd "$src_dir" && apt-get source -qq rocksdb) >>"$LOG" 2>&1 || soft_fail "apt-get source rocksdb failed"
 tree=$(find "$src_dir" -mindepth 1 -maxdepth 1 -type d -name 'rocksdb-*' | head -n 1)
-[ -n "$tree" ] || fail "apt-get source rocksdb left no source tree"
+[ -n "$tree" ] || soft_fail "apt-get source rocksdb left no source tree"
 deb_version=$(cd "$src_dir" && ls rocksdb_*.dsc | sed 's/^rocksdb_\(.*\)\.dsc$/\1/')
 jobs=$(nproc 2>/dev/null || echo 2)
 # DISABLE_WARNING_AS_ERROR: a newer compiler than RocksDB 7.8 knew warns (Debian's build sets

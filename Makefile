@@ -90,8 +90,7 @@ $(shell mkdir -p $(BUILD)/perf && echo '$(BENCH_KEY)' | cmp -s - $(BENCH_STAMP) 
 	echo '$(BENCH_KEY)' > $(BENCH_STAMP))
 $(BENCH_OBJ): CFLAGS += $(BENCH_PEERS:%=-DBENCH_HAVE_%) -DBENCH_ROCKSDB_VERSION='"$(ROCKSDB_VER)"'
 $(BENCH_OBJ): CFLAGS += $(if $(ROCKSDB_REL),-I$(ROCKSDB_DIR)/include \
-                 -DBENCH_ROCKSDB_BUILD='"release build of the Debian source (DEBUG_LEVEL=0)"', \
-                 -DBENCH_ROCKSDB_BUILD='"Debian package build, with assertions"')
+                 -DBENCH_ROCKSDB_RELEASE_DIR='"$(ROCKSDB_DIR)/"')
 $(BENCH_OBJ): $(BENCH_STAMP)
 
 $(BUILD)/cstore-bench: $(BENCH_OBJ) $(BUILD)/libcstore.a

@@ -1,8 +1,9 @@
 /* cstore-bench driver for RocksDB, through its C API (rocksdb/c.h).
  *
- * The library is the release build of Debian's source that perf/rocksdb-release.sh makes
- * (BENCH_ROCKSDB_BUILD says which one was linked; the report names it and the file it was
- * loaded from), or Debian's librocksdb when that build failed, which has its asserts on.
+ * The library is the release build of Debian's source that perf/rocksdb-release.sh makes, in
+ * BENCH_ROCKSDB_RELEASE_DIR, or Debian's librocksdb when that build failed, which has its
+ * asserts on. The report names the file the library was loaded from (dladdr) and the build
+ * that file is, so a library swapped in at run time (LD_LIBRARY_PATH) is named as what it is.
  * One rocksdb_t per run, in the store folder, default column family. The options differ from
  * RocksDB's defaults only in rdb_tune(), which says why for each; the describe line lists them
  * (and the store's OPTIONS-* file holds the full set). Durability: sync (the default, as cstore's)
@@ -36,9 +37,8 @@
 #define RDB_CACHE_MIN_BYTES (8ull << 20) /* RocksDB's default block cache */
 #define RDB_TUNED_BYTES 512u             /* the tuned options, as text */
 
-#ifndef BENCH_ROCKSDB_BUILD
-#define BENCH_ROCKSDB_BUILD "unknown build"
-#endif
+#define RDB_BUILD_RELEASE "release build of the Debian source (DEBUG_LEVEL=0)"
+#define RDB_BUILD_DEBIAN "Debian package build, with assertions"
 #ifndef BENCH_ROCKSDB_VERSION
 #define BENCH_ROCKSDB_VERSION "?"
 #endif
@@ -388,8 +388,13 @@ static void rdb_describe(void *store, char *buf, size_t cap)
     const char *lib = "?";
     if (dladdr((void *)rocksdb_open, &info) != 0 && info.dli_fname != NULL)
         lib = info.dli_fname;
-    snprintf(buf, cap, "rocksdb %s, %s, loaded from %s; %s; %s", BENCH_ROCKSDB_VERSION,
-             BENCH_ROCKSDB_BUILD, lib, st->mode, st->tuned);
+    const char *build = RDB_BUILD_DEBIAN;
+#ifdef BENCH_ROCKSDB_RELEASE_DIR
+    if (strncmp(lib, BENCH_ROCKSDB_RELEASE_DIR, strlen(BENCH_ROCKSDB_RELEASE_DIR)) == 0)
+        build = RDB_BUILD_RELEASE;
+#endif
+    snprintf(buf, cap, "rocksdb %s, %s, loaded from %s; %s; %s", BENCH_ROCKSDB_VERSION, build, lib,
+             st->mode, st->tuned);
 }
 
 static const char *rdb_strerror(int rc)

@@ -114,6 +114,8 @@ so=$(find "$tree" -maxdepth 1 -name 'librocksdb.so.*.*.*' -type f | head -n 1)
 rm -rf "$OUT"
 mkdir -p "$OUT/lib" "$OUT/include" || fail "cannot make $OUT"
 cp -a "$tree"/librocksdb.so* "$OUT/lib/" || fail "cannot copy the library"
+# The debug info (-g) is most of its 250 MB; the code is the same without it.
+strip --strip-debug "$OUT/lib/$(basename "$so")" 2>/dev/null || true
 cp -a "$tree/include/rocksdb" "$OUT/include/" || fail "cannot copy the headers"
 t1=$(date +%s)
 {

@@ -820,7 +820,14 @@ static void report_json_phase(const struct bench_args *a, const struct run_facts
            (double)f->close_ns / 1e6, (double)f->settle_ns / 1e6,
            c->compressible ? "compressible" : "random", (double)c->warmup_ns / 1e9);
     json_string(f->desc);
-    printf("}\n");
+    printf(", \"shards\": ");
+    json_string(c->shards != NULL ? c->shards : "default");
+    printf(", \"sets\": [");
+    for (unsigned i = 0; i < c->set_count; i++) {
+        printf(i ? ", " : "");
+        json_string(c->sets[i]);
+    }
+    printf("]}\n");
 }
 
 /* Records the store holds after phase p, as far as the workloads tell. */

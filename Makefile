@@ -85,17 +85,29 @@ $(BUILD)/cstore-fault: $(FAULT_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # cstore-bench drives the peer engines whose headers are installed (make bench installs them);
-# without them it builds with cstore alone. $(BENCH_STAMP) holds the list of peers and changes
-# (and so rebuilds the bench objects) only when the list does.
-BENCH_PEERS := $(if $(wildcard /usr/include/rocksdb/c.h),ROCKSDB) \
+# without them it builds with cstore alone. RocksDB is the release build that
+# perf/rocksdb-release.sh leaves in $(BUILD)/peers/rocksdb (make bench makes it once) when it is
+# there, else Debian's library, which has its asserts on; the driver reports which.
+# $(BENCH_STAMP) holds the list of peers and changes (and so rebuilds the bench objects) only
+# when the list does.
+ROCKSDB_DIR := $(abspath $(BUILD)/peers/rocksdb)
+ROCKSDB_REL := $(if $(wildcard $(ROCKSDB_DIR)/BUILD-INFO),$(wildcard $(ROCKSDB_DIR)/lib/librocksdb.so))
+ROCKSDB_H   := $(if $(ROCKSDB_REL),$(ROCKSDB_DIR)/include,/usr/include)
+ROCKSDB_VER := $(shell sed -n 's/^\#define ROCKSDB_[MP][AI][JNT][A-Z]* \([0-9]*\)$$/\1/p' \
+                 $(ROCKSDB_H)/rocksdb/version.h 2>/dev/null | paste -sd. -)
+BENCH_PEERS := $(if $(wildcard $(ROCKSDB_H)/rocksdb/c.h),ROCKSDB) \
                $(if $(wildcard /usr/include/lmdb.h),LMDB) $(if $(wildcard /usr/include/sqlite3.h),SQLITE)
-BENCH_LIBS  := $(if $(filter ROCKSDB,$(BENCH_PEERS)),-lrocksdb) \
+ROCKSDB_LNK := -Wl,-rpath,$(ROCKSDB_DIR)/lib -L$(ROCKSDB_DIR)/lib
+BENCH_LIBS  := $(if $(filter ROCKSDB,$(BENCH_PEERS)),$(if $(ROCKSDB_REL),$(ROCKSDB_LNK)) -lrocksdb) \
                $(if $(filter LMDB,$(BENCH_PEERS)),-llmdb) $(if $(filter SQLITE,$(BENCH_PEERS)),-lsqlite3)
 BENCH_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard perf/bench*.c))
 BENCH_STAMP := $(BUILD)/perf/peers.txt
-$(shell mkdir -p $(BUILD)/perf && echo '$(strip $(BENCH_PEERS))' | cmp -s - $(BENCH_STAMP) || \
-	echo '$(strip $(BENCH_PEERS))' > $(BENCH_STAMP))
-$(BENCH_OBJ): CFLAGS += $(BENCH_PEERS:%=-DBENCH_HAVE_%)
+BENCH_KEY   := $(strip $(BENCH_PEERS) $(if $(ROCKSDB_REL),ROCKSDB_RELEASE) $(ROCKSDB_VER))
+$(shell mkdir -p $(BUILD)/perf && echo '$(BENCH_KEY)' | cmp -s - $(BENCH_STAMP) || \
+	echo '$(BENCH_KEY)' > $(BENCH_STAMP))
+$(BENCH_OBJ): CFLAGS += $(BENCH_PEERS:%=-DBENCH_HAVE_%) -DBENCH_ROCKSDB_VERSION='"$(ROCKSDB_VER)"'
+$(BENCH_OBJ): CFLAGS += $(if $(ROCKSDB_REL),-I$(ROCKSDB_DIR)/include \
+                 -DBENCH_ROCKSDB_RELEASE_DIR='"$(ROCKSDB_DIR)/"')
 $(BENCH_OBJ): $(BENCH_STAMP)
 
 $(BUILD)/cstore-bench: $(BENCH_OBJ) $(BUILD)/libcstore.a

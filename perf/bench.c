@@ -5,28 +5,40 @@
  *                [--durability sync|async|none] [--ops N | --duration S] [--rate R]
  *                [--shards N] [--cpuset LIST] [--db DIR] [--json] [more: see --help]
  *
- * It measures the machine's floor first (one small write + fdatasync at a time, in the store
- * folder, on the same filesystem), then opens one store, runs the phases in order, closes the
- * store and prints, per phase: requests, wall seconds, requests per second, p50/p99/p99.9/max
- * latency of a request in microseconds, CPU seconds of the process (getrusage, all threads),
- * peak RSS, and RSS grown since before the open divided by the records held (bytes per record),
- * plus misses, wrong values and errors. --json prints one JSON object per measured phase, one
- * per line. The store folder is used as it is (bench.sh removes it first).
+ * It measures the machine's two floors first, in the store folder (same filesystem), one small
+ * write + fdatasync at a time: overwriting a block of a file written in full before (what a
+ * preallocated log such as cstore's pays) and appending to a growing file (what RocksDB's and
+ * SQLite's logs pay: the size changes, so the inode is written too). Then it opens one store,
+ * runs the phases in order, closes the store, measures both floors again and prints, per phase:
+ * requests, wall seconds, requests per second, p50/p99/p99.9/max latency of a request in
+ * microseconds, CPU seconds of the process (getrusage, all threads) and CPU microseconds per
+ * request, peak RSS, the anonymous and file-backed resident bytes (RssAnon, RssFile of
+ * /proc/self/status: a memory-mapped store such as LMDB's shows in RssFile, heap in RssAnon),
+ * RssAnon grown since before the open divided by the records held (bytes per record), the
+ * bytes the store folder takes on disk, plus misses, wrong values and errors. --json prints
+ * one JSON object per measured phase, one per line. The store folder is used as it is
+ * (bench.sh removes it first).
  *
  * Phases: --workload W runs W, preceded by an unmeasured load phase (fillrandom of --keys
  * records, --load-threads threads, --load-inflight requests in flight for engines that
  * pipeline, --load-batch writes per commit for engines with transactions) when W reads what is
  * there. --phases P[:T],... (the older form) runs each phase as given and measures them all.
  *
- * Timing: the threads of a phase meet at a barrier, then each opens its handle (a session when
- * pipelining) and runs; the wall clock runs from just before the main thread enters the barrier
- * to the last thread's end, so it includes waking the threads and opening the handles. Latency is
- * per request (see bench_workload.c). Exit status: 0; 1 when a request failed or returned a wrong
- * value; 2 on bad options. The parts of the program are described in bench.h. */
+ * Timing: each thread of a phase opens its handle (a session when pipelining, a connection,
+ * a transaction handle) and meets the others at a first barrier; the main thread then reads the
+ * clock and releases a second barrier, so the wall clock covers the requests (and waking the
+ * threads), not starting them or opening handles. It stops when the last thread ends or, with
+ * --persist on a write phase, when the engine's persist call (everything on disk) returns.
+ * --warmup S runs each measured non-fill phase for S seconds first, unmeasured. After the load
+ * phase of --workload, an engine with a settle step (RocksDB: flush and compact) runs it,
+ * unmeasured, so that reads see the store in its steady state. Latency is per request (see
+ * bench_workload.c). Exit status: 0; 1 when a request failed or returned a wrong value; 2 on
+ * bad options. The parts of the program are described in bench.h. */
 #include "bench.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -38,11 +50,12 @@
 #include <unistd.h>
 
 #define PHASES_MAX 32u          /* phases in --phases or --workload */
-#define DESCRIBE_BYTES 256u     /* engine description */
+#define DESCRIBE_BYTES 2048u    /* engine description */
 #define FLOOR_OPS_MAX 100000u   /* --floor-ops */
 #define FLOOR_FILE_BYTES 65536u /* the floor file, written once before timing */
 #define PATH_BYTES 4096u        /* paths built from --db */
 #define ZIPF_THETA_MAX 0.9999   /* the zipfian generator needs theta < 1 */
+#define DU_FDS_MAX 16           /* nftw's open folders while summing the store's disk bytes */
 
 static const struct bench_engine *const bench_engines[] = {
     &bench_engine_cstore,
@@ -73,6 +86,11 @@ struct phase {
     double cpu_s;            /* user + system CPU seconds of the process during the phase */
     uint64_t rss_peak_bytes; /* peak RSS of the process at the phase's end */
     uint64_t rss_bytes;      /* RSS at the phase's end */
+    uint64_t rss_anon_bytes; /* RssAnon at the phase's end */
+    uint64_t rss_file_bytes; /* RssFile at the phase's end */
+    uint64_t disk_bytes;     /* bytes the store folder takes on disk at the phase's end */
+    uint64_t persist_ns;     /* --persist: the engine's persist call, inside wall_ns */
+    uint64_t warmup_ops;     /* requests of the unmeasured warm-up run */
     uint64_t records;        /* records the store holds at the phase's end (as far as known) */
     struct bench_shared shared;
     struct bench_hist hist; /* latency of every request */
@@ -81,7 +99,6 @@ struct phase {
 struct worker_arg {
     struct bench_worker w;
     const struct bench_workload *workload;
-    pthread_barrier_t *start;
     pthread_t tid;
     int rc; /* the workload's return */
 };
@@ -116,9 +133,14 @@ static const char bench_usage[] =
     "                         the load phase (defaults --threads, 64, 1000)\n"
     "  --seed S               key generator seed (default 1)\n"
     "  --durability MODE      sync | async | none (default: the engine's, sync for cstore)\n"
+    "  --persist              write phases end with the engine's persist (all on disk), timed\n"
+    "  --warmup S             run each measured read or mixed phase S seconds first, unmeasured\n"
+    "  --values KIND          random (default: incompressible, a PRNG seeded by the record index)\n"
+    "                         or compressible (about 2:1)\n"
     "  --shards N, --cpuset LIST, --set NAME=VALUE   cstore options (cs_options_set names);\n"
-    "                         for peers --cpuset pins the whole process\n"
-    "  --floor-ops N          write+fdatasync samples of the floor (default 200; 0 = skip)\n"
+    "                         for peers --cpuset pins the whole process; rocksdb takes --set\n"
+    "                         allow_concurrent_memtable_write=true|false and table=plain\n"
+    "  --floor-ops N          write+fdatasync samples of each floor (default 200; 0 = skip)\n"
     "  --json                 one JSON object per measured phase instead of a table\n";
 
 static int bench_usage_error(const char *what, const char *arg)
@@ -247,6 +269,10 @@ static int parse_number_option(struct bench_args *a, const char *o, const char *
     } else if (strcmp(o, "--batch") == 0) {
         bad = parse_u64(v, 1, BENCH_BATCH_MAX, &n);
         a->batch = (unsigned)n;
+        c->batch = (unsigned)n;
+    } else if (strcmp(o, "--warmup") == 0) {
+        bad = parse_double(v, 0.0, 1e6, &d);
+        c->warmup_ns = (uint64_t)(d * 1e9);
     } else if (strcmp(o, "--load-threads") == 0) {
         bad = parse_u64(v, 1, BENCH_THREADS_MAX, &n);
         a->load_threads = (unsigned)n;
@@ -282,6 +308,7 @@ static void set_defaults(struct bench_args *a)
     c->zipf_theta = 0.99;
     c->seed = 1;
     a->batch = 1;
+    c->batch = 1;
     a->load_inflight = 64;
     a->load_batch = 1000;
     a->floor_ops = 200;
@@ -296,6 +323,10 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
         const char *o = argv[i];
         if (strcmp(o, "--json") == 0) {
             a->json = 1;
+            continue;
+        }
+        if (strcmp(o, "--persist") == 0) {
+            c->persist = 1;
             continue;
         }
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
@@ -321,6 +352,10 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
             if (strcmp(v, "sync") != 0 && strcmp(v, "async") != 0 && strcmp(v, "none") != 0)
                 return bench_usage_error("--durability", v);
             c->durability = v;
+        } else if (strcmp(o, "--values") == 0) {
+            if (strcmp(v, "random") != 0 && strcmp(v, "compressible") != 0)
+                return bench_usage_error("--values", v);
+            c->compressible = strcmp(v, "compressible") == 0;
         } else if (strcmp(o, "--shards") == 0) {
             c->shards = v;
         } else if (strcmp(o, "--cpuset") == 0) {
@@ -383,11 +418,20 @@ BENCH_MUST_CHECK static int pin_process(const char *list)
     return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
 }
 
+void bench_worker_start(struct bench_worker *w)
+{
+    if (w->started)
+        return;
+    w->started = 1;
+    pthread_barrier_wait(w->ready);
+    pthread_barrier_wait(w->go);
+}
+
 static void *worker_main(void *p)
 {
     struct worker_arg *arg = p;
-    pthread_barrier_wait(arg->start);
     arg->rc = arg->workload->run(&arg->w);
+    bench_worker_start(&arg->w); /* a workload that failed before it started */
     return NULL;
 }
 
@@ -404,6 +448,47 @@ static uint64_t rss_peak_bytes(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (uint64_t)ru.ru_maxrss * 1024u;
+}
+
+/* The RssAnon and RssFile lines of /proc/self/status, in bytes (0 when absent). */
+static void rss_split_bytes(uint64_t *anon, uint64_t *file)
+{
+    *anon = 0;
+    *file = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return;
+    char line[256];
+    unsigned long long kb;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "RssAnon: %llu kB", &kb) == 1)
+            *anon = (uint64_t)kb * 1024u;
+        else if (sscanf(line, "RssFile: %llu kB", &kb) == 1)
+            *file = (uint64_t)kb * 1024u;
+    }
+    fclose(f);
+}
+
+/* nftw has no user pointer: the running sum of du_bytes (main thread only). */
+static uint64_t du_sum;
+
+static int du_add(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)path;
+    (void)ftw;
+    if (type == FTW_F)
+        du_sum += (uint64_t)st->st_blocks * 512u;
+    return 0;
+}
+
+/* Bytes the files under dir take on disk (allocated blocks, so sparse files count what they
+ * hold); 0 when it cannot be walked. */
+static uint64_t du_bytes(const char *dir)
+{
+    du_sum = 0;
+    if (nftw(dir, du_add, DU_FDS_MAX, FTW_PHYS) != 0)
+        return 0;
+    return du_sum;
 }
 
 /* Resident bytes now, from /proc/self/statm (0 when it cannot be read). */
@@ -439,15 +524,19 @@ static void phase_collect(struct phase *ph, const struct worker_arg *args)
     }
 }
 
-/* Run one phase: its threads start together; the wall clock covers them all. */
+/* Run one phase: its threads open their handles, then start together on the clock; the wall
+ * clock covers them all (and, with cfg->persist on a write phase, the engine's persist).
+ * warmup: an unmeasured run of warmup_ns instead (its requests go to ph->warmup_ops only). */
 BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct bench_config *cfg,
-                                      void *store, struct phase *ph)
+                                      void *store, struct phase *ph, uint64_t warmup_ns)
 {
     struct worker_arg *args = calloc(ph->threads, sizeof(*args));
     if (args == NULL)
         return -ENOMEM;
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, ph->threads + 1);
+    pthread_barrier_t ready, go;
+    pthread_barrier_init(&ready, NULL, ph->threads + 1);
+    pthread_barrier_init(&go, NULL, ph->threads + 1);
+    struct bench_shared warm_shared = {0};
     unsigned started = 0;
     int rc = 0;
     for (; started < ph->threads; started++) {
@@ -455,17 +544,18 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
         a->w.engine = e;
         a->w.cfg = cfg;
         a->w.store = store;
-        a->w.shared = &ph->shared;
+        a->w.shared = warmup_ns != 0 ? &warm_shared : &ph->shared;
+        a->w.ready = &ready;
+        a->w.go = &go;
         a->w.index = started;
         a->w.count = ph->threads;
         a->w.depth = ph->depth;
         a->w.batch = ph->batch;
         a->w.ops_total = cfg->ops;
-        a->w.duration_ns = ph->measured ? cfg->duration_ns : 0;
+        a->w.duration_ns = warmup_ns != 0 ? warmup_ns : ph->measured ? cfg->duration_ns : 0;
         a->w.rate = ph->measured ? cfg->rate : 0.0;
         bench_hist_init(&a->w.hist);
         a->workload = ph->workload;
-        a->start = &start;
         rc = -pthread_create(&a->tid, NULL, worker_main, a);
         if (rc != 0)
             break;
@@ -475,27 +565,51 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
         fprintf(stderr, "cstore-bench: cannot start thread %u: %s\n", started, strerror(-rc));
         exit(1);
     }
-    /* The clock starts before the main thread releases the barrier: after it, the workers may
-     * run (and even finish) before the main thread is scheduled again. */
+    /* Every handle is open once the first barrier fills. The clock starts before the main
+     * thread releases the second: after it, the workers may run (and even finish) before the
+     * main thread is scheduled again. */
+    pthread_barrier_wait(&ready);
     double cpu0 = cpu_seconds();
     uint64_t t0 = bench_now_ns();
-    pthread_barrier_wait(&start);
+    pthread_barrier_wait(&go);
     for (unsigned i = 0; i < ph->threads; i++)
         pthread_join(args[i].tid, NULL);
+    pthread_barrier_destroy(&ready);
+    pthread_barrier_destroy(&go);
+    if (warmup_ns != 0) {
+        for (unsigned i = 0; i < ph->threads; i++)
+            ph->warmup_ops += args[i].w.ops;
+        free(args);
+        return 0;
+    }
+    int persist_rc = 0;
+    if (cfg->persist && ph->workload->writes && e->persist != NULL) {
+        uint64_t p0 = bench_now_ns();
+        persist_rc = e->persist(store);
+        ph->persist_ns = bench_now_ns() - p0;
+    }
     ph->wall_ns = bench_now_ns() - t0;
     ph->cpu_s = cpu_seconds() - cpu0;
     ph->rss_peak_bytes = rss_peak_bytes();
     ph->rss_bytes = rss_now_bytes();
-    pthread_barrier_destroy(&start);
+    rss_split_bytes(&ph->rss_anon_bytes, &ph->rss_file_bytes);
+    ph->disk_bytes = du_bytes(cfg->db_path);
     phase_collect(ph, args);
+    if (persist_rc != 0) {
+        ph->errors++;
+        if (ph->first_error == 0)
+            ph->first_error = persist_rc;
+    }
     free(args);
     return 0;
 }
 
-/* The floor: p50 of one small record written with pwrite + fdatasync, one at a time, at
- * increasing offsets of a file written in full first (as a preallocated log is), in dir.
+/* A floor: p50 of one small record written with pwrite + fdatasync, one at a time, in dir.
+ * append = 0: at increasing offsets (wrapping) of a file written in full first, as a
+ * preallocated log is (cstore's WAL); append = 1: at the end of a file that grows with every
+ * write, as RocksDB's and SQLite's logs grow, so each fdatasync also writes the new size.
  * 0 when skipped or when the file cannot be made. */
-static uint64_t measure_floor_ns(const char *dir, unsigned ops, size_t record_bytes)
+static uint64_t measure_floor_ns(const char *dir, unsigned ops, size_t record_bytes, int append)
 {
     char path[PATH_BYTES];
     if (ops == 0 || snprintf(path, sizeof(path), "%s/.bench-floor", dir) >= (int)sizeof(path))
@@ -507,17 +621,17 @@ static uint64_t measure_floor_ns(const char *dir, unsigned ops, size_t record_by
     uint64_t p50 = 0;
     if (buf == NULL || fd < 0)
         goto out;
-    if (pwrite(fd, buf, FLOOR_FILE_BYTES, 0) != (ssize_t)FLOOR_FILE_BYTES || fdatasync(fd) != 0)
+    if (!append &&
+        (pwrite(fd, buf, FLOOR_FILE_BYTES, 0) != (ssize_t)FLOOR_FILE_BYTES || fdatasync(fd) != 0))
         goto out;
     struct bench_hist h;
     bench_hist_init(&h);
     size_t slots = FLOOR_FILE_BYTES / record_bytes;
     for (unsigned i = 0; i < ops; i++) {
         memset(buf, (int)(i + 1), record_bytes);
+        off_t at = (off_t)((append ? i : i % slots) * record_bytes);
         uint64_t t0 = bench_now_ns();
-        if (pwrite(fd, buf, record_bytes, (off_t)((i % slots) * record_bytes)) !=
-                (ssize_t)record_bytes ||
-            fdatasync(fd) != 0)
+        if (pwrite(fd, buf, record_bytes, at) != (ssize_t)record_bytes || fdatasync(fd) != 0)
             goto out;
         bench_hist_record(&h, bench_now_ns() - t0);
     }
@@ -559,21 +673,33 @@ static double phase_rate(const struct phase *ph)
     return ph->wall_ns > 0 ? (double)ph->ops * 1e9 / (double)ph->wall_ns : 0.0;
 }
 
+static double phase_cpu_us_per_op(const struct phase *ph)
+{
+    return ph->ops > 0 ? ph->cpu_s * 1e6 / (double)ph->ops : 0.0;
+}
+
 /* What the report says about a run as a whole. */
 struct run_facts {
-    const char *desc;       /* engine description */
-    uint64_t open_ns;       /* time to open the store */
-    uint64_t close_ns;      /* time to close it */
-    uint64_t floor_ns;      /* p50 of write + fdatasync; 0 when not measured */
-    uint64_t rss_base;      /* RSS before the store was opened */
-    unsigned engine_depth1; /* the engine has no pipelined calls */
+    const char *desc;               /* engine description */
+    uint64_t open_ns;               /* time to open the store */
+    uint64_t close_ns;              /* time to close it */
+    uint64_t floor_ns;              /* p50 of an overwrite + fdatasync; 0 when not measured */
+    uint64_t floor_append_ns;       /* p50 of an append + fdatasync; 0 when not measured */
+    uint64_t floor_after_ns;        /* floor_ns measured again after the run */
+    uint64_t floor_append_after_ns; /* floor_append_ns measured again after the run */
+    uint64_t settle_ns;             /* the engine's settle step after the load; 0 = none */
+    uint64_t rss_base;              /* RSS before the store was opened */
+    uint64_t rss_anon_base;         /* RssAnon before the store was opened */
+    unsigned engine_depth1;         /* the engine has no pipelined calls */
 };
 
+/* RssAnon grown since before the open, per record held: the heap an engine keeps per record
+ * (a memory-mapped store's pages are RssFile, the page cache's, and are not counted). */
 static double bytes_per_record(const struct run_facts *f, const struct phase *p)
 {
-    if (p->records == 0 || p->rss_bytes < f->rss_base)
+    if (p->records == 0 || p->rss_anon_bytes < f->rss_anon_base)
         return 0.0;
-    return (double)(p->rss_bytes - f->rss_base) / (double)p->records;
+    return (double)(p->rss_anon_bytes - f->rss_anon_base) / (double)p->records;
 }
 
 static unsigned phase_inflight(const struct run_facts *f, const struct phase *p)
@@ -588,19 +714,26 @@ static void report_text(const struct bench_args *a, const struct run_facts *f,
     printf("cstore-bench: %s; db %s; durability %s; %llu keys of %u B, values %u B\n", f->desc,
            c->db_path, c->durability != NULL ? c->durability : "default",
            (unsigned long long)c->keys, c->key_bytes, c->value_bytes);
-    printf("%-13s %7s %8s %10s %8s %11s %9s %9s %9s %9s %7s %8s %6s %s\n", "phase", "threads",
-           "inflight", "ops", "secs", "ops/s", "p50_us", "p99_us", "p99.9_us", "max_us", "cpu_s",
-           "rss_MiB", "B/rec", "notes");
+    printf("%-13s %7s %8s %10s %8s %11s %9s %9s %9s %9s %7s %7s %8s %8s %8s %6s %s\n", "phase",
+           "threads", "inflight", "ops", "secs", "ops/s", "p50_us", "p99_us", "p99.9_us", "max_us",
+           "cpu_s", "cpu_us", "anon_MiB", "file_MiB", "disk_MiB", "B/rec", "notes");
     for (unsigned i = 0; i < n; i++) {
         const struct phase *p = &ph[i];
-        printf("%-13s %7u %8u %10llu %8.3f %11.0f %9.2f %9.2f %9.2f %9.2f %7.2f %8.1f %6.0f",
+        printf("%-13s %7u %8u %10llu %8.3f %11.0f %9.2f %9.2f %9.2f %9.2f %7.2f %7.2f %8.1f %8.1f "
+               "%8.1f %6.0f",
                p->workload->name, p->threads, phase_inflight(f, p), (unsigned long long)p->ops,
                (double)p->wall_ns / 1e9, phase_rate(p), us(bench_hist_quantile_ns(&p->hist, 0.50)),
                us(bench_hist_quantile_ns(&p->hist, 0.99)),
                us(bench_hist_quantile_ns(&p->hist, 0.999)), us(p->hist.max_ns), p->cpu_s,
-               (double)p->rss_peak_bytes / 1048576.0, bytes_per_record(f, p));
+               phase_cpu_us_per_op(p), (double)p->rss_anon_bytes / 1048576.0,
+               (double)p->rss_file_bytes / 1048576.0, (double)p->disk_bytes / 1048576.0,
+               bytes_per_record(f, p));
         if (!p->measured)
             printf(" (load)");
+        if (p->persist_ns)
+            printf(" persist=%.1fms", (double)p->persist_ns / 1e6);
+        if (p->warmup_ops)
+            printf(" warmup=%llu", (unsigned long long)p->warmup_ops);
         if (p->misses)
             printf(" misses=%llu", (unsigned long long)p->misses);
         if (p->mismatches)
@@ -611,8 +744,13 @@ static void report_text(const struct bench_args *a, const struct run_facts *f,
         putchar('\n');
     }
     printf("open %.1f ms, close %.1f ms", (double)f->open_ns / 1e6, (double)f->close_ns / 1e6);
+    if (f->settle_ns != 0)
+        printf(", settle after the load %.1f ms", (double)f->settle_ns / 1e6);
     if (f->floor_ns != 0) {
-        printf("; floor (small write + fdatasync, p50) %.2f us", us(f->floor_ns));
+        printf("; floors (small write + fdatasync, p50, before/after): overwrite %.2f/%.2f us, "
+               "append %.2f/%.2f us",
+               us(f->floor_ns), us(f->floor_after_ns), us(f->floor_append_ns),
+               us(f->floor_append_after_ns));
         for (unsigned i = 0; i < n; i++)
             if (ph[i].measured && ph[i].workload->fill && ph[i].hist.count > 0)
                 printf("; %s p50 / floor = %.2f", ph[i].workload->name,
@@ -652,6 +790,11 @@ static void report_json_phase(const struct bench_args *a, const struct run_facts
            (double)p->wall_ns / 1e9, phase_rate(p), us(p50),
            us(bench_hist_quantile_ns(&p->hist, 0.99)), us(bench_hist_quantile_ns(&p->hist, 0.999)),
            us(p->hist.max_ns), (unsigned long long)p->rss_peak_bytes, bytes_per_record(f, p));
+    printf(", \"rss_anon_bytes\": %llu, \"rss_file_bytes\": %llu, \"disk_bytes\": %llu, "
+           "\"cpu_us_per_op\": %.3f, \"persist_ms\": %.3f, \"warmup_ops\": %llu",
+           (unsigned long long)p->rss_anon_bytes, (unsigned long long)p->rss_file_bytes,
+           (unsigned long long)p->disk_bytes, phase_cpu_us_per_op(p), (double)p->persist_ns / 1e6,
+           (unsigned long long)p->warmup_ops);
     printf(", \"mean_us\": %.2f, \"cpu_seconds\": %.3f, \"records\": %llu, \"misses\": %llu, "
            "\"mismatches\": %llu, \"errors\": %llu, \"first_error\": ",
            p->hist.count ? us(p->hist.sum_ns / p->hist.count) : 0.0, p->cpu_s,
@@ -665,14 +808,26 @@ static void report_json_phase(const struct bench_args *a, const struct run_facts
     json_string(c->durability != NULL ? c->durability : "default");
     printf(", \"keys\": %llu, \"key_bytes\": %u, \"value_bytes\": %u, \"batch\": %u, "
            "\"rate\": %.1f, \"scan_length\": %u, \"zipf\": %.4f, \"seed\": %llu, "
-           "\"floor_p50_us\": %.2f, \"p50_over_floor\": %.3f, \"open_ms\": %.3f, "
-           "\"close_ms\": %.3f, \"describe\": ",
+           "\"floor_p50_us\": %.2f, \"p50_over_floor\": %.3f, \"floor_append_p50_us\": %.2f, "
+           "\"p50_over_append_floor\": %.3f, \"floor_after_p50_us\": %.2f, "
+           "\"floor_append_after_p50_us\": %.2f, \"open_ms\": %.3f, \"close_ms\": %.3f, "
+           "\"settle_ms\": %.3f, \"values\": \"%s\", \"warmup_s\": %.3f, \"describe\": ",
            (unsigned long long)c->keys, c->key_bytes, c->value_bytes, p->batch, c->rate,
            c->scan_length, c->zipf_theta, (unsigned long long)c->seed, us(f->floor_ns),
-           f->floor_ns ? (double)p50 / (double)f->floor_ns : 0.0, (double)f->open_ns / 1e6,
-           (double)f->close_ns / 1e6);
+           f->floor_ns ? (double)p50 / (double)f->floor_ns : 0.0, us(f->floor_append_ns),
+           f->floor_append_ns ? (double)p50 / (double)f->floor_append_ns : 0.0,
+           us(f->floor_after_ns), us(f->floor_append_after_ns), (double)f->open_ns / 1e6,
+           (double)f->close_ns / 1e6, (double)f->settle_ns / 1e6,
+           c->compressible ? "compressible" : "random", (double)c->warmup_ns / 1e9);
     json_string(f->desc);
-    printf("}\n");
+    printf(", \"shards\": ");
+    json_string(c->shards != NULL ? c->shards : "default");
+    printf(", \"sets\": [");
+    for (unsigned i = 0; i < c->set_count; i++) {
+        printf(i ? ", " : "");
+        json_string(c->sets[i]);
+    }
+    printf("]}\n");
 }
 
 /* Records the store holds after phase p, as far as the workloads tell. */
@@ -710,9 +865,12 @@ BENCH_MUST_CHECK static int run_all(struct bench_args *a, struct phase *phases, 
     const struct bench_engine *e = a->engine;
     void *store = NULL;
     make_folders(a->cfg.db_path); /* every engine gets an existing folder */
-    f->floor_ns = measure_floor_ns(a->cfg.db_path, a->floor_ops,
-                                   (size_t)a->cfg.key_bytes + a->cfg.value_bytes + 16);
+    size_t rec = (size_t)a->cfg.key_bytes + a->cfg.value_bytes + 16;
+    f->floor_ns = measure_floor_ns(a->cfg.db_path, a->floor_ops, rec, 0);
+    f->floor_append_ns = measure_floor_ns(a->cfg.db_path, a->floor_ops, rec, 1);
     f->rss_base = rss_now_bytes();
+    uint64_t file_base;
+    rss_split_bytes(&f->rss_anon_base, &file_base);
     uint64_t t0 = bench_now_ns();
     int rc = e->open(&a->cfg, &store);
     f->open_ns = bench_now_ns() - t0;
@@ -731,7 +889,20 @@ BENCH_MUST_CHECK static int run_all(struct bench_args *a, struct phase *phases, 
         if (!a->json)
             fprintf(stderr, "cstore-bench: %s %s, %u thread(s)...\n", e->name,
                     phases[i].workload->name, phases[i].threads);
-        rc = run_phase(e, &a->cfg, store, &phases[i]);
+        struct phase *ph = &phases[i];
+        if (ph->measured && a->cfg.warmup_ns != 0 && !ph->workload->fill)
+            rc = run_phase(e, &a->cfg, store, ph, a->cfg.warmup_ns);
+        if (rc == 0)
+            rc = run_phase(e, &a->cfg, store, ph, 0);
+        if (rc == 0 && !ph->measured && e->settle != NULL) {
+            t0 = bench_now_ns();
+            rc = e->settle(store);
+            f->settle_ns = bench_now_ns() - t0;
+            if (rc != 0) {
+                fprintf(stderr, "cstore-bench: %s settle: %s\n", e->name, e->strerror(rc));
+                return 1;
+            }
+        }
         if (rc != 0) {
             fprintf(stderr, "cstore-bench: phase %s: %s\n", phases[i].workload->name,
                     strerror(-rc));
@@ -747,6 +918,8 @@ BENCH_MUST_CHECK static int run_all(struct bench_args *a, struct phase *phases, 
         fprintf(stderr, "cstore-bench: close: %s\n", e->strerror(rc));
         return 1;
     }
+    f->floor_after_ns = measure_floor_ns(a->cfg.db_path, a->floor_ops, rec, 0);
+    f->floor_append_after_ns = measure_floor_ns(a->cfg.db_path, a->floor_ops, rec, 1);
     return 0;
 }
 
@@ -771,8 +944,11 @@ int main(int argc, char **argv)
      * inherited by the worker threads). */
     prctl(PR_SET_TIMERSLACK, 1ul, 0ul, 0ul, 0ul);
     if (strcmp(a.engine->name, "cstore") != 0 && (a.cfg.shards != NULL || a.cfg.set_count > 0))
-        fprintf(stderr, "cstore-bench: --shards and --set are cstore options; %s ignores them\n",
-                a.engine->name);
+        fprintf(
+            stderr,
+            "cstore-bench: --shards and --set are cstore options (rocksdb takes --set "
+            "allow_concurrent_memtable_write=true|false and table=plain); %s ignores the others\n",
+            a.engine->name);
     if (a.cfg.cpuset != NULL && strcmp(a.engine->name, "cstore") != 0) {
         int prc = pin_process(a.cfg.cpuset);
         if (prc != 0)

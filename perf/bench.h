@@ -7,7 +7,8 @@
  * - workloads (bench_workload.c): one function per phase, run by every thread of the phase
  *   against an engine, recording each request's latency in the thread's histogram;
  * - the driver (bench.c): options, the phase runner (threads, start barrier, wall clock, CPU
- *   time), the fdatasync floor, and the report (text or JSON).
+ *   time, warm-up, memory and disk figures), the two fdatasync floors, and the report (text or
+ *   JSON).
  * Adding an engine is one file with a struct bench_engine and a line in bench.c's engine table;
  * adding a workload is one function and a line in the workload table of bench_workload.c.
  * A peer engine is compiled in when the Makefile found its header (BENCH_HAVE_ROCKSDB,
@@ -15,6 +16,7 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,7 +49,11 @@ struct bench_config {
     double zipf_theta;                /* zipfian constant of the ycsb workloads */
     double zipf_zetan;                /* zeta(keys, theta), computed by bench.c */
     double zipf_zeta2;                /* zeta(2, theta) */
+    uint64_t warmup_ns;               /* unmeasured run of each measured read or mixed phase */
     int sequential_keys;              /* key(i) sorts like i (set when fillseq is run) */
+    int compressible;                 /* values compress about 2:1 (default: incompressible) */
+    int persist;                      /* write phases end with the engine's persist, timed */
+    unsigned batch;                   /* --batch: writes per commit of the measured phases */
     uint64_t seed;                    /* key generator and random reads */
     const char *durability;           /* sync | async | none, or NULL for the engine default */
     const char *shards;               /* shard count, or NULL for the engine default */
@@ -100,7 +106,14 @@ struct bench_engine {
     int (*scan_seek)(void *cursor, const void *key, size_t klen);
     int (*scan_next)(void *cursor, const void **key, size_t *klen, const void **val, size_t *vlen);
     void (*scan_close)(void *cursor);
-    /* One line of engine facts for the report (shards, durability mapping...), or NULL. */
+    /* Make everything written so far durable on disk (NULL: the engine's writes already are,
+     * or it cannot). With --persist a write phase's clock stops after it returns. */
+    int (*persist)(void *store);
+    /* Bring the store into its steady state for reads after a load (RocksDB: flush the
+     * memtable and compact), unmeasured; NULL when there is nothing to do. */
+    int (*settle)(void *store);
+    /* One line of engine facts for the report: version, build, the options that were set
+     * (and why they differ from the defaults), durability mapping; or NULL. */
     void (*describe)(void *store, char *buf, size_t cap);
     const char *(*strerror)(int rc);
 };
@@ -133,6 +146,9 @@ struct bench_worker {
     unsigned batch;              /* writes per commit this phase asks for */
     uint64_t ops_total;          /* requests of the phase, all threads */
     uint64_t duration_ns;        /* stop after this long; 0 = no limit (the load phase) */
+    pthread_barrier_t *ready;    /* every thread has its handle open: the clock may start */
+    pthread_barrier_t *go;       /* the clock runs: start the requests */
+    int started;                 /* this thread passed both barriers (bench_worker_start) */
     double rate;                 /* open loop, requests/s over all threads; 0 = closed loop */
     uint64_t ops;                /* requests completed */
     uint64_t misses;             /* gets that found nothing */
@@ -151,8 +167,14 @@ struct bench_workload {
     int fill;          /* writes every key once: its size is --keys, not --ops */
     int needs_load;    /* --workload runs a fillrandom load phase first */
     int blocking_only; /* uses calls that have no pipelined form (seeks, read-modify-write) */
+    int writes;        /* writes records: --persist applies */
     const char *describe;
 };
+
+/* Called by a workload once its thread handle is open (or failed to open): waits until every
+ * thread of the phase is ready and the driver has started the clock. Once per thread; the
+ * driver calls it for a workload that returned without calling it. */
+void bench_worker_start(struct bench_worker *w);
 
 const struct bench_workload *bench_workload_find(const char *name);
 /* The names of every workload, comma-separated, for --help. */

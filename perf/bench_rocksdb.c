@@ -1,22 +1,29 @@
-/* cstore-bench driver for RocksDB, through its C API (rocksdb/c.h, Debian librocksdb-dev).
+/* cstore-bench driver for RocksDB, through its C API (rocksdb/c.h).
  *
- * One rocksdb_t per run, in the store folder, default column family. Options: RocksDB's
- * defaults plus create_if_missing and increase_parallelism(CPUs) (background flushes and
- * compactions on every CPU), as its tuning guide suggests; nothing else is tuned.
- * Durability: sync (the default, as cstore's) = WriteOptions sync=true, each write's WAL
- * append is fdatasync'ed before it returns (RocksDB groups concurrent writers into one sync);
- * async = sync=false, the WAL is written to the page cache and never synced by the write;
- * none = disableWAL, writes go to the memtable only.
- * A thread with batch > 1 gathers its puts and deletes into a WriteBatch written every batch
- * operations (and at flush). Gets use rocksdb_get_pinned (no copy inside RocksDB); a cursor is
- * an iterator over an implicit snapshot. RocksDB has no asynchronous calls, so the driver is
- * blocking only; deletes cannot tell whether the key was there and return 0.
- * Errors come back from RocksDB as strings: the first few are printed on stderr and the call
+ * The library is the release build of Debian's source that perf/rocksdb-release.sh makes, in
+ * BENCH_ROCKSDB_RELEASE_DIR, or Debian's librocksdb when that build failed, which has its
+ * asserts on. The report names the file the library was loaded from (dladdr) and the build
+ * that file is, so a library swapped in at run time (LD_LIBRARY_PATH) is named as what it is.
+ * One rocksdb_t per run, in the store folder, default column family. The options differ from
+ * RocksDB's defaults only in rdb_tune(), which says why for each; the describe line lists them
+ * (and the store's OPTIONS-* file holds the full set). Durability: sync (the default, as cstore's)
+ * = WriteOptions sync=true, each write's WAL append is fdatasync'ed before it returns (RocksDB
+ * groups concurrent writers into one sync); async = sync=false, the WAL is written to the page
+ * cache and never synced by the write; none = disableWAL, writes go to the memtable only. persist
+ * (--persist, the bulk load) flushes the memtable to an SST file and syncs the WAL, so that
+ * everything written is on disk. settle (after --workload's load phase) flushes the memtable and
+ * compacts the whole key range, so that reads find the data in the fewest SST files, with their
+ * bloom filters, and not in the memtable. A thread with batch > 1 gathers its puts and deletes into
+ * a WriteBatch written every batch operations (and at flush). Gets use rocksdb_get_pinned (no copy
+ * inside RocksDB); a cursor is an iterator over an implicit snapshot. RocksDB has no asynchronous
+ * calls, so the driver is blocking only; deletes cannot tell whether the key was there and return
+ * 0. Errors come back from RocksDB as strings: the first few are printed on stderr and the call
  * returns -EIO. When the Makefile found no rocksdb/c.h this file compiles to nothing. */
 #include "bench.h"
 
 #ifdef BENCH_HAVE_ROCKSDB
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
@@ -24,15 +31,29 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RDB_ERRORS_SHOWN_MAX 8u /* RocksDB error strings printed per run */
+#define RDB_ERRORS_SHOWN_MAX 8u          /* RocksDB error strings printed per run */
+#define RDB_BLOOM_BITS_PER_KEY 10.0      /* bloom filter: about 1% false positives */
+#define RDB_CACHE_SLACK 2u               /* block cache: this many times the raw data */
+#define RDB_CACHE_MIN_BYTES (8ull << 20) /* RocksDB's default block cache */
+#define RDB_TUNED_BYTES 512u             /* the tuned options, as text */
+
+#define RDB_BUILD_RELEASE "release build of the Debian source (DEBUG_LEVEL=0)"
+#define RDB_BUILD_DEBIAN "Debian package build, with assertions"
+#ifndef BENCH_ROCKSDB_VERSION
+#define BENCH_ROCKSDB_VERSION "?"
+#endif
 
 struct rdb_store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_writeoptions_t *wopts;
     rocksdb_readoptions_t *ropts;
-    const char *mode;      /* durability as described */
-    unsigned errors_shown; /* error strings printed so far (atomic) */
+    rocksdb_block_based_table_options_t *table; /* bloom filter and block cache */
+    rocksdb_cache_t *cache;                     /* the block cache */
+    rocksdb_filterpolicy_t *filter;             /* owned by table once set */
+    char tuned[RDB_TUNED_BYTES];                /* the options rdb_tune set */
+    const char *mode;                           /* durability as described */
+    unsigned errors_shown;                      /* error strings printed so far (atomic) */
 };
 
 struct rdb_thread {
@@ -60,6 +81,90 @@ static int rdb_error(struct rdb_store *st, char *err)
     return -EIO;
 }
 
+/* Everything that differs from RocksDB's defaults, in one place, each with its reason (the
+ * RocksDB tuning guide and db_bench's options for the same workloads):
+ * - increase_parallelism(CPUs): background flushes and compactions may use every CPU.
+ * - allow_concurrent_memtable_write only when the writer threads fit on the CPUs: with more
+ *   threads than CPUs (64 durable writers on 2 CPUs) the concurrent insert's spinning and
+ *   adaptive yield cost more than they save, and off is 50-60% faster there; with few threads
+ *   (the default, on) inserts proceed in parallel. enable_write_thread_adaptive_yield follows
+ *   the same rule: it makes a writer waiting for its group's leader spin (up to 100 us) before
+ *   it blocks, which with more threads than CPUs takes the CPU from the threads being waited
+ *   for. --set allow_concurrent_memtable_write=true|false overrides the choice (both), to
+ *   measure it.
+ * - --set table=plain: PlainTable with mmap reads instead (rdb_plain_table), for the in-memory
+ *   point-read row.
+ * - a block-based table with a 10-bit-per-key bloom filter (whole keys) so that a point read
+ *   probes one SST file, not every level, and a block cache sized to hold the data (twice the
+ *   raw bytes of the loaded records; at least RocksDB's default 8 MiB), so that reads after the
+ *   settle step are served from memory like the other engines' are.
+ * - compression stays the default (Snappy), which gives up quickly on incompressible values. */
+/* The value of --set NAME=VALUE for this driver, or NULL. */
+static const char *rdb_set_value(const struct bench_config *cfg, const char *name)
+{
+    size_t n = strlen(name);
+    for (unsigned i = 0; i < cfg->set_count; i++)
+        if (strncmp(cfg->sets[i], name, n) == 0 && cfg->sets[i][n] == '=')
+            return cfg->sets[i] + n + 1;
+    return NULL;
+}
+
+/* PlainTable for in-memory point reads (--set table=plain): SST files memory-mapped
+ * (allow_mmap_reads, every file kept open) and indexed by a hash of an 8-byte prefix (the
+ * driver's keys begin with 8 unique bytes), with a bloom filter; RocksDB's suggestion for a
+ * store that fits in memory and is read by key. Range scans across prefixes need
+ * total_order_seek, so the suite uses it for readrandom only. */
+static void rdb_plain_table(struct rdb_store *st, const struct bench_config *cfg)
+{
+    rocksdb_options_set_prefix_extractor(st->opts, rocksdb_slicetransform_create_fixed_prefix(8));
+    rocksdb_options_set_plain_table_factory(st->opts, cfg->key_bytes, (int)RDB_BLOOM_BITS_PER_KEY,
+                                            0.75, 16);
+    rocksdb_options_set_allow_mmap_reads(st->opts, 1);
+    rocksdb_options_set_max_open_files(st->opts, -1);
+}
+
+static void rdb_tune(struct rdb_store *st, const struct bench_config *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    rocksdb_options_increase_parallelism(st->opts, (int)cpus);
+    int concurrent = cfg->threads <= (unsigned)cpus;
+    const char *v = rdb_set_value(cfg, "allow_concurrent_memtable_write");
+    if (v != NULL) /* --set: measure the other choice */
+        concurrent = strcmp(v, "true") == 0;
+    rocksdb_options_set_allow_concurrent_memtable_write(st->opts, (unsigned char)concurrent);
+    rocksdb_options_set_enable_write_thread_adaptive_yield(st->opts, (unsigned char)concurrent);
+    int n = snprintf(st->tuned, sizeof(st->tuned),
+                     "increase_parallelism(%ld), allow_concurrent_memtable_write=%s and "
+                     "enable_write_thread_adaptive_yield=%s (%u threads on %ld CPUs), ",
+                     cpus, concurrent ? "true" : "false", concurrent ? "true" : "false",
+                     cfg->threads, cpus);
+    size_t used = n > 0 && (size_t)n < sizeof(st->tuned) ? (size_t)n : 0;
+    v = rdb_set_value(cfg, "table");
+    if (v != NULL && strcmp(v, "plain") == 0) {
+        rdb_plain_table(st, cfg);
+        snprintf(st->tuned + used, sizeof(st->tuned) - used,
+                 "PlainTable (8-byte prefix hash, bloom %.0f bits/key), allow_mmap_reads, "
+                 "max_open_files=-1",
+                 RDB_BLOOM_BITS_PER_KEY);
+        return;
+    }
+    uint64_t raw = cfg->keys * ((uint64_t)cfg->key_bytes + cfg->value_bytes);
+    uint64_t cache_bytes = raw * RDB_CACHE_SLACK;
+    if (cache_bytes < RDB_CACHE_MIN_BYTES)
+        cache_bytes = RDB_CACHE_MIN_BYTES;
+    st->table = rocksdb_block_based_options_create();
+    st->filter = rocksdb_filterpolicy_create_bloom(RDB_BLOOM_BITS_PER_KEY);
+    rocksdb_block_based_options_set_filter_policy(st->table, st->filter);
+    st->cache = rocksdb_cache_create_lru((size_t)cache_bytes);
+    rocksdb_block_based_options_set_block_cache(st->table, st->cache);
+    rocksdb_options_set_block_based_table_factory(st->opts, st->table);
+    snprintf(st->tuned + used, sizeof(st->tuned) - used,
+             "block-based table, bloom filter %.0f bits/key, LRU block cache %llu MiB",
+             RDB_BLOOM_BITS_PER_KEY, (unsigned long long)(cache_bytes >> 20));
+}
+
 static int rdb_open(const struct bench_config *cfg, void **store)
 {
     struct rdb_store *st = calloc(1, sizeof(*st));
@@ -67,8 +172,7 @@ static int rdb_open(const struct bench_config *cfg, void **store)
         return -ENOMEM;
     st->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(st->opts, 1);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    rocksdb_options_increase_parallelism(st->opts, cpus > 0 ? (int)cpus : 1);
+    rdb_tune(st, cfg);
     st->wopts = rocksdb_writeoptions_create();
     st->ropts = rocksdb_readoptions_create();
     const char *d = cfg->durability != NULL ? cfg->durability : "sync";
@@ -89,6 +193,10 @@ static int rdb_open(const struct bench_config *cfg, void **store)
         rocksdb_readoptions_destroy(st->ropts);
         rocksdb_writeoptions_destroy(st->wopts);
         rocksdb_options_destroy(st->opts);
+        if (st->table != NULL) /* NULL with PlainTable */
+            rocksdb_block_based_options_destroy(st->table);
+        if (st->cache != NULL)
+            rocksdb_cache_destroy(st->cache);
         free(st);
         return rc;
     }
@@ -103,8 +211,47 @@ static int rdb_close(void *store)
     rocksdb_readoptions_destroy(st->ropts);
     rocksdb_writeoptions_destroy(st->wopts);
     rocksdb_options_destroy(st->opts);
+    if (st->table != NULL) /* NULL with PlainTable */
+        rocksdb_block_based_options_destroy(st->table);
+    if (st->cache != NULL)
+        rocksdb_cache_destroy(st->cache);
     free(st);
     return 0;
+}
+
+/* Flush the memtable into an SST file and wait for it. */
+static int rdb_flush_memtable(struct rdb_store *st)
+{
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    char *err = NULL;
+    rocksdb_flush(st->db, fo, &err);
+    rocksdb_flushoptions_destroy(fo);
+    return rdb_error(st, err);
+}
+
+/* Everything written on disk: the memtable as an SST file (written and synced by the flush)
+ * and the WAL synced (it holds nothing the SST does not, unless the WAL is off). */
+static int rdb_persist(void *store)
+{
+    struct rdb_store *st = store;
+    int rc = rdb_flush_memtable(st);
+    if (rc == 0) {
+        char *err = NULL;
+        rocksdb_flush_wal(st->db, 1, &err);
+        rc = rdb_error(st, err);
+    }
+    return rc;
+}
+
+/* After a load: flush, then compact the whole key range (waits for the compaction). */
+static int rdb_settle(void *store)
+{
+    struct rdb_store *st = store;
+    int rc = rdb_flush_memtable(st);
+    if (rc == 0)
+        rocksdb_compact_range(st->db, NULL, 0, NULL, 0);
+    return rc;
 }
 
 static int rdb_thread_open(void *store, unsigned depth, unsigned batch, void **th)
@@ -237,7 +384,17 @@ static void rdb_scan_close(void *cursor)
 static void rdb_describe(void *store, char *buf, size_t cap)
 {
     struct rdb_store *st = store;
-    snprintf(buf, cap, "rocksdb (C API, defaults + increase_parallelism), %s", st->mode);
+    Dl_info info;
+    const char *lib = "?";
+    if (dladdr((void *)rocksdb_open, &info) != 0 && info.dli_fname != NULL)
+        lib = info.dli_fname;
+    const char *build = RDB_BUILD_DEBIAN;
+#ifdef BENCH_ROCKSDB_RELEASE_DIR
+    if (strncmp(lib, BENCH_ROCKSDB_RELEASE_DIR, strlen(BENCH_ROCKSDB_RELEASE_DIR)) == 0)
+        build = RDB_BUILD_RELEASE;
+#endif
+    snprintf(buf, cap, "rocksdb %s, %s, loaded from %s; %s; %s", BENCH_ROCKSDB_VERSION, build, lib,
+             st->mode, st->tuned);
 }
 
 static const char *rdb_strerror(int rc)
@@ -259,6 +416,8 @@ const struct bench_engine bench_engine_rocksdb = {
     .scan_seek = rdb_scan_seek,
     .scan_next = rdb_scan_next,
     .scan_close = rdb_scan_close,
+    .persist = rdb_persist,
+    .settle = rdb_settle,
     .describe = rdb_describe,
     .strerror = rdb_strerror,
 };

@@ -10,7 +10,9 @@
 
 #define cs_likely(x) __builtin_expect(!!(x), 1)
 #define cs_unlikely(x) __builtin_expect(!!(x), 0)
+#ifndef CS_MUST_CHECK
 #define CS_MUST_CHECK __attribute__((warn_unused_result))
+#endif
 #define CS_NORETURN __attribute__((noreturn))
 #define CS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

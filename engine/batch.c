@@ -124,12 +124,15 @@ int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen)
     return batch_add(b, SHARD_BATCH_DEL, coll, key, klen, NULL, 0);
 }
 
-int cs_key_shard(const cs_db *db, const void *key, size_t klen)
+int cs_key_shard(const cs_db *db, const void *key, size_t klen, unsigned *shard)
 {
-    if (!db)
+    if (!db || !shard)
         return CS_EINVAL;
     int rc = db_check_key(key, klen);
-    return rc ? rc : (int)db_shard_of(db, key, klen);
+    if (rc)
+        return rc;
+    *shard = db_shard_of(db, key, klen);
+    return 0;
 }
 
 int cs_write(cs_db *db, const cs_batch *b)

@@ -504,8 +504,8 @@ int cs_verify(const char *dir, const cs_options *o, char **report)
     size_t size = sizeof(last_error) + 2;
     char *text = cs_mem_alloc(0, size);
     if (!text) {
-        if (!rc)
-            cs_close(db);
+        if (!rc && cs_close(db) != 0)
+            return -ENOMEM; /* the first problem is memory: report that */
         return -ENOMEM;
     }
     text[0] = '\0';

@@ -63,6 +63,15 @@ extern "C" {
 #define CS_COLLECTIONS_MAX 4096u      /* collections a shard holds; one more is CS_EFULL */
 #define CS_SESSION_DEPTH_MAX 65536u   /* requests in flight in one session */
 
+/* Every fallible call is marked: ignoring its result is a compiler warning (GCC, Clang). */
+#ifndef CS_MUST_CHECK
+#if defined(__GNUC__)
+#define CS_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define CS_MUST_CHECK
+#endif
+#endif
+
 typedef struct cs_db cs_db;
 typedef struct cs_options cs_options;
 typedef struct cs_batch cs_batch;
@@ -108,10 +117,13 @@ void cs_free(void *p);
  * An unknown name is CS_EOPTION; a malformed value is CS_EOPTVAL. Combinations (cpuset vs
  * shards, CPUs that do not exist) are checked by cs_open(). */
 cs_options *cs_options_new(void); /* NULL on out of memory */
-int cs_options_set(cs_options *o, const char *name, const char *value);
+/* Set one option. Errors: CS_EINVAL (o, name or value NULL), CS_EOPTION, CS_EOPTVAL; on error
+ * o is unchanged. */
+CS_MUST_CHECK int cs_options_set(cs_options *o, const char *name, const char *value);
 /* Read an INI file ("name = value" lines, optional [cstore] section). Stops at the first bad
- * line and returns its error; *bad_line (may be NULL) gets its number. */
-int cs_options_load(cs_options *o, const char *path, int *bad_line);
+ * line and returns its error; *bad_line (may be NULL) gets its number. Errors: CS_EINVAL,
+ * CS_EOPTION, CS_EOPTVAL, -ENOENT / -EACCES / other -errno (the file), -ENOMEM. */
+CS_MUST_CHECK int cs_options_load(cs_options *o, const char *path, int *bad_line);
 void cs_options_free(cs_options *o);
 
 /* ---- Open and close ----
@@ -121,28 +133,42 @@ void cs_options_free(cs_options *o);
  * nothing on disk was changed beyond what recovery repairs (cutting a torn WAL tail).
  * Errors: CS_EINVAL, CS_EOPTVAL, CS_ECPUSET, CS_ESHARDS, CS_ELOCKED, CS_ENOTDIR, CS_EVERSION,
  * CS_ECORRUPT, -EACCES, -ENOMEM, other -errno. */
-int cs_open(const char *dir, const cs_options *o, cs_db **db);
-/* Flush and close; waits for every request in flight. db must not be used afterwards.
- * Returns the first error a shard met while closing (the database is closed regardless). */
-int cs_close(cs_db *db);
+CS_MUST_CHECK int cs_open(const char *dir, const cs_options *o, cs_db **db);
+/* Flush and close; waits for every request in flight. db must not be used afterwards (a call
+ * racing with cs_close gets CS_ECLOSED). Returns the first error a shard met (CS_EIO: a shard
+ * was read-only after a write error; the last fdatasync failed), or CS_EINVAL for NULL; the
+ * database is closed regardless. */
+CS_MUST_CHECK int cs_close(cs_db *db);
 
 /* ---- Single-key calls (blocking) ----
  * Keys are 1..CS_KEY_MAX bytes, values 0..CS_VALUE_MAX bytes, compared with memcmp.
  * A put into a collection that does not exist creates it. With durability=sync (default) a
  * write returns after its WAL frame is on disk, and a read never returns data that a crash
- * could still lose. Errors: CS_ENAME, CS_EKEYSIZE, CS_EVALSIZE, CS_EIO, -ENOSPC, -ENOMEM.
+ * could still lose. On any error a write changed nothing.
+ * Errors of all three: CS_EINVAL (db or coll NULL), CS_ENAME, CS_EKEYSIZE, CS_ECLOSED.
+ * cs_put: also CS_EVALSIZE; CS_EFULL (memory_limit reached, or a new collection past
+ * CS_COLLECTIONS_MAX); CS_EIO (the shard is read-only after a write error); -ENOSPC (the disk is
+ * full: the database goes on once space is freed); -ENOMEM.
  * cs_get: *val (from cs_free's allocator; NULL when vlen is 0) and *vlen are set on success;
- * CS_ENOTFOUND when the key or the collection is missing. */
-int cs_put(cs_db *db, const char *coll, const void *key, size_t klen, const void *val, size_t vlen);
-int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val, size_t *vlen);
-int cs_del(cs_db *db, const char *coll, const void *key, size_t klen); /* CS_ENOTFOUND if absent */
+ * also CS_ENOTFOUND (the key or the collection is missing), CS_EIO (a shard fenced after it
+ * could not take back a failed write), -ENOMEM.
+ * cs_del: also CS_ENOTFOUND, CS_EIO, -ENOSPC, -ENOMEM. */
+CS_MUST_CHECK int cs_put(cs_db *db, const char *coll, const void *key, size_t klen, const void *val,
+                         size_t vlen);
+CS_MUST_CHECK int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val,
+                         size_t *vlen);
+CS_MUST_CHECK int cs_del(cs_db *db, const char *coll, const void *key,
+                         size_t klen); /* CS_ENOTFOUND if absent */
 
-/* ---- Collections ---- */
-int cs_collection_create(cs_db *db, const char *coll); /* CS_EEXIST if it exists */
-int cs_collection_drop(cs_db *db, const char *coll);   /* CS_ENOTFOUND if it does not */
+/* ---- Collections ----
+ * create: CS_EEXIST if it exists; drop: CS_ENOTFOUND if it does not. Both also CS_EINVAL,
+ * CS_ENAME, CS_EIO, CS_ECLOSED, -ENOSPC, -ENOMEM, and create CS_EFULL (CS_COLLECTIONS_MAX). They
+ * are sent to every shard: a failure on one shard after others succeeded is reported as is. */
+CS_MUST_CHECK int cs_collection_create(cs_db *db, const char *coll);
+CS_MUST_CHECK int cs_collection_drop(cs_db *db, const char *coll);
 /* *names: an array of *count NUL-terminated names in byte order; release it with one cs_free()
- * (names and array are one allocation). */
-int cs_collection_list(cs_db *db, char ***names, size_t *count);
+ * (names and array are one allocation). Errors: CS_EINVAL, CS_ECLOSED, -ENOMEM. */
+CS_MUST_CHECK int cs_collection_list(cs_db *db, char ***names, size_t *count);
 
 /* ---- Atomic write batch ----
  * Puts and deletes applied all-or-nothing. Keys and values are copied into the batch. A batch
@@ -150,18 +176,22 @@ int cs_collection_list(cs_db *db, char ***names, size_t *count);
  * CS_ENOTSUP (cross-shard transactions come with two-phase commit). Deleting an absent key in a
  * batch is not an error. */
 cs_batch *cs_batch_new(void); /* NULL on out of memory */
-int cs_batch_put(cs_batch *b, const char *coll, const void *key, size_t klen, const void *val,
-                 size_t vlen);
-int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen);
+/* cs_batch_put / cs_batch_del: CS_EINVAL, CS_ENAME, CS_EKEYSIZE, CS_EVALSIZE, CS_EBATCH (over
+ * CS_BATCH_OPS_MAX or CS_BATCH_BYTES_MAX), -ENOMEM; on error the batch is unchanged. */
+CS_MUST_CHECK int cs_batch_put(cs_batch *b, const char *coll, const void *key, size_t klen,
+                               const void *val, size_t vlen);
+CS_MUST_CHECK int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen);
 size_t cs_batch_count(const cs_batch *b);
 void cs_batch_clear(cs_batch *b);
 void cs_batch_free(cs_batch *b);
-int cs_write(cs_db *db, const cs_batch *b);
-/* The shard that key lives on (0 .. cs_shard_count() - 1; the same for every collection and
- * for the life of the database): keys with the same shard can share a batch. A bulk load that
- * keeps one batch per shard commits each with one request and one WAL record. Returns the
- * shard, or CS_EINVAL (db or key NULL) or CS_EKEYSIZE. */
-int cs_key_shard(const cs_db *db, const void *key, size_t klen);
+/* Commit b (which stays as it was). Errors: CS_EINVAL, CS_ENOTSUP (the keys span shards),
+ * CS_EFULL, CS_EIO, CS_ECLOSED, -ENOSPC, -ENOMEM; on any error nothing of b was applied. */
+CS_MUST_CHECK int cs_write(cs_db *db, const cs_batch *b);
+/* *shard receives the shard that key lives on (0 .. cs_shard_count() - 1; the same for every
+ * collection and for the life of the database): keys with the same shard can share a batch. A
+ * bulk load that keeps one batch per shard commits each with one request and one WAL record.
+ * Returns 0, or CS_EINVAL (db, key or shard NULL) or CS_EKEYSIZE (*shard is then unchanged). */
+CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, unsigned *shard);
 
 /* ---- Cursors ----
  * A cursor reads a consistent snapshot of each shard (taken at cs_cursor_open; writes made
@@ -169,16 +199,17 @@ int cs_key_shard(const cs_db *db, const void *key, size_t klen);
  * shards' sorted streams. A cursor over a missing collection is valid and empty.
  * Positioning calls return 0 when the cursor is on a record, CS_ENOTFOUND when it ran off
  * either end (then only first/last/seek are allowed), or an error. */
-int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **c);
-int cs_cursor_first(cs_cursor *c);
-int cs_cursor_last(cs_cursor *c);
-int cs_cursor_seek(cs_cursor *c, const void *key, size_t klen); /* first key >= key */
-int cs_cursor_next(cs_cursor *c);
-int cs_cursor_prev(cs_cursor *c);
+/* cs_cursor_open: CS_EINVAL, CS_ENAME, CS_EIO (a fenced shard), CS_ECLOSED, -ENOMEM. */
+CS_MUST_CHECK int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **c);
+CS_MUST_CHECK int cs_cursor_first(cs_cursor *c);
+CS_MUST_CHECK int cs_cursor_last(cs_cursor *c);
+CS_MUST_CHECK int cs_cursor_seek(cs_cursor *c, const void *key, size_t klen); /* first key >= key */
+CS_MUST_CHECK int cs_cursor_next(cs_cursor *c);
+CS_MUST_CHECK int cs_cursor_prev(cs_cursor *c);
 /* Views of the current record, valid until the cursor moves or closes. CS_EINVAL when the
  * cursor is not on a record. */
-int cs_cursor_key(const cs_cursor *c, const void **key, size_t *klen);
-int cs_cursor_value(const cs_cursor *c, const void **val, size_t *vlen);
+CS_MUST_CHECK int cs_cursor_key(const cs_cursor *c, const void **key, size_t *klen);
+CS_MUST_CHECK int cs_cursor_value(const cs_cursor *c, const void **val, size_t *vlen);
 void cs_cursor_close(cs_cursor *c);
 
 /* ---- Sessions: asynchronous submission and completion ----
@@ -192,16 +223,22 @@ struct cs_completion {
     void *val;          /* gets: value (release with cs_free); NULL otherwise */
     size_t vlen;        /* gets: value length */
 };
-int cs_session_open(cs_db *db, unsigned depth, cs_session **s);
-int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen, const void *val,
-                   size_t vlen, uint64_t user_data);
-int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
-                   uint64_t user_data);
-int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
-                   uint64_t user_data);
+/* cs_session_open: CS_EINVAL (db or s NULL, depth 0 or over CS_SESSION_DEPTH_MAX), -ENOMEM.
+ * Submissions: CS_EFULL (depth requests in flight), CS_EINVAL, CS_ENAME, CS_EKEYSIZE,
+ * CS_EVALSIZE (nothing was submitted); the completion's rc is what the blocking call would
+ * return. */
+CS_MUST_CHECK int cs_session_open(cs_db *db, unsigned depth, cs_session **s);
+CS_MUST_CHECK int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen,
+                                 const void *val, size_t vlen, uint64_t user_data);
+CS_MUST_CHECK int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
+                                 uint64_t user_data);
+CS_MUST_CHECK int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
+                                 uint64_t user_data);
 /* Reap up to max completions into out[], waiting until at least min are there (min <= the
- * number in flight). Returns the number reaped (>= 0) or an error. */
-int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsigned min);
+ * number in flight). Returns the number reaped (>= 0), or CS_EINVAL (s or out NULL, max 0, or
+ * min over max or over the number in flight). */
+CS_MUST_CHECK int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max,
+                                  unsigned min);
 unsigned cs_session_inflight(const cs_session *s);
 /* Waits for every request in flight (their completions are dropped; values are released),
  * then frees the session. */
@@ -214,15 +251,16 @@ void cs_session_close(cs_session *s);
  * that kept it from looking (CS_ELOCKED, CS_ENOTFOUND when dir holds no database, ...).
  * *report (may be NULL) receives a summary, one line per shard, released with cs_free(), also
  * on CS_ECORRUPT. */
-int cs_verify(const char *dir, const cs_options *o, char **report);
+CS_MUST_CHECK int cs_verify(const char *dir, const cs_options *o, char **report);
 
 /* ---- Checkpoints ----
  * Write every shard's trees (from copy-on-write snapshots: writers go on) into a checkpoint file,
- * then remove the WAL segments it covers; returns once all shards published theirs. Recovery then
- * loads the checkpoint and replays only the WAL after it. Shards also checkpoint on their own
- * after `checkpoint_wal_bytes` of WAL. CS_ENOTSUP with durability=none; CS_EIO on a read-only
- * shard. */
-int cs_checkpoint(cs_db *db);
+ * then remove the WAL segments the checkpoint before it covers (that one stays, with the WAL since
+ * it, as the fallback should this one be found damaged); returns once all shards published
+ * theirs. Recovery then loads the checkpoint and replays only the WAL after it. Shards also
+ * checkpoint on their own after `checkpoint_wal_bytes` of WAL. Errors: CS_EINVAL, CS_ENOTSUP
+ * (durability=none), CS_EIO (a read-only shard), CS_ECLOSED, -ENOSPC, -EIO, -ENOMEM. */
+CS_MUST_CHECK int cs_checkpoint(cs_db *db);
 
 /* ---- Online backup ----
  * Write a consistent copy of the open database db into the folder dir while db keeps serving
@@ -263,7 +301,7 @@ int cs_checkpoint(cs_db *db);
  * On any error but CS_EINVAL, CS_EEXIST and CS_ENOTDIR, what the call created is removed again
  * (dir too, when the call created it). Safe to call from any thread, also while other backups of
  * db run (into other folders). */
-int cs_backup(cs_db *db, const char *dir);
+CS_MUST_CHECK int cs_backup(cs_db *db, const char *dir);
 
 /* ---- Statistics ---- */
 struct cs_shard_stats {
@@ -298,7 +336,8 @@ struct cs_shard_stats {
     int io_error;                     /* 0, or the error that made the shard read-only */
 };
 unsigned cs_shard_count(const cs_db *db);
-int cs_stats(cs_db *db, unsigned shard, struct cs_shard_stats *out);
+/* Errors: CS_EINVAL (db or out NULL, shard >= cs_shard_count()), CS_ECLOSED. */
+CS_MUST_CHECK int cs_stats(cs_db *db, unsigned shard, struct cs_shard_stats *out);
 
 #ifdef __cplusplus
 }

@@ -174,18 +174,19 @@ static int csb_add(cs_batch *b, bool del, const void *key, size_t klen, const vo
 static int csb_batched(struct csb_thread *t, bool del, const void *key, size_t klen,
                        const void *val, size_t vlen)
 {
-    int shard = cs_key_shard(t->db, key, klen);
-    if (shard < 0)
-        return shard;
+    unsigned shard = 0;
+    int krc = cs_key_shard(t->db, key, klen, &shard);
+    if (krc)
+        return krc;
     cs_batch *b = t->batches[shard];
     int rc = csb_add(b, del, key, klen, val, vlen);
     if (rc == CS_EBATCH) { /* over the byte limit: write what it holds, then add */
-        rc = csb_write(t, (unsigned)shard);
+        rc = csb_write(t, shard);
         if (rc == 0)
             rc = csb_add(b, del, key, klen, val, vlen);
     }
     if (rc == 0 && cs_batch_count(b) >= t->batch)
-        rc = csb_write(t, (unsigned)shard);
+        rc = csb_write(t, shard);
     return rc;
 }
 

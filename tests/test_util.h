@@ -69,4 +69,14 @@ static inline int cst_open(const char *dir, cs_db **db, ...)
     return rc;
 }
 
+/* The shard key lives on (cs_key_shard must succeed). */
+static inline unsigned cst_key_shard(cs_db *db, const void *key, size_t klen)
+{
+    unsigned shard = 0;
+    int rc = cs_key_shard(db, key, klen, &shard);
+    if (rc)
+        fail_msg("cs_key_shard: %s", cs_strerror(rc));
+    return shard;
+}
+
 #endif

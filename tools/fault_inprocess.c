@@ -207,7 +207,8 @@ void run_inprocess(struct fault_ctx *ctx, enum scenario sc, struct result *res, 
                                 "iteration %u (%s): %" PRIu64 " writes failed after the fault", it,
                                 fault, ctx->model.failed_ops - fails);
         }
-        (void)cs_close(db); /* a read-only shard reports its error here */
+        int close_rc = cs_close(db); /* a read-only shard reports its error here */
+        (void)close_rc;
         ctx->model.eio_not_applied = false;
         ctx->model.enomem_ok = false;
         rc = reopen_and_check(ctx, dir, &oo, false, filler_max);

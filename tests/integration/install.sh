@@ -67,7 +67,7 @@ run_app() {
     name=$1
     bin=$2
     shift 2
-    rm -rf "$T/run" && mkdir -p "$T/run/data" # cs_open creates ./data/app, not its parent
+    rm -rf "$T/run" && mkdir -p "$T/run" # cs_open creates ./app-data itself
     (cd "$T/run" && env "$@" "$bin" >"$T/out" 2>"$T/log")
     status=$?
     if [ "$status" -ne 0 ]; then
@@ -79,7 +79,7 @@ run_app() {
     fi
 }
 # As the README says: cc app.c $(pkg-config --cflags --libs --static cstore).
-if ${CC:-cc} -o "$T/app" "$T/app.c" $CFLAGS_PC $LIBS_PC >"$T/log" 2>&1; then
+if ${CC:-cc} -Wall -Werror -o "$T/app" "$T/app.c" $CFLAGS_PC $LIBS_PC >"$T/log" 2>&1; then
     pass "the README example builds with pkg-config"
     run_app "it runs against the installed libcstore.so.0" "$T/app" \
         LD_LIBRARY_PATH="$ROOT$PREFIX/lib"

@@ -155,14 +155,14 @@ static int same_shard_keys(cs_db *db, char keys[][16], int n, bool same)
 {
     cs_batch *b = cs_batch_new();
     int found = 0;
-    int home = cs_key_shard(db, "p0", 2);
-    assert_true(home >= 0 && (unsigned)home < cs_shard_count(db));
+    unsigned home = cst_key_shard(db, "p0", 2);
+    assert_true(home < cs_shard_count(db));
     snprintf(keys[found++], 16, "p0");
     for (int i = 1; i < 10000 && found < n; i++) {
         char k[16];
         snprintf(k, sizeof(k), "p%d", i);
-        int shard = cs_key_shard(db, k, strlen(k));
-        assert_true(shard >= 0 && (unsigned)shard < cs_shard_count(db));
+        unsigned shard = cst_key_shard(db, k, strlen(k));
+        assert_true(shard < cs_shard_count(db));
         cs_batch_clear(b);
         assert_int_equal(cs_batch_put(b, "probe", "p0", 2, "", 0), 0);
         assert_int_equal(cs_batch_put(b, "probe", k, strlen(k), "", 0), 0);
@@ -188,17 +188,20 @@ static void test_per_shard_batches_load_in_bulk(void **state)
     assert_true(shards <= 8);
     for (unsigned s = 0; s < shards; s++)
         assert_non_null(b[s] = cs_batch_new());
-    assert_int_equal(cs_key_shard(NULL, "k", 1), CS_EINVAL);
-    assert_int_equal(cs_key_shard(db, NULL, 1), CS_EINVAL);
-    assert_int_equal(cs_key_shard(db, "k", 0), CS_EKEYSIZE);
-    assert_int_equal(cs_key_shard(db, "k", CS_KEY_MAX + 1), CS_EKEYSIZE);
+    unsigned sh = 99;
+    assert_int_equal(cs_key_shard(NULL, "k", 1, &sh), CS_EINVAL);
+    assert_int_equal(cs_key_shard(db, NULL, 1, &sh), CS_EINVAL);
+    assert_int_equal(cs_key_shard(db, "k", 1, NULL), CS_EINVAL);
+    assert_int_equal(cs_key_shard(db, "k", 0, &sh), CS_EKEYSIZE);
+    assert_int_equal(cs_key_shard(db, "k", CS_KEY_MAX + 1, &sh), CS_EKEYSIZE);
+    assert_int_equal(sh, 99); /* unchanged on error */
     for (int round = 0; round < ROUNDS; round++) {
         for (int i = 0; i < KEYS; i++) {
             char k[24], v[128];
             int kl = snprintf(k, sizeof(k), "bulk%08d", (i * 7919) % KEYS);
             int vl = snprintf(v, sizeof(v), "value-%d-%d-%090d", round, (i * 7919) % KEYS, 0);
-            int s = cs_key_shard(db, k, (size_t)kl);
-            assert_true(s >= 0 && (unsigned)s < shards);
+            unsigned s = cst_key_shard(db, k, (size_t)kl);
+            assert_true(s < shards);
             assert_int_equal(cs_batch_put(b[s], "bulk", k, (size_t)kl, v, (size_t)vl), 0);
         }
         for (unsigned s = 0; s < shards; s++) {

@@ -14,8 +14,8 @@
  * each. With a plan (io/fault.c decides, this file acts), before each write and fdatasync is
  * prepared:
  *   - latency_us: the shard thread sleeps (usleep) that long before preparing the operation. It
- *     is deliberately simple: the whole shard stalls, like a loop waiting on a slow device; a
- *     linked write + fdatasync pair sleeps once.
+ *     is deliberately simple: the whole shard stalls, like a loop waiting on a slow device; an
+ *     RWF_DSYNC write (write and sync in one operation) sleeps once.
  *   - write EIO / ENOSPC: nothing is submitted; io_ring_run delivers a synthetic completion with
  *     the same tag: -EIO (or -ENOSPC). While synthetic completions wait, io_ring_run does not
  *     block.

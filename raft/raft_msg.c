@@ -38,6 +38,7 @@
  * terms <= message term, CONF entries and the snapshot configuration decode, non-zero and
  * distinct from/to, snapshot data <= RAFT_SNAPSHOT_BYTES_MAX, indexes that do not overflow. */
 #include "raft.h"
+#include "endian.h"
 
 #include <cstore.h>
 
@@ -70,36 +71,15 @@ static void w_u8(struct wbuf *w, uint8_t v)
     w->p[w->off++] = v;
 }
 
-/* Little-endian conversions: memcpy plus a swap on big-endian hosts. */
-static uint32_t le32(uint32_t v)
-{
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return __builtin_bswap32(v);
-#else
-    return v;
-#endif
-}
-
-static uint64_t le64(uint64_t v)
-{
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return __builtin_bswap64(v);
-#else
-    return v;
-#endif
-}
-
 static void w_u32(struct wbuf *w, uint32_t v)
 {
-    v = le32(v);
-    memcpy(w->p + w->off, &v, 4);
+    cs_put_le32(w->p + w->off, v);
     w->off += 4;
 }
 
 static void w_u64(struct wbuf *w, uint64_t v)
 {
-    v = le64(v);
-    memcpy(w->p + w->off, &v, 8);
+    cs_put_le64(w->p + w->off, v);
     w->off += 8;
 }
 
@@ -130,20 +110,18 @@ static uint32_t r_u32(struct rbuf *r)
 {
     if (!r_has(r, 4))
         return 0;
-    uint32_t v;
-    memcpy(&v, r->p + r->off, 4);
+    uint32_t v = cs_get_le32(r->p + r->off);
     r->off += 4;
-    return le32(v);
+    return v;
 }
 
 static uint64_t r_u64(struct rbuf *r)
 {
     if (!r_has(r, 8))
         return 0;
-    uint64_t v;
-    memcpy(&v, r->p + r->off, 8);
+    uint64_t v = cs_get_le64(r->p + r->off);
     r->off += 8;
-    return le64(v);
+    return v;
 }
 
 /* A view of the next n bytes, or NULL (and bad) if they are not there. */

@@ -31,21 +31,30 @@ static int replay_op(struct shard *sh, const struct wal_rec *rec)
     return rc == CS_ENOTFOUND ? CS_ECORRUPT : rc;
 }
 
+/* A batch is applied whole or not at all: its nested records are all checked first. */
 static int replay_batch(struct shard *sh, const struct wal_rec *rec)
 {
     size_t off = 0;
-    for (uint32_t i = 0; off < rec->vlen && i < CS_BATCH_OPS_MAX; i++) {
+    uint32_t n = 0;
+    for (; off < rec->vlen && n < CS_BATCH_OPS_MAX; n++) {
         struct wal_rec sub;
-        int rc = wal_rec_decode(rec->val, rec->vlen, &off, &sub);
-        if (rc)
-            return rc;
+        if (wal_rec_decode(rec->val, rec->vlen, &off, &sub) != 0)
+            return CS_ECORRUPT;
         if (sub.type != WAL_PUT && sub.type != WAL_DEL)
             return CS_ECORRUPT;
-        rc = replay_op(sh, &sub);
+    }
+    if (off != rec->vlen)
+        return CS_ECORRUPT;
+    off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct wal_rec sub;
+        int rc = wal_rec_decode(rec->val, rec->vlen, &off, &sub);
+        if (!rc)
+            rc = replay_op(sh, &sub);
         if (rc)
             return rc;
     }
-    return off == rec->vlen ? 0 : CS_ECORRUPT;
+    return 0;
 }
 
 int shard_replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec)

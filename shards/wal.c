@@ -249,7 +249,17 @@ int wal_frame_decode(const uint8_t *p, const struct frame_hdr *h, uint64_t skip_
             return CS_ECORRUPT;
         body = *raw;
     }
+    /* the whole body is checked before any record is applied: a frame is applied whole or not
+     * at all (salvage cuts a malformed frame; none of its records may stay applied) */
     size_t pos = 0;
+    for (uint32_t i = 0; i < h->records; i++) {
+        struct wal_rec rec;
+        if (wal_rec_decode(body, h->raw, &pos, &rec))
+            return CS_ECORRUPT;
+    }
+    if (pos != h->raw)
+        return CS_ECORRUPT;
+    pos = 0;
     for (uint32_t i = 0; i < h->records; i++) {
         struct wal_rec rec;
         if (wal_rec_decode(body, h->raw, &pos, &rec))

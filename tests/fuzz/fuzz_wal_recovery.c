@@ -231,7 +231,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct seen v, n, again;
     struct wal_recovery info;
     int rc_verify = open_log(base, WAL_OPEN_VERIFY, &v, &info);
+    if (getenv("FUZZ_DEBUG"))
+        fprintf(stderr, "verify: rc %d, %llu records: %s\n", rc_verify,
+                (unsigned long long)v.records, info.message);
     int rc = open_log(base, salvage ? WAL_OPEN_SALVAGE : WAL_OPEN_NORMAL, &n, &info);
+    if (getenv("FUZZ_DEBUG"))
+        fprintf(stderr, "%s: rc %d, %llu records: %s\n", salvage ? "salvage" : "normal", rc,
+                (unsigned long long)n.records, info.message);
     if (!salvage && (rc == 0) != (rc_verify == 0))
         abort();
     if (!salvage && rc == 0 && (n.records != v.records || n.sum != v.sum))
@@ -243,7 +249,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc_again = open_log(base, WAL_OPEN_VERIFY, &again, &info);
     /* A cut right after damage that was skipped (bytes before a frame that continues the log)
      * leaves that damage in place, so this open may report a torn tail again: not checked. */
-    if (rc_again != 0 || again.records != n.records || again.sum != n.sum)
+    if (rc_again != 0 || again.records != n.records || again.sum != n.sum) {
+        fprintf(stderr, "reopen after a normal open: rc %d (%s), %llu records (before: %llu)\n",
+                rc_again, info.message, (unsigned long long)again.records,
+                (unsigned long long)n.records);
         abort();
+    }
     return 0;
 }

@@ -172,38 +172,20 @@ static size_t dir_len(const char *path, size_t len)
     return len > 1 ? len - 1 : len;
 }
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off, bool append)
+/* Append to the journal (opened O_APPEND); file writes at offsets go through io_file_pwrite. */
+static int append_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     for (int i = 0; len > 0 && i < CUT_IO_RETRY_MAX; i++) {
-        ssize_t n = append ? write(fd, p, len) : pwrite(fd, p, len, (off_t)off);
+        ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -errno;
         p += n;
         len -= (size_t)n;
-        off += (uint64_t)n;
     }
     return len == 0 ? 0 : -EIO;
-}
-
-static int read_all(int fd, void *buf, size_t len, uint64_t off, size_t *got)
-{
-    char *p = buf;
-    size_t done = 0;
-    for (int i = 0; done < len && i < CUT_IO_RETRY_MAX; i++) {
-        ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    *got = done;
-    return 0;
 }
 
 /* The journal cannot be kept: what a cut would do is unknown from here on. */
@@ -289,7 +271,7 @@ static uint64_t rec_append(struct io_powercut *p, struct cut_rec *r, const char 
     uint32_t h = fnv32(2166136261u, buf, CUT_REC_BYTES - 4);
     r->check = fnv32(h, buf + CUT_REC_BYTES, total - CUT_REC_BYTES);
     memcpy(buf + CUT_REC_BYTES - 4, &r->check, 4);
-    int rc = write_all(p->fd, buf, total, 0, true);
+    int rc = append_all(p->fd, buf, total);
     free(buf);
     if (rc)
         cut_die("append", rc);
@@ -331,15 +313,16 @@ static void compact(struct io_powercut *p)
     memcpy(head, CUT_MAGIC, 8);
     uint32_t version = CUT_VERSION;
     memcpy(head + 8, &version, 4);
-    int rc = write_all(out, head, sizeof(head), 0, false);
+    int rc = io_file_pwrite(NULL, out, head, sizeof(head), 0);
     static char buf[1u << 16];
     for (uint64_t off = from; !rc && off < p->bytes;) {
         size_t got = 0;
-        rc = read_all(p->fd, buf, (size_t)cs_min_u64(sizeof(buf), p->bytes - off), off, &got);
+        rc = io_file_read_at(NULL, p->fd, buf, (size_t)cs_min_u64(sizeof(buf), p->bytes - off), off,
+                             &got);
         if (!rc && got == 0)
             rc = -EIO;
         if (!rc)
-            rc = write_all(out, buf, got, CUT_HEADER_BYTES + (off - from), false);
+            rc = io_file_pwrite(NULL, out, buf, got, CUT_HEADER_BYTES + (off - from));
         off += got;
     }
     if (close(out) != 0 && !rc)
@@ -394,7 +377,7 @@ int io_powercut_open(const char *path, struct io_powercut **out)
     memcpy(head, CUT_MAGIC, 8);
     uint32_t version = CUT_VERSION;
     memcpy(head + 8, &version, 4);
-    rc = write_all(p->fd, head, sizeof(head), 0, true);
+    rc = append_all(p->fd, head, sizeof(head));
     if (rc) {
         close(p->fd);
         free(p);
@@ -458,7 +441,7 @@ uint64_t io_powercut_write(struct io_powercut *p, int fd, uint64_t off, uint64_t
         cut_die("old bytes", ENOMEM);
     pthread_mutex_lock(&p->lock);
     size_t got = 0;
-    rc = old_len ? read_all(rd, old, old_len, off, &got) : 0;
+    rc = old_len ? io_file_read_at(NULL, rd, old, old_len, off, &got) : 0;
     if (rc)
         cut_die("read of old bytes", rc);
     if (got < old_len) /* the file shrank meanwhile (cstore never does): zeros */
@@ -797,10 +780,10 @@ static int restore_range(int fd, const struct cut_file *f, const struct cut_read
             size_t n;
             if (at < old_end) {
                 n = (size_t)(cs_min_u64(gap_hi, old_end) - at);
-                rc = write_all(fd, r->old + (at - r->h.a), n, at, false);
+                rc = io_file_pwrite(NULL, fd, r->old + (at - r->h.a), n, at);
             } else {
                 n = (size_t)cs_min_u64(gap_hi - at, sizeof(zeros));
-                rc = write_all(fd, zeros, n, at, false);
+                rc = io_file_pwrite(NULL, fd, zeros, n, at);
             }
             if (rc)
                 return rc;
@@ -1066,7 +1049,7 @@ static int read_journal(const char *path, char **buf, size_t *len)
     size_t got = 0;
     if (!rc) {
         b = malloc((size_t)st.st_size + 1);
-        rc = b ? read_all(fd, b, (size_t)st.st_size, 0, &got) : -ENOMEM;
+        rc = b ? io_file_read_at(NULL, fd, b, (size_t)st.st_size, 0, &got) : -ENOMEM;
     }
     close(fd);
     if (rc) {

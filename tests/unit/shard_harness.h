@@ -20,8 +20,10 @@ struct hs {
     char dir[CST_PATH_MAX];
 };
 
-/* Launch a shard in a fresh folder; fault: a fault plan spec or NULL. */
-static inline void hs_start(struct hs *h, enum shard_durability durability, const char *fault)
+/* Launch a shard in a fresh folder; fault: a fault plan spec or NULL; delay_us: its group
+ * commit delay. */
+static inline void hs_start_delay(struct hs *h, enum shard_durability durability, const char *fault,
+                                  uint32_t delay_us)
 {
     memset(h, 0, sizeof(*h));
     cst_tmpdir_make(h->dir, sizeof(h->dir), "shard");
@@ -32,6 +34,7 @@ static inline void hs_start(struct hs *h, enum shard_durability durability, cons
                                .cpu = -1,
                                .durability = durability,
                                .sync_interval_ms = 10,
+                               .group_commit_delay_us = delay_us,
                                .yield_us = 0,
                                .wal_segment_bytes = 4u << 20,
                                .wal_compress_bytes = 0,
@@ -40,6 +43,11 @@ static inline void hs_start(struct hs *h, enum shard_durability durability, cons
                                .fault = h->fault};
     assert_int_equal(shard_launch(&cfg, &h->sh), 0);
     assert_int_equal(shard_await(h->sh), 0);
+}
+
+static inline void hs_start(struct hs *h, enum shard_durability durability, const char *fault)
+{
+    hs_start_delay(h, durability, fault, 0);
 }
 
 /* Stop the shard (returns shard_stop's result), free it and remove its folder. */

@@ -1,0 +1,321 @@
+/* Unit tests of the frame undo log (shards/undo.c), driven through one shard in sync mode: the
+ * shard is filled, reopened with a fault plan whose first WAL write fails, and then a gate holds
+ * its thread while a burst of writes is submitted, so that the whole burst is one WAL frame.
+ * That frame fails: every write of it completes with CS_EIO, and the trees, the catalog and the
+ * published views must equal the state before the frame. Each test puts one edge of the room in
+ * the frame (test_durability.c covers many frames of plain puts and deletes through the public
+ * API): the same key written several times, a key inserted then deleted, the switch from the log
+ * to a snapshot (a large old value, a log past UNDO_LOG_BYTES_MAX) with logged writes on both
+ * sides of it, an atomic batch among logged writes, collections created, dropped and recreated. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cstore.h"
+#include "shards/shard_int.h"
+#include "tests/unit/shard_harness.h"
+
+#define BIG 1000 /* bytes of a large value (> UNDO_VALUE_MAX: snapshot path) */
+
+_Static_assert(BIG > UNDO_VALUE_MAX, "large values take the snapshot path");
+
+static char big_old[BIG + 1], big_new[BIG + 1], big_other[BIG + 1];
+
+/* The state before the frame: what each key held (NULL: absent). */
+struct want {
+    const char *coll;
+    const char *key;
+    const char *val;
+};
+
+static const struct want before[] = {
+    {"a", "k1", "old1"}, {"a", "k2", "old2"},    {"a", "k3", "old3"},      {"a", "k4", "old4"},
+    {"a", "k5", "old5"}, {"a", "big", big_old},  {"a", "big2", big_other}, {"a", "new1", NULL},
+    {"a", "new2", NULL}, {"a", "newbig", NULL},  {"b", "b0", "bold0"},     {"b", "b1", "bold1"},
+    {"b", "b9", NULL},   {"gone", "g0", "gold"}, {"gone", "g1", NULL},     {"n", "x", NULL},
+    {"m", "y", NULL},    {"c", "x", NULL},
+};
+
+static void fill_values(void)
+{
+    memset(big_old, 'O', BIG);
+    memset(big_new, 'N', BIG);
+    memset(big_other, 'T', BIG);
+}
+
+/* A shard holding `before`, reopened so that its next WAL write (the burst's frame) fails. */
+static void start_filled(struct hs *h)
+{
+    fill_values();
+    hs_start(h, SHARD_SYNC, NULL);
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++)
+        if (before[i].val)
+            assert_int_equal(hs_op(h, SHARD_PUT, before[i].coll, before[i].key, before[i].val), 0);
+    assert_int_equal(shard_stop(h->sh), 0);
+    shard_free(h->sh);
+    assert_int_equal(io_fault_create("write_eio=1", &h->fault), 0);
+    struct shard_config cfg = {.dir = h->dir,
+                               .cpu = -1,
+                               .durability = SHARD_SYNC,
+                               .wal_segment_bytes = 4u << 20,
+                               .batch_max = 65536,
+                               .open_mode = WAL_OPEN_NORMAL,
+                               .fault = h->fault};
+    assert_int_equal(shard_launch(&cfg, &h->sh), 0);
+    assert_int_equal(shard_await(h->sh), 0);
+}
+
+/* Submit reqs[0..n) as one frame (the gate holds the shard until all are queued); every one of
+ * them must fail with CS_EIO, and no frame reached the log. */
+static void burst_fails(struct hs *h, struct hreq *reqs, size_t n)
+{
+    struct hgate g;
+    hgate_close(h, &g);
+    for (size_t i = 0; i < n; i++)
+        shard_submit(h->sh, &reqs[i].r);
+    hgate_open(&g);
+    for (size_t i = 0; i < n; i++) {
+        int rc = hreq_wait(&reqs[i]);
+        if (rc != CS_EIO)
+            fail_msg("write %zu of the failed frame: %s, expected CS_EIO", i, cs_strerror(rc));
+        cs_mem_free(reqs[i].r.out);
+    }
+    assert_int_equal(hs_stats(h).wal_frames, 0);
+}
+
+/* Every key of `before` reads as it was, through the queue and through the views (which may
+ * miss, never show something else); the trees pass their checks; the catalog lists exactly the
+ * collections `before` has, and the record count is the same. */
+static void expect_before(struct hs *h)
+{
+    uint64_t records = 0;
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+        const struct want *w = &before[i];
+        hs_expect(h, w->coll, w->key, w->val);
+        records += w->val != NULL;
+        void *v = NULL;
+        size_t vl = 0;
+        int rc = shard_view_get(h->sh, w->coll, strlen(w->coll), w->key, strlen(w->key), &v, &vl);
+        if (rc == 0) {
+            if (!w->val || vl != strlen(w->val) || memcmp(v, w->val, vl) != 0)
+                fail_msg("view of %s/%s holds a write of the failed frame", w->coll, w->key);
+        } else if (rc != SHARD_VIEW_MISS && !(rc == CS_ENOTFOUND && !w->val)) {
+            fail_msg("view of %s/%s: %s", w->coll, w->key, cs_strerror(rc));
+        }
+        cs_mem_free(v);
+    }
+    hs_check(h);
+    struct cs_shard_stats st = hs_stats(h);
+    assert_int_equal(st.records, records);
+    assert_int_equal(st.collections, 3);
+
+    struct hreq q;
+    hreq_init(&q, SHARD_COLL_LIST, NULL, NULL, NULL);
+    assert_int_equal(hs_run(h, &q), 0);
+    assert_int_equal(q.r.out_count, 3);
+    bool seen_a = false, seen_b = false, seen_gone = false;
+    for (const char *p = q.r.out; p < (const char *)q.r.out + q.r.out_len && *p;
+         p += strlen(p) + 1) {
+        seen_a |= strcmp(p, "a") == 0;
+        seen_b |= strcmp(p, "b") == 0;
+        seen_gone |= strcmp(p, "gone") == 0;
+    }
+    cs_mem_free(q.r.out);
+    assert_true(seen_a && seen_b && seen_gone);
+}
+
+static void finish(struct hs *h)
+{
+    assert_int_equal(hs_stop(h), CS_EIO);
+}
+
+static void
+test_failed_frame_restores_keys_written_several_times_and_inserted_then_deleted(void **state)
+{
+    (void)state;
+    struct hs h;
+    start_filled(&h);
+    struct hreq r[13];
+    size_t n = 0;
+    hreq_init(&r[n++], SHARD_PUT, "a", "k1", "new1");  /* overwrite */
+    hreq_init(&r[n++], SHARD_PUT, "a", "k2", "n1");    /* overwrite twice */
+    hreq_init(&r[n++], SHARD_PUT, "a", "k2", "n2");    /* (the log holds old2, then n1) */
+    hreq_init(&r[n++], SHARD_DEL, "a", "k3", NULL);    /* delete */
+    hreq_init(&r[n++], SHARD_DEL, "a", "k4", NULL);    /* delete, then insert again */
+    hreq_init(&r[n++], SHARD_PUT, "a", "k4", "again"); /* (the log holds "absent" second) */
+    hreq_init(&r[n++], SHARD_PUT, "a", "new1", "x");   /* insert */
+    hreq_init(&r[n++], SHARD_PUT, "a", "new2", "y");   /* insert, then delete */
+    hreq_init(&r[n++], SHARD_DEL, "a", "new2", NULL);
+    hreq_init(&r[n++], SHARD_PUT, "b", "b0", "bnew"); /* a second tree in the frame */
+    hreq_init(&r[n++], SHARD_PUT, "a", "k2", "n3");   /* and back to the first */
+    hreq_init(&r[n++], SHARD_DEL, "b", "b1", NULL);
+    hreq_init(&r[n++], SHARD_DEL, "a", "absent", NULL); /* deletes nothing: logs nothing */
+    burst_fails(&h, r, n);
+    expect_before(&h);
+    finish(&h);
+}
+
+static void
+test_failed_frame_restores_large_values_with_logged_writes_around_the_snapshot(void **state)
+{
+    (void)state;
+    struct hs h;
+    start_filled(&h);
+    struct hreq r[10];
+    size_t n = 0;
+    hreq_init(&r[n++], SHARD_PUT, "a", "k1", "logged");    /* logged, before the snapshot */
+    hreq_init(&r[n++], SHARD_DEL, "a", "k3", NULL);        /* logged */
+    hreq_init(&r[n++], SHARD_PUT, "a", "newbig", big_new); /* insert a large value: logged */
+    hreq_init(&r[n++], SHARD_PUT, "a", "big", big_new);    /* large old value: snapshot */
+    hreq_init(&r[n++], SHARD_PUT, "a", "k1", "after");     /* covered by the snapshot */
+    hreq_init(&r[n++], SHARD_PUT, "a", "new1", "after");
+    hreq_init(&r[n++], SHARD_DEL, "a", "big2", NULL);  /* delete of a large value */
+    hreq_init(&r[n++], SHARD_PUT, "b", "b0", big_new); /* b: logged, small old value */
+    hreq_init(&r[n++], SHARD_PUT, "b", "b0", "again"); /* b: large old value, snapshot */
+    hreq_init(&r[n++], SHARD_DEL, "a", "newbig", NULL);
+    burst_fails(&h, r, n);
+    expect_before(&h);
+    finish(&h);
+}
+
+static void test_failed_frame_takes_back_a_batch_between_logged_writes(void **state)
+{
+    (void)state;
+    struct hs h;
+    start_filled(&h);
+    const struct shard_batch_op ops[] = {
+        {.type = SHARD_BATCH_PUT,
+         .coll_len = 1,
+         .coll = "a",
+         .key = "k2",
+         .klen = 2,
+         .val = "batch",
+         .vlen = 5},
+        {.type = SHARD_BATCH_DEL, .coll_len = 1, .coll = "a", .key = "k3", .klen = 2},
+        {.type = SHARD_BATCH_PUT,
+         .coll_len = 1,
+         .coll = "c",
+         .key = "x",
+         .klen = 1, /* new */
+         .val = "cx",
+         .vlen = 2},
+        {.type = SHARD_BATCH_DEL, .coll_len = 1, .coll = "b", .key = "b1", .klen = 2},
+        {.type = SHARD_BATCH_PUT,
+         .coll_len = 1,
+         .coll = "a",
+         .key = "big",
+         .klen = 3,
+         .val = "small",
+         .vlen = 5},
+    };
+    struct hreq r[4];
+    size_t n = 0;
+    hreq_init(&r[n++], SHARD_PUT, "a", "k1", "logged"); /* logged before the batch */
+    hreq_init(&r[n], SHARD_BATCH, NULL, NULL, NULL);
+    r[n].r.ops = ops;
+    r[n++].r.nops = sizeof(ops) / sizeof(ops[0]);
+    hreq_init(&r[n++], SHARD_PUT, "a", "k2", "after"); /* after it, in the snapshotted tree */
+    hreq_init(&r[n++], SHARD_PUT, "b", "b9", "after");
+    burst_fails(&h, r, n);
+    expect_before(&h);
+    finish(&h);
+}
+
+static void test_failed_frame_takes_back_collection_create_drop_and_recreate(void **state)
+{
+    (void)state;
+    struct hs h;
+    start_filled(&h);
+    struct hreq r[12];
+    size_t n = 0;
+    hreq_init(&r[n++], SHARD_COLL_CREATE, "n", NULL, NULL); /* create */
+    hreq_init(&r[n++], SHARD_PUT, "n", "x", "nx");
+    hreq_init(&r[n++], SHARD_PUT, "m", "y", "my");           /* created by a put */
+    hreq_init(&r[n++], SHARD_PUT, "gone", "g1", "g1");       /* written, then dropped */
+    hreq_init(&r[n++], SHARD_PUT, "gone", "g0", "changed");  /* (old value in the log) */
+    hreq_init(&r[n++], SHARD_COLL_DROP, "gone", NULL, NULL); /* drop with records */
+    hreq_init(&r[n++], SHARD_COLL_DROP, "b", NULL, NULL);    /* drop, then recreated */
+    hreq_init(&r[n++], SHARD_PUT, "b", "b9", "new b");
+    hreq_init(&r[n++], SHARD_COLL_DROP, "n", NULL, NULL); /* created and dropped in the frame */
+    hreq_init(&r[n++], SHARD_COLL_CREATE, "n", NULL, NULL);
+    burst_fails(&h, r, n);
+    expect_before(&h);
+    finish(&h);
+}
+
+/* Deletes of values just under UNDO_VALUE_MAX: each logs about 260 bytes and writes a WAL
+ * record of about 30, so the frame's log passes UNDO_LOG_BYTES_MAX long before the frame is
+ * full; the writes after that point are covered by a snapshot, those before it by the log. */
+enum { LOG_KEYS = UNDO_LOG_BYTES_MAX / UNDO_VALUE_MAX + 2000 };
+
+static void test_failed_frame_restores_writes_past_the_undo_log_limit(void **state)
+{
+    (void)state;
+    struct hs h;
+    fill_values();
+    hs_start(&h, SHARD_SYNC, NULL);
+    static char keys[LOG_KEYS][16];
+    char val[UNDO_VALUE_MAX + 1];
+    memset(val, 'v', UNDO_VALUE_MAX);
+    val[UNDO_VALUE_MAX] = 0;
+    {
+        struct hreq *fill = calloc(LOG_KEYS, sizeof(*fill));
+        assert_non_null(fill);
+        for (int i = 0; i < LOG_KEYS; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "key%06d", i);
+            hreq_init(&fill[i], SHARD_PUT, "a", keys[i], val);
+            shard_submit(h.sh, &fill[i].r);
+        }
+        for (int i = 0; i < LOG_KEYS; i++)
+            assert_int_equal(hreq_wait(&fill[i]), 0);
+        free(fill);
+    }
+    assert_int_equal(shard_stop(h.sh), 0);
+    shard_free(h.sh);
+    assert_int_equal(io_fault_create("write_eio=1", &h.fault), 0);
+    struct shard_config cfg = {.dir = h.dir,
+                               .cpu = -1,
+                               .durability = SHARD_SYNC,
+                               .wal_segment_bytes = 4u << 20,
+                               .batch_max = 65536,
+                               .open_mode = WAL_OPEN_NORMAL,
+                               .fault = h.fault};
+    assert_int_equal(shard_launch(&cfg, &h.sh), 0);
+    assert_int_equal(shard_await(h.sh), 0);
+
+    /* delete every key, then put the first and the last back with other values */
+    size_t n = LOG_KEYS + 2;
+    struct hreq *r = calloc(n, sizeof(*r));
+    assert_non_null(r);
+    for (int i = 0; i < LOG_KEYS; i++)
+        hreq_init(&r[i], SHARD_DEL, "a", keys[i], NULL);
+    hreq_init(&r[LOG_KEYS], SHARD_PUT, "a", keys[0], "first");
+    hreq_init(&r[LOG_KEYS + 1], SHARD_PUT, "a", keys[LOG_KEYS - 1], "last");
+    burst_fails(&h, r, n);
+    free(r);
+    for (int i = 0; i < LOG_KEYS; i++)
+        hs_expect(&h, "a", keys[i], val);
+    hs_check(&h);
+    assert_int_equal(hs_stats(&h).records, LOG_KEYS);
+    finish(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(
+            test_failed_frame_restores_keys_written_several_times_and_inserted_then_deleted),
+        cmocka_unit_test(
+            test_failed_frame_restores_large_values_with_logged_writes_around_the_snapshot),
+        cmocka_unit_test(test_failed_frame_takes_back_a_batch_between_logged_writes),
+        cmocka_unit_test(test_failed_frame_takes_back_collection_create_drop_and_recreate),
+        cmocka_unit_test(test_failed_frame_restores_writes_past_the_undo_log_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -59,6 +59,7 @@
  * is unsettled, the prefix can go (the journal is rewritten as "<journal>.tmp" and renamed over,
  * and the prefix's hard links are removed). */
 #include "powercut.h"
+#include "file.h"
 
 #include "cstore.h"
 

@@ -4,14 +4,15 @@
  * its comment says otherwise (SHARD_OWNED asserts it in debug builds).
  *
  * The rooms:
- *   shard.c: the loop, WAL I/O, thread start and stop, submission
- *   exec.c: executing requests (puts, gets, deletes, batches, collections) and replaying the WAL
- *   completion.c: finishing requests, the durability-pending list
- *   catalog.c: the collection catalog (by name and by id), references, the dirty list, tree byte
- * accounting undo.c: the frame undo log: what each WAL frame changed, taken back when the frame
- * fails views.c: views (published snapshots) and the lock-free readers of application threads
- *   shard_ckpt.c: checkpoints and online backups of a running shard; loading a checkpoint at
- * recovery
+ *   shard.c       the loop, WAL I/O, thread start and stop, submission
+ *   exec.c        executing requests (puts, gets, deletes, batches, collections), WAL replay
+ *   completion.c  finishing requests, the durability-pending list
+ *   catalog.c     the collection catalog (by name, by id), references, the dirty list, tree
+ *                 byte accounting
+ *   undo.c        the frame undo log: what each WAL frame changed, taken back when it fails
+ *   views.c       views (published snapshots) and the lock-free readers of application threads
+ *   shard_ckpt.c  checkpoints and online backups of a running shard; loading a checkpoint at
+ *                 recovery
  */
 #ifndef CS_SHARD_INT_H
 #define CS_SHARD_INT_H

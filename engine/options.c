@@ -27,7 +27,6 @@
 #include <sys/stat.h>
 
 #include "io/fault.h"
-#include "shards/wal.h"
 #include "util.h"
 
 #define WAL_SEGMENT_BYTES_MIN (1ull << 20)

@@ -23,6 +23,8 @@
 #include "engine/db.h"
 
 #define SESSION_SPIN_MAX 200u /* polls for completions before the owner sleeps on its futex */
+#define SESSION_SLEEPING 1u   /* futex word bit: the owner sleeps (or is about to) */
+#define SESSION_TICK 2u       /* what each completion adds to the futex word */
 
 struct session_slot {
     struct shard_req req; /* must stay first */
@@ -39,8 +41,7 @@ struct cs_session {
     unsigned nfree;               /* entries on it */
     struct ck_stack done;         /* completed slots, pushed by shards */
     struct ck_stack_entry *taken; /* slots taken from `done`, not yet reaped */
-    _Atomic uint32_t seq;         /* bumped at each completion (futex word) */
-    _Atomic uint32_t waiting;     /* the owner sleeps on seq */
+    _Atomic uint32_t word;        /* futex word: completions << 1 | SESSION_SLEEPING */
     _Atomic uint32_t signalling;  /* shards inside slot_done() */
 };
 
@@ -57,10 +58,17 @@ static void slot_done(struct shard_req *r)
      * keeps the session alive until this function no longer touches it. */
     atomic_fetch_add(&s->signalling, 1);
     ck_stack_push_upmc(&s->done, &slot->req.link);
-    atomic_fetch_add(&s->seq, 1);
-    /* only the first completion after the owner fell asleep pays for the wake-up */
-    if (atomic_load_explicit(&s->waiting, memory_order_relaxed) && atomic_exchange(&s->waiting, 0))
-        futex(&s->seq, FUTEX_WAKE_PRIVATE, 1);
+    /* Counting the completion and reading the sleeping bit is one atomic step, so a completion
+     * is never matched with a sleep that began after it (a separate flag, cleared by a late
+     * completion of an earlier round, once left the owner asleep with completions waiting).
+     * Only the completion that clears the bit pays for the wake-up. */
+    uint32_t cur = atomic_fetch_add(&s->word, SESSION_TICK) + SESSION_TICK;
+    while (cur & SESSION_SLEEPING) {
+        if (atomic_compare_exchange_weak(&s->word, &cur, cur & ~SESSION_SLEEPING)) {
+            futex(&s->word, FUTEX_WAKE_PRIVATE, 1);
+            break;
+        }
+    }
     atomic_fetch_sub_explicit(&s->signalling, 1, memory_order_release);
 }
 
@@ -178,6 +186,26 @@ static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
     return n;
 }
 
+/* Reap what is there; with nothing there, sleep until a completion arrives. The owner sets the
+ * sleeping bit only if the word is unchanged since it read it, looks once more, and sleeps on
+ * the word with the bit set: any completion counted after that read changes the word, so the
+ * kernel does not let it sleep, or finds the bit and wakes it. Returns the completions reaped. */
+static unsigned session_wait(cs_session *s, struct cs_completion *out, unsigned max)
+{
+    uint32_t w = atomic_load(&s->word) & ~SESSION_SLEEPING;
+    uint32_t expect = w;
+    if (!atomic_compare_exchange_strong(&s->word, &expect, w | SESSION_SLEEPING))
+        return reap(s, out, max); /* a completion came meanwhile */
+    unsigned got = reap(s, out, max);
+    if (!got)
+        futex(&s->word, FUTEX_WAIT_PRIVATE, w | SESSION_SLEEPING);
+    uint32_t cur = atomic_load(&s->word);
+    while ((cur & SESSION_SLEEPING) &&
+           !atomic_compare_exchange_weak(&s->word, &cur, cur & ~SESSION_SLEEPING))
+        ;
+    return got;
+}
+
 int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsigned min)
 {
     if (!s || (!out && max) || min > max || min > s->inflight)
@@ -190,15 +218,8 @@ int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsi
         if (__atomic_load_n(&s->done.head, __ATOMIC_RELAXED))
             n += reap(s, out + n, max - n);
     }
-    while (n < min) {
-        uint32_t seq = atomic_load(&s->seq);
-        atomic_store(&s->waiting, 1);
-        unsigned got = reap(s, out + n, max - n);
-        n += got;
-        if (!got && n < min)
-            futex(&s->seq, FUTEX_WAIT_PRIVATE, seq);
-        atomic_store(&s->waiting, 0);
-    }
+    while (n < min)
+        n += session_wait(s, out ? out + n : NULL, max - n);
     return (int)n;
 }
 
@@ -211,13 +232,8 @@ void cs_session_close(cs_session *s)
 {
     if (!s)
         return;
-    while (s->inflight > 0) {
-        uint32_t seq = atomic_load(&s->seq);
-        atomic_store(&s->waiting, 1);
-        if (!reap(s, NULL, s->depth))
-            futex(&s->seq, FUTEX_WAIT_PRIVATE, seq);
-        atomic_store(&s->waiting, 0);
-    }
+    while (s->inflight > 0)
+        (void)session_wait(s, NULL, s->depth);
     while (atomic_load_explicit(&s->signalling, memory_order_acquire) != 0)
         sched_yield();
     free(s->slots);

@@ -266,9 +266,12 @@ static uint64_t rec_append(struct io_powercut *p, struct cut_rec *r, const char 
     if (!buf)
         cut_die("record", ENOMEM);
     memcpy(buf, r, CUT_REC_BYTES);
-    memcpy(buf + CUT_REC_BYTES, path, r->path_len);
-    memcpy(buf + CUT_REC_BYTES + r->path_len, path2, r->path2_len);
-    memcpy(buf + CUT_REC_BYTES + r->path_len + r->path2_len, old, r->old_len);
+    if (r->path_len) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(buf + CUT_REC_BYTES, path, r->path_len);
+    if (r->path2_len)
+        memcpy(buf + CUT_REC_BYTES + r->path_len, path2, r->path2_len);
+    if (r->old_len)
+        memcpy(buf + CUT_REC_BYTES + r->path_len + r->path2_len, old, r->old_len);
     uint32_t h = fnv32(2166136261u, buf, CUT_REC_BYTES - 4);
     r->check = fnv32(h, buf + CUT_REC_BYTES, total - CUT_REC_BYTES);
     memcpy(buf + CUT_REC_BYTES - 4, &r->check, 4);

@@ -85,7 +85,7 @@ static int remove_entry(void *arg, const char *name)
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", r->dir, name) >= (int)sizeof(path))
         return -ENAMETOOLONG;
-    return io_file_remove(r->f, path);
+    return io_file_unlink(r->f, path);
 }
 
 static int first_error(int rc, int r)
@@ -108,7 +108,7 @@ static void target_undo(const struct backup_target *t)
     }
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", t->dir, BACKUP_META_NAME) < (int)sizeof(path)) {
-        int r = io_file_remove(t->f, path); /* present only when the last step failed */
+        int r = io_file_unlink(t->f, path); /* present only when the last step failed */
         rc = first_error(rc, r == -ENOENT ? 0 : r);
     }
     if (t->made_dir)

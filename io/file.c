@@ -509,18 +509,11 @@ int io_file_copy(struct io_fault *f, int src_fd, const char *dst, uint64_t copy_
     if (!rc && ftruncate(fd, (off_t)file_bytes) != 0)
         rc = -errno;
     if (!rc)
-        rc = fault_op(f, IO_OP_SYNC);
-    if (!rc && fsync(fd) != 0)
-        rc = -errno;
+        rc = io_file_sync(f, fd); /* data and size: what reading the copy needs */
     io_file_close(fd);
     if (rc)
         io_file_discard(f, dst);
     return rc;
-}
-
-int io_file_remove(struct io_fault *f, const char *path)
-{
-    return io_file_unlink(f, path);
 }
 
 int io_dir_remove(struct io_fault *f, const char *dir)

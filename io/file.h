@@ -91,11 +91,10 @@ CS_MUST_CHECK int io_file_link(struct io_fault *f, const char *src, const char *
 bool io_link_unsupported(int rc);
 /* Create dst (it must not exist: -EEXIST), copy bytes [0, copy_bytes) of src_fd into it, size it
  * to file_bytes (>= copy_bytes; the rest reads as zeros, a hole where the filesystem allows) and
- * fsync it. CS_ECORRUPT when src_fd ends before copy_bytes. On failure dst is removed. */
+ * fdatasync it. CS_ECORRUPT when src_fd ends before copy_bytes. On failure dst is removed. */
 CS_MUST_CHECK int io_file_copy(struct io_fault *f, int src_fd, const char *dst, uint64_t copy_bytes,
                                uint64_t file_bytes);
-/* Remove a file (unlink), or an empty folder (rmdir). The caller syncs the parent folder. */
-CS_MUST_CHECK int io_file_remove(struct io_fault *f, const char *path);
+/* Remove an empty folder (rmdir; files: io_file_unlink). The caller syncs the parent folder. */
 CS_MUST_CHECK int io_dir_remove(struct io_fault *f, const char *dir);
 
 #endif

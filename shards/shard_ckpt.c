@@ -348,7 +348,7 @@ static void backup_discard(struct shard *sh, struct shard_backup *bk, const char
         }
         char dst[PATH_MAX];
         int rc = snprintf(dst, sizeof(dst), "%s/%s", dst_dir, f->name) < (int)sizeof(dst)
-                     ? io_file_remove(sh->cfg.fault, dst)
+                     ? io_file_unlink(sh->cfg.fault, dst)
                      : -ENAMETOOLONG;
         if (rc)
             fprintf(stderr, "cstore: shard %u: backup: could not remove %s/%s: %s\n", sh->cfg.index,

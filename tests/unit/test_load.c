@@ -12,7 +12,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "cstore.h"
+#include "tests/test_util.h"
 #include "tools/load.h"
 
 /* A readable descriptor holding n bytes of p, positioned at its start. */
@@ -145,29 +145,20 @@ static void test_parser_refuses_bad_lines_with_a_reason(void **state)
 /* ---- Whole loads into a database ---- */
 
 struct db_fixture {
-    char root[64]; /* temporary folder */
-    cs_db *db;     /* open database in it */
+    char root[CST_PATH_MAX]; /* temporary folder */
+    cs_db *db;               /* open database in it */
 };
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int db_setup(void **state)
 {
     struct db_fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->root, sizeof(f->root), "/tmp/cs-test-load-XXXXXX");
-    assert_non_null(mkdtemp(f->root));
+    cst_tmpdir_make(f->root, sizeof(f->root), "load");
     cs_options *o = cs_options_new();
     assert_non_null(o);
     assert_int_equal(cs_options_set(o, "shards", "2"), 0);
     assert_int_equal(cs_options_set(o, "durability", "none"), 0);
-    char dir[96];
+    char dir[CST_PATH_MAX + 8];
     snprintf(dir, sizeof(dir), "%s/db", f->root);
     assert_int_equal(cs_open(dir, o, &f->db), 0);
     cs_options_free(o);
@@ -179,7 +170,7 @@ static int db_teardown(void **state)
 {
     struct db_fixture *f = *state;
     assert_int_equal(cs_close(f->db), 0);
-    assert_int_equal(nftw(f->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+    assert_int_equal(cst_tmpdir_remove(f->root), 0);
     free(f);
     return 0;
 }

@@ -14,9 +14,10 @@
 #include <unistd.h>
 
 #include "cstore.h"
+#include "tests/test_util.h"
 #include "shards/shard.h"
 
-static char dir[256];
+static char dir[CST_PATH_MAX];
 static _Atomic int completions;
 
 static void on_done(struct shard_req *r)
@@ -27,9 +28,7 @@ static void on_done(struct shard_req *r)
 
 static struct shard *start(void)
 {
-    snprintf(dir, sizeof(dir), "%s/cs-test-shard-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(dir));
+    cst_tmpdir_make(dir, sizeof(dir), "shard");
     struct shard_config cfg = {.dir = dir,
                                .index = 0,
                                .cpu = -1,

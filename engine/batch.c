@@ -4,13 +4,14 @@
  * can point into them), and keeps an array of operations. cs_write() routes the batch: when
  * every key lives on one shard, the shard applies all operations or none (rolling back through
  * copy-on-write snapshots if memory runs out) and logs them as one WAL record. A batch that spans
- * shards returns CS_ENOTSUP until cross-shard two-phase commit exists; cs_key_shard() tells the
- * application which keys may share a batch. */
+ * shards commits as a transaction without reads (engine/txn.c: a PREPARE on each shard, one fsync
+ * round); cs_key_shard() tells the application which keys share a shard. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/db.h"
+#include "engine/txn.h"
 
 #define BATCH_CHUNK_BYTES (64u * 1024u)
 
@@ -135,6 +136,21 @@ int cs_key_shard(const cs_db *db, const void *key, size_t klen, unsigned *shard)
     return 0;
 }
 
+/* A batch over several shards: a transaction with no reads. */
+static int write_spanning(cs_db *db, const cs_batch *b)
+{
+    struct txn_op *ops = malloc(b->count * sizeof(*ops));
+    if (!ops)
+        return -ENOMEM;
+    for (size_t i = 0; i < b->count; i++) {
+        ops[i].shard = db_shard_of(db, b->ops[i].key, b->ops[i].klen);
+        ops[i].op = b->ops[i];
+    }
+    int rc = txn_commit_ops(db, ops, b->count, NULL, 0);
+    free(ops);
+    return rc;
+}
+
 int cs_write(cs_db *db, const cs_batch *b)
 {
     if (!db || !b)
@@ -144,7 +160,7 @@ int cs_write(cs_db *db, const cs_batch *b)
     unsigned shard = db_shard_of(db, b->ops[0].key, b->ops[0].klen);
     for (size_t i = 1; i < b->count; i++)
         if (db_shard_of(db, b->ops[i].key, b->ops[i].klen) != shard)
-            return CS_ENOTSUP;
+            return write_spanning(db, b);
     struct waiter w;
     waiter_init(&w, SHARD_BATCH);
     w.req.ops = b->ops;

@@ -37,6 +37,8 @@
 #include "endian.h"
 #include "io/fault.h"
 #include "io/file.h"
+#include "engine/txn.h"
+#include <sys/random.h>
 
 #define META_NAME "CSTORE"
 #define META_MAGIC "CSTOREDB"
@@ -451,6 +453,20 @@ static int db_open(const char *dir, const cs_options *o, enum wal_open_mode mode
     if (!rc) {
         db->shards = calloc(db->nshards, sizeof(*db->shards));
         rc = db->shards ? start_shards(db, cpus, mode) : -ENOMEM;
+    }
+    if (!rc && getrandom(&db->txn_base, sizeof(db->txn_base), 0) != sizeof(db->txn_base))
+        db->txn_base = cs_now_ns() * 0x9e3779b97f4a7c15ull; /* no entropy yet: still distinct */
+    if (!rc && mode != WAL_OPEN_VERIFY) {
+        rc = txn_recover(db); /* in-doubt transactions are decided before anyone reads */
+        if (rc) {
+            snprintf(last_error, sizeof(last_error),
+                     "%s: could not resolve the transactions left in doubt: %s", dir,
+                     cs_strerror(rc));
+            for (unsigned i = 0; i < db->nshards; i++) {
+                (void)shard_stop(db->shards[i]);
+                shard_free(db->shards[i]);
+            }
+        }
     }
     if (rc) {
         if (!last_error[0])

@@ -22,6 +22,8 @@ struct cs_db {
     pthread_mutex_t ddl;       /* serialises collection create/drop (cold path) */
     struct io_fault *fault;    /* fault-injection plan (option `fault` or $CSTORE_FAULT), or NULL */
     _Atomic unsigned yielders; /* blocking callers in their sched_yield wait (at most one) */
+    uint64_t txn_base;         /* transaction ids: a random base drawn at open... */
+    _Atomic uint64_t txn_next; /* ...plus a counter (engine/txn.c) */
 };
 
 /* A request whose submitter blocks until it completes (futex wait after a short spin). */

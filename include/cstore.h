@@ -172,9 +172,9 @@ CS_MUST_CHECK int cs_collection_list(cs_db *db, char ***names, size_t *count);
 
 /* ---- Atomic write batch ----
  * Puts and deletes applied all-or-nothing. Keys and values are copied into the batch. A batch
- * whose keys live on one shard commits as one WAL record; one that spans shards returns
- * CS_ENOTSUP (cross-shard transactions come with two-phase commit). Deleting an absent key in a
- * batch is not an error. */
+ * whose keys live on one shard commits as one WAL record; one that spans shards commits through
+ * two-phase commit (a PREPARE record on each shard, one fsync round in parallel: see
+ * Transactions). Deleting an absent key in a batch is not an error. */
 cs_batch *cs_batch_new(void); /* NULL on out of memory */
 /* cs_batch_put / cs_batch_del: CS_EINVAL, CS_ENAME, CS_EKEYSIZE, CS_EVALSIZE, CS_EBATCH (over
  * CS_BATCH_OPS_MAX or CS_BATCH_BYTES_MAX), -ENOMEM; on error the batch is unchanged. */
@@ -184,14 +184,54 @@ CS_MUST_CHECK int cs_batch_del(cs_batch *b, const char *coll, const void *key, s
 size_t cs_batch_count(const cs_batch *b);
 void cs_batch_clear(cs_batch *b);
 void cs_batch_free(cs_batch *b);
-/* Commit b (which stays as it was). Errors: CS_EINVAL, CS_ENOTSUP (the keys span shards),
- * CS_EFULL, CS_EIO, CS_ECLOSED, -ENOSPC, -ENOMEM; on any error nothing of b was applied. */
+/* Commit b (which stays as it was). Errors: CS_EINVAL, CS_ECONFLICT (keys span shards and one is
+ * locked by a prepared transaction's commit: retry), CS_EFULL, CS_EIO, CS_ECLOSED, -ENOSPC,
+ * -ENOMEM; on any error nothing of b was applied. */
 CS_MUST_CHECK int cs_write(cs_db *db, const cs_batch *b);
 /* *shard receives the shard that key lives on (0 .. cs_shard_count() - 1; the same for every
  * collection and for the life of the database): keys with the same shard can share a batch. A
  * bulk load that keeps one batch per shard commits each with one request and one WAL record.
  * Returns 0, or CS_EINVAL (db, key or shard NULL) or CS_EKEYSIZE (*shard is then unchanged). */
 CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, unsigned *shard);
+
+/* ---- Transactions ----
+ * Optimistic and strictly serializable, over any keys of any collections and shards. Writes are
+ * buffered in the handle until commit (a transaction reads its own writes); every read records
+ * what it saw, and commit applies the writes only if every read still holds then, else it
+ * returns CS_ECONFLICT and applies nothing: retry the whole transaction. A transaction on one
+ * shard commits in one step with one WAL record; one over several shards writes a PREPARE record
+ * on each, in parallel, and is committed once all are durable (one fsync round; in sync mode
+ * nothing is acknowledged before that). Readers never see part of a committed transaction through
+ * cs_get. A crash between PREPARE and install is resolved at the next open: committed iff every
+ * participant holds its PREPARE.
+ * A handle belongs to one thread. Using it after commit or abort is undefined (debug builds
+ * assert). Limits: CS_TXN_OPS_MAX reads and writes, CS_TXN_BYTES_MAX key and value bytes;
+ * over them CS_EBATCH.
+ * Not yet: CS_TXN_READONLY transactions are validated like the others and can return
+ * CS_ECONFLICT; cursors over several shards are not yet cut consistently against cross-shard
+ * commits. */
+typedef struct cs_txn cs_txn;
+#define CS_TXN_READONLY 1u             /* puts and deletes are CS_EINVAL */
+#define CS_TXN_OPS_MAX 65536u          /* reads and writes recorded by one transaction */
+#define CS_TXN_BYTES_MAX (8u << 20)    /* key and value bytes buffered by one transaction */
+/* Errors: CS_EINVAL (db or txn NULL, unknown flags), -ENOMEM. */
+CS_MUST_CHECK int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn);
+/* As cs_get (CS_ENOTFOUND when absent, *val released with cs_free), seeing the transaction's own
+ * writes. Also CS_EBATCH (limits). */
+CS_MUST_CHECK int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void **val,
+                             size_t *vlen);
+/* Buffer a write (nothing is sent before commit). Errors: CS_EINVAL (NULL, or a read-only
+ * transaction), CS_ENAME, CS_EKEYSIZE, CS_EVALSIZE, CS_EBATCH, -ENOMEM; the transaction stays
+ * usable. */
+CS_MUST_CHECK int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_t klen,
+                             const void *val, size_t vlen);
+CS_MUST_CHECK int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen);
+/* 0: every write applied, durably in sync mode. CS_ECONFLICT: a read no longer holds, or a key is
+ * locked by another transaction's commit: nothing applied, retry. Else an error as cs_write's
+ * (nothing applied). Frees t in every case. */
+CS_MUST_CHECK int cs_txn_commit(cs_txn *t);
+/* Drop the transaction (nothing was sent); frees t. NULL is fine. */
+void cs_txn_abort(cs_txn *t);
 
 /* ---- Cursors ----
  * A cursor reads a consistent snapshot of each shard (taken at cs_cursor_open; writes made
@@ -334,6 +374,9 @@ struct cs_shard_stats {
     uint64_t checkpoints;             /* checkpoints published since open */
     uint64_t checkpoint_lsn;          /* LSN of the newest checkpoint (0: none) */
     int io_error;                     /* 0, or the error that made the shard read-only */
+    uint64_t txn_commits;             /* transactions committed here (one-shard ones, and each
+                                       * shard's part of a cross-shard one) since open */
+    uint64_t txn_conflicts;           /* transactions this shard refused (CS_ECONFLICT) */
 };
 unsigned cs_shard_count(const cs_db *db);
 /* Errors: CS_EINVAL (db or out NULL, shard >= cs_shard_count()), CS_ECLOSED. */

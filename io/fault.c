@@ -27,6 +27,11 @@
  *   Memory:
  *   alloc_fail=T      an allocation through cs_mem_alloc / cs_mem_realloc on a thread that
  *                     installed the plan (io_fault_thread_enter: the shard threads) returns NULL
+ *   Transactions:
+ *   txn_crash=T       a cross-shard commit kills the process (SIGKILL) when every vote is in and
+ *                     before any outcome is sent (engine/txn.c): its PREPAREs are left in doubt
+ *   txn_ckpt_crash=T  the same, after every participant wrote a checkpoint (which must then
+ *                     carry the prepared transaction)
  *   Power cuts (io/powercut.c):
  *   powercut_log=PATH journal every disk operation's undo information to PATH (started afresh;
  *                     hard links of removed or replaced files are kept beside it), so that
@@ -94,6 +99,8 @@ struct io_fault {
     struct fault_trigger op_eio[FAULT_OPS]; /* file operations failing with -EIO, by io_op */
     struct fault_trigger alloc_fail;        /* cs_mem allocations returning NULL */
     struct fault_trigger powercut;          /* journaled operations before which power is cut */
+    struct fault_trigger txn_crash;         /* cross-shard commits killed at their decision */
+    struct fault_trigger txn_ckpt_crash;    /* the same, after checkpoints */
     char powercut_log[FAULT_PATH_MAX];      /* the power-cut journal's path, "" = none */
     struct io_powercut *cut;                /* the journal's writer, or NULL */
     _Atomic uint64_t writes;                /* io_fault_on_write calls so far */
@@ -102,6 +109,7 @@ struct io_fault {
     _Atomic uint64_t ops[FAULT_OPS];        /* io_fault_on_op calls so far, by io_op */
     _Atomic uint64_t mem_allocs;            /* allocations seen by the alloc_fail injector */
     _Atomic uint64_t cut_ops;               /* operations seen by the powercut trigger */
+    _Atomic uint64_t txn_decisions;         /* io_fault_on_txn_decide calls so far */
 };
 
 /* io_op names in the spec, in enum order. */
@@ -205,12 +213,13 @@ static int parse_pair(struct io_fault *f, const char *key, size_t klen, const ch
         &f->write_eio,  &f->write_enospc, &f->short_write, &f->torn_write, &f->fsync_eio,
         &f->enospc,     &f->op_eio[0],    &f->op_eio[1],   &f->op_eio[2],  &f->op_eio[3],
         &f->op_eio[4],  &f->op_eio[5],    &f->op_eio[6],   &f->op_eio[7],  &f->op_eio[8],
-        &f->alloc_fail, &f->powercut,
+        &f->alloc_fail, &f->powercut,     &f->txn_crash,   &f->txn_ckpt_crash,
     };
     const char *names[] = {
         "write_eio", "write_enospc", "short_write", "torn_write", "fsync_eio", "enospc",
         op_names[0], op_names[1],    op_names[2],   op_names[3],  op_names[4], op_names[5],
-        op_names[6], op_names[7],    op_names[8],   "alloc_fail", "powercut",
+        op_names[6], op_names[7],    op_names[8],   "alloc_fail", "powercut",    "txn_crash",
+        "txn_ckpt_crash",
     };
     _Static_assert(CS_ARRAY_SIZE(triggers) == CS_ARRAY_SIZE(names), "one name per trigger");
     _Static_assert(CS_ARRAY_SIZE(names) < 28, "bits 28..30 are the other keys");
@@ -298,6 +307,8 @@ int io_fault_create(const char *spec, struct io_fault **out)
         f->op_eio[i].id = 7 + i;
     f->alloc_fail.id = 7 + FAULT_OPS;
     f->powercut.id = 8 + FAULT_OPS;
+    f->txn_crash.id = 9 + FAULT_OPS;
+    f->txn_ckpt_crash.id = 10 + FAULT_OPS;
     int rc = parse_spec(f, spec);
     if (!rc && trigger_set(&f->powercut) && !f->powercut_log[0])
         rc = CS_EOPTVAL; /* a cut with nothing to say what to undo */
@@ -353,6 +364,16 @@ bool io_fault_on_fsync(struct io_fault *f)
     cs_assert(f != NULL);
     uint64_t n = atomic_fetch_add(&f->fsyncs, 1) + 1;
     return trigger_fires(f, &f->fsync_eio, n);
+}
+
+int io_fault_on_txn_decide(struct io_fault *f)
+{
+    if (!f || (!trigger_set(&f->txn_crash) && !trigger_set(&f->txn_ckpt_crash)))
+        return 0;
+    uint64_t n = atomic_fetch_add(&f->txn_decisions, 1) + 1;
+    if (trigger_fires(f, &f->txn_crash, n))
+        return 1;
+    return trigger_fires(f, &f->txn_ckpt_crash, n) ? 2 : 0;
 }
 
 bool io_fault_on_allocate(struct io_fault *f)

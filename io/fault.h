@@ -28,7 +28,7 @@ enum io_fault_action {
  * fdatasync fails with probability 1%). Keys: seed, write_eio, fsync_eio, short_write,
  * torn_write, enospc (preallocations), write_enospc (writes), latency_us (added to every write
  * and fsync); create_eio, read_eio, file_write_eio, file_sync_eio, dirsync_eio, rename_eio,
- * unlink_eio, list_eio (the operations of io/file.c); alloc_fail (shard allocations);
+ * unlink_eio, list_eio (the operations of io/file.c); alloc_fail (shard allocations); txn_crash, txn_ckpt_crash;
  * powercut_log=PATH and powercut (the power-cut journal and the kill). Bit flips are not here
  * (bit flips at rest are done by cstore-fault on closed files). A value N means "the Nth such
  * call" (1-based, across the database, fires once), N% or N.M% a probability per call.
@@ -43,6 +43,9 @@ void io_fault_destroy(struct io_fault *f);
 enum io_fault_action io_fault_on_write(struct io_fault *f, size_t len, size_t *prefix);
 /* true: the next fdatasync fails with -EIO. */
 bool io_fault_on_fsync(struct io_fault *f);
+/* At a cross-shard commit's decision: 0 go on, 1 die now (txn_crash), 2 checkpoint every
+ * participant, then die (txn_ckpt_crash). f may be NULL. */
+int io_fault_on_txn_decide(struct io_fault *f);
 /* true: the next preallocation fails with -ENOSPC. */
 bool io_fault_on_allocate(struct io_fault *f);
 /* Microseconds of latency to add to each write and fsync (0 = none). */

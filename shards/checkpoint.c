@@ -9,7 +9,7 @@
  *
  * HEADER (64 bytes, offset 0)
  *    0   8  magic "CSSNAP01"
- *    8   4  format version (1)
+ *    8   4  format version (2; version 1 files, without transaction entries, are read too)
  *   12   4  shard index
  *   16   8  LSN: every record with an LSN <= this is in the file, none after it
  *   24   4  next collection id of the shard
@@ -29,6 +29,10 @@
  *     collection: u8 1, u8 name bytes, u32 id, name       (starts a collection)
  *     record:     u8 2, u16 key bytes, u32 value bytes, key, value  (belongs to the last
  *                 collection; keys strictly increasing within it)
+ *     transaction: u8 3, u32 bytes, payload   (version 2; after every collection: a transaction
+ *                 prepared or settling on the shard at the checkpoint's LSN; payload in
+ *                 shards/txn.c)
+ *     transaction write: u8 4, u32 bytes, payload (version 2; a write of the last transaction)
  *
  * FOOTER (64 bytes, right after the last block)
  *    0   8  magic "CSSNAPFT"
@@ -37,7 +41,7 @@
  *   24   8  records
  *   32   8  XXH3_64 over the block checksums, in order
  *   40   8  offset of the footer (= file bytes before it)
- *   48   8  zero
+ *   48   8  transaction entries (types 3 and 4; zero in version 1)
  *   56   8  XXH3_64 of bytes 0..55
  *
  * VALIDITY. Every checksum must match, every length must stay inside its block and file, the
@@ -67,7 +71,10 @@
 #define CKPT_MAGIC "CSSNAP01"
 #define CKPT_FOOTER_MAGIC "CSSNAPFT"
 #define CKPT_BLOCK_MAGIC 0x4b425343u /* "CSBK" */
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
+#define CKPT_ENTRY_TXN 3u
+#define CKPT_ENTRY_TXN_WRITE 4u
+#define CKPT_TXN_ENTRY_MAX (CS_KEY_MAX + CS_VALUE_MAX + 64u) /* payload bytes */
 #define CKPT_HEADER_BYTES 64u
 #define CKPT_FOOTER_BYTES 64u
 #define CKPT_BLOCK_HEADER_BYTES 32u
@@ -192,6 +199,12 @@ static int write_all(struct ckpt_job *job, struct writer *w)
     w->off = CKPT_HEADER_BYTES;
     for (size_t i = 0; i < job->ncolls && !rc; i++)
         rc = write_coll(w, &job->colls[i], &job->records);
+    uint64_t txns = 0;
+    for (size_t off = 0; off < job->txn_len && !rc; txns++) { /* entries as the shard made them */
+        size_t n = 5u + cs_get_le32(job->txn + off + 1);
+        rc = writer_add(w, job->txn + off, n, NULL, 0, NULL, 0);
+        off += n;
+    }
     if (!rc)
         rc = writer_flush(w);
     if (rc)
@@ -204,6 +217,7 @@ static int write_all(struct ckpt_job *job, struct writer *w)
     cs_put_le64(f + 24, job->records);
     cs_put_le64(f + 32, XXH3_64bits_digest(w->sums));
     cs_put_le64(f + 40, w->off);
+    cs_put_le64(f + 48, txns);
     cs_put_le64(f + 56, XXH3_64bits(f, 56));
     rc = io_file_pwrite(w->f, w->fd, f, sizeof(f), w->off);
     job->bytes = w->off + sizeof(f);
@@ -335,11 +349,15 @@ struct loader {
     size_t size;       /* file bytes */
     ckpt_coll_fn coll; /* consumers */
     ckpt_rec_fn rec;
+    ckpt_txn_fn txn; /* NULL: transaction entries are checked, not delivered */
     void *arg;
     uint8_t *raw;     /* decompression buffer */
     bool in_coll;     /* a collection entry was seen */
     uint64_t colls;   /* collections seen */
     uint64_t records; /* records seen */
+    uint64_t txns;    /* transaction entries seen */
+    uint32_t version; /* of the file being read */
+    bool in_txn;      /* a transaction entry was seen */
     char *msg;        /* error message */
     size_t msg_size;
     bool salvage;    /* keep what precedes damage instead of failing */
@@ -364,6 +382,8 @@ static int load_entries(struct loader *l, const uint8_t *q, size_t len, uint32_t
             if (len - pos < 6 || q[pos + 1] == 0 || q[pos + 1] > CS_NAME_MAX ||
                 len - pos - 6 < q[pos + 1])
                 return bad(l, off, "bad collection entry in checkpoint");
+            if (l->in_txn)
+                return bad(l, off, "collection entry after a transaction entry in checkpoint");
             rc = l->coll(l->arg, cs_get_le32(q + pos + 2), (const char *)q + pos + 6, q[pos + 1]);
             pos += 6u + q[pos + 1];
             l->in_coll = true;
@@ -379,6 +399,17 @@ static int load_entries(struct loader *l, const uint8_t *q, size_t len, uint32_t
             rc = l->rec(l->arg, q + pos + 7, kl, q + pos + 7 + kl, vl);
             pos += 7u + kl + vl;
             l->records++;
+        } else if ((q[pos] == CKPT_ENTRY_TXN || q[pos] == CKPT_ENTRY_TXN_WRITE) &&
+                   l->version >= 2) {
+            uint32_t n32 = len - pos < 5 ? 0 : cs_get_le32(q + pos + 1);
+            if (len - pos < 5 || n32 > CKPT_TXN_ENTRY_MAX || len - pos - 5 < n32 ||
+                (q[pos] == CKPT_ENTRY_TXN_WRITE && !l->in_txn))
+                return bad(l, off, "bad transaction entry in checkpoint");
+            l->in_txn = true;
+            l->in_coll = false; /* records may not follow */
+            rc = l->txn ? l->txn(l->arg, q[pos], q + pos + 5, n32) : 0;
+            pos += 5u + n32;
+            l->txns++;
         } else {
             return bad(l, off, "unknown entry type in checkpoint");
         }
@@ -463,9 +494,10 @@ static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *n
     int rc = 0;
     if (memcmp(h, CKPT_MAGIC, 8) != 0 || cs_get_le64(h + 56) != XXH3_64bits(h, 56))
         rc = bad(l, 0, "bad checkpoint header");
-    else if (cs_get_le32(h + 8) != CKPT_VERSION || cs_get_le32(h + 12) != shard ||
-             cs_get_le64(h + 16) != lsn)
+    else if (cs_get_le32(h + 8) < 1 || cs_get_le32(h + 8) > CKPT_VERSION ||
+             cs_get_le32(h + 12) != shard || cs_get_le64(h + 16) != lsn)
         rc = bad(l, 0, "checkpoint header names another version, shard or LSN");
+    l->version = cs_get_le32(h + 8);
     if (rc)
         return l->salvage ? salvage(l) : rc;
     *next_coll_id = cs_get_le32(h + 24);
@@ -488,7 +520,8 @@ static int load_file(struct loader *l, unsigned shard, uint64_t lsn, uint32_t *n
         return rc;
     if (sum != cs_get_le64(f + 32))
         return bad(l, foff, "checkpoint blocks do not match its footer's checksum");
-    if (!l->check_only && (l->colls != cs_get_le64(f + 16) || l->records != cs_get_le64(f + 24)))
+    if (!l->check_only && (l->colls != cs_get_le64(f + 16) || l->records != cs_get_le64(f + 24) ||
+                           l->txns != cs_get_le64(f + 48)))
         return bad(l, foff, "checkpoint content does not match its footer");
     return 0;
 }
@@ -500,8 +533,8 @@ static int load_image(struct loader *l, const char *path, const uint8_t *p, size
     l->path = path;
     l->p = p;
     l->size = size;
-    l->in_coll = false;
-    l->colls = l->records = 0;
+    l->in_coll = l->in_txn = false;
+    l->colls = l->records = l->txns = 0;
     int rc = load_file(l, shard, lsn, next_coll_id);
     l->path = NULL;
     l->p = NULL;
@@ -531,7 +564,7 @@ static int load_one(struct loader *l, struct io_fault *f, const char *dir, unsig
 }
 
 int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn coll,
-              ckpt_rec_fn rec, void *arg, uint64_t *lsn, uint32_t *next_coll_id, unsigned flags,
+              ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint64_t *lsn, uint32_t *next_coll_id, unsigned flags,
               bool *salvaged, char *msg, size_t msg_size)
 {
     *salvaged = false;
@@ -542,7 +575,8 @@ int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn 
     int rc = ckpt_scan(&list);
     if (rc || list.count == 0)
         return rc;
-    struct loader l = {.coll = coll, .rec = rec, .arg = arg, .msg = msg, .msg_size = msg_size};
+    struct loader l = {
+        .coll = coll, .rec = rec, .txn = txn, .arg = arg, .msg = msg, .msg_size = msg_size};
     l.raw = malloc(CKPT_BLOCK_RAW_MAX);
     if (!l.raw)
         return -ENOMEM;
@@ -591,7 +625,7 @@ out:
 }
 
 int ckpt_load_image(const uint8_t *p, size_t size, unsigned shard, uint64_t lsn, ckpt_coll_fn coll,
-                    ckpt_rec_fn rec, void *arg, uint32_t *next_coll_id, unsigned flags,
+                    ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint32_t *next_coll_id, unsigned flags,
                     bool *salvaged, char *msg, size_t msg_size)
 {
     cs_assert(p || size == 0);
@@ -599,7 +633,8 @@ int ckpt_load_image(const uint8_t *p, size_t size, unsigned shard, uint64_t lsn,
     *salvaged = false;
     *next_coll_id = 0;
     msg[0] = '\0';
-    struct loader l = {.coll = coll, .rec = rec, .arg = arg, .msg = msg, .msg_size = msg_size};
+    struct loader l = {
+        .coll = coll, .rec = rec, .txn = txn, .arg = arg, .msg = msg, .msg_size = msg_size};
     l.raw = malloc(CKPT_BLOCK_RAW_MAX);
     if (!l.raw)
         return -ENOMEM;

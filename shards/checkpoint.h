@@ -33,6 +33,9 @@ struct ckpt_job {
     uint32_t next_coll_id;   /* collection id the shard would give next */
     struct ckpt_coll *colls; /* collections */
     size_t ncolls;           /* their count */
+    uint8_t *txn;            /* transaction entries (type, u32 length, payload) to write after
+                                the collections, as the shard encoded them (malloc), or NULL */
+    size_t txn_len;          /* their bytes */
     int rc;                  /* result of ckpt_write */
     uint64_t records;        /* records written */
     uint64_t bytes;          /* file bytes written */
@@ -61,8 +64,10 @@ CS_MUST_CHECK int ckpt_publish(struct io_fault *f, const char *dir, uint64_t lsn
  * *salvaged is set and msg says what was dropped. */
 typedef int (*ckpt_coll_fn)(void *arg, uint32_t id, const char *name, size_t len);
 typedef int (*ckpt_rec_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
+/* A transaction entry (type 3 or 4, payload p[0..len)): see checkpoint.c; txn may be NULL. */
+typedef int (*ckpt_txn_fn)(void *arg, uint8_t type, const uint8_t *p, size_t len);
 CS_MUST_CHECK int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn coll,
-                            ckpt_rec_fn rec, void *arg, uint64_t *lsn, uint32_t *next_coll_id,
+                            ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint64_t *lsn, uint32_t *next_coll_id,
                             unsigned flags, bool *salvaged, char *msg, size_t msg_size);
 
 /* Check, then load, one checkpoint image p[0..size) held in memory (the bytes of a file
@@ -72,7 +77,7 @@ CS_MUST_CHECK int ckpt_load(struct io_fault *f, const char *dir, unsigned shard,
  * for the call. For tests and fuzzing. Errors: CS_ECORRUPT (msg says where), -ENOMEM, or the
  * callbacks' errors. */
 CS_MUST_CHECK int ckpt_load_image(const uint8_t *p, size_t size, unsigned shard, uint64_t lsn,
-                                  ckpt_coll_fn coll, ckpt_rec_fn rec, void *arg,
+                                  ckpt_coll_fn coll, ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg,
                                   uint32_t *next_coll_id, unsigned flags, bool *salvaged, char *msg,
                                   size_t msg_size);
 

@@ -15,7 +15,7 @@ _Static_assert((int)SHARD_BATCH_DEL == (int)WAL_DEL, "batch deletes log as WAL_D
 
 /* ---- recovery ---- */
 
-static int replay_op(struct shard *sh, const struct wal_rec *rec)
+int exec_replay_op(struct shard *sh, const struct wal_rec *rec)
 {
     struct shard_coll *c = coll_find_id(sh, rec->coll);
     if (!c)
@@ -50,7 +50,7 @@ static int replay_batch(struct shard *sh, const struct wal_rec *rec)
         struct wal_rec sub;
         int rc = wal_rec_decode(rec->val, rec->vlen, &off, &sub);
         if (!rc)
-            rc = replay_op(sh, &sub);
+            rc = exec_replay_op(sh, &sub);
         if (rc)
             return rc;
     }
@@ -64,7 +64,7 @@ int shard_replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec)
     switch (rec->type) {
     case WAL_PUT:
     case WAL_DEL:
-        return replay_op(sh, rec);
+        return exec_replay_op(sh, rec);
     case WAL_BATCH:
         return replay_batch(sh, rec);
     case WAL_COLL_CREATE:
@@ -78,13 +78,17 @@ int shard_replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec)
         coll_remove(sh, c);
         return 0;
     }
+    case WAL_TXN_PREPARE:
+    case WAL_TXN_COMMIT:
+    case WAL_TXN_ABORT:
+        return txn_replay(sh, lsn, rec);
     }
     return CS_ECORRUPT;
 }
 
 /* ---- executing requests ---- */
 
-static int write_allowed(struct shard *sh)
+int exec_write_allowed(struct shard *sh)
 {
     if (sh->io_error)
         return CS_EIO;
@@ -95,7 +99,7 @@ static int write_allowed(struct shard *sh)
 
 /* Find the collection for a write, creating it (and logging its creation) when missing. The
  * caller reserved WAL room for a create record. */
-static int coll_for_write(struct shard *sh, const char *name, size_t len, struct shard_coll **out)
+int exec_coll_for_write(struct shard *sh, const char *name, size_t len, struct shard_coll **out)
 {
     struct shard_coll *c = coll_find(sh, name, len);
     if (!c) {
@@ -121,7 +125,7 @@ static size_t create_rec_bytes(size_t name_len)
 
 static int exec_put(struct shard *sh, struct shard_req *r)
 {
-    int rc = write_allowed(sh);
+    int rc = exec_write_allowed(sh);
     if (rc)
         return rc;
     struct wal_rec rec = {
@@ -132,7 +136,7 @@ static int exec_put(struct shard *sh, struct shard_req *r)
     if (rc)
         return rc;
     struct shard_coll *c;
-    rc = coll_for_write(sh, r->coll, r->coll_len, &c);
+    rc = exec_coll_for_write(sh, r->coll, r->coll_len, &c);
     if (rc)
         return rc;
     rc = undo_record(sh, c, r->key, r->klen);
@@ -272,7 +276,7 @@ static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state
         struct shard_coll *c = coll_find(sh, op->coll, op->coll_len);
         int rc = 0;
         if (!c && op->type == WAL_PUT)
-            rc = coll_for_write(sh, op->coll, op->coll_len, &c);
+            rc = exec_coll_for_write(sh, op->coll, op->coll_len, &c);
         if (rc)
             return rc;
         b->coll[i] = c;
@@ -317,9 +321,9 @@ static void batch_log(struct shard *sh, struct shard_req *r, const struct batch_
     sh->applied_lsn = wal_batch_end(&sh->wal);
 }
 
-static int exec_batch(struct shard *sh, struct shard_req *r)
+int exec_batch(struct shard *sh, struct shard_req *r)
 {
-    int rc = write_allowed(sh);
+    int rc = exec_write_allowed(sh);
     if (rc)
         return rc;
     rc = undo_reserve(sh, r->nops, r->nops);
@@ -355,7 +359,7 @@ static int exec_coll_create(struct shard *sh, struct shard_req *r)
     if (rc)
         return rc;
     struct shard_coll *c;
-    return coll_for_write(sh, r->coll, r->coll_len, &c);
+    return exec_coll_for_write(sh, r->coll, r->coll_len, &c);
 }
 
 static int exec_coll_drop(struct shard *sh, struct shard_req *r)
@@ -365,6 +369,8 @@ static int exec_coll_drop(struct shard *sh, struct shard_req *r)
         return CS_ENOTFOUND;
     if (sh->io_error)
         return CS_EIO;
+    if (txn_coll_busy(c))
+        return CS_ECONFLICT; /* a prepared transaction writes into it: drop again later */
     struct wal_rec rec = {.type = WAL_COLL_DROP, .coll = c->id};
     int rc = undo_reserve(sh, 0, 1);
     if (!rc && sh->wal_on)
@@ -437,17 +443,40 @@ void shard_exec(struct shard *sh, struct shard_req *r)
     r->out = NULL;
     switch (r->op) {
     case SHARD_PUT:
+        if (txn_park(sh, r))
+            return;
         rc = exec_put(sh, r);
         break;
     case SHARD_GET:
-        rc = exec_get(sh, r);
+        if (!txn_get(sh, r, &rc))
+            rc = exec_get(sh, r);
         break;
     case SHARD_DEL:
+        if (txn_park(sh, r))
+            return;
         rc = exec_del(sh, r);
         break;
     case SHARD_BATCH:
+        if (txn_park(sh, r))
+            return;
         rc = exec_batch(sh, r);
         break;
+    case SHARD_TXN_COMMIT1:
+        exec_txn_commit1(sh, r);
+        return;
+    case SHARD_TXN_PREPARE:
+        exec_txn_prepare(sh, r);
+        return;
+    case SHARD_TXN_DECIDE:
+        exec_txn_decide(sh, r);
+        return;
+    case SHARD_TXN_INDOUBT:
+        req_complete(r, exec_txn_indoubt(sh, r));
+        return;
+    case SHARD_TXN_FORGET:
+        exec_txn_forget(sh);
+        req_complete(r, 0);
+        return;
     case SHARD_COLL_CREATE:
         rc = exec_coll_create(sh, r);
         break;

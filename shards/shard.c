@@ -342,6 +342,7 @@ static void refuse_inbox(struct shard *sh)
 
 static void refuse_rest(struct shard *sh)
 {
+    txn_close(sh); /* parked requests join the queue */
     atomic_store(&sh->sleeping, 0); /* nobody wakes a loop that is gone */
     atomic_store(&sh->closed, 1);   /* seq_cst: before the pop, against shard_submit's load */
     while (sh->queue) {
@@ -374,6 +375,8 @@ static void loop(struct shard *sh)
         for (int i = 0; i < n; i++)
             handle_event(sh, &ev[i]);
         shard_ckpt_poll(sh);
+        if (sh->txn_parts)
+            txn_poll(sh);
     }
 }
 
@@ -469,10 +472,16 @@ static int shard_setup(struct shard *sh)
     unsigned ckpt_flags = sh->cfg.open_mode == WAL_OPEN_SALVAGE ? CKPT_LOAD_SALVAGE : 0u;
     if (sh->cfg.open_mode == WAL_OPEN_VERIFY)
         ckpt_flags |= CKPT_LOAD_READONLY;
-    rc = ckpt_load(sh->cfg.fault, sh->dir, sh->cfg.index, shard_load_coll, shard_load_rec, sh,
+    rc = ckpt_load(sh->cfg.fault, sh->dir, sh->cfg.index, shard_load_coll, shard_load_rec,
+                   txn_ckpt_load, sh,
                    &sh->ckpt_lsn, &next_id, ckpt_flags, &salvaged, info.message,
                    sizeof(info.message));
     snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
+    if (!rc && sh->txn_load_left) {
+        snprintf(sh->start_msg, sizeof(sh->start_msg),
+                 "a transaction in the checkpoint lacks %u of its writes", sh->txn_load_left);
+        rc = CS_ECORRUPT;
+    }
     if (rc)
         return rc;
     if (sh->start_msg[0]) /* salvaged, or an older checkpoint loaded */

@@ -36,6 +36,18 @@ enum shard_op {
     /* key: the backup's shard folder (NUL-terminated, exists), klen its length; takes a fresh
      * checkpoint, then -> out: struct shard_backup (see "backup" in shard.c) */
     SHARD_BACKUP,
+
+    /* Transactions (shards/txn.c). */
+    SHARD_TXN_COMMIT1, /* a transaction on this shard alone: reads[nreads] are validated, then
+                          ops[nops] applied as one batch; CS_ECONFLICT when a read changed or a
+                          key is locked by a prepared transaction */
+    SHARD_TXN_PREPARE, /* txn: validate reads, lock reads and writes, log PREPARE; completes
+                          (rc 0: a yes vote) once the record is durable, or with the no vote */
+    SHARD_TXN_DECIDE,  /* txn (or txn_id at recovery) and commit: install the writes, or forget
+                          them; completes at once, or with txn_sync once the outcome is durable */
+    SHARD_TXN_INDOUBT, /* recovery: -> out: transactions prepared here whose outcome the log
+                          does not hold, and outcomes it does (see shard_txn_doubt) */
+    SHARD_TXN_FORGET,  /* recovery done: drop the outcomes kept for SHARD_TXN_INDOUBT */
 };
 
 /* What one operation of an atomic batch does. */
@@ -51,6 +63,39 @@ struct shard_batch_op {
     const void *val;  /* value bytes (puts) */
     uint32_t vlen;    /* value length */
 };
+
+/* A transaction that spans shards, shared by its coordinator (engine/txn.c) and the shards that
+ * prepared it. state is written by the coordinator alone: PENDING until every participant voted,
+ * then COMMITTED or ABORTED (atomic, release; a shard reads it with acquire). */
+enum shard_txn_state { SHARD_TXN_PENDING, SHARD_TXN_COMMITTED, SHARD_TXN_ABORTED };
+struct shard;
+struct shard_txn {
+    uint64_t id;            /* unique among the transactions any log may still hold */
+    int state;              /* enum shard_txn_state (atomic) */
+    uint32_t refs;          /* the coordinator and each shard that holds it (atomic) */
+    uint32_t unsettled;     /* participants whose outcome record is not yet durable (atomic) */
+    uint16_t nparts;        /* participants */
+    uint16_t parts[WAL_TXN_PARTS_MAX]; /* their shard indexes, increasing */
+};
+/* Drop one reference (any thread); the last frees it. */
+void shard_txn_unref(struct shard_txn *x);
+
+/* A read a transaction made and commit validates: the value it saw (or that it saw none). */
+struct shard_txn_read {
+    uint8_t coll_len;  /* name length */
+    bool present;      /* the key held a value */
+    const char *coll;  /* collection name */
+    const void *key;   /* key bytes */
+    uint32_t klen;     /* key length */
+    uint64_t hash[2];  /* XXH3-128 of the value seen (present only) */
+};
+
+/* SHARD_TXN_INDOUBT's answer: out_count entries, back to back, each
+ *   u64 id, u8 state (0 prepared here with no outcome, 1 committed, 2 aborted), u16 n,
+ *   u16 participants[n] (n = 0 for outcomes). */
+#define SHARD_TXN_DOUBT_PREPARED 0u
+#define SHARD_TXN_DOUBT_COMMITTED 1u
+#define SHARD_TXN_DOUBT_ABORTED 2u
 
 /* SHARD_BACKUP's answer: what the shard hard-linked into the backup's shard folder, and what the
  * caller still has to copy there (see "backup" in shard.c). The caller closes every fd >= 0 and
@@ -87,6 +132,12 @@ struct shard_req {
     size_t nops;                       /* count of ops */
     struct shard_view *view;           /* SHARD_VIEW_PIN: the pinned view */
     struct cs_shard_stats *stats;      /* stats destination */
+    struct shard_txn *txn;             /* SHARD_TXN_PREPARE, SHARD_TXN_DECIDE */
+    const struct shard_txn_read *reads; /* SHARD_TXN_COMMIT1, SHARD_TXN_PREPARE */
+    size_t nreads;                     /* count of reads */
+    uint64_t txn_id;                   /* SHARD_TXN_DECIDE without txn (recovery) */
+    bool commit;                       /* SHARD_TXN_DECIDE: commit (else abort) */
+    bool txn_sync;                     /* SHARD_TXN_DECIDE: complete once the outcome is durable */
     int rc;                            /* result */
     void *out;                         /* result buffer (cs_mem, the receiver frees it) */
     size_t out_len;                    /* its length */

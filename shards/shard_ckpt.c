@@ -27,6 +27,7 @@ static void ckpt_release(struct shard *sh, struct ckpt_job *job)
         coll_unref(sh, c);
     }
     free(job->colls);
+    free(job->txn);
     free(job);
 }
 
@@ -62,6 +63,11 @@ int shard_ckpt_start(struct shard *sh)
             k->owner = c;
             c->refs++;
         }
+    int trc = txn_ckpt_encode(sh, job); /* what the log before job->lsn told of transactions */
+    if (trc) {
+        ckpt_release(sh, job);
+        return trc;
+    }
     sh->ckpt = job;
     atomic_store(&sh->ckpt_written, 0);
     int rc = -pthread_create(&sh->ckpt_thread, NULL, ckpt_main, sh);

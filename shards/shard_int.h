@@ -13,6 +13,8 @@
  *   views.c       views (published snapshots) and the lock-free readers of application threads
  *   shard_ckpt.c  checkpoints and online backups of a running shard; loading a checkpoint at
  *                 recovery
+ *   txn.c         transactions: validation, the lock table, prepare, install, in-doubt
+ *                 transactions at recovery
  */
 #ifndef CS_SHARD_INT_H
 #define CS_SHARD_INT_H
@@ -69,6 +71,7 @@ struct shard_coll {
     struct shard_coll *next_dirty; /* dirty list link */
     struct shard_view *view;       /* published view or NULL (atomic: read by readers) */
     struct shard *sh;              /* owner (for deferred frees) */
+    uint32_t intents;              /* writes of prepared transactions (atomic: views miss) */
     ck_epoch_entry_t epoch_entry;  /* deferred free */
     char name[CS_NAME_MAX + 1];    /* NUL-terminated */
     struct btree tree;             /* the records */
@@ -94,6 +97,51 @@ struct view_cap {
     uint32_t cap;             /* entries allocated */
     uint64_t seq;             /* write sequence at the seal */
     bool complete;            /* every changed collection was captured */
+};
+
+/* Transactions (txn.c). A lock names a key of a collection (by name: a transaction may read a
+ * key of a collection the shard does not have). */
+struct txn_part;
+struct txn_lock {
+    struct txn_lock *next;      /* hash chain */
+    uint64_t hash;              /* of name and key */
+    uint32_t readers;           /* read marks of prepared transactions */
+    struct txn_part *writer;    /* the prepared transaction that writes the key, or NULL */
+    uint32_t wi;                /* index of that write in writer->w */
+    struct shard_req *waiters;  /* plain requests parked until the lock goes (FIFO) */
+    struct shard_req *waiters_tail;
+    uint8_t name_len;           /* collection name bytes */
+    uint16_t klen;              /* key bytes */
+    uint8_t bytes[];            /* name, then key */
+};
+struct txn_write {
+    struct txn_lock *lock;    /* its write lock (NULL when recovered from the log) */
+    struct shard_coll *coll;  /* its collection (referenced) */
+    uint8_t type;             /* SHARD_BATCH_PUT or SHARD_BATCH_DEL */
+    uint32_t klen;            /* key bytes */
+    uint32_t vlen;            /* value bytes */
+    uint8_t *bytes;           /* key, then value (one allocation) */
+};
+enum { TXN_PREPARED, TXN_SETTLING };
+struct txn_part {
+    struct txn_part *next;    /* the shard's list */
+    uint64_t id;              /* transaction id */
+    struct shard_txn *x;      /* shared state (referenced), NULL when recovered from the log */
+    uint8_t phase;            /* TXN_PREPARED or TXN_SETTLING (outcome logged) */
+    bool committed;           /* the outcome, once SETTLING */
+    bool counted;             /* its durable outcome was counted off x->unsettled */
+    uint16_t nparts;          /* participants */
+    uint16_t *parts;          /* their shard indexes */
+    uint64_t outcome_lsn;     /* LSN of the outcome record */
+    struct txn_write *w;      /* writes */
+    uint32_t nw;
+    struct txn_lock **rd;     /* read marks held */
+    uint32_t nr;
+};
+struct txn_known {
+    struct txn_known *next;
+    uint64_t id;
+    bool committed;
 };
 
 /* Undo of one WAL frame (see shard.c). */
@@ -207,6 +255,14 @@ struct shard {
     struct shard_coll *dirty;          /* collections changed since their views were taken */
     struct view_cap cap[2];            /* per WAL slot: views its frame publishes when durable */
     struct cs_shard_stats stats;       /* counters */
+
+    /* Transactions (txn.c). */
+    struct txn_lock **locks;           /* lock table (TXN_LOCK_BUCKETS), NULL until first used */
+    uint32_t nlocks;                   /* locks in it */
+    struct txn_part *txn_parts;        /* prepared and settling transactions */
+    struct txn_known *txn_known;       /* recovery: outcomes the log held */
+    uint32_t txn_load_left;            /* recovery: writes still due of the checkpoint's last
+                                          transaction entry */
 };
 
 /* Debug builds: assert that a shard-only function runs on the shard's thread (the owner is set
@@ -278,6 +334,35 @@ void exec_backup(struct shard *sh, struct shard_req *r);
 /* ---- exec.c ---- */
 int shard_replay_apply(void *arg, uint64_t lsn, const struct wal_rec *rec);
 void shard_exec(struct shard *sh, struct shard_req *r);
+int exec_write_allowed(struct shard *sh);
+int exec_coll_for_write(struct shard *sh, const char *name, size_t len, struct shard_coll **out);
+int exec_batch(struct shard *sh, struct shard_req *r);
+int exec_replay_op(struct shard *sh, const struct wal_rec *rec);
+
+/* ---- txn.c ---- */
+#define TXN_LOCK_BUCKETS 4096u
+/* A plain write (put, delete, batch) that touches a locked key waits for the lock: true when r
+ * was parked (it runs again when the lock goes). */
+bool txn_park(struct shard *sh, struct shard_req *r);
+/* A plain get of a key a committed transaction writes but has not installed yet: true with the
+ * answer in r (rc in *rc). */
+bool txn_get(struct shard *sh, struct shard_req *r, int *rc);
+/* The collection may not be dropped while prepared transactions write into it. */
+bool txn_coll_busy(const struct shard_coll *c);
+void exec_txn_commit1(struct shard *sh, struct shard_req *r);
+void exec_txn_prepare(struct shard *sh, struct shard_req *r);
+void exec_txn_decide(struct shard *sh, struct shard_req *r);
+int exec_txn_indoubt(struct shard *sh, struct shard_req *r);
+void exec_txn_forget(struct shard *sh);
+int txn_replay(struct shard *sh, uint64_t lsn, const struct wal_rec *rec);
+/* Each loop iteration: forget transactions whose outcome is durable on every participant. */
+void txn_poll(struct shard *sh);
+/* Checkpoints: the transactions prepared or settling here, as checkpoint entries (see
+ * checkpoint.c), appended to job->txn; and loading them back. */
+int txn_ckpt_encode(struct shard *sh, struct ckpt_job *job);
+int txn_ckpt_load(void *arg, uint8_t type, const uint8_t *p, size_t len);
+/* The loop is gone: parked requests complete with CS_ECLOSED, everything is freed. */
+void txn_close(struct shard *sh);
 
 /* ---- shard.c ---- */
 void shard_wake(struct shard *sh);

@@ -157,7 +157,9 @@ void views_publish_cap(struct shard *sh, struct view_cap *k)
     k->n = 0;
     if (k->complete)
         __atomic_store_n(&sh->view_seq, k->seq, __ATOMIC_RELEASE);
-    __atomic_store_n(&sh->ack_seq, k->seq, __ATOMIC_RELEASE);
+    /* never backwards: a transaction's install acknowledges before its frame is sealed (txn.c) */
+    if (k->seq > sh->ack_seq)
+        __atomic_store_n(&sh->ack_seq, k->seq, __ATOMIC_RELEASE);
 }
 
 /* Sync mode, sealing a frame: should it publish views? Only while readers use them. A view
@@ -257,13 +259,19 @@ static struct shard_coll *coll_find_shared(struct shard *sh, const char *name, s
     return NULL;
 }
 
-/* Inside an epoch section: the collection's view if it holds every acknowledged write. */
+/* Inside an epoch section: the collection's view if it holds every acknowledged write.
+ * A collection that holds intents of prepared transactions is not read from views: a committed
+ * transaction's install may not have reached them (txn.c). Its intent count is loaded before the
+ * freshness check: an install stores ack_seq before it drops the count, so a reader that sees the
+ * count fall also sees the view stale. */
 static struct shard_view *view_find(struct shard *sh, const char *coll, size_t coll_len)
 {
+    struct shard_coll *c = coll_find_shared(sh, coll, coll_len);
+    if (c && __atomic_load_n(&c->intents, __ATOMIC_ACQUIRE))
+        return NULL;
     uint64_t acked = __atomic_load_n(&sh->ack_seq, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(&sh->view_seq, __ATOMIC_ACQUIRE) < acked)
         return NULL;
-    struct shard_coll *c = coll_find_shared(sh, coll, coll_len);
     if (!c || __atomic_load_n(&c->dropped, __ATOMIC_ACQUIRE))
         return NULL;
     return __atomic_load_n(&c->view, __ATOMIC_ACQUIRE);

@@ -39,13 +39,18 @@
  * checksums: it cannot pass for a frame.
  *
  * RECORD (inside a raw body; unaligned)
- *    0   1  type: 1 put, 2 delete, 3 batch, 4 collection create, 5 collection drop
+ *    0   1  type: 1 put, 2 delete, 3 batch, 4 collection create, 5 collection drop,
+ *           6 transaction prepare, 7 transaction commit, 8 transaction abort
  *    1   1  zero
  *    2   2  key bytes (<= 1024; a collection name for type 4)
  *    4   4  shard-local collection id
  *    8   4  value bytes (<= 1 MiB; for a batch, the nested records, <= the frame limit)
  *   12   -  key, then value
  * A batch's value is a sequence of put/delete records applied all-or-nothing under one LSN.
+ * A prepare's key is u64 transaction id, u16 participant count n, u16 shard index[n] (strictly
+ * increasing, this shard among them); its value is this shard's writes as a batch's value is,
+ * applied when a commit record with the same id follows. Commit and abort records hold the
+ * id (8 bytes) as key and no value. See shards/txn.c.
  *
  * WRITING. Records are appended to the open frame in memory. When the shard's loop has no write in
  * flight it seals the frame (compress when the body is at least `wal_compress_bytes` and LZ4
@@ -125,6 +130,29 @@ static void rec_encode(uint8_t *p, const struct wal_rec *rec)
         memcpy(p + WAL_RECORD_HEADER_BYTES + rec->klen, rec->val, rec->vlen);
 }
 
+int wal_txn_key_decode(const void *key, size_t klen, uint64_t *id, uint16_t *nparts,
+                       uint16_t *parts)
+{
+    const uint8_t *p = key;
+    if (klen < WAL_TXN_ID_BYTES + 2)
+        return CS_ECORRUPT;
+    uint16_t n = cs_get_le16(p + WAL_TXN_ID_BYTES);
+    if (n < 2 || n > WAL_TXN_PARTS_MAX || klen != WAL_TXN_ID_BYTES + 2u + 2u * n)
+        return CS_ECORRUPT;
+    for (uint16_t i = 0; i < n; i++) {
+        uint16_t s = cs_get_le16(p + WAL_TXN_ID_BYTES + 2 + 2 * i);
+        if (i && s <= cs_get_le16(p + WAL_TXN_ID_BYTES + 2 * i))
+            return CS_ECORRUPT;
+        if (parts)
+            parts[i] = s;
+    }
+    if (id)
+        *id = cs_get_le64(p);
+    if (nparts)
+        *nparts = n;
+    return 0;
+}
+
 int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *rec)
 {
     size_t o = *off;
@@ -158,6 +186,15 @@ int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *
         break;
     case WAL_COLL_DROP:
         if (rec->klen != 0 || rec->vlen != 0)
+            return CS_ECORRUPT;
+        break;
+    case WAL_TXN_PREPARE:
+        if (wal_txn_key_decode(p + WAL_RECORD_HEADER_BYTES, rec->klen, NULL, NULL, NULL))
+            return CS_ECORRUPT;
+        break;
+    case WAL_TXN_COMMIT:
+    case WAL_TXN_ABORT:
+        if (rec->klen != WAL_TXN_ID_BYTES || rec->vlen != 0)
             return CS_ECORRUPT;
         break;
     default:
@@ -558,13 +595,21 @@ uint64_t wal_append(struct wal *w, const struct wal_rec *rec)
     return slot_take_lsn(w, s);
 }
 
-void wal_batch_begin(struct wal *w)
+void wal_group_begin(struct wal *w, const void *key, size_t klen)
 {
     struct wal_slot *s = &w->slot[w->open];
-    cs_assert(s->batch_mark == 0);
-    slot_assert_room(s, WAL_RECORD_HEADER_BYTES);
+    cs_assert(s->batch_mark == 0 && klen <= CS_KEY_MAX);
+    slot_assert_room(s, WAL_RECORD_HEADER_BYTES + klen);
     s->batch_mark = s->raw_len;
-    s->raw_len += WAL_RECORD_HEADER_BYTES;
+    s->batch_klen = klen;
+    if (klen)
+        memcpy(s->raw + s->raw_len + WAL_RECORD_HEADER_BYTES, key, klen);
+    s->raw_len += WAL_RECORD_HEADER_BYTES + klen;
+}
+
+void wal_batch_begin(struct wal *w)
+{
+    wal_group_begin(w, NULL, 0);
 }
 
 void wal_batch_add(struct wal *w, const struct wal_rec *rec)
@@ -577,19 +622,25 @@ void wal_batch_add(struct wal *w, const struct wal_rec *rec)
     s->raw_len += rec_bytes(rec);
 }
 
-uint64_t wal_batch_end(struct wal *w)
+uint64_t wal_group_end(struct wal *w, uint8_t type)
 {
     struct wal_slot *s = &w->slot[w->open];
     cs_assert(s->batch_mark != 0);
-    size_t nested = s->raw_len - s->batch_mark - WAL_RECORD_HEADER_BYTES;
+    size_t nested = s->raw_len - s->batch_mark - WAL_RECORD_HEADER_BYTES - s->batch_klen;
     uint8_t *p = s->raw + s->batch_mark;
-    p[0] = WAL_BATCH;
+    p[0] = type;
     p[1] = 0;
-    cs_put_le16(p + 2, 0);
+    cs_put_le16(p + 2, (uint16_t)s->batch_klen);
     cs_put_le32(p + 4, 0);
     cs_put_le32(p + 8, (uint32_t)nested);
     s->batch_mark = 0;
+    s->batch_klen = 0;
     return slot_take_lsn(w, s);
+}
+
+uint64_t wal_batch_end(struct wal *w)
+{
+    return wal_group_end(w, WAL_BATCH);
 }
 
 size_t wal_open_bytes(const struct wal *w)

@@ -28,7 +28,16 @@ enum wal_rec_type {
     WAL_BATCH = 3,       /* value = nested PUT/DEL records, applied all-or-nothing */
     WAL_COLL_CREATE = 4, /* coll = new shard-local id, key = collection name */
     WAL_COLL_DROP = 5,   /* coll */
+    /* Transactions across shards (shards/txn.c). key = u64 transaction id, u16 participant
+     * count n, u16 participant shard indexes[n]; value = nested PUT/DEL records, this shard's
+     * writes, applied only when the outcome is commit. */
+    WAL_TXN_PREPARE = 6,
+    WAL_TXN_COMMIT = 7, /* key = u64 transaction id: apply its PREPARE's writes */
+    WAL_TXN_ABORT = 8,  /* key = u64 transaction id: forget its PREPARE */
 };
+
+#define WAL_TXN_ID_BYTES 8u
+#define WAL_TXN_PARTS_MAX 256u /* participants named in one PREPARE (shards are fewer) */
 
 /* A decoded record: views into the frame it came from. */
 struct wal_rec {
@@ -89,6 +98,7 @@ struct wal_slot {
     uint64_t last_lsn;  /* LSN of the last record */
     uint32_t records;   /* records in the frame */
     size_t batch_mark;  /* raw_len where an open batch record starts, or 0 */
+    size_t batch_klen;  /* key bytes of that record (a prepare's header) */
 };
 
 /* One write the caller submits (a sealed frame, within whole WAL_IO_ALIGN blocks). */
@@ -138,12 +148,20 @@ void wal_close(struct wal *w);
  * the frame as it was), then change the trees, then append. */
 size_t wal_rec_bytes(const struct wal_rec *rec);
 CS_MUST_CHECK int wal_reserve(struct wal *w, size_t bytes);
+/* Checks a PREPARE record's key (see enum wal_rec_type): 0 with its id and participants, or
+ * CS_ECORRUPT. parts may be NULL. */
+CS_MUST_CHECK int wal_txn_key_decode(const void *key, size_t klen, uint64_t *id, uint16_t *nparts,
+                                     uint16_t *parts);
 /* Append one record to the open frame; returns its LSN. */
 uint64_t wal_append(struct wal *w, const struct wal_rec *rec);
 /* A batch record: begin, add nested PUT/DEL records, then end (one LSN for the batch). */
 void wal_batch_begin(struct wal *w);
 void wal_batch_add(struct wal *w, const struct wal_rec *rec);
 uint64_t wal_batch_end(struct wal *w);
+/* The same for a record of any type whose value is nested records (a PREPARE): begin with its
+ * key, add the records with wal_batch_add, end with its type. Room: header, key and records. */
+void wal_group_begin(struct wal *w, const void *key, size_t klen);
+uint64_t wal_group_end(struct wal *w, uint8_t type);
 
 /* Bytes of records in the open frame (0 = nothing to write). */
 size_t wal_open_bytes(const struct wal *w);

@@ -138,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool salvaged;
     char msg[512];
     unsigned flags = mode & 2 ? CKPT_LOAD_SALVAGE : 0;
-    int rc = ckpt_load_image(img, len, 0, lsn, on_coll, on_rec, &s, &next_coll_id, flags, &salvaged,
+    int rc = ckpt_load_image(img, len, 0, lsn, on_coll, on_rec, NULL, &s, &next_coll_id, flags, &salvaged,
                              msg, sizeof(msg));
     if (rc != 0 && rc != CS_ECORRUPT && rc != -ENOMEM)
         abort();

@@ -149,8 +149,7 @@ static void test_collections_create_drop_list(void **state)
 }
 
 /* Find n keys "p<i>" that all live on the same shard as "p0" (or on another one), as
- * cs_key_shard tells, and check that cs_write agrees: a two-key batch commits exactly when both
- * keys share a shard. */
+ * cs_key_shard tells; a two-key batch commits either way (across shards by two-phase commit). */
 static int same_shard_keys(cs_db *db, char keys[][16], int n, bool same)
 {
     cs_batch *b = cs_batch_new();
@@ -166,7 +165,7 @@ static int same_shard_keys(cs_db *db, char keys[][16], int n, bool same)
         cs_batch_clear(b);
         assert_int_equal(cs_batch_put(b, "probe", "p0", 2, "", 0), 0);
         assert_int_equal(cs_batch_put(b, "probe", k, strlen(k), "", 0), 0);
-        assert_int_equal(cs_write(db, b), shard == home ? 0 : CS_ENOTSUP);
+        assert_int_equal(cs_write(db, b), 0); /* on one shard or across two */
         if ((shard == home) == same)
             snprintf(keys[found++], 16, "%s", k);
     }
@@ -231,7 +230,7 @@ static void test_per_shard_batches_load_in_bulk(void **state)
     }
 }
 
-static void test_batch_is_atomic_on_one_shard_and_refused_across(void **state)
+static void test_batch_is_atomic_on_one_shard_and_across(void **state)
 {
     (void)state;
     fresh_dir();
@@ -255,15 +254,18 @@ static void test_batch_is_atomic_on_one_shard_and_refused_across(void **state)
         cs_batch_clear(b);
         assert_int_equal(cs_batch_put(b, "t", other[0], strlen(other[0]), "y", 1), 0);
         assert_int_equal(cs_batch_put(b, "t", other[1], strlen(other[1]), "y", 1), 0);
-        assert_int_equal(cs_write(db, b), CS_ENOTSUP);
-        check_value(db, "t", other[1], NULL); /* nothing of it was applied */
+        assert_int_equal(cs_write(db, b), 0); /* across shards: two-phase commit */
+        check_value(db, "t", other[0], "y");
+        check_value(db, "t", other[1], "y");
     }
     cs_batch_free(b);
     assert_int_equal(cs_close(db), 0);
-    /* the batch is in the WAL as one record and replays */
+    /* the batch is in the WAL as one record and replays (and the cross-shard one, which
+     * rewrote keys[0] == other[0] == "p0", as PREPARE and COMMIT records) */
     db = open_db("sync", test_shards());
-    for (int i = 0; i < 6; i++)
+    for (int i = 1; i < 6; i++)
         check_value(db, "t", keys[i], "x");
+    check_value(db, "t", keys[0], test_shards() > 1 ? "y" : "x");
     check_value(db, "t", keys[7], NULL);
     assert_int_equal(cs_close(db), 0);
 }
@@ -772,7 +774,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_del_round_trip),
         cmocka_unit_test(test_collections_create_drop_list),
-        cmocka_unit_test(test_batch_is_atomic_on_one_shard_and_refused_across),
+        cmocka_unit_test(test_batch_is_atomic_on_one_shard_and_across),
         cmocka_unit_test(test_per_shard_batches_load_in_bulk),
         cmocka_unit_test(test_batch_limits_and_bad_ops_are_refused),
         cmocka_unit_test(test_cursor_merges_shards_in_key_order),

@@ -132,7 +132,7 @@ static int load(uint64_t *lsn, uint32_t *next, bool salvage, bool *salvaged, cha
     memset(&got, 0, sizeof(got));
     got.ordered = true;
     msg[0] = 0;
-    return ckpt_load(NULL, dir, 3, on_coll, on_rec, NULL, lsn, next,
+    return ckpt_load(NULL, dir, 3, on_coll, on_rec, NULL, NULL, lsn, next,
                      salvage ? CKPT_LOAD_SALVAGE : 0, salvaged, msg, 512);
 }
 
@@ -217,7 +217,7 @@ static void test_no_checkpoint_loads_nothing(void **state)
     uint32_t next = 5;
     bool salvaged;
     char msg[64];
-    assert_int_equal(ckpt_load(NULL, empty, 0, on_coll, on_rec, NULL, &lsn, &next, 0, &salvaged,
+    assert_int_equal(ckpt_load(NULL, empty, 0, on_coll, on_rec, NULL, NULL, &lsn, &next, 0, &salvaged,
                                msg, sizeof(msg)),
                      0);
     assert_int_equal(lsn, 0);
@@ -356,7 +356,7 @@ static void test_image_in_memory_loads_like_the_file(void **state)
     char msg[512];
     memset(&got, 0, sizeof(got));
     got.ordered = true;
-    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
                                      msg, sizeof(msg)),
                      0);
     assert_false(salvaged);
@@ -366,19 +366,19 @@ static void test_image_in_memory_loads_like_the_file(void **state)
     assert_true(got.ordered);
     assert_int_equal(got.value_errors, 0);
     memset(&got, 0, sizeof(got));
-    assert_int_equal(ckpt_load_image(img, size, 3, 778, on_coll, on_rec, NULL, &next, 0, &salvaged,
+    assert_int_equal(ckpt_load_image(img, size, 3, 778, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
                                      msg, sizeof(msg)),
                      CS_ECORRUPT);
-    assert_int_equal(ckpt_load_image(img, size, 2, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+    assert_int_equal(ckpt_load_image(img, size, 2, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
                                      msg, sizeof(msg)),
                      CS_ECORRUPT);
     img[size / 2] ^= 0x20;
-    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
                                      msg, sizeof(msg)),
                      CS_ECORRUPT);
     assert_non_null(strstr(msg, "checkpoint image"));
     assert_int_equal(got.colls, 0); /* checked whole before anything is loaded */
-    assert_int_equal(ckpt_load_image(img, 10, 3, 777, on_coll, on_rec, NULL, &next, 0, &salvaged,
+    assert_int_equal(ckpt_load_image(img, 10, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
                                      msg, sizeof(msg)),
                      CS_ECORRUPT);
     free(img);

@@ -1,0 +1,630 @@
+/* Transactions: the caller's side (cs_txn_*), the coordinator of commits that span shards, and
+ * the resolution of transactions a crash left in doubt. The shard's side is shards/txn.c; the
+ * protocol is DESIGN.md §5.
+ *
+ * A transaction is optimistic. Writes are buffered in the handle (a later write of the same key
+ * replaces an earlier one; reads see the buffered writes: read your own writes). A read of a key
+ * not written records what it saw: absent, or the XXH3-128 of the value. Nothing is sent to a
+ * shard until commit.
+ *
+ * COMMIT. The shards a transaction touches (written or read) are its participants.
+ *   - One participant: one SHARD_TXN_COMMIT1 request: the shard validates the reads and applies
+ *     the writes in one step, one WAL record (an atomic batch).
+ *   - Several: every participant gets a SHARD_TXN_PREPARE at once (in parallel); each validates,
+ *     locks and logs a PREPARE naming all participants into its next group-commit frame. When
+ *     every vote is yes (every PREPARE durable), the transaction is committed: the state becomes
+ *     COMMITTED (from then on shards answer gets with its writes) and SHARD_TXN_DECIDE installs
+ *     the writes everywhere, in parallel; the caller returns once they are installed. One no vote
+ *     (CS_ECONFLICT, or an error) aborts it: the yes voters release their locks. When the cause
+ *     was an error (an I/O error, memory), the coordinator waits for the ABORT records to be
+ *     durable before it returns, so that a crash cannot bring the transaction back (its PREPAREs
+ *     may be on disk even where the fsync failed).
+ * Strict serializability: every read is validated on its shard while the participant holds the
+ * transaction's locks, and locks are held from validation to the outcome on every participant,
+ * so all reads still hold at the moment the last PREPARE becomes durable, which lies inside the
+ * call of cs_txn_commit.
+ *
+ * IDS. A transaction id is a random 64-bit base drawn at open plus a counter: unique among the
+ * transactions any log still holds (a collision needs 2^32 transactions at two opens whose bases
+ * lie that close).
+ *
+ * RECOVERY (txn_recover, at open before the database serves): each shard reports the PREPAREs its
+ * log holds without an outcome and the outcomes it holds; a transaction is committed if any
+ * participant logged COMMIT, or if every participant it names holds its PREPARE; otherwise it is
+ * aborted. The outcomes are installed and made durable before cs_open returns.
+ *
+ * Not yet: read-only transactions validate like the others (they can return CS_ECONFLICT);
+ * transaction cursors; cursors over several shards are not cut consistently against cross-shard
+ * commits; the change feed; asynchronous commit through sessions. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <xxhash.h>
+
+#include "engine/db.h"
+#include "engine/txn.h"
+#include "io/fault.h"
+
+#define TXN_MAGIC 0x63737478u /* "cstx": a live handle */
+#define TXN_FREED 0x64656164u /* "dead": a freed one (debug builds check it) */
+
+struct txn_entry {
+    uint8_t type;         /* SHARD_BATCH_PUT, SHARD_BATCH_DEL */
+    uint8_t coll_len;     /* name bytes */
+    bool read;            /* a read (else a write) */
+    bool present;         /* read: the key held a value */
+    unsigned shard;       /* the key's shard */
+    uint32_t klen;        /* key bytes */
+    uint32_t vlen;        /* value bytes (writes) */
+    uint64_t hash[2];     /* read: XXH3-128 of the value seen */
+    uint8_t *bytes;       /* name, key, value (one allocation) */
+};
+
+struct cs_txn {
+    uint32_t magic;          /* TXN_MAGIC while usable */
+    unsigned flags;          /* CS_TXN_* */
+    cs_db *db;               /* its database */
+    struct txn_entry *e;     /* reads and writes, in order */
+    uint32_t n, cap;         /* entries used, allocated */
+    uint32_t *index;         /* open addressing over e by (collection, key, read/write) */
+    uint32_t index_cap;      /* slots (power of two; 0: none yet) */
+    uint64_t bytes;          /* key and value bytes held */
+};
+
+static void txn_check(const cs_txn *t)
+{
+    cs_assert(t->magic == TXN_MAGIC); /* a transaction used after commit or abort */
+}
+
+int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
+{
+    if (!db || !txn || (flags & ~CS_TXN_READONLY))
+        return CS_EINVAL;
+    cs_txn *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->magic = TXN_MAGIC;
+    t->flags = flags;
+    t->db = db;
+    *txn = t;
+    return 0;
+}
+
+static void txn_free(cs_txn *t)
+{
+    for (uint32_t i = 0; i < t->n; i++)
+        free(t->e[i].bytes);
+    free(t->e);
+    free(t->index);
+    t->magic = TXN_FREED;
+    free(t);
+}
+
+void cs_txn_abort(cs_txn *t)
+{
+    if (!t)
+        return;
+    txn_check(t);
+    txn_free(t);
+}
+
+/* ---- the entry index ---- */
+
+static uint64_t entry_hash(const char *coll, size_t nlen, const void *key, size_t klen, bool read)
+{
+    return XXH3_64bits_withSeed(key, klen, XXH3_64bits(coll, nlen) + read);
+}
+
+static bool entry_is(const struct txn_entry *e, const char *coll, size_t nlen, const void *key,
+                     size_t klen, bool read)
+{
+    return e->read == read && e->coll_len == nlen && e->klen == klen &&
+           memcmp(e->bytes, coll, nlen) == 0 && memcmp(e->bytes + nlen, key, klen) == 0;
+}
+
+/* The slot of (coll, key, read) in the index: its entry index + 1, or 0 where it would go. */
+static uint32_t *entry_slot(cs_txn *t, const char *coll, size_t nlen, const void *key, size_t klen,
+                            bool read)
+{
+    uint32_t mask = t->index_cap - 1;
+    for (uint32_t i = (uint32_t)entry_hash(coll, nlen, key, klen, read) & mask;; i = (i + 1) & mask)
+        if (!t->index[i] || entry_is(&t->e[t->index[i] - 1], coll, nlen, key, klen, read))
+            return &t->index[i];
+}
+
+static struct txn_entry *entry_find(cs_txn *t, const char *coll, size_t nlen, const void *key,
+                                    size_t klen, bool read)
+{
+    if (!t->index_cap)
+        return NULL;
+    uint32_t s = *entry_slot(t, coll, nlen, key, klen, read);
+    return s ? &t->e[s - 1] : NULL;
+}
+
+static int index_grow(cs_txn *t)
+{
+    if ((uint64_t)(t->n + 1) * 2 <= t->index_cap)
+        return 0;
+    uint32_t cap = t->index_cap ? t->index_cap * 2 : 64;
+    uint32_t *old = t->index;
+    t->index = calloc(cap, sizeof(*t->index));
+    if (!t->index) {
+        t->index = old;
+        return -ENOMEM;
+    }
+    t->index_cap = cap;
+    for (uint32_t i = 0; i < t->n; i++) {
+        const struct txn_entry *e = &t->e[i];
+        *entry_slot(t, (const char *)e->bytes, e->coll_len, e->bytes + e->coll_len, e->klen,
+                    e->read) = i + 1;
+    }
+    free(old);
+    return 0;
+}
+
+/* A new entry (or the existing write of the same key, replaced). */
+static int entry_add(cs_txn *t, bool read, uint8_t type, const char *coll, size_t nlen,
+                     const void *key, size_t klen, const void *val, size_t vlen,
+                     struct txn_entry **out)
+{
+    struct txn_entry *old = entry_find(t, coll, nlen, key, klen, read);
+    uint64_t bytes = t->bytes + klen + vlen - (old ? old->klen + old->vlen : 0);
+    if (!old && t->n >= CS_TXN_OPS_MAX)
+        return CS_EBATCH;
+    if (bytes > CS_TXN_BYTES_MAX)
+        return CS_EBATCH;
+    uint8_t *b = malloc(nlen + klen + vlen + 1);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, coll, nlen);
+    memcpy(b + nlen, key, klen);
+    if (vlen)
+        memcpy(b + nlen + klen, val, vlen);
+    struct txn_entry *e = old;
+    if (!e) {
+        if (index_grow(t)) {
+            free(b);
+            return -ENOMEM;
+        }
+        if (t->n == t->cap) {
+            uint32_t cap = t->cap ? t->cap * 2 : 16;
+            struct txn_entry *ne = realloc(t->e, cap * sizeof(*ne));
+            if (!ne) {
+                free(b);
+                return -ENOMEM;
+            }
+            t->e = ne;
+            t->cap = cap;
+        }
+        e = &t->e[t->n];
+        memset(e, 0, sizeof(*e));
+        *entry_slot(t, coll, nlen, key, klen, read) = ++t->n;
+    } else {
+        free(e->bytes);
+    }
+    e->read = read;
+    e->type = type;
+    e->coll_len = (uint8_t)nlen;
+    e->klen = (uint32_t)klen;
+    e->vlen = (uint32_t)vlen;
+    e->bytes = b;
+    e->shard = db_shard_of(t->db, key, klen);
+    t->bytes = bytes;
+    *out = e;
+    return 0;
+}
+
+/* ---- reads and writes ---- */
+
+int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void **val, size_t *vlen)
+{
+    if (!t || !val || !vlen)
+        return CS_EINVAL;
+    txn_check(t);
+    *val = NULL;
+    *vlen = 0;
+    uint16_t nlen;
+    int rc = db_check_name(coll, &nlen);
+    if (!rc)
+        rc = db_check_key(key, klen);
+    if (rc)
+        return rc;
+    const struct txn_entry *w = entry_find(t, coll, nlen, key, klen, false);
+    if (w) { /* its own write */
+        if (w->type == SHARD_BATCH_DEL)
+            return CS_ENOTFOUND;
+        if (w->vlen && !(*val = cs_mem_alloc(0, w->vlen)))
+            return -ENOMEM;
+        if (w->vlen)
+            memcpy(*val, w->bytes + w->coll_len + w->klen, w->vlen);
+        *vlen = w->vlen;
+        return 0;
+    }
+    rc = cs_get(t->db, coll, key, klen, val, vlen);
+    if (rc && rc != CS_ENOTFOUND)
+        return rc;
+    if (entry_find(t, coll, nlen, key, klen, true))
+        return rc; /* validated against what the first read saw */
+    struct txn_entry *e;
+    int arc = entry_add(t, true, 0, coll, nlen, key, klen, NULL, 0, &e);
+    if (arc) {
+        cs_free(*val);
+        *val = NULL;
+        *vlen = 0;
+        return arc;
+    }
+    e->present = rc == 0;
+    if (e->present) {
+        XXH128_hash_t h = XXH3_128bits(*val, *vlen);
+        e->hash[0] = h.low64;
+        e->hash[1] = h.high64;
+    }
+    return rc;
+}
+
+static int txn_write(cs_txn *t, uint8_t type, const char *coll, const void *key, size_t klen,
+                     const void *val, size_t vlen)
+{
+    if (!t)
+        return CS_EINVAL;
+    txn_check(t);
+    if (t->flags & CS_TXN_READONLY)
+        return CS_EINVAL;
+    uint16_t nlen;
+    int rc = db_check_record(coll, key, klen, val, vlen, &nlen);
+    if (rc)
+        return rc;
+    struct txn_entry *e;
+    return entry_add(t, false, type, coll, nlen, key, klen, val, vlen, &e);
+}
+
+int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_t klen, const void *val,
+               size_t vlen)
+{
+    return txn_write(t, SHARD_BATCH_PUT, coll, key, klen, val, vlen);
+}
+
+int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen)
+{
+    return txn_write(t, SHARD_BATCH_DEL, coll, key, klen, NULL, 0);
+}
+
+/* ---- commit ---- */
+
+static uint64_t txn_new_id(cs_db *db)
+{
+    uint64_t id;
+    do
+        id = db->txn_base + atomic_fetch_add_explicit(&db->txn_next, 1, memory_order_relaxed);
+    while (id == 0);
+    return id;
+}
+
+/* What every participant is sent: its writes and reads, laid out by shard. */
+struct txn_plan {
+    unsigned nparts;
+    unsigned *shard_part;            /* per shard: participant index + 1, or 0 */
+    struct txn_part_plan {
+        unsigned shard;
+        struct shard_batch_op *ops;  /* its writes */
+        size_t nops;
+        struct shard_txn_read *reads; /* its reads */
+        size_t nreads;
+    } *p;
+    struct shard_batch_op *ops;      /* all writes, grouped by participant */
+    struct shard_txn_read *reads;    /* all reads, grouped by participant */
+};
+
+static void plan_free(struct txn_plan *pl)
+{
+    free(pl->shard_part);
+    free(pl->p);
+    free(pl->ops);
+    free(pl->reads);
+}
+
+static int plan_make(cs_db *db, const struct txn_op *ops, size_t nops, const struct txn_rd *rds,
+                     size_t nreads, struct txn_plan *pl)
+{
+    memset(pl, 0, sizeof(*pl));
+    pl->shard_part = calloc(db->nshards, sizeof(unsigned));
+    pl->p = calloc(db->nshards, sizeof(*pl->p));
+    pl->ops = malloc((nops ? nops : 1) * sizeof(*pl->ops));
+    pl->reads = malloc((nreads ? nreads : 1) * sizeof(*pl->reads));
+    if (!pl->shard_part || !pl->p || !pl->ops || !pl->reads) {
+        plan_free(pl);
+        return -ENOMEM;
+    }
+    /* participants in shard order (a PREPARE names them increasing) */
+    for (size_t i = 0; i < nops; i++)
+        pl->shard_part[ops[i].shard] = 1;
+    for (size_t i = 0; i < nreads; i++)
+        pl->shard_part[rds[i].shard] = 1;
+    for (unsigned s = 0; s < db->nshards; s++)
+        if (pl->shard_part[s]) {
+            pl->p[pl->nparts].shard = s;
+            pl->shard_part[s] = ++pl->nparts;
+        }
+    for (size_t i = 0; i < nops; i++)
+        pl->p[pl->shard_part[ops[i].shard] - 1].nops++;
+    for (size_t i = 0; i < nreads; i++)
+        pl->p[pl->shard_part[rds[i].shard] - 1].nreads++;
+    size_t o = 0, r = 0;
+    for (unsigned i = 0; i < pl->nparts; i++) {
+        pl->p[i].ops = pl->ops + o;
+        pl->p[i].reads = pl->reads + r;
+        o += pl->p[i].nops;
+        r += pl->p[i].nreads;
+        pl->p[i].nops = pl->p[i].nreads = 0;
+    }
+    for (size_t i = 0; i < nops; i++) {
+        struct txn_part_plan *pp = &pl->p[pl->shard_part[ops[i].shard] - 1];
+        pp->ops[pp->nops++] = ops[i].op;
+    }
+    for (size_t i = 0; i < nreads; i++) {
+        struct txn_part_plan *pp = &pl->p[pl->shard_part[rds[i].shard] - 1];
+        pp->reads[pp->nreads++] = rds[i].rd;
+    }
+    return 0;
+}
+
+/* Submit every waiter, then wait for all. */
+static void call_all(cs_db *db, struct waiter *ws, const unsigned *shards, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        shard_submit(db->shards[shards[i]], &ws[i].req);
+    for (unsigned i = 0; i < n; i++)
+        waiter_wait(&ws[i], false);
+}
+
+static int commit_one(cs_db *db, struct txn_part_plan *p)
+{
+    struct waiter w;
+    waiter_init(&w, SHARD_TXN_COMMIT1);
+    w.req.ops = p->ops;
+    w.req.nops = p->nops;
+    w.req.reads = p->reads;
+    w.req.nreads = p->nreads;
+    return db_call(db, p->shard, &w);
+}
+
+/* Two-phase commit over the participants of pl (see the top comment). */
+static int commit_many(cs_db *db, struct txn_plan *pl)
+{
+    unsigned n = pl->nparts;
+    if (n > WAL_TXN_PARTS_MAX)
+        return CS_EBATCH;
+    struct shard_txn *x = calloc(1, sizeof(*x));
+    struct waiter *ws = calloc(n, sizeof(*ws));
+    unsigned *shards = calloc(n, sizeof(*shards));
+    if (!x || !ws || !shards) {
+        free(x);
+        free(ws);
+        free(shards);
+        return -ENOMEM;
+    }
+    x->id = txn_new_id(db);
+    x->state = SHARD_TXN_PENDING;
+    x->refs = 1;
+    x->unsettled = n;
+    x->nparts = (uint16_t)n;
+    for (unsigned i = 0; i < n; i++) {
+        shards[i] = pl->p[i].shard;
+        x->parts[i] = (uint16_t)shards[i];
+        waiter_init(&ws[i], SHARD_TXN_PREPARE);
+        ws[i].req.txn = x;
+        ws[i].req.ops = pl->p[i].ops;
+        ws[i].req.nops = pl->p[i].nops;
+        ws[i].req.reads = pl->p[i].reads;
+        ws[i].req.nreads = pl->p[i].nreads;
+    }
+    call_all(db, ws, shards, n);
+    int rc = 0;
+    bool failed = false; /* a vote that is an error, not a conflict */
+    for (unsigned i = 0; i < n; i++) {
+        int v = ws[i].req.rc;
+        if (v && (!rc || rc == CS_ECONFLICT))
+            rc = v;
+        failed |= v && v != CS_ECONFLICT;
+    }
+    int die = io_fault_on_txn_decide(db->fault); /* fault plan: die with every PREPARE in doubt */
+    for (unsigned i = 0; die == 2 && i < n; i++) {
+        waiter_init(&ws[i], SHARD_CHECKPOINT);
+        (void)db_call(db, shards[i], &ws[i]);
+    }
+    if (die)
+        raise(SIGKILL);
+    __atomic_store_n(&x->state, rc ? SHARD_TXN_ABORTED : SHARD_TXN_COMMITTED, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < n; i++) {
+        waiter_init(&ws[i], SHARD_TXN_DECIDE);
+        ws[i].req.txn = x;
+        ws[i].req.commit = rc == 0;
+        ws[i].req.txn_sync = failed;
+    }
+    call_all(db, ws, shards, n);
+    for (unsigned i = 0; i < n && !rc; i++)
+        if (ws[i].req.rc && ws[i].req.rc != CS_ECLOSED)
+            rc = ws[i].req.rc; /* an install that failed fenced its shard (committed anyway) */
+    shard_txn_unref(x);
+    free(ws);
+    free(shards);
+    return rc;
+}
+
+int txn_commit_ops(cs_db *db, const struct txn_op *ops, size_t nops, const struct txn_rd *rds,
+                   size_t nreads)
+{
+    if (nops == 0 && nreads == 0)
+        return 0;
+    struct txn_plan pl;
+    int rc = plan_make(db, ops, nops, rds, nreads, &pl);
+    if (rc)
+        return rc;
+    rc = pl.nparts == 1 ? commit_one(db, &pl.p[0]) : commit_many(db, &pl);
+    plan_free(&pl);
+    return rc;
+}
+
+int cs_txn_commit(cs_txn *t)
+{
+    if (!t)
+        return CS_EINVAL;
+    txn_check(t);
+    size_t nops = 0, nreads = 0;
+    for (uint32_t i = 0; i < t->n; i++) {
+        nreads += t->e[i].read;
+        nops += !t->e[i].read;
+    }
+    struct txn_op *ops = malloc((nops ? nops : 1) * sizeof(*ops));
+    struct txn_rd *rds = malloc((nreads ? nreads : 1) * sizeof(*rds));
+    int rc = ops && rds ? 0 : -ENOMEM;
+    size_t o = 0, r = 0;
+    for (uint32_t i = 0; i < t->n && !rc; i++) {
+        const struct txn_entry *e = &t->e[i];
+        const char *coll = (const char *)e->bytes;
+        const uint8_t *key = e->bytes + e->coll_len;
+        if (e->read) {
+            rds[r++] = (struct txn_rd){.shard = e->shard,
+                                       .rd = {.coll_len = e->coll_len,
+                                              .present = e->present,
+                                              .coll = coll,
+                                              .key = key,
+                                              .klen = e->klen,
+                                              .hash = {e->hash[0], e->hash[1]}}};
+        } else {
+            ops[o++] = (struct txn_op){.shard = e->shard,
+                                       .op = {.type = e->type,
+                                              .coll_len = e->coll_len,
+                                              .coll = coll,
+                                              .key = key,
+                                              .klen = e->klen,
+                                              .val = key + e->klen,
+                                              .vlen = e->vlen}};
+        }
+    }
+    if (!rc)
+        rc = txn_commit_ops(t->db, ops, nops, rds, nreads);
+    free(ops);
+    free(rds);
+    txn_free(t);
+    return rc;
+}
+
+/* ---- recovery ---- */
+
+struct doubt {
+    uint64_t id;
+    uint16_t nparts;
+    uint16_t parts[WAL_TXN_PARTS_MAX];
+    uint8_t outcome;  /* 0 unknown, SHARD_TXN_DOUBT_COMMITTED or _ABORTED */
+    uint32_t holders; /* participants whose log holds the PREPARE without an outcome */
+    bool *held;       /* per shard: holds it in doubt */
+};
+
+static struct doubt *doubt_find(struct doubt *d, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (d[i].id == id)
+            return &d[i];
+    return NULL;
+}
+
+int txn_recover(cs_db *db)
+{
+    unsigned n = db->nshards;
+    struct waiter *ws = calloc(n, sizeof(*ws));
+    unsigned *shards = calloc(n, sizeof(*shards));
+    if (!ws || !shards) {
+        free(ws);
+        free(shards);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        shards[i] = i;
+        waiter_init(&ws[i], SHARD_TXN_INDOUBT);
+    }
+    call_all(db, ws, shards, n);
+    int rc = 0;
+    size_t nd = 0, cap = 0;
+    struct doubt *d = NULL;
+    for (unsigned s = 0; s < n && !rc; s++) {
+        rc = ws[s].req.rc;
+        const uint8_t *p = ws[s].req.out;
+        size_t off = 0;
+        for (uint32_t k = 0; k < ws[s].req.out_count && !rc; k++) {
+            uint64_t id = cs_get_le64(p + off);
+            uint8_t state = p[off + 8];
+            uint16_t np = cs_get_le16(p + off + 9);
+            off += 11;
+            struct doubt *t = doubt_find(d, nd, id);
+            if (!t) {
+                if (nd == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    struct doubt *nd2 = realloc(d, cap * sizeof(*d));
+                    if (!nd2) {
+                        rc = -ENOMEM;
+                        break;
+                    }
+                    d = nd2;
+                }
+                t = &d[nd++];
+                memset(t, 0, sizeof(*t));
+                t->id = id;
+                t->held = calloc(n, sizeof(bool));
+                if (!t->held) {
+                    rc = -ENOMEM;
+                    break;
+                }
+            }
+            if (state == SHARD_TXN_DOUBT_PREPARED) {
+                t->nparts = np;
+                for (uint16_t j = 0; j < np; j++)
+                    t->parts[j] = cs_get_le16(p + off + 2u * j);
+                t->held[s] = true;
+                t->holders++;
+            } else if (!t->outcome || state == SHARD_TXN_DOUBT_COMMITTED) {
+                t->outcome = state;
+            }
+            off += 2u * np;
+        }
+    }
+    for (unsigned s = 0; s < n; s++)
+        cs_free(ws[s].req.out);
+    /* decide and install every transaction some shard holds in doubt */
+    for (size_t i = 0; i < nd && !rc; i++) {
+        struct doubt *t = &d[i];
+        if (!t->holders)
+            continue;
+        bool commit = t->outcome == SHARD_TXN_DOUBT_COMMITTED;
+        if (!t->outcome) {
+            commit = true;
+            for (uint16_t j = 0; j < t->nparts; j++)
+                commit &= t->parts[j] < n && t->held[t->parts[j]];
+        }
+        unsigned m = 0;
+        for (unsigned s = 0; s < n; s++)
+            if (t->held[s]) {
+                waiter_init(&ws[m], SHARD_TXN_DECIDE);
+                ws[m].req.txn_id = t->id;
+                ws[m].req.commit = commit;
+                ws[m].req.txn_sync = true;
+                shards[m++] = s;
+            }
+        call_all(db, ws, shards, m);
+        for (unsigned j = 0; j < m && !rc; j++)
+            rc = ws[j].req.rc;
+    }
+    for (size_t i = 0; i < nd; i++)
+        free(d[i].held);
+    free(d);
+    for (unsigned i = 0; i < n; i++) {
+        shards[i] = i;
+        waiter_init(&ws[i], SHARD_TXN_FORGET);
+    }
+    call_all(db, ws, shards, n);
+    free(ws);
+    free(shards);
+    return rc;
+}

@@ -1,0 +1,26 @@
+/* Transactions inside the engine: the commit of a set of writes and validated reads over any
+ * shards (cs_txn_commit, and cs_write of a batch that spans shards), and the resolution of
+ * transactions a crash left in doubt (at open). See engine/txn.c. */
+#ifndef CS_ENGINE_TXN_H
+#define CS_ENGINE_TXN_H
+
+#include "engine/db.h"
+
+struct txn_op {
+    unsigned shard;           /* the key's shard */
+    struct shard_batch_op op; /* the write (buffers borrowed for the call) */
+};
+struct txn_rd {
+    unsigned shard;           /* the key's shard */
+    struct shard_txn_read rd; /* what the read saw (buffers borrowed for the call) */
+};
+
+/* Commit writes and validate reads atomically: 0, CS_ECONFLICT (a read no longer holds, or a key
+ * is locked by a prepared transaction: nothing was applied; retry), or an error (nothing was
+ * applied, except after an install failure, which fences the shard: see txn.c). */
+CS_MUST_CHECK int txn_commit_ops(cs_db *db, const struct txn_op *ops, size_t nops,
+                                 const struct txn_rd *rds, size_t nreads);
+/* At open: decide and install every transaction the shards' logs hold in doubt. */
+CS_MUST_CHECK int txn_recover(cs_db *db);
+
+#endif

@@ -1,0 +1,758 @@
+/* Integration tests of transactions (cs_txn_*) and of batches that span shards (cs_write): atomic
+ * commit across shards and across reopen, read-your-writes, the classic anomalies that optimistic
+ * validation must refuse (write skew, lost update, a read of an absent key then an insert), many
+ * threads moving money between accounts on different shards (the total never changes, every
+ * commit is counted), limits and misuse, and crashes at the commit's decision point: a process
+ * killed with every PREPARE durable comes back committed; one killed after a participant voted no
+ * comes back with nothing applied. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cstore.h"
+#include "tests/test_util.h"
+
+#define SHARDS "2"
+
+static char root[CST_PATH_MAX];
+static char dbdir[CST_PATH_MAX + 32];
+static int dbseq;
+
+static void fresh_dir(void)
+{
+    snprintf(dbdir, sizeof(dbdir), "%s/db%d", root, dbseq++);
+}
+
+static cs_db *open_db(const char *durability)
+{
+    char d[32];
+    snprintf(d, sizeof(d), "durability=%s", durability);
+    cs_db *db = NULL;
+    int rc = cst_open(dbdir, &db, "shards=" SHARDS, d, NULL);
+    if (rc)
+        fail_msg("cs_open(%s): %s (%s)", dbdir, cs_strerror(rc), cs_last_error());
+    return db;
+}
+
+/* Key "<prefix><i>" for the first i >= from that lives on shard. */
+static void key_on(cs_db *db, unsigned shard, const char *prefix, int from, char *out, size_t size)
+{
+    for (int i = from; i < from + 100000; i++) {
+        snprintf(out, size, "%s%d", prefix, i);
+        if (cst_key_shard(db, out, strlen(out)) == shard)
+            return;
+    }
+    fail_msg("no key on shard %u", shard);
+}
+
+static void check_value(cs_db *db, const char *coll, const char *key, const char *want)
+{
+    void *v = NULL;
+    size_t n = 0;
+    int rc = cs_get(db, coll, key, strlen(key), &v, &n);
+    if (!want) {
+        assert_int_equal(rc, CS_ENOTFOUND);
+        return;
+    }
+    if (rc)
+        fail_msg("get %s/%s: %s", coll, key, cs_strerror(rc));
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(v, want, n);
+    cs_free(v);
+}
+
+static long get_long(cs_db *db, const char *coll, const char *key)
+{
+    void *v = NULL;
+    size_t n = 0;
+    int rc = cs_get(db, coll, key, strlen(key), &v, &n);
+    if (rc)
+        fail_msg("get %s/%s: %s", coll, key, cs_strerror(rc));
+    char buf[32];
+    assert_true(n < sizeof(buf));
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    cs_free(v);
+    return strtol(buf, NULL, 10);
+}
+
+static void put_str(cs_db *db, const char *coll, const char *k, const char *v)
+{
+    assert_int_equal(cs_put(db, coll, k, strlen(k), v, strlen(v)), 0);
+}
+
+/* In a transaction: read key as a number (absent: 0). */
+static int txn_get_long(cs_txn *t, const char *coll, const char *key, long *out)
+{
+    void *v = NULL;
+    size_t n = 0;
+    int rc = cs_txn_get(t, coll, key, strlen(key), &v, &n);
+    if (rc == CS_ENOTFOUND) {
+        *out = 0;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    char buf[32];
+    assert_true(n < sizeof(buf));
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    cs_free(v);
+    *out = strtol(buf, NULL, 10);
+    return 0;
+}
+
+static int txn_put_long(cs_txn *t, const char *coll, const char *key, long val)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%ld", val);
+    return cs_txn_put(t, coll, key, strlen(key), buf, (size_t)n);
+}
+
+/* ---- batches across shards ---- */
+
+static void test_batch_across_shards_commits_atomically_and_replays(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char k0[16], k1[16];
+    key_on(db, 0, "b", 0, k0, sizeof(k0));
+    key_on(db, 1, "b", 0, k1, sizeof(k1));
+    put_str(db, "t", k1, "old");
+    cs_batch *b = cs_batch_new();
+    assert_non_null(b);
+    assert_int_equal(cs_batch_put(b, "t", k0, strlen(k0), "x0", 2), 0);
+    assert_int_equal(cs_batch_put(b, "t", k1, strlen(k1), "x1", 2), 0);
+    assert_int_equal(cs_batch_put(b, "u", k1, strlen(k1), "new coll", 8), 0);
+    assert_int_equal(cs_batch_del(b, "t", "absent", 6), 0);
+    assert_int_equal(cs_write(db, b), 0);
+    check_value(db, "t", k0, "x0");
+    check_value(db, "t", k1, "x1");
+    check_value(db, "u", k1, "new coll");
+    struct cs_shard_stats st0, st1;
+    assert_int_equal(cs_stats(db, 0, &st0), 0);
+    assert_int_equal(cs_stats(db, 1, &st1), 0);
+    assert_true(st0.txn_commits >= 1 && st1.txn_commits >= 1);
+    /* a delete across shards too */
+    cs_batch_clear(b);
+    assert_int_equal(cs_batch_del(b, "t", k0, strlen(k0)), 0);
+    assert_int_equal(cs_batch_put(b, "t", k1, strlen(k1), "x2", 2), 0);
+    assert_int_equal(cs_write(db, b), 0);
+    check_value(db, "t", k0, NULL);
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("sync"); /* PREPARE and COMMIT records replay */
+    check_value(db, "t", k0, NULL);
+    check_value(db, "t", k1, "x2");
+    check_value(db, "u", k1, "new coll");
+    /* after a checkpoint too */
+    assert_int_equal(cs_checkpoint(db), 0);
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("sync");
+    check_value(db, "t", k1, "x2");
+    cs_batch_free(b);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* ---- interactive transactions ---- */
+
+static void test_reads_own_writes_and_abort_discards(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char k0[16], k1[16];
+    key_on(db, 0, "r", 0, k0, sizeof(k0));
+    key_on(db, 1, "r", 0, k1, sizeof(k1));
+    put_str(db, "t", k0, "before");
+    cs_txn *t = NULL;
+    assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+    long v = -1;
+    assert_int_equal(txn_put_long(t, "t", k1, 7), 0);
+    assert_int_equal(txn_get_long(t, "t", k1, &v), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(txn_put_long(t, "t", k1, 8), 0); /* replaces its own write */
+    assert_int_equal(txn_get_long(t, "t", k1, &v), 0);
+    assert_int_equal(v, 8);
+    assert_int_equal(cs_txn_del(t, "t", k0, strlen(k0)), 0);
+    void *val = NULL;
+    size_t n = 0;
+    assert_int_equal(cs_txn_get(t, "t", k0, strlen(k0), &val, &n), CS_ENOTFOUND);
+    check_value(db, "t", k0, "before"); /* nothing is visible before commit */
+    check_value(db, "t", k1, NULL);
+    cs_txn_abort(t);
+    check_value(db, "t", k0, "before");
+    check_value(db, "t", k1, NULL);
+    assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+    assert_int_equal(txn_put_long(t, "t", k1, 9), 0);
+    assert_int_equal(cs_txn_del(t, "t", k0, strlen(k0)), 0);
+    assert_int_equal(cs_txn_commit(t), 0);
+    check_value(db, "t", k0, NULL);
+    check_value(db, "t", k1, "9");
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* Two doctors on call, each on another shard (or both on one): each transaction checks that the
+ * other is on call, then goes off call. Serializable execution lets only one of them commit. */
+static void write_skew(cs_db *db, const char *a, const char *b)
+{
+    put_str(db, "oncall", a, "1");
+    put_str(db, "oncall", b, "1");
+    cs_txn *t1 = NULL, *t2 = NULL;
+    assert_int_equal(cs_txn_begin(db, 0, &t1), 0);
+    assert_int_equal(cs_txn_begin(db, 0, &t2), 0);
+    long va, vb;
+    assert_int_equal(txn_get_long(t1, "oncall", a, &va), 0);
+    assert_int_equal(txn_get_long(t1, "oncall", b, &vb), 0);
+    assert_int_equal(va + vb, 2);
+    assert_int_equal(txn_get_long(t2, "oncall", a, &va), 0);
+    assert_int_equal(txn_get_long(t2, "oncall", b, &vb), 0);
+    assert_int_equal(va + vb, 2);
+    assert_int_equal(txn_put_long(t1, "oncall", a, 0), 0);
+    assert_int_equal(txn_put_long(t2, "oncall", b, 0), 0);
+    assert_int_equal(cs_txn_commit(t1), 0);
+    assert_int_equal(cs_txn_commit(t2), CS_ECONFLICT);
+    assert_int_equal(get_long(db, "oncall", a) + get_long(db, "oncall", b), 1);
+}
+
+static void test_write_skew_is_refused(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char a[16], b[16], c[16];
+    key_on(db, 0, "doc", 0, a, sizeof(a));
+    key_on(db, 1, "doc", 0, b, sizeof(b));
+    write_skew(db, a, b); /* two shards: prepare, validate, vote */
+    key_on(db, 0, "doc", atoi(a + 3) + 1, c, sizeof(c));
+    write_skew(db, a, c); /* one shard: validate and apply in one step */
+    struct cs_shard_stats st;
+    assert_int_equal(cs_stats(db, 0, &st), 0);
+    assert_true(st.txn_conflicts >= 1);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* A transaction that saw a key absent conflicts with an insert of it (one shard and two). */
+static void test_read_of_absent_key_then_insert_conflicts(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char k0[16], k1[16];
+    key_on(db, 0, "ab", 0, k0, sizeof(k0));
+    key_on(db, 1, "ab", 0, k1, sizeof(k1));
+    for (int two = 0; two < 2; two++) {
+        cs_txn *t = NULL;
+        assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+        long v;
+        assert_int_equal(txn_get_long(t, two ? "p2" : "p1", k0, &v), 0);
+        assert_int_equal(v, 0);
+        assert_int_equal(txn_put_long(t, two ? "p2" : "p1", two ? k1 : k0, 5), 0);
+        put_str(db, two ? "p2" : "p1", k0, "3"); /* the phantom */
+        assert_int_equal(cs_txn_commit(t), CS_ECONFLICT);
+        if (two)
+            check_value(db, "p2", k1, NULL);
+    }
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* ---- concurrency: transfers between shards ---- */
+
+#define ACCOUNTS 8
+#define TRANSFERS 300
+#define THREADS 4
+
+struct bank {
+    cs_db *db;
+    char acct[ACCOUNTS][16];
+    int seed;
+    long commits;
+    long conflicts;
+    int error;
+};
+
+static void *transfer_main(void *arg)
+{
+    struct bank *bk = arg;
+    unsigned s = (unsigned)bk->seed * 2654435761u + 1;
+    for (int i = 0; i < TRANSFERS && !bk->error;) {
+        s = s * 1103515245u + 12345u;
+        int from = (int)((s >> 8) % ACCOUNTS), to = (int)((s >> 16) % ACCOUNTS);
+        if (from == to)
+            continue;
+        cs_txn *t = NULL;
+        int rc = cs_txn_begin(bk->db, 0, &t);
+        long a = 0, b = 0;
+        if (!rc)
+            rc = txn_get_long(t, "bank", bk->acct[from], &a);
+        if (!rc)
+            rc = txn_get_long(t, "bank", bk->acct[to], &b);
+        if (!rc)
+            rc = txn_put_long(t, "bank", bk->acct[from], a - 1);
+        if (!rc)
+            rc = txn_put_long(t, "bank", bk->acct[to], b + 1);
+        if (rc) {
+            cs_txn_abort(t);
+            bk->error = rc;
+            break;
+        }
+        rc = cs_txn_commit(t);
+        if (rc == CS_ECONFLICT) {
+            bk->conflicts++;
+            continue;
+        }
+        if (rc) {
+            bk->error = rc;
+            break;
+        }
+        bk->commits++;
+        i++;
+    }
+    return NULL;
+}
+
+/* Readers sum every account with plain gets while transfers run: a get never shows part of a
+ * committed transfer, so sums read one account at a time may differ from the total only by
+ * transfers in flight; the total itself is checked exactly at the end and after reopen. */
+/* Checkpoints while transfers commit: each waits until no transaction is prepared or settling
+ * on its shard (their PREPAREs must stay in the log), so none may hang or lose a transfer. */
+static _Atomic int transfers_done;
+
+static void *checkpoint_main(void *arg)
+{
+    cs_db *db = arg;
+    long n = 0;
+    while (!atomic_load(&transfers_done)) {
+        int rc = cs_checkpoint(db);
+        if (rc)
+            fail_msg("checkpoint during transfers: %s", cs_strerror(rc));
+        n++;
+    }
+    return (void *)n;
+}
+
+static void test_transfers_between_shards_keep_the_total(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = NULL;
+    int orc = cst_open(dbdir, &db, "shards=" SHARDS, "durability=sync", "checkpoint_wal_bytes=65536",
+                       NULL);
+    if (orc)
+        fail_msg("open: %s", cs_strerror(orc));
+    struct bank bk[THREADS];
+    memset(bk, 0, sizeof(bk));
+    for (int a = 0; a < ACCOUNTS; a++) {
+        key_on(db, (unsigned)(a % 2), "acct", a * 1000, bk[0].acct[a], sizeof(bk[0].acct[a]));
+        put_str(db, "bank", bk[0].acct[a], "100");
+    }
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        bk[i].db = db;
+        bk[i].seed = i + 1;
+        memcpy(bk[i].acct, bk[0].acct, sizeof(bk[0].acct));
+        assert_int_equal(pthread_create(&th[i], NULL, transfer_main, &bk[i]), 0);
+    }
+    atomic_store(&transfers_done, 0);
+    pthread_t ck;
+    assert_int_equal(pthread_create(&ck, NULL, checkpoint_main, db), 0);
+    long commits = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        if (bk[i].error)
+            fail_msg("transfer thread %d: %s", i, cs_strerror(bk[i].error));
+        commits += bk[i].commits;
+    }
+    atomic_store(&transfers_done, 1);
+    void *ckn = NULL;
+    pthread_join(ck, &ckn);
+    assert_true((long)ckn > 0);
+    assert_int_equal(commits, THREADS * TRANSFERS);
+    struct cs_shard_stats st;
+    assert_int_equal(cs_stats(db, 0, &st), 0);
+    assert_true(st.checkpoints > 0);
+    long total = 0;
+    for (int a = 0; a < ACCOUNTS; a++)
+        total += get_long(db, "bank", bk[0].acct[a]);
+    assert_int_equal(total, 100 * ACCOUNTS);
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("sync");
+    total = 0;
+    for (int a = 0; a < ACCOUNTS; a++)
+        total += get_long(db, "bank", bk[0].acct[a]);
+    assert_int_equal(total, 100 * ACCOUNTS);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* Concurrent increments of one counter pair (one key per shard): each commit adds exactly one to
+ * both; nothing is lost. Plain puts to the same keys meanwhile wait for the locks instead of
+ * failing. */
+static void *increment_main(void *arg)
+{
+    struct bank *bk = arg;
+    for (int i = 0; i < 100 && !bk->error;) {
+        cs_txn *t = NULL;
+        int rc = cs_txn_begin(bk->db, 0, &t);
+        long a = 0, b = 0;
+        if (!rc)
+            rc = txn_get_long(t, "ctr", bk->acct[0], &a);
+        if (!rc)
+            rc = txn_get_long(t, "ctr", bk->acct[1], &b);
+        if (!rc)
+            rc = txn_put_long(t, "ctr", bk->acct[0], a + 1);
+        if (!rc)
+            rc = txn_put_long(t, "ctr", bk->acct[1], b + 1);
+        if (rc) {
+            cs_txn_abort(t);
+            bk->error = rc;
+            break;
+        }
+        rc = cs_txn_commit(t);
+        if (rc == CS_ECONFLICT)
+            continue;
+        if (rc) {
+            bk->error = rc;
+            break;
+        }
+        i++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_increments_lose_nothing(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    struct bank bk[THREADS];
+    memset(bk, 0, sizeof(bk));
+    key_on(db, 0, "c", 0, bk[0].acct[0], sizeof(bk[0].acct[0]));
+    key_on(db, 1, "c", 0, bk[0].acct[1], sizeof(bk[0].acct[1]));
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        bk[i].db = db;
+        memcpy(bk[i].acct, bk[0].acct, sizeof(bk[0].acct));
+        assert_int_equal(pthread_create(&th[i], NULL, increment_main, &bk[i]), 0);
+    }
+    /* plain writes to another collection's keys of the same names never wait for long, and
+     * plain writes to the locked keys themselves are parked, not refused */
+    for (int i = 0; i < 50; i++)
+        put_str(db, "ctr-side", bk[0].acct[i % 2], "x");
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        if (bk[i].error)
+            fail_msg("increment thread %d: %s", i, cs_strerror(bk[i].error));
+    }
+    assert_int_equal(get_long(db, "ctr", bk[0].acct[0]), 100 * THREADS);
+    assert_int_equal(get_long(db, "ctr", bk[0].acct[1]), 100 * THREADS);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* A plain put of a key a prepared transaction holds waits for it, then applies after it. */
+static void *plain_writer_main(void *arg)
+{
+    struct bank *bk = arg;
+    for (int i = 0; i < 200 && !bk->error; i++) {
+        int rc = cs_put(bk->db, "ctr", bk->acct[0], strlen(bk->acct[0]), "0", 1);
+        if (rc)
+            bk->error = rc;
+    }
+    return NULL;
+}
+
+static void test_plain_writes_wait_for_prepared_keys(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    struct bank bk[2];
+    memset(bk, 0, sizeof(bk));
+    key_on(db, 0, "w", 0, bk[0].acct[0], sizeof(bk[0].acct[0]));
+    key_on(db, 1, "w", 0, bk[0].acct[1], sizeof(bk[0].acct[1]));
+    bk[0].db = bk[1].db = db;
+    memcpy(bk[1].acct, bk[0].acct, sizeof(bk[0].acct));
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, increment_main, &bk[0]), 0);
+    assert_int_equal(pthread_create(&b, NULL, plain_writer_main, &bk[1]), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    if (bk[0].error || bk[1].error)
+        fail_msg("%s / %s", cs_strerror(bk[0].error), cs_strerror(bk[1].error));
+    assert_int_equal(get_long(db, "ctr", bk[0].acct[1]), 100); /* no plain write touched it */
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* Batches over two shards, written one after another with increasing numbers, while a reader
+ * gets the two keys one at a time: once a get shows batch v on one shard, a later get of the
+ * other key shows v or newer (no half-installed batch is ever visible). Blind batches from two
+ * threads on the same keys never interleave: both keys end with the same batch. */
+struct seq {
+    cs_db *db;
+    char k[2][16];
+    int n;
+    int id;
+    long violations;
+    long reads;
+    long stale; /* own writes not read back */
+    _Atomic int done;
+    int error;
+};
+
+static void *seq_writer_main(void *arg)
+{
+    struct seq *q = arg;
+    cs_batch *b = cs_batch_new();
+    for (int v = 1; v <= q->n && !q->error; v++) {
+        char val[32];
+        int n = snprintf(val, sizeof(val), "%d", q->id * 1000000 + v);
+        cs_batch_clear(b);
+        int rc = cs_batch_put(b, "seq", q->k[0], strlen(q->k[0]), val, (size_t)n);
+        if (!rc)
+            rc = cs_batch_put(b, "seq", q->k[1], strlen(q->k[1]), val, (size_t)n);
+        do
+            rc = rc ? rc : cs_write(q->db, b);
+        while (rc == CS_ECONFLICT && (rc = 0, 1)); /* a lock held by the other writer: retry */
+        q->error = rc;
+        if (!rc && q->id == 0) /* the only writer reads its own write back at once */
+            for (int i = 0; i < 2; i++)
+                if (get_long(q->db, "seq", q->k[i]) != v)
+                    q->stale++;
+    }
+    cs_batch_free(b);
+    atomic_store(&q->done, 1);
+    return NULL;
+}
+
+/* Plain puts on both shards keep frames in flight while batches install. */
+static void *side_writer_main(void *arg)
+{
+    struct seq *q = arg;
+    for (int i = 0; !atomic_load(&q->done) && !q->error; i++)
+        q->error = cs_put(q->db, "seq-side", q->k[i & 1], strlen(q->k[i & 1]), "x", 1);
+    return NULL;
+}
+
+static void *seq_reader_main(void *arg)
+{
+    struct seq *q = arg;
+    for (int i = 0; !atomic_load(&q->done) && !q->error; i++) {
+        int first = i & 1;
+        long a = get_long(q->db, "seq", q->k[first]);
+        long b = get_long(q->db, "seq", q->k[!first]);
+        q->violations += b < a;
+        q->reads++;
+    }
+    return NULL;
+}
+
+static void gets_never_see_half_a_batch(const char *durability)
+{
+    fresh_dir();
+    cs_db *db = open_db(durability);
+    struct seq q;
+    memset(&q, 0, sizeof(q));
+    q.db = db;
+    q.n = 400;
+    key_on(db, 0, "s", 0, q.k[0], sizeof(q.k[0]));
+    key_on(db, 1, "s", 0, q.k[1], sizeof(q.k[1]));
+    put_str(db, "seq", q.k[0], "0");
+    put_str(db, "seq", q.k[1], "0");
+    pthread_t w, r, side;
+    assert_int_equal(pthread_create(&w, NULL, seq_writer_main, &q), 0);
+    assert_int_equal(pthread_create(&r, NULL, seq_reader_main, &q), 0);
+    assert_int_equal(pthread_create(&side, NULL, side_writer_main, &q), 0);
+    pthread_join(w, NULL);
+    pthread_join(r, NULL);
+    pthread_join(side, NULL);
+    if (q.error)
+        fail_msg("writer: %s", cs_strerror(q.error));
+    assert_true(q.reads > 0);
+    if (q.stale)
+        fail_msg("%ld reads after a committed batch missed it", q.stale);
+    if (q.violations)
+        fail_msg("%ld of %ld read pairs saw half a batch", q.violations, q.reads);
+    assert_int_equal(get_long(db, "seq", q.k[0]), 400);
+    assert_int_equal(get_long(db, "seq", q.k[1]), 400);
+    /* two blind writers on the same keys */
+    struct seq w2[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&w2[i], 0, sizeof(w2[i]));
+        w2[i].db = db;
+        w2[i].n = 200;
+        w2[i].id = i + 1;
+        memcpy(w2[i].k, q.k, sizeof(q.k));
+        assert_int_equal(pthread_create(&th[i], NULL, seq_writer_main, &w2[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        if (w2[i].error)
+            fail_msg("writer %d: %s", i, cs_strerror(w2[i].error));
+    }
+    assert_int_equal(get_long(db, "seq", q.k[0]), get_long(db, "seq", q.k[1]));
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_gets_never_see_half_a_committed_batch(void **state)
+{
+    (void)state;
+    gets_never_see_half_a_batch("sync");
+    gets_never_see_half_a_batch("async"); /* gets are answered at once: the window is widest */
+}
+
+/* ---- limits and misuse ---- */
+
+static void test_limits_and_bad_arguments(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("none");
+    cs_txn *t = NULL;
+    assert_int_equal(cs_txn_begin(NULL, 0, &t), CS_EINVAL);
+    assert_int_equal(cs_txn_begin(db, 0, NULL), CS_EINVAL);
+    assert_int_equal(cs_txn_begin(db, 0x80, &t), CS_EINVAL);
+    assert_int_equal(cs_txn_commit(NULL), CS_EINVAL);
+    cs_txn_abort(NULL);
+    assert_int_equal(cs_txn_begin(db, CS_TXN_READONLY, &t), 0);
+    assert_int_equal(cs_txn_put(t, "t", "k", 1, "v", 1), CS_EINVAL);
+    assert_int_equal(cs_txn_del(t, "t", "k", 1), CS_EINVAL);
+    assert_int_equal(cs_txn_commit(t), 0); /* nothing read, nothing written */
+    assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+    assert_int_equal(cs_txn_put(t, "", "k", 1, "v", 1), CS_ENAME);
+    assert_int_equal(cs_txn_put(t, "t", "", 0, "v", 1), CS_EKEYSIZE);
+    static char big[CS_VALUE_MAX + 1];
+    assert_int_equal(cs_txn_put(t, "t", "k", 1, big, sizeof(big)), CS_EVALSIZE);
+    void *v = NULL;
+    size_t n = 0;
+    assert_int_equal(cs_txn_get(t, "t", "k", 1, NULL, &n), CS_EINVAL);
+    assert_int_equal(cs_txn_get(t, "t", "k", 1, &v, &n), CS_ENOTFOUND);
+    /* past CS_TXN_BYTES_MAX: CS_EBATCH, and the transaction stays usable */
+    static char val[CS_VALUE_MAX];
+    int rc = 0;
+    for (int i = 0; i < 16 && !rc; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "big%d", i);
+        rc = cs_txn_put(t, "t", k, strlen(k), val, sizeof(val));
+    }
+    assert_int_equal(rc, CS_EBATCH);
+    assert_int_equal(cs_txn_put(t, "t", "small", 5, "v", 1), 0);
+    cs_txn_abort(t);
+    check_value(db, "t", "small", NULL);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* ---- crashes at the decision point ---- */
+
+/* Child: open with txn_crash=1 and commit one transaction over both shards: it writes k0 and k1,
+ * or, with no_vote, writes k0 and reads k1, which a plain put changes before the commit (so k1's
+ * shard votes no). The plan kills the child at the decision. */
+static void crash_child(const char *k0, const char *k1, bool no_vote, const char *fault)
+{
+    cs_db *db = NULL;
+    int rc = cst_open(dbdir, &db, "shards=" SHARDS, "durability=sync", fault, NULL);
+    if (rc)
+        _exit(10);
+    cs_txn *t = NULL;
+    if (cs_txn_begin(db, 0, &t))
+        _exit(11);
+    void *v = NULL;
+    size_t n = 0;
+    if (no_vote && cs_txn_get(t, "t", k1, strlen(k1), &v, &n) != CS_ENOTFOUND)
+        _exit(12);
+    if (cs_txn_put(t, "t", k0, strlen(k0), "A", 1) ||
+        (!no_vote && cs_txn_put(t, "t", k1, strlen(k1), "B", 1)))
+        _exit(13);
+    if (no_vote && cs_put(db, "t", k1, strlen(k1), "changed", 7))
+        _exit(14);
+    int rc2 = cs_txn_commit(t);
+    _exit(rc2 ? 16 : 15); /* the plan should have killed us */
+}
+
+static void crash_at_decision(bool no_vote, const char *fault)
+{
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char k0[16], k1[16];
+    key_on(db, 0, "d", 0, k0, sizeof(k0));
+    key_on(db, 1, "d", 0, k1, sizeof(k1));
+    assert_int_equal(cs_close(db), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        crash_child(k0, k1, no_vote, fault);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+        fail_msg("child did not die at the decision (status %d)", status);
+    db = open_db("sync");
+    if (no_vote) {
+        /* the shard of k1 voted no: nothing of the transaction may be there */
+        check_value(db, "t", k0, NULL);
+        check_value(db, "t", k1, "changed");
+    } else {
+        check_value(db, "t", k0, "A");
+        check_value(db, "t", k1, "B");
+    }
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("sync"); /* the outcome was made durable at the first reopen */
+    check_value(db, "t", k0, no_vote ? NULL : "A");
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_crash_with_every_prepare_durable_commits(void **state)
+{
+    (void)state;
+    crash_at_decision(false, "fault=txn_crash=1");
+    /* the PREPAREs are then only in the checkpoints (and the log after them): carried */
+    crash_at_decision(false, "fault=txn_ckpt_crash=1");
+}
+
+static void test_crash_after_a_no_vote_applies_nothing(void **state)
+{
+    (void)state;
+    crash_at_decision(true, "fault=txn_crash=1");
+    crash_at_decision(true, "fault=txn_ckpt_crash=1");
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    cst_tmpdir_make(root, sizeof(root), "txn");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return cst_tmpdir_remove(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_across_shards_commits_atomically_and_replays),
+        cmocka_unit_test(test_reads_own_writes_and_abort_discards),
+        cmocka_unit_test(test_write_skew_is_refused),
+        cmocka_unit_test(test_read_of_absent_key_then_insert_conflicts),
+        cmocka_unit_test(test_transfers_between_shards_keep_the_total),
+        cmocka_unit_test(test_concurrent_increments_lose_nothing),
+        cmocka_unit_test(test_plain_writes_wait_for_prepared_keys),
+        cmocka_unit_test(test_gets_never_see_half_a_committed_batch),
+        cmocka_unit_test(test_limits_and_bad_arguments),
+        cmocka_unit_test(test_crash_with_every_prepare_durable_commits),
+        cmocka_unit_test(test_crash_after_a_no_vote_applies_nothing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

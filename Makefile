@@ -42,8 +42,8 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
-SIM_SRC   := $(wildcard tests/sim/*.c)
-TOOLS     := $(BUILD)/cstore $(BUILD)/cstore-bench $(if $(SIM_SRC),$(BUILD)/raft-sim)
+SIM_SRC   := tests/sim/raft_sim.c tests/sim/sim_store.c
+TOOLS     := $(BUILD)/cstore $(BUILD)/cstore-bench $(BUILD)/raft-sim $(BUILD)/txn-sim
 TOOLS     += $(if $(wildcard tools/cstore_fault.c),$(BUILD)/cstore-fault)
 
 .PHONY: all deps lib tools test test-unit test-long asan tsan bench fuzz fuzz-run fuzz-seeds install clean \
@@ -114,6 +114,9 @@ $(BUILD)/cstore-bench: $(BENCH_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(BENCH_LIBS) $(LDLIBS)
 
 $(BUILD)/raft-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/txn-sim: $(BUILD)/tests/sim/txn_sim.o $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcstore.a
@@ -198,7 +201,7 @@ install: lib tools
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libcstore.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' cstore.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cstore.pc
-	install -m 755 $(filter-out $(BUILD)/raft-sim,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(filter-out $(BUILD)/raft-sim $(BUILD)/txn-sim,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -45,6 +45,7 @@
 
 #include "engine/db.h"
 #include "engine/txn.h"
+#include "engine/txn_core.h"
 #include "io/fault.h"
 
 #define TXN_MAGIC 0x63737478u /* "cstx": a live handle */
@@ -421,14 +422,12 @@ static int commit_many(cs_db *db, struct txn_plan *pl)
         ws[i].req.nreads = pl->p[i].nreads;
     }
     call_all(db, ws, shards, n);
-    int rc = 0;
-    bool failed = false; /* a vote that is an error, not a conflict */
-    for (unsigned i = 0; i < n; i++) {
-        int v = ws[i].req.rc;
-        if (v && (!rc || rc == CS_ECONFLICT))
-            rc = v;
-        failed |= v && v != CS_ECONFLICT;
-    }
+    struct txn_votes votes;
+    txn_votes_init(&votes, n);
+    for (unsigned i = 0; i < n; i++)
+        txn_votes_add(&votes, ws[i].req.rc);
+    bool commit, failed;
+    int rc = txn_votes_decide(&votes, &commit, &failed);
     int die = io_fault_on_txn_decide(db->fault); /* fault plan: die with every PREPARE in doubt */
     for (unsigned i = 0; die == 2 && i < n; i++) {
         waiter_init(&ws[i], SHARD_CHECKPOINT);
@@ -436,11 +435,11 @@ static int commit_many(cs_db *db, struct txn_plan *pl)
     }
     if (die)
         raise(SIGKILL);
-    __atomic_store_n(&x->state, rc ? SHARD_TXN_ABORTED : SHARD_TXN_COMMITTED, __ATOMIC_RELEASE);
+    __atomic_store_n(&x->state, commit ? SHARD_TXN_COMMITTED : SHARD_TXN_ABORTED, __ATOMIC_RELEASE);
     for (unsigned i = 0; i < n; i++) {
         waiter_init(&ws[i], SHARD_TXN_DECIDE);
         ws[i].req.txn = x;
-        ws[i].req.commit = rc == 0;
+        ws[i].req.commit = commit;
         ws[i].req.txn_sync = failed;
     }
     call_all(db, ws, shards, n);
@@ -514,23 +513,6 @@ int cs_txn_commit(cs_txn *t)
 
 /* ---- recovery ---- */
 
-struct doubt {
-    uint64_t id;
-    uint16_t nparts;
-    uint16_t parts[WAL_TXN_PARTS_MAX];
-    uint8_t outcome;  /* 0 unknown, SHARD_TXN_DOUBT_COMMITTED or _ABORTED */
-    uint32_t holders; /* participants whose log holds the PREPARE without an outcome */
-    bool *held;       /* per shard: holds it in doubt */
-};
-
-static struct doubt *doubt_find(struct doubt *d, size_t n, uint64_t id)
-{
-    for (size_t i = 0; i < n; i++)
-        if (d[i].id == id)
-            return &d[i];
-    return NULL;
-}
-
 int txn_recover(cs_db *db)
 {
     unsigned n = db->nshards;
@@ -546,68 +528,32 @@ int txn_recover(cs_db *db)
         waiter_init(&ws[i], SHARD_TXN_INDOUBT);
     }
     call_all(db, ws, shards, n);
+    struct txn_resolver res;
+    txn_resolver_init(&res, n);
     int rc = 0;
-    size_t nd = 0, cap = 0;
-    struct doubt *d = NULL;
     for (unsigned s = 0; s < n && !rc; s++) {
         rc = ws[s].req.rc;
         const uint8_t *p = ws[s].req.out;
         size_t off = 0;
         for (uint32_t k = 0; k < ws[s].req.out_count && !rc; k++) {
-            uint64_t id = cs_get_le64(p + off);
-            uint8_t state = p[off + 8];
-            uint16_t np = cs_get_le16(p + off + 9);
-            off += 11;
-            struct doubt *t = doubt_find(d, nd, id);
-            if (!t) {
-                if (nd == cap) {
-                    cap = cap ? cap * 2 : 16;
-                    struct doubt *nd2 = realloc(d, cap * sizeof(*d));
-                    if (!nd2) {
-                        rc = -ENOMEM;
-                        break;
-                    }
-                    d = nd2;
-                }
-                t = &d[nd++];
-                memset(t, 0, sizeof(*t));
-                t->id = id;
-                t->held = calloc(n, sizeof(bool));
-                if (!t->held) {
-                    rc = -ENOMEM;
-                    break;
-                }
-            }
-            if (state == SHARD_TXN_DOUBT_PREPARED) {
-                t->nparts = np;
-                for (uint16_t j = 0; j < np; j++)
-                    t->parts[j] = cs_get_le16(p + off + 2u * j);
-                t->held[s] = true;
-                t->holders++;
-            } else if (!t->outcome || state == SHARD_TXN_DOUBT_COMMITTED) {
-                t->outcome = state;
-            }
-            off += 2u * np;
+            uint16_t np = cs_get_le16(p + off + 9), parts[WAL_TXN_PARTS_MAX];
+            cs_assert(np <= WAL_TXN_PARTS_MAX);
+            for (uint16_t j = 0; j < np; j++)
+                parts[j] = cs_get_le16(p + off + 11 + 2u * j);
+            rc = txn_resolver_add(&res, s, cs_get_le64(p + off), p[off + 8], np, parts);
+            off += 11u + 2u * np;
         }
     }
     for (unsigned s = 0; s < n; s++)
         cs_free(ws[s].req.out);
-    /* decide and install every transaction some shard holds in doubt */
-    for (size_t i = 0; i < nd && !rc; i++) {
-        struct doubt *t = &d[i];
-        if (!t->holders)
-            continue;
-        bool commit = t->outcome == SHARD_TXN_DOUBT_COMMITTED;
-        if (!t->outcome) {
-            commit = true;
-            for (uint16_t j = 0; j < t->nparts; j++)
-                commit &= t->parts[j] < n && t->held[t->parts[j]];
-        }
+    /* decide and install every transaction some shard holds in doubt; outcomes durable */
+    for (size_t i = 0; i < res.n && !rc; i++) {
+        bool commit = txn_resolver_commits(&res, i);
         unsigned m = 0;
         for (unsigned s = 0; s < n; s++)
-            if (t->held[s]) {
+            if (txn_resolver_holds(&res, i, s)) {
                 waiter_init(&ws[m], SHARD_TXN_DECIDE);
-                ws[m].req.txn_id = t->id;
+                ws[m].req.txn_id = res.e[i].id;
                 ws[m].req.commit = commit;
                 ws[m].req.txn_sync = true;
                 shards[m++] = s;
@@ -616,9 +562,7 @@ int txn_recover(cs_db *db)
         for (unsigned j = 0; j < m && !rc; j++)
             rc = ws[j].req.rc;
     }
-    for (size_t i = 0; i < nd; i++)
-        free(d[i].held);
-    free(d);
+    txn_resolver_free(&res);
     for (unsigned i = 0; i < n; i++) {
         shards[i] = i;
         waiter_init(&ws[i], SHARD_TXN_FORGET);

@@ -227,8 +227,11 @@ CS_MUST_CHECK int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_
                              const void *val, size_t vlen);
 CS_MUST_CHECK int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen);
 /* 0: every write applied, durably in sync mode. CS_ECONFLICT: a read no longer holds, or a key is
- * locked by another transaction's commit: nothing applied, retry. Else an error as cs_write's
- * (nothing applied). Frees t in every case. */
+ * locked by another transaction's commit: nothing applied, retry. Else an error as cs_write's:
+ * nothing applied — except that CS_EIO, as for any write whose WAL write fails, means "not
+ * applied now": when the failed write reached the disk all the same, the next open may apply
+ * it, unless a participant that did not fail made the transaction's ABORT durable (the commit
+ * waits for that before it returns). Frees t in every case. */
 CS_MUST_CHECK int cs_txn_commit(cs_txn *t);
 /* Drop the transaction (nothing was sent); frees t. NULL is fine. */
 void cs_txn_abort(cs_txn *t);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every test program of the build and prints one closing line "N passed, N failed".
 # Unit and integration tests are cmocka programs in $BUILD/tests; shell tests are
-# tests/integration/*.sh; raft-sim runs a few thousand seeds (many more with CS_TEST_LONG=1).
+# tests/integration/*.sh; raft-sim and txn-sim run a few thousand seeds (many more with
+# CS_TEST_LONG=1).
 BUILD=${BUILD:-build}
 export BUILD
 passed=0
@@ -30,6 +31,10 @@ if [ -x "$BUILD/raft-sim" ]; then
     if [ -n "$CS_TEST_LONG" ]; then seeds=100000; else seeds=2000; fi
     run "raft-sim-3" timeout 900 "$BUILD/raft-sim" --seeds $seeds --nodes 3
     run "raft-sim-5" timeout 900 "$BUILD/raft-sim" --seeds $seeds --nodes 5
+fi
+if [ -x "$BUILD/txn-sim" ]; then
+    if [ -n "$CS_TEST_LONG" ]; then seeds=200000; else seeds=5000; fi
+    run "txn-sim" timeout 900 "$BUILD/txn-sim" --seeds $seeds
 fi
 [ -n "$failures" ] && echo "failed:$failures"
 echo "$passed passed, $failed failed"

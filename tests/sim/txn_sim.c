@@ -1,0 +1,761 @@
+/* txn-sim: a deterministic simulator of cross-shard commit, driven by one seed per run.
+ *
+ *   txn-sim --seeds N [--first-seed S] [--shards K] [--steps M] [--verbose]
+ *
+ * Each seed builds K simulated shards (2..TS_SHARDS_MAX; default: drawn 2..5) holding
+ * TS_ACCOUNTS bank accounts (account a lives on shard a % K), and TS_CLIENTS clients that move
+ * money between two random accounts in optimistic transactions, for M scheduler steps. The shards
+ * follow the rules of shards/txn.c, and the decisions are the very functions the engine uses
+ * (engine/txn_core.c: votes to outcome, recovery's resolution of transactions in doubt):
+ *   - a read records the balance it saw; commit sends PREPARE to every participant (shards
+ *     written or read); a participant validates (each read still holds, no key read is locked by
+ *     another's write, no key written is locked at all), locks, and appends a PREPARE record
+ *     (participants and writes, with a marker of the transaction) to its log; its vote is
+ *     delivered once the record is durable; one participant alone validates and applies in one
+ *     step (one record);
+ *   - when every vote is in, the coordinator decides (txn_votes_decide); the outcome goes to
+ *     every participant, which installs (commit) or forgets, appends COMMIT/ABORT, and unlocks;
+ *     the client is answered then, or, when a vote was an error, once the ABORT is durable on
+ *     every participant that can still write;
+ *   - a participant keeps a transaction until every participant's outcome record is durable;
+ *     a checkpoint (store, markers, log position) carries the transactions kept then.
+ * The scheduler picks among: deliver any queued message (so messages between shards and
+ * coordinators are reordered freely), make a shard's log tail durable (an fsync; with a small
+ * probability it fails: the shard stops writing, and any part of the tail may have reached the
+ * disk all the same), take a checkpoint, start or advance a client, settle, and crash (every
+ * shard loses its memory and the tail that was not durable; in-flight transactions are never
+ * answered). After a crash, each shard loads its checkpoint, replays its durable log, reports
+ * what it holds in doubt, and recovery decides with txn_resolver and makes the outcomes durable.
+ *
+ * Checks, after every recovery and at the end:
+ *   - atomicity: a transaction's marker is on every shard it wrote, or on none;
+ *   - durability: every transaction answered "committed" is there; none answered "refused"
+ *     (conflict or error) is;
+ *   - serializability: replaying the committed transactions in the order their last PREPARE
+ *     became durable, from the initial balances, every read a transaction made equals the
+ *     balance at that point, and the result equals the shards' balances (so money is neither
+ *     made nor lost).
+ * Prints per-seed failures and "N passed, M failed" last; exits non-zero on any failure. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cstore.h"
+#include "engine/txn_core.h"
+
+#define TS_SHARDS_MAX 6
+#define TS_ACCOUNTS 12
+#define TS_CLIENTS 4
+#define TS_TXNS_MAX 4096
+#define TS_LOG_MAX 16384
+#define TS_MSGS_MAX 256
+#define TS_INITIAL 100
+
+/* ---- random ---- */
+
+static uint64_t rng;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static unsigned rnd_below(unsigned n)
+{
+    return (unsigned)(rnd() % n);
+}
+static bool chance(unsigned per_mille)
+{
+    return rnd_below(1000) < per_mille;
+}
+
+/* ---- transactions (what the clients did; the checker's history) ---- */
+
+enum answer { ANS_NONE, ANS_COMMITTED, ANS_REFUSED };
+
+struct ts_txn {
+    uint64_t id;
+    int from, to, amount;
+    int read_from, read_to;   /* balances read */
+    unsigned nparts;
+    unsigned parts[2];        /* participant shards, increasing */
+    enum answer answer;
+    int refused_rc;           /* the answer's error */
+    long prepared_at;         /* durable_seq when its last PREPARE (or its one-shard record)
+                                 became durable (-1: never): its place in the serial order */
+    unsigned durable_prepares; /* of nparts */
+    bool single;              /* one participant: no PREPARE */
+    /* the shared state a real shard_txn holds */
+    int state;                /* 0 pending, 1 committed, 2 aborted */
+    unsigned unsettled;       /* participants whose outcome record is not durable */
+};
+
+static struct ts_txn txns[TS_TXNS_MAX];
+static unsigned ntxns;
+
+/* ---- shards ---- */
+
+enum rec_type { R_PREPARE, R_COMMIT, R_ABORT, R_APPLY };
+
+struct ts_rec {
+    uint8_t type;
+    unsigned txn;     /* index in txns */
+    bool durable;
+};
+
+struct ts_part {               /* a transaction kept by a shard */
+    bool used;
+    unsigned txn;
+    bool settling;             /* outcome logged */
+    bool committed;
+    int outcome_rec;           /* log index of the outcome record, -1: none */
+    bool counted;
+};
+
+struct ts_shard {
+    /* disk */
+    struct ts_rec log[TS_LOG_MAX];
+    int nlog;
+    struct {
+        bool taken;
+        int lsn;                      /* log records < lsn are in it */
+        int bal[TS_ACCOUNTS];
+        bool marker[TS_TXNS_MAX];
+        int carried[64];              /* transactions carried */
+        bool carried_prepared[64];    /* prepared (else settling outcome below) */
+        bool carried_committed[64];
+        int ncarried;
+    } ckpt;
+    /* memory */
+    int bal[TS_ACCOUNTS];
+    bool marker[TS_TXNS_MAX];
+    int writer[TS_ACCOUNTS];  /* txn index + 1 holding the write lock */
+    int readers[TS_ACCOUNTS]; /* read marks */
+    struct ts_part parts[64];
+    bool failed;              /* an fsync failed: no more writes */
+};
+
+static struct ts_shard sh[TS_SHARDS_MAX];
+static unsigned nshards;
+static long step;
+static long durable_seq; /* counts records as they become durable, in log order */
+static bool verbose;
+static char fail_msg[512];
+
+static unsigned shard_of(int acct)
+{
+    return (unsigned)acct % nshards;
+}
+
+/* ---- messages ---- */
+
+enum msg_type { M_PREPARE, M_VOTE, M_DECIDE, M_DONE, M_COMMIT1 };
+struct ts_msg {
+    uint8_t type;
+    unsigned txn;
+    unsigned shard;
+    int rc;           /* votes, done */
+    bool logged;      /* done: the outcome record was appended here */
+    bool commit;      /* decide */
+    int wait_rec;     /* a vote or done waiting for this log record to be durable (-1: none) */
+};
+static struct ts_msg msgs[TS_MSGS_MAX];
+static unsigned nmsgs;
+
+static void send(struct ts_msg m)
+{
+    if (nmsgs == TS_MSGS_MAX) {
+        snprintf(fail_msg, sizeof(fail_msg), "message queue full");
+        return;
+    }
+    msgs[nmsgs++] = m;
+}
+
+/* ---- shard actions (the rules of shards/txn.c) ---- */
+
+static int log_append(struct ts_shard *s, uint8_t type, unsigned txn)
+{
+    if (s->nlog == TS_LOG_MAX)
+        return -1;
+    s->log[s->nlog] = (struct ts_rec){.type = type, .txn = txn, .durable = false};
+    return s->nlog++;
+}
+
+static struct ts_part *part_of(struct ts_shard *s, unsigned txn)
+{
+    for (int i = 0; i < 64; i++)
+        if (s->parts[i].used && s->parts[i].txn == txn)
+            return &s->parts[i];
+    return NULL;
+}
+
+static struct ts_part *part_new(struct ts_shard *s, unsigned txn)
+{
+    for (int i = 0; i < 64; i++)
+        if (!s->parts[i].used) {
+            s->parts[i] = (struct ts_part){.used = true, .txn = txn, .outcome_rec = -1};
+            return &s->parts[i];
+        }
+    return NULL;
+}
+
+/* The writes of t on shard si: (account, new balance). */
+static int writes_on(const struct ts_txn *t, unsigned si, int acct[2], int val[2])
+{
+    int n = 0;
+    if (shard_of(t->from) == si) {
+        acct[n] = t->from;
+        val[n++] = t->read_from - t->amount;
+    }
+    if (shard_of(t->to) == si) {
+        acct[n] = t->to;
+        val[n++] = t->read_to + t->amount;
+    }
+    return n;
+}
+
+static int validate(struct ts_shard *s, unsigned si, const struct ts_txn *t)
+{
+    int reads[2] = {t->from, t->to}, seen[2] = {t->read_from, t->read_to};
+    for (int i = 0; i < 2; i++) {
+        if (shard_of(reads[i]) != si)
+            continue;
+        if (s->writer[reads[i]] || s->bal[reads[i]] != seen[i])
+            return CS_ECONFLICT;
+    }
+    int acct[2], val[2];
+    int n = writes_on(t, si, acct, val);
+    for (int i = 0; i < n; i++)
+        if (s->writer[acct[i]] || s->readers[acct[i]])
+            return CS_ECONFLICT;
+    return 0;
+}
+
+static void install(struct ts_shard *s, unsigned si, unsigned ti)
+{
+    int acct[2], val[2];
+    int n = writes_on(&txns[ti], si, acct, val);
+    for (int i = 0; i < n; i++)
+        s->bal[acct[i]] = val[i];
+    s->marker[ti] = true;
+}
+
+static void lock(struct ts_shard *s, unsigned si, unsigned ti, int delta)
+{
+    const struct ts_txn *t = &txns[ti];
+    int acct[2], val[2];
+    int n = writes_on(t, si, acct, val);
+    for (int i = 0; i < n; i++)
+        s->writer[acct[i]] = delta > 0 ? (int)ti + 1 : 0;
+    /* read marks: both accounts are also written, so only their writer lock applies */
+}
+
+static void shard_prepare(unsigned si, unsigned ti)
+{
+    struct ts_shard *s = &sh[si];
+    int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti]);
+    struct ts_part *p = rc ? NULL : part_new(s, ti);
+    if (!rc && !p)
+        rc = -ENOMEM;
+    if (rc) {
+        send((struct ts_msg){.type = M_VOTE, .txn = ti, .shard = si, .rc = rc, .wait_rec = -1});
+        return;
+    }
+    lock(s, si, ti, +1);
+    int r = log_append(s, R_PREPARE, ti);
+    send((struct ts_msg){.type = M_VOTE, .txn = ti, .shard = si, .rc = 0, .wait_rec = r});
+}
+
+static void shard_commit1(unsigned si, unsigned ti)
+{
+    struct ts_shard *s = &sh[si];
+    int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti]);
+    int r = -1;
+    if (!rc) {
+        install(s, si, ti);
+        r = log_append(s, R_APPLY, ti);
+    }
+    send((struct ts_msg){.type = M_DONE, .txn = ti, .shard = si, .rc = rc, .wait_rec = r});
+}
+
+static void shard_decide(unsigned si, unsigned ti, bool commit, bool durable)
+{
+    struct ts_shard *s = &sh[si];
+    struct ts_part *p = part_of(s, ti);
+    if (!p || p->settling) { /* it voted no */
+        send((struct ts_msg){.type = M_DONE, .txn = ti, .shard = si, .rc = 0, .wait_rec = -1});
+        return;
+    }
+    if (commit)
+        install(s, si, ti);
+    p->committed = commit;
+    p->settling = true;
+    if (!s->failed)
+        p->outcome_rec = log_append(s, commit ? R_COMMIT : R_ABORT, ti);
+    lock(s, si, ti, -1);
+    send((struct ts_msg){.type = M_DONE,
+                         .txn = ti,
+                         .shard = si,
+                         .rc = 0,
+                         .logged = p->outcome_rec >= 0,
+                         .wait_rec = durable && !s->failed ? p->outcome_rec : -1});
+}
+
+static bool rec_durable(unsigned si, int r)
+{
+    return r < 0 || sh[si].log[r].durable;
+}
+
+/* Settle: an outcome durable here counts once; a transaction is forgotten when every
+ * participant's is durable. */
+static void shard_settle(unsigned si)
+{
+    struct ts_shard *s = &sh[si];
+    for (int i = 0; i < 64; i++) {
+        struct ts_part *p = &s->parts[i];
+        if (!p->used || !p->settling)
+            continue;
+        if (!p->counted && p->outcome_rec >= 0 && s->log[p->outcome_rec].durable) {
+            p->counted = true;
+            txns[p->txn].unsettled--;
+        }
+        if (p->counted && txns[p->txn].unsettled == 0)
+            p->used = false;
+    }
+}
+
+static void make_durable(struct ts_shard *s, int r)
+{
+    s->log[r].durable = true;
+    durable_seq++;
+    struct ts_txn *t = &txns[s->log[r].txn];
+    if (s->log[r].type == R_PREPARE && ++t->durable_prepares == t->nparts)
+        t->prepared_at = durable_seq;
+    if (s->log[r].type == R_APPLY)
+        t->prepared_at = durable_seq;
+}
+
+/* An fsync: the tail becomes durable; a failure stops the shard, and any prefix of the tail may
+ * have reached the disk anyway. */
+static void shard_flush(unsigned si)
+{
+    struct ts_shard *s = &sh[si];
+    if (s->failed)
+        return;
+    int first = s->nlog;
+    while (first > 0 && !s->log[first - 1].durable)
+        first--;
+    if (first == s->nlog)
+        return;
+    bool fail = chance(30);
+    int upto = fail ? first + (int)rnd_below((unsigned)(s->nlog - first + 1)) : s->nlog;
+    for (int r = first; r < upto; r++)
+        make_durable(s, r);
+    if (fail) {
+        s->failed = true;
+        /* what was waiting on the tail fails: votes become errors */
+        for (unsigned m = 0; m < nmsgs; m++)
+            if (msgs[m].shard == si && msgs[m].wait_rec >= first) {
+                /* failed, even where the record reached the disk by chance */
+                msgs[m].rc = CS_EIO;
+                msgs[m].logged = false;
+                msgs[m].wait_rec = -1;
+            }
+    }
+}
+
+static void shard_checkpoint(unsigned si)
+{
+    struct ts_shard *s = &sh[si];
+    if (s->failed)
+        return;
+    /* a checkpoint holds the state as of now, which covers every record appended so far */
+    s->ckpt.taken = true;
+    s->ckpt.lsn = s->nlog;
+    memcpy(s->ckpt.bal, s->bal, sizeof(s->bal));
+    memcpy(s->ckpt.marker, s->marker, sizeof(s->marker));
+    s->ckpt.ncarried = 0;
+    for (int i = 0; i < 64; i++) {
+        struct ts_part *p = &s->parts[i];
+        if (!p->used)
+            continue;
+        s->ckpt.carried[s->ckpt.ncarried] = (int)p->txn;
+        s->ckpt.carried_prepared[s->ckpt.ncarried] = !p->settling;
+        s->ckpt.carried_committed[s->ckpt.ncarried++] = p->committed;
+    }
+    /* the checkpoint file is written and synced before it counts: so is the log it covers */
+    for (int r = 0; r < s->nlog; r++)
+        if (!s->log[r].durable)
+            make_durable(s, r);
+}
+
+/* ---- clients and coordinators ---- */
+
+enum cstate { C_IDLE, C_VOTING, C_DECIDING };
+struct client {
+    enum cstate st;
+    unsigned txn;
+    struct txn_votes votes;
+    unsigned done;
+    unsigned logged; /* participants that logged the outcome */
+    bool commit, durable;
+    int answer_rc;
+};
+static struct client clients[TS_CLIENTS];
+
+static void client_start(struct client *c)
+{
+    if (ntxns == TS_TXNS_MAX)
+        return;
+    struct ts_txn *t = &txns[ntxns];
+    memset(t, 0, sizeof(*t));
+    t->id = ntxns + 1;
+    t->prepared_at = -1;
+    t->from = (int)rnd_below(TS_ACCOUNTS);
+    do
+        t->to = (int)rnd_below(TS_ACCOUNTS);
+    while (t->to == t->from);
+    t->amount = 1 + (int)rnd_below(10);
+    t->read_from = sh[shard_of(t->from)].bal[t->from]; /* reads go to the shards' memory */
+    t->read_to = sh[shard_of(t->to)].bal[t->to];
+    unsigned a = shard_of(t->from), b = shard_of(t->to);
+    t->single = a == b;
+    t->nparts = t->single ? 1 : 2;
+    t->parts[0] = a < b ? a : b;
+    t->parts[1] = a < b ? b : a;
+    t->unsettled = t->nparts;
+    c->txn = ntxns++;
+    c->done = 0;
+    c->logged = 0;
+    if (t->single) {
+        send((struct ts_msg){.type = M_COMMIT1, .txn = c->txn, .shard = a, .wait_rec = -1});
+        c->st = C_DECIDING;
+        return;
+    }
+    txn_votes_init(&c->votes, 2);
+    for (unsigned i = 0; i < 2; i++)
+        send((struct ts_msg){.type = M_PREPARE, .txn = c->txn, .shard = t->parts[i], .wait_rec = -1});
+    c->st = C_VOTING;
+}
+
+static struct client *client_of(unsigned ti)
+{
+    for (int i = 0; i < TS_CLIENTS; i++)
+        if (clients[i].st != C_IDLE && clients[i].txn == ti)
+            return &clients[i];
+    return NULL;
+}
+
+static void deliver(unsigned m)
+{
+    struct ts_msg x = msgs[m];
+    msgs[m] = msgs[--nmsgs];
+    struct client *c = client_of(x.txn);
+    switch (x.type) {
+    case M_PREPARE:
+        shard_prepare(x.shard, x.txn);
+        break;
+    case M_COMMIT1:
+        shard_commit1(x.shard, x.txn);
+        break;
+    case M_DECIDE:
+        shard_decide(x.shard, x.txn, x.commit, c && c->durable);
+        break;
+    case M_VOTE:
+        if (!c || c->st != C_VOTING)
+            break;
+        txn_votes_add(&c->votes, x.rc);
+        if (c->votes.got == c->votes.expected) {
+            c->answer_rc = txn_votes_decide(&c->votes, &c->commit, &c->durable);
+            txns[c->txn].state = c->commit ? 1 : 2;
+            for (unsigned i = 0; i < 2; i++)
+                send((struct ts_msg){.type = M_DECIDE,
+                                     .txn = c->txn,
+                                     .shard = txns[c->txn].parts[i],
+                                     .commit = c->commit,
+                                     .wait_rec = -1});
+            c->st = C_DECIDING;
+        }
+        break;
+    case M_DONE:
+        if (!c || c->st != C_DECIDING)
+            break;
+        if (txns[x.txn].single)
+            c->answer_rc = x.rc;
+        c->logged += x.logged && !x.rc;
+        if (++c->done == txns[x.txn].nparts) {
+            txns[x.txn].answer = c->answer_rc ? ANS_REFUSED : ANS_COMMITTED;
+            txns[x.txn].refused_rc = c->answer_rc;
+            /* An I/O error leaves the outcome to the next open when nothing durable says abort:
+             * a one-shard record whose write failed may be on disk all the same (as any write
+             * that fails with CS_EIO), and so may the PREPAREs when no participant could make
+             * the ABORT durable (documented in include/cstore.h). */
+            if (c->answer_rc && c->answer_rc != CS_ECONFLICT &&
+                (txns[x.txn].single || !c->logged))
+                txns[x.txn].answer = ANS_NONE;
+            c->st = C_IDLE;
+        }
+        break;
+    }
+}
+
+/* ---- crash and recovery ---- */
+
+static void crash_and_recover(void)
+{
+    nmsgs = 0;
+    for (int i = 0; i < TS_CLIENTS; i++)
+        clients[i].st = C_IDLE; /* never answered */
+    struct txn_resolver res;
+    txn_resolver_init(&res, nshards);
+    for (unsigned si = 0; si < nshards; si++) {
+        struct ts_shard *s = &sh[si];
+        int keep = 0; /* the log loses its tail that is not durable */
+        while (keep < s->nlog && s->log[keep].durable)
+            keep++;
+        /* durable records after a lost one cannot exist: a tail is written in order */
+        s->nlog = keep;
+        memset(s->parts, 0, sizeof(s->parts));
+        memset(s->writer, 0, sizeof(s->writer));
+        memset(s->readers, 0, sizeof(s->readers));
+        s->failed = false;
+        int from = 0;
+        if (s->ckpt.taken) {
+            memcpy(s->bal, s->ckpt.bal, sizeof(s->bal));
+            memcpy(s->marker, s->ckpt.marker, sizeof(s->marker));
+            from = s->ckpt.lsn;
+            for (int i = 0; i < s->ckpt.ncarried; i++) {
+                unsigned ti = (unsigned)s->ckpt.carried[i];
+                if (s->ckpt.carried_prepared[i]) {
+                    struct ts_part *p = part_new(s, ti);
+                    p->settling = false;
+                } else if (txn_resolver_add(&res, si, txns[ti].id,
+                                            s->ckpt.carried_committed[i] ? TXN_REPORT_COMMITTED
+                                                                         : TXN_REPORT_ABORTED,
+                                            0, NULL)) {
+                    snprintf(fail_msg, sizeof(fail_msg), "resolver refused a carried outcome");
+                }
+            }
+        } else {
+            for (int a = 0; a < TS_ACCOUNTS; a++)
+                s->bal[a] = TS_INITIAL;
+            memset(s->marker, 0, sizeof(s->marker));
+        }
+        for (int r = from; r < s->nlog; r++) {
+            unsigned ti = s->log[r].txn;
+            struct ts_part *p = part_of(s, ti);
+            switch (s->log[r].type) {
+            case R_APPLY:
+                install(s, si, ti);
+                break;
+            case R_PREPARE:
+                part_new(s, ti);
+                break;
+            case R_COMMIT:
+            case R_ABORT:
+                if (!p) {
+                    snprintf(fail_msg, sizeof(fail_msg),
+                             "shard %u: outcome of txn %" PRIu64 " without its PREPARE", si,
+                             txns[ti].id);
+                    break;
+                }
+                if (s->log[r].type == R_COMMIT)
+                    install(s, si, ti);
+                p->used = false;
+                if (txn_resolver_add(&res, si, txns[ti].id,
+                                     s->log[r].type == R_COMMIT ? TXN_REPORT_COMMITTED
+                                                                : TXN_REPORT_ABORTED,
+                                     0, NULL))
+                    snprintf(fail_msg, sizeof(fail_msg), "resolver refused an outcome");
+                break;
+            }
+        }
+        for (int i = 0; i < 64; i++) {
+            struct ts_part *p = &s->parts[i];
+            if (!p->used)
+                continue;
+            uint16_t parts[2] = {(uint16_t)txns[p->txn].parts[0], (uint16_t)txns[p->txn].parts[1]};
+            if (txn_resolver_add(&res, si, txns[p->txn].id, TXN_REPORT_PREPARED, 2, parts))
+                snprintf(fail_msg, sizeof(fail_msg), "resolver refused a PREPARE");
+        }
+    }
+    /* decide; outcomes are logged and made durable before serving */
+    for (size_t i = 0; i < res.n; i++) {
+        bool commit = txn_resolver_commits(&res, i);
+        unsigned ti = (unsigned)(res.e[i].id - 1);
+        for (unsigned si = 0; si < nshards; si++) {
+            if (!txn_resolver_holds(&res, i, si))
+                continue;
+            struct ts_part *p = part_of(&sh[si], ti);
+            if (commit)
+                install(&sh[si], si, ti);
+            p->used = false;
+            int r = log_append(&sh[si], commit ? R_COMMIT : R_ABORT, ti);
+            sh[si].log[r].durable = true;
+        }
+    }
+    txn_resolver_free(&res);
+}
+
+/* ---- checks ---- */
+
+static int cmp_prepared(const void *a, const void *b)
+{
+    const struct ts_txn *x = *(struct ts_txn *const *)a, *y = *(struct ts_txn *const *)b;
+    return x->prepared_at < y->prepared_at ? -1 : x->prepared_at > y->prepared_at;
+}
+
+static bool check(const char *when)
+{
+    if (fail_msg[0])
+        return false;
+    static struct ts_txn *order[TS_TXNS_MAX];
+    unsigned n = 0;
+    for (unsigned ti = 0; ti < ntxns; ti++) {
+        const struct ts_txn *t = &txns[ti];
+        int on = 0;
+        for (unsigned i = 0; i < t->nparts; i++)
+            on += sh[t->parts[i]].marker[ti];
+        if (on != 0 && on != (int)t->nparts) {
+            snprintf(fail_msg, sizeof(fail_msg), "%s: txn %" PRIu64 " applied on %d of %u shards",
+                     when, t->id, on, t->nparts);
+            return false;
+        }
+        if (t->answer == ANS_COMMITTED && !on) {
+            snprintf(fail_msg, sizeof(fail_msg), "%s: committed txn %" PRIu64 " is lost", when, t->id);
+            return false;
+        }
+        if (t->answer == ANS_REFUSED && on) {
+            snprintf(fail_msg, sizeof(fail_msg),
+                     "%s: refused txn %" PRIu64 " (%s, rc %d) was applied", when, t->id,
+                     t->single ? "one shard" : "two shards", t->refused_rc);
+            return false;
+        }
+        if (on) {
+            if (t->prepared_at < 0) {
+                snprintf(fail_msg, sizeof(fail_msg),
+                         "%s: txn %" PRIu64 " applied but never durably prepared", when, t->id);
+                return false;
+            }
+            order[n++] = &txns[ti];
+        }
+    }
+    qsort(order, n, sizeof(order[0]), cmp_prepared);
+    int bal[TS_ACCOUNTS];
+    for (int a = 0; a < TS_ACCOUNTS; a++)
+        bal[a] = TS_INITIAL;
+    for (unsigned i = 0; i < n; i++) {
+        const struct ts_txn *t = order[i];
+        if (bal[t->from] != t->read_from || bal[t->to] != t->read_to) {
+            snprintf(fail_msg, sizeof(fail_msg),
+                     "%s: txn %" PRIu64 " read %d/%d but the serial order has %d/%d", when, t->id,
+                     t->read_from, t->read_to, bal[t->from], bal[t->to]);
+            return false;
+        }
+        bal[t->from] -= t->amount;
+        bal[t->to] += t->amount;
+    }
+    /* only settled state is compared: transactions still installing in memory are skipped */
+    for (int a = 0; a < TS_ACCOUNTS; a++)
+        if (sh[shard_of(a)].bal[a] != bal[a] && !sh[shard_of(a)].writer[a]) {
+            snprintf(fail_msg, sizeof(fail_msg), "%s: account %d holds %d, the serial order %d",
+                     when, a, sh[shard_of(a)].bal[a], bal[a]);
+            return false;
+        }
+    return true;
+}
+
+/* ---- one run ---- */
+
+static bool run(uint64_t seed, unsigned want_shards, long steps, unsigned *crashes)
+{
+    rng = seed * 0x9e3779b97f4a7c15ull + 1;
+    nshards = want_shards ? want_shards : 2 + rnd_below(4);
+    memset(sh, 0, sizeof(sh));
+    memset(clients, 0, sizeof(clients));
+    ntxns = 0;
+    nmsgs = 0;
+    durable_seq = 0;
+    fail_msg[0] = '\0';
+    for (unsigned si = 0; si < nshards; si++)
+        for (int a = 0; a < TS_ACCOUNTS; a++)
+            sh[si].bal[a] = TS_INITIAL;
+    unsigned crash_pm = 2 + rnd_below(8); /* per mille of steps */
+    for (step = 0; step < steps && !fail_msg[0]; step++) {
+        unsigned pick = rnd_below(100);
+        if (pick < 45 && nmsgs) {
+            /* any queued message whose durability wait is over */
+            unsigned m = rnd_below(nmsgs);
+            if (rec_durable(msgs[m].shard, msgs[m].wait_rec))
+                deliver(m);
+        } else if (pick < 65) {
+            shard_flush(rnd_below(nshards));
+        } else if (pick < 70) {
+            shard_checkpoint(rnd_below(nshards));
+        } else if (pick < 85) {
+            struct client *c = &clients[rnd_below(TS_CLIENTS)];
+            if (c->st == C_IDLE)
+                client_start(c);
+        } else {
+            shard_settle(rnd_below(nshards));
+        }
+        if (chance(crash_pm)) {
+            crash_and_recover();
+            (*crashes)++;
+            if (!check("after recovery"))
+                break;
+        }
+    }
+    if (!fail_msg[0]) {
+        crash_and_recover();
+        check("at the end");
+    }
+    if (fail_msg[0]) {
+        printf("seed %" PRIu64 " (%u shards, step %ld): %s\n", seed, nshards, step, fail_msg);
+        return false;
+    }
+    if (verbose)
+        printf("seed %" PRIu64 ": %u shards, %u transactions, ok\n", seed, nshards, ntxns);
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seeds = 200, first = 1;
+    unsigned want = 0;
+    long steps = 4000;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seeds") && i + 1 < argc)
+            seeds = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--first-seed") && i + 1 < argc)
+            first = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--shards") && i + 1 < argc)
+            want = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--verbose"))
+            verbose = true;
+        else {
+            fprintf(stderr,
+                    "usage: txn-sim [--seeds N] [--first-seed S] [--shards K] [--steps M] "
+                    "[--verbose]\n");
+            return 2;
+        }
+    }
+    if (want == 1 || want > TS_SHARDS_MAX || steps <= 0) {
+        fprintf(stderr, "txn-sim: --shards must be 2..%d, --steps positive\n", TS_SHARDS_MAX);
+        return 2;
+    }
+    uint64_t passed = 0, failed = 0;
+    unsigned crashes = 0;
+    for (uint64_t s = first; s < first + seeds; s++)
+        run(s, want, steps, &crashes) ? passed++ : failed++;
+    printf("crashes %u\n", crashes);
+    printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

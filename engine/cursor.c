@@ -8,6 +8,11 @@
  * takes a private snapshot for the cursor instead (one round trip, SHARD_VIEW_PIN; in sync mode
  * it completes once everything the snapshot holds is durable).
  *
+ * A cursor never shows part of a transaction that spans shards: its views are pinned under
+ * engine/txn.c's gate, so no cross-shard commit is between its decision and its last install
+ * meanwhile; a shard holding a committed transaction's intents misses its views (a private
+ * snapshot then holds what is installed, which is everything decided: the gate).
+ *
  * The caller merges the shards' sorted streams: each step picks the smallest (forward) or
  * largest (backward) head among the shards, O(shards) per step. A key lives on exactly one shard,
  * so heads never tie. Changing direction (next after prev, or the reverse) re-positions every
@@ -121,6 +126,68 @@ static int reposition(struct cs_cursor *c, enum position pos, const void *key, s
     return pick(c, dir);
 }
 
+int db_pin_views(cs_db *db, const char *coll, uint16_t nlen, struct shard_view **views)
+{
+    int rc = 0;
+    unsigned n = db->nshards;
+    struct waiter *ws = NULL; /* requests to the shards whose view missed (rare) */
+    for (unsigned i = 0; i < n && !rc; i++) {
+        views[i] = NULL;
+        if (shard_view_pin(db->shards[i], coll, nlen, &views[i]) == 0)
+            continue;
+        if (!ws && !(ws = calloc(n, sizeof(*ws)))) {
+            rc = -ENOMEM;
+            break;
+        }
+        waiter_init(&ws[i], SHARD_VIEW_PIN);
+        ws[i].req.coll = coll;
+        ws[i].req.coll_len = nlen;
+        shard_submit(db->shards[i], &ws[i].req);
+    }
+    for (unsigned i = 0; ws && i < n; i++) {
+        if (!ws[i].req.done)
+            continue; /* not asked */
+        waiter_wait(&ws[i], true);
+        if (ws[i].req.rc && !rc)
+            rc = ws[i].req.rc;
+        views[i] = ws[i].req.view;
+    }
+    free(ws);
+    if (rc)
+        db_unpin_views(db, views);
+    return rc;
+}
+
+void db_unpin_views(cs_db *db, struct shard_view **views)
+{
+    for (unsigned i = 0; i < db->nshards; i++)
+        if (views[i]) {
+            shard_view_unpin(db->shards[i], views[i]);
+            views[i] = NULL;
+        }
+}
+
+static int pin_views(cs_db *db, cs_cursor *c, const char *coll, uint16_t nlen)
+{
+    struct shard_view **views = calloc(c->n, sizeof(*views));
+    if (!views)
+        return -ENOMEM;
+    int rc = db_pin_views(db, coll, nlen, views);
+    for (unsigned i = 0; i < c->n; i++)
+        c->s[i].view = views[i];
+    free(views);
+    return rc;
+}
+
+static void unpin_views(cs_cursor *c)
+{
+    for (unsigned i = 0; c->s && i < c->n; i++)
+        if (c->s[i].view) {
+            shard_view_unpin(c->db->shards[i], c->s[i].view);
+            c->s[i].view = NULL;
+        }
+}
+
 int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
 {
     if (!out)
@@ -143,28 +210,15 @@ int cs_cursor_open(cs_db *db, const char *coll, cs_cursor **out)
         cs_cursor_close(c);
         return -ENOMEM;
     }
-    struct waiter *ws = NULL; /* requests to the shards whose view missed (rare) */
-    for (unsigned i = 0; i < c->n && !rc; i++) {
-        if (shard_view_pin(db->shards[i], coll, nlen, &c->s[i].view) == 0)
-            continue;
-        if (!ws && !(ws = calloc(c->n, sizeof(*ws)))) {
-            rc = -ENOMEM;
-            break;
-        }
-        waiter_init(&ws[i], SHARD_VIEW_PIN);
-        ws[i].req.coll = coll;
-        ws[i].req.coll_len = nlen;
-        shard_submit(db->shards[i], &ws[i].req);
+    bool gated = xgate_pin_begin(db);
+    rc = pin_views(db, c, coll, nlen);
+    if (!rc && !gated && !xgate_still_unused(db)) {
+        /* a cross-shard commit was decided while the views were pinned: cut again, gated */
+        unpin_views(c);
+        gated = xgate_pin_begin(db);
+        rc = pin_views(db, c, coll, nlen);
     }
-    for (unsigned i = 0; ws && i < c->n; i++) {
-        if (!ws[i].req.done)
-            continue; /* not asked */
-        waiter_wait(&ws[i], true);
-        if (ws[i].req.rc && !rc)
-            rc = ws[i].req.rc;
-        c->s[i].view = ws[i].req.view;
-    }
-    free(ws);
+    xgate_pin_end(db, gated);
     for (unsigned i = 0; i < c->n; i++)
         if (c->s[i].view)
             btree_cursor_init(&c->s[i].cur, shard_view_snap(c->s[i].view));
@@ -180,9 +234,7 @@ void cs_cursor_close(cs_cursor *c)
 {
     if (!c)
         return;
-    for (unsigned i = 0; c->s && i < c->n; i++)
-        if (c->s[i].view)
-            shard_view_unpin(c->db->shards[i], c->s[i].view);
+    unpin_views(c);
     free(c->s);
     free(c);
 }

@@ -360,6 +360,8 @@ static void db_free(cs_db *db)
     if (db->lock_fd >= 0)
         close(db->lock_fd);
     pthread_mutex_destroy(&db->ddl);
+    pthread_mutex_destroy(&db->xgate.mu);
+    pthread_cond_destroy(&db->xgate.cv);
     io_fault_destroy(db->fault);
     free(db->shards);
     free(db);
@@ -428,6 +430,8 @@ static int db_open(const char *dir, const cs_options *o, enum wal_open_mode mode
         return -ENOMEM;
     db->lock_fd = -1;
     pthread_mutex_init(&db->ddl, NULL);
+    pthread_mutex_init(&db->xgate.mu, NULL);
+    pthread_cond_init(&db->xgate.cv, NULL);
     if (o)
         db->opt = *o;
     else

@@ -24,7 +24,29 @@ struct cs_db {
     _Atomic unsigned yielders; /* blocking callers in their sched_yield wait (at most one) */
     uint64_t txn_base;         /* transaction ids: a random base drawn at open... */
     _Atomic uint64_t txn_next; /* ...plus a counter (engine/txn.c) */
+    _Atomic int xshard_used;   /* a cross-shard commit was decided since open */
+    struct xgate {             /* cursors against cross-shard installs (engine/txn.c) */
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        unsigned installing;   /* commits between their decision and their last install */
+        unsigned pinning;      /* cursors taking their views */
+        unsigned waiting;      /* cursors waiting for the installs to end */
+    } xgate;
 };
+
+/* The cut a multi-shard reader takes (engine/txn.c): between xgate_pin_begin and _end no
+ * cross-shard commit is between its decision and its last install, so every view pinned meanwhile
+ * holds each such transaction whole or not at all. _begin returns whether the gate was taken
+ * (false: no cross-shard commit was ever decided; the caller checks xgate_still_unused after
+ * pinning and starts over gated if one was). */
+bool xgate_pin_begin(cs_db *db);
+/* Pin coll's view on every shard into views[nshards] (NULL where the collection is absent; a
+ * private snapshot where the published view misses); on error nothing stays pinned. */
+CS_MUST_CHECK int db_pin_views(cs_db *db, const char *coll, uint16_t nlen,
+                               struct shard_view **views);
+void db_unpin_views(cs_db *db, struct shard_view **views);
+bool xgate_still_unused(cs_db *db);
+void xgate_pin_end(cs_db *db, bool gated);
 
 /* A request whose submitter blocks until it completes (futex wait after a short spin). */
 struct waiter {

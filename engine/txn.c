@@ -33,9 +33,13 @@
  * participant logged COMMIT, or if every participant it names holds its PREPARE; otherwise it is
  * aborted. The outcomes are installed and made durable before cs_open returns.
  *
- * Not yet: read-only transactions validate like the others (they can return CS_ECONFLICT);
- * transaction cursors; cursors over several shards are not cut consistently against cross-shard
- * commits; the change feed; asynchronous commit through sessions. */
+ * READ-ONLY transactions (CS_TXN_READONLY) read a snapshot: at begin they pin every collection's
+ * view on every shard, under the gate (below), so they see each cross-shard transaction whole or
+ * not at all, never abort and never wait for more than installs under way (and, in sync mode,
+ * the durability of what the snapshot holds). A begin costs a pin per collection and shard.
+ *
+ * Not yet: transaction cursors (ranges validated at commit); the change feed; asynchronous commit
+ * through sessions. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -63,8 +67,17 @@ struct txn_entry {
     uint8_t *bytes;       /* name, key, value (one allocation) */
 };
 
+/* A read-only transaction's snapshot of one collection: its view on every shard. */
+struct ro_coll {
+    char name[CS_NAME_MAX + 1];
+    uint16_t nlen;
+    struct shard_view **views; /* nshards, pinned (NULL: absent on that shard) */
+};
+
 struct cs_txn {
     uint32_t magic;          /* TXN_MAGIC while usable */
+    struct ro_coll *ro;      /* read-only: every collection's views, cut at begin */
+    size_t nro;
     unsigned flags;          /* CS_TXN_* */
     cs_db *db;               /* its database */
     struct txn_entry *e;     /* reads and writes, in order */
@@ -79,6 +92,44 @@ static void txn_check(const cs_txn *t)
     cs_assert(t->magic == TXN_MAGIC); /* a transaction used after commit or abort */
 }
 
+static void ro_release(cs_txn *t)
+{
+    for (size_t i = 0; i < t->nro; i++) {
+        db_unpin_views(t->db, t->ro[i].views);
+        free(t->ro[i].views);
+    }
+    free(t->ro);
+    t->ro = NULL;
+    t->nro = 0;
+}
+
+/* Pin every collection on every shard: one cut, taken under the gate (see "the gate" below), so
+ * the snapshot holds each cross-shard transaction whole or not at all. */
+static int ro_pin(cs_txn *t, bool *gated)
+{
+    cs_db *db = t->db;
+    *gated = xgate_pin_begin(db);
+    char **names = NULL;
+    size_t count = 0;
+    int rc = cs_collection_list(db, &names, &count);
+    if (!rc && count && !(t->ro = calloc(count, sizeof(*t->ro))))
+        rc = -ENOMEM;
+    for (size_t i = 0; i < count && !rc; i++) {
+        struct ro_coll *rc_ = &t->ro[i];
+        rc_->nlen = (uint16_t)strlen(names[i]);
+        memcpy(rc_->name, names[i], rc_->nlen + 1u);
+        rc_->views = calloc(db->nshards, sizeof(*rc_->views));
+        if (!rc_->views) {
+            rc = -ENOMEM;
+            break;
+        }
+        t->nro++;
+        rc = db_pin_views(db, rc_->name, rc_->nlen, rc_->views);
+    }
+    cs_free(names);
+    return rc;
+}
+
 int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
 {
     if (!db || !txn || (flags & ~CS_TXN_READONLY))
@@ -89,12 +140,51 @@ int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
     t->magic = TXN_MAGIC;
     t->flags = flags;
     t->db = db;
+    if (flags & CS_TXN_READONLY) {
+        bool gated;
+        int rc = ro_pin(t, &gated);
+        if (!rc && !gated && !xgate_still_unused(db)) { /* a cross-shard commit came meanwhile */
+            xgate_pin_end(db, gated);
+            ro_release(t);
+            rc = ro_pin(t, &gated);
+        }
+        xgate_pin_end(db, gated);
+        if (rc) {
+            ro_release(t);
+            free(t);
+            return rc;
+        }
+    }
     *txn = t;
     return 0;
 }
 
+/* A read of a read-only transaction: from its snapshot. */
+static int ro_get(cs_txn *t, const char *coll, uint16_t nlen, const void *key, size_t klen,
+                  void **val, size_t *vlen)
+{
+    for (size_t i = 0; i < t->nro; i++) {
+        const struct ro_coll *c = &t->ro[i];
+        if (c->nlen != nlen || memcmp(c->name, coll, nlen) != 0)
+            continue;
+        struct shard_view *v = c->views[db_shard_of(t->db, key, klen)];
+        const void *p;
+        size_t n;
+        if (!v || btree_snap_get(shard_view_snap(v), key, klen, &p, &n) != 0)
+            return CS_ENOTFOUND;
+        if (n && !(*val = cs_mem_alloc(0, n)))
+            return -ENOMEM;
+        if (n)
+            memcpy(*val, p, n);
+        *vlen = n;
+        return 0;
+    }
+    return CS_ENOTFOUND; /* the collection did not exist at begin */
+}
+
 static void txn_free(cs_txn *t)
 {
+    ro_release(t);
     for (uint32_t i = 0; i < t->n; i++)
         free(t->e[i].bytes);
     free(t->e);
@@ -232,6 +322,8 @@ int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void *
         rc = db_check_key(key, klen);
     if (rc)
         return rc;
+    if (t->flags & CS_TXN_READONLY)
+        return ro_get(t, coll, nlen, key, klen, val, vlen);
     const struct txn_entry *w = entry_find(t, coll, nlen, key, klen, false);
     if (w) { /* its own write */
         if (w->type == SHARD_BATCH_DEL)
@@ -290,6 +382,64 @@ int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_t klen, const 
 int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen)
 {
     return txn_write(t, SHARD_BATCH_DEL, coll, key, klen, NULL, 0);
+}
+
+/* ---- the gate between cross-shard installs and readers that cut several shards ----
+ * A cross-shard commit holds the gate (shared with other commits) from its decision to its last
+ * install; a cursor holds it (shared with other cursors) while it pins its views. Cursors that
+ * wait keep new commits from entering (so a steady stream of commits cannot starve them); they
+ * wait only for installs under way (microseconds: an install waits for no disk). Nothing is paid
+ * until the first cross-shard commit: before it, cursors pin ungated and check afterwards. */
+
+static void xgate_commit_enter(cs_db *db)
+{
+    struct xgate *g = &db->xgate;
+    atomic_store(&db->xshard_used, 1);
+    pthread_mutex_lock(&g->mu);
+    while (g->pinning || g->waiting)
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->installing++;
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void xgate_commit_exit(cs_db *db)
+{
+    struct xgate *g = &db->xgate;
+    pthread_mutex_lock(&g->mu);
+    if (--g->installing == 0)
+        pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+bool xgate_pin_begin(cs_db *db)
+{
+    if (db->nshards < 2 || !atomic_load(&db->xshard_used))
+        return false;
+    struct xgate *g = &db->xgate;
+    pthread_mutex_lock(&g->mu);
+    g->waiting++;
+    while (g->installing)
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->waiting--;
+    g->pinning++;
+    pthread_mutex_unlock(&g->mu);
+    return true;
+}
+
+bool xgate_still_unused(cs_db *db)
+{
+    return db->nshards < 2 || !atomic_load(&db->xshard_used);
+}
+
+void xgate_pin_end(cs_db *db, bool gated)
+{
+    if (!gated)
+        return;
+    struct xgate *g = &db->xgate;
+    pthread_mutex_lock(&g->mu);
+    if (--g->pinning == 0)
+        pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
 }
 
 /* ---- commit ---- */
@@ -428,6 +578,8 @@ static int commit_many(cs_db *db, struct txn_plan *pl)
         txn_votes_add(&votes, ws[i].req.rc);
     bool commit, failed;
     int rc = txn_votes_decide(&votes, &commit, &failed);
+    if (commit)
+        xgate_commit_enter(db);
     int die = io_fault_on_txn_decide(db->fault); /* fault plan: die with every PREPARE in doubt */
     for (unsigned i = 0; die == 2 && i < n; i++) {
         waiter_init(&ws[i], SHARD_CHECKPOINT);
@@ -443,6 +595,8 @@ static int commit_many(cs_db *db, struct txn_plan *pl)
         ws[i].req.txn_sync = failed;
     }
     call_all(db, ws, shards, n);
+    if (commit)
+        xgate_commit_exit(db);
     for (unsigned i = 0; i < n && !rc; i++)
         if (ws[i].req.rc && ws[i].req.rc != CS_ECLOSED)
             rc = ws[i].req.rc; /* an install that failed fenced its shard (committed anyway) */

@@ -207,14 +207,17 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * A handle belongs to one thread. Using it after commit or abort is undefined (debug builds
  * assert). Limits: CS_TXN_OPS_MAX reads and writes, CS_TXN_BYTES_MAX key and value bytes;
  * over them CS_EBATCH.
- * Not yet: CS_TXN_READONLY transactions are validated like the others and can return
- * CS_ECONFLICT; cursors over several shards are not yet cut consistently against cross-shard
- * commits. */
+ * A read-only transaction (CS_TXN_READONLY) reads one snapshot of every collection taken at
+ * begin: it sees each transaction whole or not at all, never aborts (its commit returns 0) and
+ * never waits for another transaction's commit; its begin pins every collection on every shard.
+ * Cursors (cs_cursor_open) likewise never show part of a transaction that spans shards.
+ * Not yet: transaction cursors (cs_txn_cursor_open), the change feed, commit through sessions. */
 typedef struct cs_txn cs_txn;
-#define CS_TXN_READONLY 1u             /* puts and deletes are CS_EINVAL */
+#define CS_TXN_READONLY 1u             /* a snapshot; puts and deletes are CS_EINVAL */
 #define CS_TXN_OPS_MAX 65536u          /* reads and writes recorded by one transaction */
 #define CS_TXN_BYTES_MAX (8u << 20)    /* key and value bytes buffered by one transaction */
-/* Errors: CS_EINVAL (db or txn NULL, unknown flags), -ENOMEM. */
+/* Errors: CS_EINVAL (db or txn NULL, unknown flags), -ENOMEM; read-only: also CS_EIO (a fenced
+ * shard), CS_ECLOSED. */
 CS_MUST_CHECK int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn);
 /* As cs_get (CS_ENOTFOUND when absent, *val released with cs_free), seeing the transaction's own
  * writes. Also CS_EBATCH (limits). */

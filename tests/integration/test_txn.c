@@ -271,6 +271,7 @@ static void test_read_of_absent_key_then_insert_conflicts(void **state)
 /* ---- concurrency: transfers between shards ---- */
 
 #define ACCOUNTS 8
+static _Atomic int transfers_done;
 #define TRANSFERS 300
 #define THREADS 4
 
@@ -326,9 +327,81 @@ static void *transfer_main(void *arg)
 /* Readers sum every account with plain gets while transfers run: a get never shows part of a
  * committed transfer, so sums read one account at a time may differ from the total only by
  * transfers in flight; the total itself is checked exactly at the end and after reopen. */
+/* A cursor over every account, opened again and again while transfers commit, always sums to
+ * the total: no cursor sees part of a transfer. */
+struct summer {
+    cs_db *db;
+    char (*acct)[16];
+    long sums;
+    long bad;
+    long last_bad;
+    int error;
+};
+
+/* The same through read-only transactions, which read a snapshot and never abort. */
+static long ro_sum(struct summer *sm)
+{
+    cs_txn *t = NULL;
+    int rc = cs_txn_begin(sm->db, CS_TXN_READONLY, &t);
+    long total = 0;
+    for (int a = 0; a < ACCOUNTS && !rc; a++) {
+        long v = 0;
+        rc = txn_get_long(t, "bank", sm->acct[a], &v);
+        total += v;
+    }
+    if (t) {
+        int crc = cs_txn_commit(t);
+        rc = rc ? rc : crc;
+    }
+    if (rc)
+        sm->error = rc;
+    return total;
+}
+
+static void *sum_main(void *arg)
+{
+    struct summer *sm = arg;
+    for (long i = 0; !atomic_load(&transfers_done) && !sm->error; i++) {
+        if (i & 1) {
+            long total = ro_sum(sm);
+            sm->sums++;
+            if (!sm->error && total != 100 * ACCOUNTS) {
+                sm->bad++;
+                sm->last_bad = total;
+            }
+            continue;
+        }
+        cs_cursor *c = NULL;
+        int rc = cs_cursor_open(sm->db, "bank", &c);
+        if (rc) {
+            sm->error = rc;
+            break;
+        }
+        long total = 0;
+        for (rc = cs_cursor_first(c); rc == 0; rc = cs_cursor_next(c)) {
+            const void *v;
+            size_t n;
+            char buf[32];
+            if (cs_cursor_value(c, &v, &n) || n >= sizeof(buf)) {
+                sm->error = CS_ECORRUPT;
+                break;
+            }
+            memcpy(buf, v, n);
+            buf[n] = '\0';
+            total += strtol(buf, NULL, 10);
+        }
+        cs_cursor_close(c);
+        sm->sums++;
+        if (total != 100 * ACCOUNTS) {
+            sm->bad++;
+            sm->last_bad = total;
+        }
+    }
+    return NULL;
+}
+
 /* Checkpoints while transfers commit: each waits until no transaction is prepared or settling
  * on its shard (their PREPAREs must stay in the log), so none may hang or lose a transfer. */
-static _Atomic int transfers_done;
 
 static void *checkpoint_main(void *arg)
 {
@@ -366,8 +439,10 @@ static void test_transfers_between_shards_keep_the_total(void **state)
         assert_int_equal(pthread_create(&th[i], NULL, transfer_main, &bk[i]), 0);
     }
     atomic_store(&transfers_done, 0);
-    pthread_t ck;
+    pthread_t ck, sum;
     assert_int_equal(pthread_create(&ck, NULL, checkpoint_main, db), 0);
+    struct summer sm = {.db = db, .acct = bk[0].acct};
+    assert_int_equal(pthread_create(&sum, NULL, sum_main, &sm), 0);
     long commits = 0;
     for (int i = 0; i < THREADS; i++) {
         pthread_join(th[i], NULL);
@@ -378,6 +453,13 @@ static void test_transfers_between_shards_keep_the_total(void **state)
     atomic_store(&transfers_done, 1);
     void *ckn = NULL;
     pthread_join(ck, &ckn);
+    pthread_join(sum, NULL);
+    if (sm.error)
+        fail_msg("summing cursor: %s", cs_strerror(sm.error));
+    assert_true(sm.sums > 0);
+    if (sm.bad)
+        fail_msg("%ld of %ld cursor sums saw part of a transfer (last %ld)", sm.bad, sm.sums,
+                 sm.last_bad);
     assert_true((long)ckn > 0);
     assert_int_equal(commits, THREADS * TRANSFERS);
     struct cs_shard_stats st;
@@ -507,7 +589,7 @@ struct seq {
     long reads;
     long stale; /* own writes not read back */
     _Atomic int done;
-    int error;
+    _Atomic int error;
 };
 
 static void *seq_writer_main(void *arg)

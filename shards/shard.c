@@ -84,9 +84,13 @@ static void frame_failed(struct shard *sh, int err, bool in_flight)
             wal_discard_open(&sh->wal);
         sh->stats.wal_enospc++;
         pending_fail(sh, -ENOSPC, false);
+        if (sh->txn_parts)
+            txn_after_rollback(sh, true);
         return;
     }
     pending_fail(sh, err == -ENOSPC ? -ENOSPC : CS_EIO, true);
+    if (sh->txn_parts && sh->undo_on)
+        txn_after_rollback(sh, false);
 }
 
 static void wal_submit(struct shard *sh)

@@ -132,7 +132,8 @@ struct txn_part {
     bool counted;             /* its durable outcome was counted off x->unsettled */
     uint16_t nparts;          /* participants */
     uint16_t *parts;          /* their shard indexes */
-    uint64_t outcome_lsn;     /* LSN of the outcome record */
+    uint64_t outcome_lsn;     /* LSN of the outcome record (0: not logged) */
+    uint64_t decide_seq;      /* order of the outcomes on this shard */
     struct txn_write *w;      /* writes */
     uint32_t nw;
     struct txn_lock **rd;     /* read marks held */
@@ -261,6 +262,7 @@ struct shard {
     uint32_t nlocks;                   /* locks in it */
     struct txn_part *txn_parts;        /* prepared and settling transactions */
     struct txn_known *txn_known;       /* recovery: outcomes the log held */
+    uint64_t txn_decide_seq;           /* outcomes decided so far */
     uint32_t txn_load_left;            /* recovery: writes still due of the checkpoint's last
                                           transaction entry */
 };
@@ -357,6 +359,10 @@ void exec_txn_forget(struct shard *sh);
 int txn_replay(struct shard *sh, uint64_t lsn, const struct wal_rec *rec);
 /* Each loop iteration: forget transactions whose outcome is durable on every participant. */
 void txn_poll(struct shard *sh);
+/* A failed frame was taken back (frame_failed): installs of committed transactions whose outcome
+ * was not durable went with it. Install them again, and log their outcomes again when the shard
+ * stays writable (ENOSPC): they were acknowledged, and the PREPAREs make them durable. */
+void txn_after_rollback(struct shard *sh, bool writable);
 /* Checkpoints: the transactions prepared or settling here, as checkpoint entries (see
  * checkpoint.c), appended to job->txn; and loading them back. */
 int txn_ckpt_encode(struct shard *sh, struct ckpt_job *job);

@@ -512,6 +512,7 @@ void exec_txn_decide(struct shard *sh, struct shard_req *r)
         return;
     }
     p->committed = r->commit;
+    p->decide_seq = ++sh->txn_decide_seq;
     if (r->commit) {
         sh->stats.txn_commits++;
         int rc = install(sh, p);
@@ -528,6 +529,32 @@ void exec_txn_decide(struct shard *sh, struct shard_req *r)
         req_finish(sh, r, 0);
     else
         req_complete(r, 0);
+}
+
+void txn_after_rollback(struct shard *sh, bool writable)
+{
+    SHARD_OWNED(sh);
+    for (uint64_t last = 0;;) { /* in the order they were decided: conflicting ones in order */
+        struct txn_part *next = NULL;
+        for (struct txn_part *p = sh->txn_parts; p; p = p->next)
+            if (p->phase == TXN_SETTLING && !p->counted && p->decide_seq > last &&
+                (!next || p->decide_seq < next->decide_seq))
+                next = p;
+        if (!next)
+            break;
+        last = next->decide_seq;
+        if (next->outcome_lsn && next->outcome_lsn <= sh->durable_lsn)
+            continue; /* its frame was durable: nothing of it was taken back */
+        next->outcome_lsn = 0;
+        if (next->committed) {
+            int rc = install(sh, next);
+            if (rc)
+                fence(sh, next, rc);
+        }
+        if (writable)
+            log_outcome(sh, next);
+    }
+    __atomic_store_n(&sh->ack_seq, sh->wseq, __ATOMIC_RELEASE);
 }
 
 /* ---- settling ---- */

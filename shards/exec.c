@@ -2,11 +2,12 @@
  *
  * Every write follows the same order, so that a failure leaves nothing half done: check what can
  * be checked (read-only shard, memory limit, CS_COLLECTIONS_MAX), reserve room (the frame undo's
- * arrays and the WAL frame's bytes: -ENOMEM leaves everything as it was), log what the change
- * replaces (undo.c), change the tree, then append the WAL record, which cannot fail. Atomic
- * batches apply every operation or none (a snapshot of each tree they touch is the rollback).
- * Replay applies each WAL record after the checkpoint's LSN through the same tree operations;
- * a record that contradicts the state before it is CS_ECORRUPT. */
+ * arrays and the WAL frame's bytes: -ENOMEM leaves everything as it was), change the tree (which
+ * hands what the key held to the undo log, undo.c, in the same descent, before it changes
+ * anything), then append the WAL record, which cannot fail. Atomic batches apply every operation
+ * or none (a snapshot of each tree they touch is the rollback). Replay applies each WAL record
+ * after the checkpoint's LSN through the same tree operations; a record that contradicts the
+ * state before it is CS_ECORRUPT. */
 #include "shards/shard_int.h"
 
 /* A batch operation's type is its WAL record type (the record is logged as it is). */
@@ -123,6 +124,24 @@ static size_t create_rec_bytes(size_t name_len)
     return WAL_RECORD_HEADER_BYTES + name_len;
 }
 
+/* Apply rec (a put or a delete of one key of c) to c's tree. In sync mode the tree hands what
+ * the key held to the open frame's undo log in the same descent (undo_log_old). Returns 0,
+ * CS_ENOTFOUND (a delete of a missing key), or -ENOMEM; on error the tree and the undo log are
+ * as they were. */
+static int tree_write(struct shard *sh, struct shard_coll *c, const struct wal_rec *rec)
+{
+    struct undo_write w = {.sh = sh, .coll = c, .key = rec->key, .klen = rec->klen};
+    btree_old_fn log = sh->undo_on ? undo_log_old : NULL;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    int rc;
+    if (rec->type == WAL_PUT)
+        rc = btree_put_old(&c->tree, rec->key, rec->klen, rec->val, rec->vlen, log, &w);
+    else
+        rc = btree_del_old(&c->tree, rec->key, rec->klen, log, &w);
+    tree_bytes_after(sh, c, before, count);
+    return rc;
+}
+
 static int exec_put(struct shard *sh, struct shard_req *r)
 {
     int rc = exec_write_allowed(sh);
@@ -139,16 +158,9 @@ static int exec_put(struct shard *sh, struct shard_req *r)
     rc = exec_coll_for_write(sh, r->coll, r->coll_len, &c);
     if (rc)
         return rc;
-    rc = undo_record(sh, c, r->key, r->klen);
+    rc = tree_write(sh, c, &rec);
     if (rc)
         return rc;
-    uint64_t before = tree_bytes_before(c), count = c->tree.count;
-    rc = btree_put(&c->tree, r->key, r->klen, r->val, r->vlen, NULL);
-    tree_bytes_after(sh, c, before, count);
-    if (rc) {
-        undo_forget(sh, c);
-        return rc;
-    }
     coll_dirty(sh, c);
     if (sh->wal_on) {
         rec.coll = c->id;
@@ -172,16 +184,9 @@ static int exec_del(struct shard *sh, struct shard_req *r)
         rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
     if (rc)
         return rc;
-    rc = undo_record(sh, c, r->key, r->klen);
+    rc = tree_write(sh, c, &rec);
     if (rc)
         return rc;
-    uint64_t before = tree_bytes_before(c), count = c->tree.count;
-    rc = btree_del(&c->tree, r->key, r->klen);
-    tree_bytes_after(sh, c, before, count);
-    if (rc) {
-        undo_forget(sh, c);
-        return rc;
-    }
     coll_dirty(sh, c);
     if (sh->wal_on)
         sh->applied_lsn = wal_append(&sh->wal, &rec);

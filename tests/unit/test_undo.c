@@ -62,18 +62,7 @@ static void start_filled(struct hs *h)
     for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++)
         if (before[i].val)
             assert_int_equal(hs_op(h, SHARD_PUT, before[i].coll, before[i].key, before[i].val), 0);
-    assert_int_equal(shard_stop(h->sh), 0);
-    shard_free(h->sh);
-    assert_int_equal(io_fault_create("write_eio=1", &h->fault), 0);
-    struct shard_config cfg = {.dir = h->dir,
-                               .cpu = -1,
-                               .durability = SHARD_SYNC,
-                               .wal_segment_bytes = 4u << 20,
-                               .batch_max = 65536,
-                               .open_mode = WAL_OPEN_NORMAL,
-                               .fault = h->fault};
-    assert_int_equal(shard_launch(&cfg, &h->sh), 0);
-    assert_int_equal(shard_await(h->sh), 0);
+    hs_reopen(h, SHARD_SYNC, "write_eio=1");
 }
 
 /* Submit reqs[0..n) as one frame (the gate holds the shard until all are queued); every one of
@@ -410,18 +399,7 @@ static void test_failed_frame_restores_writes_past_the_undo_log_limit(void **sta
             assert_int_equal(hreq_wait(&fill[i]), 0);
         free(fill);
     }
-    assert_int_equal(shard_stop(h.sh), 0);
-    shard_free(h.sh);
-    assert_int_equal(io_fault_create("write_eio=1", &h.fault), 0);
-    struct shard_config cfg = {.dir = h.dir,
-                               .cpu = -1,
-                               .durability = SHARD_SYNC,
-                               .wal_segment_bytes = 4u << 20,
-                               .batch_max = 65536,
-                               .open_mode = WAL_OPEN_NORMAL,
-                               .fault = h.fault};
-    assert_int_equal(shard_launch(&cfg, &h.sh), 0);
-    assert_int_equal(shard_await(h.sh), 0);
+    hs_reopen(&h, SHARD_SYNC, "write_eio=1");
 
     /* delete every key, then put the first and the last back with other values */
     size_t n = LOG_KEYS + 2;

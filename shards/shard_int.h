@@ -144,12 +144,12 @@ struct txn_known {
     bool committed;
 };
 
-/* Undo of one WAL frame (see shard.c). */
+/* Undo of one WAL frame (see shards/undo.c). */
 enum { UNDO_CREATE, UNDO_DROP };
 struct undo_tree {
     struct shard_coll *coll; /* referenced */
     bool snapped;            /* snap holds the tree from a point of the frame on */
-    struct btree_snap snap;  /* the tree at that point (see "frame undo" in shard.c) */
+    struct btree_snap snap;  /* the tree at that point (see shards/undo.c) */
 };
 struct undo_rec {
     struct shard_coll *coll; /* referenced through the frame's trees[] */

@@ -188,6 +188,9 @@ static int find_later(struct replay *r, uint64_t from, struct later *l)
     return rc;
 }
 
+/* Apply the records of the valid frame at off (header h) that lie after the checkpoint, and
+ * move E past it. A body that does not decode, or a record the shard refuses as inconsistent
+ * with the state before it, is CS_ECORRUPT naming path and off. */
 static int replay_frame(struct replay *r, uint64_t off, const struct frame_hdr *h, const char *path)
 {
     int rc = 0;
@@ -303,6 +306,10 @@ static int at_gap(struct replay *r, const char *path, uint64_t off, enum frame_s
     return rc;
 }
 
+/* Replay the frames of the segment open in r->rd (path names it in messages), from its first
+ * frame block on: valid frames that continue the log are applied (step 2 of the top comment),
+ * anything else goes to at_gap (step 3). *end receives where its frames end; r->cut says the
+ * log is cut there. */
 static int replay_segment(struct replay *r, const char *path, uint64_t next_first, uint64_t *end)
 {
     uint64_t off = WAL_IO_ALIGN;

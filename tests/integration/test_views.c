@@ -1,4 +1,4 @@
-/* Integration tests of lock-free reads from published views (see "VIEWS" in shards/shard.c):
+/* Integration tests of lock-free reads from published views (see "VIEWS" in shards/views.c):
  * a read never misses an acknowledged write (async and none publish on demand), in sync mode a
  * read never sees a write before it is durable, a cursor's pinned view stays unchanged while
  * writers replace everything, sessions answer gets from views, and retired views are freed. */

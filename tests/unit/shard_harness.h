@@ -204,20 +204,6 @@ static inline void hgate_done(struct shard_req *r)
         ;
 }
 
-/* Submit the gate and wait until the shard thread is held in it. */
-static inline void hgate_close(struct hs *h, struct hgate *g)
-{
-    memset(g, 0, sizeof(*g));
-    sem_init(&g->entered, 0, 0);
-    sem_init(&g->release, 0, 0);
-    g->r.op = SHARD_STATS;
-    g->r.stats = &g->stats;
-    g->r.done = hgate_done;
-    shard_submit(h->sh, &g->r);
-    while (sem_wait(&g->entered) != 0)
-        ;
-}
-
 /* Submit the gate without waiting (it holds the shard once the shard reaches it). */
 static inline void hgate_submit(struct hs *h, struct hgate *g)
 {
@@ -234,6 +220,13 @@ static inline void hgate_wait_entered(struct hgate *g)
 {
     while (sem_wait(&g->entered) != 0)
         ;
+}
+
+/* Submit the gate and wait until the shard thread is held in it. */
+static inline void hgate_close(struct hs *h, struct hgate *g)
+{
+    hgate_submit(h, g);
+    hgate_wait_entered(g);
 }
 
 static inline void hgate_open(struct hgate *g)

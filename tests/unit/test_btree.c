@@ -613,6 +613,15 @@ static void snaps_equal(const struct btree_snap *a, const struct btree_snap *b)
     assert_false(on_b);
 }
 
+/* The tree holds exactly what snapshot s holds. */
+static void tree_equals_snap(struct btree *t, const struct btree_snap *s)
+{
+    struct btree_snap now;
+    btree_snap_take(t, &now);
+    snaps_equal(s, &now);
+    btree_snap_release(t, &now);
+}
+
 /* What a btree_old_fn was handed, and what it answers. */
 struct old_seen {
     unsigned calls;
@@ -700,7 +709,7 @@ static void test_old_value_callback_error_cancels_the_write(void **state)
     struct old_seen o = {.answer = -ENOMEM};
     uint8_t k[16];
     for (unsigned i = 0; i < 200; i++) {
-        struct btree_snap before, after;
+        struct btree_snap before;
         btree_snap_take(&t, &before);
         uint64_t count = t.count;
         bool absent = (i / 4) % 2, del = i % 4 == 1;
@@ -711,9 +720,7 @@ static void test_old_value_callback_error_cancels_the_write(void **state)
         assert_int_equal(rc, del && absent ? CS_ENOTFOUND : -ENOMEM);
         assert_int_equal(t.count, count);
         assert_tree_ok(&t);
-        btree_snap_take(&t, &after);
-        snaps_equal(&before, &after);
-        btree_snap_release(&t, &after);
+        tree_equals_snap(&t, &before);
         btree_snap_release(&t, &before);
     }
     free(o.val);
@@ -787,7 +794,7 @@ static void test_failed_allocation_leaves_tree_unchanged(void **state)
     uint8_t k[16];
     unsigned failures = 0;
     for (unsigned i = 0; i < 3000; i++) {
-        struct btree_snap before, after;
+        struct btree_snap before;
         btree_snap_take(&t, &before); /* shares the root: a write must copy its path */
         uint64_t count = t.count;
         t.fail_alloc_in = 1 + (uint32_t)rng_below(&r, 4);
@@ -811,9 +818,7 @@ static void test_failed_allocation_leaves_tree_unchanged(void **state)
         if (rc == -ENOMEM) {
             failures++;
             assert_int_equal(t.count, count);
-            btree_snap_take(&t, &after);
-            snaps_equal(&before, &after);
-            btree_snap_release(&t, &after);
+            tree_equals_snap(&t, &before);
         }
         btree_snap_release(&t, &before);
     }

@@ -287,8 +287,9 @@ static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state
         if (rc)
             return rc;
         b->coll[i] = c;
+        b->effective[i] = false;
         if (!c)
-            continue;
+            continue;      /* a delete in a collection this shard does not hold: nothing to log */
         undo_touch(sh, c); /* the frame's undo: a snapshot, so tree_write logs nothing */
         batch_snapshot(b, c);
         struct wal_rec rec = {

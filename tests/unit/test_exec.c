@@ -156,6 +156,39 @@ static void test_batch_applies_every_operation(void **state)
     assert_int_equal(hs_stop(&h), 0);
 }
 
+/* A delete in a collection this shard does not hold does nothing and logs nothing, also when
+ * the batch's per-operation state reuses memory a previous batch of the same size left set
+ * (that batch's operations all changed the tree). */
+static void test_batch_delete_in_a_missing_collection_is_not_logged(void **state)
+{
+    (void)state;
+    struct hs h;
+    hs_start(&h, SHARD_SYNC, NULL);
+    enum { N = 8 };
+    static char keys[N][8];
+    struct shard_batch_op ops[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+        ops[i] = bop(SHARD_BATCH_PUT, "a", keys[i], "first");
+    }
+    assert_int_equal(hs_batch(&h, ops, N), 0);
+    for (int i = 0; i < N; i++)
+        ops[i] = bop(SHARD_BATCH_PUT, "a", keys[i], "second");
+    ops[N - 1] = bop(SHARD_BATCH_DEL, "nowhere", keys[N - 1], NULL);
+    assert_int_equal(hs_batch(&h, ops, N), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++)
+            hs_expect(&h, "a", keys[i], i < N - 1 ? "second" : "first");
+        const char *const a[] = {"a"};
+        list_is(&h, a, 1);
+        hs_check(&h);
+        if (pass == 0)
+            hs_reopen(&h, SHARD_SYNC, NULL); /* the log holds both batches, nothing else */
+    }
+    assert_int_equal(hs_stats(&h).recovered_records, 3); /* create a, two batches */
+    assert_int_equal(hs_stop(&h), 0);
+}
+
 /* An operation in the middle fails (it would create a collection past CS_COLLECTIONS_MAX): the
  * operations before it, already applied to the trees, are taken back, and those after it never
  * happen; the batch is not logged (a reopen replays the same state). */
@@ -465,6 +498,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_del_and_their_misses_in_every_durability),
         cmocka_unit_test(test_batch_applies_every_operation),
+        cmocka_unit_test(test_batch_delete_in_a_missing_collection_is_not_logged),
         cmocka_unit_test(test_batch_failing_in_the_middle_changes_no_record),
         cmocka_unit_test(test_collections_create_drop_list_and_their_limit),
         cmocka_unit_test(test_memory_limit_refuses_writes_that_add_but_not_deletes),

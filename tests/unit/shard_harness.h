@@ -154,7 +154,8 @@ static inline char *hs_get(struct hs *h, const char *coll, const char *key)
         fail_msg("get %s/%s: %s", coll, key, cs_strerror(rc));
     char *s = malloc(q.r.out_len + 1);
     assert_non_null(s);
-    memcpy(s, q.r.out, q.r.out_len);
+    if (q.r.out_len) /* out is NULL for an empty value */
+        memcpy(s, q.r.out, q.r.out_len);
     s[q.r.out_len] = 0;
     cs_mem_free(q.r.out);
     return s;

@@ -17,7 +17,7 @@
  * after some LSN, nothing torn); shards are captured one after another, so the copy is not one
  * instant across shards. In sync durability a shard's copy holds every write acknowledged before
  * cs_backup was called and nothing that was not durable. How the shard fixes its part without
- * stopping is described under "backup" in shards/shard.c: a fresh checkpoint through the
+ * stopping is described under "backup" in shards/shard_ckpt.c: a fresh checkpoint through the
  * checkpoint machinery, then, on the shard thread, links and descriptors for the rest; the
  * copying happens here, on the caller's thread.
  *

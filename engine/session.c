@@ -7,7 +7,7 @@
  * lock-free stack, reusing the request's inbox link, which the shard no longer needs) and wakes
  * the session's thread through a futex if it sleeps in poll. The owner takes the whole stack with
  * one exchange; completions come back in no particular order anyway. A get that the shard's
- * published view answers (see "VIEWS" in shards/shard.c) completes at once, inside the submit
+ * published view answers (see "VIEWS" in shards/views.c) completes at once, inside the submit
  * call, onto the owner's own list of taken completions: no shard, no wake-up.
  *
  * A session is used by one application thread at a time. */

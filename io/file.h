@@ -81,7 +81,7 @@ typedef int (*io_extent_fn)(void *arg, uint64_t off, uint64_t len);
 CS_MUST_CHECK int io_file_written(struct io_fault *f, int fd, uint64_t from, uint64_t to,
                                   io_extent_fn fn, void *arg);
 
-/* ---- Online backup (engine/backup.c, "backup" in shards/shard.c) ---- */
+/* ---- Online backup (engine/backup.c, shards/shard_ckpt.c) ---- */
 
 /* Make dst a hard link to src (dst must not exist: -EEXIST). The caller syncs dst's folder.
  * Where the filesystem cannot link, io_link_unsupported() is true of the result. */

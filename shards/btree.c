@@ -37,7 +37,11 @@
  * ERRORS. Before changing anything a write reserves the worst case of nodes it may need
  * (3 * height + 2: one path copy, one sibling copy and one split per level, and a new root) on
  * the tree's spare list, and allocates the value blob; only these can fail (-ENOMEM), so a
- * failed write leaves the tree unchanged. Spare nodes are counted in t->bytes.
+ * failed write leaves the tree unchanged. Spare nodes are counted in t->bytes. A write that
+ * hands back the old value (btree_put_old, btree_del_old: the undo log's one descent) calls its
+ * callback after those, at the leaf it found and before the path is unshared; the callback's
+ * error is the last way the write can fail, and a snapshot the callback takes is honoured by
+ * the path copy that follows (the reservation already counts a copy of every node on the path).
  *
  * INVARIANTS (all verified by btree_check): keys strictly increasing within a node and across
  * leaves; separators bound their subtrees; all leaves at level 0 and every child one level
@@ -1025,6 +1029,19 @@ void btree_destroy(struct btree *t)
     t->last_leaf = NULL;
 }
 
+/* Hand old what the leaf of a descent p holds at its slot (found) or that it holds nothing.
+ * Before path_unshare: a shared leaf still holds the same record. */
+static int leaf_hand_old(const struct btree_path *p, bool found, btree_old_fn old, void *arg)
+{
+    if (!found)
+        return old(arg, false, NULL, 0);
+    cs_assert(p->depth >= 1);
+    const void *val;
+    size_t vlen;
+    leaf_value(p->node[p->depth - 1], p->index[p->depth - 1], &val, &vlen);
+    return old(arg, true, val, vlen);
+}
+
 static enum seq_hint insert_hint(const struct btree *t, const struct btree_node *leaf, unsigned pos)
 {
     if (t->last_leaf != leaf)
@@ -1036,8 +1053,9 @@ static enum seq_hint insert_hint(const struct btree *t, const struct btree_node 
     return HINT_NONE;
 }
 
-int btree_put(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
-              bool *replaced)
+/* Insert or replace; old (may be NULL) is handed what key held once nothing can fail. */
+static int tree_put(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
+                    bool *replaced, btree_old_fn old, void *arg)
 {
     cs_assert(klen >= 1 && klen <= CS_KEY_MAX);
     cs_assert(vlen <= CS_VALUE_MAX);
@@ -1065,10 +1083,13 @@ int btree_put(struct btree *t, const void *key, size_t klen, const void *val, si
         found = path_descend(t->root, key, klen, &p);
         height = (unsigned)p.depth;
     }
-    if (spares_reserve(t, spares_needed(height))) {
+    int rc = spares_reserve(t, spares_needed(height));
+    if (!rc && old)
+        rc = leaf_hand_old(&p, found, old, arg);
+    if (rc) {
         if (blob)
             blob_unref(t, blob);
-        return -ENOMEM;
+        return rc;
     }
     if (replaced)
         *replaced = found;
@@ -1101,7 +1122,19 @@ int btree_put(struct btree *t, const void *key, size_t klen, const void *val, si
     return 0;
 }
 
-int btree_del(struct btree *t, const void *key, size_t klen)
+int btree_put(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
+              bool *replaced)
+{
+    return tree_put(t, key, klen, val, vlen, replaced, NULL, NULL);
+}
+
+int btree_put_old(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
+                  btree_old_fn old, void *arg)
+{
+    return tree_put(t, key, klen, val, vlen, NULL, old, arg);
+}
+
+int btree_del_old(struct btree *t, const void *key, size_t klen, btree_old_fn old, void *arg)
 {
     cs_assert(klen >= 1 && klen <= CS_KEY_MAX);
     if (!t->root)
@@ -1109,8 +1142,11 @@ int btree_del(struct btree *t, const void *key, size_t klen)
     struct btree_path p;
     if (!path_descend(t->root, key, klen, &p))
         return CS_ENOTFOUND;
-    if (spares_reserve(t, spares_needed((unsigned)p.depth)))
-        return -ENOMEM;
+    int rc = spares_reserve(t, spares_needed((unsigned)p.depth));
+    if (!rc && old)
+        rc = leaf_hand_old(&p, true, old, arg);
+    if (rc)
+        return rc;
     path_unshare(t, &p);
     struct btree_node *leaf = p.node[p.depth - 1];
     struct mod m = {MOD_REMOVE, p.index[p.depth - 1], NULL, 0, NULL, 0};
@@ -1122,6 +1158,11 @@ int btree_del(struct btree *t, const void *key, size_t klen)
     cs_assert(t->count > 0);
     t->count--;
     return 0;
+}
+
+int btree_del(struct btree *t, const void *key, size_t klen)
+{
+    return btree_del_old(t, key, klen, NULL, NULL);
 }
 
 static int root_get(const struct btree_node *n, const void *key, size_t klen, const void **val,

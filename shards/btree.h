@@ -61,6 +61,24 @@ CS_MUST_CHECK int btree_put(struct btree *t, const void *key, size_t klen, const
                             size_t vlen, bool *replaced);
 /* Remove. Returns 0, CS_ENOTFOUND, or -ENOMEM (copy-on-write may need memory). */
 CS_MUST_CHECK int btree_del(struct btree *t, const void *key, size_t klen);
+
+/* What a write hands back of the record it replaces or removes: called once the write has found
+ * the key's leaf and allocated everything it needs, before it changes anything. had says whether
+ * the key holds a value; val/vlen view it (valid during the call only; NULL and 0 when !had).
+ * The callback may read the tree and take snapshots of it (the write then copies what they
+ * share), never write it. Returning non-zero (e.g. -ENOMEM) cancels the write: it returns that
+ * code with the tree's records unchanged. Returning 0 commits it: the write then cannot fail. */
+typedef int (*btree_old_fn)(void *arg, bool had, const void *val, size_t vlen);
+
+/* btree_put that hands the old value to old(arg, ...) in the same descent (old may be NULL).
+ * Returns 0, -ENOMEM, or what old returned; on error the tree's records are unchanged. */
+CS_MUST_CHECK int btree_put_old(struct btree *t, const void *key, size_t klen, const void *val,
+                                size_t vlen, btree_old_fn old, void *arg);
+/* btree_del that hands the removed value to old(arg, true, ...) in the same descent (old may be
+ * NULL). A missing key returns CS_ENOTFOUND without calling old. Returns 0, CS_ENOTFOUND,
+ * -ENOMEM, or what old returned; on error the tree's records are unchanged. */
+CS_MUST_CHECK int btree_del_old(struct btree *t, const void *key, size_t klen, btree_old_fn old,
+                                void *arg);
 /* Look up. Returns 0 and a view of the value valid until the next write to the tree, or
  * CS_ENOTFOUND. */
 CS_MUST_CHECK int btree_get(const struct btree *t, const void *key, size_t klen, const void **val,

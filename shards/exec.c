@@ -2,31 +2,45 @@
  *
  * Every write follows the same order, so that a failure leaves nothing half done: check what can
  * be checked (read-only shard, memory limit, CS_COLLECTIONS_MAX), reserve room (the frame undo's
- * arrays and the WAL frame's bytes: -ENOMEM leaves everything as it was), log what the change
- * replaces (undo.c), change the tree, then append the WAL record, which cannot fail. Atomic
- * batches apply every operation or none (a snapshot of each tree they touch is the rollback).
- * Replay applies each WAL record after the checkpoint's LSN through the same tree operations;
- * a record that contradicts the state before it is CS_ECORRUPT. */
+ * arrays and the WAL frame's bytes: -ENOMEM leaves everything as it was), change the tree (which
+ * hands what the key held to the undo log, undo.c, in the same descent, before it changes
+ * anything), then append the WAL record, which cannot fail. Atomic batches apply every operation
+ * or none (a snapshot of each tree they touch is the rollback). Replay applies each WAL record
+ * after the checkpoint's LSN through the same tree operations; a record that contradicts the
+ * state before it is CS_ECORRUPT. */
 #include "shards/shard_int.h"
 
 /* A batch operation's type is its WAL record type (the record is logged as it is). */
 _Static_assert((int)SHARD_BATCH_PUT == (int)WAL_PUT, "batch puts log as WAL_PUT");
 _Static_assert((int)SHARD_BATCH_DEL == (int)WAL_DEL, "batch deletes log as WAL_DEL");
 
+/* Apply rec (a put or a delete of one key of c) to c's tree. In sync mode the tree hands what
+ * the key held to the open frame's undo log in the same descent (undo_log_old). Returns 0,
+ * CS_ENOTFOUND (a delete of a missing key), or -ENOMEM; on error the tree and the undo log are
+ * as they were. */
+static int tree_write(struct shard *sh, struct shard_coll *c, const struct wal_rec *rec)
+{
+    struct undo_write w = {.sh = sh, .coll = c, .key = rec->key, .klen = rec->klen};
+    btree_old_fn log = sh->undo_on ? undo_log_old : NULL;
+    uint64_t before = tree_bytes_before(c), count = c->tree.count;
+    int rc;
+    if (rec->type == WAL_PUT)
+        rc = btree_put_old(&c->tree, rec->key, rec->klen, rec->val, rec->vlen, log, &w);
+    else
+        rc = btree_del_old(&c->tree, rec->key, rec->klen, log, &w);
+    tree_bytes_after(sh, c, before, count);
+    return rc;
+}
+
 /* ---- recovery ---- */
 
 int exec_replay_op(struct shard *sh, const struct wal_rec *rec)
 {
+    cs_assert(!sh->undo_on); /* recovery: nothing to take back */
     struct shard_coll *c = coll_find_id(sh, rec->coll);
     if (!c)
         return CS_ECORRUPT;
-    uint64_t before = tree_bytes_before(c), count = c->tree.count;
-    int rc;
-    if (rec->type == WAL_PUT)
-        rc = btree_put(&c->tree, rec->key, rec->klen, rec->val, rec->vlen, NULL);
-    else
-        rc = btree_del(&c->tree, rec->key, rec->klen);
-    tree_bytes_after(sh, c, before, count);
+    int rc = tree_write(sh, c, rec);
     coll_dirty(sh, c);
     return rc == CS_ENOTFOUND ? CS_ECORRUPT : rc;
 }
@@ -123,6 +137,31 @@ static size_t create_rec_bytes(size_t name_len)
     return WAL_RECORD_HEADER_BYTES + name_len;
 }
 
+/* Reserve room for everything a request may change: trees and catalog entries in the open
+ * frame's undo, wal_bytes in its WAL frame. -ENOMEM leaves everything as it was. */
+static int write_reserve(struct shard *sh, size_t trees, size_t cats, size_t wal_bytes)
+{
+    int rc = undo_reserve(sh, trees, cats);
+    if (!rc && sh->wal_on)
+        rc = wal_reserve(&sh->wal, wal_bytes);
+    return rc;
+}
+
+/* A put or delete of one key of c (room reserved): change the tree, then log rec. Returns 0,
+ * CS_ENOTFOUND (a delete of a missing key) or -ENOMEM, with nothing changed on error. */
+static int write_key(struct shard *sh, struct shard_coll *c, struct wal_rec *rec)
+{
+    int rc = tree_write(sh, c, rec);
+    if (rc)
+        return rc;
+    coll_dirty(sh, c);
+    if (sh->wal_on) {
+        rec->coll = c->id;
+        sh->applied_lsn = wal_append(&sh->wal, rec);
+    }
+    return 0;
+}
+
 static int exec_put(struct shard *sh, struct shard_req *r)
 {
     int rc = exec_write_allowed(sh);
@@ -130,63 +169,31 @@ static int exec_put(struct shard *sh, struct shard_req *r)
         return rc;
     struct wal_rec rec = {
         .type = WAL_PUT, .key = r->key, .klen = r->klen, .val = r->val, .vlen = r->vlen};
-    rc = undo_reserve(sh, 1, 1);
-    if (!rc && sh->wal_on)
-        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec) + create_rec_bytes(r->coll_len));
-    if (rc)
-        return rc;
+    rc = write_reserve(sh, 1, 1, wal_rec_bytes(&rec) + create_rec_bytes(r->coll_len));
     struct shard_coll *c;
-    rc = exec_coll_for_write(sh, r->coll, r->coll_len, &c);
-    if (rc)
-        return rc;
-    rc = undo_record(sh, c, r->key, r->klen);
-    if (rc)
-        return rc;
-    uint64_t before = tree_bytes_before(c), count = c->tree.count;
-    rc = btree_put(&c->tree, r->key, r->klen, r->val, r->vlen, NULL);
-    tree_bytes_after(sh, c, before, count);
-    if (rc) {
-        undo_forget(sh, c);
-        return rc;
-    }
-    coll_dirty(sh, c);
-    if (sh->wal_on) {
-        rec.coll = c->id;
-        sh->applied_lsn = wal_append(&sh->wal, &rec);
-    }
-    sh->stats.puts++;
-    return 0;
+    if (!rc)
+        rc = exec_coll_for_write(sh, r->coll, r->coll_len, &c);
+    if (!rc)
+        rc = write_key(sh, c, &rec);
+    if (!rc)
+        sh->stats.puts++;
+    return rc;
 }
 
 static int exec_del(struct shard *sh, struct shard_req *r)
 {
-    int rc = sh->io_error ? CS_EIO : 0;
-    if (rc)
-        return rc;
+    if (sh->io_error)
+        return CS_EIO;
     struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
     if (!c)
         return CS_ENOTFOUND;
-    struct wal_rec rec = {.type = WAL_DEL, .coll = c->id, .key = r->key, .klen = r->klen};
-    rc = undo_reserve(sh, 1, 0);
-    if (!rc && sh->wal_on)
-        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
-    if (rc)
-        return rc;
-    rc = undo_record(sh, c, r->key, r->klen);
-    if (rc)
-        return rc;
-    uint64_t before = tree_bytes_before(c), count = c->tree.count;
-    rc = btree_del(&c->tree, r->key, r->klen);
-    tree_bytes_after(sh, c, before, count);
-    if (rc) {
-        undo_forget(sh, c);
-        return rc;
-    }
-    coll_dirty(sh, c);
-    if (sh->wal_on)
-        sh->applied_lsn = wal_append(&sh->wal, &rec);
-    sh->stats.dels++;
-    return 0;
+    struct wal_rec rec = {.type = WAL_DEL, .key = r->key, .klen = r->klen};
+    int rc = write_reserve(sh, 1, 0, wal_rec_bytes(&rec));
+    if (!rc)
+        rc = write_key(sh, c, &rec);
+    if (!rc)
+        sh->stats.dels++;
+    return rc;
 }
 
 static int exec_get(struct shard *sh, struct shard_req *r)
@@ -280,16 +287,14 @@ static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state
         if (rc)
             return rc;
         b->coll[i] = c;
+        b->effective[i] = false;
         if (!c)
-            continue;
-        undo_touch(sh, c);
+            continue;      /* a delete in a collection this shard does not hold: nothing to log */
+        undo_touch(sh, c); /* the frame's undo: a snapshot, so tree_write logs nothing */
         batch_snapshot(b, c);
-        uint64_t before = tree_bytes_before(c), count = c->tree.count;
-        if (op->type == WAL_PUT)
-            rc = btree_put(&c->tree, op->key, op->klen, op->val, op->vlen, NULL);
-        else
-            rc = btree_del(&c->tree, op->key, op->klen);
-        tree_bytes_after(sh, c, before, count);
+        struct wal_rec rec = {
+            .type = op->type, .key = op->key, .klen = op->klen, .val = op->val, .vlen = op->vlen};
+        rc = tree_write(sh, c, &rec);
         coll_dirty(sh, c); /* also when the batch is then rolled back: harmless */
         if (rc && rc != CS_ENOTFOUND)
             return rc;
@@ -326,9 +331,7 @@ int exec_batch(struct shard *sh, struct shard_req *r)
     int rc = exec_write_allowed(sh);
     if (rc)
         return rc;
-    rc = undo_reserve(sh, r->nops, r->nops);
-    if (!rc && sh->wal_on)
-        rc = wal_reserve(&sh->wal, batch_wal_bytes(r));
+    rc = write_reserve(sh, r->nops, r->nops, batch_wal_bytes(r));
     if (rc)
         return rc;
     struct batch_state b;
@@ -353,9 +356,7 @@ static int exec_coll_create(struct shard *sh, struct shard_req *r)
         return CS_EEXIST;
     if (sh->io_error)
         return CS_EIO;
-    int rc = undo_reserve(sh, 0, 1);
-    if (!rc && sh->wal_on)
-        rc = wal_reserve(&sh->wal, create_rec_bytes(r->coll_len));
+    int rc = write_reserve(sh, 0, 1, create_rec_bytes(r->coll_len));
     if (rc)
         return rc;
     struct shard_coll *c;
@@ -372,9 +373,7 @@ static int exec_coll_drop(struct shard *sh, struct shard_req *r)
     if (txn_coll_busy(c))
         return CS_ECONFLICT; /* a prepared transaction writes into it: drop again later */
     struct wal_rec rec = {.type = WAL_COLL_DROP, .coll = c->id};
-    int rc = undo_reserve(sh, 0, 1);
-    if (!rc && sh->wal_on)
-        rc = wal_reserve(&sh->wal, wal_rec_bytes(&rec));
+    int rc = write_reserve(sh, 0, 1, wal_rec_bytes(&rec));
     if (rc)
         return rc;
     if (sh->wal_on)

@@ -28,13 +28,13 @@ enum shard_op {
     SHARD_COLL_DROP,   /* coll; rc CS_ENOTFOUND if it was not there */
     SHARD_COLL_LIST,   /* -> out: NUL-separated names, out_count names */
     SHARD_VIEW_PIN,    /* coll -> view: a pinned private snapshot (NULL: absent here) */
-    SHARD_STATS,
-    /* -> stats */ SHARD_CHECKPOINT, /* write a checkpoint; completes once it is published */
-    SHARD_CHECK, /* verify every tree's invariants -> out: first problem (NUL-terminated) */
-    SHARD_STOP,  /* finish pending writes and leave the loop */
+    SHARD_STATS,       /* -> stats */
+    SHARD_CHECKPOINT,  /* write a checkpoint; completes once it is published */
+    SHARD_CHECK,       /* verify every tree's invariants -> out: first problem (NUL-terminated) */
+    SHARD_STOP,        /* finish pending writes and leave the loop */
 
     /* key: the backup's shard folder (NUL-terminated, exists), klen its length; takes a fresh
-     * checkpoint, then -> out: struct shard_backup (see "backup" in shard.c) */
+     * checkpoint, then -> out: struct shard_backup (see "backup" in shards/shard_ckpt.c) */
     SHARD_BACKUP,
 
     /* Transactions (shards/txn.c). */
@@ -98,8 +98,8 @@ struct shard_txn_read {
 #define SHARD_TXN_DOUBT_ABORTED 2u
 
 /* SHARD_BACKUP's answer: what the shard hard-linked into the backup's shard folder, and what the
- * caller still has to copy there (see "backup" in shard.c). The caller closes every fd >= 0 and
- * frees the whole with cs_mem_free. */
+ * caller still has to copy there (see "backup" in shards/shard_ckpt.c). The caller closes every
+ * fd >= 0 and frees the whole with cs_mem_free. */
 struct shard_backup_file {
     char name[32];       /* file name, the same in the source and the backup folder */
     int fd;              /* read-only descriptor of the source to copy; -1: linked already */
@@ -115,7 +115,7 @@ struct shard_backup {
 };
 
 /* A read-only snapshot of one collection on one shard that application threads read without
- * the shard (see "VIEWS" in shard.c). */
+ * the shard (see "VIEWS" in shards/views.c). */
 struct shard_view;
 
 /* A request. The submitter owns the memory and every buffer it points to until done() has been

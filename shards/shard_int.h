@@ -145,12 +145,12 @@ struct txn_known {
     bool committed;
 };
 
-/* Undo of one WAL frame (see shard.c). */
+/* Undo of one WAL frame (see shards/undo.c). */
 enum { UNDO_CREATE, UNDO_DROP };
 struct undo_tree {
     struct shard_coll *coll; /* referenced */
     bool snapped;            /* snap holds the tree from a point of the frame on */
-    struct btree_snap snap;  /* the tree at that point (see "frame undo" in shard.c) */
+    struct btree_snap snap;  /* the tree at that point (see shards/undo.c) */
 };
 struct undo_rec {
     struct shard_coll *coll; /* referenced through the frame's trees[] */
@@ -158,6 +158,13 @@ struct undo_rec {
     uint32_t klen;           /* key bytes */
     uint32_t vlen;           /* old value bytes */
     bool had;                /* the key held a value before the write */
+};
+/* One write of the open frame, as undo_log_old logs it (the arg of btree_put_old/_del_old). */
+struct undo_write {
+    struct shard *sh;        /* the shard */
+    struct shard_coll *coll; /* the collection written */
+    const void *key;         /* the key written (borrowed for the call) */
+    size_t klen;             /* its bytes */
 };
 struct undo_cat {
     uint8_t op;              /* UNDO_CREATE or UNDO_DROP */
@@ -300,6 +307,7 @@ void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint64_t bef
 int shard_array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem);
 int undo_reserve(struct shard *sh, size_t trees, size_t cats);
 void undo_touch(struct shard *sh, struct shard_coll *c);
+int undo_log_old(void *arg, bool had, const void *old, size_t olen);
 int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t klen);
 void undo_forget(struct shard *sh, struct shard_coll *c);
 void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c);

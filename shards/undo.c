@@ -5,15 +5,19 @@
  * it. undo[wal.open] belongs to the frame being filled, undo[wal.open ^ 1] to the frame in
  * flight. A durable frame releases its undo; a failed one rolls it back.
  *
- * A put or delete is undone logically: before it changes the tree, undo_record copies the key
- * and what the key held (or that it held nothing) into the frame's log, and rolling back puts
- * the old values back, newest first. This costs a lookup and a copy of about one record per
- * write. A snapshot of the tree (O(1), but every node the frame then changes is copied first:
- * one 4 KiB node per write of a small frame) is taken instead, from that point of the frame on,
- * when a write replaces a large value (a blob: copying it could be costly; a snapshot shares
- * it), when the frame's log passes UNDO_LOG_BYTES_MAX, and for atomic batches (which snapshot
- * the tree for their own rollback anyway). Rolling back a tree with a snapshot restores the
- * snapshot first (the state at that point) and then undoes the logged writes before it.
+ * A put or delete is undone logically: the tree write hands undo_log_old what the key held (or
+ * that it held nothing) at the leaf it found, before it changes anything (btree_put_old,
+ * btree_del_old: the write's own descent, no lookup of its own); the key and that old value are
+ * copied into the frame's log, and rolling back puts the old values back, newest first. This
+ * costs a copy of about one record per write. (undo_record does the same for a write made with
+ * plain btree_put/btree_del, at the cost of a lookup of its own, and undo_forget takes its entry
+ * back when that write fails.) A snapshot of the tree (O(1), but every node the
+ * frame then changes is copied first: one 4 KiB node per write of a small frame) is taken instead,
+ * from that point of the frame on, when a write replaces a large value (a blob: copying it could be
+ * costly; a snapshot shares it), when the frame's log passes UNDO_LOG_BYTES_MAX, and for atomic
+ * batches (which snapshot the tree for their own rollback anyway). Rolling back a tree with a
+ * snapshot restores the snapshot first (the state at that point) and then undoes the logged writes
+ * before it.
  *
  * Putting an old value back may need memory (a split); if that fails the live tree holds
  * writes that are not durable and cannot be taken back: the shard is then fenced (read-only,
@@ -86,22 +90,18 @@ void undo_touch(struct shard *sh, struct shard_coll *c)
     e->snapped = true;
 }
 
-/* Before the open frame's write of key in c: log what the key holds (see above), or snapshot
- * the tree. Fails (-ENOMEM) with nothing changed; the caller then does not write. */
-int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t klen)
+/* Log the open frame's write of key in c with what the key held (had, old, olen), or snapshot
+ * c's tree instead (see above). Fails (-ENOMEM) with nothing logged. */
+static int undo_log(struct shard *sh, struct shard_coll *c, const void *key, size_t klen, bool had,
+                    const void *old, size_t olen)
 {
-    SHARD_OWNED(sh);
-    if (!sh->undo_on)
-        return 0;
+    cs_assert(had || olen == 0);
     struct frame_undo *u = &sh->undo[sh->wal.open];
     struct undo_tree *e = undo_tree_of(sh, c);
     if (e->snapped)
-        return 0; /* the snapshot covers every later change of c in this frame */
-    const void *old = NULL;
-    size_t olen = 0;
-    bool had = btree_get(&c->tree, key, klen, &old, &olen) == 0;
-    size_t need = klen + (had ? olen : 0); /* with the limit below, nbytes stays far from 4 GiB */
-    if ((had && olen > UNDO_VALUE_MAX) || u->nbytes + need > UNDO_LOG_BYTES_MAX) {
+        return 0;              /* the snapshot covers every later change of c in this frame */
+    size_t need = klen + olen; /* with the limit below, nbytes stays far from 4 GiB */
+    if (olen > UNDO_VALUE_MAX || u->nbytes + need > UNDO_LOG_BYTES_MAX) {
         undo_touch(sh, c);
         return 0;
     }
@@ -112,13 +112,40 @@ int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t 
     r->coll = c;
     r->off = u->nbytes;
     r->klen = (uint32_t)klen;
-    r->vlen = had ? (uint32_t)olen : 0;
+    r->vlen = (uint32_t)olen;
     r->had = had;
     memcpy(u->bytes + u->nbytes, key, klen);
-    if (had && olen)
+    if (olen)
         memcpy(u->bytes + u->nbytes + klen, old, olen);
     u->nbytes += (uint32_t)need;
     return 0;
+}
+
+/* The tree hands what the key held to this callback of the open frame's write (btree_put_old,
+ * btree_del_old with arg a struct undo_write: one descent), before it changes anything: log it
+ * (undo_log). Fails (-ENOMEM) with nothing logged; the tree then cancels the write. Once this
+ * returns 0 the write cannot fail, so there is nothing to forget. */
+int undo_log_old(void *arg, bool had, const void *old, size_t olen)
+{
+    const struct undo_write *w = arg;
+    SHARD_OWNED(w->sh);
+    cs_assert(w->sh->undo_on);
+    return undo_log(w->sh, w->coll, w->key, w->klen, had, old, olen);
+}
+
+/* For a write made with plain btree_put/btree_del (a transaction's install, txn.c): before it,
+ * look up what key holds and log it (a second descent, which btree_put_old/btree_del_old with
+ * undo_log_old spare). Fails (-ENOMEM) with nothing changed; the caller then does not write. If
+ * the write fails after all, undo_forget takes the entry back. */
+int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t klen)
+{
+    SHARD_OWNED(sh);
+    if (!sh->undo_on || undo_tree_of(sh, c)->snapped)
+        return 0;
+    const void *old = NULL;
+    size_t olen = 0;
+    bool had = btree_get(&c->tree, key, klen, &old, &olen) == 0;
+    return undo_log(sh, c, key, klen, had, old, olen);
 }
 
 /* The write undo_record logged did not happen after all: forget it. */

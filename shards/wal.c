@@ -108,8 +108,6 @@
 #include "io/file.h"
 #include "shards/wal_int.h"
 
-/* ---- little-endian helpers ---- */
-
 /* ---- records ---- */
 
 static size_t rec_bytes(const struct wal_rec *rec)

@@ -188,6 +188,9 @@ static int find_later(struct replay *r, uint64_t from, struct later *l)
     return rc;
 }
 
+/* Apply the records of the valid frame at off (header h) that lie after the checkpoint, and
+ * move E past it. A body that does not decode, or a record the shard refuses as inconsistent
+ * with the state before it, is CS_ECORRUPT naming path and off. */
 static int replay_frame(struct replay *r, uint64_t off, const struct frame_hdr *h, const char *path)
 {
     int rc = 0;
@@ -303,6 +306,10 @@ static int at_gap(struct replay *r, const char *path, uint64_t off, enum frame_s
     return rc;
 }
 
+/* Replay the frames of the segment open in r->rd (path names it in messages), from its first
+ * frame block on: valid frames that continue the log are applied (step 2 of the top comment),
+ * anything else goes to at_gap (step 3). *end receives where its frames end; r->cut says the
+ * log is cut there. */
 static int replay_segment(struct replay *r, const char *path, uint64_t next_first, uint64_t *end)
 {
     uint64_t off = WAL_IO_ALIGN;
@@ -343,42 +350,68 @@ static int replay_segment(struct replay *r, const char *path, uint64_t next_firs
     return 0;
 }
 
-/* Where segment first_lsn of the log says the segment before it ends (0: not recorded, or the
- * header cannot be read: replaying that segment reports it). */
-static uint64_t prev_end_of(struct replay *r, uint64_t first_lsn)
-{
-    char path[PATH_MAX];
-    int fd = -1;
-    uint8_t hdr[WAL_SEGMENT_HEADER_BYTES];
-    uint64_t salt = 0, prev_end = 0;
-    if (wal_seg_path(path, sizeof(path), r->w->dir, first_lsn, false) == 0 &&
-        io_file_open(r->w->fault, path, O_RDONLY, &fd) == 0 &&
-        io_file_pread(r->w->fault, fd, hdr, sizeof(hdr), 0) == 0 &&
-        wal_seg_header_check(hdr, r->w->shard, first_lsn, &salt, &prev_end) != 0)
-        prev_end = 0;
-    io_file_close(fd);
-    return prev_end;
-}
+/* One segment file, opened once. The header of every segment but the first is read before the
+ * segment before it is replayed (its prev_end field limits that one) and kept for its own
+ * replay, so that each header is read once; the first segment's header comes with its first
+ * window of frames. */
+struct seg_file {
+    int fd;                                /* the open file, or -1 */
+    int rc;                                /* the open's error (0: none), reported by its replay */
+    uint64_t size;                         /* file bytes */
+    bool have_hdr;                         /* hdr holds the header bytes */
+    uint8_t hdr[WAL_SEGMENT_HEADER_BYTES]; /* as read (not yet checked) */
+};
 
-/* Replay segment first_lsn. next_first: the next segment's first LSN (0: this is the last);
- * limit: where the next segment says this one's frames end (0: its whole size). */
-static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first, uint64_t limit,
-                       bool *last)
+/* Open segment first_lsn (read-only in verify mode) and, with read_hdr, read its header. A
+ * failed header read is not an error here: the segment's replay reads it again and reports. */
+static void seg_file_open(struct replay *r, uint64_t first_lsn, bool read_hdr, struct seg_file *sf)
 {
     struct wal *w = r->w;
     char path[PATH_MAX];
+    sf->fd = -1;
+    sf->size = 0;
+    sf->have_hdr = false;
     int rc = wal_seg_path(path, sizeof(path), w->dir, first_lsn, false);
-    int fd = -1;
+    if (!rc)
+        rc = io_file_open(w->fault, path, r->mode == WAL_OPEN_VERIFY ? O_RDONLY : O_RDWR, &sf->fd);
+    if (!rc)
+        rc = io_file_size(sf->fd, &sf->size);
+    sf->rc = rc;
+    if (!rc && read_hdr)
+        sf->have_hdr = io_file_pread(w->fault, sf->fd, sf->hdr, sizeof(sf->hdr), 0) == 0;
+}
+
+/* Where segment first_lsn (sf) says the segment before it ends (0: not recorded, or its header
+ * could not be read or is not valid: replaying that segment reports it). */
+static uint64_t seg_file_prev_end(const struct replay *r, uint64_t first_lsn,
+                                  const struct seg_file *sf)
+{
+    uint64_t salt = 0, prev_end = 0;
+    if (!sf->have_hdr || wal_seg_header_check(sf->hdr, r->w->shard, first_lsn, &salt, &prev_end))
+        return 0;
+    return prev_end;
+}
+
+/* Replay segment first_lsn, open in sf (the call takes its fd: closed, or kept as the log's
+ * append target when this is the last segment). next_first: the next segment's first LSN (0:
+ * this is the last); limit: where the next segment says this one's frames end (0: its whole
+ * size). */
+static int replay_file(struct replay *r, uint64_t first_lsn, struct seg_file *sf,
+                       uint64_t next_first, uint64_t limit, bool *last)
+{
+    struct wal *w = r->w;
+    char path[PATH_MAX];
+    int fd = sf->fd;
+    sf->fd = -1;
+    int rc = sf->rc;
     bool readonly = r->mode == WAL_OPEN_VERIFY;
     if (!rc)
-        rc = io_file_open(w->fault, path, readonly ? O_RDONLY : O_RDWR, &fd);
-    uint64_t size = 0;
-    if (!rc)
-        rc = io_file_size(fd, &size);
+        rc = wal_seg_path(path, sizeof(path), w->dir, first_lsn, false);
     if (rc) {
         io_file_close(fd);
         return rc;
     }
+    uint64_t size = sf->size;
     r->rd.fd = fd;
     r->rd.size = limit && limit < size ? limit : size; /* past limit: late writes, never read */
     r->rd.len = 0;
@@ -386,7 +419,7 @@ static int replay_file(struct replay *r, uint64_t first_lsn, uint64_t next_first
     if (size < WAL_IO_ALIGN) {
         rc = corrupt(r, path, 0, "WAL segment shorter than its header block");
     } else {
-        const uint8_t *p = rd_at(&r->rd, 0, WAL_SEGMENT_HEADER_BYTES, &rc);
+        const uint8_t *p = sf->have_hdr ? sf->hdr : rd_at(&r->rd, 0, WAL_SEGMENT_HEADER_BYTES, &rc);
         if (p) {
             uint64_t prev_end;
             rc = wal_seg_header_check(p, w->shard, first_lsn, &r->salt, &prev_end);
@@ -446,17 +479,30 @@ static int seg_remove_from(struct wal *w, const struct seg_list *segs, size_t fr
     return io_dir_sync(w->fault, w->dir);
 }
 
-/* Replay every segment of segs; on return *used is the count of segments kept. */
+/* Replay every segment of segs, each opened once, the next one before the current one is
+ * replayed (its header limits the current one); on return *used is the count of segments
+ * kept. */
 static int replay_all(struct replay *r, const struct seg_list *segs, size_t *used)
 {
     size_t i = 0;
     int rc = 0;
+    struct seg_file cur = {.fd = -1}, next = {.fd = -1};
+    if (segs->count)
+        seg_file_open(r, segs->lsn[0], false, &cur);
     for (; i < segs->count && !rc && !r->cut; i++) {
         bool last = i + 1 == segs->count;
-        uint64_t next = last ? 0 : segs->lsn[i + 1];
-        rc = replay_file(r, segs->lsn[i], next, next ? prev_end_of(r, next) : 0, &last);
+        uint64_t next_first = last ? 0 : segs->lsn[i + 1];
+        uint64_t limit = 0;
+        if (!last) {
+            seg_file_open(r, next_first, true, &next);
+            limit = seg_file_prev_end(r, next_first, &next);
+        }
+        rc = replay_file(r, segs->lsn[i], &cur, next_first, limit, &last);
+        cur = next;
+        next.fd = -1;
     }
-    if (rc == -EXDEV) { /* salvage: segment i - 1 and later ones go */
+    io_file_close(cur.fd); /* opened for a segment the loop did not reach (an error, a cut) */
+    if (rc == -EXDEV) {    /* salvage: segment i - 1 and later ones go */
         i--;
         r->cut = true;
         rc = 0;

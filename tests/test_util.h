@@ -1,5 +1,6 @@
 /* Helpers the test programs share: temporary folders (made with mkdtemp under $TMPDIR, removed
- * with nftw: no shell), opening a database with "name=value" options, and reading a whole file.
+ * with nftw: no shell), opening a database with "name=value" options, reading a whole file, and
+ * waiting for a condition up to a deadline.
  * Header-only (static inline), so that each test links only what it uses. Include after
  * cmocka.h: failures are cmocka assertions. */
 #ifndef CS_TEST_UTIL_H
@@ -7,9 +8,12 @@
 
 #include <ftw.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cstore.h"
@@ -77,6 +81,30 @@ static inline unsigned cst_key_shard(cs_db *db, const void *key, size_t klen)
     if (rc)
         fail_msg("cs_key_shard: %s", cs_strerror(rc));
     return shard;
+}
+
+#define CST_POLL_NS 1000000L /* how often cst_wait_until checks its condition again */
+
+/* Wait until cond(arg) holds or deadline_ms have passed; returns whether it holds. For what the
+ * library does by itself and announces to nobody (a checkpoint its helper thread writes, views
+ * a shard publishes at the end of a loop iteration, memory freed after an epoch): the condition
+ * is checked again every CST_POLL_NS. The deadline only bounds a test that would otherwise hang:
+ * make it generous (a loaded machine is slow) and assert on the condition, never on the time. */
+static inline bool cst_wait_until(bool (*cond)(void *arg), void *arg, unsigned deadline_ms)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (cond(arg))
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t waited_ms =
+            (int64_t)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (waited_ms >= (int64_t)deadline_ms)
+            return cond(arg);
+        struct timespec pause = {0, CST_POLL_NS};
+        nanosleep(&pause, NULL);
+    }
 }
 
 #endif

@@ -386,24 +386,40 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
     return ex;
 }
 
+/* get and del: parse the key argument argv[2] into *key (free key->owned after, whatever the
+ * result) and open the existing database. */
+static int cli_key_open(struct cli *cli, char **argv, struct cli_bytes *key)
+{
+    int ex = cli_arg_bytes(cli, "key", argv[2], key);
+    if (ex == 0)
+        ex = cli_open(cli, CLI_OPEN_EXISTING);
+    return ex;
+}
+
+/* The exit status of a get or del (verb) of key argv[2] in collection argv[1] that returned rc:
+ * an absent key is EXIT_NOTFOUND, with a message naming the key as it was given. */
+static int cli_key_status(int rc, const char *verb, char **argv, size_t klen)
+{
+    if (rc == CS_ENOTFOUND) {
+        fprintf(stderr, "cstore: %s %s %s: not found\n", verb, argv[1], argv[2]);
+        return EXIT_NOTFOUND;
+    }
+    if (rc != 0)
+        return cli_fail(rc, "%s %s (key %zu bytes)", verb, argv[1], klen);
+    return 0;
+}
+
 static int cmd_get(struct cli *cli, int argc, char **argv)
 {
     (void)argc;
     struct cli_bytes key;
-    int ex = cli_arg_bytes(cli, "key", argv[2], &key);
-    if (ex != 0)
-        return ex;
-    ex = cli_open(cli, CLI_OPEN_EXISTING);
+    int ex = cli_key_open(cli, argv, &key);
     if (ex == 0) {
         void *val = NULL;
         size_t vlen = 0;
-        int rc = cs_get(cli->db, argv[1], key.p, key.len, &val, &vlen);
-        if (rc == CS_ENOTFOUND) {
-            fprintf(stderr, "cstore: get %s %s: not found\n", argv[1], argv[2]);
-            ex = EXIT_NOTFOUND;
-        } else if (rc != 0) {
-            ex = cli_fail(rc, "get %s (key %zu bytes)", argv[1], key.len);
-        } else {
+        ex = cli_key_status(cs_get(cli->db, argv[1], key.p, key.len, &val, &vlen), "get", argv,
+                            key.len);
+        if (ex == 0) {
             if (cli->escaped)
                 lineformat_write_escaped(stdout, val, vlen);
             else if (vlen > 0) /* val is NULL for an empty value */
@@ -420,19 +436,9 @@ static int cmd_del(struct cli *cli, int argc, char **argv)
 {
     (void)argc;
     struct cli_bytes key;
-    int ex = cli_arg_bytes(cli, "key", argv[2], &key);
-    if (ex != 0)
-        return ex;
-    ex = cli_open(cli, CLI_OPEN_EXISTING);
-    if (ex == 0) {
-        int rc = cs_del(cli->db, argv[1], key.p, key.len);
-        if (rc == CS_ENOTFOUND) {
-            fprintf(stderr, "cstore: del %s %s: not found\n", argv[1], argv[2]);
-            ex = EXIT_NOTFOUND;
-        } else if (rc != 0) {
-            ex = cli_fail(rc, "del %s (key %zu bytes)", argv[1], key.len);
-        }
-    }
+    int ex = cli_key_open(cli, argv, &key);
+    if (ex == 0)
+        ex = cli_key_status(cs_del(cli->db, argv[1], key.p, key.len), "del", argv, key.len);
     free(key.owned);
     return ex;
 }

@@ -474,6 +474,13 @@ static void test_durability_none_keeps_nothing_on_disk(void **state)
     assert_int_equal(cs_close(db), 0);
 }
 
+static bool views_published(void *arg)
+{
+    struct cs_shard_stats st;
+    assert_int_equal(cs_stats(arg, 0, &st), 0);
+    return st.views > 0;
+}
+
 static void test_stats_count_operations(void **state)
 {
     (void)state;
@@ -490,10 +497,8 @@ static void test_stats_count_operations(void **state)
     assert_int_equal(st.gets, 1);
     /* the shard publishes at the end of the loop iteration that ran the get; requests that
      * arrive meanwhile (these stats too) run in that same iteration: wait for the publish */
-    for (int i = 0; i < 2000 && st.views == 0; i++) {
-        usleep(500);
-        assert_int_equal(cs_stats(db, 0, &st), 0);
-    }
+    assert_true(cst_wait_until(views_published, db, 60000));
+    assert_int_equal(cs_stats(db, 0, &st), 0);
     if (st.views != 1) /* the shard published once the read had asked */
         fail_msg("views %llu gets %llu puts %llu frames %llu lsn %llu durable %llu",
                  (unsigned long long)st.views, (unsigned long long)st.gets,

@@ -164,6 +164,11 @@ static void test_checkpoint_then_reopen_loads_it_and_replays_the_tail(void **sta
     assert_int_equal(cs_close(db), 0);
 }
 
+static bool checkpointed(void *arg)
+{
+    return stats0(arg).checkpoints >= 1;
+}
+
 static void test_checkpoint_starts_by_itself_after_enough_wal(void **state)
 {
     (void)state;
@@ -176,9 +181,7 @@ static void test_checkpoint_starts_by_itself_after_enough_wal(void **state)
         put_i(db, i, 1);
     /* The checkpoint runs on the shard's helper thread: wait for it (up to 60 s on a loaded
      * machine); without the trigger it never comes. */
-    for (int waited = 0; stats0(db).checkpoints < 1 && waited < 6000; waited++)
-        usleep(10000);
-    assert_true(stats0(db).checkpoints >= 1);
+    assert_true(cst_wait_until(checkpointed, db, 60000));
     assert_int_equal(cs_close(db), 0);
     assert_int_equal(open_with(&db, NULL), 0);
     for (int i = 0; i < 8000; i += 7)

@@ -1,4 +1,4 @@
-/* Integration tests of lock-free reads from published views (see "VIEWS" in shards/shard.c):
+/* Integration tests of lock-free reads from published views (see "VIEWS" in shards/views.c):
  * a read never misses an acknowledged write (async and none publish on demand), in sync mode a
  * read never sees a write before it is durable, a cursor's pinned view stays unchanged while
  * writers replace everything, sessions answer gets from views, and retired views are freed. */
@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -57,6 +58,31 @@ static struct cs_shard_stats stats_sum(cs_db *db, unsigned shards)
         sum.records += st.records;
     }
     return sum;
+}
+
+/* Conditions for cst_wait_until. */
+struct db_cond {
+    cs_db *db;
+    unsigned shards;
+    uint64_t bound; /* the value the condition compares with */
+    bool ask;       /* read a missing key first (a miss asks the shards to publish) */
+};
+
+static bool views_published(void *arg)
+{
+    struct db_cond *c = arg;
+    return stats_sum(c->db, c->shards).views > c->bound;
+}
+
+static void check_get(cs_db *db, const char *key, const char *want);
+
+/* Tree bytes fall to at most bound once what was retired or dropped is freed. */
+static bool tree_bytes_at_most(void *arg)
+{
+    struct db_cond *c = arg;
+    if (c->ask)
+        check_get(c->db, "missing", NULL);
+    return stats_sum(c->db, c->shards).tree_bytes <= c->bound;
 }
 
 static void check_get(cs_db *db, const char *key, const char *want)
@@ -134,12 +160,14 @@ static void test_sync_reads_see_every_acknowledged_write(void **state)
 
 struct slow_put {
     cs_db *db;
-    atomic_int returned;
+    atomic_int started;  /* the put is about to be submitted */
+    atomic_int returned; /* the put was acknowledged */
 };
 
 static void *slow_put_main(void *arg)
 {
     struct slow_put *p = arg;
+    atomic_store(&p->started, 1);
     assert_int_equal(cs_put(p->db, "v", "late", 4, "new", 3), 0);
     atomic_store(&p->returned, 1);
     return NULL;
@@ -155,37 +183,35 @@ static void test_sync_reads_never_see_a_frame_before_it_is_durable(void **state)
     check_get(db, "late", "old"); /* misses: asks for views */
     /* the shard publishes at the end of the loop iteration that answered the get; a put
      * arriving in that same iteration would seal (and stall) first: wait for the publish */
-    for (int i = 0; i < 2000 && stats_sum(db, 1).views == 0; i++)
-        usleep(500);
+    struct db_cond published = {db, 1, 0, false};
+    assert_true(cst_wait_until(views_published, &published, 60000));
     struct slow_put p = {.db = db};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, slow_put_main, &p), 0);
-    unsigned seen_old = 0;
+    /* Read until the put returns. Every read before that sees "old" (or "new" once durable and
+     * published, just before the acknowledgement reaches the put's thread); the first read after
+     * it must see "new". A read that began after the put started and was answered before it
+     * returned shows that readers do not wait for the write (300 ms in the fault plan). */
+    bool answered_meanwhile = false;
     for (;;) {
+        int started = atomic_load(&p.started);
         int returned = atomic_load(&p.returned);
         void *v = NULL;
         size_t vl = 0;
         assert_int_equal(cs_get(db, "v", "late", 4, &v, &vl), 0);
         assert_int_equal(vl, 3);
-        if (!returned && memcmp(v, "new", 3) == 0) {
-            /* durable and published just before the put's acknowledgement reached its
-             * thread: allowed; poll until the put returns, then it must be visible */
-            cs_free(v);
-            usleep(1000);
-            continue;
-        }
+        bool is_new = memcmp(v, "new", 3) == 0;
+        cs_free(v);
         if (returned) {
-            assert_memory_equal(v, "new", 3); /* acknowledged: must be visible */
-            cs_free(v);
+            assert_true(is_new); /* acknowledged: must be visible */
             break;
         }
-        assert_memory_equal(v, "old", 3);
-        cs_free(v);
-        seen_old++;
-        usleep(1000);
+        if (!is_new && started && !atomic_load(&p.returned))
+            answered_meanwhile = true;
+        sched_yield(); /* two cores: let the put's thread and the shard run */
     }
     assert_int_equal(pthread_join(t, NULL), 0);
-    assert_true(seen_old > 10); /* the write took 300 ms: readers were answered meanwhile */
+    assert_true(answered_meanwhile);
     assert_int_equal(cs_close(db), 0);
 }
 
@@ -248,18 +274,10 @@ static void test_cursor_view_stays_unchanged_and_is_freed(void **state)
     /* The closed cursor's view and every retired one are released (on the shard, soon after):
      * what is left is half the records in about as many nodes as before. Without reclamation
      * the cursor's copy alone would add a whole tree, and the retired views several more. */
-    check_get(db, "missing", NULL);
-    uint64_t now = 0;
-    for (int waited = 0; waited < 500; waited++) {
-        check_get(db, "missing", NULL);
-        now = stats_sum(db, 2).tree_bytes;
-        if (now < base + base / 2)
-            break;
-        usleep(10000);
-    }
-    if (now >= base + base / 2)
+    struct db_cond freed = {db, 2, base + base / 2 - 1, true};
+    if (!cst_wait_until(tree_bytes_at_most, &freed, 60000))
         fail_msg("tree bytes %llu after the cursor closed, %llu before the rewrites",
-                 (unsigned long long)now, (unsigned long long)base);
+                 (unsigned long long)stats_sum(db, 2).tree_bytes, (unsigned long long)base);
     assert_int_equal(cs_close(db), 0);
 }
 
@@ -278,6 +296,16 @@ static void load_unread(cs_session *s, const char *coll)
                 assert_int_equal(done[j].rc, 0);
         }
     }
+}
+
+/* Sync: a durable write of a record already there (a frame nobody reads) publishes no view:
+ * the last reader's hold (VIEW_HOLD_NS) is over. Records stay as they were. */
+static bool frames_publish_nothing(void *arg)
+{
+    cs_db *db = arg;
+    uint64_t views = stats_sum(db, 1).views;
+    assert_int_equal(cs_put(db, "big", "big00000", 8, "0123456789", 10), 0);
+    return stats_sum(db, 1).views == views;
 }
 
 /* Sync mode publishes views only while readers use them: writes nobody reads publish none,
@@ -302,25 +330,25 @@ static void test_sync_views_follow_readers_and_drops_free_memory(void **state)
     cs_free(v);
     assert_int_equal(stats_sum(db, 1).gets, 1);
     /* the shard publishes at the end of the loop iteration that ran the get: wait for it */
-    for (int i = 0; i < 2000 && stats_sum(db, 1).views == 0; i++)
-        usleep(500);
+    struct db_cond published = {db, 1, 0, false};
+    assert_true(cst_wait_until(views_published, &published, 60000));
     assert_int_equal(cs_get(db, "big", "big00008", 8, &v, &vl), 0); /* the view answers */
     cs_free(v);
     st = stats_sum(db, 1);
     assert_int_equal(st.gets, 1);
     assert_int_equal(st.views, 1);
 
-    /* a collection nobody reads (long after the last read), then dropped: its tree is freed
-     * without any read */
-    usleep(300000);
-    uint64_t before = stats_sum(db, 1).tree_bytes;
+    /* a collection nobody reads (once the frames stopped publishing for the last read), then
+     * dropped: its tree is freed without any read */
+    assert_true(cst_wait_until(frames_publish_nothing, db, 60000));
+    uint64_t before = stats_sum(db, 1).tree_bytes, views = stats_sum(db, 1).views;
     load_unread(s, "unread");
     st = stats_sum(db, 1);
-    assert_int_equal(st.views, 1);
+    assert_int_equal(st.views, views);
     assert_true(st.tree_bytes > before + 4000 * 20);
     assert_int_equal(cs_collection_drop(db, "unread"), 0);
-    for (int i = 0; i < 1000 && stats_sum(db, 1).tree_bytes > before; i++)
-        usleep(1000);
+    struct db_cond freed = {db, 1, before, false};
+    assert_true(cst_wait_until(tree_bytes_at_most, &freed, 60000));
     st = stats_sum(db, 1);
     if (st.tree_bytes > before)
         fail_msg("the dropped collection still holds %llu bytes",

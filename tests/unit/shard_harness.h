@@ -20,6 +20,32 @@ struct hs {
     char dir[CST_PATH_MAX];
 };
 
+/* The configuration the harness launches a shard of h with (h->dir, h->fault); the caller may
+ * change fields before hs_launch. */
+static inline struct shard_config hs_config(struct hs *h, enum shard_durability durability)
+{
+    struct shard_config cfg = {.dir = h->dir,
+                               .index = 0,
+                               .cpu = -1,
+                               .durability = durability,
+                               .sync_interval_ms = 10,
+                               .group_commit_delay_us = 0,
+                               .yield_us = 0,
+                               .wal_segment_bytes = 4u << 20,
+                               .wal_compress_bytes = 0,
+                               .batch_max = 65536,
+                               .open_mode = WAL_OPEN_NORMAL,
+                               .fault = h->fault};
+    return cfg;
+}
+
+/* Launch a shard with cfg and wait until it has recovered (which must succeed). */
+static inline void hs_launch(struct hs *h, const struct shard_config *cfg)
+{
+    assert_int_equal(shard_launch(cfg, &h->sh), 0);
+    assert_int_equal(shard_await(h->sh), 0);
+}
+
 /* Launch a shard in a fresh folder; fault: a fault plan spec or NULL; delay_us: its group
  * commit delay. */
 static inline void hs_start_delay(struct hs *h, enum shard_durability durability, const char *fault,
@@ -29,25 +55,28 @@ static inline void hs_start_delay(struct hs *h, enum shard_durability durability
     cst_tmpdir_make(h->dir, sizeof(h->dir), "shard");
     if (fault)
         assert_int_equal(io_fault_create(fault, &h->fault), 0);
-    struct shard_config cfg = {.dir = h->dir,
-                               .index = 0,
-                               .cpu = -1,
-                               .durability = durability,
-                               .sync_interval_ms = 10,
-                               .group_commit_delay_us = delay_us,
-                               .yield_us = 0,
-                               .wal_segment_bytes = 4u << 20,
-                               .wal_compress_bytes = 0,
-                               .batch_max = 65536,
-                               .open_mode = WAL_OPEN_NORMAL,
-                               .fault = h->fault};
-    assert_int_equal(shard_launch(&cfg, &h->sh), 0);
-    assert_int_equal(shard_await(h->sh), 0);
+    struct shard_config cfg = hs_config(h, durability);
+    cfg.group_commit_delay_us = delay_us;
+    hs_launch(h, &cfg);
 }
 
 static inline void hs_start(struct hs *h, enum shard_durability durability, const char *fault)
 {
     hs_start_delay(h, durability, fault, 0);
+}
+
+/* Stop the shard (which must have had no I/O error) and open its folder again with a new fault
+ * plan (a spec, or NULL): recovery replays what the shard wrote. */
+static inline void hs_reopen(struct hs *h, enum shard_durability durability, const char *fault)
+{
+    assert_int_equal(shard_stop(h->sh), 0);
+    shard_free(h->sh);
+    io_fault_destroy(h->fault);
+    h->fault = NULL;
+    if (fault)
+        assert_int_equal(io_fault_create(fault, &h->fault), 0);
+    struct shard_config cfg = hs_config(h, durability);
+    hs_launch(h, &cfg);
 }
 
 /* Stop the shard (returns shard_stop's result), free it and remove its folder. */
@@ -125,7 +154,8 @@ static inline char *hs_get(struct hs *h, const char *coll, const char *key)
         fail_msg("get %s/%s: %s", coll, key, cs_strerror(rc));
     char *s = malloc(q.r.out_len + 1);
     assert_non_null(s);
-    memcpy(s, q.r.out, q.r.out_len);
+    if (q.r.out_len) /* out is NULL for an empty value */
+        memcpy(s, q.r.out, q.r.out_len);
     s[q.r.out_len] = 0;
     cs_mem_free(q.r.out);
     return s;
@@ -175,20 +205,6 @@ static inline void hgate_done(struct shard_req *r)
         ;
 }
 
-/* Submit the gate and wait until the shard thread is held in it. */
-static inline void hgate_close(struct hs *h, struct hgate *g)
-{
-    memset(g, 0, sizeof(*g));
-    sem_init(&g->entered, 0, 0);
-    sem_init(&g->release, 0, 0);
-    g->r.op = SHARD_STATS;
-    g->r.stats = &g->stats;
-    g->r.done = hgate_done;
-    shard_submit(h->sh, &g->r);
-    while (sem_wait(&g->entered) != 0)
-        ;
-}
-
 /* Submit the gate without waiting (it holds the shard once the shard reaches it). */
 static inline void hgate_submit(struct hs *h, struct hgate *g)
 {
@@ -205,6 +221,13 @@ static inline void hgate_wait_entered(struct hgate *g)
 {
     while (sem_wait(&g->entered) != 0)
         ;
+}
+
+/* Submit the gate and wait until the shard thread is held in it. */
+static inline void hgate_close(struct hs *h, struct hgate *g)
+{
+    hgate_submit(h, g);
+    hgate_wait_entered(g);
 }
 
 static inline void hgate_open(struct hgate *g)

@@ -613,6 +613,176 @@ static void snaps_equal(const struct btree_snap *a, const struct btree_snap *b)
     assert_false(on_b);
 }
 
+/* The tree holds exactly what snapshot s holds. */
+static void tree_equals_snap(struct btree *t, const struct btree_snap *s)
+{
+    struct btree_snap now;
+    btree_snap_take(t, &now);
+    snaps_equal(s, &now);
+    btree_snap_release(t, &now);
+}
+
+/* What a btree_old_fn was handed, and what it answers. */
+struct old_seen {
+    unsigned calls;
+    bool had;
+    uint8_t *val; /* a copy (malloc) of the value handed */
+    size_t vlen;
+    int answer;             /* returned to the write */
+    struct btree *snap_of;  /* non-NULL: take a snapshot of this tree in the call */
+    struct btree_snap snap; /* that snapshot */
+};
+
+static int old_record(void *arg, bool had, const void *val, size_t vlen)
+{
+    struct old_seen *o = arg;
+    o->calls++;
+    o->had = had;
+    assert_true(had || (val == NULL && vlen == 0));
+    free(o->val);
+    o->val = malloc(vlen ? vlen : 1);
+    assert_non_null(o->val);
+    if (vlen)
+        memcpy(o->val, val, vlen);
+    o->vlen = vlen;
+    if (o->snap_of)
+        btree_snap_take(o->snap_of, &o->snap);
+    return o->answer;
+}
+
+/* The last call handed had and the value v[0, vlen). */
+static void old_was(struct old_seen *o, unsigned calls, bool had, const void *v, size_t vlen)
+{
+    assert_int_equal(o->calls, calls);
+    assert_true(o->had == had);
+    assert_int_equal(o->vlen, vlen);
+    if (vlen)
+        assert_memory_equal(o->val, v, vlen);
+}
+
+static void test_put_old_and_del_old_hand_back_the_value_they_replace(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    struct old_seen o = {0};
+    uint8_t *big = value_buf(3000, 7), *big2 = value_buf(5000, 8);
+    assert_int_equal(btree_put_old(&t, "k", 1, "v1", 2, old_record, &o), 0); /* empty tree */
+    old_was(&o, 1, false, NULL, 0);
+    assert_int_equal(btree_put_old(&t, "k", 1, "", 0, old_record, &o), 0);
+    old_was(&o, 2, true, "v1", 2);
+    assert_int_equal(btree_put_old(&t, "k", 1, big, 3000, old_record, &o), 0);
+    old_was(&o, 3, true, NULL, 0); /* an empty value is there: had, not absent */
+    assert_int_equal(btree_put_old(&t, "k", 1, big2, 5000, old_record, &o), 0);
+    old_was(&o, 4, true, big, 3000); /* out-of-line value, whole */
+    fill_tens(&t, 2000);             /* a taller tree around "k" */
+    uint8_t k[16];
+    key16(k, 10 * 777);
+    assert_int_equal(btree_put_old(&t, k, 16, "new", 3, old_record, &o), 0);
+    old_was(&o, 5, true, k, 16); /* fill_tens stores each key as its value */
+    key16(k, 10 * 777 + 1);
+    assert_int_equal(btree_put_old(&t, k, 16, "ins", 3, old_record, &o), 0);
+    old_was(&o, 6, false, NULL, 0);
+    assert_int_equal(btree_del_old(&t, k, 16, old_record, &o), 0);
+    old_was(&o, 7, true, "ins", 3);
+    assert_int_equal(btree_del_old(&t, k, 16, old_record, &o), CS_ENOTFOUND);
+    assert_int_equal(o.calls, 7); /* a missing key: no call */
+    assert_int_equal(btree_del_old(&t, "k", 1, old_record, &o), 0);
+    old_was(&o, 8, true, big2, 5000);
+    assert_int_equal(btree_put_old(&t, "k", 1, "x", 1, NULL, NULL), 0); /* no callback */
+    assert_int_equal(btree_del_old(&t, "k", 1, NULL, NULL), 0);
+    assert_tree_ok(&t);
+    btree_destroy(&t);
+    assert_int_equal(t.bytes, 0);
+    free(o.val);
+    free(big);
+    free(big2);
+}
+
+static void test_old_value_callback_error_cancels_the_write(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    fill_tens(&t, 3000);
+    uint8_t *big = value_buf(1000, 3);
+    struct old_seen o = {.answer = -ENOMEM};
+    uint8_t k[16];
+    for (unsigned i = 0; i < 200; i++) {
+        struct btree_snap before;
+        btree_snap_take(&t, &before);
+        uint64_t count = t.count;
+        bool absent = (i / 4) % 2, del = i % 4 == 1;
+        key16(k, 10 * (1 + i * 13 % 3000) + absent);
+        size_t vlen = i % 3 == 0 ? 1000 : 16;
+        int rc = del ? btree_del_old(&t, k, 16, old_record, &o)
+                     : btree_put_old(&t, k, 16, big, vlen, old_record, &o);
+        assert_int_equal(rc, del && absent ? CS_ENOTFOUND : -ENOMEM);
+        assert_int_equal(t.count, count);
+        assert_tree_ok(&t);
+        tree_equals_snap(&t, &before);
+        btree_snap_release(&t, &before);
+    }
+    free(o.val);
+    btree_destroy(&t);
+    assert_int_equal(t.bytes, 0); /* a cancelled put left no value blob behind */
+    free(big);
+}
+
+/* The frame undo log's pattern: the callback snapshots the tree it is called from. The snapshot
+ * holds the state before the write, the tree the state after it, and the write copies the path
+ * it shares with the snapshot instead of changing it. */
+static void test_snapshot_taken_in_the_old_value_callback_keeps_the_state_before(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    fill_tens(&t, 3000);
+    struct old_seen o = {.snap_of = &t};
+    uint8_t k[16];
+    for (unsigned i = 0; i < 300; i++) {
+        key16(k, 10 * (1 + i * 7 % 3000) + i % 2);
+        const void *was;
+        size_t was_len = 0;
+        bool had = btree_get(&t, k, 16, &was, &was_len) == 0;
+        uint8_t copy[16];
+        assert_true(was_len <= sizeof(copy));
+        if (had)
+            memcpy(copy, was, was_len);
+        int rc = i % 3 == 0 ? btree_del_old(&t, k, 16, old_record, &o)
+                            : btree_put_old(&t, k, 16, "after", 5, old_record, &o);
+        if (rc == CS_ENOTFOUND) {
+            assert_false(had);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_true(o.had == had);
+        assert_snap_ok(&o.snap);
+        assert_tree_ok(&t);
+        const void *v;
+        size_t vlen;
+        int in_snap = btree_snap_get(&o.snap, k, 16, &v, &vlen);
+        if (had) {
+            assert_int_equal(in_snap, 0);
+            assert_int_equal(vlen, was_len);
+            assert_memory_equal(v, copy, vlen);
+        } else {
+            assert_int_equal(in_snap, CS_ENOTFOUND);
+        }
+        if (i % 3 == 0)
+            assert_int_equal(btree_get(&t, k, 16, &v, &vlen), CS_ENOTFOUND);
+        else
+            get_equals(&t, k, 16, "after", 5);
+        if (i % 2) /* roll back through it, as undo_rollback does */
+            btree_restore(&t, &o.snap);
+        btree_snap_release(&t, &o.snap);
+    }
+    free(o.val);
+    assert_tree_ok(&t);
+    btree_destroy(&t);
+    assert_int_equal(t.bytes, 0);
+}
+
 static void test_failed_allocation_leaves_tree_unchanged(void **state)
 {
     (void)state;
@@ -624,25 +794,31 @@ static void test_failed_allocation_leaves_tree_unchanged(void **state)
     uint8_t k[16];
     unsigned failures = 0;
     for (unsigned i = 0; i < 3000; i++) {
-        struct btree_snap before, after;
+        struct btree_snap before;
         btree_snap_take(&t, &before); /* shares the root: a write must copy its path */
         uint64_t count = t.count;
         t.fail_alloc_in = 1 + (uint32_t)rng_below(&r, 4);
         int rc;
         key16(k, 10 * (1 + rng_below(&r, 3000)) + rng_below(&r, 2));
+        bool with_old = rng_below(&r, 2) == 0;
+        struct old_seen o = {0};
         if (rng_below(&r, 3) == 0)
-            rc = btree_del(&t, k, 16);
+            rc = with_old ? btree_del_old(&t, k, 16, old_record, &o) : btree_del(&t, k, 16);
+        else if (with_old)
+            rc = btree_put_old(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, old_record, &o);
         else
             rc = btree_put(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, NULL);
         t.fail_alloc_in = 0;
+        free(o.val);
         assert_true(rc == 0 || rc == -ENOMEM || rc == CS_ENOTFOUND);
+        /* the callback comes after the last allocation: once per write that succeeds, never
+         * for one that fails (so its caller has nothing to take back) */
+        assert_int_equal(o.calls, with_old && rc == 0 ? 1 : 0);
         assert_tree_ok(&t);
         if (rc == -ENOMEM) {
             failures++;
             assert_int_equal(t.count, count);
-            btree_snap_take(&t, &after);
-            snaps_equal(&before, &after);
-            btree_snap_release(&t, &after);
+            tree_equals_snap(&t, &before);
         }
         btree_snap_release(&t, &before);
     }
@@ -768,17 +944,6 @@ static uint32_t model_value_len(struct rng *r)
     return (uint32_t)rng_below(r, CS_VALUE_MAX + 1);
 }
 
-static void model_put(struct model *m, struct btree *t, struct rng *r, unsigned i, uint8_t *buf)
-{
-    struct model_val v = {true, model_value_len(r), (uint32_t)rng_next(r)};
-    value_fill(buf, v.vlen, v.seed);
-    bool replaced;
-    assert_int_equal(btree_put(t, m->keys[i].key, m->keys[i].klen, buf, v.vlen, &replaced), 0);
-    assert_true(replaced == m->vals[i].present);
-    m->present += !m->vals[i].present;
-    m->vals[i] = v;
-}
-
 static void model_check_value(const struct model_val *v, const void *val, size_t vlen, uint8_t *buf)
 {
     assert_int_equal(vlen, v->vlen);
@@ -795,6 +960,54 @@ static void model_check_value_ends(const struct model_val *v, const void *val, s
         assert_true(p[i] == value_byte(i, v->seed));
     for (size_t i = vlen > 32 ? vlen - 32 : 0; i < vlen; i++)
         assert_true(p[i] == value_byte(i, v->seed));
+}
+
+/* A btree_old_fn that checks what the write hands back against the model's value. */
+struct model_old {
+    const struct model_val *want; /* the key's value in the model */
+    unsigned calls;
+};
+
+static int model_old_check(void *arg, bool had, const void *val, size_t vlen)
+{
+    struct model_old *o = arg;
+    o->calls++;
+    assert_true(had == o->want->present);
+    if (had)
+        model_check_value_ends(o->want, val, vlen);
+    else
+        assert_int_equal(vlen, 0);
+    return 0;
+}
+
+static void model_put(struct model *m, struct btree *t, struct rng *r, unsigned i, uint8_t *buf)
+{
+    struct model_val v = {true, model_value_len(r), (uint32_t)rng_next(r)};
+    value_fill(buf, v.vlen, v.seed);
+    const struct model_key *k = &m->keys[i];
+    if (rng_below(r, 2)) {
+        struct model_old o = {&m->vals[i], 0};
+        assert_int_equal(btree_put_old(t, k->key, k->klen, buf, v.vlen, model_old_check, &o), 0);
+        assert_int_equal(o.calls, 1);
+    } else {
+        bool replaced;
+        assert_int_equal(btree_put(t, k->key, k->klen, buf, v.vlen, &replaced), 0);
+        assert_true(replaced == m->vals[i].present);
+    }
+    m->present += !m->vals[i].present;
+    m->vals[i] = v;
+}
+
+static void model_del(struct model *m, struct btree *t, struct rng *r, unsigned i)
+{
+    const struct model_key *k = &m->keys[i];
+    struct model_old o = {&m->vals[i], 0};
+    int rc = rng_below(r, 2) ? btree_del_old(t, k->key, k->klen, model_old_check, &o)
+                             : btree_del(t, k->key, k->klen);
+    assert_int_equal(rc, m->vals[i].present ? 0 : CS_ENOTFOUND);
+    assert_true(o.calls <= (rc == 0 ? 1u : 0u));
+    m->present -= m->vals[i].present;
+    m->vals[i].present = false;
 }
 
 /* Walk snapshot s forward and backward; it must hold exactly the present keys of vals. */
@@ -880,10 +1093,7 @@ static void model_step(struct model *m, struct btree *t, struct rng *r, uint8_t 
     if (op < put_pct * 10) {
         model_put(m, t, r, i, buf);
     } else if (op < 900) {
-        int rc = btree_del(t, m->keys[i].key, m->keys[i].klen);
-        assert_int_equal(rc, m->vals[i].present ? 0 : CS_ENOTFOUND);
-        m->present -= m->vals[i].present;
-        m->vals[i].present = false;
+        model_del(m, t, r, i);
     } else if (op < 990) {
         const void *val;
         size_t vlen;
@@ -1037,6 +1247,9 @@ int main(void)
         cmocka_unit_test(test_delete_everything_frees_all_nodes),
         cmocka_unit_test(test_checker_reports_damaged_key),
         cmocka_unit_test(test_keys_outside_node_prefix_order_right),
+        cmocka_unit_test(test_put_old_and_del_old_hand_back_the_value_they_replace),
+        cmocka_unit_test(test_old_value_callback_error_cancels_the_write),
+        cmocka_unit_test(test_snapshot_taken_in_the_old_value_callback_keeps_the_state_before),
         cmocka_unit_test(test_failed_allocation_leaves_tree_unchanged),
         cmocka_unit_test(test_loads_pack_leaves_within_memory_target),
         cmocka_unit_test(test_sequential_loads_with_snapshots_match),

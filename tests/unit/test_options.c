@@ -20,6 +20,7 @@
 
 #include "cstore.h"
 #include "engine/options.h"
+#include "tests/test_util.h"
 
 #define README_BEGIN "<!-- options:begin"
 #define README_END "<!-- options:end"
@@ -211,10 +212,10 @@ static void test_choices_accept_exactly_their_spellings(void **state)
 static void test_ini_loader_uses_the_table(void **state)
 {
     (void)state;
-    char path[] = "/tmp/cs-test-options-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
+    char dir[CST_PATH_MAX], path[CST_PATH_MAX + 16];
+    cst_tmpdir_make(dir, sizeof(dir), "options");
+    snprintf(path, sizeof(path), "%s/cstore.ini", dir);
+    FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs("[cstore]\n", f);
     for (unsigned i = 0; i < options_count; i++)
@@ -233,7 +234,7 @@ static void test_ini_loader_uses_the_table(void **state)
     want.durability = SHARD_NONE;
     assert_memory_equal(&want, o, sizeof(want));
     cs_options_free(o);
-    unlink(path);
+    assert_int_equal(cst_tmpdir_remove(dir), 0);
 }
 
 static void test_help_lists_every_option_within_80_columns(void **state)

@@ -1,81 +1,56 @@
-/* Unit tests of the shard runtime's edges, driven through shard.h directly: a request that
- * reaches a shard whose loop is gone completes with CS_ECLOSED instead of waiting forever (or
- * tripping an assertion), and every request queued before the stop is answered. */
+/* Unit tests of the shard runtime's edges, driven through shard.h directly (shard_harness.h): a
+ * request that reaches a shard whose loop is gone completes with CS_ECLOSED instead of waiting
+ * forever (or tripping an assertion), and every request queued before the stop is answered. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <stdatomic.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cstore.h"
-#include "tests/test_util.h"
-#include "shards/shard.h"
+#include "tests/unit/shard_harness.h"
 
-static char dir[CST_PATH_MAX];
-static _Atomic int completions;
-
-static void on_done(struct shard_req *r)
-{
-    (void)r;
-    atomic_fetch_add(&completions, 1);
-}
-
-static struct shard *start(void)
-{
-    cst_tmpdir_make(dir, sizeof(dir), "shard");
-    struct shard_config cfg = {.dir = dir,
-                               .index = 0,
-                               .cpu = -1,
-                               .durability = SHARD_NONE,
-                               .wal_segment_bytes = 1u << 20,
-                               .batch_max = 16,
-                               .open_mode = WAL_OPEN_NORMAL};
-    struct shard *sh = NULL;
-    assert_int_equal(shard_launch(&cfg, &sh), 0);
-    assert_int_equal(shard_await(sh), 0);
-    return sh;
-}
-
-static void put_req(struct shard_req *r, const char *key)
-{
-    memset(r, 0, sizeof(*r));
-    r->op = SHARD_PUT;
-    r->coll = "c";
-    r->coll_len = 1;
-    r->key = key;
-    r->klen = strlen(key);
-    r->val = "v";
-    r->vlen = 1;
-    r->done = on_done;
-    r->rc = 1; /* not yet answered */
-}
+enum { QUEUED = 64 }; /* requests queued behind a gate before the stop */
 
 static void test_requests_after_stop_complete_with_closed(void **state)
 {
     (void)state;
-    struct shard *sh = start();
-    struct shard_req r;
-    put_req(&r, "before");
-    atomic_store(&completions, 0);
-    shard_submit(sh, &r);
-    while (atomic_load(&completions) == 0)
-        usleep(100);
-    assert_int_equal(r.rc, 0);
-    assert_int_equal(shard_stop(sh), 0);
+    struct hs h;
+    hs_start(&h, SHARD_NONE, NULL);
+    assert_int_equal(hs_op(&h, SHARD_PUT, "c", "before", "v"), 0);
+
+    /* queued while the shard is held in a gate: the stop comes after them, so each is answered */
+    static struct hreq q[QUEUED];
+    static char keys[QUEUED][16];
+    struct hgate g;
+    hgate_close(&h, &g);
+    for (int i = 0; i < QUEUED; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "queued%02d", i);
+        hreq_init(&q[i], SHARD_PUT, "c", keys[i], "v");
+        shard_submit(h.sh, &q[i].r);
+    }
+    hgate_open(&g);
+    assert_int_equal(shard_stop(h.sh), 0);
+    for (int i = 0; i < QUEUED; i++) /* answered by the time the stop returned: no wait */
+        assert_int_equal(q[i].r.rc, 0);
+
     /* the loop is gone: the request is answered at once, on the submitting thread */
-    put_req(&r, "after");
-    atomic_store(&completions, 0);
-    shard_submit(sh, &r);
-    assert_int_equal(atomic_load(&completions), 1);
-    assert_int_equal(r.rc, CS_ECLOSED);
-    shard_free(sh);
-    rmdir(dir);
+    struct hreq after;
+    hreq_init(&after, SHARD_PUT, "c", "after", "v");
+    shard_submit(h.sh, &after.r);
+    assert_int_equal(sem_trywait(&after.done), 0);
+    assert_int_equal(after.r.rc, CS_ECLOSED);
+    sem_destroy(&after.done);
+    for (int i = 0; i < QUEUED; i++)
+        assert_int_equal(hreq_wait(&q[i]), 0);
+    shard_free(h.sh);
+    io_fault_destroy(h.fault);
+    assert_int_equal(cst_tmpdir_remove(h.dir), 0);
 }
 
 int main(void)

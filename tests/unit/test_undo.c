@@ -6,7 +6,10 @@
  * the frame (test_durability.c covers many frames of plain puts and deletes through the public
  * API): the same key written several times, a key inserted then deleted, the switch from the log
  * to a snapshot (a large old value, a log past UNDO_LOG_BYTES_MAX) with logged writes on both
- * sides of it, an atomic batch among logged writes, collections created, dropped and recreated. */
+ * sides of it, empty old values and old values of exactly UNDO_VALUE_MAX bytes, an atomic batch
+ * among logged writes, collections created, dropped and recreated. One more test drives
+ * undo_log_old on a hand-built shard, fed by the tree writes themselves (btree_put_old,
+ * btree_del_old), and checks each log entry against the value the write replaced. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +29,7 @@
 _Static_assert(BIG > UNDO_VALUE_MAX, "large values take the snapshot path");
 
 static char big_old[BIG + 1], big_new[BIG + 1], big_other[BIG + 1];
+static char at_max[UNDO_VALUE_MAX + 1]; /* the largest old value the log copies */
 
 /* The state before the frame: what each key held (NULL: absent). */
 struct want {
@@ -39,7 +43,7 @@ static const struct want before[] = {
     {"a", "k5", "old5"}, {"a", "big", big_old},  {"a", "big2", big_other}, {"a", "new1", NULL},
     {"a", "new2", NULL}, {"a", "newbig", NULL},  {"b", "b0", "bold0"},     {"b", "b1", "bold1"},
     {"b", "b9", NULL},   {"gone", "g0", "gold"}, {"gone", "g1", NULL},     {"n", "x", NULL},
-    {"m", "y", NULL},    {"c", "x", NULL},
+    {"m", "y", NULL},    {"c", "x", NULL},       {"a", "empty", ""},       {"a", "atmax", at_max},
 };
 
 static void fill_values(void)
@@ -47,6 +51,7 @@ static void fill_values(void)
     memset(big_old, 'O', BIG);
     memset(big_new, 'N', BIG);
     memset(big_other, 'T', BIG);
+    memset(at_max, 'M', UNDO_VALUE_MAX);
 }
 
 /* A shard holding `before`, reopened so that its next WAL write (the burst's frame) fails. */
@@ -57,18 +62,7 @@ static void start_filled(struct hs *h)
     for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++)
         if (before[i].val)
             assert_int_equal(hs_op(h, SHARD_PUT, before[i].coll, before[i].key, before[i].val), 0);
-    assert_int_equal(shard_stop(h->sh), 0);
-    shard_free(h->sh);
-    assert_int_equal(io_fault_create("write_eio=1", &h->fault), 0);
-    struct shard_config cfg = {.dir = h->dir,
-                               .cpu = -1,
-                               .durability = SHARD_SYNC,
-                               .wal_segment_bytes = 4u << 20,
-                               .batch_max = 65536,
-                               .open_mode = WAL_OPEN_NORMAL,
-                               .fault = h->fault};
-    assert_int_equal(shard_launch(&cfg, &h->sh), 0);
-    assert_int_equal(shard_await(h->sh), 0);
+    hs_reopen(h, SHARD_SYNC, "write_eio=1");
 }
 
 /* Submit reqs[0..n) as one frame (the gate holds the shard until all are queued); every one of
@@ -103,7 +97,7 @@ static void expect_before(struct hs *h)
         size_t vl = 0;
         int rc = shard_view_get(h->sh, w->coll, strlen(w->coll), w->key, strlen(w->key), &v, &vl);
         if (rc == 0) {
-            if (!w->val || vl != strlen(w->val) || memcmp(v, w->val, vl) != 0)
+            if (!w->val || vl != strlen(w->val) || (vl && memcmp(v, w->val, vl) != 0))
                 fail_msg("view of %s/%s holds a write of the failed frame", w->coll, w->key);
         } else if (rc != SHARD_VIEW_MISS && !(rc == CS_ENOTFOUND && !w->val)) {
             fail_msg("view of %s/%s: %s", w->coll, w->key, cs_strerror(rc));
@@ -184,6 +178,26 @@ test_failed_frame_restores_large_values_with_logged_writes_around_the_snapshot(v
     finish(&h);
 }
 
+/* An empty old value is a value (put back, not deleted), an insert of an empty value is taken
+ * out, and an old value of exactly UNDO_VALUE_MAX bytes goes through the log whole. */
+static void test_failed_frame_restores_empty_values_and_values_at_the_log_limit(void **state)
+{
+    (void)state;
+    struct hs h;
+    start_filled(&h);
+    struct hreq r[6];
+    size_t n = 0;
+    hreq_init(&r[n++], SHARD_PUT, "a", "empty", "filled"); /* old: present and empty */
+    hreq_init(&r[n++], SHARD_DEL, "a", "empty", NULL);
+    hreq_init(&r[n++], SHARD_PUT, "a", "atmax", "small"); /* old: UNDO_VALUE_MAX bytes */
+    hreq_init(&r[n++], SHARD_PUT, "a", "atmax", at_max + 1);
+    hreq_init(&r[n++], SHARD_PUT, "a", "new1", ""); /* insert of an empty value */
+    hreq_init(&r[n++], SHARD_PUT, "b", "b9", "");
+    burst_fails(&h, r, n);
+    expect_before(&h);
+    finish(&h);
+}
+
 static void test_failed_frame_takes_back_a_batch_between_logged_writes(void **state)
 {
     (void)state;
@@ -249,6 +263,115 @@ static void test_failed_frame_takes_back_collection_create_drop_and_recreate(voi
     finish(&h);
 }
 
+/* undo_log_old driven by the tree writes themselves on a hand-built shard (no thread: the test is
+ * its owner): each log entry holds the key and exactly the old value the write handed back (or
+ * "absent"); a write that fails for memory, or deletes nothing, logs nothing; an old value over
+ * UNDO_VALUE_MAX switches the tree to a snapshot; rolling back restores the tree. */
+static void test_undo_log_holds_the_old_value_each_write_hands_back(void **state)
+{
+    (void)state;
+    fill_values();
+    struct shard *sh = calloc(1, sizeof(*sh));
+    struct shard_coll *c = calloc(1, sizeof(*c));
+    assert_non_null(sh);
+    assert_non_null(c);
+    sh->owner = pthread_self();
+    sh->undo_on = true;
+    sh->frame_seq = 1;
+    c->refs = 1; /* the catalog's reference: the log's own come and go */
+    c->name_len = 1;
+    c->name[0] = 'c';
+    c->sh = sh;
+    btree_init(&c->tree, 0);
+    char over[UNDO_VALUE_MAX + 2];
+    memset(over, 'V', sizeof(over) - 1);
+    over[sizeof(over) - 1] = 0;
+    assert_int_equal(btree_put(&c->tree, "a", 1, "A1", 2, NULL), 0);
+    assert_int_equal(btree_put(&c->tree, "e", 1, "", 0, NULL), 0);
+    assert_int_equal(btree_put(&c->tree, "m", 1, at_max, UNDO_VALUE_MAX, NULL), 0);
+    assert_int_equal(btree_put(&c->tree, "v", 1, over, UNDO_VALUE_MAX + 1, NULL), 0);
+    struct btree_snap was;
+    btree_snap_take(&c->tree, &was);
+
+    struct frame_undo *u = &sh->undo[0];
+    assert_int_equal(undo_reserve(sh, 1, 0), 0); /* as exec does before a write */
+    struct undo_write w = {.sh = sh, .coll = c, .key = "a", .klen = 1};
+    assert_int_equal(btree_put_old(&c->tree, "a", 1, "A2", 2, undo_log_old, &w), 0);
+    w.key = "n";
+    assert_int_equal(btree_put_old(&c->tree, "n", 1, "N", 1, undo_log_old, &w), 0);
+    w.key = "e";
+    assert_int_equal(btree_del_old(&c->tree, "e", 1, undo_log_old, &w), 0);
+    w.key = "m";
+    assert_int_equal(btree_put_old(&c->tree, "m", 1, "", 0, undo_log_old, &w), 0);
+    w.key = "x";
+    assert_int_equal(btree_del_old(&c->tree, "x", 1, undo_log_old, &w), CS_ENOTFOUND);
+    c->tree.fail_alloc_in = 1; /* the value's blob */
+    assert_int_equal(btree_put_old(&c->tree, "a", 1, big_new, BIG, undo_log_old, &w), -ENOMEM);
+    c->tree.fail_alloc_in = 0;
+
+    struct {
+        const char *key;
+        bool had;
+        const char *old;
+        uint32_t vlen;
+    } want[] = {{"a", true, "A1", 2},
+                {"n", false, "", 0},
+                {"e", true, "", 0},
+                {"m", true, at_max, UNDO_VALUE_MAX}};
+    assert_int_equal(u->nrecs, 4);
+    assert_int_equal(u->ntrees, 1);
+    assert_false(u->trees[0].snapped);
+    for (uint32_t i = 0; i < u->nrecs; i++) {
+        const struct undo_rec *r = &u->recs[i];
+        assert_ptr_equal(r->coll, c);
+        assert_int_equal(r->klen, 1);
+        assert_memory_equal(u->bytes + r->off, want[i].key, 1);
+        assert_true(r->had == want[i].had);
+        assert_int_equal(r->vlen, want[i].vlen);
+        if (r->vlen)
+            assert_memory_equal(u->bytes + r->off + 1, want[i].old, r->vlen);
+    }
+
+    w.key = "v"; /* an old value over UNDO_VALUE_MAX: a snapshot from here on, no record */
+    assert_int_equal(btree_put_old(&c->tree, "v", 1, "small", 5, undo_log_old, &w), 0);
+    assert_true(u->trees[0].snapped);
+    w.key = "a";
+    assert_int_equal(btree_put_old(&c->tree, "a", 1, "A3", 2, undo_log_old, &w), 0);
+    assert_int_equal(u->nrecs, 4);
+
+    assert_true(undo_rollback(sh, u));
+    assert_int_equal(u->nrecs, 0);
+    struct btree_snap after;
+    btree_snap_take(&c->tree, &after);
+    assert_int_equal(after.count, was.count);
+    struct btree_cursor ca, cb;
+    btree_cursor_init(&ca, &was);
+    btree_cursor_init(&cb, &after);
+    bool on_b = btree_cursor_first(&cb);
+    for (bool on = btree_cursor_first(&ca); on;
+         on = btree_cursor_next(&ca), on_b = btree_cursor_next(&cb)) {
+        assert_true(on_b);
+        const void *k1, *v1, *k2, *v2;
+        size_t kl1, vl1, kl2, vl2;
+        btree_cursor_get(&ca, &k1, &kl1, &v1, &vl1);
+        btree_cursor_get(&cb, &k2, &kl2, &v2, &vl2);
+        assert_int_equal(kl1, kl2);
+        assert_memory_equal(k1, k2, kl1);
+        assert_int_equal(vl1, vl2);
+        if (vl1)
+            assert_memory_equal(v1, v2, vl1);
+    }
+    char msg[256];
+    assert_int_equal(btree_check(&c->tree, msg, sizeof(msg)), 0);
+    btree_snap_release(&c->tree, &after);
+    btree_snap_release(&c->tree, &was);
+    btree_destroy(&c->tree);
+    undo_free(&sh->undo[0]);
+    undo_free(&sh->undo[1]);
+    free(c);
+    free(sh);
+}
+
 /* Deletes of values just under UNDO_VALUE_MAX: each logs about 260 bytes and writes a WAL
  * record of about 30, so the frame's log passes UNDO_LOG_BYTES_MAX long before the frame is
  * full; the writes after that point are covered by a snapshot, those before it by the log. */
@@ -276,18 +399,7 @@ static void test_failed_frame_restores_writes_past_the_undo_log_limit(void **sta
             assert_int_equal(hreq_wait(&fill[i]), 0);
         free(fill);
     }
-    assert_int_equal(shard_stop(h.sh), 0);
-    shard_free(h.sh);
-    assert_int_equal(io_fault_create("write_eio=1", &h.fault), 0);
-    struct shard_config cfg = {.dir = h.dir,
-                               .cpu = -1,
-                               .durability = SHARD_SYNC,
-                               .wal_segment_bytes = 4u << 20,
-                               .batch_max = 65536,
-                               .open_mode = WAL_OPEN_NORMAL,
-                               .fault = h.fault};
-    assert_int_equal(shard_launch(&cfg, &h.sh), 0);
-    assert_int_equal(shard_await(h.sh), 0);
+    hs_reopen(&h, SHARD_SYNC, "write_eio=1");
 
     /* delete every key, then put the first and the last back with other values */
     size_t n = LOG_KEYS + 2;
@@ -313,9 +425,11 @@ int main(void)
             test_failed_frame_restores_keys_written_several_times_and_inserted_then_deleted),
         cmocka_unit_test(
             test_failed_frame_restores_large_values_with_logged_writes_around_the_snapshot),
+        cmocka_unit_test(test_failed_frame_restores_empty_values_and_values_at_the_log_limit),
         cmocka_unit_test(test_failed_frame_takes_back_a_batch_between_logged_writes),
         cmocka_unit_test(test_failed_frame_takes_back_collection_create_drop_and_recreate),
         cmocka_unit_test(test_failed_frame_restores_writes_past_the_undo_log_limit),
+        cmocka_unit_test(test_undo_log_holds_the_old_value_each_write_hands_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

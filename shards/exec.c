@@ -18,7 +18,7 @@ _Static_assert((int)SHARD_BATCH_DEL == (int)WAL_DEL, "batch deletes log as WAL_D
  * the key held to the open frame's undo log in the same descent (undo_log_old). Returns 0,
  * CS_ENOTFOUND (a delete of a missing key), or -ENOMEM; on error the tree and the undo log are
  * as they were. */
-static int tree_write(struct shard *sh, struct shard_coll *c, const struct wal_rec *rec)
+int exec_tree_write(struct shard *sh, struct shard_coll *c, const struct wal_rec *rec)
 {
     struct undo_write w = {.sh = sh, .coll = c, .key = rec->key, .klen = rec->klen};
     btree_old_fn log = sh->undo_on ? undo_log_old : NULL;
@@ -40,7 +40,7 @@ int exec_replay_op(struct shard *sh, const struct wal_rec *rec)
     struct shard_coll *c = coll_find_id(sh, rec->coll);
     if (!c)
         return CS_ECORRUPT;
-    int rc = tree_write(sh, c, rec);
+    int rc = exec_tree_write(sh, c, rec);
     coll_dirty(sh, c);
     return rc == CS_ENOTFOUND ? CS_ECORRUPT : rc;
 }
@@ -151,7 +151,7 @@ static int write_reserve(struct shard *sh, size_t trees, size_t cats, size_t wal
  * CS_ENOTFOUND (a delete of a missing key) or -ENOMEM, with nothing changed on error. */
 static int write_key(struct shard *sh, struct shard_coll *c, struct wal_rec *rec)
 {
-    int rc = tree_write(sh, c, rec);
+    int rc = exec_tree_write(sh, c, rec);
     if (rc)
         return rc;
     coll_dirty(sh, c);
@@ -294,7 +294,7 @@ static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state
         batch_snapshot(b, c);
         struct wal_rec rec = {
             .type = op->type, .key = op->key, .klen = op->klen, .val = op->val, .vlen = op->vlen};
-        rc = tree_write(sh, c, &rec);
+        rc = exec_tree_write(sh, c, &rec);
         coll_dirty(sh, c); /* also when the batch is then rolled back: harmless */
         if (rc && rc != CS_ENOTFOUND)
             return rc;

@@ -348,6 +348,10 @@ int exec_write_allowed(struct shard *sh);
 int exec_coll_for_write(struct shard *sh, const char *name, size_t len, struct shard_coll **out);
 int exec_batch(struct shard *sh, struct shard_req *r);
 int exec_replay_op(struct shard *sh, const struct wal_rec *rec);
+/* A put or delete of one key of c, its old value logged for the open frame's undo (sync mode)
+ * in the same descent: 0, CS_ENOTFOUND (delete of a missing key), or -ENOMEM (nothing changed).
+ * The caller reserved undo room (undo_reserve). */
+int exec_tree_write(struct shard *sh, struct shard_coll *c, const struct wal_rec *rec);
 
 /* ---- txn.c ---- */
 #define TXN_LOCK_BUCKETS 4096u

@@ -452,20 +452,15 @@ static int install(struct shard *sh, struct txn_part *p)
         struct shard_coll *c = w->coll;
         if (c->dropped)
             return CS_ECORRUPT; /* cannot happen: a collection with intents is not dropped */
-        rc = undo_record(sh, c, w->bytes, w->klen);
-        if (rc)
-            break;
-        uint64_t before = tree_bytes_before(c), count = c->tree.count;
-        if (w->type == SHARD_BATCH_PUT)
-            rc = btree_put(&c->tree, w->bytes, w->klen, w->bytes + w->klen, w->vlen, NULL);
-        else
-            rc = btree_del(&c->tree, w->bytes, w->klen);
-        tree_bytes_after(sh, c, before, count);
+        struct wal_rec rec = {.type = w->type == SHARD_BATCH_PUT ? WAL_PUT : WAL_DEL,
+                              .key = w->bytes,
+                              .klen = w->klen,
+                              .val = w->bytes + w->klen,
+                              .vlen = w->vlen};
+        rc = exec_tree_write(sh, c, &rec);
         if (rc == CS_ENOTFOUND)
             rc = 0; /* deleting an absent key changes nothing */
-        if (rc)
-            undo_forget(sh, c);
-        else
+        if (!rc)
             coll_dirty(sh, c);
     }
     return rc;

@@ -1,6 +1,6 @@
 /* cstore-fault: a stress tool that proves cstore's durability promises under injected faults.
  *
- *   cstore-fault <crash|eio|torn|enospc|bitflip|slow|powercut|fileio|alloc|all> [--seed N]
+ *   cstore-fault <crash|eio|torn|enospc|bitflip|slow|powercut|fileio|alloc|txn|all> [--seed N]
  *                [--iterations N] [--duration SECONDS] [--db DIR] [--shards N] [--threads N]
  *                [--verbose]
  *
@@ -72,6 +72,12 @@
  *           memory and the shard is fenced): writes return 0, -ENOMEM (left in flight) or
  *           CS_EIO; gets may fail with CS_EIO on a fenced shard (counted in "damage"); no
  *           crash; after reopening without faults every acknowledged write is there.
+ *   txn     bank transfers as interactive transactions across every shard, in a child killed at
+ *           random moments, some iterations with the fault plan's txn_crash, txn_ckpt_crash,
+ *           fsync_eio or write_eio and with small checkpoints: after each reopen the money is all
+ *           there, every acknowledged transfer is there, none is half applied, committed
+ *           read-only transactions summed the total (tools/fault_txn.c says how). It prints one
+ *           line per iteration and "N passed, M failed".
  *   all     each of the above in turn.
  * It prints one line per scenario (iterations, acknowledged operations, keys checked, damage
  * reports, violations) and exits 1 on any violation, 2 on a usage or set-up error.
@@ -80,8 +86,8 @@
  * the operation log, the model and the checker (linked by tests/unit/test_fault_model.c too).
  * tools/fault_common.c: the context, opening, the workload, folders, pacing. The scenario
  * families: tools/fault_child.c (crash, torn, powercut), tools/fault_inprocess.c (eio, enospc,
- * slow, fileio, alloc), tools/fault_bitflip.c (bitflip). No state lives at file scope: one
- * struct fault_ctx, made in main, is passed to whatever needs it.
+ * slow, fileio, alloc), tools/fault_bitflip.c (bitflip), tools/fault_txn.c (txn). No state lives
+ * at file scope: one struct fault_ctx, made in main, is passed to whatever needs it.
  */
 #include "tools/fault_scenario.h"
 
@@ -115,6 +121,9 @@ static void run_scenario(struct fault_ctx *ctx, enum scenario sc, struct result 
         break;
     case SC_BITFLIP:
         run_bitflip(ctx, res, share);
+        break;
+    case SC_TXN:
+        run_txn(ctx, res, share);
         break;
     case SC_COUNT:
         break;
@@ -163,6 +172,9 @@ static void usage(void)
             "            file_sync_eio, rename_eio, dirsync_eio, create_eio, unlink_eio\n"
             "  alloc     shard allocations fail (alloc_fail), alone or while a failed WAL\n"
             "            frame is taken back (the shard is then fenced)\n"
+            "  txn       bank transfers in transactions across shards in a child killed at\n"
+            "            random moments (also txn_crash, txn_ckpt_crash, fsync_eio, write_eio):\n"
+            "            the total holds, acknowledged transfers are there, none half applied\n"
             "faults are set with the fault option / $CSTORE_FAULT; see README and io/fault.c\n");
     exit(2);
 }

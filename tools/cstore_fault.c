@@ -2,7 +2,7 @@
  *
  *   cstore-fault <crash|eio|torn|enospc|bitflip|slow|powercut|fileio|alloc|txn|all> [--seed N]
  *                [--iterations N] [--duration SECONDS] [--db DIR] [--shards N] [--threads N]
- *                [--verbose]
+ *                [--plan P] [--verbose]
  *
  * WORKLOAD. Several threads run mixed single-key puts, deletes and atomic batches (2..4 keys that
  * the documented router, XXH3_64(key) % shards, places on one shard; a CS_ENOTSUP answer is
@@ -77,7 +77,8 @@
  *           fsync_eio or write_eio and with small checkpoints: after each reopen the money is all
  *           there, every acknowledged transfer is there, none is half applied, committed
  *           read-only transactions summed the total (tools/fault_txn.c says how). It prints one
- *           line per iteration and "N passed, M failed".
+ *           line per iteration and "N passed, M failed". --plan P runs only plan P (kill,
+ *           kill+ckpt, txn_crash, txn_ckpt_crash, fsync_eio, write_eio) in every iteration.
  *   all     each of the above in turn.
  * It prints one line per scenario (iterations, acknowledged operations, keys checked, damage
  * reports, violations) and exits 1 on any violation, 2 on a usage or set-up error.
@@ -155,7 +156,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cstore-fault <scenario|all> [--seed N] [--iterations N] [--duration SECONDS]\n"
-            "                    [--db DIR] [--shards N] [--threads N] [--verbose]\n"
+            "                    [--db DIR] [--shards N] [--threads N] [--plan P] [--verbose]\n"
             "scenarios:\n"
             "  crash     SIGKILL a writer child at random moments, reopen, check\n"
             "  eio       a WAL write, fdatasync or short write fails (write_eio, fsync_eio,\n"
@@ -174,7 +175,9 @@ static void usage(void)
             "            frame is taken back (the shard is then fenced)\n"
             "  txn       bank transfers in transactions across shards in a child killed at\n"
             "            random moments (also txn_crash, txn_ckpt_crash, fsync_eio, write_eio):\n"
-            "            the total holds, acknowledged transfers are there, none half applied\n"
+            "            the total holds, acknowledged transfers are there, none half applied;\n"
+            "            --plan kill|kill+ckpt|txn_crash|txn_ckpt_crash|fsync_eio|write_eio\n"
+            "            runs only that one\n"
             "faults are set with the fault option / $CSTORE_FAULT; see README and io/fault.c\n");
     exit(2);
 }
@@ -202,6 +205,7 @@ int main(int argc, char **argv)
     ctx->cfg.seed = 1;
     ctx->cfg.shards = 2;
     ctx->cfg.threads = 4;
+    ctx->cfg.txn_plan = -1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--verbose") == 0) {
@@ -221,6 +225,8 @@ int main(int argc, char **argv)
             ctx->cfg.shards = (unsigned)arg_num(v, 8);
         else if (strcmp(a, "--threads") == 0)
             ctx->cfg.threads = (unsigned)arg_num(v, THREADS_MAX);
+        else if (strcmp(a, "--plan") == 0 && txn_plan_index(v) >= 0)
+            ctx->cfg.txn_plan = txn_plan_index(v);
         else if (strcmp(a, "--db") == 0 && strlen(v) < PATH_BYTES_MAX - 64) {
             snprintf(ctx->cfg.db, sizeof(ctx->cfg.db), "%s", v);
             ctx->cfg.db_given = true;

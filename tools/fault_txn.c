@@ -50,8 +50,8 @@
  * its Nth cross-shard commit's decision, every PREPARE in doubt); txn_ckpt_crash=N (the same,
  * after each participant wrote a checkpoint); fsync_eio=N and write_eio=N (a shard turns
  * read-only; transfers touching it fail with CS_EIO; an open the fault refuses is accepted).
- * Each iteration prints one line; the scenario ends with "N passed, M failed" (iterations with
- * and without violations). */
+ * --plan NAME runs one of them in every iteration. Each iteration prints one line; the scenario
+ * ends with "N passed, M failed" (iterations with and without violations). */
 #include "tools/fault_scenario.h"
 
 #include <errno.h>
@@ -863,13 +863,24 @@ static void txn_setup(struct txn_run *tr, const char *dir)
         model_violation(&tr->ctx->model, "close after the set-up failed");
 }
 
-/* The fault plan of iteration it (see the top comment); "" for none. */
-static const char *txn_plan(unsigned it, struct rng *rng, char *fault, size_t size,
-                            struct open_opts *oo, bool *checkpoints)
+static const char *const txn_plan_names[] = {"kill",           "kill+ckpt", "txn_crash",
+                                             "txn_ckpt_crash", "fsync_eio", "write_eio"};
+#define TXN_PLANS (sizeof(txn_plan_names) / sizeof(txn_plan_names[0]))
+
+int txn_plan_index(const char *name)
 {
-    static const char *const names[] = {"kill",           "kill+ckpt", "txn_crash",
-                                        "txn_ckpt_crash", "fsync_eio", "write_eio"};
-    unsigned kind = it % 6u;
+    for (unsigned i = 0; i < TXN_PLANS; i++)
+        if (strcmp(name, txn_plan_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The fault plan of iteration it (see the top comment; --plan fixes it); "" for none. */
+static const char *txn_plan(const struct fault_ctx *ctx, unsigned it, struct rng *rng, char *fault,
+                            size_t size, struct open_opts *oo, bool *checkpoints)
+{
+    const char *const *names = txn_plan_names;
+    unsigned kind = ctx->cfg.txn_plan >= 0 ? (unsigned)ctx->cfg.txn_plan : it % TXN_PLANS;
     uint64_t seed = rng_next(rng) >> 1;
     fault[0] = '\0';
     *checkpoints = kind != 0;
@@ -903,7 +914,7 @@ void run_txn(struct fault_ctx *ctx, struct result *res, unsigned share)
         uint64_t violations_before = res->violations;
         char fault[128];
         struct open_opts oo = {0};
-        const char *plan = txn_plan(it, &rng, fault, sizeof(fault), &oo, &tr->checkpoints);
+        const char *plan = txn_plan(ctx, it, &rng, fault, sizeof(fault), &oo, &tr->checkpoints);
         uint64_t kill_ms = 50 + rng_below(&rng, it % 4 == 3 ? 1500 : 500);
         tr->iteration = it + 1;
         tr->seed = rng_next(&rng);

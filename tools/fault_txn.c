@@ -129,8 +129,8 @@ struct txn_entry {
     uint64_t id;     /* transfer id (0: empty slot) */
     uint8_t state;   /* enum txn_state */
     bool seen;       /* check: its marker was found */
-    uint16_t from;   /* accounts (from the ACK, or the marker) */
-    uint16_t to;     /* */
+    uint16_t from;   /* account debited (from the INTENT record) */
+    uint16_t to;     /* account credited */
     uint32_t amount; /* TS_ACKED: the amount acknowledged */
     int32_t rc;      /* TS_FAILED: the error */
 };
@@ -143,10 +143,17 @@ struct txn_book {
 
 /* Per-iteration figures. */
 struct txn_counts {
-    uint64_t intents, acked, failed, conflicts, ro_ok, quiet_ok, live_ok;
-    uint64_t doubt_present, doubt_absent; /* transfers in flight at the kill, settled */
-    uint64_t markers;                     /* markers found at the check */
-    uint64_t slowest_ms;                  /* the longest transfer, retries included */
+    uint64_t intents;       /* transfers begun */
+    uint64_t acked;         /* transfers whose commit returned 0 */
+    uint64_t failed;        /* transfers that ended in an error (or too many conflicts) */
+    uint64_t conflicts;     /* attempts that returned CS_ECONFLICT */
+    uint64_t ro_ok;         /* committed read-only transactions that summed the accounts */
+    uint64_t quiet_ok;      /* sums read at quiescence */
+    uint64_t live_ok;       /* cursors over the accounts while transfers ran */
+    uint64_t doubt_present; /* transfers in flight at the kill, found there */
+    uint64_t doubt_absent;  /* transfers in flight at the kill, found absent */
+    uint64_t markers;       /* markers found at the check */
+    uint64_t slowest_ms;    /* the longest transfer, retries included */
 };
 
 /* The scenario's state, shared with the child by fork. */

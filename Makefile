@@ -73,8 +73,9 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	ln -sf $(SONAME) $(BUILD)/libcstore.so
 
-# The CLI: tools/cli.c, with its line format and its loader (which the unit tests link too).
-CLI_OBJ := $(BUILD)/tools/lineformat.o $(BUILD)/tools/load.o
+# The CLI: tools/cli.c, with its line format, its loader and its transaction reader (which the
+# unit tests link too).
+CLI_OBJ := $(BUILD)/tools/lineformat.o $(BUILD)/tools/load.o $(BUILD)/tools/apply.o
 
 $(BUILD)/cstore: $(BUILD)/tools/cli.o $(CLI_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -130,6 +131,10 @@ $(BUILD)/tests/test_lineformat: $(BUILD)/tests/unit/test_lineformat.o $(BUILD)/t
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/test_load: $(BUILD)/tests/unit/test_load.o $(CLI_OBJ) $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_apply: $(BUILD)/tests/unit/test_apply.o $(CLI_OBJ) $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 

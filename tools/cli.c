@@ -33,6 +33,13 @@
  * so group commit makes a durable load fast. Puts of one key reach its shard in submission
  * order, so when a file holds a key twice the later line wins.
  *
+ * apply (its reader is tools/apply.c) reads lines put<TAB>COLL<TAB>KEY<TAB>VALUE and
+ * del<TAB>COLL<TAB>KEY (KEY and VALUE with the escapes above) into one transaction and commits
+ * it: all of the file is applied, atomically across shards, or none of it. A refused line (the
+ * same rules as load, plus an unknown operation or a wrong field count), an operation over the
+ * engine's or the transaction's limits (CS_EBATCH), or a failed commit (CS_ECONFLICT: retry)
+ * is an error naming the line, and nothing is applied.
+ *
  * Exit status:
  *   0  success
  *   1  not found: get or del of an absent key, drop of an absent collection
@@ -61,6 +68,7 @@
 #include <unistd.h>
 
 #include "engine/options.h"
+#include "tools/apply.h"
 #include "tools/lineformat.h"
 #include "tools/load.h"
 
@@ -120,6 +128,8 @@ static const char cli_usage_text[] =
     "                            inclusive, --to exclusive\n"
     "  dump COLL                 print every record as KEY<TAB>VALUE lines\n"
     "  load COLL FILE|-          store KEY<TAB>VALUE lines from FILE or stdin\n"
+    "  apply FILE|-              apply put<TAB>COLL<TAB>KEY<TAB>VALUE and del<TAB>COLL<TAB>KEY\n"
+    "                            lines from FILE or stdin as one transaction: all or nothing\n"
     "  collections               list collection names\n"
     "  create COLL               create an empty collection\n"
     "  drop COLL                 delete a collection and its records\n"
@@ -156,7 +166,9 @@ static const char cli_usage_tail[] =
     "\\\\ \\t \\n \\r \\0; load also reads \\xHH. So a dump loaded back round-trips\n"
     "any bytes (one database admits one process at a time: dump to a file, or pipe\n"
     "between two databases). load refuses, naming the line, a line without TAB,\n"
-    "with a second raw TAB, or with a bad escape.\n"
+    "with a second raw TAB, or with a bad escape. apply uses the same escapes in\n"
+    "KEY and VALUE and refuses a bad line, an over-limit transaction or a conflict\n"
+    "with nothing applied.\n"
     "\n"
     "Exit status: 0 ok, 1 not found, 2 usage or option error, 3 other error.\n";
 
@@ -673,6 +685,74 @@ static int cmd_load(struct cli *cli, int argc, char **argv)
     return ex;
 }
 
+/* ---- apply (the reader is tools/apply.c) ---- */
+
+/* Print how an apply ended; returns the exit status. */
+static int cli_apply_report(const struct apply_result *res, const char *input_name)
+{
+    switch (res->stop) {
+    case APPLY_COMMITTED:
+        printf("applied %llu put%s and %llu delete%s in one transaction (%u shard%s)\n", res->puts,
+               res->puts == 1 ? "" : "s", res->dels, res->dels == 1 ? "" : "s", res->shards,
+               res->shards == 1 ? "" : "s");
+        return 0;
+    case APPLY_BAD_LINE:
+        fprintf(stderr, "cstore: apply %s: line %llu: %s%s%s; nothing applied\n", input_name,
+                res->line_no, res->field ? res->field : "", res->field ? ": " : "", res->reason);
+        return EXIT_ERROR;
+    case APPLY_TOO_LONG:
+        fprintf(stderr, "cstore: apply %s: line %llu: longer than %u bytes; nothing applied\n",
+                input_name, res->line_no, LOAD_LINE_BYTES_MAX);
+        return EXIT_ERROR;
+    case APPLY_READ_FAILED:
+        return cli_fail(res->rc, "apply: reading %s after line %llu (nothing applied)", input_name,
+                        res->line_no);
+    case APPLY_OP_FAILED:
+        if (res->rc == CS_EBATCH)
+            return cli_fail(res->rc,
+                            "apply %s: line %llu: over the transaction's limits (%u operations, "
+                            "%u key and value bytes; nothing applied)",
+                            input_name, res->line_no, CS_TXN_OPS_MAX, CS_TXN_BYTES_MAX);
+        return cli_fail(res->rc, "apply %s: line %llu (nothing applied)", input_name, res->line_no);
+    case APPLY_COMMIT_FAILED:
+        if (res->rc == CS_ECONFLICT)
+            return cli_fail(res->rc,
+                            "apply %s: commit of %llu lines refused: another transaction holds "
+                            "one of its keys (nothing applied; run it again)",
+                            input_name, res->line_no);
+        return cli_fail(res->rc, "apply %s: commit of %llu lines (nothing applied)", input_name,
+                        res->line_no);
+    }
+    cli_assert(!"unknown apply result");
+    return EXIT_ERROR;
+}
+
+static int cmd_apply(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    const char *path = argv[1];
+    int from_stdin = strcmp(path, "-") == 0;
+    const char *input_name = from_stdin ? "stdin" : path;
+    struct stat st;
+    /* As load: check the input before opening (and perhaps creating) the database, open the
+     * input after it (a FIFO waits for a writer). */
+    if (!from_stdin && stat(path, &st) != 0)
+        return cli_fail(-errno, "apply: %s", path);
+    int ex = cli_open(cli, CLI_OPEN_CREATE);
+    if (ex != 0)
+        return ex;
+    int fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cli_fail(-errno, "apply: %s", path);
+    struct apply_result res;
+    int rc = apply_run(cli->db, fd, &res);
+    if (!from_stdin)
+        close(fd);
+    if (rc != 0)
+        return cli_fail(rc, "apply (nothing applied)");
+    return cli_apply_report(&res, input_name);
+}
+
 /* ---- Catalog and statistics ---- */
 
 static int cmd_collections(struct cli *cli, int argc, char **argv)
@@ -735,6 +815,13 @@ static const struct stat_col stat_cols_wal[] = {
     {"bytes", SS_OFF(wal_bytes), 1},       {"syncs", SS_OFF(wal_syncs), 1},
     {"lsn", SS_OFF(wal_lsn), 0},           {"durable_lsn", SS_OFF(wal_durable_lsn), 0},
     {"segments", SS_OFF(wal_segments), 1}, {"enospc", SS_OFF(wal_enospc), 1},
+};
+
+/* txn_commits counts each participant of a cross-shard commit, so the total row counts such a
+ * transaction once per shard it touched. The engine does not count cross-shard commits apart. */
+static const struct stat_col stat_cols_txn[] = {
+    {"commits", SS_OFF(txn_commits), 1},
+    {"conflicts", SS_OFF(txn_conflicts), 1},
 };
 
 static const struct stat_col stat_cols_recovery[] = {
@@ -830,6 +917,9 @@ static int cmd_stat(struct cli *cli, int argc, char **argv)
     putchar('\n');
     stat_table("recovery at this open, checkpoints", st, count, stat_cols_recovery,
                sizeof(stat_cols_recovery) / sizeof(stat_cols_recovery[0]));
+    putchar('\n');
+    stat_table("transactions (a cross-shard one counts on each shard it touched)", st, count,
+               stat_cols_txn, sizeof(stat_cols_txn) / sizeof(stat_cols_txn[0]));
     for (unsigned i = 0; i < count; i++)
         if (st[i].io_error != 0)
             printf("shard %u is read-only after an I/O error: %s\n", i,
@@ -941,6 +1031,7 @@ static const struct cli_command cli_commands[] = {
     {"scan", cmd_scan, 1, -1, "scan COLL [--from K] [--to K] [--limit N]"},
     {"dump", cmd_dump, 1, 1, "dump COLL"},
     {"load", cmd_load, 2, 2, "load COLL FILE|-"},
+    {"apply", cmd_apply, 1, 1, "apply FILE|-"},
     {"collections", cmd_collections, 0, 0, "collections"},
     {"create", cmd_create, 1, 1, "create COLL"},
     {"drop", cmd_drop, 1, 1, "drop COLL"},

@@ -1,8 +1,8 @@
 /* cstore-fault: a stress tool that proves cstore's durability promises under injected faults.
  *
- *   cstore-fault <crash|eio|torn|enospc|bitflip|slow|powercut|fileio|alloc|all> [--seed N]
+ *   cstore-fault <crash|eio|torn|enospc|bitflip|slow|powercut|fileio|alloc|txn|all> [--seed N]
  *                [--iterations N] [--duration SECONDS] [--db DIR] [--shards N] [--threads N]
- *                [--verbose]
+ *                [--plan P] [--verbose]
  *
  * WORKLOAD. Several threads run mixed single-key puts, deletes and atomic batches (2..4 keys that
  * the documented router, XXH3_64(key) % shards, places on one shard; a CS_ENOTSUP answer is
@@ -72,6 +72,13 @@
  *           memory and the shard is fenced): writes return 0, -ENOMEM (left in flight) or
  *           CS_EIO; gets may fail with CS_EIO on a fenced shard (counted in "damage"); no
  *           crash; after reopening without faults every acknowledged write is there.
+ *   txn     bank transfers as interactive transactions across every shard, in a child killed at
+ *           random moments, some iterations with the fault plan's txn_crash, txn_ckpt_crash,
+ *           fsync_eio or write_eio and with small checkpoints: after each reopen the money is all
+ *           there, every acknowledged transfer is there, none is half applied, committed
+ *           read-only transactions summed the total (tools/fault_txn.c says how). It prints one
+ *           line per iteration and "N passed, M failed". --plan P runs only plan P (kill,
+ *           kill+ckpt, txn_crash, txn_ckpt_crash, fsync_eio, write_eio) in every iteration.
  *   all     each of the above in turn.
  * It prints one line per scenario (iterations, acknowledged operations, keys checked, damage
  * reports, violations) and exits 1 on any violation, 2 on a usage or set-up error.
@@ -80,8 +87,8 @@
  * the operation log, the model and the checker (linked by tests/unit/test_fault_model.c too).
  * tools/fault_common.c: the context, opening, the workload, folders, pacing. The scenario
  * families: tools/fault_child.c (crash, torn, powercut), tools/fault_inprocess.c (eio, enospc,
- * slow, fileio, alloc), tools/fault_bitflip.c (bitflip). No state lives at file scope: one
- * struct fault_ctx, made in main, is passed to whatever needs it.
+ * slow, fileio, alloc), tools/fault_bitflip.c (bitflip), tools/fault_txn.c (txn). No state lives
+ * at file scope: one struct fault_ctx, made in main, is passed to whatever needs it.
  */
 #include "tools/fault_scenario.h"
 
@@ -116,6 +123,9 @@ static void run_scenario(struct fault_ctx *ctx, enum scenario sc, struct result 
     case SC_BITFLIP:
         run_bitflip(ctx, res, share);
         break;
+    case SC_TXN:
+        run_txn(ctx, res, share);
+        break;
     case SC_COUNT:
         break;
     }
@@ -146,7 +156,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cstore-fault <scenario|all> [--seed N] [--iterations N] [--duration SECONDS]\n"
-            "                    [--db DIR] [--shards N] [--threads N] [--verbose]\n"
+            "                    [--db DIR] [--shards N] [--threads N] [--plan P] [--verbose]\n"
             "scenarios:\n"
             "  crash     SIGKILL a writer child at random moments, reopen, check\n"
             "  eio       a WAL write, fdatasync or short write fails (write_eio, fsync_eio,\n"
@@ -163,6 +173,11 @@ static void usage(void)
             "            file_sync_eio, rename_eio, dirsync_eio, create_eio, unlink_eio\n"
             "  alloc     shard allocations fail (alloc_fail), alone or while a failed WAL\n"
             "            frame is taken back (the shard is then fenced)\n"
+            "  txn       bank transfers in transactions across shards in a child killed at\n"
+            "            random moments (also txn_crash, txn_ckpt_crash, fsync_eio, write_eio):\n"
+            "            the total holds, acknowledged transfers are there, none half applied;\n"
+            "            --plan kill|kill+ckpt|txn_crash|txn_ckpt_crash|fsync_eio|write_eio\n"
+            "            runs only that one\n"
             "faults are set with the fault option / $CSTORE_FAULT; see README and io/fault.c\n");
     exit(2);
 }
@@ -190,6 +205,7 @@ int main(int argc, char **argv)
     ctx->cfg.seed = 1;
     ctx->cfg.shards = 2;
     ctx->cfg.threads = 4;
+    ctx->cfg.txn_plan = -1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--verbose") == 0) {
@@ -209,6 +225,8 @@ int main(int argc, char **argv)
             ctx->cfg.shards = (unsigned)arg_num(v, 8);
         else if (strcmp(a, "--threads") == 0)
             ctx->cfg.threads = (unsigned)arg_num(v, THREADS_MAX);
+        else if (strcmp(a, "--plan") == 0 && txn_plan_index(v) >= 0)
+            ctx->cfg.txn_plan = txn_plan_index(v);
         else if (strcmp(a, "--db") == 0 && strlen(v) < PATH_BYTES_MAX - 64) {
             snprintf(ctx->cfg.db, sizeof(ctx->cfg.db), "%s", v);
             ctx->cfg.db_given = true;

@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 const char *const scenario_names[SC_COUNT] = {"crash", "eio",      "torn",   "enospc", "bitflip",
-                                              "slow",  "powercut", "fileio", "alloc"};
+                                              "slow",  "powercut", "fileio", "alloc",  "txn"};
 
 /* Iterations run per scenario when neither --iterations nor --duration is given. */
-const unsigned scenario_default_iterations[SC_COUNT] = {20, 6, 10, 4, 20, 3, 30, 6, 6};
+const unsigned scenario_default_iterations[SC_COUNT] = {20, 6, 10, 4, 20, 3, 30, 6, 6, 12};
 
 /* ---- small helpers ---- */
 

@@ -12,8 +12,9 @@
 #define LOAD_INFLIGHT_BYTES_MAX (64u << 20) /* key+value bytes in flight */
 #define LOAD_READ_CHUNK_BYTES (64u << 10)   /* read(2) size of the line reader */
 /* An escaped line is at most 2 bytes per key or value byte, plus TAB and LF; \xHH input can
- * take 4 per byte, which is also accepted. */
-#define LOAD_LINE_BYTES_MAX (4u * (CS_KEY_MAX + CS_VALUE_MAX) + 2u)
+ * take 4 per byte, which is also accepted. `apply` lines (tools/apply.h) put "put<TAB>COLL<TAB>"
+ * in front, hence the room for a name and 8 more bytes. */
+#define LOAD_LINE_BYTES_MAX (4u * (CS_KEY_MAX + CS_VALUE_MAX) + CS_NAME_MAX + 8u)
 
 /* Reads LF-terminated lines of at most LOAD_LINE_BYTES_MAX bytes through read(2); NUL bytes are
  * data; a final line without LF counts. */

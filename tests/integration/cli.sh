@@ -6,7 +6,9 @@
 # database's, a data path that is a file or lies under a file, an unwritable folder (when not
 # root), keys and values over the limits, bad collection names, bad load lines, and a second
 # process on a locked database; then backup: the copy verifies, opens and holds the records but
-# not later writes, and bad targets are refused unchanged. Each check asserts the exit status and
+# not later writes, and bad targets are refused unchanged; then apply: a file of puts and
+# deletes across shards is one transaction (a reopen shows it), a bad line, a bad name or an
+# over-limit transaction applies nothing and names the line, and stdin works. Each check asserts the exit status and
 # the output.
 #
 # Runs $BUILD/cstore (BUILD defaults to build; CSTORE overrides the binary) in a temporary
@@ -499,6 +501,75 @@ check_out "backup: of a missing database is refused" 3 "" "."
     fail "backup: a refused backup creates no target" "$T/bak2 exists"
 run help
 check "help lists backup" 0 out "backup DIR"
+
+# ---- apply: a file of puts and deletes as one transaction ----
+ADB="$T/adb"
+ta() {
+    run --db "$ADB" --shards 2 $SEG "$@"
+}
+printf 'put\taccts\ta%s\t100\n' 0 1 2 3 4 5 6 7 >"$T/open.txt"
+ta apply "$T/open.txt"
+check_out "apply: eight puts across both shards in one transaction" 0 \
+    "applied 8 puts and 0 deletes in one transaction (2 shards)\n"
+ta dump accts
+check_out "apply: a reopen shows every value" 0 \
+    "a0\t100\na1\t100\na2\t100\na3\t100\na4\t100\na5\t100\na6\t100\na7\t100\n"
+printf 'put\taccts\ta0\t70\nput\taccts\ta4\t130\ndel\taccts\ta7\nput\tnotes\tt\\tab\tx\\ny\n' \
+    >"$T/move.txt"
+ta apply "$T/move.txt"
+check_out "apply: a transfer a0 (shard 0) -> a4 (shard 1), a delete, an escaped key" 0 \
+    "applied 3 puts and 1 delete in one transaction (2 shards)\n"
+ta dump accts
+check_out "apply: the transfer and the delete are there after reopen" 0 \
+    "a0\t70\na1\t100\na2\t100\na3\t100\na4\t130\na5\t100\na6\t100\n"
+ta dump notes
+check_out "apply: escapes in KEY and VALUE as in load" 0 "t\\\\tab\tx\\\\ny\n"
+printf 'put\taccts\ta1\t0\nput\taccts\ta2\t0\nput accts a3 0\nput\taccts\ta4\t0\n' >"$T/bad.txt"
+ta apply "$T/bad.txt"
+check_out "apply: a line with spaces for TABs is refused, naming it" 3 "" \
+    "apply .*bad.txt: line 3: no TAB.*nothing applied"
+printf 'del\taccts\ta0\nfrob\taccts\ta1\n' >"$T/bad2.txt"
+ta apply "$T/bad2.txt"
+check_out "apply: an unknown operation is refused, naming the line" 3 "" \
+    "line 2: unknown operation.*nothing applied"
+printf 'put\taccts\ta1\t0\nput\taccts\ta2\t\\q\n' >"$T/bad3.txt"
+ta apply "$T/bad3.txt"
+check_out "apply: a bad escape is refused, naming the line and field" 3 "" \
+    "line 2: value: unknown escape"
+printf 'put\taccts\ta1\t0\nput\tbad/name\tk\tv\n' >"$T/bad4.txt"
+ta apply "$T/bad4.txt"
+check_out "apply: a bad collection name is refused, naming the line" 3 "" "line 2.*nothing applied"
+awk 'BEGIN { for (i = 0; i <= 65536; i++) printf "put\tbig\tk%d\tv\n", i }' >"$T/big.txt"
+ta apply "$T/big.txt"
+check_out "apply: a transaction over its limits (CS_EBATCH) is refused, naming the line" 3 "" \
+    "line 65537: over the transaction's limits"
+ta dump accts
+check_out "apply: the refused files applied nothing" 0 \
+    "a0\t70\na1\t100\na2\t100\na3\t100\na4\t130\na5\t100\na6\t100\n"
+ta get big k0
+check_out "apply: nothing of the over-limit transaction was stored" 1 "" "not found"
+printf 'put\taccts\ta0\t60\nput\taccts\ta6\t110' |
+    "$CSTORE" --db "$ADB" --shards 2 $SEG apply - >"$T/out" 2>"$T/err"
+rc=$?
+check_out "apply -: reads stdin (a final line without LF counts)" 0 \
+    "applied 2 puts and 0 deletes in one transaction (2 shards)\n"
+ta get accts a6
+check_out "apply -: the values are there after reopen" 0 "110\n"
+: >"$T/empty.txt"
+ta apply "$T/empty.txt"
+check_out "apply: an empty file commits nothing" 0 \
+    "applied 0 puts and 0 deletes in one transaction (0 shards)\n"
+ta apply "$T/missing.txt"
+check_out "apply: a missing file is an error" 3 "" "apply: .*missing.txt"
+ta apply
+check_out "apply: without FILE is a usage error" 2 "" "usage: cstore .*apply FILE"
+ta stat
+check "stat shows transaction commits and conflicts per shard" 0 out "commits +conflicts"
+awk '/^transactions/ { on = 1; next } on && $1 == "total" { found = 1 } END { exit !found }' \
+    "$T/out" && pass "stat: the transaction table has a total row" ||
+    fail "stat: the transaction table has a total row" "missing"
+run help
+check "help lists apply" 0 out "apply FILE"
 
 echo "cli.sh: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -636,7 +636,12 @@ static void rec_apply(struct txn_run *tr, const struct txn_rec *r)
         tr->n.acked++;
         tr->n.conflicts += r->tries - 1;
     } else {
-        e->state = TS_FAILED;
+        /* An I/O error leaves the outcome to the next open (include/cstore.h, cs_txn_commit: the
+         * failed write may be on disk all the same, as for any write that fails with CS_EIO,
+         * unless a participant that did not fail made the ABORT durable): in doubt, not absent.
+         * Any other error means not applied. */
+        bool io = r->rc == CS_EIO || r->rc == -EIO || r->rc == -ENOSPC;
+        e->state = io ? TS_INTENT : TS_FAILED;
         e->rc = r->rc;
         note(tr->ctx,
              "transfer %016" PRIx64 " (%u -> %u) failed after %u tries, %" PRIu64 " ms: %s\n",

@@ -383,6 +383,9 @@ struct cs_shard_stats {
     uint64_t txn_commits;             /* transactions committed here (one-shard ones, and each
                                        * shard's part of a cross-shard one) since open */
     uint64_t txn_conflicts;           /* transactions this shard refused (CS_ECONFLICT) */
+    uint64_t txn_cross_commits;       /* cross-shard transactions committed whose first
+                                       * participant (lowest shard index) is this shard: the
+                                       * sum over shards counts each once */
 };
 unsigned cs_shard_count(const cs_db *db);
 /* Errors: CS_EINVAL (db or out NULL, shard >= cs_shard_count()), CS_ECLOSED. */

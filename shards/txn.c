@@ -510,6 +510,7 @@ void exec_txn_decide(struct shard *sh, struct shard_req *r)
     p->decide_seq = ++sh->txn_decide_seq;
     if (r->commit) {
         sh->stats.txn_commits++;
+        sh->stats.txn_cross_commits += p->parts[0] == sh->cfg.index;
         int rc = install(sh, p);
         if (rc)
             fence(sh, p, rc);

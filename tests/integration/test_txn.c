@@ -146,6 +146,7 @@ static void test_batch_across_shards_commits_atomically_and_replays(void **state
     assert_int_equal(cs_stats(db, 0, &st0), 0);
     assert_int_equal(cs_stats(db, 1, &st1), 0);
     assert_true(st0.txn_commits >= 1 && st1.txn_commits >= 1);
+    assert_int_equal(st0.txn_cross_commits + st1.txn_cross_commits, 1);
     /* a delete across shards too */
     cs_batch_clear(b);
     assert_int_equal(cs_batch_del(b, "t", k0, strlen(k0)), 0);

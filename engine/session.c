@@ -10,6 +10,11 @@
  * published view answers (see "VIEWS" in shards/views.c) completes at once, inside the submit
  * call, onto the owner's own list of taken completions: no shard, no wake-up.
  *
+ * A transaction's commit (cs_session_commit) is a state machine of several rounds of requests
+ * (engine/txn.c): when a round completes, its last request pushes the slot onto the completion
+ * stack like any completion, and the owner, reaping it, runs the next step on its own thread;
+ * only the last step makes it a completion the caller sees.
+ *
  * A session is used by one application thread at a time. */
 #include <ck_pr.h>
 #include <errno.h>
@@ -21,15 +26,17 @@
 #include <unistd.h>
 
 #include "engine/db.h"
+#include "engine/txn.h"
 
 #define SESSION_SPIN_MAX 200u /* polls for completions before the owner sleeps on its futex */
 #define SESSION_SLEEPING 1u   /* futex word bit: the owner sleeps (or is about to) */
 #define SESSION_TICK 2u       /* what each completion adds to the futex word */
 
 struct session_slot {
-    struct shard_req req; /* must stay first */
-    struct cs_session *s; /* owner */
-    uint64_t user_data;   /* caller's tag */
+    struct shard_req req;   /* must stay first */
+    struct cs_session *s;   /* owner */
+    uint64_t user_data;     /* caller's tag */
+    struct txn_commit *tc;  /* a transaction's commit in flight (cs_session_commit), or NULL */
 };
 
 struct cs_session {
@@ -141,6 +148,39 @@ static int submit(cs_session *s, enum shard_op op, const char *coll, const void 
     return 0;
 }
 
+static void slot_step(void *arg)
+{
+    slot_done(arg);
+}
+
+int cs_session_commit(cs_session *s, cs_txn *t, uint64_t user_data)
+{
+    if (!s || !t) {
+        cs_txn_abort(t);
+        return CS_EINVAL;
+    }
+    if (s->nfree == 0) {
+        cs_txn_abort(t);
+        return CS_EFULL;
+    }
+    struct session_slot *slot = s->free[--s->nfree];
+    memset(&slot->req, 0, sizeof(slot->req));
+    slot->req.op = SHARD_TXN_COMMIT1; /* marks a commit for reap (never sent itself) */
+    slot->user_data = user_data;
+    int rc = txn_commit_new(t, slot_step, slot, &slot->tc); /* frees t on error */
+    if (rc) {
+        slot->tc = NULL;
+        s->free[s->nfree++] = slot;
+        return rc;
+    }
+    s->inflight++;
+    if (!txn_commit_step(slot->tc, &slot->req.rc)) { /* done at once (nothing to commit) */
+        slot->req.link.next = s->taken;
+        s->taken = &slot->req.link;
+    }
+    return 0;
+}
+
 int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen, const void *val,
                    size_t vlen, uint64_t user_data)
 {
@@ -171,6 +211,12 @@ static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
         s->taken = e->next;
         struct session_slot *slot =
             (struct session_slot *)((char *)e - offsetof(struct shard_req, link));
+        if (slot->tc) { /* a commit: the next step, or its answer */
+            if (txn_commit_step(slot->tc, &slot->req.rc))
+                continue;
+            txn_commit_free(slot->tc);
+            slot->tc = NULL;
+        }
         if (out) {
             out[n].user_data = slot->user_data;
             out[n].rc = slot->req.rc;

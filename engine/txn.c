@@ -44,7 +44,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "engine/db.h"
@@ -530,101 +533,226 @@ static void call_all(cs_db *db, struct waiter *ws, const unsigned *shards, unsig
         waiter_wait(&ws[i], false);
 }
 
-static int commit_one(cs_db *db, struct txn_part_plan *p)
+/* A commit in flight: the steps above as a state machine, so that a blocking caller and a
+ * session drive the same code. Its requests complete on shard threads; the last one of a phase
+ * only calls notify (which must only signal); txn_commit_step then runs the next step on the
+ * driver's thread (the decision may wait at the gate, which a shard thread must never do). */
+enum tc_phase { TC_START, TC_ONE, TC_VOTING, TC_INSTALLING, TC_DONE };
+
+struct txn_commit {
+    cs_db *db;
+    struct txn_plan pl;            /* participants, their writes and reads */
+    cs_txn *t;                     /* the transaction whose buffers the plan points into, or NULL */
+    struct txn_op *ops;            /* built from t (owned), or NULL */
+    struct txn_rd *rds;
+    struct shard_txn *x;           /* several participants: the shared state */
+    struct shard_req *reqs;        /* one per participant */
+    _Atomic unsigned left;         /* requests of the phase still out */
+    enum tc_phase phase;
+    bool commit;                   /* the decision */
+    bool failed;                   /* a vote was an error: the abort must be durable */
+    int rc;                        /* the answer */
+    void (*notify)(void *arg);     /* a phase is complete (shard thread: signal only) */
+    void *arg;
+};
+
+static void tc_req_done(struct shard_req *r)
 {
-    struct waiter w;
-    waiter_init(&w, SHARD_TXN_COMMIT1);
-    w.req.ops = p->ops;
-    w.req.nops = p->nops;
-    w.req.reads = p->reads;
-    w.req.nreads = p->nreads;
-    return db_call(db, p->shard, &w);
+    struct txn_commit *c = r->owner;
+    if (atomic_fetch_sub_explicit(&c->left, 1, memory_order_acq_rel) == 1)
+        c->notify(c->arg);
 }
 
-/* Two-phase commit over the participants of pl (see the top comment). */
-static int commit_many(cs_db *db, struct txn_plan *pl)
+static void tc_submit(struct txn_commit *c, unsigned n)
 {
-    unsigned n = pl->nparts;
+    atomic_store_explicit(&c->left, n, memory_order_release);
+    for (unsigned i = 0; i < n; i++)
+        shard_submit(c->db->shards[c->pl.p[i].shard], &c->reqs[i]);
+}
+
+static struct shard_req *tc_req(struct txn_commit *c, unsigned i, enum shard_op op)
+{
+    struct shard_req *r = &c->reqs[i];
+    memset(r, 0, sizeof(*r));
+    r->op = (uint8_t)op;
+    r->done = tc_req_done;
+    r->owner = c;
+    return r;
+}
+
+static int tc_start(struct txn_commit *c)
+{
+    unsigned n = c->pl.nparts;
+    if (n == 0)
+        return 0;
     if (n > WAL_TXN_PARTS_MAX)
         return CS_EBATCH;
-    struct shard_txn *x = calloc(1, sizeof(*x));
-    struct waiter *ws = calloc(n, sizeof(*ws));
-    unsigned *shards = calloc(n, sizeof(*shards));
-    if (!x || !ws || !shards) {
-        free(x);
-        free(ws);
-        free(shards);
+    c->reqs = calloc(n, sizeof(*c->reqs));
+    if (!c->reqs)
         return -ENOMEM;
+    if (n == 1) {
+        struct shard_req *r = tc_req(c, 0, SHARD_TXN_COMMIT1);
+        r->ops = c->pl.p[0].ops;
+        r->nops = c->pl.p[0].nops;
+        r->reads = c->pl.p[0].reads;
+        r->nreads = c->pl.p[0].nreads;
+        c->phase = TC_ONE;
+        tc_submit(c, 1);
+        return 0;
     }
-    x->id = txn_new_id(db);
+    struct shard_txn *x = calloc(1, sizeof(*x));
+    if (!x)
+        return -ENOMEM;
+    x->id = txn_new_id(c->db);
     x->state = SHARD_TXN_PENDING;
     x->refs = 1;
     x->unsettled = n;
     x->nparts = (uint16_t)n;
+    c->x = x;
     for (unsigned i = 0; i < n; i++) {
-        shards[i] = pl->p[i].shard;
-        x->parts[i] = (uint16_t)shards[i];
-        waiter_init(&ws[i], SHARD_TXN_PREPARE);
-        ws[i].req.txn = x;
-        ws[i].req.ops = pl->p[i].ops;
-        ws[i].req.nops = pl->p[i].nops;
-        ws[i].req.reads = pl->p[i].reads;
-        ws[i].req.nreads = pl->p[i].nreads;
+        x->parts[i] = (uint16_t)c->pl.p[i].shard;
+        struct shard_req *r = tc_req(c, i, SHARD_TXN_PREPARE);
+        r->txn = x;
+        r->ops = c->pl.p[i].ops;
+        r->nops = c->pl.p[i].nops;
+        r->reads = c->pl.p[i].reads;
+        r->nreads = c->pl.p[i].nreads;
     }
-    call_all(db, ws, shards, n);
+    c->phase = TC_VOTING;
+    tc_submit(c, n);
+    return 0;
+}
+
+/* Every vote is in: decide, and send the outcome to every participant. */
+static void tc_decide(struct txn_commit *c)
+{
+    unsigned n = c->pl.nparts;
     struct txn_votes votes;
     txn_votes_init(&votes, n);
     for (unsigned i = 0; i < n; i++)
-        txn_votes_add(&votes, ws[i].req.rc);
-    bool commit, failed;
-    int rc = txn_votes_decide(&votes, &commit, &failed);
-    if (commit)
-        xgate_commit_enter(db);
-    int die = io_fault_on_txn_decide(db->fault); /* fault plan: die with every PREPARE in doubt */
+        txn_votes_add(&votes, c->reqs[i].rc);
+    c->rc = txn_votes_decide(&votes, &c->commit, &c->failed);
+    if (c->commit)
+        xgate_commit_enter(c->db);
+    int die = io_fault_on_txn_decide(c->db->fault); /* fault plan: die with every PREPARE in doubt */
     for (unsigned i = 0; die == 2 && i < n; i++) {
-        waiter_init(&ws[i], SHARD_CHECKPOINT);
-        (void)db_call(db, shards[i], &ws[i]);
+        struct waiter w;
+        waiter_init(&w, SHARD_CHECKPOINT);
+        (void)db_call(c->db, c->pl.p[i].shard, &w);
     }
     if (die)
         raise(SIGKILL);
-    __atomic_store_n(&x->state, commit ? SHARD_TXN_COMMITTED : SHARD_TXN_ABORTED, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->x->state, c->commit ? SHARD_TXN_COMMITTED : SHARD_TXN_ABORTED,
+                     __ATOMIC_RELEASE);
     for (unsigned i = 0; i < n; i++) {
-        waiter_init(&ws[i], SHARD_TXN_DECIDE);
-        ws[i].req.txn = x;
-        ws[i].req.commit = commit;
-        ws[i].req.txn_sync = failed;
+        struct shard_req *r = tc_req(c, i, SHARD_TXN_DECIDE);
+        r->txn = c->x;
+        r->commit = c->commit;
+        r->txn_sync = c->failed;
     }
-    call_all(db, ws, shards, n);
-    if (commit)
-        xgate_commit_exit(db);
-    for (unsigned i = 0; i < n && !rc; i++)
-        if (ws[i].req.rc && ws[i].req.rc != CS_ECLOSED)
-            rc = ws[i].req.rc; /* an install that failed fenced its shard (committed anyway) */
-    shard_txn_unref(x);
-    free(ws);
-    free(shards);
+    c->phase = TC_INSTALLING;
+    tc_submit(c, n);
+}
+
+int txn_commit_step(struct txn_commit *c, int *rc)
+{
+    switch (c->phase) {
+    case TC_START:
+        c->rc = tc_start(c);
+        if (c->rc || c->phase == TC_START)
+            c->phase = TC_DONE;
+        break;
+    case TC_ONE:
+        c->rc = c->reqs[0].rc;
+        c->phase = TC_DONE;
+        break;
+    case TC_VOTING:
+        tc_decide(c);
+        break;
+    case TC_INSTALLING:
+        if (c->commit)
+            xgate_commit_exit(c->db);
+        /* committed: an install that failed fenced its shard, whose next open installs it */
+        c->phase = TC_DONE;
+        break;
+    case TC_DONE:
+        break;
+    }
+    *rc = c->rc;
+    return c->phase != TC_DONE;
+}
+
+void txn_commit_free(struct txn_commit *c)
+{
+    if (!c)
+        return;
+    cs_assert(c->phase == TC_DONE);
+    shard_txn_unref(c->x);
+    free(c->reqs);
+    plan_free(&c->pl);
+    free(c->ops);
+    free(c->rds);
+    if (c->t)
+        txn_free(c->t);
+    free(c);
+}
+
+static int tc_new(cs_db *db, const struct txn_op *ops, size_t nops, const struct txn_rd *rds,
+                  size_t nreads, void (*notify)(void *), void *arg, struct txn_commit **out)
+{
+    struct txn_commit *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->db = db;
+    c->notify = notify;
+    c->arg = arg;
+    int rc = nops || nreads ? plan_make(db, ops, nops, rds, nreads, &c->pl) : 0;
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* ---- driving a commit from a blocking call ---- */
+
+struct tc_wait {
+    _Atomic uint32_t word; /* phases completed */
+};
+
+static void tc_wake(void *arg)
+{
+    struct tc_wait *w = arg;
+    atomic_fetch_add_explicit(&w->word, 1, memory_order_release);
+    syscall(SYS_futex, &w->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static int tc_run(struct txn_commit *c, struct tc_wait *w)
+{
+    int rc;
+    for (uint32_t seen = 0; txn_commit_step(c, &rc); seen++)
+        while (atomic_load_explicit(&w->word, memory_order_acquire) == seen)
+            syscall(SYS_futex, &w->word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
     return rc;
 }
 
 int txn_commit_ops(cs_db *db, const struct txn_op *ops, size_t nops, const struct txn_rd *rds,
                    size_t nreads)
 {
-    if (nops == 0 && nreads == 0)
-        return 0;
-    struct txn_plan pl;
-    int rc = plan_make(db, ops, nops, rds, nreads, &pl);
+    struct tc_wait w = {0};
+    struct txn_commit *c;
+    int rc = tc_new(db, ops, nops, rds, nreads, tc_wake, &w, &c);
     if (rc)
         return rc;
-    rc = pl.nparts == 1 ? commit_one(db, &pl.p[0]) : commit_many(db, &pl);
-    plan_free(&pl);
+    rc = tc_run(c, &w);
+    txn_commit_free(c);
     return rc;
 }
 
-int cs_txn_commit(cs_txn *t)
+/* Build the commit of t (its reads and writes as the participants' requests). */
+static int tc_of_txn(cs_txn *t, void (*notify)(void *), void *arg, struct txn_commit **out)
 {
-    if (!t)
-        return CS_EINVAL;
-    txn_check(t);
     size_t nops = 0, nreads = 0;
     for (uint32_t i = 0; i < t->n; i++) {
         nreads += t->e[i].read;
@@ -632,13 +760,17 @@ int cs_txn_commit(cs_txn *t)
     }
     struct txn_op *ops = malloc((nops ? nops : 1) * sizeof(*ops));
     struct txn_rd *rds = malloc((nreads ? nreads : 1) * sizeof(*rds));
-    int rc = ops && rds ? 0 : -ENOMEM;
+    if (!ops || !rds) {
+        free(ops);
+        free(rds);
+        return -ENOMEM;
+    }
     size_t o = 0, r = 0;
-    for (uint32_t i = 0; i < t->n && !rc; i++) {
+    for (uint32_t i = 0; i < t->n; i++) {
         const struct txn_entry *e = &t->e[i];
         const char *coll = (const char *)e->bytes;
         const uint8_t *key = e->bytes + e->coll_len;
-        if (e->read) {
+        if (e->read)
             rds[r++] = (struct txn_rd){.shard = e->shard,
                                        .rd = {.coll_len = e->coll_len,
                                               .present = e->present,
@@ -646,7 +778,7 @@ int cs_txn_commit(cs_txn *t)
                                               .key = key,
                                               .klen = e->klen,
                                               .hash = {e->hash[0], e->hash[1]}}};
-        } else {
+        else
             ops[o++] = (struct txn_op){.shard = e->shard,
                                        .op = {.type = e->type,
                                               .coll_len = e->coll_len,
@@ -655,13 +787,41 @@ int cs_txn_commit(cs_txn *t)
                                               .klen = e->klen,
                                               .val = key + e->klen,
                                               .vlen = e->vlen}};
-        }
     }
-    if (!rc)
-        rc = txn_commit_ops(t->db, ops, nops, rds, nreads);
-    free(ops);
-    free(rds);
-    txn_free(t);
+    int rc = tc_new(t->db, ops, nops, rds, nreads, notify, arg, out);
+    if (rc) {
+        free(ops);
+        free(rds);
+        return rc;
+    }
+    (*out)->ops = ops; /* the plan copied the structs; the bytes stay in t until the end */
+    (*out)->rds = rds;
+    (*out)->t = t;
+    return 0;
+}
+
+int txn_commit_new(cs_txn *t, void (*notify)(void *arg), void *arg, struct txn_commit **out)
+{
+    if (!t || !out)
+        return CS_EINVAL;
+    txn_check(t);
+    int rc = tc_of_txn(t, notify, arg, out);
+    if (rc)
+        txn_free(t);
+    return rc;
+}
+
+int cs_txn_commit(cs_txn *t)
+{
+    if (!t)
+        return CS_EINVAL;
+    struct tc_wait w = {0};
+    struct txn_commit *c;
+    int rc = txn_commit_new(t, tc_wake, &w, &c);
+    if (rc)
+        return rc;
+    rc = tc_run(c, &w);
+    txn_commit_free(c); /* frees t */
     return rc;
 }
 

@@ -20,6 +20,17 @@ struct txn_rd {
  * applied, except after an install failure, which fences the shard: see txn.c). */
 CS_MUST_CHECK int txn_commit_ops(cs_db *db, const struct txn_op *ops, size_t nops,
                                  const struct txn_rd *rds, size_t nreads);
+/* A commit driven step by step (cs_txn_commit, and sessions: cs_session_commit). _new takes t
+ * (freed with the commit, or at once on error); notify(arg) is called on a shard thread each time
+ * a step's requests are all complete: it must only signal. The driver calls txn_commit_step
+ * first to start and then after each notify, on its own thread; it returns 1 while the commit
+ * is in flight, 0 when done with the answer in *rc. */
+struct txn_commit;
+CS_MUST_CHECK int txn_commit_new(cs_txn *t, void (*notify)(void *arg), void *arg,
+                                 struct txn_commit **out);
+int txn_commit_step(struct txn_commit *c, int *rc);
+void txn_commit_free(struct txn_commit *c);
+
 /* At open: decide and install every transaction the shards' logs hold in doubt. */
 CS_MUST_CHECK int txn_recover(cs_db *db);
 

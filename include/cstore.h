@@ -211,7 +211,8 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * begin: it sees each transaction whole or not at all, never aborts (its commit returns 0) and
  * never waits for another transaction's commit; its begin pins every collection on every shard.
  * Cursors (cs_cursor_open) likewise never show part of a transaction that spans shards.
- * Not yet: transaction cursors (cs_txn_cursor_open), the change feed, commit through sessions. */
+ * Commits can also be submitted through a session (cs_session_commit), many in flight at once.
+ * Not yet: transaction cursors (cs_txn_cursor_open), the change feed. */
 typedef struct cs_txn cs_txn;
 #define CS_TXN_READONLY 1u             /* a snapshot; puts and deletes are CS_EINVAL */
 #define CS_TXN_OPS_MAX 65536u          /* reads and writes recorded by one transaction */
@@ -280,6 +281,11 @@ CS_MUST_CHECK int cs_session_get(cs_session *s, const char *coll, const void *ke
                                  uint64_t user_data);
 CS_MUST_CHECK int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
                                  uint64_t user_data);
+/* Submit a transaction's commit (cs_txn_commit's work) and return at once; the session takes t,
+ * which the caller no longer touches. Its completion's rc is what cs_txn_commit would return.
+ * One thread keeps many commits in flight this way. Errors: CS_EINVAL (s or t NULL), CS_EFULL,
+ * -ENOMEM: nothing was submitted, and t is freed (aborted). */
+CS_MUST_CHECK int cs_session_commit(cs_session *s, cs_txn *t, uint64_t user_data);
 /* Reap up to max completions into out[], waiting until at least min are there (min <= the
  * number in flight). Returns the number reaped (>= 0), or CS_EINVAL (s or out NULL, max 0, or
  * min over max or over the number in flight). */

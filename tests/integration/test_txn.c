@@ -764,6 +764,77 @@ static void test_failed_frame_keeps_committed_installs(void **state)
         }
 }
 
+/* Commits through a session: one thread keeps many in flight; each completion carries what
+ * cs_txn_commit would have returned. Transactions on distinct keys all commit; two that read and
+ * write the same key, in flight together, cannot both. */
+static void test_session_commits_many_in_flight(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    cs_session *s = NULL;
+    assert_int_equal(cs_session_open(db, 16, &s), 0);
+    int submitted = 0, reaped = 0, ok = 0;
+    struct cs_completion comp[16];
+    while (reaped < 200) {
+        while (submitted < 200 && cs_session_inflight(s) < 16) {
+            char a[16], b[16];
+            snprintf(a, sizeof(a), "sa%d", submitted);
+            snprintf(b, sizeof(b), "sb%d", submitted);
+            cs_txn *t = NULL;
+            assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+            long v;
+            assert_int_equal(txn_get_long(t, "sess", a, &v), 0); /* absent: a read to validate */
+            assert_int_equal(txn_put_long(t, "sess", a, submitted), 0);
+            assert_int_equal(txn_put_long(t, "sess", b, submitted), 0);
+            assert_int_equal(cs_session_commit(s, t, (uint64_t)submitted), 0);
+            submitted++;
+        }
+        int n = cs_session_poll(s, comp, 16, 1);
+        assert_true(n >= 1);
+        for (int i = 0; i < n; i++) {
+            if (comp[i].rc)
+                fail_msg("commit %llu: %s", (unsigned long long)comp[i].user_data,
+                         cs_strerror(comp[i].rc));
+            ok++;
+        }
+        reaped += n;
+    }
+    assert_int_equal(ok, 200);
+    for (int i = 0; i < 200; i += 37) {
+        char a[16], b[16];
+        snprintf(a, sizeof(a), "sa%d", i);
+        snprintf(b, sizeof(b), "sb%d", i);
+        assert_int_equal(get_long(db, "sess", a), i);
+        assert_int_equal(get_long(db, "sess", b), i);
+    }
+    /* two in flight on one key: at most one commits */
+    cs_txn *t1 = NULL, *t2 = NULL;
+    long v;
+    assert_int_equal(cs_txn_begin(db, 0, &t1), 0);
+    assert_int_equal(cs_txn_begin(db, 0, &t2), 0);
+    assert_int_equal(txn_get_long(t1, "sess", "sa1", &v), 0);
+    assert_int_equal(txn_get_long(t2, "sess", "sa1", &v), 0);
+    assert_int_equal(txn_put_long(t1, "sess", "sa1", v + 1), 0);
+    assert_int_equal(txn_put_long(t2, "sess", "sa1", v + 1), 0);
+    assert_int_equal(txn_put_long(t1, "sess", "sb7", 1), 0); /* across shards too, maybe */
+    assert_int_equal(cs_session_commit(s, t1, 1), 0);
+    assert_int_equal(cs_session_commit(s, t2, 2), 0);
+    assert_int_equal(cs_session_poll(s, comp, 16, 2), 2);
+    int committed = (comp[0].rc == 0) + (comp[1].rc == 0);
+    assert_true(committed <= 1);
+    for (int i = 0; i < 2; i++)
+        assert_true(comp[i].rc == 0 || comp[i].rc == CS_ECONFLICT);
+    assert_int_equal(get_long(db, "sess", "sa1"), v + committed);
+    /* bad arguments free the transaction and submit nothing */
+    assert_int_equal(cs_txn_begin(db, 0, &t1), 0);
+    assert_int_equal(cs_session_commit(NULL, t1, 0), CS_EINVAL);
+    assert_int_equal(cs_session_commit(s, NULL, 0), CS_EINVAL);
+    assert_int_equal(cs_session_inflight(s), 0);
+    cs_session_close(s);
+    assert_int_equal(cs_close(db), 0);
+}
+
 /* ---- limits and misuse ---- */
 
 static void test_limits_and_bad_arguments(void **state)
@@ -903,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_plain_writes_wait_for_prepared_keys),
         cmocka_unit_test(test_gets_never_see_half_a_committed_batch),
         cmocka_unit_test(test_failed_frame_keeps_committed_installs),
+        cmocka_unit_test(test_session_commits_many_in_flight),
         cmocka_unit_test(test_limits_and_bad_arguments),
         cmocka_unit_test(test_crash_with_every_prepare_durable_commits),
         cmocka_unit_test(test_crash_after_a_no_vote_applies_nothing),

@@ -308,8 +308,6 @@ int shard_array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem);
 int undo_reserve(struct shard *sh, size_t trees, size_t cats);
 void undo_touch(struct shard *sh, struct shard_coll *c);
 int undo_log_old(void *arg, bool had, const void *old, size_t olen);
-int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t klen);
-void undo_forget(struct shard *sh, struct shard_coll *c);
 void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c);
 void undo_release(struct shard *sh, struct frame_undo *u);
 bool undo_rollback(struct shard *sh, struct frame_undo *u);

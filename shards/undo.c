@@ -9,9 +9,7 @@
  * that it held nothing) at the leaf it found, before it changes anything (btree_put_old,
  * btree_del_old: the write's own descent, no lookup of its own); the key and that old value are
  * copied into the frame's log, and rolling back puts the old values back, newest first. This
- * costs a copy of about one record per write. (undo_record does the same for a write made with
- * plain btree_put/btree_del, at the cost of a lookup of its own, and undo_forget takes its entry
- * back when that write fails.) A snapshot of the tree (O(1), but every node the
+ * costs a copy of about one record per write. A snapshot of the tree (O(1), but every node the
  * frame then changes is copied first: one 4 KiB node per write of a small frame) is taken instead,
  * from that point of the frame on, when a write replaces a large value (a blob: copying it could be
  * costly; a snapshot shares it), when the frame's log passes UNDO_LOG_BYTES_MAX, and for atomic
@@ -43,7 +41,7 @@ int shard_array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
 }
 
 /* Make room for a request's undo entries, so that recording them cannot fail (the logged
- * writes' log entries are grown by undo_record, before the write). */
+ * writes' log entries are grown by undo_log_old, before the tree changes). */
 int undo_reserve(struct shard *sh, size_t trees, size_t cats)
 {
     SHARD_OWNED(sh);
@@ -131,34 +129,6 @@ int undo_log_old(void *arg, bool had, const void *old, size_t olen)
     SHARD_OWNED(w->sh);
     cs_assert(w->sh->undo_on);
     return undo_log(w->sh, w->coll, w->key, w->klen, had, old, olen);
-}
-
-/* For a write made with plain btree_put/btree_del (a transaction's install, txn.c): before it,
- * look up what key holds and log it (a second descent, which btree_put_old/btree_del_old with
- * undo_log_old spare). Fails (-ENOMEM) with nothing changed; the caller then does not write. If
- * the write fails after all, undo_forget takes the entry back. */
-int undo_record(struct shard *sh, struct shard_coll *c, const void *key, size_t klen)
-{
-    SHARD_OWNED(sh);
-    if (!sh->undo_on || undo_tree_of(sh, c)->snapped)
-        return 0;
-    const void *old = NULL;
-    size_t olen = 0;
-    bool had = btree_get(&c->tree, key, klen, &old, &olen) == 0;
-    return undo_log(sh, c, key, klen, had, old, olen);
-}
-
-/* The write undo_record logged did not happen after all: forget it. */
-void undo_forget(struct shard *sh, struct shard_coll *c)
-{
-    SHARD_OWNED(sh);
-    if (!sh->undo_on)
-        return;
-    struct frame_undo *u = &sh->undo[sh->wal.open];
-    if (u->nrecs && u->recs[u->nrecs - 1].coll == c && !u->trees[c->undo_idx].snapped) {
-        u->nbytes = u->recs[u->nrecs - 1].off;
-        u->nrecs--;
-    }
 }
 
 void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c)

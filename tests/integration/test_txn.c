@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -764,6 +765,49 @@ static void test_failed_frame_keeps_committed_installs(void **state)
         }
 }
 
+/* A batch across shards while one participant's WAL write fails: ENOSPC refuses it whole and
+ * the shards stay writable (the same batch then commits); EIO refuses it, and whatever the next
+ * open decides, it is all of the batch or none of it. */
+static void test_batch_across_shards_under_enospc_and_eio(void **state)
+{
+    (void)state;
+    const char *faults[] = {"fault=write_enospc=1", "fault=write_enospc=2", "fault=write_eio=1",
+                            "fault=write_eio=2"};
+    for (int f = 0; f < 4; f++) {
+        fresh_dir();
+        cs_db *db = open_db("sync");
+        char k0[16], k1[16];
+        key_on(db, 0, "e", 0, k0, sizeof(k0));
+        key_on(db, 1, "e", 0, k1, sizeof(k1));
+        assert_int_equal(cs_close(db), 0);
+        assert_int_equal(cst_open(dbdir, &db, "shards=" SHARDS, "durability=sync", faults[f], NULL),
+                         0);
+        cs_batch *b = cs_batch_new();
+        assert_int_equal(cs_batch_put(b, "c", k0, strlen(k0), "x", 1), 0); /* read_byte's */
+        assert_int_equal(cs_batch_put(b, "c", k1, strlen(k1), "x", 1), 0);
+        int rc = cs_write(db, b);
+        bool enospc = f < 2;
+        if (enospc) {
+            assert_int_equal(rc, -ENOSPC);
+            assert_int_equal(read_byte(db, k0), '-'); /* nothing of it */
+            assert_int_equal(read_byte(db, k1), '-');
+            assert_int_equal(cs_write(db, b), 0); /* still writable */
+            assert_int_equal(read_byte(db, k0), 'x');
+            assert_int_equal(read_byte(db, k1), 'x');
+        } else {
+            assert_int_equal(rc, CS_EIO);
+        }
+        int crc = cs_close(db);
+        assert_true(crc == 0 || crc == CS_EIO);
+        db = open_db("sync");
+        char a = read_byte(db, k0), c = read_byte(db, k1);
+        if (a != c || (enospc && a != 'x'))
+            fail_msg("%s: after reopen %c / %c", faults[f], a, c);
+        assert_int_equal(cs_close(db), 0);
+        cs_batch_free(b);
+    }
+}
+
 /* Commits through a session: one thread keeps many in flight; each completion carries what
  * cs_txn_commit would have returned. Transactions on distinct keys all commit; two that read and
  * write the same key, in flight together, cannot both. */
@@ -974,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_plain_writes_wait_for_prepared_keys),
         cmocka_unit_test(test_gets_never_see_half_a_committed_batch),
         cmocka_unit_test(test_failed_frame_keeps_committed_installs),
+        cmocka_unit_test(test_batch_across_shards_under_enospc_and_eio),
         cmocka_unit_test(test_session_commits_many_in_flight),
         cmocka_unit_test(test_limits_and_bad_arguments),
         cmocka_unit_test(test_crash_with_every_prepare_durable_commits),

@@ -320,9 +320,7 @@ int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void *
     *val = NULL;
     *vlen = 0;
     uint16_t nlen;
-    int rc = db_check_name(coll, &nlen);
-    if (!rc)
-        rc = db_check_key(key, klen);
+    int rc = db_check_record(coll, key, klen, NULL, 0, &nlen);
     if (rc)
         return rc;
     if (t->flags & CS_TXN_READONLY)

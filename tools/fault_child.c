@@ -23,41 +23,17 @@
 
 /* ---- crash and torn: a child writes, the parent keeps the log ---- */
 
+static void op_apply_cb(void *arg, const void *rec)
+{
+    model_apply(arg, rec);
+}
+
 /* Read log records from fd until EOF or until deadline_ms (0: EOF only). Returns true at EOF. */
 static bool drain_log(struct fault_ctx *ctx, int fd, uint64_t deadline_ms)
 {
-    struct op_rec *buf = ctx->log_buf;
-    size_t *have = &ctx->log_have; /* bytes of buf[] holding a partial record */
-    for (;;) {
-        int timeout = -1;
-        if (deadline_ms) {
-            uint64_t now = now_ms();
-            if (now >= deadline_ms)
-                return false;
-            timeout = (int)(deadline_ms - now);
-        }
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int n = poll(&pfd, 1, timeout);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        ssize_t got = read(fd, (char *)buf + *have, sizeof(ctx->log_buf) - *have);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0) {
-            if (*have)
-                model_violation(&ctx->model, "log ends in a partial record (%zu bytes)", *have);
-            *have = 0;
-            return true;
-        }
-        *have += (size_t)got;
-        size_t whole = *have / sizeof(struct op_rec);
-        for (size_t i = 0; i < whole; i++)
-            model_apply(&ctx->model, &buf[i]);
-        *have -= whole * sizeof(struct op_rec);
-        memmove(buf, (char *)buf + whole * sizeof(struct op_rec), *have);
-    }
+    return drain_records(fd, ctx->log_buf, sizeof(ctx->log_buf), &ctx->log_have,
+                         sizeof(struct op_rec), deadline_ms, op_apply_cb, &ctx->model,
+                         &ctx->model);
 }
 
 struct child_run {

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +45,42 @@ uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool drain_records(int fd, void *buf, size_t cap, size_t *have, size_t rec_size,
+                   uint64_t deadline_ms, void (*apply)(void *arg, const void *rec), void *arg,
+                   struct model *m)
+{
+    for (;;) {
+        int timeout = -1;
+        if (deadline_ms) {
+            uint64_t now = now_ms();
+            if (now >= deadline_ms)
+                return false;
+            timeout = (int)(deadline_ms - now);
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int n = poll(&pfd, 1, timeout);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        ssize_t got = read(fd, (char *)buf + *have, cap - *have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            if (*have)
+                model_violation(m, "log ends in a partial record (%zu bytes)", *have);
+            *have = 0;
+            return true;
+        }
+        *have += (size_t)got;
+        size_t whole = *have / rec_size;
+        for (size_t i = 0; i < whole; i++)
+            apply(arg, (const char *)buf + i * rec_size);
+        *have -= whole * rec_size;
+        memmove(buf, (char *)buf + whole * rec_size, *have);
+    }
 }
 
 /* out = a + sep + b; a path that does not fit is a set-up error. */

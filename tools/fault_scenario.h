@@ -64,6 +64,13 @@ struct rng {
 uint64_t rng_next(struct rng *r);
 uint64_t rng_below(struct rng *r, uint64_t n); /* uniform in [0, n), n > 0 */
 uint64_t now_ms(void);
+/* Read fixed-size records (rec_size bytes) that a child writes to fd into buf[0..cap), until EOF
+ * (true) or deadline_ms (0: EOF only; false); apply(arg, record) runs for each whole record, and
+ * *have keeps the bytes of a partial one between calls. A log that ends in a partial record is a
+ * violation of m. */
+bool drain_records(int fd, void *buf, size_t cap, size_t *have, size_t rec_size,
+                   uint64_t deadline_ms, void (*apply)(void *arg, const void *rec), void *arg,
+                   struct model *m);
 /* out = a + sep + b; a path that does not fit is a set-up error (exit 2). */
 void path_join(char *out, size_t size, const char *a, const char *sep, const char *b);
 /* Print with --verbose only. */

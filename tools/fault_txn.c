@@ -651,39 +651,16 @@ static void rec_apply(struct txn_run *tr, const struct txn_rec *r)
     }
 }
 
+static void rec_apply_cb(void *arg, const void *rec)
+{
+    rec_apply(arg, rec);
+}
+
 /* Read records from fd until EOF or deadline_ms (0: EOF only). Returns true at EOF. */
 static bool drain(struct txn_run *tr, int fd, uint64_t deadline_ms)
 {
-    for (;;) {
-        int timeout = -1;
-        if (deadline_ms) {
-            uint64_t now = now_ms();
-            if (now >= deadline_ms)
-                return false;
-            timeout = (int)(deadline_ms - now);
-        }
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int n = poll(&pfd, 1, timeout);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        ssize_t got = read(fd, (char *)tr->buf + tr->have, sizeof(tr->buf) - tr->have);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0) {
-            if (tr->have)
-                model_violation(&tr->ctx->model, "log ends in a partial record");
-            tr->have = 0;
-            return true;
-        }
-        tr->have += (size_t)got;
-        size_t whole = tr->have / sizeof(struct txn_rec);
-        for (size_t i = 0; i < whole; i++)
-            rec_apply(tr, &tr->buf[i]);
-        tr->have -= whole * sizeof(struct txn_rec);
-        memmove(tr->buf, (char *)tr->buf + whole * sizeof(struct txn_rec), tr->have);
-    }
+    return drain_records(fd, tr->buf, sizeof(tr->buf), &tr->have, sizeof(struct txn_rec),
+                         deadline_ms, rec_apply_cb, tr, &tr->ctx->model);
 }
 
 /* Fork the child, kill it after kill_ms (unless it died first), collect its log. Returns its

@@ -18,6 +18,7 @@
 #define CSTORE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -212,7 +213,7 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * never waits for another transaction's commit; its begin pins every collection on every shard.
  * Cursors (cs_cursor_open) likewise never show part of a transaction that spans shards.
  * Commits can also be submitted through a session (cs_session_commit), many in flight at once.
- * Not yet: transaction cursors (cs_txn_cursor_open), the change feed. */
+ * Not yet: transaction cursors (cs_txn_cursor_open). */
 typedef struct cs_txn cs_txn;
 #define CS_TXN_READONLY 1u             /* a snapshot; puts and deletes are CS_EINVAL */
 #define CS_TXN_OPS_MAX 65536u          /* reads and writes recorded by one transaction */
@@ -239,6 +240,35 @@ CS_MUST_CHECK int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_
 CS_MUST_CHECK int cs_txn_commit(cs_txn *t);
 /* Drop the transaction (nothing was sent); frees t. NULL is fine. */
 void cs_txn_abort(cs_txn *t);
+
+/* ---- Change feed ----
+ * Committed writes, read back from the shards' logs, as events: per key in commit order, a
+ * transaction's (or a batch's) events one after another. Only what is durable is shown. Every
+ * event carries a position token (a string) that resumes after its transaction or batch;
+ * cs_feed_open with it goes on from there, also after a reopen, as long as the logs still hold
+ * what the token needs (checkpoints remove old log segments: then CS_ENOTFOUND). Not in
+ * durability=none (no log: CS_ENOTSUP). Deletions have deleted set and no value. A feed belongs
+ * to one thread; it reads the log files itself and costs the shards a statistics request per
+ * poll. */
+typedef struct cs_feed cs_feed;
+struct cs_feed_event {
+    const char *coll;     /* collection (NUL-terminated) */
+    const void *key;      /* key bytes */
+    size_t klen;
+    const void *val;      /* value (NULL for a deletion or an empty value) */
+    size_t vlen;
+    bool deleted;         /* a deletion */
+    uint64_t txn_id;      /* the cross-shard transaction, 0 for other writes */
+    const char *position; /* token that resumes after this event's transaction or batch */
+};
+/* coll NULL: every collection; from NULL: from now on. Errors: CS_EINVAL (db or feed NULL, a
+ * malformed token or one of another shard count or beyond the log), CS_ENAME, CS_ENOTSUP,
+ * CS_ENOTFOUND (the logs no longer hold the position), CS_ECORRUPT, -ENOMEM. */
+CS_MUST_CHECK int cs_feed_open(cs_db *db, const char *coll, const char *from, cs_feed **feed);
+/* The next event (its pointers valid until the next call or close), waiting up to timeout_ms
+ * (0: do not wait; negative: forever). CS_ENOTFOUND when none came in time. */
+CS_MUST_CHECK int cs_feed_next(cs_feed *feed, struct cs_feed_event *ev, int timeout_ms);
+void cs_feed_close(cs_feed *feed);
 
 /* ---- Cursors ----
  * A cursor reads a consistent snapshot of each shard (taken at cs_cursor_open; writes made

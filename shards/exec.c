@@ -407,6 +407,31 @@ static int exec_coll_list(struct shard *sh, struct shard_req *r)
     return 0;
 }
 
+/* The collections with their shard-local ids (the change feed names WAL records by them). */
+static int exec_coll_ids(struct shard *sh, struct shard_req *r)
+{
+    size_t bytes = 1;
+    uint32_t n = 0;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name, n++)
+            bytes += 5u + c->name_len;
+    uint8_t *out = cs_mem_alloc(sh->arena, bytes);
+    if (!out)
+        return -ENOMEM;
+    size_t off = 0;
+    for (unsigned b = 0; b < COLL_BUCKETS; b++)
+        for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
+            cs_put_le32(out + off, c->id);
+            out[off + 4] = c->name_len;
+            memcpy(out + off + 5, c->name, c->name_len);
+            off += 5u + c->name_len;
+        }
+    r->out = out;
+    r->out_len = off;
+    r->out_count = n;
+    return 0;
+}
+
 static void exec_stats(struct shard *sh, struct shard_req *r)
 {
     sh->stats.wal_lsn = sh->applied_lsn;
@@ -484,6 +509,9 @@ void shard_exec(struct shard *sh, struct shard_req *r)
         break;
     case SHARD_COLL_LIST:
         rc = exec_coll_list(sh, r);
+        break;
+    case SHARD_COLL_IDS:
+        rc = exec_coll_ids(sh, r);
         break;
     case SHARD_VIEW_PIN:
         rc = exec_view_pin(sh, r);

@@ -48,6 +48,7 @@ enum shard_op {
     SHARD_TXN_INDOUBT, /* recovery: -> out: transactions prepared here whose outcome the log
                           does not hold, and outcomes it does (see shard_txn_doubt) */
     SHARD_TXN_FORGET,  /* recovery done: drop the outcomes kept for SHARD_TXN_INDOUBT */
+    SHARD_COLL_IDS,    /* -> out: each collection as u32 id, u8 name bytes, name; out_count */
 };
 
 /* What one operation of an atomic batch does. */

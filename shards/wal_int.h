@@ -1,6 +1,6 @@
-/* Private interface of the WAL (shards/wal.c writes, shards/wal_recovery.c reads): the byte
- * helpers, the frame and segment checks both sides share. The format is documented at the top of
- * wal.c. Only these two files include it. */
+/* Private interface of the WAL (shards/wal.c writes, shards/wal_recovery.c recovers,
+ * shards/wal_reader.c reads a live log): the byte helpers, the frame and segment checks they
+ * share. The format is documented at the top of wal.c. Only these three files include it. */
 #ifndef CS_WAL_INT_H
 #define CS_WAL_INT_H
 

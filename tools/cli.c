@@ -130,6 +130,10 @@ static const char cli_usage_text[] =
     "  load COLL FILE|-          store KEY<TAB>VALUE lines from FILE or stdin\n"
     "  apply FILE|-              apply put<TAB>COLL<TAB>KEY<TAB>VALUE and del<TAB>COLL<TAB>KEY\n"
     "                            lines from FILE or stdin as one transaction: all or nothing\n"
+    "  watch COLL|- [--from TOKEN] [--follow]\n"
+    "                            print the committed writes of COLL (-: all) from the log as\n"
+    "                            apply lines, from TOKEN or the start; stderr gets the position\n"
+    "                            to resume from; --follow waits for more until interrupted\n"
     "  collections               list collection names\n"
     "  create COLL               create an empty collection\n"
     "  drop COLL                 delete a collection and its records\n"
@@ -753,6 +757,77 @@ static int cmd_apply(struct cli *cli, int argc, char **argv)
     return cli_apply_report(&res, input_name);
 }
 
+/* ---- watch (the change feed) ---- */
+
+/* Print the committed writes of COLL ("-": every collection) from the log, as apply's lines
+ * (put COLL KEY VALUE / del COLL KEY, TAB-separated, load's escapes), from --from TOKEN or the
+ * start of the log, to its end; with --follow, then wait for more until SIGINT/SIGTERM. The
+ * position after the last event goes to stderr ("position TOKEN"), for the next --from. */
+static int cmd_watch(struct cli *cli, int argc, char **argv)
+{
+    const char *from = NULL;
+    bool follow = false;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--follow") == 0)
+            follow = true;
+        else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+            from = argv[++i];
+        else if (strncmp(argv[i], "--from=", 7) == 0)
+            from = argv[i] + 7;
+        else
+            return cli_usage_error("watch: unknown argument '%s'", argv[i]);
+    }
+    int ex = cli_open(cli, CLI_OPEN_EXISTING);
+    if (ex != 0)
+        return ex;
+    char start[64];
+    if (!from) { /* the start of every shard's log */
+        int len = snprintf(start, sizeof(start), "cs1.%x", cs_shard_count(cli->db));
+        for (unsigned s = 0; s < cs_shard_count(cli->db) && len < (int)sizeof(start) - 8; s++)
+            len += snprintf(start + len, sizeof(start) - (size_t)len, ".0-0");
+        from = cs_shard_count(cli->db) <= 8 ? start : NULL;
+    }
+    cs_feed *f = NULL;
+    const char *coll = strcmp(argv[1], "-") == 0 ? NULL : argv[1];
+    int rc = cs_feed_open(cli->db, coll, from, &f);
+    if (rc == CS_ENOTFOUND)
+        return cli_fail(rc, "watch: the log no longer holds that position (a checkpoint removed "
+                            "it); start from a later --from");
+    if (rc)
+        return cli_fail(rc, "watch");
+    signal(SIGINT, load_on_signal);
+    signal(SIGTERM, load_on_signal);
+    char *last = NULL;
+    for (;;) {
+        struct cs_feed_event ev;
+        rc = cs_feed_next(f, &ev, follow ? 200 : 0);
+        if (rc == CS_ENOTFOUND && follow && !cli_interrupted)
+            continue;
+        if (rc)
+            break;
+        fputs(ev.deleted ? "del\t" : "put\t", stdout);
+        fputs(ev.coll, stdout);
+        putchar('\t');
+        lineformat_write_escaped(stdout, ev.key, ev.klen);
+        if (!ev.deleted) {
+            putchar('\t');
+            lineformat_write_escaped(stdout, ev.val, ev.vlen);
+        }
+        putchar('\n');
+        free(last);
+        last = strdup(ev.position);
+    }
+    cs_feed_close(f);
+    if (rc != CS_ENOTFOUND) {
+        free(last);
+        return cli_fail(rc, "watch");
+    }
+    if (last)
+        fprintf(stderr, "position %s\n", last);
+    free(last);
+    return 0;
+}
+
 /* ---- Catalog and statistics ---- */
 
 static int cmd_collections(struct cli *cli, int argc, char **argv)
@@ -1033,6 +1108,7 @@ static const struct cli_command cli_commands[] = {
     {"dump", cmd_dump, 1, 1, "dump COLL"},
     {"load", cmd_load, 2, 2, "load COLL FILE|-"},
     {"apply", cmd_apply, 1, 1, "apply FILE|-"},
+    {"watch", cmd_watch, 1, -1, "watch COLL|- [--from TOKEN] [--follow]"},
     {"collections", cmd_collections, 0, 0, "collections"},
     {"create", cmd_create, 1, 1, "create COLL"},
     {"drop", cmd_drop, 1, 1, "drop COLL"},

@@ -571,5 +571,38 @@ awk '/^transactions/ { on = 1; next } on && $1 == "total" { found = 1 } END { ex
 run help
 check "help lists apply" 0 out "apply FILE"
 
+# ---- watch: the change feed, from the start of the log or a position ----
+WDB="$T/wdb"
+tw() {
+    run --db "$WDB" --shards 2 $SEG "$@"
+}
+tw put t a 1
+tw put t b 2
+tw del t a
+printf 'put\tt\tc\t3\nput\tu\td\t4\n' | "$CSTORE" --db "$WDB" --shards 2 $SEG apply - >/dev/null 2>&1
+tw watch t
+sort "$T/out" >"$T/sorted"
+printf 'del\tt\ta\nput\tt\ta\t1\nput\tt\tb\t2\nput\tt\tc\t3\n' >"$T/want_w"
+if [ "$rc" -eq 0 ] && cmp -s "$T/want_w" "$T/sorted" && grep -q '^position cs1\.2\.' "$T/err"; then
+    pass "watch: every committed write of a collection as apply lines, and the position"
+else
+    fail "watch: every committed write of a collection as apply lines, and the position" "rc $rc"
+fi
+grep -n 'a' "$T/out" | head -2 | cut -f3 | tr -d '\n' >"$T/aorder"
+[ "$(cat "$T/aorder")" = "aa" ] && [ "$(grep -c '' "$T/out")" -eq 4 ] &&
+    [ "$(sed -n '/\ta/=' "$T/out" | head -1)" -lt "$(sed -n '/^del/=' "$T/out")" ] &&
+    pass "watch: per key in commit order (the put of a before its delete)" ||
+    fail "watch: per key in commit order (the put of a before its delete)" "$(cat "$T/out")"
+POS=$(sed -n 's/^position //p' "$T/err")
+tw put t e 5
+tw watch t --from "$POS"
+check_out "watch --from: only what came after the position" 0 "put\tt\te\t5\n" "^position cs1"
+tw watch - --from "cs1.2.ffffff-0.0-0"
+check "watch: a position beyond the log is refused" 3 err "watch"
+tw watch t --bogus
+check "watch: an unknown argument is a usage error" 2 err "unknown argument"
+run help
+check "help lists watch" 0 out "watch COLL"
+
 echo "cli.sh: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -323,8 +323,11 @@ static int deliver(cs_feed *f, struct feed_txn *t, bool quiet, unsigned s, uint6
             return CS_ECORRUPT;
         /* In sync mode the PREPARE is durable already (a COMMIT follows only durable PREPAREs);
          * in async mode it becomes durable within sync_interval_ms: look again until then. */
+        unsigned max_tries = f->db->opt.durability == SHARD_ASYNC
+                                 ? FEED_PREPARE_WAIT_MS * 1000u / FEED_POLL_US
+                                 : 1u;
         for (unsigned tries = 0; !t->p[j].prepared; tries++) {
-            if (tries > FEED_PREPARE_WAIT_MS * 1000u / FEED_POLL_US)
+            if (tries > max_tries)
                 return CS_ECORRUPT;
             if (tries)
                 usleep(FEED_POLL_US);
@@ -511,7 +514,8 @@ int cs_feed_open(cs_db *db, const char *coll, const char *from, cs_feed **out)
         memcpy(f->coll, coll, nlen);
     f->s = calloc(f->n, sizeof(*f->s));
     uint64_t *pos = calloc(f->n, sizeof(uint64_t)), *floor = calloc(f->n, sizeof(uint64_t));
-    int rc = f->s && pos && floor ? 0 : -ENOMEM;
+    uint64_t *durable = calloc(f->n, sizeof(uint64_t));
+    int rc = f->s && pos && floor && durable ? 0 : -ENOMEM;
     if (!rc && from)
         rc = token_parse(from, f->n, pos, floor);
     for (unsigned s = 0; s < f->n && !rc; s++) {
@@ -519,6 +523,7 @@ int cs_feed_open(cs_db *db, const char *coll, const char *from, cs_feed **out)
         rc = cs_stats(db, s, &st);
         if (rc)
             break;
+        durable[s] = st.wal_durable_lsn;
         if (!from)
             pos[s] = st.wal_durable_lsn; /* now */
         if (pos[s] > st.wal_durable_lsn) {
@@ -543,9 +548,13 @@ int cs_feed_open(cs_db *db, const char *coll, const char *from, cs_feed **out)
         while (!rc && f->s[s].rd.next <= pos[s]) {
             uint64_t lsn;
             struct wal_rec rec;
-            rc = wal_reader_next(&f->s[s].rd, pos[s], &lsn, &rec);
+            rc = wal_reader_next(&f->s[s].rd, durable[s], &lsn, &rec);
             if (rc == 1) {
                 rc = CS_ECORRUPT; /* the log ends before the position */
+                break;
+            }
+            if (!rc && lsn > pos[s]) { /* a frame goes on past the position: leave the rest */
+                wal_reader_unread(&f->s[s].rd);
                 break;
             }
             if (!rc)
@@ -553,6 +562,7 @@ int cs_feed_open(cs_db *db, const char *coll, const char *from, cs_feed **out)
             if (!rc && f->qlen)
                 rc = CS_ECORRUPT; /* catching up delivers nothing */
         }
+    free(durable);
     free(pos);
     free(floor);
     if (rc) {

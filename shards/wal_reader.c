@@ -223,3 +223,10 @@ int wal_reader_next(struct wal_reader *r, uint64_t limit, uint64_t *lsn, struct 
     r->next = *lsn + 1;
     return 0;
 }
+
+void wal_reader_unread(struct wal_reader *r)
+{
+    cs_assert(r->at > 0);
+    r->at--;
+    r->next = r->recs[r->at].lsn;
+}

@@ -35,10 +35,13 @@ struct wal_reader {
  * CS_ENOTFOUND when the folder no longer holds that LSN (a checkpoint removed it), -errno. */
 CS_MUST_CHECK int wal_reader_open(struct wal_reader *r, const char *dir, unsigned shard,
                                   uint64_t from);
-/* The next record if its LSN is <= limit (which must be durable): 0 with *lsn and *rec, 1 when
- * there is none yet, CS_ECORRUPT (bad bytes), CS_ENOTFOUND, -errno. */
+/* The next record if its LSN is <= limit, a durable LSN (the shard's durable LSN: a frame
+ * boundary), 0 with *lsn and *rec; 1 when there is none yet; CS_ECORRUPT (bad bytes),
+ * CS_ENOTFOUND, -errno. */
 CS_MUST_CHECK int wal_reader_next(struct wal_reader *r, uint64_t limit, uint64_t *lsn,
                                   struct wal_rec *rec);
+/* Take back the record the last wal_reader_next returned: the next call returns it again. */
+void wal_reader_unread(struct wal_reader *r);
 void wal_reader_close(struct wal_reader *r);
 
 #endif

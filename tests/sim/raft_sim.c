@@ -41,8 +41,9 @@
  *   - promises against the disk (§5.1), as each message leaves: a granted vote is on disk (same
  *     term and vote, or a later term) and an acknowledged index is not past the disk's last;
  *   - overlapping quorums (thesis §4.1): a configuration entry is active from when it first
- *     appears in a log until a later configuration entry commits or another entry commits at
- *     its index; any two active at once must have intersecting majorities;
+ *     appears in a log until a later configuration entry commits, another entry commits at its
+ *     index or, while it is uncommitted, an entry of a later term commits; any two active at
+ *     once must have intersecting majorities;
  *   - API contracts: no proposal or change accepted during a leadership transfer (mirrored from
  *     the client's calls and the leader's ticks); a follower's commit never moves past
  *     min(leaderCommit, last new entry) of the append it processed, nor past a heartbeat's
@@ -190,8 +191,10 @@ struct lead_read {
 };
 
 /* A configuration entry seen in some log (index 0: the bootstrap one). It is active from when it
- * first appears until a configuration entry after it commits or another entry commits at its
- * index (then no node can win an election with it, §5.4). */
+ * first appears until a configuration entry after it commits, another entry commits at its index,
+ * or (while it is uncommitted) an entry of a later term commits: then no leader can come from it
+ * any more (§5.4: every future leader holds that entry, and a log holding it cannot hold this
+ * one). */
 struct conf_rec {
     uint64_t index;
     uint64_t term;
@@ -307,7 +310,8 @@ struct sim {
     struct rec *recs;
     size_t recs_cap;
     uint64_t committed_max;
-    uint64_t acked_max; /* highest index of an applied (acknowledged) write */
+    uint64_t committed_term_max; /* highest term of a committed entry */
+    uint64_t acked_max;          /* highest index of an applied (acknowledged) write */
     struct lm_slot *lm;
     size_t lm_cap;
     size_t lm_n;
@@ -601,8 +605,15 @@ static void confs_retire(struct sim *s)
         if (c->retired)
             continue;
         const struct rec *at = rec_at(s, c->index);
+        bool committed = c->index == 0 || (at->commit_term && at->term == c->term);
         if (c->index && at->commit_term && at->term != c->term) {
             c->retired = true; /* another entry committed at its index */
+            continue;
+        }
+        if (!committed && c->term < s->committed_term_max) {
+            /* an entry of a later term committed: every future leader holds it (§5.4), and its
+             * log cannot hold this entry (uncommitted, older term) after it nor before it */
+            c->retired = true;
             continue;
         }
         for (size_t k = 0; k < s->confs_n && !c->retired; k++) {
@@ -808,6 +819,8 @@ static void note_commits(struct sim *s, struct node *nd)
         rc->term = e->term;
         rc->ehash = entry_hash(e);
         rc->commit_term = term;
+        if (e->term > s->committed_term_max)
+            s->committed_term_max = e->term;
     }
     if (c > s->committed_max)
         s->committed_max = c;
@@ -1211,19 +1224,20 @@ static void client_conf(struct sim *s, struct node *l)
     const struct raft_conf *c = raft_conf(l->r);
     uint64_t target = 0;
     enum raft_conf_change type;
-    if (c->learners_n > 0) {
-        type = RAFT_CC_PROMOTE;
+    /* any applicable single-server change, so that successive changes can move the voter set
+     * two servers away from where it was (what the quorum-overlap check needs to see a leader
+     * that does not wait for the previous change to commit) */
+    if (c->learners_n > 0 && rng_ppm(&s->rng, 700000)) {
+        type = rng_ppm(&s->rng, 200000) ? RAFT_CC_REMOVE : RAFT_CC_PROMOTE;
         target = c->learners[rng_below(&s->rng, c->learners_n)];
-        if (rng_ppm(&s->rng, 200000))
-            type = RAFT_CC_REMOVE;
-    } else if ((unsigned)c->voters_n < s->n) {
+    } else if ((unsigned)c->voters_n + c->learners_n < s->n && rng_ppm(&s->rng, 500000)) {
         type = RAFT_CC_ADD_LEARNER;
         for (uint64_t id = 1; id <= s->n && !target; id++)
-            if (!raft_conf_is_voter(c, id))
+            if (!raft_conf_is_voter(c, id) && !raft_conf_is_learner(c, id))
                 target = id;
     } else {
         type = RAFT_CC_REMOVE;
-        if (c->voters_n <= 2)
+        if (c->voters_n <= 1)
             return;
         target = c->voters[rng_below(&s->rng, c->voters_n)];
         if (target == l->id)

@@ -636,17 +636,20 @@ static void test_6_4_read_index_waits_for_quorum_heartbeat(void **state)
     settle(&t);
     uint64_t commit = raft_commit(N(&t, 1));
     t.cut[2][1] = t.cut[3][1] = true; /* no acks */
+    assert_int_equal(t.reads_n, 0);
     assert_int_equal(raft_read_index(N(&t, 1), 42), 0);
-    settle(&t);
-    struct raft_ready rd;
-    if (raft_has_ready(N(&t, 1))) {
-        raft_ready(N(&t, 1), &rd);
-        assert_int_equal(rd.reads_n, 0);
-        raft_advance(N(&t, 1));
-    }
+    settle(&t);                     /* the read's heartbeat round goes out; no answer comes back */
+    tick_all(&t, 3);                /* more rounds, still unanswered */
+    assert_int_equal(t.reads_n, 0); /* settle() collected every batch: no read state in any */
+    assert_false(raft_has_ready(N(&t, 1)));
     t.cut[2][1] = false;
-    tick_all(&t, 1); /* a heartbeat round that node 2 acknowledges */
-    /* the read state came out in one of the batches settle() consumed: ask again to see it */
+    tick_all(&t, 1); /* a heartbeat round that node 2 acknowledges: with the leader, a quorum */
+    assert_int_equal(t.reads_n, 1);
+    assert_int_equal(t.reads_node[0], 1);
+    assert_int_equal(t.reads[0].request_id, 42);
+    assert_int_equal(t.reads[0].index, commit);
+    /* the same by hand: a read, then one acknowledgement of a round at least as new */
+    struct raft_ready rd;
     assert_int_equal(raft_read_index(N(&t, 1), 43), 0);
     struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT_RESP,
                           .term = raft_term(N(&t, 1)),

@@ -154,6 +154,7 @@ test: all $(UNIT_BIN) $(INTEG_BIN)
 
 test-long: all $(UNIT_BIN) $(INTEG_BIN)
 	@BUILD=$(BUILD) CS_TEST_LONG=1 sh tests/run.sh
+	@BUILD=$(BUILD) sh tests/sim/mutants.sh
 	@$(MAKE) --no-print-directory fuzz FUZZ_RUNS=$(FUZZ_RUNS_LONG) FUZZ_SEED=0
 
 # libFuzzer targets tests/fuzz/fuzz_<target>.c, built with clang into build-fuzz/ and run for

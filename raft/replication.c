@@ -249,7 +249,9 @@ void replication_handle_append_resp(struct raft *r, struct raft_progress *pr,
         return;
     }
     bool was_paused = progress_paused(r, pr);
-    if (m->index <= pr->match && pr->state != PR_SNAPSHOT)
+    /* a probe answered at match: the logs agree up to there, so replicate (etcd does the same) */
+    bool probe_at_match = m->index == pr->match && pr->state == PR_PROBE;
+    if (m->index <= pr->match && pr->state != PR_SNAPSHOT && !probe_at_match)
         return; /* stale */
     if (m->index > pr->match)
         pr->match = m->index;

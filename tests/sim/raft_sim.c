@@ -1,6 +1,6 @@
 /* raft-sim: a deterministic simulator of Raft clusters (raft/), driven by one seed per run.
  *
- *   raft-sim --seeds N [--first-seed S] [--nodes K] [--steps M] [--verbose]
+ *   raft-sim --seeds N [--first-seed S] [--nodes K] [--steps M] [--keep-going] [--verbose]
  *
  * Each seed builds a cluster of K nodes (1..SIM_NODES_MAX) in one process and runs it for M time
  * units (a node ticks every SIM_TICK_UNITS units) under a fault schedule drawn from the seed,
@@ -36,9 +36,26 @@
  *     applied, so committed entries survive crashes;
  *   - linearizable reads (thesis §6.4): a read served at index i started after writes whose
  *     highest index was w requires i >= w;
+ *   - the commit rule (§5.4.2) directly: within one leadership (node, term), the leader's commit
+ *     index only moves onto an entry of its own term;
+ *   - promises against the disk (§5.1), as each message leaves: a granted vote is on disk (same
+ *     term and vote, or a later term) and an acknowledged index is not past the disk's last;
+ *   - overlapping quorums (thesis §4.1): a configuration entry is active from when it first
+ *     appears in a log until a later configuration entry commits, another entry commits at its
+ *     index or, while it is uncommitted, an entry of a later term commits; any two active at
+ *     once must have intersecting majorities;
+ *   - API contracts: no proposal or change accepted during a leadership transfer (mirrored from
+ *     the client's calls and the leader's ticks); a follower's commit never moves past
+ *     min(leaderCommit, last new entry) of the append it processed, nor past a heartbeat's
+ *     commit; a heartbeat never carries a commit beyond what its recipient acknowledged in the
+ *     term; a ReadIndex read leaves the leader only once a majority acknowledged a heartbeat
+ *     whose round (context) is above every round sent before the read arrived (thesis §6.4);
  *   - liveness: after the heal (every node up, no loss, no cut), a leader appears, a fresh
  *     proposal commits and every member of the configuration applies it within
  *     SIM_LIVENESS_TICKS ticks.
+ * Each failed seed is attributed to the check that caught it (and to its scenario class) in the
+ * closing report; an assertion inside the core is one more class ("abort") under --keep-going,
+ * which counts such a seed as failed and goes on (tests/sim/mutants.sh uses it).
  * A time unit is one "step" of --steps; the default, SIM_STEPS_DEFAULT, keeps 2000 seeds at a few
  * seconds.
  * A violation fails the seed; the first failing seed is printed with the last trace lines.
@@ -49,6 +66,7 @@
 #include <cstore.h>
 
 #include <inttypes.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,6 +91,43 @@
 
 static const char *const class_names[SIM_CLASSES] = {"calm",  "lossy", "partition", "crash",
                                                      "churn", "chaos", "leaderfall"};
+
+/* What a failed seed violated: each check below (file comment) has its own class, so the report
+ * says which check caught what. */
+enum check {
+    CK_ELECTION = 0,    /* one leader per term, terms never go back (§5.2) */
+    CK_LOG_MATCHING,    /* §5.3 */
+    CK_COMPLETENESS,    /* leader completeness (§5.4) */
+    CK_SM_SAFETY,       /* state machine safety (§5.4.3), snapshots */
+    CK_STALE_READ,      /* a read missed an acknowledged write (thesis §6.4) */
+    CK_LIVENESS,        /* no progress after the heal */
+    CK_COMMIT_RULE,     /* a leader's commit moved onto an entry of an older term (§5.4.2) */
+    CK_DISK_PROMISE,    /* a vote or an ack left before its state was on disk (§5.1) */
+    CK_QUORUM_OVERLAP,  /* two configurations active at once with disjoint quorums (thesis §4.1) */
+    CK_TRANSFER,        /* a proposal accepted during a leadership transfer (thesis §3.10) */
+    CK_FOLLOWER_COMMIT, /* a follower committed past what the append or heartbeat allowed */
+    CK_HEARTBEAT_COMMIT, /* a heartbeat's commit exceeds what the follower acknowledged */
+    CK_READ_ROUND,       /* a read released without a quorum round started after it (§6.4) */
+    CK_API,              /* an unexpected error from the core's interface */
+    CK_ABORT,            /* an assertion of the core failed (the seed aborted) */
+    CK_N
+};
+
+static const char *const check_names[CK_N] = {"election",
+                                              "log-matching",
+                                              "completeness",
+                                              "sm-safety",
+                                              "stale-read",
+                                              "liveness",
+                                              "commit-rule",
+                                              "disk-promise",
+                                              "quorum-overlap",
+                                              "transfer",
+                                              "follower-commit",
+                                              "heartbeat-commit",
+                                              "read-round",
+                                              "api",
+                                              "abort"};
 
 struct rng {
     uint64_t s;
@@ -118,6 +173,35 @@ struct read_wait {
     uint64_t start;     /* time the read began; the client gives up after SIM_READ_UNITS */
 };
 
+/* The highest value seen within one term (an acknowledged index, a heartbeat round). */
+struct term_max {
+    uint64_t term;
+    uint64_t max;
+};
+
+#define SIM_READ_CONFS 4u /* configurations remembered per read; more: the read is not checked */
+
+/* A read a leader took (its own or forwarded): what the read-round check needs. */
+struct lead_read {
+    uint64_t request_id;             /* 0: slot free */
+    uint64_t term;                   /* the leader's term when it took the read */
+    uint64_t floor;                  /* a round started after the read has a context >= this */
+    uint32_t voters[SIM_READ_CONFS]; /* voter sets the leader had while the read was pending */
+    unsigned voters_n;               /* SIM_READ_CONFS + 1: too many, not checked */
+};
+
+/* A configuration entry seen in some log (index 0: the bootstrap one). It is active from when it
+ * first appears until a configuration entry after it commits, another entry commits at its index,
+ * or (while it is uncommitted) an entry of a later term commits: then no leader can come from it
+ * any more (§5.4: every future leader holds that entry, and a log holding it cannot hold this
+ * one). */
+struct conf_rec {
+    uint64_t index;
+    uint64_t term;
+    uint32_t voters; /* bit i: node id i votes */
+    bool retired;
+};
+
 struct node {
     uint64_t id;
     struct raft *r; /* NULL while crashed */
@@ -137,6 +221,20 @@ struct node {
     /* client reads */
     struct read_wait reads[SIM_READS_MAX];
     unsigned reads_n;
+    /* commit rule: the leadership (term) last seen on this node and its commit index there */
+    uint64_t lead_term;
+    uint64_t lead_commit;
+    /* the leadership transfer the client asked for (raft.h: proposals refused until it completes
+     * or an election timeout of leader ticks passed) */
+    uint64_t xfer_term; /* 0: none */
+    uint64_t xfer_target;
+    unsigned xfer_ticks;
+    /* ReadIndex rounds, this incarnation */
+    uint64_t hb_sent_max;                  /* highest heartbeat context sent */
+    struct term_max hb_ack[SIM_NODES_MAX]; /* per member: highest context acknowledged to us */
+    uint32_t voters_seen;                  /* voters while leading, as last seen */
+    struct lead_read lreads[SIM_READS_MAX];
+    unsigned lreads_next; /* ring slot of the next read taken */
 };
 
 /* What the checker knows of one log index. */
@@ -212,13 +310,20 @@ struct sim {
     struct rec *recs;
     size_t recs_cap;
     uint64_t committed_max;
-    uint64_t acked_max; /* highest index of an applied (acknowledged) write */
+    uint64_t committed_term_max; /* highest term of a committed entry */
+    uint64_t acked_max;          /* highest index of an applied (acknowledged) write */
     struct lm_slot *lm;
     size_t lm_cap;
     size_t lm_n;
     uint64_t next_write;
     uint64_t next_read;
+    struct term_max app_ack[SIM_NODES_MAX][SIM_NODES_MAX]; /* [from][to]: highest index acked */
+    struct conf_rec *confs;
+    size_t confs_n;
+    size_t confs_cap;
+    enum check failed_check;
     bool failed;
+    bool report; /* print the failure and its trace (the first failing seed) */
     char failure[256];
     struct stats st;
     /* trace ring */
@@ -228,8 +333,11 @@ struct sim {
 };
 
 /* The seed being run and its simulator, for the abort handler only (a failed cs_assert inside
- * the core is a failure to report with its seed). */
+ * the core is a failure to report with its seed). With --keep-going the handler jumps back to
+ * the seed loop, which counts the seed as failed (its simulator is leaked) and goes on. */
 static struct sim *volatile current_sim;
+static sigjmp_buf abort_jmp;
+static volatile sig_atomic_t abort_armed;
 
 static void trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -246,13 +354,15 @@ static void trace(struct sim *s, const char *fmt, ...)
         printf("  %s\n", line);
 }
 
-static void fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct sim *s, enum check ck, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void fail(struct sim *s, const char *fmt, ...)
+static void fail(struct sim *s, enum check ck, const char *fmt, ...)
 {
     if (s->failed)
         return;
     s->failed = true;
+    s->failed_check = ck;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->failure, sizeof(s->failure), fmt, ap);
@@ -271,11 +381,13 @@ static void on_abort(int sig)
 {
     (void)sig;
     struct sim *s = current_sim;
-    if (s) {
+    if (s && s->report) {
         fprintf(stderr, "raft-sim: seed %" PRIu64 " (%s, %u nodes) aborted; trace:\n", s->seed,
                 class_names[s->cls], s->n);
         print_trace(s, stderr);
     }
+    if (abort_armed)
+        siglongjmp(abort_jmp, 1);
     signal(SIGABRT, SIG_DFL);
     raise(SIGABRT);
 }
@@ -426,7 +538,7 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
         exit(2);
     int rc = raft_msg_encode(m, buf, cap, &len);
     if (rc != 0) {
-        fail(s, "encode of %s failed: %d", raft_msg_type_name(m->type), rc);
+        fail(s, CK_API, "encode of %s failed: %d", raft_msg_type_name(m->type), rc);
         free(buf);
         return true;
     }
@@ -458,6 +570,237 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
 /* ------------------------------------------------------------------------------------------ */
 /* Checks                                                                                      */
 
+static uint32_t voter_bits(const struct raft_conf *c)
+{
+    uint32_t b = 0;
+    for (unsigned i = 0; i < c->voters_n; i++)
+        if (c->voters[i] < 32)
+            b |= 1u << c->voters[i];
+    return b;
+}
+
+/* Does every majority of voters a meet every majority of voters b? Two majorities can be
+ * disjoint when each can be filled from its own side plus a share of the common voters. */
+static bool quorums_overlap(uint32_t a, uint32_t b)
+{
+    unsigned na = (unsigned)__builtin_popcount(a), nb = (unsigned)__builtin_popcount(b);
+    unsigned both = (unsigned)__builtin_popcount(a & b);
+    unsigned qa = na / 2 + 1, qb = nb / 2 + 1, ea = na - both, eb = nb - both;
+    unsigned need = (qa > ea ? qa - ea : 0) + (qb > eb ? qb - eb : 0);
+    return need > both;
+}
+
+/* Is the configuration entry (index, term) known committed? */
+static bool conf_committed(struct sim *s, uint64_t index, uint64_t term)
+{
+    const struct rec *rc = rec_at(s, index);
+    return rc->commit_term && rc->term == term;
+}
+
+/* Retire the configurations that can no longer decide anything (see struct conf_rec). */
+static void confs_retire(struct sim *s)
+{
+    for (size_t i = 0; i < s->confs_n; i++) {
+        struct conf_rec *c = &s->confs[i];
+        if (c->retired)
+            continue;
+        const struct rec *at = rec_at(s, c->index);
+        bool committed = c->index == 0 || (at->commit_term && at->term == c->term);
+        if (c->index && at->commit_term && at->term != c->term) {
+            c->retired = true; /* another entry committed at its index */
+            continue;
+        }
+        if (!committed && c->term < s->committed_term_max) {
+            /* an entry of a later term committed: every future leader holds it (§5.4), and its
+             * log cannot hold this entry (uncommitted, older term) after it nor before it */
+            c->retired = true;
+            continue;
+        }
+        for (size_t k = 0; k < s->confs_n && !c->retired; k++) {
+            const struct conf_rec *q = &s->confs[k];
+            if (q->index > c->index && conf_committed(s, q->index, q->term))
+                c->retired = true;
+        }
+    }
+}
+
+/* A configuration entry appears in a log: every configuration still active must share a voter
+ * with it in any two majorities (thesis §4.1: single-server changes keep this by construction). */
+static void note_conf(struct sim *s, uint64_t index, uint64_t term, uint32_t voters)
+{
+    for (size_t i = 0; i < s->confs_n; i++)
+        if (s->confs[i].index == index && s->confs[i].term == term)
+            return;
+    confs_retire(s);
+    for (size_t i = 0; i < s->confs_n; i++) {
+        const struct conf_rec *c = &s->confs[i];
+        if (!c->retired && !quorums_overlap(c->voters, voters))
+            fail(s, CK_QUORUM_OVERLAP,
+                 "configuration %" PRIu64 "/%" PRIu64 " (voters %#x) and %" PRIu64 "/%" PRIu64
+                 " (voters %#x) are active at once with disjoint majorities",
+                 c->index, c->term, c->voters, index, term, voters);
+    }
+    s->confs = grow(s->confs, &s->confs_cap, s->confs_n, sizeof(*s->confs));
+    struct conf_rec *c = &s->confs[s->confs_n++];
+    c->index = index;
+    c->term = term;
+    c->voters = voters;
+    c->retired = false;
+}
+
+/* §5.4.2 directly: within one leadership, commit moves only onto an entry of its own term. */
+static void check_commit_rule(struct sim *s, struct node *nd)
+{
+    if (raft_role(nd->r) != RAFT_LEADER)
+        return;
+    uint64_t term = raft_term(nd->r), c = raft_commit(nd->r), t;
+    if (term != nd->lead_term) {
+        nd->lead_term = term;
+        nd->lead_commit = c;
+        return;
+    }
+    if (c == nd->lead_commit)
+        return;
+    if (c < nd->lead_commit)
+        fail(s, CK_COMMIT_RULE, "leader %" PRIu64 " commit went back from %" PRIu64 " to %" PRIu64,
+             nd->id, nd->lead_commit, c);
+    if (raft_term_at(nd->r, c, &t) && t != term)
+        fail(s, CK_COMMIT_RULE,
+             "commit rule: leader %" PRIu64 " of term %" PRIu64 " moved commit to %" PRIu64
+             " whose term is %" PRIu64 " (§5.4.2)",
+             nd->id, term, c, t);
+    nd->lead_commit = c;
+}
+
+static bool transfer_active(const struct node *nd)
+{
+    /* one tick short of the core's timeout, so that the check never races it */
+    return nd->xfer_term && nd->xfer_term == raft_term(nd->r) && raft_role(nd->r) == RAFT_LEADER &&
+           nd->xfer_ticks + 1 < SIM_ELECTION_TICKS;
+}
+
+/* What a leader's transfer and reads depend on: its term, role and voters. */
+static void track_leader(struct node *nd)
+{
+    bool leads = raft_role(nd->r) == RAFT_LEADER;
+    if (nd->xfer_term && (!leads || raft_term(nd->r) != nd->xfer_term ||
+                          !raft_conf_is_voter(raft_conf(nd->r), nd->xfer_target)))
+        nd->xfer_term = 0; /* the core cancels it with the leadership or the target's vote */
+    if (!leads)
+        return;
+    uint32_t v = voter_bits(raft_conf(nd->r));
+    if (v == nd->voters_seen)
+        return;
+    nd->voters_seen = v;
+    for (unsigned i = 0; i < SIM_READS_MAX; i++) {
+        struct lead_read *lr = &nd->lreads[i];
+        if (!lr->request_id || lr->term != raft_term(nd->r) || lr->voters_n > SIM_READ_CONFS)
+            continue;
+        if (lr->voters_n < SIM_READ_CONFS)
+            lr->voters[lr->voters_n] = v;
+        lr->voters_n++;
+    }
+}
+
+/* A leader took a read (its own or a follower's): rounds started later have a context above
+ * every heartbeat it sent so far. */
+static void lread_take(struct node *nd, uint64_t request_id)
+{
+    for (unsigned i = 0; i < SIM_READS_MAX; i++)
+        if (nd->lreads[i].request_id == request_id)
+            return; /* a duplicated request: the earlier one is answered first */
+    struct lead_read *lr = &nd->lreads[nd->lreads_next++ % SIM_READS_MAX];
+    lr->request_id = request_id;
+    lr->term = raft_term(nd->r);
+    lr->floor = nd->hb_sent_max + 1;
+    lr->voters[0] = voter_bits(raft_conf(nd->r));
+    lr->voters_n = 1;
+}
+
+/* Thesis §6.4 step 3: a read leaves the leader only after a majority acknowledged a heartbeat
+ * round that started after the read arrived, in one of the configurations the leader had. */
+static void check_read_round(struct sim *s, struct node *nd, uint64_t request_id)
+{
+    struct lead_read *lr = NULL;
+    for (unsigned i = 0; i < SIM_READS_MAX && !lr; i++)
+        if (nd->lreads[i].request_id == request_id)
+            lr = &nd->lreads[i];
+    if (!lr)
+        return; /* not a read this node took as leader */
+    lr->request_id = 0;
+    if (lr->voters_n > SIM_READ_CONFS || lr->term != raft_term(nd->r))
+        return; /* the acks of its term are gone: cannot tell */
+    uint32_t acked = 1u << nd->id;
+    for (unsigned k = 0; k < s->n; k++)
+        if (nd->hb_ack[k].term == lr->term && nd->hb_ack[k].max >= lr->floor)
+            acked |= 1u << s->nodes[k].id;
+    for (unsigned i = 0; i < lr->voters_n; i++) {
+        unsigned n = (unsigned)__builtin_popcount(lr->voters[i]);
+        if ((unsigned)__builtin_popcount(acked & lr->voters[i]) >= n / 2 + 1)
+            return;
+    }
+    fail(s, CK_READ_ROUND,
+         "read %" PRIu64 " released by leader %" PRIu64 " (term %" PRIu64
+         ") without a majority acknowledging a heartbeat round >= %" PRIu64 " (acked %#x)",
+         request_id, nd->id, lr->term, lr->floor, acked);
+}
+
+/* Checks on a message at the moment it leaves node nd (after its batch was persisted). */
+static void check_outgoing(struct sim *s, struct node *nd, const struct raft_msg *m)
+{
+    if (m->to == 0 || m->to > s->n)
+        return;
+    unsigned from = (unsigned)(nd->id - 1), to = (unsigned)(m->to - 1);
+    const struct raft_hard_state *hs = &nd->disk.hs;
+    switch (m->type) {
+    case RAFT_MSG_VOTE_RESP:
+        /* §5.1: the vote is on disk (or a later term is) before it is sent */
+        if (!m->reject && (hs->term < m->term || (hs->term == m->term && hs->vote != m->to)))
+            fail(s, CK_DISK_PROMISE,
+                 "node %" PRIu64 " grants its vote in term %" PRIu64 " to %" PRIu64
+                 " but its disk holds term %" PRIu64 " vote %" PRIu64,
+                 nd->id, m->term, m->to, hs->term, hs->vote);
+        break;
+    case RAFT_MSG_APP_RESP: {
+        if (m->reject)
+            break;
+        if (m->index > sim_store_last(&nd->disk))
+            fail(s, CK_DISK_PROMISE,
+                 "node %" PRIu64 " acknowledges index %" PRIu64 " but its disk ends at %" PRIu64,
+                 nd->id, m->index, sim_store_last(&nd->disk));
+        struct term_max *a = &s->app_ack[from][to];
+        if (m->term > a->term) {
+            a->term = m->term;
+            a->max = 0;
+        }
+        if (m->term == a->term && m->index > a->max)
+            a->max = m->index;
+        break;
+    }
+    case RAFT_MSG_HEARTBEAT: {
+        /* raft.h: a heartbeat never tells a follower to commit beyond what it acknowledged */
+        const struct term_max *a = &s->app_ack[to][from];
+        if (m->term >= a->term) {
+            uint64_t acked = a->term == m->term ? a->max : 0;
+            if (m->commit > acked)
+                fail(s, CK_HEARTBEAT_COMMIT,
+                     "leader %" PRIu64 " heartbeat of term %" PRIu64 " tells %" PRIu64
+                     " to commit %" PRIu64 " but it acknowledged only %" PRIu64,
+                     nd->id, m->term, m->to, m->commit, acked);
+        }
+        if (m->context > nd->hb_sent_max)
+            nd->hb_sent_max = m->context;
+        break;
+    }
+    case RAFT_MSG_READ_INDEX_RESP:
+        if (!m->reject)
+            check_read_round(s, nd, m->context);
+        break;
+    default:
+        break;
+    }
+}
+
 static void note_commits(struct sim *s, struct node *nd)
 {
     if (raft_role(nd->r) != RAFT_LEADER)
@@ -472,10 +815,12 @@ static void note_commits(struct sim *s, struct node *nd)
         if (rc->commit_term)
             continue;
         if (rc->term && rc->term != e->term)
-            fail(s, "committed entry %" PRIu64 " changed term", i);
+            fail(s, CK_COMPLETENESS, "committed entry %" PRIu64 " changed term", i);
         rc->term = e->term;
         rc->ehash = entry_hash(e);
         rc->commit_term = term;
+        if (e->term > s->committed_term_max)
+            s->committed_term_max = e->term;
     }
     if (c > s->committed_max)
         s->committed_max = c;
@@ -486,10 +831,12 @@ static void check_leaders(struct sim *s, struct node *nd)
     if (!nd->r)
         return;
     note_commits(s, nd); /* before a later call could make it step down */
+    check_commit_rule(s, nd);
+    track_leader(nd);
     uint8_t role = (uint8_t)raft_role(nd->r);
     uint64_t term = raft_term(nd->r);
     if (term < nd->term_seen)
-        fail(s, "node %" PRIu64 " term went back from %" PRIu64 " to %" PRIu64, nd->id,
+        fail(s, CK_ELECTION, "node %" PRIu64 " term went back from %" PRIu64 " to %" PRIu64, nd->id,
              nd->term_seen, term);
     bool new_leader =
         role == RAFT_LEADER && (nd->role_seen != RAFT_LEADER || term != nd->term_seen);
@@ -503,7 +850,8 @@ static void check_leaders(struct sim *s, struct node *nd)
     s->leader_of_term = grow(s->leader_of_term, &s->terms_cap, (size_t)term, sizeof(uint64_t));
     uint64_t *l = &s->leader_of_term[term];
     if (*l && *l != nd->id)
-        fail(s, "two leaders in term %" PRIu64 ": %" PRIu64 " and %" PRIu64, term, *l, nd->id);
+        fail(s, CK_ELECTION, "two leaders in term %" PRIu64 ": %" PRIu64 " and %" PRIu64, term, *l,
+             nd->id);
     *l = nd->id;
     /* leader completeness (§5.4.1) */
     const struct raft_snapshot *snap = raft_snapshot(nd->r);
@@ -515,7 +863,7 @@ static void check_leaders(struct sim *s, struct node *nd)
         if (i < snap->index)
             continue; /* covered by the snapshot, checked at its index */
         if (!raft_term_at(nd->r, i, &t) || t != rc->term) {
-            fail(s,
+            fail(s, CK_COMPLETENESS,
                  "leader completeness: leader %" PRIu64 " of term %" PRIu64 " lacks entry %" PRIu64
                  " (term %" PRIu64 ") committed in term %" PRIu64,
                  nd->id, term, i, rc->term, rc->commit_term);
@@ -536,14 +884,20 @@ static void check_persisted(struct sim *s, struct node *nd, const struct raft_en
             prev = UINT64_MAX; /* unknown here */
         struct lm_slot v = {
             .index = e->index, .term = e->term, .prev_term = prev, .ehash = entry_hash(e)};
+        if (e->type == RAFT_ENTRY_CONF) {
+            struct raft_conf c;
+            if (raft_conf_decode(e->data, e->len, &c) == 0)
+                note_conf(s, e->index, e->term, voter_bits(&c));
+        }
         struct lm_slot *got = lm_get(s, &v);
         if (got->ehash != v.ehash)
-            fail(s, "log matching: two different entries at index %" PRIu64 " term %" PRIu64,
-                 e->index, e->term);
+            fail(s, CK_LOG_MATCHING,
+                 "log matching: two different entries at index %" PRIu64 " term %" PRIu64, e->index,
+                 e->term);
         if (got->prev_term == UINT64_MAX)
             got->prev_term = prev;
         else if (prev != UINT64_MAX && got->prev_term != prev)
-            fail(s,
+            fail(s, CK_LOG_MATCHING,
                  "log matching: entry %" PRIu64 "/%" PRIu64 " follows term %" PRIu64
                  " on node %" PRIu64 " but %" PRIu64 " elsewhere",
                  e->index, e->term, prev, nd->id, got->prev_term);
@@ -575,7 +929,7 @@ static void serve_reads(struct sim *s, struct node *nd)
         struct read_wait *w = &nd->reads[i];
         if (w->index && nd->sm_index >= w->index) {
             if (w->index < w->acked_max || nd->sm_index < w->acked_max)
-                fail(s,
+                fail(s, CK_STALE_READ,
                      "stale read on node %" PRIu64 ": read index %" PRIu64 " served at %" PRIu64
                      " but a write at %" PRIu64 " was acknowledged before it began",
                      nd->id, w->index, nd->sm_index, w->acked_max);
@@ -592,8 +946,8 @@ static void serve_reads(struct sim *s, struct node *nd)
 static void sm_apply(struct sim *s, struct node *nd, const struct raft_entry *e)
 {
     if (e->index != nd->sm_index + 1) {
-        fail(s, "node %" PRIu64 " applies %" PRIu64 " after %" PRIu64, nd->id, e->index,
-             nd->sm_index);
+        fail(s, CK_SM_SAFETY, "node %" PRIu64 " applies %" PRIu64 " after %" PRIu64, nd->id,
+             e->index, nd->sm_index);
         return;
     }
     uint64_t eh = entry_hash(e);
@@ -603,14 +957,16 @@ static void sm_apply(struct sim *s, struct node *nd, const struct raft_entry *e)
         nd->sm_writes++;
     struct rec *rc = rec_at(s, e->index);
     if (!rc->commit_term)
-        fail(s, "node %" PRIu64 " applies %" PRIu64 " which no leader committed", nd->id, e->index);
+        fail(s, CK_SM_SAFETY, "node %" PRIu64 " applies %" PRIu64 " which no leader committed",
+             nd->id, e->index);
     if (rc->term && (rc->term != e->term || rc->ehash != eh))
-        fail(s,
+        fail(s, CK_SM_SAFETY,
              "state machine safety: node %" PRIu64 " applies a different entry at %" PRIu64
              " (term %" PRIu64 " vs %" PRIu64 ")",
              nd->id, e->index, e->term, rc->term);
     if (rc->sm_hash && rc->sm_hash != nd->sm_hash)
-        fail(s, "state machine safety: node %" PRIu64 " diverges at %" PRIu64, nd->id, e->index);
+        fail(s, CK_SM_SAFETY, "state machine safety: node %" PRIu64 " diverges at %" PRIu64, nd->id,
+             e->index);
     rc->term = e->term;
     rc->ehash = eh;
     rc->sm_hash = nd->sm_hash;
@@ -621,22 +977,24 @@ static void sm_apply(struct sim *s, struct node *nd, const struct raft_entry *e)
 static void sm_install(struct sim *s, struct node *nd, const struct raft_snapshot *sn)
 {
     if (sn->len != SM_SNAP_BYTES) {
-        fail(s, "snapshot of %u bytes", sn->len);
+        fail(s, CK_SM_SAFETY, "snapshot of %u bytes", sn->len);
         return;
     }
     uint64_t idx, h;
     memcpy(&idx, sn->data, 8);
     memcpy(&h, sn->data + 8, 8);
     if (idx != sn->index)
-        fail(s, "snapshot index %" PRIu64 " holds state at %" PRIu64, sn->index, idx);
+        fail(s, CK_SM_SAFETY, "snapshot index %" PRIu64 " holds state at %" PRIu64, sn->index, idx);
     struct rec *rc = rec_at(s, sn->index);
     if (rc->sm_hash && rc->sm_hash != h)
-        fail(s, "snapshot at %" PRIu64 " holds a state no node had", sn->index);
+        fail(s, CK_SM_SAFETY, "snapshot at %" PRIu64 " holds a state no node had", sn->index);
     if (rc->term && rc->term != sn->term)
-        fail(s, "snapshot at %" PRIu64 " has term %" PRIu64 ", the entry there %" PRIu64, sn->index,
+        fail(s, CK_SM_SAFETY,
+             "snapshot at %" PRIu64 " has term %" PRIu64 ", the entry there %" PRIu64, sn->index,
              sn->term, rc->term);
     if (!rc->commit_term)
-        fail(s, "snapshot at %" PRIu64 " covers entries no leader committed", sn->index);
+        fail(s, CK_SM_SAFETY, "snapshot at %" PRIu64 " covers entries no leader committed",
+             sn->index);
     rc->sm_hash = h;
     nd->sm_index = idx;
     nd->sm_hash = h;
@@ -677,7 +1035,7 @@ static void node_start(struct sim *s, struct node *nd)
     sim_store_ops(&nd->disk, &ops);
     int rc = raft_new(&c, &ops, &nd->r);
     if (rc != 0) {
-        fail(s, "raft_new of node %" PRIu64 " failed: %d", nd->id, rc);
+        fail(s, CK_API, "raft_new of node %" PRIu64 " failed: %d", nd->id, rc);
         return;
     }
     sm_reset(nd);
@@ -685,6 +1043,13 @@ static void node_start(struct sim *s, struct node *nd)
     nd->term_seen = raft_term(nd->r);
     nd->reads_n = 0;
     nd->disk_wait = 0;
+    nd->lead_term = 0;
+    nd->lead_commit = 0;
+    nd->xfer_term = 0;
+    nd->hb_sent_max = 0;
+    memset(nd->hb_ack, 0, sizeof(nd->hb_ack));
+    nd->voters_seen = 0;
+    memset(nd->lreads, 0, sizeof(nd->lreads));
 }
 
 static void node_crash(struct sim *s, struct node *nd, uint64_t down_units)
@@ -711,7 +1076,7 @@ static void node_ready(struct sim *s, unsigned idx)
         check_persisted(s, nd, rd.entries, rd.entries_n);
     int rc = raft_ready_persist(&rd, &ops);
     if (rc != 0)
-        fail(s, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
+        fail(s, CK_API, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
     note_commits(s, nd);
     uint64_t snap_failed[SIM_NODES_MAX];
     unsigned snap_failed_n = 0;
@@ -719,6 +1084,7 @@ static void node_ready(struct sim *s, unsigned idx)
     for (size_t i = 0; i < rd.msgs_n; i++) {
         const struct raft_msg *m = &rd.msgs[i];
         promised |= !m->reject && (m->type == RAFT_MSG_VOTE_RESP || m->type == RAFT_MSG_APP_RESP);
+        check_outgoing(s, nd, m);
         if (!send_frame(s, idx, m) && m->type == RAFT_MSG_SNAP && snap_failed_n < SIM_NODES_MAX)
             snap_failed[snap_failed_n++] = m->to;
     }
@@ -727,6 +1093,7 @@ static void node_ready(struct sim *s, unsigned idx)
     for (size_t i = 0; i < rd.committed_n; i++)
         sm_apply(s, nd, &rd.committed[i]);
     for (size_t i = 0; i < rd.reads_n; i++) {
+        check_read_round(s, nd, rd.reads[i].request_id);
         for (unsigned k = 0; k < nd->reads_n; k++)
             if (nd->reads[k].request_id == rd.reads[i].request_id)
                 nd->reads[k].index = rd.reads[i].index ? rd.reads[i].index : 1;
@@ -758,13 +1125,36 @@ static void deliver(struct sim *s, struct net_msg *m)
         return;
     }
     if (rc != 0) {
-        fail(s, "decode failed: %d", rc);
+        fail(s, CK_API, "decode failed: %d", rc);
         return;
     }
+    uint64_t commit_before = raft_commit(nd->r), floor_bound = UINT64_MAX;
+    if (msg.type == RAFT_MSG_APP) /* §5.3 step 5: min(leaderCommit, index of last new entry) */
+        floor_bound =
+            msg.commit < msg.index + msg.entries_n ? msg.commit : msg.index + msg.entries_n;
+    else if (msg.type == RAFT_MSG_HEARTBEAT)
+        floor_bound = msg.commit;
     rc = raft_step(nd->r, &msg);
     raft_msg_release(&msg);
     if (rc != 0)
-        fail(s, "raft_step: %d", rc);
+        fail(s, CK_API, "raft_step: %d", rc);
+    uint64_t commit = raft_commit(nd->r);
+    if (floor_bound != UINT64_MAX && commit > commit_before && commit > floor_bound)
+        fail(s, CK_FOLLOWER_COMMIT,
+             "node %" PRIu64 " commits %" PRIu64 " on a %s allowing %" PRIu64, nd->id, commit,
+             raft_msg_type_name(msg.type), floor_bound);
+    bool leads = raft_role(nd->r) == RAFT_LEADER && msg.term == raft_term(nd->r);
+    if (leads && msg.type == RAFT_MSG_HEARTBEAT_RESP) {
+        struct term_max *a = &nd->hb_ack[(msg.from - 1) % SIM_NODES_MAX];
+        if (a->term != msg.term) {
+            a->term = msg.term;
+            a->max = 0;
+        }
+        if (msg.context > a->max)
+            a->max = msg.context;
+    }
+    if (leads && msg.type == RAFT_MSG_READ_INDEX)
+        lread_take(nd, msg.context);
     check_leaders(s, nd);
 }
 
@@ -797,11 +1187,15 @@ static void client_write(struct sim *s, struct node *l)
     for (uint32_t i = 8; i < len; i++)
         data[i] = (uint8_t)rng_next(&s->rng);
     uint64_t index;
+    bool xfer = transfer_active(l);
     int rc = raft_propose(l->r, data, len, &index);
+    if (rc == 0 && xfer)
+        fail(s, CK_TRANSFER, "leader %" PRIu64 " accepted a proposal during a transfer to %" PRIu64,
+             l->id, l->xfer_target);
     if (rc == 0)
         s->st.commits++;
     else if (rc != RAFT_EBUSY && rc != CS_EFULL)
-        fail(s, "propose: %d", rc);
+        fail(s, CK_API, "propose: %d", rc);
 }
 
 static void client_read(struct sim *s, struct node *l)
@@ -813,9 +1207,11 @@ static void client_read(struct sim *s, struct node *l)
     if (rc == RAFT_EBUSY || rc == CS_EFULL || rc == RAFT_ENOTLEADER)
         return;
     if (rc != 0) {
-        fail(s, "read_index: %d", rc);
+        fail(s, CK_API, "read_index: %d", rc);
         return;
     }
+    if (raft_role(l->r) == RAFT_LEADER)
+        lread_take(l, id);
     struct read_wait *w = &l->reads[l->reads_n++];
     w->request_id = id;
     w->acked_max = s->acked_max;
@@ -828,30 +1224,34 @@ static void client_conf(struct sim *s, struct node *l)
     const struct raft_conf *c = raft_conf(l->r);
     uint64_t target = 0;
     enum raft_conf_change type;
-    if (c->learners_n > 0) {
-        type = RAFT_CC_PROMOTE;
+    /* any applicable single-server change, so that successive changes can move the voter set
+     * two servers away from where it was (what the quorum-overlap check needs to see a leader
+     * that does not wait for the previous change to commit) */
+    if (c->learners_n > 0 && rng_ppm(&s->rng, 700000)) {
+        type = rng_ppm(&s->rng, 200000) ? RAFT_CC_REMOVE : RAFT_CC_PROMOTE;
         target = c->learners[rng_below(&s->rng, c->learners_n)];
-        if (rng_ppm(&s->rng, 200000))
-            type = RAFT_CC_REMOVE;
-    } else if ((unsigned)c->voters_n < s->n) {
+    } else if ((unsigned)c->voters_n + c->learners_n < s->n && rng_ppm(&s->rng, 500000)) {
         type = RAFT_CC_ADD_LEARNER;
         for (uint64_t id = 1; id <= s->n && !target; id++)
-            if (!raft_conf_is_voter(c, id))
+            if (!raft_conf_is_voter(c, id) && !raft_conf_is_learner(c, id))
                 target = id;
     } else {
         type = RAFT_CC_REMOVE;
-        if (c->voters_n <= 2)
+        if (c->voters_n <= 1)
             return;
         target = c->voters[rng_below(&s->rng, c->voters_n)];
         if (target == l->id)
             return;
     }
     uint64_t index;
+    bool xfer = transfer_active(l);
     int rc = raft_propose_conf(l->r, type, target, &index);
+    if (rc == 0 && xfer)
+        fail(s, CK_TRANSFER, "leader %" PRIu64 " accepted a conf change during a transfer", l->id);
     if (rc == RAFT_EBUSY || rc == CS_EFULL)
         return;
     if (rc != 0) {
-        fail(s, "propose_conf(%d, %" PRIu64 "): %d", (int)type, target, rc);
+        fail(s, CK_API, "propose_conf(%d, %" PRIu64 "): %d", (int)type, target, rc);
         return;
     }
     check_leaders(s, l);
@@ -868,8 +1268,16 @@ static void client_transfer(struct sim *s, struct node *l)
         return;
     int rc = raft_transfer_leader(l->r, target);
     if (rc != 0) {
-        fail(s, "transfer: %d", rc);
+        fail(s, CK_API, "transfer: %d", rc);
         return;
+    }
+    /* raft.h: a repeated request for the same target continues the transfer in progress */
+    bool same = l->xfer_term == raft_term(l->r) && l->xfer_target == target &&
+                l->xfer_ticks < SIM_ELECTION_TICKS;
+    if (!same) {
+        l->xfer_term = raft_term(l->r);
+        l->xfer_target = target;
+        l->xfer_ticks = 0;
     }
     s->st.transfers++;
     trace(s, "leader %" PRIu64 " transfers to %" PRIu64, l->id, target);
@@ -887,12 +1295,12 @@ static void compact(struct sim *s, struct node *nd)
     memcpy(img + 16, &nd->sm_writes, 8);
     int rc = raft_compact(nd->r, index, img, sizeof(img));
     if (rc != 0) {
-        fail(s, "compact at %" PRIu64 ": %d", index, rc);
+        fail(s, CK_API, "compact at %" PRIu64 ": %d", index, rc);
         return;
     }
     rc = sim_store_compact(&nd->disk, raft_snapshot(nd->r));
     if (rc != 0)
-        fail(s, "store compact at %" PRIu64 ": %d", index, rc);
+        fail(s, CK_API, "store compact at %" PRIu64 ": %d", index, rc);
     trace(s, "node %" PRIu64 " compacts to %" PRIu64, nd->id, index);
 }
 
@@ -1011,7 +1419,10 @@ static void unit_step(struct sim *s, bool faults)
     for (unsigned i = 0; i < s->n; i++) {
         struct node *nd = &s->nodes[i];
         if (nd->r && !paused(s, nd) && (s->now + nd->phase) % nd->tick_units == 0) {
+            bool xfer = nd->xfer_term && raft_role(nd->r) == RAFT_LEADER &&
+                        raft_term(nd->r) == nd->xfer_term;
             raft_tick(nd->r);
+            nd->xfer_ticks += xfer;
             check_leaders(s, nd);
         }
     }
@@ -1092,6 +1503,7 @@ static void sim_free(struct sim *s)
     free(s->leader_of_term);
     free(s->recs);
     free(s->lm);
+    free(s->confs);
 }
 
 /* Has every member of the leader's configuration (voters and learners) applied index? */
@@ -1135,7 +1547,11 @@ static bool liveness(struct sim *s)
             continue;
         if (!want || prop != l || raft_term(l->r) != prop_term) {
             uint8_t data[8] = {'l', 'i', 'v', 'e'};
+            bool xfer = transfer_active(l);
             if (raft_propose(l->r, data, sizeof(data), &want) == 0) {
+                if (xfer)
+                    fail(s, CK_TRANSFER, "leader %" PRIu64 " accepted a proposal during a transfer",
+                         l->id);
                 prop = l;
                 prop_term = raft_term(l->r);
             }
@@ -1150,13 +1566,13 @@ static bool liveness(struct sim *s)
             return true;
     }
     if (!s->failed)
-        fail(s, "liveness: %s within %u ticks after the heal",
+        fail(s, CK_LIVENESS, "liveness: %s within %u ticks after the heal",
              committed ? "not every member applied the commit" : "no commit", SIM_LIVENESS_TICKS);
     return false;
 }
 
 static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose, struct stats *st,
-                     unsigned *cls_out, bool report)
+                     unsigned *cls_out, enum check *ck_out, bool report)
 {
     struct sim *s = calloc(1, sizeof(*s));
     if (!s)
@@ -1165,6 +1581,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->rng.s = seed * 0x2545f4914f6cdd1dull + 1;
     s->n = nodes;
     s->verbose = verbose;
+    s->report = report;
     s->cls = (unsigned)(seed % SIM_CLASSES);
     uint64_t variant = rng_below(&s->rng, 4);
     s->pre_vote = variant != 1;
@@ -1180,6 +1597,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
         s->msg_bytes_max = 1; /* one entry per append */
     pick_faults(s);
     current_sim = s;
+    note_conf(s, 0, 0, (1u << (nodes + 1)) - 2); /* the bootstrap: voters 1..nodes */
     for (unsigned i = 0; i < nodes; i++) {
         struct node *nd = &s->nodes[i];
         nd->id = i + 1;
@@ -1211,16 +1629,45 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     st->stalls += s->st.stalls;
     st->corrupt += s->st.corrupt;
     *cls_out = s->cls;
+    *ck_out = s->failed_check;
     current_sim = NULL;
     sim_free(s);
     free(s);
     return ok;
 }
 
+struct seed_run {
+    uint64_t seed;
+    unsigned nodes;
+    unsigned steps;
+    bool verbose;
+    bool report;
+    struct stats st; /* out */
+    unsigned cls;    /* out */
+    enum check ck;   /* out: what failed */
+    bool ok;         /* out */
+};
+
+/* run_seed, but with keep_going an assertion failure inside the core counts as a failed seed
+ * (CK_ABORT) instead of ending the program. */
+static void run_seed_guarded(struct seed_run *volatile run, bool keep_going)
+{
+    run->ok = false;
+    run->ck = CK_ABORT;
+    run->cls = (unsigned)(run->seed % SIM_CLASSES);
+    abort_armed = keep_going;
+    if (sigsetjmp(abort_jmp, 1) == 0)
+        run->ok = run_seed(run->seed, run->nodes, run->steps, run->verbose, &run->st, &run->cls,
+                           &run->ck, run->report);
+    else
+        current_sim = NULL; /* its simulator is leaked: its state is not trustworthy */
+    abort_armed = 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: raft-sim --seeds N [--first-seed S] [--nodes K] [--steps M] "
-                    "[--verbose]\n");
+                    "[--keep-going] [--verbose]\n");
     return 2;
 }
 
@@ -1239,7 +1686,7 @@ static bool parse_u64(const char *v, uint64_t *out)
 int main(int argc, char **argv)
 {
     uint64_t seeds = 100, first = 1, nodes = 3, steps = SIM_STEPS_DEFAULT;
-    bool verbose = false;
+    bool verbose = false, keep_going = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -1253,6 +1700,8 @@ int main(int argc, char **argv)
             ok = parse_u64(v, &steps), i++;
         else if (!strcmp(a, "--verbose"))
             verbose = true;
+        else if (!strcmp(a, "--keep-going"))
+            keep_going = true;
         else
             return usage();
         if (!ok)
@@ -1265,11 +1714,21 @@ int main(int argc, char **argv)
     uint64_t pass[SIM_CLASSES] = {0}, failn[SIM_CLASSES] = {0};
     memset(st, 0, sizeof(st));
     uint64_t passed = 0, failed = 0;
+    uint64_t by_check[CK_N][SIM_CLASSES];
+    memset(by_check, 0, sizeof(by_check));
     for (uint64_t k = 0; k < seeds; k++) {
-        unsigned cls;
-        struct stats one = {0};
-        bool ok =
-            run_seed(first + k, (unsigned)nodes, (unsigned)steps, verbose, &one, &cls, failed == 0);
+        struct seed_run run = {.seed = first + k,
+                               .nodes = (unsigned)nodes,
+                               .steps = (unsigned)steps,
+                               .verbose = verbose,
+                               .report = failed == 0};
+        run_seed_guarded(&run, keep_going);
+        unsigned cls = run.cls;
+        enum check ck = run.ck;
+        const struct stats one = run.st;
+        bool ok = run.ok;
+        if (!ok)
+            by_check[ck][cls]++;
         struct stats *c = &st[cls];
         c->commits += one.commits;
         c->elections += one.elections;
@@ -1298,6 +1757,18 @@ int main(int argc, char **argv)
                class_names[c], pass[c], failn[c], st[c].commits, st[c].elections, st[c].reads,
                st[c].snapshots, st[c].confs, st[c].transfers, st[c].crashes, st[c].stalls,
                st[c].corrupt);
+    }
+    for (unsigned ck = 0; ck < CK_N; ck++) {
+        uint64_t total = 0;
+        for (unsigned c = 0; c < SIM_CLASSES; c++)
+            total += by_check[ck][c];
+        if (!total)
+            continue;
+        printf("failed check %-16s %4" PRIu64 " seeds:", check_names[ck], total);
+        for (unsigned c = 0; c < SIM_CLASSES; c++)
+            if (by_check[ck][c])
+                printf(" %s %" PRIu64, class_names[c], by_check[ck][c]);
+        printf("\n");
     }
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
     return failed ? 1 : 0;

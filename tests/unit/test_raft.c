@@ -529,6 +529,38 @@ static void test_5_3_lagging_follower_catches_up(void **state)
 
 /* §5.3 "if AppendEntries fails ... retry": a pipelined append that was lost, with nothing
  * proposed after it, is recovered through the heartbeat round (regression: found by raft-sim). */
+/* etcd: a probe answered with index == match moves the follower to replicate at once, so the
+ * next proposal goes out without waiting for a heartbeat. */
+static void test_3_5_probe_answered_at_match_moves_to_replicate(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    propose(&t, 1, "a");
+    settle(&t); /* follower 2 replicates, match = last */
+    uint64_t last = raft_last_index(N(&t, 1));
+    assert_int_equal(raft_last_index(N(&t, 2)), last);
+    /* a rejection beyond match sends the leader back to probing node 2 */
+    struct raft_msg rej = {.type = RAFT_MSG_APP_RESP,
+                           .term = raft_term(N(&t, 1)),
+                           .from = 2,
+                           .to = 1,
+                           .reject = true,
+                           .index = last + 1,
+                           .hint = last};
+    assert_int_equal(raft_step(N(&t, 1), &rej), 0);
+    settle(&t); /* the probe (no entries) is answered with index == match */
+    propose(&t, 1, "b");
+    struct raft_msg out[16];
+    size_t n = take_msgs(N(&t, 1), out, 16);
+    unsigned apps = 0;
+    for (size_t i = 0; i < n; i++)
+        apps += out[i].to == 2 && out[i].type == RAFT_MSG_APP && out[i].entries_n == 1;
+    assert_int_equal(apps, 1); /* sent at once: node 2 is replicating, not paused in a probe */
+    net_free(&t);
+}
+
 static void test_5_3_lost_pipelined_append_is_recovered_without_new_proposals(void **state)
 {
     (void)state;
@@ -636,17 +668,20 @@ static void test_6_4_read_index_waits_for_quorum_heartbeat(void **state)
     settle(&t);
     uint64_t commit = raft_commit(N(&t, 1));
     t.cut[2][1] = t.cut[3][1] = true; /* no acks */
+    assert_int_equal(t.reads_n, 0);
     assert_int_equal(raft_read_index(N(&t, 1), 42), 0);
-    settle(&t);
-    struct raft_ready rd;
-    if (raft_has_ready(N(&t, 1))) {
-        raft_ready(N(&t, 1), &rd);
-        assert_int_equal(rd.reads_n, 0);
-        raft_advance(N(&t, 1));
-    }
+    settle(&t);                     /* the read's heartbeat round goes out; no answer comes back */
+    tick_all(&t, 3);                /* more rounds, still unanswered */
+    assert_int_equal(t.reads_n, 0); /* settle() collected every batch: no read state in any */
+    assert_false(raft_has_ready(N(&t, 1)));
     t.cut[2][1] = false;
-    tick_all(&t, 1); /* a heartbeat round that node 2 acknowledges */
-    /* the read state came out in one of the batches settle() consumed: ask again to see it */
+    tick_all(&t, 1); /* a heartbeat round that node 2 acknowledges: with the leader, a quorum */
+    assert_int_equal(t.reads_n, 1);
+    assert_int_equal(t.reads_node[0], 1);
+    assert_int_equal(t.reads[0].request_id, 42);
+    assert_int_equal(t.reads[0].index, commit);
+    /* the same by hand: a read, then one acknowledgement of a round at least as new */
+    struct raft_ready rd;
     assert_int_equal(raft_read_index(N(&t, 1), 43), 0);
     struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT_RESP,
                           .term = raft_term(N(&t, 1)),
@@ -1149,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_5_4_2_old_term_entries_not_committed_by_count),
         cmocka_unit_test(test_5_3_pipelined_appends_bounded_by_window),
         cmocka_unit_test(test_5_3_lagging_follower_catches_up),
+        cmocka_unit_test(test_3_5_probe_answered_at_match_moves_to_replicate),
         cmocka_unit_test(test_5_3_lost_pipelined_append_is_recovered_without_new_proposals),
         cmocka_unit_test(test_9_6_prevote_does_not_raise_terms),
         cmocka_unit_test(test_6_2_check_quorum_leader_steps_down_alone),

@@ -1,0 +1,107 @@
+#!/bin/sh
+# Mutation test of raft-sim: plants classic Raft bugs in a copy of raft/, one at a time, builds
+# raft-sim against each copy and runs it on MUTANT_SEEDS seeds (default 300) at 3 and at 5 nodes.
+# Prints a table (bug, seeds failed at 3 nodes, at 5 nodes, the check that caught most) and
+# exits non-zero if some planted bug is caught in no seed, or if the unmutated copy fails.
+#
+# Usage: BUILD=build sh tests/sim/mutants.sh   (needs $BUILD/libcstore.a; `make test-long` runs it)
+#
+# Each mutant is one sed expression against one file of raft/; the script checks that it changed
+# the file, so a refactoring that moves the line makes the script fail instead of testing nothing.
+# Seeds run with --keep-going: a core assertion counts as a failed seed ("abort").
+set -u
+BUILD=${BUILD:-build}
+SEEDS=${MUTANT_SEEDS:-300}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+lib="$root/$BUILD/libcstore.a"
+if [ ! -f "$lib" ]; then
+    echo "mutants.sh: $lib missing (make BUILD=$BUILD lib first)" >&2
+    exit 2
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/raft-mutants.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+CC=${CC:-cc}
+CF="-O2 -std=gnu11 -D_GNU_SOURCE -w"
+LIBS="-luring -llz4 -lxxhash -linih -lck -lpthread -lm -ljemalloc"
+
+# The simulator itself, built once (it includes raft/raft.h, which no mutant touches).
+for f in raft_sim sim_store; do
+    $CC $CF -I"$root/include" -I"$root/common" -I"$root" -c "$root/tests/sim/$f.c" \
+        -o "$tmp/$f.o" || exit 2
+done
+
+# name|file|sed expression
+mutants() {
+    cat <<'EOF'
+none|raft.c|s/^$/&/
+commit-old-term-by-counting|replication.c|s/if (idx <= r->commit || log_term_or0(r, idx) != r->term)/if (idx <= r->commit)/
+vote-not-persisted-before-sent|election.c|s/^\( *\)r->vote = m->from;/&\n\1r->persisted_hs.term = r->term;\n\1r->persisted_hs.vote = r->vote;/
+propose-during-transfer|raft.c|/^    if (r->transferee)$/{N;d}
+follower-commits-to-last-index|replication.c|s/log_commit_to(r, m->commit < last_new ? m->commit : last_new);/log_commit_to(r, m->commit);/
+heartbeat-full-commit|replication.c|s/m->commit = pr->match < r->commit ? pr->match : r->commit;/m->commit = r->commit;/
+readindex-no-quorum-round|read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = ~0u;/
+readindex-counts-older-rounds|read.c|s/if (p->seq <= context)/if (p->seq <= context + 1000000)/
+conf-before-first-commit-in-term|raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || r->conf_index > r->commit)/
+conf-while-previous-uncommitted|raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || !log_committed_in_term(r))/
+ack-before-persist|raft.c|s/rd->entries_n = (size_t)(last - r->stable);/rd->entries_n = (size_t)(last - r->stable - (last - r->stable > 1));/
+EOF
+}
+
+# failed seeds of one run, and its per-check lines folded into "check:n,check:n"
+run_sim() { # bin nodes out
+    "$1" --seeds "$SEEDS" --nodes "$2" --keep-going >"$3" 2>/dev/null
+}
+failed_of() {
+    sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$1" | tail -n 1
+}
+checks_of() {
+    sed -n 's/^failed check \([a-z-]*\) *\([0-9]*\) seeds.*/\1:\2/p' "$1" | tr '\n' ' '
+}
+
+status=0
+printf '%-34s %10s %10s  %s\n' "planted bug" "3 nodes" "5 nodes" "caught by (3 nodes | 5 nodes)"
+mutants | while IFS='|' read -r name file expr; do
+    d="$tmp/$name"
+    mkdir -p "$d/raft"
+    cp "$root"/raft/*.c "$root"/raft/*.h "$d/raft/"
+    sed "$expr" "$root/raft/$file" >"$d/raft/$file"
+    if [ "$name" != none ] && cmp -s "$root/raft/$file" "$d/raft/$file"; then
+        echo "mutants.sh: mutant $name did not apply to raft/$file" >&2
+        echo fail >>"$tmp/status"
+        continue
+    fi
+    objs=""
+    for c in "$d"/raft/*.c; do
+        o="${c%.c}.o"
+        $CC $CF -I"$d" -I"$root/include" -I"$root/common" -c "$c" -o "$o" || {
+            echo "mutants.sh: mutant $name does not build" >&2
+            echo fail >>"$tmp/status"
+            continue 2
+        }
+        objs="$objs $o"
+    done
+    # the mutated raft objects come first: the archive's own raft objects are never pulled in
+    # shellcheck disable=SC2086
+    $CC -o "$d/raft-sim" $objs "$tmp/raft_sim.o" "$tmp/sim_store.o" "$lib" $LIBS || {
+        echo "mutants.sh: mutant $name does not link" >&2
+        echo fail >>"$tmp/status"
+        continue
+    }
+    run_sim "$d/raft-sim" 3 "$d/out3" &
+    run_sim "$d/raft-sim" 5 "$d/out5"
+    wait
+    f3=$(failed_of "$d/out3")
+    f5=$(failed_of "$d/out5")
+    printf '%-34s %10s %10s  %s| %s\n' "$name" "${f3:-?}/$SEEDS" "${f5:-?}/$SEEDS" \
+        "$(checks_of "$d/out3")" "$(checks_of "$d/out5")"
+    if [ "$name" = none ]; then
+        [ "${f3:-1}" = 0 ] && [ "${f5:-1}" = 0 ] || echo fail >>"$tmp/status"
+    elif [ "${f3:-0}" = 0 ] && [ "${f5:-0}" = 0 ]; then
+        echo fail >>"$tmp/status"
+    fi
+done
+if [ -s "$tmp/status" ]; then
+    echo "mutants.sh: some planted bug went uncaught (or the harness failed)"
+    status=1
+fi
+exit $status

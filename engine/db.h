@@ -45,6 +45,28 @@ bool xgate_pin_begin(cs_db *db);
 CS_MUST_CHECK int db_pin_views(cs_db *db, const char *coll, uint16_t nlen,
                                struct shard_view **views);
 void db_unpin_views(cs_db *db, struct shard_view **views);
+
+/* Transaction cursors (engine/cursor.c and engine/txn.c). */
+struct cursor_ov;
+/* A cursor over coll for t: with ro_views (a read-only transaction's snapshot, borrowed) it reads
+ * them; otherwise it pins fresh views, shows t's own writes ov[nov] (sorted by key) over them,
+ * and records every range it walks into t. It takes ov (freed with it, or at once on error). */
+CS_MUST_CHECK int cursor_open_txn(cs_db *db, const char *coll, uint16_t nlen, cs_txn *t,
+                                  struct shard_view **ro_views, struct cursor_ov *ov, size_t nov,
+                                  cs_cursor **out);
+struct cursor_ov *cursor_ov_new(size_t n);
+void cursor_ov_free(struct cursor_ov *ov, size_t n); /* and the first n entries' bytes */
+void cursor_ov_set(struct cursor_ov *ov, size_t i, uint8_t *key, uint32_t klen, uint8_t *val,
+                   uint32_t vlen, bool del);
+void cursor_flush_walks(cs_cursor *c);
+void cursor_detach(cs_cursor *c); /* flush, then record no more (the transaction ends) */
+int cursor_error(const cs_cursor *c);
+cs_cursor *cursor_next_of_txn(cs_cursor *c);
+void cursor_set_next_of_txn(cs_cursor *c, cs_cursor *next);
+/* engine/txn.c: a range a transaction cursor walked on shard (bounds copied); the cursor's
+ * close. */
+CS_MUST_CHECK int txn_cursor_range(cs_txn *t, unsigned shard, const struct shard_txn_range *r);
+void txn_cursor_closed(cs_txn *t, cs_cursor *c);
 bool xgate_still_unused(cs_db *db);
 void xgate_pin_end(cs_db *db, bool gated);
 

@@ -77,10 +77,20 @@ struct ro_coll {
     struct shard_view **views; /* nshards, pinned (NULL: absent on that shard) */
 };
 
+/* A range a transaction cursor walked (bounds copied into bytes). */
+struct txn_range_e {
+    unsigned shard;
+    struct shard_txn_range r;
+    uint8_t *bytes;
+};
+
 struct cs_txn {
     uint32_t magic;          /* TXN_MAGIC while usable */
     struct ro_coll *ro;      /* read-only: every collection's views, cut at begin */
     size_t nro;
+    struct txn_range_e *rg;  /* ranges transaction cursors walked */
+    size_t nrg, cap_rg;
+    cs_cursor *cursors;      /* open transaction cursors (read-write) */
     unsigned flags;          /* CS_TXN_* */
     cs_db *db;               /* its database */
     struct txn_entry *e;     /* reads and writes, in order */
@@ -185,8 +195,27 @@ static int ro_get(cs_txn *t, const char *coll, uint16_t nlen, const void *key, s
     return CS_ENOTFOUND; /* the collection did not exist at begin */
 }
 
+/* Open cursors record no more (their walks so far are handed over first); the first recording
+ * error among them, or 0. */
+static int detach_cursors(cs_txn *t)
+{
+    int rc = 0;
+    while (t->cursors) {
+        cs_cursor *c = t->cursors;
+        t->cursors = cursor_next_of_txn(c);
+        cursor_detach(c);
+        if (!rc)
+            rc = cursor_error(c);
+    }
+    return rc;
+}
+
 static void txn_free(cs_txn *t)
 {
+    (void)detach_cursors(t);
+    for (size_t i = 0; i < t->nrg; i++)
+        free(t->rg[i].bytes);
+    free(t->rg);
     ro_release(t);
     for (uint32_t i = 0; i < t->n; i++)
         free(t->e[i].bytes);
@@ -385,6 +414,126 @@ int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen)
     return txn_write(t, SHARD_BATCH_DEL, coll, key, klen, NULL, 0);
 }
 
+/* ---- transaction cursors ---- */
+
+int txn_cursor_range(cs_txn *t, unsigned shard, const struct shard_txn_range *r)
+{
+    if (t->n + t->nrg >= CS_TXN_OPS_MAX)
+        return CS_EBATCH;
+    if (t->nrg == t->cap_rg) {
+        size_t cap = t->cap_rg ? t->cap_rg * 2 : 8;
+        struct txn_range_e *n = realloc(t->rg, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        t->rg = n;
+        t->cap_rg = cap;
+    }
+    size_t bytes = (size_t)r->coll_len + r->lo_len + r->hi_len;
+    uint8_t *b = malloc(bytes ? bytes : 1);
+    if (!b)
+        return -ENOMEM;
+    struct txn_range_e *e = &t->rg[t->nrg++];
+    e->shard = shard;
+    e->bytes = b;
+    e->r = *r;
+    memcpy(b, r->coll, r->coll_len);
+    e->r.coll = (const char *)b;
+    b += r->coll_len;
+    if (r->lo_len)
+        memcpy(b, r->lo, r->lo_len);
+    e->r.lo = b;
+    b += r->lo_len;
+    if (r->hi_len)
+        memcpy(b, r->hi, r->hi_len);
+    e->r.hi = b;
+    return 0;
+}
+
+void txn_cursor_closed(cs_txn *t, cs_cursor *c)
+{
+    cs_cursor *prev = NULL;
+    for (cs_cursor *x = t->cursors; x; prev = x, x = cursor_next_of_txn(x))
+        if (x == c) {
+            if (prev)
+                cursor_set_next_of_txn(prev, cursor_next_of_txn(x));
+            else
+                t->cursors = cursor_next_of_txn(x);
+            return;
+        }
+}
+
+static int ov_cmp(const void *a, const void *b)
+{
+    const struct txn_entry *x = *(const struct txn_entry *const *)a;
+    const struct txn_entry *y = *(const struct txn_entry *const *)b;
+    const uint8_t *xk = x->bytes + x->coll_len, *yk = y->bytes + y->coll_len;
+    int c = memcmp(xk, yk, x->klen < y->klen ? x->klen : y->klen);
+    return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+int cs_txn_cursor_open(cs_txn *t, const char *coll, cs_cursor **out)
+{
+    if (!t || !out)
+        return CS_EINVAL;
+    txn_check(t);
+    *out = NULL;
+    uint16_t nlen;
+    int rc = db_check_name(coll, &nlen);
+    if (rc)
+        return rc;
+    cs_db *db = t->db;
+    if (t->flags & CS_TXN_READONLY) {
+        struct shard_view **none = calloc(db->nshards, sizeof(*none));
+        if (!none)
+            return -ENOMEM;
+        struct shard_view **views = none;
+        for (size_t i = 0; i < t->nro; i++)
+            if (t->ro[i].nlen == nlen && memcmp(t->ro[i].name, coll, nlen) == 0)
+                views = t->ro[i].views;
+        rc = cursor_open_txn(db, coll, nlen, t, views, NULL, 0, out);
+        free(none);
+        return rc;
+    }
+    /* the transaction's own writes to coll, sorted by key, copied for the cursor */
+    size_t n = 0;
+    for (uint32_t i = 0; i < t->n; i++)
+        n += !t->e[i].read && t->e[i].coll_len == nlen && memcmp(t->e[i].bytes, coll, nlen) == 0;
+    const struct txn_entry **sorted = malloc((n ? n : 1) * sizeof(*sorted));
+    struct cursor_ov *ov = cursor_ov_new(n);
+    if (!sorted || !ov) {
+        free(sorted);
+        free(ov);
+        return -ENOMEM;
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (!t->e[i].read && t->e[i].coll_len == nlen && memcmp(t->e[i].bytes, coll, nlen) == 0)
+            sorted[k++] = &t->e[i];
+    qsort(sorted, n, sizeof(*sorted), ov_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const struct txn_entry *e = sorted[i];
+        uint8_t *key = malloc(e->klen), *val = e->vlen ? malloc(e->vlen) : NULL;
+        if (!key || (e->vlen && !val)) {
+            free(key);
+            free(val);
+            free(sorted);
+            cursor_ov_free(ov, i); /* what was copied so far */
+            return -ENOMEM;
+        }
+        memcpy(key, e->bytes + e->coll_len, e->klen);
+        if (e->vlen)
+            memcpy(val, e->bytes + e->coll_len + e->klen, e->vlen);
+        cursor_ov_set(ov, i, key, e->klen, val, e->vlen, e->type == SHARD_BATCH_DEL);
+    }
+    free(sorted);
+    rc = cursor_open_txn(db, coll, nlen, t, NULL, ov, n, out); /* takes ov */
+    if (rc)
+        return rc;
+    cursor_set_next_of_txn(*out, t->cursors);
+    t->cursors = *out;
+    return 0;
+}
+
 /* ---- the gate between cross-shard installs and readers that cut several shards ----
  * A cross-shard commit holds the gate (shared with other commits) from its decision to its last
  * install; a cursor holds it (shared with other cursors) while it pins its views. Cursors that
@@ -464,9 +613,12 @@ struct txn_plan {
         size_t nops;
         struct shard_txn_read *reads; /* its reads */
         size_t nreads;
+        struct shard_txn_range *ranges; /* its ranges */
+        size_t nranges;
     } *p;
     struct shard_batch_op *ops;      /* all writes, grouped by participant */
     struct shard_txn_read *reads;    /* all reads, grouped by participant */
+    struct shard_txn_range *ranges;  /* all ranges, grouped by participant */
 };
 
 static void plan_free(struct txn_plan *pl)
@@ -475,17 +627,19 @@ static void plan_free(struct txn_plan *pl)
     free(pl->p);
     free(pl->ops);
     free(pl->reads);
+    free(pl->ranges);
 }
 
 static int plan_make(cs_db *db, const struct txn_op *ops, size_t nops, const struct txn_rd *rds,
-                     size_t nreads, struct txn_plan *pl)
+                     size_t nreads, const struct txn_rg *rgs, size_t nrg, struct txn_plan *pl)
 {
     memset(pl, 0, sizeof(*pl));
     pl->shard_part = calloc(db->nshards, sizeof(unsigned));
     pl->p = calloc(db->nshards, sizeof(*pl->p));
     pl->ops = malloc((nops ? nops : 1) * sizeof(*pl->ops));
     pl->reads = malloc((nreads ? nreads : 1) * sizeof(*pl->reads));
-    if (!pl->shard_part || !pl->p || !pl->ops || !pl->reads) {
+    pl->ranges = malloc((nrg ? nrg : 1) * sizeof(*pl->ranges));
+    if (!pl->shard_part || !pl->p || !pl->ops || !pl->reads || !pl->ranges) {
         plan_free(pl);
         return -ENOMEM;
     }
@@ -494,6 +648,8 @@ static int plan_make(cs_db *db, const struct txn_op *ops, size_t nops, const str
         pl->shard_part[ops[i].shard] = 1;
     for (size_t i = 0; i < nreads; i++)
         pl->shard_part[rds[i].shard] = 1;
+    for (size_t i = 0; i < nrg; i++)
+        pl->shard_part[rgs[i].shard] = 1;
     for (unsigned s = 0; s < db->nshards; s++)
         if (pl->shard_part[s]) {
             pl->p[pl->nparts].shard = s;
@@ -503,13 +659,17 @@ static int plan_make(cs_db *db, const struct txn_op *ops, size_t nops, const str
         pl->p[pl->shard_part[ops[i].shard] - 1].nops++;
     for (size_t i = 0; i < nreads; i++)
         pl->p[pl->shard_part[rds[i].shard] - 1].nreads++;
-    size_t o = 0, r = 0;
+    for (size_t i = 0; i < nrg; i++)
+        pl->p[pl->shard_part[rgs[i].shard] - 1].nranges++;
+    size_t o = 0, r = 0, g = 0;
     for (unsigned i = 0; i < pl->nparts; i++) {
         pl->p[i].ops = pl->ops + o;
         pl->p[i].reads = pl->reads + r;
+        pl->p[i].ranges = pl->ranges + g;
         o += pl->p[i].nops;
         r += pl->p[i].nreads;
-        pl->p[i].nops = pl->p[i].nreads = 0;
+        g += pl->p[i].nranges;
+        pl->p[i].nops = pl->p[i].nreads = pl->p[i].nranges = 0;
     }
     for (size_t i = 0; i < nops; i++) {
         struct txn_part_plan *pp = &pl->p[pl->shard_part[ops[i].shard] - 1];
@@ -518,6 +678,10 @@ static int plan_make(cs_db *db, const struct txn_op *ops, size_t nops, const str
     for (size_t i = 0; i < nreads; i++) {
         struct txn_part_plan *pp = &pl->p[pl->shard_part[rds[i].shard] - 1];
         pp->reads[pp->nreads++] = rds[i].rd;
+    }
+    for (size_t i = 0; i < nrg; i++) {
+        struct txn_part_plan *pp = &pl->p[pl->shard_part[rgs[i].shard] - 1];
+        pp->ranges[pp->nranges++] = rgs[i].rg;
     }
     return 0;
 }
@@ -594,6 +758,8 @@ static int tc_start(struct txn_commit *c)
         r->nops = c->pl.p[0].nops;
         r->reads = c->pl.p[0].reads;
         r->nreads = c->pl.p[0].nreads;
+        r->ranges = c->pl.p[0].ranges;
+        r->nranges = c->pl.p[0].nranges;
         c->phase = TC_ONE;
         tc_submit(c, 1);
         return 0;
@@ -615,6 +781,8 @@ static int tc_start(struct txn_commit *c)
         r->nops = c->pl.p[i].nops;
         r->reads = c->pl.p[i].reads;
         r->nreads = c->pl.p[i].nreads;
+        r->ranges = c->pl.p[i].ranges;
+        r->nranges = c->pl.p[i].nranges;
     }
     c->phase = TC_VOTING;
     tc_submit(c, n);
@@ -696,7 +864,8 @@ void txn_commit_free(struct txn_commit *c)
 }
 
 static int tc_new(cs_db *db, const struct txn_op *ops, size_t nops, const struct txn_rd *rds,
-                  size_t nreads, void (*notify)(void *), void *arg, struct txn_commit **out)
+                  size_t nreads, const struct txn_rg *rgs, size_t nrg, void (*notify)(void *),
+                  void *arg, struct txn_commit **out)
 {
     struct txn_commit *c = calloc(1, sizeof(*c));
     if (!c)
@@ -704,7 +873,7 @@ static int tc_new(cs_db *db, const struct txn_op *ops, size_t nops, const struct
     c->db = db;
     c->notify = notify;
     c->arg = arg;
-    int rc = nops || nreads ? plan_make(db, ops, nops, rds, nreads, &c->pl) : 0;
+    int rc = nops || nreads || nrg ? plan_make(db, ops, nops, rds, nreads, rgs, nrg, &c->pl) : 0;
     if (rc) {
         free(c);
         return rc;
@@ -740,7 +909,7 @@ int txn_commit_ops(cs_db *db, const struct txn_op *ops, size_t nops, const struc
 {
     struct tc_wait w = {0};
     struct txn_commit *c;
-    int rc = tc_new(db, ops, nops, rds, nreads, tc_wake, &w, &c);
+    int rc = tc_new(db, ops, nops, rds, nreads, NULL, 0, tc_wake, &w, &c);
     if (rc)
         return rc;
     rc = tc_run(c, &w);
@@ -751,6 +920,9 @@ int txn_commit_ops(cs_db *db, const struct txn_op *ops, size_t nops, const struc
 /* Build the commit of t (its reads and writes as the participants' requests). */
 static int tc_of_txn(cs_txn *t, void (*notify)(void *), void *arg, struct txn_commit **out)
 {
+    int crc = detach_cursors(t); /* their walks become ranges now */
+    if (crc)
+        return crc;
     size_t nops = 0, nreads = 0;
     for (uint32_t i = 0; i < t->n; i++) {
         nreads += t->e[i].read;
@@ -786,7 +958,16 @@ static int tc_of_txn(cs_txn *t, void (*notify)(void *), void *arg, struct txn_co
                                               .val = key + e->klen,
                                               .vlen = e->vlen}};
     }
-    int rc = tc_new(t->db, ops, nops, rds, nreads, notify, arg, out);
+    struct txn_rg *rgs = malloc((t->nrg ? t->nrg : 1) * sizeof(*rgs));
+    if (!rgs) {
+        free(ops);
+        free(rds);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < t->nrg; i++)
+        rgs[i] = (struct txn_rg){.shard = t->rg[i].shard, .rg = t->rg[i].r};
+    int rc = tc_new(t->db, ops, nops, rds, nreads, rgs, t->nrg, notify, arg, out);
+    free(rgs); /* the plan copied the structs */
     if (rc) {
         free(ops);
         free(rds);

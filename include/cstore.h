@@ -213,7 +213,7 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * never waits for another transaction's commit; its begin pins every collection on every shard.
  * Cursors (cs_cursor_open) likewise never show part of a transaction that spans shards.
  * Commits can also be submitted through a session (cs_session_commit), many in flight at once.
- * Not yet: transaction cursors (cs_txn_cursor_open). */
+ * Transaction cursors (cs_txn_cursor_open) validate the ranges they walk: no phantoms. */
 typedef struct cs_txn cs_txn;
 #define CS_TXN_READONLY 1u             /* a snapshot; puts and deletes are CS_EINVAL */
 #define CS_TXN_OPS_MAX 65536u          /* reads and writes recorded by one transaction */
@@ -240,6 +240,13 @@ CS_MUST_CHECK int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_
 CS_MUST_CHECK int cs_txn_commit(cs_txn *t);
 /* Drop the transaction (nothing was sent); frees t. NULL is fine. */
 void cs_txn_abort(cs_txn *t);
+/* A cursor over coll inside t (cs_cursor_* move and read it; close it with cs_cursor_close).
+ * Read-write: it shows t's own writes to coll as of the open over a fresh cut of the shards, and
+ * every range it walks is validated at commit like a read (so no phantom: an insert, change or
+ * delete in a walked range by another transaction makes the commit CS_ECONFLICT). Read-only: it
+ * reads t's snapshot. Ranges are recorded until commit or abort (which end open cursors' recording;
+ * close them afterwards). Errors: CS_EINVAL, CS_ENAME, CS_EIO, CS_ECLOSED, -ENOMEM. */
+CS_MUST_CHECK int cs_txn_cursor_open(cs_txn *t, const char *coll, cs_cursor **c);
 
 /* ---- Change feed ----
  * Committed writes, read back from the shards' logs, as events: per key in commit order, a

@@ -11,6 +11,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+#include <xxhash.h>
 
 #include "cstore.h"
 #include "shards/btree.h"
@@ -91,6 +93,52 @@ struct shard_txn_read {
     uint64_t hash[2];  /* XXH3-128 of the value seen (present only) */
 };
 
+/* A range a transaction's cursor read, validated at commit like a read: the records of coll in
+ * [lo, hi] (each bound inclusive or not, or unbounded) must still be the ones it saw, by count
+ * and by the sum of shard_txn_range_mix over them (order-free: a walk backwards sums the same). */
+#define SHARD_RANGE_INCL 1u  /* the bound's key belongs to the range */
+#define SHARD_RANGE_UNBOUND 2u /* no bound on this side */
+struct shard_txn_range {
+    uint8_t coll_len;
+    uint8_t lo_flags, hi_flags; /* SHARD_RANGE_* */
+    uint16_t lo_len, hi_len;
+    const char *coll;
+    const void *lo, *hi;
+    uint64_t count;
+    uint64_t sum[2];
+};
+
+static inline void shard_txn_range_mix(const void *key, size_t klen, const void *val, size_t vlen,
+                                       uint64_t sum[2])
+{
+    XXH128_hash_t k = XXH3_128bits(key, klen);
+    XXH128_hash_t v = XXH3_128bits_withSeed(val, vlen, k.low64);
+    sum[0] += v.low64 ^ k.high64;
+    sum[1] += v.high64;
+}
+
+/* Whether key lies in r's bounds (memcmp order, shorter first on a tie). */
+static inline int shard_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+static inline bool shard_txn_range_has(const struct shard_txn_range *r, const void *key,
+                                       size_t klen)
+{
+    if (!(r->lo_flags & SHARD_RANGE_UNBOUND)) {
+        int c = shard_key_cmp(key, klen, r->lo, r->lo_len);
+        if (c < 0 || (c == 0 && !(r->lo_flags & SHARD_RANGE_INCL)))
+            return false;
+    }
+    if (!(r->hi_flags & SHARD_RANGE_UNBOUND)) {
+        int c = shard_key_cmp(key, klen, r->hi, r->hi_len);
+        if (c > 0 || (c == 0 && !(r->hi_flags & SHARD_RANGE_INCL)))
+            return false;
+    }
+    return true;
+}
+
 /* SHARD_TXN_INDOUBT's answer: out_count entries, back to back, each
  *   u64 id, u8 state (0 prepared here with no outcome, 1 committed, 2 aborted), u16 n,
  *   u16 participants[n] (n = 0 for outcomes). */
@@ -136,6 +184,8 @@ struct shard_req {
     struct shard_txn *txn;             /* SHARD_TXN_PREPARE, SHARD_TXN_DECIDE */
     const struct shard_txn_read *reads; /* SHARD_TXN_COMMIT1, SHARD_TXN_PREPARE */
     size_t nreads;                     /* count of reads */
+    const struct shard_txn_range *ranges; /* the same: ranges read by cursors */
+    size_t nranges;                    /* count of ranges */
     uint64_t txn_id;                   /* SHARD_TXN_DECIDE without txn (recovery) */
     bool commit;                       /* SHARD_TXN_DECIDE: commit (else abort) */
     bool txn_sync;                     /* SHARD_TXN_DECIDE: complete once the outcome is durable */
@@ -198,6 +248,8 @@ int shard_view_get(struct shard *sh, const char *coll, size_t coll_len, const vo
                    size_t klen, void **val, size_t *vlen);
 /* 0 with *view pinned (it stays readable until unpinned), or SHARD_VIEW_MISS. */
 int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct shard_view **view);
+/* One more pin on a view the caller has pinned (any thread); drop it with shard_view_unpin. */
+void shard_view_ref(struct shard_view *v);
 /* The snapshot a pinned view holds. */
 const struct btree_snap *shard_view_snap(const struct shard_view *v);
 /* Drop a pin taken by shard_view_pin() or SHARD_VIEW_PIN (any thread). */

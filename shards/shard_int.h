@@ -138,6 +138,9 @@ struct txn_part {
     uint32_t nw;
     struct txn_lock **rd;     /* read marks held */
     uint32_t nr;
+    struct shard_txn_range *rg; /* range marks held (copies; bounds in rg_bytes) */
+    uint32_t nrg;
+    uint8_t *rg_bytes;
 };
 struct txn_known {
     struct txn_known *next;
@@ -270,6 +273,9 @@ struct shard {
     struct txn_part *txn_parts;        /* prepared and settling transactions */
     struct txn_known *txn_known;       /* recovery: outcomes the log held */
     uint64_t txn_decide_seq;           /* outcomes decided so far */
+    uint32_t txn_range_marks;          /* prepared transactions here that hold range marks */
+    struct shard_req *range_waiters;   /* plain writes parked on a range mark (FIFO) */
+    struct shard_req *range_waiters_tail;
     uint32_t txn_load_left;            /* recovery: writes still due of the checkpoint's last
                                           transaction entry */
 };

@@ -136,9 +136,49 @@ static void park(struct txn_lock *l, struct shard_req *r)
     l->waiters_tail = r;
 }
 
+/* The prepared transaction (other than self) whose range mark holds key of coll, or NULL. */
+static struct txn_part *range_holder(struct shard *sh, const char *coll, size_t nlen,
+                                     const void *key, size_t klen, const struct txn_part *self)
+{
+    if (!sh->txn_range_marks)
+        return NULL;
+    for (struct txn_part *p = sh->txn_parts; p; p = p->next) {
+        if (p == self || p->phase != TXN_PREPARED)
+            continue;
+        for (uint32_t i = 0; i < p->nrg; i++)
+            if (p->rg[i].coll_len == nlen && memcmp(p->rg[i].coll, coll, nlen) == 0 &&
+                shard_txn_range_has(&p->rg[i], key, klen))
+                return p;
+    }
+    return NULL;
+}
+
+static void park_range(struct shard *sh, struct shard_req *r)
+{
+    r->next = NULL;
+    if (sh->range_waiters_tail)
+        sh->range_waiters_tail->next = r;
+    else
+        sh->range_waiters = r;
+    sh->range_waiters_tail = r;
+}
+
 bool txn_park(struct shard *sh, struct shard_req *r)
 {
     SHARD_OWNED(sh);
+    if (sh->txn_range_marks) {
+        if (r->op == SHARD_BATCH) {
+            for (size_t i = 0; i < r->nops; i++)
+                if (range_holder(sh, r->ops[i].coll, r->ops[i].coll_len, r->ops[i].key,
+                                 r->ops[i].klen, NULL)) {
+                    park_range(sh, r);
+                    return true;
+                }
+        } else if (range_holder(sh, r->coll, r->coll_len, r->key, r->klen, NULL)) {
+            park_range(sh, r);
+            return true;
+        }
+    }
     if (!sh->nlocks)
         return false;
     if (r->op == SHARD_BATCH) {
@@ -220,8 +260,53 @@ static int check_reads(struct shard *sh, const struct shard_txn_read *rd, size_t
 static int check_writes(struct shard *sh, const struct shard_batch_op *ops, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (lock_of(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen))
+        if (lock_of(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen) ||
+            range_holder(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen, NULL))
             return CS_ECONFLICT;
+    return 0;
+}
+
+/* Every range a cursor read still holds the same records, and no prepared transaction writes
+ * into it (its install would change it). */
+static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct shard_txn_range *r = &rg[i];
+        for (unsigned b = 0; sh->nlocks && b < TXN_LOCK_BUCKETS; b++)
+            for (struct txn_lock *l = sh->locks[b]; l; l = l->next)
+                if (l->writer && l->name_len == r->coll_len &&
+                    memcmp(l->bytes, r->coll, r->coll_len) == 0 &&
+                    shard_txn_range_has(r, l->bytes + l->name_len, l->klen))
+                    return CS_ECONFLICT;
+        uint64_t count = 0, sum[2] = {0, 0};
+        struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+        if (c) {
+            struct btree_snap snap;
+            uint64_t before = tree_bytes_before(c), tcount = c->tree.count;
+            btree_snap_take(&c->tree, &snap);
+            struct btree_cursor cur;
+            btree_cursor_init(&cur, &snap);
+            bool on = r->lo_flags & SHARD_RANGE_UNBOUND ? btree_cursor_first(&cur)
+                                                         : btree_cursor_seek(&cur, r->lo, r->lo_len);
+            for (; on; on = btree_cursor_next(&cur)) {
+                const void *k, *v;
+                size_t kl, vl;
+                btree_cursor_get(&cur, &k, &kl, &v, &vl);
+                if (!shard_txn_range_has(r, k, kl)) {
+                    if (!(r->hi_flags & SHARD_RANGE_UNBOUND) &&
+                        shard_key_cmp(k, kl, r->hi, r->hi_len) > 0)
+                        break;
+                    continue; /* the excluded low bound itself */
+                }
+                count++;
+                shard_txn_range_mix(k, kl, v, vl, sum);
+            }
+            btree_snap_release(&c->tree, &snap);
+            tree_bytes_after(sh, c, before, tcount);
+        }
+        if (count != r->count || sum[0] != r->sum[0] || sum[1] != r->sum[1])
+            return CS_ECONFLICT;
+    }
     return 0;
 }
 
@@ -230,6 +315,8 @@ void exec_txn_commit1(struct shard *sh, struct shard_req *r)
     SHARD_OWNED(sh);
     r->out = NULL;
     int rc = sh->fenced ? CS_EIO : check_reads(sh, r->reads, r->nreads);
+    if (!rc)
+        rc = check_ranges(sh, r->ranges, r->nranges);
     if (!rc)
         rc = check_writes(sh, r->ops, r->nops);
     if (!rc && r->nops)
@@ -279,6 +366,44 @@ static void part_unlock(struct shard *sh, struct txn_part *p)
         lock_release_if_idle(sh, p->rd[i]);
     }
     p->nr = 0;
+    if (p->nrg) { /* the range marks go: the writes parked on them run again */
+        p->nrg = 0;
+        sh->txn_range_marks--;
+        if (sh->range_waiters) {
+            sh->range_waiters_tail->next = sh->queue;
+            sh->queue = sh->range_waiters;
+            sh->range_waiters = sh->range_waiters_tail = NULL;
+        }
+    }
+}
+
+/* Keep copies of the ranges as p's range marks. */
+static int part_add_ranges(struct shard *sh, struct txn_part *p, const struct shard_txn_range *rg,
+                           size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += rg[i].coll_len + rg[i].lo_len + rg[i].hi_len;
+    p->rg = cs_mem_alloc(sh->arena, n * sizeof(*p->rg));
+    p->rg_bytes = cs_mem_alloc(sh->arena, bytes ? bytes : 1);
+    if (!p->rg || !p->rg_bytes)
+        return -ENOMEM;
+    uint8_t *b = p->rg_bytes;
+    for (size_t i = 0; i < n; i++) {
+        p->rg[i] = rg[i];
+        memcpy(b, rg[i].coll, rg[i].coll_len);
+        p->rg[i].coll = (const char *)b;
+        b += rg[i].coll_len;
+        memcpy(b, rg[i].lo, rg[i].lo_len);
+        p->rg[i].lo = b;
+        b += rg[i].lo_len;
+        memcpy(b, rg[i].hi, rg[i].hi_len);
+        p->rg[i].hi = b;
+        b += rg[i].hi_len;
+    }
+    p->nrg = (uint32_t)n;
+    sh->txn_range_marks++;
+    return 0;
 }
 
 static void part_free(struct shard *sh, struct txn_part *p)
@@ -291,6 +416,8 @@ static void part_free(struct shard *sh, struct txn_part *p)
     }
     cs_mem_free(p->w);
     cs_mem_free(p->rd);
+    cs_mem_free(p->rg);
+    cs_mem_free(p->rg_bytes);
     cs_mem_free(p->parts);
     shard_txn_unref(p->x);
     cs_mem_free(p);
@@ -364,6 +491,8 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
     if (!rc)
         rc = check_reads(sh, r->reads, r->nreads);
     if (!rc)
+        rc = check_ranges(sh, r->ranges, r->nranges);
+    if (!rc)
         rc = check_writes(sh, r->ops, r->nops);
     if (!rc)
         rc = undo_reserve(sh, 0, r->nops);
@@ -405,6 +534,8 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
         l->readers++;
         p->rd[p->nr++] = l;
     }
+    if (!rc && r->nranges)
+        rc = part_add_ranges(sh, p, r->ranges, r->nranges);
     if (rc) {
         part_free(sh, p);
         return rc;
@@ -834,6 +965,12 @@ void exec_txn_forget(struct shard *sh)
 void txn_close(struct shard *sh)
 {
     exec_txn_forget(sh);
+    while (sh->range_waiters) {
+        struct shard_req *r = sh->range_waiters;
+        sh->range_waiters = r->next;
+        req_complete(r, CS_ECLOSED);
+    }
+    sh->range_waiters_tail = NULL;
     while (sh->txn_parts) {
         struct txn_part *p = sh->txn_parts;
         sh->txn_parts = p->next;

@@ -329,6 +329,11 @@ int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct s
     return 0;
 }
 
+void shard_view_ref(struct shard_view *v)
+{
+    __atomic_fetch_add(&v->pins, 1, __ATOMIC_ACQ_REL); /* the caller holds a pin: v stays */
+}
+
 const struct btree_snap *shard_view_snap(const struct shard_view *v)
 {
     return &v->snap;

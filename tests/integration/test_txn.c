@@ -879,6 +879,141 @@ static void test_session_commits_many_in_flight(void **state)
     assert_int_equal(cs_close(db), 0);
 }
 
+/* ---- transaction cursors ---- */
+
+/* Sum the values of coll's keys in [from, to) through a transaction cursor. */
+static long txn_scan_sum(cs_txn *t, const char *coll, const char *from, const char *to, int *n)
+{
+    cs_cursor *c = NULL;
+    assert_int_equal(cs_txn_cursor_open(t, coll, &c), 0);
+    long sum = 0;
+    *n = 0;
+    for (int rc = cs_cursor_seek(c, from, strlen(from)); rc == 0; rc = cs_cursor_next(c)) {
+        const void *k, *v;
+        size_t kl, vl;
+        assert_int_equal(cs_cursor_key(c, &k, &kl), 0);
+        assert_int_equal(cs_cursor_value(c, &v, &vl), 0);
+        if (memcmp(k, to, kl < strlen(to) ? kl : strlen(to)) >= 0)
+            break;
+        char buf[32];
+        assert_true(vl < sizeof(buf));
+        memcpy(buf, v, vl);
+        buf[vl] = '\0';
+        sum += strtol(buf, NULL, 10);
+        (*n)++;
+    }
+    cs_cursor_close(c);
+    return sum;
+}
+
+/* A transaction that scanned a range conflicts with an insert into it (a phantom), on one shard
+ * and across shards; an insert outside what it walked does not. */
+static void test_cursor_ranges_are_validated_no_phantoms(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    for (int i = 0; i < 8; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "m%d", i);
+        put_str(db, "ph", k, "10");
+    }
+    for (int round = 0; round < 3; round++) {
+        cs_txn *t = NULL;
+        assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+        int n;
+        long sum = txn_scan_sum(t, "ph", "m", "n", &n);
+        assert_int_equal(n, 8 + (round >= 1) * 0);
+        assert_int_equal(txn_put_long(t, "sums", "total", sum), 0);
+        if (round == 0)
+            put_str(db, "ph", "m35", "5"); /* a phantom inside the walked range */
+        else if (round == 1)
+            put_str(db, "ph", "a9", "5"); /* outside: before where the walk began (after it, the
+                                            * walk ran off the end: that end was seen too) */
+        else
+            put_str(db, "other", "m4", "7"); /* another collection */
+        int rc = cs_txn_commit(t);
+        assert_int_equal(rc, round == 0 ? CS_ECONFLICT : 0);
+        if (round == 0)
+            assert_int_equal(cs_del(db, "ph", "m35", 3), 0);
+    }
+    assert_int_equal(get_long(db, "sums", "total"), 80);
+    /* a change of a walked record conflicts too (its value is in the range's sum) */
+    cs_txn *t = NULL;
+    assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+    int n;
+    (void)txn_scan_sum(t, "ph", "m", "n", &n);
+    assert_int_equal(txn_put_long(t, "sums", "total", 0), 0);
+    put_str(db, "ph", "m2", "11");
+    assert_int_equal(cs_txn_commit(t), CS_ECONFLICT);
+    assert_int_equal(get_long(db, "sums", "total"), 80);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* A transaction cursor shows the transaction's own writes (puts and deletes) over the stored
+ * records, in key order both ways; a read-only transaction's cursor reads its snapshot. */
+static void test_cursor_reads_own_writes_and_snapshots(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    put_str(db, "c", "a", "1");
+    put_str(db, "c", "c", "3");
+    put_str(db, "c", "e", "5");
+    cs_txn *t = NULL;
+    assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+    assert_int_equal(cs_txn_put(t, "c", "b", 1, "2", 1), 0);
+    assert_int_equal(cs_txn_put(t, "c", "c", 1, "33", 2), 0);
+    assert_int_equal(cs_txn_del(t, "c", "e", 1), 0);
+    assert_int_equal(cs_txn_put(t, "c", "f", 1, "6", 1), 0);
+    cs_cursor *c = NULL;
+    assert_int_equal(cs_txn_cursor_open(t, "c", &c), 0);
+    const char *want_k[] = {"a", "b", "c", "f"}, *want_v[] = {"1", "2", "33", "6"};
+    int i = 0;
+    for (int rc = cs_cursor_first(c); rc == 0; rc = cs_cursor_next(c), i++) {
+        const void *k, *v;
+        size_t kl, vl;
+        assert_int_equal(cs_cursor_key(c, &k, &kl), 0);
+        assert_int_equal(cs_cursor_value(c, &v, &vl), 0);
+        assert_true(i < 4);
+        assert_int_equal(kl, 1);
+        assert_memory_equal(k, want_k[i], 1);
+        assert_int_equal(vl, strlen(want_v[i]));
+        assert_memory_equal(v, want_v[i], vl);
+    }
+    assert_int_equal(i, 4);
+    /* backwards from the end, and a turn */
+    assert_int_equal(cs_cursor_last(c), 0);
+    const void *k;
+    size_t kl;
+    assert_int_equal(cs_cursor_key(c, &k, &kl), 0);
+    assert_memory_equal(k, "f", 1);
+    assert_int_equal(cs_cursor_prev(c), 0);
+    assert_int_equal(cs_cursor_key(c, &k, &kl), 0);
+    assert_memory_equal(k, "c", 1); /* e is deleted by the transaction */
+    assert_int_equal(cs_cursor_next(c), 0);
+    assert_int_equal(cs_cursor_key(c, &k, &kl), 0);
+    assert_memory_equal(k, "f", 1);
+    assert_int_equal(cs_cursor_seek(c, "d", 1), 0);
+    assert_int_equal(cs_cursor_key(c, &k, &kl), 0);
+    assert_memory_equal(k, "f", 1);
+    cs_cursor_close(c);
+    assert_int_equal(cs_txn_commit(t), 0);
+    /* a read-only transaction's cursor: its snapshot, not later writes */
+    assert_int_equal(cs_txn_begin(db, CS_TXN_READONLY, &t), 0);
+    put_str(db, "c", "d", "4");
+    assert_int_equal(cs_txn_cursor_open(t, "c", &c), 0);
+    i = 0;
+    for (int rc = cs_cursor_first(c); rc == 0; rc = cs_cursor_next(c))
+        i++;
+    assert_int_equal(i, 4); /* a b c f, not d */
+    assert_int_equal(cs_txn_commit(t), 0); /* the cursor stays readable: it pinned its views */
+    assert_int_equal(cs_cursor_first(c), 0);
+    cs_cursor_close(c);
+    assert_int_equal(cs_txn_cursor_open(NULL, "c", &c), CS_EINVAL);
+    assert_int_equal(cs_close(db), 0);
+}
+
 /* ---- limits and misuse ---- */
 
 static void test_limits_and_bad_arguments(void **state)
@@ -1020,6 +1155,8 @@ int main(void)
         cmocka_unit_test(test_failed_frame_keeps_committed_installs),
         cmocka_unit_test(test_batch_across_shards_under_enospc_and_eio),
         cmocka_unit_test(test_session_commits_many_in_flight),
+        cmocka_unit_test(test_cursor_ranges_are_validated_no_phantoms),
+        cmocka_unit_test(test_cursor_reads_own_writes_and_snapshots),
         cmocka_unit_test(test_limits_and_bad_arguments),
         cmocka_unit_test(test_crash_with_every_prepare_durable_commits),
         cmocka_unit_test(test_crash_after_a_no_vote_applies_nothing),

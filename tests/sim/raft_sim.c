@@ -1283,10 +1283,27 @@ static void client_transfer(struct sim *s, struct node *l)
     trace(s, "leader %" PRIu64 " transfers to %" PRIu64, l->id, target);
 }
 
+/* Does node nd's snapshot name every member of the configuration in force? A follower refuses
+ * a snapshot that does not name it (raft.h), so a leader whose last snapshot predates a member's
+ * (re)addition must take a fresh one before that member can catch up from it. */
+static bool snapshot_names_members(const struct node *nd)
+{
+    const struct raft_conf *c = raft_conf(nd->r), *sc = &raft_snapshot(nd->r)->conf;
+    for (unsigned k = 0; k < (unsigned)c->voters_n + c->learners_n; k++) {
+        uint64_t id = k < c->voters_n ? c->voters[k] : c->learners[k - c->voters_n];
+        if (!raft_conf_is_voter(sc, id) && !raft_conf_is_learner(sc, id))
+            return false;
+    }
+    return true;
+}
+
+/* Compact node nd at its applied index: when it applied at least 8 entries since its snapshot,
+ * or (a leader) when its snapshot misses a member (see snapshot_names_members). */
 static void compact(struct sim *s, struct node *nd)
 {
     uint64_t applied = raft_applied(nd->r), first = raft_first_index(nd->r);
-    if (applied < first + 8 || nd->sm_index != applied)
+    bool stale = raft_role(nd->r) == RAFT_LEADER && applied >= first && !snapshot_names_members(nd);
+    if ((applied < first + 8 && !stale) || nd->sm_index != applied)
         return;
     uint64_t index = applied; /* the only state machine image at hand */
     uint8_t img[SM_SNAP_BYTES];
@@ -1382,6 +1399,8 @@ static void clients_step(struct sim *s, bool faults)
         if (any->r && !paused(s, any))
             client_read(s, any);
     }
+    if (raft_role(l->r) == RAFT_LEADER && !snapshot_names_members(l))
+        compact(s, l); /* the caller's duty: a snapshot the new member will accept */
     if (!faults)
         return;
     if (rng_ppm(&s->rng, s->f.conf_ppm))

@@ -49,17 +49,24 @@ void election_become_follower(struct raft *r, uint64_t term, uint64_t lead)
     r->lead = lead;
 }
 
-void election_become_leader(struct raft *r)
+bool election_become_leader(struct raft *r)
 {
     cs_assert(r->role == RAFT_CANDIDATE);
+    /* §8 / thesis §6.4: a no-op entry of the new term, so that commitment (§5.4.2) and
+     * ReadIndex can make progress. Without it the leader could never commit (only entries of
+     * its term count) nor serve reads, and would hold the term for nothing: if it cannot be
+     * appended (log full, no memory), step down and let an election timeout retry. */
     election_reset(r, r->term);
     r->role = RAFT_LEADER;
     r->lead = r->id;
-    /* §8 / thesis §6.4: a no-op entry of the new term, so that commitment (§5.4.2) and
-     * ReadIndex can make progress */
     struct raft_entry e = {.term = r->term, .index = raft_last_index(r) + 1};
     int rc = log_push(r, &e);
     cs_assert(rc == 0 || rc == -ENOMEM || rc == CS_EFULL);
+    if (rc != 0) {
+        election_become_follower(r, r->term, 0);
+        return false;
+    }
+    return true;
 }
 
 bool election_promotable(const struct raft *r)
@@ -109,8 +116,8 @@ void election_campaign(struct raft *r, bool pre, bool transfer)
     progress_find(r, r->id)->vote = VOTE_GRANTED;
     if (election_poll(r) == POLL_WON) {
         cs_assert(!pre); /* a single voter skips PreVote, see above */
-        election_become_leader(r);
-        replication_bcast_append(r); /* learners */
+        if (election_become_leader(r))
+            replication_bcast_append(r); /* learners */
         return;
     }
     for (unsigned i = 0; i < RAFT_NODES_MAX; i++) {
@@ -127,12 +134,23 @@ void election_campaign(struct raft *r, bool pre, bool transfer)
     }
 }
 
-/* §5.2, §5.4.1, thesis §9.6: grant a (pre)vote at most once per term, to an up-to-date log. */
+/* thesis §9.6: a server that heard from a leader within the election timeout (or leads itself)
+ * refuses pre-votes, with or without CheckQuorum: the cluster has a leader, so a pre-candidate
+ * would only disrupt it. */
+static bool election_leader_heard(const struct raft *r)
+{
+    return r->lead != 0 && r->election_elapsed < r->cfg.election_ticks;
+}
+
+/* §5.2, §5.4.1, thesis §9.6: grant a (pre)vote at most once per term, to an up-to-date log; no
+ * pre-vote while a leader is heard from. */
 void election_handle_vote(struct raft *r, const struct raft_msg *m)
 {
     bool pre = m->type == RAFT_MSG_PREVOTE;
     uint8_t resp = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP;
     bool can = r->vote == m->from || (r->vote == 0 && r->lead == 0) || (pre && m->term > r->term);
+    if (pre && election_leader_heard(r))
+        can = false;
     if (can && log_up_to_date(r, m->index, m->log_term)) {
         outbox_send_simple(r, resp, m->from, m->term, false, 0);
         if (!pre) {

@@ -106,7 +106,8 @@ void log_entry_free(struct raft_entry *e)
 
 static int log_reserve(struct raft *r, size_t n)
 {
-    if (r->ents_n + n > RAFT_LOG_ENTRIES_MAX)
+    size_t max = r->cfg.log_entries_max ? r->cfg.log_entries_max : RAFT_LOG_ENTRIES_MAX;
+    if (r->ents_n + n > max)
         return CS_EFULL;
     if (r->ents_n + n <= r->ents_cap)
         return 0;
@@ -153,6 +154,7 @@ static void log_truncate(struct raft *r, uint64_t index)
     r->ents_n = index - r->snap.index - 1;
     if (r->stable >= index)
         r->stable = index - 1;
+    outbox_drop_acks_from(r, index); /* acks of this batch for the entries just dropped */
     if (r->conf_index >= index)
         conf_recompute(r);
 }
@@ -185,10 +187,12 @@ int log_append_follower(struct raft *r, const struct raft_entry *es, uint32_t n,
     return 0;
 }
 
+/* Raise the commit index to index. Callers pass what they checked against the log (the last
+ * new entry of an append, a heartbeat's commit checked by its handler, a snapshot we hold), so
+ * an index past the last one is a bug here, not bad input. */
 void log_commit_to(struct raft *r, uint64_t index)
 {
-    if (index > raft_last_index(r))
-        index = raft_last_index(r);
+    cs_assert(index <= raft_last_index(r));
     if (index > r->commit)
         r->commit = index;
 }
@@ -198,11 +202,17 @@ bool log_committed_in_term(const struct raft *r)
     return log_term_or0(r, r->commit) == r->term;
 }
 
-/* §7 InstallSnapshot receiver. Returns whether the snapshot replaced the log. */
+/* §7 InstallSnapshot receiver. Returns whether the snapshot replaced the log. A snapshot whose
+ * configuration does not name this node is refused (etcd does the same): installing it would
+ * leave a node outside its own configuration, which no correct leader sends. */
 bool log_restore(struct raft *r, const struct raft_snapshot *s)
 {
     if (s->index <= r->commit)
         return false;
+    if (!raft_conf_is_voter(&s->conf, r->id) && !raft_conf_is_learner(&s->conf, r->id)) {
+        r->msgs_refused++;
+        return false;
+    }
     if (log_matches(r, s->index, s->term)) {
         log_commit_to(r, s->index); /* we hold it all: just fast-forward (§7 step 6) */
         return false;

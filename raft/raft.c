@@ -70,6 +70,23 @@ void outbox_send_simple(struct raft *r, uint8_t type, uint64_t to, uint64_t term
     m->index = index;
 }
 
+void outbox_drop_acks_from(struct raft *r, uint64_t index)
+{
+    cs_assert(!r->in_ready);
+    size_t k = 0;
+    for (size_t i = 0; i < r->outbox_n; i++) {
+        const struct raft_msg *m = &r->outbox[i];
+        if (m->type == RAFT_MSG_APP_RESP && !m->reject && m->index >= index) {
+            free(r->outbox_mem[i]); /* like a lost message; the leader asks again */
+            continue;
+        }
+        r->outbox[k] = r->outbox[i];
+        r->outbox_mem[k] = r->outbox_mem[i];
+        k++;
+    }
+    r->outbox_n = k;
+}
+
 static void outbox_clear(struct raft *r)
 {
     for (size_t i = 0; i < r->outbox_n; i++) {
@@ -108,6 +125,8 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
          * follower for good. */
         if (pr->match < raft_last_index(r))
             (void)replication_send_append(r, pr, true);
+        else if (pr->id == r->transferee)
+            replication_send_timeout_now(r, pr->id); /* caught up, still ours: it was lost */
         if (!pr->learner)
             read_ack(r, progress_slot(r, pr), m->context);
         break;
@@ -146,8 +165,7 @@ static void step_candidate(struct raft *r, const struct raft_msg *m)
     case POLL_WON:
         if (r->role == RAFT_PRECANDIDATE) {
             election_campaign(r, false, false);
-        } else {
-            election_become_leader(r);
+        } else if (election_become_leader(r)) {
             replication_bcast_append(r);
         }
         break;
@@ -249,8 +267,10 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 
 static void step(struct raft *r, const struct raft_msg *m)
 {
-    if (!msg_sane(r, m))
+    if (!msg_sane(r, m)) {
+        r->msgs_refused++;
         return;
+    }
     bool vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
     if (m->term > r->term) {
         if (vote_req) {
@@ -473,10 +493,12 @@ int raft_transfer_leader(struct raft *r, uint64_t target)
         return RAFT_ENOTLEADER;
     if (target == r->id || !raft_conf_is_voter(&r->conf, target))
         return CS_EINVAL;
-    if (r->transferee == target)
-        return 0;
-    r->transferee = target;
-    r->transfer_elapsed = 0;
+    /* A repeated request for the same target keeps the first one's deadline but sends again:
+     * the TimeoutNow or the append that would catch the target up may have been lost. */
+    if (r->transferee != target) {
+        r->transferee = target;
+        r->transfer_elapsed = 0;
+    }
     struct raft_progress *pr = progress_find(r, target);
     if (pr->match == raft_last_index(r))
         replication_send_timeout_now(r, target);
@@ -581,7 +603,7 @@ static bool config_valid(const struct raft_config *c)
     return c->id != 0 && c->election_ticks >= 2 && c->heartbeat_ticks >= 1 &&
            c->heartbeat_ticks < c->election_ticks && c->inflight_msgs_max >= 1 &&
            c->inflight_msgs_max <= RAFT_INFLIGHT_MAX && c->msg_bytes_max > 0 && c->rand &&
-           raft_conf_valid(&c->bootstrap);
+           c->log_entries_max <= RAFT_LOG_ENTRIES_MAX && raft_conf_valid(&c->bootstrap);
 }
 
 int raft_new(const struct raft_config *cfg, const struct raft_storage *storage, struct raft **out)
@@ -655,6 +677,11 @@ uint64_t raft_commit(const struct raft *r)
 uint64_t raft_applied(const struct raft *r)
 {
     return r->applied;
+}
+
+uint64_t raft_msgs_refused(const struct raft *r)
+{
+    return r->msgs_refused;
 }
 
 const struct raft_snapshot *raft_snapshot(const struct raft *r)

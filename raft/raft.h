@@ -203,6 +203,8 @@ struct raft_config {
     uint64_t inflight_bytes_max;    /* entry bytes in flight per follower (0: no byte limit) */
     uint64_t msg_bytes_max;         /* entry bytes per append message (at least one entry) */
     uint64_t uncommitted_bytes_max; /* proposals beyond this are refused (CS_EFULL) */
+    uint32_t log_entries_max;       /* entries kept in memory after the snapshot, at most
+                                       RAFT_LOG_ENTRIES_MAX (0: that); more are CS_EFULL */
     uint64_t (*rand)(void *ctx);    /* injected randomness for election timeouts */
     void *rand_ctx;
     struct raft_conf bootstrap; /* configuration at index 0 (same on every node) */
@@ -226,7 +228,9 @@ void raft_tick(struct raft *r);
 
 /* Feed a received message (already decoded). Any role. Messages from stale terms, unknown
  * types or malformed fields are ignored (returns 0): the network may drop, duplicate and
- * reorder. CS_EINVAL if m->to is not this node. */
+ * reorder. A message no correct sender sends (malformed, or a heartbeat committing past our last
+ * index) is dropped and counted (raft_msgs_refused): bytes from the network are never trusted
+ * enough to assert on. CS_EINVAL if m->to is not this node. */
 CS_MUST_CHECK int raft_step(struct raft *r, const struct raft_msg *m);
 
 /* Append data as a new entry (§5.3). Leader only (RAFT_ENOTLEADER otherwise); RAFT_EBUSY during
@@ -244,8 +248,9 @@ CS_MUST_CHECK int raft_propose_conf(struct raft *r, enum raft_conf_change type, 
                                     uint64_t *index);
 
 /* Start a linearizable read (ReadIndex, thesis §6.4). On the leader, the read state with this
- * request_id appears in a later ready once a quorum confirmed leadership; RAFT_EBUSY if the
- * leader has not committed an entry of its term yet; CS_EFULL over RAFT_READS_MAX pending. On a
+ * request_id appears in a later ready once a quorum confirmed leadership; a read that arrives
+ * before the leader committed an entry of its term waits for that commit (thesis §6.4 step 1)
+ * and is then started; CS_EFULL over RAFT_READS_MAX pending. On a
  * follower or learner that knows the leader, the request is forwarded (thesis §6.4.1) and the
  * read state appears when the leader answers; RAFT_ENOTLEADER when no leader is known. A read
  * is dropped silently if the leader steps down or a message is lost: the caller retries after a
@@ -253,8 +258,11 @@ CS_MUST_CHECK int raft_propose_conf(struct raft *r, enum raft_conf_change type, 
 CS_MUST_CHECK int raft_read_index(struct raft *r, uint64_t request_id);
 
 /* Hand leadership to voter `target` (thesis §3.10). Leader only; proposals are refused
- * (RAFT_EBUSY) until it completes or times out after an election timeout. CS_EINVAL if target
- * is not a voter or is this node. */
+ * (RAFT_EBUSY) until it completes or times out after an election timeout. The target gets
+ * TimeoutNow once it has caught up, and again at each heartbeat answer while it stays caught up
+ * (a lost TimeoutNow is resent). A repeated request for the same target sends again (TimeoutNow
+ * or an append) and keeps the first request's deadline. CS_EINVAL if target is not a voter or is
+ * this node. */
 CS_MUST_CHECK int raft_transfer_leader(struct raft *r, uint64_t target);
 
 /* The transport's verdict on an InstallSnapshot to node (leader only; ignored otherwise): on
@@ -287,6 +295,10 @@ uint64_t raft_term(const struct raft *r);
 uint64_t raft_leader(const struct raft *r); /* 0 when unknown */
 uint64_t raft_commit(const struct raft *r);
 uint64_t raft_applied(const struct raft *r);
+/* Messages raft_step dropped since raft_new because they broke a rule no correct sender breaks:
+ * malformed fields, or a heartbeat whose commit index is past this node's last index (the
+ * sender believes we hold entries we do not: a bug in it, or a log lost under us). */
+uint64_t raft_msgs_refused(const struct raft *r);
 uint64_t raft_first_index(const struct raft *r); /* first entry in memory (snapshot index + 1) */
 uint64_t raft_last_index(const struct raft *r);
 const struct raft_snapshot *raft_snapshot(const struct raft *r);

@@ -75,6 +75,8 @@ struct raft_read_pending {
     uint64_t seq;        /* heartbeat round that confirms it */
     uint32_t acks;       /* member slots that acknowledged a round >= seq */
     uint64_t origin;     /* node that asked (this one, or a follower, thesis §6.4.1) */
+    bool await_commit;   /* arrived before the leader committed an entry of its term: index
+                            and seq are set when it does (thesis §6.4 step 1) */
 };
 
 struct raft {
@@ -106,6 +108,7 @@ struct raft {
     uint64_t transferee;        /* leader: target of a transfer in progress, 0 if none */
     unsigned transfer_elapsed;  /* leader: ticks since the transfer began */
     uint64_t uncommitted_bytes; /* leader: bytes proposed in this term and not yet committed */
+    uint64_t msgs_refused;      /* messages dropped as malformed or as a sender's bug */
     /* ReadIndex */
     struct raft_read_pending reads[RAFT_READS_MAX];     /* ring: waiting for a quorum */
     unsigned reads_start;                               /* first of the ring */
@@ -148,7 +151,7 @@ CS_MUST_CHECK int log_push(struct raft *r, const struct raft_entry *e);
 /* §5.3 receiver steps 3-4; *last_new gets the last index now known to match. */
 CS_MUST_CHECK int log_append_follower(struct raft *r, const struct raft_entry *es, uint32_t n,
                                       uint64_t *last_new);
-void log_commit_to(struct raft *r, uint64_t index); /* raise commit, capped at the last index */
+void log_commit_to(struct raft *r, uint64_t index); /* raise commit; index <= last (asserted) */
 bool log_committed_in_term(const struct raft *r);   /* commit index is of the current term */
 /* §7 InstallSnapshot receiver. Returns whether the snapshot replaced the log. */
 bool log_restore(struct raft *r, const struct raft_snapshot *s);
@@ -173,7 +176,8 @@ void progress_rebuild(struct raft *r, const struct raft_conf *c);
 /* ---- election.c: roles and elections (§5.2, thesis §9.6, §3.10) ---- */
 void election_reset_timeout(struct raft *r); /* draw a new randomized election timeout */
 void election_become_follower(struct raft *r, uint64_t term, uint64_t lead);
-void election_become_leader(struct raft *r);    /* candidate only */
+/* Candidate only. False if the new term's empty entry could not be appended: then a follower. */
+bool election_become_leader(struct raft *r);
 bool election_promotable(const struct raft *r); /* a voter, so it may campaign */
 enum poll_result election_poll(const struct raft *r);
 void election_campaign(struct raft *r, bool pre, bool transfer);
@@ -196,13 +200,19 @@ void replication_handle_append_resp(struct raft *r, struct raft_progress *pr,
 void read_drop(struct raft *r); /* forget the pending reads (a new term or role) */
 void read_release(struct raft *r);
 void read_ack(struct raft *r, unsigned slot, uint64_t context);
-/* Leader only. RAFT_EBUSY before an entry of its term committed, CS_EFULL when full. */
+/* Leader only. Queued until the leader committed an entry of its term; CS_EFULL when full. */
 CS_MUST_CHECK int read_start(struct raft *r, uint64_t request_id, uint64_t origin);
+/* Leader, after its commit index moved: start the reads that waited for a commit in its term. */
+void read_commit_in_term(struct raft *r);
 
 /* ---- raft.c: the outbox ---- */
 /* A zeroed message of this term queued for the next ready, or NULL (dropped like a lost one). */
 struct raft_msg *outbox_msg_new(struct raft *r, uint8_t type, uint64_t to);
 void outbox_send_simple(struct raft *r, uint8_t type, uint64_t to, uint64_t term, bool reject,
                         uint64_t index);
+/* Drop the queued acknowledgements (APP_RESP, not rejects) of an index >= index: the log was
+ * truncated there before the batch carrying them was persisted, so they would promise entries
+ * that never reach the disk (§5.1). */
+void outbox_drop_acks_from(struct raft *r, uint64_t index);
 
 #endif

@@ -1,6 +1,7 @@
 /* Linearizable reads by ReadIndex (thesis §6.4, §6.4.1).
  *
- * The leader takes a read only once it committed an entry of its term (step 1), records the
+ * A read that reaches the leader before it committed an entry of its term waits in the queue
+ * (etcd's pendingReadIndexMessages) until that commit (step 1); the leader then records the
  * commit index as the read index (step 2) and confirms it is still leader by a heartbeat round
  * (step 3): each pending read notes the round (`seq`) started for it and the member slots that
  * acknowledged a round at least as new; a quorum of voters releases it, in arrival order. The
@@ -32,7 +33,7 @@ void read_release(struct raft *r)
 {
     while (r->reads_n > 0) {
         struct raft_read_pending *p = &r->reads[r->reads_start];
-        if (!read_acks_quorum(r, p->acks))
+        if (p->await_commit || !read_acks_quorum(r, p->acks))
             return;
         if (p->origin != r->id) {
             struct raft_msg *m = outbox_msg_new(r, RAFT_MSG_READ_INDEX_RESP, p->origin);
@@ -55,26 +56,57 @@ void read_ack(struct raft *r, unsigned slot, uint64_t context)
 {
     for (unsigned k = 0; k < r->reads_n; k++) {
         struct raft_read_pending *p = &r->reads[(r->reads_start + k) % RAFT_READS_MAX];
-        if (p->seq <= context)
+        if (p->seq <= context && !p->await_commit)
             p->acks |= 1u << slot;
     }
     read_release(r);
+}
+
+/* thesis §6.4 step 1 reached: the reads queued before it get the commit index now (it covers
+ * every entry committed before they arrived, §5.4 leader completeness) and a heartbeat round
+ * started now (step 3). They sit at the head of the ring: they arrived first. */
+void read_commit_in_term(struct raft *r)
+{
+    cs_assert(r->role == RAFT_LEADER);
+    if (r->reads_n == 0 || !r->reads[r->reads_start].await_commit || !log_committed_in_term(r))
+        return;
+    uint64_t seq = ++r->read_seq;
+    uint32_t self_bit = 1u << progress_slot(r, progress_find(r, r->id));
+    for (unsigned k = 0; k < r->reads_n; k++) {
+        struct raft_read_pending *p = &r->reads[(r->reads_start + k) % RAFT_READS_MAX];
+        if (!p->await_commit)
+            break;
+        p->await_commit = false;
+        p->index = r->commit;
+        p->seq = seq;
+        p->acks = self_bit;
+    }
+    read_release(r); /* a single voter is its own quorum */
+    if (r->reads_n)
+        replication_bcast_heartbeat(r, r->read_seq);
 }
 
 /* thesis §6.4 steps 1-2 on the leader, for itself or for a follower (origin). */
 int read_start(struct raft *r, uint64_t request_id, uint64_t origin)
 {
     cs_assert(r->role == RAFT_LEADER);
-    if (!log_committed_in_term(r))
-        return RAFT_EBUSY; /* thesis §6.4 step 1 */
     if (r->reads_n + r->ready_reads_n >= RAFT_READS_MAX)
         return CS_EFULL;
     struct raft_read_pending *p = &r->reads[(r->reads_start + r->reads_n) % RAFT_READS_MAX];
     p->request_id = request_id;
+    p->origin = origin;
+    if (!log_committed_in_term(r)) { /* thesis §6.4 step 1: wait for read_commit_in_term */
+        p->await_commit = true;
+        p->index = 0;
+        p->seq = 0;
+        p->acks = 0;
+        r->reads_n++;
+        return 0;
+    }
+    p->await_commit = false;
     p->index = r->commit;
     p->seq = ++r->read_seq;
     p->acks = 1u << progress_slot(r, progress_find(r, r->id));
-    p->origin = origin;
     r->reads_n++;
     read_release(r); /* a single voter is its own quorum */
     if (r->reads_n)

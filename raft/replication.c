@@ -178,6 +178,7 @@ bool replication_maybe_commit(struct raft *r)
         r->uncommitted_bytes -= len < r->uncommitted_bytes ? len : r->uncommitted_bytes;
     }
     r->commit = idx;
+    read_commit_in_term(r); /* reads queued before the first commit of the term */
     return true;
 }
 
@@ -211,6 +212,14 @@ void replication_handle_append(struct raft *r, const struct raft_msg *m)
 
 void replication_handle_heartbeat(struct raft *r, const struct raft_msg *m)
 {
+    if (m->commit > raft_last_index(r)) {
+        /* The leader sends min(match, commit), so a commit past our last index means the sender
+         * believes we hold entries we do not: a bug in it or a log lost under us. Bytes from the
+         * network are an error, never an assertion: refuse the message (no answer, so the
+         * leader learns nothing false) and count it (raft_msgs_refused). Never a silent cap. */
+        r->msgs_refused++;
+        return;
+    }
     log_commit_to(r, m->commit);
     struct raft_msg *resp = outbox_msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
     if (resp)

@@ -40,7 +40,7 @@ propose-during-transfer|raft.c|/^    if (r->transferee)$/{N;d}
 follower-commits-to-last-index|replication.c|s/log_commit_to(r, m->commit < last_new ? m->commit : last_new);/log_commit_to(r, m->commit);/
 heartbeat-full-commit|replication.c|s/m->commit = pr->match < r->commit ? pr->match : r->commit;/m->commit = r->commit;/
 readindex-no-quorum-round|read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = ~0u;/
-readindex-counts-older-rounds|read.c|s/if (p->seq <= context)/if (p->seq <= context + 1000000)/
+readindex-counts-older-rounds|read.c|s/if (p->seq <= context \&\& !p->await_commit)/if (p->seq <= context + 1000000 \&\& !p->await_commit)/
 conf-before-first-commit-in-term|raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || r->conf_index > r->commit)/
 conf-while-previous-uncommitted|raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || !log_committed_in_term(r))/
 ack-before-persist|raft.c|s/rd->entries_n = (size_t)(last - r->stable);/rd->entries_n = (size_t)(last - r->stable - (last - r->stable > 1));/

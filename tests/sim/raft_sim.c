@@ -11,7 +11,10 @@
  *              leader wakes up still believing it leads; its socket buffer drains late)
  *   crash      crashes that drop unpersisted state, restarts, slow disks, crashes right after a
  *              vote was granted or entries acknowledged
- *   churn      membership changes (learner, promote, remove), leadership transfers, compaction
+ *   churn      membership changes (learner, promote, remove), leadership transfers, compaction;
+ *              a leader is sometimes isolated right after proposing a voter change and the next
+ *              leader proposes another one as soon as the core lets it (thesis §4.1, the bug of
+ *              a change before the leader's first commit in its term)
  *   chaos      all of the above
  *   leaderfall leaders crash soon after appending, one entry per append (§5.4.2, Figure 8)
  * and toggles PreVote / CheckQuorum and draws the flow-control limits. Clients (closed-loop: at
@@ -266,6 +269,7 @@ struct faults {
     uint32_t leader_crash_ppm;    /* extra, for a node that leads */
     uint32_t crash_after_ack_ppm; /* per ready that granted a vote or acknowledged entries */
     uint32_t conf_ppm;
+    uint32_t depose_conf_ppm; /* per accepted change: isolate its leader at once (thesis §4.1) */
     uint32_t transfer_ppm;
     uint32_t compact_ppm;
     unsigned disk_delay_max;
@@ -280,6 +284,7 @@ struct stats {
     uint64_t snapshots;
     uint64_t confs;
     uint64_t transfers;
+    uint64_t deposed; /* leaders isolated right after a membership change */
     uint64_t crashes;
     uint64_t stalls;
     uint64_t corrupt;
@@ -300,6 +305,11 @@ struct sim {
     bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* cut[a][b]: frames a -> b are lost */
     uint64_t heal_at;
     uint64_t now;
+    /* deposed-change scenario: a leader isolated right after proposing a change; the next
+     * leader (term above chase_term) proposes the opposite kind of change as soon as it can */
+    uint64_t chase_term;    /* 0: no chase in progress */
+    uint64_t chase_deposed; /* the isolated leader */
+    int chase_type;         /* enum raft_conf_change the next leader proposes */
     /* network: binary heap on (at, seq) */
     struct net_msg *net;
     size_t net_n;
@@ -1219,7 +1229,25 @@ static void client_read(struct sim *s, struct node *l)
     w->start = s->now;
 }
 
-static void client_conf(struct sim *s, struct node *l)
+/* The change the deposed-change scenario wants at leader l: promote a learner, or remove a voter
+ * other than l. Returns false if l's configuration has none to offer. */
+static bool conf_pick(struct sim *s, const struct node *l, int want, uint64_t *target)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    if (want == RAFT_CC_PROMOTE && c->learners_n > 0) {
+        *target = c->learners[rng_below(&s->rng, c->learners_n)];
+        return true;
+    }
+    if (want == RAFT_CC_REMOVE && c->voters_n > 1) {
+        *target = c->voters[rng_below(&s->rng, c->voters_n)];
+        return *target != l->id;
+    }
+    return false;
+}
+
+/* Propose a membership change at l: of type want (0: any). Returns the accepted change's type,
+ * or 0. */
+static int client_conf(struct sim *s, struct node *l, int want)
 {
     const struct raft_conf *c = raft_conf(l->r);
     uint64_t target = 0;
@@ -1227,7 +1255,11 @@ static void client_conf(struct sim *s, struct node *l)
     /* any applicable single-server change, so that successive changes can move the voter set
      * two servers away from where it was (what the quorum-overlap check needs to see a leader
      * that does not wait for the previous change to commit) */
-    if (c->learners_n > 0 && rng_ppm(&s->rng, 700000)) {
+    if (want && conf_pick(s, l, want, &target)) {
+        type = (enum raft_conf_change)want;
+    } else if (want) {
+        return 0;
+    } else if (c->learners_n > 0 && rng_ppm(&s->rng, 700000)) {
         type = rng_ppm(&s->rng, 200000) ? RAFT_CC_REMOVE : RAFT_CC_PROMOTE;
         target = c->learners[rng_below(&s->rng, c->learners_n)];
     } else if ((unsigned)c->voters_n + c->learners_n < s->n && rng_ppm(&s->rng, 500000)) {
@@ -1238,10 +1270,10 @@ static void client_conf(struct sim *s, struct node *l)
     } else {
         type = RAFT_CC_REMOVE;
         if (c->voters_n <= 1)
-            return;
+            return 0;
         target = c->voters[rng_below(&s->rng, c->voters_n)];
         if (target == l->id)
-            return;
+            return 0;
     }
     uint64_t index;
     bool xfer = transfer_active(l);
@@ -1249,15 +1281,61 @@ static void client_conf(struct sim *s, struct node *l)
     if (rc == 0 && xfer)
         fail(s, CK_TRANSFER, "leader %" PRIu64 " accepted a conf change during a transfer", l->id);
     if (rc == RAFT_EBUSY || rc == CS_EFULL)
-        return;
+        return 0;
     if (rc != 0) {
         fail(s, CK_API, "propose_conf(%d, %" PRIu64 "): %d", (int)type, target, rc);
-        return;
+        return 0;
     }
     check_leaders(s, l);
     s->st.confs++;
     trace(s, "leader %" PRIu64 " proposes conf change %d of node %" PRIu64 " at %" PRIu64, l->id,
           (int)type, target, index);
+    return (int)type;
+}
+
+/* Thesis §4.1 (the raft-dev 2015 bug): leader l just proposed a change of this type. Isolate it
+ * before the entry leaves (it stays in l's log only, uncommitted), and have the next leader
+ * propose the opposite change as soon as the core lets it. From an even number of voters, the
+ * two changes have disjoint majorities; only the rule "no change before the leader committed an
+ * entry of its term" (whose commit retires the deposed change) keeps them apart. */
+static void depose_after_conf(struct sim *s, struct node *l, int type)
+{
+    if (s->heal_at || s->chase_term)
+        return; /* a partition is in progress: leave it alone */
+    for (unsigned k = 0; k < s->n; k++) {
+        s->cut[l->id - 1][k] = k != l->id - 1;
+        s->cut[k][l->id - 1] = k != l->id - 1;
+    }
+    s->heal_at = s->now + SIM_TICK_UNITS * SIM_ELECTION_TICKS * (3 + rng_below(&s->rng, 4));
+    s->chase_term = raft_term(l->r);
+    s->chase_deposed = l->id;
+    s->chase_type = type == RAFT_CC_REMOVE ? RAFT_CC_PROMOTE : RAFT_CC_REMOVE;
+    s->st.deposed++;
+    trace(s, "leader %" PRIu64 " isolated after its change until t=%" PRIu64, l->id, s->heal_at);
+}
+
+/* The next leader of the deposed-change scenario proposes its change (retried each time unit
+ * while the core answers RAFT_EBUSY; given up at the heal). */
+static void chase_conf(struct sim *s)
+{
+    if (!s->heal_at) {
+        s->chase_term = 0;
+        return;
+    }
+    for (unsigned i = 0; i < s->n; i++) {
+        struct node *nd = &s->nodes[i];
+        if (!nd->r || nd->id == s->chase_deposed || raft_role(nd->r) != RAFT_LEADER ||
+            raft_term(nd->r) <= s->chase_term)
+            continue;
+        /* from an even number of voters any two voter changes of different servers can have
+         * disjoint majorities: the opposite kind first, else the same kind */
+        int other = s->chase_type == RAFT_CC_REMOVE ? RAFT_CC_PROMOTE : RAFT_CC_REMOVE;
+        uint64_t target;
+        int want = conf_pick(s, nd, s->chase_type, &target) ? s->chase_type : other;
+        if (client_conf(s, nd, want) || !conf_pick(s, nd, want, &target))
+            s->chase_term = 0;
+        return;
+    }
 }
 
 static void client_transfer(struct sim *s, struct node *l)
@@ -1283,10 +1361,27 @@ static void client_transfer(struct sim *s, struct node *l)
     trace(s, "leader %" PRIu64 " transfers to %" PRIu64, l->id, target);
 }
 
+/* Does node nd's snapshot name every member of the configuration in force? A follower refuses
+ * a snapshot that does not name it (raft.h), so a leader whose last snapshot predates a member's
+ * (re)addition must take a fresh one before that member can catch up from it. */
+static bool snapshot_names_members(const struct node *nd)
+{
+    const struct raft_conf *c = raft_conf(nd->r), *sc = &raft_snapshot(nd->r)->conf;
+    for (unsigned k = 0; k < (unsigned)c->voters_n + c->learners_n; k++) {
+        uint64_t id = k < c->voters_n ? c->voters[k] : c->learners[k - c->voters_n];
+        if (!raft_conf_is_voter(sc, id) && !raft_conf_is_learner(sc, id))
+            return false;
+    }
+    return true;
+}
+
+/* Compact node nd at its applied index: when it applied at least 8 entries since its snapshot,
+ * or (a leader) when its snapshot misses a member (see snapshot_names_members). */
 static void compact(struct sim *s, struct node *nd)
 {
     uint64_t applied = raft_applied(nd->r), first = raft_first_index(nd->r);
-    if (applied < first + 8 || nd->sm_index != applied)
+    bool stale = raft_role(nd->r) == RAFT_LEADER && applied >= first && !snapshot_names_members(nd);
+    if ((applied < first + 8 && !stale) || nd->sm_index != applied)
         return;
     uint64_t index = applied; /* the only state machine image at hand */
     uint8_t img[SM_SNAP_BYTES];
@@ -1382,10 +1477,17 @@ static void clients_step(struct sim *s, bool faults)
         if (any->r && !paused(s, any))
             client_read(s, any);
     }
+    if (raft_role(l->r) == RAFT_LEADER && !snapshot_names_members(l))
+        compact(s, l); /* the caller's duty: a snapshot the new member will accept */
     if (!faults)
         return;
-    if (rng_ppm(&s->rng, s->f.conf_ppm))
-        client_conf(s, l);
+    if (s->chase_term)
+        chase_conf(s);
+    if (rng_ppm(&s->rng, s->f.conf_ppm)) {
+        int type = client_conf(s, l, 0);
+        if (type && type != RAFT_CC_ADD_LEARNER && rng_ppm(&s->rng, s->f.depose_conf_ppm))
+            depose_after_conf(s, l, type);
+    }
     if (rng_ppm(&s->rng, s->f.transfer_ppm))
         client_transfer(s, l);
     for (unsigned i = 0; i < s->n; i++)
@@ -1471,6 +1573,7 @@ static void pick_faults(struct sim *s)
     }
     if (s->cls == 4 || all) {
         f.conf_ppm = 20000;
+        f.depose_conf_ppm = 300000;
         f.transfer_ppm = 2000;
         f.compact_ppm = 5000;
         f.disk_delay_max = f.disk_delay_max ? f.disk_delay_max : SIM_TICK_UNITS;
@@ -1625,6 +1728,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     st->snapshots += s->st.snapshots;
     st->confs += s->st.confs;
     st->transfers += s->st.transfers;
+    st->deposed += s->st.deposed;
     st->crashes += s->st.crashes;
     st->stalls += s->st.stalls;
     st->corrupt += s->st.corrupt;
@@ -1736,6 +1840,7 @@ int main(int argc, char **argv)
         c->snapshots += one.snapshots;
         c->confs += one.confs;
         c->transfers += one.transfers;
+        c->deposed += one.deposed;
         c->crashes += one.crashes;
         c->stalls += one.stalls;
         c->corrupt += one.corrupt;
@@ -1752,11 +1857,11 @@ int main(int argc, char **argv)
             continue;
         printf("%-10s %6" PRIu64 " passed %4" PRIu64 " failed | proposed %" PRIu64
                " elections %" PRIu64 " reads %" PRIu64 " snapshots %" PRIu64 " confs %" PRIu64
-               " transfers %" PRIu64 " crashes %" PRIu64 " stalls %" PRIu64
+               " transfers %" PRIu64 " deposed %" PRIu64 " crashes %" PRIu64 " stalls %" PRIu64
                " corrupt-frames %" PRIu64 "\n",
                class_names[c], pass[c], failn[c], st[c].commits, st[c].elections, st[c].reads,
-               st[c].snapshots, st[c].confs, st[c].transfers, st[c].crashes, st[c].stalls,
-               st[c].corrupt);
+               st[c].snapshots, st[c].confs, st[c].transfers, st[c].deposed, st[c].crashes,
+               st[c].stalls, st[c].corrupt);
     }
     for (unsigned ck = 0; ck < CK_N; ck++) {
         uint64_t total = 0;

@@ -461,6 +461,61 @@ static void test_5_3_conflicting_suffix_is_replaced(void **state)
 
 /* §5.4.2: a leader never commits an entry of an earlier term by counting replicas; it commits
  * it only through an entry of its own term. */
+/* A heartbeat carries min(match, commit), so a commit past the recipient's last index is a bug
+ * in the sender (or a log lost under the recipient): the message is refused and counted, never
+ * capped silently to the last index. */
+static void test_5_3_heartbeat_commit_past_last_index_is_refused(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry es[3] = {
+        {.term = 1, .index = 1}, {.term = 1, .index = 2}, {.term = 1, .index = 3}};
+    struct raft_msg a = app(1, 2, 0, 0, es, 3, 1);
+    assert_int_equal(raft_step(r, &a), 0);
+    assert_int_equal(raft_commit(r), 1);
+    struct raft_msg out[4];
+    take_msgs(r, out, 4);
+    assert_int_equal(raft_msgs_refused(r), 0);
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .term = 1, .from = 2, .to = 1, .commit = 9};
+    assert_int_equal(raft_step(r, &hb), 0);
+    assert_int_equal(raft_commit(r), 1);
+    assert_int_equal(raft_msgs_refused(r), 1);
+    assert_int_equal(take_msgs(r, out, 4), 0); /* no answer */
+    hb.commit = 3;                             /* within the log: taken */
+    assert_int_equal(raft_step(r, &hb), 0);
+    assert_int_equal(raft_commit(r), 3);
+    assert_int_equal(raft_msgs_refused(r), 1);
+    raft_free(r);
+}
+
+/* §5.1: an acknowledgement leaves only with the batch that persists what it promises. When a
+ * newer leader truncates entries acknowledged earlier in the same, unpersisted batch, that
+ * acknowledgement is dropped: the entries never reach the disk. */
+static void test_5_1_ack_of_entries_truncated_in_the_same_batch_is_dropped(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry t1[3] = {
+        {.term = 1, .index = 1}, {.term = 1, .index = 2}, {.term = 1, .index = 3}};
+    struct raft_msg a = app(1, 2, 0, 0, t1, 3, 0);
+    assert_int_equal(raft_step(r, &a), 0); /* ack of 3 queued, nothing persisted yet */
+    struct raft_entry t2 = {.term = 2, .index = 2};
+    struct raft_msg b = app(2, 3, 1, 1, &t2, 1, 0);
+    assert_int_equal(raft_step(r, &b), 0); /* truncates 2..3 */
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_int_equal(rd.entries_n, 2); /* 1 (term 1) and 2 (term 2) */
+    for (size_t i = 0; i < rd.msgs_n; i++)
+        if (rd.msgs[i].type == RAFT_MSG_APP_RESP && !rd.msgs[i].reject)
+            assert_true(rd.msgs[i].index <= 2);
+    assert_int_equal(rd.msgs_n, 1); /* only the ack of 2 to node 3 */
+    assert_int_equal(rd.msgs[0].to, 3);
+    raft_advance(r);
+    raft_free(r);
+}
+
 static void test_5_4_2_old_term_entries_not_committed_by_count(void **state)
 {
     (void)state;
@@ -600,6 +655,47 @@ static void test_9_6_prevote_does_not_raise_terms(void **state)
     net_free(&t);
 }
 
+/* thesis §9.6: a follower that heard from a leader within the election timeout refuses a
+ * pre-vote, even with CheckQuorum off; once the leader is silent for a timeout it grants one. */
+static void test_9_6_prevote_refused_while_leader_is_heard(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, true, false);
+    elect(&t, 1);
+    propose(&t, 1, "x");
+    settle(&t);
+    uint64_t term = raft_term(N(&t, 2));
+    struct raft_msg pv = {.type = RAFT_MSG_PREVOTE,
+                          .term = term + 1,
+                          .from = 3,
+                          .to = 2,
+                          .index = raft_last_index(N(&t, 2)) + 5,
+                          .log_term = term};
+    assert_int_equal(raft_step(N(&t, 2), &pv), 0);
+    struct raft_msg out[4];
+    assert_int_equal(take_msgs(N(&t, 2), out, 4), 1);
+    assert_int_equal(out[0].type, RAFT_MSG_PREVOTE_RESP);
+    assert_true(out[0].reject);
+    assert_int_equal(raft_term(N(&t, 2)), term);
+    /* the leader itself refuses too */
+    pv.to = 1;
+    assert_int_equal(raft_step(N(&t, 1), &pv), 0);
+    assert_int_equal(take_msgs(N(&t, 1), out, 4), 1);
+    assert_true(out[0].reject);
+    /* the leader goes silent for an election timeout: node 2 grants */
+    for (unsigned k = 0; k < T_ELECTION; k++)
+        raft_tick(N(&t, 2));
+    assert_int_equal(raft_role(N(&t, 2)), RAFT_FOLLOWER); /* its timeout is 2 x T_ELECTION-ish */
+    take_msgs(N(&t, 2), out, 4);
+    pv.to = 2;
+    assert_int_equal(raft_step(N(&t, 2), &pv), 0);
+    assert_int_equal(take_msgs(N(&t, 2), out, 4), 1);
+    assert_int_equal(out[0].type, RAFT_MSG_PREVOTE_RESP);
+    assert_false(out[0].reject);
+    net_free(&t);
+}
+
 static void test_6_2_check_quorum_leader_steps_down_alone(void **state)
 {
     (void)state;
@@ -640,7 +736,10 @@ static void test_4_2_3_vote_ignored_while_leader_is_heard(void **state)
 
 /* ---- thesis §6.4 ReadIndex ---------------------------------------------------------------- */
 
-static void test_6_4_read_index_refused_before_commit_in_term(void **state)
+/* thesis §6.4 step 1: a read that reaches a new leader before it committed an entry of its term
+ * waits (it is not refused) and is answered, at the commit index, once that commit happened and
+ * a quorum confirmed a heartbeat round. */
+static void test_6_4_read_index_queued_until_commit_in_term(void **state)
 {
     (void)state;
     struct tnet t;
@@ -653,8 +752,18 @@ static void test_6_4_read_index_refused_before_commit_in_term(void **state)
     struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
     assert_int_equal(raft_step(N(&t, 1), &vr), 0);
     assert_int_equal(raft_role(N(&t, 1)), RAFT_LEADER);
-    assert_int_equal(raft_read_index(N(&t, 1), 7), RAFT_EBUSY);
+    assert_int_equal(raft_commit(N(&t, 1)), 0);
+    assert_int_equal(raft_read_index(N(&t, 1), 7), 0); /* queued */
     assert_int_equal(raft_read_index(N(&t, 2), 7), RAFT_ENOTLEADER);
+    tick_all(&t, 3); /* heartbeats go nowhere; nothing commits */
+    assert_int_equal(t.reads_n, 0);
+    t.cut[1][2] = t.cut[1][3] = false;
+    tick_all(&t, 3); /* the no-op reaches the followers and commits; then a round confirms */
+    assert_int_equal(raft_commit(N(&t, 1)), 1);
+    assert_int_equal(t.reads_n, 1);
+    assert_int_equal(t.reads_node[0], 1);
+    assert_int_equal(t.reads[0].request_id, 7);
+    assert_int_equal(t.reads[0].index, 1);
     net_free(&t);
 }
 
@@ -736,6 +845,59 @@ static void test_3_10_transfer_hands_leadership_over(void **state)
     assert_int_equal(raft_role(N(&t, 3)), RAFT_LEADER);
     assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER);
     assert_int_equal(raft_leader(N(&t, 2)), 3);
+    net_free(&t);
+}
+
+static bool has_msg(const struct raft_msg *ms, size_t n, uint8_t type, uint64_t to)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ms[i].type == type && ms[i].to == to)
+            return true;
+    return false;
+}
+
+/* thesis §3.10: a TimeoutNow lost on the way is sent again once the caught-up target answers a
+ * heartbeat, so the transfer completes before its timeout. */
+static void test_3_10_lost_timeout_now_is_resent(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    propose(&t, 1, "x");
+    settle(&t);
+    t.cut[1][3] = true; /* the TimeoutNow is lost */
+    assert_int_equal(raft_transfer_leader(N(&t, 1), 3), 0);
+    settle(&t);
+    t.cut[1][3] = false;
+    assert_int_equal(raft_role(N(&t, 3)), RAFT_FOLLOWER);
+    for (unsigned k = 0; k < 3; k++) { /* heartbeats only: followers do not tick */
+        raft_tick(N(&t, 1));
+        settle(&t);
+    }
+    assert_int_equal(raft_role(N(&t, 3)), RAFT_LEADER);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER);
+    net_free(&t);
+}
+
+/* thesis §3.10: asking again for a transfer to the same target while the first is stuck sends
+ * again (here the TimeoutNow, the target being caught up); it is not a no-op. */
+static void test_3_10_repeated_transfer_request_sends_again(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    propose(&t, 1, "x");
+    settle(&t);
+    struct raft_msg out[8];
+    assert_int_equal(raft_transfer_leader(N(&t, 1), 3), 0);
+    size_t n = take_msgs(N(&t, 1), out, 8); /* lost */
+    assert_true(has_msg(out, n, RAFT_MSG_TIMEOUT_NOW, 3));
+    assert_int_equal(raft_transfer_leader(N(&t, 1), 3), 0);
+    n = take_msgs(N(&t, 1), out, 8);
+    assert_true(has_msg(out, n, RAFT_MSG_TIMEOUT_NOW, 3));
+    assert_int_equal(raft_propose(N(&t, 1), "y", 1, NULL), RAFT_EBUSY);
     net_free(&t);
 }
 
@@ -885,6 +1047,39 @@ static void test_7_snapshot_covered_by_log_keeps_the_log(void **state)
     raft_free(r);
 }
 
+/* A snapshot whose configuration does not name this node is refused: the log stays as it was
+ * and the refusal is counted. */
+static void test_7_snapshot_without_this_node_is_refused(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_entry e = {.term = 1, .index = 1};
+    struct raft_msg a = app(1, 2, 0, 0, &e, 1, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_msg s = {
+        .type = RAFT_MSG_SNAP, .term = 1, .from = 2, .to = 1, .has_snapshot = true};
+    s.snapshot.index = 5;
+    s.snapshot.term = 1;
+    s.snapshot.conf.voters_n = 3;
+    s.snapshot.conf.voters[0] = 2;
+    s.snapshot.conf.voters[1] = 3;
+    s.snapshot.conf.voters[2] = 4;
+    assert_int_equal(raft_step(r, &s), 0);
+    assert_int_equal(raft_last_index(r), 1);
+    assert_int_equal(raft_commit(r), 0);
+    assert_int_equal(raft_snapshot(r)->index, 0);
+    assert_true(raft_conf_is_voter(raft_conf(r), 1));
+    assert_int_equal(raft_msgs_refused(r), 1);
+    /* the same snapshot naming node 1 as a learner is installed */
+    s.snapshot.conf.learners_n = 1;
+    s.snapshot.conf.learners[0] = 1;
+    assert_int_equal(raft_step(r, &s), 0);
+    assert_int_equal(raft_snapshot(r)->index, 5);
+    assert_int_equal(raft_last_index(r), 5);
+    raft_free(r);
+}
+
 /* ---- thesis §4 membership ------------------------------------------------------------------ */
 
 static void test_4_1_one_membership_change_at_a_time(void **state)
@@ -980,6 +1175,33 @@ static void test_4_1_truncated_configuration_is_rolled_back(void **state)
     struct raft_msg b = app(2, 3, 0, 0, &f, 1, 0);
     assert_int_equal(raft_step(r, &b), 0);
     assert_false(raft_conf_is_learner(raft_conf(r), 4));
+    raft_free(r);
+}
+
+/* §8: a new leader starts its term with an empty entry. When its log is full and that entry
+ * cannot be appended, it steps down instead of leading a term in which it can commit nothing. */
+static void test_8_leader_steps_down_without_its_empty_entry(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft_config c = config(1, 3, &rnd, false, false);
+    c.log_entries_max = 2;
+    struct raft *r;
+    assert_int_equal(raft_new(&c, NULL, &r), 0);
+    struct raft_entry es[2] = {{.term = 1, .index = 1}, {.term = 1, .index = 2}};
+    struct raft_msg a = app(1, 2, 0, 0, es, 2, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    assert_int_equal(raft_last_index(r), 2); /* the log is full */
+    struct raft_msg tn = {.type = RAFT_MSG_TIMEOUT_NOW, .term = 1, .from = 2, .to = 1};
+    assert_int_equal(raft_step(r, &tn), 0);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE);
+    struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
+    assert_int_equal(raft_step(r, &vr), 0); /* won the election */
+    assert_int_equal(raft_role(r), RAFT_FOLLOWER);
+    assert_int_equal(raft_term(r), 2);
+    assert_int_equal(raft_leader(r), 0);
+    assert_int_equal(raft_last_index(r), 2);
+    assert_int_equal(raft_propose(r, "x", 1, NULL), RAFT_ENOTLEADER);
     raft_free(r);
 }
 
@@ -1181,28 +1403,35 @@ int main(void)
         cmocka_unit_test(test_5_3_append_rejected_when_prev_entry_missing),
         cmocka_unit_test(test_5_3_rejection_hint_skips_conflicting_term),
         cmocka_unit_test(test_5_3_conflicting_suffix_is_replaced),
+        cmocka_unit_test(test_5_3_heartbeat_commit_past_last_index_is_refused),
+        cmocka_unit_test(test_5_1_ack_of_entries_truncated_in_the_same_batch_is_dropped),
         cmocka_unit_test(test_5_4_2_old_term_entries_not_committed_by_count),
         cmocka_unit_test(test_5_3_pipelined_appends_bounded_by_window),
         cmocka_unit_test(test_5_3_lagging_follower_catches_up),
         cmocka_unit_test(test_3_5_probe_answered_at_match_moves_to_replicate),
         cmocka_unit_test(test_5_3_lost_pipelined_append_is_recovered_without_new_proposals),
         cmocka_unit_test(test_9_6_prevote_does_not_raise_terms),
+        cmocka_unit_test(test_9_6_prevote_refused_while_leader_is_heard),
         cmocka_unit_test(test_6_2_check_quorum_leader_steps_down_alone),
         cmocka_unit_test(test_4_2_3_vote_ignored_while_leader_is_heard),
-        cmocka_unit_test(test_6_4_read_index_refused_before_commit_in_term),
+        cmocka_unit_test(test_6_4_read_index_queued_until_commit_in_term),
         cmocka_unit_test(test_6_4_read_index_waits_for_quorum_heartbeat),
         cmocka_unit_test(test_6_4_1_follower_read_index_via_leader),
         cmocka_unit_test(test_3_10_transfer_hands_leadership_over),
+        cmocka_unit_test(test_3_10_lost_timeout_now_is_resent),
+        cmocka_unit_test(test_3_10_repeated_transfer_request_sends_again),
         cmocka_unit_test(test_3_10_transfer_to_non_voter_refused),
         cmocka_unit_test(test_3_10_transfer_aborts_after_election_timeout),
         cmocka_unit_test(test_7_compacted_log_reaches_follower_as_snapshot),
         cmocka_unit_test(test_7_reported_snapshot_failure_retries_at_next_heartbeat),
         cmocka_unit_test(test_7_snapshot_covered_by_log_keeps_the_log),
+        cmocka_unit_test(test_7_snapshot_without_this_node_is_refused),
         cmocka_unit_test(test_4_1_one_membership_change_at_a_time),
         cmocka_unit_test(test_4_1_leader_waits_for_commit_in_its_term),
         cmocka_unit_test(test_4_2_1_promotion_waits_for_learner_catch_up),
         cmocka_unit_test(test_4_1_leader_cannot_remove_itself),
         cmocka_unit_test(test_4_1_truncated_configuration_is_rolled_back),
+        cmocka_unit_test(test_8_leader_steps_down_without_its_empty_entry),
         cmocka_unit_test(test_5_1_term_vote_and_log_survive_restart),
         cmocka_unit_test(test_wire_round_trip_and_every_bit_flip_is_corrupt),
         cmocka_unit_test(test_conf_decode_rejects_duplicates_and_overlap),

@@ -30,7 +30,6 @@
 
 #include "endian.h"
 #include "engine/db.h"
-#include "shards/wal_reader.h"
 
 #define FEED_POLL_US 1000u           /* how often a waiting cs_feed_next looks again */
 #define FEED_PREPARE_WAIT_MS 10000u /* longest wait for a participant's PREPARE to be durable */

@@ -17,6 +17,7 @@
 #include "cstore.h"
 #include "shards/btree.h"
 #include "shards/wal.h"
+#include "shards/wal_reader.h" /* part of the interface: the change feed reads logs */
 #include "util.h"
 
 enum shard_durability { SHARD_SYNC, SHARD_ASYNC, SHARD_NONE };

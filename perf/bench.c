@@ -29,9 +29,12 @@
  * clock and releases a second barrier, so the wall clock covers the requests (and waking the
  * threads), not starting them or opening handles. It stops when the last thread ends or, with
  * --persist on a write phase, when the engine's persist call (everything on disk) returns.
- * --warmup S runs each measured non-fill phase for S seconds first, unmeasured. After the load
- * phase of --workload, an engine with a settle step (RocksDB: flush and compact) runs it,
- * unmeasured, so that reads see the store in its steady state. Latency is per request (see
+ * --warmup S runs each measured non-fill phase for S seconds first, unmeasured; --duration does
+ * not stop a fill phase, which writes every key. After the load phase of
+ * --workload (and, with --settle, after every measured write phase that another phase
+ * follows), an engine with a settle step (RocksDB: flush and compact) runs it, unmeasured, so
+ * that reads see the store in its steady state: --workload fillrandom:1,readrandom:2 --persist
+ * --settle measures a load and then reads of what it loaded. Latency is per request (see
  * bench_workload.c). Exit status: 0; 1 when a request failed or returned a wrong value; 2 on
  * bad options. The parts of the program are described in bench.h. */
 #include "bench.h"
@@ -56,6 +59,7 @@
 #define PATH_BYTES 4096u        /* paths built from --db */
 #define ZIPF_THETA_MAX 0.9999   /* the zipfian generator needs theta < 1 */
 #define DU_FDS_MAX 16           /* nftw's open folders while summing the store's disk bytes */
+#define PHASE_NOTE_BYTES 256u   /* the engine's note after a phase */
 
 static const struct bench_engine *const bench_engines[] = {
     &bench_engine_cstore,
@@ -73,25 +77,26 @@ static const struct bench_engine *const bench_engines[] = {
 /* A phase to run and, once run, its figures. */
 struct phase {
     const struct bench_workload *workload;
-    unsigned threads;        /* threads it runs with */
-    unsigned depth;          /* requests in flight per thread it asks for */
-    unsigned batch;          /* writes per commit it asks for */
-    int measured;            /* reported in --json (the load phase is not) */
-    uint64_t wall_ns;        /* barrier to last thread's end */
-    uint64_t ops;            /* requests completed, all threads */
-    uint64_t misses;         /* gets that found nothing */
-    uint64_t mismatches;     /* wrong values or key order */
-    uint64_t errors;         /* failed requests */
-    int first_error;         /* first failure's code, or 0 */
-    double cpu_s;            /* user + system CPU seconds of the process during the phase */
-    uint64_t rss_peak_bytes; /* peak RSS of the process at the phase's end */
-    uint64_t rss_bytes;      /* RSS at the phase's end */
-    uint64_t rss_anon_bytes; /* RssAnon at the phase's end */
-    uint64_t rss_file_bytes; /* RssFile at the phase's end */
-    uint64_t disk_bytes;     /* bytes the store folder takes on disk at the phase's end */
-    uint64_t persist_ns;     /* --persist: the engine's persist call, inside wall_ns */
-    uint64_t warmup_ops;     /* requests of the unmeasured warm-up run */
-    uint64_t records;        /* records the store holds at the phase's end (as far as known) */
+    unsigned threads;            /* threads it runs with */
+    unsigned depth;              /* requests in flight per thread it asks for */
+    unsigned batch;              /* writes per commit it asks for */
+    int measured;                /* reported in --json (the load phase is not) */
+    uint64_t wall_ns;            /* barrier to last thread's end */
+    uint64_t ops;                /* requests completed, all threads */
+    uint64_t misses;             /* gets that found nothing */
+    uint64_t mismatches;         /* wrong values or key order */
+    uint64_t errors;             /* failed requests */
+    int first_error;             /* first failure's code, or 0 */
+    double cpu_s;                /* user + system CPU seconds of the process during the phase */
+    uint64_t rss_peak_bytes;     /* peak RSS of the process at the phase's end */
+    uint64_t rss_bytes;          /* RSS at the phase's end */
+    uint64_t rss_anon_bytes;     /* RssAnon at the phase's end */
+    uint64_t rss_file_bytes;     /* RssFile at the phase's end */
+    uint64_t disk_bytes;         /* bytes the store folder takes on disk at the phase's end */
+    uint64_t persist_ns;         /* --persist: the engine's persist call, inside wall_ns */
+    uint64_t warmup_ops;         /* requests of the unmeasured warm-up run */
+    uint64_t records;            /* records the store holds at the phase's end (as far as known) */
+    char note[PHASE_NOTE_BYTES]; /* the engine's phase_note after the phase, or "" */
     struct bench_shared shared;
     struct bench_hist hist; /* latency of every request */
 };
@@ -119,7 +124,8 @@ static const char bench_usage[] =
     "  --keys N               records loaded; the key space (default 100000)\n"
     "  --ops N                requests of each non-fill phase, all threads (default --keys);\n"
     "                         --reads is the same\n"
-    "  --duration S           stop each phase after S seconds (decimals allowed)\n"
+    "  --duration S           stop each phase after S seconds (decimals allowed); a fill\n"
+    "                         phase writes every key regardless\n"
     "  --rate R               open loop at R requests/s over all threads; latency counts from\n"
     "                         each request's intended start\n"
     "  --key-size B           bytes per key, 8..1024 (default 16)\n"
@@ -134,12 +140,15 @@ static const char bench_usage[] =
     "  --seed S               key generator seed (default 1)\n"
     "  --durability MODE      sync | async | none (default: the engine's, sync for cstore)\n"
     "  --persist              write phases end with the engine's persist (all on disk), timed\n"
+    "  --settle               the engine's settle step (RocksDB: flush and compact) after every\n"
+    "                         measured write phase that another phase follows, unmeasured\n"
     "  --warmup S             run each measured read or mixed phase S seconds first, unmeasured\n"
     "  --values KIND          random (default: incompressible, a PRNG seeded by the record index)\n"
     "                         or compressible (about 2:1)\n"
     "  --shards N, --cpuset LIST, --set NAME=VALUE   cstore options (cs_options_set names);\n"
     "                         for peers --cpuset pins the whole process; rocksdb takes --set\n"
-    "                         allow_concurrent_memtable_write=true|false and table=plain\n"
+    "                         allow_concurrent_memtable_write=true|false, table=plain and\n"
+    "                         block_cache=SIZE (K, M, G)\n"
     "  --floor-ops N          write+fdatasync samples of each floor (default 200; 0 = skip)\n"
     "  --json                 one JSON object per measured phase instead of a table\n";
 
@@ -327,6 +336,10 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
         }
         if (strcmp(o, "--persist") == 0) {
             c->persist = 1;
+            continue;
+        }
+        if (strcmp(o, "--settle") == 0) {
+            c->settle = 1;
             continue;
         }
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
@@ -552,7 +565,8 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
         a->w.depth = ph->depth;
         a->w.batch = ph->batch;
         a->w.ops_total = cfg->ops;
-        a->w.duration_ns = warmup_ns != 0 ? warmup_ns : ph->measured ? cfg->duration_ns : 0;
+        int timed = ph->measured && !ph->workload->fill; /* a fill writes every key */
+        a->w.duration_ns = warmup_ns != 0 ? warmup_ns : timed ? cfg->duration_ns : 0;
         a->w.rate = ph->measured ? cfg->rate : 0.0;
         bench_hist_init(&a->w.hist);
         a->workload = ph->workload;
@@ -594,6 +608,8 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
     ph->rss_bytes = rss_now_bytes();
     rss_split_bytes(&ph->rss_anon_bytes, &ph->rss_file_bytes);
     ph->disk_bytes = du_bytes(cfg->db_path);
+    if (ph->measured && e->phase_note != NULL)
+        e->phase_note(store, ph->note, sizeof(ph->note));
     phase_collect(ph, args);
     if (persist_rc != 0) {
         ph->errors++;
@@ -687,7 +703,8 @@ struct run_facts {
     uint64_t floor_append_ns;       /* p50 of an append + fdatasync; 0 when not measured */
     uint64_t floor_after_ns;        /* floor_ns measured again after the run */
     uint64_t floor_append_after_ns; /* floor_append_ns measured again after the run */
-    uint64_t settle_ns;             /* the engine's settle step after the load; 0 = none */
+    uint64_t settle_ns;             /* the engine's settle steps (after the load, and after
+                                     * write phases with --settle), summed; 0 = none */
     uint64_t rss_base;              /* RSS before the store was opened */
     uint64_t rss_anon_base;         /* RssAnon before the store was opened */
     unsigned engine_depth1;         /* the engine has no pipelined calls */
@@ -734,6 +751,8 @@ static void report_text(const struct bench_args *a, const struct run_facts *f,
             printf(" persist=%.1fms", (double)p->persist_ns / 1e6);
         if (p->warmup_ops)
             printf(" warmup=%llu", (unsigned long long)p->warmup_ops);
+        if (p->note[0] != '\0')
+            printf(" [%s]", p->note);
         if (p->misses)
             printf(" misses=%llu", (unsigned long long)p->misses);
         if (p->mismatches)
@@ -745,7 +764,7 @@ static void report_text(const struct bench_args *a, const struct run_facts *f,
     }
     printf("open %.1f ms, close %.1f ms", (double)f->open_ns / 1e6, (double)f->close_ns / 1e6);
     if (f->settle_ns != 0)
-        printf(", settle after the load %.1f ms", (double)f->settle_ns / 1e6);
+        printf(", settle (unmeasured) %.1f ms", (double)f->settle_ns / 1e6);
     if (f->floor_ns != 0) {
         printf("; floors (small write + fdatasync, p50, before/after): overwrite %.2f/%.2f us, "
                "append %.2f/%.2f us",
@@ -820,6 +839,8 @@ static void report_json_phase(const struct bench_args *a, const struct run_facts
            (double)f->close_ns / 1e6, (double)f->settle_ns / 1e6,
            c->compressible ? "compressible" : "random", (double)c->warmup_ns / 1e9);
     json_string(f->desc);
+    printf(", \"engine_note\": ");
+    json_string(p->note);
     printf(", \"shards\": ");
     json_string(c->shards != NULL ? c->shards : "default");
     printf(", \"sets\": [");
@@ -894,10 +915,11 @@ BENCH_MUST_CHECK static int run_all(struct bench_args *a, struct phase *phases, 
             rc = run_phase(e, &a->cfg, store, ph, a->cfg.warmup_ns);
         if (rc == 0)
             rc = run_phase(e, &a->cfg, store, ph, 0);
-        if (rc == 0 && !ph->measured && e->settle != NULL) {
+        int settle = !ph->measured || (a->cfg.settle && ph->workload->writes && i + 1 < n);
+        if (rc == 0 && settle && e->settle != NULL) {
             t0 = bench_now_ns();
             rc = e->settle(store);
-            f->settle_ns = bench_now_ns() - t0;
+            f->settle_ns += bench_now_ns() - t0;
             if (rc != 0) {
                 fprintf(stderr, "cstore-bench: %s settle: %s\n", e->name, e->strerror(rc));
                 return 1;
@@ -944,11 +966,11 @@ int main(int argc, char **argv)
      * inherited by the worker threads). */
     prctl(PR_SET_TIMERSLACK, 1ul, 0ul, 0ul, 0ul);
     if (strcmp(a.engine->name, "cstore") != 0 && (a.cfg.shards != NULL || a.cfg.set_count > 0))
-        fprintf(
-            stderr,
-            "cstore-bench: --shards and --set are cstore options (rocksdb takes --set "
-            "allow_concurrent_memtable_write=true|false and table=plain); %s ignores the others\n",
-            a.engine->name);
+        fprintf(stderr,
+                "cstore-bench: --shards and --set are cstore options (rocksdb takes --set "
+                "allow_concurrent_memtable_write=true|false, table=plain and block_cache=SIZE); %s "
+                "ignores the others\n",
+                a.engine->name);
     if (a.cfg.cpuset != NULL && strcmp(a.engine->name, "cstore") != 0) {
         int prc = pin_process(a.cfg.cpuset);
         if (prc != 0)

@@ -53,6 +53,7 @@ struct bench_config {
     int sequential_keys;              /* key(i) sorts like i (set when fillseq is run) */
     int compressible;                 /* values compress about 2:1 (default: incompressible) */
     int persist;                      /* write phases end with the engine's persist, timed */
+    int settle;                       /* --settle: settle after a write phase another follows */
     unsigned batch;                   /* --batch: writes per commit of the measured phases */
     uint64_t seed;                    /* key generator and random reads */
     const char *durability;           /* sync | async | none, or NULL for the engine default */
@@ -112,6 +113,10 @@ struct bench_engine {
     /* Bring the store into its steady state for reads after a load (RocksDB: flush the
      * memtable and compact), unmeasured; NULL when there is nothing to do. */
     int (*settle)(void *store);
+    /* The engine's own state after a measured phase, one short line for the report (RocksDB:
+     * SST files per level and compactions still running, so that a row can show that it
+     * compacted); NULL when there is nothing to say. */
+    void (*phase_note)(void *store, char *buf, size_t cap);
     /* One line of engine facts for the report: version, build, the options that were set
      * (and why they differ from the defaults), durability mapping; or NULL. */
     void (*describe)(void *store, char *buf, size_t cap);

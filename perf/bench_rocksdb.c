@@ -11,14 +11,15 @@
  * groups concurrent writers into one sync); async = sync=false, the WAL is written to the page
  * cache and never synced by the write; none = disableWAL, writes go to the memtable only. persist
  * (--persist, the bulk load) flushes the memtable to an SST file and syncs the WAL, so that
- * everything written is on disk. settle (after --workload's load phase) flushes the memtable and
- * compacts the whole key range, so that reads find the data in the fewest SST files, with their
- * bloom filters, and not in the memtable. A thread with batch > 1 gathers its puts and deletes into
- * a WriteBatch written every batch operations (and at flush). Gets use rocksdb_get_pinned (no copy
- * inside RocksDB); a cursor is an iterator over an implicit snapshot. RocksDB has no asynchronous
- * calls, so the driver is blocking only; deletes cannot tell whether the key was there and return
- * 0. Errors come back from RocksDB as strings: the first few are printed on stderr and the call
- * returns -EIO. When the Makefile found no rocksdb/c.h this file compiles to nothing. */
+ * everything written is on disk. settle (after --workload's load phase, or with --settle after a
+ * measured write phase) flushes the memtable and compacts the whole key range, so that reads find
+ * the data in the fewest SST files, with their bloom filters, and not in the memtable. A thread
+ * with batch > 1 gathers its puts and deletes into a WriteBatch written every batch operations (and
+ * at flush). Gets use rocksdb_get_pinned (no copy inside RocksDB); a cursor is an iterator over an
+ * implicit snapshot. RocksDB has no asynchronous calls, so the driver is blocking only; deletes
+ * cannot tell whether the key was there and return 0. Errors come back from RocksDB as strings: the
+ * first few are printed on stderr and the call returns -EIO. When the Makefile found no rocksdb/c.h
+ * this file compiles to nothing. */
 #include "bench.h"
 
 #ifdef BENCH_HAVE_ROCKSDB
@@ -35,7 +36,8 @@
 #define RDB_BLOOM_BITS_PER_KEY 10.0      /* bloom filter: about 1% false positives */
 #define RDB_CACHE_SLACK 2u               /* block cache: this many times the raw data */
 #define RDB_CACHE_MIN_BYTES (8ull << 20) /* RocksDB's default block cache */
-#define RDB_TUNED_BYTES 512u             /* the tuned options, as text */
+#define RDB_TUNED_BYTES 640u             /* the tuned options, as text */
+#define RDB_NOTE_LEVELS_BYTES 64u        /* files per level in a phase note */
 
 #define RDB_BUILD_RELEASE "release build of the Debian source (DEBUG_LEVEL=0)"
 #define RDB_BUILD_DEBIAN "Debian package build, with assertions"
@@ -92,6 +94,9 @@ static int rdb_error(struct rdb_store *st, char *err)
  *   it blocks, which with more threads than CPUs takes the CPU from the threads being waited
  *   for. --set allow_concurrent_memtable_write=true|false overrides the choice (both), to
  *   measure it.
+ * - --set block_cache=SIZE (bytes, or with a K, M or G suffix): a block cache of that size
+ *   instead of the rule below, for the rows whose data is deliberately larger than the cache
+ *   (so that reads miss it and read SST blocks, and the memtable flushes and compactions run).
  * - --set table=plain: PlainTable with mmap reads instead (rdb_plain_table), for the in-memory
  *   point-read row.
  * - a block-based table with a 10-bit-per-key bloom filter (whole keys) so that a point read
@@ -107,6 +112,28 @@ static const char *rdb_set_value(const struct bench_config *cfg, const char *nam
         if (strncmp(cfg->sets[i], name, n) == 0 && cfg->sets[i][n] == '=')
             return cfg->sets[i] + n + 1;
     return NULL;
+}
+
+/* The bytes of a --set size such as 33554432, 32768K, 32M or 1G; 0 when it is not one. */
+static uint64_t rdb_parse_bytes(const char *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v || *v < '0' || *v > '9')
+        return 0;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift != 0)
+        end++;
+    if (*end != '\0' || n > (UINT64_MAX >> shift))
+        return 0;
+    return (uint64_t)n << shift;
 }
 
 /* PlainTable for in-memory point reads (--set table=plain): SST files memory-mapped
@@ -154,6 +181,15 @@ static void rdb_tune(struct rdb_store *st, const struct bench_config *cfg)
     uint64_t cache_bytes = raw * RDB_CACHE_SLACK;
     if (cache_bytes < RDB_CACHE_MIN_BYTES)
         cache_bytes = RDB_CACHE_MIN_BYTES;
+    const char *cache_rule = "twice the raw data";
+    v = rdb_set_value(cfg, "block_cache");
+    if (v != NULL && rdb_parse_bytes(v) != 0) { /* --set: smaller than the data on purpose */
+        cache_bytes = rdb_parse_bytes(v);
+        cache_rule = "set by --set block_cache";
+    } else if (v != NULL) {
+        fprintf(stderr, "cstore-bench: rocksdb: --set block_cache=%s is not a size; using %s\n", v,
+                cache_rule);
+    }
     st->table = rocksdb_block_based_options_create();
     st->filter = rocksdb_filterpolicy_create_bloom(RDB_BLOOM_BITS_PER_KEY);
     rocksdb_block_based_options_set_filter_policy(st->table, st->filter);
@@ -161,8 +197,11 @@ static void rdb_tune(struct rdb_store *st, const struct bench_config *cfg)
     rocksdb_block_based_options_set_block_cache(st->table, st->cache);
     rocksdb_options_set_block_based_table_factory(st->opts, st->table);
     snprintf(st->tuned + used, sizeof(st->tuned) - used,
-             "block-based table, bloom filter %.0f bits/key, LRU block cache %llu MiB",
-             RDB_BLOOM_BITS_PER_KEY, (unsigned long long)(cache_bytes >> 20));
+             "block-based table, bloom filter %.0f bits/key, LRU block cache %llu MiB (%s, raw "
+             "data %llu MiB), write_buffer_size %llu MiB",
+             RDB_BLOOM_BITS_PER_KEY, (unsigned long long)(cache_bytes >> 20), cache_rule,
+             (unsigned long long)(raw >> 20),
+             (unsigned long long)(rocksdb_options_get_write_buffer_size(st->opts) >> 20));
 }
 
 static int rdb_open(const struct bench_config *cfg, void **store)
@@ -397,6 +436,41 @@ static void rdb_describe(void *store, char *buf, size_t cap)
              st->mode, st->tuned);
 }
 
+/* After a measured phase: the SST files of each level (from "rocksdb.levelstats"; a flush
+ * writes level 0 only, so files below it mean a compaction finished) and the compactions still
+ * running, e.g. "SST files per level 2,4; compactions running 0". */
+static void rdb_phase_note(void *store, char *buf, size_t cap)
+{
+    struct rdb_store *st = store;
+    char levels[RDB_NOTE_LEVELS_BYTES] = "";
+    size_t used = 0;
+    char *stats = rocksdb_property_value(st->db, "rocksdb.levelstats");
+    /* Lines "  <level>  <files>  <MB>" after a two-line header; the last non-empty level ends
+     * the list. */
+    size_t keep = 0;
+    for (char *save = NULL, *line = stats != NULL ? strtok_r(stats, "\n", &save) : NULL;
+         line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        unsigned level;
+        unsigned long long files;
+        if (sscanf(line, " %u %llu", &level, &files) != 2)
+            continue;
+        int n = snprintf(levels + used, sizeof(levels) - used, "%s%llu", used ? "," : "", files);
+        if (n < 0 || (size_t)n >= sizeof(levels) - used)
+            break;
+        used += (size_t)n;
+        if (files != 0)
+            keep = used;
+    }
+    levels[keep] = '\0';
+    if (stats != NULL)
+        rocksdb_free(stats);
+    uint64_t running = 0;
+    if (rocksdb_property_int(st->db, "rocksdb.num-running-compactions", &running) != 0)
+        running = 0;
+    snprintf(buf, cap, "SST files per level %s; compactions running %llu", keep ? levels : "none",
+             (unsigned long long)running);
+}
+
 static const char *rdb_strerror(int rc)
 {
     return rc < 0 ? strerror(-rc) : "not an error";
@@ -418,6 +492,7 @@ const struct bench_engine bench_engine_rocksdb = {
     .scan_close = rdb_scan_close,
     .persist = rdb_persist,
     .settle = rdb_settle,
+    .phase_note = rdb_phase_note,
     .describe = rdb_describe,
     .strerror = rdb_strerror,
 };

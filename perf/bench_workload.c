@@ -32,8 +32,9 @@
  * submission to the reap that returned it. With --rate R the run is open-loop: the n-th request
  * of a thread is due at phase start + n * threads / R, is not sent before, and its latency is
  * measured from that intended time, so a stall delays and charges every request behind it (no
- * coordinated omission). --duration stops a thread at its deadline. Neither applies to the load
- * phase that --workload adds, which always writes every key as fast as it can. Workloads that seek
+ * coordinated omission). --duration stops a thread at its deadline, except in fill phases (the
+ * driver gives them none: a fill writes every key). Neither applies to the load phase that
+ * --workload adds, which always writes every key as fast as it can. Workloads that seek
  * or read-modify-write use the blocking calls only. A thread opens its engine handle and its
  * buffers before the clock starts (bench_worker_start). */
 #include "bench.h"

@@ -232,6 +232,48 @@ static void test_a_key_that_is_a_prefix_of_another_comes_first_across_shards(voi
     cs_cursor_close(c);
 }
 
+/* Keys whose first 8 bytes are equal and that differ only after them (the merge compares 8-byte
+ * prefixes first and must fall back to the whole keys), spread over the shards, both ways. */
+static void test_keys_that_tie_on_their_first_8_bytes_merge_in_order(void **state)
+{
+    (void)state;
+    if (!db)
+        skip();
+    enum { M = 40 };
+    unsigned used = 0;
+    for (int i = 0; i < M; i++) {
+        char k[32];
+        int n = snprintf(k, sizeof(k), "samepref%03d", i);
+        assert_int_equal(cs_put(db, "tie", k, (size_t)n, k, (size_t)n), 0);
+        used |= 1u << cst_key_shard(db, k, (size_t)n);
+    }
+    assert_true((used & (used - 1)) != 0); /* on more than one shard */
+    cs_cursor *c;
+    assert_int_equal(cs_cursor_open(db, "tie", &c), 0);
+    int i = 0;
+    for (int rc = cs_cursor_first(c); rc == 0; rc = cs_cursor_next(c), i++) {
+        const void *key;
+        size_t kl;
+        char want[32];
+        int n = snprintf(want, sizeof(want), "samepref%03d", i);
+        assert_int_equal(cs_cursor_key(c, &key, &kl), 0);
+        assert_int_equal(kl, n);
+        assert_memory_equal(key, want, kl);
+    }
+    assert_int_equal(i, M);
+    for (int rc = cs_cursor_last(c); rc == 0; rc = cs_cursor_prev(c)) {
+        const void *key;
+        size_t kl;
+        char want[32];
+        int n = snprintf(want, sizeof(want), "samepref%03d", --i);
+        assert_int_equal(cs_cursor_key(c, &key, &kl), 0);
+        assert_int_equal(kl, n);
+        assert_memory_equal(key, want, kl);
+    }
+    assert_int_equal(i, 0);
+    cs_cursor_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_next_and_prev_alternate_across_shard_boundaries),
         cmocka_unit_test(test_a_collection_on_some_shards_only_and_writes_after_open_are_not_seen),
         cmocka_unit_test(test_a_key_that_is_a_prefix_of_another_comes_first_across_shards),
+        cmocka_unit_test(test_keys_that_tie_on_their_first_8_bytes_merge_in_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

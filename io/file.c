@@ -252,6 +252,12 @@ int io_file_preallocate(struct io_fault *f, int fd, uint64_t len)
     return -rc;
 }
 
+void io_file_release(int fd, uint64_t off, uint64_t len)
+{
+    if (len)
+        (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+}
+
 int io_file_direct(int fd)
 {
     int flags = fcntl(fd, F_GETFL);

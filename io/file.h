@@ -49,6 +49,10 @@ CS_MUST_CHECK int io_file_pwrite(struct io_fault *f, int fd, const void *buf, si
 /* fdatasync: the file's data (and the metadata needed to read it) is durable. */
 CS_MUST_CHECK int io_file_sync(struct io_fault *f, int fd);
 CS_MUST_CHECK int io_file_size(int fd, uint64_t *size);
+/* Give back the disk blocks of [off, off + len) of fd, which then reads as zeros; the size stays
+ * (fallocate PUNCH_HOLE). Best effort: where the filesystem cannot, nothing happens. Not
+ * journaled for power cuts: only for bytes nothing will read. */
+void io_file_release(int fd, uint64_t off, uint64_t len);
 /* Reserve len bytes of disk for fd (fallocate), so later writes need no allocation. */
 CS_MUST_CHECK int io_file_preallocate(struct io_fault *f, int fd, uint64_t len);
 /* Switch fd to direct I/O (O_DIRECT): later reads and writes bypass the page cache and must be

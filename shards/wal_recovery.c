@@ -570,6 +570,11 @@ int wal_open(struct wal *w, const struct wal_config *cfg, wal_apply_fn apply, vo
     uint64_t prev_end = 0;
     if (!rc && w->fd >= 0 && !w->readonly && (w->next_lsn != r.expect_lsn || cfg->fresh_segment)) {
         prev_end = w->seg_off;
+        /* The segment is never written again: give back its preallocated tail, which nothing
+         * reads (the new segment's header says where it ends). Otherwise every unclean reopen
+         * (a crash loop) would keep another whole segment of disk until a checkpoint. */
+        if (w->seg_size > align_io(prev_end))
+            io_file_release(w->fd, align_io(prev_end), w->seg_size - align_io(prev_end));
         io_file_close(w->fd);
         w->fd = -1;
         if (w->seg_first_lsn == w->next_lsn) {

@@ -105,16 +105,16 @@ struct cursor_ov {
 };
 
 struct cs_cursor {
-    cs_db *db;         /* database */
-    unsigned n;        /* streams (one per shard) */
-    int dir;           /* +1 forward, -1 backward */
-    int cur;           /* stream holding the current record, -1 when not on one (or CUR_OVERLAY) */
+    cs_db *db;  /* database */
+    unsigned n; /* streams (one per shard) */
+    int dir;    /* +1 forward, -1 backward */
+    int cur;    /* stream holding the current record, -1 when not on one (or CUR_OVERLAY) */
     /* transaction cursors */
-    cs_txn *txn;                   /* the transaction that records the ranges, or NULL */
+    cs_txn *txn; /* the transaction that records the ranges, or NULL */
     char coll[CS_NAME_MAX + 1];
     uint16_t coll_len;
-    struct walk *walks;            /* one per stream, or NULL */
-    struct cursor_ov *ov;          /* the transaction's writes to coll, by key (owned) */
+    struct walk *walks;   /* one per stream, or NULL */
+    struct cursor_ov *ov; /* the transaction's writes to coll, by key (owned) */
     size_t nov;
     ptrdiff_t ov_at;               /* overlay position (off either end: -1 / nov) */
     int shadow;                    /* stream whose record the overlay's current one hides, or -1 */
@@ -243,7 +243,7 @@ static void walk_start(struct stream *st, enum position pos, const void *key, si
     w->sum[0] = w->sum[1] = 0;
     w->bound_len = 0;
     w->bound_flags = pos == POS_FIRST || pos == POS_LAST ? SHARD_RANGE_UNBOUND
-                                                          : (pos == POS_GE ? SHARD_RANGE_INCL : 0);
+                                                         : (pos == POS_GE ? SHARD_RANGE_INCL : 0);
     if (!(w->bound_flags & SHARD_RANGE_UNBOUND)) {
         memcpy(w->bound, key, klen);
         w->bound_len = (uint16_t)klen;
@@ -521,8 +521,6 @@ void cursor_set_next_of_txn(cs_cursor *c, cs_cursor *next)
     c->next_of_txn = next;
 }
 
-
-
 int cs_cursor_first(cs_cursor *c)
 {
     if (!c)
@@ -674,8 +672,7 @@ void cursor_detach(cs_cursor *c)
 }
 
 int cursor_open_txn(cs_db *db, const char *coll, uint16_t nlen, cs_txn *t,
-                    struct shard_view **ro_views, struct cursor_ov *ov, size_t nov,
-                    cs_cursor **out)
+                    struct shard_view **ro_views, struct cursor_ov *ov, size_t nov, cs_cursor **out)
 {
     cs_cursor *c = cursor_new(db);
     if (!c) {

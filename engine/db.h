@@ -28,9 +28,9 @@ struct cs_db {
     struct xgate {             /* cursors against cross-shard installs (engine/txn.c) */
         pthread_mutex_t mu;
         pthread_cond_t cv;
-        unsigned installing;   /* commits between their decision and their last install */
-        unsigned pinning;      /* cursors taking their views */
-        unsigned waiting;      /* cursors waiting for the installs to end */
+        unsigned installing; /* commits between their decision and their last install */
+        unsigned pinning;    /* cursors taking their views */
+        unsigned waiting;    /* cursors waiting for the installs to end */
     } xgate;
 };
 

@@ -31,7 +31,7 @@
 #include "endian.h"
 #include "engine/db.h"
 
-#define FEED_POLL_US 1000u           /* how often a waiting cs_feed_next looks again */
+#define FEED_POLL_US 1000u          /* how often a waiting cs_feed_next looks again */
 #define FEED_PREPARE_WAIT_MS 10000u /* longest wait for a participant's PREPARE to be durable */
 
 struct feed_name {
@@ -322,9 +322,8 @@ static int deliver(cs_feed *f, struct feed_txn *t, bool quiet, unsigned s, uint6
             return CS_ECORRUPT;
         /* In sync mode the PREPARE is durable already (a COMMIT follows only durable PREPAREs);
          * in async mode it becomes durable within sync_interval_ms: look again until then. */
-        unsigned max_tries = f->db->opt.durability == SHARD_ASYNC
-                                 ? FEED_PREPARE_WAIT_MS * 1000u / FEED_POLL_US
-                                 : 1u;
+        unsigned max_tries =
+            f->db->opt.durability == SHARD_ASYNC ? FEED_PREPARE_WAIT_MS * 1000u / FEED_POLL_US : 1u;
         for (unsigned tries = 0; !t->p[j].prepared; tries++) {
             if (tries > max_tries)
                 return CS_ECORRUPT;
@@ -349,8 +348,8 @@ static int deliver(cs_feed *f, struct feed_txn *t, bool quiet, unsigned s, uint6
             const char *name = name_of(fs, w->coll);
             if (!name && names_load(f, t->parts[j]) == 0)
                 name = name_of(fs, w->coll);
-            int rc = push(f, name ? name : "", w->key, w->klen, w->val, w->vlen,
-                          w->type == WAL_DEL, t->id);
+            int rc = push(f, name ? name : "", w->key, w->klen, w->val, w->vlen, w->type == WAL_DEL,
+                          t->id);
             if (rc)
                 return rc;
         }
@@ -421,8 +420,8 @@ static int on_record(cs_feed *f, unsigned s, uint64_t lsn, const struct wal_rec 
         if (wal_rec_decode(rec->val, rec->vlen, &off, &sub))
             return CS_ECORRUPT;
         const char *sn = name_of(fs, sub.coll);
-        int rc = push(f, sn ? sn : "", sub.key, sub.klen, sub.val, sub.vlen, sub.type == WAL_DEL,
-                      0);
+        int rc =
+            push(f, sn ? sn : "", sub.key, sub.klen, sub.val, sub.vlen, sub.type == WAL_DEL, 0);
         if (rc)
             return rc;
     }

@@ -33,10 +33,10 @@
 #define SESSION_TICK 2u       /* what each completion adds to the futex word */
 
 struct session_slot {
-    struct shard_req req;   /* must stay first */
-    struct cs_session *s;   /* owner */
-    uint64_t user_data;     /* caller's tag */
-    struct txn_commit *tc;  /* a transaction's commit in flight (cs_session_commit), or NULL */
+    struct shard_req req;  /* must stay first */
+    struct cs_session *s;  /* owner */
+    uint64_t user_data;    /* caller's tag */
+    struct txn_commit *tc; /* a transaction's commit in flight (cs_session_commit), or NULL */
 };
 
 struct cs_session {

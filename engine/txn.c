@@ -59,15 +59,15 @@
 #define TXN_FREED 0x64656164u /* "dead": a freed one (debug builds check it) */
 
 struct txn_entry {
-    uint8_t type;         /* SHARD_BATCH_PUT, SHARD_BATCH_DEL */
-    uint8_t coll_len;     /* name bytes */
-    bool read;            /* a read (else a write) */
-    bool present;         /* read: the key held a value */
-    unsigned shard;       /* the key's shard */
-    uint32_t klen;        /* key bytes */
-    uint32_t vlen;        /* value bytes (writes) */
-    uint64_t hash[2];     /* read: XXH3-128 of the value seen */
-    uint8_t *bytes;       /* name, key, value (one allocation) */
+    uint8_t type;     /* SHARD_BATCH_PUT, SHARD_BATCH_DEL */
+    uint8_t coll_len; /* name bytes */
+    bool read;        /* a read (else a write) */
+    bool present;     /* read: the key held a value */
+    unsigned shard;   /* the key's shard */
+    uint32_t klen;    /* key bytes */
+    uint32_t vlen;    /* value bytes (writes) */
+    uint64_t hash[2]; /* read: XXH3-128 of the value seen */
+    uint8_t *bytes;   /* name, key, value (one allocation) */
 };
 
 /* A read-only transaction's snapshot of one collection: its view on every shard. */
@@ -85,19 +85,19 @@ struct txn_range_e {
 };
 
 struct cs_txn {
-    uint32_t magic;          /* TXN_MAGIC while usable */
-    struct ro_coll *ro;      /* read-only: every collection's views, cut at begin */
+    uint32_t magic;     /* TXN_MAGIC while usable */
+    struct ro_coll *ro; /* read-only: every collection's views, cut at begin */
     size_t nro;
-    struct txn_range_e *rg;  /* ranges transaction cursors walked */
+    struct txn_range_e *rg; /* ranges transaction cursors walked */
     size_t nrg, cap_rg;
-    cs_cursor *cursors;      /* open transaction cursors (read-write) */
-    unsigned flags;          /* CS_TXN_* */
-    cs_db *db;               /* its database */
-    struct txn_entry *e;     /* reads and writes, in order */
-    uint32_t n, cap;         /* entries used, allocated */
-    uint32_t *index;         /* open addressing over e by (collection, key, read/write) */
-    uint32_t index_cap;      /* slots (power of two; 0: none yet) */
-    uint64_t bytes;          /* key and value bytes held */
+    cs_cursor *cursors;  /* open transaction cursors (read-write) */
+    unsigned flags;      /* CS_TXN_* */
+    cs_db *db;           /* its database */
+    struct txn_entry *e; /* reads and writes, in order */
+    uint32_t n, cap;     /* entries used, allocated */
+    uint32_t *index;     /* open addressing over e by (collection, key, read/write) */
+    uint32_t index_cap;  /* slots (power of two; 0: none yet) */
+    uint64_t bytes;      /* key and value bytes held */
 };
 
 static void txn_check(const cs_txn *t)
@@ -606,19 +606,19 @@ static uint64_t txn_new_id(cs_db *db)
 /* What every participant is sent: its writes and reads, laid out by shard. */
 struct txn_plan {
     unsigned nparts;
-    unsigned *shard_part;            /* per shard: participant index + 1, or 0 */
+    unsigned *shard_part; /* per shard: participant index + 1, or 0 */
     struct txn_part_plan {
         unsigned shard;
-        struct shard_batch_op *ops;  /* its writes */
+        struct shard_batch_op *ops; /* its writes */
         size_t nops;
         struct shard_txn_read *reads; /* its reads */
         size_t nreads;
         struct shard_txn_range *ranges; /* its ranges */
         size_t nranges;
-    } *p;
-    struct shard_batch_op *ops;      /* all writes, grouped by participant */
-    struct shard_txn_read *reads;    /* all reads, grouped by participant */
-    struct shard_txn_range *ranges;  /* all ranges, grouped by participant */
+    } * p;
+    struct shard_batch_op *ops;     /* all writes, grouped by participant */
+    struct shard_txn_read *reads;   /* all reads, grouped by participant */
+    struct shard_txn_range *ranges; /* all ranges, grouped by participant */
 };
 
 static void plan_free(struct txn_plan *pl)
@@ -703,18 +703,18 @@ enum tc_phase { TC_START, TC_ONE, TC_VOTING, TC_INSTALLING, TC_DONE };
 
 struct txn_commit {
     cs_db *db;
-    struct txn_plan pl;            /* participants, their writes and reads */
-    cs_txn *t;                     /* the transaction whose buffers the plan points into, or NULL */
-    struct txn_op *ops;            /* built from t (owned), or NULL */
+    struct txn_plan pl; /* participants, their writes and reads */
+    cs_txn *t;          /* the transaction whose buffers the plan points into, or NULL */
+    struct txn_op *ops; /* built from t (owned), or NULL */
     struct txn_rd *rds;
-    struct shard_txn *x;           /* several participants: the shared state */
-    struct shard_req *reqs;        /* one per participant */
-    _Atomic unsigned left;         /* requests of the phase still out */
+    struct shard_txn *x;    /* several participants: the shared state */
+    struct shard_req *reqs; /* one per participant */
+    _Atomic unsigned left;  /* requests of the phase still out */
     enum tc_phase phase;
-    bool commit;                   /* the decision */
-    bool failed;                   /* a vote was an error: the abort must be durable */
-    int rc;                        /* the answer */
-    void (*notify)(void *arg);     /* a phase is complete (shard thread: signal only) */
+    bool commit;               /* the decision */
+    bool failed;               /* a vote was an error: the abort must be durable */
+    int rc;                    /* the answer */
+    void (*notify)(void *arg); /* a phase is complete (shard thread: signal only) */
     void *arg;
 };
 
@@ -800,7 +800,8 @@ static void tc_decide(struct txn_commit *c)
     c->rc = txn_votes_decide(&votes, &c->commit, &c->failed);
     if (c->commit)
         xgate_commit_enter(c->db);
-    int die = io_fault_on_txn_decide(c->db->fault); /* fault plan: die with every PREPARE in doubt */
+    int die =
+        io_fault_on_txn_decide(c->db->fault); /* fault plan: die with every PREPARE in doubt */
     for (unsigned i = 0; die == 2 && i < n; i++) {
         struct waiter w;
         waiter_init(&w, SHARD_CHECKPOINT);

@@ -15,8 +15,8 @@ struct txn_rd {
     struct shard_txn_read rd; /* what the read saw (buffers borrowed for the call) */
 };
 struct txn_rg {
-    unsigned shard;             /* the shard the range was read on */
-    struct shard_txn_range rg;  /* what a transaction cursor saw there (buffers borrowed) */
+    unsigned shard;            /* the shard the range was read on */
+    struct shard_txn_range rg; /* what a transaction cursor saw there (buffers borrowed) */
 };
 
 /* Commit writes and validate reads atomically: 0, CS_ECONFLICT (a read no longer holds, or a key

@@ -38,17 +38,17 @@ enum txn_report_state {
 };
 
 struct txn_resolve_entry {
-    uint64_t id;         /* transaction */
-    uint16_t nparts;     /* participants named by a PREPARE (0 until one reports it) */
-    uint16_t *parts;     /* their shard indexes */
-    uint8_t outcome;     /* 0 unknown, or TXN_REPORT_COMMITTED / TXN_REPORT_ABORTED */
-    uint64_t *held;      /* bit per shard: holds its PREPARE without an outcome */
+    uint64_t id;     /* transaction */
+    uint16_t nparts; /* participants named by a PREPARE (0 until one reports it) */
+    uint16_t *parts; /* their shard indexes */
+    uint8_t outcome; /* 0 unknown, or TXN_REPORT_COMMITTED / TXN_REPORT_ABORTED */
+    uint64_t *held;  /* bit per shard: holds its PREPARE without an outcome */
 };
 
 struct txn_resolver {
-    unsigned shards;                  /* shards of the database */
-    struct txn_resolve_entry *e;      /* transactions reported */
-    size_t n, cap;                    /* used, allocated */
+    unsigned shards;             /* shards of the database */
+    struct txn_resolve_entry *e; /* transactions reported */
+    size_t n, cap;               /* used, allocated */
 };
 
 void txn_resolver_init(struct txn_resolver *r, unsigned shards);

@@ -215,9 +215,9 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * Commits can also be submitted through a session (cs_session_commit), many in flight at once.
  * Transaction cursors (cs_txn_cursor_open) validate the ranges they walk: no phantoms. */
 typedef struct cs_txn cs_txn;
-#define CS_TXN_READONLY 1u             /* a snapshot; puts and deletes are CS_EINVAL */
-#define CS_TXN_OPS_MAX 65536u          /* reads and writes recorded by one transaction */
-#define CS_TXN_BYTES_MAX (8u << 20)    /* key and value bytes buffered by one transaction */
+#define CS_TXN_READONLY 1u          /* a snapshot; puts and deletes are CS_EINVAL */
+#define CS_TXN_OPS_MAX 65536u       /* reads and writes recorded by one transaction */
+#define CS_TXN_BYTES_MAX (8u << 20) /* key and value bytes buffered by one transaction */
 /* Errors: CS_EINVAL (db or txn NULL, unknown flags), -ENOMEM; read-only: also CS_EIO (a fenced
  * shard), CS_ECLOSED. */
 CS_MUST_CHECK int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn);
@@ -259,10 +259,10 @@ CS_MUST_CHECK int cs_txn_cursor_open(cs_txn *t, const char *coll, cs_cursor **c)
  * poll. */
 typedef struct cs_feed cs_feed;
 struct cs_feed_event {
-    const char *coll;     /* collection (NUL-terminated) */
-    const void *key;      /* key bytes */
+    const char *coll; /* collection (NUL-terminated) */
+    const void *key;  /* key bytes */
     size_t klen;
-    const void *val;      /* value (NULL for a deletion or an empty value) */
+    const void *val; /* value (NULL for a deletion or an empty value) */
     size_t vlen;
     bool deleted;         /* a deletion */
     uint64_t txn_id;      /* the cross-shard transaction, 0 for other writes */

@@ -210,16 +210,16 @@ static int parse_pair(struct io_fault *f, const char *key, size_t klen, const ch
                       size_t vlen, uint32_t *seen)
 {
     struct fault_trigger *triggers[] = {
-        &f->write_eio,  &f->write_enospc, &f->short_write, &f->torn_write, &f->fsync_eio,
-        &f->enospc,     &f->op_eio[0],    &f->op_eio[1],   &f->op_eio[2],  &f->op_eio[3],
-        &f->op_eio[4],  &f->op_eio[5],    &f->op_eio[6],   &f->op_eio[7],  &f->op_eio[8],
+        &f->write_eio,  &f->write_enospc, &f->short_write, &f->torn_write,     &f->fsync_eio,
+        &f->enospc,     &f->op_eio[0],    &f->op_eio[1],   &f->op_eio[2],      &f->op_eio[3],
+        &f->op_eio[4],  &f->op_eio[5],    &f->op_eio[6],   &f->op_eio[7],      &f->op_eio[8],
         &f->alloc_fail, &f->powercut,     &f->txn_crash,   &f->txn_ckpt_crash,
     };
     const char *names[] = {
-        "write_eio", "write_enospc", "short_write", "torn_write", "fsync_eio", "enospc",
-        op_names[0], op_names[1],    op_names[2],   op_names[3],  op_names[4], op_names[5],
-        op_names[6], op_names[7],    op_names[8],   "alloc_fail", "powercut",    "txn_crash",
-        "txn_ckpt_crash",
+        "write_eio",  "write_enospc", "short_write", "torn_write",     "fsync_eio",
+        "enospc",     op_names[0],    op_names[1],   op_names[2],      op_names[3],
+        op_names[4],  op_names[5],    op_names[6],   op_names[7],      op_names[8],
+        "alloc_fail", "powercut",     "txn_crash",   "txn_ckpt_crash",
     };
     _Static_assert(CS_ARRAY_SIZE(triggers) == CS_ARRAY_SIZE(names), "one name per trigger");
     _Static_assert(CS_ARRAY_SIZE(names) < 28, "bits 28..30 are the other keys");

@@ -28,10 +28,10 @@ enum io_fault_action {
  * fdatasync fails with probability 1%). Keys: seed, write_eio, fsync_eio, short_write,
  * torn_write, enospc (preallocations), write_enospc (writes), latency_us (added to every write
  * and fsync); create_eio, read_eio, file_write_eio, file_sync_eio, dirsync_eio, rename_eio,
- * unlink_eio, list_eio (the operations of io/file.c); alloc_fail (shard allocations); txn_crash, txn_ckpt_crash;
- * powercut_log=PATH and powercut (the power-cut journal and the kill). Bit flips are not here
- * (bit flips at rest are done by cstore-fault on closed files). A value N means "the Nth such
- * call" (1-based, across the database, fires once), N% or N.M% a probability per call.
+ * unlink_eio, list_eio (the operations of io/file.c); alloc_fail (shard allocations); txn_crash,
+ * txn_ckpt_crash; powercut_log=PATH and powercut (the power-cut journal and the kill). Bit flips
+ * are not here (bit flips at rest are done by cstore-fault on closed files). A value N means "the
+ * Nth such call" (1-based, across the database, fires once), N% or N.M% a probability per call.
  * io/fault.c describes the grammar and the counters. With powercut_log the journal is created
  * (truncated) here. Returns 0, CS_EOPTVAL on a malformed spec, -ENOMEM, or the -errno of
  * creating the journal. */

@@ -74,11 +74,11 @@ struct shard_batch_op {
 enum shard_txn_state { SHARD_TXN_PENDING, SHARD_TXN_COMMITTED, SHARD_TXN_ABORTED };
 struct shard;
 struct shard_txn {
-    uint64_t id;            /* unique among the transactions any log may still hold */
-    int state;              /* enum shard_txn_state (atomic) */
-    uint32_t refs;          /* the coordinator and each shard that holds it (atomic) */
-    uint32_t unsettled;     /* participants whose outcome record is not yet durable (atomic) */
-    uint16_t nparts;        /* participants */
+    uint64_t id;        /* unique among the transactions any log may still hold */
+    int state;          /* enum shard_txn_state (atomic) */
+    uint32_t refs;      /* the coordinator and each shard that holds it (atomic) */
+    uint32_t unsettled; /* participants whose outcome record is not yet durable (atomic) */
+    uint16_t nparts;    /* participants */
     uint16_t parts[WAL_TXN_PARTS_MAX]; /* their shard indexes, increasing */
 };
 /* Drop one reference (any thread); the last frees it. */
@@ -86,18 +86,18 @@ void shard_txn_unref(struct shard_txn *x);
 
 /* A read a transaction made and commit validates: the value it saw (or that it saw none). */
 struct shard_txn_read {
-    uint8_t coll_len;  /* name length */
-    bool present;      /* the key held a value */
-    const char *coll;  /* collection name */
-    const void *key;   /* key bytes */
-    uint32_t klen;     /* key length */
-    uint64_t hash[2];  /* XXH3-128 of the value seen (present only) */
+    uint8_t coll_len; /* name length */
+    bool present;     /* the key held a value */
+    const char *coll; /* collection name */
+    const void *key;  /* key bytes */
+    uint32_t klen;    /* key length */
+    uint64_t hash[2]; /* XXH3-128 of the value seen (present only) */
 };
 
 /* A range a transaction's cursor read, validated at commit like a read: the records of coll in
  * [lo, hi] (each bound inclusive or not, or unbounded) must still be the ones it saw, by count
  * and by the sum of shard_txn_range_mix over them (order-free: a walk backwards sums the same). */
-#define SHARD_RANGE_INCL 1u  /* the bound's key belongs to the range */
+#define SHARD_RANGE_INCL 1u    /* the bound's key belongs to the range */
 #define SHARD_RANGE_UNBOUND 2u /* no bound on this side */
 struct shard_txn_range {
     uint8_t coll_len;
@@ -171,24 +171,24 @@ struct shard_view;
 /* A request. The submitter owns the memory and every buffer it points to until done() has been
  * called; done() runs on the shard thread and must only signal. */
 struct shard_req {
-    uint8_t op;                        /* enum shard_op */
-    uint16_t coll_len;                 /* bytes of coll */
-    const char *coll;                  /* collection name */
-    const void *key;                   /* key (or scan start key) */
-    size_t klen;                       /* key length */
-    const void *val;                   /* value */
-    size_t vlen;                       /* value length */
-    const struct shard_batch_op *ops;  /* batch operations */
-    size_t nops;                       /* count of ops */
-    struct shard_view *view;           /* SHARD_VIEW_PIN: the pinned view */
-    struct cs_shard_stats *stats;      /* stats destination */
-    struct shard_txn *txn;             /* SHARD_TXN_PREPARE, SHARD_TXN_DECIDE */
-    const struct shard_txn_read *reads; /* SHARD_TXN_COMMIT1, SHARD_TXN_PREPARE */
-    size_t nreads;                     /* count of reads */
+    uint8_t op;                           /* enum shard_op */
+    uint16_t coll_len;                    /* bytes of coll */
+    const char *coll;                     /* collection name */
+    const void *key;                      /* key (or scan start key) */
+    size_t klen;                          /* key length */
+    const void *val;                      /* value */
+    size_t vlen;                          /* value length */
+    const struct shard_batch_op *ops;     /* batch operations */
+    size_t nops;                          /* count of ops */
+    struct shard_view *view;              /* SHARD_VIEW_PIN: the pinned view */
+    struct cs_shard_stats *stats;         /* stats destination */
+    struct shard_txn *txn;                /* SHARD_TXN_PREPARE, SHARD_TXN_DECIDE */
+    const struct shard_txn_read *reads;   /* SHARD_TXN_COMMIT1, SHARD_TXN_PREPARE */
+    size_t nreads;                        /* count of reads */
     const struct shard_txn_range *ranges; /* the same: ranges read by cursors */
-    size_t nranges;                    /* count of ranges */
-    uint64_t txn_id;                   /* SHARD_TXN_DECIDE without txn (recovery) */
-    bool commit;                       /* SHARD_TXN_DECIDE: commit (else abort) */
+    size_t nranges;                       /* count of ranges */
+    uint64_t txn_id;                      /* SHARD_TXN_DECIDE without txn (recovery) */
+    bool commit;                          /* SHARD_TXN_DECIDE: commit (else abort) */
     bool txn_sync;                     /* SHARD_TXN_DECIDE: complete once the outcome is durable */
     void *owner;                       /* the submitter's, for done() (the shard ignores it) */
     int rc;                            /* result */

@@ -103,40 +103,40 @@ struct view_cap {
  * key of a collection the shard does not have). */
 struct txn_part;
 struct txn_lock {
-    struct txn_lock *next;      /* hash chain */
-    uint64_t hash;              /* of name and key */
-    uint32_t readers;           /* read marks of prepared transactions */
-    struct txn_part *writer;    /* the prepared transaction that writes the key, or NULL */
-    uint32_t wi;                /* index of that write in writer->w */
-    struct shard_req *waiters;  /* plain requests parked until the lock goes (FIFO) */
+    struct txn_lock *next;     /* hash chain */
+    uint64_t hash;             /* of name and key */
+    uint32_t readers;          /* read marks of prepared transactions */
+    struct txn_part *writer;   /* the prepared transaction that writes the key, or NULL */
+    uint32_t wi;               /* index of that write in writer->w */
+    struct shard_req *waiters; /* plain requests parked until the lock goes (FIFO) */
     struct shard_req *waiters_tail;
-    uint8_t name_len;           /* collection name bytes */
-    uint16_t klen;              /* key bytes */
-    uint8_t bytes[];            /* name, then key */
+    uint8_t name_len; /* collection name bytes */
+    uint16_t klen;    /* key bytes */
+    uint8_t bytes[];  /* name, then key */
 };
 struct txn_write {
-    struct txn_lock *lock;    /* its write lock (NULL when recovered from the log) */
-    struct shard_coll *coll;  /* its collection (referenced) */
-    uint8_t type;             /* SHARD_BATCH_PUT or SHARD_BATCH_DEL */
-    uint32_t klen;            /* key bytes */
-    uint32_t vlen;            /* value bytes */
-    uint8_t *bytes;           /* key, then value (one allocation) */
+    struct txn_lock *lock;   /* its write lock (NULL when recovered from the log) */
+    struct shard_coll *coll; /* its collection (referenced) */
+    uint8_t type;            /* SHARD_BATCH_PUT or SHARD_BATCH_DEL */
+    uint32_t klen;           /* key bytes */
+    uint32_t vlen;           /* value bytes */
+    uint8_t *bytes;          /* key, then value (one allocation) */
 };
 enum { TXN_PREPARED, TXN_SETTLING };
 struct txn_part {
-    struct txn_part *next;    /* the shard's list */
-    uint64_t id;              /* transaction id */
-    struct shard_txn *x;      /* shared state (referenced), NULL when recovered from the log */
-    uint8_t phase;            /* TXN_PREPARED or TXN_SETTLING (outcome logged) */
-    bool committed;           /* the outcome, once SETTLING */
-    bool counted;             /* its durable outcome was counted off x->unsettled */
-    uint16_t nparts;          /* participants */
-    uint16_t *parts;          /* their shard indexes */
-    uint64_t outcome_lsn;     /* LSN of the outcome record (0: not logged) */
-    uint64_t decide_seq;      /* order of the outcomes on this shard */
-    struct txn_write *w;      /* writes */
+    struct txn_part *next; /* the shard's list */
+    uint64_t id;           /* transaction id */
+    struct shard_txn *x;   /* shared state (referenced), NULL when recovered from the log */
+    uint8_t phase;         /* TXN_PREPARED or TXN_SETTLING (outcome logged) */
+    bool committed;        /* the outcome, once SETTLING */
+    bool counted;          /* its durable outcome was counted off x->unsettled */
+    uint16_t nparts;       /* participants */
+    uint16_t *parts;       /* their shard indexes */
+    uint64_t outcome_lsn;  /* LSN of the outcome record (0: not logged) */
+    uint64_t decide_seq;   /* order of the outcomes on this shard */
+    struct txn_write *w;   /* writes */
     uint32_t nw;
-    struct txn_lock **rd;     /* read marks held */
+    struct txn_lock **rd; /* read marks held */
     uint32_t nr;
     struct shard_txn_range *rg; /* range marks held (copies; bounds in rg_bytes) */
     uint32_t nrg;
@@ -268,16 +268,16 @@ struct shard {
     struct cs_shard_stats stats;       /* counters */
 
     /* Transactions (txn.c). */
-    struct txn_lock **locks;           /* lock table (TXN_LOCK_BUCKETS), NULL until first used */
-    uint32_t nlocks;                   /* locks in it */
-    struct txn_part *txn_parts;        /* prepared and settling transactions */
-    struct txn_known *txn_known;       /* recovery: outcomes the log held */
-    uint64_t txn_decide_seq;           /* outcomes decided so far */
-    uint32_t txn_range_marks;          /* prepared transactions here that hold range marks */
-    struct shard_req *range_waiters;   /* plain writes parked on a range mark (FIFO) */
+    struct txn_lock **locks;         /* lock table (TXN_LOCK_BUCKETS), NULL until first used */
+    uint32_t nlocks;                 /* locks in it */
+    struct txn_part *txn_parts;      /* prepared and settling transactions */
+    struct txn_known *txn_known;     /* recovery: outcomes the log held */
+    uint64_t txn_decide_seq;         /* outcomes decided so far */
+    uint32_t txn_range_marks;        /* prepared transactions here that hold range marks */
+    struct shard_req *range_waiters; /* plain writes parked on a range mark (FIFO) */
     struct shard_req *range_waiters_tail;
-    uint32_t txn_load_left;            /* recovery: writes still due of the checkpoint's last
-                                          transaction entry */
+    uint32_t txn_load_left; /* recovery: writes still due of the checkpoint's last
+                               transaction entry */
 };
 
 /* Debug builds: assert that a shard-only function runs on the shard's thread (the owner is set

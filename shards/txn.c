@@ -64,8 +64,8 @@ static uint64_t lock_hash(const char *name, size_t nlen, const void *key, size_t
     return XXH3_64bits_withSeed(key, klen, XXH3_64bits(name, nlen));
 }
 
-static struct txn_lock *lock_find(struct shard *sh, const char *name, size_t nlen,
-                                  const void *key, size_t klen, uint64_t h)
+static struct txn_lock *lock_find(struct shard *sh, const char *name, size_t nlen, const void *key,
+                                  size_t klen, uint64_t h)
 {
     if (!sh->nlocks)
         return NULL;
@@ -287,7 +287,7 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
             struct btree_cursor cur;
             btree_cursor_init(&cur, &snap);
             bool on = r->lo_flags & SHARD_RANGE_UNBOUND ? btree_cursor_first(&cur)
-                                                         : btree_cursor_seek(&cur, r->lo, r->lo_len);
+                                                        : btree_cursor_seek(&cur, r->lo, r->lo_len);
             for (; on; on = btree_cursor_next(&cur)) {
                 const void *k, *v;
                 size_t kl, vl;
@@ -604,9 +604,8 @@ static void log_outcome(struct shard *sh, struct txn_part *p)
         return;
     uint8_t id[WAL_TXN_ID_BYTES];
     cs_put_le64(id, p->id);
-    struct wal_rec rec = {.type = p->committed ? WAL_TXN_COMMIT : WAL_TXN_ABORT,
-                          .key = id,
-                          .klen = sizeof(id)};
+    struct wal_rec rec = {
+        .type = p->committed ? WAL_TXN_COMMIT : WAL_TXN_ABORT, .key = id, .klen = sizeof(id)};
     if (wal_reserve(&sh->wal, wal_rec_bytes(&rec)) != 0)
         return; /* the outcome stays unlogged: recovery decides it again, the same way */
     p->outcome_lsn = sh->applied_lsn = wal_append(&sh->wal, &rec);
@@ -808,8 +807,7 @@ int txn_ckpt_load(void *arg, uint8_t type, const uint8_t *q, size_t len)
         uint64_t id = cs_get_le64(q);
         uint8_t state = q[8];
         uint16_t n = cs_get_le16(q + 9);
-        if (n < 2 || n > WAL_TXN_PARTS_MAX || len != 15u + 2u * n || state > 2 ||
-            part_find(sh, id))
+        if (n < 2 || n > WAL_TXN_PARTS_MAX || len != 15u + 2u * n || state > 2 || part_find(sh, id))
             return CS_ECORRUPT;
         uint16_t parts[WAL_TXN_PARTS_MAX];
         bool mine = false;

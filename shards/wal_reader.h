@@ -16,16 +16,16 @@ struct wal_reader_rec {
 };
 
 struct wal_reader {
-    char dir[PATH_MAX];          /* the shard folder */
-    unsigned shard;              /* its index (segment headers name it) */
-    int fd;                      /* segment being read, -1 when none */
-    uint64_t seg_first;          /* its first LSN */
-    uint64_t salt;               /* its checksum salt */
-    uint64_t off;                /* next frame offset in it */
-    uint64_t next;               /* LSN of the next record to hand out */
-    uint8_t *frame;              /* the frame read */
+    char dir[PATH_MAX]; /* the shard folder */
+    unsigned shard;     /* its index (segment headers name it) */
+    int fd;             /* segment being read, -1 when none */
+    uint64_t seg_first; /* its first LSN */
+    uint64_t salt;      /* its checksum salt */
+    uint64_t off;       /* next frame offset in it */
+    uint64_t next;      /* LSN of the next record to hand out */
+    uint8_t *frame;     /* the frame read */
     size_t cap_frame;
-    uint8_t *raw;                /* its body, decompressed */
+    uint8_t *raw; /* its body, decompressed */
     size_t cap_raw;
     struct wal_reader_rec *recs; /* its records at or after next */
     size_t nrecs, cap_recs, at;

@@ -117,7 +117,8 @@ static void test_puts_deletes_batches_and_transactions(void **state)
     put(db, "t", s1, "after");
     struct cs_feed_event ev[3];
     for (int i = 0; i < 3; i++)
-        assert_int_equal(cs_feed_next(f, &ev[i], 5000), 0), ev[i].key = strndup(ev[i].key, ev[i].klen);
+        assert_int_equal(cs_feed_next(f, &ev[i], 5000), 0),
+            ev[i].key = strndup(ev[i].key, ev[i].klen);
     /* the two transaction events first (either order), with one id, then the later put */
     assert_true(ev[0].txn_id != 0 && ev[0].txn_id == ev[1].txn_id);
     assert_int_equal(ev[2].txn_id, 0);
@@ -413,7 +414,7 @@ static void test_positions_the_log_lost_and_bad_arguments(void **state)
     assert_int_equal(cs_feed_open(db, NULL, NULL, NULL), CS_EINVAL);
     assert_int_equal(cs_feed_open(db, "", NULL, &f), CS_ENAME);
     assert_int_equal(cs_feed_open(db, NULL, "nonsense", &f), CS_EINVAL);
-    assert_int_equal(cs_feed_open(db, NULL, "cs1.3.0-0.0-0.0-0", &f), CS_EINVAL); /* 3 shards */
+    assert_int_equal(cs_feed_open(db, NULL, "cs1.3.0-0.0-0.0-0", &f), CS_EINVAL);  /* 3 shards */
     assert_int_equal(cs_feed_open(db, NULL, "cs1.2.ffffff-0.0-0", &f), CS_EINVAL); /* beyond */
     assert_int_equal(cs_feed_open(db, NULL, "cs1.2.0-0.0-0", &f), 0); /* from the start */
     struct cs_feed_event ev;

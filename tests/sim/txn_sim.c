@@ -81,18 +81,18 @@ enum answer { ANS_NONE, ANS_COMMITTED, ANS_REFUSED };
 struct ts_txn {
     uint64_t id;
     int from, to, amount;
-    int read_from, read_to;   /* balances read */
+    int read_from, read_to; /* balances read */
     unsigned nparts;
-    unsigned parts[2];        /* participant shards, increasing */
+    unsigned parts[2]; /* participant shards, increasing */
     enum answer answer;
-    int refused_rc;           /* the answer's error */
-    long prepared_at;         /* durable_seq when its last PREPARE (or its one-shard record)
-                                 became durable (-1: never): its place in the serial order */
+    int refused_rc;            /* the answer's error */
+    long prepared_at;          /* durable_seq when its last PREPARE (or its one-shard record)
+                                  became durable (-1: never): its place in the serial order */
     unsigned durable_prepares; /* of nparts */
-    bool single;              /* one participant: no PREPARE */
+    bool single;               /* one participant: no PREPARE */
     /* the shared state a real shard_txn holds */
-    int state;                /* 0 pending, 1 committed, 2 aborted */
-    unsigned unsettled;       /* participants whose outcome record is not durable */
+    int state;          /* 0 pending, 1 committed, 2 aborted */
+    unsigned unsettled; /* participants whose outcome record is not durable */
 };
 
 static struct ts_txn txns[TS_TXNS_MAX];
@@ -104,16 +104,16 @@ enum rec_type { R_PREPARE, R_COMMIT, R_ABORT, R_APPLY };
 
 struct ts_rec {
     uint8_t type;
-    unsigned txn;     /* index in txns */
+    unsigned txn; /* index in txns */
     bool durable;
 };
 
-struct ts_part {               /* a transaction kept by a shard */
+struct ts_part { /* a transaction kept by a shard */
     bool used;
     unsigned txn;
-    bool settling;             /* outcome logged */
+    bool settling; /* outcome logged */
     bool committed;
-    int outcome_rec;           /* log index of the outcome record, -1: none */
+    int outcome_rec; /* log index of the outcome record, -1: none */
     bool counted;
 };
 
@@ -123,11 +123,11 @@ struct ts_shard {
     int nlog;
     struct {
         bool taken;
-        int lsn;                      /* log records < lsn are in it */
+        int lsn; /* log records < lsn are in it */
         int bal[TS_ACCOUNTS];
         bool marker[TS_TXNS_MAX];
-        int carried[64];              /* transactions carried */
-        bool carried_prepared[64];    /* prepared (else settling outcome below) */
+        int carried[64];           /* transactions carried */
+        bool carried_prepared[64]; /* prepared (else settling outcome below) */
         bool carried_committed[64];
         int ncarried;
     } ckpt;
@@ -137,7 +137,7 @@ struct ts_shard {
     int writer[TS_ACCOUNTS];  /* txn index + 1 holding the write lock */
     int readers[TS_ACCOUNTS]; /* read marks */
     struct ts_part parts[64];
-    bool failed;              /* an fsync failed: no more writes */
+    bool failed; /* an fsync failed: no more writes */
 };
 
 static struct ts_shard sh[TS_SHARDS_MAX];
@@ -159,10 +159,10 @@ struct ts_msg {
     uint8_t type;
     unsigned txn;
     unsigned shard;
-    int rc;           /* votes, done */
-    bool logged;      /* done: the outcome record was appended here */
-    bool commit;      /* decide */
-    int wait_rec;     /* a vote or done waiting for this log record to be durable (-1: none) */
+    int rc;       /* votes, done */
+    bool logged;  /* done: the outcome record was appended here */
+    bool commit;  /* decide */
+    int wait_rec; /* a vote or done waiting for this log record to be durable (-1: none) */
 };
 static struct ts_msg msgs[TS_MSGS_MAX];
 static unsigned nmsgs;
@@ -439,7 +439,8 @@ static void client_start(struct client *c)
     }
     txn_votes_init(&c->votes, 2);
     for (unsigned i = 0; i < 2; i++)
-        send((struct ts_msg){.type = M_PREPARE, .txn = c->txn, .shard = t->parts[i], .wait_rec = -1});
+        send((struct ts_msg){
+            .type = M_PREPARE, .txn = c->txn, .shard = t->parts[i], .wait_rec = -1});
     c->st = C_VOTING;
 }
 
@@ -495,8 +496,7 @@ static void deliver(unsigned m)
              * a one-shard record whose write failed may be on disk all the same (as any write
              * that fails with CS_EIO), and so may the PREPAREs when no participant could make
              * the ABORT durable (documented in include/cstore.h). */
-            if (c->answer_rc && c->answer_rc != CS_ECONFLICT &&
-                (txns[x.txn].single || !c->logged))
+            if (c->answer_rc && c->answer_rc != CS_ECONFLICT && (txns[x.txn].single || !c->logged))
                 txns[x.txn].answer = ANS_NONE;
             c->st = C_IDLE;
         }
@@ -627,7 +627,8 @@ static bool check(const char *when)
             return false;
         }
         if (t->answer == ANS_COMMITTED && !on) {
-            snprintf(fail_msg, sizeof(fail_msg), "%s: committed txn %" PRIu64 " is lost", when, t->id);
+            snprintf(fail_msg, sizeof(fail_msg), "%s: committed txn %" PRIu64 " is lost", when,
+                     t->id);
             return false;
         }
         if (t->answer == ANS_REFUSED && on) {
@@ -741,9 +742,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--verbose"))
             verbose = true;
         else {
-            fprintf(stderr,
-                    "usage: txn-sim [--seeds N] [--first-seed S] [--shards K] [--steps M] "
-                    "[--verbose]\n");
+            fprintf(stderr, "usage: txn-sim [--seeds N] [--first-seed S] [--shards K] [--steps M] "
+                            "[--verbose]\n");
             return 2;
         }
     }

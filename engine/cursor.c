@@ -417,22 +417,33 @@ void db_unpin_views(cs_db *db, struct shard_view **views)
         }
 }
 
-/* Pin coll's views into the cursor's streams; under the gate once a cross-shard commit was
- * decided since open (see engine/txn.c), else ungated and checked afterwards. */
+struct pin_args {
+    cs_db *db;
+    const char *coll;
+    uint16_t nlen;
+    struct shard_view **views;
+};
+
+static int pin_cb(void *arg)
+{
+    struct pin_args *a = arg;
+    return db_pin_views(a->db, a->coll, a->nlen, a->views);
+}
+
+static void unpin_cb(void *arg)
+{
+    struct pin_args *a = arg;
+    db_unpin_views(a->db, a->views);
+}
+
+/* Pin coll's views into the cursor's streams, cut under the gate (engine/txn.c: xgate_cut). */
 static int pin_streams(cs_db *db, cs_cursor *c, const char *coll, uint16_t nlen)
 {
     struct shard_view *stack[16], **views = c->n <= 16 ? stack : calloc(c->n, sizeof(*views));
     if (!views)
         return -ENOMEM;
-    bool gated = xgate_pin_begin(db);
-    int rc = db_pin_views(db, coll, nlen, views);
-    if (!rc && !gated && !xgate_still_unused(db)) {
-        /* a cross-shard commit was decided while the views were pinned: cut again, gated */
-        db_unpin_views(db, views);
-        gated = xgate_pin_begin(db);
-        rc = db_pin_views(db, coll, nlen, views);
-    }
-    xgate_pin_end(db, gated);
+    struct pin_args a = {.db = db, .coll = coll, .nlen = nlen, .views = views};
+    int rc = xgate_cut(db, pin_cb, unpin_cb, &a);
     for (unsigned i = 0; i < c->n; i++) {
         c->s[i].view = rc ? NULL : views[i];
         if (c->s[i].view)

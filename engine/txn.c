@@ -116,12 +116,17 @@ static void ro_release(cs_txn *t)
     t->nro = 0;
 }
 
+static void ro_unpin(void *arg)
+{
+    ro_release(arg);
+}
+
 /* Pin every collection on every shard: one cut, taken under the gate (see "the gate" below), so
  * the snapshot holds each cross-shard transaction whole or not at all. */
-static int ro_pin(cs_txn *t, bool *gated)
+static int ro_pin(void *arg)
 {
+    cs_txn *t = arg;
     cs_db *db = t->db;
-    *gated = xgate_pin_begin(db);
     char **names = NULL;
     size_t count = 0;
     int rc = cs_collection_list(db, &names, &count);
@@ -154,14 +159,7 @@ int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
     t->flags = flags;
     t->db = db;
     if (flags & CS_TXN_READONLY) {
-        bool gated;
-        int rc = ro_pin(t, &gated);
-        if (!rc && !gated && !xgate_still_unused(db)) { /* a cross-shard commit came meanwhile */
-            xgate_pin_end(db, gated);
-            ro_release(t);
-            rc = ro_pin(t, &gated);
-        }
-        xgate_pin_end(db, gated);
+        int rc = xgate_cut(db, ro_pin, ro_unpin, t);
         if (rc) {
             ro_release(t);
             free(t);
@@ -561,7 +559,7 @@ static void xgate_commit_exit(cs_db *db)
     pthread_mutex_unlock(&g->mu);
 }
 
-bool xgate_pin_begin(cs_db *db)
+static bool xgate_pin_begin(cs_db *db)
 {
     if (db->nshards < 2 || !atomic_load(&db->xshard_used))
         return false;
@@ -576,12 +574,7 @@ bool xgate_pin_begin(cs_db *db)
     return true;
 }
 
-bool xgate_still_unused(cs_db *db)
-{
-    return db->nshards < 2 || !atomic_load(&db->xshard_used);
-}
-
-void xgate_pin_end(cs_db *db, bool gated)
+static void xgate_pin_end(cs_db *db, bool gated)
 {
     if (!gated)
         return;
@@ -590,6 +583,19 @@ void xgate_pin_end(cs_db *db, bool gated)
     if (--g->pinning == 0)
         pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
+}
+
+int xgate_cut(cs_db *db, int (*pin)(void *arg), void (*unpin)(void *arg), void *arg)
+{
+    bool gated = xgate_pin_begin(db);
+    int rc = pin(arg);
+    if (!rc && !gated && db->nshards > 1 && atomic_load(&db->xshard_used)) {
+        unpin(arg); /* a cross-shard commit was decided meanwhile: cut again, gated */
+        gated = xgate_pin_begin(db);
+        rc = pin(arg);
+    }
+    xgate_pin_end(db, gated);
+    return rc;
 }
 
 /* ---- commit ---- */

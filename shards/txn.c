@@ -272,12 +272,14 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
 {
     for (size_t i = 0; i < n; i++) {
         const struct shard_txn_range *r = &rg[i];
-        for (unsigned b = 0; sh->nlocks && b < TXN_LOCK_BUCKETS; b++)
-            for (struct txn_lock *l = sh->locks[b]; l; l = l->next)
-                if (l->writer && l->name_len == r->coll_len &&
-                    memcmp(l->bytes, r->coll, r->coll_len) == 0 &&
-                    shard_txn_range_has(r, l->bytes + l->name_len, l->klen))
+        for (const struct txn_part *p = sh->txn_parts; p; p = p->next) /* prepared writes */
+            for (uint32_t k = 0; p->phase == TXN_PREPARED && k < p->nw; k++) {
+                const struct txn_write *w = &p->w[k];
+                if (w->lock && w->lock->name_len == r->coll_len &&
+                    memcmp(w->lock->bytes, r->coll, r->coll_len) == 0 &&
+                    shard_txn_range_has(r, w->bytes, w->klen))
                     return CS_ECONFLICT;
+            }
         uint64_t count = 0, sum[2] = {0, 0};
         struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
         if (c) {

@@ -584,18 +584,14 @@ void raft_advance(struct raft *r)
 
 int raft_ready_persist(const struct raft_ready *rd, const struct raft_storage *st)
 {
-    int rc;
-    if (rd->snapshot && (rc = st->save_snapshot(st->ctx, rd->snapshot)) != 0)
-        return rc;
-    if (rd->entries_n) {
-        if ((rc = st->truncate_suffix(st->ctx, rd->entries[0].index)) != 0)
-            return rc;
-        if ((rc = st->append(st->ctx, rd->entries, rd->entries_n)) != 0)
-            return rc;
-    }
-    if (rd->hard_state_changed && (rc = st->save_hard_state(st->ctx, &rd->hard_state)) != 0)
-        return rc;
-    return 0;
+    struct raft_batch b = {.snapshot = rd->snapshot,
+                           .entries = rd->entries,
+                           .entries_n = rd->entries_n,
+                           .hard_state = rd->hard_state_changed ? &rd->hard_state : NULL};
+    if (!b.snapshot && !b.entries_n && !b.hard_state)
+        return 0; /* nothing durable in this batch */
+    cs_assert(!b.entries_n || b.entries);
+    return st->save(st->ctx, &b);
 }
 
 static bool config_valid(const struct raft_config *c)

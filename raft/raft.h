@@ -149,8 +149,8 @@ struct raft_read_state {
 };
 
 /* One batch of work for the caller, handled in this order:
- * 1. persist snapshot (if any), then entries (storage truncates its suffix from
- *    entries[0].index first), then hard_state (if hard_state_changed);
+ * 1. persist snapshot (if any), entries (storage truncates its suffix from entries[0].index
+ *    first) and hard_state (if hard_state_changed) as one atomic unit (raft_ready_persist);
  * 2. send msgs (they may depend on step 1: votes, acks, appended entries);
  * 3. install the snapshot into the state machine, apply committed entries, serve read states
  *    once the state machine applied their index;
@@ -170,26 +170,36 @@ struct raft_ready {
     size_t reads_n;
 };
 
+/* The durable part of one ready batch, written through struct raft_storage.save as one unit. */
+struct raft_batch {
+    const struct raft_snapshot *snapshot;     /* InstallSnapshot (§7): replaces the whole log
+                                                 before the entries below; NULL: none */
+    const struct raft_entry *entries;         /* drop the suffix from entries[0].index (§5.3),
+                                                 then append these */
+    size_t entries_n;                         /* 0: no entries */
+    const struct raft_hard_state *hard_state; /* NULL: unchanged */
+};
+
 /* The narrow storage interface the log lives behind (later a shard's WAL). The core only reads
  * it, in raft_new; raft_ready_persist() writes a ready batch through it. Each callback returns
  * 0 or a negative code. Entries returned by read_entries are views valid until the next call
  * on the storage.
  * - load: hard state, snapshot (index 0: none; data a view) and last log index;
  * - read_entries: entries lo..hi (inclusive, all after the snapshot) into out[];
- * - truncate_suffix: drop entries >= from_index (a conflicting suffix, §5.3);
- * - append: entries that follow the last one;
- * - save_hard_state: term, vote, commit;
- * - save_snapshot: an InstallSnapshot (§7): the snapshot replaces the whole log. Compaction of
- *   the caller's own log (raft_compact) is the caller's business. */
+ * - save: one batch as one atomic, durable unit (the WAL writes it as one checksummed frame and
+ *   one fsync). When save returns 0, all of it survives a crash. When it fails, or the machine
+ *   crashes during it, the storage holds after a restart either all of the batch or none of it:
+ *   never entries without the hard state that came with them, nor the reverse. A failed save
+ *   (I/O error, failed fsync) stops the node: the caller sends none of the batch's messages,
+ *   applies none of its entries, never calls raft_advance, frees the struct raft and restarts
+ *   from what load returns (the pages of a failed fsync may be gone, fsyncgate).
+ * Compaction of the caller's own log (raft_compact) is the caller's business. */
 struct raft_storage {
     void *ctx;
     int (*load)(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *snap,
                 uint64_t *last_index);
     int (*read_entries)(void *ctx, uint64_t lo, uint64_t hi, struct raft_entry *out);
-    int (*append)(void *ctx, const struct raft_entry *ents, size_t n);
-    int (*truncate_suffix)(void *ctx, uint64_t from_index);
-    int (*save_hard_state)(void *ctx, const struct raft_hard_state *hs);
-    int (*save_snapshot)(void *ctx, const struct raft_snapshot *snap);
+    int (*save)(void *ctx, const struct raft_batch *b);
 };
 
 struct raft_config {
@@ -285,7 +295,9 @@ bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r);
 
-/* Write a ready batch's snapshot, entries and hard state through a storage (step 1 above). */
+/* Write a ready batch's snapshot, entries and hard state through a storage as one atomic unit
+ * (one call of st->save; step 1 above). On an error the caller must stop the node (see struct
+ * raft_storage): the batch's messages promise state that may not be on disk. */
 CS_MUST_CHECK int raft_ready_persist(const struct raft_ready *rd, const struct raft_storage *st);
 
 /* Accessors (any role; views valid until the next mutating call). */

@@ -17,16 +17,29 @@
  *              a change before the leader's first commit in its term)
  *   chaos      all of the above
  *   leaderfall leaders crash soon after appending, one entry per append (§5.4.2, Figure 8)
- * and toggles PreVote / CheckQuorum and draws the flow-control limits. Clients (closed-loop: at
+ *   diskfault  failed writes, failed fsyncs (the page cache is lost at the crash that follows)
+ *              and torn frames (power cut during a save); each stops its node (raft.h)
+ *   replay     frames from thousands of ticks back delivered again (a long run)
+ *   snapcrash  constant compaction, snapshots sent to lagging followers, crashes right after a
+ *              compaction (sometimes before the store compacted) or a snapshot install
+ *   long       SIM_LONG_FACTOR times the steps, leaders falling now and then: tens of elections
+ *   drift      clock rates that change during the run (2.5x slower to 2x faster than nominal)
+ *   confchase  every new leader asks for a membership change before its first commit in its
+ *              term, and accepted changes often lose their leader at once (thesis §4.1)
+ * and toggles PreVote / CheckQuorum and draws the flow-control limits. On top of its class, a
+ * seed's mix (drawn from the seed) may add the confchase probe, light disk faults or drifting
+ * clocks. The same seed always gets the same mix. Clients (closed-loop: at
  * most SIM_WRITES_INFLIGHT uncommitted writes per leader) propose writes
  * and ReadIndex reads at any node that believes it leads (a deposed leader may not know yet),
  * and reads at followers too (forwarded, thesis §6.4.1).
  *
- * Every node runs its own clock (8 to 12 units per tick). Every message travels as an encoded
+ * Every node runs its own clock (8 to 12 units per tick; the drift class changes rates during
+ * the run). Every message travels as an encoded
  * frame (raft_msg_encode/decode), so the codec is in the loop. Clients act before or after a
  * unit's deliveries, so a request can reach a deposed leader before the news does. A node hands a
  * ready batch to its "disk" (sim_store.c) only some time units after it appears (slow disks); a
- * crash loses everything not yet handed over.
+ * crash loses everything not yet handed over, and what sat in the page cache after a failed
+ * fsync. Promises (votes, acks) are checked against what survives a crash.
  *
  * Checks, after every time unit (each on what changed in it):
  *   - election safety: at most one leader per term (§5.2);
@@ -53,6 +66,13 @@
  *     commit; a heartbeat never carries a commit beyond what its recipient acknowledged in the
  *     term; a ReadIndex read leaves the leader only once a majority acknowledged a heartbeat
  *     whose round (context) is above every round sent before the read arrived (thesis §6.4);
+ *   - atomic batches (raft.h, struct raft_storage): a ready batch reaches the store in one save
+ *     holding its entries and hard state, and a restart finds exactly the image of the last
+ *     save that returned 0 (no part of a torn or unsynced batch);
+ *   - I/O errors stop the node: raft_ready_persist never reports success for a save the store
+ *     failed (the node would act on state that is not on disk);
+ *   - the §4.1 rule as an API contract: no membership change accepted before the leader
+ *     committed an entry of its term;
  *   - liveness: after the heal (every node up, no loss, no cut), a leader appears, a fresh
  *     proposal commits and every member of the configuration applies it within
  *     SIM_LIVENESS_TICKS ticks.
@@ -60,7 +80,9 @@
  * closing report; an assertion inside the core is one more class ("abort") under --keep-going,
  * which counts such a seed as failed and goes on (tests/sim/mutants.sh uses it).
  * A time unit is one "step" of --steps; the default, SIM_STEPS_DEFAULT, keeps 2000 seeds at a few
- * seconds.
+ * seconds (the long and replay classes run SIM_LONG_FACTOR times as many). The closing report is
+ * a table per fault class (runs, passed, failed, per-run figures), the failed seeds per check and
+ * class, and last "N passed, M failed".
  * A violation fails the seed; the first failing seed is printed with the last trace lines.
  * The same seed always replays the same run: all randomness (including the election timeouts the
  * core asks for) comes from the seed's PRNG, and nothing reads a clock. */
@@ -90,10 +112,30 @@
 #define SIM_TRACE_LINES 48u
 #define SIM_TRACE_LINE_BYTES 160u
 #define SIM_STEPS_DEFAULT 2500u
-#define SIM_CLASSES 7u
+#define SIM_LONG_FACTOR 8u   /* the long and replay classes run this many times --steps */
+#define SIM_ARCHIVE_MAX 256u /* frames kept for the replay class */
+#define SIM_REPLAY_AGE_MIN (300u * SIM_TICK_UNITS) /* a replayed frame is at least this old */
 
-static const char *const class_names[SIM_CLASSES] = {"calm",  "lossy", "partition", "crash",
-                                                     "churn", "chaos", "leaderfall"};
+enum sim_class {
+    CL_CALM = 0,
+    CL_LOSSY,
+    CL_PARTITION,
+    CL_CRASH,
+    CL_CHURN,
+    CL_CHAOS,
+    CL_LEADERFALL,
+    CL_DISKFAULT,
+    CL_REPLAY,
+    CL_SNAPCRASH,
+    CL_LONG,
+    CL_DRIFT,
+    CL_CONFCHASE,
+    SIM_CLASSES
+};
+
+static const char *const class_names[SIM_CLASSES] = {
+    "calm",      "lossy",  "partition", "crash", "churn", "chaos",    "leaderfall",
+    "diskfault", "replay", "snapcrash", "long",  "drift", "confchase"};
 
 /* What a failed seed violated: each check below (file comment) has its own class, so the report
  * says which check caught what. */
@@ -111,6 +153,9 @@ enum check {
     CK_FOLLOWER_COMMIT, /* a follower committed past what the append or heartbeat allowed */
     CK_HEARTBEAT_COMMIT, /* a heartbeat's commit exceeds what the follower acknowledged */
     CK_READ_ROUND,       /* a read released without a quorum round started after it (§6.4) */
+    CK_ATOMIC,           /* a batch not saved as one unit, or a restart finding part of one */
+    CK_IO_STOP,          /* a node went on after its storage failed a save */
+    CK_CONF_RULE,        /* a change accepted before the leader committed in its term (§4.1) */
     CK_API,              /* an unexpected error from the core's interface */
     CK_ABORT,            /* an assertion of the core failed (the seed aborted) */
     CK_N
@@ -129,6 +174,9 @@ static const char *const check_names[CK_N] = {"election",
                                               "follower-commit",
                                               "heartbeat-commit",
                                               "read-round",
+                                              "atomic-batch",
+                                              "io-stop",
+                                              "conf-rule",
                                               "api",
                                               "abort"};
 
@@ -272,6 +320,15 @@ struct faults {
     uint32_t depose_conf_ppm; /* per accepted change: isolate its leader at once (thesis §4.1) */
     uint32_t transfer_ppm;
     uint32_t compact_ppm;
+    uint32_t disk_eio_ppm;         /* per save: the write fails, nothing lands */
+    uint32_t disk_fsync_ppm;       /* per save: the write lands in the cache, its fsync fails */
+    uint32_t disk_torn_ppm;        /* per save: power cut during the write (torn frame) */
+    uint32_t archive_ppm;          /* per frame sent: kept for a replay much later */
+    uint32_t replay_ppm;           /* per time unit: an archived frame is delivered again */
+    uint32_t drift_ppm;            /* per node and time unit: its clock rate changes */
+    uint32_t crash_after_snap_ppm; /* per compaction or snapshot install: crash at once */
+    uint32_t fresh_conf_ppm;       /* per unit: a leader not yet committed in its term tries a
+                                      change (the core must refuse, thesis §4.1) */
     unsigned disk_delay_max;
     unsigned down_ticks_max; /* a crashed node stays down up to this */
     unsigned delay_max;
@@ -288,6 +345,9 @@ struct stats {
     uint64_t crashes;
     uint64_t stalls;
     uint64_t corrupt;
+    uint64_t disk_faults; /* saves failed or torn */
+    uint64_t replays;     /* archived frames delivered again */
+    uint64_t drifts;      /* clock rate changes */
 };
 
 struct sim {
@@ -310,6 +370,8 @@ struct sim {
     uint64_t chase_term;    /* 0: no chase in progress */
     uint64_t chase_deposed; /* the isolated leader */
     int chase_type;         /* enum raft_conf_change the next leader proposes */
+    /* replay class: frames kept from the past, delivered again much later */
+    struct net_msg archive[SIM_ARCHIVE_MAX];
     /* network: binary heap on (at, seq) */
     struct net_msg *net;
     size_t net_n;
@@ -556,6 +618,16 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
         free(buf);
         return !s->cut[from][to];
     }
+    if (rng_ppm(&s->rng, s->f.archive_ppm)) {
+        /* kept for the replay class: delivered again thousands of ticks from now */
+        struct net_msg *a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
+        free(a->buf);
+        *a = (struct net_msg){.at = s->now, .to = to, .from = from, .len = (uint32_t)len};
+        a->buf = malloc(len);
+        if (!a->buf)
+            exit(2);
+        memcpy(a->buf, buf, len);
+    }
     unsigned copies = rng_ppm(&s->rng, s->f.dup_ppm) ? 2 : 1;
     for (unsigned c = 0; c < copies; c++) {
         struct net_msg nm = {.at = s->now + net_delay(s),
@@ -575,6 +647,25 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
         net_push(s, nm);
     }
     return true;
+}
+
+/* The replay class: a frame sent at least SIM_REPLAY_AGE_MIN units ago (thousands of ticks in a
+ * long run) arrives again, as a router or a retransmitting proxy could deliver it. A correct node
+ * ignores it or answers it harmlessly (its term is old, Figure 2; §5.3's checks). */
+static void replay_old_frame(struct sim *s)
+{
+    struct net_msg *a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
+    if (!a->buf || s->now < a->at + SIM_REPLAY_AGE_MIN)
+        return;
+    struct net_msg nm = *a;
+    nm.at = s->now + 1 + rng_below(&s->rng, SIM_TICK_UNITS);
+    nm.seq = rng_next(&s->rng);
+    nm.buf = malloc(a->len);
+    if (!nm.buf)
+        exit(2);
+    memcpy(nm.buf, a->buf, a->len);
+    net_push(s, nm);
+    s->st.replays++;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -761,7 +852,8 @@ static void check_outgoing(struct sim *s, struct node *nd, const struct raft_msg
     if (m->to == 0 || m->to > s->n)
         return;
     unsigned from = (unsigned)(nd->id - 1), to = (unsigned)(m->to - 1);
-    const struct raft_hard_state *hs = &nd->disk.hs;
+    /* promises are checked against what survives a crash, not the page cache */
+    const struct raft_hard_state *hs = sim_store_durable_hs(&nd->disk);
     switch (m->type) {
     case RAFT_MSG_VOTE_RESP:
         /* §5.1: the vote is on disk (or a later term is) before it is sent */
@@ -774,10 +866,10 @@ static void check_outgoing(struct sim *s, struct node *nd, const struct raft_msg
     case RAFT_MSG_APP_RESP: {
         if (m->reject)
             break;
-        if (m->index > sim_store_last(&nd->disk))
+        if (m->index > sim_store_durable_last(&nd->disk))
             fail(s, CK_DISK_PROMISE,
                  "node %" PRIu64 " acknowledges index %" PRIu64 " but its disk ends at %" PRIu64,
-                 nd->id, m->index, sim_store_last(&nd->disk));
+                 nd->id, m->index, sim_store_durable_last(&nd->disk));
         struct term_max *a = &s->app_ack[from][to];
         if (m->term > a->term) {
             a->term = m->term;
@@ -924,7 +1016,7 @@ static void sm_reset(struct node *nd)
     nd->sm_index = 0;
     nd->sm_hash = 0;
     nd->sm_writes = 0;
-    const struct raft_snapshot *sn = &nd->disk.snap;
+    const struct raft_snapshot *sn = &nd->disk.img.snap;
     if (sn->index && sn->len == SM_SNAP_BYTES) {
         memcpy(&nd->sm_index, sn->data, 8);
         memcpy(&nd->sm_hash, sn->data + 8, 8);
@@ -1038,8 +1130,25 @@ static struct raft_config node_config(struct sim *s, const struct node *nd)
     return c;
 }
 
+/* Atomic batches (struct raft_storage.save): after any crash the store holds exactly the batches
+ * whose save returned 0, so the image a restart finds is the one after the last good save. */
+static void check_restart_image(struct sim *s, const struct node *nd)
+{
+    struct sim_mark now = sim_store_mark_now(&nd->disk), want = nd->disk.mark;
+    if (now.hs.term != want.hs.term || now.hs.vote != want.hs.vote ||
+        now.hs.commit != want.hs.commit || now.snap_index != want.snap_index ||
+        now.last != want.last || now.last_term != want.last_term)
+        fail(s, CK_ATOMIC,
+             "node %" PRIu64 " restarts with term %" PRIu64 " vote %" PRIu64 " last %" PRIu64
+             "/%" PRIu64 " but its last good save left term %" PRIu64 " vote %" PRIu64
+             " last %" PRIu64 "/%" PRIu64 " (part of a batch survived)",
+             nd->id, now.hs.term, now.hs.vote, now.last, now.last_term, want.hs.term, want.hs.vote,
+             want.last, want.last_term);
+}
+
 static void node_start(struct sim *s, struct node *nd)
 {
+    check_restart_image(s, nd);
     struct raft_config c = node_config(s, nd);
     struct raft_storage ops;
     sim_store_ops(&nd->disk, &ops);
@@ -1066,6 +1175,7 @@ static void node_crash(struct sim *s, struct node *nd, uint64_t down_units)
 {
     raft_free(nd->r);
     nd->r = NULL;
+    sim_store_crash(&nd->disk); /* the page cache and any torn frame are gone */
     nd->reads_n = 0;
     nd->paused_until = 0;
     nd->down_until = s->now + down_units;
@@ -1074,7 +1184,42 @@ static void node_crash(struct sim *s, struct node *nd, uint64_t down_units)
           nd->down_until, sim_store_last(&nd->disk));
 }
 
-/* Persist, send, apply and advance one ready batch (raft.h order). */
+/* The disk fault of the diskfault class for the next save of a batch with durable content. */
+static uint8_t arm_disk_fault(struct sim *s, struct node *nd, const struct raft_ready *rd)
+{
+    uint8_t fault = SIM_DISK_OK;
+    if (!rd->snapshot && !rd->entries_n && !rd->hard_state_changed)
+        return fault;
+    if (rng_ppm(&s->rng, s->f.disk_torn_ppm))
+        fault = SIM_DISK_TORN;
+    else if (rng_ppm(&s->rng, s->f.disk_fsync_ppm))
+        fault = SIM_DISK_FSYNC;
+    else if (rng_ppm(&s->rng, s->f.disk_eio_ppm))
+        fault = SIM_DISK_EIO;
+    nd->disk.fault = fault;
+    nd->disk.torn_entries = (uint32_t)rng_below(&s->rng, rd->entries_n + 1);
+    return fault;
+}
+
+/* raft.h: one batch, one save, and what it returned 0 for is what the disk now holds. */
+static void check_batch_saved(struct sim *s, struct node *nd, const struct raft_ready *rd,
+                              uint64_t saves_before)
+{
+    bool durable = rd->snapshot || rd->entries_n || rd->hard_state_changed;
+    if (nd->disk.saves != saves_before + (durable ? 1 : 0))
+        fail(s, CK_ATOMIC, "node %" PRIu64 " saved a batch in %" PRIu64 " units", nd->id,
+             nd->disk.saves - saves_before);
+    const struct raft_hard_state *hs = sim_store_durable_hs(&nd->disk);
+    if (rd->hard_state_changed &&
+        (hs->term != rd->hard_state.term || hs->vote != rd->hard_state.vote ||
+         hs->commit != rd->hard_state.commit))
+        fail(s, CK_ATOMIC, "node %" PRIu64 " batch saved without its hard state", nd->id);
+    if (rd->entries_n && sim_store_durable_last(&nd->disk) != rd->entries[rd->entries_n - 1].index)
+        fail(s, CK_ATOMIC, "node %" PRIu64 " batch saved without its entries", nd->id);
+}
+
+/* Persist, send, apply and advance one ready batch (raft.h order). A failed save stops the node
+ * (raft.h, struct raft_storage): nothing of the batch is sent or applied. */
 static void node_ready(struct sim *s, unsigned idx)
 {
     struct node *nd = &s->nodes[idx];
@@ -1084,9 +1229,27 @@ static void node_ready(struct sim *s, unsigned idx)
     sim_store_ops(&nd->disk, &ops);
     if (rd.entries_n)
         check_persisted(s, nd, rd.entries, rd.entries_n);
+    uint8_t fault = arm_disk_fault(s, nd, &rd);
+    uint64_t saves_before = nd->disk.saves;
     int rc = raft_ready_persist(&rd, &ops);
+    nd->disk.fault = SIM_DISK_OK;
+    if (fault != SIM_DISK_OK) {
+        s->st.disk_faults++;
+        trace(s, "node %" PRIu64 " disk fault %u on a save (persist returned %d)", nd->id, fault,
+              rc);
+    }
+    if (fault == SIM_DISK_TORN) { /* the power went during the write */
+        node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, s->f.down_ticks_max)));
+        return;
+    }
+    if (rc != 0 && fault != SIM_DISK_OK) { /* an I/O error stops the node */
+        node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, s->f.down_ticks_max)));
+        return;
+    }
     if (rc != 0)
         fail(s, CK_API, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
+    if (fault == SIM_DISK_OK)
+        check_batch_saved(s, nd, &rd, saves_before);
     note_commits(s, nd);
     uint64_t snap_failed[SIM_NODES_MAX];
     unsigned snap_failed_n = 0;
@@ -1108,13 +1271,19 @@ static void node_ready(struct sim *s, unsigned idx)
             if (nd->reads[k].request_id == rd.reads[i].request_id)
                 nd->reads[k].index = rd.reads[i].index ? rd.reads[i].index : 1;
     }
+    if (fault != SIM_DISK_OK) /* after the sends: the disk-promise check sees their effect */
+        fail(s, CK_IO_STOP,
+             "node %" PRIu64 " went on after its storage failed a save (persist returned 0)",
+             nd->id);
+    bool installed = rd.snapshot != NULL;
     raft_advance(nd->r);
     for (unsigned i = 0; i < snap_failed_n; i++)
         raft_report_snapshot(nd->r, snap_failed[i], false);
     serve_reads(s, nd);
     check_leaders(s, nd);
     /* crash right after answering: what the answers promised must already be on disk (§5.1) */
-    if (promised && rng_ppm(&s->rng, s->f.crash_after_ack_ppm))
+    if ((promised && rng_ppm(&s->rng, s->f.crash_after_ack_ppm)) ||
+        (installed && rng_ppm(&s->rng, s->f.crash_after_snap_ppm)))
         node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, s->f.down_ticks_max)));
 }
 
@@ -1275,11 +1444,18 @@ static int client_conf(struct sim *s, struct node *l, int want)
         if (target == l->id)
             return 0;
     }
-    uint64_t index;
+    uint64_t index, t;
     bool xfer = transfer_active(l);
+    /* raft.h: no change before the leader committed an entry of its term (thesis §4.1) */
+    bool in_term = raft_term_at(l->r, raft_commit(l->r), &t) && t == raft_term(l->r);
     int rc = raft_propose_conf(l->r, type, target, &index);
     if (rc == 0 && xfer)
         fail(s, CK_TRANSFER, "leader %" PRIu64 " accepted a conf change during a transfer", l->id);
+    if (rc == 0 && !in_term)
+        fail(s, CK_CONF_RULE,
+             "leader %" PRIu64 " of term %" PRIu64 " accepted a conf change before committing an "
+             "entry of its term (commit %" PRIu64 ")",
+             l->id, raft_term(l->r), raft_commit(l->r));
     if (rc == RAFT_EBUSY || rc == CS_EFULL)
         return 0;
     if (rc != 0) {
@@ -1393,10 +1569,16 @@ static void compact(struct sim *s, struct node *nd)
         fail(s, CK_API, "compact at %" PRIu64 ": %d", index, rc);
         return;
     }
-    rc = sim_store_compact(&nd->disk, raft_snapshot(nd->r));
-    if (rc != 0)
-        fail(s, CK_API, "store compact at %" PRIu64 ": %d", index, rc);
+    /* snapcrash: the process may die before its store compacts too (the log stays whole) */
+    bool crash = rng_ppm(&s->rng, s->f.crash_after_snap_ppm);
+    if (!crash || rng_ppm(&s->rng, 500000)) {
+        rc = sim_store_compact(&nd->disk, raft_snapshot(nd->r));
+        if (rc != 0)
+            fail(s, CK_API, "store compact at %" PRIu64 ": %d", index, rc);
+    }
     trace(s, "node %" PRIu64 " compacts to %" PRIu64, nd->id, index);
+    if (crash)
+        node_crash(s, nd, SIM_TICK_UNITS * (1 + rng_below(&s->rng, s->f.down_ticks_max)));
 }
 
 static void heal(struct sim *s)
@@ -1430,8 +1612,16 @@ static void faults_step(struct sim *s)
             trace(s, "one-way cut from node %u (to %u) until t=%" PRIu64, a + 1, b + 1, s->heal_at);
         }
     }
+    if (rng_ppm(&s->rng, s->f.replay_ppm))
+        replay_old_frame(s);
     for (unsigned i = 0; i < s->n; i++) {
         struct node *nd = &s->nodes[i];
+        if (rng_ppm(&s->rng, s->f.drift_ppm)) {
+            /* the drift class: this node's clock now runs at another rate (2.5x slower to 2x
+             * faster than nominal), as under CPU throttling, NTP slewing or a VM steal */
+            nd->tick_units = 5 + (unsigned)rng_below(&s->rng, 21);
+            s->st.drifts++;
+        }
         if (!nd->r && s->now >= nd->down_until) {
             node_start(s, nd);
             trace(s, "node %" PRIu64 " restarts (term %" PRIu64 ", last %" PRIu64 ")", nd->id,
@@ -1483,6 +1673,19 @@ static void clients_step(struct sim *s, bool faults)
         return;
     if (s->chase_term)
         chase_conf(s);
+    for (unsigned i = 0; i < s->n; i++) {
+        /* confchase: a leader that has not committed in its term yet asks for a change at once
+         * (the core answers RAFT_EBUSY until its empty entry commits, thesis §4.1) */
+        struct node *nd = &s->nodes[i];
+        uint64_t t;
+        if (nd->r && !paused(s, nd) && raft_role(nd->r) == RAFT_LEADER &&
+            !(raft_term_at(nd->r, raft_commit(nd->r), &t) && t == raft_term(nd->r)) &&
+            rng_ppm(&s->rng, s->f.fresh_conf_ppm)) {
+            int type = client_conf(s, nd, 0);
+            if (type && type != RAFT_CC_ADD_LEARNER && rng_ppm(&s->rng, s->f.depose_conf_ppm))
+                depose_after_conf(s, nd, type);
+        }
+    }
     if (rng_ppm(&s->rng, s->f.conf_ppm)) {
         int type = client_conf(s, l, 0);
         if (type && type != RAFT_CC_ADD_LEARNER && rng_ppm(&s->rng, s->f.depose_conf_ppm))
@@ -1548,39 +1751,101 @@ static void unit_step(struct sim *s, bool faults)
 /* ------------------------------------------------------------------------------------------ */
 /* Scenarios                                                                                   */
 
+/* The fault mix of one seed: its class (seed % SIM_CLASSES) and draws from the seed's PRNG, so
+ * the same seed always gets the same mix. */
 static void pick_faults(struct sim *s)
 {
     struct faults f = {.delay_max = 2 * SIM_TICK_UNITS, .loss_ppm = 10000, .down_ticks_max = 40};
-    bool all = s->cls == 5;
-    if (s->cls == 1 || all) {
+    bool all = s->cls == CL_CHAOS;
+    if (s->cls == CL_LOSSY || all) {
         f.loss_ppm = 50000 + (uint32_t)rng_below(&s->rng, 200000);
         f.dup_ppm = 50000;
         f.long_delay_ppm = 20000;
         f.flip_ppm = 5000;
         f.delay_max = 4 * SIM_TICK_UNITS;
     }
-    if (s->cls == 2 || all) {
+    if (s->cls == CL_PARTITION || all) {
         f.partition_ppm = 1000 + (uint32_t)rng_below(&s->rng, 8000);
         f.pause_ppm = (uint32_t)rng_below(&s->rng, 1000);
         f.leader_pause_ppm = (uint32_t)rng_below(&s->rng, 3000);
         f.oneway_ppm = 1000 + (uint32_t)rng_below(&s->rng, 4000);
     }
-    if (s->cls == 3 || all) {
+    if (s->cls == CL_CRASH || all) {
         f.crash_ppm = 200 + (uint32_t)rng_below(&s->rng, 1500);
         f.leader_crash_ppm = (uint32_t)rng_below(&s->rng, 4000);
         f.crash_after_ack_ppm = (uint32_t)rng_below(&s->rng, 30000);
         f.disk_delay_max = (unsigned)rng_below(&s->rng, 3 * SIM_TICK_UNITS);
     }
-    if (s->cls == 4 || all) {
+    if (s->cls == CL_CHURN || all) {
         f.conf_ppm = 20000;
         f.depose_conf_ppm = 300000;
         f.transfer_ppm = 2000;
         f.compact_ppm = 5000;
         f.disk_delay_max = f.disk_delay_max ? f.disk_delay_max : SIM_TICK_UNITS;
     }
-    if (s->cls == 0)
+    if (s->cls == CL_DISKFAULT || all) {
+        /* failed writes, failed fsyncs and torn frames; each stops its node (raft.h) */
+        f.disk_eio_ppm = 2000 + (uint32_t)rng_below(&s->rng, 8000);
+        f.disk_fsync_ppm = 2000 + (uint32_t)rng_below(&s->rng, 8000);
+        f.disk_torn_ppm = 1000 + (uint32_t)rng_below(&s->rng, 5000);
+        f.down_ticks_max = 5 + (unsigned)rng_below(&s->rng, 20);
+        f.disk_delay_max = (unsigned)rng_below(&s->rng, 2 * SIM_TICK_UNITS);
+    }
+    if (s->cls == CL_REPLAY || all) {
+        /* frames from far back (at least SIM_REPLAY_AGE_MIN units) delivered again */
+        f.archive_ppm = 20000;
+        f.replay_ppm = 100000 + (uint32_t)rng_below(&s->rng, 400000);
+        f.leader_crash_ppm = f.leader_crash_ppm ? f.leader_crash_ppm : 300;
+        f.leader_pause_ppm = f.leader_pause_ppm ? f.leader_pause_ppm : 300;
+    }
+    if (s->cls == CL_SNAPCRASH || all) {
+        /* nodes compact all the time and crash around compactions and installs; loss makes
+         * followers fall behind the leader's snapshot */
+        f.compact_ppm = 100000;
+        f.crash_after_snap_ppm = 50000 + (uint32_t)rng_below(&s->rng, 200000);
+        f.crash_ppm = f.crash_ppm ? f.crash_ppm : 300 + (uint32_t)rng_below(&s->rng, 700);
+        f.loss_ppm = f.loss_ppm > 50000 ? f.loss_ppm : 50000 + (uint32_t)rng_below(&s->rng, 100000);
+        f.down_ticks_max = 5 + (unsigned)rng_below(&s->rng, 60);
+        f.disk_delay_max = (unsigned)rng_below(&s->rng, SIM_TICK_UNITS);
+    }
+    if (s->cls == CL_LONG) {
+        /* SIM_LONG_FACTOR times the steps; leaders fall now and then: tens of elections */
+        f.leader_crash_ppm = 400 + (uint32_t)rng_below(&s->rng, 800);
+        f.leader_pause_ppm = (uint32_t)rng_below(&s->rng, 500);
+        f.crash_ppm = (uint32_t)rng_below(&s->rng, 100);
+        f.compact_ppm = 2000;
+        f.down_ticks_max = 5 + (unsigned)rng_below(&s->rng, 30);
+    }
+    if (s->cls == CL_DRIFT || all) {
+        /* clock rates change during the run (see faults_step) */
+        f.drift_ppm = 1000 + (uint32_t)rng_below(&s->rng, 5000);
+        f.partition_ppm = f.partition_ppm ? f.partition_ppm : 1000;
+        f.leader_pause_ppm = f.leader_pause_ppm ? f.leader_pause_ppm : 1000;
+    }
+    if (s->cls == CL_CONFCHASE) {
+        /* every new leader asks for a change before it committed in its term; accepted changes
+         * often lose their leader at once (thesis §4.1) */
+        f.fresh_conf_ppm = 500000;
+        f.conf_ppm = 30000;
+        f.depose_conf_ppm = 500000;
+        f.leader_crash_ppm = 1000;
+        f.compact_ppm = 2000;
+    }
+    if (s->cls == CL_CALM)
         f.compact_ppm = 1000;
-    if (s->cls == 6) {
+    /* the seed's mix on top of its class: most seeds also have every new leader ask for a
+     * change before its first commit (the core must refuse, thesis §4.1: harmless when it
+     * does); some get light disk faults or drifting clocks */
+    if (!f.fresh_conf_ppm && rng_ppm(&s->rng, 800000))
+        f.fresh_conf_ppm = 300000;
+    if (!f.disk_eio_ppm && rng_ppm(&s->rng, 200000)) {
+        f.disk_eio_ppm = 500;
+        f.disk_fsync_ppm = 500;
+        f.disk_torn_ppm = 300;
+    }
+    if (!f.drift_ppm && rng_ppm(&s->rng, 200000))
+        f.drift_ppm = 500;
+    if (s->cls == CL_LEADERFALL) {
         /* leaders fall soon after they append: the histories of §5.4.2 / Figure 8, where
          * entries of old terms sit on a minority while terms move on */
         f.leader_crash_ppm = 5000 + (uint32_t)rng_below(&s->rng, 30000);
@@ -1602,6 +1867,8 @@ static void sim_free(struct sim *s)
     }
     for (size_t i = 0; i < s->net_n; i++)
         free(s->net[i].buf);
+    for (unsigned i = 0; i < SIM_ARCHIVE_MAX; i++)
+        free(s->archive[i].buf);
     free(s->net);
     free(s->leader_of_term);
     free(s->recs);
@@ -1637,6 +1904,11 @@ static bool liveness(struct sim *s)
     s->f.dup_ppm = 0;
     s->f.long_delay_ppm = 0;
     s->f.flip_ppm = 0;
+    s->f.replay_ppm = 0;
+    s->f.disk_eio_ppm = 0;
+    s->f.disk_fsync_ppm = 0;
+    s->f.disk_torn_ppm = 0;
+    s->f.crash_after_snap_ppm = 0;
     s->f.delay_max = SIM_TICK_UNITS;
     trace(s, "heal: all up, network whole");
     uint64_t want = 0, deadline = s->now + (uint64_t)SIM_LIVENESS_TICKS * SIM_TICK_UNITS;
@@ -1674,6 +1946,23 @@ static bool liveness(struct sim *s)
     return false;
 }
 
+static void stats_add(struct stats *to, const struct stats *one)
+{
+    to->commits += one->commits;
+    to->elections += one->elections;
+    to->reads += one->reads;
+    to->snapshots += one->snapshots;
+    to->confs += one->confs;
+    to->transfers += one->transfers;
+    to->deposed += one->deposed;
+    to->crashes += one->crashes;
+    to->stalls += one->stalls;
+    to->corrupt += one->corrupt;
+    to->disk_faults += one->disk_faults;
+    to->replays += one->replays;
+    to->drifts += one->drifts;
+}
+
 static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose, struct stats *st,
                      unsigned *cls_out, enum check *ck_out, bool report)
 {
@@ -1689,15 +1978,17 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     uint64_t variant = rng_below(&s->rng, 4);
     s->pre_vote = variant != 1;
     s->check_quorum = variant != 2;
-    if (s->cls >= 4 && !s->pre_vote && !s->check_quorum)
+    if (s->cls >= CL_CHURN && !s->pre_vote && !s->check_quorum)
         s->pre_vote = true;
     static const unsigned infl[] = {1, 2, 4, 16};
     static const uint64_t msg_bytes[] = {100, 512, 1024, 64 * 1024};
     s->inflight_msgs_max = infl[rng_below(&s->rng, 4)];
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
     s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
-    if (s->cls == 6)
+    if (s->cls == CL_LEADERFALL)
         s->msg_bytes_max = 1; /* one entry per append */
+    if (s->cls == CL_LONG || s->cls == CL_REPLAY)
+        steps *= SIM_LONG_FACTOR; /* thousands of ticks: tens of elections, very old frames */
     pick_faults(s);
     current_sim = s;
     note_conf(s, 0, 0, (1u << (nodes + 1)) - 2); /* the bootstrap: voters 1..nodes */
@@ -1722,16 +2013,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
         printf("  trace (last %u events):\n", SIM_TRACE_LINES);
         print_trace(s, stdout);
     }
-    st->commits += s->st.commits;
-    st->elections += s->st.elections;
-    st->reads += s->st.reads;
-    st->snapshots += s->st.snapshots;
-    st->confs += s->st.confs;
-    st->transfers += s->st.transfers;
-    st->deposed += s->st.deposed;
-    st->crashes += s->st.crashes;
-    st->stalls += s->st.stalls;
-    st->corrupt += s->st.corrupt;
+    stats_add(st, &s->st);
     *cls_out = s->cls;
     *ck_out = s->failed_check;
     current_sim = NULL;
@@ -1833,17 +2115,7 @@ int main(int argc, char **argv)
         bool ok = run.ok;
         if (!ok)
             by_check[ck][cls]++;
-        struct stats *c = &st[cls];
-        c->commits += one.commits;
-        c->elections += one.elections;
-        c->reads += one.reads;
-        c->snapshots += one.snapshots;
-        c->confs += one.confs;
-        c->transfers += one.transfers;
-        c->deposed += one.deposed;
-        c->crashes += one.crashes;
-        c->stalls += one.stalls;
-        c->corrupt += one.corrupt;
+        stats_add(&st[cls], &one);
         if (ok) {
             passed++;
             pass[cls]++;
@@ -1852,16 +2124,21 @@ int main(int argc, char **argv)
             failn[cls]++;
         }
     }
+    printf("%-10s %6s %6s %6s | %s\n", "class", "runs", "passed", "failed",
+           "per run: proposed elections reads snapshots confs transfers deposed crashes stalls "
+           "corrupt-frames disk-faults replays drifts");
     for (unsigned c = 0; c < SIM_CLASSES; c++) {
-        if (pass[c] + failn[c] == 0)
+        uint64_t runs = pass[c] + failn[c];
+        if (runs == 0)
             continue;
-        printf("%-10s %6" PRIu64 " passed %4" PRIu64 " failed | proposed %" PRIu64
-               " elections %" PRIu64 " reads %" PRIu64 " snapshots %" PRIu64 " confs %" PRIu64
-               " transfers %" PRIu64 " deposed %" PRIu64 " crashes %" PRIu64 " stalls %" PRIu64
-               " corrupt-frames %" PRIu64 "\n",
-               class_names[c], pass[c], failn[c], st[c].commits, st[c].elections, st[c].reads,
-               st[c].snapshots, st[c].confs, st[c].transfers, st[c].deposed, st[c].crashes,
-               st[c].stalls, st[c].corrupt);
+        const struct stats *t = &st[c];
+        printf("%-10s %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %.0f %.1f %.0f %.1f %.1f %.1f %.1f "
+               "%.1f %.1f %.1f %.1f %.1f %.1f\n",
+               class_names[c], runs, pass[c], failn[c], (double)t->commits / runs,
+               (double)t->elections / runs, (double)t->reads / runs, (double)t->snapshots / runs,
+               (double)t->confs / runs, (double)t->transfers / runs, (double)t->deposed / runs,
+               (double)t->crashes / runs, (double)t->stalls / runs, (double)t->corrupt / runs,
+               (double)t->disk_faults / runs, (double)t->replays / runs, (double)t->drifts / runs);
     }
     for (unsigned ck = 0; ck < CK_N; ck++) {
         uint64_t total = 0;

@@ -1,9 +1,23 @@
 /* The simulator's "disk": an in-memory implementation of struct raft_storage that survives a
- * simulated crash (the struct raft does not). What a node had not handed to this store when it
- * crashed is lost, exactly as on a real machine after a power cut.
+ * simulated crash (the struct raft does not), with the disk faults of raft-sim's diskfault
+ * class. What a node had not handed to this store when it crashed is lost, exactly as on a real
+ * machine after a power cut.
  *
  * Contents: hard state, the last snapshot (index, term, configuration, data copy) and the
- * entries after it (copies). Invariants: entries[i].index == snap.index + 1 + i. */
+ * entries after it (copies). Invariants: entries[i].index == snap.index + 1 + i.
+ *
+ * Atomic batches (struct raft_storage.save): a save writes one batch (snapshot, truncation and
+ * entries, hard state) as one frame with one checksum. Faults armed for a save (sim.h):
+ * - SIM_DISK_EIO: nothing lands, -EIO;
+ * - SIM_DISK_FSYNC: the whole batch lands in the page cache (reads see it), its fsync fails,
+ *   -EIO; a crash loses it and everything written after it;
+ * - SIM_DISK_TORN: a prefix of the frame lands (the snapshot, the truncation, torn_entries of
+ *   the entries, never the hard state: it is written last), -EIO; the caller crashes the node.
+ * The image before the first such save is kept (undo); a crash (sim_store_crash) restores it:
+ * a torn frame fails its checksum and its whole batch goes, and so does what sat in the page
+ * cache. So after any crash the store holds exactly the batches whose save returned 0: never
+ * entries without the hard state that came with them, nor the reverse; `mark` records that
+ * image so the simulator can check it after every restart. */
 #include "sim.h"
 
 #include <cstore.h>
@@ -18,6 +32,51 @@ static void ent_free(struct raft_entry *e)
     e->data = NULL;
 }
 
+static void img_destroy(struct sim_image *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        ent_free(&m->ents[i]);
+    free(m->ents);
+    free((void *)m->snap.data);
+    memset(m, 0, sizeof(*m));
+}
+
+static uint64_t img_last(const struct sim_image *m)
+{
+    return m->snap.index + m->n;
+}
+
+static uint64_t img_last_term(const struct sim_image *m)
+{
+    return m->n ? m->ents[m->n - 1].term : m->snap.term;
+}
+
+static void *dup_bytes(const void *p, size_t n)
+{
+    if (!n)
+        return NULL;
+    void *d = malloc(n);
+    if (!d)
+        abort(); /* the simulator has no use for a half-copied disk */
+    memcpy(d, p, n);
+    return d;
+}
+
+/* A deep copy of m into out (out uninitialised). */
+static void img_clone(const struct sim_image *m, struct sim_image *out)
+{
+    *out = *m;
+    out->snap.data = dup_bytes(m->snap.data, m->snap.len);
+    out->cap = m->n ? m->n : 1;
+    out->ents = malloc(out->cap * sizeof(*out->ents));
+    if (!out->ents)
+        abort();
+    for (size_t i = 0; i < m->n; i++) {
+        out->ents[i] = m->ents[i];
+        out->ents[i].data = dup_bytes(m->ents[i].data, m->ents[i].len);
+    }
+}
+
 void sim_store_init(struct sim_store *s)
 {
     memset(s, 0, sizeof(*s));
@@ -25,24 +84,52 @@ void sim_store_init(struct sim_store *s)
 
 void sim_store_destroy(struct sim_store *s)
 {
-    for (size_t i = 0; i < s->n; i++)
-        ent_free(&s->ents[i]);
-    free(s->ents);
-    free((void *)s->snap.data);
+    img_destroy(&s->img);
+    if (s->dirty)
+        img_destroy(&s->undo);
     memset(s, 0, sizeof(*s));
 }
 
 uint64_t sim_store_last(const struct sim_store *s)
 {
-    return s->snap.index + s->n;
+    return img_last(&s->img);
+}
+
+const struct raft_hard_state *sim_store_durable_hs(const struct sim_store *s)
+{
+    return s->dirty ? &s->undo.hs : &s->img.hs;
+}
+
+uint64_t sim_store_durable_last(const struct sim_store *s)
+{
+    return img_last(s->dirty ? &s->undo : &s->img);
+}
+
+void sim_store_crash(struct sim_store *s)
+{
+    if (!s->dirty)
+        return;
+    img_destroy(&s->img);
+    s->img = s->undo; /* the torn or unsynced frames fail their checksum: all of them go */
+    memset(&s->undo, 0, sizeof(s->undo));
+    s->dirty = false;
+}
+
+struct sim_mark sim_store_mark_now(const struct sim_store *s)
+{
+    struct sim_mark k = {.hs = s->img.hs,
+                         .snap_index = s->img.snap.index,
+                         .last = img_last(&s->img),
+                         .last_term = img_last_term(&s->img)};
+    return k;
 }
 
 static int st_load(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *snap,
                    uint64_t *last)
 {
     struct sim_store *s = ctx;
-    *hs = s->hs;
-    *snap = s->snap;
+    *hs = s->img.hs;
+    *snap = s->img.snap;
     *last = sim_store_last(s);
     return 0;
 }
@@ -50,97 +137,114 @@ static int st_load(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *
 static int st_read(void *ctx, uint64_t lo, uint64_t hi, struct raft_entry *out)
 {
     struct sim_store *s = ctx;
-    if (lo <= s->snap.index || hi > sim_store_last(s) || lo > hi)
+    if (lo <= s->img.snap.index || hi > sim_store_last(s) || lo > hi)
         return CS_EINVAL;
     for (uint64_t i = lo; i <= hi; i++)
-        out[i - lo] = s->ents[i - s->snap.index - 1];
+        out[i - lo] = s->img.ents[i - s->img.snap.index - 1];
     return 0;
 }
 
-static int st_truncate(void *ctx, uint64_t from)
+static void img_truncate(struct sim_image *m, uint64_t from)
 {
-    struct sim_store *s = ctx;
-    if (from <= s->snap.index)
-        return CS_EINVAL;
-    while (sim_store_last(s) >= from) {
-        ent_free(&s->ents[s->n - 1]);
-        s->n--;
+    while (img_last(m) >= from && m->n > 0) {
+        ent_free(&m->ents[m->n - 1]);
+        m->n--;
     }
-    return 0;
 }
 
-static int st_append(void *ctx, const struct raft_entry *es, size_t n)
+static void img_push(struct sim_image *m, const struct raft_entry *e)
 {
-    struct sim_store *s = ctx;
-    if (n == 0)
-        return 0;
-    if (es[0].index != sim_store_last(s) + 1)
-        return CS_EINVAL;
-    if (s->n + n > s->cap) {
-        size_t cap = s->cap ? s->cap : 64;
-        while (cap < s->n + n)
-            cap *= 2;
-        struct raft_entry *p = realloc(s->ents, cap * sizeof(*p));
+    if (m->n + 1 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        struct raft_entry *p = realloc(m->ents, cap * sizeof(*p));
         if (!p)
-            return -ENOMEM;
-        s->ents = p;
-        s->cap = cap;
+            abort();
+        m->ents = p;
+        m->cap = cap;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct raft_entry e = es[i];
-        if (e.len) {
-            uint8_t *d = malloc(e.len);
-            if (!d)
-                return -ENOMEM;
-            memcpy(d, es[i].data, e.len);
-            e.data = d;
-        }
-        s->ents[s->n++] = e;
-    }
-    return 0;
+    struct raft_entry c = *e;
+    c.data = dup_bytes(e->data, e->len);
+    m->ents[m->n++] = c;
 }
 
-static int st_save_hs(void *ctx, const struct raft_hard_state *hs)
+static void img_set_snap(struct sim_image *m, const struct raft_snapshot *snap)
+{
+    uint8_t *d = dup_bytes(snap->data, snap->len);
+    free((void *)m->snap.data);
+    m->snap = *snap;
+    m->snap.data = d;
+}
+
+/* Is the batch well formed against the image (checked before anything lands)? */
+static bool batch_valid(const struct sim_image *m, const struct raft_batch *b)
+{
+    uint64_t snap_index = b->snapshot ? b->snapshot->index : m->snap.index;
+    uint64_t last = b->snapshot ? b->snapshot->index : img_last(m);
+    if (!b->entries_n)
+        return true;
+    uint64_t first = b->entries[0].index;
+    if (first <= snap_index || first > last + 1)
+        return false;
+    for (size_t i = 0; i < b->entries_n; i++)
+        if (b->entries[i].index != first + i)
+            return false;
+    return true;
+}
+
+static int st_save(void *ctx, const struct raft_batch *b)
 {
     struct sim_store *s = ctx;
-    s->hs = *hs;
-    return 0;
-}
-
-static int set_snap(struct sim_store *s, const struct raft_snapshot *snap)
-{
-    uint8_t *d = NULL;
-    if (snap->len) {
-        d = malloc(snap->len);
-        if (!d)
-            return -ENOMEM;
-        memcpy(d, snap->data, snap->len);
+    uint8_t fault = s->fault;
+    s->fault = SIM_DISK_OK;
+    if (!batch_valid(&s->img, b))
+        return CS_EINVAL;
+    if (fault == SIM_DISK_EIO)
+        return -EIO;
+    if (fault != SIM_DISK_OK && !s->dirty) {
+        img_clone(&s->img, &s->undo); /* what the disk holds under the page cache */
+        s->dirty = true;
     }
-    free((void *)s->snap.data);
-    s->snap = *snap;
-    s->snap.data = d;
+    struct sim_image *m = &s->img;
+    if (b->snapshot) {
+        for (size_t i = 0; i < m->n; i++)
+            ent_free(&m->ents[i]);
+        m->n = 0;
+        img_set_snap(m, b->snapshot);
+    }
+    size_t n = b->entries_n;
+    if (fault == SIM_DISK_TORN && s->torn_entries < n)
+        n = s->torn_entries;
+    if (b->entries_n)
+        img_truncate(m, b->entries[0].index);
+    for (size_t i = 0; i < n; i++)
+        img_push(m, &b->entries[i]);
+    if (fault == SIM_DISK_TORN)
+        return -EIO; /* the hard state, written last, never landed */
+    if (b->hard_state)
+        m->hs = *b->hard_state;
+    if (fault != SIM_DISK_OK)
+        return -EIO; /* SIM_DISK_FSYNC: in the page cache only */
+    if (!s->dirty) {
+        s->saves++;
+        s->mark = sim_store_mark_now(s);
+    }
     return 0;
-}
-
-static int st_save_snap(void *ctx, const struct raft_snapshot *snap)
-{
-    struct sim_store *s = ctx;
-    for (size_t i = 0; i < s->n; i++)
-        ent_free(&s->ents[i]);
-    s->n = 0;
-    return set_snap(s, snap);
 }
 
 int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap)
 {
-    if (snap->index <= s->snap.index || snap->index > sim_store_last(s))
+    struct sim_image *m = &s->img;
+    if (snap->index <= m->snap.index || snap->index > img_last(m))
         return CS_EINVAL;
-    size_t drop = (size_t)(snap->index - s->snap.index);
+    size_t drop = (size_t)(snap->index - m->snap.index);
     for (size_t i = 0; i < drop; i++)
-        ent_free(&s->ents[i]);
-    memmove(s->ents, s->ents + drop, (s->n - drop) * sizeof(*s->ents));
-    s->n -= drop;
-    return set_snap(s, snap);
+        ent_free(&m->ents[i]);
+    memmove(m->ents, m->ents + drop, (m->n - drop) * sizeof(*m->ents));
+    m->n -= drop;
+    img_set_snap(m, snap);
+    if (!s->dirty)
+        s->mark = sim_store_mark_now(s);
+    return 0;
 }
 
 void sim_store_ops(struct sim_store *s, struct raft_storage *ops)
@@ -148,8 +252,5 @@ void sim_store_ops(struct sim_store *s, struct raft_storage *ops)
     ops->ctx = s;
     ops->load = st_load;
     ops->read_entries = st_read;
-    ops->append = st_append;
-    ops->truncate_suffix = st_truncate;
-    ops->save_hard_state = st_save_hs;
-    ops->save_snapshot = st_save_snap;
+    ops->save = st_save;
 }

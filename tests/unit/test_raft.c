@@ -1217,6 +1217,9 @@ struct tstore {
     struct raft_entry ents[TSTORE_ENTRIES_MAX];
     uint8_t bytes[TSTORE_ENTRIES_MAX][16];
     uint64_t last;
+    unsigned saves;        /* calls of save */
+    size_t last_entries_n; /* entries of the last call */
+    bool last_had_hs;      /* the last call carried a hard state */
 };
 
 static int ts_load(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *snap,
@@ -1237,43 +1240,32 @@ static int ts_read(void *ctx, uint64_t lo, uint64_t hi, struct raft_entry *out)
     return 0;
 }
 
-static int ts_append(void *ctx, const struct raft_entry *es, size_t n)
+/* One batch, one call (raft.h: the unit a crash keeps whole or drops whole). Counts the calls
+ * and what the last one carried. */
+static int ts_save(void *ctx, const struct raft_batch *b)
 {
     struct tstore *t = ctx;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t at = es[i].index;
-        if (at != t->last + 1 || at >= TSTORE_ENTRIES_MAX || es[i].len > 16)
+    if (b->snapshot)
+        return CS_EINVAL; /* not used here */
+    t->saves++;
+    t->last_entries_n = b->entries_n;
+    t->last_had_hs = b->hard_state != NULL;
+    if (b->entries_n && b->entries[0].index <= t->last)
+        t->last = b->entries[0].index - 1; /* the conflicting suffix goes first (§5.3) */
+    for (size_t i = 0; i < b->entries_n; i++) {
+        uint64_t at = b->entries[i].index;
+        if (at != t->last + 1 || at >= TSTORE_ENTRIES_MAX || b->entries[i].len > 16)
             return CS_EINVAL;
-        t->ents[at] = es[i];
-        if (es[i].len) {
-            memcpy(t->bytes[at], es[i].data, es[i].len);
+        t->ents[at] = b->entries[i];
+        if (b->entries[i].len) {
+            memcpy(t->bytes[at], b->entries[i].data, b->entries[i].len);
             t->ents[at].data = t->bytes[at];
         }
         t->last = at;
     }
+    if (b->hard_state)
+        t->hs = *b->hard_state;
     return 0;
-}
-
-static int ts_truncate(void *ctx, uint64_t from)
-{
-    struct tstore *t = ctx;
-    if (from <= t->last)
-        t->last = from - 1;
-    return 0;
-}
-
-static int ts_save_hs(void *ctx, const struct raft_hard_state *hs)
-{
-    struct tstore *t = ctx;
-    t->hs = *hs;
-    return 0;
-}
-
-static int ts_save_snap(void *ctx, const struct raft_snapshot *snap)
-{
-    (void)ctx;
-    (void)snap;
-    return CS_EINVAL; /* not used here */
 }
 
 static void persist_all(struct raft *r, const struct raft_storage *st)
@@ -1291,13 +1283,8 @@ static void test_5_1_term_vote_and_log_survive_restart(void **state)
     (void)state;
     static struct tstore ts;
     memset(&ts, 0, sizeof(ts));
-    struct raft_storage st = {.ctx = &ts,
-                              .load = ts_load,
-                              .read_entries = ts_read,
-                              .append = ts_append,
-                              .truncate_suffix = ts_truncate,
-                              .save_hard_state = ts_save_hs,
-                              .save_snapshot = ts_save_snap};
+    struct raft_storage st = {
+        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
     uint64_t rnd = 0;
     struct raft_config c = config(1, 3, &rnd, false, false);
     struct raft *r;
@@ -1330,6 +1317,47 @@ static void test_5_1_term_vote_and_log_survive_restart(void **state)
     assert_int_equal(rd.committed_n, 1);
     assert_int_equal(rd.committed[0].index, 1);
     raft_advance(r);
+    raft_free(r);
+}
+
+/* A ready batch reaches the storage as one unit (raft.h, struct raft_storage.save): an append
+ * of a new term carries entries and the new hard state in a single call, so a crash can never
+ * keep one without the other; a batch without durable state calls nothing. */
+static void test_5_1_ready_batch_is_saved_as_one_unit(void **state)
+{
+    (void)state;
+    static struct tstore ts;
+    memset(&ts, 0, sizeof(ts));
+    struct raft_storage st = {
+        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    uint64_t rnd = 0;
+    struct raft_config c = config(1, 3, &rnd, false, false);
+    struct raft *r;
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    struct raft_entry es[2] = {{.term = 2, .index = 1}, {.term = 2, .index = 2}};
+    struct raft_msg a = app(2, 2, 0, 0, es, 2, 1);
+    assert_int_equal(raft_step(r, &a), 0);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_int_equal(rd.entries_n, 2);
+    assert_true(rd.hard_state_changed);
+    assert_int_equal(raft_ready_persist(&rd, &st), 0);
+    raft_advance(r);
+    assert_int_equal(ts.saves, 1);
+    assert_int_equal(ts.last_entries_n, 2);
+    assert_true(ts.last_had_hs);
+    assert_int_equal(ts.hs.term, 2);
+    assert_int_equal(ts.hs.commit, 1);
+    assert_int_equal(ts.last, 2);
+    /* a heartbeat answer only: nothing durable, no call */
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .term = 2, .from = 2, .to = 1, .commit = 1};
+    assert_int_equal(raft_step(r, &hb), 0);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.entries_n, 0);
+    assert_false(rd.hard_state_changed);
+    assert_int_equal(raft_ready_persist(&rd, &st), 0);
+    raft_advance(r);
+    assert_int_equal(ts.saves, 1);
     raft_free(r);
 }
 
@@ -1433,6 +1461,7 @@ int main(void)
         cmocka_unit_test(test_4_1_truncated_configuration_is_rolled_back),
         cmocka_unit_test(test_8_leader_steps_down_without_its_empty_entry),
         cmocka_unit_test(test_5_1_term_vote_and_log_survive_restart),
+        cmocka_unit_test(test_5_1_ready_batch_is_saved_as_one_unit),
         cmocka_unit_test(test_wire_round_trip_and_every_bit_flip_is_corrupt),
         cmocka_unit_test(test_conf_decode_rejects_duplicates_and_overlap),
     };

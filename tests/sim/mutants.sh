@@ -1,12 +1,14 @@
 #!/bin/sh
-# Mutation test of raft-sim: plants classic Raft bugs in a copy of raft/, one at a time, builds
-# raft-sim against each copy and runs it on MUTANT_SEEDS seeds (default 300) at 3 and at 5 nodes.
-# Prints a table (bug, seeds failed at 3 nodes, at 5 nodes, the check that caught most) and
-# exits non-zero if some planted bug is caught in no seed, or if the unmutated copy fails.
+# Mutation test of raft-sim: plants classic Raft bugs in a copy of raft/ (and storage bugs in a
+# copy of the simulator's disk, tests/sim/sim_store.c, which stands for the WAL's contract), one
+# at a time, builds raft-sim against each copy and runs it on MUTANT_SEEDS seeds (default 300) at
+# 3 and at 5 nodes. Prints a table (bug, seeds failed at 3 nodes, at 5 nodes, the checks that
+# caught them with the fault classes of those seeds) and exits non-zero if some planted bug is
+# caught in no seed, or if the unmutated copy fails.
 #
 # Usage: BUILD=build sh tests/sim/mutants.sh   (needs $BUILD/libcstore.a; `make test-long` runs it)
 #
-# Each mutant is one sed expression against one file of raft/; the script checks that it changed
+# Each mutant is one sed expression against one file (a path from the repository root); the script checks that it changed
 # the file, so a refactoring that moves the line makes the script fail instead of testing nothing.
 # Seeds run with --keep-going: a core assertion counts as a failed seed ("abort").
 set -u
@@ -24,26 +26,28 @@ CC=${CC:-cc}
 CF="-O2 -std=gnu11 -D_GNU_SOURCE -w"
 LIBS="-luring -llz4 -lxxhash -linih -lck -lpthread -lm -ljemalloc"
 
-# The simulator itself, built once (it includes raft/raft.h, which no mutant touches).
-for f in raft_sim sim_store; do
-    $CC $CF -I"$root/include" -I"$root/common" -I"$root" -c "$root/tests/sim/$f.c" \
-        -o "$tmp/$f.o" || exit 2
-done
-
 # name|file|sed expression
 mutants() {
     cat <<'EOF'
-none|raft.c|s/^$/&/
-commit-old-term-by-counting|replication.c|s/if (idx <= r->commit || log_term_or0(r, idx) != r->term)/if (idx <= r->commit)/
-vote-not-persisted-before-sent|election.c|s/^\( *\)r->vote = m->from;/&\n\1r->persisted_hs.term = r->term;\n\1r->persisted_hs.vote = r->vote;/
-propose-during-transfer|raft.c|/^    if (r->transferee)$/{N;d}
-follower-commits-to-last-index|replication.c|s/log_commit_to(r, m->commit < last_new ? m->commit : last_new);/log_commit_to(r, m->commit);/
-heartbeat-full-commit|replication.c|s/m->commit = pr->match < r->commit ? pr->match : r->commit;/m->commit = r->commit;/
-readindex-no-quorum-round|read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = ~0u;/
-readindex-counts-older-rounds|read.c|s/if (p->seq <= context \&\& !p->await_commit)/if (p->seq <= context + 1000000 \&\& !p->await_commit)/
-conf-before-first-commit-in-term|raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || r->conf_index > r->commit)/
-conf-while-previous-uncommitted|raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || !log_committed_in_term(r))/
-ack-before-persist|raft.c|s/rd->entries_n = (size_t)(last - r->stable);/rd->entries_n = (size_t)(last - r->stable - (last - r->stable > 1));/
+none|raft/raft.c|s/^$/&/
+commit-old-term-by-counting|raft/replication.c|s/if (idx <= r->commit || log_term_or0(r, idx) != r->term)/if (idx <= r->commit)/
+vote-not-persisted-before-sent|raft/election.c|s/^\( *\)r->vote = m->from;/&\n\1r->persisted_hs.term = r->term;\n\1r->persisted_hs.vote = r->vote;/
+propose-during-transfer|raft/raft.c|/^    if (r->transferee)$/{N;d}
+follower-commits-to-last-index|raft/replication.c|s/log_commit_to(r, m->commit < last_new ? m->commit : last_new);/log_commit_to(r, m->commit);/
+heartbeat-full-commit|raft/replication.c|s/m->commit = pr->match < r->commit ? pr->match : r->commit;/m->commit = r->commit;/
+readindex-no-quorum-round|raft/read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = ~0u;/
+readindex-counts-older-rounds|raft/read.c|s/if (p->seq <= context \&\& !p->await_commit)/if (p->seq <= context + 1000000 \&\& !p->await_commit)/
+conf-before-first-commit-in-term|raft/raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || r->conf_index > r->commit)/
+conf-while-previous-uncommitted|raft/raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || !log_committed_in_term(r))/
+ack-before-persist|raft/raft.c|s/rd->entries_n = (size_t)(last - r->stable);/rd->entries_n = (size_t)(last - r->stable - (last - r->stable > 1));/
+persist-error-ignored|raft/raft.c|s/^    return st->save(st->ctx, \&b);/    (void)st->save(st->ctx, \&b);\n    return 0;/
+hard-state-in-a-unit-of-its-own|raft/raft.c|s/^    return st->save(st->ctx, \&b);/    if (b.entries_n \&\& b.hard_state) {\n        struct raft_batch h = {.hard_state = b.hard_state};\n        b.hard_state = NULL;\n        int rc = st->save(st->ctx, \&b);\n        return rc ? rc : st->save(st->ctx, \&h);\n    }\n&/
+torn-frame-kept-at-recovery|tests/sim/sim_store.c|/^void sim_store_crash/,/^}/s/if (!s->dirty)/if (s->dirty || !s->dirty)/
+stale-append-ack-counted|raft/raft.c|s/^    } else if (m->term < r->term) {$/    } else if (m->term < r->term \&\& m->type != RAFT_MSG_APP_RESP) {/
+snapshot-not-persisted|raft/raft.c|s/struct raft_batch b = {.snapshot = rd->snapshot,/struct raft_batch b = {.snapshot = NULL,/
+restart-skips-reapply|raft/log.c|s/^    r->applied = s.index;/    r->applied = r->commit;/
+uncommitted-bytes-never-released|raft/replication.c|s/r->uncommitted_bytes -= len < r->uncommitted_bytes ? len : r->uncommitted_bytes;/(void)len;/
+lease-read-trusts-clock|raft/read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = r->election_elapsed < r->cfg.election_ticks \/ 2 ? ~0u : 1u << progress_slot(r, progress_find(r, r->id));/
 EOF
 }
 
@@ -54,24 +58,27 @@ run_sim() { # bin nodes out
 failed_of() {
     sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$1" | tail -n 1
 }
-checks_of() {
-    sed -n 's/^failed check \([a-z-]*\) *\([0-9]*\) seeds.*/\1:\2/p' "$1" | tr '\n' ' '
+checks_of() { # "check:seeds[class=n,class=n]" per check that caught seeds
+    sed -n 's/^failed check \([a-z-]*\) *\([0-9]*\) seeds: \(.*\)$/\1:\2[\3]/p' "$1" |
+        sed 's/\([a-z]\) \([0-9]\)/\1=\2/g; s/\([0-9]\) \([a-z]\)/\1,\2/g' | tr '\n' ' '
 }
 
 status=0
 printf '%-34s %10s %10s  %s\n' "planted bug" "3 nodes" "5 nodes" "caught by (3 nodes | 5 nodes)"
 mutants | while IFS='|' read -r name file expr; do
     d="$tmp/$name"
-    mkdir -p "$d/raft"
+    mkdir -p "$d/raft" "$d/tests/sim"
     cp "$root"/raft/*.c "$root"/raft/*.h "$d/raft/"
-    sed "$expr" "$root/raft/$file" >"$d/raft/$file"
-    if [ "$name" != none ] && cmp -s "$root/raft/$file" "$d/raft/$file"; then
-        echo "mutants.sh: mutant $name did not apply to raft/$file" >&2
+    cp "$root"/tests/sim/raft_sim.c "$root"/tests/sim/sim_store.c "$root"/tests/sim/sim.h \
+        "$d/tests/sim/"
+    sed "$expr" "$root/$file" >"$d/$file"
+    if [ "$name" != none ] && cmp -s "$root/$file" "$d/$file"; then
+        echo "mutants.sh: mutant $name did not apply to $file" >&2
         echo fail >>"$tmp/status"
         continue
     fi
     objs=""
-    for c in "$d"/raft/*.c; do
+    for c in "$d"/raft/*.c "$d"/tests/sim/raft_sim.c "$d"/tests/sim/sim_store.c; do
         o="${c%.c}.o"
         $CC $CF -I"$d" -I"$root/include" -I"$root/common" -c "$c" -o "$o" || {
             echo "mutants.sh: mutant $name does not build" >&2
@@ -82,7 +89,7 @@ mutants | while IFS='|' read -r name file expr; do
     done
     # the mutated raft objects come first: the archive's own raft objects are never pulled in
     # shellcheck disable=SC2086
-    $CC -o "$d/raft-sim" $objs "$tmp/raft_sim.o" "$tmp/sim_store.o" "$lib" $LIBS || {
+    $CC -o "$d/raft-sim" $objs "$lib" $LIBS || {
         echo "mutants.sh: mutant $name does not link" >&2
         echo fail >>"$tmp/status"
         continue

@@ -520,6 +520,25 @@ static uint64_t apply_limit(const struct raft *r)
     return r->commit < last ? r->commit : last;
 }
 
+/* The last index of the committed entries the next ready hands out: up to lim, within
+ * cfg.committed_bytes_max data bytes but at least one entry. O(entries handed out). */
+static uint64_t apply_cap(const struct raft *r, uint64_t lim)
+{
+    if (!r->cfg.committed_bytes_max || lim <= r->applied)
+        return lim;
+    uint64_t bytes = raft_entry_at(r, r->applied + 1)->len, hi = r->applied + 1;
+    while (hi < lim) {
+        uint64_t len = raft_entry_at(r, hi + 1)->len;
+        if (bytes + len > r->cfg.committed_bytes_max)
+            break;
+        bytes += len;
+        hi++;
+    }
+    cs_assert(hi > r->applied);
+    cs_assert(hi <= lim);
+    return hi;
+}
+
 bool raft_has_ready(const struct raft *r)
 {
     struct raft_hard_state hs = hard_state(r);
@@ -548,7 +567,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     }
     rd->msgs = r->outbox;
     rd->msgs_n = r->outbox_n;
-    uint64_t lim = apply_limit(r);
+    uint64_t lim = apply_cap(r, apply_limit(r));
     if (lim > r->applied) {
         rd->committed = raft_entry_at(r, r->applied + 1);
         rd->committed_n = (size_t)(lim - r->applied);

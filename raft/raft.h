@@ -215,6 +215,9 @@ struct raft_config {
     uint64_t uncommitted_bytes_max; /* proposals beyond this are refused (CS_EFULL) */
     uint32_t log_entries_max;       /* entries kept in memory after the snapshot, at most
                                        RAFT_LOG_ENTRIES_MAX (0: that); more are CS_EFULL */
+    uint64_t committed_bytes_max;   /* data bytes of committed entries handed out per ready
+                                       batch, always at least one entry (etcd
+                                       MaxCommittedSizePerReady); 0: no limit */
     uint64_t (*rand)(void *ctx);    /* injected randomness for election timeouts */
     void *rand_ctx;
     struct raft_conf bootstrap; /* configuration at index 0 (same on every node) */

@@ -360,6 +360,7 @@ struct sim {
     unsigned inflight_msgs_max; /* flow control, drawn per seed */
     uint64_t inflight_bytes_max;
     uint64_t msg_bytes_max;
+    uint64_t committed_bytes_max; /* per ready batch (0: no limit), drawn per seed */
     struct faults f;
     struct node nodes[SIM_NODES_MAX];
     bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* cut[a][b]: frames a -> b are lost */
@@ -1120,6 +1121,7 @@ static struct raft_config node_config(struct sim *s, const struct node *nd)
         .inflight_msgs_max = s->inflight_msgs_max,
         .inflight_bytes_max = s->inflight_bytes_max,
         .msg_bytes_max = s->msg_bytes_max,
+        .committed_bytes_max = s->committed_bytes_max,
         .uncommitted_bytes_max = 16 * 1024,
         .rand = rng_cb,
         .rand_ctx = &s->rng,
@@ -1985,6 +1987,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->inflight_msgs_max = infl[rng_below(&s->rng, 4)];
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
     s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
+    s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 512);
     if (s->cls == CL_LEADERFALL)
         s->msg_bytes_max = 1; /* one entry per append */
     if (s->cls == CL_LONG || s->cls == CL_REPLAY)

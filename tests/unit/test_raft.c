@@ -1205,6 +1205,54 @@ static void test_8_leader_steps_down_without_its_empty_entry(void **state)
     raft_free(r);
 }
 
+/* cfg.committed_bytes_max caps the committed entries one ready hands out (etcd
+ * MaxCommittedSizePerReady), yet every batch holds at least one entry: an entry larger than the
+ * cap comes alone, and everything committed is handed out in order over later batches. */
+static void test_committed_entries_per_ready_capped_in_bytes(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft_config c = config(1, 1, &rnd, false, false);
+    c.committed_bytes_max = 250;
+    struct raft *r;
+    assert_int_equal(raft_new(&c, NULL, &r), 0);
+    for (int k = 0; k < 30 && raft_role(r) != RAFT_LEADER; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+    static const uint8_t big[300], small[100];
+    assert_int_equal(raft_propose(r, small, sizeof(small), NULL), 0);
+    assert_int_equal(raft_propose(r, small, sizeof(small), NULL), 0);
+    assert_int_equal(raft_propose(r, small, sizeof(small), NULL), 0);
+    assert_int_equal(raft_propose(r, big, sizeof(big), NULL), 0);
+    assert_int_equal(raft_propose(r, small, sizeof(small), NULL), 0);
+    uint64_t next = 1, batches = 0;
+    size_t sizes[16];
+    for (int k = 0; k < 16 && raft_has_ready(r); k++) {
+        struct raft_ready rd;
+        raft_ready(r, &rd);
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < rd.committed_n; i++) {
+            assert_int_equal(rd.committed[i].index, next);
+            next++;
+            bytes += rd.committed[i].len;
+        }
+        if (rd.committed_n) {
+            assert_true(bytes <= 250 || rd.committed_n == 1);
+            sizes[batches++] = rd.committed_n;
+        }
+        raft_advance(r);
+    }
+    assert_int_equal(next, 7); /* the empty entry of the term and the five proposals */
+    /* [empty, 100, 100] = 200 bytes, [100], [300 alone], [100] */
+    assert_int_equal(batches, 4);
+    assert_int_equal(sizes[0], 3);
+    assert_int_equal(sizes[1], 1);
+    assert_int_equal(sizes[2], 1);
+    assert_int_equal(sizes[3], 1);
+    assert_int_equal(raft_applied(r), 6);
+    raft_free(r);
+}
+
 /* ---- §5.1 persistent state across a restart -------------------------------------------- */
 
 #define TSTORE_ENTRIES_MAX 64u
@@ -1462,6 +1510,7 @@ int main(void)
         cmocka_unit_test(test_8_leader_steps_down_without_its_empty_entry),
         cmocka_unit_test(test_5_1_term_vote_and_log_survive_restart),
         cmocka_unit_test(test_5_1_ready_batch_is_saved_as_one_unit),
+        cmocka_unit_test(test_committed_entries_per_ready_capped_in_bytes),
         cmocka_unit_test(test_wire_round_trip_and_every_bit_flip_is_corrupt),
         cmocka_unit_test(test_conf_decode_rejects_duplicates_and_overlap),
     };

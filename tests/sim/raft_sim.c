@@ -109,6 +109,7 @@
 #define SIM_WRITES_INFLIGHT 32u /* uncommitted entries at a leader before clients wait */
 #define SIM_READS_MAX 64u       /* client reads outstanding per node */
 #define SIM_READ_UNITS (30u * SIM_TICK_UNITS) /* a read without an answer is abandoned */
+#define SIM_READY_BURST 8u /* extra ready batches per unit while committed entries wait */
 #define SIM_TRACE_LINES 48u
 #define SIM_TRACE_LINE_BYTES 160u
 #define SIM_STEPS_DEFAULT 2500u
@@ -1746,6 +1747,11 @@ static void unit_step(struct sim *s, bool faults)
         nd->disk_wait = 0;
         nd->disk_delay = faults ? (unsigned)rng_below(&s->rng, s->f.disk_delay_max + 1) : 0;
         node_ready(s, i);
+        /* a backlog of committed entries (a restart, cfg.committed_bytes_max) drains over a few
+         * batches in the same unit, as a server runs batches back to back */
+        for (unsigned k = 0;
+             k < SIM_READY_BURST && nd->r && raft_applied(nd->r) < raft_commit(nd->r); k++)
+            node_ready(s, i);
     }
     s->now++;
 }
@@ -1987,7 +1993,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->inflight_msgs_max = infl[rng_below(&s->rng, 4)];
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
     s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
-    s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 512);
+    s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 1024);
     if (s->cls == CL_LEADERFALL)
         s->msg_bytes_max = 1; /* one entry per append */
     if (s->cls == CL_LONG || s->cls == CL_REPLAY)

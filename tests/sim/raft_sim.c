@@ -1230,8 +1230,6 @@ static void node_ready(struct sim *s, unsigned idx)
     raft_ready(nd->r, &rd);
     struct raft_storage ops;
     sim_store_ops(&nd->disk, &ops);
-    if (rd.entries_n)
-        check_persisted(s, nd, rd.entries, rd.entries_n);
     uint8_t fault = arm_disk_fault(s, nd, &rd);
     uint64_t saves_before = nd->disk.saves;
     int rc = raft_ready_persist(&rd, &ops);
@@ -1251,6 +1249,11 @@ static void node_ready(struct sim *s, unsigned idx)
     }
     if (rc != 0)
         fail(s, CK_API, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
+    /* log matching over what was saved: a failed save's entries never left the node, and it
+     * may create other entries at the same (index, term) once it restarts with the vote of
+     * that term lost (a single voter elects itself again) */
+    if (rd.entries_n)
+        check_persisted(s, nd, rd.entries, rd.entries_n);
     if (fault == SIM_DISK_OK)
         check_batch_saved(s, nd, &rd, saves_before);
     note_commits(s, nd);
@@ -1672,8 +1675,8 @@ static void clients_step(struct sim *s, bool faults)
     }
     if (raft_role(l->r) == RAFT_LEADER && !snapshot_names_members(l))
         compact(s, l); /* the caller's duty: a snapshot the new member will accept */
-    if (!faults)
-        return;
+    if (!faults || !l->r)
+        return; /* (snapcrash: l may have crashed right after compacting) */
     if (s->chase_term)
         chase_conf(s);
     for (unsigned i = 0; i < s->n; i++) {

@@ -44,10 +44,11 @@
  * its own read-only transaction). A conflict aborts the attempt and retries the whole
  * transaction with the same requests (a new begin), counting an abort, at most
  * WL_TXN_ATTEMPTS_MAX times (then its requests fail with -EBUSY). A request's latency runs from
- * when its transaction's first attempt ran it to the commit that succeeded (a transfer: from the
- * first begin). With --inflight K > 1 and an engine that pipelines commits (cstore sessions), a
- * thread keeps K transactions in flight: each is built with blocking calls, then its commit is
- * submitted, and a conflicted one is rebuilt and submitted again when its completion is reaped.
+ * when its transaction's first attempt ran it to the commit that succeeded; for the first request
+ * of a transaction (and a transfer) from the first begin, so that the begin is charged. With
+ * --inflight K > 1 and an engine that pipelines commits (cstore sessions), a thread keeps K
+ * transactions in flight: each is built with blocking calls, then its commit is submitted, and a
+ * conflicted one is rebuilt and submitted again when its completion is reaped.
  * --rate does not apply to transactional phases (bench.c refuses it).
  * Timing: a request's latency runs from its start to its end; with --inflight K > 1 (and an
  * engine that pipelines) each thread keeps K requests in flight and latency runs from the
@@ -620,7 +621,7 @@ static int wl_txn_ops(struct wl_state *s, void *txn, struct wl_txn *x)
     char *key = s->slots[0].key, *val = s->slots[0].val;
     for (unsigned i = 0; i < x->count; i++) {
         const struct wl_req *r = &x->req[i];
-        if (x->attempts == 0)
+        if (x->attempts == 0 && i > 0) /* the first request's start is the first begin */
             x->req_ns[i] = bench_now_ns();
         wl_key(cfg, r->index, key);
         int rc = 0;

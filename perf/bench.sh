@@ -34,7 +34,9 @@
 # reference machine (1240 s for three passes, measured with other jobs running): the bulk load
 # (and so the memory figure) uses 1M records, the durable puts 20k (a peer's durable writes run
 # at a few thousand per second there), reads 200k keys, YCSB 50k keys, the larger-than-cache
-# case 3M (about 110 s per pass). Read and mixed phases are 2 s, not the 10 s
+# case 3M (about 110 s per pass); the transaction cases (xfer1 to ycsbtxn) add about 105 s per
+# pass (112 s for one pass of them with put1, load average 2.5 to 3.6). Read and mixed phases are
+# 2 s, not the 10 s
 # (BENCH_PHASE_S=10): 42 timed phases per pass would add about 17 minutes. BENCH_SCALE multiplies every key and request count and the phase length, decimals
 # allowed (BENCH_SCALE=0.05 BENCH_REPEAT=1 make bench is a quick smoke run). The whole suite runs
 # BENCH_REPEAT times (default 3) and the table gives each figure's median over the passes: on a

@@ -35,8 +35,12 @@
  * follows), an engine with a settle step (RocksDB: flush and compact) runs it, unmeasured, so
  * that reads see the store in its steady state: --workload fillrandom:1,readrandom:2 --persist
  * --settle measures a load and then reads of what it loaded. Latency is per request (see
- * bench_workload.c). Exit status: 0; 1 when a request failed or returned a wrong value; 2 on
- * bad options. The parts of the program are described in bench.h. */
+ * bench_workload.c). Transactional phases (transfer, or --txn N) report the transactions they
+ * committed, the attempts that conflicted and were retried (aborts) and the abort rate, aborts /
+ * (commits + aborts); a workload with an invariant (transfer: the sum of the balances) has it
+ * computed before and after each of its runs, unmeasured, and a change counts as a wrong value.
+ * Exit status: 0; 1 when a request failed or returned a wrong value; 2 on bad options. The parts
+ * of the program are described in bench.h. */
 #include "bench.h"
 
 #include <errno.h>
@@ -87,6 +91,9 @@ struct phase {
     uint64_t mismatches;         /* wrong values or key order */
     uint64_t errors;             /* failed requests */
     int first_error;             /* first failure's code, or 0 */
+    int txn;                     /* runs transactions (bench_workload_txn) */
+    uint64_t commits;            /* transactions committed */
+    uint64_t aborts;             /* transaction attempts retried after a conflict */
     double cpu_s;                /* user + system CPU seconds of the process during the phase */
     uint64_t rss_peak_bytes;     /* peak RSS of the process at the phase's end */
     uint64_t rss_bytes;          /* RSS at the phase's end */
@@ -135,6 +142,12 @@ static const char bench_usage[] =
     "  --batch N              writes per commit (default 1): a transaction of the peers; for\n"
     "                         cstore (blocking calls) one cs_batch per shard, written at N\n"
     "                         operations (at most 65536)\n"
+    "  --txn N                every N consecutive requests of a thread are one transaction\n"
+    "                         (overwrite readrandom seekrandom ycsb-a..d ycsb-f; 1..64): reads\n"
+    "                         and writes inside it, conflicts retried and counted as aborts;\n"
+    "                         without writes a read-only one (seekrandom --txn 1: each seek in\n"
+    "                         a snapshot). transfer is always transactional\n"
+    "  --cross-shard          transfer: its two records on different shards (cstore)\n"
     "  --load-threads N, --load-inflight K, --load-batch N\n"
     "                         the load phase (defaults --threads, 64, 1000)\n"
     "  --seed S               key generator seed (default 1)\n"
@@ -147,8 +160,10 @@ static const char bench_usage[] =
     "                         or compressible (about 2:1)\n"
     "  --shards N, --cpuset LIST, --set NAME=VALUE   cstore options (cs_options_set names);\n"
     "                         for peers --cpuset pins the whole process; rocksdb takes --set\n"
-    "                         allow_concurrent_memtable_write=true|false, table=plain and\n"
-    "                         block_cache=SIZE (K, M, G)\n"
+    "                         allow_concurrent_memtable_write=true|false, table=plain,\n"
+    "                         block_cache=SIZE (K, M, G) and txn=pessimistic|optimistic|none\n"
+    "                         (TransactionDB, OptimisticTransactionDB or a plain DB; default\n"
+    "                         pessimistic when a phase writes in transactions, else none)\n"
     "  --floor-ops N          write+fdatasync samples of each floor (default 200; 0 = skip)\n"
     "  --json                 one JSON object per measured phase instead of a table\n";
 
@@ -279,6 +294,9 @@ static int parse_number_option(struct bench_args *a, const char *o, const char *
         bad = parse_u64(v, 1, BENCH_BATCH_MAX, &n);
         a->batch = (unsigned)n;
         c->batch = (unsigned)n;
+    } else if (strcmp(o, "--txn") == 0) {
+        bad = parse_u64(v, 1, BENCH_TXN_OPS_MAX, &n);
+        c->txn_ops = (unsigned)n;
     } else if (strcmp(o, "--warmup") == 0) {
         bad = parse_double(v, 0.0, 1e6, &d);
         c->warmup_ns = (uint64_t)(d * 1e9);
@@ -340,6 +358,10 @@ BENCH_MUST_CHECK static int parse_args(int argc, char **argv, struct bench_args 
         }
         if (strcmp(o, "--settle") == 0) {
             c->settle = 1;
+            continue;
+        }
+        if (strcmp(o, "--cross-shard") == 0) {
+            c->cross_shard = 1;
             continue;
         }
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
@@ -527,6 +549,8 @@ static void phase_collect(struct phase *ph, const struct worker_arg *args)
         ph->misses += w->misses;
         ph->mismatches += w->mismatches;
         ph->errors += w->errors;
+        ph->commits += w->commits;
+        ph->aborts += w->aborts;
         if (ph->first_error == 0)
             ph->first_error = w->first_error;
         if (args[i].rc != 0) {
@@ -537,12 +561,38 @@ static void phase_collect(struct phase *ph, const struct worker_arg *args)
     }
 }
 
+/* After a phase (or its warm-up) of a workload with an invariant: compute it again, unmeasured,
+ * and count a change from before (the value before) as a wrong value of the phase. Returns 0,
+ * or the error of the scan that computes it. */
+BENCH_MUST_CHECK static int phase_check_invariant(const struct bench_engine *e,
+                                                  const struct bench_config *cfg, void *store,
+                                                  struct phase *ph, uint64_t before)
+{
+    if (ph->workload->invariant == NULL)
+        return 0;
+    uint64_t after = 0;
+    int rc = ph->workload->invariant(e, cfg, store, &after);
+    if (rc != 0)
+        return rc;
+    if (after != before) {
+        fprintf(stderr, "cstore-bench: %s %s: the invariant changed (%llx before, %llx after)\n",
+                e->name, ph->workload->name, (unsigned long long)before, (unsigned long long)after);
+        ph->mismatches++;
+    }
+    return 0;
+}
+
 /* Run one phase: its threads open their handles, then start together on the clock; the wall
  * clock covers them all (and, with cfg->persist on a write phase, the engine's persist).
  * warmup: an unmeasured run of warmup_ns instead (its requests go to ph->warmup_ops only). */
 BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct bench_config *cfg,
                                       void *store, struct phase *ph, uint64_t warmup_ns)
 {
+    uint64_t invariant = 0;
+    int irc =
+        ph->workload->invariant != NULL ? ph->workload->invariant(e, cfg, store, &invariant) : 0;
+    if (irc != 0)
+        return irc;
     struct worker_arg *args = calloc(ph->threads, sizeof(*args));
     if (args == NULL)
         return -ENOMEM;
@@ -564,6 +614,7 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
         a->w.count = ph->threads;
         a->w.depth = ph->depth;
         a->w.batch = ph->batch;
+        a->w.txn = ph->txn;
         a->w.ops_total = cfg->ops;
         int timed = ph->measured && !ph->workload->fill; /* a fill writes every key */
         a->w.duration_ns = warmup_ns != 0 ? warmup_ns : timed ? cfg->duration_ns : 0;
@@ -594,7 +645,7 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
         for (unsigned i = 0; i < ph->threads; i++)
             ph->warmup_ops += args[i].w.ops;
         free(args);
-        return 0;
+        return phase_check_invariant(e, cfg, store, ph, invariant);
     }
     int persist_rc = 0;
     if (cfg->persist && ph->workload->writes && e->persist != NULL) {
@@ -617,7 +668,7 @@ BENCH_MUST_CHECK static int run_phase(const struct bench_engine *e, const struct
             ph->first_error = persist_rc;
     }
     free(args);
-    return 0;
+    return phase_check_invariant(e, cfg, store, ph, invariant);
 }
 
 /* A floor: p50 of one small record written with pwrite + fdatasync, one at a time, in dir.
@@ -689,6 +740,13 @@ static double phase_rate(const struct phase *ph)
     return ph->wall_ns > 0 ? (double)ph->ops * 1e9 / (double)ph->wall_ns : 0.0;
 }
 
+/* Aborts / (commits + aborts): the share of transaction attempts that conflicted. */
+static double phase_abort_rate(const struct phase *ph)
+{
+    uint64_t attempts = ph->commits + ph->aborts;
+    return attempts > 0 ? (double)ph->aborts / (double)attempts : 0.0;
+}
+
 static double phase_cpu_us_per_op(const struct phase *ph)
 {
     return ph->ops > 0 ? ph->cpu_s * 1e6 / (double)ph->ops : 0.0;
@@ -753,6 +811,9 @@ static void report_text(const struct bench_args *a, const struct run_facts *f,
             printf(" warmup=%llu", (unsigned long long)p->warmup_ops);
         if (p->note[0] != '\0')
             printf(" [%s]", p->note);
+        if (p->txn)
+            printf(" commits=%llu aborts=%llu (%.2f%%)", (unsigned long long)p->commits,
+                   (unsigned long long)p->aborts, 100.0 * phase_abort_rate(p));
         if (p->misses)
             printf(" misses=%llu", (unsigned long long)p->misses);
         if (p->mismatches)
@@ -823,6 +884,14 @@ static void report_json_phase(const struct bench_args *a, const struct run_facts
         json_string(a->engine->strerror(p->first_error));
     else
         printf("null");
+    printf(", \"txn\": %d, \"txn_ops\": %u, \"commits\": %llu, \"aborts\": %llu, "
+           "\"abort_rate\": %.6f, \"cross_shard\": %d",
+           p->txn,
+           p->workload->txn == BENCH_TXN_OPTION && p->txn ? c->txn_ops
+           : p->txn                                       ? 1u
+                                                          : 0u,
+           (unsigned long long)p->commits, (unsigned long long)p->aborts, phase_abort_rate(p),
+           c->cross_shard);
     printf(", \"durability\": ");
     json_string(c->durability != NULL ? c->durability : "default");
     printf(", \"keys\": %llu, \"key_bytes\": %u, \"value_bytes\": %u, \"batch\": %u, "
@@ -864,11 +933,15 @@ static uint64_t records_after(const struct bench_config *c, const struct phase *
     return before + x->shared.inserted;
 }
 
-/* Derived configuration: sequential keys when fillseq runs; the zipfian constants. */
-static void config_derive(struct bench_config *c, const struct phase *ph, unsigned n)
+/* Derived configuration: sequential keys when fillseq runs; the zipfian constants; which phases
+ * run transactions, and whether any writes in them. */
+static void config_derive(struct bench_config *c, struct phase *ph, unsigned n)
 {
     int ycsb = 0;
     for (unsigned i = 0; i < n; i++) {
+        ph[i].txn = bench_workload_txn(ph[i].workload, c);
+        if (ph[i].txn && ph[i].workload->writes)
+            c->txn_writes = 1;
         if (strcmp(ph[i].workload->name, "fillseq") == 0)
             c->sequential_keys = 1;
         if (strncmp(ph[i].workload->name, "ycsb-", 5) == 0)
@@ -878,6 +951,26 @@ static void config_derive(struct bench_config *c, const struct phase *ph, unsign
         c->zipf_zetan = bench_zeta(c->keys, c->zipf_theta);
         c->zipf_zeta2 = bench_zeta(2, c->zipf_theta);
     }
+}
+
+/* Transactional phases need the engine's transactions, a closed loop, and for a transfer two
+ * records with room for a balance; returns 0 or 2 (bad options). */
+BENCH_MUST_CHECK static int check_txn_phases(const struct bench_args *a, const struct phase *ph,
+                                             unsigned n)
+{
+    const struct bench_config *c = &a->cfg;
+    for (unsigned i = 0; i < n; i++) {
+        const char *name = ph[i].workload->name;
+        if (!ph[i].txn)
+            continue;
+        if (a->engine->txn_begin == NULL)
+            return bench_usage_error("the engine has no transactions for", name);
+        if (c->rate > 0.0)
+            return bench_usage_error("--rate does not apply to transactional phases:", name);
+        if (strcmp(name, "transfer") == 0 && (c->keys < 2 || c->value_bytes < 16))
+            return bench_usage_error("transfer needs --keys >= 2 and --value-size >= 16:", name);
+    }
+    return 0;
 }
 
 BENCH_MUST_CHECK static int run_all(struct bench_args *a, struct phase *phases, unsigned n,
@@ -962,14 +1055,17 @@ int main(int argc, char **argv)
     if (ex != 0)
         return ex;
     config_derive(&a.cfg, phases, nphases);
+    ex = check_txn_phases(&a, phases, nphases);
+    if (ex != 0)
+        return ex;
     /* Open loop: wake at the intended time, not up to 50 us later (the default timer slack,
      * inherited by the worker threads). */
     prctl(PR_SET_TIMERSLACK, 1ul, 0ul, 0ul, 0ul);
     if (strcmp(a.engine->name, "cstore") != 0 && (a.cfg.shards != NULL || a.cfg.set_count > 0))
         fprintf(stderr,
                 "cstore-bench: --shards and --set are cstore options (rocksdb takes --set "
-                "allow_concurrent_memtable_write=true|false, table=plain and block_cache=SIZE); %s "
-                "ignores the others\n",
+                "allow_concurrent_memtable_write=true|false, table=plain, block_cache=SIZE and "
+                "txn=pessimistic|optimistic|none); %s ignores the others\n",
                 a.engine->name);
     if (a.cfg.cpuset != NULL && strcmp(a.engine->name, "cstore") != 0) {
         int prc = pin_process(a.cfg.cpuset);

@@ -11,6 +11,9 @@
  *   JSON).
  * Adding an engine is one file with a struct bench_engine and a line in bench.c's engine table;
  * adding a workload is one function and a line in the workload table of bench_workload.c.
+ * Transactions are optional calls of an engine (txn_*): a transactional phase (transfer, or a
+ * ycsb or seekrandom phase with --txn) needs them, and counts the transactions it committed and
+ * the attempts it retried after a conflict (aborts).
  * A peer engine is compiled in when the Makefile found its header (BENCH_HAVE_ROCKSDB,
  * BENCH_HAVE_LMDB, BENCH_HAVE_SQLITE); without it its file compiles to nothing. */
 #ifndef BENCH_H
@@ -33,6 +36,7 @@
 #define BENCH_REAP_MAX 64u               /* completions reaped per call */
 #define BENCH_SCAN_LENGTH_MAX 100000u    /* --scan-length */
 #define BENCH_BATCH_MAX 1000000u         /* --batch, --load-batch */
+#define BENCH_TXN_OPS_MAX 64u            /* --txn: requests per transaction */
 
 struct bench_config {
     const char *engine;               /* engine name */
@@ -55,6 +59,9 @@ struct bench_config {
     int persist;                      /* write phases end with the engine's persist, timed */
     int settle;                       /* --settle: settle after a write phase another follows */
     unsigned batch;                   /* --batch: writes per commit of the measured phases */
+    unsigned txn_ops;                 /* --txn: requests per transaction; 0 = none */
+    int cross_shard;                  /* --cross-shard: a transfer's two records on two shards */
+    int txn_writes;                   /* some phase writes in transactions (set by bench.c) */
     uint64_t seed;                    /* key generator and random reads */
     const char *durability;           /* sync | async | none, or NULL for the engine default */
     const char *shards;               /* shard count, or NULL for the engine default */
@@ -66,12 +73,16 @@ struct bench_config {
 /* One completed pipelined request. */
 struct bench_done {
     uint64_t tag;    /* as given at submission */
-    int rc;          /* 0, BENCH_NOTFOUND or an engine error */
+    int rc;          /* 0, BENCH_NOTFOUND, BENCH_CONFLICT (commits) or an engine error */
     const void *val; /* gets: value, valid until the next reap on this thread */
     size_t vlen;     /* gets: value length */
 };
 
 #define BENCH_NOTFOUND 1 /* a get found no record (positive: not an error) */
+#define BENCH_CONFLICT                                                                             \
+    2 /* a transaction lost to another one: nothing of it applied, retry it                        \
+       * (positive: not an error) */
+#define BENCH_TXN_READONLY 1u /* txn_begin: a snapshot for reads only, which never conflicts */
 
 /* An engine under test. Error returns are negative and described by strerror(). Calls on a
  * thread handle come from its one thread; open/close from the main thread. */
@@ -121,6 +132,32 @@ struct bench_engine {
      * (and why they differ from the defaults), durability mapping; or NULL. */
     void (*describe)(void *store, char *buf, size_t cap);
     const char *(*strerror)(int rc);
+    /* Transactions; all NULL when the engine has none (txn_submit_commit also when it has no
+     * pipelined calls, txn_scan_open when it has no cursor inside a transaction). A thread
+     * builds one transaction at a time: txn_begin, then txn_get, txn_put and txn_scan_open on
+     * it, then txn_commit, txn_submit_commit or txn_abort, which end it (the txn handle is
+     * invalid afterwards, whatever they return). txn_begin takes 0 (read-write) or
+     * BENCH_TXN_READONLY. txn_get is get inside the transaction, seeing its own writes;
+     * for_update says that the transaction will write the key (an engine that locks takes an
+     * exclusive lock then, a shared one otherwise). txn_put copies key and value. txn_get and
+     * txn_put return BENCH_CONFLICT when an engine that locks gave up waiting for a lock (or
+     * found a deadlock): the caller then aborts the transaction. txn_commit returns 0 (applied,
+     * as durable as the engine's durability makes a put), BENCH_CONFLICT (nothing applied:
+     * retry the whole transaction) or an error. txn_scan_open opens a cursor (scan_seek,
+     * scan_next, scan_close as above) over a read-only transaction's snapshot; close it before
+     * the transaction ends. txn_submit_commit hands the commit to the thread's pipeline; its
+     * completion (reap) has the rc txn_commit would have returned. */
+    int (*txn_begin)(void *th, unsigned flags, void **txn);
+    int (*txn_get)(void *txn, const void *key, size_t klen, int for_update, void *buf, size_t cap,
+                   size_t *vlen);
+    int (*txn_put)(void *txn, const void *key, size_t klen, const void *val, size_t vlen);
+    int (*txn_commit)(void *txn);
+    void (*txn_abort)(void *txn);
+    int (*txn_scan_open)(void *txn, void **cursor);
+    int (*txn_submit_commit)(void *th, void *txn, uint64_t tag);
+    /* The shard key lives on (engines that partition their keys; NULL for the others), so that
+     * --cross-shard can choose records on different shards. Returns 0 or an error. */
+    int (*key_shard)(void *store, const void *key, size_t klen, unsigned *shard);
 };
 
 extern const struct bench_engine bench_engine_cstore;
@@ -149,6 +186,7 @@ struct bench_worker {
     unsigned count;              /* threads in the phase */
     unsigned depth;              /* requests in flight this phase asks for */
     unsigned batch;              /* writes per commit this phase asks for */
+    int txn;                     /* the phase runs transactions (bench_workload_txn) */
     uint64_t ops_total;          /* requests of the phase, all threads */
     uint64_t duration_ns;        /* stop after this long; 0 = no limit (the load phase) */
     pthread_barrier_t *ready;    /* every thread has its handle open: the clock may start */
@@ -160,7 +198,16 @@ struct bench_worker {
     uint64_t mismatches;         /* gets or scans that returned unexpected bytes */
     uint64_t errors;             /* requests that failed */
     int first_error;             /* the first failure's code, or 0 */
+    uint64_t commits;            /* transactions committed (transactional phases) */
+    uint64_t aborts;             /* transaction attempts that conflicted and were retried */
     struct bench_hist hist;      /* latency per request */
+};
+
+/* How a workload uses transactions. */
+enum bench_txn_use {
+    BENCH_TXN_NEVER,  /* --txn does not apply */
+    BENCH_TXN_OPTION, /* --txn N: every N consecutive requests of a thread are one transaction */
+    BENCH_TXN_ALWAYS, /* each request is a transaction (transfer) */
 };
 
 /* A workload: run by each thread of its phase. Returns 0, or an error that stops the thread
@@ -168,13 +215,22 @@ struct bench_worker {
 struct bench_workload {
     const char *name;
     int (*run)(struct bench_worker *w);
-    int single_thread; /* the phase always runs one thread */
-    int fill;          /* writes every key once: its size is --keys, not --ops */
-    int needs_load;    /* --workload runs a fillrandom load phase first */
-    int blocking_only; /* uses calls that have no pipelined form (seeks, read-modify-write) */
-    int writes;        /* writes records: --persist applies */
+    int single_thread;      /* the phase always runs one thread */
+    int fill;               /* writes every key once: its size is --keys, not --ops */
+    int needs_load;         /* --workload runs a fillrandom load phase first */
+    int blocking_only;      /* uses calls that have no pipelined form (seeks, read-modify-write) */
+    int writes;             /* writes records: --persist applies */
+    enum bench_txn_use txn; /* transactions */
+    /* An invariant of the store that the phase keeps (NULL: none): its value, computed from
+     * the main thread with a scan before the phase's threads start and after they end
+     * (unmeasured); the driver counts a change as a wrong value. Returns 0 or an error. */
+    int (*invariant)(const struct bench_engine *e, const struct bench_config *cfg, void *store,
+                     uint64_t *value);
     const char *describe;
 };
+
+/* Whether phases of workload wl run transactions under cfg. */
+int bench_workload_txn(const struct bench_workload *wl, const struct bench_config *cfg);
 
 /* Called by a workload once its thread handle is open (or failed to open): waits until every
  * thread of the phase is ready and the driver has started the clock. Once per thread; the

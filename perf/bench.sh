@@ -34,7 +34,9 @@
 # reference machine (1240 s for three passes, measured with other jobs running): the bulk load
 # (and so the memory figure) uses 1M records, the durable puts 20k (a peer's durable writes run
 # at a few thousand per second there), reads 200k keys, YCSB 50k keys, the larger-than-cache
-# case 3M (about 110 s per pass). Read and mixed phases are 2 s, not the issue's 10 s
+# case 3M (about 110 s per pass); the transaction cases (xfer1 to ycsbtxn) add about 105 s per
+# pass (112 s for one pass of them with put1, load average 2.5 to 3.6). Read and mixed phases are
+# 2 s, not the issue's 10 s
 # (BENCH_PHASE_S=10): 42 timed phases per pass would add about 17 minutes. BENCH_SCALE multiplies every key and request count and the phase length, decimals
 # allowed (BENCH_SCALE=0.05 BENCH_REPEAT=1 make bench is a quick smoke run). The whole suite runs
 # BENCH_REPEAT times (default 3) and the table gives each figure's median over the passes: on a
@@ -69,6 +71,17 @@
 #   ycsb      ycsb-a .. ycsb-f, durable, 8 threads, zipfian 0.99              all engines
 #   reopen    open after 200k durable puts (cstore: 1 shard, no checkpoint), records replayed per
 #             second of open                                                  cstore, rocksdb
+# Transactions (the transactions issue; RocksDB runs twice in each, as TransactionDB and as
+# OptimisticTransactionDB, --set txn=pessimistic|optimistic, ids ending in o for the latter):
+#   xfer1     transfer (bench_workload.c), 1 thread, durable, --cross-shard: cstore's p50 against
+#             its own durable put's p50 (put1) with the machine's default shard count all engines
+#   xfer64    transfer, 64 threads, durable                                   all engines
+#   xfersess  transfer, durable: cstore 2 threads x 128 sessions (cs_session_commit); as xfer256
+#             the peers and cstore with 256 blocking threads                  all engines
+#   rotxn     seekrandom + 100 nexts, 2 threads, each seek in a read-only transaction (--txn 1);
+#             as rotxnplain the same with a plain cursor                     all engines
+#   ycsbtxn   ycsb-a, --txn 4 (four requests per transaction), zipfian 0.99, durable, 8 threads,
+#             abort rate shown                                               all engines
 # Environment: BUILD (build folder), BENCH_SCALE, BENCH_REPEAT, BENCH_PHASE_S, BENCH_WARMUP,
 # BENCH_ENGINES (default all that are built), BENCH_CASES (a comma-separated list of the case
 # ids above: run only those; an open-loop case needs its closed-loop one), BENCH_DB (store
@@ -137,12 +150,16 @@ TIMED="--duration $PHASE_S --warmup $WARMUP"
 
 # run CASE ENGINE ARGS...: one cstore-bench run on a fresh store; its JSON objects get the case,
 # the pass and the load average at its end. RocksDB's OPTIONS file of the first pass is kept.
-run() {
+# run_as LABEL CASE ENGINE ARGS...: the same, run when CASE is wanted, its JSON labelled LABEL
+# (a second figure of one case: xfer1o, xfer256, rotxnplain...).
+run() { run_as "$1" "$@"; }
+run_as() {
     id=$1
-    eng=$2
-    shift 2
+    want=$2
+    eng=$3
+    shift 3
     have "$eng" || return 0
-    wanted "$id" || return 0
+    wanted "$want" || return 0
     rm -rf "$DB"
     t0=$(date +%s)
     if ! "$BIN" --engine "$eng" --db "$DB" --json "$@" >"$tmp/out" 2>"$tmp/err"; then
@@ -220,6 +237,7 @@ k_bulk=$(n 1000000)
 k_read=$(n 200000)
 k_ycsb=$(n 50000)
 k_reopen=$(n 200000)
+k_xfer=$(n 20000)
 cap=100000000
 # The bulk load, per engine: durability of the load, threads, writes per commit. The single
 # writers commit once; RocksDB writes WriteBatches of 1000 from two threads (one huge batch is
@@ -293,6 +311,36 @@ while [ "$rep" -le "$REPEAT" ]; do
         run ycsb "$e" --workload ycsb-a,ycsb-b,ycsb-c,ycsb-d,ycsb-e,ycsb-f --durability sync \
             --threads 8 --keys "$k_ycsb" --ops "$cap" $TIMED
     done
+    # Transactions: transfers (durable, over k_xfer records), read-only transactions, ycsb-a in
+    # transactions. RocksDB as TransactionDB (the case's id) and OptimisticTransactionDB (id o).
+    XFER="--workload transfer --durability sync --keys $k_xfer --ops $cap $TIMED"
+    for e in $PEERS cstore; do
+        txn=""
+        [ "$e" = rocksdb ] && txn="--set txn=pessimistic"
+        # shellcheck disable=SC2086 # XFER and txn are lists of options
+        run xfer1 "$e" $XFER --threads 1 --cross-shard $txn
+        # shellcheck disable=SC2086
+        run xfer64 "$e" $XFER --threads 64 $txn
+        # shellcheck disable=SC2086
+        run_as xfer256 xfersess "$e" $XFER --threads 256 $txn
+        run_as rotxnplain rotxn "$e" --workload seekrandom --threads 2 --keys "$k_read" \
+            --ops "$cap" --scan-length 100 $TIMED
+        run rotxn "$e" --workload seekrandom --txn 1 --threads 2 --keys "$k_read" --ops "$cap" \
+            --scan-length 100 $TIMED
+        # shellcheck disable=SC2086
+        run ycsbtxn "$e" --workload ycsb-a --txn 4 --zipf 0.99 --durability sync --threads 8 \
+            --keys "$k_ycsb" --ops "$cap" $TIMED $txn
+    done
+    # shellcheck disable=SC2086
+    run_as xfer1o xfer1 rocksdb $XFER --threads 1 --cross-shard --set txn=optimistic
+    # shellcheck disable=SC2086
+    run_as xfer64o xfer64 rocksdb $XFER --threads 64 --set txn=optimistic
+    # shellcheck disable=SC2086
+    run_as xfer256o xfersess rocksdb $XFER --threads 256 --set txn=optimistic
+    # shellcheck disable=SC2086
+    run xfersess cstore $XFER --threads 2 --inflight 128
+    run_as ycsbtxno ycsbtxn rocksdb --workload ycsb-a --txn 4 --zipf 0.99 --durability sync \
+        --threads 8 --keys "$k_ycsb" --ops "$cap" $TIMED --set txn=optimistic
     reopen reopen rocksdb "$k_reopen" --durability sync --threads 64
     reopen reopen cstore "$k_reopen" --durability sync --threads 2 --inflight 128 --shards 1 \
         --set checkpoint_wal_bytes=0
@@ -318,7 +366,8 @@ suite_s=$(($(date +%s) - suite_t0))
 # (the run-to-run noise), then the number of passes. Column c of COLS (c = 1..W) is field 3 + c
 # (median), 3 + W + c (lowest) and 3 + 2W + c (highest); the pass count is field 4 + 3W.
 COLS="ops_per_sec p50_us p99_us bytes_per_record floor_p50_us open_ms keys p50_over_floor \
-cpu_us_per_op floor_append_p50_us disk_bytes floor_after_p50_us floor_append_after_p50_us"
+cpu_us_per_op floor_append_p50_us disk_bytes floor_after_p50_us floor_append_after_p50_us \
+abort_rate aborts"
 W=$(echo "$COLS" | wc -w)
 while IFS= read -r line; do
     out="$(echo "$line" | field case)	$(echo "$line" | field engine)	$(echo "$line" | field workload)"
@@ -392,7 +441,10 @@ floors=$(awk -F'\t' '
 # The table: label, case(s) of the peers' figures, workload, metric, case of cstore's figure,
 # what the ratio is against (peer: the fastest peer of the row; floor: the overwrite fdatasync
 # floor; raw: 116 raw bytes of key and value; abs: the figure itself; an engine's name: that
-# engine's figure), goal. Several peer cases (a,b) are the same workload under another option
+# engine's figure; self=CASE:WORKLOAD: cstore's own figure in that case and workload; none: no
+# ratio), goal.
+# Metrics: ops (ops/s), p50, p99 (us), cpu (CPU us per request), bpr, disk (bytes per record),
+# replay (records/s of open), abort (% of transaction attempts that conflicted). Several peer cases (a,b) are the same workload under another option
 # of one peer: its cell lists its figure in each, in that order, and the best one counts.
 cat >"$tmp/rows.tsv" <<'ROWS'
 1. durable puts, 64 threads (ops/s; RocksDB: concurrent memtable writes off / on)	put64,put64cmw	fillrandom	ops	put64	peer	>= 3
@@ -423,6 +475,18 @@ cat >"$tmp/rows.tsv" <<'ROWS'
 8b. memory after cstore's 2x64-session load	bulk	fillrandom	bpr	bulksess	raw	-
 8c. bytes on disk per record after the bulk load (ratio: / 116 raw bytes)	bulk	fillrandom	disk	bulk	raw	-
 9. reopen after durable puts (200k at scale 1), no checkpoint: records/s of open, cstore 1 shard	reopen	readrandom	replay	reopen	abs	>= 2000000
+10. cross-shard 2-key transfer, 1 thread, durable: p50 us (ratio: cstore / its own durable put p50, row 3; RocksDB: TransactionDB / Optimistic)	xfer1,xfer1o	transfer	p50	xfer1	self=put1:fillrandom	<= 1.3
+10b. cross-shard transfer, 1 thread: p50 us (ratio: cstore / fastest peer)	xfer1,xfer1o	transfer	p50	xfer1	peer	-
+11. durable transfers, 64 threads (ops/s; ratio: cstore / RocksDB TransactionDB)	xfer64	transfer	ops	xfer64	rocksdb	>= 4
+11b. durable transfers, 64 threads (ops/s; RocksDB: TransactionDB / Optimistic)	xfer64,xfer64o	transfer	ops	xfer64	peer	-
+11c. abort rate of row 11b (% of attempts)	xfer64,xfer64o	transfer	abort	xfer64	none	-
+12. durable transfers, 256 in flight: cstore 2x128 sessions, peers 256 threads (ops/s; ratio: cstore / RocksDB TransactionDB)	xfer256	transfer	ops	xfersess	rocksdb	>= 10
+12b. durable transfers, 256 blocking threads, cstore too (ops/s; RocksDB: TransactionDB / Optimistic)	xfer256,xfer256o	transfer	ops	xfer256	peer	-
+13. seekrandom + 100 nexts, each in a read-only transaction, 2 threads (ops/s; ratio: cstore / its plain cursor, row 13c: within 1.2x is >= 0.83)	rotxn	seekrandom	ops	rotxn	self=rotxnplain:seekrandom	>= 0.83
+13b. the same: p50 us, begin to commit (ratio: cstore / its plain cursor's p50)	rotxn	seekrandom	p50	rotxn	self=rotxnplain:seekrandom	<= 1.2
+13c. seekrandom + 100 nexts, plain cursor, 2 threads (ops/s)	rotxnplain	seekrandom	ops	rotxnplain	peer	-
+14. ycsb-a, transactions of 4 requests, zipf 0.99, durable, 8 threads (ops/s; RocksDB: TransactionDB / Optimistic)	ycsbtxn,ycsbtxno	ycsb-a	ops	ycsbtxn	peer	-
+14b. abort rate of row 14 (% of attempts: aborts / (commits + aborts))	ycsbtxn,ycsbtxno	ycsb-a	abort	ycsbtxn	none	-
 ROWS
 
 # Both tables from figures.tsv and rows.tsv: the main table (medians) in table.md, the passes'
@@ -445,6 +509,7 @@ awk -F'\t' -v raw=116 -v w="$W" -v spread="$tmp/spread.md" '
         if (m == "p99") return f[k, 3 + o];
         if (m == "bpr") return f[k, 4 + o];
         if (m == "cpu") return f[k, 9 + o];
+        if (m == "abort") return f[k, 14 + o] == "" ? "" : f[k, 14 + o] * 100;
         if (m == "disk") return f[k, 7] > 0 ? f[k, 11 + o] / f[k, 7] : "";
         if (m == "replay") {
             x = f[k, 6 + (s == 0 ? 0 : s == 1 ? 2 * w : w)];
@@ -473,7 +538,7 @@ awk -F'\t' -v raw=116 -v w="$W" -v spread="$tmp/spread.md" '
     {
         label = $1; wl = $3; m = $4; cid = $5; vs = $6; goal = $7;
         nid = split($2, ids, ",");
-        lower = (m == "p50" || m == "p99" || m == "bpr" || m == "disk" || m == "cpu");
+        lower = (m == "p50" || m == "p99" || m == "bpr" || m == "disk" || m == "cpu" || m == "abort");
         line = "| " label;
         split("rocksdb lmdb sqlite cstore", es, " ");
         best = ""; bestv = ""; bestc = "";
@@ -503,9 +568,15 @@ awk -F'\t' -v raw=116 -v w="$W" -v spread="$tmp/spread.md" '
         r = ""; rtxt = "-";
         cs = val["cstore"];
         if (cs != "") {
-            if (vs == "floor" && f[cid, "cstore", wl, 8] > 0) {
+            if (vs == "none") {
+                r = "";
+            } else if (vs == "floor" && f[cid, "cstore", wl, 8] > 0) {
                 r = f[cid, "cstore", wl, 8];
                 rtxt = sprintf("%.2fx floor (%.0f us)", r, f[cid, "cstore", wl, 5]);
+            } else if (vs ~ /^self=/) {
+                split(substr(vs, 6), sp, ":");
+                x = metric(sp[1], "cstore", sp[2], m, 0);
+                if (x > 0) { r = cs / x; rtxt = sprintf("%.2fx cstore %s (%s)", r, sp[1], fmt(x)) }
             } else if (vs == "raw") {
                 r = cs / raw; rtxt = sprintf("%.2fx raw", r);
             } else if (vs != "peer" && (vs in val)) {

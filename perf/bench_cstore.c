@@ -11,7 +11,14 @@
  * cs_options_set names. A cursor is opened per seek, as the peers' drivers do. persist
  * (--persist) is cs_checkpoint: every shard writes its trees to a checkpoint file and syncs it,
  * so that everything written is on disk whatever the durability (it is not available with
- * durability none, which writes nothing to the folder). */
+ * durability none, which writes nothing to the folder).
+ * Transactions are cs_txn: txn_begin is cs_txn_begin (BENCH_TXN_READONLY: CS_TXN_READONLY, a
+ * snapshot), gets and puts are cs_txn_get and cs_txn_put (cstore's transactions are optimistic:
+ * for_update changes nothing), commit is cs_txn_commit, whose CS_ECONFLICT is BENCH_CONFLICT; a
+ * cursor inside a read-only transaction is cs_txn_cursor_open. A thread with a session submits
+ * commits with cs_session_commit, many in flight. The phase note sums the shards' transaction
+ * counters (cs_stats) since the open: how many transactions spanned shards, how many the shards
+ * refused. Durability stays cstore's default (sync) unless --durability says otherwise. */
 #include "bench.h"
 
 #include <errno.h>
@@ -253,6 +260,14 @@ static int csb_submit_del(void *th, const void *key, size_t klen, uint64_t tag)
     return cs_session_del(t->session, CSB_COLL, key, klen, tag);
 }
 
+/* cstore's result code as the driver's: CS_ENOTFOUND and CS_ECONFLICT are not errors. */
+static int csb_rc(int rc)
+{
+    if (rc == CS_ENOTFOUND)
+        return BENCH_NOTFOUND;
+    return rc == CS_ECONFLICT ? BENCH_CONFLICT : rc;
+}
+
 static int csb_reap(void *th, struct bench_done *out, unsigned max, unsigned min)
 {
     struct csb_thread *t = th;
@@ -265,7 +280,7 @@ static int csb_reap(void *th, struct bench_done *out, unsigned max, unsigned min
     t->done_count = (unsigned)n;
     for (int i = 0; i < n; i++) {
         out[i].tag = t->done[i].user_data;
-        out[i].rc = t->done[i].rc == CS_ENOTFOUND ? BENCH_NOTFOUND : t->done[i].rc;
+        out[i].rc = csb_rc(t->done[i].rc);
         out[i].val = t->done[i].val;
         out[i].vlen = t->done[i].vlen;
     }
@@ -327,6 +342,95 @@ static void csb_scan_close(void *cursor)
     free(c);
 }
 
+static int csb_txn_begin(void *th, unsigned flags, void **txn)
+{
+    struct csb_thread *t = th;
+    cs_txn *x = NULL;
+    int rc = cs_txn_begin(t->db, (flags & BENCH_TXN_READONLY) ? CS_TXN_READONLY : 0, &x);
+    if (rc != 0)
+        return csb_rc(rc);
+    *txn = x;
+    return 0;
+}
+
+static int csb_txn_get(void *txn, const void *key, size_t klen, int for_update, void *buf,
+                       size_t cap, size_t *vlen)
+{
+    (void)for_update; /* optimistic: every read is validated at commit */
+    void *v = NULL;
+    int rc = cs_txn_get(txn, CSB_COLL, key, klen, &v, vlen);
+    if (rc != 0)
+        return csb_rc(rc);
+    if (*vlen > 0) /* v is NULL for an empty value */
+        memcpy(buf, v, *vlen < cap ? *vlen : cap);
+    cs_free(v);
+    return 0;
+}
+
+static int csb_txn_put(void *txn, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    return csb_rc(cs_txn_put(txn, CSB_COLL, key, klen, val, vlen));
+}
+
+static int csb_txn_commit(void *txn)
+{
+    return csb_rc(cs_txn_commit(txn));
+}
+
+static void csb_txn_abort(void *txn)
+{
+    cs_txn_abort(txn);
+}
+
+static int csb_txn_scan_open(void *txn, void **cursor)
+{
+    struct csb_cursor *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    int rc = cs_txn_cursor_open(txn, CSB_COLL, &c->cursor);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    *cursor = c;
+    return 0;
+}
+
+static int csb_txn_submit_commit(void *th, void *txn, uint64_t tag)
+{
+    struct csb_thread *t = th;
+    return csb_rc(cs_session_commit(t->session, txn, tag));
+}
+
+static int csb_key_shard(void *store, const void *key, size_t klen, unsigned *shard)
+{
+    return cs_key_shard(store, key, klen, shard);
+}
+
+/* The shards' transaction counters since the open, when there were transactions: commits on
+ * the shards (a cross-shard transaction counts on each participant), cross-shard transactions
+ * (each once), and transactions the shards refused (CS_ECONFLICT). */
+static void csb_phase_note(void *store, char *buf, size_t cap)
+{
+    cs_db *db = store;
+    uint64_t commits = 0, cross = 0, refused = 0;
+    for (unsigned i = 0; i < cs_shard_count(db); i++) {
+        struct cs_shard_stats st;
+        if (cs_stats(db, i, &st) != 0)
+            continue;
+        commits += st.txn_commits;
+        cross += st.txn_cross_commits;
+        refused += st.txn_conflicts;
+    }
+    buf[0] = '\0';
+    if (commits + refused > 0)
+        snprintf(buf, cap,
+                 "since open: shard transaction commits %llu, cross-shard transactions %llu, "
+                 "refused %llu",
+                 (unsigned long long)commits, (unsigned long long)cross,
+                 (unsigned long long)refused);
+}
+
 static int csb_persist(void *store)
 {
     return cs_checkpoint(store);
@@ -370,6 +474,15 @@ const struct bench_engine bench_engine_cstore = {
     .scan_next = csb_scan_next,
     .scan_close = csb_scan_close,
     .persist = csb_persist,
+    .phase_note = csb_phase_note,
     .describe = csb_describe,
     .strerror = cs_strerror,
+    .txn_begin = csb_txn_begin,
+    .txn_get = csb_txn_get,
+    .txn_put = csb_txn_put,
+    .txn_commit = csb_txn_commit,
+    .txn_abort = csb_txn_abort,
+    .txn_scan_open = csb_txn_scan_open,
+    .txn_submit_commit = csb_txn_submit_commit,
+    .key_shard = csb_key_shard,
 };

@@ -16,6 +16,10 @@
  * (--batch > 1, the bulk load): a write transaction then changes the memory-mapped pages in
  * place instead of copying each dirty page from malloc'ed memory at commit, LMDB's fastest
  * load (its docs and benchmarks); read transactions are renewed, never recreated (above).
+ * Transactions: a read-write one is one LMDB write transaction (mdb_txn_begin, mdb_get and
+ * mdb_put inside it, mdb_txn_commit, durable as any commit), so writers take turns and never
+ * conflict; a read-only one is the thread's read transaction, renewed (mdb_txn_renew) and reset
+ * at its end, never recreated, with its gets and cursor inside it.
  * LMDB has no asynchronous calls: the driver is blocking only. Error codes: errno values as
  * -errno, MDB_* codes (already negative) as they are. When the Makefile found no lmdb.h this
  * file compiles to nothing. */
@@ -42,14 +46,16 @@ struct lmdb_store {
 struct lmdb_thread {
     struct lmdb_store *st;
     MDB_txn *rtxn;    /* read transaction, reset between uses */
-    MDB_txn *wtxn;    /* open write transaction of a batch, or NULL */
+    MDB_txn *wtxn;    /* open write transaction of a batch or a transaction, or NULL */
     unsigned batch;   /* writes per write transaction */
-    unsigned pending; /* writes in wtxn */
+    unsigned pending; /* writes in wtxn (a batch's) */
+    int txn_readonly; /* the open transaction (txn_begin) is rtxn, renewed */
 };
 
 struct lmdb_cursor {
     struct lmdb_thread *t;
     MDB_cursor *cur;
+    int owns_txn;   /* it renewed the read transaction and resets it at close */
     MDB_val k, v;   /* the current record */
     int started;    /* positioned by a seek or the first scan_next */
     int pending;    /* a seek positioned it: the next scan_next returns its result */
@@ -224,6 +230,7 @@ static int lmdb_scan_open(void *th, void **cursor)
     if (c == NULL)
         return -ENOMEM;
     c->t = t;
+    c->owns_txn = 1;
     int rc = mdb_txn_renew(t->rtxn);
     if (rc == 0) {
         rc = mdb_cursor_open(t->rtxn, t->st->dbi, &c->cur);
@@ -278,8 +285,93 @@ static void lmdb_scan_close(void *cursor)
 {
     struct lmdb_cursor *c = cursor;
     mdb_cursor_close(c->cur);
-    mdb_txn_reset(c->t->rtxn);
+    if (c->owns_txn)
+        mdb_txn_reset(c->t->rtxn);
     free(c);
+}
+
+static int lmdb_txn_begin(void *th, unsigned flags, void **txn)
+{
+    struct lmdb_thread *t = th;
+    int rc = lmdb_flush(t); /* a batch still open */
+    if (rc != 0)
+        return rc;
+    t->txn_readonly = (flags & BENCH_TXN_READONLY) != 0;
+    rc = t->txn_readonly ? mdb_txn_renew(t->rtxn) : mdb_txn_begin(t->st->env, NULL, 0, &t->wtxn);
+    if (rc != 0) {
+        t->wtxn = NULL;
+        return lmdb_rc(rc);
+    }
+    *txn = t;
+    return 0;
+}
+
+static int lmdb_txn_get(void *txn, const void *key, size_t klen, int for_update, void *buf,
+                        size_t cap, size_t *vlen)
+{
+    (void)for_update; /* the write transaction excludes every other writer already */
+    struct lmdb_thread *t = txn;
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, v;
+    int rc = mdb_get(t->txn_readonly ? t->rtxn : t->wtxn, t->st->dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return BENCH_NOTFOUND;
+    if (rc != 0)
+        return lmdb_rc(rc);
+    *vlen = v.mv_size;
+    memcpy(buf, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
+    return 0;
+}
+
+static int lmdb_txn_put(void *txn, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct lmdb_thread *t = txn;
+    if (t->txn_readonly)
+        return -EINVAL;
+    static const char empty[1] = {0};
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
+    MDB_val v = {.mv_size = vlen, .mv_data = (void *)(val != NULL ? val : empty)};
+    return lmdb_rc(mdb_put(t->wtxn, t->st->dbi, &k, &v, 0));
+}
+
+static int lmdb_txn_commit(void *txn)
+{
+    struct lmdb_thread *t = txn;
+    if (t->txn_readonly) {
+        mdb_txn_reset(t->rtxn);
+        return 0;
+    }
+    int rc = mdb_txn_commit(t->wtxn); /* frees the transaction, also on error */
+    t->wtxn = NULL;
+    return lmdb_rc(rc);
+}
+
+static void lmdb_txn_abort(void *txn)
+{
+    struct lmdb_thread *t = txn;
+    if (t->txn_readonly) {
+        mdb_txn_reset(t->rtxn);
+        return;
+    }
+    mdb_txn_abort(t->wtxn);
+    t->wtxn = NULL;
+}
+
+static int lmdb_txn_scan_open(void *txn, void **cursor)
+{
+    struct lmdb_thread *t = txn;
+    if (!t->txn_readonly)
+        return -ENOTSUP; /* the workloads seek in read-only transactions only */
+    struct lmdb_cursor *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    c->t = t;
+    int rc = mdb_cursor_open(t->rtxn, t->st->dbi, &c->cur);
+    if (rc != 0) {
+        free(c);
+        return lmdb_rc(rc);
+    }
+    *cursor = c;
+    return 0;
 }
 
 static void lmdb_describe(void *store, char *buf, size_t cap)
@@ -318,6 +410,12 @@ const struct bench_engine bench_engine_lmdb = {
     .persist = lmdb_persist,
     .describe = lmdb_describe,
     .strerror = lmdb_strerror,
+    .txn_begin = lmdb_txn_begin,
+    .txn_get = lmdb_txn_get,
+    .txn_put = lmdb_txn_put,
+    .txn_commit = lmdb_txn_commit,
+    .txn_abort = lmdb_txn_abort,
+    .txn_scan_open = lmdb_txn_scan_open,
 };
 
 #else

@@ -22,6 +22,15 @@
  * checkpoint that finds the WAL already copied (by the automatic checkpoints of a load with
  * synchronous=OFF) syncs nothing, so without them what those wrote could still be in the page
  * cache. Then everything committed is on disk.
+ * Transactions: a read-write one is BEGIN IMMEDIATE ... COMMIT on the thread's connection, with
+ * the prepared statements of the plain calls inside it, under the writer mutex (so transactions
+ * take turns, as SQLite's single writer makes them, without sleeping in the busy handler); the
+ * busy timeout stays for what else may hold the lock (a checkpoint), and a BUSY or LOCKED that
+ * outlasts it is BENCH_CONFLICT (rolled back, retried), not an error. Durability as above:
+ * synchronous=FULL in WAL mode syncs the WAL at every COMMIT, the equivalent of an fdatasync
+ * per commit (NORMAL in WAL mode would sync only at checkpoints, which is not durable per
+ * commit). A read-only transaction is BEGIN (deferred: a WAL read snapshot from its first read)
+ * ... COMMIT, without the mutex.
  * SQLite has no asynchronous calls: the driver is blocking only. Error codes: SQLite result
  * codes as -(SQLB_ERR_BASE + code), errno values as -errno. When the Makefile found no
  * sqlite3.h this file compiles to nothing. */
@@ -58,6 +67,8 @@ enum sqlb_stmt {
     SQLB_SCAN,
     SQLB_BEGIN,
     SQLB_COMMIT,
+    SQLB_BEGIN_READ,
+    SQLB_ROLLBACK,
     SQLB_N
 };
 
@@ -69,6 +80,8 @@ static const char *const sqlb_sql[SQLB_N] = {
     "SELECT k, v FROM kv ORDER BY k",
     "BEGIN IMMEDIATE",
     "COMMIT",
+    "BEGIN",
+    "ROLLBACK",
 };
 
 struct sqlb_thread {
@@ -78,6 +91,7 @@ struct sqlb_thread {
     unsigned batch;   /* writes per transaction */
     unsigned pending; /* writes in the open transaction (the writer mutex is held while > 0) */
     int cursor_open;  /* the seek or scan statement is in use */
+    int txn_readonly; /* the open transaction (txn_begin) is read-only: no writer mutex */
 };
 
 struct sqlb_cursor {
@@ -368,6 +382,86 @@ static void sqlb_scan_close(void *cursor)
     free(c);
 }
 
+/* A result inside a transaction: BUSY or LOCKED (another connection kept the lock past the
+ * busy timeout) is BENCH_CONFLICT, anything else stays as it is. */
+static int sqlb_txn_rc(int rc)
+{
+    return rc == sqlb_rc(SQLITE_BUSY) || rc == sqlb_rc(SQLITE_LOCKED) ? BENCH_CONFLICT : rc;
+}
+
+/* End the open transaction after a failure: roll back, let the next writer in. */
+static void sqlb_txn_rollback(struct sqlb_thread *t)
+{
+    if (sqlite3_get_autocommit(t->db) == 0) /* still in the transaction */
+        (void)sqlb_step_done(t->stmt[SQLB_ROLLBACK]);
+    if (!t->txn_readonly)
+        pthread_mutex_unlock(&t->st->writer);
+}
+
+static int sqlb_txn_begin(void *th, unsigned flags, void **txn)
+{
+    struct sqlb_thread *t = th;
+    int rc = sqlb_flush(t); /* a batch still open */
+    if (rc != 0)
+        return rc;
+    t->txn_readonly = (flags & BENCH_TXN_READONLY) != 0;
+    if (!t->txn_readonly)
+        pthread_mutex_lock(&t->st->writer);
+    rc = sqlb_step_done(t->stmt[t->txn_readonly ? SQLB_BEGIN_READ : SQLB_BEGIN]);
+    if (rc != 0) {
+        sqlb_txn_rollback(t);
+        return sqlb_txn_rc(rc);
+    }
+    *txn = t;
+    return 0;
+}
+
+static int sqlb_txn_get(void *txn, const void *key, size_t klen, int for_update, void *buf,
+                        size_t cap, size_t *vlen)
+{
+    (void)for_update; /* BEGIN IMMEDIATE holds the write lock already */
+    return sqlb_txn_rc(sqlb_get(txn, key, klen, buf, cap, vlen));
+}
+
+static int sqlb_txn_put(void *txn, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct sqlb_thread *t = txn;
+    if (t->txn_readonly)
+        return -EINVAL;
+    sqlite3_stmt *s = t->stmt[SQLB_PUT];
+    sqlite3_bind_blob(s, 1, key, (int)klen, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, vlen > 0 ? val : "", (int)vlen, SQLITE_STATIC);
+    int rc = sqlb_step_done(s);
+    sqlite3_clear_bindings(s);
+    return sqlb_txn_rc(rc);
+}
+
+static int sqlb_txn_commit(void *txn)
+{
+    struct sqlb_thread *t = txn;
+    int rc = sqlb_step_done(t->stmt[SQLB_COMMIT]);
+    if (rc != 0) {
+        sqlb_txn_rollback(t);
+        return sqlb_txn_rc(rc);
+    }
+    if (!t->txn_readonly)
+        pthread_mutex_unlock(&t->st->writer);
+    return 0;
+}
+
+static void sqlb_txn_abort(void *txn)
+{
+    sqlb_txn_rollback(txn);
+}
+
+static int sqlb_txn_scan_open(void *txn, void **cursor)
+{
+    struct sqlb_thread *t = txn;
+    if (!t->txn_readonly)
+        return -ENOTSUP; /* the workloads seek in read-only transactions only */
+    return sqlb_scan_open(t, cursor);
+}
+
 static void sqlb_describe(void *store, char *buf, size_t cap)
 {
     struct sqlb_store *st = store;
@@ -402,6 +496,12 @@ const struct bench_engine bench_engine_sqlite = {
     .persist = sqlb_persist,
     .describe = sqlb_describe,
     .strerror = sqlb_strerror,
+    .txn_begin = sqlb_txn_begin,
+    .txn_get = sqlb_txn_get,
+    .txn_put = sqlb_txn_put,
+    .txn_commit = sqlb_txn_commit,
+    .txn_abort = sqlb_txn_abort,
+    .txn_scan_open = sqlb_txn_scan_open,
 };
 
 #else

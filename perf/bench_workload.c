@@ -27,6 +27,29 @@
  *                        al., theta --zipf, default 0.99), scrambled by a hash as in YCSB's
  *                        ScrambledZipfianGenerator; D draws "latest" as YCSB's SkewedLatest.
  *                        An update writes the record's whole value.
+ *   transfer             a transaction reads two distinct uniformly random records (in record
+ *                        index order, so that an engine that locks cannot deadlock on it) and
+ *                        writes both back with one unit moved from one balance to the other
+ *                        (the balance: a little-endian uint64 at value offset 8, wrapping
+ *                        arithmetic; the first 8 bytes stay the record index); --cross-shard
+ *                        draws the second record until it lives on another shard than the first
+ *                        (engines with shards). The invariant, checked with a scan from the main
+ *                        thread before the phase and after it (unmeasured; bench.c counts a
+ *                        change as a wrong value): the sum of all balances mod 2^64 and the
+ *                        record count stay the same, so a lost or half-applied transfer shows.
+ * Transactions: a transfer is one; with --txn N, every N consecutive requests of a thread of
+ * overwrite, readrandom, seekrandom, ycsb-a..d and ycsb-f form one transaction: gets through the
+ * transaction's get, updates and inserts through its put, seeks through a cursor inside it. A
+ * transaction that writes nothing is read-only (a snapshot: seekrandom --txn 1 runs each seek in
+ * its own read-only transaction). A conflict aborts the attempt and retries the whole
+ * transaction with the same requests (a new begin), counting an abort, at most
+ * WL_TXN_ATTEMPTS_MAX times (then its requests fail with -EBUSY). A request's latency runs from
+ * when its transaction's first attempt ran it to the commit that succeeded; for the first request
+ * of a transaction (and a transfer) from the first begin, so that the begin is charged. With
+ * --inflight K > 1 and an engine that pipelines commits (cstore sessions), a thread keeps K
+ * transactions in flight: each is built with blocking calls, then its commit is submitted, and a
+ * conflicted one is rebuilt and submitted again when its completion is reaped.
+ * --rate does not apply to transactional phases (bench.c refuses it).
  * Timing: a request's latency runs from its start to its end; with --inflight K > 1 (and an
  * engine that pipelines) each thread keeps K requests in flight and latency runs from the
  * submission to the reap that returned it. With --rate R the run is open-loop: the n-th request
@@ -49,6 +72,11 @@
 #define WL_PERCENT 100u              /* operation mixes are in percent */
 #define WL_OPEN_LOOP_SLEEP_NS 50000u /* open loop: longest nap while requests are in flight */
 #define WL_OPEN_LOOP_SPIN_NS 20000u  /* open loop: wait this close to a due time by spinning */
+#define WL_TXN_ATTEMPTS_MAX 10000u   /* attempts of one transaction before its requests fail */
+#define WL_CROSS_DRAWS_MAX 64u       /* --cross-shard: draws of the second record of a transfer */
+#define WL_BALANCE_OFFSET 8u         /* transfer: the balance's offset in a value */
+#define WL_BALANCE_VALUE_BYTES 16u   /* transfer: shortest value (index, then balance) */
+#define WL_COUNT_WEIGHT 0x9e3779b97f4a7c15ull /* invariant: odd weight of the record count */
 
 #define wl_assert(e) ((e) ? (void)0 : wl_panic(__LINE__, #e))
 
@@ -143,6 +171,19 @@ struct wl_slot {
     char *val;         /* value_bytes (puts) */
 };
 
+/* A transaction to run: its requests, and when its first attempt ran each. */
+struct wl_txn {
+    unsigned count;                       /* requests (a transfer is one) */
+    int writes;                           /* some request writes: read-write, else read-only */
+    int upward;                           /* transfer: the unit moves from rec[1] to rec[0] */
+    uint64_t rec[2];                      /* transfer: its records, lower index first */
+    uint64_t start_ns;                    /* the first attempt's begin */
+    unsigned attempts;                    /* attempts that conflicted so far */
+    unsigned missed;                      /* gets of the last attempt that found nothing */
+    struct wl_req req[BENCH_TXN_OPS_MAX]; /* the requests (not a transfer) */
+    uint64_t req_ns[BENCH_TXN_OPS_MAX];   /* when the first attempt ran each request */
+};
+
 struct wl_state;
 /* Chooses the n-th request of this thread. */
 typedef void (*wl_next_fn)(struct wl_state *s, uint64_t n, struct wl_req *r);
@@ -164,6 +205,9 @@ struct wl_state {
     unsigned free_count;   /* entries on free_slots */
     unsigned depth;        /* slots; 1 for blocking calls */
     char *arena;           /* the slots' key and value bytes */
+    int transfer;          /* each request is a transfer (the transfer workload) */
+    struct wl_txn *txns;   /* transactional phases: one per slot, else NULL */
+    char *txn_vals;        /* transactional phases: two values of value_bytes (a transfer's) */
 };
 
 static void wl_value(const struct wl_state *s, uint64_t i, char *val)
@@ -201,6 +245,8 @@ static void wl_state_free(struct wl_state *s)
     free(s->slots);
     free(s->free_slots);
     free(s->arena);
+    free(s->txns);
+    free(s->txn_vals);
 }
 
 BENCH_MUST_CHECK static int wl_state_init(struct wl_state *s, struct bench_worker *w,
@@ -211,7 +257,8 @@ BENCH_MUST_CHECK static int wl_state_init(struct wl_state *s, struct bench_worke
     s->w = w;
     s->next = next;
     s->rng = cfg->seed * 0x2545f4914f6cdd1dull + w->index + 1;
-    s->depth = w->depth > 1 && w->engine->submit_put != NULL ? w->depth : 1;
+    int pipelines = w->txn ? w->engine->txn_submit_commit != NULL : w->engine->submit_put != NULL;
+    s->depth = w->depth > 1 && pipelines ? w->depth : 1;
     double theta = cfg->zipf_theta;
     s->zipf_alpha = 1.0 / (1.0 - theta);
     if (cfg->zipf_zetan > 0.0 && cfg->keys > 0)
@@ -222,7 +269,12 @@ BENCH_MUST_CHECK static int wl_state_init(struct wl_state *s, struct bench_worke
     s->slots = calloc(s->depth, sizeof(*s->slots));
     s->free_slots = calloc(s->depth, sizeof(*s->free_slots));
     s->arena = malloc(per_slot * s->depth);
-    if (s->get_buf == NULL || s->slots == NULL || s->free_slots == NULL || s->arena == NULL) {
+    if (w->txn) {
+        s->txns = calloc(s->depth, sizeof(*s->txns));
+        s->txn_vals = malloc(2 * (size_t)cfg->value_bytes + 1);
+    }
+    if (s->get_buf == NULL || s->slots == NULL || s->free_slots == NULL || s->arena == NULL ||
+        (w->txn && (s->txns == NULL || s->txn_vals == NULL))) {
         wl_state_free(s);
         return -ENOMEM;
     }
@@ -256,15 +308,18 @@ static void wl_finish(struct bench_worker *w, uint64_t index, int rc, const void
         w->mismatches++;
 }
 
-/* A cursor per request: seek to the key of r, read up to r->scan records. Returns 0 or the
- * engine's error; *found gets the records read. */
-static int wl_seek(struct wl_state *s, void *th, const struct wl_req *r, const char *key,
+/* A cursor per request: seek to the key of r, read up to r->scan records; the cursor is the
+ * thread's (txn NULL) or one inside the read-only transaction txn. Returns 0 or the engine's
+ * error; *found gets the records read. */
+static int wl_seek(struct wl_state *s, void *th, void *txn, const struct wl_req *r, const char *key,
                    unsigned *found)
 {
     const struct bench_engine *e = s->w->engine;
     void *cur = NULL;
     *found = 0;
-    int rc = e->scan_open(th, &cur);
+    if (txn != NULL && e->txn_scan_open == NULL)
+        return -ENOTSUP;
+    int rc = txn != NULL ? e->txn_scan_open(txn, &cur) : e->scan_open(th, &cur);
     if (rc != 0)
         return rc;
     rc = e->scan_seek(cur, key, s->w->cfg->key_bytes);
@@ -297,7 +352,7 @@ static int wl_exec(struct wl_state *s, void *th, struct wl_slot *sl, const void 
         return e->del(th, sl->key, cfg->key_bytes);
     case WL_SEEK: {
         unsigned found = 0;
-        int rc = wl_seek(s, th, r, sl->key, &found);
+        int rc = wl_seek(s, th, NULL, r, sl->key, &found);
         return rc == 0 && found == 0 ? BENCH_NOTFOUND : rc;
     }
     case WL_GET:
@@ -440,6 +495,301 @@ BENCH_MUST_CHECK static int wl_drive_pipelined(struct wl_state *s, void *th, uin
     return 0;
 }
 
+static uint64_t wl_le64(const char *p)
+{
+    uint64_t x = 0;
+    for (unsigned b = 0; b < 8; b++)
+        x |= (uint64_t)(unsigned char)p[b] << (8 * b);
+    return x;
+}
+
+static void wl_le64_put(char *p, uint64_t x)
+{
+    for (unsigned b = 0; b < 8; b++)
+        p[b] = (char)(x >> (8 * b));
+}
+
+/* The shard of record i, or 0 when the engine has none (or cannot tell). */
+static unsigned wl_shard_of(struct wl_state *s, uint64_t i)
+{
+    const struct bench_worker *w = s->w;
+    unsigned shard = 0;
+    wl_key(w->cfg, i, s->slots[0].key);
+    if (w->engine->key_shard == NULL ||
+        w->engine->key_shard(w->store, s->slots[0].key, w->cfg->key_bytes, &shard) != 0)
+        return 0;
+    return shard;
+}
+
+/* A transfer's two distinct records, uniformly random (on two shards with --cross-shard, when
+ * WL_CROSS_DRAWS_MAX draws find one), lower index first, and its direction. */
+static void wl_transfer_pick(struct wl_state *s, struct wl_txn *x)
+{
+    const struct bench_config *cfg = s->w->cfg;
+    wl_assert(cfg->keys >= 2);
+    uint64_t a = wl_rand(&s->rng) % cfg->keys, b = a;
+    int cross = cfg->cross_shard && s->w->engine->key_shard != NULL;
+    unsigned shard_a = cross ? wl_shard_of(s, a) : 0;
+    for (unsigned draw = 0; draw < WL_CROSS_DRAWS_MAX; draw++) {
+        b = wl_rand(&s->rng) % (cfg->keys - 1);
+        b += b >= a ? 1 : 0;
+        if (!cross || wl_shard_of(s, b) != shard_a)
+            break;
+    }
+    wl_assert(a != b);
+    x->rec[0] = a < b ? a : b;
+    x->rec[1] = a < b ? b : a;
+    x->upward = (int)(wl_rand(&s->rng) & 1u);
+}
+
+/* Choose the next transaction of this thread, from its n-th request on (count in all): a
+ * transfer, or up to --txn requests chosen by s->next. Returns the requests it took (>= 1). */
+static uint64_t wl_txn_choose(struct wl_state *s, uint64_t n, uint64_t count, struct wl_txn *x)
+{
+    x->attempts = 0;
+    x->missed = 0;
+    x->start_ns = bench_now_ns();
+    if (s->transfer) {
+        wl_transfer_pick(s, x);
+        x->count = 1;
+        x->writes = 1;
+        return 1;
+    }
+    uint64_t k = s->w->cfg->txn_ops;
+    k = count - n < k ? count - n : k;
+    wl_assert(k >= 1);
+    wl_assert(k <= BENCH_TXN_OPS_MAX);
+    x->count = (unsigned)k;
+    x->writes = 0;
+    for (unsigned i = 0; i < x->count; i++) {
+        s->next(s, n + i, &x->req[i]);
+        x->req_ns[i] = x->start_ns;
+        if (x->req[i].op == WL_PUT || x->req[i].op == WL_RMW)
+            x->writes = 1;
+    }
+    return k;
+}
+
+/* A transfer inside txn: get both records, move one unit, put both. Returns 0,
+ * BENCH_NOTFOUND (a record is missing), BENCH_CONFLICT, or an error (-EILSEQ: a value that is
+ * not its record's, also counted as a wrong value). */
+static int wl_transfer_ops(struct wl_state *s, void *txn, struct wl_txn *x)
+{
+    struct bench_worker *w = s->w;
+    const struct bench_engine *e = w->engine;
+    const struct bench_config *cfg = w->cfg;
+    char *key = s->slots[0].key, *val[2] = {s->txn_vals, s->txn_vals + cfg->value_bytes};
+    for (unsigned r = 0; r < 2; r++) {
+        size_t vlen = 0;
+        wl_key(cfg, x->rec[r], key);
+        int rc = e->txn_get(txn, key, cfg->key_bytes, 1, val[r], cfg->value_bytes, &vlen);
+        if (rc != 0)
+            return rc;
+        if (!wl_value_ok(cfg, x->rec[r], val[r], vlen)) {
+            w->mismatches++;
+            return -EILSEQ;
+        }
+    }
+    uint64_t up = x->upward ? 1u : (uint64_t)-1;
+    wl_le64_put(val[0] + WL_BALANCE_OFFSET, wl_le64(val[0] + WL_BALANCE_OFFSET) + up);
+    wl_le64_put(val[1] + WL_BALANCE_OFFSET, wl_le64(val[1] + WL_BALANCE_OFFSET) - up);
+    for (unsigned r = 0; r < 2; r++) {
+        wl_key(cfg, x->rec[r], key);
+        int rc = e->txn_put(txn, key, cfg->key_bytes, val[r], cfg->value_bytes);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Whether a request of x after the i-th writes the i-th's record. */
+static int wl_txn_writes_later(const struct wl_txn *x, unsigned i)
+{
+    for (unsigned j = i + 1; j < x->count; j++)
+        if (x->req[j].index == x->req[i].index && x->req[j].op != WL_GET && x->req[j].op != WL_SEEK)
+            return 1;
+    return 0;
+}
+
+/* The requests of x inside txn, in order; gets that find nothing count in x->missed. Returns
+ * 0, BENCH_CONFLICT or an error. */
+static int wl_txn_ops(struct wl_state *s, void *txn, struct wl_txn *x)
+{
+    struct bench_worker *w = s->w;
+    const struct bench_engine *e = w->engine;
+    const struct bench_config *cfg = w->cfg;
+    char *key = s->slots[0].key, *val = s->slots[0].val;
+    for (unsigned i = 0; i < x->count; i++) {
+        const struct wl_req *r = &x->req[i];
+        if (x->attempts == 0 && i > 0) /* the first request's start is the first begin */
+            x->req_ns[i] = bench_now_ns();
+        wl_key(cfg, r->index, key);
+        int rc = 0;
+        size_t vlen = 0;
+        unsigned found = 0;
+        switch (r->op) {
+        case WL_GET:
+        case WL_RMW:
+            rc = e->txn_get(txn, key, cfg->key_bytes, r->op == WL_RMW || wl_txn_writes_later(x, i),
+                            s->get_buf, cfg->value_bytes, &vlen);
+            if (rc == BENCH_NOTFOUND) {
+                x->missed++;
+                rc = 0;
+                break;
+            }
+            if (rc == 0 && !wl_value_ok(cfg, r->index, s->get_buf, vlen))
+                w->mismatches++;
+            if (rc != 0 || r->op == WL_GET)
+                break;
+            __attribute__((fallthrough)); /* the write of a read-modify-write */
+        case WL_PUT:
+            wl_value(s, r->index, val);
+            rc = e->txn_put(txn, key, cfg->key_bytes, val, cfg->value_bytes);
+            break;
+        case WL_SEEK:
+            rc = x->writes ? -EINVAL : wl_seek(s, NULL, txn, r, key, &found);
+            x->missed += rc == 0 && found == 0 ? 1u : 0u;
+            break;
+        case WL_DEL:
+            rc = -EINVAL; /* no workload deletes in transactions */
+            break;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* One attempt of x up to its commit: begin (read-only when x writes nothing), then its
+ * requests. Returns 0 with *txn open and ready to commit, or BENCH_NOTFOUND (a transfer's
+ * record is missing), BENCH_CONFLICT or an error with the transaction ended. */
+static int wl_txn_build(struct wl_state *s, void *th, struct wl_txn *x, void **txn)
+{
+    const struct bench_engine *e = s->w->engine;
+    x->missed = 0;
+    *txn = NULL;
+    int rc = e->txn_begin(th, x->writes ? 0 : BENCH_TXN_READONLY, txn);
+    if (rc != 0)
+        return rc;
+    rc = s->transfer ? wl_transfer_ops(s, *txn, x) : wl_txn_ops(s, *txn, x);
+    if (rc != 0) {
+        e->txn_abort(*txn);
+        *txn = NULL;
+    }
+    return rc;
+}
+
+/* After an attempt of x ended with rc: whether to retry it (a conflict, attempts left), and
+ * then the abort is counted. */
+static int wl_txn_retry(struct wl_state *s, struct wl_txn *x, int rc)
+{
+    if (rc != BENCH_CONFLICT)
+        return 0;
+    s->w->aborts++;
+    x->attempts++;
+    return x->attempts < WL_TXN_ATTEMPTS_MAX;
+}
+
+/* Account for the requests of x, whose last attempt ended with rc at end_ns. */
+static void wl_txn_finish(struct wl_state *s, const struct wl_txn *x, int rc, uint64_t end_ns)
+{
+    struct bench_worker *w = s->w;
+    if (rc == BENCH_CONFLICT)
+        rc = -EBUSY; /* out of attempts */
+    if (rc == 0)
+        w->commits++;
+    if (s->transfer) {
+        wl_finish(w, x->rec[0], rc, NULL, 0, end_ns - x->start_ns);
+        return;
+    }
+    for (unsigned i = 0; i < x->count; i++) {
+        bench_hist_record(&w->hist, end_ns - x->req_ns[i]);
+        w->ops++;
+        if (rc != 0)
+            wl_error(w, rc);
+    }
+    if (rc == 0)
+        w->misses += x->missed;
+}
+
+/* Run x until it commits, runs out of attempts or fails: blocking commits, or with a pipeline
+ * (s->depth > 1) a read-write transaction's commit is submitted with tag. Returns 1 when a
+ * commit is in flight (its completion decides), 0 when x is finished and accounted for. */
+static int wl_txn_run(struct wl_state *s, void *th, struct wl_txn *x, uint64_t tag)
+{
+    const struct bench_engine *e = s->w->engine;
+    for (unsigned attempt = 0; attempt <= WL_TXN_ATTEMPTS_MAX; attempt++) {
+        void *txn = NULL;
+        int rc = wl_txn_build(s, th, x, &txn);
+        if (rc == 0 && s->depth > 1 && x->writes) {
+            rc = e->txn_submit_commit(th, txn, tag);
+            if (rc == 0)
+                return 1;
+        } else if (rc == 0) {
+            rc = e->txn_commit(txn);
+        }
+        if (!wl_txn_retry(s, x, rc)) {
+            wl_txn_finish(s, x, rc, bench_now_ns());
+            return 0;
+        }
+    }
+    wl_assert(!"a transaction outlived WL_TXN_ATTEMPTS_MAX attempts");
+    return 0;
+}
+
+BENCH_MUST_CHECK static int wl_drive_txn_blocking(struct wl_state *s, void *th, uint64_t count,
+                                                  const struct wl_clock *c)
+{
+    struct wl_txn *x = &s->txns[0];
+    for (uint64_t n = 0; n < count;) {
+        if (c->deadline_ns != 0 && bench_now_ns() >= c->deadline_ns)
+            break;
+        n += wl_txn_choose(s, n, count, x);
+        int inflight = wl_txn_run(s, th, x, 0);
+        wl_assert(!inflight);
+    }
+    return 0;
+}
+
+/* Up to s->depth transactions in flight: each is built with blocking calls and its commit
+ * submitted; a completion that conflicted is rebuilt and submitted again. */
+BENCH_MUST_CHECK static int wl_drive_txn_pipelined(struct wl_state *s, void *th, uint64_t count,
+                                                   const struct wl_clock *c)
+{
+    struct bench_done done[BENCH_REAP_MAX];
+    unsigned inflight = 0;
+    uint64_t n = 0;
+    int stopped = 0;
+    while ((n < count && !stopped) || inflight > 0) {
+        if (c->deadline_ns != 0 && bench_now_ns() >= c->deadline_ns)
+            stopped = 1;
+        while (n < count && !stopped && s->free_count > 0) {
+            unsigned k = s->free_slots[--s->free_count];
+            n += wl_txn_choose(s, n, count, &s->txns[k]);
+            if (wl_txn_run(s, th, &s->txns[k], k))
+                inflight++;
+            else
+                s->free_slots[s->free_count++] = k;
+        }
+        if (inflight == 0)
+            continue;
+        int got = s->w->engine->reap(th, done, BENCH_REAP_MAX, 1);
+        if (got < 0)
+            return got; /* the engine lost track: stop this thread */
+        for (int j = 0; j < got; j++) {
+            wl_assert(done[j].tag < s->depth);
+            struct wl_txn *x = &s->txns[done[j].tag];
+            if (!wl_txn_retry(s, x, done[j].rc))
+                wl_txn_finish(s, x, done[j].rc, bench_now_ns());
+            else if (wl_txn_run(s, th, x, done[j].tag))
+                continue; /* in flight again */
+            s->free_slots[s->free_count++] = (unsigned)done[j].tag;
+            inflight--;
+        }
+    }
+    return 0;
+}
+
 /* Run count requests chosen by s->next, blocking or pipelined, then flush the engine's batch. */
 BENCH_MUST_CHECK static int wl_drive(struct wl_state *s, uint64_t count)
 {
@@ -455,7 +805,11 @@ BENCH_MUST_CHECK static int wl_drive(struct wl_state *s, uint64_t count)
         c.interval_ns = (uint64_t)(1e9 * (double)w->count / w->rate);
     if (w->duration_ns != 0)
         c.deadline_ns = c.start_ns + w->duration_ns;
-    if (s->depth == 1)
+    if (w->txn && s->depth == 1)
+        rc = wl_drive_txn_blocking(s, th, count, &c);
+    else if (w->txn)
+        rc = wl_drive_txn_pipelined(s, th, count, &c);
+    else if (s->depth == 1)
         rc = wl_drive_blocking(s, th, count, &c);
     else
         rc = wl_drive_pipelined(s, th, count, &c);
@@ -637,6 +991,53 @@ static int wl_ycsb_f(struct bench_worker *w)
     return wl_ycsb(w, 5);
 }
 
+static int wl_transfer(struct bench_worker *w)
+{
+    const struct bench_config *cfg = w->cfg;
+    if (cfg->keys < 2 || cfg->value_bytes < WL_BALANCE_VALUE_BYTES || !w->txn ||
+        w->engine->txn_begin == NULL)
+        return -EINVAL; /* bench.c refuses these options */
+    struct wl_state s;
+    int rc = wl_state_init(&s, w, wl_next_overwrite);
+    if (rc != 0)
+        return rc;
+    s.transfer = 1;
+    rc = wl_drive(&s, wl_share(w, w->ops_total));
+    wl_state_free(&s);
+    return rc;
+}
+
+/* The transfer's invariant: the sum of every record's balance (mod 2^64) plus the record count
+ * times WL_COUNT_WEIGHT, from a scan of the whole collection on a handle of the main thread. */
+static int wl_balance_invariant(const struct bench_engine *e, const struct bench_config *cfg,
+                                void *store, uint64_t *value)
+{
+    (void)cfg;
+    void *th = NULL, *cur = NULL;
+    uint64_t sum = 0, count = 0;
+    int rc = e->thread_open(store, 1, 1, &th);
+    if (rc != 0)
+        return rc;
+    rc = e->scan_open(th, &cur);
+    for (uint64_t guard = 0; rc == 0 && guard < UINT64_MAX; guard++) {
+        const void *k, *v;
+        size_t klen = 0, vlen = 0;
+        int got = e->scan_next(cur, &k, &klen, &v, &vlen);
+        if (got < 0)
+            rc = got;
+        if (got <= 0)
+            break;
+        count++;
+        if (vlen >= WL_BALANCE_VALUE_BYTES)
+            sum += wl_le64((const char *)v + WL_BALANCE_OFFSET);
+    }
+    if (cur != NULL)
+        e->scan_close(cur);
+    e->thread_close(th);
+    *value = sum + count * WL_COUNT_WEIGHT;
+    return rc;
+}
+
 static int wl_scan(struct bench_worker *w)
 {
     const struct bench_engine *e = w->engine;
@@ -682,23 +1083,40 @@ static int wl_scan(struct bench_worker *w)
     return rc;
 }
 
-/* name, run, single_thread, fill, needs_load, blocking_only, writes, describe */
+#define WL_NEVER BENCH_TXN_NEVER
+#define WL_OPTION BENCH_TXN_OPTION
+
+/* name, run, single_thread, fill, needs_load, blocking_only, writes, txn, invariant, describe */
 static const struct bench_workload wl_table[] = {
-    {"fillseq", wl_fill, 0, 1, 0, 0, 1, "puts of every key, in key order"},
-    {"fillrandom", wl_fill, 0, 1, 0, 0, 1, "puts of every key, in random key order"},
-    {"overwrite", wl_overwrite, 0, 0, 1, 0, 1, "puts of random existing keys"},
-    {"readrandom", wl_readrandom, 0, 0, 1, 0, 0, "gets of random keys, values checked"},
-    {"seekrandom", wl_seekrandom, 0, 0, 1, 1, 0,
+    {"fillseq", wl_fill, 0, 1, 0, 0, 1, WL_NEVER, NULL, "puts of every key, in key order"},
+    {"fillrandom", wl_fill, 0, 1, 0, 0, 1, WL_NEVER, NULL,
+     "puts of every key, in random key order"},
+    {"overwrite", wl_overwrite, 0, 0, 1, 0, 1, WL_OPTION, NULL, "puts of random existing keys"},
+    {"readrandom", wl_readrandom, 0, 0, 1, 0, 0, WL_OPTION, NULL,
+     "gets of random keys, values checked"},
+    {"seekrandom", wl_seekrandom, 0, 0, 1, 1, 0, WL_OPTION, NULL,
      "seek to a random key, read --scan-length records"},
-    {"deleterandom", wl_deleterandom, 0, 0, 1, 0, 1, "deletes of distinct keys in random order"},
-    {"scan", wl_scan, 1, 0, 1, 1, 0, "one cursor over the whole collection, order checked"},
-    {"ycsb-a", wl_ycsb_a, 0, 0, 1, 0, 1, "YCSB A: 50% reads, 50% updates, zipfian"},
-    {"ycsb-b", wl_ycsb_b, 0, 0, 1, 0, 1, "YCSB B: 95% reads, 5% updates, zipfian"},
-    {"ycsb-c", wl_ycsb_c, 0, 0, 1, 0, 0, "YCSB C: reads, zipfian"},
-    {"ycsb-d", wl_ycsb_d, 0, 0, 1, 0, 1, "YCSB D: 95% reads of the latest, 5% inserts"},
-    {"ycsb-e", wl_ycsb_e, 0, 0, 1, 1, 1, "YCSB E: 95% short scans, 5% inserts"},
-    {"ycsb-f", wl_ycsb_f, 0, 0, 1, 1, 1, "YCSB F: 50% reads, 50% read-modify-writes"},
+    {"deleterandom", wl_deleterandom, 0, 0, 1, 0, 1, WL_NEVER, NULL,
+     "deletes of distinct keys in random order"},
+    {"scan", wl_scan, 1, 0, 1, 1, 0, WL_NEVER, NULL,
+     "one cursor over the whole collection, order checked"},
+    {"ycsb-a", wl_ycsb_a, 0, 0, 1, 0, 1, WL_OPTION, NULL,
+     "YCSB A: 50% reads, 50% updates, zipfian"},
+    {"ycsb-b", wl_ycsb_b, 0, 0, 1, 0, 1, WL_OPTION, NULL, "YCSB B: 95% reads, 5% updates, zipfian"},
+    {"ycsb-c", wl_ycsb_c, 0, 0, 1, 0, 0, WL_OPTION, NULL, "YCSB C: reads, zipfian"},
+    {"ycsb-d", wl_ycsb_d, 0, 0, 1, 0, 1, WL_OPTION, NULL,
+     "YCSB D: 95% reads of the latest, 5% inserts"},
+    {"ycsb-e", wl_ycsb_e, 0, 0, 1, 1, 1, WL_NEVER, NULL, "YCSB E: 95% short scans, 5% inserts"},
+    {"ycsb-f", wl_ycsb_f, 0, 0, 1, 1, 1, WL_OPTION, NULL,
+     "YCSB F: 50% reads, 50% read-modify-writes"},
+    {"transfer", wl_transfer, 0, 0, 1, 0, 1, BENCH_TXN_ALWAYS, wl_balance_invariant,
+     "transactions moving a unit between two random records' balances"},
 };
+
+int bench_workload_txn(const struct bench_workload *wl, const struct bench_config *cfg)
+{
+    return wl->txn == BENCH_TXN_ALWAYS || (wl->txn == BENCH_TXN_OPTION && cfg->txn_ops > 0);
+}
 
 const struct bench_workload *bench_workload_find(const char *name)
 {
@@ -711,5 +1129,5 @@ const struct bench_workload *bench_workload_find(const char *name)
 const char *bench_workload_names(void)
 {
     return "fillseq, fillrandom, overwrite, readrandom, seekrandom, deleterandom, scan, "
-           "ycsb-a, ycsb-b, ycsb-c, ycsb-d, ycsb-e, ycsb-f";
+           "ycsb-a, ycsb-b, ycsb-c, ycsb-d, ycsb-e, ycsb-f, transfer";
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "engine/db.h"
+#include "engine/host.h"
 #include "engine/txn.h"
 
 #define SESSION_SPIN_MAX 200u /* polls for completions before the owner sleeps on its futex */
@@ -50,6 +51,9 @@ struct cs_session {
     struct ck_stack_entry *taken; /* slots taken from `done`, not yet reaped */
     _Atomic uint32_t word;        /* futex word: completions << 1 | SESSION_SLEEPING */
     _Atomic uint32_t signalling;  /* shards inside slot_done() */
+    struct ck_stack_entry *later; /* commits whose step must be tried again (TXN_STEP_LATER) */
+    void (*notify)(void *arg);    /* host_session_open: called after each completion, or NULL */
+    void *notify_arg;             /* its argument */
 };
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val)
@@ -65,6 +69,11 @@ static void slot_done(struct shard_req *r)
      * keeps the session alive until this function no longer touches it. */
     atomic_fetch_add(&s->signalling, 1);
     ck_stack_push_upmc(&s->done, &slot->req.link);
+    if (s->notify) { /* an owner that sleeps in its own event loop, not on the futex */
+        s->notify(s->notify_arg);
+        atomic_fetch_sub_explicit(&s->signalling, 1, memory_order_release);
+        return;
+    }
     /* Counting the completion and reading the sleeping bit is one atomic step, so a completion
      * is never matched with a sleep that began after it (a separate flag, cleared by a late
      * completion of an earlier round, once left the owner asleep with completions waiting).
@@ -173,6 +182,8 @@ int cs_session_commit(cs_session *s, cs_txn *t, uint64_t user_data)
         s->free[s->nfree++] = slot;
         return rc;
     }
+    if (s->notify)
+        txn_commit_nowait(slot->tc);
     s->inflight++;
     if (!txn_commit_step(slot->tc, &slot->req.rc)) { /* done at once (nothing to commit) */
         slot->req.link.next = s->taken;
@@ -202,6 +213,14 @@ int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen
 static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
 {
     unsigned n = 0;
+    if (s->later) { /* commits that found the gate closed: their step runs again */
+        struct ck_stack_entry *e = s->later;
+        while (e->next)
+            e = e->next;
+        e->next = s->taken;
+        s->taken = s->later;
+        s->later = NULL;
+    }
     while (n < max) {
         if (!s->taken)
             s->taken = ck_stack_batch_pop_upmc(&s->done);
@@ -212,7 +231,13 @@ static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
         struct session_slot *slot =
             (struct session_slot *)((char *)e - offsetof(struct shard_req, link));
         if (slot->tc) { /* a commit: the next step, or its answer */
-            if (txn_commit_step(slot->tc, &slot->req.rc))
+            int more = txn_commit_step(slot->tc, &slot->req.rc);
+            if (more == TXN_STEP_LATER) {
+                e->next = s->later;
+                s->later = e;
+                continue;
+            }
+            if (more)
                 continue;
             txn_commit_free(slot->tc);
             slot->tc = NULL;
@@ -267,6 +292,23 @@ int cs_session_poll(cs_session *s, struct cs_completion *out, unsigned max, unsi
     while (n < min)
         n += session_wait(s, out ? out + n : NULL, max - n);
     return (int)n;
+}
+
+int host_session_open(cs_db *db, unsigned depth, void (*notify)(void *arg), void *arg,
+                      cs_session **s)
+{
+    int rc = cs_session_open(db, depth, s);
+    if (rc == 0) {
+        (*s)->notify = notify;
+        (*s)->notify_arg = arg;
+    }
+    return rc;
+}
+
+bool host_session_ready(cs_session *s)
+{
+    return s->taken != NULL || s->later != NULL ||
+           __atomic_load_n(&s->done.head, __ATOMIC_ACQUIRE) != NULL;
 }
 
 unsigned cs_session_inflight(const cs_session *s)

@@ -550,6 +550,19 @@ static void xgate_commit_enter(cs_db *db)
     pthread_mutex_unlock(&g->mu);
 }
 
+/* xgate_commit_enter without waiting: false when it would wait. */
+static bool xgate_commit_try(cs_db *db)
+{
+    struct xgate *g = &db->xgate;
+    atomic_store(&db->xshard_used, 1);
+    pthread_mutex_lock(&g->mu);
+    bool ok = !g->pinning && !g->waiting;
+    if (ok)
+        g->installing++;
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
 static void xgate_commit_exit(cs_db *db)
 {
     struct xgate *g = &db->xgate;
@@ -720,6 +733,8 @@ struct txn_commit {
     bool commit;               /* the decision */
     bool failed;               /* a vote was an error: the abort must be durable */
     int rc;                    /* the answer */
+    bool nowait;               /* txn_commit_nowait: never wait at the gate */
+    bool later;                /* the decision found the gate closed: step again later */
     void (*notify)(void *arg); /* a phase is complete (shard thread: signal only) */
     void *arg;
 };
@@ -804,7 +819,12 @@ static void tc_decide(struct txn_commit *c)
     for (unsigned i = 0; i < n; i++)
         txn_votes_add(&votes, c->reqs[i].rc);
     c->rc = txn_votes_decide(&votes, &c->commit, &c->failed);
-    if (c->commit)
+    c->later = false;
+    if (c->commit && c->nowait && !xgate_commit_try(c->db)) {
+        c->later = true; /* the votes stay as they are: decided again at the next step */
+        return;
+    }
+    if (c->commit && !c->nowait)
         xgate_commit_enter(c->db);
     int die =
         io_fault_on_txn_decide(c->db->fault); /* fault plan: die with every PREPARE in doubt */
@@ -841,6 +861,10 @@ int txn_commit_step(struct txn_commit *c, int *rc)
         break;
     case TC_VOTING:
         tc_decide(c);
+        if (c->later) {
+            *rc = 0;
+            return TXN_STEP_LATER;
+        }
         break;
     case TC_INSTALLING:
         if (c->commit)
@@ -984,6 +1008,11 @@ static int tc_of_txn(cs_txn *t, void (*notify)(void *), void *arg, struct txn_co
     (*out)->rds = rds;
     (*out)->t = t;
     return 0;
+}
+
+void txn_commit_nowait(struct txn_commit *c)
+{
+    c->nowait = true;
 }
 
 int txn_commit_new(cs_txn *t, void (*notify)(void *arg), void *arg, struct txn_commit **out)

@@ -28,10 +28,17 @@ CS_MUST_CHECK int txn_commit_ops(cs_db *db, const struct txn_op *ops, size_t nop
  * (freed with the commit, or at once on error); notify(arg) is called on a shard thread each time
  * a step's requests are all complete: it must only signal. The driver calls txn_commit_step
  * first to start and then after each notify, on its own thread; it returns 1 while the commit
- * is in flight, 0 when done with the answer in *rc. */
+ * is in flight, 0 when done with the answer in *rc, and TXN_STEP_LATER (only after
+ * txn_commit_nowait) when the step could not run without waiting: no notify comes then, the
+ * driver calls txn_commit_step again soon. */
 struct txn_commit;
 CS_MUST_CHECK int txn_commit_new(cs_txn *t, void (*notify)(void *arg), void *arg,
                                  struct txn_commit **out);
+#define TXN_STEP_LATER 2
+/* The driver must never wait in a step (it is a shard thread: the server's sessions): where the
+ * decision would wait at the cross-shard gate for readers cutting the shards (whose cut may need
+ * this very thread), the step returns TXN_STEP_LATER instead. */
+void txn_commit_nowait(struct txn_commit *c);
 int txn_commit_step(struct txn_commit *c, int *rc);
 void txn_commit_free(struct txn_commit *c);
 

@@ -10,6 +10,11 @@
  *
  * Tags identify operations in completions; the caller chooses them.
  *
+ * SOCKETS. A guest of the shard loop (the server) accepts, receives and sends through the same
+ * ring (io_ring_accept, io_ring_recv, io_ring_send, io_ring_cancel). Their preparation submits the
+ * queue when it is full instead of failing, so a guest with many connections never starves the
+ * loop's own WAL write or wake read of a submission entry.
+ *
  * FAULT INJECTION. With r->fault == NULL (the default) the paths below pay one pointer test
  * each. With a plan (io/fault.c decides, this file acts), before each write and fdatasync is
  * prepared:
@@ -50,6 +55,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 int io_ring_init(struct io_ring *r, struct io_fault *fault)
@@ -81,6 +87,67 @@ static struct io_uring_sqe *ring_sqe(struct io_ring *r)
     return sqe;
 }
 
+/* A submission entry for a socket operation: when the queue is full, submit it first. */
+static int ring_sqe_net(struct io_ring *r, struct io_uring_sqe **out)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    if (!sqe) {
+        int rc = io_uring_submit(&r->uring);
+        if (rc < 0)
+            return rc;
+        r->queued = 0;
+        sqe = ring_sqe(r);
+        if (!sqe)
+            return CS_EFULL;
+    }
+    *out = sqe;
+    return 0;
+}
+
+int io_ring_accept(struct io_ring *r, int fd, uint64_t tag)
+{
+    struct io_uring_sqe *sqe;
+    int rc = ring_sqe_net(r, &sqe);
+    if (rc)
+        return rc;
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, tag);
+    return 0;
+}
+
+int io_ring_recv(struct io_ring *r, int fd, void *buf, size_t len, uint64_t tag)
+{
+    struct io_uring_sqe *sqe;
+    int rc = ring_sqe_net(r, &sqe);
+    if (rc)
+        return rc;
+    io_uring_prep_recv(sqe, fd, buf, len, 0);
+    io_uring_sqe_set_data64(sqe, tag);
+    return 0;
+}
+
+int io_ring_send(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t tag)
+{
+    struct io_uring_sqe *sqe;
+    int rc = ring_sqe_net(r, &sqe);
+    if (rc)
+        return rc;
+    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, tag);
+    return 0;
+}
+
+int io_ring_cancel(struct io_ring *r, uint64_t tag, uint64_t cancel_tag)
+{
+    struct io_uring_sqe *sqe;
+    int rc = ring_sqe_net(r, &sqe);
+    if (rc)
+        return rc;
+    io_uring_prep_cancel64(sqe, tag, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, cancel_tag);
+    return 0;
+}
+
 /* Prepare a write as given (with sync: RWF_DSYNC), no fault applied. */
 static int ring_write_plain(struct io_ring *r, int fd, const void *buf, size_t len, uint64_t off,
                             bool sync, uint64_t tag)
@@ -100,6 +167,7 @@ static void ring_synth(struct io_ring *r, uint64_t tag, int res)
     cs_assert(r->synth_count < IO_RING_SYNTH_MAX);
     r->synth[r->synth_count].tag = tag;
     r->synth[r->synth_count].res = res;
+    r->synth[r->synth_count].flags = 0;
     r->synth_count++;
 }
 
@@ -313,6 +381,7 @@ int io_ring_run(struct io_ring *r, unsigned wait_nr, struct io_event *ev, unsign
             break;
         ev[n].tag = io_uring_cqe_get_data64(cqe);
         ev[n].res = cqe->res;
+        ev[n].flags = cqe->flags;
         if (cs_unlikely(r->fault != NULL) && r->fsync_fail_count)
             ring_fsync_override(r, &ev[n]);
         if (cs_unlikely(r->fault != NULL) && r->cut_count)

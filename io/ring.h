@@ -9,7 +9,8 @@
 
 #include "util.h"
 
-#define IO_RING_ENTRIES 64  /* SQ entries per shard ring: a WAL write, a wake read, timers */
+#define IO_RING_ENTRIES 256 /* SQ entries per shard ring: a WAL write, a wake read, timers, and
+                              * a guest's socket operations (see io_ring_accept) */
 #define IO_RING_SYNTH_MAX 8 /* fault injection: synthetic completions / fsync failures queued */
 
 struct io_fault;
@@ -18,6 +19,7 @@ struct io_fault;
 struct io_event {
     uint64_t tag; /* the tag given when the operation was prepared */
     int res;      /* bytes transferred, 0, or -errno */
+    uint32_t flags; /* the completion's IORING_CQE_F_* flags (F_MORE: a multishot goes on) */
 };
 
 /* Power-cut journal (fault injection): a ring write or fdatasync in flight. */
@@ -63,6 +65,22 @@ CS_MUST_CHECK int io_ring_fsync(struct io_ring *r, int fd, uint64_t tag);
 CS_MUST_CHECK int io_ring_read8(struct io_ring *r, int fd, uint64_t *buf, uint64_t tag);
 /* Prepare a relative timeout of ts (owned by the caller until it completes). */
 CS_MUST_CHECK int io_ring_timeout(struct io_ring *r, struct __kernel_timespec *ts, uint64_t tag);
+
+/* Sockets, for a guest of the shard loop (the server, see shards/shard.h). They never meet the
+ * fault plan. When the submission queue is full they first submit what is queued, so they never
+ * take the entries the loop needs for its own operations; they fail (-errno) only when that
+ * submission fails. */
+/* A multishot accept on a listening socket: one completion per connection (res = the new fd),
+ * with IORING_CQE_F_MORE while it stays armed. */
+CS_MUST_CHECK int io_ring_accept(struct io_ring *r, int fd, uint64_t tag);
+/* recv(2) of up to len bytes into buf (borrowed until the completion); res 0 = peer closed. */
+CS_MUST_CHECK int io_ring_recv(struct io_ring *r, int fd, void *buf, size_t len, uint64_t tag);
+/* send(2) of len bytes of buf (MSG_NOSIGNAL; borrowed until the completion); res may be short. */
+CS_MUST_CHECK int io_ring_send(struct io_ring *r, int fd, const void *buf, size_t len,
+                               uint64_t tag);
+/* Ask the kernel to cancel every operation carrying tag (its completions come back -ECANCELED;
+ * the cancel's own completion carries cancel_tag). */
+CS_MUST_CHECK int io_ring_cancel(struct io_ring *r, uint64_t tag, uint64_t cancel_tag);
 
 /* Submit what is prepared and wait until at least wait_nr completions are ready, then copy up to
  * max of them into ev[]. Returns the number copied or -errno. Interrupted waits return 0. */

@@ -529,6 +529,10 @@ void shard_exec(struct shard *sh, struct shard_req *r)
     case SHARD_BACKUP:
         exec_backup(sh, r);
         return;
+    case SHARD_GUEST:
+        sh->guest = r->guest;
+        rc = 0;
+        break;
     case SHARD_STOP:
         sh->stopping = true;
         sh->stop_req = r;

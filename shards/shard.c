@@ -21,7 +21,8 @@
  *      requests that arrive while a write is in flight form the next frame;
  *   3. submit and reap io_uring completions: a finished frame makes its LSNs durable and completes
  *      every pending request whose LSN is now durable; an eventfd read wakes an idle loop;
- *   4. with nothing to do, block in io_uring until a completion arrives: an idle shard uses no
+ *   4. a guest attached to the loop (the server, see struct shard_guest) does its work;
+ *   5. with nothing to do, block in io_uring until a completion arrives: an idle shard uses no
  *      CPU (in sync mode it first yields for up to yield_us after a write's submission; see
  *      wait_count). The loop exchanges a sleeping flag to 1 and then looks at the inbox; a
  *      submitter pushes, then exchanges the flag to 0 and wakes the loop (eventfd) if it was
@@ -183,6 +184,11 @@ static void sync_tick(struct shard *sh)
 
 static void handle_event(struct shard *sh, const struct io_event *ev)
 {
+    if (ev->tag & SHARD_GUEST_TAG) {
+        if (sh->guest) /* else a completion after detach: nothing is waiting for it */
+            sh->guest->event(sh->guest->arg, &sh->ring, ev->tag, ev->res, ev->flags);
+        return;
+    }
     switch (ev->tag) {
     case TAG_WAKE:
         cs_assert(io_ring_read8(&sh->ring, sh->efd, &sh->efd_buf, TAG_WAKE) == 0);
@@ -259,9 +265,9 @@ static bool work_left(struct shard *sh)
 }
 
 /* Block in io_uring unless work may be waiting in the inbox (Dekker order with shard_submit). */
-static unsigned wait_count(struct shard *sh, unsigned drained)
+static unsigned wait_count(struct shard *sh, unsigned drained, bool guest_busy)
 {
-    if (drained == sh->cfg.batch_max)
+    if (drained == sh->cfg.batch_max || guest_busy)
         return 0;
     if (sh->wal_on && !sh->wal.in_flight && !sh->io_error && wal_open_bytes(&sh->wal) > 0 &&
         !sh->delay_armed)
@@ -285,7 +291,8 @@ static unsigned wait_count(struct shard *sh, unsigned drained)
     bool ckpt_ready = sh->ckpt && atomic_load(&sh->ckpt_written);
     if ((!sh->stopping &&
          (sh->queue || __atomic_load_n(&sh->inbox.head, __ATOMIC_ACQUIRE) != NULL)) ||
-        ckpt_ready || __atomic_load_n(&sh->view_free.head, __ATOMIC_ACQUIRE) != NULL) {
+        ckpt_ready || __atomic_load_n(&sh->view_free.head, __ATOMIC_ACQUIRE) != NULL ||
+        (sh->guest && sh->guest->pending(sh->guest->arg))) {
         atomic_store(&sh->sleeping, 0);
         return 0;
     }
@@ -369,7 +376,8 @@ static void loop(struct shard *sh)
         mem_trim(sh);
         if (sh->stopping && !work_left(sh))
             break;
-        unsigned wait = wait_count(sh, drained);
+        bool guest_busy = sh->guest && sh->guest->poll(sh->guest->arg, &sh->ring);
+        unsigned wait = wait_count(sh, drained, guest_busy);
         int n = io_ring_run(&sh->ring, wait, ev, EVENTS_MAX);
         atomic_store(&sh->sleeping, 0);
         if (n < 0) {

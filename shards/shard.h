@@ -52,6 +52,7 @@ enum shard_op {
                           does not hold, and outcomes it does (see shard_txn_doubt) */
     SHARD_TXN_FORGET,  /* recovery done: drop the outcomes kept for SHARD_TXN_INDOUBT */
     SHARD_COLL_IDS,    /* -> out: each collection as u32 id, u8 name bytes, name; out_count */
+    SHARD_GUEST,       /* guest: attach it to the loop (NULL: detach the one attached) */
 };
 
 /* What one operation of an atomic batch does. */
@@ -183,6 +184,7 @@ struct shard_req {
     struct shard_view *view;              /* SHARD_VIEW_PIN: the pinned view */
     struct cs_shard_stats *stats;         /* stats destination */
     struct shard_txn *txn;                /* SHARD_TXN_PREPARE, SHARD_TXN_DECIDE */
+    const struct shard_guest *guest;      /* SHARD_GUEST */
     const struct shard_txn_read *reads;   /* SHARD_TXN_COMMIT1, SHARD_TXN_PREPARE */
     size_t nreads;                        /* count of reads */
     const struct shard_txn_range *ranges; /* the same: ranges read by cursors */
@@ -221,6 +223,28 @@ struct shard_config {
 
 /* A shard: opaque to the engine (its rooms share shards/shard_int.h). */
 struct shard;
+struct io_ring;
+
+/* A guest: code that runs inside a shard's loop, on its thread, and does its I/O through the
+ * shard's io_uring (the network server: each shard serves the connections it accepts, as
+ * DESIGN.md section 6 has it). Attached and detached by a SHARD_GUEST request, so the loop alone
+ * ever touches the pointer. Its operations carry tags with SHARD_GUEST_TAG set; their completions
+ * go to event(). Once per loop iteration, after the completions, poll() runs: it does the guest's
+ * work and returns true when more is ready at once (then the loop does not sleep). Before the loop
+ * sleeps, after it published that it is about to (see shard_wake), pending() says whether work
+ * arrived meanwhile; another thread that hands the guest work calls shard_wake afterwards. The
+ * callbacks must not block: a blocking engine call from the shard thread waits for itself. Only
+ * the shard's io_uring (ring, borrowed for the call) is theirs to use; the shard's own tags stay
+ * below SHARD_GUEST_TAG. Detach only once no guest operation is in flight. */
+#define SHARD_GUEST_TAG (1ull << 63)
+struct shard_guest {
+    void *arg; /* handed to each callback */
+    void (*event)(void *arg, struct io_ring *ring, uint64_t tag, int res, uint32_t flags);
+    bool (*poll)(void *arg, struct io_ring *ring);
+    bool (*pending)(void *arg);
+};
+/* Wake the shard's loop if it sleeps (any thread; cheap when it does not). */
+void shard_wake(struct shard *sh);
 
 /* Allocate a shard and start its thread, which then recovers the shard's WAL (shards recover in
  * parallel); *out receives it. Then shard_await, and in the end shard_free. */

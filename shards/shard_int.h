@@ -214,6 +214,7 @@ struct shard {
     /* Owned by the shard thread. */
     _Alignas(64) unsigned arena;       /* jemalloc arena */
     struct io_ring ring;               /* its io_uring */
+    const struct shard_guest *guest;   /* attached by SHARD_GUEST, or NULL */
     struct wal wal;                    /* its log (durability != none) */
     bool wal_on;                       /* wal is open */
     struct wal_io io;                  /* the frame being written */
@@ -387,6 +388,5 @@ int txn_ckpt_load(void *arg, uint8_t type, const uint8_t *p, size_t len);
 void txn_close(struct shard *sh);
 
 /* ---- shard.c ---- */
-void shard_wake(struct shard *sh);
 
 #endif

@@ -144,6 +144,11 @@ $(BUILD)/tests/test_fault_model: $(BUILD)/tests/unit/test_fault_model.o $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
+# The server's RESP module lives in server/, outside the library.
+$(BUILD)/tests/test_resp: $(BUILD)/tests/unit/test_resp.o $(BUILD)/server/resp.o $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/integration/%.o $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
@@ -186,6 +191,10 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/libcstore.a
 
 $(BUILD)/fuzz/fuzz_lineformat: $(BUILD)/tests/fuzz/fuzz_lineformat.o $(BUILD)/tools/lineformat.o \
                                $(BUILD)/libcstore.a
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/fuzz_resp: $(BUILD)/tests/fuzz/fuzz_resp.o $(BUILD)/server/resp.o $(BUILD)/libcstore.a
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 

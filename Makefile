@@ -43,10 +43,10 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 SIM_SRC   := tests/sim/raft_sim.c tests/sim/sim_store.c
-TOOLS     := $(BUILD)/cstore $(BUILD)/cstore-bench $(BUILD)/raft-sim $(BUILD)/txn-sim
+TOOLS     := $(BUILD)/cstore $(BUILD)/cstored $(BUILD)/cstore-bench $(BUILD)/raft-sim $(BUILD)/txn-sim
 TOOLS     += $(if $(wildcard tools/cstore_fault.c),$(BUILD)/cstore-fault)
 
-.PHONY: all deps lib tools test test-unit test-long asan tsan bench fuzz fuzz-run fuzz-seeds install clean \
+.PHONY: all deps lib tools test test-unit test-long asan tsan bench fuzz fuzz-run fuzz-seeds install clean run \
         format readme-options
 
 all: lib tools
@@ -79,6 +79,17 @@ CLI_OBJ := $(BUILD)/tools/lineformat.o $(BUILD)/tools/load.o $(BUILD)/tools/appl
 
 $(BUILD)/cstore: $(BUILD)/tools/cli.o $(CLI_OBJ) $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# cstored: the server (tools/cstored.c and server/, which is not part of the library: it runs
+# inside the shard loops through engine/host.h).
+SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
+
+$(BUILD)/cstored: $(BUILD)/tools/cstored.o $(SERVER_OBJ) $(BUILD)/libcstore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# cstored in the foreground on ./data/cstored, 127.0.0.1:6380.
+run: $(BUILD)/cstored
+	$(BUILD)/cstored
 
 # cstore-fault: the tool's main, its scenario families and its model (tools/fault_*.c).
 FAULT_OBJ := $(patsubst %.c,$(BUILD)/%.o,tools/cstore_fault.c $(wildcard tools/fault_*.c))
@@ -154,6 +165,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/integration/%.o $(BUILD)/libcstore.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 # The fast suite: what CI runs. Long runs go behind test-long.
+# test_server drives a real cstored with hiredis.
+$(BUILD)/tests/test_server: LDLIBS += -lhiredis
+
 test: all $(UNIT_BIN) $(INTEG_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh
 

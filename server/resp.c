@@ -631,6 +631,19 @@ int resp_out_null_array(struct resp_out *o)
     return out_header(o, "*-1\r\n", 5);
 }
 
+int resp_out_append(struct resp_out *o, const void *p, size_t n)
+{
+    if (n > o->bytes_max) {
+        o->over = true;
+        return -ENOBUFS;
+    }
+    int rc = out_reserve(o, n);
+    if (rc != 0)
+        return rc;
+    out_put(o, p, n);
+    return 0;
+}
+
 int resp_out_bulk(struct resp_out *o, const void *p, size_t n)
 {
     if (n > o->bytes_max) {

@@ -141,6 +141,8 @@ CS_MUST_CHECK int resp_out_errorf(struct resp_out *o, const char *fmt, ...)
 CS_MUST_CHECK int resp_out_int(struct resp_out *o, long long v);
 /* "$<n>\r\n<p[0..n)>\r\n": binary-safe. p may be NULL when n is 0. */
 CS_MUST_CHECK int resp_out_bulk(struct resp_out *o, const void *p, size_t n);
+/* Bytes that are already replies (another writer's pending bytes), appended as they are. */
+CS_MUST_CHECK int resp_out_append(struct resp_out *o, const void *p, size_t n);
 /* "$-1\r\n": the null bulk string. */
 CS_MUST_CHECK int resp_out_null(struct resp_out *o);
 /* "*-1\r\n": the null array. */

@@ -4,7 +4,7 @@
 # arguments (the perf suite adds the peers' libraries this way).
 set -e
 pkgs="gcc make pkg-config liburing-dev libjemalloc-dev liblz4-dev libxxhash-dev libck-dev \
-libcmocka-dev libinih-dev $*"
+libcmocka-dev libinih-dev redis-tools libhiredis-dev $*"
 missing=""
 for p in $pkgs; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -1,0 +1,1609 @@
+/* The server's commands: the Redis commands on the default collection (server_config.collection,
+ * option resp_collection) and the CS.* commands on named collections.
+ *
+ * HOW EACH KIND RUNS
+ *   - answered at once on the connection's shard: PING ECHO QUIT HELLO AUTH CLIENT COMMAND CONFIG
+ *     SELECT PERSIST, and every arity or syntax error;
+ *   - key operations through the shard's session, each to its key's shard, the reply built when
+ *     the last completes: GET STRLEN TTL PTTL EXISTS MGET DEL SET (plain) CS.GET CS.PUT CS.DEL;
+ *   - one write transaction submitted through the session (atomic across shards, retried on
+ *     conflict): MSET;
+ *   - on the slow lane (server/slow.c), as transactions with reads (serializable, retried on
+ *     conflict up to CMD_TXN_RETRIES times): SET with NX, XX or GET, SETNX, GETDEL, INCR, INCRBY,
+ *     DECR, DECRBY, APPEND, MSETNX; and the whole-collection ones: SCAN, CS.SCAN, DBSIZE,
+ *     FLUSHALL, INFO, CS.COLLECTIONS, CS.STAT.
+ *
+ * KEYS AND VALUES. Redis allows an empty key; the engine does not (CS_EKEYSIZE): such a command
+ * gets -ERR with the engine's message, as does a key over CS_KEY_MAX or a value over
+ * CS_VALUE_MAX. Nothing is written then.
+ *
+ * EXPIRY. The engine does not store a time to live per record yet. TTL and PTTL answer -1 for a
+ * key that exists (it has no expiry) and -2 for one that does not; PERSIST answers 0; SET's
+ * KEEPTTL is accepted; EX, PX, EXAT, PXAT and EXPIRE answer -ERR (nothing is written), never a
+ * silent success.
+ *
+ * SCAN. Records are kept in key order, so a cursor resumes after the last key it returned. The
+ * cursor number names that key in a table of SCAN_TABLE_SIZE positions (least recently used
+ * reused); a cursor that is no longer in the table is -ERR invalid cursor (the client starts
+ * again), never a silent restart that would loop forever. COUNT is how many records to return
+ * (at most SCAN_COUNT_MAX); MATCH filters them with glob patterns (fnmatch), counting the
+ * records looked at, as Redis does. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "server/server_int.h"
+
+#define CMD_F_NOAUTH 1u   /* allowed before AUTH */
+#define CMD_F_WRITE 2u    /* writes (COMMAND's flags) */
+#define CMD_F_READONLY 4u /* reads only */
+#define CMD_F_ALLKEYS 8u  /* reads or writes the whole collection: a barrier to the others */
+#define CMD_F_COLL 16u    /* argument 1 names the collection of its keys (CS.*) */
+
+struct cmd_def {
+    const char *name;
+    int arity; /* Redis's: argc exactly, or -n: at least n */
+    unsigned flags;
+    int first_key, last_key, key_step; /* COMMAND's key positions */
+    void (*exec)(struct cmd *c);
+};
+
+/* ---- replies ---- */
+
+static void out_failed(struct cmd *c)
+{
+    c->close_after = true; /* a reply over output_bytes_max: the connection goes */
+}
+
+static void reply_simple(struct cmd *c, const char *s)
+{
+    if (resp_out_simple(&c->reply, s) != 0)
+        out_failed(c);
+}
+
+void reply_error(struct cmd *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    /* Redis's convention: an error starts with its code word (ERR, WRONGPASS, NOPROTO...) */
+    if (resp_out_error(&c->reply, msg) != 0)
+        out_failed(c);
+}
+
+static void reply_int(struct cmd *c, long long v)
+{
+    if (resp_out_int(&c->reply, v) != 0)
+        out_failed(c);
+}
+
+static void reply_bulk(struct cmd *c, const void *p, size_t n)
+{
+    if (resp_out_bulk(&c->reply, p, n) != 0)
+        out_failed(c);
+}
+
+static void reply_str(struct cmd *c, const char *s)
+{
+    reply_bulk(c, s, strlen(s));
+}
+
+static void reply_null(struct cmd *c)
+{
+    if (resp_out_null(&c->reply) != 0)
+        out_failed(c);
+}
+
+static void reply_array(struct cmd *c, size_t n)
+{
+    if (resp_out_array(&c->reply, n) != 0)
+        out_failed(c);
+}
+
+void reply_rc(struct cmd *c, int rc)
+{
+    reply_error(c, "ERR %s", cs_strerror(rc));
+}
+
+static void done(struct cmd *c)
+{
+    net_cmd_done(c);
+}
+
+static bool arg_is(const struct cmd *c, size_t i, const char *word)
+{
+    return i < c->argc && strcasecmp(c->argv[i], word) == 0;
+}
+
+/* A whole decimal long long, as Redis's string2ll takes it. */
+static bool parse_ll(const char *s, size_t len, long long *out)
+{
+    if (len == 0 || len > 20)
+        return false;
+    char buf[24];
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (buf[0] == '+' || buf[0] == ' ' || (buf[0] == '0' && len > 1) ||
+        (buf[0] == '-' && (len == 1 || buf[1] == '0')))
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---- subs: key operations through the session ---- */
+
+/* Give c n subs (in its own allocation). Returns false on out of memory (the reply says so). */
+static bool subs_alloc(struct cmd *c, size_t n)
+{
+    c->subs = calloc(n, sizeof(*c->subs));
+    if (!c->subs) {
+        reply_rc(c, -ENOMEM);
+        done(c);
+        return false;
+    }
+    c->nsubs = n;
+    for (size_t i = 0; i < n; i++)
+        c->subs[i].cmd = c;
+    return true;
+}
+
+static void sub_set(struct cmd *c, size_t i, enum sub_op op, const char *coll, size_t arg)
+{
+    c->subs[i].op = (uint8_t)op;
+    c->subs[i].coll = coll;
+    c->subs[i].arg = arg;
+}
+
+static const char *redis_coll(const struct cmd *c)
+{
+    return c->conn->net->srv->collection;
+}
+
+/* One key operation on the default collection (or coll), finished by fin. */
+static void one_sub(struct cmd *c, enum sub_op op, const char *coll, size_t arg,
+                    void (*fin)(struct cmd *c))
+{
+    if (!subs_alloc(c, 1))
+        return;
+    sub_set(c, 0, op, coll, arg);
+    c->finish = fin;
+    net_submit(c);
+}
+
+/* An engine error of a sub, or 0 when every sub succeeded or found nothing. */
+static int subs_error(const struct cmd *c)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i].rc && c->subs[i].rc != CS_ENOTFOUND)
+            return c->subs[i].rc;
+    return 0;
+}
+
+void cmd_subs_done(struct cmd *c)
+{
+    c->finish(c); /* replies and calls done(), or submits again (a retried transaction) */
+}
+
+static void fin_get(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc == CS_ENOTFOUND)
+        reply_null(c);
+    else if (s->rc)
+        reply_rc(c, s->rc);
+    else
+        reply_bulk(c, s->val, s->vlen);
+    done(c);
+}
+
+static void fin_strlen(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc && s->rc != CS_ENOTFOUND)
+        reply_rc(c, s->rc);
+    else
+        reply_int(c, s->rc ? 0 : (long long)s->vlen);
+    done(c);
+}
+
+static void fin_ttl(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc && s->rc != CS_ENOTFOUND)
+        reply_rc(c, s->rc);
+    else
+        reply_int(c, s->rc ? -2 : -1);
+    done(c);
+}
+
+static void fin_ok(struct cmd *c)
+{
+    int rc = subs_error(c);
+    if (rc)
+        reply_rc(c, rc);
+    else
+        reply_simple(c, "OK");
+    done(c);
+}
+
+/* DEL and EXISTS: how many found (a key named twice counts twice, as in Redis). */
+static void fin_count(struct cmd *c)
+{
+    int rc = subs_error(c);
+    if (rc) {
+        reply_rc(c, rc);
+    } else {
+        long long n = 0;
+        for (size_t i = 0; i < c->nsubs; i++)
+            n += c->subs[i].rc == 0;
+        reply_int(c, n);
+    }
+    done(c);
+}
+
+static void fin_mget(struct cmd *c)
+{
+    int rc = subs_error(c);
+    if (rc) {
+        reply_rc(c, rc);
+    } else {
+        reply_array(c, c->nsubs);
+        for (size_t i = 0; i < c->nsubs; i++) {
+            if (c->subs[i].rc)
+                reply_null(c);
+            else
+                reply_bulk(c, c->subs[i].val, c->subs[i].vlen);
+        }
+    }
+    done(c);
+}
+
+/* Keys from argument first on, every step-th, each a sub of op on coll. */
+static void many_subs(struct cmd *c, enum sub_op op, const char *coll, size_t first, size_t step,
+                      void (*fin)(struct cmd *c))
+{
+    size_t n = (c->argc - first) / step;
+    if (!subs_alloc(c, n))
+        return;
+    for (size_t i = 0; i < n; i++)
+        sub_set(c, i, op, coll, first + i * step);
+    c->finish = fin;
+    net_submit(c);
+}
+
+/* ---- MSET: one write transaction through the session ---- */
+
+static void fin_mset(struct cmd *c);
+
+static int mset_build(struct cmd *c)
+{
+    cs_txn *t;
+    int rc = cs_txn_begin(c->conn->net->srv->db, 0, &t);
+    if (rc)
+        return rc;
+    for (size_t i = 1; i + 1 < c->argc; i += 2) {
+        rc = cs_txn_put(t, redis_coll(c), c->argv[i], c->argl[i], c->argv[i + 1], c->argl[i + 1]);
+        if (rc) {
+            cs_txn_abort(t);
+            return rc;
+        }
+    }
+    c->txn = t;
+    c->txn_submitted = false;
+    c->submitted = 0;
+    c->completed = 0;
+    c->subs[0].rc = 0;
+    return 0;
+}
+
+static void fin_mset(struct cmd *c)
+{
+    int rc = c->subs[0].rc;
+    c->txn_submitted = false;
+    if (rc == CS_ECONFLICT && c->retries < CMD_TXN_RETRIES) {
+        c->retries++;
+        rc = mset_build(c);
+        if (rc == 0) {
+            net_submit(c);
+            return;
+        }
+    }
+    if (rc)
+        reply_rc(c, rc);
+    else
+        reply_simple(c, "OK");
+    done(c);
+}
+
+static void exec_mset(struct cmd *c)
+{
+    if (c->argc % 2 == 0) {
+        reply_error(c, "ERR wrong number of arguments for 'mset' command");
+        done(c);
+        return;
+    }
+    if (!subs_alloc(c, 1))
+        return;
+    c->finish = fin_mset;
+    int rc = mset_build(c);
+    if (rc) {
+        reply_rc(c, rc);
+        done(c);
+        return;
+    }
+    net_submit(c);
+}
+
+/* ---- read-modify-write commands: transactions on the slow lane ---- */
+
+/* What one attempt of a read-modify-write decides, given the key's current value. */
+enum rmw_write { RMW_NONE, RMW_PUT, RMW_DEL };
+struct rmw {
+    enum rmw_write write; /* what to write */
+    const void *val;      /* RMW_PUT: the new value */
+    size_t vlen;
+    char num[32]; /* INCR's new value, as text */
+    char *owned;  /* APPEND's new value (freed after the attempt) */
+};
+/* Decide from the value read (found false: none), reply into c only through rmw_reply later. */
+typedef int (*rmw_fn)(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w);
+
+/* Run fn as a transaction over key argument ki (retried on conflict); returns the commit's
+ * answer (0, or an engine error) with found and old as read by the attempt that committed. */
+static int rmw_run(struct cmd *c, size_t ki, rmw_fn fn, void **old, size_t *oldlen, bool *found,
+                   int *verdict)
+{
+    cs_db *db = c->conn->net->srv->db;
+    int rc = CS_ECONFLICT;
+    for (unsigned attempt = 0; attempt <= CMD_TXN_RETRIES && rc == CS_ECONFLICT; attempt++) {
+        cs_free(*old);
+        *old = NULL;
+        cs_txn *t;
+        rc = cs_txn_begin(db, 0, &t);
+        if (rc)
+            return rc;
+        rc = cs_txn_get(t, redis_coll(c), c->argv[ki], c->argl[ki], old, oldlen);
+        if (rc && rc != CS_ENOTFOUND) {
+            cs_txn_abort(t);
+            return rc;
+        }
+        *found = rc == 0;
+        struct rmw w = {.write = RMW_NONE};
+        *verdict = fn(c, *old, *oldlen, *found, &w);
+        if (*verdict) { /* the command refuses (e.g. not an integer): nothing written */
+            cs_txn_abort(t);
+            free(w.owned);
+            return 0;
+        }
+        if (w.write == RMW_PUT)
+            rc = cs_txn_put(t, redis_coll(c), c->argv[ki], c->argl[ki], w.val, w.vlen);
+        else if (w.write == RMW_DEL)
+            rc = cs_txn_del(t, redis_coll(c), c->argv[ki], c->argl[ki]);
+        else
+            rc = 0;
+        free(w.owned);
+        if (rc) {
+            cs_txn_abort(t);
+            return rc;
+        }
+        rc = cs_txn_commit(t);
+    }
+    return rc;
+}
+
+/* SET's options, parsed on the shard before the command goes to the lane. */
+#define SET_NX 1u
+#define SET_XX 2u
+#define SET_GET 4u
+
+static unsigned set_flags(const struct cmd *c)
+{
+    unsigned f = 0;
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_is(c, i, "NX"))
+            f |= SET_NX;
+        else if (arg_is(c, i, "XX"))
+            f |= SET_XX;
+        else if (arg_is(c, i, "GET"))
+            f |= SET_GET;
+    }
+    if (arg_is(c, 0, "SETNX"))
+        f |= SET_NX;
+    return f;
+}
+
+static int set_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    (void)old;
+    (void)oldlen;
+    unsigned f = set_flags(c);
+    if ((f & SET_NX) && found)
+        return 0;
+    if ((f & SET_XX) && !found)
+        return 0;
+    w->write = RMW_PUT;
+    w->val = c->argv[2];
+    w->vlen = c->argl[2];
+    return 0;
+}
+
+static void slow_set(struct cmd *c)
+{
+    void *old = NULL;
+    size_t oldlen = 0;
+    bool found = false;
+    int verdict = 0;
+    unsigned f = set_flags(c);
+    int rc = rmw_run(c, 1, set_decide, &old, &oldlen, &found, &verdict);
+    bool wrote = !((f & SET_NX) && found) && !((f & SET_XX) && !found);
+    if (rc)
+        reply_rc(c, rc);
+    else if (arg_is(c, 0, "SETNX"))
+        reply_int(c, wrote ? 1 : 0);
+    else if (f & SET_GET)
+        found ? reply_bulk(c, old, oldlen) : reply_null(c);
+    else if (wrote)
+        reply_simple(c, "OK");
+    else
+        reply_null(c);
+    cs_free(old);
+}
+
+static int getdel_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    (void)c;
+    (void)old;
+    (void)oldlen;
+    w->write = found ? RMW_DEL : RMW_NONE;
+    return 0;
+}
+
+static void slow_getdel(struct cmd *c)
+{
+    void *old = NULL;
+    size_t oldlen = 0;
+    bool found = false;
+    int verdict = 0;
+    int rc = rmw_run(c, 1, getdel_decide, &old, &oldlen, &found, &verdict);
+    if (rc)
+        reply_rc(c, rc);
+    else if (found)
+        reply_bulk(c, old, oldlen);
+    else
+        reply_null(c);
+    cs_free(old);
+}
+
+#define RMW_NOT_INT 1
+#define RMW_OVERFLOW 2
+
+/* INCR, INCRBY, DECR, DECRBY: the step (argument 2 for the BY forms). */
+static bool incr_step(const struct cmd *c, long long *step)
+{
+    bool by = arg_is(c, 0, "INCRBY") || arg_is(c, 0, "DECRBY");
+    bool down = arg_is(c, 0, "DECR") || arg_is(c, 0, "DECRBY");
+    long long v = 1;
+    if (by && !parse_ll(c->argv[2], c->argl[2], &v))
+        return false;
+    if (down) {
+        if (v == LLONG_MIN)
+            return false;
+        v = -v;
+    }
+    *step = v;
+    return true;
+}
+
+static int incr_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    long long cur = 0, step;
+    if (found && !parse_ll(old, oldlen, &cur))
+        return RMW_NOT_INT;
+    if (!incr_step(c, &step))
+        return RMW_NOT_INT;
+    if ((step > 0 && cur > LLONG_MAX - step) || (step < 0 && cur < LLONG_MIN - step))
+        return RMW_OVERFLOW;
+    int n = snprintf(w->num, sizeof(w->num), "%lld", cur + step);
+    w->write = RMW_PUT;
+    w->val = w->num;
+    w->vlen = (size_t)n;
+    return 0;
+}
+
+static void slow_incr(struct cmd *c)
+{
+    void *old = NULL;
+    size_t oldlen = 0;
+    bool found = false;
+    int verdict = 0;
+    int rc = rmw_run(c, 1, incr_decide, &old, &oldlen, &found, &verdict);
+    long long cur = 0, step = 0;
+    if (rc)
+        reply_rc(c, rc);
+    else if (verdict == RMW_NOT_INT)
+        reply_error(c, "ERR value is not an integer or out of range");
+    else if (verdict == RMW_OVERFLOW)
+        reply_error(c, "ERR increment or decrement would overflow");
+    else if ((found && !parse_ll(old, oldlen, &cur)) || !incr_step(c, &step))
+        reply_error(c, "ERR value is not an integer or out of range");
+    else
+        reply_int(c, cur + step);
+    cs_free(old);
+}
+
+static int append_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    size_t olen = found ? oldlen : 0;
+    w->owned = malloc(olen + c->argl[2] + 1);
+    if (!w->owned)
+        return -ENOMEM;
+    if (olen)
+        memcpy(w->owned, old, olen);
+    memcpy(w->owned + olen, c->argv[2], c->argl[2]);
+    w->write = RMW_PUT;
+    w->val = w->owned;
+    w->vlen = olen + c->argl[2];
+    return 0;
+}
+
+static void slow_append(struct cmd *c)
+{
+    void *old = NULL;
+    size_t oldlen = 0;
+    bool found = false;
+    int verdict = 0;
+    int rc = rmw_run(c, 1, append_decide, &old, &oldlen, &found, &verdict);
+    if (rc)
+        reply_rc(c, rc);
+    else if (verdict)
+        reply_rc(c, verdict);
+    else
+        reply_int(c, (long long)((found ? oldlen : 0) + c->argl[2]));
+    cs_free(old);
+}
+
+/* MSETNX: all keys set, or none if any exists; one transaction over all of them. */
+static void slow_msetnx(struct cmd *c)
+{
+    cs_db *db = c->conn->net->srv->db;
+    int rc = CS_ECONFLICT;
+    bool any = false;
+    for (unsigned attempt = 0; attempt <= CMD_TXN_RETRIES && rc == CS_ECONFLICT; attempt++) {
+        cs_txn *t;
+        rc = cs_txn_begin(db, 0, &t);
+        if (rc)
+            break;
+        any = false;
+        for (size_t i = 1; i + 1 < c->argc && !rc && !any; i += 2) {
+            void *v = NULL;
+            size_t vl;
+            rc = cs_txn_get(t, redis_coll(c), c->argv[i], c->argl[i], &v, &vl);
+            cs_free(v);
+            if (rc == 0)
+                any = true;
+            else if (rc == CS_ENOTFOUND)
+                rc = 0;
+        }
+        for (size_t i = 1; i + 1 < c->argc && !rc && !any; i += 2)
+            rc = cs_txn_put(t, redis_coll(c), c->argv[i], c->argl[i], c->argv[i + 1],
+                            c->argl[i + 1]);
+        if (rc || any) {
+            cs_txn_abort(t);
+            break;
+        }
+        rc = cs_txn_commit(t);
+    }
+    if (rc)
+        reply_rc(c, rc);
+    else
+        reply_int(c, any ? 0 : 1);
+}
+
+/* ---- whole-collection commands (slow lane) ---- */
+
+/* A SCAN position: the table entry of cursor, or a free/least recently used one for a new
+ * cursor. Slow lane only. */
+static struct scan_pos *scan_find(struct server *s, uint64_t cursor)
+{
+    for (unsigned i = 0; i < SCAN_TABLE_SIZE; i++)
+        if (s->scans[i].cursor == cursor)
+            return &s->scans[i];
+    return NULL;
+}
+
+static struct scan_pos *scan_new(struct server *s)
+{
+    struct scan_pos *victim = &s->scans[0];
+    for (unsigned i = 0; i < SCAN_TABLE_SIZE; i++) {
+        if (s->scans[i].cursor == 0) {
+            victim = &s->scans[i];
+            break;
+        }
+        if (s->scans[i].used < victim->used)
+            victim = &s->scans[i];
+    }
+    free(victim->coll);
+    free(victim->key);
+    memset(victim, 0, sizeof(*victim));
+    return victim;
+}
+
+static uint64_t scan_cursor_number(struct server *s)
+{
+    for (;;) {
+        uint64_t x = ++s->scan_clock * 0x9e3779b97f4a7c15ull;
+        x ^= x >> 31;
+        x &= (1ull << 62) - 1; /* positive in a signed 64-bit integer too */
+        if (x && !scan_find(s, x))
+            return x;
+    }
+}
+
+/* Walk coll from after the cursor's key (or from lo), returning up to count records that match
+ * pattern (NULL: all) and stop before hi (NULL: no bound). Reply: [next cursor, [keys...]] for
+ * SCAN; with values [next cursor, [k, v, ...]] for CS.SCAN. */
+static void scan_common(struct cmd *c, const char *coll, uint64_t cursor, const char *pattern,
+                        size_t count, const char *lo, size_t lolen, const char *hi, size_t hilen,
+                        bool values)
+{
+    struct server *s = c->conn->net->srv;
+    struct scan_pos *pos = NULL;
+    if (cursor) {
+        pos = scan_find(s, cursor);
+        if (!pos || strcmp(pos->coll, coll) != 0) {
+            reply_error(c, "ERR invalid cursor");
+            return;
+        }
+    }
+    cs_cursor *cur;
+    int rc = cs_cursor_open(s->db, coll, &cur);
+    if (rc) {
+        reply_rc(c, rc);
+        return;
+    }
+    if (pos) {
+        rc = cs_cursor_seek(cur, pos->key, pos->klen);
+        if (rc == 0) {
+            const void *k;
+            size_t kl;
+            if (cs_cursor_key(cur, &k, &kl) == 0 && kl == pos->klen && memcmp(k, pos->key, kl) == 0)
+                rc = cs_cursor_next(cur);
+        }
+    } else if (lo) {
+        rc = cs_cursor_seek(cur, lo, lolen);
+    } else {
+        rc = cs_cursor_first(cur);
+    }
+    struct resp_out body;
+    resp_out_init(&body, s->cfg.output_bytes_max);
+    size_t n = 0, seen = 0;
+    const void *k = NULL, *v = NULL;
+    size_t kl = 0, vl = 0;
+    const void *last = NULL;
+    size_t lastlen = 0;
+    bool overflow = false;
+    while (rc == 0 && seen < count) {
+        if (cs_cursor_key(cur, &k, &kl) != 0 || cs_cursor_value(cur, &v, &vl) != 0)
+            break;
+        if (hi) {
+            size_t m = kl < hilen ? kl : hilen;
+            int cmp = memcmp(k, hi, m);
+            if (cmp > 0 || (cmp == 0 && kl >= hilen)) {
+                rc = CS_ENOTFOUND; /* past TO: the end */
+                break;
+            }
+        }
+        seen++;
+        last = k;
+        lastlen = kl;
+        bool match = true;
+        if (pattern) {
+            char *z = malloc(kl + 1);
+            if (!z) {
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(z, k, kl);
+            z[kl] = '\0';
+            match = memchr(k, '\0', kl) == NULL && fnmatch(pattern, z, 0) == 0;
+            free(z);
+        }
+        if (match) {
+            n++;
+            overflow |= resp_out_bulk(&body, k, kl) != 0;
+            if (values)
+                overflow |= resp_out_bulk(&body, v, vl) != 0;
+        }
+        rc = cs_cursor_next(cur);
+    }
+    if (rc != 0 && rc != CS_ENOTFOUND) {
+        reply_rc(c, rc);
+    } else if (overflow) {
+        reply_error(c, "ERR reply too large: use a smaller COUNT or LIMIT");
+    } else {
+        uint64_t next = 0;
+        if (rc == 0 && last) { /* more records follow: remember where this call stopped */
+            struct scan_pos *p = pos ? pos : scan_new(s);
+            void *key = malloc(lastlen ? lastlen : 1);
+            char *cn = pos ? NULL : strdup(coll);
+            if (!key || (!pos && !cn)) {
+                free(key);
+                free(cn);
+                cs_cursor_close(cur);
+                resp_out_free(&body);
+                reply_rc(c, -ENOMEM);
+                return;
+            }
+            memcpy(key, last, lastlen);
+            free(p->key);
+            p->key = key;
+            p->klen = lastlen;
+            if (!pos) {
+                p->coll = cn;
+                p->cursor = scan_cursor_number(s);
+            }
+            p->used = ++s->scan_clock;
+            next = p->cursor;
+        } else if (pos) { /* the end: the cursor is done */
+            free(pos->coll);
+            free(pos->key);
+            memset(pos, 0, sizeof(*pos));
+        }
+        char num[24];
+        snprintf(num, sizeof(num), "%" PRIu64, next);
+        reply_array(c, 2);
+        reply_str(c, num);
+        reply_array(c, values ? 2 * n : n);
+        size_t blen;
+        const char *b = resp_out_pending(&body, &blen);
+        if (resp_out_append(&c->reply, b, blen) != 0)
+            out_failed(c);
+    }
+    resp_out_free(&body);
+    cs_cursor_close(cur);
+}
+
+static bool parse_cursor(const struct cmd *c, size_t i, uint64_t *out)
+{
+    long long v;
+    if (!parse_ll(c->argv[i], c->argl[i], &v) || v < 0)
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+static void slow_scan(struct cmd *c)
+{
+    uint64_t cursor;
+    const char *pattern = NULL;
+    long long count = 10;
+    if (!parse_cursor(c, 1, &cursor)) {
+        reply_error(c, "ERR invalid cursor");
+        return;
+    }
+    for (size_t i = 2; i < c->argc; i += 2) {
+        if (i + 1 >= c->argc) {
+            reply_error(c, "ERR syntax error");
+            return;
+        }
+        if (arg_is(c, i, "MATCH")) {
+            pattern = c->argv[i + 1];
+        } else if (arg_is(c, i, "COUNT")) {
+            if (!parse_ll(c->argv[i + 1], c->argl[i + 1], &count) || count < 1) {
+                reply_error(c, "ERR value is not an integer or out of range");
+                return;
+            }
+        } else if (arg_is(c, i, "TYPE")) {
+            if (!arg_is(c, i + 1, "string")) {
+                reply_array(c, 2);
+                reply_str(c, "0");
+                reply_array(c, 0);
+                return;
+            }
+        } else {
+            reply_error(c, "ERR syntax error");
+            return;
+        }
+    }
+    if (pattern && strcmp(pattern, "*") == 0)
+        pattern = NULL;
+    if (count > (long long)SCAN_COUNT_MAX)
+        count = SCAN_COUNT_MAX;
+    scan_common(c, redis_coll(c), cursor, pattern, (size_t)count, NULL, 0, NULL, 0, false);
+}
+
+/* CS.SCAN coll [FROM k] [TO k] [LIMIT n] [CURSOR c]: records in key order, FROM inclusive, TO
+ * exclusive; the reply is [next cursor, [key, value, ...]] (next cursor 0: the end). */
+static void slow_cs_scan(struct cmd *c)
+{
+    const char *lo = NULL, *hi = NULL;
+    size_t lolen = 0, hilen = 0;
+    long long limit = 100;
+    uint64_t cursor = 0;
+    for (size_t i = 2; i < c->argc; i += 2) {
+        if (i + 1 >= c->argc) {
+            reply_error(c, "ERR syntax error");
+            return;
+        }
+        if (arg_is(c, i, "FROM")) {
+            lo = c->argv[i + 1];
+            lolen = c->argl[i + 1];
+        } else if (arg_is(c, i, "TO")) {
+            hi = c->argv[i + 1];
+            hilen = c->argl[i + 1];
+        } else if (arg_is(c, i, "LIMIT")) {
+            if (!parse_ll(c->argv[i + 1], c->argl[i + 1], &limit) || limit < 1) {
+                reply_error(c, "ERR value is not an integer or out of range");
+                return;
+            }
+        } else if (arg_is(c, i, "CURSOR")) {
+            if (!parse_cursor(c, i + 1, &cursor)) {
+                reply_error(c, "ERR invalid cursor");
+                return;
+            }
+        } else {
+            reply_error(c, "ERR syntax error");
+            return;
+        }
+    }
+    if (limit > (long long)SCAN_COUNT_MAX)
+        limit = SCAN_COUNT_MAX;
+    scan_common(c, c->argv[1], cursor, NULL, (size_t)limit, lo, lolen, hi, hilen, true);
+}
+
+static void slow_dbsize(struct cmd *c)
+{
+    cs_cursor *cur;
+    int rc = cs_cursor_open(c->conn->net->srv->db, redis_coll(c), &cur);
+    if (rc) {
+        reply_rc(c, rc);
+        return;
+    }
+    long long n = 0;
+    for (rc = cs_cursor_first(cur); rc == 0; rc = cs_cursor_next(cur))
+        n++;
+    cs_cursor_close(cur);
+    if (rc != CS_ENOTFOUND)
+        reply_rc(c, rc);
+    else
+        reply_int(c, n);
+}
+
+static void slow_flushall(struct cmd *c)
+{
+    struct server *s = c->conn->net->srv;
+    int rc = cs_collection_drop(s->db, redis_coll(c));
+    if (rc == 0 || rc == CS_ENOTFOUND)
+        rc = cs_collection_create(s->db, redis_coll(c));
+    if (rc && rc != CS_EEXIST)
+        reply_rc(c, rc);
+    else
+        reply_simple(c, "OK");
+}
+
+static void slow_collections(struct cmd *c)
+{
+    char **names;
+    size_t count;
+    int rc = cs_collection_list(c->conn->net->srv->db, &names, &count);
+    if (rc) {
+        reply_rc(c, rc);
+        return;
+    }
+    reply_array(c, count);
+    for (size_t i = 0; i < count; i++)
+        reply_str(c, names[i]);
+    cs_free(names);
+}
+
+/* INFO's text (and CS.STAT's): Redis's "# Section" blocks of "name:value" lines. */
+static void info_text(struct cmd *c, const char *section)
+{
+    struct server *s = c->conn->net->srv;
+    size_t cap = 4096 + (size_t)s->nshards * 2048, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        reply_rc(c, -ENOMEM);
+        return;
+    }
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        int w_ = snprintf(buf + len, cap - len, __VA_ARGS__);                                      \
+        if (w_ > 0 && (size_t)w_ < cap - len)                                                      \
+            len += (size_t)w_;                                                                     \
+    } while (0)
+    bool all = section == NULL || strcasecmp(section, "all") == 0 ||
+               strcasecmp(section, "everything") == 0 || strcasecmp(section, "default") == 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (all || strcasecmp(section, "server") == 0) {
+        ADD("# Server\r\nredis_version:7.0.0\r\ncstore_version:%s\r\nredis_mode:standalone\r\n"
+            "process_id:%d\r\ntcp_port:%u\r\nuptime_in_seconds:%" PRIu64 "\r\nshards:%u\r\n"
+            "resp_collection:%s\r\n\r\n",
+            CS_VERSION_STRING, (int)getpid(), s->port, (now - s->start_ns) / 1000000000u,
+            s->nshards, s->collection);
+    }
+    if (all || strcasecmp(section, "clients") == 0)
+        ADD("# Clients\r\nconnected_clients:%u\r\nmaxclients:%u\r\n\r\n", atomic_load(&s->clients),
+            s->cfg.maxclients);
+    struct cs_shard_stats tot;
+    memset(&tot, 0, sizeof(tot));
+    struct cs_shard_stats *per = calloc(s->nshards, sizeof(*per));
+    if (!per) {
+        free(buf);
+        reply_rc(c, -ENOMEM);
+        return;
+    }
+    for (unsigned i = 0; i < s->nshards; i++) {
+        if (cs_stats(s->db, i, &per[i]) != 0)
+            continue;
+        tot.records += per[i].records;
+        tot.tree_bytes += per[i].tree_bytes;
+        tot.puts += per[i].puts;
+        tot.dels += per[i].dels;
+        tot.wal_bytes += per[i].wal_bytes;
+        tot.wal_frames += per[i].wal_frames;
+        tot.wal_syncs += per[i].wal_syncs;
+        tot.checkpoints += per[i].checkpoints;
+        tot.txn_commits += per[i].txn_commits;
+        tot.txn_conflicts += per[i].txn_conflicts;
+        if (per[i].io_error && !tot.io_error)
+            tot.io_error = per[i].io_error;
+    }
+    if (all || strcasecmp(section, "memory") == 0)
+        ADD("# Memory\r\nused_memory:%" PRIu64 "\r\n\r\n", tot.tree_bytes);
+    if (all || strcasecmp(section, "persistence") == 0)
+        ADD("# Persistence\r\nloading:0\r\naof_enabled:1\r\nwal_bytes:%" PRIu64
+            "\r\nwal_frames:%" PRIu64 "\r\nwal_syncs:%" PRIu64 "\r\ncheckpoints:%" PRIu64
+            "\r\nio_error:%s\r\n\r\n",
+            tot.wal_bytes, tot.wal_frames, tot.wal_syncs, tot.checkpoints,
+            tot.io_error ? cs_strerror(tot.io_error) : "none");
+    if (all || strcasecmp(section, "stats") == 0)
+        ADD("# Stats\r\ntotal_connections_received:%" PRIu64 "\r\ntotal_commands_processed:%" PRIu64
+            "\r\nrejected_connections:%" PRIu64 "\r\nrecords:%" PRIu64 "\r\nputs:%" PRIu64
+            "\r\ndels:%" PRIu64 "\r\ntxn_commits:%" PRIu64 "\r\ntxn_conflicts:%" PRIu64 "\r\n\r\n",
+            atomic_load(&s->connections), atomic_load(&s->commands), atomic_load(&s->rejected),
+            tot.records, tot.puts, tot.dels, tot.txn_commits, tot.txn_conflicts);
+    if (all || strcasecmp(section, "shards") == 0) {
+        ADD("# Shards\r\n");
+        for (unsigned i = 0; i < s->nshards; i++)
+            ADD("shard%u:cpu=%d,records=%" PRIu64 ",tree_bytes=%" PRIu64 ",puts=%" PRIu64
+                ",gets=%" PRIu64 ",dels=%" PRIu64 ",wal_frames=%" PRIu64 ",wal_syncs=%" PRIu64
+                ",wal_durable_lsn=%" PRIu64 ",checkpoints=%" PRIu64 "\r\n",
+                i, per[i].cpu, per[i].records, per[i].tree_bytes, per[i].puts, per[i].gets,
+                per[i].dels, per[i].wal_frames, per[i].wal_syncs, per[i].wal_durable_lsn,
+                per[i].checkpoints);
+        ADD("\r\n");
+    }
+    if (all || strcasecmp(section, "keyspace") == 0)
+        ADD("# Keyspace\r\n");
+#undef ADD
+    free(per);
+    reply_bulk(c, buf, len);
+    free(buf);
+}
+
+static void slow_info(struct cmd *c)
+{
+    info_text(c, c->argc > 1 ? c->argv[1] : NULL);
+}
+
+static void slow_cs_stat(struct cmd *c)
+{
+    info_text(c, "shards");
+}
+
+/* ---- the commands ---- */
+
+static void to_slow(struct cmd *c, void (*fn)(struct cmd *c))
+{
+    c->slow = fn;
+    slow_submit(c);
+}
+
+static void exec_ping(struct cmd *c)
+{
+    if (c->argc > 2)
+        reply_error(c, "ERR wrong number of arguments for 'ping' command");
+    else if (c->argc == 2)
+        reply_bulk(c, c->argv[1], c->argl[1]);
+    else
+        reply_simple(c, "PONG");
+    done(c);
+}
+
+static void exec_echo(struct cmd *c)
+{
+    reply_bulk(c, c->argv[1], c->argl[1]);
+    done(c);
+}
+
+static void exec_quit(struct cmd *c)
+{
+    reply_simple(c, "OK");
+    c->close_after = true;
+    done(c);
+}
+
+static void exec_select(struct cmd *c)
+{
+    long long db;
+    if (!parse_ll(c->argv[1], c->argl[1], &db))
+        reply_error(c, "ERR value is not an integer or out of range");
+    else if (db != 0)
+        reply_error(c, "ERR DB index is out of range");
+    else
+        reply_simple(c, "OK");
+    done(c);
+}
+
+/* Constant-time comparison: the time does not depend on where the first difference is (the
+ * length of the configured password is not hidden). */
+static bool password_ok(const struct server *s, const char *p, size_t len)
+{
+    unsigned char diff = (unsigned char)(len != s->password_len);
+    for (size_t i = 0; i < s->password_len; i++)
+        diff |= (unsigned char)(s->password[i] ^ (i < len ? p[i] : 0));
+    return diff == 0;
+}
+
+/* AUTH [user] password, also HELLO's AUTH: true when accepted (or replied with an error). */
+static bool auth_check(struct cmd *c, const char *user, size_t ulen, const char *pass, size_t plen)
+{
+    struct server *s = c->conn->net->srv;
+    if (!s->password) {
+        reply_error(c, "ERR AUTH <password> called without any password configured for the "
+                       "default user. Are you sure your configuration is correct?");
+        return false;
+    }
+    bool user_ok = user == NULL || (ulen == 7 && memcmp(user, "default", 7) == 0);
+    if (!password_ok(s, pass, plen) || !user_ok) {
+        reply_error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+        return false;
+    }
+    c->conn->authed = true;
+    return true;
+}
+
+static void exec_auth(struct cmd *c)
+{
+    if (c->argc > 3) {
+        reply_error(c, "ERR syntax error");
+    } else if (c->argc == 3) {
+        if (auth_check(c, c->argv[1], c->argl[1], c->argv[2], c->argl[2]))
+            reply_simple(c, "OK");
+    } else if (auth_check(c, NULL, 0, c->argv[1], c->argl[1])) {
+        reply_simple(c, "OK");
+    }
+    done(c);
+}
+
+static void exec_hello(struct cmd *c)
+{
+    size_t i = 1;
+    if (c->argc > 1) {
+        long long ver;
+        if (!parse_ll(c->argv[1], c->argl[1], &ver)) {
+            reply_error(c, "ERR Protocol version is not an integer or out of range");
+            done(c);
+            return;
+        }
+        if (ver != 2) {
+            reply_error(c, "NOPROTO unsupported protocol version");
+            done(c);
+            return;
+        }
+        i = 2;
+    }
+    for (; i < c->argc; i++) {
+        if (arg_is(c, i, "AUTH") && i + 2 < c->argc) {
+            if (!auth_check(c, c->argv[i + 1], c->argl[i + 1], c->argv[i + 2], c->argl[i + 2])) {
+                done(c);
+                return;
+            }
+            i += 2;
+        } else if (arg_is(c, i, "SETNAME") && i + 1 < c->argc) {
+            if (c->argl[i + 1] > NET_NAME_BYTES_MAX) {
+                reply_error(c, "ERR client name too long");
+                done(c);
+                return;
+            }
+            memcpy(c->conn->name, c->argv[i + 1], c->argl[i + 1] + 1);
+            i++;
+        } else {
+            reply_error(c, "ERR Syntax error in HELLO option '%s'", c->argv[i]);
+            done(c);
+            return;
+        }
+    }
+    if (!c->conn->authed) {
+        reply_error(c, "NOAUTH HELLO must be called with the client already authenticated, "
+                       "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                       "authenticate the client and select the RESP protocol version at the "
+                       "same time");
+        done(c);
+        return;
+    }
+    reply_array(c, 14);
+    reply_str(c, "server");
+    reply_str(c, "cstored");
+    reply_str(c, "version");
+    reply_str(c, CS_VERSION_STRING);
+    reply_str(c, "proto");
+    reply_int(c, 2);
+    reply_str(c, "id");
+    reply_int(c, (long long)c->conn->id);
+    reply_str(c, "mode");
+    reply_str(c, "standalone");
+    reply_str(c, "role");
+    reply_str(c, "master");
+    reply_str(c, "modules");
+    reply_array(c, 0);
+    done(c);
+}
+
+static void exec_client(struct cmd *c)
+{
+    if (arg_is(c, 1, "SETNAME") && c->argc == 3) {
+        bool ok = c->argl[2] <= NET_NAME_BYTES_MAX;
+        for (size_t i = 0; ok && i < c->argl[2]; i++)
+            ok = c->argv[2][i] > ' ' && c->argv[2][i] <= '~';
+        if (!ok) {
+            reply_error(c, "ERR Client names cannot contain spaces, newlines or special "
+                           "characters.");
+        } else {
+            memcpy(c->conn->name, c->argv[2], c->argl[2] + 1);
+            reply_simple(c, "OK");
+        }
+    } else if (arg_is(c, 1, "GETNAME") && c->argc == 2) {
+        if (c->conn->name[0])
+            reply_str(c, c->conn->name);
+        else
+            reply_null(c);
+    } else if (arg_is(c, 1, "ID") && c->argc == 2) {
+        reply_int(c, (long long)c->conn->id);
+    } else {
+        reply_error(c, "ERR unknown subcommand or wrong number of arguments for 'CLIENT|%s'",
+                    c->argc > 1 ? c->argv[1] : "");
+    }
+    done(c);
+}
+
+static void exec_get(struct cmd *c)
+{
+    one_sub(c, SUB_GET, redis_coll(c), 1, fin_get);
+}
+
+static void exec_strlen(struct cmd *c)
+{
+    one_sub(c, SUB_GET, redis_coll(c), 1, fin_strlen);
+}
+
+static void exec_ttl(struct cmd *c)
+{
+    one_sub(c, SUB_GET, redis_coll(c), 1, fin_ttl);
+}
+
+static void exec_persist(struct cmd *c)
+{
+    reply_int(c, 0); /* no key has a time to live */
+    done(c);
+}
+
+static void exec_no_expiry(struct cmd *c)
+{
+    reply_error(c, "ERR expiry is not supported yet (records have no time to live)");
+    done(c);
+}
+
+static void exec_set(struct cmd *c)
+{
+    unsigned f = 0;
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_is(c, i, "NX") && !(f & SET_XX)) {
+            f |= SET_NX;
+        } else if (arg_is(c, i, "XX") && !(f & SET_NX)) {
+            f |= SET_XX;
+        } else if (arg_is(c, i, "GET")) {
+            f |= SET_GET;
+        } else if (arg_is(c, i, "KEEPTTL")) {
+            /* no key has a time to live to keep */
+        } else if ((arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
+                    arg_is(c, i, "PXAT")) &&
+                   i + 1 < c->argc) {
+            exec_no_expiry(c);
+            return;
+        } else {
+            reply_error(c, "ERR syntax error");
+            done(c);
+            return;
+        }
+    }
+    if (f) {
+        to_slow(c, slow_set);
+        return;
+    }
+    one_sub(c, SUB_PUT, redis_coll(c), 1, fin_ok);
+}
+
+static void exec_setnx(struct cmd *c)
+{
+    to_slow(c, slow_set);
+}
+
+static void exec_getdel(struct cmd *c)
+{
+    to_slow(c, slow_getdel);
+}
+
+static void exec_incr(struct cmd *c)
+{
+    long long step;
+    if (!incr_step(c, &step)) {
+        reply_error(c, "ERR value is not an integer or out of range");
+        done(c);
+        return;
+    }
+    to_slow(c, slow_incr);
+}
+
+static void exec_append(struct cmd *c)
+{
+    to_slow(c, slow_append);
+}
+
+static void exec_del(struct cmd *c)
+{
+    many_subs(c, SUB_DEL, redis_coll(c), 1, 1, fin_count);
+}
+
+static void exec_exists(struct cmd *c)
+{
+    many_subs(c, SUB_GET, redis_coll(c), 1, 1, fin_count);
+}
+
+static void exec_mget(struct cmd *c)
+{
+    many_subs(c, SUB_GET, redis_coll(c), 1, 1, fin_mget);
+}
+
+static void exec_msetnx(struct cmd *c)
+{
+    if (c->argc % 2 == 0) {
+        reply_error(c, "ERR wrong number of arguments for 'msetnx' command");
+        done(c);
+        return;
+    }
+    to_slow(c, slow_msetnx);
+}
+
+static void exec_scan(struct cmd *c)
+{
+    to_slow(c, slow_scan);
+}
+
+static void exec_dbsize(struct cmd *c)
+{
+    to_slow(c, slow_dbsize);
+}
+
+static void exec_flushall(struct cmd *c)
+{
+    if (c->argc > 2 || (c->argc == 2 && !arg_is(c, 1, "SYNC") && !arg_is(c, 1, "ASYNC"))) {
+        reply_error(c, "ERR syntax error");
+        done(c);
+        return;
+    }
+    to_slow(c, slow_flushall);
+}
+
+static void exec_info(struct cmd *c)
+{
+    to_slow(c, slow_info);
+}
+
+static void exec_cs_put(struct cmd *c)
+{
+    one_sub(c, SUB_PUT, c->argv[1], 2, fin_ok);
+}
+
+static void exec_cs_get(struct cmd *c)
+{
+    one_sub(c, SUB_GET, c->argv[1], 2, fin_get);
+}
+
+static void exec_cs_del(struct cmd *c)
+{
+    one_sub(c, SUB_DEL, c->argv[1], 2, fin_count);
+}
+
+static void exec_cs_scan(struct cmd *c)
+{
+    to_slow(c, slow_cs_scan);
+}
+
+static void exec_cs_collections(struct cmd *c)
+{
+    to_slow(c, slow_collections);
+}
+
+static void exec_cs_stat(struct cmd *c)
+{
+    to_slow(c, slow_cs_stat);
+}
+
+static void exec_command(struct cmd *c);
+static void exec_config(struct cmd *c);
+
+#define W CMD_F_WRITE
+#define R CMD_F_READONLY
+#define N CMD_F_NOAUTH
+#define A CMD_F_ALLKEYS
+#define C CMD_F_COLL
+static const struct cmd_def cmds[] = {
+    {"ping", -1, 0, 0, 0, 0, exec_ping},
+    {"echo", 2, 0, 0, 0, 0, exec_echo},
+    {"quit", -1, N, 0, 0, 0, exec_quit},
+    {"hello", -1, N, 0, 0, 0, exec_hello},
+    {"auth", -2, N, 0, 0, 0, exec_auth},
+    {"client", -2, 0, 0, 0, 0, exec_client},
+    {"command", -1, 0, 0, 0, 0, exec_command},
+    {"config", -2, 0, 0, 0, 0, exec_config},
+    {"info", -1, 0, 0, 0, 0, exec_info},
+    {"dbsize", 1, R | A, 0, 0, 0, exec_dbsize},
+    {"select", 2, 0, 0, 0, 0, exec_select},
+    {"get", 2, R, 1, 1, 1, exec_get},
+    {"set", -3, W, 1, 1, 1, exec_set},
+    {"setnx", 3, W, 1, 1, 1, exec_setnx},
+    {"getdel", 2, W, 1, 1, 1, exec_getdel},
+    {"del", -2, W, 1, -1, 1, exec_del},
+    {"exists", -2, R, 1, -1, 1, exec_exists},
+    {"mget", -2, R, 1, -1, 1, exec_mget},
+    {"mset", -3, W, 1, -1, 2, exec_mset},
+    {"msetnx", -3, W, 1, -1, 2, exec_msetnx},
+    {"incr", 2, W, 1, 1, 1, exec_incr},
+    {"incrby", 3, W, 1, 1, 1, exec_incr},
+    {"decr", 2, W, 1, 1, 1, exec_incr},
+    {"decrby", 3, W, 1, 1, 1, exec_incr},
+    {"append", 3, W, 1, 1, 1, exec_append},
+    {"strlen", 2, R, 1, 1, 1, exec_strlen},
+    {"scan", -2, R | A, 0, 0, 0, exec_scan},
+    {"ttl", 2, R, 1, 1, 1, exec_ttl},
+    {"pttl", 2, R, 1, 1, 1, exec_ttl},
+    {"expire", -3, W, 1, 1, 1, exec_no_expiry},
+    {"pexpire", -3, W, 1, 1, 1, exec_no_expiry},
+    {"persist", 2, W, 1, 1, 1, exec_persist},
+    {"flushall", -1, W | A, 0, 0, 0, exec_flushall},
+    {"cs.put", 4, W | C, 2, 2, 1, exec_cs_put},
+    {"cs.get", 3, R | C, 2, 2, 1, exec_cs_get},
+    {"cs.del", 3, W | C, 2, 2, 1, exec_cs_del},
+    {"cs.scan", -2, R | A, 0, 0, 0, exec_cs_scan},
+    {"cs.collections", 1, R, 0, 0, 0, exec_cs_collections},
+    {"cs.stat", 1, R, 0, 0, 0, exec_cs_stat},
+};
+#undef W
+#undef R
+#undef N
+#undef A
+#undef C
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+size_t cmd_count(void)
+{
+    return NCMDS;
+}
+
+static void command_info(struct cmd *c, const struct cmd_def *d)
+{
+    reply_array(c, 6);
+    reply_str(c, d->name);
+    reply_int(c, d->arity);
+    unsigned nflags = !!(d->flags & CMD_F_WRITE) + !!(d->flags & CMD_F_READONLY);
+    reply_array(c, nflags);
+    if (d->flags & CMD_F_WRITE)
+        if (resp_out_simple(&c->reply, "write") != 0)
+            out_failed(c);
+    if (d->flags & CMD_F_READONLY)
+        if (resp_out_simple(&c->reply, "readonly") != 0)
+            out_failed(c);
+    reply_int(c, d->first_key);
+    reply_int(c, d->last_key);
+    reply_int(c, d->key_step);
+}
+
+static void exec_command(struct cmd *c)
+{
+    if (c->argc == 1) {
+        reply_array(c, NCMDS);
+        for (size_t i = 0; i < NCMDS; i++)
+            command_info(c, &cmds[i]);
+    } else if (arg_is(c, 1, "COUNT") && c->argc == 2) {
+        reply_int(c, (long long)NCMDS);
+    } else if (arg_is(c, 1, "DOCS")) {
+        reply_array(c, 0); /* no documentation: redis-cli then shows no hints */
+    } else if (arg_is(c, 1, "INFO")) {
+        reply_array(c, c->argc - 2);
+        for (size_t i = 2; i < c->argc; i++) {
+            const struct cmd_def *d = NULL;
+            for (size_t j = 0; j < NCMDS && !d; j++)
+                if (strcasecmp(cmds[j].name, c->argv[i]) == 0)
+                    d = &cmds[j];
+            if (d)
+                command_info(c, d);
+            else if (resp_out_null_array(&c->reply) != 0)
+                out_failed(c);
+        }
+    } else {
+        reply_error(c, "ERR unknown subcommand '%s'.", c->argv[1]);
+    }
+    done(c);
+}
+
+/* CONFIG GET pattern: save and appendonly (what Redis tools ask), then the engine options that
+ * were set, and the server's own. */
+static void exec_config(struct cmd *c)
+{
+    if (!arg_is(c, 1, "GET") || c->argc != 3) {
+        if (arg_is(c, 1, "SET") || arg_is(c, 1, "RESETSTAT") || arg_is(c, 1, "REWRITE"))
+            reply_error(c, "ERR CONFIG %s is not supported: restart cstored with the option",
+                        c->argv[1]);
+        else
+            reply_error(c,
+                        "ERR unknown subcommand or wrong number of arguments for "
+                        "'CONFIG|%s'",
+                        c->argc > 1 ? c->argv[1] : "");
+        done(c);
+        return;
+    }
+    struct server *s = c->conn->net->srv;
+    const char *pat = c->argv[2];
+    char port[8], maxc[16];
+    snprintf(port, sizeof(port), "%u", s->port);
+    snprintf(maxc, sizeof(maxc), "%u", s->cfg.maxclients);
+    const char *fixed[][2] = {{"save", ""},
+                              {"appendonly", "yes"},
+                              {"appendfsync", "always"},
+                              {"databases", "1"},
+                              {"port", port},
+                              {"maxclients", maxc},
+                              {"resp_collection", s->collection}};
+    size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
+    size_t n = 0;
+    for (size_t i = 0; i < nfixed; i++)
+        n += fnmatch(pat, fixed[i][0], FNM_CASEFOLD) == 0;
+    for (size_t i = 0; i < s->cfg.noptions; i++) {
+        const char *o = s->cfg.options[i];
+        size_t nl = strcspn(o, "=");
+        char name[64];
+        if (nl >= sizeof(name))
+            continue;
+        memcpy(name, o, nl);
+        name[nl] = '\0';
+        n += fnmatch(pat, name, FNM_CASEFOLD) == 0;
+    }
+    reply_array(c, 2 * n);
+    for (size_t i = 0; i < nfixed; i++) {
+        if (fnmatch(pat, fixed[i][0], FNM_CASEFOLD) == 0) {
+            reply_str(c, fixed[i][0]);
+            reply_str(c, fixed[i][1]);
+        }
+    }
+    for (size_t i = 0; i < s->cfg.noptions; i++) {
+        const char *o = s->cfg.options[i];
+        size_t nl = strcspn(o, "=");
+        char name[64];
+        if (nl >= sizeof(name))
+            continue;
+        memcpy(name, o, nl);
+        name[nl] = '\0';
+        if (fnmatch(pat, name, FNM_CASEFOLD) == 0) {
+            reply_str(c, name);
+            reply_str(c, o[nl] ? o + nl + 1 : "");
+        }
+    }
+    done(c);
+}
+
+static const struct cmd_def *cmd_find(const char *name)
+{
+    for (size_t i = 0; i < NCMDS; i++)
+        if (strcasecmp(cmds[i].name, name) == 0)
+            return &cmds[i];
+    return NULL;
+}
+
+static bool arity_ok(const struct cmd_def *d, size_t argc)
+{
+    return (d->arity > 0 && argc == (size_t)d->arity) ||
+           (d->arity < 0 && argc >= (size_t)-d->arity);
+}
+
+int cmd_prepare(struct cmd *c)
+{
+    const struct cmd_def *d = cmd_find(c->argv[0]);
+    c->def = d;
+    if (!d || !arity_ok(d, c->argc) || (!(d->flags & (CMD_F_WRITE | CMD_F_READONLY))))
+        return 0; /* answered at once, touches nothing */
+    c->access = d->flags & CMD_F_WRITE ? CMD_ACCESS_WRITE : CMD_ACCESS_READ;
+    if ((d->flags & CMD_F_ALLKEYS) || d->first_key == 0) {
+        c->barrier = true;
+        return 0;
+    }
+    size_t last = d->last_key < 0 ? c->argc - 1 : (size_t)d->last_key;
+    size_t step = (size_t)d->key_step;
+    size_t n = last >= (size_t)d->first_key ? (last - (size_t)d->first_key) / step + 1 : 0;
+    if (n > CMD_KEYS_TRACKED_MAX) {
+        c->barrier = true;
+        return 0;
+    }
+    c->keys = malloc(n * sizeof(*c->keys));
+    if (!c->keys)
+        return -ENOMEM;
+    const char *coll = d->flags & CMD_F_COLL ? c->argv[1] : redis_coll(c);
+    uint64_t seed = XXH3_64bits(coll, strlen(coll));
+    for (size_t i = 0; i < n; i++) {
+        size_t a = (size_t)d->first_key + i * step;
+        c->keys[i] = XXH3_64bits_withSeed(c->argv[a], c->argl[a], seed);
+    }
+    c->nkeys = n;
+    return 0;
+}
+
+bool cmd_conflicts(const struct cmd *c, const struct cmd *d)
+{
+    if (c->access == CMD_ACCESS_NONE || d->access == CMD_ACCESS_NONE)
+        return false;
+    if (c->barrier || d->barrier)
+        return true;
+    if (c->access == CMD_ACCESS_READ && d->access == CMD_ACCESS_READ)
+        return false;
+    for (size_t i = 0; i < c->nkeys; i++)
+        for (size_t j = 0; j < d->nkeys; j++)
+            if (c->keys[i] == d->keys[j])
+                return true;
+    return false;
+}
+
+void cmd_exec(struct cmd *c)
+{
+    const struct cmd_def *d = c->def;
+    if (!d) {
+        char shown[128];
+        size_t n = c->argl[0] < sizeof(shown) - 1 ? c->argl[0] : sizeof(shown) - 1;
+        for (size_t i = 0; i < n; i++) /* the name as text in the reply */
+            shown[i] = c->argv[0][i] >= ' ' && c->argv[0][i] <= '~' ? c->argv[0][i] : '?';
+        shown[n] = '\0';
+        reply_error(c, "ERR unknown command '%s', with args beginning with: ", shown);
+        done(c);
+        return;
+    }
+    if (!c->conn->authed && !(d->flags & CMD_F_NOAUTH)) {
+        reply_error(c, "NOAUTH Authentication required.");
+        done(c);
+        return;
+    }
+    if (!arity_ok(d, c->argc)) {
+        reply_error(c, "ERR wrong number of arguments for '%s' command", d->name);
+        done(c);
+        return;
+    }
+    d->exec(c);
+}

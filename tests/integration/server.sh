@@ -1,0 +1,188 @@
+#!/bin/sh
+# cstored through redis-cli: a real server on a free loopback port, every command family,
+# pipelining, AUTH, CS.* commands, a restart that keeps the data (SIGTERM), a SIGKILL that loses
+# nothing acknowledged, and SIGTERM with clients connected. Each server stops itself at the end
+# (and on any failure), every wait is bounded.
+set -u
+BUILD=${BUILD:-build}
+D=$(mktemp -d /tmp/cs-test-server.XXXXXX)
+PID=""
+fail() {
+    echo "server.sh: FAIL: $*" >&2
+    [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
+    [ -f "$D/log" ] && sed 's/^/  cstored: /' "$D/log" >&2
+    rm -rf "$D"
+    exit 1
+}
+command -v redis-cli >/dev/null || fail "redis-cli is not installed (Debian redis-tools)"
+
+# start [extra flags]: cstored on 127.0.0.1, a port the kernel picks; sets PID and PORT
+start() {
+    rm -f "$D/port"
+    "$BUILD/cstored" --db "$D/db" --listen 127.0.0.1:0 --port-file "$D/port" --shards 2 "$@" \
+        >>"$D/log" 2>&1 &
+    PID=$!
+    i=0
+    while [ ! -s "$D/port" ]; do
+        i=$((i + 1))
+        [ $i -gt 200 ] && fail "cstored did not start within 10 s"
+        kill -0 "$PID" 2>/dev/null || fail "cstored exited at start"
+        sleep 0.05
+    done
+    PORT=$(cat "$D/port")
+}
+# stop SIGNAL: send it and wait (bounded) for the exit; returns the exit status
+stop() {
+    kill "-$1" "$PID" 2>/dev/null
+    i=0
+    while kill -0 "$PID" 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -gt 200 ] && fail "cstored did not stop within 10 s of SIG$1"
+        sleep 0.05
+    done
+    wait "$PID"
+    st=$?
+    PID=""
+    return $st
+}
+cli() { timeout 10 redis-cli -p "$PORT" "$@"; }
+# expect "what" "expected output" command...
+expect() {
+    what=$1
+    want=$2
+    shift 2
+    got=$(cli "$@" 2>&1) || fail "$what: redis-cli failed: $got"
+    [ "$got" = "$want" ] || fail "$what: expected [$want], got [$got]"
+}
+
+start
+expect "ping" "PONG" PING
+expect "echo" "hello" ECHO hello
+expect "set" "OK" SET k1 v1
+expect "get" "v1" GET k1
+expect "get missing" "" GET nothere
+expect "strlen" "2" STRLEN k1
+expect "exists" "2" EXISTS k1 k1
+expect "set nx on existing" "" SET k1 other NX
+expect "set xx on missing" "" SET k2 other XX
+expect "set get" "v1" SET k1 v2 GET
+expect "get after set get" "v2" GET k1
+expect "setnx" "1" SETNX k3 x
+expect "setnx again" "0" SETNX k3 y
+expect "incr new" "1" INCR n
+expect "incrby" "11" INCRBY n 10
+expect "decr" "10" DECR n
+expect "decrby" "-5" DECRBY n 15
+expect "incr not int" "ERR value is not an integer or out of range" INCR k1
+expect "append" "5" APPEND k4 hello
+expect "append more" "11" APPEND k4 " world"
+expect "get appended" "hello world" GET k4
+expect "mset" "OK" MSET a 1 b 2 c 3 d 4
+expect "mget" "1
+2
+
+4" MGET a b zz d
+expect "msetnx refused" "0" MSETNX a 9 e 5
+expect "msetnx nothing written" "" GET e
+expect "msetnx" "1" MSETNX e 5 f 6
+expect "getdel" "5" GETDEL e
+expect "getdel gone" "" GET e
+expect "del" "2" DEL a b zz
+expect "ttl" "-1" TTL c
+expect "ttl missing" "-2" TTL zz
+expect "expire refused" "ERR expiry is not supported yet (records have no time to live)" EXPIRE c 10
+expect "set ex refused" "ERR expiry is not supported yet (records have no time to live)" SET c 1 EX 10
+expect "set ex wrote nothing" "3" GET c
+expect "select 0" "OK" SELECT 0
+expect "select 1" "ERR DB index is out of range" SELECT 1
+expect "unknown command" "ERR unknown command 'NOSUCH', with args beginning with: " NOSUCH x
+expect "arity" "ERR wrong number of arguments for 'get' command" GET
+expect "client setname" "OK" CLIENT SETNAME tester
+expect "hello 3" "NOPROTO unsupported protocol version" HELLO 3
+expect "config get" "appendonly
+yes" CONFIG GET appendonly
+expect "empty key" "ERR key must be 1 to 1024 bytes" GET ""
+# DBSIZE and SCAN over what is there now: k1 k3 n k4 c d f
+expect "dbsize" "7" DBSIZE
+# SCAN by hand, two keys per call: every key once, in key order, the cursor 0 at the end
+cursor=0
+keys=""
+calls=0
+while :; do
+    out=$(cli SCAN "$cursor" COUNT 2) || fail "scan"
+    cursor=$(echo "$out" | head -1)
+    keys="$keys$(echo "$out" | tail -n +2 | tr '\n' ' ')"
+    calls=$((calls + 1))
+    [ "$cursor" = 0 ] && break
+    [ $calls -gt 10 ] && fail "scan does not end: $keys"
+done
+[ "$keys" = "c d f k1 k3 k4 n " ] || fail "scan count 2: got [$keys]"
+[ $calls = 4 ] || fail "scan count 2: $calls calls for 7 keys"
+got=$(timeout 10 redis-cli -p "$PORT" --scan | sort | tr '\n' ' ')
+[ "$got" = "c d f k1 k3 k4 n " ] || fail "redis-cli --scan: got [$got]"
+got=$(timeout 10 redis-cli -p "$PORT" --scan --pattern 'k*' | sort | tr '\n' ' ')
+[ "$got" = "k1 k3 k4 " ] || fail "scan match: got [$got]"
+expect "scan bad cursor" "ERR invalid cursor" SCAN 12345
+# named collections
+expect "cs.put" "OK" CS.PUT users alice 1
+expect "cs.put 2" "OK" CS.PUT users bob 2
+expect "cs.get" "2" CS.GET users bob
+expect "cs.scan" "0
+alice
+1
+bob
+2" CS.SCAN users
+expect "cs.scan range" "0
+bob
+2" CS.SCAN users FROM b TO c
+expect "cs.del" "1" CS.DEL users alice
+expect "cs.collections" "redis
+users" CS.COLLECTIONS
+# pipelining: 2000 commands in one stream, answers in order
+i=0
+: >"$D/pipe"
+while [ $i -lt 1000 ]; do
+    printf 'SET p%d %d\nGET p%d\n' $i $i $i >>"$D/pipe"
+    i=$((i + 1))
+done
+timeout 30 redis-cli -p "$PORT" <"$D/pipe" >"$D/pipe.out" || fail "pipeline"
+awk 'NR % 2 == 1 && $0 != "OK" { bad = 1 } NR % 2 == 0 && $0 != (NR / 2 - 1) { bad = 1 }
+     END { exit bad || NR != 2000 }' "$D/pipe.out" || fail "pipeline replies out of order"
+# redis-benchmark's own pipelined load must finish (it checks every reply)
+timeout 60 redis-benchmark -p "$PORT" -n 20000 -c 8 -P 16 -t set,get -q >"$D/bench" 2>&1 ||
+    fail "redis-benchmark: $(cat "$D/bench")"
+expect "flushall" "OK" FLUSHALL
+expect "flushall emptied" "0" DBSIZE
+expect "flushall kept collections" "2" CS.GET users bob
+
+# a restart keeps the data (SIGTERM: clean close, exit 0)
+expect "set before restart" "OK" SET survive yes
+stop TERM || fail "SIGTERM: exit status $?"
+start
+expect "get after restart" "yes" GET survive
+# SIGKILL loses nothing acknowledged (durability sync)
+expect "set before kill" "OK" MSET x1 1 x2 2 x3 3
+expect "incr before kill" "1" INCR cnt
+stop KILL
+start
+expect "mset after kill" "1
+2
+3" MGET x1 x2 x3
+expect "incr after kill" "1" GET cnt
+stop TERM || fail "SIGTERM"
+
+# AUTH
+printf 's3cret\n' >"$D/pass"
+start --requirepass-file "$D/pass"
+expect "noauth" "NOAUTH Authentication required." GET x1
+expect "wrong pass" "WRONGPASS invalid username-password pair or user is disabled." AUTH nope
+got=$(timeout 10 redis-cli -p "$PORT" -a s3cret --no-auth-warning GET x1 2>&1)
+[ "$got" = "1" ] || fail "auth: got [$got]"
+got=$(timeout 10 redis-cli -p "$PORT" --user default --pass s3cret --no-auth-warning GET x2 2>&1)
+[ "$got" = "2" ] || fail "auth with user: got [$got]"
+# SIGTERM while a client is connected and idle: the server still stops
+(sleep 30 | timeout 20 redis-cli -p "$PORT" >/dev/null 2>&1) &
+sleep 0.3
+stop TERM || fail "SIGTERM with an idle client: exit status $?"
+rm -rf "$D"
+echo "server.sh: all passed"

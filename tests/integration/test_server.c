@@ -1,0 +1,592 @@
+/* Integration tests of cstored from C: a real server (the built binary, started per test on a
+ * loopback port the kernel picks, stopped with SIGTERM and its exit status checked) reached with
+ * hiredis and with raw sockets. They prove: binary-safe keys and values (NUL, CR, LF inside) and
+ * large values; a pipeline of thousands of commands answered in order; MSET across shards seen
+ * whole; a corpus of malformed requests each answered with a protocol error and a closed
+ * connection while the data stays intact and the server keeps serving; many idle connections;
+ * maxclients; a client that does not read its replies held back (the server stops reading from
+ * it) without hurting the others or growing the server; a reply over the output limit closing
+ * its connection; a request over the query limit refused; cross-shard commits beside cursors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/test_util.h"
+
+static char root[CST_PATH_MAX];
+static pid_t server_pid;
+static int server_port;
+
+static bool port_written(void *arg)
+{
+    const char *path = arg;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    int port = 0;
+    bool ok = fscanf(f, "%d", &port) == 1 && port > 0;
+    fclose(f);
+    if (ok)
+        server_port = port;
+    return ok;
+}
+
+/* Start cstored on root/db with extra flags (NULL-terminated). */
+static void start_server(const char *first, ...)
+{
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    char bin[CST_PATH_MAX], db[CST_PATH_MAX + 8], portf[CST_PATH_MAX + 8], log[CST_PATH_MAX + 8];
+    snprintf(bin, sizeof(bin), "%s/cstored", build);
+    snprintf(db, sizeof(db), "%s/db", root);
+    snprintf(portf, sizeof(portf), "%s/port", root);
+    snprintf(log, sizeof(log), "%s/log", root);
+    unlink(portf);
+    const char *argv[32] = {bin,           "--db", db,         "--listen", "127.0.0.1:0",
+                            "--port-file", portf,  "--shards", "2"};
+    int argc = 9;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && argc < 31; a = va_arg(ap, const char *))
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    server_pid = fork();
+    assert_true(server_pid >= 0);
+    if (server_pid == 0) {
+        /* under AddressSanitizer: freed memory goes back at once, so that the resident size
+         * the tests look at is what the server holds (no effect on other builds) */
+        setenv("ASAN_OPTIONS", "quarantine_size_mb=0:allocator_release_to_os_interval_ms=0", 0);
+        FILE *f = freopen(log, "a", stderr); /* and nothing on the test's own output */
+        FILE *o = freopen("/dev/null", "w", stdout);
+        (void)f;
+        (void)o;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    if (!cst_wait_until(port_written, portf, 10000))
+        fail_msg("cstored did not start (see %s)", log);
+}
+
+static bool exited(void *arg)
+{
+    int *status = arg;
+    return waitpid(server_pid, status, WNOHANG) == server_pid;
+}
+
+static void stop_server(void)
+{
+    int status = 0;
+    kill(server_pid, SIGTERM);
+    if (!cst_wait_until(exited, &status, 10000)) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, &status, 0);
+        fail_msg("cstored did not stop within 10 s of SIGTERM");
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static redisContext *connect_client(void)
+{
+    struct timeval tv = {.tv_sec = 10};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", server_port, tv);
+    assert_non_null(c);
+    if (c->err)
+        fail_msg("connect: %s", c->errstr);
+    assert_int_equal(redisSetTimeout(c, tv), REDIS_OK);
+    return c;
+}
+
+static redisReply *cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (!r)
+        fail_msg("command failed: %s", c->errstr);
+    return r;
+}
+
+static void expect_status(redisContext *c, const char *want, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, want) != 0)
+        fail_msg("expected +%s, got type %d '%s'", want, r->type, r->str ? r->str : "");
+    freeReplyObject(r);
+}
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Read until the server closes (or timeout_ms passes with nothing new); returns bytes read and
+ * whether it closed. */
+static size_t raw_read_all(int fd, char *buf, size_t cap, int timeout_ms, bool *closed)
+{
+    size_t n = 0;
+    *closed = false;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, timeout_ms) <= 0)
+            return n;
+        char tmp[65536];
+        ssize_t got = recv(fd, tmp, sizeof(tmp), 0);
+        if (got <= 0) {
+            *closed = true;
+            return n;
+        }
+        size_t take = (size_t)got < cap - n ? (size_t)got : cap - n;
+        memcpy(buf + n, tmp, take);
+        n += take;
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    cst_tmpdir_make(root, sizeof(root), "server");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    cst_tmpdir_remove(root);
+    return 0;
+}
+
+static void test_binary_safe_values_and_big_values(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    const char key[] = "k\0e\r\ny";
+    const char val[] = "v\0a\r\nl\n\rue";
+    expect_status(c, "OK", "SET %b %b", key, sizeof(key), val, sizeof(val));
+    redisReply *r = cmd(c, "GET %b", key, sizeof(key));
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(r->len, sizeof(val));
+    assert_memory_equal(r->str, val, sizeof(val));
+    freeReplyObject(r);
+    size_t big = 1u << 20;
+    char *b = malloc(big);
+    assert_non_null(b);
+    for (size_t i = 0; i < big; i++)
+        b[i] = (char)(i * 7 + 3);
+    expect_status(c, "OK", "SET big %b", b, big);
+    r = cmd(c, "GET big");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(r->len, big);
+    assert_memory_equal(r->str, b, big);
+    freeReplyObject(r);
+    r = cmd(c, "STRLEN big");
+    assert_int_equal(r->integer, (long long)big);
+    freeReplyObject(r);
+    free(b);
+    redisFree(c);
+    stop_server();
+}
+
+static void test_pipeline_answers_in_order(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    enum { N = 5000 };
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(redisAppendCommand(c, "SET key%d val%d", i, i), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c, "GET key%d", i), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c, "INCR ctr"), REDIS_OK);
+    }
+    for (int i = 0; i < N; i++) {
+        redisReply *r;
+        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+        char want[32];
+        snprintf(want, sizeof(want), "val%d", i);
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->str, want);
+        freeReplyObject(r);
+        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(r->integer, i + 1);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    stop_server();
+}
+
+/* MSET over keys of both shards is one transaction: a reader that MGETs them in a loop while a
+ * writer MSETs them to equal values never sees two different values. */
+static void test_mset_across_shards_is_atomic(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *w = connect_client();
+    redisContext *rd = connect_client();
+    enum { KEYS = 8, ROUNDS = 300 };
+    for (int round = 0; round < ROUNDS; round++) {
+        char argbuf[KEYS][16], vals[16];
+        const char *argv[1 + 2 * KEYS];
+        size_t argl[1 + 2 * KEYS];
+        argv[0] = "MSET";
+        argl[0] = 4;
+        snprintf(vals, sizeof(vals), "%d", round);
+        for (int k = 0; k < KEYS; k++) {
+            snprintf(argbuf[k], sizeof(argbuf[k]), "acct%d", k);
+            argv[1 + 2 * k] = argbuf[k];
+            argl[1 + 2 * k] = strlen(argbuf[k]);
+            argv[2 + 2 * k] = vals;
+            argl[2 + 2 * k] = strlen(vals);
+        }
+        assert_int_equal(redisAppendCommandArgv(w, 1 + 2 * KEYS, argv, argl), REDIS_OK);
+        redisReply *r = cmd(rd, "MGET acct0 acct1 acct2 acct3 acct4 acct5 acct6 acct7");
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->elements, KEYS);
+        for (int k = 1; k < KEYS; k++) {
+            assert_int_equal(r->element[k]->type, r->element[0]->type);
+            if (r->element[0]->type == REDIS_REPLY_STRING)
+                assert_string_equal(r->element[k]->str, r->element[0]->str);
+        }
+        freeReplyObject(r);
+        redisReply *ok;
+        assert_int_equal(redisGetReply(w, (void **)&ok), REDIS_OK);
+        assert_int_equal(ok->type, REDIS_REPLY_STATUS);
+        freeReplyObject(ok);
+    }
+    redisFree(w);
+    redisFree(rd);
+    stop_server();
+}
+
+/* Cross-shard MSETs (whose commit steps run on the shard threads) while another client runs
+ * whole-collection cursors (DBSIZE, SCAN on the slow lane): a commit must never wait at the
+ * cursor gate on a shard thread that the cursor's cut needs. Both finish, and every MSET is
+ * seen whole by SCAN's final count. */
+static void test_cross_shard_commits_beside_cursors(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *w = connect_client();
+    redisContext *rd = connect_client();
+    enum { ROUNDS = 400 };
+    for (int round = 0; round < ROUNDS; round++) {
+        assert_int_equal(
+            redisAppendCommand(w, "MSET a%d 1 b%d 2 c%d 3 d%d 4", round, round, round, round),
+            REDIS_OK);
+        assert_int_equal(redisAppendCommand(rd, "DBSIZE"), REDIS_OK);
+        redisReply *r;
+        assert_int_equal(redisGetReply(rd, (void **)&r), REDIS_OK);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(r->integer % 4, 0); /* each MSET whole or not at all */
+        freeReplyObject(r);
+        assert_int_equal(redisGetReply(w, (void **)&r), REDIS_OK);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    redisReply *r = cmd(rd, "DBSIZE");
+    assert_int_equal(r->integer, 4 * ROUNDS);
+    freeReplyObject(r);
+    redisFree(w);
+    redisFree(rd);
+    stop_server();
+}
+
+struct bad_request {
+    const char *bytes;
+    size_t len;
+    const char *reply_prefix; /* what the first reply starts with */
+    bool closes;              /* the server closes the connection after it */
+};
+
+#define BAD(s, prefix, closes)                                                                     \
+    {                                                                                              \
+        s, sizeof(s) - 1, prefix, closes                                                           \
+    }
+static const struct bad_request bad[] = {
+    BAD("*abc\r\n", "-ERR Protocol error: invalid multibulk length", true),
+    BAD("*2\r\n$3\r\nGET\r\n$-5\r\n", "-ERR Protocol error: invalid bulk length", true),
+    BAD("*1\r\n$99999999999999999\r\n", "-ERR Protocol error: invalid bulk length", true),
+    BAD("*9999999\r\n", "-ERR Protocol error: invalid multibulk length", true),
+    BAD("*1\r\nx3\r\nGET\r\n", "-ERR Protocol error: expected '$', got 'x'", true),
+    BAD("*1\r\n$3\r\nGETxx", "-ERR Protocol error", true),
+    BAD("SET \"abc\r\n", "-ERR Protocol error: unbalanced quotes in request", true),
+    BAD("\x01\x02\x03 junk\r\n", "-ERR unknown command", false),
+    BAD("*1\r\n$4\r\nNOPE\r\n", "-ERR unknown command 'NOPE'", false),
+    BAD("*2\r\n$3\r\nGET\r\n$0\r\n\r\n", "-ERR key must be 1 to 1024 bytes", false),
+    BAD("*1\r\n$3\r\nGET\r\n", "-ERR wrong number of arguments for 'get' command", false),
+    BAD("*3\r\n$4\r\nINCR\r\n$1\r\na\r\n$1\r\nb\r\n", "-ERR wrong number of arguments", false),
+    BAD("*2\r\n$4\r\nINCR\r\n$4\r\nkeep\r\n", "-ERR value is not an integer", false),
+};
+
+static void test_malformed_requests_are_refused_and_data_kept(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    expect_status(c, "OK", "SET keep precious");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int fd = raw_connect();
+        assert_int_equal(send(fd, bad[i].bytes, bad[i].len, MSG_NOSIGNAL), (ssize_t)bad[i].len);
+        char buf[4096];
+        bool closed;
+        size_t n = raw_read_all(fd, buf, sizeof(buf) - 1, bad[i].closes ? 5000 : 300, &closed);
+        buf[n] = '\0';
+        if (strncmp(buf, bad[i].reply_prefix, strlen(bad[i].reply_prefix)) != 0)
+            fail_msg("request %zu: expected a reply starting with [%s], got [%s]", i,
+                     bad[i].reply_prefix, buf);
+        if (bad[i].closes && !closed)
+            fail_msg("request %zu: the connection stayed open", i);
+        if (!bad[i].closes && closed)
+            fail_msg("request %zu: the connection was closed", i);
+        close(fd);
+    }
+    /* a request cut off by the client's close: no reply, nothing written */
+    int fd = raw_connect();
+    static const char cut[] = "*3\r\n$3\r\nSET\r\n$4\r\nkeep\r\n$100\r\nabc";
+    assert_int_equal(send(fd, cut, sizeof(cut) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(cut) - 1);
+    close(fd);
+    redisReply *r = cmd(c, "GET keep");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "precious");
+    freeReplyObject(r);
+    redisFree(c);
+    stop_server();
+}
+
+struct clients_wanted {
+    redisContext *c; /* asks */
+    char line[64];   /* INFO's line that says enough are connected */
+};
+
+static bool clients_connected(void *arg)
+{
+    struct clients_wanted *w = arg;
+    redisReply *r = cmd(w->c, "INFO clients");
+    bool ok = r->type == REDIS_REPLY_STRING && strstr(r->str, w->line) != NULL;
+    freeReplyObject(r);
+    return ok;
+}
+
+static void test_idle_connections_and_maxclients(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    int idle = rl.rlim_cur > 2200 ? 2000 : (int)rl.rlim_cur - 200;
+    assert_true(idle > 50);
+    char maxc[16];
+    snprintf(maxc, sizeof(maxc), "%d", idle + 1);
+    start_server("--maxclients", maxc, NULL);
+    int *fds = calloc((size_t)idle, sizeof(int));
+    assert_non_null(fds);
+    for (int i = 0; i < idle; i++)
+        fds[i] = raw_connect();
+    redisContext *c = connect_client(); /* the last one allowed */
+    expect_status(c, "PONG", "PING");
+    /* every connection made so far is accepted (the kernel queues them; the shards accept them
+     * in any order) before the one too many comes */
+    struct clients_wanted w = {.c = c};
+    snprintf(w.line, sizeof(w.line), "connected_clients:%d\r\n", idle + 1);
+    assert_true(cst_wait_until(clients_connected, &w, 10000));
+    int extra = raw_connect();
+    char buf[256];
+    bool closed;
+    size_t n = raw_read_all(extra, buf, sizeof(buf) - 1, 5000, &closed);
+    buf[n] = '\0';
+    assert_string_equal(buf, "-ERR max number of clients reached\r\n");
+    assert_true(closed);
+    close(extra);
+    for (int i = 0; i < idle; i++)
+        close(fds[i]);
+    free(fds);
+    expect_status(c, "PONG", "PING");
+    redisFree(c);
+    stop_server();
+}
+
+/* The server's resident memory in KiB (VmRSS), or 0 when unknown. */
+static long server_rss_kib(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)server_pid);
+    FILE *f = fopen(path, "r");
+    long kib = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* A client that sends 400 GETs of a 512 KiB value (200 MiB of replies) and reads nothing: the
+ * server stops reading from it once about a MiB of its replies wait (backpressure), so its memory
+ * grows by that MiB plus the replies of the commands in flight (pipeline-max 32 here: 16 MiB),
+ * not by the 200 MiB; the other clients are served meanwhile; and once the client reads, every
+ * reply arrives, whole and in order. */
+static void test_client_that_does_not_read_is_held_back(void **state)
+{
+    (void)state;
+    start_server("--pipeline-max", "32", NULL);
+    redisContext *c = connect_client();
+    size_t vlen = 512 * 1024;
+    char *v = malloc(vlen);
+    assert_non_null(v);
+    memset(v, 'x', vlen);
+    expect_status(c, "OK", "SET big %b", v, vlen);
+    long rss_before = server_rss_kib();
+    int fd = raw_connect();
+    static const char get[] = "*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n";
+    enum { GETS = 400 };
+    size_t want = sizeof(get) - 1, sent = 0;
+    char *reqs = malloc(GETS * want);
+    assert_non_null(reqs);
+    for (int i = 0; i < GETS; i++)
+        memcpy(reqs + (size_t)i * want, get, want);
+    while (sent < GETS * want) {
+        ssize_t s = send(fd, reqs + sent, GETS * want - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (s <= 0)
+            break; /* the server stopped reading: its socket buffer is full */
+        sent += (size_t)s;
+    }
+    free(reqs);
+    for (int i = 0; i < 20; i++) /* the others are served meanwhile */
+        expect_status(c, "PONG", "PING");
+    long rss_held = server_rss_kib();
+    if (rss_before > 0 && rss_held > 0 && rss_held - rss_before > 64 * 1024)
+        fail_msg("the server grew by %ld KiB for a client that does not read",
+                 rss_held - rss_before);
+    /* now read: finish sending, and every reply is the value, in order */
+    size_t reply_len = 1 + 6 + 2 + vlen + 2; /* "$524288\r\n" value "\r\n" */
+    char *buf = malloc(reply_len);
+    assert_non_null(buf);
+    size_t got_replies = 0, have = 0;
+    while (got_replies < GETS) {
+        if (sent < GETS * want) {
+            char *rest = malloc(GETS * want);
+            assert_non_null(rest);
+            for (int i = 0; i < GETS; i++)
+                memcpy(rest + (size_t)i * want, get, want);
+            ssize_t s = send(fd, rest + sent, GETS * want - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (s > 0)
+                sent += (size_t)s;
+            free(rest);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_true(poll(&p, 1, 10000) == 1);
+        ssize_t r = recv(fd, buf + have, reply_len - have, 0);
+        assert_true(r > 0);
+        have += (size_t)r;
+        if (have == reply_len) {
+            assert_memory_equal(buf, "$524288\r\n", 9);
+            assert_true(buf[9] == 'x' && buf[reply_len - 3] == 'x');
+            assert_memory_equal(buf + reply_len - 2, "\r\n", 2);
+            got_replies++;
+            have = 0;
+        }
+    }
+    free(buf);
+    free(v);
+    close(fd);
+    redisFree(c);
+    stop_server();
+}
+
+/* A reply over client-output-bytes-max (an MGET of many large values) closes the connection
+ * instead of buffering it; the server and the other clients go on. */
+static void test_reply_over_output_limit_closes(void **state)
+{
+    (void)state;
+    start_server("--client-output-bytes-max", "1048576", NULL);
+    redisContext *c = connect_client();
+    size_t vlen = 300 * 1024;
+    char *v = malloc(vlen);
+    assert_non_null(v);
+    memset(v, 'y', vlen);
+    expect_status(c, "OK", "MSET a %b b %b c %b d %b", v, vlen, v, vlen, v, vlen, v, vlen);
+    free(v);
+    redisContext *big = connect_client();
+    redisReply *r = redisCommand(big, "MGET a b c d");
+    assert_null(r); /* the connection was closed */
+    redisFree(big);
+    r = cmd(c, "STRLEN a");
+    assert_int_equal(r->integer, (long long)vlen);
+    freeReplyObject(r);
+    redisFree(c);
+    stop_server();
+}
+
+static void test_request_over_query_limit_is_refused(void **state)
+{
+    (void)state;
+    start_server("--client-query-bytes-max", "65536", NULL);
+    int fd = raw_connect();
+    static const char head[] = "*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$200000\r\n";
+    assert_int_equal(send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(head) - 1);
+    char *body = calloc(1, 100000);
+    assert_non_null(body);
+    (void)!send(fd, body, 100000, MSG_NOSIGNAL);
+    free(body);
+    char buf[512];
+    bool closed;
+    size_t n = raw_read_all(fd, buf, sizeof(buf) - 1, 5000, &closed);
+    buf[n] = '\0';
+    assert_true(strncmp(buf, "-ERR Protocol error", 19) == 0);
+    assert_true(closed);
+    close(fd);
+    redisContext *c = connect_client();
+    redisReply *r = cmd(c, "EXISTS q");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    redisFree(c);
+    stop_server();
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_binary_safe_values_and_big_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_answers_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mset_across_shards_is_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_shard_commits_beside_cursors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_requests_are_refused_and_data_kept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections_and_maxclients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_that_does_not_read_is_held_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reply_over_output_limit_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_over_query_limit_is_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -79,8 +79,8 @@ void resp_parser_free(struct resp_parser *p);
 
 /* Parse the request at the start of buf[0..len): the connection's unconsumed bytes. After
  * RESP_MORE the next call must pass the same bytes again (possibly moved) followed by more; the
- * parser resumes where it stopped and never looks at a byte twice except the last CR of a line
- * it could not finish. Returns:
+ * parser resumes where it stopped: it looks at a byte twice only when it is the last CR of a line
+ * it could not finish or part of an inline line being split once whole. Returns:
  *   RESP_OK     a whole request: resp_parser_argc() arguments, read with resp_parser_arg();
  *               *used = the bytes it spans (the caller drops them before the next call). argc 0
  *               means an empty request ("\r\n", "\n", a line of blanks, "*0\r\n", "*-1\r\n"):

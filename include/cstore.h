@@ -429,6 +429,11 @@ struct cs_shard_stats {
     uint64_t txn_cross_commits;       /* cross-shard transactions committed whose first
                                        * participant (lowest shard index) is this shard: the
                                        * sum over shards counts each once */
+    uint64_t requests_queued;         /* requests the shard took from its inbox and has not
+                                       * executed yet (the inbox itself is a lock-free stack
+                                       * that is not counted) */
+    uint64_t requests_pending;        /* requests executed and waiting for their WAL frame to be
+                                       * durable (durability=sync) */
 };
 unsigned cs_shard_count(const cs_db *db);
 /* Errors: CS_EINVAL (db or out NULL, shard >= cs_shard_count()), CS_ECLOSED. */

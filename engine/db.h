@@ -12,6 +12,15 @@
 #include "engine/options.h"
 #include "shards/shard.h"
 
+/* Histograms the engine records on application threads, per shard (engine/metrics.c exports
+ * them). Recorded with hist_record_mw by any thread; view gets are striped by thread (db_stripe)
+ * so that readers of one shard do not all add to the same counters. */
+#define DB_VIEW_STRIPES 4u
+struct db_shard_metrics {
+    struct hist view_get[DB_VIEW_STRIPES]; /* gets the shard's published view answered, ns */
+    struct hist commit; /* commits whose first participant is the shard (engine/txn.c), ns */
+};
+
 struct cs_db {
     char dir[PATH_MAX];        /* data folder */
     struct cs_options opt;     /* options in force */
@@ -32,6 +41,7 @@ struct cs_db {
         unsigned pinning;    /* cursors taking their views */
         unsigned waiting;    /* cursors waiting for the installs to end */
     } xgate;
+    struct db_shard_metrics *metrics; /* nshards entries: histograms of application threads */
 };
 
 /* The cut a multi-shard reader takes (engine/txn.c): pin() runs while no cross-shard commit is
@@ -83,6 +93,9 @@ void waiter_wait(struct waiter *w, bool spin);
 int db_call(cs_db *db, unsigned shard, struct waiter *w);
 
 unsigned db_shard_of(const cs_db *db, const void *key, size_t klen);
+/* A get that shard's published view answered, begun at start_ns: record its latency (any
+ * thread). */
+void db_view_get_record(cs_db *db, unsigned shard, uint64_t start_ns);
 /* Argument checks shared by the blocking, batch and session calls. */
 CS_MUST_CHECK int db_check_name(const char *coll, uint16_t *len);
 CS_MUST_CHECK int db_check_key(const void *key, size_t klen);

@@ -37,22 +37,22 @@ struct sample {
     char family[NAME_MAX_BYTES];   /* its family */
     char labels[LABELS_MAX_BYTES]; /* labels without le, as written */
     char le[64];                   /* le label ("" when none) */
-    double value;
+    double value;                  /* its value */
 };
 
 struct family {
-    char name[NAME_MAX_BYTES];
-    char type[16];
-    bool help;     /* HELP seen */
-    bool samples;  /* samples seen */
-    bool finished; /* another family's samples came after its own */
+    char name[NAME_MAX_BYTES]; /* family name */
+    char type[16];             /* from its TYPE line ("" before it) */
+    bool help;                 /* HELP seen */
+    bool samples;              /* samples seen */
+    bool finished;             /* another family's samples came after its own */
 };
 
 struct parsed {
-    struct sample *s;
-    size_t n;
-    struct family f[FAMILIES_MAX];
-    size_t nf;
+    struct sample *s;              /* samples in text order (SAMPLES_MAX allocated) */
+    size_t n;                      /* samples used */
+    struct family f[FAMILIES_MAX]; /* families in order of their first line */
+    size_t nf;                     /* families used */
 };
 
 static struct family *family_get(struct parsed *p, const char *name)
@@ -303,9 +303,9 @@ static unsigned test_shards(void)
 }
 
 struct fx {
-    char dir[CST_PATH_MAX];
-    cs_db *db;
-    unsigned shards;
+    char dir[CST_PATH_MAX]; /* the database folder (removed at teardown) */
+    cs_db *db;              /* open database, or NULL */
+    unsigned shards;        /* its shard count */
 };
 
 static int fx_setup(void **state)
@@ -515,8 +515,8 @@ static void test_summaries_agree_with_the_workload(void **state)
 }
 
 struct async_wait {
-    cs_db *db;
-    unsigned shard;
+    cs_db *db;      /* the database */
+    unsigned shard; /* the shard that was written */
 };
 
 static bool fdatasync_recorded(void *arg)

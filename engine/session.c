@@ -141,10 +141,14 @@ static int submit(cs_session *s, enum shard_op op, const char *coll, const void 
     slot->req.vlen = vlen;
     slot->user_data = user_data;
     s->inflight++;
-    struct shard *sh = s->db->shards[db_shard_of(s->db, key, klen)];
+    unsigned shard = db_shard_of(s->db, key, klen);
+    struct shard *sh = s->db->shards[shard];
     if (op == SHARD_GET) {
+        uint64_t start_ns = 0;
+        bool timed = db_view_get_timed(&start_ns);
         rc = shard_view_get(sh, coll, nlen, key, klen, &slot->req.out, &slot->req.out_len);
         if (rc != SHARD_VIEW_MISS) { /* answered from the published view: complete it here */
+            db_view_get_done(s->db, shard, timed, start_ns);
             slot->req.rc = rc;
             slot->req.link.next = s->taken;
             s->taken = &slot->req.link;

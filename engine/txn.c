@@ -737,6 +737,7 @@ struct txn_commit {
     bool later;                /* the decision found the gate closed: step again later */
     void (*notify)(void *arg); /* a phase is complete (shard thread: signal only) */
     void *arg;
+    uint64_t start_ns; /* when the first step ran (the commit's latency runs from there) */
 };
 
 static void tc_req_done(struct shard_req *r)
@@ -847,10 +848,24 @@ static void tc_decide(struct txn_commit *c)
     tc_submit(c, n);
 }
 
+/* The commit has its answer: its latency, from the first step to this one, goes to the
+ * histogram of its first participant (the lowest shard index, as txn_cross_commits counts it),
+ * whatever the answer. A commit with no participant (nothing read or written) is not recorded. */
+static void tc_record(struct txn_commit *c)
+{
+    if (c->pl.nparts == 0)
+        return;
+    uint64_t now_ns = cs_now_ns();
+    hist_record_mw(&c->db->metrics[c->pl.p[0].shard].commit,
+                   now_ns > c->start_ns ? now_ns - c->start_ns : 0);
+}
+
 int txn_commit_step(struct txn_commit *c, int *rc)
 {
+    bool was_done = c->phase == TC_DONE;
     switch (c->phase) {
     case TC_START:
+        c->start_ns = cs_now_ns();
         c->rc = tc_start(c);
         if (c->rc || c->phase == TC_START)
             c->phase = TC_DONE;
@@ -875,6 +890,8 @@ int txn_commit_step(struct txn_commit *c, int *rc)
     case TC_DONE:
         break;
     }
+    if (!was_done && c->phase == TC_DONE)
+        tc_record(c);
     *rc = c->rc;
     return c->phase != TC_DONE;
 }

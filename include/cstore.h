@@ -429,10 +429,74 @@ struct cs_shard_stats {
     uint64_t txn_cross_commits;       /* cross-shard transactions committed whose first
                                        * participant (lowest shard index) is this shard: the
                                        * sum over shards counts each once */
+    uint64_t requests_queued;         /* requests the shard took from its inbox and has not
+                                       * executed yet (the inbox itself is a lock-free stack
+                                       * that is not counted) */
+    uint64_t requests_pending;        /* requests executed and waiting for their WAL frame to be
+                                       * durable (durability=sync) */
+    uint64_t view_gets;               /* gets that application threads answered from this
+                                       * shard's published views since open (gets + view_gets:
+                                       * every get of the shard's keys) */
 };
 unsigned cs_shard_count(const cs_db *db);
 /* Errors: CS_EINVAL (db or out NULL, shard >= cs_shard_count()), CS_ECLOSED. */
 CS_MUST_CHECK int cs_stats(cs_db *db, unsigned shard, struct cs_shard_stats *out);
+
+/* ---- Metrics ----
+ * Histograms of latencies and sizes since open, per shard, recorded without locks or allocation
+ * on the paths they time, in log-linear buckets (16 per power of two: a quantile reported is at
+ * most 6.25% above the true value, never below it; values above 2^42 (73 minutes in ns) count
+ * as 2^42). What each one measures: */
+enum cs_metric {
+    CS_METRIC_PUT = 0,      /* puts (cs_put, session puts), from queueing to the shard to the
+                             * completion on the shard thread (in durability=sync including the
+                             * wait for the WAL frame to be durable), ns; every outcome */
+    CS_METRIC_GET = 1,      /* the same for gets the shard thread executed: those the published
+                             * view could not answer (CS_METRIC_VIEW_GET has the others), ns */
+    CS_METRIC_DEL = 2,      /* the same for deletes, ns */
+    CS_METRIC_BATCH = 3,    /* the same for atomic batches on one shard (cs_write), ns */
+    CS_METRIC_VIEW_GET = 4, /* gets the calling thread answered from the shard's published view
+                             * without the shard thread (cs_get, cs_session_get): the lookup and
+                             * the value's copy, ns. A sample: one in 16 of each thread's such
+                             * gets is timed (cs_shard_stats.view_gets counts them all) */
+    CS_METRIC_COMMIT = 5,   /* commits (cs_txn_commit, cs_session_commit, and cs_write batches
+                             * spanning shards), from the commit's start to its answer, on the
+                             * transaction's first shard (lowest index); every outcome,
+                             * CS_ECONFLICT included; commits that touch nothing are not
+                             * recorded, ns */
+    CS_METRIC_WAL_SYNC = 6, /* durability=sync: a WAL frame's write with RWF_DSYNC (write and
+                             * flush), durability=async: a lone fdatasync; from submission to
+                             * completion; ns */
+    CS_METRIC_WAL_FRAME_BYTES = 7, /* bytes of each WAL frame written (after compression) */
+    CS_METRIC_CHECKPOINT = 8,      /* checkpoints published, from the trees' snapshot to the
+                                    * publication (file written, renamed, folder synced), ns */
+};
+#define CS_METRICS 9u /* values of enum cs_metric */
+
+struct cs_metric_summary {
+    uint64_t count;               /* values recorded since open */
+    uint64_t sum;                 /* their sum (ns, or bytes) */
+    uint64_t p50, p90, p99, p999; /* quantiles (each a bucket's upper bound); 0 when empty */
+    uint64_t max;                 /* upper bound of the highest non-empty bucket */
+};
+/* A summary of one histogram of one shard, read without a round trip to the shard (a snapshot
+ * taken while values are recorded may miss the latest ones). Errors: CS_EINVAL (db or out NULL,
+ * shard >= cs_shard_count(), metric >= CS_METRICS). */
+CS_MUST_CHECK int cs_metrics_summary(cs_db *db, unsigned shard, unsigned metric,
+                                     struct cs_metric_summary *out);
+
+/* Every metric of the database in the Prometheus text exposition format 0.0.4: for each family a
+ * "# HELP" line saying exactly what it measures and a "# TYPE" line, then one sample per shard
+ * (label shard="N", and op="..." where a family has operations). Names start with "cstore_";
+ * latencies are histograms in seconds (buckets at 2^10 .. 2^34 ns, about 1 us .. 17 s, and
+ * +Inf: exact counts, as they fall on bucket bounds), counters end in "_total", queue depths,
+ * memory and LSNs are gauges. The families are listed in README.md ("Metrics"). *text receives
+ * the text (NUL-terminated, from cs_free's allocator: release it with cs_free) and *len its
+ * length without the NUL; a caller (an HTTP endpoint) may append families of its own. Costs one
+ * statistics request per shard (as cs_stats) and a read of each histogram.
+ * Errors: CS_EINVAL (db, text or len NULL), CS_ECLOSED, -ENOMEM; on error *text is NULL and
+ * *len 0. */
+CS_MUST_CHECK int cs_metrics_prometheus(cs_db *db, char **text, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -4,10 +4,22 @@
  * gone, on the submitter's: see shard_submit). In sync mode every request completes only once
  * every LSN applied before it executed is durable: requests that must wait join one FIFO list in
  * LSN order (pending_head/tail), completed when a frame becomes durable (pending_complete) or
- * failed together when one cannot (pending_fail). */
+ * failed together when one cannot (pending_fail).
+ *
+ * Latency: puts, gets, deletes and batches (SHARD_TIMED) carry the time shard_submit queued them;
+ * when they complete here (at once, or from the pending list) their latency goes into the shard's
+ * histogram of their op. Requests that fail with the pending list (pending_fail), or that are
+ * refused because the loop is gone, are not recorded. */
 #include "shards/shard_int.h"
 
 /* ---- completion ---- */
+
+/* A timed request completes at now_ns: record its latency since shard_submit. */
+static void req_record(struct shard *sh, const struct shard_req *r, uint64_t now_ns)
+{
+    uint64_t ns = now_ns > r->submit_ns ? now_ns - r->submit_ns : 0;
+    hist_record_sw(&sh->hists[r->op], ns);
+}
 
 void req_complete(struct shard_req *r, int rc)
 {
@@ -20,6 +32,8 @@ void req_finish(struct shard *sh, struct shard_req *r, int rc)
 {
     SHARD_OWNED(sh);
     if (sh->cfg.durability != SHARD_SYNC || sh->applied_lsn <= sh->durable_lsn) {
+        if (SHARD_TIMED(r->op))
+            req_record(sh, r, cs_now_ns());
         req_complete(r, rc);
         return;
     }
@@ -31,14 +45,23 @@ void req_finish(struct shard *sh, struct shard_req *r, int rc)
     else
         sh->pending_head = r;
     sh->pending_tail = r;
+    sh->pending_count++;
 }
 
 void pending_complete(struct shard *sh)
 {
     SHARD_OWNED(sh);
     struct shard_req *r = sh->pending_head;
+    uint64_t now_ns = 0; /* one clock read for the whole list: they complete together */
     while (r && r->wait_lsn <= sh->durable_lsn) {
         struct shard_req *next = r->next;
+        if (SHARD_TIMED(r->op)) {
+            if (!now_ns)
+                now_ns = cs_now_ns();
+            req_record(sh, r, now_ns);
+        }
+        cs_assert(sh->pending_count > 0);
+        sh->pending_count--;
         r->done(r);
         r = next;
     }
@@ -75,4 +98,5 @@ void pending_fail(struct shard *sh, int err, bool read_only)
         r = next;
     }
     sh->pending_head = sh->pending_tail = NULL;
+    sh->pending_count = 0;
 }

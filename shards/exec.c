@@ -438,6 +438,11 @@ static void exec_stats(struct shard *sh, struct shard_req *r)
     sh->stats.wal_durable_lsn = sh->durable_lsn;
     sh->stats.wal_segments = sh->wal_on ? sh->wal.segments : 0;
     sh->stats.tree_bytes = sh->tree_bytes;
+    sh->stats.requests_pending = sh->pending_count;
+    uint64_t queued = 0;
+    for (const struct shard_req *q = sh->queue; q; q = q->next) /* at most what is in flight */
+        queued++;
+    sh->stats.requests_queued = queued;
     *r->stats = sh->stats;
 }
 

@@ -124,8 +124,7 @@ static void wal_submit(struct shard *sh)
     sh->io_wait = 1;    /* one write; with sync it carries RWF_DSYNC */
     sh->io_res = 0;
     sh->io_yield = sync && sh->cfg.yield_us && sh->io.records <= YIELD_RECORDS_MAX;
-    if (sh->io_yield)
-        sh->io_submit_ns = cs_now_ns();
+    sh->io_submit_ns = cs_now_ns();
 }
 
 static void wal_completed(struct shard *sh, uint64_t tag, int res)
@@ -149,11 +148,13 @@ static void wal_completed(struct shard *sh, uint64_t tag, int res)
     sh->stats.wal_frames++;
     sh->stats.wal_records += sh->io.records;
     sh->stats.wal_bytes += sh->io.frame_bytes;
+    hist_record_sw(&sh->hists[SHARD_HIST_FRAME_BYTES], sh->io.frame_bytes);
     sh->wal_bytes_since_ckpt += sh->io.frame_bytes;
     if (sh->cfg.checkpoint_wal_bytes && sh->wal_bytes_since_ckpt >= sh->cfg.checkpoint_wal_bytes &&
         !sh->ckpt && !sh->stopping && shard_ckpt_start(sh) != 0)
         sh->wal_bytes_since_ckpt = 0; /* try again after as much WAL again */
     if (sh->cfg.durability == SHARD_SYNC) {
+        shard_hist_since(sh, SHARD_HIST_WAL_SYNC, sh->io_submit_ns);
         sh->stats.wal_syncs++;
         sh->durable_lsn = sh->io.last_lsn;
         views_publish_cap(sh, &sh->cap[sh->wal.open ^ 1u]);
@@ -171,6 +172,7 @@ static void sync_tick(struct shard *sh)
         if (io_ring_fsync(&sh->ring, sh->wal.fd, TAG_FSYNC) == 0) {
             sh->fsync_in_flight = true;
             sh->fsync_lsn = sh->written_lsn;
+            sh->fsync_submit_ns = cs_now_ns();
             sh->sync_due = false;
         }
     }
@@ -218,6 +220,7 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
             break; /* given up on by ring_failed */
         sh->stats.wal_syncs++;
         sh->durable_lsn = sh->fsync_lsn;
+        shard_hist_since(sh, SHARD_HIST_WAL_SYNC, sh->fsync_submit_ns);
         break;
     }
 }
@@ -651,8 +654,16 @@ int shard_await(struct shard *sh)
     return 0;
 }
 
+void shard_hist_read(const struct shard *sh, enum shard_hist which, struct hist *dst)
+{
+    cs_assert((unsigned)which < SHARD_HISTS);
+    hist_merge(dst, &sh->hists[which]);
+}
+
 void shard_submit(struct shard *sh, struct shard_req *r)
 {
+    if (SHARD_TIMED(r->op))
+        r->submit_ns = cs_now_ns();
     ck_stack_push_upmc(&sh->inbox, &r->link);
     /* Dekker with refuse_rest: either its pop sees this push, or this load sees closed */
     atomic_thread_fence(memory_order_seq_cst);

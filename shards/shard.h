@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "cstore.h"
+#include "hist.h"
 #include "shards/btree.h"
 #include "shards/wal.h"
 #include "shards/wal_reader.h" /* part of the interface: the change feed reads logs */
@@ -54,6 +55,24 @@ enum shard_op {
     SHARD_COLL_IDS,    /* -> out: each collection as u32 id, u8 name bytes, name; out_count */
     SHARD_GUEST,       /* guest: attach it to the loop (NULL: detach the one attached) */
 };
+
+/* Latency histograms a shard keeps (see shard_hist_read). The first four time the requests of
+ * the ops of the same value, from shard_submit to their completion (SHARD_TIMED). */
+enum shard_hist {
+    SHARD_HIST_PUT,         /* SHARD_PUT requests, ns */
+    SHARD_HIST_GET,         /* SHARD_GET requests (gets that missed the published view), ns */
+    SHARD_HIST_DEL,         /* SHARD_DEL requests, ns */
+    SHARD_HIST_BATCH,       /* SHARD_BATCH requests, ns */
+    SHARD_HIST_WAL_SYNC,    /* sync: a frame's RWF_DSYNC write; async: a lone fdatasync, ns */
+    SHARD_HIST_FRAME_BYTES, /* bytes of each WAL frame written (after compression) */
+    SHARD_HIST_CHECKPOINT,  /* checkpoints published: from the snapshot to the publish, ns */
+    SHARD_HISTS
+};
+#define SHARD_TIMED(op) ((op) <= SHARD_BATCH) /* requests whose latency is recorded */
+_Static_assert((int)SHARD_HIST_PUT == (int)SHARD_PUT && (int)SHARD_HIST_GET == (int)SHARD_GET &&
+                   (int)SHARD_HIST_DEL == (int)SHARD_DEL &&
+                   (int)SHARD_HIST_BATCH == (int)SHARD_BATCH,
+               "a timed op's histogram has the op's value");
 
 /* What one operation of an atomic batch does. */
 enum shard_batch_type { SHARD_BATCH_PUT = 1, SHARD_BATCH_DEL = 2 };
@@ -198,6 +217,7 @@ struct shard_req {
     size_t out_len;                    /* its length */
     uint32_t out_count;                /* names in out */
     uint64_t wait_lsn;                 /* completes once this LSN is durable (internal) */
+    uint64_t submit_ns;                /* timed ops (SHARD_TIMED): when shard_submit queued it */
     struct shard_req *next;            /* local queue / pending list link (internal) */
     struct ck_stack_entry link;        /* inbox link (internal) */
     void (*done)(struct shard_req *r); /* completion signal */
@@ -257,7 +277,11 @@ CS_MUST_CHECK int shard_await(struct shard *sh);
 const char *shard_start_message(const struct shard *sh);
 /* Release a shard that was stopped, or whose shard_await failed. NULL is fine. */
 void shard_free(struct shard *sh);
-/* Queue r to the shard (lock-free, never waits) and wake it if it sleeps. */
+/* Add the shard's histogram `which` to dst (any thread, any time: relaxed reads, so a snapshot
+ * taken while the shard records may be torn across buckets; see common/hist.h). */
+void shard_hist_read(const struct shard *sh, enum shard_hist which, struct hist *dst);
+/* Queue r to the shard (lock-free, never waits) and wake it if it sleeps. For the timed ops
+ * (SHARD_TIMED) it first reads the clock into r->submit_ns. */
 void shard_submit(struct shard *sh, struct shard_req *r);
 /* Stop the thread after it finished everything queued; returns the shard's I/O error if any. */
 int shard_stop(struct shard *sh);

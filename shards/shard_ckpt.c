@@ -77,6 +77,7 @@ int shard_ckpt_start(struct shard *sh)
         return rc;
     }
     sh->wal_bytes_since_ckpt = 0;
+    sh->ckpt_start_ns = cs_now_ns();
     return 0;
 }
 
@@ -138,6 +139,7 @@ void shard_ckpt_poll(struct shard *sh)
         sh->ckpt_lsn = job->lsn;
         sh->stats.checkpoints++;
         sh->stats.checkpoint_lsn = job->lsn;
+        shard_hist_since(sh, SHARD_HIST_CHECKPOINT, sh->ckpt_start_ns);
     } else {
         fprintf(stderr, "cstore: shard %u: checkpoint at LSN %" PRIu64 " failed: %s\n",
                 sh->cfg.index, job->lsn, cs_strerror(rc));

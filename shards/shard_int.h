@@ -267,6 +267,11 @@ struct shard {
     struct shard_coll *dirty;          /* collections changed since their views were taken */
     struct view_cap cap[2];            /* per WAL slot: views its frame publishes when durable */
     struct cs_shard_stats stats;       /* counters */
+    uint32_t pending_count;            /* requests on the pending list */
+    uint64_t fsync_submit_ns;          /* async: when the running lone fdatasync was submitted */
+    uint64_t ckpt_start_ns;            /* when the running checkpoint took its snapshots */
+    struct hist hists[SHARD_HISTS];    /* latencies and sizes: written by the shard thread
+                                        * alone (hist_record_sw), read by any thread */
 
     /* Transactions (txn.c). */
     struct txn_lock **locks;         /* lock table (TXN_LOCK_BUCKETS), NULL until first used */
@@ -297,6 +302,13 @@ static inline void link_store(struct shard_coll **p, struct shard_coll *c)
 static inline uint32_t name_bucket(const char *name, size_t len)
 {
     return (uint32_t)XXH3_64bits(name, len) & (COLL_BUCKETS - 1);
+}
+
+/* Record in the shard's histogram `which` the time since start_ns (one clock read). */
+static inline void shard_hist_since(struct shard *sh, enum shard_hist which, uint64_t start_ns)
+{
+    uint64_t now_ns = cs_now_ns();
+    hist_record_sw(&sh->hists[which], now_ns > start_ns ? now_ns - start_ns : 0);
 }
 
 /* ---- catalog.c ---- */

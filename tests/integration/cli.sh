@@ -212,6 +212,32 @@ check "stat prints a per-shard table" 0 out "shard.*records"
 grep -q "^total" "$T/out" && grep -Eq "^ +0 " "$T/out"
 [ $? -eq 0 ] && pass "stat has shard rows and a total row" ||
     fail "stat has shard rows and a total row" "missing rows"
+check "stat shows latency percentiles of puts and fdatasyncs per shard" 0 out \
+    "shard op +count +p50_us +p99_us +p999_us"
+grep -Eq "^ +0 put +[0-9]+ " "$T/out" && grep -Eq "^ +0 fdatasync +[0-9]+ " "$T/out" &&
+    pass "stat: a latency row per shard and operation" ||
+    fail "stat: a latency row per shard and operation" "missing rows"
+records=$(awk '/^records and requests/ { on = 1 } on && $1 == "total" { print $2; exit }' "$T/out")
+cs stat --prometheus
+check "stat --prometheus prints the exposition text" 0 out \
+    "^# TYPE cstore_request_duration_seconds histogram$"
+# every line: a HELP or TYPE line, or name{labels} value; one HELP and one TYPE per family
+awk '/^# HELP cstore_[a-z_]+ ./ { help[$3]++; next }
+     /^# TYPE cstore_[a-z_]+ (counter|gauge|histogram)$/ { type[$3]++; next }
+     /^cstore_[a-z_]+(\{([a-z]+="[^"]*",)*[a-z]+="[^"]*"\})? [0-9][0-9.e+-]*$/ { next }
+     { bad++ }
+     END { for (f in help) if (help[f] != 1 || type[f] != 1) bad++
+           for (f in type) if (help[f] != 1) bad++
+           exit bad > 0 }' "$T/out" &&
+    pass "stat --prometheus: every line is valid exposition syntax" ||
+    fail "stat --prometheus: every line is valid exposition syntax" "bad lines"
+[ "$(awk '/^cstore_records\{/ { n += $2 } END { print n + 0 }' "$T/out")" = "$records" ] &&
+    grep -q '^cstore_request_duration_seconds_bucket{shard="0",op="put",le="+Inf"} ' "$T/out" &&
+    pass "stat --prometheus: records per shard add up to stat's total, put buckets end in +Inf" ||
+    fail "stat --prometheus: records per shard add up to stat's total, put buckets end in +Inf" \
+        "records $records"
+cs stat --json
+check "stat with an unknown argument: exit 2" 2 err "unknown argument"
 cs checkpoint
 check_out "checkpoint" 0 ""
 cs get users alice

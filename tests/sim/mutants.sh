@@ -48,6 +48,8 @@ snapshot-not-persisted|raft/raft.c|s/struct raft_batch b = {.snapshot = rd->snap
 restart-skips-reapply|raft/log.c|s/^    r->applied = s.index;/    r->applied = r->commit;/
 uncommitted-bytes-never-released|raft/replication.c|s/r->uncommitted_bytes -= len < r->uncommitted_bytes ? len : r->uncommitted_bytes;/(void)len;/
 lease-read-trusts-clock|raft/read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = r->election_elapsed < r->cfg.election_ticks \/ 2 ? ~0u : 1u << progress_slot(r, progress_find(r, r->id));/
+snapshot-installed-before-last-chunk|raft/replication.c|s/^    if (!c->last) {$/    if (!c->last \&\& c->offset == 0) {/
+chunk-of-another-transfer-taken|raft/replication.c|s/x->transfer == m->chunk.transfer \&\& x->snap.index == m->snapshot.index \&\&/1 \&\&/
 EOF
 }
 

@@ -37,6 +37,7 @@ static void election_reset(struct raft *r, uint64_t term)
     r->transfer_elapsed = 0;
     r->uncommitted_bytes = 0;
     read_drop(r);
+    replication_rx_abort(r); /* a new term or role ends a snapshot transfer being received */
     for (unsigned i = 0; i < RAFT_NODES_MAX; i++)
         if (r->prs[i].id)
             progress_reset(r, &r->prs[i]);

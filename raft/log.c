@@ -1,7 +1,7 @@
 /* The log (§5.3) and its snapshot (§7), kept in memory after the last snapshot.
  *
  * Entries (snap.index, last] live in r->ents, each with an owned copy of its data; the
- * snapshot (index, term, configuration, data) stands for everything up to snap.index. Indexes
+ * snapshot (index, term, configuration, size) stands for everything up to snap.index. Indexes
  * map to slots as ents[index - snap.index - 1]. Invariants (checked by raft.c after every
  * input): snap.index <= applied <= commit <= last and snap.index <= stable <= last; a committed
  * entry is never truncated (§5.4).
@@ -9,8 +9,8 @@
  * Here: the accessors of the public interface (raft_entry_at, raft_term_at...), the §5.4.1
  * up-to-date rule, fast backtracking (thesis §5.3 end: find the largest index whose term is at
  * most the one given), the AppendEntries receiver's steps 3-4 (log_append_follower), the
- * InstallSnapshot receiver (§7, log_restore), compaction (§7, raft_compact) and loading a
- * restarted node from storage (§5.1, log_load). Loops are bounded by the log length
+ * InstallSnapshot receiver (§7, log_snapshot_wanted and log_restore), compaction (§7, raft_compact)
+ * and loading a restarted node from storage (§5.1, log_load). Loops are bounded by the log length
  * (<= RAFT_LOG_ENTRIES_MAX) or the entries of one message (<= RAFT_MSG_ENTRIES_MAX). */
 #include "raft_int.h"
 
@@ -202,10 +202,12 @@ bool log_committed_in_term(const struct raft *r)
     return log_term_or0(r, r->commit) == r->term;
 }
 
-/* §7 InstallSnapshot receiver. Returns whether the snapshot replaced the log. A snapshot whose
- * configuration does not name this node is refused (etcd does the same): installing it would
- * leave a node outside its own configuration, which no correct leader sends. */
-bool log_restore(struct raft *r, const struct raft_snapshot *s)
+/* §7 InstallSnapshot receiver, before taking a transfer and again at its last chunk: whether
+ * snapshot s would replace the log. A snapshot whose configuration does not name this node is
+ * refused and counted (etcd does the same): installing it would leave a node outside its own
+ * configuration, which no correct leader sends. One the log holds (index and term) only moves
+ * the commit index (§7 step 6). */
+bool log_snapshot_wanted(struct raft *r, const struct raft_snapshot *s)
 {
     if (s->index <= r->commit)
         return false;
@@ -217,50 +219,39 @@ bool log_restore(struct raft *r, const struct raft_snapshot *s)
         log_commit_to(r, s->index); /* we hold it all: just fast-forward (§7 step 6) */
         return false;
     }
-    uint8_t *d = NULL;
-    if (s->len) {
-        d = malloc(s->len);
-        if (!d)
-            return false;
-        memcpy(d, s->data, s->len);
-    }
+    return true;
+}
+
+/* §7 steps 5-7: discard the log, the snapshot stands for it; the next ready installs it (its
+ * last chunk and the install go out in one save batch). */
+void log_restore(struct raft *r, const struct raft_snapshot *s)
+{
+    cs_assert(s->index > r->commit);
     for (size_t i = 0; i < r->ents_n; i++)
         log_entry_free(&r->ents[i]);
     r->ents_n = 0;
-    free((void *)r->snap.data);
     r->snap = *s;
-    r->snap.data = d;
     r->snap_install = true;
     r->stable = s->index;
     r->commit = s->index;
     r->applied = s->index;
     conf_set(r, &s->conf, s->index);
-    return true;
 }
 
-int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
+int raft_compact(struct raft *r, uint64_t index, uint64_t bytes)
 {
     cs_assert(!r->in_ready);
     if (index <= r->snap.index || index > r->applied || index > r->stable)
         return CS_EINVAL;
-    if (len > RAFT_SNAPSHOT_BYTES_MAX || (len && !data))
+    if (bytes > RAFT_SNAPSHOT_BYTES_MAX)
         return CS_EINVAL;
-    uint8_t *d = NULL;
-    if (len) {
-        d = malloc(len);
-        if (!d)
-            return -ENOMEM;
-        memcpy(d, data, len);
-    }
-    struct raft_snapshot s = {
-        .index = index, .term = log_term_or0(r, index), .len = len, .data = d};
+    struct raft_snapshot s = {.index = index, .term = log_term_or0(r, index), .bytes = bytes};
     s.conf = conf_at(r, index);
     size_t drop = (size_t)(index - r->snap.index);
     for (size_t i = 0; i < drop; i++)
         log_entry_free(&r->ents[i]);
     memmove(r->ents, r->ents + drop, (r->ents_n - drop) * sizeof(*r->ents));
     r->ents_n -= drop;
-    free((void *)r->snap.data);
     r->snap = s;
     return 0;
 }
@@ -275,20 +266,13 @@ int log_load(struct raft *r, const struct raft_storage *st)
     int rc = st->load(st->ctx, &hs, &s, &last);
     if (rc)
         return rc;
-    if (last < s.index || last - s.index > RAFT_LOG_ENTRIES_MAX || s.len > RAFT_SNAPSHOT_BYTES_MAX)
+    if (last < s.index || last - s.index > RAFT_LOG_ENTRIES_MAX ||
+        s.bytes > RAFT_SNAPSHOT_BYTES_MAX)
         return CS_ECORRUPT;
     if (s.index) {
         if (!raft_conf_valid(&s.conf))
             return CS_ECORRUPT;
         r->snap = s;
-        r->snap.data = NULL;
-        if (s.len) {
-            uint8_t *d = malloc(s.len);
-            if (!d)
-                return -ENOMEM;
-            memcpy(d, s.data, s.len);
-            r->snap.data = d;
-        }
     }
     for (uint64_t i = s.index + 1; i <= last; i++) {
         struct raft_entry e;

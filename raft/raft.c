@@ -87,6 +87,23 @@ void outbox_drop_acks_from(struct raft *r, uint64_t index)
     r->outbox_n = k;
 }
 
+void outbox_drop_chunk_acks(struct raft *r, uint64_t transfer)
+{
+    cs_assert(!r->in_ready);
+    size_t k = 0;
+    for (size_t i = 0; i < r->outbox_n; i++) {
+        const struct raft_msg *m = &r->outbox[i];
+        if (m->type == RAFT_MSG_SNAP_RESP && !m->reject && m->context == transfer) {
+            free(r->outbox_mem[i]);
+            continue;
+        }
+        r->outbox[k] = r->outbox[i];
+        r->outbox_mem[k] = r->outbox_mem[i];
+        k++;
+    }
+    r->outbox_n = k;
+}
+
 static void outbox_clear(struct raft *r)
 {
     for (size_t i = 0; i < r->outbox_n; i++) {
@@ -104,6 +121,9 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
     switch (m->type) {
     case RAFT_MSG_APP_RESP:
         replication_handle_append_resp(r, pr, m);
+        break;
+    case RAFT_MSG_SNAP_RESP:
+        replication_handle_snapshot_resp(r, pr, m);
         break;
     case RAFT_MSG_READ_INDEX:
         if (read_start(r, m->context, m->from) != 0) {
@@ -211,15 +231,32 @@ static void step_follower(struct raft *r, const struct raft_msg *m)
     }
 }
 
+/* A snapshot chunk's fields agree with each other (raft.h "Snapshots"). */
+static bool chunk_sane(const struct raft_msg *m)
+{
+    const struct raft_snapshot *s = &m->snapshot;
+    const struct raft_chunk *c = &m->chunk;
+    if (!m->has_snapshot || !raft_conf_valid(&s->conf) || s->index == 0 ||
+        s->bytes > RAFT_SNAPSHOT_BYTES_MAX)
+        return false;
+    if (c->transfer == 0 || c->len > RAFT_CHUNK_BYTES_MAX || (c->len && !c->data))
+        return false;
+    if (c->offset > s->bytes || c->len > s->bytes - c->offset)
+        return false;
+    if (c->last != (c->offset + c->len == s->bytes) || (c->len == 0 && s->bytes != 0))
+        return false;
+    return true;
+}
+
 static bool msg_sane(const struct raft *r, const struct raft_msg *m)
 {
     if (m->type < RAFT_MSG_APP || m->type >= RAFT_MSG_TYPE_END)
         return false;
     if (m->from == 0 || m->from == r->id)
         return false;
-    if (m->type == RAFT_MSG_SNAP &&
-        (!m->has_snapshot || !raft_conf_valid(&m->snapshot.conf) || m->snapshot.index == 0 ||
-         m->snapshot.len > RAFT_SNAPSHOT_BYTES_MAX || (m->snapshot.len && !m->snapshot.data)))
+    if (m->type == RAFT_MSG_SNAP && !chunk_sane(m))
+        return false;
+    if (m->type == RAFT_MSG_SNAP_RESP && (m->context == 0 || m->index == 0))
         return false;
     if (m->entries_n > RAFT_MSG_ENTRIES_MAX || (m->entries_n && m->type != RAFT_MSG_APP))
         return false;
@@ -251,6 +288,8 @@ static void check_invariants(const struct raft *r)
     cs_assert(r->stable <= last);
     cs_assert(r->role != RAFT_LEADER || r->lead == r->id);
     cs_assert(r->role != RAFT_LEADER || raft_conf_is_voter(&r->conf, r->id));
+    cs_assert(r->rx.buf_len <= RAFT_CHUNK_RX_BYTES_MAX);
+    cs_assert(!r->rx.active || r->role == RAFT_FOLLOWER);
 }
 
 static void step(struct raft *r, const struct raft_msg *m);
@@ -299,7 +338,8 @@ static void step(struct raft *r, const struct raft_msg *m)
         }
     } else if (m->term < r->term) {
         if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
-            (m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_APP)) {
+            (m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_APP ||
+             m->type == RAFT_MSG_SNAP)) {
             /* tell a stale leader about the new term so it steps down (thesis §9.6) */
             outbox_send_simple(r, RAFT_MSG_APP_RESP, m->from, r->term, false, 0);
         } else if (m->type == RAFT_MSG_PREVOTE) {
@@ -355,15 +395,9 @@ static void tick_leader(struct raft *r)
         r->transferee = 0; /* thesis §3.10: abort after an election timeout */
         r->transfer_elapsed = 0;
     }
-    for (unsigned i = 0; i < RAFT_NODES_MAX; i++) {
-        struct raft_progress *pr = &r->prs[i];
-        if (pr->id && pr->state == PR_SNAPSHOT && ++pr->snapshot_ticks >= r->cfg.election_ticks) {
-            pr->state = PR_PROBE; /* the snapshot was probably lost: probe again */
-            pr->next = pr->match + 1;
-            pr->probe_sent = false;
-            pr->pending_snapshot = 0;
-        }
-    }
+    for (unsigned i = 0; i < RAFT_NODES_MAX; i++)
+        if (r->prs[i].id && r->prs[i].state == PR_SNAPSHOT)
+            replication_tick_snapshot(r, &r->prs[i]); /* resend chunks, or start over */
     if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
         r->heartbeat_elapsed = 0;
         replication_bcast_heartbeat(r, r->read_seq);
@@ -480,10 +514,8 @@ void raft_report_snapshot(struct raft *r, uint64_t node, bool ok)
     struct raft_progress *pr = r->role == RAFT_LEADER ? progress_find(r, node) : NULL;
     if (!pr || pr->state != PR_SNAPSHOT || ok)
         return; /* success is learnt from the follower's answer */
-    pr->state = PR_PROBE;
-    pr->next = pr->match + 1;
+    replication_abort_snapshot(r, pr);
     pr->probe_sent = true; /* wait for the next heartbeat round before probing */
-    pr->pending_snapshot = 0;
 }
 
 int raft_transfer_leader(struct raft *r, uint64_t target)
@@ -539,13 +571,20 @@ static uint64_t apply_cap(const struct raft *r, uint64_t lim)
     return hi;
 }
 
+/* Received snapshot bytes wait for a save (or a transfer began: the storage must discard its
+ * partial snapshot). */
+static bool rx_pending(const struct raft *r)
+{
+    return r->rx.buf_len > 0 || r->rx.buf_start;
+}
+
 bool raft_has_ready(const struct raft *r)
 {
     struct raft_hard_state hs = hard_state(r);
     if (hs.term != r->persisted_hs.term || hs.vote != r->persisted_hs.vote ||
         hs.commit != r->persisted_hs.commit)
         return true;
-    return r->snap_install || raft_last_index(r) > r->stable || r->outbox_n > 0 ||
+    return r->snap_install || rx_pending(r) || raft_last_index(r) > r->stable || r->outbox_n > 0 ||
            apply_limit(r) > r->applied || r->ready_reads_n > 0;
 }
 
@@ -559,6 +598,16 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
                              rd->hard_state.commit != r->persisted_hs.commit;
     if (r->snap_install)
         rd->snapshot = &r->snap;
+    if (rx_pending(r)) {
+        r->rx.out.transfer = r->rx.transfer;
+        r->rx.out.offset = r->rx.buf_offset;
+        r->rx.out.len = r->rx.buf_len;
+        r->rx.out.data = r->rx.buf;
+        r->rx.out.last = r->rx.buf_offset + r->rx.buf_len == r->rx.snap.bytes;
+        rd->chunk_of = &r->rx.snap;
+        rd->chunk = &r->rx.out;
+    }
+    cs_assert(!r->snap_install || rd->chunk); /* an install comes with its last chunk */
     uint64_t last = raft_last_index(r);
     cs_assert(r->stable >= r->snap.index);
     if (last > r->stable) {
@@ -585,6 +634,10 @@ void raft_advance(struct raft *r)
     r->in_ready = false;
     r->persisted_hs = hard_state(r);
     r->snap_install = false;
+    free(r->rx.buf); /* saved */
+    r->rx.buf = NULL;
+    r->rx.buf_len = 0;
+    r->rx.buf_start = false;
     r->stable = r->ready_last;
     r->applied = r->ready_applied;
     r->ready_reads_n = 0;
@@ -603,11 +656,13 @@ void raft_advance(struct raft *r)
 
 int raft_ready_persist(const struct raft_ready *rd, const struct raft_storage *st)
 {
-    struct raft_batch b = {.snapshot = rd->snapshot,
+    struct raft_batch b = {.chunk_of = rd->chunk_of,
+                           .chunk = rd->chunk,
+                           .snapshot = rd->snapshot,
                            .entries = rd->entries,
                            .entries_n = rd->entries_n,
                            .hard_state = rd->hard_state_changed ? &rd->hard_state : NULL};
-    if (!b.snapshot && !b.entries_n && !b.hard_state)
+    if (!b.chunk && !b.snapshot && !b.entries_n && !b.hard_state)
         return 0; /* nothing durable in this batch */
     cs_assert(!b.entries_n || b.entries);
     return st->save(st->ctx, &b);
@@ -618,7 +673,9 @@ static bool config_valid(const struct raft_config *c)
     return c->id != 0 && c->election_ticks >= 2 && c->heartbeat_ticks >= 1 &&
            c->heartbeat_ticks < c->election_ticks && c->inflight_msgs_max >= 1 &&
            c->inflight_msgs_max <= RAFT_INFLIGHT_MAX && c->msg_bytes_max > 0 && c->rand &&
-           c->log_entries_max <= RAFT_LOG_ENTRIES_MAX && raft_conf_valid(&c->bootstrap);
+           c->log_entries_max <= RAFT_LOG_ENTRIES_MAX && raft_conf_valid(&c->bootstrap) &&
+           c->snapshot_chunk_bytes <= RAFT_CHUNK_BYTES_MAX &&
+           c->snapshot_inflight_max <= RAFT_INFLIGHT_MAX;
 }
 
 int raft_new(const struct raft_config *cfg, const struct raft_storage *storage, struct raft **out)
@@ -655,7 +712,7 @@ void raft_free(struct raft *r)
     for (size_t i = 0; i < r->ents_n; i++)
         log_entry_free(&r->ents[i]);
     free(r->ents);
-    free((void *)r->snap.data);
+    free(r->rx.buf);
     if (r->outbox_mem)
         outbox_clear(r);
     free(r->outbox_mem);

@@ -30,11 +30,33 @@
  * Choices (DESIGN.md §6 leaves them open):
  * - The leader counts its own entries toward a quorum only once a ready batch carrying them was
  *   persisted (no parallel leader write, thesis §10.2.1): simpler, one fsync of latency more.
- * - A snapshot travels whole in one message (up to RAFT_SNAPSHOT_BYTES_MAX); no chunking.
+ * - Snapshots travel in chunks (§7, thesis §5.3; see "Snapshots" below): the core holds no
+ *   snapshot bytes, the application reads them by offset (cfg.snapshot_read) on the leader and
+ *   writes them by offset (the save batch) on the follower.
  * - The leader cannot remove itself; transfer leadership first (raft_transfer_leader).
  * - Reads are ReadIndex only (no leader leases: they would trust bounded clock drift).
  * - Single-server changes rather than joint consensus; learners cover the catch-up phase.
- * - The uncompacted log lives in memory; the storage is read only when a node starts. */
+ * - The uncompacted log lives in memory; the storage is read only when a node starts.
+ *
+ * Snapshots (§7 InstallSnapshot with its offset and done fields, thesis §5.3): the leader sends a
+ * follower whose next entry is compacted its last snapshot as a transfer, a sequence of
+ * RAFT_MSG_SNAP chunks of cfg.snapshot_chunk_bytes each. Every chunk carries the snapshot's
+ * index, term, configuration and size, the transfer id (new per transfer, so chunks of an older
+ * transfer are told apart), its offset and a last-chunk flag; so each chunk can be checked on its
+ * own. At most cfg.snapshot_inflight_max chunks are unacknowledged per follower. The follower
+ * takes chunks in offset order only; it acknowledges (RAFT_MSG_SNAP_RESP) the bytes it holds in
+ * order, after they are saved, and the acknowledgements move the window. A duplicate or
+ * reordered chunk is not written; its answer repeats the bytes held, and the first such repeat
+ * at a level makes the leader resend from the first unacknowledged chunk (go-back-N, TCP's fast
+ * retransmit). When no acknowledgement moved the window for cfg.snapshot_resend_ticks, the leader
+ * resends from there too; after an election timeout without one, it abandons the
+ * transfer and starts a new one from offset 0. A follower that knows nothing of a transfer whose
+ * chunk is not at offset 0 (it restarted, or changed term) refuses it, and the leader starts a
+ * new transfer at once. The follower writes each chunk through its save batch (struct
+ * raft_batch.chunk) into a partial snapshot; only the save of the last chunk installs it, in the
+ * same atomic unit. A transfer ends on the follower when its term or leader changes; its partial
+ * snapshot is then never installed: the storage discards it when a chunk at offset 0 arrives and
+ * when the node restarts (load). */
 #ifndef CS_RAFT_H
 #define CS_RAFT_H
 
@@ -45,14 +67,18 @@
 #include "util.h"
 
 /* ---- Limits. Exceeding one is an error code (or, for network input, a dropped message). ---- */
-#define RAFT_NODES_MAX 16u                  /* voters + learners in one configuration */
-#define RAFT_MSG_ENTRIES_MAX 1024u          /* entries in one append message */
-#define RAFT_ENTRY_BYTES_MAX (2u << 20)     /* data bytes in one entry */
-#define RAFT_SNAPSHOT_BYTES_MAX (64u << 20) /* data bytes in one snapshot */
-#define RAFT_LOG_ENTRIES_MAX (1u << 22)     /* entries kept in memory after the snapshot */
-#define RAFT_OUTBOX_MAX 4096u               /* messages queued in one ready batch */
-#define RAFT_READS_MAX 256u                 /* ReadIndex requests waiting for a quorum */
-#define RAFT_INFLIGHT_MAX 256u              /* upper bound of cfg.inflight_msgs_max */
+#define RAFT_NODES_MAX 16u                   /* voters + learners in one configuration */
+#define RAFT_MSG_ENTRIES_MAX 1024u           /* entries in one append message */
+#define RAFT_ENTRY_BYTES_MAX (2u << 20)      /* data bytes in one entry */
+#define RAFT_SNAPSHOT_BYTES_MAX (1ull << 40) /* data bytes in one snapshot */
+#define RAFT_CHUNK_BYTES_MAX (4u << 20)      /* data bytes in one snapshot chunk */
+#define RAFT_CHUNK_BYTES_DEFAULT (1u << 20)  /* cfg.snapshot_chunk_bytes when 0 */
+#define RAFT_CHUNK_INFLIGHT_DEFAULT 4u       /* cfg.snapshot_inflight_max when 0 */
+#define RAFT_CHUNK_RX_BYTES_MAX (16u << 20)  /* received chunk bytes held for one save batch */
+#define RAFT_LOG_ENTRIES_MAX (1u << 22)      /* entries kept in memory after the snapshot */
+#define RAFT_OUTBOX_MAX 4096u                /* messages queued in one ready batch */
+#define RAFT_READS_MAX 256u                  /* ReadIndex requests waiting for a quorum */
+#define RAFT_INFLIGHT_MAX 256u               /* upper bound of cfg.inflight_msgs_max */
 
 /* ---- Error codes of the Raft layer: a band of its own next to include/cstore.h's. ---- */
 #define RAFT_ENOTLEADER (-30960) /* the call needs the leader role; retry at raft_leader() */
@@ -71,10 +97,11 @@ enum raft_msg_type {
     RAFT_MSG_PREVOTE_RESP,    /* PreVote result */
     RAFT_MSG_HEARTBEAT,       /* empty AppendEntries carrying commit and a ReadIndex context */
     RAFT_MSG_HEARTBEAT_RESP,  /* heartbeat ack; echoes the context (thesis §6.4) */
-    RAFT_MSG_SNAP,            /* InstallSnapshot (§7), whole snapshot in one message */
+    RAFT_MSG_SNAP,            /* InstallSnapshot (§7): one chunk of a snapshot transfer */
     RAFT_MSG_TIMEOUT_NOW,     /* leadership transfer: start an election now (thesis §3.10) */
     RAFT_MSG_READ_INDEX,      /* follower asks the leader for a read index; context = request */
     RAFT_MSG_READ_INDEX_RESP, /* the read index (index) for request context (thesis §6.4.1) */
+    RAFT_MSG_SNAP_RESP,       /* snapshot chunks acknowledged; reject: transfer unknown */
     RAFT_MSG_TYPE_END
 };
 
@@ -106,13 +133,22 @@ struct raft_conf {
     uint64_t learners[RAFT_NODES_MAX]; /* ids of non-voting members */
 };
 
-/* A snapshot: the state machine at index, which has the given term and configuration. */
+/* A snapshot: the state machine at index, which has the given term and configuration. The core
+ * keeps only this description; the image's bytes are the application's (see "Snapshots"). */
 struct raft_snapshot {
     uint64_t index;        /* last log index the snapshot covers (0: none) */
     uint64_t term;         /* term of that entry */
     struct raft_conf conf; /* configuration as of index */
-    uint32_t len;          /* bytes of data */
-    const uint8_t *data;   /* opaque state machine image; NULL when len is 0 */
+    uint64_t bytes;        /* size of the opaque image, <= RAFT_SNAPSHOT_BYTES_MAX */
+};
+
+/* One chunk of a snapshot transfer: len bytes of the image at offset. */
+struct raft_chunk {
+    uint64_t transfer;   /* the leader's id of this transfer, non-zero */
+    uint64_t offset;     /* where data sits in the image */
+    uint32_t len;        /* bytes of data, <= RAFT_CHUNK_BYTES_MAX; 0 only for an empty image */
+    bool last;           /* offset + len == the image's bytes */
+    const uint8_t *data; /* NULL when len is 0 */
 };
 
 /* What must survive a crash besides the log (Figure 2 "persistent state"). */
@@ -134,12 +170,15 @@ struct raft_msg {
     uint64_t log_term;  /* APP: prevLogTerm; VOTE/PREVOTE: candidate's last term;
                            rejected APP_RESP: term at hint (fast backtracking) */
     uint64_t commit;    /* APP/HEARTBEAT: leader commit the recipient may use */
-    uint64_t hint;      /* rejected APP_RESP: index the follower suggests to probe */
-    uint64_t context;   /* HEARTBEAT(_RESP): ReadIndex round; VOTE/PREVOTE: 1 = transfer */
+    uint64_t hint;      /* rejected APP_RESP: index the follower suggests to probe;
+                           SNAP_RESP: bytes of the image held in order (the next offset) */
+    uint64_t context;   /* HEARTBEAT(_RESP): ReadIndex round; VOTE/PREVOTE: 1 = transfer;
+                           SNAP_RESP: the snapshot transfer acknowledged */
     uint32_t entries_n; /* APP: entries that follow prevLogIndex */
     const struct raft_entry *entries; /* APP: index of entries[i] is index + 1 + i */
     bool has_snapshot;                /* SNAP only */
-    struct raft_snapshot snapshot;    /* SNAP: the snapshot to install */
+    struct raft_snapshot snapshot;    /* SNAP: the snapshot the chunk belongs to (every chunk) */
+    struct raft_chunk chunk;          /* SNAP: the chunk; data is a view */
 };
 
 /* A linearizable read that may be served once the state machine applied `index`. */
@@ -149,8 +188,9 @@ struct raft_read_state {
 };
 
 /* One batch of work for the caller, handled in this order:
- * 1. persist snapshot (if any), entries (storage truncates its suffix from entries[0].index
- *    first) and hard_state (if hard_state_changed) as one atomic unit (raft_ready_persist);
+ * 1. persist the received snapshot chunk (if any), the snapshot to install (if any), entries
+ *    (storage truncates its suffix from entries[0].index first) and hard_state (if
+ *    hard_state_changed) as one atomic unit (raft_ready_persist);
  * 2. send msgs (they may depend on step 1: votes, acks, appended entries);
  * 3. install the snapshot into the state machine, apply committed entries, serve read states
  *    once the state machine applied their index;
@@ -160,6 +200,8 @@ struct raft_ready {
     bool hard_state_changed;              /* hard_state differs from what was persisted */
     struct raft_hard_state hard_state;    /* to persist */
     const struct raft_snapshot *snapshot; /* to persist and install, or NULL */
+    const struct raft_snapshot *chunk_of; /* the snapshot chunk belongs to, or NULL */
+    const struct raft_chunk *chunk;       /* received snapshot bytes to write, or NULL */
     const struct raft_entry *entries;     /* to persist (append after truncating the suffix) */
     size_t entries_n;
     const struct raft_msg *msgs; /* to send after persisting */
@@ -172,8 +214,15 @@ struct raft_ready {
 
 /* The durable part of one ready batch, written through struct raft_storage.save as one unit. */
 struct raft_batch {
-    const struct raft_snapshot *snapshot;     /* InstallSnapshot (§7): replaces the whole log
-                                                 before the entries below; NULL: none */
+    const struct raft_snapshot *chunk_of;     /* the snapshot chunk belongs to; NULL: no chunk */
+    const struct raft_chunk *chunk;           /* §7 receiver steps 2-4: write chunk->len bytes
+                                                 at chunk->offset of the partial snapshot of
+                                                 transfer chunk->transfer; offset 0 discards any
+                                                 partial snapshot first. Written first. */
+    const struct raft_snapshot *snapshot;     /* InstallSnapshot (§7 step 5-7): the partial
+                                                 snapshot, now whole, becomes the snapshot and
+                                                 replaces the whole log before the entries
+                                                 below; NULL: none. Comes with the last chunk. */
     const struct raft_entry *entries;         /* drop the suffix from entries[0].index (§5.3),
                                                  then append these */
     size_t entries_n;                         /* 0: no entries */
@@ -184,7 +233,8 @@ struct raft_batch {
  * it, in raft_new; raft_ready_persist() writes a ready batch through it. Each callback returns
  * 0 or a negative code. Entries returned by read_entries are views valid until the next call
  * on the storage.
- * - load: hard state, snapshot (index 0: none; data a view) and last log index;
+ * - load: hard state, snapshot (index 0: none) and last log index; a partial snapshot (chunks
+ *   of a transfer that did not finish) is discarded, never installed;
  * - read_entries: entries lo..hi (inclusive, all after the snapshot) into out[];
  * - save: one batch as one atomic, durable unit (the WAL writes it as one checksummed frame and
  *   one fsync). When save returns 0, all of it survives a crash. When it fails, or the machine
@@ -218,7 +268,20 @@ struct raft_config {
     uint64_t committed_bytes_max;   /* data bytes of committed entries handed out per ready
                                        batch, always at least one entry (etcd
                                        MaxCommittedSizePerReady); 0: no limit */
-    uint64_t (*rand)(void *ctx);    /* injected randomness for election timeouts */
+    uint32_t snapshot_chunk_bytes;  /* image bytes per snapshot chunk, <= RAFT_CHUNK_BYTES_MAX
+                                       (0: RAFT_CHUNK_BYTES_DEFAULT) */
+    unsigned snapshot_inflight_max; /* unacknowledged chunks per follower, <= RAFT_INFLIGHT_MAX
+                                       (0: RAFT_CHUNK_INFLIGHT_DEFAULT), etcd MaxInflightMsgs */
+    unsigned snapshot_resend_ticks; /* resend unacknowledged chunks after this many ticks
+                                       without progress, < election_ticks (0: 2 * heartbeat
+                                       ticks, at most election_ticks - 1) */
+    /* Leader: copy len bytes of the image of this node's snapshot at index, from offset, into
+     * buf. 0, or a negative code (the image is gone, say replaced by a newer compaction): the
+     * transfer is abandoned and a new one starts from the snapshot then current. Called from
+     * raft_step and raft_tick. May be NULL on a node that never sends a non-empty snapshot. */
+    int (*snapshot_read)(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf, uint32_t len);
+    void *snapshot_ctx;
+    uint64_t (*rand)(void *ctx); /* injected randomness for election timeouts */
     void *rand_ctx;
     struct raft_conf bootstrap; /* configuration at index 0 (same on every node) */
 };
@@ -278,14 +341,17 @@ CS_MUST_CHECK int raft_read_index(struct raft *r, uint64_t request_id);
  * this node. */
 CS_MUST_CHECK int raft_transfer_leader(struct raft *r, uint64_t target);
 
-/* The transport's verdict on an InstallSnapshot to node (leader only; ignored otherwise): on
- * failure the follower goes back to probing at once instead of after an election timeout. */
+/* The transport's verdict on an InstallSnapshot chunk to node (leader only; ignored otherwise):
+ * on failure the transfer is abandoned and the follower goes back to probing at once instead of
+ * after an election timeout. */
 void raft_report_snapshot(struct raft *r, uint64_t node, bool ok);
 
 /* Log compaction (§7): drop the entries up to index, which the state machine has applied and
- * which are persisted; data (copied) is the state machine image at index. The caller saves the
- * same snapshot to its storage. CS_EINVAL if index is not in (snapshot index, applied]. */
-CS_MUST_CHECK int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len);
+ * which are persisted; the caller holds the state machine image at index, of `bytes` bytes, and
+ * hands it out by offset through cfg.snapshot_read. The caller saves the same snapshot to its
+ * storage. CS_EINVAL if index is not in (snapshot index, applied] or bytes is over
+ * RAFT_SNAPSHOT_BYTES_MAX. */
+CS_MUST_CHECK int raft_compact(struct raft *r, uint64_t index, uint64_t bytes);
 
 /* Ready batch (see struct raft_ready). Any role. raft_has_ready tells whether raft_ready would
  * return work. raft_ready may not be called again before raft_advance, and between the two no
@@ -338,7 +404,7 @@ CS_MUST_CHECK int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_c
 
 /* ---- Wire format (raft_msg.c) ---- */
 #define RAFT_FRAME_HEADER_BYTES 24u
-#define RAFT_FRAME_BYTES_MAX (RAFT_SNAPSHOT_BYTES_MAX + (8u << 20))
+#define RAFT_FRAME_BYTES_MAX (72u << 20)
 /* Bytes raft_msg_encode needs for m. */
 size_t raft_msg_encoded_bytes(const struct raft_msg *m);
 /* Encode m into buf (cap bytes); *len gets the frame size. CS_EINVAL if cap is too small or a

@@ -23,10 +23,13 @@
  *   not). `conf_index` is the index of that entry (or of the snapshot).
  * - per member progress (`prs`, one slot per member): match/next (§5.3), the flow-control state
  *   of etcd (PROBE: one append per heartbeat until a match is found; REPLICATE: pipelined
- *   appends bounded by the in-flight window; SNAPSHOT: waiting for an InstallSnapshot), whether
- *   it was heard from in the last election timeout (CheckQuorum) and its vote.
+ *   appends bounded by the in-flight window; SNAPSHOT: a snapshot transfer is out, its chunks
+ *   bounded by their own window), whether it was heard from in the last election timeout
+ *   (CheckQuorum) and its vote.
+ * - follower: the snapshot transfer being received (`rx`): which transfer, the bytes held in
+ *   order, and those not yet handed out for saving (at most RAFT_CHUNK_RX_BYTES_MAX).
  * - pending ReadIndex requests, acknowledged per heartbeat round (`context`).
- * - the outbox: messages in the order created; each owns a copy of its entries and snapshot,
+ * - the outbox: messages in the order created; each owns a copy of its entries or chunk bytes,
  *   so later log changes cannot alter a message already sent.
  *
  * Persistence ordering: messages leave only in a ready batch, after the caller persisted the
@@ -62,11 +65,34 @@ struct raft_progress {
     uint64_t match;            /* highest index known replicated (matchIndex, §5.3) */
     uint64_t next;             /* next index to send (nextIndex, §5.3) */
     uint64_t pending_snapshot; /* SNAPSHOT: index of the snapshot sent */
-    unsigned snapshot_ticks;   /* SNAPSHOT: ticks waited; resend after an election timeout */
+    unsigned snapshot_ticks;   /* SNAPSHOT: ticks since the window last moved; resend after
+                                  cfg.snapshot_resend_ticks, abandon after an election timeout */
+    struct raft_snapshot snap; /* SNAPSHOT: the snapshot of the transfer (meta data) */
+    uint64_t snap_transfer;    /* SNAPSHOT: id of the transfer */
+    uint64_t snap_next;        /* SNAPSHOT: next chunk to send (chunk number) */
+    uint64_t snap_acked;       /* SNAPSHOT: chunks the follower holds in order */
+    uint64_t snap_rewound;     /* SNAPSHOT: 1 + the level of snap_acked the last fast
+                                  retransmit went back to (0: none) */
     unsigned infl_start;       /* ring of appends in flight (REPLICATE) */
     unsigned infl_n;
     uint64_t infl_bytes;
     struct raft_inflight infl[RAFT_INFLIGHT_MAX];
+};
+
+/* The snapshot transfer a follower is receiving (thesis §5.3, raft.h "Snapshots"). */
+struct raft_rx {
+    bool active;               /* a transfer is in progress */
+    uint64_t from;             /* its leader */
+    uint64_t term;             /* the leader's term */
+    uint64_t transfer;         /* the leader's transfer id */
+    struct raft_snapshot snap; /* the snapshot received */
+    uint64_t next;             /* bytes held in order: the next offset expected */
+    uint8_t *buf;              /* received bytes not yet handed out for saving */
+    uint64_t buf_offset;       /* image offset of buf[0] */
+    uint32_t buf_len;          /* bytes in buf, <= RAFT_CHUNK_RX_BYTES_MAX */
+    bool buf_start;            /* buf starts the transfer (offset 0: the storage discards its
+                                  partial snapshot first) */
+    struct raft_chunk out;     /* the chunk handed out in the ready being handled */
 };
 
 struct raft_read_pending {
@@ -90,8 +116,10 @@ struct raft {
     struct raft_entry *ents;   /* entries snap.index+1 .. last, owned data */
     size_t ents_n;             /* entries in ents */
     size_t ents_cap;           /* slots in ents */
-    struct raft_snapshot snap; /* last snapshot (index 0: none), owned data */
+    struct raft_snapshot snap; /* last snapshot (index 0: none); its bytes are the caller's */
     bool snap_install;         /* snap came from the leader: the next ready installs it */
+    struct raft_rx rx;         /* follower: the snapshot transfer being received */
+    uint64_t transfers;        /* leader: snapshot transfers started (the last id) */
     uint64_t stable;           /* last index handed out for persisting */
     uint64_t commit;           /* commitIndex */
     uint64_t applied;          /* last index handed out for applying (lastApplied) */
@@ -153,8 +181,11 @@ CS_MUST_CHECK int log_append_follower(struct raft *r, const struct raft_entry *e
                                       uint64_t *last_new);
 void log_commit_to(struct raft *r, uint64_t index); /* raise commit; index <= last (asserted) */
 bool log_committed_in_term(const struct raft *r);   /* commit index is of the current term */
-/* §7 InstallSnapshot receiver. Returns whether the snapshot replaced the log. */
-bool log_restore(struct raft *r, const struct raft_snapshot *s);
+/* §7 InstallSnapshot receiver: whether the snapshot would replace the log. When the log holds
+ * it (index and term) commit moves there instead. Refuses (and counts) a snapshot without us. */
+bool log_snapshot_wanted(struct raft *r, const struct raft_snapshot *s);
+/* §7 steps 5-7: replace the log by snapshot s (log_snapshot_wanted was true). */
+void log_restore(struct raft *r, const struct raft_snapshot *s);
 /* Load a restarted node's hard state, snapshot and log (§5.1). CS_ECORRUPT, -ENOMEM or the
  * storage's error. */
 CS_MUST_CHECK int log_load(struct raft *r, const struct raft_storage *st);
@@ -192,6 +223,15 @@ bool replication_maybe_commit(struct raft *r); /* leader; true if commit advance
 void replication_handle_append(struct raft *r, const struct raft_msg *m);
 void replication_handle_heartbeat(struct raft *r, const struct raft_msg *m);
 void replication_handle_snapshot(struct raft *r, const struct raft_msg *m);
+/* Leader: a SNAP_RESP from pr (the window moves, or the transfer restarts). */
+void replication_handle_snapshot_resp(struct raft *r, struct raft_progress *pr,
+                                      const struct raft_msg *m);
+/* Leader tick of a member in PR_SNAPSHOT: resend, or abandon the transfer. */
+void replication_tick_snapshot(struct raft *r, struct raft_progress *pr);
+/* Leader: abandon pr's transfer; pr probes again (a new transfer follows). */
+void replication_abort_snapshot(struct raft *r, struct raft_progress *pr);
+/* Follower: end the transfer being received (term or leader change); never installed. */
+void replication_rx_abort(struct raft *r);
 void replication_send_timeout_now(struct raft *r, uint64_t to);
 void replication_handle_append_resp(struct raft *r, struct raft_progress *pr,
                                     const struct raft_msg *m);
@@ -214,5 +254,8 @@ void outbox_send_simple(struct raft *r, uint8_t type, uint64_t to, uint64_t term
  * truncated there before the batch carrying them was persisted, so they would promise entries
  * that never reach the disk (§5.1). */
 void outbox_drop_acks_from(struct raft *r, uint64_t index);
+/* Drop the queued acknowledgements of snapshot transfer `transfer` (SNAP_RESP, not rejects):
+ * the bytes they promise were dropped with the transfer before being saved. */
+void outbox_drop_chunk_acks(struct raft *r, uint64_t transfer);
 
 #endif

@@ -28,15 +28,18 @@
  *   term u64, from u64, to u64, index u64, log_term u64, commit u64, hint u64, context u64
  *   entries_n u32, then entries_n times: term u64, type u8, len u32, data[len]
  *     (entry i has index = index + 1 + i)
- *   if has snapshot: index u64, term u64, conf_len u8, conf[conf_len] (raft_conf_encode),
- *     data_len u32, data[data_len]
+ *   if has snapshot (SNAP, one chunk of a transfer): index u64, term u64, conf_len u8,
+ *     conf[conf_len] (raft_conf_encode), bytes u64 (the whole image), transfer u64, offset u64,
+ *     last u8, len u32, data[len] (the image's bytes offset .. offset + len - 1)
  *
  * Validity rules (anything else is CS_ECORRUPT): magic, version, a known type, no unknown flag
  * bit, reserved 0, body bytes equal to the rest of the frame, checksum, every field inside the
  * body, no trailing bytes, entries only in APP and a snapshot only in SNAP (and always there),
  * entries_n <= RAFT_MSG_ENTRIES_MAX, entry type known, entry len <= RAFT_ENTRY_BYTES_MAX, entry
  * terms <= message term, CONF entries and the snapshot configuration decode, non-zero and
- * distinct from/to, snapshot data <= RAFT_SNAPSHOT_BYTES_MAX, indexes that do not overflow. */
+ * distinct from/to, indexes that do not overflow; for a chunk: bytes <= RAFT_SNAPSHOT_BYTES_MAX,
+ * transfer non-zero, len <= RAFT_CHUNK_BYTES_MAX, offset + len <= bytes, last is 0 or 1 and is 1
+ * exactly when offset + len == bytes, len 0 only for an empty image. */
 #include "raft.h"
 #include "endian.h"
 
@@ -175,7 +178,7 @@ size_t raft_msg_encoded_bytes(const struct raft_msg *m)
     for (uint32_t i = 0; i < m->entries_n; i++)
         n += ENTRY_HEAD_BYTES + m->entries[i].len;
     if (m->has_snapshot)
-        n += 8 + 8 + 1 + RAFT_CONF_BYTES_MAX + 4 + m->snapshot.len;
+        n += 8 + 8 + 1 + RAFT_CONF_BYTES_MAX + 8 + 8 + 8 + 1 + 4 + m->chunk.len;
     return n;
 }
 
@@ -186,7 +189,8 @@ static bool encodable(const struct raft_msg *m)
     if (m->entries_n > RAFT_MSG_ENTRIES_MAX)
         return false;
     if (m->has_snapshot &&
-        (m->snapshot.len > RAFT_SNAPSHOT_BYTES_MAX || !raft_conf_valid(&m->snapshot.conf)))
+        (m->snapshot.bytes > RAFT_SNAPSHOT_BYTES_MAX || !raft_conf_valid(&m->snapshot.conf) ||
+         m->chunk.len > RAFT_CHUNK_BYTES_MAX))
         return false;
     for (uint32_t i = 0; i < m->entries_n; i++)
         if (m->entries[i].len > RAFT_ENTRY_BYTES_MAX)
@@ -222,8 +226,12 @@ int raft_msg_encode(const struct raft_msg *m, uint8_t *buf, size_t cap, size_t *
         w_u64(&w, m->snapshot.term);
         w_u8(&w, (uint8_t)cl);
         w_bytes(&w, conf, cl);
-        w_u32(&w, m->snapshot.len);
-        w_bytes(&w, m->snapshot.data, m->snapshot.len);
+        w_u64(&w, m->snapshot.bytes);
+        w_u64(&w, m->chunk.transfer);
+        w_u64(&w, m->chunk.offset);
+        w_u8(&w, m->chunk.last ? 1 : 0);
+        w_u32(&w, m->chunk.len);
+        w_bytes(&w, m->chunk.data, m->chunk.len);
     }
     size_t body = w.off - RAFT_FRAME_HEADER_BYTES;
     cs_assert(w.off <= cap);
@@ -291,10 +299,21 @@ static int decode_snapshot(struct rbuf *r, struct raft_msg *m)
         return CS_ECORRUPT;
     if (raft_conf_decode(conf, cl, &s->conf) != 0)
         return CS_ECORRUPT;
-    s->len = r_u32(r);
-    if (r->bad || s->len > RAFT_SNAPSHOT_BYTES_MAX)
+    struct raft_chunk *c = &m->chunk;
+    s->bytes = r_u64(r);
+    c->transfer = r_u64(r);
+    c->offset = r_u64(r);
+    uint8_t last = r_u8(r);
+    c->len = r_u32(r);
+    if (r->bad || s->bytes > RAFT_SNAPSHOT_BYTES_MAX || c->transfer == 0 || last > 1 ||
+        c->len > RAFT_CHUNK_BYTES_MAX)
         return CS_ECORRUPT;
-    s->data = s->len ? r_view(r, s->len) : NULL;
+    if (c->offset > s->bytes || c->len > s->bytes - c->offset)
+        return CS_ECORRUPT;
+    c->last = last;
+    if (c->last != (c->offset + c->len == s->bytes) || (c->len == 0 && s->bytes != 0))
+        return CS_ECORRUPT;
+    c->data = c->len ? r_view(r, c->len) : NULL;
     return r->bad ? CS_ECORRUPT : 0;
 }
 
@@ -384,6 +403,7 @@ const char *raft_msg_type_name(uint8_t type)
         [RAFT_MSG_TIMEOUT_NOW] = "TimeoutNow",
         [RAFT_MSG_READ_INDEX] = "ReadIndex",
         [RAFT_MSG_READ_INDEX_RESP] = "ReadIndexResp",
+        [RAFT_MSG_SNAP_RESP] = "SnapResp",
     };
     if (type >= RAFT_MSG_TYPE_END || !names[type])
         return "?";

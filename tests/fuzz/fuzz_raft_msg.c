@@ -10,7 +10,9 @@
  * sequence of frames, each behind a 16-bit little-endian length, stepped in order into one node
  * (so the fuzzer reaches states that take several messages). Bit 0 set: the harness rewrites
  * each frame's body length and checksum first, so the fuzzer reaches the body rules behind the
- * checksum. Bit 1 set: the node is the leader of a three-node group, else a follower.
+ * checksum. Bit 1 set: the node is the leader of a three-node group whose log is compacted past
+ * node 3's (a snapshot of FUZZ_IMAGE_BYTES in chunks of 16 bytes, two in flight: node 3's answers
+ * drive a transfer), else a follower.
  *
  * Properties checked: the decoder returns 0 or CS_ECORRUPT and never reads outside the input
  * (ASan); a frame it accepts re-encodes to the same bytes; and stepping what it accepts never
@@ -32,6 +34,19 @@ static uint64_t counter_rand(void *ctx)
     return (*c)++;
 }
 
+#define FUZZ_IMAGE_BYTES 100u
+
+/* cfg.snapshot_read: a made-up image of FUZZ_IMAGE_BYTES bytes, whatever the index. */
+static int image_read(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf, uint32_t len)
+{
+    (void)ctx;
+    if (offset + len > FUZZ_IMAGE_BYTES)
+        abort(); /* the core asked for bytes past the image it declared */
+    for (uint32_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(index + offset + i);
+    return 0;
+}
+
 static struct raft *node(uint64_t id, uint64_t *rnd)
 {
     struct raft_config c = {
@@ -45,6 +60,9 @@ static struct raft *node(uint64_t id, uint64_t *rnd)
         .uncommitted_bytes_max = 1 << 20,
         .rand = counter_rand,
         .rand_ctx = rnd,
+        .snapshot_chunk_bytes = 16,
+        .snapshot_inflight_max = 2,
+        .snapshot_read = image_read,
         .bootstrap = {.voters_n = 3, .voters = {1, 2, 3}},
     };
     struct raft *r;
@@ -62,7 +80,8 @@ static void drain(struct raft *r)
     }
 }
 
-/* Node 1 as leader of term 2 with a few entries. */
+/* Node 1 as leader of term 2 with a few entries, committed with node 2 and compacted: node 3
+ * (match 0) gets a snapshot transfer when it answers. */
 static struct raft *leader(uint64_t *rnd)
 {
     struct raft *r = node(1, rnd);
@@ -80,9 +99,17 @@ static struct raft *leader(uint64_t *rnd)
         abort();
     drain(r);
     uint8_t d[4] = {1, 2, 3, 4};
-    if (raft_propose(r, d, sizeof(d), NULL) != 0)
+    uint64_t index;
+    if (raft_propose(r, d, sizeof(d), &index) != 0)
         abort();
     drain(r);
+    struct raft_msg ack = {
+        .type = RAFT_MSG_APP_RESP, .term = raft_term(r), .from = 2, .to = 1, .index = index};
+    if (raft_step(r, &ack) != 0 || raft_commit(r) != index)
+        abort();
+    drain(r);
+    if (raft_compact(r, index, FUZZ_IMAGE_BYTES) != 0)
+        abort();
     return r;
 }
 

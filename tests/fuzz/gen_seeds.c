@@ -1,7 +1,8 @@
 /* Writes the seed corpora of the fuzz targets (tests/fuzz/corpus_<target>/) from real files that
  * the library itself writes: a WAL segment of a few frames (every record type, a batch, an LZ4
  * body) and checkpoints (one block stored raw, one LZ4), plus small option and line-format
- * texts. `make fuzz-seeds` runs it; its output is committed, so that `make fuzz` starts from valid
+ * texts, and Raft frames encoded by raft_msg_encode (snapshot chunks and their answers). `make
+ * fuzz-seeds` runs it; its output is committed, so that `make fuzz` starts from valid
  * inputs and reaches past the magic numbers and checksums at once. Each seed is laid out as its
  * target's header comment describes (mode byte first).
  *
@@ -16,6 +17,7 @@
 
 #include "cstore.h"
 #include "io/file.h"
+#include "raft/raft.h"
 #include "shards/btree.h"
 #include "shards/checkpoint.h"
 #include "shards/wal.h"
@@ -271,6 +273,100 @@ static void ckpt_seed(const char *dir, const char *name, uint64_t lsn, int n, si
     free(img);
 }
 
+/* Append frame m behind a 16-bit little-endian length to out (fuzz_raft_msg's sequence mode). */
+static size_t raft_frame(uint8_t *out, size_t off, size_t cap, const struct raft_msg *m)
+{
+    size_t len;
+    if (cap - off < 2 || raft_msg_encode(m, out + off + 2, cap - off - 2, &len) != 0)
+        die("raft_msg_encode");
+    out[off] = (uint8_t)len;
+    out[off + 1] = (uint8_t)(len >> 8);
+    return off + 2 + len;
+}
+
+/* Chunk k (16 bytes, the last shorter) of transfer 7 of a 100-byte image of the snapshot at
+ * index 5, from node `from` in `term`. */
+static struct raft_msg raft_chunk_msg(uint64_t term, uint64_t from, unsigned k, const uint8_t *img)
+{
+    struct raft_msg m = {.type = RAFT_MSG_SNAP,
+                         .term = term,
+                         .from = from,
+                         .to = 1,
+                         .has_snapshot = true,
+                         .snapshot = {.index = 5, .term = 1, .bytes = 100},
+                         .chunk = {.transfer = 7, .offset = 16u * k}};
+    m.chunk.len = m.chunk.offset + 16 <= 100 ? 16 : (uint32_t)(100 - m.chunk.offset);
+    m.chunk.last = m.chunk.offset + m.chunk.len == 100;
+    m.chunk.data = img + m.chunk.offset;
+    m.snapshot.conf.voters_n = 3;
+    for (unsigned i = 0; i < 3; i++)
+        m.snapshot.conf.voters[i] = i + 1;
+    return m;
+}
+
+/* fuzz_raft_msg: snapshot transfers (raft.h "Snapshots"), as one frame and as sequences. */
+static void raft_seeds(void)
+{
+    uint8_t img[100], out[4096];
+    for (unsigned i = 0; i < sizeof(img); i++)
+        img[i] = (uint8_t)(i * 7);
+    size_t len;
+    struct raft_msg m = raft_chunk_msg(1, 2, 0, img);
+    if (raft_msg_encode(&m, out, sizeof(out), &len) != 0)
+        die("raft_msg_encode");
+    uint8_t mode = 0;
+    seed("raft_msg", "chunk-one", &mode, 1, out, len);
+    /* a follower gets a whole transfer, with a duplicate and a reordered chunk */
+    static const unsigned order[] = {0, 1, 1, 3, 2, 3, 4, 5, 6};
+    size_t off = 0;
+    for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        m = raft_chunk_msg(1, 2, order[i], img);
+        off = raft_frame(out, off, sizeof(out), &m);
+    }
+    mode = 4;
+    seed("raft_msg", "chunk-transfer", &mode, 1, out, off);
+    /* a transfer cut by a new leader in term 2, which starts its own */
+    off = 0;
+    for (unsigned k = 0; k < 3; k++) {
+        m = raft_chunk_msg(1, 2, k, img);
+        off = raft_frame(out, off, sizeof(out), &m);
+    }
+    for (unsigned k = 0; k < 7; k++) {
+        m = raft_chunk_msg(2, 3, k, img);
+        off = raft_frame(out, off, sizeof(out), &m);
+    }
+    mode = 5; /* checksums rewritten by the harness: mutations reach the body rules */
+    seed("raft_msg", "chunk-new-leader", &mode, 1, out, off);
+    /* the leader (term 1, compacted at 2) hears from node 3: a transfer, acknowledged */
+    off = 0;
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT_RESP, .term = 1, .from = 3, .to = 1};
+    off = raft_frame(out, off, sizeof(out), &hb);
+    for (unsigned k = 1; k <= 7; k++) {
+        struct raft_msg a = {.type = RAFT_MSG_SNAP_RESP,
+                             .term = 1,
+                             .from = 3,
+                             .to = 1,
+                             .index = 2,
+                             .context = 1,
+                             .hint = k == 7 ? 100 : 16u * (k / 2)};
+        off = raft_frame(out, off, sizeof(out), &a);
+    }
+    struct raft_msg done = {.type = RAFT_MSG_APP_RESP, .term = 1, .from = 3, .to = 1, .index = 2};
+    off = raft_frame(out, off, sizeof(out), &done);
+    mode = 6;
+    seed("raft_msg", "chunk-leader", &mode, 1, out, off);
+    struct raft_msg rej = {.type = RAFT_MSG_SNAP_RESP,
+                           .reject = true,
+                           .term = 1,
+                           .from = 3,
+                           .to = 1,
+                           .index = 2,
+                           .context = 1};
+    off = raft_frame(out, 0, sizeof(out), &hb);
+    off = raft_frame(out, off, sizeof(out), &rej);
+    seed("raft_msg", "chunk-leader-reject", &mode, 1, out, off);
+}
+
 static void text_seed(const char *target, const char *name, uint8_t mode, const char *text)
 {
     seed(target, name, &mode, 1, text, strlen(text));
@@ -305,6 +401,8 @@ int main(int argc, char **argv)
               "; comment\n[cstore]\nshards = 2\ndurability = async\nsync_interval_ms = 5\n"
               "wal_compress_bytes = 4K\nsalvage = true\n");
     text_seed("options", "ini-bad-section", 2, "[other]\nshards = 2\n");
+
+    raft_seeds();
 
     text_seed("lineformat", "plain", 'k', "ey\tvalue");
     text_seed("lineformat", "escapes", '\\', "\\\\t\\n\\r\\0\\x41\\xfF end");

@@ -44,10 +44,12 @@ persist-error-ignored|raft/raft.c|s/^    return st->save(st->ctx, \&b);/    (voi
 hard-state-in-a-unit-of-its-own|raft/raft.c|s/^    return st->save(st->ctx, \&b);/    if (b.entries_n \&\& b.hard_state) {\n        struct raft_batch h = {.hard_state = b.hard_state};\n        b.hard_state = NULL;\n        int rc = st->save(st->ctx, \&b);\n        return rc ? rc : st->save(st->ctx, \&h);\n    }\n&/
 torn-frame-kept-at-recovery|tests/sim/sim_store.c|/^void sim_store_crash/,/^}/s/if (!s->dirty)/if (s->dirty || !s->dirty)/
 stale-append-ack-counted|raft/raft.c|s/^    } else if (m->term < r->term) {$/    } else if (m->term < r->term \&\& m->type != RAFT_MSG_APP_RESP) {/
-snapshot-not-persisted|raft/raft.c|s/struct raft_batch b = {.snapshot = rd->snapshot,/struct raft_batch b = {.snapshot = NULL,/
+snapshot-not-persisted|raft/raft.c|s/^                           .snapshot = rd->snapshot,$/                           .snapshot = NULL,/
 restart-skips-reapply|raft/log.c|s/^    r->applied = s.index;/    r->applied = r->commit;/
 uncommitted-bytes-never-released|raft/replication.c|s/r->uncommitted_bytes -= len < r->uncommitted_bytes ? len : r->uncommitted_bytes;/(void)len;/
 lease-read-trusts-clock|raft/read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = r->election_elapsed < r->cfg.election_ticks \/ 2 ? ~0u : 1u << progress_slot(r, progress_find(r, r->id));/
+snapshot-installed-before-last-chunk|raft/replication.c|s/^    if (!c->last) {$/    if (!c->last \&\& c->offset == 0) {/
+chunk-of-another-transfer-taken|raft/replication.c|s/x->transfer == m->chunk.transfer \&\& x->snap.index == m->snapshot.index \&\&/1 \&\&/
 EOF
 }
 

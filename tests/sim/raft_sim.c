@@ -21,17 +21,20 @@
  *              and torn frames (power cut during a save); each stops its node (raft.h)
  *   replay     frames from thousands of ticks back delivered again (a long run)
  *   snapcrash  constant compaction, snapshots sent to lagging followers, crashes right after a
- *              compaction (sometimes before the store compacted) or a snapshot install
+ *              compaction (sometimes before the store compacted) or a snapshot install, and in
+ *              the middle of transfers
  *   long       SIM_LONG_FACTOR times the steps, leaders falling now and then: tens of elections
  *   drift      clock rates that change during the run (2.5x slower to 2x faster than nominal)
  *   confchase  every new leader asks for a membership change before its first commit in its
  *              term, and accepted changes often lose their leader at once (thesis §4.1)
- * and toggles PreVote / CheckQuorum and draws the flow-control limits. On top of its class, a
- * seed's mix (drawn from the seed) may add the confchase probe, light disk faults or drifting
- * clocks. The same seed always gets the same mix. Clients (closed-loop: at
- * most SIM_WRITES_INFLIGHT uncommitted writes per leader) propose writes
- * and ReadIndex reads at any node that believes it leads (a deposed leader may not know yet),
- * and reads at followers too (forwarded, thesis §6.4.1).
+ * and toggles PreVote / CheckQuorum and draws the flow-control limits. Snapshot images are the
+ * state machine (24 bytes) plus padding made from it, 124 to 1023 bytes, sent in chunks of 32 to
+ * 256 bytes (drawn per seed, with the chunks in flight): a transfer takes up to 32 messages. On top
+ * of its class, a seed's mix (drawn from the seed) may add the confchase probe, light disk faults
+ * or drifting clocks. The same seed always gets the same mix. Clients (closed-loop: at most
+ * SIM_WRITES_INFLIGHT uncommitted writes per leader) propose writes and ReadIndex reads at any node
+ * that believes it leads (a deposed leader may not know yet), and reads at followers too
+ * (forwarded, thesis §6.4.1).
  *
  * Every node runs its own clock (8 to 12 units per tick; the drift class changes rates during
  * the run). Every message travels as an encoded
@@ -69,6 +72,9 @@
  *   - atomic batches (raft.h, struct raft_storage): a ready batch reaches the store in one save
  *     holding its entries and hard state, and a restart finds exactly the image of the last
  *     save that returned 0 (no part of a torn or unsynced batch);
+ *   - snapshot bytes (raft.h "Snapshots"): the image a node's store installed from the chunks its
+ *     core wrote is, byte for byte, the image compacted at that index (a partial transfer, or
+ *     chunks of two transfers mixed, never installs);
  *   - I/O errors stop the node: raft_ready_persist never reports success for a save the store
  *     failed (the node would act on state that is not on disk);
  *   - the §4.1 rule as an API contract: no membership change accepted before the leader
@@ -90,6 +96,7 @@
 
 #include <cstore.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -157,29 +164,17 @@ enum check {
     CK_ATOMIC,           /* a batch not saved as one unit, or a restart finding part of one */
     CK_IO_STOP,          /* a node went on after its storage failed a save */
     CK_CONF_RULE,        /* a change accepted before the leader committed in its term (§4.1) */
+    CK_SNAP_BYTES,       /* an installed snapshot's bytes differ from the leader's image */
     CK_API,              /* an unexpected error from the core's interface */
     CK_ABORT,            /* an assertion of the core failed (the seed aborted) */
     CK_N
 };
 
-static const char *const check_names[CK_N] = {"election",
-                                              "log-matching",
-                                              "completeness",
-                                              "sm-safety",
-                                              "stale-read",
-                                              "liveness",
-                                              "commit-rule",
-                                              "disk-promise",
-                                              "quorum-overlap",
-                                              "transfer",
-                                              "follower-commit",
-                                              "heartbeat-commit",
-                                              "read-round",
-                                              "atomic-batch",
-                                              "io-stop",
-                                              "conf-rule",
-                                              "api",
-                                              "abort"};
+static const char *const check_names[CK_N] = {
+    "election",        "log-matching",     "completeness", "sm-safety",      "stale-read",
+    "liveness",        "commit-rule",      "disk-promise", "quorum-overlap", "transfer",
+    "follower-commit", "heartbeat-commit", "read-round",   "atomic-batch",   "io-stop",
+    "conf-rule",       "snap-bytes",       "api",          "abort"};
 
 struct rng {
     uint64_t s;
@@ -240,6 +235,8 @@ struct lead_read {
     uint64_t floor;                  /* a round started after the read has a context >= this */
     uint32_t voters[SIM_READ_CONFS]; /* voter sets the leader had while the read was pending */
     unsigned voters_n;               /* SIM_READ_CONFS + 1: too many, not checked */
+    unsigned again;                  /* the same request taken again while pending (a
+                                        duplicated or replayed frame): answers still due */
 };
 
 /* A configuration entry seen in some log (index 0: the bootstrap one). It is active from when it
@@ -254,9 +251,22 @@ struct conf_rec {
     bool retired;
 };
 
+struct sim;
+
+#define SIM_IMAGES 4u /* snapshot images a node can still send (its latest ones) */
+
+/* A snapshot image a node holds: its 24-byte head (SM_SNAP_BYTES) and the padding made from it. */
+struct sim_img {
+    uint64_t index; /* 0: slot free */
+    uint8_t head[24];
+};
+
 struct node {
     uint64_t id;
-    struct raft *r; /* NULL while crashed */
+    struct sim *sim;
+    struct sim_img imgs[SIM_IMAGES]; /* images it can read chunks from (lost at a crash) */
+    unsigned imgs_next;              /* ring slot of the next image */
+    struct raft *r;                  /* NULL while crashed */
     struct sim_store disk;
     unsigned phase;        /* tick offset */
     unsigned tick_units;   /* this node's clock: units per tick, around SIM_TICK_UNITS */
@@ -295,6 +305,7 @@ struct rec {
     uint64_t ehash;       /* hash of that entry */
     uint64_t sm_hash;     /* state machine hash after applying it */
     uint64_t commit_term; /* term of the first leader seen committing it (0: not yet) */
+    uint64_t snap_hash;   /* hash of the snapshot image a node compacted at this index */
 };
 
 /* Log matching table: (index, term) -> (previous term, entry hash). Open addressing. */
@@ -349,6 +360,7 @@ struct stats {
     uint64_t disk_faults; /* saves failed or torn */
     uint64_t replays;     /* archived frames delivered again */
     uint64_t drifts;      /* clock rate changes */
+    uint64_t chunks;      /* snapshot chunks sent */
 };
 
 struct sim {
@@ -362,6 +374,9 @@ struct sim {
     uint64_t inflight_bytes_max;
     uint64_t msg_bytes_max;
     uint64_t committed_bytes_max; /* per ready batch (0: no limit), drawn per seed */
+    uint32_t chunk_bytes;         /* snapshot chunk size, drawn per seed (small: many chunks) */
+    unsigned chunk_window;        /* snapshot chunks in flight per follower, drawn per seed */
+    uint64_t img_bytes;           /* size of every snapshot image: head + padding */
     struct faults f;
     struct node nodes[SIM_NODES_MAX];
     bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* cut[a][b]: frames a -> b are lost */
@@ -809,15 +824,21 @@ static void track_leader(struct node *nd)
  * every heartbeat it sent so far. */
 static void lread_take(struct node *nd, uint64_t request_id)
 {
-    for (unsigned i = 0; i < SIM_READS_MAX; i++)
-        if (nd->lreads[i].request_id == request_id)
-            return; /* a duplicated request: the earlier one is answered first */
+    for (unsigned i = 0; i < SIM_READS_MAX; i++) {
+        if (nd->lreads[i].request_id == request_id) {
+            /* a duplicated request: the core answers each, the earliest first; the earliest's
+             * floor is checked for all of them (a weaker bound, never a false failure) */
+            nd->lreads[i].again++;
+            return;
+        }
+    }
     struct lead_read *lr = &nd->lreads[nd->lreads_next++ % SIM_READS_MAX];
     lr->request_id = request_id;
     lr->term = raft_term(nd->r);
     lr->floor = nd->hb_sent_max + 1;
     lr->voters[0] = voter_bits(raft_conf(nd->r));
     lr->voters_n = 1;
+    lr->again = 0;
 }
 
 /* Thesis §6.4 step 3: a read leaves the leader only after a majority acknowledged a heartbeat
@@ -830,7 +851,10 @@ static void check_read_round(struct sim *s, struct node *nd, uint64_t request_id
             lr = &nd->lreads[i];
     if (!lr)
         return; /* not a read this node took as leader */
-    lr->request_id = 0;
+    if (lr->again)
+        lr->again--; /* more answers to this request id are due */
+    else
+        lr->request_id = 0;
     if (lr->voters_n > SIM_READ_CONFS || lr->term != raft_term(nd->r))
         return; /* the acks of its term are gone: cannot tell */
     uint32_t acked = 1u << nd->id;
@@ -1013,16 +1037,70 @@ static void check_persisted(struct sim *s, struct node *nd, const struct raft_en
 
 #define SM_SNAP_BYTES 24u
 
+/* A snapshot image: the state machine (index, hash, writes: SM_SNAP_BYTES) and then padding
+ * made from it, s->img_bytes in all, so that transfers take several chunks. Bytes off .. off +
+ * len - 1 of the image whose head is `head` into out. */
+static void img_read(const uint8_t *head, uint64_t off, uint8_t *out, uint32_t len)
+{
+    uint64_t seed = XXH3_64bits(head, SM_SNAP_BYTES);
+    for (uint32_t i = 0; i < len; i++) {
+        uint64_t p = off + i;
+        if (p < SM_SNAP_BYTES) {
+            out[i] = head[p];
+            continue;
+        }
+        uint64_t z = (seed ^ (p / 8)) * 0x9e3779b97f4a7c15ull;
+        z = (z ^ (z >> 29)) * 0xbf58476d1ce4e5b9ull;
+        out[i] = (uint8_t)((z ^ (z >> 32)) >> (8 * (p % 8)));
+    }
+}
+
+static uint64_t img_hash(const struct sim *s, const uint8_t *head)
+{
+    uint8_t *b = malloc((size_t)s->img_bytes);
+    if (!b)
+        exit(2);
+    img_read(head, 0, b, (uint32_t)s->img_bytes);
+    uint64_t h = XXH3_64bits(b, (size_t)s->img_bytes);
+    free(b);
+    return h;
+}
+
+static void img_keep(struct node *nd, uint64_t index, const uint8_t *head)
+{
+    struct sim_img *g = &nd->imgs[nd->imgs_next++ % SIM_IMAGES];
+    g->index = index;
+    memcpy(g->head, head, SM_SNAP_BYTES);
+}
+
+/* cfg.snapshot_read: the image of the node's snapshot at index, if it still holds it. */
+static int node_snapshot_read(void *ctx, uint64_t index, uint64_t off, uint8_t *buf, uint32_t len)
+{
+    struct node *nd = ctx;
+    if (off + len > nd->sim->img_bytes)
+        return CS_EINVAL;
+    for (unsigned i = 0; i < SIM_IMAGES; i++) {
+        if (nd->imgs[i].index == index) {
+            img_read(nd->imgs[i].head, off, buf, len);
+            return 0;
+        }
+    }
+    return -ENOENT; /* replaced by newer compactions: the core starts a new transfer */
+}
+
 static void sm_reset(struct node *nd)
 {
     nd->sm_index = 0;
     nd->sm_hash = 0;
     nd->sm_writes = 0;
+    memset(nd->imgs, 0, sizeof(nd->imgs));
     const struct raft_snapshot *sn = &nd->disk.img.snap;
-    if (sn->index && sn->len == SM_SNAP_BYTES) {
-        memcpy(&nd->sm_index, sn->data, 8);
-        memcpy(&nd->sm_hash, sn->data + 8, 8);
-        memcpy(&nd->sm_writes, sn->data + 16, 8);
+    if (sn->index && sn->bytes >= SM_SNAP_BYTES) {
+        const uint8_t *d = nd->disk.img.snap_data;
+        memcpy(&nd->sm_index, d, 8);
+        memcpy(&nd->sm_hash, d + 8, 8);
+        memcpy(&nd->sm_writes, d + 16, 8);
+        img_keep(nd, sn->index, d);
     }
 }
 
@@ -1078,15 +1156,30 @@ static void sm_apply(struct sim *s, struct node *nd, const struct raft_entry *e)
         s->acked_max = e->index;
 }
 
+/* The image a node's store installed (the chunks its core wrote) must be, byte for byte, the one
+ * the leader compacted at that index (raft.h "Snapshots": only a whole transfer installs). */
+static void check_snap_bytes(struct sim *s, struct node *nd, const struct raft_snapshot *sn)
+{
+    const struct sim_image *m = &nd->disk.img;
+    const struct rec *rc = rec_at(s, sn->index);
+    uint64_t got = m->snap.bytes ? XXH3_64bits(m->snap_data, (size_t)m->snap.bytes) : 0;
+    if (m->snap.index != sn->index || m->snap.bytes != s->img_bytes || got != rc->snap_hash)
+        fail(s, CK_SNAP_BYTES,
+             "node %" PRIu64 " installed snapshot %" PRIu64 " of %" PRIu64
+             " bytes (hash %016" PRIx64 ") but the image compacted there is %" PRIu64
+             " bytes (hash %016" PRIx64 ")",
+             nd->id, sn->index, m->snap.bytes, got, s->img_bytes, rc->snap_hash);
+}
+
 static void sm_install(struct sim *s, struct node *nd, const struct raft_snapshot *sn)
 {
-    if (sn->len != SM_SNAP_BYTES) {
-        fail(s, CK_SM_SAFETY, "snapshot of %u bytes", sn->len);
+    check_snap_bytes(s, nd, sn);
+    if (s->failed)
         return;
-    }
+    const uint8_t *d = nd->disk.img.snap_data;
     uint64_t idx, h;
-    memcpy(&idx, sn->data, 8);
-    memcpy(&h, sn->data + 8, 8);
+    memcpy(&idx, d, 8);
+    memcpy(&h, d + 8, 8);
     if (idx != sn->index)
         fail(s, CK_SM_SAFETY, "snapshot index %" PRIu64 " holds state at %" PRIu64, sn->index, idx);
     struct rec *rc = rec_at(s, sn->index);
@@ -1102,7 +1195,8 @@ static void sm_install(struct sim *s, struct node *nd, const struct raft_snapsho
     rc->sm_hash = h;
     nd->sm_index = idx;
     nd->sm_hash = h;
-    memcpy(&nd->sm_writes, sn->data + 16, 8);
+    memcpy(&nd->sm_writes, d + 16, 8);
+    img_keep(nd, sn->index, d);
     s->st.snapshots++;
     trace(s, "node %" PRIu64 " installs snapshot %" PRIu64 "/%" PRIu64, nd->id, sn->index,
           sn->term);
@@ -1111,7 +1205,7 @@ static void sm_install(struct sim *s, struct node *nd, const struct raft_snapsho
 /* ------------------------------------------------------------------------------------------ */
 /* Nodes                                                                                       */
 
-static struct raft_config node_config(struct sim *s, const struct node *nd)
+static struct raft_config node_config(struct sim *s, struct node *nd)
 {
     struct raft_config c = {
         .id = nd->id,
@@ -1124,6 +1218,10 @@ static struct raft_config node_config(struct sim *s, const struct node *nd)
         .msg_bytes_max = s->msg_bytes_max,
         .committed_bytes_max = s->committed_bytes_max,
         .uncommitted_bytes_max = 16 * 1024,
+        .snapshot_chunk_bytes = s->chunk_bytes,
+        .snapshot_inflight_max = s->chunk_window,
+        .snapshot_read = node_snapshot_read,
+        .snapshot_ctx = (void *)nd,
         .rand = rng_cb,
         .rand_ctx = &s->rng,
     };
@@ -1191,7 +1289,7 @@ static void node_crash(struct sim *s, struct node *nd, uint64_t down_units)
 static uint8_t arm_disk_fault(struct sim *s, struct node *nd, const struct raft_ready *rd)
 {
     uint8_t fault = SIM_DISK_OK;
-    if (!rd->snapshot && !rd->entries_n && !rd->hard_state_changed)
+    if (!rd->chunk && !rd->snapshot && !rd->entries_n && !rd->hard_state_changed)
         return fault;
     if (rng_ppm(&s->rng, s->f.disk_torn_ppm))
         fault = SIM_DISK_TORN;
@@ -1208,7 +1306,7 @@ static uint8_t arm_disk_fault(struct sim *s, struct node *nd, const struct raft_
 static void check_batch_saved(struct sim *s, struct node *nd, const struct raft_ready *rd,
                               uint64_t saves_before)
 {
-    bool durable = rd->snapshot || rd->entries_n || rd->hard_state_changed;
+    bool durable = rd->chunk || rd->snapshot || rd->entries_n || rd->hard_state_changed;
     if (nd->disk.saves != saves_before + (durable ? 1 : 0))
         fail(s, CK_ATOMIC, "node %" PRIu64 " saved a batch in %" PRIu64 " units", nd->id,
              nd->disk.saves - saves_before);
@@ -1264,6 +1362,7 @@ static void node_ready(struct sim *s, unsigned idx)
         const struct raft_msg *m = &rd.msgs[i];
         promised |= !m->reject && (m->type == RAFT_MSG_VOTE_RESP || m->type == RAFT_MSG_APP_RESP);
         check_outgoing(s, nd, m);
+        s->st.chunks += m->type == RAFT_MSG_SNAP;
         if (!send_frame(s, idx, m) && m->type == RAFT_MSG_SNAP && snap_failed_n < SIM_NODES_MAX)
             snap_failed[snap_failed_n++] = m->to;
     }
@@ -1566,19 +1665,28 @@ static void compact(struct sim *s, struct node *nd)
     if ((applied < first + 8 && !stale) || nd->sm_index != applied)
         return;
     uint64_t index = applied; /* the only state machine image at hand */
-    uint8_t img[SM_SNAP_BYTES];
-    memcpy(img, &nd->sm_index, 8);
-    memcpy(img + 8, &nd->sm_hash, 8);
-    memcpy(img + 16, &nd->sm_writes, 8);
-    int rc = raft_compact(nd->r, index, img, sizeof(img));
+    uint8_t head[SM_SNAP_BYTES];
+    memcpy(head, &nd->sm_index, 8);
+    memcpy(head + 8, &nd->sm_hash, 8);
+    memcpy(head + 16, &nd->sm_writes, 8);
+    int rc = raft_compact(nd->r, index, s->img_bytes);
     if (rc != 0) {
         fail(s, CK_API, "compact at %" PRIu64 ": %d", index, rc);
         return;
     }
+    img_keep(nd, index, head);
+    struct rec *rec = rec_at(s, index);
+    if (!rec->snap_hash)
+        rec->snap_hash = img_hash(s, head); /* every node's image at index is this one */
     /* snapcrash: the process may die before its store compacts too (the log stays whole) */
     bool crash = rng_ppm(&s->rng, s->f.crash_after_snap_ppm);
     if (!crash || rng_ppm(&s->rng, 500000)) {
-        rc = sim_store_compact(&nd->disk, raft_snapshot(nd->r));
+        uint8_t *img = malloc((size_t)s->img_bytes);
+        if (!img)
+            exit(2);
+        img_read(head, 0, img, (uint32_t)s->img_bytes);
+        rc = sim_store_compact(&nd->disk, raft_snapshot(nd->r), img);
+        free(img);
         if (rc != 0)
             fail(s, CK_API, "store compact at %" PRIu64 ": %d", index, rc);
     }
@@ -1972,6 +2080,7 @@ static void stats_add(struct stats *to, const struct stats *one)
     to->disk_faults += one->disk_faults;
     to->replays += one->replays;
     to->drifts += one->drifts;
+    to->chunks += one->chunks;
 }
 
 static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose, struct stats *st,
@@ -1997,6 +2106,11 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
     s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
     s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 1024);
+    static const uint32_t chunk[] = {32, 64, 128, 256};
+    static const unsigned window[] = {1, 2, 4, 8};
+    s->chunk_bytes = chunk[rng_below(&s->rng, 4)];
+    s->chunk_window = window[rng_below(&s->rng, 4)];
+    s->img_bytes = SM_SNAP_BYTES + 100 + rng_below(&s->rng, 900); /* 1 to 32 chunks */
     if (s->cls == CL_LEADERFALL)
         s->msg_bytes_max = 1; /* one entry per append */
     if (s->cls == CL_LONG || s->cls == CL_REPLAY)
@@ -2007,6 +2121,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     for (unsigned i = 0; i < nodes; i++) {
         struct node *nd = &s->nodes[i];
         nd->id = i + 1;
+        nd->sim = s;
         nd->phase = (unsigned)rng_below(&s->rng, SIM_TICK_UNITS);
         nd->tick_units = SIM_TICK_UNITS - 2 + (unsigned)rng_below(&s->rng, 5); /* clock skew */
         sim_store_init(&nd->disk);
@@ -2137,20 +2252,21 @@ int main(int argc, char **argv)
         }
     }
     printf("%-10s %6s %6s %6s | %s\n", "class", "runs", "passed", "failed",
-           "per run: proposed elections reads snapshots confs transfers deposed crashes stalls "
-           "corrupt-frames disk-faults replays drifts");
+           "per run: proposed elections reads snapshots chunks confs transfers deposed crashes "
+           "stalls corrupt-frames disk-faults replays drifts");
     for (unsigned c = 0; c < SIM_CLASSES; c++) {
         uint64_t runs = pass[c] + failn[c];
         if (runs == 0)
             continue;
         const struct stats *t = &st[c];
         printf("%-10s %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %.0f %.1f %.0f %.1f %.1f %.1f %.1f "
-               "%.1f %.1f %.1f %.1f %.1f %.1f\n",
+               "%.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
                class_names[c], runs, pass[c], failn[c], (double)t->commits / runs,
                (double)t->elections / runs, (double)t->reads / runs, (double)t->snapshots / runs,
-               (double)t->confs / runs, (double)t->transfers / runs, (double)t->deposed / runs,
-               (double)t->crashes / runs, (double)t->stalls / runs, (double)t->corrupt / runs,
-               (double)t->disk_faults / runs, (double)t->replays / runs, (double)t->drifts / runs);
+               (double)t->chunks / runs, (double)t->confs / runs, (double)t->transfers / runs,
+               (double)t->deposed / runs, (double)t->crashes / runs, (double)t->stalls / runs,
+               (double)t->corrupt / runs, (double)t->disk_faults / runs, (double)t->replays / runs,
+               (double)t->drifts / runs);
     }
     for (unsigned ck = 0; ck < CK_N; ck++) {
         uint64_t total = 0;

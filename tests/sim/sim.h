@@ -17,7 +17,8 @@ enum sim_disk_fault {
 /* The log image: hard state, last snapshot, entries after it. */
 struct sim_image {
     struct raft_hard_state hs;
-    struct raft_snapshot snap; /* owned data */
+    struct raft_snapshot snap; /* its description */
+    uint8_t *snap_data;        /* owned: snap.bytes bytes of the state machine image */
     struct raft_entry *ents;   /* owned data; index snap.index + 1 + i */
     size_t n;
     size_t cap;
@@ -31,14 +32,25 @@ struct sim_mark {
     uint64_t last_term;
 };
 
+/* A snapshot being received in chunks (raft.h "Snapshots"): never part of the image until the
+ * save of its last chunk installs it; a crash or a restart discards it. */
+struct sim_partial {
+    uint64_t index;    /* snapshot it was begun for (offset 0) */
+    uint64_t transfer; /* transfer it was begun for */
+    uint8_t *data;     /* owned */
+    uint64_t len;      /* bytes written (the highest offset + len) */
+    uint64_t cap;
+};
+
 struct sim_store {
-    struct sim_image img;  /* what reads see: the disk plus the page cache */
-    struct sim_image undo; /* valid when dirty: the image before the first unsynced save */
-    bool dirty;            /* img holds writes a crash loses (failed fsync, torn write) */
-    uint8_t fault;         /* enum sim_disk_fault armed for the next save */
-    uint32_t torn_entries; /* SIM_DISK_TORN: entries of the batch that land */
-    uint64_t saves;        /* saves that returned 0 */
-    struct sim_mark mark;  /* image after the last save that returned 0 */
+    struct sim_partial partial; /* snapshot chunks written, not installed */
+    struct sim_image img;       /* what reads see: the disk plus the page cache */
+    struct sim_image undo;      /* valid when dirty: the image before the first unsynced save */
+    bool dirty;                 /* img holds writes a crash loses (failed fsync, torn write) */
+    uint8_t fault;              /* enum sim_disk_fault armed for the next save */
+    uint32_t torn_entries;      /* SIM_DISK_TORN: entries of the batch that land */
+    uint64_t saves;             /* saves that returned 0 */
+    struct sim_mark mark;       /* image after the last save that returned 0 */
 };
 
 void sim_store_init(struct sim_store *s);
@@ -53,8 +65,9 @@ uint64_t sim_store_durable_last(const struct sim_store *s);
 void sim_store_crash(struct sim_store *s);
 /* The image a restart finds as a mark, to compare with the last good save's. */
 struct sim_mark sim_store_mark_now(const struct sim_store *s);
-/* Replace the prefix up to snap->index by the snapshot (log compaction, not an install). */
-int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap);
+/* Replace the prefix up to snap->index by the snapshot, whose image is data (snap->bytes bytes,
+ * copied): log compaction, not an install. */
+int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap, const uint8_t *data);
 void sim_store_ops(struct sim_store *s, struct raft_storage *ops);
 
 #endif

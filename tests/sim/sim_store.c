@@ -3,8 +3,14 @@
  * class. What a node had not handed to this store when it crashed is lost, exactly as on a real
  * machine after a power cut.
  *
- * Contents: hard state, the last snapshot (index, term, configuration, data copy) and the
- * entries after it (copies). Invariants: entries[i].index == snap.index + 1 + i.
+ * Contents: hard state, the last snapshot (index, term, configuration, a copy of its image) and
+ * the entries after it (copies). Invariants: entries[i].index == snap.index + 1 + i.
+ *
+ * Snapshot chunks (raft.h "Snapshots"): a batch's chunk is written at its offset into a partial
+ * snapshot (a chunk at offset 0 discards the partial one first); the batch that carries the
+ * snapshot to install takes the partial snapshot's first snap.bytes bytes as the image. The store
+ * trusts the core here on purpose: a partial or mixed image installed is what raft-sim's
+ * snap-bytes check must see. A crash and a restart (load) discard the partial snapshot.
  *
  * Atomic batches (struct raft_storage.save): a save writes one batch (snapshot, truncation and
  * entries, hard state) as one frame with one checksum. Faults armed for a save (sim.h):
@@ -37,7 +43,7 @@ static void img_destroy(struct sim_image *m)
     for (size_t i = 0; i < m->n; i++)
         ent_free(&m->ents[i]);
     free(m->ents);
-    free((void *)m->snap.data);
+    free(m->snap_data);
     memset(m, 0, sizeof(*m));
 }
 
@@ -66,7 +72,7 @@ static void *dup_bytes(const void *p, size_t n)
 static void img_clone(const struct sim_image *m, struct sim_image *out)
 {
     *out = *m;
-    out->snap.data = dup_bytes(m->snap.data, m->snap.len);
+    out->snap_data = dup_bytes(m->snap_data, (size_t)m->snap.bytes);
     out->cap = m->n ? m->n : 1;
     out->ents = malloc(out->cap * sizeof(*out->ents));
     if (!out->ents)
@@ -82,8 +88,15 @@ void sim_store_init(struct sim_store *s)
     memset(s, 0, sizeof(*s));
 }
 
+static void partial_discard(struct sim_store *s)
+{
+    free(s->partial.data);
+    memset(&s->partial, 0, sizeof(s->partial));
+}
+
 void sim_store_destroy(struct sim_store *s)
 {
+    partial_discard(s);
     img_destroy(&s->img);
     if (s->dirty)
         img_destroy(&s->undo);
@@ -107,6 +120,7 @@ uint64_t sim_store_durable_last(const struct sim_store *s)
 
 void sim_store_crash(struct sim_store *s)
 {
+    partial_discard(s); /* a transfer in the middle is never installed */
     if (!s->dirty)
         return;
     img_destroy(&s->img);
@@ -128,6 +142,7 @@ static int st_load(void *ctx, struct raft_hard_state *hs, struct raft_snapshot *
                    uint64_t *last)
 {
     struct sim_store *s = ctx;
+    partial_discard(s); /* raft.h: load discards a partial snapshot */
     *hs = s->img.hs;
     *snap = s->img.snap;
     *last = sim_store_last(s);
@@ -167,12 +182,55 @@ static void img_push(struct sim_image *m, const struct raft_entry *e)
     m->ents[m->n++] = c;
 }
 
-static void img_set_snap(struct sim_image *m, const struct raft_snapshot *snap)
+static void img_set_snap(struct sim_image *m, const struct raft_snapshot *snap, const uint8_t *data)
 {
-    uint8_t *d = dup_bytes(snap->data, snap->len);
-    free((void *)m->snap.data);
+    uint8_t *d = dup_bytes(data, (size_t)snap->bytes);
+    free(m->snap_data);
     m->snap = *snap;
-    m->snap.data = d;
+    m->snap_data = d;
+}
+
+/* Write a chunk into the partial snapshot (offset 0 begins a new one). */
+static void partial_write(struct sim_store *s, const struct raft_snapshot *of,
+                          const struct raft_chunk *c)
+{
+    struct sim_partial *p = &s->partial;
+    if (c->offset == 0) {
+        partial_discard(s);
+        p->index = of->index;
+        p->transfer = c->transfer;
+    }
+    uint64_t end = c->offset + c->len;
+    if (end > p->cap) {
+        uint64_t cap = p->cap ? p->cap : 256;
+        while (cap < end)
+            cap *= 2;
+        uint8_t *d = realloc(p->data, (size_t)cap);
+        if (!d)
+            abort();
+        memset(d + p->cap, 0, (size_t)(cap - p->cap));
+        p->data = d;
+        p->cap = cap;
+    }
+    if (c->len)
+        memcpy(p->data + c->offset, c->data, c->len);
+    if (end > p->len)
+        p->len = end;
+}
+
+/* The install: the partial snapshot's bytes become the image (zeros where none were written). */
+static void partial_install(struct sim_store *s, const struct raft_snapshot *snap)
+{
+    uint8_t *d = snap->bytes ? calloc(1, (size_t)snap->bytes) : NULL;
+    if (snap->bytes && !d)
+        abort();
+    uint64_t n = s->partial.len < snap->bytes ? s->partial.len : snap->bytes;
+    if (n)
+        memcpy(d, s->partial.data, (size_t)n);
+    free(s->img.snap_data);
+    s->img.snap = *snap;
+    s->img.snap_data = d;
+    partial_discard(s);
 }
 
 /* Is the batch well formed against the image (checked before anything lands)? */
@@ -205,11 +263,13 @@ static int st_save(void *ctx, const struct raft_batch *b)
         s->dirty = true;
     }
     struct sim_image *m = &s->img;
+    if (b->chunk)
+        partial_write(s, b->chunk_of, b->chunk);
     if (b->snapshot) {
         for (size_t i = 0; i < m->n; i++)
             ent_free(&m->ents[i]);
         m->n = 0;
-        img_set_snap(m, b->snapshot);
+        partial_install(s, b->snapshot);
     }
     size_t n = b->entries_n;
     if (fault == SIM_DISK_TORN && s->torn_entries < n)
@@ -231,7 +291,7 @@ static int st_save(void *ctx, const struct raft_batch *b)
     return 0;
 }
 
-int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap)
+int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap, const uint8_t *data)
 {
     struct sim_image *m = &s->img;
     if (snap->index <= m->snap.index || snap->index > img_last(m))
@@ -241,7 +301,7 @@ int sim_store_compact(struct sim_store *s, const struct raft_snapshot *snap)
         ent_free(&m->ents[i]);
     memmove(m->ents, m->ents + drop, (m->n - drop) * sizeof(*m->ents));
     m->n -= drop;
-    img_set_snap(m, snap);
+    img_set_snap(m, snap, data);
     if (!s->dirty)
         s->mark = sim_store_mark_now(s);
     return 0;

@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define T_NODES_MAX 5u
 #define T_QUEUE_MAX 4096u
@@ -40,6 +41,22 @@ static uint64_t counter_rand(void *ctx)
     return (*c)++;
 }
 
+/* Byte i of every snapshot image in these tests (the application's bytes, raft.h "Snapshots"). */
+static uint8_t image_byte(uint64_t i)
+{
+    return (uint8_t)(i * 31 + 7);
+}
+
+/* cfg.snapshot_read: the test image, whatever the index. */
+static int image_read(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf, uint32_t len)
+{
+    (void)ctx;
+    (void)index;
+    for (uint32_t i = 0; i < len; i++)
+        buf[i] = image_byte(offset + i);
+    return 0;
+}
+
 static struct raft_config config(uint64_t id, unsigned voters, uint64_t *rnd, bool pre_vote,
                                  bool check_quorum)
 {
@@ -54,6 +71,7 @@ static struct raft_config config(uint64_t id, unsigned voters, uint64_t *rnd, bo
         .uncommitted_bytes_max = 1 << 20,
         .rand = counter_rand,
         .rand_ctx = rnd,
+        .snapshot_read = image_read,
     };
     c.bootstrap.voters_n = (uint8_t)voters;
     for (unsigned i = 0; i < voters; i++)
@@ -76,6 +94,22 @@ static void net_init(struct tnet *t, unsigned n, bool pre_vote, bool check_quoru
     t->n = n;
     for (unsigned i = 0; i < n; i++)
         t->nodes[i] = node_new(i + 1, n, &t->rnd, pre_vote, check_quorum);
+}
+
+/* net_init with small snapshot chunks: chunk_bytes per chunk, window chunks in flight, resend
+ * after resend_ticks. */
+static void net_init_chunks(struct tnet *t, unsigned n, uint32_t chunk_bytes, unsigned window,
+                            unsigned resend_ticks)
+{
+    memset(t, 0, sizeof(*t));
+    t->n = n;
+    for (unsigned i = 0; i < n; i++) {
+        struct raft_config c = config(i + 1, n, &t->rnd, false, false);
+        c.snapshot_chunk_bytes = chunk_bytes;
+        c.snapshot_inflight_max = window;
+        c.snapshot_resend_ticks = resend_ticks;
+        assert_int_equal(raft_new(&c, NULL, &t->nodes[i]), 0);
+    }
 }
 
 static void net_free(struct tnet *t)
@@ -948,9 +982,9 @@ static void test_7_compacted_log_reaches_follower_as_snapshot(void **state)
     struct raft *l = N(&t, 1);
     uint64_t applied = raft_applied(l);
     assert_true(applied >= 10);
-    assert_int_equal(raft_compact(l, applied, "image", 5), 0);
+    assert_int_equal(raft_compact(l, applied, 5), 0);
     assert_int_equal(raft_first_index(l), applied + 1);
-    assert_int_equal(raft_compact(l, applied, "image", 5), CS_EINVAL); /* not above the last */
+    assert_int_equal(raft_compact(l, applied, 5), CS_EINVAL); /* not above the last */
     t.cut[1][3] = false;
     /* deliver by hand to look at node 3's batch */
     raft_tick(l);
@@ -972,7 +1006,12 @@ static void test_7_compacted_log_reaches_follower_as_snapshot(void **state)
             if (rd.snapshot) {
                 installed = true;
                 assert_int_equal(rd.snapshot->index, applied);
-                assert_memory_equal(rd.snapshot->data, "image", 5);
+                assert_int_equal(rd.snapshot->bytes, 5);
+                assert_non_null(rd.chunk); /* the one chunk comes with the install */
+                assert_int_equal(rd.chunk->offset, 0);
+                assert_int_equal(rd.chunk->len, 5);
+                for (unsigned i = 0; i < 5; i++)
+                    assert_int_equal(rd.chunk->data[i], image_byte(i));
                 assert_int_equal(rd.committed_n, 0);
             }
             for (size_t i = 0; i < rd.msgs_n; i++)
@@ -1002,7 +1041,7 @@ static void test_7_reported_snapshot_failure_retries_at_next_heartbeat(void **st
         propose(&t, 1, "entry");
     settle(&t);
     struct raft *l = N(&t, 1);
-    assert_int_equal(raft_compact(l, raft_applied(l), "img", 3), 0);
+    assert_int_equal(raft_compact(l, raft_applied(l), 3), 0);
     struct raft_msg hb = {
         .type = RAFT_MSG_HEARTBEAT_RESP, .term = raft_term(l), .from = 3, .to = 1};
     assert_int_equal(raft_step(l, &hb), 0);
@@ -1032,8 +1071,12 @@ static void test_7_snapshot_covered_by_log_keeps_the_log(void **state)
         {.term = 1, .index = 1}, {.term = 1, .index = 2}, {.term = 1, .index = 3}};
     struct raft_msg a = app(1, 2, 0, 0, t1, 3, 0);
     assert_int_equal(raft_step(r, &a), 0);
-    struct raft_msg s = {
-        .type = RAFT_MSG_SNAP, .term = 1, .from = 2, .to = 1, .has_snapshot = true};
+    struct raft_msg s = {.type = RAFT_MSG_SNAP,
+                         .term = 1,
+                         .from = 2,
+                         .to = 1,
+                         .has_snapshot = true,
+                         .chunk = {.transfer = 1, .last = true}};
     s.snapshot.index = 2;
     s.snapshot.term = 1;
     s.snapshot.conf.voters_n = 3;
@@ -1057,8 +1100,12 @@ static void test_7_snapshot_without_this_node_is_refused(void **state)
     struct raft_entry e = {.term = 1, .index = 1};
     struct raft_msg a = app(1, 2, 0, 0, &e, 1, 0);
     assert_int_equal(raft_step(r, &a), 0);
-    struct raft_msg s = {
-        .type = RAFT_MSG_SNAP, .term = 1, .from = 2, .to = 1, .has_snapshot = true};
+    struct raft_msg s = {.type = RAFT_MSG_SNAP,
+                         .term = 1,
+                         .from = 2,
+                         .to = 1,
+                         .has_snapshot = true,
+                         .chunk = {.transfer = 1, .last = true}};
     s.snapshot.index = 5;
     s.snapshot.term = 1;
     s.snapshot.conf.voters_n = 3;
@@ -1078,6 +1125,339 @@ static void test_7_snapshot_without_this_node_is_refused(void **state)
     assert_int_equal(raft_snapshot(r)->index, 5);
     assert_int_equal(raft_last_index(r), 5);
     raft_free(r);
+}
+
+/* ---- §7 / thesis §5.3 snapshots in chunks (raft.h "Snapshots") --------------------------- */
+
+#define T_IMAGE_BYTES 40u /* 10 chunks of 4 bytes */
+
+/* Leader 1 of three nodes (chunks of 4 bytes, `window` in flight, resend after 2 ticks) whose log
+ * is compacted past node 3's: node 3 is cut off while entries commit. */
+static struct raft *leader_with_lagging_follower(struct tnet *t, unsigned window)
+{
+    net_init_chunks(t, 3, 4, window, 2);
+    elect(t, 1);
+    t->cut[1][3] = true;
+    for (int k = 0; k < 5; k++)
+        propose(t, 1, "entry");
+    settle(t);
+    struct raft *l = N(t, 1);
+    assert_int_equal(raft_compact(l, raft_applied(l), T_IMAGE_BYTES), 0);
+    return l;
+}
+
+/* The chunks among msgs, checked to be chunks of one transfer of the test image; their offsets
+ * go to offs. */
+static size_t chunks_in(const struct raft_msg *msgs, size_t n, uint64_t *offs, uint64_t *transfer)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].type != RAFT_MSG_SNAP)
+            continue;
+        assert_int_equal(msgs[i].snapshot.bytes, T_IMAGE_BYTES);
+        assert_int_equal(msgs[i].chunk.len, 4);
+        assert_int_equal(msgs[i].chunk.last, msgs[i].chunk.offset == T_IMAGE_BYTES - 4);
+        *transfer = msgs[i].chunk.transfer;
+        offs[k++] = msgs[i].chunk.offset;
+    }
+    return k;
+}
+
+static struct raft_msg snap_ack(const struct raft *l, uint64_t transfer, uint64_t held)
+{
+    struct raft_msg a = {.type = RAFT_MSG_SNAP_RESP,
+                         .term = raft_term(l),
+                         .from = 3,
+                         .to = 1,
+                         .index = raft_snapshot(l)->index,
+                         .context = transfer,
+                         .hint = held};
+    return a;
+}
+
+/* At most cfg.snapshot_inflight_max chunks are unacknowledged; acknowledgements move the window,
+ * stale or duplicate ones do not. */
+static void test_7_snapshot_chunks_bounded_by_window(void **state)
+{
+    (void)state;
+    struct tnet t;
+    struct raft *l = leader_with_lagging_follower(&t, 3);
+    struct raft_msg hb = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .term = raft_term(l), .from = 3, .to = 1};
+    assert_int_equal(raft_step(l, &hb), 0);
+    struct raft_msg out[16];
+    uint64_t offs[16], transfer = 0;
+    size_t n = chunks_in(out, take_msgs(l, out, 16), offs, &transfer);
+    assert_int_equal(n, 3);
+    assert_int_equal(offs[0], 0);
+    assert_int_equal(offs[1], 4);
+    assert_int_equal(offs[2], 8);
+    assert_int_equal(raft_step(l, &hb), 0); /* a full window: nothing more */
+    assert_int_equal(take_msgs(l, out, 16), 0);
+    struct raft_msg a = snap_ack(l, transfer, 8); /* two chunks held: two more go */
+    assert_int_equal(raft_step(l, &a), 0);
+    n = chunks_in(out, take_msgs(l, out, 16), offs, &transfer);
+    assert_int_equal(n, 2);
+    assert_int_equal(offs[0], 12);
+    assert_int_equal(offs[1], 16);
+    assert_int_equal(raft_step(l, &a), 0); /* the same again: a gap, resend the window */
+    n = chunks_in(out, take_msgs(l, out, 16), offs, &transfer);
+    assert_int_equal(n, 3);
+    assert_int_equal(offs[0], 8);
+    assert_int_equal(offs[2], 16);
+    assert_int_equal(raft_step(l, &a), 0); /* once per level only */
+    a.hint = 4;                            /* an older one, reordered: nothing */
+    assert_int_equal(raft_step(l, &a), 0);
+    a = snap_ack(l, transfer + 1, 20); /* another transfer's: nothing */
+    assert_int_equal(raft_step(l, &a), 0);
+    assert_int_equal(take_msgs(l, out, 16), 0);
+    net_free(&t);
+}
+
+/* A lost chunk (or its acknowledgement) is resent from the first unacknowledged chunk after
+ * cfg.snapshot_resend_ticks; without any progress for an election timeout the transfer starts
+ * over with a new id. */
+static void test_7_lost_chunks_resent_after_resend_ticks(void **state)
+{
+    (void)state;
+    struct tnet t;
+    struct raft *l = leader_with_lagging_follower(&t, 2);
+    struct raft_msg hb = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .term = raft_term(l), .from = 3, .to = 1};
+    assert_int_equal(raft_step(l, &hb), 0);
+    struct raft_msg out[16];
+    uint64_t offs[16], transfer = 0, first;
+    assert_int_equal(chunks_in(out, take_msgs(l, out, 16), offs, &transfer), 2);
+    first = transfer;
+    struct raft_msg a = snap_ack(l, transfer, 4); /* chunk 0 held; chunk 1 and 2 get lost */
+    assert_int_equal(raft_step(l, &a), 0);
+    assert_int_equal(chunks_in(out, take_msgs(l, out, 16), offs, &transfer), 1);
+    assert_int_equal(offs[0], 8);
+    raft_tick(l); /* one tick: nothing resent yet */
+    size_t n = chunks_in(out, take_msgs(l, out, 16), offs, &transfer);
+    assert_int_equal(n, 0);
+    raft_tick(l); /* resend_ticks = 2: from the first unacknowledged chunk, a window's worth */
+    n = chunks_in(out, take_msgs(l, out, 16), offs, &transfer);
+    assert_int_equal(n, 2);
+    assert_int_equal(offs[0], 4);
+    assert_int_equal(offs[1], 8);
+    assert_int_equal(transfer, first);
+    for (unsigned k = 2; k < T_ELECTION; k++)
+        raft_tick(l); /* no acknowledgement for an election timeout: abandoned */
+    take_msgs(l, out, 16);
+    assert_int_equal(raft_step(l, &hb), 0); /* the next probe starts a new transfer */
+    n = chunks_in(out, take_msgs(l, out, 16), offs, &transfer);
+    assert_int_equal(n, 2);
+    assert_int_equal(offs[0], 0);
+    assert_true(transfer > first);
+    net_free(&t);
+}
+
+/* What a follower's storage holds: the partial snapshot its save batches wrote and the image it
+ * installed, and the answers of the batches. */
+struct rxstore {
+    uint8_t partial[T_IMAGE_BYTES];
+    uint64_t partial_len; /* bytes written in order (a gap would be a bug) */
+    uint64_t partial_transfer;
+    unsigned writes;           /* chunks written */
+    bool installed;            /* a batch installed the partial snapshot */
+    unsigned installs_partial; /* installs of a partial snapshot shorter than the image */
+    struct raft_msg acks[32];  /* SNAP_RESP and APP_RESP sent, in order */
+    unsigned acks_n;
+};
+
+/* Handle node r's ready batches as a storage would (raft.h struct raft_batch). */
+static void rx_drain(struct raft *r, struct rxstore *x)
+{
+    for (int k = 0; k < 8 && raft_has_ready(r); k++) {
+        struct raft_ready rd;
+        raft_ready(r, &rd);
+        if (rd.chunk) {
+            const struct raft_chunk *c = rd.chunk;
+            if (c->offset == 0) {
+                x->partial_len = 0;
+                x->partial_transfer = c->transfer;
+            }
+            assert_int_equal(c->offset, x->partial_len); /* in order, no gap */
+            assert_int_equal(c->transfer, x->partial_transfer);
+            assert_true(c->offset + c->len <= T_IMAGE_BYTES);
+            memcpy(x->partial + c->offset, c->data, c->len);
+            x->partial_len += c->len;
+            x->writes++;
+        }
+        if (rd.snapshot) {
+            assert_non_null(rd.chunk); /* the install rides with the last chunk */
+            x->installed = true;
+            x->installs_partial += x->partial_len != rd.snapshot->bytes;
+        }
+        for (size_t i = 0; i < rd.msgs_n && x->acks_n < 32; i++)
+            if (rd.msgs[i].type == RAFT_MSG_SNAP_RESP || rd.msgs[i].type == RAFT_MSG_APP_RESP)
+                x->acks[x->acks_n++] = rd.msgs[i];
+        raft_advance(r);
+    }
+}
+
+static uint8_t t_image[T_IMAGE_BYTES];
+
+/* Chunk k (4 bytes) of transfer `transfer` of the test image: snapshot at index 5 of term 1. */
+static struct raft_msg chunk_msg(uint64_t term, uint64_t from, uint64_t transfer, unsigned k)
+{
+    for (unsigned i = 0; i < T_IMAGE_BYTES; i++)
+        t_image[i] = image_byte(i);
+    struct raft_msg m = {.type = RAFT_MSG_SNAP,
+                         .term = term,
+                         .from = from,
+                         .to = 1,
+                         .has_snapshot = true,
+                         .snapshot = {.index = 5, .term = 1, .bytes = T_IMAGE_BYTES},
+                         .chunk = {.transfer = transfer,
+                                   .offset = 4u * k,
+                                   .len = 4,
+                                   .last = 4u * k + 4 == T_IMAGE_BYTES,
+                                   .data = t_image + 4u * k}};
+    m.snapshot.conf.voters_n = 3;
+    for (unsigned i = 0; i < 3; i++)
+        m.snapshot.conf.voters[i] = i + 1;
+    return m;
+}
+
+static const struct raft_msg *last_ack(const struct rxstore *x)
+{
+    assert_true(x->acks_n > 0);
+    return &x->acks[x->acks_n - 1];
+}
+
+/* The follower takes chunks in offset order only: duplicates and reordered chunks are not
+ * written and their answer repeats the bytes held; the install comes with the last chunk and the
+ * image assembled equals the leader's. */
+static void test_7_follower_takes_chunks_in_order_and_installs_on_the_last(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct rxstore x;
+    memset(&x, 0, sizeof(x));
+    struct raft_msg m = chunk_msg(1, 2, 7, 1); /* chunk 1 first: a transfer we do not know */
+    assert_int_equal(raft_step(r, &m), 0);
+    rx_drain(r, &x);
+    assert_int_equal(x.writes, 0);
+    assert_int_equal(last_ack(&x)->type, RAFT_MSG_SNAP_RESP);
+    assert_true(last_ack(&x)->reject);
+    for (unsigned k = 0; k < T_IMAGE_BYTES / 4; k++) {
+        m = chunk_msg(1, 2, 7, k);
+        assert_int_equal(raft_step(r, &m), 0);
+        if (k == 3) { /* a duplicate and one from the future, in the same batch */
+            assert_int_equal(raft_step(r, &m), 0);
+            struct raft_msg ahead = chunk_msg(1, 2, 7, 6);
+            assert_int_equal(raft_step(r, &ahead), 0);
+        }
+        rx_drain(r, &x);
+        assert_int_equal(x.partial_len, 4u * (k + 1));
+        assert_int_equal(x.installed, k == T_IMAGE_BYTES / 4 - 1);
+        if (k < T_IMAGE_BYTES / 4 - 1) {
+            const struct raft_msg *a = last_ack(&x);
+            assert_int_equal(a->type, RAFT_MSG_SNAP_RESP);
+            assert_false(a->reject);
+            assert_int_equal(a->context, 7);
+            assert_int_equal(a->hint, 4u * (k + 1));
+        }
+    }
+    assert_int_equal(x.writes, T_IMAGE_BYTES / 4);
+    assert_int_equal(x.installs_partial, 0);
+    assert_memory_equal(x.partial, t_image, T_IMAGE_BYTES);
+    assert_int_equal(last_ack(&x)->type, RAFT_MSG_APP_RESP);
+    assert_int_equal(last_ack(&x)->index, 5);
+    assert_int_equal(raft_snapshot(r)->index, 5);
+    assert_int_equal(raft_commit(r), 5);
+    m = chunk_msg(1, 2, 7, T_IMAGE_BYTES / 4 - 1); /* the last chunk again: no second install */
+    x.installed = false;
+    assert_int_equal(raft_step(r, &m), 0);
+    rx_drain(r, &x);
+    assert_false(x.installed);
+    raft_free(r);
+}
+
+/* A new leader (a new term) ends the transfer in progress: its chunks are refused, its partial
+ * snapshot is never installed, and the new leader's transfer begins at offset 0 (the storage
+ * discards the partial one). */
+static void test_7_transfer_aborted_on_leader_change(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct rxstore x;
+    memset(&x, 0, sizeof(x));
+    for (unsigned k = 0; k < 3; k++) {
+        struct raft_msg m = chunk_msg(1, 2, 7, k);
+        assert_int_equal(raft_step(r, &m), 0);
+    }
+    rx_drain(r, &x);
+    assert_int_equal(x.partial_len, 12);
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .term = 2, .from = 3, .to = 1};
+    assert_int_equal(raft_step(r, &hb), 0); /* leader 3 in term 2 */
+    rx_drain(r, &x);
+    for (unsigned k = 3; k < T_IMAGE_BYTES / 4; k++) { /* the old leader goes on: stale term */
+        struct raft_msg m = chunk_msg(1, 2, 7, k);
+        assert_int_equal(raft_step(r, &m), 0);
+    }
+    rx_drain(r, &x);
+    assert_int_equal(x.partial_len, 12);
+    assert_false(x.installed);
+    struct raft_msg m = chunk_msg(2, 3, 7, 3); /* new leader, same transfer id, mid-way */
+    assert_int_equal(raft_step(r, &m), 0);
+    rx_drain(r, &x);
+    assert_true(last_ack(&x)->reject);
+    assert_int_equal(x.partial_len, 12);
+    for (unsigned k = 0; k < T_IMAGE_BYTES / 4; k++) {
+        m = chunk_msg(2, 3, 1, k);
+        assert_int_equal(raft_step(r, &m), 0);
+        rx_drain(r, &x);
+        if (k == 0)
+            assert_int_equal(x.partial_len, 4); /* the partial snapshot began again */
+    }
+    assert_true(x.installed);
+    assert_int_equal(x.installs_partial, 0);
+    assert_int_equal(x.partial_transfer, 1);
+    assert_memory_equal(x.partial, t_image, T_IMAGE_BYTES);
+    assert_int_equal(raft_snapshot(r)->index, 5);
+    raft_free(r);
+}
+
+/* A follower that restarted in the middle of a transfer refuses its next chunk; the leader then
+ * starts a new transfer from offset 0 at once, which completes through the network. */
+static void test_7_restarted_follower_gets_a_new_transfer(void **state)
+{
+    (void)state;
+    struct tnet t;
+    struct raft *l = leader_with_lagging_follower(&t, 2);
+    struct raft_msg hb = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .term = raft_term(l), .from = 3, .to = 1};
+    assert_int_equal(raft_step(l, &hb), 0);
+    struct raft_msg out[16];
+    uint64_t offs[16], transfer = 0;
+    assert_int_equal(chunks_in(out, take_msgs(l, out, 16), offs, &transfer), 2);
+    /* node 3 held chunk 0 and 1, then restarted: it knows nothing of the transfer */
+    struct raft_msg a = snap_ack(l, transfer, 8);
+    assert_int_equal(raft_step(l, &a), 0);
+    size_t n = take_msgs(l, out, 16);
+    assert_int_equal(n, 2);
+    a.reject = true;
+    a.hint = 0;
+    assert_int_equal(raft_step(l, &a), 0);
+    uint64_t old = transfer;
+    n = chunks_in(out, take_msgs(l, out, 16), offs, &transfer);
+    assert_int_equal(n, 2);
+    assert_int_equal(offs[0], 0);
+    assert_true(transfer > old);
+    /* the real node 3 gets the whole image through the network */
+    t.cut[1][3] = false;
+    for (unsigned k = 0; k < 4 * T_ELECTION && raft_snapshot(N(&t, 3))->index == 0; k++)
+        tick_all(&t, 1);
+    assert_int_equal(raft_snapshot(N(&t, 3))->index, raft_snapshot(l)->index);
+    assert_int_equal(raft_snapshot(N(&t, 3))->bytes, T_IMAGE_BYTES);
+    settle(&t);
+    assert_int_equal(raft_commit(N(&t, 3)), raft_commit(l));
+    net_free(&t);
 }
 
 /* ---- thesis §4 membership ------------------------------------------------------------------ */
@@ -1448,6 +1828,62 @@ static void test_wire_round_trip_and_every_bit_flip_is_corrupt(void **state)
         assert_int_equal(raft_msg_decode(buf, cut, &d), CS_ECORRUPT);
 }
 
+/* Rewrite a frame's checksum after a test changed its body (so the body rules are reached). */
+static void refix_frame(uint8_t *f, size_t len)
+{
+    uint64_t sum = XXH3_64bits_withSeed(f + RAFT_FRAME_HEADER_BYTES, len - RAFT_FRAME_HEADER_BYTES,
+                                        XXH3_64bits(f, 16));
+    for (unsigned i = 0; i < 8; i++)
+        f[16 + i] = (uint8_t)(sum >> (8 * i));
+}
+
+/* A snapshot chunk round-trips; a chunk whose fields disagree (last flag, offset past the image,
+ * transfer 0) is CS_ECORRUPT from the decoder and refused by raft_step. */
+static void test_wire_snapshot_chunk_fields_checked(void **state)
+{
+    (void)state;
+    struct raft_msg m = chunk_msg(1, 2, 9, 3);
+    uint8_t buf[512];
+    size_t len;
+    assert_int_equal(raft_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    struct raft_msg d;
+    assert_int_equal(raft_msg_decode(buf, len, &d), 0);
+    assert_int_equal(d.type, RAFT_MSG_SNAP);
+    assert_int_equal(d.snapshot.index, 5);
+    assert_int_equal(d.snapshot.bytes, T_IMAGE_BYTES);
+    assert_int_equal(d.chunk.transfer, 9);
+    assert_int_equal(d.chunk.offset, 12);
+    assert_int_equal(d.chunk.len, 4);
+    assert_false(d.chunk.last);
+    assert_memory_equal(d.chunk.data, t_image + 12, 4);
+    raft_msg_release(&d);
+    /* the last flag: body offset 68 (fixed part) + 8 + 8 + 1 + 26 (conf) + 24 */
+    size_t last_at = RAFT_FRAME_HEADER_BYTES + 68 + 8 + 8 + 1 + 26 + 24;
+    assert_int_equal(buf[last_at], 0);
+    buf[last_at] = 1; /* last, but 12 + 4 != 40 */
+    refix_frame(buf, len);
+    assert_int_equal(raft_msg_decode(buf, len, &d), CS_ECORRUPT);
+    buf[last_at] = 2; /* not a flag */
+    refix_frame(buf, len);
+    assert_int_equal(raft_msg_decode(buf, len, &d), CS_ECORRUPT);
+    m.chunk.offset = 38; /* past the image's end */
+    assert_int_equal(raft_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    assert_int_equal(raft_msg_decode(buf, len, &d), CS_ECORRUPT);
+    m.chunk.offset = 12;
+    m.chunk.transfer = 0;
+    assert_int_equal(raft_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    assert_int_equal(raft_msg_decode(buf, len, &d), CS_ECORRUPT);
+    /* the core checks the same rules on what it is handed */
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    m = chunk_msg(1, 2, 9, 0);
+    m.chunk.last = true;
+    assert_int_equal(raft_step(r, &m), 0);
+    assert_int_equal(raft_msgs_refused(r), 1);
+    assert_false(raft_has_ready(r) && raft_snapshot(r)->index != 0);
+    raft_free(r);
+}
+
 static void test_conf_decode_rejects_duplicates_and_overlap(void **state)
 {
     (void)state;
@@ -1502,6 +1938,12 @@ int main(void)
         cmocka_unit_test(test_7_reported_snapshot_failure_retries_at_next_heartbeat),
         cmocka_unit_test(test_7_snapshot_covered_by_log_keeps_the_log),
         cmocka_unit_test(test_7_snapshot_without_this_node_is_refused),
+        cmocka_unit_test(test_7_snapshot_chunks_bounded_by_window),
+        cmocka_unit_test(test_7_lost_chunks_resent_after_resend_ticks),
+        cmocka_unit_test(test_7_follower_takes_chunks_in_order_and_installs_on_the_last),
+        cmocka_unit_test(test_7_transfer_aborted_on_leader_change),
+        cmocka_unit_test(test_7_restarted_follower_gets_a_new_transfer),
+        cmocka_unit_test(test_wire_snapshot_chunk_fields_checked),
         cmocka_unit_test(test_4_1_one_membership_change_at_a_time),
         cmocka_unit_test(test_4_1_leader_waits_for_commit_in_its_term),
         cmocka_unit_test(test_4_2_1_promotion_waits_for_learner_catch_up),

@@ -670,18 +670,18 @@ static void wake_net(void *arg)
     host_wake(n->srv->db, n->shard);
 }
 
-static int listen_socket(const struct server_config *cfg, uint16_t port, uint16_t *bound)
+int net_listen(const char *host, uint16_t port, bool reuse, uint16_t *bound)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
     memset(&ss, 0, sizeof(ss));
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, cfg->host, &a4->sin_addr) == 1) {
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons(port);
         sl = sizeof(*a4);
-    } else if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) == 1) {
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons(port);
         sl = sizeof(*a6);
@@ -693,7 +693,7 @@ static int listen_socket(const struct server_config *cfg, uint16_t port, uint16_
         return -errno;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
         bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 511) != 0) {
         int rc = -errno;
         close(fd);
@@ -748,7 +748,7 @@ static int net_new(struct server *s, unsigned shard, uint16_t port, struct net *
         return rc;
     }
     uint16_t bound = 0;
-    n->lfd = listen_socket(&s->cfg, port, &bound);
+    n->lfd = net_listen(s->cfg.host, port, true, &bound);
     if (n->lfd < 0) {
         rc = n->lfd;
         n->lfd = -1;
@@ -802,6 +802,7 @@ int server_start(cs_db *db, const struct server_config *cfg, struct server **out
         return -ENOMEM;
     s->db = db;
     s->cfg = *cfg;
+    s->metrics_fd = -1;
     s->nshards = host_shards(db);
     s->start_ns = now_ns();
     s->collection = strdup(cfg->collection);
@@ -831,8 +832,22 @@ int server_start(cs_db *db, const struct server_config *cfg, struct server **out
         port = s->port; /* port 0: the others share the port the first one got */
         s->guests[i] = &s->nets[i]->guest;
     }
+    if (cfg->metrics_host) {
+        int fd = net_listen(cfg->metrics_host, cfg->metrics_port, false, &s->metrics_port);
+        if (fd < 0) {
+            server_free(s);
+            return fd;
+        }
+        rc = metrics_start(s, fd);
+        if (rc) {
+            close(fd);
+            server_free(s);
+            return rc;
+        }
+    }
     rc = slow_start(s);
     if (rc) {
+        metrics_stop(s);
         server_free(s);
         return rc;
     }
@@ -843,6 +858,7 @@ int server_start(cs_db *db, const struct server_config *cfg, struct server **out
             (void)!host_attach(db, none);
         free(none);
         slow_stop(s);
+        metrics_stop(s);
         server_free(s);
         return rc;
     }
@@ -855,11 +871,17 @@ uint16_t server_port(const struct server *s)
     return s->port;
 }
 
+uint16_t server_metrics_port(const struct server *s)
+{
+    return s->metrics_on ? s->metrics_port : 0;
+}
+
 void server_stop(struct server *s)
 {
     if (!s)
         return;
     atomic_store(&s->stopping, 1);
+    metrics_stop(s);
     for (;;) {
         unsigned left = 0;
         for (unsigned i = 0; i < s->nshards; i++) {

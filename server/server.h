@@ -22,6 +22,8 @@ struct server_config {
     size_t args_max;            /* arguments of one request */
     size_t bulk_bytes_max;      /* bytes of one argument */
     size_t inline_bytes_max;    /* bytes of one inline command line */
+    const char *metrics_host;   /* Prometheus endpoint's address (GET /metrics), or NULL: none */
+    uint16_t metrics_port;      /* its port; 0 = any free port (server_metrics_port tells) */
     const char *const *options; /* engine options as NAME=VALUE, for CONFIG GET (borrowed) */
     size_t noptions;            /* entries in options */
 };
@@ -34,8 +36,9 @@ struct server;
 /* Listen on cfg's address and serve db from every shard's loop. db stays open while the server
  * runs. Errors: -errno (socket, bind, listen: e.g. -EADDRINUSE), -ENOMEM, CS_ECLOSED. */
 CS_MUST_CHECK int server_start(cs_db *db, const struct server_config *cfg, struct server **out);
-/* The port it listens on. */
+/* The port it listens on, and the metrics endpoint's (0 when there is none). */
 uint16_t server_port(const struct server *s);
+uint16_t server_metrics_port(const struct server *s);
 /* Stop accepting, let every command in flight finish and its reply go out (a client that does
  * not read is cut off after a few seconds), close the connections, detach from the shards and
  * free the server. The database stays open. */

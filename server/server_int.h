@@ -167,6 +167,11 @@ struct server {
     pthread_cond_t slow_cv;
     struct cmd *slow_head, *slow_tail;
     bool slow_quit;
+    /* metrics endpoint (server/metrics.c) */
+    int metrics_fd; /* listening socket, or -1 */
+    uint16_t metrics_port;
+    pthread_t metrics_thread;
+    bool metrics_on; /* the thread runs */
     /* SCAN positions (slow lane only) */
     struct scan_pos scans[SCAN_TABLE_SIZE];
     uint64_t scan_clock;
@@ -197,6 +202,13 @@ CS_MUST_CHECK int slow_start(struct server *s);
 void slow_stop(struct server *s);
 /* Run c->slow on the lane; the command comes back to its net when done. */
 void slow_submit(struct cmd *c);
+
+/* server/metrics.c: serve GET /metrics on the listening socket fd (taken) from a thread. */
+CS_MUST_CHECK int metrics_start(struct server *s, int fd);
+void metrics_stop(struct server *s);
+/* server/net.c: a listening TCP socket on host:port (numeric), SO_REUSEPORT when reuse; returns
+ * the fd (with *bound the port it got) or -errno. */
+CS_MUST_CHECK int net_listen(const char *host, uint16_t port, bool reuse, uint16_t *bound);
 
 /* Reply helpers (server/cmd.c). */
 void reply_error(struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -4,6 +4,7 @@
  *   cstored [--config FILE] [--db DIR] [--listen HOST:PORT] [--requirepass-file F]
  *           [--maxclients N] [--resp-collection NAME] [--port-file F]
  *           [--client-query-bytes-max N] [--client-output-bytes-max N] [--pipeline-max N]
+ *           [--metrics-listen HOST:PORT] [--metrics-port-file F]
  *           [--NAME VALUE]...
  *
  * With no flags it serves ./data/cstored on 127.0.0.1:6380. Every engine option is a flag of the
@@ -19,6 +20,9 @@
  * 1024). A client that does not read its replies is not read from either once about a MiB of
  * them waits; what it can make the server hold is then about that MiB plus the replies of its
  * commands in flight: at most pipeline-max of them.
+ *
+ * --metrics-listen serves GET /metrics (Prometheus text: the engine's latency histograms and
+ * counters, then the server's connections and commands; server/metrics.c); off by default.
  *
  * SIGTERM and SIGINT stop accepting, let what is in flight finish, and close the database
  * cleanly (exit 0). Exit 1: the database or the socket could not be opened; 2: usage. */
@@ -44,6 +48,8 @@ struct cstored {
     char *pass_file;                 /* owned */
     char *collection;                /* owned, or NULL: the default */
     char *port_file;                 /* owned, or NULL */
+    char *metrics_listen;            /* HOST:PORT of GET /metrics (owned), or NULL: none */
+    char *metrics_port_file;         /* owned, or NULL */
     unsigned maxclients;             /* 0: the default */
     char *opts[CSTORED_OPTIONS_MAX]; /* NAME=VALUE, owned */
     size_t nopts;
@@ -119,7 +125,9 @@ static int server_setting(struct cstored *d, const char *name, const char *value
         else
             d->pipeline = (unsigned)v;
     } else if (strcmp(name, "metrics-listen") == 0) {
-        *err = usage("--metrics-listen: %s", "the metrics endpoint is not built yet");
+        *err = set_str(&d->metrics_listen, value);
+    } else if (strcmp(name, "metrics-port-file") == 0) {
+        *err = set_str(&d->metrics_port_file, value);
     } else {
         return 1;
     }
@@ -251,6 +259,19 @@ static int read_password(const char *path, char **out)
     return *out ? 0 : 1;
 }
 
+/* Write port into path (through a temporary file and a rename, so a reader never sees half). */
+static int write_port(const char *path, unsigned port)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "cstored: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -266,6 +287,8 @@ static void cstored_free(struct cstored *d)
     free(d->pass_file);
     free(d->collection);
     free(d->port_file);
+    free(d->metrics_listen);
+    free(d->metrics_port_file);
     for (size_t i = 0; i < d->nopts; i++)
         free(d->opts[i]);
 }
@@ -274,10 +297,15 @@ static int run(struct cstored *d)
 {
     struct server_config sc;
     server_config_default(&sc);
-    char *host = NULL, *password = NULL;
+    char *host = NULL, *password = NULL, *mhost = NULL;
     uint16_t port = sc.port;
     if (d->listen && parse_listen(d->listen, &host, &port) != 0)
         return usage("--listen: expected HOST:PORT, not '%s'", d->listen);
+    if (d->metrics_listen && parse_listen(d->metrics_listen, &mhost, &sc.metrics_port) != 0) {
+        free(host);
+        return usage("--metrics-listen: expected HOST:PORT, not '%s'", d->metrics_listen);
+    }
+    sc.metrics_host = mhost;
     if (host)
         sc.host = host;
     sc.port = port;
@@ -338,18 +366,14 @@ static int run(struct cstored *d)
         fprintf(stderr, "cstored: cannot listen on %s:%u: %s\n", sc.host, sc.port, cs_strerror(rc));
         goto out;
     }
-    if (d->port_file) {
-        char tmp[PATH_MAX];
-        snprintf(tmp, sizeof(tmp), "%s.tmp", d->port_file);
-        FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%u\n", server_port(srv)) < 0 || fclose(f) != 0 ||
-            rename(tmp, d->port_file) != 0) {
-            fprintf(stderr, "cstored: --port-file %s: %s\n", d->port_file, strerror(errno));
-            goto out;
-        }
-    }
+    if ((d->metrics_port_file && write_port(d->metrics_port_file, server_metrics_port(srv))) ||
+        (d->port_file && write_port(d->port_file, server_port(srv))))
+        goto out;
     fprintf(stderr, "cstored: serving %s on %s:%u (%u shards)\n", d->db_path, sc.host,
             server_port(srv), cs_shard_count(db));
+    if (mhost)
+        fprintf(stderr, "cstored: metrics on http://%s:%u/metrics\n", mhost,
+                server_metrics_port(srv));
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "cstored: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -365,6 +389,7 @@ out:
     }
     cs_options_free(o);
     free(host);
+    free(mhost);
     free(password);
     return ex;
 }

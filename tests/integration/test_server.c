@@ -572,6 +572,85 @@ static void test_request_over_query_limit_is_refused(void **state)
     stop_server();
 }
 
+static int metrics_port;
+
+static bool metrics_port_written(void *arg)
+{
+    FILE *f = fopen(arg, "r");
+    if (!f)
+        return false;
+    bool ok = fscanf(f, "%d", &metrics_port) == 1 && metrics_port > 0;
+    fclose(f);
+    return ok;
+}
+
+/* One HTTP exchange with the metrics endpoint: the whole answer into buf (NUL-terminated). */
+static size_t http(const char *request, char *buf, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(send(fd, request, strlen(request), MSG_NOSIGNAL), (ssize_t)strlen(request));
+    bool closed;
+    size_t n = raw_read_all(fd, buf, cap - 1, 5000, &closed);
+    buf[n] = '\0';
+    assert_true(closed); /* Connection: close */
+    close(fd);
+    return n;
+}
+
+/* The value of the first sample line that starts with prefix, or -1. */
+static double sample(const char *text, const char *prefix)
+{
+    for (const char *p = text; (p = strstr(p, prefix)) != NULL; p++)
+        if (p == text || p[-1] == '\n')
+            return atof(p + strlen(prefix));
+    return -1;
+}
+
+/* GET /metrics: the engine's histograms and counters and the server's own families, in the
+ * Prometheus text format, with counts that follow what the clients did; other paths 404, other
+ * methods 405. */
+static void test_metrics_endpoint(void **state)
+{
+    (void)state;
+    char mport[CST_PATH_MAX + 16];
+    snprintf(mport, sizeof(mport), "%s/mport", root);
+    start_server("--metrics-listen", "127.0.0.1:0", "--metrics-port-file", mport, NULL);
+    assert_true(cst_wait_until(metrics_port_written, mport, 10000));
+    redisContext *c = connect_client();
+    for (int i = 0; i < 50; i++) {
+        redisReply *r = cmd(c, "SET m%d v", i);
+        freeReplyObject(r);
+    }
+    size_t cap = 1u << 20;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    http("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n", buf, cap);
+    assert_true(strncmp(buf, "HTTP/1.0 200 OK\r\n", 17) == 0);
+    assert_non_null(strstr(buf, "Content-Type: text/plain; version=0.0.4"));
+    const char *body = strstr(buf, "\r\n\r\n");
+    assert_non_null(body);
+    body += 4;
+    assert_non_null(strstr(body, "# TYPE cstore_request_duration_seconds histogram\n"));
+    assert_non_null(strstr(body, "# TYPE cstore_wal_sync_duration_seconds histogram\n"));
+    assert_non_null(strstr(body, "# TYPE cstored_connected_clients gauge\n"));
+    double puts = sample(body, "cstore_request_duration_seconds_count{shard=\"0\",op=\"put\"} ") +
+                  sample(body, "cstore_request_duration_seconds_count{shard=\"1\",op=\"put\"} ");
+    assert_true(puts >= 50);
+    assert_true(sample(body, "cstored_connected_clients ") >= 1);
+    assert_true(sample(body, "cstored_commands_total ") >= 50);
+    http("GET /other HTTP/1.1\r\n\r\n", buf, cap);
+    assert_true(strncmp(buf, "HTTP/1.0 404", 12) == 0);
+    http("POST /metrics HTTP/1.1\r\n\r\n", buf, cap);
+    assert_true(strncmp(buf, "HTTP/1.0 405", 12) == 0);
+    free(buf);
+    redisFree(c);
+    stop_server();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -587,6 +666,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reply_over_output_limit_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_over_query_limit_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_endpoint, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,9 +30,11 @@
  *
  * DURABILITY RULES
  *   sync  — a write completes after the frame holding its record is written and fdatasync'ed.
- *           Every other request (reads too, and "not found" answers) completes only once every
- *           LSN applied before it executed is durable: a read never returns a value a crash
- *           could still lose. Pending requests form one FIFO list in LSN order.
+ *           Every other request completes only once every LSN applied before it executed is
+ *           durable; a read (and "not found" answers) once every record that changed what it
+ *           can see is (data_lsn: PREPAREs and outcome records do not count, see
+ *           req_finish_read): a read never returns a value a crash could still lose. Pending
+ *           requests form one FIFO list in LSN order.
  *   async — requests complete when executed; frames are written as in sync mode and fdatasync'ed
  *           every sync_interval_ms.
  *   none  — no WAL: the trees are the only copy.
@@ -67,6 +69,8 @@ static void frame_failed(struct shard *sh, int err, bool in_flight)
         }
         sh->frame_seq++;
         sh->applied_lsn = sh->durable_lsn;
+        if (sh->data_lsn > sh->durable_lsn)
+            sh->data_lsn = sh->durable_lsn;
         if (!undone) {
             fprintf(stderr,
                     "cstore: shard %u: out of memory while taking back a failed WAL frame; "
@@ -526,6 +530,7 @@ static int shard_setup(struct shard *sh)
     if (info.salvaged_bytes || info.salvaged_segments)
         fprintf(stderr, "cstore: shard %u: %s\n", sh->cfg.index, info.message);
     sh->applied_lsn = sh->durable_lsn = sh->written_lsn = cs_max_u64(info.last_lsn, sh->ckpt_lsn);
+    sh->data_lsn = sh->applied_lsn;
     views_publish_live(sh); /* what was recovered is durable */
     __atomic_store_n(&sh->ack_seq, sh->wseq, __ATOMIC_RELEASE);
     return 0;

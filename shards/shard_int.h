@@ -39,6 +39,7 @@
 #include "io/file.h"
 
 #define COLL_BUCKETS 1024u /* hash buckets of the per-shard catalog (power of two) */
+#define TXN_INTENT_SLOTS 4096u /* slots of the per-key intent counts (power of two) */
 #define EVENTS_MAX 32u     /* completions reaped per io_ring_run */
 
 enum shard_tag {
@@ -210,6 +211,9 @@ struct shard {
     int view_wanted;               /* a reader missed: publish at the next chance (atomic) */
     uint64_t view_hold_ns;         /* sync: frames publish views until this time */
     struct ck_stack view_free;     /* retired views whose last pin was just dropped */
+    /* Per slot (intent_slot() of collection and key): writes of prepared transactions to keys
+     * of that slot (atomic). A get whose key's slot is not 0 does not read views (txn.c). */
+    _Alignas(64) uint32_t intent_keys[TXN_INTENT_SLOTS];
 
     /* Owned by the shard thread. */
     _Alignas(64) unsigned arena;       /* jemalloc arena */
@@ -226,6 +230,8 @@ struct shard {
     uint64_t written_lsn;              /* last LSN written to the file */
     uint64_t durable_lsn;              /* last LSN known durable */
     uint64_t applied_lsn;              /* last LSN applied to the trees */
+    uint64_t data_lsn;                 /* last LSN whose record changed what reads see (not a
+                                          PREPARE or an outcome: see req_finish_read) */
     uint64_t efd_buf;                  /* eventfd read target */
     struct __kernel_timespec delay_ts; /* group-commit delay timer */
     struct __kernel_timespec sync_ts;  /* async sync timer */
@@ -299,6 +305,17 @@ static inline uint32_t name_bucket(const char *name, size_t len)
     return (uint32_t)XXH3_64bits(name, len) & (COLL_BUCKETS - 1);
 }
 
+/* The hash of a key of a collection: the lock table's, and (masked) its intent slot. */
+static inline uint64_t txn_key_hash(const char *name, size_t nlen, const void *key, size_t klen)
+{
+    return XXH3_64bits_withSeed(key, klen, XXH3_64bits(name, nlen));
+}
+
+static inline uint32_t intent_slot(uint64_t key_hash)
+{
+    return (uint32_t)key_hash & (TXN_INTENT_SLOTS - 1);
+}
+
 /* ---- catalog.c ---- */
 struct shard_coll *coll_find(struct shard *sh, const char *name, size_t len);
 struct shard_coll *coll_find_id(struct shard *sh, uint32_t id);
@@ -335,6 +352,7 @@ int exec_view_pin(struct shard *sh, struct shard_req *r);
 /* ---- completion.c ---- */
 void req_complete(struct shard_req *r, int rc);
 void req_finish(struct shard *sh, struct shard_req *r, int rc);
+void req_finish_read(struct shard *sh, struct shard_req *r, int rc);
 void pending_complete(struct shard *sh);
 void pending_fail(struct shard *sh, int err, bool read_only);
 

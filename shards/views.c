@@ -155,7 +155,7 @@ void views_publish_cap(struct shard *sh, struct view_cap *k)
         coll_unref(sh, k->e[i].coll);
     }
     k->n = 0;
-    if (k->complete)
+    if (k->complete && k->seq > sh->view_seq) /* a live publish may have gone past it */
         __atomic_store_n(&sh->view_seq, k->seq, __ATOMIC_RELEASE);
     /* never backwards: a transaction's install acknowledges before its frame is sealed (txn.c) */
     if (k->seq > sh->ack_seq)
@@ -199,16 +199,33 @@ void views_discard_cap(struct shard *sh, struct view_cap *k)
     k->n = 0;
 }
 
-/* A reader missed: publish now if what the trees hold may be shown. */
+/* Readers missed (or, in sync mode, used views in the last VIEW_HOLD_NS): publish now if what
+ * the trees hold may be shown. In sync mode that is when every record that changed what a reader
+ * sees is durable (data_lsn): the frame in flight may still hold PREPAREs and outcome records,
+ * and a commit's installs (durable through its PREPAREs), so readers see an install at once
+ * instead of after the next frame. A capture that frame holds is then older than the live trees:
+ * its collections are taken back to the dirty list and published now, and its views are
+ * dropped (views_publish_cap never moves view_seq backwards). */
 void views_maybe_publish(struct shard *sh)
 {
     SHARD_OWNED(sh);
-    if (!sh->dirty || !__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED) || sh->fenced)
+    bool sync = sh->cfg.durability == SHARD_SYNC;
+    struct view_cap *k = sync && sh->wal.in_flight ? &sh->cap[sh->wal.open ^ 1u] : NULL;
+    if ((!sh->dirty && (!k || !k->n)) || sh->fenced)
         return;
-    if (sh->cfg.durability == SHARD_SYNC && sh->applied_lsn > sh->durable_lsn)
+    bool wanted = __atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED);
+    if (!wanted && (!sync || cs_now_ns() >= sh->view_hold_ns))
+        return;
+    if (sync && sh->data_lsn > sh->durable_lsn)
         return; /* the capture at the next seal publishes once durable */
-    __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
-    sh->view_hold_ns = cs_now_ns() + VIEW_HOLD_NS; /* sync: the next frames publish too */
+    if (k) {
+        views_discard_cap(sh, k);
+        k->complete = false;
+    }
+    if (wanted) {
+        __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
+        sh->view_hold_ns = cs_now_ns() + VIEW_HOLD_NS; /* sync: the next frames publish too */
+    }
     views_publish_live(sh);
 }
 
@@ -260,15 +277,22 @@ static struct shard_coll *coll_find_shared(struct shard *sh, const char *name, s
 }
 
 /* Inside an epoch section: the collection's view if it holds every acknowledged write.
- * A collection that holds intents of prepared transactions is not read from views: a committed
- * transaction's install may not have reached them (txn.c). Its intent count is loaded before the
- * freshness check: an install stores ack_seq before it drops the count, so a reader that sees the
- * count fall also sees the view stale. */
-static struct shard_view *view_find(struct shard *sh, const char *coll, size_t coll_len)
+ * Intents of prepared transactions are not read from views: a committed transaction's install
+ * may not have reached them (txn.c). A get (key not NULL) misses only when its key's intent slot
+ * counts some; a pin (key NULL: a cursor reads every key) when the collection holds any. The
+ * counts are loaded before the freshness check: an install stores ack_seq before it drops them,
+ * so a reader that sees a count fall also sees the view stale. */
+static struct shard_view *view_find(struct shard *sh, const char *coll, size_t coll_len,
+                                    const void *key, size_t klen)
 {
     struct shard_coll *c = coll_find_shared(sh, coll, coll_len);
-    if (c && __atomic_load_n(&c->intents, __ATOMIC_ACQUIRE))
-        return NULL;
+    if (c && __atomic_load_n(&c->intents, __ATOMIC_ACQUIRE)) {
+        if (!key)
+            return NULL;
+        uint32_t slot = intent_slot(txn_key_hash(coll, coll_len, key, klen));
+        if (__atomic_load_n(&sh->intent_keys[slot], __ATOMIC_ACQUIRE))
+            return NULL;
+    }
     uint64_t acked = __atomic_load_n(&sh->ack_seq, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(&sh->view_seq, __ATOMIC_ACQUIRE) < acked)
         return NULL;
@@ -291,7 +315,7 @@ int shard_view_get(struct shard *sh, const char *coll, size_t coll_len, const vo
         return SHARD_VIEW_MISS;
     cs_epoch_begin(rec);
     int rc = SHARD_VIEW_MISS;
-    struct shard_view *v = view_find(sh, coll, coll_len);
+    struct shard_view *v = view_find(sh, coll, coll_len, key, klen);
     if (v) {
         const void *p;
         size_t n;
@@ -317,7 +341,7 @@ int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct s
     if (!rec)
         return SHARD_VIEW_MISS;
     cs_epoch_begin(rec);
-    struct shard_view *v = view_find(sh, coll, coll_len);
+    struct shard_view *v = view_find(sh, coll, coll_len, NULL, 0);
     if (v) /* inside the section v cannot be released, and after it the pin keeps it */
         __atomic_fetch_add(&v->pins, 1, __ATOMIC_ACQ_REL);
     cs_epoch_end(rec);

@@ -49,6 +49,7 @@ enum shard_tag {
     TAG_SYNC = 5,  /* async-mode sync timer */
     TAG_FSYNC = 6, /* async-mode lone fdatasync */
     TAG_EPOCH = 7, /* poll the epoch again: retired views wait for readers */
+    TAG_HOLD = 8,  /* a frame of outcome records only has waited OUTCOME_HOLD_NS */
 };
 
 #define TRIM_BYTES (4u << 20)   /* see mem_trim */
@@ -57,6 +58,7 @@ enum shard_tag {
 #define UNDO_VALUE_MAX 256u     /* larger old values: the frame snapshots the tree instead */
 #define UNDO_LOG_BYTES_MAX (4u << 20) /* a frame's undo log; past it, snapshots */
 #define EPOCH_POLL_NS 1000000         /* period of TAG_EPOCH while deferrals are pending */
+#define OUTCOME_HOLD_NS 2000000       /* see frame_held (shard.c) */
 #define VIEW_RETIRED 0x80000000u      /* shard_view.pins: unpublished; the last unpin releases it */
 
 struct shard_coll {
@@ -239,6 +241,12 @@ struct shard {
     bool delay_done;                   /* delay elapsed: seal now */
     bool sync_armed;                   /* sync timer is pending */
     bool sync_due;                     /* sync timer fired: fdatasync when possible */
+    size_t outcome_bytes;              /* the open frame's bytes while it holds outcome records
+                                          only (else less than wal_open_bytes) */
+    struct __kernel_timespec hold_ts;  /* its hold timer */
+    bool hold_armed;                   /* the hold timer is pending */
+    uint64_t hold_frame;               /* frame_seq of the frame it was armed for */
+    bool hold_done;                    /* it fired for the open frame: seal now */
     uint64_t fsync_lsn;                /* async: LSN the running fdatasync makes durable */
     bool stopping;                     /* SHARD_STOP received */
     struct shard_req *stop_req;        /* to complete when the loop ends */

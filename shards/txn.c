@@ -598,7 +598,10 @@ static int install(struct shard *sh, struct txn_part *p)
     return rc;
 }
 
-/* The outcome record (nothing waits for it unless r->txn_sync). */
+/* The outcome record (nothing waits for it unless r->txn_sync). It rides in the shard's next
+ * frame: a frame that holds only outcome records is not written until another record joins it,
+ * someone waits on it, or OUTCOME_HOLD_NS pass (shard.c: frame_held), so a participant's next
+ * PREPARE does not wait behind a write of its own. */
 static void log_outcome(struct shard *sh, struct txn_part *p)
 {
     if (!sh->wal_on || sh->io_error)
@@ -609,7 +612,10 @@ static void log_outcome(struct shard *sh, struct txn_part *p)
         .type = p->committed ? WAL_TXN_COMMIT : WAL_TXN_ABORT, .key = id, .klen = sizeof(id)};
     if (wal_reserve(&sh->wal, wal_rec_bytes(&rec)) != 0)
         return; /* the outcome stays unlogged: recovery decides it again, the same way */
+    bool only = wal_open_bytes(&sh->wal) == sh->outcome_bytes;
     p->outcome_lsn = sh->applied_lsn = wal_append(&sh->wal, &rec);
+    if (only) /* the frame may wait for other records (shard.c: frame_held) */
+        sh->outcome_bytes = wal_open_bytes(&sh->wal);
 }
 
 /* A committed transaction could not be installed: the shard stops serving until reopened, when

@@ -41,6 +41,7 @@
  * Not yet: transaction cursors (ranges validated at commit); the change feed; asynchronous commit
  * through sessions. */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -926,12 +927,33 @@ static void tc_wake(void *arg)
     syscall(SYS_futex, &w->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* Wait until w->word moves past seen. A phase waits for a disk flush (the votes) or for the
+ * shards' installs: as a blocking durable write does (engine/db.c: waiter_yield), one caller at a
+ * time gives the CPU away with sched_yield for up to wait_yield_us before it sleeps, so that its
+ * CPU stays awake for the answer; the others sleep at once. */
+static void tc_wait_phase(cs_db *db, struct tc_wait *w, uint32_t seen)
+{
+    if (db->opt.durability == SHARD_SYNC && db->opt.wait_yield_us &&
+        atomic_fetch_add_explicit(&db->yielders, 1, memory_order_relaxed) == 0) {
+        uint64_t end = cs_now_ns() + (uint64_t)db->opt.wait_yield_us * 1000u;
+        for (unsigned i = 1; atomic_load_explicit(&w->word, memory_order_acquire) == seen; i++) {
+            sched_yield();
+            if ((i & 15u) == 0 && cs_now_ns() >= end)
+                break;
+        }
+        atomic_fetch_sub_explicit(&db->yielders, 1, memory_order_relaxed);
+    } else if (db->opt.durability == SHARD_SYNC && db->opt.wait_yield_us) {
+        atomic_fetch_sub_explicit(&db->yielders, 1, memory_order_relaxed);
+    }
+    while (atomic_load_explicit(&w->word, memory_order_acquire) == seen)
+        syscall(SYS_futex, &w->word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+
 static int tc_run(struct txn_commit *c, struct tc_wait *w)
 {
     int rc;
     for (uint32_t seen = 0; txn_commit_step(c, &rc); seen++)
-        while (atomic_load_explicit(&w->word, memory_order_acquire) == seen)
-            syscall(SYS_futex, &w->word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+        tc_wait_phase(c->db, w, seen);
     return rc;
 }
 

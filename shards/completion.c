@@ -83,6 +83,8 @@ void pending_fail(struct shard *sh, int err, bool read_only)
     struct shard_req *r = sh->pending_head;
     while (r) {
         struct shard_req *next = r->next;
+        if (r->op == SHARD_VIEW_PIN_ALL && r->out)
+            views_release_all(sh, r); /* they may hold what was just taken back */
         if (r->out) {
             cs_mem_free(r->out);
             r->out = NULL;

@@ -517,6 +517,9 @@ void shard_exec(struct shard *sh, struct shard_req *r)
     case SHARD_VIEW_PIN:
         req_finish_read(sh, r, exec_view_pin(sh, r));
         return;
+    case SHARD_VIEW_PIN_ALL:
+        req_finish_read(sh, r, exec_view_pin_all(sh, r));
+        return;
     case SHARD_STATS:
         exec_stats(sh, r);
         req_complete(r, 0);

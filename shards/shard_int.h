@@ -63,6 +63,7 @@ enum shard_tag {
 
 struct shard_coll {
     struct shard_coll *next_name;  /* by_name chain */
+    struct shard_coll *next_all;   /* shard.colls list (atomic: read by readers) */
     struct shard_coll *next_id;    /* by_id chain */
     uint32_t id;                   /* shard-local id, never reused */
     uint32_t refs;                 /* 1 while in the catalog + 1 per open snapshot */
@@ -216,6 +217,8 @@ struct shard {
     /* Per slot (intent_slot() of collection and key): writes of prepared transactions to keys
      * of that slot (atomic). A get whose key's slot is not 0 does not read views (txn.c). */
     _Alignas(64) uint32_t intent_keys[TXN_INTENT_SLOTS];
+    struct shard_coll *colls; /* every collection in the catalog (atomic, release on link) */
+    uint64_t pub_gen;         /* odd while views are being published (atomic): see views.c */
 
     /* Owned by the shard thread. */
     _Alignas(64) unsigned arena;       /* jemalloc arena */
@@ -356,6 +359,9 @@ void views_discard_cap(struct shard *sh, struct view_cap *k);
 void views_maybe_publish(struct shard *sh);
 void views_reclaim(struct shard *sh);
 int exec_view_pin(struct shard *sh, struct shard_req *r);
+int exec_view_pin_all(struct shard *sh, struct shard_req *r);
+/* Release the views a SHARD_VIEW_PIN_ALL request holds in out (it failed after all). */
+void views_release_all(struct shard *sh, struct shard_req *r);
 
 /* ---- completion.c ---- */
 void req_complete(struct shard_req *r, int rc);

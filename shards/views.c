@@ -20,8 +20,13 @@
  * view_seq < ack_seq misses (falls back to the queue): it may be asked to read its own write. An
  * unpublished view is retired through ck_epoch_call and released on the shard thread once no
  * reader can be inside it, unless a cursor pinned it (pins): then the last unpin hands it back
- * through the view_free stack. The catalog's hash chains are read lock-free too (release stores
- * on link, and a dropped collection's memory is freed after a grace period).
+ * through the view_free stack. The catalog's hash chains and its list of every collection are
+ * read lock-free too (release stores on link, and a dropped collection's memory is freed after a
+ * grace period).
+ * Several collections at one moment (shard_view_pin_all, read-only transactions): a publish
+ * changes views one collection at a time, so it makes pub_gen odd while it does (a sequence
+ * lock); a reader pins every view, then checks that pub_gen did not move and that view_seq still
+ * covers ack_seq (no write acknowledged beyond the views), else unpins and tries again.
  */
 #include "shards/shard_int.h"
 
@@ -80,12 +85,26 @@ void view_install(struct shard *sh, struct shard_coll *c, struct shard_view *v)
     }
 }
 
+/* A publish changes several collections' views and then view_seq: pub_gen is odd meanwhile, so
+ * that shard_view_pin_all can tell it pinned views of one moment (a sequence lock). */
+static void publish_begin(struct shard *sh)
+{
+    __atomic_store_n(&sh->pub_gen, sh->pub_gen + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE); /* odd before any view changes */
+}
+
+static void publish_end(struct shard *sh)
+{
+    __atomic_store_n(&sh->pub_gen, sh->pub_gen + 1, __ATOMIC_RELEASE); /* after them */
+}
+
 /* Publish the live trees of every changed collection (async and none modes, or sync mode when
  * everything applied is durable). A view that cannot be allocated is published as none (readers
  * of that collection take the queue) and its collection stays dirty. */
 void views_publish_live(struct shard *sh)
 {
     SHARD_OWNED(sh);
+    publish_begin(sh);
     struct shard_coll *c = sh->dirty, *keep = NULL;
     while (c) {
         struct shard_coll *next = c->next_dirty;
@@ -102,6 +121,7 @@ void views_publish_live(struct shard *sh)
     }
     sh->dirty = keep;
     __atomic_store_n(&sh->view_seq, sh->wseq, __ATOMIC_RELEASE);
+    publish_end(sh);
 }
 
 /* Sync mode, a frame was just sealed: the trees hold exactly what it and the frames before it
@@ -150,6 +170,7 @@ void views_capture(struct shard *sh, struct view_cap *k, bool wanted)
 void views_publish_cap(struct shard *sh, struct view_cap *k)
 {
     SHARD_OWNED(sh);
+    publish_begin(sh);
     for (uint32_t i = 0; i < k->n; i++) {
         view_install(sh, k->e[i].coll, k->e[i].view);
         coll_unref(sh, k->e[i].coll);
@@ -160,6 +181,7 @@ void views_publish_cap(struct shard *sh, struct view_cap *k)
     /* never backwards: a transaction's install acknowledges before its frame is sealed (txn.c) */
     if (k->seq > sh->ack_seq)
         __atomic_store_n(&sh->ack_seq, k->seq, __ATOMIC_RELEASE);
+    publish_end(sh);
 }
 
 /* Sync mode, sealing a frame: should it publish views? Only while readers use them. A view
@@ -265,6 +287,46 @@ int exec_view_pin(struct shard *sh, struct shard_req *r)
     return 0;
 }
 
+/* Private views of every collection, for a reader that missed the published ones: one step of
+ * the shard thread, so they hold the same moment. */
+int exec_view_pin_all(struct shard *sh, struct shard_req *r)
+{
+    SHARD_OWNED(sh);
+    sh->stats.scans++;
+    r->out = NULL;
+    r->out_count = 0;
+    if (sh->fenced)
+        return CS_EIO;
+    uint32_t n = 0;
+    for (struct shard_coll *c = sh->colls; c; c = c->next_all)
+        n++;
+    struct shard_view **out = cs_mem_alloc(sh->arena, (n ? n : 1) * sizeof(*out));
+    if (!out)
+        return -ENOMEM;
+    r->out = out;
+    for (struct shard_coll *c = sh->colls; c; c = c->next_all) {
+        struct shard_view *v = view_new(sh, c);
+        if (!v) {
+            views_release_all(sh, r);
+            return -ENOMEM;
+        }
+        v->pins = VIEW_RETIRED | 1u;
+        out[r->out_count++] = v;
+    }
+    return 0;
+}
+
+void views_release_all(struct shard *sh, struct shard_req *r)
+{
+    SHARD_OWNED(sh);
+    struct shard_view **v = r->out;
+    for (uint32_t i = 0; i < r->out_count; i++)
+        view_release(sh, v[i]);
+    cs_mem_free(r->out);
+    r->out = NULL;
+    r->out_count = 0;
+}
+
 /* ---- lock-free readers (application threads) ---- */
 
 static struct shard_coll *coll_find_shared(struct shard *sh, const char *name, size_t len)
@@ -351,6 +413,91 @@ int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct s
     }
     *view = v;
     return 0;
+}
+
+#define PIN_ALL_TRIES 4u /* shard_view_pin_all: attempts before it misses */
+
+/* One attempt, inside an epoch section: pins every view into vs (room for cap) and sets *n; false
+ * (nothing left pinned) when a view is missing or not fresh, or a publish came between. */
+static bool pin_all_once(struct shard *sh, struct shard_view **vs, uint32_t cap, uint32_t *n)
+{
+    *n = 0;
+    uint64_t gen = __atomic_load_n(&sh->pub_gen, __ATOMIC_ACQUIRE);
+    if (gen & 1u)
+        return false;
+    bool ok = true;
+    for (struct shard_coll *c = __atomic_load_n(&sh->colls, __ATOMIC_ACQUIRE); c && ok;
+         c = __atomic_load_n(&c->next_all, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&c->dropped, __ATOMIC_ACQUIRE))
+            continue;
+        /* as view_find for a pin: intents or staleness miss */
+        struct shard_view *v = *n < cap && !__atomic_load_n(&c->intents, __ATOMIC_ACQUIRE)
+                                   ? __atomic_load_n(&c->view, __ATOMIC_ACQUIRE)
+                                   : NULL;
+        if (!v) {
+            ok = false;
+            break;
+        }
+        __atomic_fetch_add(&v->pins, 1, __ATOMIC_ACQ_REL);
+        vs[(*n)++] = v;
+    }
+    /* every view loaded above (acquire) comes before these loads: the same generation, and
+     * nothing acknowledged beyond what the views hold, means one moment */
+    uint64_t acked = __atomic_load_n(&sh->ack_seq, __ATOMIC_ACQUIRE);
+    ok = ok && __atomic_load_n(&sh->view_seq, __ATOMIC_ACQUIRE) >= acked &&
+         __atomic_load_n(&sh->pub_gen, __ATOMIC_ACQUIRE) == gen;
+    if (!ok) {
+        for (uint32_t i = 0; i < *n; i++)
+            shard_view_unpin(sh, vs[i]);
+        *n = 0;
+    }
+    return ok;
+}
+
+int shard_view_pin_all(struct shard *sh, struct shard_view ***views, uint32_t *count)
+{
+    ck_epoch_record_t *rec = cs_epoch_reader();
+    if (!rec)
+        return SHARD_VIEW_MISS;
+    uint32_t cap = 8;
+    struct shard_view **vs = malloc(cap * sizeof(*vs));
+    if (!vs)
+        return -ENOMEM;
+    bool ok = false;
+    uint32_t n = 0;
+    for (unsigned t = 0; t < PIN_ALL_TRIES && !ok; t++) {
+        uint32_t colls = 0;
+        cs_epoch_begin(rec);
+        for (struct shard_coll *c = __atomic_load_n(&sh->colls, __ATOMIC_ACQUIRE); c;
+             c = __atomic_load_n(&c->next_all, __ATOMIC_ACQUIRE))
+            colls++;
+        if (colls <= cap)
+            ok = pin_all_once(sh, vs, cap, &n);
+        cs_epoch_end(rec);
+        if (colls > cap) { /* room for them all, and try again */
+            struct shard_view **nv = realloc(vs, colls * sizeof(*vs));
+            if (!nv) {
+                free(vs);
+                return -ENOMEM;
+            }
+            vs = nv;
+            cap = colls;
+        }
+    }
+    if (!ok) {
+        free(vs);
+        view_want(sh);
+        return SHARD_VIEW_MISS;
+    }
+    *views = vs;
+    *count = n;
+    return 0;
+}
+
+const char *shard_view_name(const struct shard_view *v, size_t *len)
+{
+    *len = v->coll->name_len;
+    return v->coll->name;
 }
 
 void shard_view_ref(struct shard_view *v)

@@ -89,8 +89,9 @@ void view_install(struct shard *sh, struct shard_coll *c, struct shard_view *v)
  * that shard_view_pin_all can tell it pinned views of one moment (a sequence lock). */
 static void publish_begin(struct shard *sh)
 {
+    /* odd before any view changes: each view is stored with release, so a reader that loads a
+     * new view (acquire) sees this store too when it loads pub_gen again */
     __atomic_store_n(&sh->pub_gen, sh->pub_gen + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE); /* odd before any view changes */
 }
 
 static void publish_end(struct shard *sh)

@@ -704,7 +704,7 @@ struct mix {
     cs_db *db;
     char k[2][16];
     int n;
-    long reads, bad, commits;
+    _Atomic long reads, bad; /* two readers count */
     _Atomic int done;
     _Atomic int error;
 };
@@ -757,8 +757,8 @@ static void *mix_reader_main(void *arg)
             m->error = rc;
             break;
         }
-        m->reads++;
-        m->bad += a != b;
+        atomic_fetch_add(&m->reads, 1);
+        atomic_fetch_add(&m->bad, a != b);
     }
     return NULL;
 }
@@ -787,7 +787,7 @@ static void snapshots_span_collections(const char *durability, unsigned shard_b)
     assert_true(m.reads > 0);
     if (m.bad)
         fail_msg("%s, shards 0 and %u: %ld of %ld transactions saw half a batch", durability,
-                 shard_b, m.bad, m.reads);
+                 shard_b, atomic_load(&m.bad), atomic_load(&m.reads));
     assert_int_equal(cs_close(db), 0);
 }
 

@@ -36,11 +36,14 @@
  * READ-ONLY transactions (CS_TXN_READONLY) read a snapshot: at begin they pin every collection's
  * view on every shard, under the gate (below), so they see each cross-shard transaction whole or
  * not at all, never abort and never wait for more than installs under way (and, in sync mode,
- * the durability of what the snapshot holds). A begin costs a pin per collection and shard.
+ * the durability of what the snapshot holds). On each shard the views are pinned lock-free at
+ * one moment (shard_view_pin_all); a shard whose views are not fresh is asked for private ones.
+ * A begin costs a pin per collection and shard, and no request when the views are fresh.
  *
  * Not yet: transaction cursors (ranges validated at commit); the change feed; asynchronous commit
  * through sessions. */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,11 +73,11 @@ struct txn_entry {
     uint8_t *bytes;   /* name, key, value (one allocation) */
 };
 
-/* A read-only transaction's snapshot of one collection: its view on every shard. */
-struct ro_coll {
-    char name[CS_NAME_MAX + 1];
-    uint16_t nlen;
-    struct shard_view **views; /* nshards, pinned (NULL: absent on that shard) */
+/* A read-only transaction's snapshot of one shard: the views of all its collections. */
+struct ro_shard {
+    struct shard_view **views; /* pinned; from malloc (shard_view_pin_all) or cs_mem (a request) */
+    uint32_t n;                /* views */
+    bool asked;                /* views came from SHARD_VIEW_PIN_ALL (release with cs_free) */
 };
 
 /* A range a transaction cursor walked (bounds copied into bytes). */
@@ -86,8 +89,7 @@ struct txn_range_e {
 
 struct cs_txn {
     uint32_t magic;     /* TXN_MAGIC while usable */
-    struct ro_coll *ro; /* read-only: every collection's views, cut at begin */
-    size_t nro;
+    struct ro_shard *ro;    /* read-only: per shard, every collection's view, cut at begin */
     struct txn_range_e *rg; /* ranges transaction cursors walked */
     size_t nrg, cap_rg;
     cs_cursor *cursors;  /* open transaction cursors (read-write) */
@@ -107,13 +109,16 @@ static void txn_check(const cs_txn *t)
 
 static void ro_release(cs_txn *t)
 {
-    for (size_t i = 0; i < t->nro; i++) {
-        db_unpin_views(t->db, t->ro[i].views);
-        free(t->ro[i].views);
+    for (unsigned i = 0; t->ro && i < t->db->nshards; i++) {
+        struct ro_shard *r = &t->ro[i];
+        for (uint32_t k = 0; k < r->n; k++)
+            shard_view_unpin(t->db->shards[i], r->views[k]);
+        if (r->asked)
+            cs_free(r->views);
+        else
+            free(r->views);
+        memset(r, 0, sizeof(*r));
     }
-    free(t->ro);
-    t->ro = NULL;
-    t->nro = 0;
 }
 
 static void ro_unpin(void *arg)
@@ -122,30 +127,58 @@ static void ro_unpin(void *arg)
 }
 
 /* Pin every collection on every shard: one cut, taken under the gate (see "the gate" below), so
- * the snapshot holds each cross-shard transaction whole or not at all. */
+ * the snapshot holds each cross-shard transaction whole or not at all. On each shard the views
+ * are pinned at one moment (shard_view_pin_all), so a batch or transaction over several
+ * collections of one shard is seen whole too. A shard whose published views are not fresh takes
+ * private ones (one request; in sync mode answered once what they hold is durable). */
 static int ro_pin(void *arg)
 {
     cs_txn *t = arg;
     cs_db *db = t->db;
-    char **names = NULL;
-    size_t count = 0;
-    int rc = cs_collection_list(db, &names, &count);
-    if (!rc && count && !(t->ro = calloc(count, sizeof(*t->ro))))
-        rc = -ENOMEM;
-    for (size_t i = 0; i < count && !rc; i++) {
-        struct ro_coll *rc_ = &t->ro[i];
-        rc_->nlen = (uint16_t)strlen(names[i]);
-        memcpy(rc_->name, names[i], rc_->nlen + 1u);
-        rc_->views = calloc(db->nshards, sizeof(*rc_->views));
-        if (!rc_->views) {
+    unsigned n = db->nshards;
+    struct waiter *ws = NULL; /* requests to the shards that missed */
+    int rc = 0;
+    for (unsigned i = 0; i < n && !rc; i++) {
+        struct ro_shard *r = &t->ro[i];
+        rc = shard_view_pin_all(db->shards[i], &r->views, &r->n);
+        if (rc != SHARD_VIEW_MISS)
+            continue;
+        rc = 0;
+        if (!ws && !(ws = calloc(n, sizeof(*ws)))) {
             rc = -ENOMEM;
             break;
         }
-        t->nro++;
-        rc = db_pin_views(db, rc_->name, rc_->nlen, rc_->views);
+        waiter_init(&ws[i], SHARD_VIEW_PIN_ALL);
+        shard_submit(db->shards[i], &ws[i].req);
     }
-    cs_free(names);
+    for (unsigned i = 0; ws && i < n; i++) {
+        if (!ws[i].req.done)
+            continue; /* not asked */
+        waiter_wait(&ws[i], true);
+        if (ws[i].req.rc) {
+            rc = rc ? rc : ws[i].req.rc;
+            continue;
+        }
+        t->ro[i].views = ws[i].req.out;
+        t->ro[i].n = ws[i].req.out_count;
+        t->ro[i].asked = true;
+    }
+    free(ws);
     return rc;
+}
+
+/* The view of coll in the snapshot of shard, or NULL (absent there at begin). O(collections of
+ * the shard). */
+static struct shard_view *ro_view(const cs_txn *t, unsigned shard, const char *coll, size_t nlen)
+{
+    const struct ro_shard *r = &t->ro[shard];
+    for (uint32_t i = 0; i < r->n; i++) {
+        size_t len;
+        const char *name = shard_view_name(r->views[i], &len);
+        if (len == nlen && memcmp(name, coll, nlen) == 0)
+            return r->views[i];
+    }
+    return NULL;
 }
 
 int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
@@ -159,9 +192,12 @@ int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
     t->flags = flags;
     t->db = db;
     if (flags & CS_TXN_READONLY) {
-        int rc = xgate_cut(db, ro_pin, ro_unpin, t);
+        int rc = (t->ro = calloc(db->nshards, sizeof(*t->ro))) ? 0 : -ENOMEM;
+        if (!rc)
+            rc = xgate_cut(db, ro_pin, ro_unpin, t);
         if (rc) {
             ro_release(t);
+            free(t->ro);
             free(t);
             return rc;
         }
@@ -174,23 +210,17 @@ int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
 static int ro_get(cs_txn *t, const char *coll, uint16_t nlen, const void *key, size_t klen,
                   void **val, size_t *vlen)
 {
-    for (size_t i = 0; i < t->nro; i++) {
-        const struct ro_coll *c = &t->ro[i];
-        if (c->nlen != nlen || memcmp(c->name, coll, nlen) != 0)
-            continue;
-        struct shard_view *v = c->views[db_shard_of(t->db, key, klen)];
-        const void *p;
-        size_t n;
-        if (!v || btree_snap_get(shard_view_snap(v), key, klen, &p, &n) != 0)
-            return CS_ENOTFOUND;
-        if (n && !(*val = cs_mem_alloc(0, n)))
-            return -ENOMEM;
-        if (n)
-            memcpy(*val, p, n);
-        *vlen = n;
-        return 0;
-    }
-    return CS_ENOTFOUND; /* the collection did not exist at begin */
+    struct shard_view *v = ro_view(t, db_shard_of(t->db, key, klen), coll, nlen);
+    const void *p;
+    size_t n;
+    if (!v || btree_snap_get(shard_view_snap(v), key, klen, &p, &n) != 0)
+        return CS_ENOTFOUND; /* (or the collection did not exist at begin) */
+    if (n && !(*val = cs_mem_alloc(0, n)))
+        return -ENOMEM;
+    if (n)
+        memcpy(*val, p, n);
+    *vlen = n;
+    return 0;
 }
 
 /* Open cursors record no more (their walks so far are handed over first); the first recording
@@ -215,6 +245,7 @@ static void txn_free(cs_txn *t)
         free(t->rg[i].bytes);
     free(t->rg);
     ro_release(t);
+    free(t->ro);
     for (uint32_t i = 0; i < t->n; i++)
         free(t->e[i].bytes);
     free(t->e);
@@ -481,15 +512,13 @@ int cs_txn_cursor_open(cs_txn *t, const char *coll, cs_cursor **out)
         return rc;
     cs_db *db = t->db;
     if (t->flags & CS_TXN_READONLY) {
-        struct shard_view **none = calloc(db->nshards, sizeof(*none));
-        if (!none)
+        struct shard_view **views = calloc(db->nshards, sizeof(*views));
+        if (!views)
             return -ENOMEM;
-        struct shard_view **views = none;
-        for (size_t i = 0; i < t->nro; i++)
-            if (t->ro[i].nlen == nlen && memcmp(t->ro[i].name, coll, nlen) == 0)
-                views = t->ro[i].views;
+        for (unsigned i = 0; i < db->nshards; i++)
+            views[i] = ro_view(t, i, coll, nlen);
         rc = cursor_open_txn(db, coll, nlen, t, views, NULL, 0, out);
-        free(none);
+        free(views);
         return rc;
     }
     /* the transaction's own writes to coll, sorted by key, copied for the cursor */
@@ -943,12 +972,33 @@ static void tc_wake(void *arg)
     syscall(SYS_futex, &w->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* Wait until w->word moves past seen. A phase waits for a disk flush (the votes) or for the
+ * shards' installs: as a blocking durable write does (engine/db.c: waiter_yield), one caller at a
+ * time gives the CPU away with sched_yield for up to wait_yield_us before it sleeps, so that its
+ * CPU stays awake for the answer; the others sleep at once. */
+static void tc_wait_phase(cs_db *db, struct tc_wait *w, uint32_t seen)
+{
+    if (db->opt.durability == SHARD_SYNC && db->opt.wait_yield_us &&
+        atomic_fetch_add_explicit(&db->yielders, 1, memory_order_relaxed) == 0) {
+        uint64_t end = cs_now_ns() + (uint64_t)db->opt.wait_yield_us * 1000u;
+        for (unsigned i = 1; atomic_load_explicit(&w->word, memory_order_acquire) == seen; i++) {
+            sched_yield();
+            if ((i & 15u) == 0 && cs_now_ns() >= end)
+                break;
+        }
+        atomic_fetch_sub_explicit(&db->yielders, 1, memory_order_relaxed);
+    } else if (db->opt.durability == SHARD_SYNC && db->opt.wait_yield_us) {
+        atomic_fetch_sub_explicit(&db->yielders, 1, memory_order_relaxed);
+    }
+    while (atomic_load_explicit(&w->word, memory_order_acquire) == seen)
+        syscall(SYS_futex, &w->word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+
 static int tc_run(struct txn_commit *c, struct tc_wait *w)
 {
     int rc;
     for (uint32_t seen = 0; txn_commit_step(c, &rc); seen++)
-        while (atomic_load_explicit(&w->word, memory_order_acquire) == seen)
-            syscall(SYS_futex, &w->word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+        tc_wait_phase(c->db, w, seen);
     return rc;
 }
 

@@ -89,6 +89,8 @@ struct shard_coll *coll_add(struct shard *sh, uint32_t id, const char *name, siz
     link_store(&sh->by_name[b], c);
     c->next_id = sh->by_id[id & (COLL_BUCKETS - 1)];
     sh->by_id[id & (COLL_BUCKETS - 1)] = c;
+    c->next_all = sh->colls;
+    link_store(&sh->colls, c);
     if (id >= sh->next_coll_id)
         sh->next_coll_id = id + 1;
     sh->stats.collections++;
@@ -107,6 +109,9 @@ void coll_remove(struct shard *sh, struct shard_coll *c)
     while (*p != c)
         p = &(*p)->next_id;
     *p = c->next_id;
+    for (p = &sh->colls; *p != c;) /* O(collections): drops are rare */
+        p = &(*p)->next_all;
+    link_store(p, c->next_all);
     __atomic_store_n(&c->dropped, true, __ATOMIC_RELEASE);
     coll_dirty(sh, c);
     sh->stats.collections--;

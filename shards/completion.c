@@ -2,9 +2,10 @@
  *
  * A request completes through its done() callback on the shard thread (or, once the loop is
  * gone, on the submitter's: see shard_submit). In sync mode every request completes only once
- * every LSN applied before it executed is durable: requests that must wait join one FIFO list in
- * LSN order (pending_head/tail), completed when a frame becomes durable (pending_complete) or
- * failed together when one cannot (pending_fail).
+ * every LSN applied before it executed is durable (a read: every LSN that changed what it can
+ * see, req_finish_read): requests that must wait join one FIFO list in LSN order
+ * (pending_head/tail), completed when a frame becomes durable (pending_complete) or failed
+ * together when one cannot (pending_fail).
  *
  * Latency: puts, gets, deletes and batches (SHARD_TIMED) carry the time shard_submit queued them;
  * when they complete here (at once, or from the pending list) their latency goes into the shard's
@@ -27,18 +28,17 @@ void req_complete(struct shard_req *r, int rc)
     r->done(r);
 }
 
-/* Complete now, or once everything applied so far is durable (sync mode). */
-void req_finish(struct shard *sh, struct shard_req *r, int rc)
+/* Complete now, or once every LSN up to lsn is durable (sync mode). */
+static void finish_at(struct shard *sh, struct shard_req *r, int rc, uint64_t lsn)
 {
-    SHARD_OWNED(sh);
-    if (sh->cfg.durability != SHARD_SYNC || sh->applied_lsn <= sh->durable_lsn) {
+    if (sh->cfg.durability != SHARD_SYNC || lsn <= sh->durable_lsn) {
         if (SHARD_TIMED(r->op))
             req_record(sh, r, cs_now_ns());
         req_complete(r, rc);
         return;
     }
     r->rc = rc;
-    r->wait_lsn = sh->applied_lsn;
+    r->wait_lsn = lsn;
     r->next = NULL;
     if (sh->pending_tail)
         sh->pending_tail->next = r;
@@ -46,6 +46,26 @@ void req_finish(struct shard *sh, struct shard_req *r, int rc)
         sh->pending_head = r;
     sh->pending_tail = r;
     sh->pending_count++;
+}
+
+/* Complete now, or once everything applied so far is durable (sync mode). */
+void req_finish(struct shard *sh, struct shard_req *r, int rc)
+{
+    SHARD_OWNED(sh);
+    finish_at(sh, r, rc, sh->applied_lsn);
+}
+
+/* A read: complete once what the trees show is durable. Records that change nothing a read can
+ * see are not waited for: a PREPARE (its intents are shown only once the transaction is
+ * committed, which needs the PREPARE durable) and an outcome record (a commit installs writes
+ * that its durable PREPARE holds). So a read does not wait for another transaction's fsync. The
+ * list stays in LSN order but for such reads, which may then wait behind an earlier entry: later,
+ * never sooner. */
+void req_finish_read(struct shard *sh, struct shard_req *r, int rc)
+{
+    SHARD_OWNED(sh);
+    cs_assert(sh->data_lsn <= sh->applied_lsn);
+    finish_at(sh, r, rc, sh->data_lsn);
 }
 
 void pending_complete(struct shard *sh)
@@ -86,6 +106,8 @@ void pending_fail(struct shard *sh, int err, bool read_only)
     struct shard_req *r = sh->pending_head;
     while (r) {
         struct shard_req *next = r->next;
+        if (r->op == SHARD_VIEW_PIN_ALL && r->out)
+            views_release_all(sh, r); /* they may hold what was just taken back */
         if (r->out) {
             cs_mem_free(r->out);
             r->out = NULL;

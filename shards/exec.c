@@ -125,7 +125,7 @@ int exec_coll_for_write(struct shard *sh, const char *name, size_t len, struct s
         undo_catalog(sh, UNDO_CREATE, c);
         if (sh->wal_on) {
             struct wal_rec rec = {.type = WAL_COLL_CREATE, .coll = c->id, .key = name, .klen = len};
-            sh->applied_lsn = wal_append(&sh->wal, &rec);
+            sh->data_lsn = sh->applied_lsn = wal_append(&sh->wal, &rec);
         }
     }
     *out = c;
@@ -157,7 +157,7 @@ static int write_key(struct shard *sh, struct shard_coll *c, struct wal_rec *rec
     coll_dirty(sh, c);
     if (sh->wal_on) {
         rec->coll = c->id;
-        sh->applied_lsn = wal_append(&sh->wal, rec);
+        sh->data_lsn = sh->applied_lsn = wal_append(&sh->wal, rec);
     }
     return 0;
 }
@@ -323,7 +323,7 @@ static void batch_log(struct shard *sh, struct shard_req *r, const struct batch_
                               .vlen = op->vlen};
         wal_batch_add(&sh->wal, &rec);
     }
-    sh->applied_lsn = wal_batch_end(&sh->wal);
+    sh->data_lsn = sh->applied_lsn = wal_batch_end(&sh->wal);
 }
 
 int exec_batch(struct shard *sh, struct shard_req *r)
@@ -377,7 +377,7 @@ static int exec_coll_drop(struct shard *sh, struct shard_req *r)
     if (rc)
         return rc;
     if (sh->wal_on)
-        sh->applied_lsn = wal_append(&sh->wal, &rec);
+        sh->data_lsn = sh->applied_lsn = wal_append(&sh->wal, &rec);
     undo_catalog(sh, UNDO_DROP, c);
     coll_remove(sh, c);
     return 0;
@@ -479,7 +479,8 @@ void shard_exec(struct shard *sh, struct shard_req *r)
     case SHARD_GET:
         if (!txn_get(sh, r, &rc))
             rc = exec_get(sh, r);
-        break;
+        req_finish_read(sh, r, rc);
+        return;
     case SHARD_DEL:
         if (txn_park(sh, r))
             return;
@@ -519,8 +520,11 @@ void shard_exec(struct shard *sh, struct shard_req *r)
         rc = exec_coll_ids(sh, r);
         break;
     case SHARD_VIEW_PIN:
-        rc = exec_view_pin(sh, r);
-        break;
+        req_finish_read(sh, r, exec_view_pin(sh, r));
+        return;
+    case SHARD_VIEW_PIN_ALL:
+        req_finish_read(sh, r, exec_view_pin_all(sh, r));
+        return;
     case SHARD_STATS:
         exec_stats(sh, r);
         req_complete(r, 0);

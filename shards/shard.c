@@ -30,9 +30,11 @@
  *
  * DURABILITY RULES
  *   sync  — a write completes after the frame holding its record is written and fdatasync'ed.
- *           Every other request (reads too, and "not found" answers) completes only once every
- *           LSN applied before it executed is durable: a read never returns a value a crash
- *           could still lose. Pending requests form one FIFO list in LSN order.
+ *           Every other request completes only once every LSN applied before it executed is
+ *           durable; a read (and "not found" answers) once every record that changed what it
+ *           can see is (data_lsn: PREPAREs and outcome records do not count, see
+ *           req_finish_read): a read never returns a value a crash could still lose. Pending
+ *           requests form one FIFO list in LSN order.
  *   async — requests complete when executed; frames are written as in sync mode and fdatasync'ed
  *           every sync_interval_ms.
  *   none  — no WAL: the trees are the only copy.
@@ -48,6 +50,25 @@
 #include "shards/shard_int.h"
 
 /* ---- WAL I/O ---- */
+
+/* The open frame holds only outcome records of cross-shard transactions (txn.c: log_outcome),
+ * which nobody waits for: it is held back for up to OUTCOME_HOLD_NS, so that the records ride
+ * in the next frame that carries anything else (the next PREPARE, above all, which would
+ * otherwise find this frame's write in flight and wait for it: two fsyncs per transaction). It
+ * goes at once when a request waits on durability, a checkpoint waits for its LSN, or the shard
+ * stops. */
+static bool frame_held(struct shard *sh)
+{
+    return wal_open_bytes(&sh->wal) == sh->outcome_bytes && !sh->hold_done && !sh->stopping &&
+           !sh->pending_head && !sh->ckpt;
+}
+
+/* The open frame was sealed or dropped: it holds nothing any more. */
+static void frame_reset(struct shard *sh)
+{
+    sh->outcome_bytes = 0;
+    sh->hold_done = false;
+}
 
 /* A frame could not be made durable. With ENOSPC in sync mode nothing of it reached the file:
  * its changes (and the open frame's, which build on them) are taken back, what waited on them
@@ -67,6 +88,8 @@ static void frame_failed(struct shard *sh, int err, bool in_flight)
         }
         sh->frame_seq++;
         sh->applied_lsn = sh->durable_lsn;
+        if (sh->data_lsn > sh->durable_lsn)
+            sh->data_lsn = sh->durable_lsn;
         if (!undone) {
             fprintf(stderr,
                     "cstore: shard %u: out of memory while taking back a failed WAL frame; "
@@ -83,6 +106,7 @@ static void frame_failed(struct shard *sh, int err, bool in_flight)
             wal_rewind(&sh->wal, &sh->io);
         else
             wal_discard_open(&sh->wal);
+        frame_reset(sh);
         sh->stats.wal_enospc++;
         pending_fail(sh, -ENOSPC, false);
         if (sh->txn_parts)
@@ -98,6 +122,16 @@ static void wal_submit(struct shard *sh)
 {
     if (!sh->wal_on || sh->wal.in_flight || sh->io_error || wal_open_bytes(&sh->wal) == 0)
         return;
+    if (frame_held(sh)) {
+        if (!sh->hold_armed) {
+            sh->hold_ts.tv_sec = 0;
+            sh->hold_ts.tv_nsec = OUTCOME_HOLD_NS;
+            sh->hold_armed = io_ring_timeout(&sh->ring, &sh->hold_ts, TAG_HOLD) == 0;
+            sh->hold_frame = sh->frame_seq;
+        }
+        if (sh->hold_armed)
+            return; /* else no timer: written now */
+    }
     uint32_t delay_us = sh->cfg.group_commit_delay_us;
     if (delay_us && !sh->delay_done && !sh->stopping &&
         wal_open_bytes(&sh->wal) < WAL_FRAME_SOFT_BYTES) {
@@ -109,6 +143,7 @@ static void wal_submit(struct shard *sh)
         return;
     }
     sh->delay_done = false;
+    frame_reset(sh);
     int rc = wal_seal(&sh->wal, sh->durable_lsn, &sh->io);
     if (rc) {
         frame_failed(sh, rc, false);
@@ -209,6 +244,10 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
     case TAG_EPOCH:
         sh->epoch_armed = false;
         break;
+    case TAG_HOLD:
+        sh->hold_armed = false;
+        sh->hold_done |= sh->hold_frame == sh->frame_seq; /* still the frame it was armed for */
+        break;
     case TAG_FSYNC:
         sh->fsync_in_flight = false;
         if (ev->res < 0) {
@@ -273,7 +312,7 @@ static unsigned wait_count(struct shard *sh, unsigned drained, bool guest_busy)
     if (drained == sh->cfg.batch_max || guest_busy)
         return 0;
     if (sh->wal_on && !sh->wal.in_flight && !sh->io_error && wal_open_bytes(&sh->wal) > 0 &&
-        !sh->delay_armed)
+        !sh->delay_armed && !(sh->hold_armed && frame_held(sh)))
         return 0;
     if (sh->stopping && !work_left(sh))
         return 0;
@@ -529,6 +568,7 @@ static int shard_setup(struct shard *sh)
     if (info.salvaged_bytes || info.salvaged_segments)
         fprintf(stderr, "cstore: shard %u: %s\n", sh->cfg.index, info.message);
     sh->applied_lsn = sh->durable_lsn = sh->written_lsn = cs_max_u64(info.last_lsn, sh->ckpt_lsn);
+    sh->data_lsn = sh->applied_lsn;
     views_publish_live(sh); /* what was recovered is durable */
     __atomic_store_n(&sh->ack_seq, sh->wseq, __ATOMIC_RELEASE);
     return 0;

@@ -24,18 +24,19 @@
 enum shard_durability { SHARD_SYNC, SHARD_ASYNC, SHARD_NONE };
 
 enum shard_op {
-    SHARD_PUT,         /* coll, key, val */
-    SHARD_GET,         /* coll, key -> out (value copy), out_len */
-    SHARD_DEL,         /* coll, key */
-    SHARD_BATCH,       /* ops[nops] */
-    SHARD_COLL_CREATE, /* coll; rc CS_EEXIST if it was there (it is created either way) */
-    SHARD_COLL_DROP,   /* coll; rc CS_ENOTFOUND if it was not there */
-    SHARD_COLL_LIST,   /* -> out: NUL-separated names, out_count names */
-    SHARD_VIEW_PIN,    /* coll -> view: a pinned private snapshot (NULL: absent here) */
-    SHARD_STATS,       /* -> stats */
-    SHARD_CHECKPOINT,  /* write a checkpoint; completes once it is published */
-    SHARD_CHECK,       /* verify every tree's invariants -> out: first problem (NUL-terminated) */
-    SHARD_STOP,        /* finish pending writes and leave the loop */
+    SHARD_PUT,          /* coll, key, val */
+    SHARD_GET,          /* coll, key -> out (value copy), out_len */
+    SHARD_DEL,          /* coll, key */
+    SHARD_BATCH,        /* ops[nops] */
+    SHARD_COLL_CREATE,  /* coll; rc CS_EEXIST if it was there (it is created either way) */
+    SHARD_COLL_DROP,    /* coll; rc CS_ENOTFOUND if it was not there */
+    SHARD_COLL_LIST,    /* -> out: NUL-separated names, out_count names */
+    SHARD_VIEW_PIN,     /* coll -> view: a pinned private snapshot (NULL: absent here) */
+    SHARD_VIEW_PIN_ALL, /* -> out: private snapshots of every collection, out_count views */
+    SHARD_STATS,        /* -> stats */
+    SHARD_CHECKPOINT,   /* write a checkpoint; completes once it is published */
+    SHARD_CHECK,        /* verify every tree's invariants -> out: first problem (NUL-terminated) */
+    SHARD_STOP,         /* finish pending writes and leave the loop */
 
     /* key: the backup's shard folder (NUL-terminated, exists), klen its length; takes a fresh
      * checkpoint, then -> out: struct shard_backup (see "backup" in shards/shard_ckpt.c) */
@@ -301,6 +302,14 @@ int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct s
 void shard_view_ref(struct shard_view *v);
 /* The snapshot a pinned view holds. */
 const struct btree_snap *shard_view_snap(const struct shard_view *v);
+/* Pin the published views of every collection of the shard, taken at one moment: no write was
+ * acknowledged between them (any thread). 0 with *views (*count pinned views in an array from
+ * malloc; unpin each, then free it), SHARD_VIEW_MISS when they are not fresh or were republished
+ * meanwhile (nothing is pinned: ask with SHARD_VIEW_PIN_ALL), or -ENOMEM. Costs O(collections
+ * of the shard). */
+int shard_view_pin_all(struct shard *sh, struct shard_view ***views, uint32_t *count);
+/* The name of v's collection (not NUL-terminated: *len bytes), valid while v is pinned. */
+const char *shard_view_name(const struct shard_view *v, size_t *len);
 /* Drop a pin taken by shard_view_pin() or SHARD_VIEW_PIN (any thread). */
 void shard_view_unpin(struct shard *sh, struct shard_view *v);
 

@@ -39,6 +39,7 @@
 #include "io/file.h"
 
 #define COLL_BUCKETS 1024u /* hash buckets of the per-shard catalog (power of two) */
+#define TXN_INTENT_SLOTS 4096u /* slots of the per-key intent counts (power of two) */
 #define EVENTS_MAX 32u     /* completions reaped per io_ring_run */
 
 enum shard_tag {
@@ -48,6 +49,7 @@ enum shard_tag {
     TAG_SYNC = 5,  /* async-mode sync timer */
     TAG_FSYNC = 6, /* async-mode lone fdatasync */
     TAG_EPOCH = 7, /* poll the epoch again: retired views wait for readers */
+    TAG_HOLD = 8,  /* a frame of outcome records only has waited OUTCOME_HOLD_NS */
 };
 
 #define TRIM_BYTES (4u << 20)   /* see mem_trim */
@@ -56,10 +58,12 @@ enum shard_tag {
 #define UNDO_VALUE_MAX 256u     /* larger old values: the frame snapshots the tree instead */
 #define UNDO_LOG_BYTES_MAX (4u << 20) /* a frame's undo log; past it, snapshots */
 #define EPOCH_POLL_NS 1000000         /* period of TAG_EPOCH while deferrals are pending */
+#define OUTCOME_HOLD_NS 2000000       /* see frame_held (shard.c) */
 #define VIEW_RETIRED 0x80000000u      /* shard_view.pins: unpublished; the last unpin releases it */
 
 struct shard_coll {
     struct shard_coll *next_name;  /* by_name chain */
+    struct shard_coll *next_all;   /* shard.colls list (atomic: read by readers) */
     struct shard_coll *next_id;    /* by_id chain */
     uint32_t id;                   /* shard-local id, never reused */
     uint32_t refs;                 /* 1 while in the catalog + 1 per open snapshot */
@@ -210,6 +214,11 @@ struct shard {
     int view_wanted;               /* a reader missed: publish at the next chance (atomic) */
     uint64_t view_hold_ns;         /* sync: frames publish views until this time */
     struct ck_stack view_free;     /* retired views whose last pin was just dropped */
+    /* Per slot (intent_slot() of collection and key): writes of prepared transactions to keys
+     * of that slot (atomic). A get whose key's slot is not 0 does not read views (txn.c). */
+    _Alignas(64) uint32_t intent_keys[TXN_INTENT_SLOTS];
+    struct shard_coll *colls; /* every collection in the catalog (atomic, release on link) */
+    uint64_t pub_gen;         /* odd while views are being published (atomic): see views.c */
 
     /* Owned by the shard thread. */
     _Alignas(64) unsigned arena;       /* jemalloc arena */
@@ -226,6 +235,8 @@ struct shard {
     uint64_t written_lsn;              /* last LSN written to the file */
     uint64_t durable_lsn;              /* last LSN known durable */
     uint64_t applied_lsn;              /* last LSN applied to the trees */
+    uint64_t data_lsn;                 /* last LSN whose record changed what reads see (not a
+                                          PREPARE or an outcome: see req_finish_read) */
     uint64_t efd_buf;                  /* eventfd read target */
     struct __kernel_timespec delay_ts; /* group-commit delay timer */
     struct __kernel_timespec sync_ts;  /* async sync timer */
@@ -233,6 +244,12 @@ struct shard {
     bool delay_done;                   /* delay elapsed: seal now */
     bool sync_armed;                   /* sync timer is pending */
     bool sync_due;                     /* sync timer fired: fdatasync when possible */
+    size_t outcome_bytes;              /* the open frame's bytes while it holds outcome records
+                                          only (else less than wal_open_bytes) */
+    struct __kernel_timespec hold_ts;  /* its hold timer */
+    bool hold_armed;                   /* the hold timer is pending */
+    uint64_t hold_frame;               /* frame_seq of the frame it was armed for */
+    bool hold_done;                    /* it fired for the open frame: seal now */
     uint64_t fsync_lsn;                /* async: LSN the running fdatasync makes durable */
     bool stopping;                     /* SHARD_STOP received */
     struct shard_req *stop_req;        /* to complete when the loop ends */
@@ -311,6 +328,17 @@ static inline void shard_hist_since(struct shard *sh, enum shard_hist which, uin
     hist_record_sw(&sh->hists[which], now_ns > start_ns ? now_ns - start_ns : 0);
 }
 
+/* The hash of a key of a collection: the lock table's, and (masked) its intent slot. */
+static inline uint64_t txn_key_hash(const char *name, size_t nlen, const void *key, size_t klen)
+{
+    return XXH3_64bits_withSeed(key, klen, XXH3_64bits(name, nlen));
+}
+
+static inline uint32_t intent_slot(uint64_t key_hash)
+{
+    return (uint32_t)key_hash & (TXN_INTENT_SLOTS - 1);
+}
+
 /* ---- catalog.c ---- */
 struct shard_coll *coll_find(struct shard *sh, const char *name, size_t len);
 struct shard_coll *coll_find_id(struct shard *sh, uint32_t id);
@@ -343,10 +371,14 @@ void views_discard_cap(struct shard *sh, struct view_cap *k);
 void views_maybe_publish(struct shard *sh);
 void views_reclaim(struct shard *sh);
 int exec_view_pin(struct shard *sh, struct shard_req *r);
+int exec_view_pin_all(struct shard *sh, struct shard_req *r);
+/* Release the views a SHARD_VIEW_PIN_ALL request holds in out (it failed after all). */
+void views_release_all(struct shard *sh, struct shard_req *r);
 
 /* ---- completion.c ---- */
 void req_complete(struct shard_req *r, int rc);
 void req_finish(struct shard *sh, struct shard_req *r, int rc);
+void req_finish_read(struct shard *sh, struct shard_req *r, int rc);
 void pending_complete(struct shard *sh);
 void pending_fail(struct shard *sh, int err, bool read_only);
 

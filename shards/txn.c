@@ -23,10 +23,11 @@
  * nothing, so it retries). A plain put, delete or batch that meets a lock is parked on it and
  * runs again when it goes (bounded by one fsync; it holds nothing either). A plain get of a key
  * whose intent belongs to a transaction already committed returns the intent (the install is
- * on its way): once any shard shows a transaction's writes, every shard does. Views of a
- * collection that holds intents are not used (the reader takes the queue), so a lock-free reader
- * never sees a tree the install has not reached yet. [Cursors over several shards do not yet cut
- * the shards consistently: see the transactions issue.]
+ * on its way): once any shard shows a transaction's writes, every shard does. A lock-free get
+ * does not read the view for a key whose intent slot (shard.intent_keys, by the lock hash)
+ * counts intents, and a cursor does not pin the view of a collection that holds any (the reader
+ * takes the queue), so a lock-free reader never sees a tree the install has not reached yet.
+ * Cursors over several shards pin their views under the gate (engine/txn.c).
  *
  * SETTLING. After its outcome record is durable, a participant keeps the transaction until every
  * participant's outcome record is durable (shard_txn.unsettled): until then a crash could leave
@@ -59,11 +60,6 @@ static int txn_state(const struct txn_part *p)
 
 /* ---- the lock table ---- */
 
-static uint64_t lock_hash(const char *name, size_t nlen, const void *key, size_t klen)
-{
-    return XXH3_64bits_withSeed(key, klen, XXH3_64bits(name, nlen));
-}
-
 static struct txn_lock *lock_find(struct shard *sh, const char *name, size_t nlen, const void *key,
                                   size_t klen, uint64_t h)
 {
@@ -79,7 +75,7 @@ static struct txn_lock *lock_find(struct shard *sh, const char *name, size_t nle
 static struct txn_lock *lock_get(struct shard *sh, const char *name, size_t nlen, const void *key,
                                  size_t klen)
 {
-    uint64_t h = lock_hash(name, nlen, key, klen);
+    uint64_t h = txn_key_hash(name, nlen, key, klen);
     struct txn_lock *l = lock_find(sh, name, nlen, key, klen, h);
     if (l)
         return l;
@@ -122,7 +118,7 @@ static void lock_release_if_idle(struct shard *sh, struct txn_lock *l)
 static struct txn_lock *lock_of(struct shard *sh, const char *name, size_t nlen, const void *key,
                                 size_t klen)
 {
-    return sh->nlocks ? lock_find(sh, name, nlen, key, klen, lock_hash(name, nlen, key, klen))
+    return sh->nlocks ? lock_find(sh, name, nlen, key, klen, txn_key_hash(name, nlen, key, klen))
                       : NULL;
 }
 
@@ -358,8 +354,10 @@ static void part_unlock(struct shard *sh, struct txn_part *p)
         if (!w->lock)
             continue;
         w->lock->writer = NULL;
-        if (w->coll)
+        if (w->coll) {
+            __atomic_sub_fetch(&sh->intent_keys[intent_slot(w->lock->hash)], 1, __ATOMIC_RELEASE);
             __atomic_sub_fetch(&w->coll->intents, 1, __ATOMIC_RELEASE);
+        }
         lock_release_if_idle(sh, w->lock);
         w->lock = NULL;
     }
@@ -520,6 +518,7 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
             l->writer = p;
             l->wi = p->nw - 1;
             p->w[p->nw - 1].lock = l;
+            __atomic_add_fetch(&sh->intent_keys[intent_slot(l->hash)], 1, __ATOMIC_RELEASE);
             __atomic_add_fetch(&c->intents, 1, __ATOMIC_RELEASE);
         }
     }
@@ -599,7 +598,10 @@ static int install(struct shard *sh, struct txn_part *p)
     return rc;
 }
 
-/* The outcome record (nothing waits for it unless r->txn_sync). */
+/* The outcome record (nothing waits for it unless r->txn_sync). It rides in the shard's next
+ * frame: a frame that holds only outcome records is not written until another record joins it,
+ * someone waits on it, or OUTCOME_HOLD_NS pass (shard.c: frame_held), so a participant's next
+ * PREPARE does not wait behind a write of its own. */
 static void log_outcome(struct shard *sh, struct txn_part *p)
 {
     if (!sh->wal_on || sh->io_error)
@@ -610,7 +612,10 @@ static void log_outcome(struct shard *sh, struct txn_part *p)
         .type = p->committed ? WAL_TXN_COMMIT : WAL_TXN_ABORT, .key = id, .klen = sizeof(id)};
     if (wal_reserve(&sh->wal, wal_rec_bytes(&rec)) != 0)
         return; /* the outcome stays unlogged: recovery decides it again, the same way */
+    bool only = wal_open_bytes(&sh->wal) == sh->outcome_bytes;
     p->outcome_lsn = sh->applied_lsn = wal_append(&sh->wal, &rec);
+    if (only) /* the frame may wait for other records (shard.c: frame_held) */
+        sh->outcome_bytes = wal_open_bytes(&sh->wal);
 }
 
 /* A committed transaction could not be installed: the shard stops serving until reopened, when

@@ -173,6 +173,8 @@ static void coll_relink(struct shard *sh, struct shard_coll *c)
     link_store(&sh->by_name[b], c);
     c->next_id = sh->by_id[c->id & (COLL_BUCKETS - 1)];
     sh->by_id[c->id & (COLL_BUCKETS - 1)] = c;
+    c->next_all = sh->colls;
+    link_store(&sh->colls, c);
     __atomic_store_n(&c->dropped, false, __ATOMIC_RELEASE);
     coll_dirty(sh, c);
     c->refs++;

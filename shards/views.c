@@ -20,8 +20,13 @@
  * view_seq < ack_seq misses (falls back to the queue): it may be asked to read its own write. An
  * unpublished view is retired through ck_epoch_call and released on the shard thread once no
  * reader can be inside it, unless a cursor pinned it (pins): then the last unpin hands it back
- * through the view_free stack. The catalog's hash chains are read lock-free too (release stores
- * on link, and a dropped collection's memory is freed after a grace period).
+ * through the view_free stack. The catalog's hash chains and its list of every collection are
+ * read lock-free too (release stores on link, and a dropped collection's memory is freed after a
+ * grace period).
+ * Several collections at one moment (shard_view_pin_all, read-only transactions): a publish
+ * changes views one collection at a time, so it makes pub_gen odd while it does (a sequence
+ * lock); a reader pins every view, then checks that pub_gen did not move and that view_seq still
+ * covers ack_seq (no write acknowledged beyond the views), else unpins and tries again.
  */
 #include "shards/shard_int.h"
 
@@ -80,12 +85,27 @@ void view_install(struct shard *sh, struct shard_coll *c, struct shard_view *v)
     }
 }
 
+/* A publish changes several collections' views and then view_seq: pub_gen is odd meanwhile, so
+ * that shard_view_pin_all can tell it pinned views of one moment (a sequence lock). */
+static void publish_begin(struct shard *sh)
+{
+    /* odd before any view changes: each view is stored with release, so a reader that loads a
+     * new view (acquire) sees this store too when it loads pub_gen again */
+    __atomic_store_n(&sh->pub_gen, sh->pub_gen + 1, __ATOMIC_RELAXED);
+}
+
+static void publish_end(struct shard *sh)
+{
+    __atomic_store_n(&sh->pub_gen, sh->pub_gen + 1, __ATOMIC_RELEASE); /* after them */
+}
+
 /* Publish the live trees of every changed collection (async and none modes, or sync mode when
  * everything applied is durable). A view that cannot be allocated is published as none (readers
  * of that collection take the queue) and its collection stays dirty. */
 void views_publish_live(struct shard *sh)
 {
     SHARD_OWNED(sh);
+    publish_begin(sh);
     struct shard_coll *c = sh->dirty, *keep = NULL;
     while (c) {
         struct shard_coll *next = c->next_dirty;
@@ -102,6 +122,7 @@ void views_publish_live(struct shard *sh)
     }
     sh->dirty = keep;
     __atomic_store_n(&sh->view_seq, sh->wseq, __ATOMIC_RELEASE);
+    publish_end(sh);
 }
 
 /* Sync mode, a frame was just sealed: the trees hold exactly what it and the frames before it
@@ -150,16 +171,18 @@ void views_capture(struct shard *sh, struct view_cap *k, bool wanted)
 void views_publish_cap(struct shard *sh, struct view_cap *k)
 {
     SHARD_OWNED(sh);
+    publish_begin(sh);
     for (uint32_t i = 0; i < k->n; i++) {
         view_install(sh, k->e[i].coll, k->e[i].view);
         coll_unref(sh, k->e[i].coll);
     }
     k->n = 0;
-    if (k->complete)
+    if (k->complete && k->seq > sh->view_seq) /* a live publish may have gone past it */
         __atomic_store_n(&sh->view_seq, k->seq, __ATOMIC_RELEASE);
     /* never backwards: a transaction's install acknowledges before its frame is sealed (txn.c) */
     if (k->seq > sh->ack_seq)
         __atomic_store_n(&sh->ack_seq, k->seq, __ATOMIC_RELEASE);
+    publish_end(sh);
 }
 
 /* Sync mode, sealing a frame: should it publish views? Only while readers use them. A view
@@ -199,16 +222,33 @@ void views_discard_cap(struct shard *sh, struct view_cap *k)
     k->n = 0;
 }
 
-/* A reader missed: publish now if what the trees hold may be shown. */
+/* Readers missed (or, in sync mode, used views in the last VIEW_HOLD_NS): publish now if what
+ * the trees hold may be shown. In sync mode that is when every record that changed what a reader
+ * sees is durable (data_lsn): the frame in flight may still hold PREPAREs and outcome records,
+ * and a commit's installs (durable through its PREPAREs), so readers see an install at once
+ * instead of after the next frame. A capture that frame holds is then older than the live trees:
+ * its collections are taken back to the dirty list and published now, and its views are
+ * dropped (views_publish_cap never moves view_seq backwards). */
 void views_maybe_publish(struct shard *sh)
 {
     SHARD_OWNED(sh);
-    if (!sh->dirty || !__atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED) || sh->fenced)
+    bool sync = sh->cfg.durability == SHARD_SYNC;
+    struct view_cap *k = sync && sh->wal.in_flight ? &sh->cap[sh->wal.open ^ 1u] : NULL;
+    if ((!sh->dirty && (!k || !k->n)) || sh->fenced)
         return;
-    if (sh->cfg.durability == SHARD_SYNC && sh->applied_lsn > sh->durable_lsn)
+    bool wanted = __atomic_load_n(&sh->view_wanted, __ATOMIC_RELAXED);
+    if (!wanted && (!sync || cs_now_ns() >= sh->view_hold_ns))
+        return;
+    if (sync && sh->data_lsn > sh->durable_lsn)
         return; /* the capture at the next seal publishes once durable */
-    __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
-    sh->view_hold_ns = cs_now_ns() + VIEW_HOLD_NS; /* sync: the next frames publish too */
+    if (k) {
+        views_discard_cap(sh, k);
+        k->complete = false;
+    }
+    if (wanted) {
+        __atomic_store_n(&sh->view_wanted, 0, __ATOMIC_RELAXED);
+        sh->view_hold_ns = cs_now_ns() + VIEW_HOLD_NS; /* sync: the next frames publish too */
+    }
     views_publish_live(sh);
 }
 
@@ -248,6 +288,46 @@ int exec_view_pin(struct shard *sh, struct shard_req *r)
     return 0;
 }
 
+/* Private views of every collection, for a reader that missed the published ones: one step of
+ * the shard thread, so they hold the same moment. */
+int exec_view_pin_all(struct shard *sh, struct shard_req *r)
+{
+    SHARD_OWNED(sh);
+    sh->stats.scans++;
+    r->out = NULL;
+    r->out_count = 0;
+    if (sh->fenced)
+        return CS_EIO;
+    uint32_t n = 0;
+    for (struct shard_coll *c = sh->colls; c; c = c->next_all)
+        n++;
+    struct shard_view **out = cs_mem_alloc(sh->arena, (n ? n : 1) * sizeof(*out));
+    if (!out)
+        return -ENOMEM;
+    r->out = out;
+    for (struct shard_coll *c = sh->colls; c; c = c->next_all) {
+        struct shard_view *v = view_new(sh, c);
+        if (!v) {
+            views_release_all(sh, r);
+            return -ENOMEM;
+        }
+        v->pins = VIEW_RETIRED | 1u;
+        out[r->out_count++] = v;
+    }
+    return 0;
+}
+
+void views_release_all(struct shard *sh, struct shard_req *r)
+{
+    SHARD_OWNED(sh);
+    struct shard_view **v = r->out;
+    for (uint32_t i = 0; i < r->out_count; i++)
+        view_release(sh, v[i]);
+    cs_mem_free(r->out);
+    r->out = NULL;
+    r->out_count = 0;
+}
+
 /* ---- lock-free readers (application threads) ---- */
 
 static struct shard_coll *coll_find_shared(struct shard *sh, const char *name, size_t len)
@@ -260,15 +340,22 @@ static struct shard_coll *coll_find_shared(struct shard *sh, const char *name, s
 }
 
 /* Inside an epoch section: the collection's view if it holds every acknowledged write.
- * A collection that holds intents of prepared transactions is not read from views: a committed
- * transaction's install may not have reached them (txn.c). Its intent count is loaded before the
- * freshness check: an install stores ack_seq before it drops the count, so a reader that sees the
- * count fall also sees the view stale. */
-static struct shard_view *view_find(struct shard *sh, const char *coll, size_t coll_len)
+ * Intents of prepared transactions are not read from views: a committed transaction's install
+ * may not have reached them (txn.c). A get (key not NULL) misses only when its key's intent slot
+ * counts some; a pin (key NULL: a cursor reads every key) when the collection holds any. The
+ * counts are loaded before the freshness check: an install stores ack_seq before it drops them,
+ * so a reader that sees a count fall also sees the view stale. */
+static struct shard_view *view_find(struct shard *sh, const char *coll, size_t coll_len,
+                                    const void *key, size_t klen)
 {
     struct shard_coll *c = coll_find_shared(sh, coll, coll_len);
-    if (c && __atomic_load_n(&c->intents, __ATOMIC_ACQUIRE))
-        return NULL;
+    if (c && __atomic_load_n(&c->intents, __ATOMIC_ACQUIRE)) {
+        if (!key)
+            return NULL;
+        uint32_t slot = intent_slot(txn_key_hash(coll, coll_len, key, klen));
+        if (__atomic_load_n(&sh->intent_keys[slot], __ATOMIC_ACQUIRE))
+            return NULL;
+    }
     uint64_t acked = __atomic_load_n(&sh->ack_seq, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(&sh->view_seq, __ATOMIC_ACQUIRE) < acked)
         return NULL;
@@ -291,7 +378,7 @@ int shard_view_get(struct shard *sh, const char *coll, size_t coll_len, const vo
         return SHARD_VIEW_MISS;
     cs_epoch_begin(rec);
     int rc = SHARD_VIEW_MISS;
-    struct shard_view *v = view_find(sh, coll, coll_len);
+    struct shard_view *v = view_find(sh, coll, coll_len, key, klen);
     if (v) {
         const void *p;
         size_t n;
@@ -317,7 +404,7 @@ int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct s
     if (!rec)
         return SHARD_VIEW_MISS;
     cs_epoch_begin(rec);
-    struct shard_view *v = view_find(sh, coll, coll_len);
+    struct shard_view *v = view_find(sh, coll, coll_len, NULL, 0);
     if (v) /* inside the section v cannot be released, and after it the pin keeps it */
         __atomic_fetch_add(&v->pins, 1, __ATOMIC_ACQ_REL);
     cs_epoch_end(rec);
@@ -327,6 +414,91 @@ int shard_view_pin(struct shard *sh, const char *coll, size_t coll_len, struct s
     }
     *view = v;
     return 0;
+}
+
+#define PIN_ALL_TRIES 4u /* shard_view_pin_all: attempts before it misses */
+
+/* One attempt, inside an epoch section: pins every view into vs (room for cap) and sets *n; false
+ * (nothing left pinned) when a view is missing or not fresh, or a publish came between. */
+static bool pin_all_once(struct shard *sh, struct shard_view **vs, uint32_t cap, uint32_t *n)
+{
+    *n = 0;
+    uint64_t gen = __atomic_load_n(&sh->pub_gen, __ATOMIC_ACQUIRE);
+    if (gen & 1u)
+        return false;
+    bool ok = true;
+    for (struct shard_coll *c = __atomic_load_n(&sh->colls, __ATOMIC_ACQUIRE); c && ok;
+         c = __atomic_load_n(&c->next_all, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&c->dropped, __ATOMIC_ACQUIRE))
+            continue;
+        /* as view_find for a pin: intents or staleness miss */
+        struct shard_view *v = *n < cap && !__atomic_load_n(&c->intents, __ATOMIC_ACQUIRE)
+                                   ? __atomic_load_n(&c->view, __ATOMIC_ACQUIRE)
+                                   : NULL;
+        if (!v) {
+            ok = false;
+            break;
+        }
+        __atomic_fetch_add(&v->pins, 1, __ATOMIC_ACQ_REL);
+        vs[(*n)++] = v;
+    }
+    /* every view loaded above (acquire) comes before these loads: the same generation, and
+     * nothing acknowledged beyond what the views hold, means one moment */
+    uint64_t acked = __atomic_load_n(&sh->ack_seq, __ATOMIC_ACQUIRE);
+    ok = ok && __atomic_load_n(&sh->view_seq, __ATOMIC_ACQUIRE) >= acked &&
+         __atomic_load_n(&sh->pub_gen, __ATOMIC_ACQUIRE) == gen;
+    if (!ok) {
+        for (uint32_t i = 0; i < *n; i++)
+            shard_view_unpin(sh, vs[i]);
+        *n = 0;
+    }
+    return ok;
+}
+
+int shard_view_pin_all(struct shard *sh, struct shard_view ***views, uint32_t *count)
+{
+    ck_epoch_record_t *rec = cs_epoch_reader();
+    if (!rec)
+        return SHARD_VIEW_MISS;
+    uint32_t cap = 8;
+    struct shard_view **vs = malloc(cap * sizeof(*vs));
+    if (!vs)
+        return -ENOMEM;
+    bool ok = false;
+    uint32_t n = 0;
+    for (unsigned t = 0; t < PIN_ALL_TRIES && !ok; t++) {
+        uint32_t colls = 0;
+        cs_epoch_begin(rec);
+        for (struct shard_coll *c = __atomic_load_n(&sh->colls, __ATOMIC_ACQUIRE); c;
+             c = __atomic_load_n(&c->next_all, __ATOMIC_ACQUIRE))
+            colls++;
+        if (colls <= cap)
+            ok = pin_all_once(sh, vs, cap, &n);
+        cs_epoch_end(rec);
+        if (colls > cap) { /* room for them all, and try again */
+            struct shard_view **nv = realloc(vs, colls * sizeof(*vs));
+            if (!nv) {
+                free(vs);
+                return -ENOMEM;
+            }
+            vs = nv;
+            cap = colls;
+        }
+    }
+    if (!ok) {
+        free(vs);
+        view_want(sh);
+        return SHARD_VIEW_MISS;
+    }
+    *views = vs;
+    *count = n;
+    return 0;
+}
+
+const char *shard_view_name(const struct shard_view *v, size_t *len)
+{
+    *len = v->coll->name_len;
+    return v->coll->name;
 }
 
 void shard_view_ref(struct shard_view *v)

@@ -696,6 +696,110 @@ static void test_gets_never_see_half_a_committed_batch(void **state)
     gets_never_see_half_a_batch("async"); /* gets are answered at once: the window is widest */
 }
 
+/* Batches that write the same number to a key of collection "ma" and a key of "mb" (on one
+ * shard, or on two), while readers read both keys: read-only transactions (one snapshot over
+ * every collection) and read-write transactions that commit (their reads are validated; from
+ * views while they are fresh) must see both keys equal. */
+struct mix {
+    cs_db *db;
+    char k[2][16];
+    int n;
+    _Atomic long reads, bad; /* two readers count */
+    _Atomic int done;
+    _Atomic int error;
+};
+
+static void *mix_writer_main(void *arg)
+{
+    struct mix *m = arg;
+    cs_batch *b = cs_batch_new();
+    for (int v = 1; v <= m->n && !m->error; v++) {
+        char val[16];
+        int n = snprintf(val, sizeof(val), "%d", v);
+        cs_batch_clear(b);
+        int rc = cs_batch_put(b, "ma", m->k[0], strlen(m->k[0]), val, (size_t)n);
+        if (!rc)
+            rc = cs_batch_put(b, "mb", m->k[1], strlen(m->k[1]), val, (size_t)n);
+        do /* a cross-shard batch meets a reader's read marks: retry */
+            rc = rc ? rc : cs_write(m->db, b);
+        while (rc == CS_ECONFLICT && (rc = 0, 1));
+        if (rc)
+            m->error = rc;
+    }
+    cs_batch_free(b);
+    atomic_store(&m->done, 1);
+    return NULL;
+}
+
+static void *mix_reader_main(void *arg)
+{
+    struct mix *m = arg;
+    for (long i = 0; !atomic_load(&m->done) && !m->error; i++) {
+        bool ro = i & 1;
+        cs_txn *t = NULL;
+        long a = 0, b = 0;
+        int rc = cs_txn_begin(m->db, ro ? CS_TXN_READONLY : 0, &t);
+        if (!rc)
+            rc = txn_get_long(t, "ma", m->k[0], &a);
+        if (!rc)
+            rc = txn_get_long(t, "mb", m->k[1], &b);
+        if (!rc && !ro)
+            rc = txn_put_long(t, "mc", m->k[0], i);
+        if (rc) {
+            cs_txn_abort(t);
+            m->error = rc;
+            break;
+        }
+        rc = cs_txn_commit(t);
+        if (rc == CS_ECONFLICT)
+            continue;
+        if (rc) {
+            m->error = rc;
+            break;
+        }
+        atomic_fetch_add(&m->reads, 1);
+        atomic_fetch_add(&m->bad, a != b);
+    }
+    return NULL;
+}
+
+static void snapshots_span_collections(const char *durability, unsigned shard_b)
+{
+    fresh_dir();
+    cs_db *db = open_db(durability);
+    struct mix m;
+    memset(&m, 0, sizeof(m));
+    m.db = db;
+    m.n = strcmp(durability, "sync") == 0 ? 150 : 600;
+    key_on(db, 0, "m", 0, m.k[0], sizeof(m.k[0]));
+    key_on(db, shard_b, "m", 1000, m.k[1], sizeof(m.k[1]));
+    put_str(db, "ma", m.k[0], "0");
+    put_str(db, "mb", m.k[1], "0");
+    pthread_t w, r[2];
+    assert_int_equal(pthread_create(&w, NULL, mix_writer_main, &m), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&r[i], NULL, mix_reader_main, &m), 0);
+    pthread_join(w, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    if (m.error)
+        fail_msg("%s, shards 0 and %u: %s", durability, shard_b, cs_strerror(m.error));
+    assert_true(m.reads > 0);
+    if (m.bad)
+        fail_msg("%s, shards 0 and %u: %ld of %ld transactions saw half a batch", durability,
+                 shard_b, atomic_load(&m.bad), atomic_load(&m.reads));
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_snapshots_span_collections(void **state)
+{
+    (void)state;
+    snapshots_span_collections("async", 0); /* two collections of one shard */
+    snapshots_span_collections("async", 1);
+    snapshots_span_collections("sync", 0);
+    snapshots_span_collections("sync", 1);
+}
+
 /* A frame that fails after a cross-shard commit was acknowledged (its COMMIT record is in that
  * frame, nobody waits for it) takes back the frame's changes, but not the committed install:
  * live reads keep showing the whole transaction, and so does the next open. Each fault plan
@@ -1152,6 +1256,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_increments_lose_nothing),
         cmocka_unit_test(test_plain_writes_wait_for_prepared_keys),
         cmocka_unit_test(test_gets_never_see_half_a_committed_batch),
+        cmocka_unit_test(test_snapshots_span_collections),
         cmocka_unit_test(test_failed_frame_keeps_committed_installs),
         cmocka_unit_test(test_batch_across_shards_under_enospc_and_eio),
         cmocka_unit_test(test_session_commits_many_in_flight),

@@ -26,6 +26,12 @@ void host_wake(cs_db *db, unsigned shard);
  * from a shard thread. Errors as cs_session_open. */
 CS_MUST_CHECK int host_session_open(cs_db *db, unsigned depth, void (*notify)(void *arg), void *arg,
                                     cs_session **s);
+/* A read-modify-write of one key, atomic on its shard (SHARD_UPDATE: see struct shard_update in
+ * shards/shard.h): u->fn decides on the key's shard thread what to write from what the key holds.
+ * u stays valid until the completion is reaped; the completion's rc is fn's error or the write's
+ * (0 also when fn chose to write nothing). Errors at submission as cs_session_put's. */
+CS_MUST_CHECK int host_session_update(cs_session *s, const char *coll, const void *key, size_t klen,
+                                      const struct shard_update *u, uint64_t user_data);
 /* Whether completions wait to be reaped (the owner's thread). */
 bool host_session_ready(cs_session *s);
 

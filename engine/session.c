@@ -309,6 +309,32 @@ int host_session_open(cs_db *db, unsigned depth, void (*notify)(void *arg), void
     return rc;
 }
 
+int host_session_update(cs_session *s, const char *coll, const void *key, size_t klen,
+                        const struct shard_update *u, uint64_t user_data)
+{
+    if (!s || !u || !u->fn)
+        return CS_EINVAL;
+    uint16_t nlen;
+    int rc = db_check_record(coll, key, klen, NULL, 0, &nlen);
+    if (rc)
+        return rc;
+    if (s->nfree == 0)
+        return CS_EFULL;
+    struct session_slot *slot = s->free[--s->nfree];
+    memset(&slot->req, 0, sizeof(slot->req));
+    slot->req.op = SHARD_UPDATE;
+    slot->req.done = slot_done;
+    slot->req.coll = coll;
+    slot->req.coll_len = nlen;
+    slot->req.key = key;
+    slot->req.klen = klen;
+    slot->req.update = u;
+    slot->user_data = user_data;
+    s->inflight++;
+    shard_submit(s->db->shards[db_shard_of(s->db, key, klen)], &slot->req);
+    return 0;
+}
+
 bool host_session_ready(cs_session *s)
 {
     return s->taken != NULL || s->later != NULL ||

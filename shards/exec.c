@@ -196,6 +196,41 @@ static int exec_del(struct shard *sh, struct shard_req *r)
     return rc;
 }
 
+/* A read-modify-write of one key (SHARD_UPDATE): read, let the caller's function decide, then
+ * write through the put or delete path, all in one step of the loop. */
+static int exec_update(struct shard *sh, struct shard_req *r)
+{
+    if (sh->fenced)
+        return CS_EIO;
+    struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
+    const void *old = NULL;
+    size_t oldlen = 0;
+    bool found = false;
+    if (c) {
+        int rc = btree_get(&c->tree, r->key, r->klen, &old, &oldlen);
+        if (rc && rc != CS_ENOTFOUND)
+            return rc;
+        found = rc == 0;
+    }
+    struct shard_update_out out = {.write = SHARD_UPDATE_NONE};
+    int rc = r->update->fn(r->update->arg, found ? old : NULL, found ? oldlen : 0, found, &out);
+    if (rc)
+        return rc;
+    switch (out.write) {
+    case SHARD_UPDATE_PUT:
+        if (out.vlen > CS_VALUE_MAX)
+            return CS_EVALSIZE;
+        r->val = out.val;
+        r->vlen = out.vlen;
+        return exec_put(sh, r);
+    case SHARD_UPDATE_DEL:
+        rc = found ? exec_del(sh, r) : 0;
+        return rc == CS_ENOTFOUND ? 0 : rc;
+    default:
+        return 0;
+    }
+}
+
 static int exec_get(struct shard *sh, struct shard_req *r)
 {
     sh->stats.gets++;
@@ -485,6 +520,11 @@ void shard_exec(struct shard *sh, struct shard_req *r)
         if (txn_park(sh, r))
             return;
         rc = exec_del(sh, r);
+        break;
+    case SHARD_UPDATE:
+        if (txn_park(sh, r))
+            return;
+        rc = exec_update(sh, r);
         break;
     case SHARD_BATCH:
         if (txn_park(sh, r))

@@ -55,6 +55,7 @@ enum shard_op {
     SHARD_TXN_FORGET,  /* recovery done: drop the outcomes kept for SHARD_TXN_INDOUBT */
     SHARD_COLL_IDS,    /* -> out: each collection as u32 id, u8 name bytes, name; out_count */
     SHARD_GUEST,       /* guest: attach it to the loop (NULL: detach the one attached) */
+    SHARD_UPDATE,      /* coll, key, update: a read-modify-write of one key, atomic here */
 };
 
 /* Latency histograms a shard keeps (see shard_hist_read). The first four time the requests of
@@ -205,6 +206,7 @@ struct shard_req {
     struct cs_shard_stats *stats;         /* stats destination */
     struct shard_txn *txn;                /* SHARD_TXN_PREPARE, SHARD_TXN_DECIDE */
     const struct shard_guest *guest;      /* SHARD_GUEST */
+    const struct shard_update *update;    /* SHARD_UPDATE */
     const struct shard_txn_read *reads;   /* SHARD_TXN_COMMIT1, SHARD_TXN_PREPARE */
     size_t nreads;                        /* count of reads */
     const struct shard_txn_range *ranges; /* the same: ranges read by cursors */
@@ -245,6 +247,24 @@ struct shard_config {
 /* A shard: opaque to the engine (its rooms share shards/shard_int.h). */
 struct shard;
 struct io_ring;
+
+/* SHARD_UPDATE: what to write after reading a key, decided on the shard thread. */
+enum shard_update_write { SHARD_UPDATE_NONE, SHARD_UPDATE_PUT, SHARD_UPDATE_DEL };
+struct shard_update_out {
+    int write;       /* enum shard_update_write */
+    const void *val; /* PUT: the new value (the caller's memory, valid until completion) */
+    size_t vlen;     /* its length (at most CS_VALUE_MAX, else the request fails CS_EVALSIZE) */
+};
+/* fn runs on the key's shard thread with the key's current value (old is a view of the tree,
+ * valid during the call only; found false: no record), atomically with respect to every other
+ * request of that shard, after any transaction holding the key has been resolved (the request
+ * parks like a put). It fills *out and returns 0, or returns an error: nothing is written and
+ * the request completes with it. It must not block. The write then goes through the ordinary
+ * put or delete path (WAL record, durability rules of a put). */
+struct shard_update {
+    int (*fn)(void *arg, const void *old, size_t oldlen, bool found, struct shard_update_out *out);
+    void *arg; /* handed to fn */
+};
 
 /* A guest: code that runs inside a shard's loop, on its thread, and does its I/O through the
  * shard's io_uring (the network server: each shard serves the connections it accepts, as

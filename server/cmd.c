@@ -8,10 +8,11 @@
  *     the last completes: GET STRLEN TTL PTTL EXISTS MGET DEL SET (plain) CS.GET CS.PUT CS.DEL;
  *   - one write transaction submitted through the session (atomic across shards, retried on
  *     conflict): MSET;
- *   - on the slow lane (server/slow.c), as transactions with reads (serializable, retried on
- *     conflict up to CMD_TXN_RETRIES times): SET with NX, XX or GET, SETNX, GETDEL, INCR, INCRBY,
- *     DECR, DECRBY, APPEND, MSETNX; and the whole-collection ones: SCAN, CS.SCAN, DBSIZE,
- *     FLUSHALL, INFO, CS.COLLECTIONS, CS.STAT.
+ *   - one read-modify-write on the key's shard, atomic there (host_session_update): SET with NX,
+ *     XX or GET, SETNX, GETDEL, INCR, INCRBY, DECR, DECRBY, APPEND;
+ *   - on the slow lane (server/slow.c): MSETNX as a transaction with reads (serializable, retried
+ *     on conflict up to CMD_TXN_RETRIES times), and the whole-collection ones: SCAN, CS.SCAN,
+ *     DBSIZE, FLUSHALL, INFO, CS.COLLECTIONS, CS.STAT.
  *
  * KEYS AND VALUES. Redis allows an empty key; the engine does not (CS_EKEYSIZE): such a command
  * gets -ERR with the engine's message, as does a key over CS_KEY_MAX or a value over
@@ -351,67 +352,19 @@ static void exec_mset(struct cmd *c)
     net_submit(c);
 }
 
-/* ---- read-modify-write commands: transactions on the slow lane ---- */
+/* ---- read-modify-write commands: one atomic update on the key's shard ----
+ * SET with NX, XX or GET, SETNX, GETDEL, INCR, INCRBY, DECR, DECRBY and APPEND read the key and
+ * write it in one step on its shard (host_session_update): no transaction, no extra round trip,
+ * and the write joins the shard's group commit like a plain SET. The decision runs on the key's
+ * shard thread (the functions below), writes what the reply needs into the sub, and the reply
+ * is built on the connection's shard when the update completes. */
 
-/* What one attempt of a read-modify-write decides, given the key's current value. */
-enum rmw_write { RMW_NONE, RMW_PUT, RMW_DEL };
-struct rmw {
-    enum rmw_write write; /* what to write */
-    const void *val;      /* RMW_PUT: the new value */
-    size_t vlen;
-    char num[32]; /* INCR's new value, as text */
-    char *owned;  /* APPEND's new value (freed after the attempt) */
-};
-/* Decide from the value read (found false: none), reply into c only through rmw_reply later. */
-typedef int (*rmw_fn)(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w);
-
-/* Run fn as a transaction over key argument ki (retried on conflict); returns the commit's
- * answer (0, or an engine error) with found and old as read by the attempt that committed. */
-static int rmw_run(struct cmd *c, size_t ki, rmw_fn fn, void **old, size_t *oldlen, bool *found,
-                   int *verdict)
-{
-    cs_db *db = c->conn->net->srv->db;
-    int rc = CS_ECONFLICT;
-    for (unsigned attempt = 0; attempt <= CMD_TXN_RETRIES && rc == CS_ECONFLICT; attempt++) {
-        cs_free(*old);
-        *old = NULL;
-        cs_txn *t;
-        rc = cs_txn_begin(db, 0, &t);
-        if (rc)
-            return rc;
-        rc = cs_txn_get(t, redis_coll(c), c->argv[ki], c->argl[ki], old, oldlen);
-        if (rc && rc != CS_ENOTFOUND) {
-            cs_txn_abort(t);
-            return rc;
-        }
-        *found = rc == 0;
-        struct rmw w = {.write = RMW_NONE};
-        *verdict = fn(c, *old, *oldlen, *found, &w);
-        if (*verdict) { /* the command refuses (e.g. not an integer): nothing written */
-            cs_txn_abort(t);
-            free(w.owned);
-            return 0;
-        }
-        if (w.write == RMW_PUT)
-            rc = cs_txn_put(t, redis_coll(c), c->argv[ki], c->argl[ki], w.val, w.vlen);
-        else if (w.write == RMW_DEL)
-            rc = cs_txn_del(t, redis_coll(c), c->argv[ki], c->argl[ki]);
-        else
-            rc = 0;
-        free(w.owned);
-        if (rc) {
-            cs_txn_abort(t);
-            return rc;
-        }
-        rc = cs_txn_commit(t);
-    }
-    return rc;
-}
-
-/* SET's options, parsed on the shard before the command goes to the lane. */
 #define SET_NX 1u
 #define SET_XX 2u
 #define SET_GET 4u
+
+#define RMW_NOT_INT 1  /* sub->verdict: the value is not an integer */
+#define RMW_OVERFLOW 2 /* the result would overflow */
 
 static unsigned set_flags(const struct cmd *c)
 {
@@ -429,70 +382,48 @@ static unsigned set_flags(const struct cmd *c)
     return f;
 }
 
-static int set_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+/* Keep a copy of the value read (SET GET, GETDEL): the view dies with the call. */
+static int keep_old(struct sub *s, const void *old, size_t oldlen)
 {
-    (void)old;
-    (void)oldlen;
-    unsigned f = set_flags(c);
-    if ((f & SET_NX) && found)
+    if (oldlen == 0)
         return 0;
-    if ((f & SET_XX) && !found)
-        return 0;
-    w->write = RMW_PUT;
-    w->val = c->argv[2];
-    w->vlen = c->argl[2];
+    s->val = malloc(oldlen);
+    if (!s->val)
+        return -ENOMEM;
+    memcpy(s->val, old, oldlen);
+    s->vlen = oldlen;
+    s->val_malloced = true;
     return 0;
 }
 
-static void slow_set(struct cmd *c)
+static int upd_set(void *arg, const void *old, size_t oldlen, bool found,
+                   struct shard_update_out *out)
 {
-    void *old = NULL;
-    size_t oldlen = 0;
-    bool found = false;
-    int verdict = 0;
+    struct sub *s = arg;
+    struct cmd *c = s->cmd;
     unsigned f = set_flags(c);
-    int rc = rmw_run(c, 1, set_decide, &old, &oldlen, &found, &verdict);
-    bool wrote = !((f & SET_NX) && found) && !((f & SET_XX) && !found);
-    if (rc)
-        reply_rc(c, rc);
-    else if (arg_is(c, 0, "SETNX"))
-        reply_int(c, wrote ? 1 : 0);
-    else if (f & SET_GET)
-        found ? reply_bulk(c, old, oldlen) : reply_null(c);
-    else if (wrote)
-        reply_simple(c, "OK");
-    else
-        reply_null(c);
-    cs_free(old);
-}
-
-static int getdel_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
-{
-    (void)c;
-    (void)old;
-    (void)oldlen;
-    w->write = found ? RMW_DEL : RMW_NONE;
+    s->found = found;
+    if ((f & SET_GET) && found && keep_old(s, old, oldlen) != 0)
+        return -ENOMEM;
+    s->wrote = !((f & SET_NX) && found) && !((f & SET_XX) && !found);
+    if (s->wrote) {
+        out->write = SHARD_UPDATE_PUT;
+        out->val = c->argv[2];
+        out->vlen = c->argl[2];
+    }
     return 0;
 }
 
-static void slow_getdel(struct cmd *c)
+static int upd_getdel(void *arg, const void *old, size_t oldlen, bool found,
+                      struct shard_update_out *out)
 {
-    void *old = NULL;
-    size_t oldlen = 0;
-    bool found = false;
-    int verdict = 0;
-    int rc = rmw_run(c, 1, getdel_decide, &old, &oldlen, &found, &verdict);
-    if (rc)
-        reply_rc(c, rc);
-    else if (found)
-        reply_bulk(c, old, oldlen);
-    else
-        reply_null(c);
-    cs_free(old);
+    struct sub *s = arg;
+    s->found = found;
+    if (found && keep_old(s, old, oldlen) != 0)
+        return -ENOMEM;
+    out->write = found ? SHARD_UPDATE_DEL : SHARD_UPDATE_NONE;
+    return 0;
 }
-
-#define RMW_NOT_INT 1
-#define RMW_OVERFLOW 2
 
 /* INCR, INCRBY, DECR, DECRBY: the step (argument 2 for the BY forms). */
 static bool incr_step(const struct cmd *c, long long *step)
@@ -511,72 +442,115 @@ static bool incr_step(const struct cmd *c, long long *step)
     return true;
 }
 
-static int incr_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+static int upd_incr(void *arg, const void *old, size_t oldlen, bool found,
+                    struct shard_update_out *out)
 {
-    long long cur = 0, step;
-    if (found && !parse_ll(old, oldlen, &cur))
-        return RMW_NOT_INT;
-    if (!incr_step(c, &step))
-        return RMW_NOT_INT;
-    if ((step > 0 && cur > LLONG_MAX - step) || (step < 0 && cur < LLONG_MIN - step))
-        return RMW_OVERFLOW;
-    int n = snprintf(w->num, sizeof(w->num), "%lld", cur + step);
-    w->write = RMW_PUT;
-    w->val = w->num;
-    w->vlen = (size_t)n;
-    return 0;
-}
-
-static void slow_incr(struct cmd *c)
-{
-    void *old = NULL;
-    size_t oldlen = 0;
-    bool found = false;
-    int verdict = 0;
-    int rc = rmw_run(c, 1, incr_decide, &old, &oldlen, &found, &verdict);
+    struct sub *s = arg;
     long long cur = 0, step = 0;
-    if (rc)
-        reply_rc(c, rc);
-    else if (verdict == RMW_NOT_INT)
-        reply_error(c, "ERR value is not an integer or out of range");
-    else if (verdict == RMW_OVERFLOW)
-        reply_error(c, "ERR increment or decrement would overflow");
-    else if ((found && !parse_ll(old, oldlen, &cur)) || !incr_step(c, &step))
-        reply_error(c, "ERR value is not an integer or out of range");
-    else
-        reply_int(c, cur + step);
-    cs_free(old);
-}
-
-static int append_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
-{
-    size_t olen = found ? oldlen : 0;
-    w->owned = malloc(olen + c->argl[2] + 1);
-    if (!w->owned)
-        return -ENOMEM;
-    if (olen)
-        memcpy(w->owned, old, olen);
-    memcpy(w->owned + olen, c->argv[2], c->argl[2]);
-    w->write = RMW_PUT;
-    w->val = w->owned;
-    w->vlen = olen + c->argl[2];
+    if ((found && !parse_ll(old, oldlen, &cur)) || !incr_step(s->cmd, &step)) {
+        s->verdict = RMW_NOT_INT;
+        return 0;
+    }
+    if ((step > 0 && cur > LLONG_MAX - step) || (step < 0 && cur < LLONG_MIN - step)) {
+        s->verdict = RMW_OVERFLOW;
+        return 0;
+    }
+    s->number = cur + step;
+    int n = snprintf(s->num, sizeof(s->num), "%lld", s->number);
+    out->write = SHARD_UPDATE_PUT;
+    out->val = s->num;
+    out->vlen = (size_t)n;
     return 0;
 }
 
-static void slow_append(struct cmd *c)
+static int upd_append(void *arg, const void *old, size_t oldlen, bool found,
+                      struct shard_update_out *out)
 {
-    void *old = NULL;
-    size_t oldlen = 0;
-    bool found = false;
-    int verdict = 0;
-    int rc = rmw_run(c, 1, append_decide, &old, &oldlen, &found, &verdict);
-    if (rc)
-        reply_rc(c, rc);
-    else if (verdict)
-        reply_rc(c, verdict);
+    struct sub *s = arg;
+    struct cmd *c = s->cmd;
+    size_t olen = found ? oldlen : 0;
+    if (olen + c->argl[2] > CS_VALUE_MAX)
+        return CS_EVALSIZE;
+    s->val = malloc(olen + c->argl[2] + 1);
+    if (!s->val)
+        return -ENOMEM;
+    s->val_malloced = true;
+    if (olen)
+        memcpy(s->val, old, olen);
+    memcpy((char *)s->val + olen, c->argv[2], c->argl[2]);
+    s->vlen = olen + c->argl[2];
+    out->write = SHARD_UPDATE_PUT;
+    out->val = s->val;
+    out->vlen = s->vlen;
+    return 0;
+}
+
+static void fin_set(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    unsigned f = set_flags(c);
+    if (s->rc)
+        reply_rc(c, s->rc);
+    else if (arg_is(c, 0, "SETNX"))
+        reply_int(c, s->wrote ? 1 : 0);
+    else if (f & SET_GET)
+        s->found ? reply_bulk(c, s->val, s->vlen) : reply_null(c);
+    else if (s->wrote)
+        reply_simple(c, "OK");
     else
-        reply_int(c, (long long)((found ? oldlen : 0) + c->argl[2]));
-    cs_free(old);
+        reply_null(c);
+    done(c);
+}
+
+static void fin_getdel(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc)
+        reply_rc(c, s->rc);
+    else if (s->found)
+        reply_bulk(c, s->val, s->vlen);
+    else
+        reply_null(c);
+    done(c);
+}
+
+static void fin_incr(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc)
+        reply_rc(c, s->rc);
+    else if (s->verdict == RMW_NOT_INT)
+        reply_error(c, "ERR value is not an integer or out of range");
+    else if (s->verdict == RMW_OVERFLOW)
+        reply_error(c, "ERR increment or decrement would overflow");
+    else
+        reply_int(c, s->number);
+    done(c);
+}
+
+static void fin_append(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc)
+        reply_rc(c, s->rc);
+    else
+        reply_int(c, (long long)s->vlen);
+    done(c);
+}
+
+/* One update of key argument 1 of the default collection. */
+static void update_sub(struct cmd *c,
+                       int (*fn)(void *arg, const void *old, size_t oldlen, bool found,
+                                 struct shard_update_out *out),
+                       void (*fin)(struct cmd *c))
+{
+    if (!subs_alloc(c, 1))
+        return;
+    sub_set(c, 0, SUB_UPDATE, redis_coll(c), 1);
+    c->subs[0].upd.fn = fn;
+    c->subs[0].upd.arg = &c->subs[0];
+    c->finish = fin;
+    net_submit(c);
 }
 
 /* MSETNX: all keys set, or none if any exists; one transaction over all of them. */
@@ -1238,7 +1212,7 @@ static void exec_set(struct cmd *c)
         }
     }
     if (f) {
-        to_slow(c, slow_set);
+        update_sub(c, upd_set, fin_set);
         return;
     }
     one_sub(c, SUB_PUT, redis_coll(c), 1, fin_ok);
@@ -1246,12 +1220,12 @@ static void exec_set(struct cmd *c)
 
 static void exec_setnx(struct cmd *c)
 {
-    to_slow(c, slow_set);
+    update_sub(c, upd_set, fin_set);
 }
 
 static void exec_getdel(struct cmd *c)
 {
-    to_slow(c, slow_getdel);
+    update_sub(c, upd_getdel, fin_getdel);
 }
 
 static void exec_incr(struct cmd *c)
@@ -1262,12 +1236,12 @@ static void exec_incr(struct cmd *c)
         done(c);
         return;
     }
-    to_slow(c, slow_incr);
+    update_sub(c, upd_incr, fin_incr);
 }
 
 static void exec_append(struct cmd *c)
 {
-    to_slow(c, slow_append);
+    update_sub(c, upd_append, fin_append);
 }
 
 static void exec_del(struct cmd *c)

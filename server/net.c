@@ -86,8 +86,12 @@ static void ready(struct conn *c)
 
 static void cmd_free(struct cmd *c)
 {
-    for (size_t i = 0; i < c->nsubs; i++)
-        cs_free(c->subs[i].val);
+    for (size_t i = 0; i < c->nsubs; i++) {
+        if (c->subs[i].val_malloced)
+            free(c->subs[i].val);
+        else
+            cs_free(c->subs[i].val);
+    }
     free(c->subs);
     cs_txn_abort(c->txn);
     free(c->keys);
@@ -231,6 +235,8 @@ static bool submit_some(struct cmd *c)
         int rc;
         if (s->op == SUB_GET)
             rc = cs_session_get(n->sess, s->coll, key, klen, ud);
+        else if (s->op == SUB_UPDATE)
+            rc = host_session_update(n->sess, s->coll, key, klen, &s->upd, ud);
         else if (s->op == SUB_DEL)
             rc = cs_session_del(n->sess, s->coll, key, klen, ud);
         else
@@ -280,8 +286,10 @@ static void reap(struct net *n)
         for (int i = 0; i < got; i++) {
             struct sub *s = (struct sub *)(uintptr_t)n->comp[i].user_data;
             s->rc = n->comp[i].rc;
-            s->val = n->comp[i].val;
-            s->vlen = n->comp[i].vlen;
+            if (s->op != SUB_UPDATE) { /* an update keeps what its function copied */
+                s->val = n->comp[i].val;
+                s->vlen = n->comp[i].vlen;
+            }
             struct cmd *c = s->cmd;
             c->completed++;
             if (c->completed == c->nsubs && c->submitted == c->nsubs)
@@ -450,7 +458,7 @@ static void guest_event(void *arg, struct io_ring *ring, uint64_t tag, int res, 
 static void conn_parse(struct conn *c)
 {
     struct server *srv = c->net->srv;
-    size_t off = 0;
+    size_t off = c->in_off;
     for (unsigned budget = 0; budget < NET_PARSE_BUDGET && !c->closing; budget++) {
         if (c->ncmds >= srv->cfg.pipeline_max || out_waiting(c) >= NET_OUT_SOFT_BYTES)
             break;
@@ -499,10 +507,18 @@ static void conn_parse(struct conn *c)
             off = c->in_len;
         }
     }
-    if (off) {
-        memmove(c->in, c->in + off, c->in_len - off);
-        c->in_len -= off;
-    }
+    c->in_off = off; /* the bytes before are parsed: dropped by conn_compact */
+}
+
+/* Drop the parsed bytes at the start of the input buffer: only while no recv is in flight (the
+ * kernel writes at the offset the recv was given). */
+static void conn_compact(struct conn *c)
+{
+    if (c->recv_armed || c->in_off == 0)
+        return;
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
 }
 
 /* Move finished replies, oldest first, to the output buffer: only while no send is in flight
@@ -553,6 +569,7 @@ static void conn_step(struct net *n, struct io_ring *ring, struct conn *c)
     conn_collect(c);
     if (!c->dead && !c->closing && !stopping && c->eof && c->ncmds == 0)
         c->closing = true; /* the peer closed and everything it sent was answered */
+    conn_compact(c);
     if (!c->dead && !c->closing && !c->eof && !stopping && !c->recv_armed && !conn_room(c)) {
         /* a request bigger than query_bytes_max */
         struct cmd *cmd = calloc(1, sizeof(*cmd));

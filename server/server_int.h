@@ -27,15 +27,23 @@ struct conn;
 struct net;
 
 /* One key operation of a command, in flight in the shard's session (user_data points here). */
-enum sub_op { SUB_GET = 1, SUB_PUT = 2, SUB_DEL = 3 };
+enum sub_op { SUB_GET = 1, SUB_PUT = 2, SUB_DEL = 3, SUB_UPDATE = 4 };
 struct sub {
-    struct cmd *cmd;  /* owner */
-    uint8_t op;       /* enum sub_op */
-    const char *coll; /* collection (NUL-terminated; lives as long as the command) */
-    size_t arg;       /* the key's argument index (a put's value is the next one) */
-    int rc;           /* its completion's result */
-    void *val;        /* gets: value (cs_free), or NULL */
-    size_t vlen;      /* its length */
+    struct cmd *cmd;   /* owner */
+    uint8_t op;        /* enum sub_op */
+    const char *coll;  /* collection (NUL-terminated; lives as long as the command) */
+    size_t arg;        /* the key's argument index (a put's value is the next one) */
+    int rc;            /* its completion's result */
+    void *val;         /* gets: value (cs_free); updates: a copy they made (free), or NULL */
+    size_t vlen;       /* its length */
+    bool val_malloced; /* val is free()'s, not cs_free()'s */
+    /* SUB_UPDATE: the function run on the key's shard, and what it found and decided */
+    struct shard_update upd;
+    bool found;       /* the key held a value */
+    bool wrote;       /* SET: it wrote */
+    int verdict;      /* INCR: RMW_NOT_INT, RMW_OVERFLOW, or 0 */
+    long long number; /* INCR: the new value */
+    char num[24];     /* INCR: the new value as text (what was written) */
 };
 
 struct cmd_def;
@@ -87,7 +95,9 @@ struct conn {
     uint32_t gen;    /* generation of the slot (stale completions are told apart) */
     int fd;          /* socket */
     uint64_t id;     /* CLIENT ID */
-    char *in;        /* received bytes not yet parsed (a request starts at in[0]) */
+    char *in;        /* received bytes; the unparsed ones from in_off (a request starts there) */
+    size_t in_off;   /* bytes at the start already parsed: dropped only while no recv is in
+                        flight (the kernel writes at the offset the recv was given) */
     size_t in_len;   /* bytes in in */
     size_t in_cap;   /* its size */
     struct resp_parser parser;

@@ -321,6 +321,58 @@ static void test_cross_shard_commits_beside_cursors(void **state)
     stop_server();
 }
 
+/* Read-modify-writes run atomically on the key's shard: 4 clients pipelining 500 INCRs each on
+ * two counters (on different shards, by name) and 500 APPENDs of one byte each end with every
+ * increment and every byte counted; GETDEL hands a value to exactly one of two racing clients. */
+static void test_read_modify_writes_are_atomic(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    enum { CLIENTS = 4, EACH = 500 };
+    redisContext *c[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        c[i] = connect_client();
+    for (int k = 0; k < EACH; k++)
+        for (int i = 0; i < CLIENTS; i++) {
+            assert_int_equal(redisAppendCommand(c[i], "INCR ctr-a"), REDIS_OK);
+            assert_int_equal(redisAppendCommand(c[i], "INCRBY ctr-b 2"), REDIS_OK);
+            assert_int_equal(redisAppendCommand(c[i], "APPEND log x"), REDIS_OK);
+        }
+    for (int i = 0; i < CLIENTS; i++)
+        for (int k = 0; k < 3 * EACH; k++) {
+            redisReply *r;
+            assert_int_equal(redisGetReply(c[i], (void **)&r), REDIS_OK);
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            freeReplyObject(r);
+        }
+    redisReply *r = cmd(c[0], "MGET ctr-a ctr-b");
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str ||
+        !r->element[1]->str)
+        fail_msg("MGET: type %d, %s", r->type, r->str ? r->str : "(no text)");
+    assert_string_equal(r->element[0]->str, "2000");
+    assert_string_equal(r->element[1]->str, "4000");
+    freeReplyObject(r);
+    r = cmd(c[0], "STRLEN log");
+    assert_int_equal(r->integer, CLIENTS * EACH);
+    freeReplyObject(r);
+    /* GETDEL races: each value goes to exactly one client */
+    int got = 0;
+    for (int k = 0; k < 200; k++) {
+        expect_status(c[0], "OK", "SET prize %d", k);
+        assert_int_equal(redisAppendCommand(c[1], "GETDEL prize"), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c[2], "GETDEL prize"), REDIS_OK);
+        for (int i = 1; i <= 2; i++) {
+            assert_int_equal(redisGetReply(c[i], (void **)&r), REDIS_OK);
+            got += r->type == REDIS_REPLY_STRING;
+            freeReplyObject(r);
+        }
+    }
+    assert_int_equal(got, 200);
+    for (int i = 0; i < CLIENTS; i++)
+        redisFree(c[i]);
+    stop_server();
+}
+
 struct bad_request {
     const char *bytes;
     size_t len;
@@ -667,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reply_over_output_limit_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_over_query_limit_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_modify_writes_are_atomic, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

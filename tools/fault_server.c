@@ -402,7 +402,7 @@ struct srv_client {
     uint8_t round_uses[KEYS_PER_THREAD];       /* commands on each of its keys this round */
     uint64_t acked;                            /* replies acknowledged this iteration */
     uint64_t incr_acked;                       /* of which INCRs */
-    char *vbuf;                                /* values of a round (SRV_PIPELINE_MAX * 4) */
+    char *vbuf;                                /* the values of one command (BATCH_KEYS_MAX) */
 };
 
 /* The scenario: its server, its counters and its figures. */

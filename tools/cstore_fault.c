@@ -1,8 +1,8 @@
 /* cstore-fault: a stress tool that proves cstore's durability promises under injected faults.
  *
- *   cstore-fault <crash|eio|torn|enospc|bitflip|slow|powercut|fileio|alloc|txn|all> [--seed N]
- *                [--iterations N] [--duration SECONDS] [--db DIR] [--shards N] [--threads N]
- *                [--plan P] [--verbose]
+ *   cstore-fault <crash|eio|torn|enospc|bitflip|slow|powercut|fileio|alloc|txn|server|all>
+ *                [--seed N] [--iterations N] [--duration SECONDS] [--db DIR] [--shards N]
+ *                [--threads N] [--plan P] [--cstored PATH] [--durability MODE] [--verbose]
  *
  * WORKLOAD. Several threads run mixed single-key puts, deletes and atomic batches (2..4 keys that
  * the documented router, XXH3_64(key) % shards, places on one shard; a CS_ENOTSUP answer is
@@ -79,6 +79,15 @@
  *           read-only transactions summed the total (tools/fault_txn.c says how). It prints one
  *           line per iteration and "N passed, M failed". --plan P runs only plan P (kill,
  *           kill+ckpt, txn_crash, txn_ckpt_crash, fsync_eio, write_eio) in every iteration.
+ *   server  the crash check through the network: cstored (beside this executable, or
+ *           --cstored PATH) on a loopback port with the database, --threads connections
+ *           pipelining SET, DEL, MSET (across shards) and INCR, a SIGKILL of cstored at a seeded
+ *           moment (some during its start-up and recovery), a restart, and a check through
+ *           MGET, SCAN and DBSIZE: every acknowledged write there (or a later one in flight), no
+ *           MSET in part, counters between acknowledged and acknowledged + in flight; every
+ *           fourth iteration also under redis-benchmark load (tools/fault_server.c says how).
+ *           It prints one line per iteration and "N passed, M failed". --durability async|none
+ *           runs cstored without its promise: the check must then report lost writes.
  *   all     each of the above in turn.
  * It prints one line per scenario (iterations, acknowledged operations, keys checked, damage
  * reports, violations) and exits 1 on any violation, 2 on a usage or set-up error.
@@ -87,7 +96,8 @@
  * the operation log, the model and the checker (linked by tests/unit/test_fault_model.c too).
  * tools/fault_common.c: the context, opening, the workload, folders, pacing. The scenario
  * families: tools/fault_child.c (crash, torn, powercut), tools/fault_inprocess.c (eio, enospc,
- * slow, fileio, alloc), tools/fault_bitflip.c (bitflip), tools/fault_txn.c (txn). No state lives
+ * slow, fileio, alloc), tools/fault_bitflip.c (bitflip), tools/fault_txn.c (txn),
+ * tools/fault_server.c (server). No state lives
  * at file scope: one struct fault_ctx, made in main, is passed to whatever needs it.
  */
 #include "tools/fault_scenario.h"
@@ -126,6 +136,9 @@ static void run_scenario(struct fault_ctx *ctx, enum scenario sc, struct result 
     case SC_TXN:
         run_txn(ctx, res, share);
         break;
+    case SC_SERVER:
+        run_server(ctx, res, share);
+        break;
     case SC_COUNT:
         break;
     }
@@ -156,7 +169,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cstore-fault <scenario|all> [--seed N] [--iterations N] [--duration SECONDS]\n"
-            "                    [--db DIR] [--shards N] [--threads N] [--plan P] [--verbose]\n"
+            "                    [--db DIR] [--shards N] [--threads N] [--plan P]\n"
+            "                    [--cstored PATH] [--durability MODE] [--verbose]\n"
             "scenarios:\n"
             "  crash     SIGKILL a writer child at random moments, reopen, check\n"
             "  eio       a WAL write, fdatasync or short write fails (write_eio, fsync_eio,\n"
@@ -178,6 +192,11 @@ static void usage(void)
             "            the total holds, acknowledged transfers are there, none half applied;\n"
             "            --plan kill|kill+ckpt|txn_crash|txn_ckpt_crash|fsync_eio|write_eio\n"
             "            runs only that one\n"
+            "  server    cstored (beside this tool, or --cstored PATH) under pipelined SET, DEL,\n"
+            "            MSET and INCR from --threads connections (some iterations also under\n"
+            "            redis-benchmark), SIGKILLed at random moments (also during start-up),\n"
+            "            restarted, checked through MGET, SCAN and DBSIZE; --durability\n"
+            "            async|none runs it without its promise (the check must then fail)\n"
             "faults are set with the fault option / $CSTORE_FAULT; see README and io/fault.c\n");
     exit(2);
 }
@@ -227,6 +246,11 @@ int main(int argc, char **argv)
             ctx->cfg.threads = (unsigned)arg_num(v, THREADS_MAX);
         else if (strcmp(a, "--plan") == 0 && txn_plan_index(v) >= 0)
             ctx->cfg.txn_plan = txn_plan_index(v);
+        else if (strcmp(a, "--cstored") == 0 && strlen(v) < PATH_BYTES_MAX)
+            snprintf(ctx->cfg.cstored, sizeof(ctx->cfg.cstored), "%s", v);
+        else if (strcmp(a, "--durability") == 0 &&
+                 (strcmp(v, "sync") == 0 || strcmp(v, "async") == 0 || strcmp(v, "none") == 0))
+            snprintf(ctx->cfg.durability, sizeof(ctx->cfg.durability), "%s", v);
         else if (strcmp(a, "--db") == 0 && strlen(v) < PATH_BYTES_MAX - 64) {
             snprintf(ctx->cfg.db, sizeof(ctx->cfg.db), "%s", v);
             ctx->cfg.db_given = true;

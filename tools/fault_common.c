@@ -20,11 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const scenario_names[SC_COUNT] = {"crash", "eio",      "torn",   "enospc", "bitflip",
-                                              "slow",  "powercut", "fileio", "alloc",  "txn"};
+const char *const scenario_names[SC_COUNT] = {"crash",   "eio",  "torn",     "enospc",
+                                              "bitflip", "slow", "powercut", "fileio",
+                                              "alloc",   "txn",  "server"};
 
 /* Iterations run per scenario when neither --iterations nor --duration is given. */
-const unsigned scenario_default_iterations[SC_COUNT] = {20, 6, 10, 4, 20, 3, 30, 6, 6, 12};
+const unsigned scenario_default_iterations[SC_COUNT] = {20, 6, 10, 4, 20, 3, 30, 6, 6, 12, 12};
 
 /* ---- small helpers ---- */
 

@@ -12,7 +12,9 @@
  *
  * The model keeps per key the last acknowledged state, the one before it, the operations in
  * flight (intent seen, no ack: they may or may not have happened, at most MAYBE_MAX), the
- * acknowledged states since the last reopen (HIST_MAX) and the state read at that reopen. A
+ * acknowledged states since the last reopen (HIST_MAX) and the state read at that reopen. An
+ * acknowledgement supersedes the operations on the key announced before it; those announced
+ * after it stay in flight (a pipelined client has several on a key, applied in order). A
  * FAIL with -ENOSPC or CS_ENOTSUP means "not applied" and leaves the in-flight set, and so does
  * CS_EIO when eio_not_applied is set; any other error leaves the operation in flight.
  *
@@ -152,6 +154,26 @@ static void maybe_remove(struct key_state *k, uint64_t op_id)
     }
 }
 
+/* Operation op_id on key k is acknowledged: it and the operations announced on the key before
+ * it are superseded and leave the in-flight set; those announced after it (a pipelined client
+ * has several in flight on a key, applied in order) stay. When op_id is not remembered (the set
+ * overflowed), everything goes. Once nothing is left in flight, nothing is unknown either. */
+static void maybe_ack(struct key_state *k, uint64_t op_id)
+{
+    uint32_t upto = k->maybe_count;
+    for (uint32_t i = 0; i < k->maybe_count; i++) {
+        if (k->maybe_op[i] == op_id) {
+            upto = i + 1;
+            break;
+        }
+    }
+    memmove(&k->maybe_val[0], &k->maybe_val[upto], (k->maybe_count - upto) * sizeof(uint64_t));
+    memmove(&k->maybe_op[0], &k->maybe_op[upto], (k->maybe_count - upto) * sizeof(uint64_t));
+    k->maybe_count -= upto;
+    if (k->maybe_count == 0)
+        k->overflow = false;
+}
+
 static void batch_forget(struct model *m, uint64_t op_id)
 {
     for (uint32_t i = 0; i < m->batch_count; i++) {
@@ -198,8 +220,7 @@ static void model_apply_locked(struct model *m, const struct op_rec *r)
                 k->hist[k->nhist++] = r->val[i];
             else
                 k->hist_overflow = true;
-            k->maybe_count = 0; /* everything earlier on this key is superseded */
-            k->overflow = false;
+            maybe_ack(k, r->op_id);
         }
         m->acked_ops += r->count;
         if (r->count > 1)

@@ -1,7 +1,8 @@
 /* What the scenarios of cstore-fault share: the run's context (configuration, model, counters;
  * passed explicitly, no file-scope state), opening a database, the workload, the check after a
  * reopen, scenario folders and iteration pacing (tools/fault_common.c), and the scenario
- * families (tools/fault_child.c, fault_inprocess.c, fault_bitflip.c, fault_txn.c). See
+ * families (tools/fault_child.c, fault_inprocess.c, fault_bitflip.c, fault_txn.c,
+ * fault_server.c). See
  * tools/cstore_fault.c for what each scenario proves. */
 #ifndef CS_TOOLS_FAULT_SCENARIO_H
 #define CS_TOOLS_FAULT_SCENARIO_H
@@ -26,6 +27,7 @@ enum scenario {
     SC_FILEIO,
     SC_ALLOC,
     SC_TXN,
+    SC_SERVER,
     SC_COUNT
 };
 
@@ -44,6 +46,8 @@ struct config {
     unsigned threads;        /* --threads */
     bool verbose;            /* --verbose: one line per iteration */
     int txn_plan;            /* --plan: the txn scenario's only fault plan (-1: each in turn) */
+    char cstored[PATH_BYTES_MAX]; /* --cstored: the server's executable ("": beside this one) */
+    char durability[16];          /* --durability of the server scenario's cstored ("": sync) */
 };
 
 /* One run of the tool: everything the scenarios share, passed to each function that needs it. */
@@ -143,6 +147,7 @@ void run_powercut(struct fault_ctx *ctx, struct result *res, unsigned share);
 void run_inprocess(struct fault_ctx *ctx, enum scenario sc, struct result *res, unsigned share);
 void run_bitflip(struct fault_ctx *ctx, struct result *res, unsigned share);
 void run_txn(struct fault_ctx *ctx, struct result *res, unsigned share);
+void run_server(struct fault_ctx *ctx, struct result *res, unsigned share);
 /* The index of a txn fault plan by name (--plan), or -1 when there is none of that name. */
 int txn_plan_index(const char *name);
 

@@ -96,6 +96,29 @@ static void test_acknowledged_and_in_flight_states_are_accepted(void **state)
     assert_int_equal(f->res.keys_checked, 4);
 }
 
+/* A pipelined client has several operations on a key in flight, applied in order: the ack of
+ * the first leaves the later ones in flight (the key may read as any of them), and supersedes
+ * only what was announced before it (the value before the acked one is a lost write). */
+static void test_ack_keeps_later_pipelined_operations_in_flight(void **state)
+{
+    struct fixture *f = *state;
+    struct model *m = &f->model;
+    put(m, REC_INTENT, 1, 5, 0x51, 0);
+    put(m, REC_INTENT, 2, 5, 0x52, 0);
+    put(m, REC_INTENT, 3, 5, 0x53, 0);
+    put(m, REC_ACK, 1, 5, 0x51, 0);
+    assert_int_equal(violations_of(f, 5, 0x51), 0);
+    assert_int_equal(violations_of(f, 5, 0x52), 0); /* still in flight */
+    assert_int_equal(violations_of(f, 5, 0x53), 0);
+    put(m, REC_ACK, 2, 5, 0x52, 0);
+    assert_int_equal(violations_of(f, 5, 0x51), 1); /* superseded by the ack of 2 */
+    assert_int_equal(violations_of(f, 5, 0x52), 0);
+    assert_int_equal(violations_of(f, 5, 0x53), 0); /* announced after it: still in flight */
+    put(m, REC_ACK, 3, 5, 0x53, 0);
+    assert_int_equal(violations_of(f, 5, 0x52), 1);
+    assert_int_equal(violations_of(f, 5, 0x53), 0);
+}
+
 static void test_lost_acknowledged_write_is_a_violation(void **state)
 {
     struct fixture *f = *state;
@@ -237,6 +260,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_acknowledged_and_in_flight_states_are_accepted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lost_acknowledged_write_is_a_violation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ack_keeps_later_pipelined_operations_in_flight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refused_write_must_not_appear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_never_written_is_a_violation, setup, teardown),

@@ -1738,13 +1738,13 @@ static void multi_queue(struct cmd *c, struct multi *m)
     size_t bytes = 0;
     for (size_t i = 0; i < c->argc; i++)
         bytes += c->argl[i];
-    if (!d->txn) {
+    if ((d->check && !d->check(c)) || (d->txn && !check_sizes(c))) {
+        m->dirty = true;
+    } else if (!d->txn) {
         reply_error(c,
                     "ERR Command not allowed inside a transaction: '%s' runs on its own "
                     "(whole-collection and connection commands)",
                     d->name);
-        m->dirty = true;
-    } else if ((d->check && !d->check(c)) || !check_sizes(c)) {
         m->dirty = true;
     } else if (m->count >= CMD_MULTI_CMDS_MAX || bytes > CMD_MULTI_BYTES_MAX - m->bytes) {
         reply_error(c, "ERR transaction too large: at most %u commands and %u bytes of arguments",

@@ -29,9 +29,10 @@
  * sharded store sees them.
  *
  * BLOCKING WORK. The loop must never block: a blocking engine call on a shard thread would wait
- * for its own shard. Commands that need one (a read-modify-write run as a transaction, SCAN's
- * cursor, DBSIZE, INFO's statistics, FLUSHALL) go to the slow lane (server/slow.c), one thread
- * that runs them in order and hands each back to its shard, which sends the reply.
+ * for its own shard. Commands that need one (a read-modify-write run as a transaction, EXEC's
+ * block, SCAN's cursor, DBSIZE, INFO's statistics, FLUSHALL) go to the slow lane
+ * (server/slow.c), one thread that runs them in order and hands each back to its shard, which
+ * sends the reply.
  *
  * LIMITS (server_config): unparsed input per connection (query_bytes_max, then a protocol error
  * and close); replies waiting per connection: at NET_OUT_SOFT_BYTES the connection stops being

@@ -12,7 +12,26 @@
  *     XX or GET, SETNX, GETDEL, INCR, INCRBY, DECR, DECRBY, APPEND;
  *   - on the slow lane (server/slow.c): MSETNX as a transaction with reads (serializable, retried
  *     on conflict up to CMD_TXN_RETRIES times), and the whole-collection ones: SCAN, CS.SCAN,
- *     DBSIZE, FLUSHALL, INFO, CS.COLLECTIONS, CS.STAT.
+ *     DBSIZE, FLUSHALL, INFO, CS.COLLECTIONS, CS.STAT;
+ *   - MULTI, DISCARD, UNWATCH and queueing at once; WATCH through the session (it reads its
+ *     keys); EXEC on the slow lane (below).
+ *
+ * MULTI/EXEC. A connection's transaction state (struct multi) changes as its commands start,
+ * which is in request order (net.c). After MULTI a command is checked as a run would check it
+ * before touching data (name, arity, the cmd_def's check: options, MSET's pairs, INCRBY's
+ * integer, no expiry) and for what the engine would refuse (key and value sizes), then queued
+ * (+QUEUED); whole-collection and connection commands (SCAN, CS.SCAN, DBSIZE, FLUSHALL, INFO,
+ * HELLO, AUTH, CLIENT, COMMAND, CONFIG, CS.COLLECTIONS, CS.STAT) are refused at queue time. A
+ * refusal, or a block over CMD_MULTI_CMDS_MAX commands or CMD_MULTI_BYTES_MAX argument bytes,
+ * makes EXEC answer -EXECABORT (Redis answers some of these checks inside EXEC's array instead).
+ * EXEC runs the block on the slow lane as ONE cstore transaction: each command through its
+ * cmd_def's txn function, reading the transaction's own earlier writes, its reply as it would
+ * be alone; an attempt that conflicts is dropped whole (replies included) and run again, so
+ * nothing is applied twice. WATCH reads its keys and keeps a hash of each value (or its
+ * absence); EXEC reads them again inside its transaction and answers the null array if one
+ * differs, and the commit validates those reads up to the commit. With keys watched, a
+ * conflict is the null array too (the client retries), never a silent re-run. Watching compares
+ * values: a key changed and changed back does not abort (Redis would abort).
  *
  * KEYS AND VALUES. Redis allows an empty key; the engine does not (CS_EKEYSIZE): such a command
  * gets -ERR with the engine's message, as does a key over CS_KEY_MAX or a value over
@@ -50,13 +69,22 @@
 #define CMD_F_READONLY 4u /* reads only */
 #define CMD_F_ALLKEYS 8u  /* reads or writes the whole collection: a barrier to the others */
 #define CMD_F_COLL 16u    /* argument 1 names the collection of its keys (CS.*) */
+#define CMD_F_NOQUEUE 32u /* runs at once inside MULTI (EXEC DISCARD MULTI WATCH QUIT) */
+#define CMD_F_BARRIER                                                                              \
+    64u /* ordered as a barrier, though it touches no key (EXEC DISCARD UNWATCH) */
 
 struct cmd_def {
-    const char *name;
-    int arity; /* Redis's: argc exactly, or -n: at least n */
-    unsigned flags;
+    const char *name;                  /* lower case, as COMMAND shows it */
+    int arity;                         /* Redis's: argc exactly, or -n: at least n */
+    unsigned flags;                    /* CMD_F_* */
     int first_key, last_key, key_step; /* COMMAND's key positions */
-    void (*exec)(struct cmd *c);
+    void (*exec)(struct cmd *c);       /* runs it (replies at once or later) */
+    /* The checks a run makes before touching any data (syntax, options): false after replying
+     * the error. NULL: none. exec makes them too; inside MULTI they are made at queue time. */
+    bool (*check)(struct cmd *c);
+    /* Runs it inside EXEC's transaction t, its reply in q->reply: 0, or an engine error that
+     * ends the attempt (CS_ECONFLICT: retried). NULL: not allowed inside MULTI. */
+    int (*txn)(struct cmd *q, cs_txn *t);
 };
 
 /* ---- replies ---- */
@@ -333,10 +361,18 @@ static void fin_mset(struct cmd *c)
     done(c);
 }
 
+/* MSET and MSETNX: keys and values in pairs. */
+static bool check_pairs(struct cmd *c)
+{
+    if (c->argc % 2 == 1)
+        return true;
+    reply_error(c, "ERR wrong number of arguments for '%s' command", c->def->name);
+    return false;
+}
+
 static void exec_mset(struct cmd *c)
 {
-    if (c->argc % 2 == 0) {
-        reply_error(c, "ERR wrong number of arguments for 'mset' command");
+    if (!check_pairs(c)) {
         done(c);
         return;
     }
@@ -352,19 +388,52 @@ static void exec_mset(struct cmd *c)
     net_submit(c);
 }
 
-/* ---- read-modify-write commands: one atomic update on the key's shard ----
- * SET with NX, XX or GET, SETNX, GETDEL, INCR, INCRBY, DECR, DECRBY and APPEND read the key and
- * write it in one step on its shard (host_session_update): no transaction, no extra round trip,
- * and the write joins the shard's group commit like a plain SET. The decision runs on the key's
- * shard thread (the functions below), writes what the reply needs into the sub, and the reply
- * is built on the connection's shard when the update completes. */
+/* ---- read-modify-write commands: transactions on the slow lane ---- */
 
+/* What one attempt of a read-modify-write decides, given the key's current value. */
+enum rmw_write { RMW_NONE, RMW_PUT, RMW_DEL };
+struct rmw {
+    enum rmw_write write; /* what to write */
+    const void *val;      /* RMW_PUT: the new value */
+    size_t vlen;
+    char num[32]; /* INCR's new value, as text */
+    char *owned;  /* APPEND's new value (freed after the attempt) */
+};
+/* Decide from the value read (found false: none), reply into c only through rmw_reply later. */
+typedef int (*rmw_fn)(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w);
+
+/* The reply of a read-modify-write, from what its committed attempt read and decided. */
+typedef void (*rmw_reply_fn)(struct cmd *c, int verdict, bool found, const void *old,
+                             size_t oldlen);
+
+/* One attempt's work inside t: read key argument ki, let fn decide, buffer the write. Returns 0
+ * with *verdict (nonzero: the command refuses, e.g. not an integer, and nothing is written),
+ * found and old (cs_free; the previous *old is freed) as read, or an engine error. */
+static int rmw_step(struct cmd *c, cs_txn *t, size_t ki, rmw_fn fn, void **old, size_t *oldlen,
+                    bool *found, int *verdict)
+{
+    cs_free(*old);
+    *old = NULL;
+    *oldlen = 0;
+    int rc = cs_txn_get(t, redis_coll(c), c->argv[ki], c->argl[ki], old, oldlen);
+    if (rc && rc != CS_ENOTFOUND)
+        return rc;
+    *found = rc == 0;
+    struct rmw w = {.write = RMW_NONE};
+    *verdict = fn(c, *old, *oldlen, *found, &w);
+    rc = 0;
+    if (*verdict == 0 && w.write == RMW_PUT)
+        rc = cs_txn_put(t, redis_coll(c), c->argv[ki], c->argl[ki], w.val, w.vlen);
+    else if (*verdict == 0 && w.write == RMW_DEL)
+        rc = cs_txn_del(t, redis_coll(c), c->argv[ki], c->argl[ki]);
+    free(w.owned);
+    return rc;
+}
+
+/* SET's options (and SETNX's), as set_flags finds them. */
 #define SET_NX 1u
 #define SET_XX 2u
 #define SET_GET 4u
-
-#define RMW_NOT_INT 1  /* sub->verdict: the value is not an integer */
-#define RMW_OVERFLOW 2 /* the result would overflow */
 
 static unsigned set_flags(const struct cmd *c)
 {
@@ -381,6 +450,137 @@ static unsigned set_flags(const struct cmd *c)
         f |= SET_NX;
     return f;
 }
+
+static int set_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    (void)old;
+    (void)oldlen;
+    unsigned f = set_flags(c);
+    if ((f & SET_NX) && found)
+        return 0;
+    if ((f & SET_XX) && !found)
+        return 0;
+    w->write = RMW_PUT;
+    w->val = c->argv[2];
+    w->vlen = c->argl[2];
+    return 0;
+}
+
+static void set_reply(struct cmd *c, int verdict, bool found, const void *old, size_t oldlen)
+{
+    (void)verdict;
+    unsigned f = set_flags(c);
+    bool wrote = !((f & SET_NX) && found) && !((f & SET_XX) && !found);
+    if (arg_is(c, 0, "SETNX"))
+        reply_int(c, wrote ? 1 : 0);
+    else if (f & SET_GET)
+        found ? reply_bulk(c, old, oldlen) : reply_null(c);
+    else if (wrote)
+        reply_simple(c, "OK");
+    else
+        reply_null(c);
+}
+
+static int getdel_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    (void)c;
+    (void)old;
+    (void)oldlen;
+    w->write = found ? RMW_DEL : RMW_NONE;
+    return 0;
+}
+
+static void getdel_reply(struct cmd *c, int verdict, bool found, const void *old, size_t oldlen)
+{
+    (void)verdict;
+    if (found)
+        reply_bulk(c, old, oldlen);
+    else
+        reply_null(c);
+}
+
+#define RMW_NOT_INT 1
+#define RMW_OVERFLOW 2
+
+/* INCR, INCRBY, DECR, DECRBY: the step (argument 2 for the BY forms). */
+static bool incr_step(const struct cmd *c, long long *step)
+{
+    bool by = arg_is(c, 0, "INCRBY") || arg_is(c, 0, "DECRBY");
+    bool down = arg_is(c, 0, "DECR") || arg_is(c, 0, "DECRBY");
+    long long v = 1;
+    if (by && !parse_ll(c->argv[2], c->argl[2], &v))
+        return false;
+    if (down) {
+        if (v == LLONG_MIN)
+            return false;
+        v = -v;
+    }
+    *step = v;
+    return true;
+}
+
+static int incr_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    long long cur = 0, step;
+    if (found && !parse_ll(old, oldlen, &cur))
+        return RMW_NOT_INT;
+    if (!incr_step(c, &step))
+        return RMW_NOT_INT;
+    if ((step > 0 && cur > LLONG_MAX - step) || (step < 0 && cur < LLONG_MIN - step))
+        return RMW_OVERFLOW;
+    int n = snprintf(w->num, sizeof(w->num), "%lld", cur + step);
+    w->write = RMW_PUT;
+    w->val = w->num;
+    w->vlen = (size_t)n;
+    return 0;
+}
+
+static void incr_reply(struct cmd *c, int verdict, bool found, const void *old, size_t oldlen)
+{
+    long long cur = 0, step = 0;
+    if (verdict == RMW_NOT_INT)
+        reply_error(c, "ERR value is not an integer or out of range");
+    else if (verdict == RMW_OVERFLOW)
+        reply_error(c, "ERR increment or decrement would overflow");
+    else if ((found && !parse_ll(old, oldlen, &cur)) || !incr_step(c, &step))
+        reply_error(c, "ERR value is not an integer or out of range");
+    else
+        reply_int(c, cur + step);
+}
+
+static int append_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
+{
+    size_t olen = found ? oldlen : 0;
+    if (olen + c->argl[2] > CS_VALUE_MAX)
+        return CS_EVALSIZE; /* the command's error, as the write's would be */
+    w->owned = malloc(olen + c->argl[2] + 1);
+    if (!w->owned)
+        return -ENOMEM;
+    if (olen)
+        memcpy(w->owned, old, olen);
+    memcpy(w->owned + olen, c->argv[2], c->argl[2]);
+    w->write = RMW_PUT;
+    w->val = w->owned;
+    w->vlen = olen + c->argl[2];
+    return 0;
+}
+
+static void append_reply(struct cmd *c, int verdict, bool found, const void *old, size_t oldlen)
+{
+    (void)old;
+    if (verdict)
+        reply_rc(c, verdict);
+    else
+        reply_int(c, (long long)((found ? oldlen : 0) + c->argl[2]));
+}
+
+/* ---- read-modify-writes outside EXEC: one atomic update on the key's shard ----
+ * Run alone, SET with NX, XX or GET, SETNX, GETDEL, the INCR family and APPEND read the key and
+ * write it in one step on its shard (host_session_update): no transaction, no extra round trip,
+ * and the write joins the shard's group commit like a plain SET. The functions below run on the
+ * key's shard thread and write what the reply needs into the sub; the reply is built on the
+ * connection's shard when the update completes. Inside EXEC the same commands run through the
+ * decide functions above, in the block's transaction. */
 
 /* Keep a copy of the value read (SET GET, GETDEL): the view dies with the call. */
 static int keep_old(struct sub *s, const void *old, size_t oldlen)
@@ -423,23 +623,6 @@ static int upd_getdel(void *arg, const void *old, size_t oldlen, bool found,
         return -ENOMEM;
     out->write = found ? SHARD_UPDATE_DEL : SHARD_UPDATE_NONE;
     return 0;
-}
-
-/* INCR, INCRBY, DECR, DECRBY: the step (argument 2 for the BY forms). */
-static bool incr_step(const struct cmd *c, long long *step)
-{
-    bool by = arg_is(c, 0, "INCRBY") || arg_is(c, 0, "DECRBY");
-    bool down = arg_is(c, 0, "DECR") || arg_is(c, 0, "DECRBY");
-    long long v = 1;
-    if (by && !parse_ll(c->argv[2], c->argl[2], &v))
-        return false;
-    if (down) {
-        if (v == LLONG_MIN)
-            return false;
-        v = -v;
-    }
-    *step = v;
-    return true;
 }
 
 static int upd_incr(void *arg, const void *old, size_t oldlen, bool found,
@@ -488,17 +671,10 @@ static int upd_append(void *arg, const void *old, size_t oldlen, bool found,
 static void fin_set(struct cmd *c)
 {
     struct sub *s = &c->subs[0];
-    unsigned f = set_flags(c);
     if (s->rc)
         reply_rc(c, s->rc);
-    else if (arg_is(c, 0, "SETNX"))
-        reply_int(c, s->wrote ? 1 : 0);
-    else if (f & SET_GET)
-        s->found ? reply_bulk(c, s->val, s->vlen) : reply_null(c);
-    else if (s->wrote)
-        reply_simple(c, "OK");
     else
-        reply_null(c);
+        set_reply(c, 0, s->found, s->val, s->vlen);
     done(c);
 }
 
@@ -507,10 +683,8 @@ static void fin_getdel(struct cmd *c)
     struct sub *s = &c->subs[0];
     if (s->rc)
         reply_rc(c, s->rc);
-    else if (s->found)
-        reply_bulk(c, s->val, s->vlen);
     else
-        reply_null(c);
+        getdel_reply(c, 0, s->found, s->val, s->vlen);
     done(c);
 }
 
@@ -993,7 +1167,7 @@ static void to_slow(struct cmd *c, void (*fn)(struct cmd *c))
     slow_submit(c);
 }
 
-static void exec_ping(struct cmd *c)
+static void ping_reply(struct cmd *c)
 {
     if (c->argc > 2)
         reply_error(c, "ERR wrong number of arguments for 'ping' command");
@@ -1001,6 +1175,11 @@ static void exec_ping(struct cmd *c)
         reply_bulk(c, c->argv[1], c->argl[1]);
     else
         reply_simple(c, "PONG");
+}
+
+static void exec_ping(struct cmd *c)
+{
+    ping_reply(c);
     done(c);
 }
 
@@ -1017,7 +1196,7 @@ static void exec_quit(struct cmd *c)
     done(c);
 }
 
-static void exec_select(struct cmd *c)
+static void select_reply(struct cmd *c)
 {
     long long db;
     if (!parse_ll(c->argv[1], c->argl[1], &db))
@@ -1026,6 +1205,11 @@ static void exec_select(struct cmd *c)
         reply_error(c, "ERR DB index is out of range");
     else
         reply_simple(c, "OK");
+}
+
+static void exec_select(struct cmd *c)
+{
+    select_reply(c);
     done(c);
 }
 
@@ -1182,13 +1366,20 @@ static void exec_persist(struct cmd *c)
     done(c);
 }
 
-static void exec_no_expiry(struct cmd *c)
+static bool check_no_expiry(struct cmd *c)
 {
     reply_error(c, "ERR expiry is not supported yet (records have no time to live)");
+    return false;
+}
+
+static void exec_no_expiry(struct cmd *c)
+{
+    (void)check_no_expiry(c);
     done(c);
 }
 
-static void exec_set(struct cmd *c)
+/* SET's options. */
+static bool check_set(struct cmd *c)
 {
     unsigned f = 0;
     for (size_t i = 3; i < c->argc; i++) {
@@ -1203,15 +1394,22 @@ static void exec_set(struct cmd *c)
         } else if ((arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
                     arg_is(c, i, "PXAT")) &&
                    i + 1 < c->argc) {
-            exec_no_expiry(c);
-            return;
+            return check_no_expiry(c);
         } else {
             reply_error(c, "ERR syntax error");
-            done(c);
-            return;
+            return false;
         }
     }
-    if (f) {
+    return true;
+}
+
+static void exec_set(struct cmd *c)
+{
+    if (!check_set(c)) {
+        done(c);
+        return;
+    }
+    if (set_flags(c)) {
         update_sub(c, upd_set, fin_set);
         return;
     }
@@ -1228,11 +1426,18 @@ static void exec_getdel(struct cmd *c)
     update_sub(c, upd_getdel, fin_getdel);
 }
 
-static void exec_incr(struct cmd *c)
+static bool check_incr(struct cmd *c)
 {
     long long step;
-    if (!incr_step(c, &step)) {
-        reply_error(c, "ERR value is not an integer or out of range");
+    if (incr_step(c, &step))
+        return true;
+    reply_error(c, "ERR value is not an integer or out of range");
+    return false;
+}
+
+static void exec_incr(struct cmd *c)
+{
+    if (!check_incr(c)) {
         done(c);
         return;
     }
@@ -1261,8 +1466,7 @@ static void exec_mget(struct cmd *c)
 
 static void exec_msetnx(struct cmd *c)
 {
-    if (c->argc % 2 == 0) {
-        reply_error(c, "ERR wrong number of arguments for 'msetnx' command");
+    if (!check_pairs(c)) {
         done(c);
         return;
     }
@@ -1324,6 +1528,545 @@ static void exec_cs_stat(struct cmd *c)
     to_slow(c, slow_cs_stat);
 }
 
+/* ---- MULTI, EXEC, DISCARD, WATCH, UNWATCH ---- */
+
+void multi_free(struct multi *m)
+{
+    if (!m)
+        return;
+    struct cmd *q = m->head;
+    for (size_t i = 0; i < m->count && q; i++) {
+        struct cmd *next = q->next;
+        resp_out_free(&q->reply);
+        free(q->mem);
+        free(q);
+        q = next;
+    }
+    for (size_t i = 0; i < m->nwatches; i++)
+        free(m->watches[i].key);
+    free(m->watches);
+    free(m);
+}
+
+/* The connection's transaction state, made on first use; NULL on out of memory. */
+static struct multi *conn_multi(struct conn *conn)
+{
+    if (!conn->multi)
+        conn->multi = calloc(1, sizeof(*conn->multi));
+    return conn->multi;
+}
+
+/* The MULTI block and the watches end (EXEC, DISCARD, UNWATCH). */
+static void multi_reset(struct conn *conn)
+{
+    multi_free(conn->multi);
+    conn->multi = NULL;
+}
+
+static bool in_multi(const struct conn *conn)
+{
+    return conn->multi && conn->multi->on;
+}
+
+static const char *key_coll(const struct cmd *c)
+{
+    return c->def->flags & CMD_F_COLL ? c->argv[1] : redis_coll(c);
+}
+
+/* Argument index of q's last key. */
+static size_t last_key(const struct cmd *q)
+{
+    return q->def->last_key < 0 ? q->argc - 1 : (size_t)q->def->last_key;
+}
+
+/* Read key argument ki of q inside t: 0 with *found and, when found, *val (cs_free), or an
+ * engine error. */
+static int txn_read(struct cmd *q, cs_txn *t, size_t ki, void **val, size_t *vlen, bool *found)
+{
+    *val = NULL;
+    *vlen = 0;
+    int rc = cs_txn_get(t, key_coll(q), q->argv[ki], q->argl[ki], val, vlen);
+    *found = rc == 0;
+    return rc == CS_ENOTFOUND ? 0 : rc;
+}
+
+/* GET, CS.GET, STRLEN, TTL, PTTL: read the key, reply as the command does. */
+static int txn_get_like(struct cmd *q, cs_txn *t,
+                        void (*reply)(struct cmd *q, bool found, const void *v, size_t vl))
+{
+    void *v;
+    size_t vl;
+    bool found;
+    int rc = txn_read(q, t, (size_t)q->def->first_key, &v, &vl, &found);
+    if (rc)
+        return rc;
+    reply(q, found, v, vl);
+    cs_free(v);
+    return 0;
+}
+
+static void get_reply(struct cmd *q, bool found, const void *v, size_t vl)
+{
+    found ? reply_bulk(q, v, vl) : reply_null(q);
+}
+
+static void strlen_reply(struct cmd *q, bool found, const void *v, size_t vl)
+{
+    (void)v;
+    reply_int(q, found ? (long long)vl : 0);
+}
+
+static void ttl_reply(struct cmd *q, bool found, const void *v, size_t vl)
+{
+    (void)v;
+    (void)vl;
+    reply_int(q, found ? -1 : -2);
+}
+
+static int txn_get(struct cmd *q, cs_txn *t)
+{
+    return txn_get_like(q, t, get_reply);
+}
+
+static int txn_strlen(struct cmd *q, cs_txn *t)
+{
+    return txn_get_like(q, t, strlen_reply);
+}
+
+static int txn_ttl(struct cmd *q, cs_txn *t)
+{
+    return txn_get_like(q, t, ttl_reply);
+}
+
+/* SET (plain) and CS.PUT: the value follows the key. */
+static int txn_put(struct cmd *q, cs_txn *t)
+{
+    size_t ki = (size_t)q->def->first_key;
+    int rc = cs_txn_put(t, key_coll(q), q->argv[ki], q->argl[ki], q->argv[ki + 1], q->argl[ki + 1]);
+    if (rc)
+        return rc;
+    reply_simple(q, "OK");
+    return 0;
+}
+
+static int txn_rmw(struct cmd *q, cs_txn *t, rmw_fn fn, rmw_reply_fn reply)
+{
+    void *old = NULL;
+    size_t oldlen = 0;
+    bool found = false;
+    int verdict = 0;
+    int rc = rmw_step(q, t, 1, fn, &old, &oldlen, &found, &verdict);
+    if (rc == 0)
+        reply(q, verdict, found, old, oldlen);
+    cs_free(old);
+    return rc;
+}
+
+static int txn_set(struct cmd *q, cs_txn *t)
+{
+    if (set_flags(q)) /* NX, XX, GET, and SETNX read the key */
+        return txn_rmw(q, t, set_decide, set_reply);
+    return txn_put(q, t);
+}
+
+static int txn_getdel(struct cmd *q, cs_txn *t)
+{
+    return txn_rmw(q, t, getdel_decide, getdel_reply);
+}
+
+static int txn_incr(struct cmd *q, cs_txn *t)
+{
+    return txn_rmw(q, t, incr_decide, incr_reply);
+}
+
+static int txn_append(struct cmd *q, cs_txn *t)
+{
+    return txn_rmw(q, t, append_decide, append_reply);
+}
+
+/* DEL and CS.DEL: how many of the keys existed (reads see the earlier deletes: DEL k k is 1). */
+static int txn_del(struct cmd *q, cs_txn *t)
+{
+    long long n = 0;
+    for (size_t i = (size_t)q->def->first_key; i <= last_key(q); i++) {
+        void *v;
+        size_t vl;
+        bool found;
+        int rc = txn_read(q, t, i, &v, &vl, &found);
+        cs_free(v);
+        if (rc == 0 && found)
+            rc = cs_txn_del(t, key_coll(q), q->argv[i], q->argl[i]);
+        if (rc)
+            return rc;
+        n += found;
+    }
+    reply_int(q, n);
+    return 0;
+}
+
+static int txn_exists(struct cmd *q, cs_txn *t)
+{
+    long long n = 0;
+    for (size_t i = 1; i < q->argc; i++) {
+        void *v;
+        size_t vl;
+        bool found;
+        int rc = txn_read(q, t, i, &v, &vl, &found);
+        cs_free(v);
+        if (rc)
+            return rc;
+        n += found;
+    }
+    reply_int(q, n);
+    return 0;
+}
+
+static int txn_mget(struct cmd *q, cs_txn *t)
+{
+    reply_array(q, q->argc - 1);
+    for (size_t i = 1; i < q->argc; i++) {
+        void *v;
+        size_t vl;
+        bool found;
+        int rc = txn_read(q, t, i, &v, &vl, &found);
+        if (rc)
+            return rc;
+        get_reply(q, found, v, vl);
+        cs_free(v);
+    }
+    return 0;
+}
+
+static int txn_mset(struct cmd *q, cs_txn *t)
+{
+    for (size_t i = 1; i + 1 < q->argc; i += 2) {
+        int rc =
+            cs_txn_put(t, redis_coll(q), q->argv[i], q->argl[i], q->argv[i + 1], q->argl[i + 1]);
+        if (rc)
+            return rc;
+    }
+    reply_simple(q, "OK");
+    return 0;
+}
+
+static int txn_msetnx(struct cmd *q, cs_txn *t)
+{
+    bool any = false;
+    for (size_t i = 1; i + 1 < q->argc && !any; i += 2) {
+        void *v;
+        size_t vl;
+        int rc = txn_read(q, t, i, &v, &vl, &any);
+        cs_free(v);
+        if (rc)
+            return rc;
+    }
+    for (size_t i = 1; i + 1 < q->argc && !any; i += 2) {
+        int rc =
+            cs_txn_put(t, redis_coll(q), q->argv[i], q->argl[i], q->argv[i + 1], q->argl[i + 1]);
+        if (rc)
+            return rc;
+    }
+    reply_int(q, any ? 0 : 1);
+    return 0;
+}
+
+static int txn_ping(struct cmd *q, cs_txn *t)
+{
+    (void)t;
+    ping_reply(q);
+    return 0;
+}
+
+static int txn_echo(struct cmd *q, cs_txn *t)
+{
+    (void)t;
+    reply_bulk(q, q->argv[1], q->argl[1]);
+    return 0;
+}
+
+static int txn_select(struct cmd *q, cs_txn *t)
+{
+    (void)t;
+    select_reply(q);
+    return 0;
+}
+
+static int txn_persist(struct cmd *q, cs_txn *t)
+{
+    (void)t;
+    reply_int(q, 0);
+    return 0;
+}
+
+/* UNWATCH inside MULTI: EXEC drops the watches anyway. */
+static int txn_ok(struct cmd *q, cs_txn *t)
+{
+    (void)t;
+    reply_simple(q, "OK");
+    return 0;
+}
+
+/* Keys over CS_KEY_MAX (or empty) and arguments over CS_VALUE_MAX: what the engine refuses,
+ * found at queue time so that EXEC never stops half-way through a command's writes. */
+static bool check_sizes(struct cmd *c)
+{
+    const struct cmd_def *d = c->def;
+    for (size_t i = 1; d->first_key > 0 && i < c->argc; i++) {
+        bool key = i >= (size_t)d->first_key && i <= last_key(c) &&
+                   (i - (size_t)d->first_key) % (size_t)d->key_step == 0;
+        if (key && (c->argl[i] == 0 || c->argl[i] > CS_KEY_MAX)) {
+            reply_rc(c, CS_EKEYSIZE);
+            return false;
+        }
+        if (c->argl[i] > CS_VALUE_MAX) {
+            reply_rc(c, CS_EVALSIZE);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A command inside MULTI: checked as a run would check it, then queued (its arguments move to
+ * a queued command of the block) and answered +QUEUED. A refusal answers the error and makes
+ * EXEC answer EXECABORT. Once refused, later commands are answered +QUEUED and not kept. */
+static void multi_queue(struct cmd *c, struct multi *m)
+{
+    const struct cmd_def *d = c->def;
+    size_t bytes = 0;
+    for (size_t i = 0; i < c->argc; i++)
+        bytes += c->argl[i];
+    if ((d->check && !d->check(c)) || (d->txn && !check_sizes(c))) {
+        m->dirty = true;
+    } else if (!d->txn) {
+        reply_error(c,
+                    "ERR Command not allowed inside a transaction: '%s' runs on its own "
+                    "(whole-collection and connection commands)",
+                    d->name);
+        m->dirty = true;
+    } else if (m->count >= CMD_MULTI_CMDS_MAX || bytes > CMD_MULTI_BYTES_MAX - m->bytes) {
+        reply_error(c, "ERR transaction too large: at most %u commands and %u bytes of arguments",
+                    (unsigned)CMD_MULTI_CMDS_MAX, (unsigned)CMD_MULTI_BYTES_MAX);
+        m->dirty = true;
+    } else if (m->dirty) {
+        reply_simple(c, "QUEUED"); /* EXEC will refuse it all: nothing kept */
+    } else {
+        struct cmd *q = calloc(1, sizeof(*q));
+        if (!q) {
+            reply_rc(c, -ENOMEM);
+            m->dirty = true;
+            done(c);
+            return;
+        }
+        q->conn = c->conn;
+        q->def = d;
+        q->argc = c->argc;
+        q->argv = c->argv;
+        q->argl = c->argl;
+        q->mem = c->mem;
+        c->mem = NULL; /* the arguments are the queued command's now */
+        c->argv = NULL;
+        c->argl = NULL;
+        c->argc = 0;
+        resp_out_init(&q->reply, c->conn->net->srv->cfg.output_bytes_max);
+        if (m->tail)
+            m->tail->next = q;
+        else
+            m->head = q;
+        m->tail = q;
+        m->count++;
+        m->bytes += bytes;
+        reply_simple(c, "QUEUED");
+    }
+    done(c);
+}
+
+static void exec_multi(struct cmd *c)
+{
+    struct multi *m = c->conn->multi;
+    if (m && m->on) {
+        reply_error(c, "ERR MULTI calls can not be nested");
+    } else if (!(m = conn_multi(c->conn))) {
+        reply_rc(c, -ENOMEM);
+    } else {
+        m->on = true;
+        reply_simple(c, "OK");
+    }
+    done(c);
+}
+
+static void exec_discard(struct cmd *c)
+{
+    if (!in_multi(c->conn)) {
+        reply_error(c, "ERR DISCARD without MULTI");
+    } else {
+        multi_reset(c->conn);
+        reply_simple(c, "OK");
+    }
+    done(c);
+}
+
+static void exec_unwatch(struct cmd *c)
+{
+    multi_reset(c->conn); /* not inside MULTI (it is queued there): only watches to drop */
+    reply_simple(c, "OK");
+    done(c);
+}
+
+static void fin_watch(struct cmd *c)
+{
+    int rc = subs_error(c);
+    struct multi *m = rc ? NULL : conn_multi(c->conn);
+    if (rc) {
+        reply_rc(c, rc);
+    } else if (!m) {
+        reply_rc(c, -ENOMEM);
+    } else if (m->nwatches + c->nsubs > CMD_WATCH_KEYS_MAX) {
+        reply_error(c, "ERR too many WATCHed keys (at most %u)", CMD_WATCH_KEYS_MAX);
+    } else {
+        if (m->watches_cap < m->nwatches + c->nsubs) {
+            size_t cap = m->watches_cap ? m->watches_cap * 2 : 8;
+            while (cap < m->nwatches + c->nsubs)
+                cap *= 2; /* at most log2(CMD_WATCH_KEYS_MAX) times */
+            struct watch *w = realloc(m->watches, cap * sizeof(*w));
+            if (!w) {
+                reply_rc(c, -ENOMEM);
+                done(c);
+                return;
+            }
+            m->watches = w;
+            m->watches_cap = cap;
+        }
+        for (size_t i = 0; i < c->nsubs; i++) {
+            const struct sub *s = &c->subs[i];
+            struct watch *w = &m->watches[m->nwatches];
+            w->key = malloc(c->argl[s->arg] + 1);
+            if (!w->key) {
+                reply_rc(c, -ENOMEM);
+                done(c);
+                return;
+            }
+            memcpy(w->key, c->argv[s->arg], c->argl[s->arg]);
+            w->klen = c->argl[s->arg];
+            w->found = s->rc == 0;
+            w->vhash = w->found ? XXH3_64bits(s->val, s->vlen) : 0;
+            m->nwatches++;
+        }
+        reply_simple(c, "OK");
+    }
+    done(c);
+}
+
+/* WATCH k...: reads each key now (through the session) and remembers a hash of its value, or
+ * its absence; EXEC reads them again inside its transaction. */
+static void exec_watch(struct cmd *c)
+{
+    if (in_multi(c->conn)) {
+        reply_error(c, "ERR WATCH inside MULTI is not allowed");
+        done(c);
+        return;
+    }
+    many_subs(c, SUB_GET, redis_coll(c), 1, 1, fin_watch);
+}
+
+/* Whether every watched key still holds what WATCH saw, read inside t (so that the commit
+ * validates it until then): 0 with *changed, or an engine error. */
+static int watches_check(struct cmd *c, cs_txn *t, const struct multi *m, bool *changed)
+{
+    *changed = false;
+    for (size_t i = 0; i < m->nwatches && !*changed; i++) {
+        const struct watch *w = &m->watches[i];
+        void *v = NULL;
+        size_t vl = 0;
+        int rc = cs_txn_get(t, redis_coll(c), w->key, w->klen, &v, &vl);
+        if (rc && rc != CS_ENOTFOUND)
+            return rc;
+        bool found = rc == 0;
+        *changed = found != w->found || (found && XXH3_64bits(v, vl) != w->vhash);
+        cs_free(v);
+    }
+    return 0;
+}
+
+/* One attempt of EXEC inside t: the watches, then every queued command, each replying into its
+ * own buffer (emptied first: an attempt that conflicts leaves nothing behind). */
+static int exec_attempt(struct cmd *c, cs_txn *t, bool *changed)
+{
+    struct multi *m = c->multi;
+    int rc = watches_check(c, t, m, changed);
+    struct cmd *q = m->head;
+    for (size_t i = 0; i < m->count && q && rc == 0 && !*changed; i++, q = q->next) {
+        resp_out_reset(&q->reply);
+        q->close_after = false;
+        rc = q->def->txn(q, t);
+    }
+    return rc;
+}
+
+/* EXEC on the slow lane: the queued commands as one transaction (atomic across shards,
+ * serializable), retried from scratch on CS_ECONFLICT up to CMD_TXN_RETRIES times when nothing
+ * is watched; with watches, a watched key that changed or any conflict is Redis's null array.
+ * A command's own refusal (INCR on a non-integer) is its reply and the others go on, as in
+ * Redis; any other engine error is -ERR for the whole EXEC, with nothing applied. */
+static void slow_exec(struct cmd *c)
+{
+    struct multi *m = c->multi;
+    cs_db *db = c->conn->net->srv->db;
+    int rc = CS_ECONFLICT;
+    bool changed = false;
+    for (unsigned attempt = 0; attempt <= CMD_TXN_RETRIES && rc == CS_ECONFLICT; attempt++) {
+        cs_txn *t;
+        rc = cs_txn_begin(db, 0, &t);
+        if (rc)
+            break;
+        rc = exec_attempt(c, t, &changed);
+        if (rc || changed)
+            cs_txn_abort(t);
+        else
+            rc = cs_txn_commit(t);
+        if (changed || (rc == CS_ECONFLICT && m->nwatches > 0)) {
+            if (resp_out_null_array(&c->reply) != 0)
+                out_failed(c);
+            return;
+        }
+    }
+    if (rc) {
+        reply_rc(c, rc);
+        return;
+    }
+    reply_array(c, m->count);
+    struct cmd *q = m->head;
+    for (size_t i = 0; i < m->count && q; i++, q = q->next) {
+        size_t len;
+        const char *r = resp_out_pending(&q->reply, &len);
+        if (q->close_after || q->reply.over || resp_out_append(&c->reply, r, len) != 0)
+            out_failed(c);
+    }
+}
+
+static void exec_exec(struct cmd *c)
+{
+    struct conn *conn = c->conn;
+    if (!in_multi(conn)) {
+        reply_error(c, "ERR EXEC without MULTI");
+        done(c);
+        return;
+    }
+    if (conn->multi->dirty) {
+        multi_reset(conn);
+        reply_error(c, "EXECABORT Transaction discarded because of previous errors.");
+        done(c);
+        return;
+    }
+    c->multi = conn->multi; /* the block and its watches are the command's now */
+    conn->multi = NULL;
+    if (c->multi->count == 0 && c->multi->nwatches == 0) {
+        reply_array(c, 0);
+        done(c);
+        return;
+    }
+    to_slow(c, slow_exec);
+}
+
 static void exec_command(struct cmd *c);
 static void exec_config(struct cmd *c);
 
@@ -1332,52 +2075,61 @@ static void exec_config(struct cmd *c);
 #define N CMD_F_NOAUTH
 #define A CMD_F_ALLKEYS
 #define C CMD_F_COLL
+#define Q CMD_F_NOQUEUE
+#define B CMD_F_BARRIER
 static const struct cmd_def cmds[] = {
-    {"ping", -1, 0, 0, 0, 0, exec_ping},
-    {"echo", 2, 0, 0, 0, 0, exec_echo},
-    {"quit", -1, N, 0, 0, 0, exec_quit},
-    {"hello", -1, N, 0, 0, 0, exec_hello},
-    {"auth", -2, N, 0, 0, 0, exec_auth},
-    {"client", -2, 0, 0, 0, 0, exec_client},
-    {"command", -1, 0, 0, 0, 0, exec_command},
-    {"config", -2, 0, 0, 0, 0, exec_config},
-    {"info", -1, 0, 0, 0, 0, exec_info},
-    {"dbsize", 1, R | A, 0, 0, 0, exec_dbsize},
-    {"select", 2, 0, 0, 0, 0, exec_select},
-    {"get", 2, R, 1, 1, 1, exec_get},
-    {"set", -3, W, 1, 1, 1, exec_set},
-    {"setnx", 3, W, 1, 1, 1, exec_setnx},
-    {"getdel", 2, W, 1, 1, 1, exec_getdel},
-    {"del", -2, W, 1, -1, 1, exec_del},
-    {"exists", -2, R, 1, -1, 1, exec_exists},
-    {"mget", -2, R, 1, -1, 1, exec_mget},
-    {"mset", -3, W, 1, -1, 2, exec_mset},
-    {"msetnx", -3, W, 1, -1, 2, exec_msetnx},
-    {"incr", 2, W, 1, 1, 1, exec_incr},
-    {"incrby", 3, W, 1, 1, 1, exec_incr},
-    {"decr", 2, W, 1, 1, 1, exec_incr},
-    {"decrby", 3, W, 1, 1, 1, exec_incr},
-    {"append", 3, W, 1, 1, 1, exec_append},
-    {"strlen", 2, R, 1, 1, 1, exec_strlen},
-    {"scan", -2, R | A, 0, 0, 0, exec_scan},
-    {"ttl", 2, R, 1, 1, 1, exec_ttl},
-    {"pttl", 2, R, 1, 1, 1, exec_ttl},
-    {"expire", -3, W, 1, 1, 1, exec_no_expiry},
-    {"pexpire", -3, W, 1, 1, 1, exec_no_expiry},
-    {"persist", 2, W, 1, 1, 1, exec_persist},
-    {"flushall", -1, W | A, 0, 0, 0, exec_flushall},
-    {"cs.put", 4, W | C, 2, 2, 1, exec_cs_put},
-    {"cs.get", 3, R | C, 2, 2, 1, exec_cs_get},
-    {"cs.del", 3, W | C, 2, 2, 1, exec_cs_del},
-    {"cs.scan", -2, R | A, 0, 0, 0, exec_cs_scan},
-    {"cs.collections", 1, R, 0, 0, 0, exec_cs_collections},
-    {"cs.stat", 1, R, 0, 0, 0, exec_cs_stat},
+    {"ping", -1, 0, 0, 0, 0, exec_ping, NULL, txn_ping},
+    {"echo", 2, 0, 0, 0, 0, exec_echo, NULL, txn_echo},
+    {"quit", -1, N | Q, 0, 0, 0, exec_quit, NULL, NULL},
+    {"hello", -1, N, 0, 0, 0, exec_hello, NULL, NULL},
+    {"auth", -2, N, 0, 0, 0, exec_auth, NULL, NULL},
+    {"client", -2, 0, 0, 0, 0, exec_client, NULL, NULL},
+    {"command", -1, 0, 0, 0, 0, exec_command, NULL, NULL},
+    {"config", -2, 0, 0, 0, 0, exec_config, NULL, NULL},
+    {"info", -1, 0, 0, 0, 0, exec_info, NULL, NULL},
+    {"dbsize", 1, R | A, 0, 0, 0, exec_dbsize, NULL, NULL},
+    {"select", 2, 0, 0, 0, 0, exec_select, NULL, txn_select},
+    {"get", 2, R, 1, 1, 1, exec_get, NULL, txn_get},
+    {"set", -3, W, 1, 1, 1, exec_set, check_set, txn_set},
+    {"setnx", 3, W, 1, 1, 1, exec_setnx, NULL, txn_set},
+    {"getdel", 2, W, 1, 1, 1, exec_getdel, NULL, txn_getdel},
+    {"del", -2, W, 1, -1, 1, exec_del, NULL, txn_del},
+    {"exists", -2, R, 1, -1, 1, exec_exists, NULL, txn_exists},
+    {"mget", -2, R, 1, -1, 1, exec_mget, NULL, txn_mget},
+    {"mset", -3, W, 1, -1, 2, exec_mset, check_pairs, txn_mset},
+    {"msetnx", -3, W, 1, -1, 2, exec_msetnx, check_pairs, txn_msetnx},
+    {"incr", 2, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"incrby", 3, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"decr", 2, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"decrby", 3, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"append", 3, W, 1, 1, 1, exec_append, NULL, txn_append},
+    {"strlen", 2, R, 1, 1, 1, exec_strlen, NULL, txn_strlen},
+    {"scan", -2, R | A, 0, 0, 0, exec_scan, NULL, NULL},
+    {"ttl", 2, R, 1, 1, 1, exec_ttl, NULL, txn_ttl},
+    {"pttl", 2, R, 1, 1, 1, exec_ttl, NULL, txn_ttl},
+    {"expire", -3, W, 1, 1, 1, exec_no_expiry, check_no_expiry, NULL},
+    {"pexpire", -3, W, 1, 1, 1, exec_no_expiry, check_no_expiry, NULL},
+    {"persist", 2, W, 1, 1, 1, exec_persist, NULL, txn_persist},
+    {"flushall", -1, W | A, 0, 0, 0, exec_flushall, NULL, NULL},
+    {"multi", 1, Q, 0, 0, 0, exec_multi, NULL, NULL},
+    {"exec", 1, Q | B, 0, 0, 0, exec_exec, NULL, NULL},
+    {"discard", 1, Q | B, 0, 0, 0, exec_discard, NULL, NULL},
+    {"watch", -2, R | Q, 1, -1, 1, exec_watch, NULL, NULL},
+    {"unwatch", 1, B, 0, 0, 0, exec_unwatch, NULL, txn_ok},
+    {"cs.put", 4, W | C, 2, 2, 1, exec_cs_put, NULL, txn_put},
+    {"cs.get", 3, R | C, 2, 2, 1, exec_cs_get, NULL, txn_get},
+    {"cs.del", 3, W | C, 2, 2, 1, exec_cs_del, NULL, txn_del},
+    {"cs.scan", -2, R | A, 0, 0, 0, exec_cs_scan, NULL, NULL},
+    {"cs.collections", 1, R, 0, 0, 0, exec_cs_collections, NULL, NULL},
+    {"cs.stat", 1, R, 0, 0, 0, exec_cs_stat, NULL, NULL},
 };
 #undef W
 #undef R
 #undef N
 #undef A
 #undef C
+#undef Q
+#undef B
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
 size_t cmd_count(void)
@@ -1514,6 +2266,11 @@ int cmd_prepare(struct cmd *c)
 {
     const struct cmd_def *d = cmd_find(c->argv[0]);
     c->def = d;
+    if (d && arity_ok(d, c->argc) && (d->flags & CMD_F_BARRIER)) {
+        c->access = CMD_ACCESS_WRITE; /* EXEC runs the MULTI block: see "ORDER" in net.c */
+        c->barrier = true;
+        return 0;
+    }
     if (!d || !arity_ok(d, c->argc) || (!(d->flags & (CMD_F_WRITE | CMD_F_READONLY))))
         return 0; /* answered at once, touches nothing */
     c->access = d->flags & CMD_F_WRITE ? CMD_ACCESS_WRITE : CMD_ACCESS_READ;
@@ -1559,6 +2316,10 @@ bool cmd_conflicts(const struct cmd *c, const struct cmd *d)
 void cmd_exec(struct cmd *c)
 {
     const struct cmd_def *d = c->def;
+    /* inside MULTI a refused command makes EXEC answer EXECABORT, as in Redis */
+    struct multi *m = in_multi(c->conn) ? c->conn->multi : NULL;
+    if (m && (!d || !arity_ok(d, c->argc)))
+        m->dirty = true;
     if (!d) {
         char shown[128];
         size_t n = c->argl[0] < sizeof(shown) - 1 ? c->argl[0] : sizeof(shown) - 1;
@@ -1577,6 +2338,10 @@ void cmd_exec(struct cmd *c)
     if (!arity_ok(d, c->argc)) {
         reply_error(c, "ERR wrong number of arguments for '%s' command", d->name);
         done(c);
+        return;
+    }
+    if (m && !(d->flags & CMD_F_NOQUEUE)) {
+        multi_queue(c, m);
         return;
     }
     d->exec(c);

@@ -19,15 +19,20 @@
  * its keys (a read after a write, a write after a read or write; reads beside reads run
  * together) has completed, and whole-collection commands (SCAN, DBSIZE, FLUSHALL, CS.SCAN) wait
  * for everything before them and hold back everything after them. A command that waits holds
- * back the later ones too (they start in order). Without this a pipelined GET answered from a
- * published view could overtake the SET before it, or a slow-lane INCR the plain SET before it.
- * Commands on different keys run in parallel on their shards, as any client of a sharded store
- * sees them.
+ * back the later ones too (they start in order), so commands start in request order: the
+ * connection's MULTI state (server/cmd.c) changes in that order. A command queued inside MULTI is
+ * ordered by its own keys when it is queued (it touches nothing then); EXEC, which runs the
+ * queue, is a barrier like the whole-collection commands, and so are DISCARD and UNWATCH (they
+ * drop watches that an earlier WATCH still in flight is reading). Without this a pipelined GET
+ * answered from a published view could overtake the SET before it, or a slow-lane INCR the plain
+ * SET before it. Commands on different keys run in parallel on their shards, as any client of a
+ * sharded store sees them.
  *
  * BLOCKING WORK. The loop must never block: a blocking engine call on a shard thread would wait
- * for its own shard. Commands that need one (a read-modify-write run as a transaction, SCAN's
- * cursor, DBSIZE, INFO's statistics, FLUSHALL) go to the slow lane (server/slow.c), one thread
- * that runs them in order and hands each back to its shard, which sends the reply.
+ * for its own shard. Commands that need one (a read-modify-write run as a transaction, EXEC's
+ * block, SCAN's cursor, DBSIZE, INFO's statistics, FLUSHALL) go to the slow lane
+ * (server/slow.c), one thread that runs them in order and hands each back to its shard, which
+ * sends the reply.
  *
  * LIMITS (server_config): unparsed input per connection (query_bytes_max, then a protocol error
  * and close); replies waiting per connection: at NET_OUT_SOFT_BYTES the connection stops being
@@ -94,6 +99,7 @@ static void cmd_free(struct cmd *c)
     }
     free(c->subs);
     cs_txn_abort(c->txn);
+    multi_free(c->multi);
     free(c->keys);
     resp_out_free(&c->reply);
     free(c->mem);
@@ -326,6 +332,7 @@ static bool conn_reclaim(struct conn *c)
     resp_parser_free(&c->parser);
     resp_out_free(&c->out);
     free(c->in);
+    multi_free(c->multi); /* a MULTI block never EXECed, and WATCHed keys */
     n->conns[c->slot] = NULL;
     n->gens[c->slot]++;
     n->free_slots[n->nfree++] = c->slot;

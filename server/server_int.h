@@ -21,6 +21,9 @@
 #define CMD_TXN_RETRIES 100u          /* a transaction the server runs retries this often */
 #define SCAN_TABLE_SIZE 4096u         /* SCAN and CS.SCAN positions remembered */
 #define SCAN_COUNT_MAX 100000u        /* records one SCAN call may return */
+#define CMD_MULTI_CMDS_MAX CS_TXN_OPS_MAX    /* commands one MULTI may queue */
+#define CMD_MULTI_BYTES_MAX CS_TXN_BYTES_MAX /* argument bytes one MULTI may queue */
+#define CMD_WATCH_KEYS_MAX 1024u             /* keys one connection may WATCH */
 
 struct cmd;
 struct conn;
@@ -47,6 +50,29 @@ struct sub {
 };
 
 struct cmd_def;
+
+/* A key WATCHed by a connection: what it held when WATCH read it. */
+struct watch {
+    char *key;      /* the key (owned), in the default collection */
+    size_t klen;    /* its length */
+    bool found;     /* it existed */
+    uint64_t vhash; /* then: XXH3 of its value */
+};
+
+/* A connection's transaction state (server/cmd.c): its MULTI block and its WATCHed keys. EXEC
+ * takes it from the connection (cmd->multi) and runs it on the slow lane. */
+struct multi {
+    bool on;               /* MULTI seen: commands are queued, not run */
+    bool dirty;            /* a command was refused while queueing: EXEC answers EXECABORT */
+    struct cmd *head;      /* queued commands, oldest first (linked by next; each owns its
+                              arguments and reply, and is in no connection queue) */
+    struct cmd *tail;      /* newest */
+    size_t count;          /* commands queued */
+    size_t bytes;          /* their argument bytes */
+    struct watch *watches; /* WATCHed keys (owned) */
+    size_t nwatches;       /* entries in watches */
+    size_t watches_cap;    /* its size */
+};
 
 #define CMD_ACCESS_NONE 0        /* touches no key */
 #define CMD_ACCESS_READ 1        /* reads its keys */
@@ -86,6 +112,7 @@ struct cmd {
     struct cmd *wnext;          /* the connection's waiting list */
     struct ck_stack_entry link; /* slow lane: back to the net */
     struct cmd *slow_next;      /* slow lane queue */
+    struct multi *multi;        /* EXEC: the block it runs (owned), else NULL */
 };
 
 /* A client connection, owned by the shard thread that accepted it. */
@@ -119,6 +146,7 @@ struct conn {
     bool in_ready;    /* on net->ready */
     struct conn *ready_next;
     char name[NET_NAME_BYTES_MAX + 1]; /* CLIENT SETNAME */
+    struct multi *multi;               /* MULTI block and WATCHed keys (owned), or NULL: none */
 };
 
 /* The server's part on one shard: its listening socket, connections and session. */
@@ -200,6 +228,9 @@ void cmd_exec(struct cmd *c);
 void cmd_subs_done(struct cmd *c);
 /* COMMAND COUNT */
 size_t cmd_count(void);
+/* Free a transaction state (a connection's, or an EXEC's): queued commands and watches. NULL is
+ * fine. */
+void multi_free(struct multi *m);
 
 /* server/net.c */
 /* Hand c's subs (and transaction) to the session, as far as it has room; the rest waits. */

@@ -1,5 +1,6 @@
 /* The server's slow lane: one thread that runs the commands whose engine calls block (a
- * read-modify-write run as a transaction, SCAN's cursors, DBSIZE, INFO's statistics, FLUSHALL).
+ * read-modify-write run as a transaction, EXEC's block, SCAN's cursors, DBSIZE, INFO's
+ * statistics, FLUSHALL).
  * A shard loop must never block (a blocking call there can wait for its own shard), so it hands
  * such a command here (slow_submit) and goes on with its other connections; the lane runs the
  * command's slow() in arrival order, which builds the reply, and pushes it onto its shard's

@@ -1,8 +1,8 @@
 #!/bin/sh
 # cstored through redis-cli: a real server on a free loopback port, every command family,
-# pipelining, AUTH, CS.* commands, a restart that keeps the data (SIGTERM), a SIGKILL that loses
-# nothing acknowledged, and SIGTERM with clients connected. Each server stops itself at the end
-# (and on any failure), every wait is bounded.
+# pipelining, AUTH, CS.* commands, MULTI/EXEC/DISCARD/WATCH blocks, a restart that keeps the data
+# (SIGTERM), a SIGKILL that loses nothing acknowledged, and SIGTERM with clients connected. Each
+# server stops itself at the end (and on any failure), every wait is bounded.
 set -u
 BUILD=${BUILD:-build}
 D=$(mktemp -d /tmp/cs-test-server.XXXXXX)
@@ -138,6 +138,143 @@ bob
 expect "cs.del" "1" CS.DEL users alice
 expect "cs.collections" "redis
 users" CS.COLLECTIONS
+# MULTI/EXEC: redis-cli reads a block on stdin, one connection, one reply after another (an
+# error reply is followed by an empty line, as redis-cli prints it)
+# block "what" "expected output" < commands
+block() {
+    got=$(timeout 10 redis-cli -p "$PORT" 2>&1) || fail "$1: redis-cli failed: $got"
+    [ "$got" = "$2" ] || fail "$1: expected [$2], got [$got]"
+}
+expect "multi setup" "OK" SET m0 notanumber
+block "multi exec: queued, then every reply in order, reads seeing the block's writes" "OK
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+OK
+2
+ab
+1
+6
+ERR value is not an integer or out of range
+
+ab
+6
+
+1
+2" <<EOF
+MULTI
+SET m1 a
+APPEND m1 b
+GET m1
+INCR mc
+INCRBY mc 5
+INCR m0
+MGET m1 mc nothere
+DEL m1 m1
+EXISTS m1 mc mc
+EXEC
+EOF
+expect "multi exec applied" "6" GET mc
+block "a refused command aborts the block" "OK
+QUEUED
+ERR wrong number of arguments for 'get' command
+
+QUEUED
+EXECABORT Transaction discarded because of previous errors.
+
+0" <<EOF
+MULTI
+SET e1 x
+GET
+SET e2 y
+EXEC
+EXISTS e1 e2
+EOF
+block "a command that cannot run inside is refused at queue time" "OK
+ERR Command not allowed inside a transaction: 'scan' runs on its own (whole-collection and connection commands)
+
+QUEUED
+EXECABORT Transaction discarded because of previous errors." <<EOF
+MULTI
+SCAN 0
+SET e1 x
+EXEC
+EOF
+block "set ex inside multi is refused at queue time" "OK
+ERR expiry is not supported yet (records have no time to live)
+
+EXECABORT Transaction discarded because of previous errors." <<EOF
+MULTI
+SET e1 x EX 10
+EXEC
+EOF
+block "discard drops the block" "OK
+QUEUED
+OK
+0
+ERR DISCARD without MULTI" <<EOF
+MULTI
+SET d1 x
+DISCARD
+EXISTS d1
+DISCARD
+EOF
+block "nested multi and exec without multi" "ERR EXEC without MULTI
+
+OK
+ERR MULTI calls can not be nested
+
+QUEUED
+OK" <<EOF
+EXEC
+MULTI
+MULTI
+SET n1 x
+EXEC
+EOF
+block "watch: a key changed since aborts (null), unchanged runs; watch inside multi refused" "OK
+OK
+OK
+QUEUED
+
+changed
+OK
+OK
+ERR WATCH inside MULTI is not allowed
+
+QUEUED
+OK
+mine" <<EOF
+WATCH wk
+SET wk changed
+MULTI
+SET wk mine
+EXEC
+GET wk
+WATCH wk
+MULTI
+WATCH wk
+SET wk mine
+EXEC
+GET wk
+EOF
+block "pipelined after exec: later commands see the block" "OK
+OK
+QUEUED
+2
+2" <<EOF
+SET po 1
+MULTI
+INCR po
+EXEC
+GET po
+EOF
 # pipelining: 2000 commands in one stream, answers in order
 i=0
 : >"$D/pipe"

@@ -6,7 +6,11 @@
  * connection while the data stays intact and the server keeps serving; many idle connections;
  * maxclients; a client that does not read its replies held back (the server stops reading from
  * it) without hurting the others or growing the server; a reply over the output limit closing
- * its connection; a request over the query limit refused; cross-shard commits beside cursors. */
+ * its connection; a request over the query limit refused; cross-shard commits beside cursors;
+ * MULTI/EXEC: each command's reply in EXEC's array with reads seeing the block's writes,
+ * EXECABORT and the other errors, DISCARD, WATCH aborting on another client's change (and not
+ * otherwise), blocks across shards seen whole, retries applying a block once, the connection's
+ * order kept around EXEC, the byte budget of a block. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +22,8 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -703,6 +709,449 @@ static void test_metrics_endpoint(void **state)
     stop_server();
 }
 
+/* The next reply of a pipeline (the caller frees it). */
+static redisReply *get_reply(redisContext *c)
+{
+    redisReply *r;
+    if (redisGetReply(c, (void **)&r) != REDIS_OK)
+        fail_msg("reply: %s", c->errstr);
+    return r;
+}
+
+static void expect_queued(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "QUEUED") != 0)
+        fail_msg("expected +QUEUED, got type %d '%s'", r->type, r->str ? r->str : "");
+    freeReplyObject(r);
+}
+
+static void expect_error(redisContext *c, const char *prefix, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, prefix, strlen(prefix)) != 0)
+        fail_msg("expected -%s..., got type %d '%s'", prefix, r->type, r->str ? r->str : "");
+    freeReplyObject(r);
+}
+
+static void expect_int(redisContext *c, long long want, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_INTEGER || r->integer != want)
+        fail_msg("expected :%lld, got type %d (%lld) '%s'", want, r->type, r->integer,
+                 r->str ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* MULTI queues (+QUEUED) and EXEC answers every command's reply, in order, as it would alone:
+ * SET with options, INCR family, APPEND, GETDEL, SETNX, MSET, MGET, DEL, EXISTS, STRLEN, CS.*,
+ * with reads seeing the block's own earlier writes and a command's own refusal (INCR on text)
+ * in its place while the others apply. */
+static void test_multi_exec_replies_each_command_and_reads_its_writes(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    expect_status(c, "OK", "SET text abc");
+    expect_status(c, "OK", "MULTI");
+    expect_queued(c, "SET a 1");
+    expect_queued(c, "INCRBY a 41");
+    expect_queued(c, "GET a");
+    expect_queued(c, "SET a x GET");
+    expect_queued(c, "SET a y NX");
+    expect_queued(c, "SETNX b 7");
+    expect_queued(c, "APPEND b 8");
+    expect_queued(c, "INCR text");
+    expect_queued(c, "MSET m1 v1 m2 v2");
+    expect_queued(c, "MGET a b m1 m2 none");
+    expect_queued(c, "GETDEL m1");
+    expect_queued(c, "DEL m1 m2 m2");
+    expect_queued(c, "EXISTS a b a m2");
+    expect_queued(c, "STRLEN b");
+    expect_queued(c, "CS.PUT users ann 5");
+    expect_queued(c, "CS.GET users ann");
+    expect_queued(c, "CS.DEL users ann");
+    expect_queued(c, "PING");
+    redisReply *r = cmd(c, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 18);
+    redisReply **e = r->element;
+    assert_string_equal(e[0]->str, "OK");
+    assert_int_equal(e[1]->integer, 42);
+    assert_string_equal(e[2]->str, "42");
+    assert_string_equal(e[3]->str, "42"); /* SET GET: the old value */
+    assert_int_equal(e[4]->type, REDIS_REPLY_NIL);
+    assert_int_equal(e[5]->integer, 1);
+    assert_int_equal(e[6]->integer, 2);
+    assert_int_equal(e[7]->type, REDIS_REPLY_ERROR);
+    assert_string_equal(e[7]->str, "ERR value is not an integer or out of range");
+    assert_string_equal(e[8]->str, "OK");
+    assert_int_equal(e[9]->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(e[9]->elements, 5);
+    assert_string_equal(e[9]->element[0]->str, "x");
+    assert_string_equal(e[9]->element[1]->str, "78");
+    assert_string_equal(e[9]->element[2]->str, "v1");
+    assert_string_equal(e[9]->element[3]->str, "v2");
+    assert_int_equal(e[9]->element[4]->type, REDIS_REPLY_NIL);
+    assert_string_equal(e[10]->str, "v1");
+    assert_int_equal(e[11]->integer, 1); /* m1 already gone, m2 once */
+    assert_int_equal(e[12]->integer, 3);
+    assert_int_equal(e[13]->integer, 2);
+    assert_string_equal(e[14]->str, "OK");
+    assert_string_equal(e[15]->str, "5");
+    assert_int_equal(e[16]->integer, 1);
+    assert_string_equal(e[17]->str, "PONG");
+    freeReplyObject(r);
+    r = cmd(c, "MGET a b text m1 m2");
+    assert_string_equal(r->element[0]->str, "x");
+    assert_string_equal(r->element[1]->str, "78");
+    assert_string_equal(r->element[2]->str, "abc");
+    assert_int_equal(r->element[3]->type, REDIS_REPLY_NIL);
+    assert_int_equal(r->element[4]->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    /* an empty block */
+    expect_status(c, "OK", "MULTI");
+    r = cmd(c, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 0);
+    freeReplyObject(r);
+    redisFree(c);
+    stop_server();
+}
+
+/* The errors around a block: EXEC or DISCARD without MULTI, nested MULTI (the block goes on),
+ * WATCH inside MULTI; a command refused at queue time (unknown, arity, syntax, a whole-collection
+ * command, an empty key) makes EXEC answer EXECABORT and nothing of the block is applied;
+ * DISCARD drops the block. */
+static void test_multi_errors_execabort_and_discard(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    expect_error(c, "ERR EXEC without MULTI", "EXEC");
+    expect_error(c, "ERR DISCARD without MULTI", "DISCARD");
+    expect_status(c, "OK", "MULTI");
+    expect_error(c, "ERR MULTI calls can not be nested", "MULTI");
+    expect_error(c, "ERR WATCH inside MULTI is not allowed", "WATCH k");
+    expect_queued(c, "SET n 1");
+    redisReply *r = cmd(c, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    freeReplyObject(r);
+    const char *refused[] = {"NOSUCH x", "GET",    "SET k v BOGUS", "INCRBY k notint", "MSET a 1 b",
+                             "SCAN 0",   "DBSIZE", "FLUSHALL",      "EXPIRE k 10",     "GET %b"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        expect_status(c, "OK", "MULTI");
+        expect_queued(c, "SET written%d 1", (int)i);
+        r = i == 9 ? redisCommand(c, refused[i], "", (size_t)0) : redisCommand(c, refused[i]);
+        assert_non_null(r);
+        if (r->type != REDIS_REPLY_ERROR)
+            fail_msg("'%s' inside MULTI: expected an error, got type %d", refused[i], r->type);
+        freeReplyObject(r);
+        expect_queued(c, "SET after%d 1", (int)i); /* still queued (and dropped at EXEC) */
+        expect_error(c, "EXECABORT Transaction discarded because of previous errors.", "EXEC");
+        expect_int(c, 0, "EXISTS written%d after%d", (int)i, (int)i);
+    }
+    expect_error(c, "ERR EXEC without MULTI", "EXEC"); /* EXECABORT ended the block */
+    expect_status(c, "OK", "MULTI");
+    expect_queued(c, "SET dropped 1");
+    expect_status(c, "OK", "DISCARD");
+    expect_int(c, 0, "EXISTS dropped");
+    expect_error(c, "ERR EXEC without MULTI", "EXEC");
+    redisFree(c);
+    stop_server();
+}
+
+/* WATCH: another client's change to a watched key between WATCH and EXEC aborts the block (the
+ * null array, nothing applied); an unchanged watched key lets it run; UNWATCH and DISCARD drop
+ * the watches; a watched key that did not exist and was created aborts too. */
+static void test_watch_aborts_on_change_by_another_client(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *a = connect_client();
+    redisContext *b = connect_client();
+    expect_status(a, "OK", "SET w 1");
+    /* changed by b: aborted */
+    expect_status(a, "OK", "WATCH w other");
+    expect_status(b, "OK", "SET w 2");
+    expect_status(a, "OK", "MULTI");
+    expect_queued(a, "SET w mine");
+    expect_queued(a, "SET other mine");
+    redisReply *r = cmd(a, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    r = cmd(a, "MGET w other");
+    assert_string_equal(r->element[0]->str, "2");
+    assert_int_equal(r->element[1]->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    /* a missing key created by b: aborted */
+    expect_status(a, "OK", "WATCH fresh");
+    expect_status(b, "OK", "SET fresh x");
+    expect_status(a, "OK", "MULTI");
+    expect_queued(a, "INCR w");
+    r = cmd(a, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    /* unchanged (b wrote another key): runs */
+    expect_status(a, "OK", "WATCH w");
+    expect_status(b, "OK", "SET unrelated 1");
+    expect_status(a, "OK", "MULTI");
+    expect_queued(a, "INCR w");
+    r = cmd(a, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[0]->integer, 3);
+    freeReplyObject(r);
+    /* EXEC dropped the watches: a change now does not abort the next block */
+    expect_status(b, "OK", "SET w 10");
+    expect_status(a, "OK", "MULTI");
+    expect_queued(a, "INCR w");
+    r = cmd(a, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[0]->integer, 11);
+    freeReplyObject(r);
+    /* UNWATCH, pipelined right behind the WATCH whose read is still in flight, drops it */
+    assert_int_equal(redisAppendCommand(a, "WATCH w"), REDIS_OK);
+    assert_int_equal(redisAppendCommand(a, "UNWATCH"), REDIS_OK);
+    for (int i = 0; i < 2; i++) {
+        r = get_reply(a);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    expect_status(b, "OK", "SET w 20");
+    expect_status(a, "OK", "MULTI");
+    expect_queued(a, "INCR w");
+    r = cmd(a, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[0]->integer, 21);
+    freeReplyObject(r);
+    /* DISCARD drops the watches too */
+    expect_status(a, "OK", "WATCH w");
+    expect_status(a, "OK", "MULTI");
+    expect_status(a, "OK", "DISCARD");
+    expect_status(b, "OK", "SET w 30");
+    expect_status(a, "OK", "MULTI");
+    expect_queued(a, "INCR w");
+    r = cmd(a, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[0]->integer, 31);
+    freeReplyObject(r);
+    redisFree(a);
+    redisFree(b);
+    stop_server();
+}
+
+/* A block of SETs over keys of both shards is one transaction: a reader (MGET, and a MULTI of
+ * GETs) never sees part of one, while the writer pipelines its blocks. */
+static void test_exec_across_shards_is_atomic(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *w = connect_client();
+    redisContext *rd = connect_client();
+    enum { KEYS = 8, ROUNDS = 300 };
+    for (int round = 0; round < ROUNDS; round++) {
+        assert_int_equal(redisAppendCommand(w, "MULTI"), REDIS_OK);
+        for (int k = 0; k < KEYS; k++)
+            assert_int_equal(redisAppendCommand(w, "SET acct%d %d", k, round), REDIS_OK);
+        assert_int_equal(redisAppendCommand(w, "EXEC"), REDIS_OK);
+        redisReply *r;
+        if (round % 2) {
+            r = cmd(rd, "MGET acct0 acct1 acct2 acct3 acct4 acct5 acct6 acct7");
+        } else {
+            assert_int_equal(redisAppendCommand(rd, "MULTI"), REDIS_OK);
+            for (int k = 0; k < KEYS; k++)
+                assert_int_equal(redisAppendCommand(rd, "GET acct%d", k), REDIS_OK);
+            assert_int_equal(redisAppendCommand(rd, "EXEC"), REDIS_OK);
+            for (int k = 0; k <= KEYS; k++)
+                freeReplyObject(get_reply(rd)); /* +OK, +QUEUED... */
+            r = get_reply(rd);
+        }
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->elements, KEYS);
+        for (int k = 1; k < KEYS; k++) {
+            assert_int_equal(r->element[k]->type, r->element[0]->type);
+            if (r->element[0]->type == REDIS_REPLY_STRING)
+                assert_string_equal(r->element[k]->str, r->element[0]->str);
+        }
+        freeReplyObject(r);
+        for (int k = 0; k <= KEYS; k++)
+            freeReplyObject(get_reply(w));
+        r = get_reply(w);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->elements, KEYS);
+        freeReplyObject(r);
+    }
+    redisFree(w);
+    redisFree(rd);
+    stop_server();
+}
+
+/* The transaction conflicts of the server so far (INFO stats). */
+static long long txn_conflicts(redisContext *c)
+{
+    redisReply *r = cmd(c, "INFO stats");
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "txn_conflicts:") : NULL;
+    long long n = p ? atoll(p + strlen("txn_conflicts:")) : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+struct hammer {
+    redisContext *c;   /* its own connection */
+    _Atomic bool stop; /* set by the test when done */
+    long long rounds;  /* pipelines of MSETs it sent */
+};
+
+/* Rewrite the hot keys (cross-shard MSETs through the shards' sessions) until told to stop. */
+static void *hammer_main(void *arg)
+{
+    struct hammer *h = arg;
+    while (!atomic_load(&h->stop)) {
+        for (int j = 0; j < 16; j++)
+            if (redisAppendCommand(h->c, "MSET hot0 %d hot1 %d hot2 %d hot3 %d", j, j, j, j) !=
+                REDIS_OK)
+                return NULL;
+        for (int j = 0; j < 16; j++) {
+            redisReply *r;
+            if (redisGetReply(h->c, (void **)&r) != REDIS_OK)
+                return NULL;
+            freeReplyObject(r);
+        }
+        h->rounds++;
+    }
+    return NULL;
+}
+
+/* EXEC retried on conflicts never applies a block twice nor answers twice: writers run blocks
+ * of INCR ctr plus reads of hot keys that another client keeps rewriting (cross-shard MSETs on
+ * the shards, so EXEC's commits conflict and are retried); the INCR answers over all successful
+ * EXECs are exactly 1..successes and the counter ends there. */
+static void test_exec_retries_apply_once(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    enum { WRITERS = 3, ROUNDS = 150, MAXN = WRITERS * ROUNDS };
+    redisContext *wr[WRITERS];
+    for (int i = 0; i < WRITERS; i++)
+        wr[i] = connect_client();
+    static struct hammer h;
+    h.c = connect_client();
+    h.rounds = 0;
+    atomic_store(&h.stop, false);
+    long long conflicts_before = txn_conflicts(wr[0]);
+    pthread_t ht;
+    assert_int_equal(pthread_create(&ht, NULL, hammer_main, &h), 0);
+    static bool seen[MAXN + 1];
+    memset(seen, 0, sizeof(seen));
+    long long successes = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < WRITERS; i++) {
+            assert_int_equal(redisAppendCommand(wr[i], "MULTI"), REDIS_OK);
+            assert_int_equal(redisAppendCommand(wr[i], "INCR ctr"), REDIS_OK);
+            assert_int_equal(redisAppendCommand(wr[i], "MGET hot0 hot1 hot2 hot3"), REDIS_OK);
+            assert_int_equal(redisAppendCommand(wr[i], "EXEC"), REDIS_OK);
+        }
+        for (int i = 0; i < WRITERS; i++) {
+            for (int k = 0; k < 3; k++)
+                freeReplyObject(get_reply(wr[i]));
+            redisReply *r = get_reply(wr[i]);
+            if (r->type == REDIS_REPLY_ARRAY) {
+                assert_int_equal(r->elements, 2);
+                assert_int_equal(r->element[0]->type, REDIS_REPLY_INTEGER);
+                long long v = r->element[0]->integer;
+                assert_true(v >= 1 && v <= MAXN);
+                assert_false(seen[v]); /* an answer given twice: a block applied twice */
+                seen[v] = true;
+                successes++;
+            } else {
+                assert_int_equal(r->type, REDIS_REPLY_ERROR); /* conflicts over the retries */
+            }
+            freeReplyObject(r);
+        }
+    }
+    atomic_store(&h.stop, true);
+    assert_int_equal(pthread_join(ht, NULL), 0);
+    for (long long v = 1; v <= successes; v++)
+        assert_true(seen[v]);
+    redisReply *r = cmd(wr[0], "GET ctr");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(atoll(r->str), successes);
+    freeReplyObject(r);
+    print_message("exec retries: %lld successful EXECs, %lld transaction conflicts, %lld hammer "
+                  "rounds\n",
+                  successes, txn_conflicts(wr[0]) - conflicts_before, h.rounds);
+    for (int i = 0; i < WRITERS; i++)
+        redisFree(wr[i]);
+    redisFree(h.c);
+    stop_server();
+}
+
+/* A pipelined SET, block and GET on one key: the GET reads what the block wrote (EXEC orders
+ * as a barrier), and a GET inside reads the SET before it. */
+static void test_exec_keeps_connection_order(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    enum { ROUNDS = 200 };
+    for (int i = 0; i < ROUNDS; i++) {
+        assert_int_equal(redisAppendCommand(c, "SET o%d 1", i), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c, "MULTI"), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c, "INCR o%d", i), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c, "EXEC"), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c, "GET o%d", i), REDIS_OK);
+    }
+    for (int i = 0; i < ROUNDS; i++) {
+        for (int k = 0; k < 3; k++)
+            freeReplyObject(get_reply(c));
+        redisReply *r = get_reply(c);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->element[0]->integer, 2);
+        freeReplyObject(r);
+        r = get_reply(c);
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->str, "2");
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    stop_server();
+}
+
+/* A block over CMD_MULTI_BYTES_MAX (8 MiB) of arguments: the command that crosses it is refused,
+ * EXEC answers EXECABORT and nothing is written. */
+static void test_multi_over_byte_budget_aborts(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    size_t vlen = 1u << 20;
+    char *v = malloc(vlen);
+    assert_non_null(v);
+    memset(v, 'z', vlen);
+    expect_status(c, "OK", "MULTI");
+    for (int i = 0; i < 7; i++)
+        expect_queued(c, "SET big%d %b", i, v, vlen);
+    expect_error(c, "ERR transaction too large", "SET big7 %b", v, vlen);
+    expect_error(c, "EXECABORT", "EXEC");
+    expect_int(c, 0, "EXISTS big0 big6 big7");
+    free(v);
+    redisFree(c);
+    stop_server();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -720,6 +1169,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_over_query_limit_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_modify_writes_are_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multi_exec_replies_each_command_and_reads_its_writes,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multi_errors_execabort_and_discard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_aborts_on_change_by_another_client, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_across_shards_is_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_retries_apply_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_keeps_connection_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multi_over_byte_budget_aborts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

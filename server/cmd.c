@@ -52,6 +52,7 @@
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,11 @@
 #define CMD_F_READONLY 4u /* reads only */
 #define CMD_F_ALLKEYS 8u  /* reads or writes the whole collection: a barrier to the others */
 #define CMD_F_COLL 16u    /* argument 1 names the collection of its keys (CS.*) */
+/* Runs as single-key operations through the shard rings (a put, delete or update per key), so
+ * two of them on a key reach its shard, and execute there, in the order they were submitted: they
+ * need not wait for each other (see "ORDER" in net.c). Writes only: a read may be answered from
+ * a published view, ahead of a write still queued. */
+#define CMD_F_INBOX 128u
 #define CMD_F_NOQUEUE 32u /* runs at once inside MULTI (EXEC DISCARD MULTI WATCH QUIT) */
 #define CMD_F_BARRIER                                                                              \
     64u /* ordered as a barrier, though it touches no key (EXEC DISCARD UNWATCH) */
@@ -181,12 +187,17 @@ static bool parse_ll(const char *s, size_t len, long long *out)
 /* Give c n subs (in its own allocation). Returns false on out of memory (the reply says so). */
 static bool subs_alloc(struct cmd *c, size_t n)
 {
-    c->subs = calloc(n, sizeof(*c->subs));
-    if (!c->subs) {
-        reply_rc(c, -ENOMEM);
-        done(c);
-        return false;
+    if (c->subs_cap < n) { /* a recycled command keeps its array */
+        struct sub *a = realloc(c->subs, n * sizeof(*a));
+        if (!a) {
+            reply_rc(c, -ENOMEM);
+            done(c);
+            return false;
+        }
+        c->subs = a;
+        c->subs_cap = n;
     }
+    memset(c->subs, 0, n * sizeof(*c->subs));
     c->nsubs = n;
     for (size_t i = 0; i < n; i++)
         c->subs[i].cmd = c;
@@ -1864,6 +1875,7 @@ static void multi_queue(struct cmd *c, struct multi *m)
         q->argl = c->argl;
         q->mem = c->mem;
         c->mem = NULL; /* the arguments are the queued command's now */
+        c->mem_cap = 0;
         c->argv = NULL;
         c->argl = NULL;
         c->argc = 0;
@@ -2075,6 +2087,7 @@ static void exec_config(struct cmd *c);
 #define N CMD_F_NOAUTH
 #define A CMD_F_ALLKEYS
 #define C CMD_F_COLL
+#define I CMD_F_INBOX
 #define Q CMD_F_NOQUEUE
 #define B CMD_F_BARRIER
 static const struct cmd_def cmds[] = {
@@ -2090,19 +2103,19 @@ static const struct cmd_def cmds[] = {
     {"dbsize", 1, R | A, 0, 0, 0, exec_dbsize, NULL, NULL},
     {"select", 2, 0, 0, 0, 0, exec_select, NULL, txn_select},
     {"get", 2, R, 1, 1, 1, exec_get, NULL, txn_get},
-    {"set", -3, W, 1, 1, 1, exec_set, check_set, txn_set},
-    {"setnx", 3, W, 1, 1, 1, exec_setnx, NULL, txn_set},
-    {"getdel", 2, W, 1, 1, 1, exec_getdel, NULL, txn_getdel},
-    {"del", -2, W, 1, -1, 1, exec_del, NULL, txn_del},
+    {"set", -3, W | I, 1, 1, 1, exec_set, check_set, txn_set},
+    {"setnx", 3, W | I, 1, 1, 1, exec_setnx, NULL, txn_set},
+    {"getdel", 2, W | I, 1, 1, 1, exec_getdel, NULL, txn_getdel},
+    {"del", -2, W | I, 1, -1, 1, exec_del, NULL, txn_del},
     {"exists", -2, R, 1, -1, 1, exec_exists, NULL, txn_exists},
     {"mget", -2, R, 1, -1, 1, exec_mget, NULL, txn_mget},
     {"mset", -3, W, 1, -1, 2, exec_mset, check_pairs, txn_mset},
     {"msetnx", -3, W, 1, -1, 2, exec_msetnx, check_pairs, txn_msetnx},
-    {"incr", 2, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
-    {"incrby", 3, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
-    {"decr", 2, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
-    {"decrby", 3, W, 1, 1, 1, exec_incr, check_incr, txn_incr},
-    {"append", 3, W, 1, 1, 1, exec_append, NULL, txn_append},
+    {"incr", 2, W | I, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"incrby", 3, W | I, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"decr", 2, W | I, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"decrby", 3, W | I, 1, 1, 1, exec_incr, check_incr, txn_incr},
+    {"append", 3, W | I, 1, 1, 1, exec_append, NULL, txn_append},
     {"strlen", 2, R, 1, 1, 1, exec_strlen, NULL, txn_strlen},
     {"scan", -2, R | A, 0, 0, 0, exec_scan, NULL, NULL},
     {"ttl", 2, R, 1, 1, 1, exec_ttl, NULL, txn_ttl},
@@ -2116,9 +2129,9 @@ static const struct cmd_def cmds[] = {
     {"discard", 1, Q | B, 0, 0, 0, exec_discard, NULL, NULL},
     {"watch", -2, R | Q, 1, -1, 1, exec_watch, NULL, NULL},
     {"unwatch", 1, B, 0, 0, 0, exec_unwatch, NULL, txn_ok},
-    {"cs.put", 4, W | C, 2, 2, 1, exec_cs_put, NULL, txn_put},
+    {"cs.put", 4, W | C | I, 2, 2, 1, exec_cs_put, NULL, txn_put},
     {"cs.get", 3, R | C, 2, 2, 1, exec_cs_get, NULL, txn_get},
-    {"cs.del", 3, W | C, 2, 2, 1, exec_cs_del, NULL, txn_del},
+    {"cs.del", 3, W | C | I, 2, 2, 1, exec_cs_del, NULL, txn_del},
     {"cs.scan", -2, R | A, 0, 0, 0, exec_cs_scan, NULL, NULL},
     {"cs.collections", 1, R, 0, 0, 0, exec_cs_collections, NULL, NULL},
     {"cs.stat", 1, R, 0, 0, 0, exec_cs_stat, NULL, NULL},
@@ -2128,6 +2141,7 @@ static const struct cmd_def cmds[] = {
 #undef N
 #undef A
 #undef C
+#undef I
 #undef Q
 #undef B
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -2248,11 +2262,38 @@ static void exec_config(struct cmd *c)
     done(c);
 }
 
-static const struct cmd_def *cmd_find(const char *name)
+/* The commands by name, sorted once (case-insensitive), for a binary search: a linear scan of
+ * strcasecmp over the table showed in profiles of pipelined GETs. */
+static const struct cmd_def *cmds_sorted[NCMDS];
+static pthread_once_t cmds_once = PTHREAD_ONCE_INIT;
+
+static int def_cmp(const void *a, const void *b)
+{
+    return strcasecmp((*(const struct cmd_def *const *)a)->name,
+                      (*(const struct cmd_def *const *)b)->name);
+}
+
+static void cmds_sort(void)
 {
     for (size_t i = 0; i < NCMDS; i++)
-        if (strcasecmp(cmds[i].name, name) == 0)
-            return &cmds[i];
+        cmds_sorted[i] = &cmds[i];
+    qsort(cmds_sorted, NCMDS, sizeof(cmds_sorted[0]), def_cmp);
+}
+
+static const struct cmd_def *cmd_find(const char *name)
+{
+    pthread_once(&cmds_once, cmds_sort);
+    size_t lo = 0, hi = NCMDS;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcasecmp(name, cmds_sorted[mid]->name);
+        if (c == 0)
+            return cmds_sorted[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
     return NULL;
 }
 
@@ -2274,6 +2315,7 @@ int cmd_prepare(struct cmd *c)
     if (!d || !arity_ok(d, c->argc) || (!(d->flags & (CMD_F_WRITE | CMD_F_READONLY))))
         return 0; /* answered at once, touches nothing */
     c->access = d->flags & CMD_F_WRITE ? CMD_ACCESS_WRITE : CMD_ACCESS_READ;
+    c->inbox = (d->flags & CMD_F_INBOX) != 0;
     if ((d->flags & CMD_F_ALLKEYS) || d->first_key == 0) {
         c->barrier = true;
         return 0;
@@ -2285,9 +2327,13 @@ int cmd_prepare(struct cmd *c)
         c->barrier = true;
         return 0;
     }
-    c->keys = malloc(n * sizeof(*c->keys));
-    if (!c->keys)
-        return -ENOMEM;
+    if (c->keys_cap < n) { /* a recycled command keeps its array */
+        uint64_t *k = realloc(c->keys, n * sizeof(*k));
+        if (!k)
+            return -ENOMEM;
+        c->keys = k;
+        c->keys_cap = n;
+    }
     const char *coll = d->flags & CMD_F_COLL ? c->argv[1] : redis_coll(c);
     uint64_t seed = XXH3_64bits(coll, strlen(coll));
     for (size_t i = 0; i < n; i++) {
@@ -2306,6 +2352,8 @@ bool cmd_conflicts(const struct cmd *c, const struct cmd *d)
         return true;
     if (c->access == CMD_ACCESS_READ && d->access == CMD_ACCESS_READ)
         return false;
+    if (c->inbox && d->inbox)
+        return false; /* their shards execute them in submission order */
     for (size_t i = 0; i < c->nkeys; i++)
         for (size_t j = 0; j < d->nkeys; j++)
             if (c->keys[i] == d->keys[j])

@@ -17,7 +17,10 @@
  * whatever order the shards answer in. Execution follows request order wherever a client could
  * tell: a command starts only once every earlier command of its connection that touches one of
  * its keys (a read after a write, a write after a read or write; reads beside reads run
- * together) has completed, and whole-collection commands (SCAN, DBSIZE, FLUSHALL, CS.SCAN) wait
+ * together) has completed — except two single-key writes through the rings (SET, DEL, INCR,
+ * APPEND... : CMD_F_INBOX), which reach each key's shard in submission order and run there in
+ * that order (a put parked on a transaction's lock parks the later ones on that key behind it) —
+ * and whole-collection commands (SCAN, DBSIZE, FLUSHALL, CS.SCAN) wait
  * for everything before them and hold back everything after them. A command that waits holds
  * back the later ones too (they start in order), so commands start in request order: the
  * connection's MULTI state (server/cmd.c) changes in that order. A command queued inside MULTI is
@@ -89,6 +92,9 @@ static void ready(struct conn *c)
 
 /* ---- commands ---- */
 
+/* A finished command: its values and transaction go; the command itself, with its argument,
+ * sub, key and reply buffers, is kept for the next one on this shard (no allocation per
+ * command in the steady state), unless the cache is full or the buffers are big. */
 static void cmd_free(struct cmd *c)
 {
     for (size_t i = 0; i < c->nsubs; i++) {
@@ -97,13 +103,63 @@ static void cmd_free(struct cmd *c)
         else
             cs_free(c->subs[i].val);
     }
-    free(c->subs);
     cs_txn_abort(c->txn);
     multi_free(c->multi);
+    struct net *n = c->conn->net;
+    if (n->ncache < NET_CMD_CACHE_MAX && c->mem_cap <= NET_CMD_CACHE_BYTES &&
+        c->reply.cap <= NET_CMD_CACHE_BYTES && c->subs_cap <= NET_CMD_CACHE_BYTES / 64) {
+        c->next = n->cmd_cache;
+        n->cmd_cache = c;
+        n->ncache++;
+        return;
+    }
+    free(c->subs);
     free(c->keys);
     resp_out_free(&c->reply);
     free(c->mem);
     free(c);
+}
+
+/* A clean command for conn: a recycled one (its buffers kept) or a new one. */
+static struct cmd *cmd_get(struct conn *conn)
+{
+    struct net *n = conn->net;
+    struct cmd *c = n->cmd_cache;
+    if (!c) {
+        c = calloc(1, sizeof(*c));
+        if (c)
+            resp_out_init(&c->reply, n->srv->cfg.output_bytes_max);
+    } else {
+        n->cmd_cache = c->next;
+        n->ncache--;
+        struct cmd keep = *c;
+        memset(c, 0, sizeof(*c));
+        c->mem = keep.mem;
+        c->mem_cap = keep.mem_cap;
+        c->subs = keep.subs;
+        c->subs_cap = keep.subs_cap;
+        c->keys = keep.keys;
+        c->keys_cap = keep.keys_cap;
+        c->reply = keep.reply;
+        resp_out_reset(&c->reply);
+    }
+    if (c)
+        c->conn = conn;
+    return c;
+}
+
+static void cmd_cache_free(struct net *n)
+{
+    while (n->cmd_cache) {
+        struct cmd *c = n->cmd_cache;
+        n->cmd_cache = c->next;
+        free(c->subs);
+        free(c->keys);
+        resp_out_free(&c->reply);
+        free(c->mem);
+        free(c);
+    }
+    n->ncache = 0;
 }
 
 /* A command from the parser's arguments: one allocation holding the argument table, the copied
@@ -116,16 +172,19 @@ static struct cmd *cmd_new(struct conn *conn)
         (void)resp_parser_arg(&conn->parser, i, &len);
         bytes += len + 1;
     }
-    struct cmd *c = calloc(1, sizeof(*c));
+    struct cmd *c = cmd_get(conn);
     if (!c)
         return NULL;
     size_t table = argc * (sizeof(char *) + sizeof(size_t));
-    c->mem = malloc(table + bytes + 1);
-    if (!c->mem) {
-        free(c);
-        return NULL;
+    if (c->mem_cap < table + bytes + 1) {
+        char *m = realloc(c->mem, table + bytes + 1);
+        if (!m) {
+            cmd_free(c);
+            return NULL;
+        }
+        c->mem = m;
+        c->mem_cap = table + bytes + 1;
     }
-    c->conn = conn;
     c->argc = argc;
     c->argv = (char **)c->mem;
     c->argl = (size_t *)(c->mem + argc * sizeof(char *));
@@ -139,7 +198,6 @@ static struct cmd *cmd_new(struct conn *conn)
         c->argl[i] = len;
         p += len + 1;
     }
-    resp_out_init(&c->reply, conn->net->srv->cfg.output_bytes_max);
     return c;
 }
 
@@ -497,14 +555,12 @@ static void conn_parse(struct conn *c)
             }
             cmd_admit(c, cmd);
         } else {
-            cmd = calloc(1, sizeof(*cmd));
+            cmd = cmd_get(c);
             if (!cmd) {
                 c->dead = true;
                 c->closing = true;
                 break;
             }
-            cmd->conn = c;
-            resp_out_init(&cmd->reply, srv->cfg.output_bytes_max);
             conn_push(c, cmd);
             cmd->started = true;
             reply_error(cmd, "ERR %s", resp_parser_error(&c->parser));
@@ -579,10 +635,8 @@ static void conn_step(struct net *n, struct io_ring *ring, struct conn *c)
     conn_compact(c);
     if (!c->dead && !c->closing && !c->eof && !stopping && !c->recv_armed && !conn_room(c)) {
         /* a request bigger than query_bytes_max */
-        struct cmd *cmd = calloc(1, sizeof(*cmd));
+        struct cmd *cmd = cmd_get(c);
         if (cmd) {
-            cmd->conn = c;
-            resp_out_init(&cmd->reply, n->srv->cfg.output_bytes_max);
             conn_push(c, cmd);
             cmd->started = true;
             reply_error(cmd, "ERR Protocol error: request bigger than the query buffer limit");
@@ -740,6 +794,7 @@ static void net_free(struct net *n)
         cs_session_close(n->sess);
     if (n->lfd >= 0)
         close(n->lfd);
+    cmd_cache_free(n);
     free(n->conns);
     free(n->gens);
     free(n->free_slots);

@@ -15,6 +15,8 @@
 #define NET_COMPLETIONS 64u           /* session completions reaped per call */
 #define NET_IN_BYTES 4096u            /* a connection's first receive buffer */
 #define NET_OUT_SOFT_BYTES (1u << 20) /* replies waiting: stop parsing more until they are sent */
+#define NET_CMD_CACHE_MAX 1024u       /* finished commands a shard keeps for reuse */
+#define NET_CMD_CACHE_BYTES 65536u    /* ... when their buffers are at most this big */
 #define NET_PARSE_BUDGET 256u         /* commands one connection parses per loop iteration */
 #define NET_NAME_BYTES_MAX 256u       /* CLIENT SETNAME */
 #define NET_STOP_GRACE_MS 5000u       /* server_stop: wait this long for replies to go out */
@@ -91,10 +93,13 @@ struct cmd {
     char **argv;                   /* each NUL-terminated; in mem */
     size_t *argl;                  /* their lengths; in mem */
     char *mem;                     /* one allocation for argv, argl and the bytes */
+    size_t mem_cap;                /* its size (kept when the command is recycled) */
+    size_t subs_cap;               /* entries allocated at subs (kept likewise) */
+    size_t keys_cap;               /* entries allocated at keys (kept likewise) */
     struct resp_out reply;         /* the reply, once done */
     bool done;                     /* reply complete */
     bool close_after;              /* QUIT or a protocol error: close once the reply is sent */
-    struct sub *subs;              /* key operations (in mem) */
+    struct sub *subs;              /* key operations */
     size_t nsubs;                  /* their count */
     size_t submitted;              /* subs handed to the session so far */
     size_t completed;              /* subs completed */
@@ -108,6 +113,7 @@ struct cmd {
     size_t nkeys;
     uint8_t access;             /* CMD_ACCESS_* */
     bool barrier;               /* conflicts with every command (whole-collection ones) */
+    bool inbox;                 /* single-key writes through the rings (CMD_F_INBOX) */
     bool started;               /* executed (else it waits on the connection's list) */
     struct cmd *wnext;          /* the connection's waiting list */
     struct ck_stack_entry link; /* slow lane: back to the net */
@@ -167,6 +173,8 @@ struct net {
     struct cmd *backlog; /* commands waiting for session room, oldest first */
     struct cmd *backlog_tail;
     struct ck_stack slow_done; /* commands back from the slow lane */
+    struct cmd *cmd_cache;     /* finished commands kept for reuse (their buffers too) */
+    unsigned ncache;           /* entries on it, at most NET_CMD_CACHE_MAX */
     unsigned slow_out;         /* commands on the slow lane */
     _Atomic int stopped;       /* stopping finished: nothing open, nothing in flight */
     uint64_t stop_deadline_ns; /* stopping: cut off clients that do not read after this */

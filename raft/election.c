@@ -9,7 +9,8 @@
  * up-to-date as ours (§5.4.1). A leader starts with a no-op entry of its term (§8) so that
  * commitment and ReadIndex can progress. An election started by TimeoutNow (thesis §3.10)
  * skips PreVote and is marked so that voters honour it despite CheckQuorum. Learners never
- * campaign nor vote. While joint (thesis §4.3), a voter of C_old or of C_new campaigns and votes,
+ * campaign nor vote (but a voter that an uncommitted configuration removes still campaigns,
+ * thesis §4.2.2). While joint (thesis §4.3), a voter of C_old or of C_new campaigns and votes,
  * and an election needs a majority of both. */
 #include "raft_int.h"
 
@@ -71,9 +72,18 @@ bool election_become_leader(struct raft *r)
     return true;
 }
 
+/* A voter campaigns; so does a voter of the previous configuration that the latest one, still
+ * uncommitted, takes the vote from (thesis §4.2.2: it may be needed until C_new commits, say a
+ * removed leader holding the only copy of its removal). Its own vote then counts in no half
+ * (election_poll). O(log) in that state only (conf_at). */
 bool election_promotable(const struct raft *r)
 {
-    return raft_conf_is_voter(&r->conf, r->id);
+    if (raft_conf_is_voter(&r->conf, r->id))
+        return true;
+    if (r->conf_index <= r->commit)
+        return false;
+    struct raft_conf prev = conf_at(r, r->conf_index - 1);
+    return raft_conf_is_voter(&prev, r->id);
 }
 
 /* §5.2 / thesis §4.3: the votes counted in every half of the configuration (conf_poll). */
@@ -112,7 +122,9 @@ void election_campaign(struct raft *r, bool pre, bool transfer)
         term = r->term;
         type = RAFT_MSG_VOTE;
     }
-    progress_find(r, r->id)->vote = VOTE_GRANTED;
+    struct raft_progress *self = progress_find(r, r->id);
+    if (self)
+        self->vote = VOTE_GRANTED; /* counted only where it votes (conf_poll) */
     if (election_poll(r) == POLL_WON) {
         cs_assert(!pre); /* a single voter skips PreVote, see above */
         if (election_become_leader(r))

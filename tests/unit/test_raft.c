@@ -1582,6 +1582,44 @@ static void test_4_2_2_removed_leader_steps_down_once_c_new_commits(void **state
     net_free(&t);
 }
 
+/* thesis §4.2.2: a voter that its latest configuration, still uncommitted, removes may be needed
+ * until that configuration commits: it still campaigns (its own vote counting in no majority);
+ * once the removal is committed it never does. */
+static void test_4_2_2_removed_voter_campaigns_until_its_removal_commits(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_conf c = {.voters_n = 2, .voters = {2, 3}};
+    uint8_t buf[RAFT_CONF_BYTES_MAX];
+    size_t len = raft_conf_encode(&c, buf);
+    struct raft_entry e = {
+        .term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .len = (uint32_t)len, .data = buf};
+    struct raft_msg a = app(1, 2, 0, 0, &e, 1, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    assert_false(raft_conf_is_voter(raft_conf(r), 1));
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) == RAFT_FOLLOWER; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE);
+    struct raft_msg out[4];
+    assert_int_equal(take_msgs(r, out, 4), 3); /* the append's answer, votes asked of 2 and 3 */
+    struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = raft_term(r), .from = 2, .to = 1};
+    assert_int_equal(raft_step(r, &vr), 0);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE); /* 2 of {2, 3} needed: its own counts not */
+    vr.from = 3;
+    assert_int_equal(raft_step(r, &vr), 0);
+    assert_int_equal(raft_role(r), RAFT_LEADER); /* leads until C_new commits */
+    raft_free(r);
+
+    r = node_new(1, 3, &rnd, false, false);
+    a.commit = 1; /* the removal is committed */
+    assert_int_equal(raft_step(r, &a), 0);
+    for (unsigned k = 0; k < 3 * T_ELECTION; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_FOLLOWER);
+    raft_free(r);
+}
+
 /* ---- thesis §4.3 joint consensus ---------------------------------------------------------- */
 
 static struct raft_conf conf_of(unsigned nv, const uint64_t *v, unsigned nl, const uint64_t *l)
@@ -2295,6 +2333,7 @@ int main(void)
         cmocka_unit_test(test_4_2_1_promotion_waits_for_learner_catch_up),
         cmocka_unit_test(test_4_1_changes_that_do_not_apply_are_refused),
         cmocka_unit_test(test_4_2_2_removed_leader_steps_down_once_c_new_commits),
+        cmocka_unit_test(test_4_2_2_removed_voter_campaigns_until_its_removal_commits),
         cmocka_unit_test(test_4_1_truncated_configuration_is_rolled_back),
         cmocka_unit_test(test_4_3_change_of_two_voters_enters_joint_configuration),
         cmocka_unit_test(test_4_3_joint_commit_needs_both_majorities_then_leaves),

@@ -50,6 +50,9 @@ uncommitted-bytes-never-released|raft/replication.c|s/r->uncommitted_bytes -= le
 lease-read-trusts-clock|raft/read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = r->election_elapsed < r->cfg.election_ticks \/ 2 ? ~0u : 1u << progress_slot(r, progress_find(r, r->id));/
 snapshot-installed-before-last-chunk|raft/replication.c|s/^    if (!c->last) {$/    if (!c->last \&\& c->offset == 0) {/
 chunk-of-another-transfer-taken|raft/replication.c|s/x->transfer == m->chunk.transfer \&\& x->snap.index == m->snapshot.index \&\&/1 \&\&/
+joint-decided-by-c-new-alone|raft/configuration.c|s/return c->old_n ? 2u : 1u;/return 1u;/
+joint-left-before-it-commits|raft/raft.c|/^    if (r->conf_index > r->commit)$/{N;d}
+removed-leader-counts-itself|raft/configuration.c|s/^    unsigned listed = 0;$/    unsigned listed = 0;\n    if (!ids_contain(ids, n, r->id))\n        m[listed++] = r->stable;/
 EOF
 }
 

@@ -27,6 +27,10 @@
  *   drift      clock rates that change during the run (2.5x slower to 2x faster than nominal)
  *   confchase  every new leader asks for a membership change before its first commit in its
  *              term, and accepted changes often lose their leader at once (thesis §4.1)
+ *   joint      changes of several voters at once (thesis §4.3): replace two, grow, shrink, swap
+ *              all, voters turned learners, the leader removed (thesis §4.2.2); while a change is
+ *              uncommitted its leader is often cut off from some of the others for a while
+ *              (churn, chaos and confchase make some of their changes this way too)
  * and toggles PreVote / CheckQuorum and draws the flow-control limits. Snapshot images are the
  * state machine (24 bytes) plus padding made from it, 124 to 1023 bytes, sent in chunks of 32 to
  * 256 bytes (drawn per seed, with the chunks in flight): a transfer takes up to 32 messages. On top
@@ -59,10 +63,15 @@
  *     index only moves onto an entry of its own term;
  *   - promises against the disk (§5.1), as each message leaves: a granted vote is on disk (same
  *     term and vote, or a later term) and an acknowledged index is not past the disk's last;
- *   - overlapping quorums (thesis §4.1): a configuration entry is active from when it first
- *     appears in a log until a later configuration entry commits, another entry commits at its
- *     index or, while it is uncommitted, an entry of a later term commits; any two active at
- *     once must have intersecting majorities;
+ *   - overlapping quorums (thesis §4.1, §4.3): a configuration entry is active from when it
+ *     first appears in a log until a later configuration entry commits, another entry commits at
+ *     its index or, while it is uncommitted, an entry of a later term commits; any two active at
+ *     once must have intersecting quorums (a quorum of a joint configuration is a majority of
+ *     C_old and of C_new: every quorum of one must meet every quorum of the other);
+ *   - decisions (§5.2, §5.3, thesis §4.3): when a leader's commit index moves (also in the input
+ *     that made a removed leader step down, thesis §4.2.2), the entry is on the disks of a quorum
+ *     of its configuration; a new leader was granted votes (as they left the voters, plus its
+ *     own) by a quorum of its configuration; a node counts only in the halves that list it;
  *   - API contracts: no proposal or change accepted during a leadership transfer (mirrored from
  *     the client's calls and the leader's ticks); a follower's commit never moves past
  *     min(leaderCommit, last new entry) of the append it processed, nor past a heartbeat's
@@ -78,7 +87,7 @@
  *   - I/O errors stop the node: raft_ready_persist never reports success for a save the store
  *     failed (the node would act on state that is not on disk);
  *   - the §4.1 rule as an API contract: no membership change accepted before the leader
- *     committed an entry of its term;
+ *     committed an entry of its term, while joint, or while another change is uncommitted;
  *   - liveness: after the heal (every node up, no loss, no cut), a leader appears, a fresh
  *     proposal commits and every member of the configuration applies it within
  *     SIM_LIVENESS_TICKS ticks.

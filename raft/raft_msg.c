@@ -18,7 +18,7 @@
  * (old_mask or old_only_n non-zero). Decoding lists C_old as the voters of old_mask in their
  * order, then old_only; learners_next in old_only's order (so decode then encode gives the
  * same bytes). Validity: raft_conf_valid's rules (configuration.c), an exact length, no mask
- * bit past its list; anything else is CS_ECORRUPT.
+ * bit past its list, no voter of C_new among old_only; anything else is CS_ECORRUPT.
  *
  * Frame layout (all integers little-endian):
  *
@@ -215,8 +215,8 @@ static int r_joint(struct rbuf *r, struct raft_conf *c)
             c->old[n++] = c->voters[i];
     for (unsigned j = 0; j < only_n; j++) {
         uint64_t id = r_u64(r);
-        if (n >= RAFT_NODES_MAX)
-            return CS_ECORRUPT;
+        if (n >= RAFT_NODES_MAX || ids_have(c->voters, c->voters_n, id))
+            return CS_ECORRUPT; /* a voter of C_new is in C_old through old_mask only */
         c->old[n++] = id;
         if (next_mask & (1u << j))
             c->learners_next[c->learners_next_n++] = id;

@@ -2256,6 +2256,14 @@ static void test_conf_joint_encoding_round_trips_and_is_checked(void **state)
     assert_true(raft_conf_is_joint(&d));
     empty[13] = 1; /* next_mask bit 0 with no old-only id */
     assert_int_equal(raft_conf_decode(empty, sizeof(empty), &d), CS_ECORRUPT);
+    /* an old-only id that votes in C_new (it would be in C_old through old_mask alone: decode
+     * then encode would not give the same bytes) */
+    uint8_t dup[2 + 8 + 5 + 8] = {1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+    assert_int_equal(raft_conf_decode(dup, sizeof(dup), &d), CS_ECORRUPT);
+    dup[15] = 2; /* node 2 instead: C_old = {2}, C_new = {1} */
+    assert_int_equal(raft_conf_decode(dup, sizeof(dup), &d), 0);
+    assert_int_equal(d.old_n, 1);
+    assert_int_equal(d.old[0], 2);
     /* validity: a learner that also votes in C_old, learners_next outside C_old */
     struct raft_conf bad = c;
     bad.learners[0] = 2;

@@ -9,7 +9,9 @@
  * up-to-date as ours (§5.4.1). A leader starts with a no-op entry of its term (§8) so that
  * commitment and ReadIndex can progress. An election started by TimeoutNow (thesis §3.10)
  * skips PreVote and is marked so that voters honour it despite CheckQuorum. Learners never
- * campaign nor vote. */
+ * campaign nor vote (but a voter that an uncommitted configuration removes still campaigns,
+ * thesis §4.2.2). While joint (thesis §4.3), a voter of C_old or of C_new campaigns and votes,
+ * and an election needs a majority of both. */
 #include "raft_int.h"
 
 #include <cstore.h>
@@ -70,26 +72,32 @@ bool election_become_leader(struct raft *r)
     return true;
 }
 
+/* A voter campaigns; so does a voter of the previous configuration that the latest one, still
+ * uncommitted, takes the vote from (thesis §4.2.2: it may be needed until C_new commits, say a
+ * removed leader holding the only copy of its removal). Its own vote then counts in no half
+ * (election_poll). O(log) in that state only (conf_at). */
 bool election_promotable(const struct raft *r)
 {
-    return raft_conf_is_voter(&r->conf, r->id);
+    if (raft_conf_is_voter(&r->conf, r->id))
+        return true;
+    if (r->conf_index <= r->commit)
+        return false;
+    struct raft_conf prev = conf_at(r, r->conf_index - 1);
+    return raft_conf_is_voter(&prev, r->id);
 }
 
-enum poll_result election_poll(const struct raft *r)
+/* §5.2 / thesis §4.3: the votes counted in every half of the configuration (conf_poll). */
+enum poll_result election_poll(struct raft *r)
 {
-    unsigned granted = 0, rejected = 0, q = conf_quorum(&r->conf);
+    uint32_t granted = 0, rejected = 0;
     for (unsigned i = 0; i < RAFT_NODES_MAX; i++) {
         const struct raft_progress *pr = &r->prs[i];
         if (!pr->id || pr->learner)
             continue;
-        granted += pr->vote == VOTE_GRANTED;
-        rejected += pr->vote == VOTE_REJECTED;
+        granted |= pr->vote == VOTE_GRANTED ? 1u << i : 0;
+        rejected |= pr->vote == VOTE_REJECTED ? 1u << i : 0;
     }
-    if (granted >= q)
-        return POLL_WON;
-    if (rejected > r->conf.voters_n - q)
-        return POLL_LOST;
-    return POLL_PENDING;
+    return conf_poll(r, granted, rejected);
 }
 
 /* §5.2 election, preceded by a PreVote round when enabled (thesis §9.6). transfer marks an
@@ -98,7 +106,7 @@ void election_campaign(struct raft *r, bool pre, bool transfer)
 {
     if (!election_promotable(r))
         return;
-    if (r->conf.voters_n == 1)
+    if (conf_quorum_slots(r, conf_self_bit(r)))
         pre = false; /* our own vote is a quorum: no round to run (and no recursion) */
     uint64_t term;
     uint8_t type;
@@ -114,7 +122,9 @@ void election_campaign(struct raft *r, bool pre, bool transfer)
         term = r->term;
         type = RAFT_MSG_VOTE;
     }
-    progress_find(r, r->id)->vote = VOTE_GRANTED;
+    struct raft_progress *self = progress_find(r, r->id);
+    if (self)
+        self->vote = VOTE_GRANTED; /* counted only where it votes (conf_poll) */
     if (election_poll(r) == POLL_WON) {
         cs_assert(!pre); /* a single voter skips PreVote, see above */
         if (election_become_leader(r))

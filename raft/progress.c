@@ -145,11 +145,15 @@ void progress_rebuild(struct raft *r, const struct raft_conf *c)
         if (!keep[i])
             old[i].id = 0;
         else
-            old[i].learner = raft_conf_is_learner(c, old[i].id);
+            old[i].learner = !raft_conf_is_voter(c, old[i].id);
     }
-    for (unsigned k = 0; k < (unsigned)c->voters_n + c->learners_n; k++) {
-        bool learner = k >= c->voters_n;
-        uint64_t id = learner ? c->learners[k - c->voters_n] : c->voters[k];
+    /* the members: C_new's voters, the learners, and while joint C_old's voters (thesis §4.3) */
+    unsigned listed = (unsigned)c->voters_n + c->learners_n + c->old_n;
+    for (unsigned k = 0; k < listed; k++) {
+        uint64_t id = k < c->voters_n                   ? c->voters[k]
+                      : k < c->voters_n + c->learners_n ? c->learners[k - c->voters_n]
+                                                        : c->old[k - c->voters_n - c->learners_n];
+        bool learner = !raft_conf_is_voter(c, id);
         if (progress_find(r, id))
             continue;
         unsigned slot = 0;

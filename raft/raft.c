@@ -287,12 +287,15 @@ static void check_invariants(const struct raft *r)
     cs_assert(r->snap.index <= r->stable);
     cs_assert(r->stable <= last);
     cs_assert(r->role != RAFT_LEADER || r->lead == r->id);
-    cs_assert(r->role != RAFT_LEADER || raft_conf_is_voter(&r->conf, r->id));
+    /* thesis §4.2.2: a leader outside its configuration leads until its removal commits */
+    cs_assert(r->role != RAFT_LEADER || raft_conf_is_voter(&r->conf, r->id) ||
+              r->conf_index > r->commit);
     cs_assert(r->rx.buf_len <= RAFT_CHUNK_RX_BYTES_MAX);
     cs_assert(!r->rx.active || r->role == RAFT_FOLLOWER);
 }
 
 static void step(struct raft *r, const struct raft_msg *m);
+static void leader_conf_follow_up(struct raft *r);
 
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
@@ -300,6 +303,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
     if (m->to != r->id)
         return CS_EINVAL;
     step(r, m);
+    leader_conf_follow_up(r);
     check_invariants(r);
     return 0;
 }
@@ -365,19 +369,20 @@ static void step(struct raft *r, const struct raft_msg *m)
     }
 }
 
+/* thesis §6.2: were a quorum of voters (of both halves while joint, thesis §4.3) heard from
+ * since the last round? Starts the next round. */
 static bool quorum_active(struct raft *r)
 {
-    unsigned n = 0;
+    uint32_t heard = conf_self_bit(r);
     for (unsigned i = 0; i < RAFT_NODES_MAX; i++) {
         struct raft_progress *pr = &r->prs[i];
-        if (!pr->id)
+        if (!pr->id || pr->id == r->id)
             continue;
-        if (!pr->learner && (pr->recent_active || pr->id == r->id))
-            n++;
-        if (pr->id != r->id)
-            pr->recent_active = false;
+        if (pr->recent_active)
+            heard |= 1u << i;
+        pr->recent_active = false;
     }
-    return n >= conf_quorum(&r->conf);
+    return conf_quorum_slots(r, heard);
 }
 
 static void tick_leader(struct raft *r)
@@ -416,6 +421,7 @@ void raft_tick(struct raft *r)
             election_campaign(r, r->cfg.pre_vote, false);
         }
     }
+    leader_conf_follow_up(r); /* a transfer that timed out no longer holds back the leave */
     check_invariants(r);
 }
 
@@ -454,6 +460,77 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index
     return leader_append(r, RAFT_ENTRY_NORMAL, data, len, index);
 }
 
+/* thesis §4.1, §4.3: whether the leader may append a configuration change now: no change
+ * uncommitted, not joint, an entry of its term committed (the raft-dev 2015 fix), no transfer. */
+static bool conf_change_allowed(const struct raft *r)
+{
+    return !r->transferee && r->conf_index <= r->commit && !raft_conf_is_joint(&r->conf) &&
+           log_committed_in_term(r);
+}
+
+static int append_conf(struct raft *r, const struct raft_conf *c, uint64_t *index)
+{
+    uint8_t buf[RAFT_CONF_BYTES_MAX];
+    size_t len = raft_conf_encode(c, buf);
+    int rc = leader_append(r, RAFT_ENTRY_CONF, buf, (uint32_t)len, index);
+    if (rc == 0 && replication_maybe_commit(r)) /* a change can shrink the quorum */
+        replication_bcast_append(r);
+    return rc;
+}
+
+static bool ids_equal_sets(const uint64_t *a, unsigned an, const uint64_t *b, unsigned bn)
+{
+    if (an != bn)
+        return false;
+    for (unsigned i = 0; i < an; i++) {
+        bool found = false;
+        for (unsigned k = 0; k < bn && !found; k++)
+            found = a[i] == b[k];
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* Voters in one configuration and not in the other, both ways (thesis §4.1: one at most for a
+ * single-server change). */
+static unsigned voters_changed(const struct raft_conf *a, const struct raft_conf *b)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < a->voters_n; i++)
+        n += !raft_conf_is_voter(b, a->voters[i]);
+    for (unsigned i = 0; i < b->voters_n; i++)
+        n += !raft_conf_is_voter(a, b->voters[i]);
+    return n;
+}
+
+int raft_propose_members(struct raft *r, const struct raft_conf *target, unsigned flags,
+                         uint64_t *index)
+{
+    cs_assert(!r->in_ready);
+    if (r->role != RAFT_LEADER)
+        return RAFT_ENOTLEADER;
+    if (!raft_conf_valid(target) || raft_conf_is_joint(target) || (flags & ~RAFT_CONF_JOINT))
+        return CS_EINVAL;
+    if (!conf_change_allowed(r))
+        return RAFT_EBUSY;
+    const struct raft_conf *cur = &r->conf;
+    if (ids_equal_sets(cur->voters, cur->voters_n, target->voters, target->voters_n) &&
+        ids_equal_sets(cur->learners, cur->learners_n, target->learners, target->learners_n))
+        return CS_EINVAL; /* nothing changes */
+    for (unsigned i = 0; i < target->voters_n; i++) {
+        const struct raft_progress *pr = progress_find(r, target->voters[i]);
+        if (pr && pr->learner && pr->match < r->commit)
+            return RAFT_EBUSY; /* thesis §4.2.1: let the learner catch up first */
+    }
+    if (voters_changed(cur, target) <= 1 && !(flags & RAFT_CONF_JOINT))
+        return append_conf(r, target, index); /* thesis §4.1: one entry */
+    struct raft_conf joint;
+    if (!conf_enter(cur, target, &joint))
+        return CS_EINVAL; /* more than RAFT_NODES_MAX members with the voters in force */
+    return append_conf(r, &joint, index); /* thesis §4.3: C_old,new; C_new follows */
+}
+
 int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node, uint64_t *index)
 {
     cs_assert(!r->in_ready);
@@ -461,7 +538,7 @@ int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node,
         return RAFT_ENOTLEADER;
     if (node == 0)
         return CS_EINVAL;
-    if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))
+    if (!conf_change_allowed(r))
         return RAFT_EBUSY;
     struct raft_conf c = r->conf;
     bool voter = raft_conf_is_voter(&c, node), learner = raft_conf_is_learner(&c, node);
@@ -471,22 +548,16 @@ int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node,
             return CS_EINVAL;
         c.learners[c.learners_n++] = node;
         break;
-    case RAFT_CC_PROMOTE: {
+    case RAFT_CC_PROMOTE:
         if (!learner)
             return CS_EINVAL;
-        const struct raft_progress *pr = progress_find(r, node);
-        if (pr->match < r->commit)
-            return RAFT_EBUSY; /* thesis §4.2.1: let the learner catch up first */
-        unsigned k = 0;
         for (unsigned i = 0; i < c.learners_n; i++)
-            if (c.learners[i] != node)
-                c.learners[k++] = c.learners[i];
-        c.learners_n = (uint8_t)k;
+            if (c.learners[i] == node)
+                c.learners[i] = c.learners[--c.learners_n];
         c.voters[c.voters_n++] = node;
         break;
-    }
     case RAFT_CC_REMOVE: {
-        if (node == r->id || (!voter && !learner) || (voter && c.voters_n == 1))
+        if ((!voter && !learner) || (voter && c.voters_n == 1))
             return CS_EINVAL;
         uint64_t *ids = voter ? c.voters : c.learners;
         uint8_t *n = voter ? &c.voters_n : &c.learners_n;
@@ -500,12 +571,29 @@ int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node,
     default:
         return CS_EINVAL;
     }
-    uint8_t buf[RAFT_CONF_BYTES_MAX];
-    size_t len = raft_conf_encode(&c, buf);
-    int rc = leader_append(r, RAFT_ENTRY_CONF, buf, (uint32_t)len, index);
-    if (rc == 0 && replication_maybe_commit(r)) /* a change can shrink the quorum */
-        replication_bcast_append(r);
-    return rc;
+    return raft_propose_members(r, &c, 0, index);
+}
+
+/* After each input, on a leader (thesis §4.3, §4.2.2): once C_old,new is committed, append C_new
+ * (auto-leave, etcd's JointImplicit); once a configuration that does not make this node a voter
+ * is committed, step down. Waits for an entry of the leader's term to commit first (thesis
+ * §4.1, as for any change) and for a transfer to end. A failed append is retried at the next
+ * input. */
+static void leader_conf_follow_up(struct raft *r)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    if (!raft_conf_is_voter(&r->conf, r->id) && r->conf_index <= r->commit) {
+        election_become_follower(r, r->term, 0); /* thesis §4.2.2: removed, C_new committed */
+        return;
+    }
+    if (!raft_conf_is_joint(&r->conf) || r->transferee || !log_committed_in_term(r))
+        return;
+    if (r->conf_index > r->commit)
+        return; /* thesis §4.3: C_new only once C_old,new is committed */
+    struct raft_conf next;
+    conf_leave(&r->conf, &next);
+    (void)append_conf(r, &next, NULL);
 }
 
 void raft_report_snapshot(struct raft *r, uint64_t node, bool ok)
@@ -644,13 +732,13 @@ void raft_advance(struct raft *r)
     outbox_clear(r);
     check_invariants(r);
     if (r->role == RAFT_LEADER) {
-        struct raft_progress *self = progress_find(r, r->id);
+        struct raft_progress *self = progress_find(r, r->id); /* none: outside (thesis §4.2.2) */
         if (self && r->stable > self->match)
             self->match = r->stable;
-        if (self && replication_maybe_commit(r))
+        if (replication_maybe_commit(r))
             replication_bcast_append(r);
-        if (r->conf.voters_n == 1)
-            read_release(r);
+        read_release(r); /* a single voter is its own quorum */
+        leader_conf_follow_up(r);
     }
 }
 

@@ -15,11 +15,18 @@
  * is allowed in every role unless its comment says otherwise; no call other than raft_advance,
  * the read-only accessors and raft_free is allowed between raft_ready and raft_advance.
  *
- * Membership: single-server changes (thesis §4.1). A configuration takes effect on the node as
- * soon as its entry is in the node's log (committed or not) and is rolled back if that entry is
- * truncated. New members join as non-voting learners (thesis §4.2.1) and are promoted once they
- * caught up. A leader proposes a change only after the previous one committed and after it
- * committed an entry of its own term (the fix of thesis §4.1 / raft-dev 2015).
+ * Membership (thesis §4): a configuration takes effect on the node as soon as its entry is in the
+ * node's log (committed or not) and is rolled back if that entry is truncated (thesis §4.1). A
+ * change of at most one voter is one entry (single-server change, thesis §4.1); any other change
+ * goes through joint consensus (thesis §4.3): a first entry C_old,new, in which elections,
+ * commitment and ReadIndex need a majority of C_old and a majority of C_new, then, once it is
+ * committed, a second entry C_new that the leader appends by itself (etcd's auto-leave; there is
+ * no explicit leave). A voter that becomes a learner stays a voter of C_old while joint and turns
+ * learner on leaving (etcd's LearnersNext). New members may join as non-voting learners (thesis
+ * §4.2.1) and be promoted once they caught up. A leader proposes a change only when no change
+ * is uncommitted, it is not joint, and it committed an entry of its own term (the fix of thesis
+ * §4.1 / raft-dev 2015). A leader that is not a voter of C_new keeps leading without counting
+ * itself in C_new's majority until C_new commits, then steps down (thesis §4.2.2).
  *
  * Memory: the core keeps the log suffix after the last snapshot in memory (copies of the entry
  * data). The caller compacts it with raft_compact(). Everything the core hands out is a view
@@ -33,9 +40,11 @@
  * - Snapshots travel in chunks (§7, thesis §5.3; see "Snapshots" below): the core holds no
  *   snapshot bytes, the application reads them by offset (cfg.snapshot_read) on the leader and
  *   writes them by offset (the save batch) on the follower.
- * - The leader cannot remove itself; transfer leadership first (raft_transfer_leader).
+ * - A leader may remove itself (thesis §4.2.2): it steps down once its removal commits; the
+ *   remaining voters elect a new leader after an election timeout (a transfer first avoids it).
  * - Reads are ReadIndex only (no leader leases: they would trust bounded clock drift).
- * - Single-server changes rather than joint consensus; learners cover the catch-up phase.
+ * - Joint consensus is left automatically as soon as C_old,new commits (etcd's auto-leave): an
+ *   explicit leave would only let a caller hold the cluster in the slower joint state.
  * - The uncompacted log lives in memory; the storage is read only when a node starts.
  *
  * Snapshots (§7 InstallSnapshot with its offset and done fields, thesis §5.3): the leader sends a
@@ -125,12 +134,22 @@ struct raft_entry {
     const uint8_t *data; /* NULL when len is 0 */
 };
 
-/* A configuration: the voters and the learners, disjoint, ids non-zero and distinct. */
+/* A configuration (thesis §4.1): the voters and the learners; while joint (thesis §4.3,
+ * old_n > 0) also the voters of C_old, and those of them that become learners when the joint
+ * state is left (etcd's LearnersNext). Validity (raft_conf_valid): 1..RAFT_NODES_MAX voters; ids
+ * non-zero and distinct within each list; learners disjoint from voters and from old;
+ * learners_next a subset of old, disjoint from voters; learners_next_n > 0 only while joint; at
+ * most RAFT_NODES_MAX distinct members (voters, old and learners together). */
 struct raft_conf {
-    uint8_t voters_n;                  /* 1..RAFT_NODES_MAX */
-    uint8_t learners_n;                /* voters_n + learners_n <= RAFT_NODES_MAX */
-    uint64_t voters[RAFT_NODES_MAX];   /* ids of voting members */
-    uint64_t learners[RAFT_NODES_MAX]; /* ids of non-voting members */
+    uint8_t voters_n;                       /* 1..RAFT_NODES_MAX: C_new's voters when joint */
+    uint8_t learners_n;                     /* non-voting members */
+    uint8_t old_n;                          /* joint: C_old's voters (1..); 0: not joint */
+    uint8_t learners_next_n;                /* joint: voters of C_old only that turn learner */
+    uint64_t voters[RAFT_NODES_MAX];        /* ids of voting members (of C_new when joint) */
+    uint64_t learners[RAFT_NODES_MAX];      /* ids of non-voting members */
+    uint64_t old[RAFT_NODES_MAX];           /* joint: ids of C_old's voters */
+    uint64_t learners_next[RAFT_NODES_MAX]; /* joint: ids in old, not in voters, that become
+                                               learners when leaving */
 };
 
 /* A snapshot: the state machine at index, which has the given term and configuration. The core
@@ -315,13 +334,32 @@ CS_MUST_CHECK int raft_step(struct raft *r, const struct raft_msg *m);
  * proposal is committed when an entry at that index with the same term is applied. */
 CS_MUST_CHECK int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index);
 
-/* Propose a single-server membership change (thesis §4.1, §4.2.1). Leader only. RAFT_EBUSY if a
- * change is uncommitted, the leader has not committed an entry of its term, or (PROMOTE) the
- * learner has not caught up with the commit index. CS_EINVAL for a change that does not apply
- * (adding a member, promoting a voter, removing an absent node or the leader itself, removing
- * the last voter, over RAFT_NODES_MAX). */
+/* Propose a single-server membership change (thesis §4.1, §4.2.1): raft_propose_members with
+ * the configuration in force changed by one node. Leader only. RAFT_EBUSY as there, and
+ * (PROMOTE) if the learner has not caught up with the commit index. CS_EINVAL for a change that
+ * does not apply (adding a member, promoting a voter, removing an absent node, removing the last
+ * voter, over RAFT_NODES_MAX). Removing the leader itself is allowed (thesis §4.2.2). */
 CS_MUST_CHECK int raft_propose_conf(struct raft *r, enum raft_conf_change type, uint64_t node,
                                     uint64_t *index);
+
+#define RAFT_CONF_JOINT                                                                            \
+    1u /* raft_propose_members: go through C_old,new even for a change of                          \
+          at most one voter */
+
+/* Propose the configuration `target` (not joint: old_n == 0), any change of voters and learners
+ * (thesis §4.3). A change of at most one voter without RAFT_CONF_JOINT in flags is one entry
+ * (thesis §4.1); any other change appends C_old,new (voters of both, old = the voters in force,
+ * a voter that turns learner listed in learners_next), and the leader appends C_new by itself
+ * once C_old,new is committed (auto-leave). Leader only (RAFT_ENOTLEADER). RAFT_EBUSY while a
+ * change is uncommitted or the configuration is joint (until C_new is appended), before the
+ * leader committed an entry of its term, during a transfer, or when a learner that would vote
+ * has not caught up with the commit index (thesis §4.2.1; a node new to the configuration may
+ * become a voter at once). CS_EINVAL if target is invalid, joint, the same as the configuration
+ * in force, or has more than RAFT_NODES_MAX members together with the voters in force; on an
+ * error nothing changed. *index (may be NULL) gets the index of the (first) entry. target is
+ * copied. */
+CS_MUST_CHECK int raft_propose_members(struct raft *r, const struct raft_conf *target,
+                                       unsigned flags, uint64_t *index);
 
 /* Start a linearizable read (ReadIndex, thesis §6.4). On the leader, the read state with this
  * request_id appears in a later ready once a quorum confirmed leadership; a read that arrives
@@ -391,13 +429,16 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
 bool raft_term_at(const struct raft *r, uint64_t index, uint64_t *term);
 
 /* Configurations. */
+/* A voter: of C_new or, while joint, of C_old (it votes and may campaign). */
 bool raft_conf_is_voter(const struct raft_conf *c, uint64_t id);
 bool raft_conf_is_learner(const struct raft_conf *c, uint64_t id);
+bool raft_conf_is_joint(const struct raft_conf *c); /* C_old,new (thesis §4.3) */
 /* Check a configuration's validity rules (see struct raft_conf). */
 bool raft_conf_valid(const struct raft_conf *c);
-#define RAFT_CONF_BYTES_MAX (2u + 8u * RAFT_NODES_MAX)
-/* Encode into buf (at least RAFT_CONF_BYTES_MAX bytes); returns the bytes written. Layout:
- * u8 voters_n, u8 learners_n, then voters then learners as little-endian u64. */
+#define RAFT_CONF_BYTES_MAX (2u + 8u * RAFT_NODES_MAX + 5u)
+/* Encode into buf (at least RAFT_CONF_BYTES_MAX bytes); returns the bytes written. Layout in
+ * raft_msg.c: u8 voters_n, u8 learners_n, voters then learners as little-endian u64; a joint
+ * configuration adds C_old as masks over the voters and the ids of C_old's other voters. */
 size_t raft_conf_encode(const struct raft_conf *c, uint8_t *buf);
 /* Decode and validate. CS_ECORRUPT on any bad byte or length. */
 CS_MUST_CHECK int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *c);

@@ -20,7 +20,8 @@
  *   snap_index <= applied <= commit <= last and snap_index <= stable <= last.
  * - the configuration in force: the newest RAFT_ENTRY_CONF entry in the log, else the
  *   snapshot's (thesis §4.1: a server uses the latest configuration in its log, committed or
- *   not). `conf_index` is the index of that entry (or of the snapshot).
+ *   not), joint or not (thesis §4.3). `conf_index` is the index of that entry (or of the
+ *   snapshot). A leader is a voter of it, or its removal is not committed yet (thesis §4.2.2).
  * - per member progress (`prs`, one slot per member): match/next (§5.3), the flow-control state
  *   of etcd (PROBE: one append per heartbeat until a match is found; REPLICATE: pipelined
  *   appends bounded by the in-flight window; SNAPSHOT: a snapshot transfer is out, its chunks
@@ -154,8 +155,18 @@ struct raft {
     uint64_t ready_applied;  /* last committed index of the ready being handled */
 };
 
-/* ---- configuration.c: membership (thesis §4.1) ---- */
-unsigned conf_quorum(const struct raft_conf *c); /* voters that make a majority */
+/* ---- configuration.c: membership (thesis §4.1, §4.2.2, §4.3) ---- */
+/* Bit of this node's member slot, 0 when it has none (a leader outside its configuration). */
+uint32_t conf_self_bit(struct raft *r);
+/* An election's count over the member slots that granted and that rejected (bit per slot): a
+ * majority of C_new and, while joint, of C_old (thesis §4.3). */
+enum poll_result conf_poll(struct raft *r, uint32_t granted, uint32_t rejected);
+bool conf_quorum_slots(struct raft *r, uint32_t slots); /* conf_poll(slots, 0) won */
+/* The highest index stored on a majority of every half (matchIndex of the member slots). */
+uint64_t conf_commit_index(struct raft *r);
+/* C_old,new from cur (not joint) and target (not joint); false if it would be invalid. */
+bool conf_enter(const struct raft_conf *cur, const struct raft_conf *target, struct raft_conf *out);
+void conf_leave(const struct raft_conf *c, struct raft_conf *out); /* C_new of joint c */
 /* Put configuration c (from the entry at index) in force and rebuild the member slots. */
 void conf_set(struct raft *r, const struct raft_conf *c, uint64_t index);
 /* The newest CONF entry in the log, else the snapshot's, in force. O(log length). */
@@ -210,7 +221,7 @@ void election_become_follower(struct raft *r, uint64_t term, uint64_t lead);
 /* Candidate only. False if the new term's empty entry could not be appended: then a follower. */
 bool election_become_leader(struct raft *r);
 bool election_promotable(const struct raft *r); /* a voter, so it may campaign */
-enum poll_result election_poll(const struct raft *r);
+enum poll_result election_poll(struct raft *r);
 void election_campaign(struct raft *r, bool pre, bool transfer);
 void election_handle_vote(struct raft *r, const struct raft_msg *m); /* VOTE or PREVOTE */
 

@@ -8,9 +8,17 @@
  *   1      1             learners_n
  *   2      8 * voters_n  voter ids, u64 each
  *   ...    8 * learners  learner ids, u64 each
+ *   joint configurations only (thesis §4.3), C_old:
+ *   ...    1             old_only_n: voters of C_old that are not voters of C_new
+ *   ...    2             old_mask: bit i set = voters[i] is a voter of C_old too
+ *   ...    2             next_mask: bit j set = old_only[j] becomes a learner when leaving
+ *   ...    8 * old_only  the ids of C_old's other voters, u64 each
  *
- * Its validity rules are raft_conf_valid's (configuration.c) plus an exact length; anything else
- * is CS_ECORRUPT.
+ * A configuration is joint exactly when the C_old part is there; then C_old is not empty
+ * (old_mask or old_only_n non-zero). Decoding lists C_old as the voters of old_mask in their
+ * order, then old_only; learners_next in old_only's order (so decode then encode gives the
+ * same bytes). Validity: raft_conf_valid's rules (configuration.c), an exact length, no mask
+ * bit past its list, no voter of C_new among old_only; anything else is CS_ECORRUPT.
  *
  * Frame layout (all integers little-endian):
  *
@@ -137,6 +145,39 @@ static const uint8_t *r_view(struct rbuf *r, size_t n)
     return v;
 }
 
+static bool ids_have(const uint64_t *ids, unsigned n, uint64_t id)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+/* The C_old part of a joint configuration (see the layout above). */
+static void w_joint(struct wbuf *w, const struct raft_conf *c)
+{
+    uint16_t old_mask = 0, next_mask = 0;
+    uint64_t only[RAFT_NODES_MAX];
+    unsigned only_n = 0;
+    for (unsigned i = 0; i < c->voters_n; i++)
+        if (ids_have(c->old, c->old_n, c->voters[i]))
+            old_mask |= (uint16_t)(1u << i);
+    for (unsigned i = 0; i < c->old_n; i++) {
+        if (ids_have(c->voters, c->voters_n, c->old[i]))
+            continue;
+        if (ids_have(c->learners_next, c->learners_next_n, c->old[i]))
+            next_mask |= (uint16_t)(1u << only_n);
+        only[only_n++] = c->old[i];
+    }
+    w_u8(w, (uint8_t)only_n);
+    w_u8(w, (uint8_t)old_mask);
+    w_u8(w, (uint8_t)(old_mask >> 8));
+    w_u8(w, (uint8_t)next_mask);
+    w_u8(w, (uint8_t)(next_mask >> 8));
+    for (unsigned i = 0; i < only_n; i++)
+        w_u64(w, only[i]);
+}
+
 size_t raft_conf_encode(const struct raft_conf *c, uint8_t *buf)
 {
     cs_assert(raft_conf_valid(c));
@@ -147,19 +188,54 @@ size_t raft_conf_encode(const struct raft_conf *c, uint8_t *buf)
         w_u64(&w, c->voters[i]);
     for (unsigned i = 0; i < c->learners_n; i++)
         w_u64(&w, c->learners[i]);
+    if (c->old_n)
+        w_joint(&w, c);
     cs_assert(w.off <= RAFT_CONF_BYTES_MAX);
     return w.off;
+}
+
+/* The C_old part of a joint configuration; r is past the learners. CS_ECORRUPT on a bad length,
+ * an empty C_old or a mask bit past its list. */
+static int r_joint(struct rbuf *r, struct raft_conf *c)
+{
+    unsigned only_n = r_u8(r);
+    uint16_t old_mask = r_u8(r);
+    old_mask |= (uint16_t)(r_u8(r) << 8);
+    uint16_t next_mask = r_u8(r);
+    next_mask |= (uint16_t)(r_u8(r) << 8);
+    if (r->bad || only_n > RAFT_NODES_MAX || r->len - r->off != 8 * (size_t)only_n)
+        return CS_ECORRUPT;
+    if ((old_mask >> c->voters_n) != 0 || (next_mask >> only_n) != 0)
+        return CS_ECORRUPT;
+    if (old_mask == 0 && only_n == 0)
+        return CS_ECORRUPT; /* a joint configuration without C_old */
+    unsigned n = 0;
+    for (unsigned i = 0; i < c->voters_n; i++)
+        if (old_mask & (1u << i))
+            c->old[n++] = c->voters[i];
+    for (unsigned j = 0; j < only_n; j++) {
+        uint64_t id = r_u64(r);
+        if (n >= RAFT_NODES_MAX || ids_have(c->voters, c->voters_n, id))
+            return CS_ECORRUPT; /* a voter of C_new is in C_old through old_mask only */
+        c->old[n++] = id;
+        if (next_mask & (1u << j))
+            c->learners_next[c->learners_next_n++] = id;
+    }
+    c->old_n = (uint8_t)n;
+    cs_assert(!r->bad && r->off == r->len);
+    return 0;
 }
 
 int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *c)
 {
     memset(c, 0, sizeof(*c));
-    if (len < 2)
+    if (!buf || len < 2)
         return CS_ECORRUPT;
     unsigned nv = buf[0], nl = buf[1];
     if (nv > RAFT_NODES_MAX || nl > RAFT_NODES_MAX)
         return CS_ECORRUPT;
-    if (len != 2 + 8 * (size_t)(nv + nl))
+    size_t plain = 2 + 8 * (size_t)(nv + nl);
+    if (len != plain && len < plain + 5)
         return CS_ECORRUPT;
     struct rbuf r = {.p = buf, .len = len, .off = 2};
     c->voters_n = (uint8_t)nv;
@@ -168,7 +244,11 @@ int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *c)
         c->voters[i] = r_u64(&r);
     for (unsigned i = 0; i < nl; i++)
         c->learners[i] = r_u64(&r);
-    cs_assert(!r.bad && r.off == len);
+    cs_assert(!r.bad && r.off == plain);
+    if (len != plain && r_joint(&r, c) != 0) {
+        memset(c, 0, sizeof(*c));
+        return CS_ECORRUPT;
+    }
     return raft_conf_valid(c) ? 0 : CS_ECORRUPT;
 }
 

@@ -4,7 +4,8 @@
  * (etcd's pendingReadIndexMessages) until that commit (step 1); the leader then records the
  * commit index as the read index (step 2) and confirms it is still leader by a heartbeat round
  * (step 3): each pending read notes the round (`seq`) started for it and the member slots that
- * acknowledged a round at least as new; a quorum of voters releases it, in arrival order. The
+ * acknowledged a round at least as new; a quorum of voters (of both halves while joint, thesis
+ * §4.3) releases it, in arrival order. The
  * read is then served once the state machine applied its index (step 4, the caller's). A
  * follower forwards a read to the leader (thesis §6.4.1) and gets the index back. Pending reads
  * are a ring of RAFT_READS_MAX; they are dropped when the leader steps down (the caller retries).
@@ -19,21 +20,12 @@ void read_drop(struct raft *r)
     r->reads_n = 0;
 }
 
-static bool read_acks_quorum(const struct raft *r, uint32_t acks)
-{
-    unsigned n = 0;
-    for (unsigned i = 0; i < RAFT_NODES_MAX; i++)
-        if (r->prs[i].id && !r->prs[i].learner && (acks & (1u << i)))
-            n++;
-    return n >= conf_quorum(&r->conf);
-}
-
 /* Release the reads at the head of the queue that a quorum confirmed (thesis §6.4 step 3). */
 void read_release(struct raft *r)
 {
     while (r->reads_n > 0) {
         struct raft_read_pending *p = &r->reads[r->reads_start];
-        if (p->await_commit || !read_acks_quorum(r, p->acks))
+        if (p->await_commit || !conf_quorum_slots(r, p->acks))
             return;
         if (p->origin != r->id) {
             struct raft_msg *m = outbox_msg_new(r, RAFT_MSG_READ_INDEX_RESP, p->origin);
@@ -71,7 +63,7 @@ void read_commit_in_term(struct raft *r)
     if (r->reads_n == 0 || !r->reads[r->reads_start].await_commit || !log_committed_in_term(r))
         return;
     uint64_t seq = ++r->read_seq;
-    uint32_t self_bit = 1u << progress_slot(r, progress_find(r, r->id));
+    uint32_t self_bit = conf_self_bit(r);
     for (unsigned k = 0; k < r->reads_n; k++) {
         struct raft_read_pending *p = &r->reads[(r->reads_start + k) % RAFT_READS_MAX];
         if (!p->await_commit)
@@ -106,7 +98,7 @@ int read_start(struct raft *r, uint64_t request_id, uint64_t origin)
     p->await_commit = false;
     p->index = r->commit;
     p->seq = ++r->read_seq;
-    p->acks = 1u << progress_slot(r, progress_find(r, r->id));
+    p->acks = conf_self_bit(r); /* 0 for a leader outside C_new (thesis §4.2.2) */
     r->reads_n++;
     read_release(r); /* a single voter is its own quorum */
     if (r->reads_n)

@@ -285,25 +285,12 @@ void replication_bcast_heartbeat(struct raft *r, uint64_t context)
     }
 }
 
-/* §5.3, §5.4.2: the highest index stored on a quorum of voters, committed only if it is of the
- * current term. */
+/* §5.3, §5.4.2: the highest index stored on a quorum of voters (of both halves while joint,
+ * thesis §4.3), committed only if it is of the current term. */
 bool replication_maybe_commit(struct raft *r)
 {
-    uint64_t m[RAFT_NODES_MAX];
-    unsigned n = 0;
-    for (unsigned i = 0; i < RAFT_NODES_MAX; i++)
-        if (r->prs[i].id && !r->prs[i].learner)
-            m[n++] = r->prs[i].match;
-    cs_assert(n == r->conf.voters_n);
-    /* insertion sort, descending; n <= RAFT_NODES_MAX */
-    for (unsigned i = 1; i < n; i++) {
-        uint64_t v = m[i];
-        unsigned j = i;
-        for (; j > 0 && m[j - 1] < v; j--)
-            m[j] = m[j - 1];
-        m[j] = v;
-    }
-    uint64_t idx = m[conf_quorum(&r->conf) - 1];
+    cs_assert(r->role == RAFT_LEADER);
+    uint64_t idx = conf_commit_index(r);
     if (idx <= r->commit || log_term_or0(r, idx) != r->term)
         return false;
     for (uint64_t i = r->commit + 1; i <= idx; i++) {

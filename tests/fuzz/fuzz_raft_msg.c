@@ -12,7 +12,9 @@
  * each frame's body length and checksum first, so the fuzzer reaches the body rules behind the
  * checksum. Bit 1 set: the node is the leader of a three-node group whose log is compacted past
  * node 3's (a snapshot of FUZZ_IMAGE_BYTES in chunks of 16 bytes, two in flight: node 3's answers
- * drive a transfer), else a follower.
+ * drive a transfer), else a follower. Bit 3 set (with bit 1): the leader has also proposed a joint
+ * change (thesis §4.3) to voters {1, 4, 5} with node 2 turning learner, so answers from nodes 2
+ * to 5 drive decisions that need both majorities and the automatic leave.
  *
  * Properties checked: the decoder returns 0 or CS_ECORRUPT and never reads outside the input
  * (ASan); a frame it accepts re-encodes to the same bytes; and stepping what it accepts never
@@ -81,8 +83,8 @@ static void drain(struct raft *r)
 }
 
 /* Node 1 as leader of term 2 with a few entries, committed with node 2 and compacted: node 3
- * (match 0) gets a snapshot transfer when it answers. */
-static struct raft *leader(uint64_t *rnd)
+ * (match 0) gets a snapshot transfer when it answers. With joint, it then enters C_old,new. */
+static struct raft *leader(uint64_t *rnd, bool joint)
 {
     struct raft *r = node(1, rnd);
     for (int i = 0; i < 30 && raft_role(r) != RAFT_PRECANDIDATE; i++)
@@ -110,6 +112,11 @@ static struct raft *leader(uint64_t *rnd)
     drain(r);
     if (raft_compact(r, index, FUZZ_IMAGE_BYTES) != 0)
         abort();
+    struct raft_conf target = {
+        .voters_n = 3, .voters = {1, 4, 5}, .learners_n = 1, .learners = {2}};
+    if (joint && raft_propose_members(r, &target, 0, NULL) != 0)
+        abort();
+    drain(r);
     return r;
 }
 
@@ -144,7 +151,7 @@ static void one_frame(uint8_t *f, size_t len, uint8_t mode, struct raft **r, uin
         abort();
     free(g);
     if (!*r)
-        *r = mode & 2 ? leader(rnd) : node(1, rnd);
+        *r = mode & 2 ? leader(rnd, mode & 8) : node(1, rnd);
     m.to = 1;
     if (m.from == 1)
         m.from = 2;

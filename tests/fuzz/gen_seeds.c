@@ -304,6 +304,83 @@ static struct raft_msg raft_chunk_msg(uint64_t term, uint64_t from, unsigned k, 
     return m;
 }
 
+/* A CONF entry of C_old,new: C_old = {1, 2, 3}, C_new = {1, 4, 5}, node 2 turning learner
+ * (thesis §4.3), encoded into buf (RAFT_CONF_BYTES_MAX bytes); or C_new after it. */
+static struct raft_entry raft_joint_entry(uint64_t term, uint64_t index, bool leave, uint8_t *buf)
+{
+    struct raft_conf c = {.voters_n = 3, .voters = {1, 4, 5}};
+    if (leave) {
+        c.learners_n = 1;
+        c.learners[0] = 2;
+    } else {
+        c.old_n = 3;
+        c.old[0] = 1;
+        c.old[1] = 2;
+        c.old[2] = 3;
+        c.learners_next_n = 1;
+        c.learners_next[0] = 2;
+    }
+    struct raft_entry e = {.term = term, .index = index, .type = RAFT_ENTRY_CONF};
+    e.len = (uint32_t)raft_conf_encode(&c, buf);
+    e.data = buf;
+    return e;
+}
+
+/* fuzz_raft_msg: joint configurations (thesis §4.3) in appends, in snapshots and on a leader. */
+static void raft_joint_seeds(const uint8_t *img)
+{
+    uint8_t out[4096], jb[RAFT_CONF_BYTES_MAX], lb[RAFT_CONF_BYTES_MAX];
+    /* a follower enters C_old,new, leaves it, commits; then a new leader truncates both */
+    struct raft_entry es[3] = {{.term = 1, .index = 1},
+                               raft_joint_entry(1, 2, false, jb),
+                               raft_joint_entry(1, 3, true, lb)};
+    struct raft_msg a = {.type = RAFT_MSG_APP, .term = 1, .from = 2, .to = 1, .entries = es};
+    a.entries_n = 2;
+    size_t off = raft_frame(out, 0, sizeof(out), &a);
+    a.index = 2;
+    a.log_term = 1;
+    a.entries = es + 2;
+    a.entries_n = 1;
+    a.commit = 2;
+    off = raft_frame(out, off, sizeof(out), &a);
+    struct raft_entry t2 = {.term = 2, .index = 2};
+    struct raft_msg b = {.type = RAFT_MSG_APP,
+                         .term = 2,
+                         .from = 3,
+                         .to = 1,
+                         .index = 1,
+                         .log_term = 1,
+                         .entries = &t2,
+                         .entries_n = 1};
+    off = raft_frame(out, off, sizeof(out), &b);
+    uint8_t mode = 4;
+    seed("raft_msg", "joint-append", &mode, 1, out, off);
+    /* a snapshot taken while joint, in chunks */
+    off = 0;
+    for (unsigned k = 0; k < 7; k++) {
+        struct raft_msg m = raft_chunk_msg(1, 2, k, img);
+        m.snapshot.conf = (struct raft_conf){.voters_n = 3, .voters = {1, 4, 5}, .old_n = 3};
+        m.snapshot.conf.old[0] = 1;
+        m.snapshot.conf.old[1] = 2;
+        m.snapshot.conf.old[2] = 3;
+        off = raft_frame(out, off, sizeof(out), &m);
+    }
+    mode = 5;
+    seed("raft_msg", "joint-snapshot", &mode, 1, out, off);
+    /* the leader of term 1 in C_old,new (index 3): acknowledgements from C_new, then from C_old
+     * (C_old,new commits), then of C_new (index 4, appended by the leader) */
+    off = 0;
+    static const uint64_t from[] = {4, 5, 3, 2, 4, 5, 2};
+    static const uint64_t index[] = {3, 3, 3, 3, 4, 4, 4};
+    for (unsigned k = 0; k < 7; k++) {
+        struct raft_msg r = {
+            .type = RAFT_MSG_APP_RESP, .term = 1, .from = from[k], .to = 1, .index = index[k]};
+        off = raft_frame(out, off, sizeof(out), &r);
+    }
+    mode = 4 | 2 | 8;
+    seed("raft_msg", "joint-leader", &mode, 1, out, off);
+}
+
 /* fuzz_raft_msg: snapshot transfers (raft.h "Snapshots"), as one frame and as sequences. */
 static void raft_seeds(void)
 {
@@ -365,6 +442,7 @@ static void raft_seeds(void)
     off = raft_frame(out, 0, sizeof(out), &hb);
     off = raft_frame(out, off, sizeof(out), &rej);
     seed("raft_msg", "chunk-leader-reject", &mode, 1, out, off);
+    raft_joint_seeds(img);
 }
 
 static void text_seed(const char *target, const char *name, uint8_t mode, const char *text)

@@ -35,10 +35,10 @@ vote-not-persisted-before-sent|raft/election.c|s/^\( *\)r->vote = m->from;/&\n\1
 propose-during-transfer|raft/raft.c|/^    if (r->transferee)$/{N;d}
 follower-commits-to-last-index|raft/replication.c|s/log_commit_to(r, m->commit < last_new ? m->commit : last_new);/log_commit_to(r, m->commit);/
 heartbeat-full-commit|raft/replication.c|s/m->commit = pr->match < r->commit ? pr->match : r->commit;/m->commit = r->commit;/
-readindex-no-quorum-round|raft/read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = ~0u;/
+readindex-no-quorum-round|raft/read.c|s/p->acks = conf_self_bit(r); \/\* 0 for a leader/p->acks = ~0u; \/\* 0 for a leader/
 readindex-counts-older-rounds|raft/read.c|s/if (p->seq <= context \&\& !p->await_commit)/if (p->seq <= context + 1000000 \&\& !p->await_commit)/
-conf-before-first-commit-in-term|raft/raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || r->conf_index > r->commit)/
-conf-while-previous-uncommitted|raft/raft.c|s/if (r->transferee || r->conf_index > r->commit || !log_committed_in_term(r))/if (r->transferee || !log_committed_in_term(r))/
+conf-before-first-commit-in-term|raft/raft.c|s/^           log_committed_in_term(r);$/           true;/
+conf-while-previous-uncommitted|raft/raft.c|s/return !r->transferee \&\& r->conf_index <= r->commit \&\& !raft_conf_is_joint(\&r->conf) \&\&/return !r->transferee \&\&/
 ack-before-persist|raft/raft.c|s/rd->entries_n = (size_t)(last - r->stable);/rd->entries_n = (size_t)(last - r->stable - (last - r->stable > 1));/
 persist-error-ignored|raft/raft.c|s/^    return st->save(st->ctx, \&b);/    (void)st->save(st->ctx, \&b);\n    return 0;/
 hard-state-in-a-unit-of-its-own|raft/raft.c|s/^    return st->save(st->ctx, \&b);/    if (b.entries_n \&\& b.hard_state) {\n        struct raft_batch h = {.hard_state = b.hard_state};\n        b.hard_state = NULL;\n        int rc = st->save(st->ctx, \&b);\n        return rc ? rc : st->save(st->ctx, \&h);\n    }\n&/
@@ -47,9 +47,12 @@ stale-append-ack-counted|raft/raft.c|s/^    } else if (m->term < r->term) {$/   
 snapshot-not-persisted|raft/raft.c|s/^                           .snapshot = rd->snapshot,$/                           .snapshot = NULL,/
 restart-skips-reapply|raft/log.c|s/^    r->applied = s.index;/    r->applied = r->commit;/
 uncommitted-bytes-never-released|raft/replication.c|s/r->uncommitted_bytes -= len < r->uncommitted_bytes ? len : r->uncommitted_bytes;/(void)len;/
-lease-read-trusts-clock|raft/read.c|s/p->acks = 1u << progress_slot(r, progress_find(r, r->id));/p->acks = r->election_elapsed < r->cfg.election_ticks \/ 2 ? ~0u : 1u << progress_slot(r, progress_find(r, r->id));/
+lease-read-trusts-clock|raft/read.c|s/p->acks = conf_self_bit(r); \/\* 0 for a leader/p->acks = r->election_elapsed < r->cfg.election_ticks \/ 2 ? ~0u : conf_self_bit(r); \/\* 0 for a leader/
 snapshot-installed-before-last-chunk|raft/replication.c|s/^    if (!c->last) {$/    if (!c->last \&\& c->offset == 0) {/
 chunk-of-another-transfer-taken|raft/replication.c|s/x->transfer == m->chunk.transfer \&\& x->snap.index == m->snapshot.index \&\&/1 \&\&/
+joint-decided-by-c-new-alone|raft/configuration.c|s/return c->old_n ? 2u : 1u;/return 1u;/
+joint-left-before-it-commits|raft/raft.c|/^    if (r->conf_index > r->commit)$/{N;d}
+removed-leader-counts-itself|raft/configuration.c|s/^    unsigned listed = 0;$/    unsigned listed = 0;\n    if (!ids_contain(ids, n, r->id))\n        m[listed++] = r->stable;/
 EOF
 }
 

@@ -27,6 +27,10 @@
  *   drift      clock rates that change during the run (2.5x slower to 2x faster than nominal)
  *   confchase  every new leader asks for a membership change before its first commit in its
  *              term, and accepted changes often lose their leader at once (thesis §4.1)
+ *   joint      changes of several voters at once (thesis §4.3): replace two, grow, shrink, swap
+ *              all, voters turned learners, the leader removed (thesis §4.2.2); while a change is
+ *              uncommitted its leader is often cut off from some of the others for a while
+ *              (churn, chaos and confchase make some of their changes this way too)
  * and toggles PreVote / CheckQuorum and draws the flow-control limits. Snapshot images are the
  * state machine (24 bytes) plus padding made from it, 124 to 1023 bytes, sent in chunks of 32 to
  * 256 bytes (drawn per seed, with the chunks in flight): a transfer takes up to 32 messages. On top
@@ -59,10 +63,15 @@
  *     index only moves onto an entry of its own term;
  *   - promises against the disk (§5.1), as each message leaves: a granted vote is on disk (same
  *     term and vote, or a later term) and an acknowledged index is not past the disk's last;
- *   - overlapping quorums (thesis §4.1): a configuration entry is active from when it first
- *     appears in a log until a later configuration entry commits, another entry commits at its
- *     index or, while it is uncommitted, an entry of a later term commits; any two active at
- *     once must have intersecting majorities;
+ *   - overlapping quorums (thesis §4.1, §4.3): a configuration entry is active from when it
+ *     first appears in a log until a later configuration entry commits, another entry commits at
+ *     its index or, while it is uncommitted, an entry of a later term commits; any two active at
+ *     once must have intersecting quorums (a quorum of a joint configuration is a majority of
+ *     C_old and of C_new: every quorum of one must meet every quorum of the other);
+ *   - decisions (§5.2, §5.3, thesis §4.3): when a leader's commit index moves (also in the input
+ *     that made a removed leader step down, thesis §4.2.2), the entry is on the disks of a quorum
+ *     of its configuration; a new leader was granted votes (as they left the voters, plus its
+ *     own) by a quorum of its configuration; a node counts only in the halves that list it;
  *   - API contracts: no proposal or change accepted during a leadership transfer (mirrored from
  *     the client's calls and the leader's ticks); a follower's commit never moves past
  *     min(leaderCommit, last new entry) of the append it processed, nor past a heartbeat's
@@ -78,7 +87,7 @@
  *   - I/O errors stop the node: raft_ready_persist never reports success for a save the store
  *     failed (the node would act on state that is not on disk);
  *   - the §4.1 rule as an API contract: no membership change accepted before the leader
- *     committed an entry of its term;
+ *     committed an entry of its term, while joint, or while another change is uncommitted;
  *   - liveness: after the heal (every node up, no loss, no cut), a leader appears, a fresh
  *     proposal commits and every member of the configuration applies it within
  *     SIM_LIVENESS_TICKS ticks.
@@ -138,12 +147,13 @@ enum sim_class {
     CL_LONG,
     CL_DRIFT,
     CL_CONFCHASE,
+    CL_JOINT,
     SIM_CLASSES
 };
 
 static const char *const class_names[SIM_CLASSES] = {
-    "calm",      "lossy",  "partition", "crash", "churn", "chaos",    "leaderfall",
-    "diskfault", "replay", "snapcrash", "long",  "drift", "confchase"};
+    "calm",      "lossy",  "partition", "crash", "churn", "chaos",     "leaderfall",
+    "diskfault", "replay", "snapcrash", "long",  "drift", "confchase", "joint"};
 
 /* What a failed seed violated: each check below (file comment) has its own class, so the report
  * says which check caught what. */
@@ -166,6 +176,7 @@ enum check {
     CK_CONF_RULE,        /* a change accepted before the leader committed in its term (§4.1) */
     CK_SNAP_BYTES,       /* an installed snapshot's bytes differ from the leader's image */
     CK_API,              /* an unexpected error from the core's interface */
+    CK_DECISION,         /* a commit or an election without a quorum of the configuration */
     CK_ABORT,            /* an assertion of the core failed (the seed aborted) */
     CK_N
 };
@@ -174,7 +185,7 @@ static const char *const check_names[CK_N] = {
     "election",        "log-matching",     "completeness", "sm-safety",      "stale-read",
     "liveness",        "commit-rule",      "disk-promise", "quorum-overlap", "transfer",
     "follower-commit", "heartbeat-commit", "read-round",   "atomic-batch",   "io-stop",
-    "conf-rule",       "snap-bytes",       "api",          "abort"};
+    "conf-rule",       "snap-bytes",       "api",          "decision",       "abort"};
 
 struct rng {
     uint64_t s;
@@ -228,15 +239,22 @@ struct term_max {
 
 #define SIM_READ_CONFS 4u /* configurations remembered per read; more: the read is not checked */
 
+/* The voters of a configuration as bit masks (bit i: node id i): C_new's, and while joint
+ * (thesis §4.3) C_old's (0: not joint). A quorum is a majority of each. */
+struct vset {
+    uint32_t voters;
+    uint32_t old;
+};
+
 /* A read a leader took (its own or forwarded): what the read-round check needs. */
 struct lead_read {
-    uint64_t request_id;             /* 0: slot free */
-    uint64_t term;                   /* the leader's term when it took the read */
-    uint64_t floor;                  /* a round started after the read has a context >= this */
-    uint32_t voters[SIM_READ_CONFS]; /* voter sets the leader had while the read was pending */
-    unsigned voters_n;               /* SIM_READ_CONFS + 1: too many, not checked */
-    unsigned again;                  /* the same request taken again while pending (a
-                                        duplicated or replayed frame): answers still due */
+    uint64_t request_id;                /* 0: slot free */
+    uint64_t term;                      /* the leader's term when it took the read */
+    uint64_t floor;                     /* a round started after the read has a context >= this */
+    struct vset voters[SIM_READ_CONFS]; /* configurations the leader had while it was pending */
+    unsigned voters_n;                  /* SIM_READ_CONFS + 1: too many, not checked */
+    unsigned again;                     /* the same request taken again while pending (a
+                                           duplicated or replayed frame): answers still due */
 };
 
 /* A configuration entry seen in some log (index 0: the bootstrap one). It is active from when it
@@ -247,8 +265,14 @@ struct lead_read {
 struct conf_rec {
     uint64_t index;
     uint64_t term;
-    uint32_t voters; /* bit i: node id i votes */
+    struct vset voters;
     bool retired;
+};
+
+/* The granted votes of one term, as they left the voters: per candidate (node index), bit i for
+ * node id i. */
+struct term_votes {
+    uint32_t granted[SIM_NODES_MAX];
 };
 
 struct sim;
@@ -294,7 +318,7 @@ struct node {
     /* ReadIndex rounds, this incarnation */
     uint64_t hb_sent_max;                  /* highest heartbeat context sent */
     struct term_max hb_ack[SIM_NODES_MAX]; /* per member: highest context acknowledged to us */
-    uint32_t voters_seen;                  /* voters while leading, as last seen */
+    struct vset voters_seen;               /* voters while leading, as last seen */
     struct lead_read lreads[SIM_READS_MAX];
     unsigned lreads_next; /* ring slot of the next read taken */
 };
@@ -341,6 +365,9 @@ struct faults {
     uint32_t crash_after_snap_ppm; /* per compaction or snapshot install: crash at once */
     uint32_t fresh_conf_ppm;       /* per unit: a leader not yet committed in its term tries a
                                       change (the core must refuse, thesis §4.1) */
+    uint32_t members_ppm;          /* per change proposed: of several voters at once (§4.3) */
+    uint32_t change_cut_ppm;       /* per unit while a leader's change is uncommitted: cut it
+                                      off from some of the others for a while */
     unsigned disk_delay_max;
     unsigned down_ticks_max; /* a crashed node stays down up to this */
     unsigned delay_max;
@@ -361,6 +388,7 @@ struct stats {
     uint64_t replays;     /* archived frames delivered again */
     uint64_t drifts;      /* clock rate changes */
     uint64_t chunks;      /* snapshot chunks sent */
+    uint64_t joints;      /* changes accepted that entered a joint configuration */
 };
 
 struct sim {
@@ -410,6 +438,8 @@ struct sim {
     struct conf_rec *confs;
     size_t confs_n;
     size_t confs_cap;
+    struct term_votes *votes; /* by term */
+    size_t votes_cap;
     enum check failed_check;
     bool failed;
     bool report; /* print the failure and its trace (the first failing seed) */
@@ -688,24 +718,50 @@ static void replay_old_frame(struct sim *s)
 /* ------------------------------------------------------------------------------------------ */
 /* Checks                                                                                      */
 
-static uint32_t voter_bits(const struct raft_conf *c)
+static uint32_t id_bits(const uint64_t *ids, unsigned n)
 {
     uint32_t b = 0;
-    for (unsigned i = 0; i < c->voters_n; i++)
-        if (c->voters[i] < 32)
-            b |= 1u << c->voters[i];
+    for (unsigned i = 0; i < n; i++)
+        if (ids[i] < 32)
+            b |= 1u << ids[i];
     return b;
 }
 
-/* Does every majority of voters a meet every majority of voters b? Two majorities can be
- * disjoint when each can be filled from its own side plus a share of the common voters. */
-static bool quorums_overlap(uint32_t a, uint32_t b)
+static struct vset vset_of(const struct raft_conf *c)
 {
-    unsigned na = (unsigned)__builtin_popcount(a), nb = (unsigned)__builtin_popcount(b);
-    unsigned both = (unsigned)__builtin_popcount(a & b);
-    unsigned qa = na / 2 + 1, qb = nb / 2 + 1, ea = na - both, eb = nb - both;
-    unsigned need = (qa > ea ? qa - ea : 0) + (qb > eb ? qb - eb : 0);
-    return need > both;
+    struct vset v = {.voters = id_bits(c->voters, c->voters_n), .old = id_bits(c->old, c->old_n)};
+    return v;
+}
+
+static bool vset_eq(struct vset a, struct vset b)
+{
+    return a.voters == b.voters && a.old == b.old;
+}
+
+static bool majority_of(uint32_t voters, uint32_t in)
+{
+    return (unsigned)__builtin_popcount(voters & in) >=
+           (unsigned)__builtin_popcount(voters) / 2 + 1;
+}
+
+/* Is `in` a quorum of v: a majority of C_new and, while joint, of C_old (thesis §4.3)? */
+static bool vset_quorum(struct vset v, uint32_t in)
+{
+    return majority_of(v.voters, in) && (!v.old || majority_of(v.old, in));
+}
+
+/* Does every quorum of a meet every quorum of b? There are disjoint ones exactly when some
+ * quorum of a leaves a quorum of b among the other nodes (quorums are closed upwards). Walks the
+ * subsets of the nodes named (at most 2^SIM_NODES_MAX). */
+static bool quorums_overlap(struct vset a, struct vset b)
+{
+    uint32_t u = a.voters | a.old | b.voters | b.old;
+    for (uint32_t q = u;; q = (q - 1) & u) {
+        if (vset_quorum(a, q) && vset_quorum(b, u & ~q))
+            return false;
+        if (q == 0)
+            return true;
+    }
 }
 
 /* Is the configuration entry (index, term) known committed? */
@@ -743,8 +799,10 @@ static void confs_retire(struct sim *s)
 }
 
 /* A configuration entry appears in a log: every configuration still active must share a voter
- * with it in any two majorities (thesis §4.1: single-server changes keep this by construction). */
-static void note_conf(struct sim *s, uint64_t index, uint64_t term, uint32_t voters)
+ * with it in any two quorums (thesis §4.1: single-server changes keep this by construction;
+ * thesis §4.3: C_old,new meets C_old and C_new, and C_new appears only once C_old,new committed,
+ * which retired C_old). */
+static void note_conf(struct sim *s, uint64_t index, uint64_t term, struct vset voters)
 {
     for (size_t i = 0; i < s->confs_n; i++)
         if (s->confs[i].index == index && s->confs[i].term == term)
@@ -754,9 +812,10 @@ static void note_conf(struct sim *s, uint64_t index, uint64_t term, uint32_t vot
         const struct conf_rec *c = &s->confs[i];
         if (!c->retired && !quorums_overlap(c->voters, voters))
             fail(s, CK_QUORUM_OVERLAP,
-                 "configuration %" PRIu64 "/%" PRIu64 " (voters %#x) and %" PRIu64 "/%" PRIu64
-                 " (voters %#x) are active at once with disjoint majorities",
-                 c->index, c->term, c->voters, index, term, voters);
+                 "configuration %" PRIu64 "/%" PRIu64 " (voters %#x old %#x) and %" PRIu64
+                 "/%" PRIu64 " (voters %#x old %#x) are active at once with disjoint quorums",
+                 c->index, c->term, c->voters.voters, c->voters.old, index, term, voters.voters,
+                 voters.old);
     }
     s->confs = grow(s->confs, &s->confs_cap, s->confs_n, sizeof(*s->confs));
     struct conf_rec *c = &s->confs[s->confs_n++];
@@ -766,10 +825,19 @@ static void note_conf(struct sim *s, uint64_t index, uint64_t term, uint32_t vot
     c->retired = false;
 }
 
+/* Does nd lead, or did it lead in this term until the input just handled? A leader removed from
+ * the configuration steps down as its removal commits (thesis §4.2.2), and CheckQuorum steps
+ * down in the same term: its commit index is still its own decision. */
+static bool leads_or_led(const struct node *nd)
+{
+    return raft_role(nd->r) == RAFT_LEADER ||
+           (nd->role_seen == RAFT_LEADER && nd->term_seen == raft_term(nd->r));
+}
+
 /* §5.4.2 directly: within one leadership, commit moves only onto an entry of its own term. */
 static void check_commit_rule(struct sim *s, struct node *nd)
 {
-    if (raft_role(nd->r) != RAFT_LEADER)
+    if (!leads_or_led(nd))
         return;
     uint64_t term = raft_term(nd->r), c = raft_commit(nd->r), t;
     if (term != nd->lead_term) {
@@ -788,6 +856,33 @@ static void check_commit_rule(struct sim *s, struct node *nd)
              " whose term is %" PRIu64 " (§5.4.2)",
              nd->id, term, c, t);
     nd->lead_commit = c;
+    /* §5.3 / thesis §4.3: the entry is on the disks of a quorum of the leader's configuration
+     * (a majority of C_old and of C_new while joint; the leader counts only where it votes) */
+    uint32_t held = 0;
+    for (unsigned k = 0; k < s->n; k++)
+        if (sim_store_durable_holds(&s->nodes[k].disk, c, term))
+            held |= 1u << s->nodes[k].id;
+    struct vset v = vset_of(raft_conf(nd->r));
+    if (!vset_quorum(v, held))
+        fail(s, CK_DECISION,
+             "leader %" PRIu64 " of term %" PRIu64 " committed %" PRIu64 " held by %#x only "
+             "(voters %#x old %#x)",
+             nd->id, term, c, held, v.voters, v.old);
+}
+
+/* §5.2 / thesis §4.3: a new leader of term was granted votes (as they left the voters, plus its
+ * own) by a quorum of its configuration. */
+static void check_election_quorum(struct sim *s, struct node *nd, uint64_t term)
+{
+    uint32_t granted = 1u << nd->id;
+    if (term < s->votes_cap)
+        granted |= s->votes[term].granted[nd->id - 1];
+    struct vset v = vset_of(raft_conf(nd->r));
+    if (!vset_quorum(v, granted))
+        fail(s, CK_DECISION,
+             "node %" PRIu64 " leads term %" PRIu64 " with the votes of %#x only (voters %#x old "
+             "%#x)",
+             nd->id, term, granted, v.voters, v.old);
 }
 
 static bool transfer_active(const struct node *nd)
@@ -806,8 +901,8 @@ static void track_leader(struct node *nd)
         nd->xfer_term = 0; /* the core cancels it with the leadership or the target's vote */
     if (!leads)
         return;
-    uint32_t v = voter_bits(raft_conf(nd->r));
-    if (v == nd->voters_seen)
+    struct vset v = vset_of(raft_conf(nd->r));
+    if (vset_eq(v, nd->voters_seen))
         return;
     nd->voters_seen = v;
     for (unsigned i = 0; i < SIM_READS_MAX; i++) {
@@ -836,7 +931,7 @@ static void lread_take(struct node *nd, uint64_t request_id)
     lr->request_id = request_id;
     lr->term = raft_term(nd->r);
     lr->floor = nd->hb_sent_max + 1;
-    lr->voters[0] = voter_bits(raft_conf(nd->r));
+    lr->voters[0] = vset_of(raft_conf(nd->r));
     lr->voters_n = 1;
     lr->again = 0;
 }
@@ -861,11 +956,9 @@ static void check_read_round(struct sim *s, struct node *nd, uint64_t request_id
     for (unsigned k = 0; k < s->n; k++)
         if (nd->hb_ack[k].term == lr->term && nd->hb_ack[k].max >= lr->floor)
             acked |= 1u << s->nodes[k].id;
-    for (unsigned i = 0; i < lr->voters_n; i++) {
-        unsigned n = (unsigned)__builtin_popcount(lr->voters[i]);
-        if ((unsigned)__builtin_popcount(acked & lr->voters[i]) >= n / 2 + 1)
+    for (unsigned i = 0; i < lr->voters_n; i++)
+        if (vset_quorum(lr->voters[i], acked))
             return;
-    }
     fail(s, CK_READ_ROUND,
          "read %" PRIu64 " released by leader %" PRIu64 " (term %" PRIu64
          ") without a majority acknowledging a heartbeat round >= %" PRIu64 " (acked %#x)",
@@ -882,6 +975,10 @@ static void check_outgoing(struct sim *s, struct node *nd, const struct raft_msg
     const struct raft_hard_state *hs = sim_store_durable_hs(&nd->disk);
     switch (m->type) {
     case RAFT_MSG_VOTE_RESP:
+        if (!m->reject) { /* for the decision check: the votes a candidate could count */
+            s->votes = grow(s->votes, &s->votes_cap, (size_t)m->term, sizeof(*s->votes));
+            s->votes[m->term].granted[to] |= 1u << nd->id;
+        }
         /* §5.1: the vote is on disk (or a later term is) before it is sent */
         if (!m->reject && (hs->term < m->term || (hs->term == m->term && hs->vote != m->to)))
             fail(s, CK_DISK_PROMISE,
@@ -931,7 +1028,7 @@ static void check_outgoing(struct sim *s, struct node *nd, const struct raft_msg
 
 static void note_commits(struct sim *s, struct node *nd)
 {
-    if (raft_role(nd->r) != RAFT_LEADER)
+    if (!leads_or_led(nd))
         return;
     uint64_t c = raft_commit(nd->r), term = raft_term(nd->r);
     uint64_t from = raft_first_index(nd->r);
@@ -981,6 +1078,7 @@ static void check_leaders(struct sim *s, struct node *nd)
         fail(s, CK_ELECTION, "two leaders in term %" PRIu64 ": %" PRIu64 " and %" PRIu64, term, *l,
              nd->id);
     *l = nd->id;
+    check_election_quorum(s, nd, term);
     /* leader completeness (§5.4.1) */
     const struct raft_snapshot *snap = raft_snapshot(nd->r);
     for (uint64_t i = 1; i <= s->committed_max; i++) {
@@ -1015,7 +1113,7 @@ static void check_persisted(struct sim *s, struct node *nd, const struct raft_en
         if (e->type == RAFT_ENTRY_CONF) {
             struct raft_conf c;
             if (raft_conf_decode(e->data, e->len, &c) == 0)
-                note_conf(s, e->index, e->term, voter_bits(&c));
+                note_conf(s, e->index, e->term, vset_of(&c));
         }
         struct lm_slot *got = lm_get(s, &v);
         if (got->ehash != v.ehash)
@@ -1268,7 +1366,7 @@ static void node_start(struct sim *s, struct node *nd)
     nd->xfer_term = 0;
     nd->hb_sent_max = 0;
     memset(nd->hb_ack, 0, sizeof(nd->hb_ack));
-    nd->voters_seen = 0;
+    memset(&nd->voters_seen, 0, sizeof(nd->voters_seen));
     memset(nd->lreads, 0, sizeof(nd->lreads));
 }
 
@@ -1519,6 +1617,133 @@ static bool conf_pick(struct sim *s, const struct node *l, int want, uint64_t *t
     return false;
 }
 
+/* Is a change of leader l in progress: joint, or a configuration entry not yet committed? The
+ * core accepts no other change then (raft.h, thesis §4.1, §4.3). O(uncommitted entries). */
+static bool change_pending(const struct node *l)
+{
+    if (raft_conf_is_joint(raft_conf(l->r)))
+        return true;
+    for (uint64_t i = raft_commit(l->r) + 1; i <= raft_last_index(l->r); i++) {
+        const struct raft_entry *e = raft_entry_at(l->r, i);
+        if (e && e->type == RAFT_ENTRY_CONF)
+            return true;
+    }
+    return false;
+}
+
+/* The API contracts of a change the core accepted at l (rc 0): no change during a transfer, before
+ * the leader committed an entry of its term, or while another is joint or uncommitted. */
+static void check_change_allowed(struct sim *s, const struct node *l, bool xfer, bool in_term,
+                                 bool pending)
+{
+    if (xfer)
+        fail(s, CK_TRANSFER, "leader %" PRIu64 " accepted a conf change during a transfer", l->id);
+    if (!in_term)
+        fail(s, CK_CONF_RULE,
+             "leader %" PRIu64 " of term %" PRIu64 " accepted a conf change before committing an "
+             "entry of its term (commit %" PRIu64 ")",
+             l->id, raft_term(l->r), raft_commit(l->r));
+    if (pending)
+        fail(s, CK_CONF_RULE,
+             "leader %" PRIu64 " accepted a conf change while joint or while a change is "
+             "uncommitted (thesis §4.3)",
+             l->id);
+}
+
+/* A random voter set for a change of several voters at once (thesis §4.3) from cur (bit per
+ * node id): replace two, grow by two, shrink by two, swap all (the new voters disjoint from the
+ * old ones when there are members enough), or any non-empty set. New voters come from `all`, the
+ * members: a node joins as a learner first (thesis §4.2.1), else a snapshot taken before it
+ * joined, which it refuses, could be all the leader has to catch it up with. */
+static uint32_t pick_voters(struct sim *s, uint32_t cur, uint32_t all)
+{
+    uint32_t want = cur;
+    unsigned pattern = (unsigned)rng_below(&s->rng, 5);
+    for (unsigned k = 0; k < 2; k++) {
+        uint32_t in = want & cur, out = all & ~want;
+        unsigned nin = (unsigned)__builtin_popcount(in), nout = (unsigned)__builtin_popcount(out);
+        if ((pattern == 0 || pattern == 2) && nin > 1) { /* drop one of the voters */
+            unsigned pick = (unsigned)rng_below(&s->rng, nin);
+            for (uint32_t b = in; b; b &= b - 1)
+                if (pick-- == 0)
+                    want &= ~(b & -b);
+        }
+        if ((pattern == 0 || pattern == 1) && nout > 0) { /* add one of the others */
+            unsigned pick = (unsigned)rng_below(&s->rng, nout);
+            for (uint32_t b = out; b; b &= b - 1)
+                if (pick-- == 0)
+                    want |= b & -b;
+        }
+    }
+    if (pattern == 3)
+        want = (all & ~cur) ? all & ~cur : cur;
+    if (pattern == 4)
+        want = (uint32_t)rng_below(&s->rng, all) & all;
+    return want ? want : cur;
+}
+
+/* Propose a change of several voters at once at l (raft_propose_members, thesis §4.3): its
+ * voters from pick_voters, each other node a learner or not a member at random (a voter turned
+ * learner waits in learners_next while joint). Sometimes the joint path is asked for even for a
+ * change of one voter. Returns true if the core accepted it. */
+static bool client_members(struct sim *s, struct node *l)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    uint32_t want =
+        pick_voters(s, vset_of(c).voters, vset_of(c).voters | id_bits(c->learners, c->learners_n));
+    struct raft_conf t;
+    memset(&t, 0, sizeof(t));
+    for (uint64_t id = 1; id <= s->n; id++) {
+        if (want & (1u << id))
+            t.voters[t.voters_n++] = id;
+        else if (rng_ppm(&s->rng, 500000))
+            t.learners[t.learners_n++] = id;
+    }
+    unsigned flags = rng_ppm(&s->rng, 200000) ? RAFT_CONF_JOINT : 0;
+    bool same = vset_of(&t).voters == vset_of(c).voters &&
+                id_bits(t.learners, t.learners_n) == id_bits(c->learners, c->learners_n);
+    uint64_t index, tm;
+    bool xfer = transfer_active(l), pending = change_pending(l);
+    bool in_term = raft_term_at(l->r, raft_commit(l->r), &tm) && tm == raft_term(l->r);
+    int rc = raft_propose_members(l->r, &t, flags, &index);
+    if (rc == 0)
+        check_change_allowed(s, l, xfer, in_term, pending);
+    if (rc == RAFT_EBUSY || rc == CS_EFULL || (rc == CS_EINVAL && same))
+        return false;
+    if (rc != 0) {
+        fail(s, CK_API, "propose_members(voters %#x): %d", want, rc);
+        return false;
+    }
+    check_leaders(s, l);
+    s->st.confs++;
+    bool joint = raft_conf_is_joint(raft_conf(l->r));
+    s->st.joints += joint;
+    trace(s, "leader %" PRIu64 " proposes voters %#x learners %#x at %" PRIu64 "%s", l->id, want,
+          id_bits(t.learners, t.learners_n), index, joint ? " (joint)" : "");
+    return true;
+}
+
+/* While a leader's change is uncommitted (joint, or C_new after it), cut it off from some of the
+ * others for a few election timeouts: the decisions it can still make then tell a quorum of one
+ * half from a quorum of both (thesis §4.3), and a removed leader counting itself from one that
+ * does not (thesis §4.2.2). */
+static void cut_during_change(struct sim *s, struct node *l)
+{
+    if (s->heal_at || !rng_ppm(&s->rng, s->f.change_cut_ppm) || !change_pending(l))
+        return;
+    unsigned a = (unsigned)(l->id - 1);
+    uint32_t cut = 0;
+    for (unsigned k = 0; k < s->n; k++) {
+        if (k == a || !rng_ppm(&s->rng, 500000))
+            continue;
+        s->cut[a][k] = s->cut[k][a] = true;
+        cut |= 1u << (k + 1);
+    }
+    s->heal_at = s->now + SIM_TICK_UNITS * SIM_ELECTION_TICKS * (1 + rng_below(&s->rng, 3));
+    trace(s, "leader %" PRIu64 " cut off from %#x during its change until t=%" PRIu64, l->id, cut,
+          s->heal_at);
+}
+
 /* Propose a membership change at l: of type want (0: any). Returns the accepted change's type,
  * or 0. */
 static int client_conf(struct sim *s, struct node *l, int want)
@@ -1541,26 +1766,23 @@ static int client_conf(struct sim *s, struct node *l, int want)
         for (uint64_t id = 1; id <= s->n && !target; id++)
             if (!raft_conf_is_voter(c, id) && !raft_conf_is_learner(c, id))
                 target = id;
+        if (!target)
+            return 0; /* every node is a member (a voter of C_old only, while joint) */
     } else {
         type = RAFT_CC_REMOVE;
         if (c->voters_n <= 1)
             return 0;
         target = c->voters[rng_below(&s->rng, c->voters_n)];
-        if (target == l->id)
-            return 0;
+        if (target == l->id && rng_ppm(&s->rng, 700000))
+            return 0; /* the leader removes itself now and then (thesis §4.2.2) */
     }
     uint64_t index, t;
-    bool xfer = transfer_active(l);
+    bool xfer = transfer_active(l), pending = change_pending(l);
     /* raft.h: no change before the leader committed an entry of its term (thesis §4.1) */
     bool in_term = raft_term_at(l->r, raft_commit(l->r), &t) && t == raft_term(l->r);
     int rc = raft_propose_conf(l->r, type, target, &index);
-    if (rc == 0 && xfer)
-        fail(s, CK_TRANSFER, "leader %" PRIu64 " accepted a conf change during a transfer", l->id);
-    if (rc == 0 && !in_term)
-        fail(s, CK_CONF_RULE,
-             "leader %" PRIu64 " of term %" PRIu64 " accepted a conf change before committing an "
-             "entry of its term (commit %" PRIu64 ")",
-             l->id, raft_term(l->r), raft_commit(l->r));
+    if (rc == 0)
+        check_change_allowed(s, l, xfer, in_term, pending);
     if (rc == RAFT_EBUSY || rc == CS_EFULL)
         return 0;
     if (rc != 0) {
@@ -1801,10 +2023,16 @@ static void clients_step(struct sim *s, bool faults)
         }
     }
     if (rng_ppm(&s->rng, s->f.conf_ppm)) {
-        int type = client_conf(s, l, 0);
-        if (type && type != RAFT_CC_ADD_LEARNER && rng_ppm(&s->rng, s->f.depose_conf_ppm))
-            depose_after_conf(s, l, type);
+        if (rng_ppm(&s->rng, s->f.members_ppm)) {
+            (void)client_members(s, l);
+        } else {
+            int type = client_conf(s, l, 0);
+            if (type && type != RAFT_CC_ADD_LEARNER && rng_ppm(&s->rng, s->f.depose_conf_ppm))
+                depose_after_conf(s, l, type);
+        }
     }
+    if (l->r && raft_role(l->r) == RAFT_LEADER)
+        cut_during_change(s, l);
     if (rng_ppm(&s->rng, s->f.transfer_ppm))
         client_transfer(s, l);
     for (unsigned i = 0; i < s->n; i++)
@@ -1950,6 +2178,19 @@ static void pick_faults(struct sim *s)
         f.leader_crash_ppm = 1000;
         f.compact_ppm = 2000;
     }
+    if (s->cls == CL_JOINT) {
+        /* changes of several voters at once (thesis §4.3): replace two, grow, shrink, swap all;
+         * leaders cut off from some of the others while a change is uncommitted, crashes */
+        f.conf_ppm = 40000;
+        f.members_ppm = 850000;
+        f.change_cut_ppm = 30000;
+        f.leader_crash_ppm = 500;
+        f.crash_ppm = 200;
+        f.compact_ppm = 3000;
+        f.loss_ppm = 20000;
+    }
+    if (s->cls == CL_CHURN || s->cls == CL_CHAOS || s->cls == CL_CONFCHASE)
+        f.members_ppm = 300000; /* some of their changes are of several voters */
     if (s->cls == CL_CALM)
         f.compact_ppm = 1000;
     /* the seed's mix on top of its class: most seeds also have every new leader ask for a
@@ -1993,6 +2234,7 @@ static void sim_free(struct sim *s)
     free(s->recs);
     free(s->lm);
     free(s->confs);
+    free(s->votes);
 }
 
 /* Has every member of the leader's configuration (voters and learners) applied index? */
@@ -2072,6 +2314,7 @@ static void stats_add(struct stats *to, const struct stats *one)
     to->reads += one->reads;
     to->snapshots += one->snapshots;
     to->confs += one->confs;
+    to->joints += one->joints;
     to->transfers += one->transfers;
     to->deposed += one->deposed;
     to->crashes += one->crashes;
@@ -2117,7 +2360,8 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
         steps *= SIM_LONG_FACTOR; /* thousands of ticks: tens of elections, very old frames */
     pick_faults(s);
     current_sim = s;
-    note_conf(s, 0, 0, (1u << (nodes + 1)) - 2); /* the bootstrap: voters 1..nodes */
+    struct vset boot = {.voters = (1u << (nodes + 1)) - 2}; /* the bootstrap: voters 1..nodes */
+    note_conf(s, 0, 0, boot);
     for (unsigned i = 0; i < nodes; i++) {
         struct node *nd = &s->nodes[i];
         nd->id = i + 1;
@@ -2251,22 +2495,23 @@ int main(int argc, char **argv)
             failn[cls]++;
         }
     }
-    printf("%-10s %6s %6s %6s | %s\n", "class", "runs", "passed", "failed",
-           "per run: proposed elections reads snapshots chunks confs transfers deposed crashes "
-           "stalls corrupt-frames disk-faults replays drifts");
+    printf(
+        "%-10s %6s %6s %6s | %s\n", "class", "runs", "passed", "failed",
+        "per run: proposed elections reads snapshots chunks confs joint transfers deposed crashes "
+        "stalls corrupt-frames disk-faults replays drifts");
     for (unsigned c = 0; c < SIM_CLASSES; c++) {
         uint64_t runs = pass[c] + failn[c];
         if (runs == 0)
             continue;
         const struct stats *t = &st[c];
         printf("%-10s %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %.0f %.1f %.0f %.1f %.1f %.1f %.1f "
-               "%.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
+               "%.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
                class_names[c], runs, pass[c], failn[c], (double)t->commits / runs,
                (double)t->elections / runs, (double)t->reads / runs, (double)t->snapshots / runs,
-               (double)t->chunks / runs, (double)t->confs / runs, (double)t->transfers / runs,
-               (double)t->deposed / runs, (double)t->crashes / runs, (double)t->stalls / runs,
-               (double)t->corrupt / runs, (double)t->disk_faults / runs, (double)t->replays / runs,
-               (double)t->drifts / runs);
+               (double)t->chunks / runs, (double)t->confs / runs, (double)t->joints / runs,
+               (double)t->transfers / runs, (double)t->deposed / runs, (double)t->crashes / runs,
+               (double)t->stalls / runs, (double)t->corrupt / runs, (double)t->disk_faults / runs,
+               (double)t->replays / runs, (double)t->drifts / runs);
     }
     for (unsigned ck = 0; ck < CK_N; ck++) {
         uint64_t total = 0;

@@ -60,6 +60,9 @@ uint64_t sim_store_last(const struct sim_store *s);
 /* Hard state and last index that survive a crash now (the page cache excluded). */
 const struct raft_hard_state *sim_store_durable_hs(const struct sim_store *s);
 uint64_t sim_store_durable_last(const struct sim_store *s);
+/* Does the log that survives a crash now hold the entry (index, term)? An index its snapshot
+ * covers counts as held. */
+bool sim_store_durable_holds(const struct sim_store *s, uint64_t index, uint64_t term);
 /* A crash: what was not durable is lost; a torn frame fails its checksum at recovery and its
  * whole batch goes (the batch is one atomic unit, struct raft_storage). */
 void sim_store_crash(struct sim_store *s);

@@ -118,6 +118,16 @@ uint64_t sim_store_durable_last(const struct sim_store *s)
     return img_last(s->dirty ? &s->undo : &s->img);
 }
 
+bool sim_store_durable_holds(const struct sim_store *s, uint64_t index, uint64_t term)
+{
+    const struct sim_image *m = s->dirty ? &s->undo : &s->img;
+    if (index <= m->snap.index)
+        return index > 0; /* applied there, so committed: the same entry (sm-safety checks it) */
+    if (index > img_last(m))
+        return false;
+    return m->ents[index - m->snap.index - 1].term == term;
+}
+
 void sim_store_crash(struct sim_store *s)
 {
     partial_discard(s); /* a transfer in the middle is never installed */

@@ -112,6 +112,16 @@ static void net_init_chunks(struct tnet *t, unsigned n, uint32_t chunk_bytes, un
     }
 }
 
+/* n nodes of which 1..voters are the voters of the bootstrap configuration (the others are not
+ * members until a change adds them). */
+static void net_init_voters(struct tnet *t, unsigned n, unsigned voters)
+{
+    memset(t, 0, sizeof(*t));
+    t->n = n;
+    for (unsigned i = 0; i < n; i++)
+        t->nodes[i] = node_new(i + 1, voters, &t->rnd, false, false);
+}
+
 static void net_free(struct tnet *t)
 {
     for (unsigned i = 0; i < t->n; i++)
@@ -1523,17 +1533,277 @@ static void test_4_2_1_promotion_waits_for_learner_catch_up(void **state)
     net_free(&t);
 }
 
-static void test_4_1_leader_cannot_remove_itself(void **state)
+static void test_4_1_changes_that_do_not_apply_are_refused(void **state)
 {
     (void)state;
     struct tnet t;
     net_init(&t, 3, false, false);
     elect(&t, 1);
     settle(&t);
-    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 1, NULL), CS_EINVAL);
     assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 7, NULL), CS_EINVAL);
     assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_ADD_LEARNER, 2, NULL), CS_EINVAL);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_PROMOTE, 2, NULL), CS_EINVAL);
+    struct raft_conf same = *raft_conf(N(&t, 1));
+    assert_int_equal(raft_propose_members(N(&t, 1), &same, 0, NULL), CS_EINVAL);
+    assert_int_equal(raft_propose_members(N(&t, 1), &same, RAFT_CONF_JOINT, NULL), CS_EINVAL);
+    struct raft_conf none = {.voters_n = 0};
+    assert_int_equal(raft_propose_members(N(&t, 1), &none, 0, NULL), CS_EINVAL);
+    assert_int_equal(raft_last_index(N(&t, 1)), 1); /* nothing appended */
     net_free(&t);
+}
+
+/* thesis §4.2.2: a leader removed from the configuration keeps leading until C_new commits,
+ * without counting itself in C_new's majority, then steps down; the others elect a leader. */
+static void test_4_2_2_removed_leader_steps_down_once_c_new_commits(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    settle(&t);
+    t.cut[1][3] = t.cut[3][1] = true; /* of C_new = {2, 3} only node 2 hears the leader */
+    uint64_t idx;
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 1, &idx), 0);
+    assert_false(raft_conf_is_voter(raft_conf(N(&t, 1)), 1));
+    settle(&t);
+    /* the leader and node 2 hold the entry: a majority of {1, 2, 3}, not of {2, 3} */
+    assert_int_equal(raft_last_index(N(&t, 2)), idx);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_LEADER);
+    assert_true(raft_commit(N(&t, 1)) < idx);
+    t.cut[1][3] = t.cut[3][1] = false;
+    tick_all(&t, 1); /* a heartbeat round: node 3 catches up, C_new commits */
+    assert_true(raft_commit(N(&t, 1)) >= idx);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER);
+    assert_true(raft_commit(N(&t, 2)) >= idx); /* the commit went out before it stepped down */
+    tick_all(&t, 3 * T_ELECTION);
+    bool led = raft_role(N(&t, 2)) == RAFT_LEADER || raft_role(N(&t, 3)) == RAFT_LEADER;
+    assert_true(led);
+    assert_int_equal(raft_role(N(&t, 1)), RAFT_FOLLOWER); /* not a voter: never campaigns */
+    net_free(&t);
+}
+
+/* thesis §4.2.2: a voter that its latest configuration, still uncommitted, removes may be needed
+ * until that configuration commits: it still campaigns (its own vote counting in no majority);
+ * once the removal is committed it never does. */
+static void test_4_2_2_removed_voter_campaigns_until_its_removal_commits(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_conf c = {.voters_n = 2, .voters = {2, 3}};
+    uint8_t buf[RAFT_CONF_BYTES_MAX];
+    size_t len = raft_conf_encode(&c, buf);
+    struct raft_entry e = {
+        .term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .len = (uint32_t)len, .data = buf};
+    struct raft_msg a = app(1, 2, 0, 0, &e, 1, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    assert_false(raft_conf_is_voter(raft_conf(r), 1));
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) == RAFT_FOLLOWER; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE);
+    struct raft_msg out[4];
+    assert_int_equal(take_msgs(r, out, 4), 3); /* the append's answer, votes asked of 2 and 3 */
+    struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = raft_term(r), .from = 2, .to = 1};
+    assert_int_equal(raft_step(r, &vr), 0);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE); /* 2 of {2, 3} needed: its own counts not */
+    vr.from = 3;
+    assert_int_equal(raft_step(r, &vr), 0);
+    assert_int_equal(raft_role(r), RAFT_LEADER); /* leads until C_new commits */
+    raft_free(r);
+
+    r = node_new(1, 3, &rnd, false, false);
+    a.commit = 1; /* the removal is committed */
+    assert_int_equal(raft_step(r, &a), 0);
+    for (unsigned k = 0; k < 3 * T_ELECTION; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_FOLLOWER);
+    raft_free(r);
+}
+
+/* ---- thesis §4.3 joint consensus ---------------------------------------------------------- */
+
+static struct raft_conf conf_of(unsigned nv, const uint64_t *v, unsigned nl, const uint64_t *l)
+{
+    struct raft_conf c;
+    memset(&c, 0, sizeof(c));
+    c.voters_n = (uint8_t)nv;
+    c.learners_n = (uint8_t)nl;
+    for (unsigned i = 0; i < nv; i++)
+        c.voters[i] = v[i];
+    for (unsigned i = 0; i < nl; i++)
+        c.learners[i] = l[i];
+    return c;
+}
+
+/* A change of two voters enters C_old,new with one entry, in force on the leader at once and on
+ * a follower as soon as the entry is in its log (thesis §4.1, §4.3); a change of one voter is one
+ * entry unless RAFT_CONF_JOINT asks for the joint path. */
+static void test_4_3_change_of_two_voters_enters_joint_configuration(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init_voters(&t, 5, 3);
+    elect(&t, 1);
+    settle(&t);
+    t.cut[1][3] = true; /* keep it uncommitted: node 3 never acknowledges */
+    t.cut[1][2] = true;
+    struct raft_conf target = conf_of(3, (uint64_t[]){1, 4, 5}, 0, NULL);
+    uint64_t idx;
+    assert_int_equal(raft_propose_members(N(&t, 1), &target, 0, &idx), 0);
+    const struct raft_conf *c = raft_conf(N(&t, 1));
+    assert_true(raft_conf_is_joint(c));
+    assert_int_equal(c->voters_n, 3);
+    assert_int_equal(c->old_n, 3);
+    for (uint64_t id = 1; id <= 5; id++)
+        assert_true(raft_conf_is_voter(c, id)); /* a voter of one half votes */
+    tick_all(&t, 1);                            /* new members are probed at the next heartbeat */
+    assert_true(raft_conf_is_joint(raft_conf(N(&t, 4))));
+    assert_false(raft_conf_is_joint(raft_conf(N(&t, 2))));
+    assert_int_equal(raft_last_index(N(&t, 1)), idx); /* no C_new before C_old,new commits */
+    net_free(&t);
+
+    net_init(&t, 3, false, false);
+    elect(&t, 1);
+    settle(&t);
+    target = conf_of(2, (uint64_t[]){1, 2}, 0, NULL);
+    assert_int_equal(raft_propose_members(N(&t, 1), &target, 0, &idx), 0);
+    assert_false(raft_conf_is_joint(raft_conf(N(&t, 1)))); /* one voter: one entry */
+    settle(&t);
+    target = conf_of(3, (uint64_t[]){1, 2, 3}, 0, NULL);
+    assert_int_equal(raft_propose_members(N(&t, 1), &target, RAFT_CONF_JOINT, &idx), 0);
+    assert_true(raft_conf_is_joint(raft_conf(N(&t, 1)))); /* asked for explicitly */
+    net_free(&t);
+}
+
+/* thesis §4.3: while joint, commitment needs a majority of C_old and of C_new. The leader and the
+ * two new voters make C_new's majority; with C_old's other two cut off nothing commits. Healed,
+ * C_old,new commits and the leader appends C_new by itself (auto-leave). */
+static void test_4_3_joint_commit_needs_both_majorities_then_leaves(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init_voters(&t, 5, 3);
+    elect(&t, 1);
+    settle(&t);
+    t.cut[1][2] = t.cut[1][3] = true;
+    struct raft_conf target = conf_of(3, (uint64_t[]){1, 4, 5}, 0, NULL);
+    uint64_t idx;
+    assert_int_equal(raft_propose_members(N(&t, 1), &target, 0, &idx), 0);
+    propose(&t, 1, "x");
+    settle(&t);
+    assert_int_equal(raft_last_index(N(&t, 4)), idx + 1);
+    assert_int_equal(raft_last_index(N(&t, 5)), idx + 1);
+    assert_true(raft_commit(N(&t, 1)) < idx);
+    assert_true(raft_conf_is_joint(raft_conf(N(&t, 1))));
+    t.cut[1][2] = t.cut[1][3] = false;
+    tick_all(&t, 2);
+    assert_true(raft_commit(N(&t, 1)) >= idx + 1);
+    const struct raft_conf *c = raft_conf(N(&t, 1));
+    assert_false(raft_conf_is_joint(c)); /* C_new appended ... */
+    assert_int_equal(raft_last_index(N(&t, 1)), idx + 2);
+    assert_int_equal(raft_entry_at(N(&t, 1), idx + 2)->type, RAFT_ENTRY_CONF);
+    assert_int_equal(raft_commit(N(&t, 1)), idx + 2); /* ... and committed */
+    assert_true(raft_conf_is_voter(c, 4));
+    assert_false(raft_conf_is_voter(c, 2));
+    assert_false(raft_conf_is_joint(raft_conf(N(&t, 4))));
+    net_free(&t);
+}
+
+/* thesis §4.3: while joint, an election needs a majority of C_old and of C_new. Node 4 gets the
+ * vote of node 5 (with its own, a majority of C_new = {1, 4, 5}), which does not elect it; the
+ * votes of 2 and 3 (C_old = {1, 2, 3}) do. */
+static void test_4_3_joint_election_needs_both_majorities(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init_voters(&t, 5, 3);
+    elect(&t, 1);
+    settle(&t);
+    t.cut[1][2] = t.cut[1][3] = true; /* C_old,new stays uncommitted */
+    struct raft_conf target = conf_of(3, (uint64_t[]){1, 4, 5}, 0, NULL);
+    assert_int_equal(raft_propose_members(N(&t, 1), &target, 0, NULL), 0);
+    tick_all(&t, 1);
+    assert_true(raft_conf_is_joint(raft_conf(N(&t, 4))));
+    for (uint64_t id = 1; id <= 3; id++)
+        t.cut[4][id] = t.cut[id][4] = true;
+    struct raft_msg tn = {
+        .type = RAFT_MSG_TIMEOUT_NOW, .term = raft_term(N(&t, 4)), .from = 1, .to = 4};
+    assert_int_equal(raft_step(N(&t, 4), &tn), 0);
+    settle(&t);
+    assert_int_equal(raft_role(N(&t, 4)), RAFT_CANDIDATE);
+    struct raft_msg vr = {
+        .type = RAFT_MSG_VOTE_RESP, .term = raft_term(N(&t, 4)), .from = 2, .to = 4};
+    assert_int_equal(raft_step(N(&t, 4), &vr), 0);
+    assert_int_equal(raft_role(N(&t, 4)), RAFT_CANDIDATE); /* C_old: 2 of 3 needed, 1 has */
+    vr.from = 3;
+    assert_int_equal(raft_step(N(&t, 4), &vr), 0);
+    assert_int_equal(raft_role(N(&t, 4)), RAFT_LEADER);
+    net_free(&t);
+}
+
+/* thesis §4.3: no other change is accepted while joint or while a change is uncommitted; a voter
+ * demoted to learner stays a voter of C_old until the leave (etcd's LearnersNext). */
+static void test_4_3_no_change_while_joint_and_demoted_voter_waits(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init_voters(&t, 5, 3);
+    elect(&t, 1);
+    settle(&t);
+    t.cut[1][2] = t.cut[1][3] = true;
+    struct raft_conf target = conf_of(3, (uint64_t[]){1, 4, 5}, 1, (uint64_t[]){2});
+    uint64_t idx;
+    assert_int_equal(raft_propose_members(N(&t, 1), &target, 0, &idx), 0);
+    const struct raft_conf *c = raft_conf(N(&t, 1));
+    assert_int_equal(c->learners_next_n, 1);
+    assert_int_equal(c->learners_next[0], 2);
+    assert_true(raft_conf_is_voter(c, 2));
+    assert_false(raft_conf_is_learner(c, 2));
+    struct raft_conf other = conf_of(1, (uint64_t[]){1}, 0, NULL);
+    assert_int_equal(raft_propose_members(N(&t, 1), &other, 0, NULL), RAFT_EBUSY);
+    assert_int_equal(raft_propose_conf(N(&t, 1), RAFT_CC_REMOVE, 4, NULL), RAFT_EBUSY);
+    struct raft_conf joint = *c;
+    assert_int_equal(raft_propose_members(N(&t, 1), &joint, 0, NULL), CS_EINVAL);
+    settle(&t);
+    assert_int_equal(raft_last_index(N(&t, 1)), idx); /* nothing was appended */
+    t.cut[1][2] = t.cut[1][3] = false;
+    tick_all(&t, 2);
+    c = raft_conf(N(&t, 1));
+    assert_false(raft_conf_is_joint(c));
+    assert_true(raft_conf_is_learner(c, 2));
+    assert_false(raft_conf_is_voter(c, 2));
+    assert_true(raft_conf_is_learner(raft_conf(N(&t, 2)), 2));
+    assert_int_equal(raft_commit(N(&t, 1)), idx + 1);
+    assert_int_equal(raft_propose_members(N(&t, 1), &other, RAFT_CONF_JOINT, NULL), 0);
+    net_free(&t);
+}
+
+/* thesis §4.1 / §4.3: a follower drops C_old,new again when a truncation removes its entry. */
+static void test_4_3_truncated_joint_entry_is_rolled_back(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false);
+    struct raft_conf c = conf_of(3, (uint64_t[]){1, 4, 5}, 0, NULL);
+    c.old_n = 3;
+    c.old[0] = 1;
+    c.old[1] = 2;
+    c.old[2] = 3;
+    uint8_t buf[RAFT_CONF_BYTES_MAX];
+    size_t len = raft_conf_encode(&c, buf);
+    struct raft_entry e = {
+        .term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .len = (uint32_t)len, .data = buf};
+    struct raft_msg a = app(1, 2, 0, 0, &e, 1, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    assert_true(raft_conf_is_joint(raft_conf(r)));
+    assert_true(raft_conf_is_voter(raft_conf(r), 5));
+    struct raft_entry f = {.term = 2, .index = 1};
+    struct raft_msg b = app(2, 3, 0, 0, &f, 1, 0);
+    assert_int_equal(raft_step(r, &b), 0);
+    assert_false(raft_conf_is_joint(raft_conf(r)));
+    assert_false(raft_conf_is_voter(raft_conf(r), 5));
+    assert_int_equal(raft_conf(r)->voters_n, 3);
+    raft_free(r);
 }
 
 /* thesis §4.1: a follower uses a configuration as soon as the entry is in its log and drops it
@@ -1789,6 +2059,66 @@ static void test_5_1_ready_batch_is_saved_as_one_unit(void **state)
     raft_free(r);
 }
 
+/* thesis §4.3 with §7: a snapshot taken while joint carries C_old,new; a follower that installs it
+ * is joint until the C_new entry after it arrives, and a node restarting from a stored joint
+ * snapshot is joint. */
+static void test_4_3_snapshot_of_joint_configuration_restores_joint(void **state)
+{
+    (void)state;
+    struct tnet t;
+    net_init_voters(&t, 5, 3);
+    elect(&t, 1);
+    settle(&t);
+    t.cut[1][5] = t.cut[5][1] = true; /* node 5 misses everything: it will need the snapshot */
+    struct raft_conf target = conf_of(5, (uint64_t[]){1, 2, 3, 4, 5}, 0, NULL);
+    uint64_t idx;
+    assert_int_equal(raft_propose_members(N(&t, 1), &target, 0, &idx), 0);
+    settle(&t);
+    assert_true(raft_commit(N(&t, 1)) >= idx + 1); /* C_old,new and C_new committed */
+    assert_int_equal(raft_compact(N(&t, 1), idx, T_IMAGE_BYTES), 0);
+    const struct raft_conf *sc = &raft_snapshot(N(&t, 1))->conf;
+    assert_true(raft_conf_is_joint(sc));
+    assert_int_equal(sc->old_n, 3);
+    assert_int_equal(sc->voters_n, 5);
+    /* node 5 gets the snapshot alone first: joint, from the snapshot */
+    t.cut[1][5] = t.cut[5][1] = false;
+    for (uint64_t id = 2; id <= 4; id++)
+        t.cut[1][id] = true;
+    tick_all(&t, 1);
+    assert_int_equal(raft_snapshot(N(&t, 5))->index, idx);
+    assert_true(raft_conf_is_joint(&raft_snapshot(N(&t, 5))->conf));
+    assert_int_equal(raft_last_index(N(&t, 5)), idx + 1); /* C_new came after it */
+    assert_false(raft_conf_is_joint(raft_conf(N(&t, 5))));
+    net_free(&t);
+
+    /* a restart from storage holding that snapshot and no entry after it is joint */
+    static struct tstore ts;
+    memset(&ts, 0, sizeof(ts));
+    ts.snap.index = 7;
+    ts.snap.term = 2;
+    struct raft_conf j = conf_of(3, (uint64_t[]){1, 4, 5}, 1, (uint64_t[]){6});
+    j.old_n = 3;
+    j.old[0] = 1;
+    j.old[1] = 2;
+    j.old[2] = 3;
+    j.learners_next_n = 1;
+    j.learners_next[0] = 2;
+    ts.snap.conf = j;
+    ts.last = 7;
+    ts.hs.term = 2;
+    ts.hs.commit = 7;
+    struct raft_storage st = {
+        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    uint64_t rnd = 0;
+    struct raft_config c = config(4, 3, &rnd, false, false);
+    struct raft *r;
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    assert_true(raft_conf_is_joint(raft_conf(r)));
+    assert_int_equal(raft_conf(r)->learners_next_n, 1);
+    assert_true(raft_conf_is_voter(raft_conf(r), 2));
+    raft_free(r);
+}
+
 /* ---- wire format ------------------------------------------------------------------------ */
 
 static void test_wire_round_trip_and_every_bit_flip_is_corrupt(void **state)
@@ -1884,6 +2214,68 @@ static void test_wire_snapshot_chunk_fields_checked(void **state)
     raft_free(r);
 }
 
+/* A joint configuration round-trips (decode then encode gives the same bytes) and its C_old part
+ * is checked: an empty C_old, a mask bit past its list, a learner_next that votes in C_new, a
+ * trailing byte are CS_ECORRUPT. */
+static void test_conf_joint_encoding_round_trips_and_is_checked(void **state)
+{
+    (void)state;
+    struct raft_conf c = conf_of(3, (uint64_t[]){1, 4, 5}, 1, (uint64_t[]){6});
+    c.old_n = 3;
+    c.old[0] = 1;
+    c.old[1] = 2;
+    c.old[2] = 3;
+    c.learners_next_n = 1;
+    c.learners_next[0] = 3;
+    uint8_t buf[RAFT_CONF_BYTES_MAX + 1], again[RAFT_CONF_BYTES_MAX];
+    size_t len = raft_conf_encode(&c, buf);
+    assert_int_equal(len, 2 + 8 * 4 + 5 + 8 * 2);
+    struct raft_conf d;
+    assert_int_equal(raft_conf_decode(buf, len, &d), 0);
+    assert_memory_equal(&c, &d, sizeof(c));
+    assert_int_equal(raft_conf_encode(&d, again), len);
+    assert_memory_equal(buf, again, len);
+    size_t joint_at = 2 + 8 * 4; /* old_only_n, old_mask (2), next_mask (2), ids */
+    assert_int_equal(buf[joint_at], 2);
+    assert_int_equal(buf[joint_at + 1], 1); /* voters[0] = 1 is in C_old */
+    assert_int_equal(buf[joint_at + 3], 2); /* old_only[1] = 3 turns learner */
+    buf[joint_at + 1] = 8;                  /* mask bit 3: past the three voters */
+    assert_int_equal(raft_conf_decode(buf, len, &d), CS_ECORRUPT);
+    buf[joint_at + 1] = 1;
+    buf[joint_at + 3] = 4; /* next mask bit 2: past the two old-only ids */
+    assert_int_equal(raft_conf_decode(buf, len, &d), CS_ECORRUPT);
+    buf[joint_at + 3] = 2;
+    assert_int_equal(raft_conf_decode(buf, len + 1, &d), CS_ECORRUPT);
+    assert_int_equal(raft_conf_decode(buf, len - 1, &d), CS_ECORRUPT);
+    assert_int_equal(raft_conf_decode(buf, joint_at + 4, &d), CS_ECORRUPT);
+    /* an empty C_old: no mask bit, no id */
+    uint8_t empty[2 + 8 + 5] = {1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(raft_conf_decode(empty, sizeof(empty), &d), CS_ECORRUPT);
+    empty[11] = 1; /* old_mask bit 0: voter 1 is C_old */
+    assert_int_equal(raft_conf_decode(empty, sizeof(empty), &d), 0);
+    assert_true(raft_conf_is_joint(&d));
+    empty[13] = 1; /* next_mask bit 0 with no old-only id */
+    assert_int_equal(raft_conf_decode(empty, sizeof(empty), &d), CS_ECORRUPT);
+    /* an old-only id that votes in C_new (it would be in C_old through old_mask alone: decode
+     * then encode would not give the same bytes) */
+    uint8_t dup[2 + 8 + 5 + 8] = {1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+    assert_int_equal(raft_conf_decode(dup, sizeof(dup), &d), CS_ECORRUPT);
+    dup[15] = 2; /* node 2 instead: C_old = {2}, C_new = {1} */
+    assert_int_equal(raft_conf_decode(dup, sizeof(dup), &d), 0);
+    assert_int_equal(d.old_n, 1);
+    assert_int_equal(d.old[0], 2);
+    /* validity: a learner that also votes in C_old, learners_next outside C_old */
+    struct raft_conf bad = c;
+    bad.learners[0] = 2;
+    assert_false(raft_conf_valid(&bad));
+    bad = c;
+    bad.learners_next[0] = 6;
+    assert_false(raft_conf_valid(&bad));
+    bad = c;
+    bad.old_n = 0;
+    assert_false(raft_conf_valid(&bad)); /* learners_next without C_old */
+}
+
 static void test_conf_decode_rejects_duplicates_and_overlap(void **state)
 {
     (void)state;
@@ -1947,14 +2339,23 @@ int main(void)
         cmocka_unit_test(test_4_1_one_membership_change_at_a_time),
         cmocka_unit_test(test_4_1_leader_waits_for_commit_in_its_term),
         cmocka_unit_test(test_4_2_1_promotion_waits_for_learner_catch_up),
-        cmocka_unit_test(test_4_1_leader_cannot_remove_itself),
+        cmocka_unit_test(test_4_1_changes_that_do_not_apply_are_refused),
+        cmocka_unit_test(test_4_2_2_removed_leader_steps_down_once_c_new_commits),
+        cmocka_unit_test(test_4_2_2_removed_voter_campaigns_until_its_removal_commits),
         cmocka_unit_test(test_4_1_truncated_configuration_is_rolled_back),
+        cmocka_unit_test(test_4_3_change_of_two_voters_enters_joint_configuration),
+        cmocka_unit_test(test_4_3_joint_commit_needs_both_majorities_then_leaves),
+        cmocka_unit_test(test_4_3_joint_election_needs_both_majorities),
+        cmocka_unit_test(test_4_3_no_change_while_joint_and_demoted_voter_waits),
+        cmocka_unit_test(test_4_3_truncated_joint_entry_is_rolled_back),
+        cmocka_unit_test(test_4_3_snapshot_of_joint_configuration_restores_joint),
         cmocka_unit_test(test_8_leader_steps_down_without_its_empty_entry),
         cmocka_unit_test(test_5_1_term_vote_and_log_survive_restart),
         cmocka_unit_test(test_5_1_ready_batch_is_saved_as_one_unit),
         cmocka_unit_test(test_committed_entries_per_ready_capped_in_bytes),
         cmocka_unit_test(test_wire_round_trip_and_every_bit_flip_is_corrupt),
         cmocka_unit_test(test_conf_decode_rejects_duplicates_and_overlap),
+        cmocka_unit_test(test_conf_joint_encoding_round_trips_and_is_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

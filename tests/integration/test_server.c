@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
@@ -453,6 +454,51 @@ static bool clients_connected(void *arg)
     bool ok = r->type == REDIS_REPLY_STRING && strstr(r->str, w->line) != NULL;
     freeReplyObject(r);
     return ok;
+}
+
+/* The fuzzer's seed corpus of requests (tests/fuzz/corpus_resp/, malformed ones among them) sent
+ * whole to a live server, one connection each: every one is answered or refused and closed
+ * within its time, the server keeps serving, and the record stored before is intact. */
+static void test_request_corpus_replayed_against_a_live_server(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    expect_status(c, "OK", "SET keep precious");
+    DIR *d = opendir("tests/fuzz/corpus_resp");
+    assert_non_null(d);
+    unsigned files = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "tests/fuzz/corpus_resp/%s", e->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        char req[65536];
+        size_t n = fread(req, 1, sizeof(req), f);
+        fclose(f);
+        int fd = raw_connect();
+        if (n)
+            (void)!send(fd, req, n, MSG_NOSIGNAL);
+        shutdown(fd, SHUT_WR); /* the request ends here: the server answers what it can */
+        char buf[65536];
+        bool closed;
+        (void)raw_read_all(fd, buf, sizeof(buf), 5000, &closed);
+        if (!closed)
+            fail_msg("%s: the server kept the connection after the client's end", e->d_name);
+        close(fd);
+        files++;
+        expect_status(c, "PONG", "PING");
+    }
+    closedir(d);
+    assert_true(files >= 10);
+    redisReply *r = cmd(c, "GET keep");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "precious");
+    freeReplyObject(r);
+    redisFree(c);
+    stop_server();
 }
 
 static void test_idle_connections_and_maxclients(void **state)
@@ -1161,6 +1207,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mset_across_shards_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_shard_commits_beside_cursors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_requests_are_refused_and_data_kept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_request_corpus_replayed_against_a_live_server, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_connections_and_maxclients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_that_does_not_read_is_held_back, setup,

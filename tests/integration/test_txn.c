@@ -983,6 +983,64 @@ static void test_session_commits_many_in_flight(void **state)
     assert_int_equal(cs_close(db), 0);
 }
 
+/* A transaction's request that meets a prepared transaction's lock waits for its outcome (the
+ * younger one waits for the older one) and is then validated again. One thread owns three
+ * sessions, so the first transaction cannot decide before its session is polled: the other two
+ * meet its locks for certain. A blind cross-shard write (younger) commits after it; a one-shard
+ * commit whose read the first one changed is refused after the wait; a one-shard commit whose
+ * read still holds commits after the wait. */
+static void test_transactions_wait_for_prepared_locks(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char k0[16], k1[16], k2[16];
+    key_on(db, 0, "w", 0, k0, sizeof(k0));
+    key_on(db, 1, "w", 0, k1, sizeof(k1));
+    key_on(db, 0, "w", 1000, k2, sizeof(k2));
+    put_str(db, "w", k0, "0");
+    put_str(db, "w", k1, "0");
+    put_str(db, "w", k2, "0");
+    cs_session *s[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cs_session_open(db, 4, &s[i]), 0);
+    cs_txn *t[4];
+    long v;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cs_txn_begin(db, 0, &t[i]), 0);
+    /* the holder: writes k0 and k1 */
+    assert_int_equal(txn_put_long(t[0], "w", k0, 1), 0);
+    assert_int_equal(txn_put_long(t[0], "w", k1, 1), 0);
+    /* a blind write of both keys: waits, then commits after it */
+    assert_int_equal(txn_put_long(t[1], "w", k0, 2), 0);
+    assert_int_equal(txn_put_long(t[1], "w", k1, 2), 0);
+    /* read k0 (0, which the holder changes), write k2: one shard; waits, then refused */
+    assert_int_equal(txn_get_long(t[2], "w", k0, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(txn_put_long(t[2], "w", k2, 3), 0);
+    /* read k2 (which nobody before it changes), write k0: waits, then commits */
+    assert_int_equal(txn_get_long(t[3], "w", k2, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(txn_put_long(t[3], "w", k0, 4), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cs_session_commit(s[i], t[i], (uint64_t)i), 0);
+    struct cs_completion comp;
+    int want[4] = {0, 0, CS_ECONFLICT, 0};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(cs_session_poll(s[i], &comp, 1, 1), 1);
+        if (comp.rc != want[i])
+            fail_msg("transaction %d: %s, expected %s", i, cs_strerror(comp.rc),
+                     cs_strerror(want[i]));
+    }
+    /* in the order they were parked on k0's lock: the blind write, then the last one */
+    assert_int_equal(get_long(db, "w", k0), 4);
+    assert_int_equal(get_long(db, "w", k1), 2);
+    assert_int_equal(get_long(db, "w", k2), 0);
+    for (int i = 0; i < 4; i++)
+        cs_session_close(s[i]);
+    assert_int_equal(cs_close(db), 0);
+}
+
 /* ---- transaction cursors ---- */
 
 /* Sum the values of coll's keys in [from, to) through a transaction cursor. */
@@ -1257,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_plain_writes_wait_for_prepared_keys),
         cmocka_unit_test(test_gets_never_see_half_a_committed_batch),
         cmocka_unit_test(test_snapshots_span_collections),
+        cmocka_unit_test(test_transactions_wait_for_prepared_locks),
         cmocka_unit_test(test_failed_frame_keeps_committed_installs),
         cmocka_unit_test(test_batch_across_shards_under_enospc_and_eio),
         cmocka_unit_test(test_session_commits_many_in_flight),

@@ -39,7 +39,8 @@ int txn_votes_decide(const struct txn_votes *v, bool *commit, bool *abort_durabl
  * no cycle can form. Where wound-wait would wound the younger holder, a holder here cannot be
  * wounded (its PREPARE is a vote that may already have decided the commit), so the older
  * requester dies instead (CS_ECONFLICT) and its retry, with a new and so younger id, may wait.
- * A one-shard commit holds no lock anywhere while it waits, so it may wait for any holder.
+ * A one-shard commit holds no lock anywhere while it waits, so it may wait for any holder; and
+ * anyone may wait for a holder whose outcome is decided already (it waits for nothing more).
  * Each wait ends when the holder's outcome is installed, which needs only the holder's own
  * votes: each is at once or waits in turn only for transactions older still, so a wait lasts
  * about one fsync per link of a chain of strictly older transactions. Limits bound the rest: a
@@ -49,8 +50,9 @@ int txn_votes_decide(const struct txn_votes *v, bool *commit, bool *abort_durabl
 #define TXN_WAIT_QUEUE_MAX 32u /* transaction requests parked on one lock at a time */
 
 /* Whether a request may be parked. id: the requesting transaction (0: a one-shard commit);
- * holder_max: the largest id among the prepared transactions it would wait for; parks: times it
- * was parked already; queued: transaction requests parked on that lock now. */
+ * holder_max: the largest id among the prepared transactions it would wait for whose outcome is
+ * not decided yet (0: none); parks: times it was parked already; queued: transaction requests
+ * parked on that lock now. */
 bool txn_may_wait(uint64_t id, uint64_t holder_max, unsigned parks, unsigned queued);
 
 /* ---- recovery ---- */

@@ -258,8 +258,16 @@ bool txn_coll_busy(const struct shard_coll *c)
 struct txn_block {
     bool any;              /* something was met */
     struct txn_lock *lock; /* the first lock met: the request parks on it (NULL: a range mark) */
-    uint64_t holder_max;   /* the largest id among the holders met */
+    uint64_t holder_max;   /* the largest id among the undecided holders met (0: none) */
 };
+
+/* The id that waiting for p's lock counts against the age rule: 0 when p's outcome is decided
+ * already (its SHARD_TXN_DECIDE is on its way and waits for nothing, so a wait for it closes no
+ * cycle, whatever the ages). */
+static uint64_t holder_id(const struct txn_part *p)
+{
+    return txn_state(p) == SHARD_TXN_PENDING ? p->id : 0;
+}
 
 static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_id)
 {
@@ -306,7 +314,7 @@ static int check_reads(struct shard *sh, const struct shard_txn_read *rd, size_t
                 return CS_ECONFLICT;
         }
         if (writer)
-            block_add(b, l, writer->id);
+            block_add(b, l, holder_id(writer));
         else if (l && l->txn_waiters)
             /* a read mark would join the holders that those waiters wait for, younger or not:
              * it queues behind them instead, so a parked request only ever waits for the
@@ -325,13 +333,13 @@ static void check_writes(struct shard *sh, const struct shard_batch_op *ops, siz
     for (size_t i = 0; i < n; i++) {
         struct txn_lock *l = lock_of(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen);
         if (l && l->writer)
-            block_add(b, l, l->writer->id);
+            block_add(b, l, holder_id(l->writer));
         else if (l && l->readers)
             block_add(b, l, l->reader_id_max);
         struct txn_part *p =
             range_holder(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen, NULL);
         if (p)
-            block_add(b, NULL, p->id);
+            block_add(b, NULL, holder_id(p));
     }
 }
 
@@ -348,7 +356,7 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
                 if (w->lock && w->lock->name_len == r->coll_len &&
                     memcmp(w->lock->bytes, r->coll, r->coll_len) == 0 &&
                     shard_txn_range_has(r, w->bytes, w->klen))
-                    block_add(b, w->lock, p->id);
+                    block_add(b, w->lock, holder_id(p));
             }
         uint64_t count = 0, sum[2] = {0, 0};
         struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);

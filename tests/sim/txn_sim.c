@@ -249,6 +249,12 @@ static void block_add(struct ts_block *b, int acct, uint64_t holder)
     }
 }
 
+/* As shards/txn.c holder_id: a decided holder counts as none against the age rule. */
+static uint64_t holder_id(unsigned ti)
+{
+    return txns[ti].state == 0 ? txns[ti].id : 0;
+}
+
 /* The rules of shards/txn.c validate(): a read that changed is a conflict; a read of a key a
  * prepared transaction writes, or of a read-marked key other transactions wait on, and a write of
  * a key locked at all, meet that lock (b). */
@@ -263,7 +269,7 @@ static int validate(struct ts_shard *s, unsigned si, const struct ts_txn *t, str
         if (s->bal[a] != seen[i])
             return CS_ECONFLICT;
         if (s->writer[a])
-            block_add(b, a, txns[s->writer[a] - 1].id);
+            block_add(b, a, holder_id(s->writer[a] - 1));
         else if (s->readers[a] && s->waiters[a])
             block_add(b, a, s->reader_max[a]);
     }
@@ -271,7 +277,7 @@ static int validate(struct ts_shard *s, unsigned si, const struct ts_txn *t, str
     int n = writes_on(t, si, acct, val);
     for (int i = 0; i < n; i++) {
         if (s->writer[acct[i]])
-            block_add(b, acct[i], txns[s->writer[acct[i]] - 1].id);
+            block_add(b, acct[i], holder_id(s->writer[acct[i]] - 1));
         else if (s->readers[acct[i]])
             block_add(b, acct[i], s->reader_max[acct[i]]);
     }

@@ -42,8 +42,9 @@
  * one moment (shard_view_pin_all); a shard whose views are not fresh is asked for private ones.
  * A begin costs a pin per collection and shard, and no request when the views are fresh.
  *
- * Not yet: transaction cursors (ranges validated at commit); the change feed; asynchronous commit
- * through sessions. */
+ * Transaction cursors (their walked ranges validated at commit) are engine/cursor.c's with
+ * txn_cursor_range; asynchronous commit through sessions drives txn_commit_step (engine/session.c);
+ * the change feed is engine/feed.c. */
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>

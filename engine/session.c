@@ -13,7 +13,9 @@
  * A transaction's commit (cs_session_commit) is a state machine of several rounds of requests
  * (engine/txn.c): when a round completes, its last request pushes the slot onto the completion
  * stack like any completion, and the owner, reaping it, runs the next step on its own thread;
- * only the last step makes it a completion the caller sees.
+ * only the last step makes it a completion the caller sees. A cross-shard commit completes at its
+ * decision: its installs go on without the slot (engine/txn.c: the tail), and the owner's next
+ * requests reach each shard after them.
  *
  * A session is used by one application thread at a time. */
 #include <ck_pr.h>

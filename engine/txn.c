@@ -14,15 +14,17 @@
  *     locks and logs a PREPARE naming all participants into its next group-commit frame. When
  *     every vote is yes (every PREPARE durable), the transaction is committed: the state becomes
  *     COMMITTED (from then on shards answer gets with its writes) and SHARD_TXN_DECIDE installs
- *     the writes everywhere, in parallel; the caller returns once they are installed. One no vote
- *     (CS_ECONFLICT, or an error) aborts it: the yes voters release their locks. When the cause
- *     was an error (an I/O error, memory), the coordinator waits for the ABORT records to be
- *     durable before it returns, so that a crash cannot bring the transaction back (its PREPAREs
- *     may be on disk even where the fsync failed).
+ *     the writes everywhere, in parallel. The caller is answered at the decision, before the
+ *     installs finish (tc_decide says why every later read of its sees the transaction whole).
+ *     One no vote (CS_ECONFLICT, or an error) aborts it: the yes voters release their locks. When
+ *     the cause was an error (an I/O error, memory), the coordinator waits for the ABORT records
+ *     to be durable before it returns, so that a crash cannot bring the transaction back (its
+ *     PREPAREs may be on disk even where the fsync failed).
  * Strict serializability: every read is validated on its shard while the participant holds the
  * transaction's locks, and locks are held from validation to the outcome on every participant,
  * so all reads still hold at the moment the last PREPARE becomes durable, which lies inside the
- * call of cs_txn_commit.
+ * call of cs_txn_commit. A request of the participants that meets those locks waits for the
+ * outcome, or is refused (shards/txn.c, WHO WAITS).
  *
  * IDS. A transaction id is a random 64-bit base drawn at open plus a counter: unique among the
  * transactions any log still holds (a collision needs 2^32 transactions at two opens whose bases
@@ -40,8 +42,9 @@
  * one moment (shard_view_pin_all); a shard whose views are not fresh is asked for private ones.
  * A begin costs a pin per collection and shard, and no request when the views are fresh.
  *
- * Not yet: transaction cursors (ranges validated at commit); the change feed; asynchronous commit
- * through sessions. */
+ * Transaction cursors (their walked ranges validated at commit) are engine/cursor.c's with
+ * txn_cursor_range; asynchronous commit through sessions drives txn_commit_step (engine/session.c);
+ * the change feed is engine/feed.c. */
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -88,7 +91,7 @@ struct txn_range_e {
 };
 
 struct cs_txn {
-    uint32_t magic;     /* TXN_MAGIC while usable */
+    uint32_t magic;         /* TXN_MAGIC while usable */
     struct ro_shard *ro;    /* read-only: per shard, every collection's view, cut at begin */
     struct txn_range_e *rg; /* ranges transaction cursors walked */
     size_t nrg, cap_rg;
@@ -563,7 +566,9 @@ int cs_txn_cursor_open(cs_txn *t, const char *coll, cs_cursor **out)
 
 /* ---- the gate between cross-shard installs and readers that cut several shards ----
  * A cross-shard commit holds the gate (shared with other commits) from its decision to its last
- * install; a cursor holds it (shared with other cursors) while it pins its views. Cursors that
+ * install, which may come after its caller was answered: the last install's completion leaves
+ * the gate, on a shard thread (a mutex held for a few instructions: it never waits for the gate
+ * itself); a cursor holds it (shared with other cursors) while it pins its views. Cursors that
  * wait keep new commits from entering (so a steady stream of commits cannot starve them); they
  * wait only for installs under way (microseconds: an install waits for no disk). Nothing is paid
  * until the first cross-shard commit: before it, cursors pin ungated and check afterwards. */
@@ -840,7 +845,63 @@ static int tc_start(struct txn_commit *c)
     return 0;
 }
 
-/* Every vote is in: decide, and send the outcome to every participant. */
+/* The outcome on its way to the participants once the caller has its answer (the answer does
+ * not wait for the installs): the SHARD_TXN_DECIDE requests, which the shards complete; the last
+ * one leaves the gate (a commit) and frees the tail, on a shard thread. */
+struct txn_tail {
+    cs_db *db;
+    struct shard_txn *x;   /* referenced */
+    bool commit;           /* it holds the gate (xgate_commit_enter) until the last install */
+    _Atomic unsigned left; /* requests still out */
+    struct shard_req reqs[];
+};
+
+static void tail_req_done(struct shard_req *r)
+{
+    struct txn_tail *tl = r->owner;
+    if (atomic_fetch_sub_explicit(&tl->left, 1, memory_order_acq_rel) != 1)
+        return;
+    if (tl->commit)
+        xgate_commit_exit(tl->db); /* a mutex held for a few instructions: no waiting */
+    shard_txn_unref(tl->x);
+    free(tl);
+}
+
+/* Send the outcome through a tail: the caller may be answered at once. False when the tail
+ * cannot be allocated (the outcome is then sent the blocking way). */
+static bool tc_send_tail(struct txn_commit *c)
+{
+    unsigned n = c->pl.nparts;
+    struct txn_tail *tl = calloc(1, sizeof(*tl) + n * sizeof(tl->reqs[0]));
+    if (!tl)
+        return false;
+    tl->db = c->db;
+    tl->x = c->x;
+    tl->commit = c->commit;
+    __atomic_add_fetch(&c->x->refs, 1, __ATOMIC_ACQ_REL);
+    atomic_store_explicit(&tl->left, n, memory_order_release);
+    unsigned shards[WAL_TXN_PARTS_MAX];
+    for (unsigned i = 0; i < n; i++) {
+        struct shard_req *r = &tl->reqs[i];
+        r->op = SHARD_TXN_DECIDE;
+        r->done = tail_req_done;
+        r->owner = tl;
+        r->txn = c->x;
+        r->commit = c->commit;
+        shards[i] = c->pl.p[i].shard;
+    }
+    cs_db *db = c->db;
+    for (unsigned i = 0; i < n; i++) /* tl may be freed by the last completion: locals only */
+        shard_submit(db->shards[shards[i]], &tl->reqs[i]);
+    return true;
+}
+
+/* Every vote is in: decide, and send the outcome to every participant. The caller is answered
+ * at the decision (TC_DONE at once) unless a vote was an error (the ABORT must be durable
+ * first): every later request of the caller, or of anyone it tells, reaches each participant
+ * after the outcome (a shard's inbox is FIFO), a lock-free get of a written key misses its view
+ * until the install (intent slots), and cursors and read-only transactions cut under the gate,
+ * which the commit holds until its last install. */
 static void tc_decide(struct txn_commit *c)
 {
     unsigned n = c->pl.nparts;
@@ -867,6 +928,10 @@ static void tc_decide(struct txn_commit *c)
         raise(SIGKILL);
     __atomic_store_n(&c->x->state, c->commit ? SHARD_TXN_COMMITTED : SHARD_TXN_ABORTED,
                      __ATOMIC_RELEASE);
+    if (!c->failed && tc_send_tail(c)) {
+        c->phase = TC_DONE;
+        return;
+    }
     for (unsigned i = 0; i < n; i++) {
         struct shard_req *r = tc_req(c, i, SHARD_TXN_DECIDE);
         r->txn = c->x;

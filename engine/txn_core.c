@@ -1,5 +1,6 @@
-/* Pure decisions of cross-shard commit: votes to outcome, and the resolution of transactions a
- * crash left in doubt. See txn_core.h; the protocol is described in engine/txn.c.
+/* Pure decisions of cross-shard commit: votes to outcome, who may wait for a prepared
+ * transaction's lock, and the resolution of transactions a crash left in doubt. See txn_core.h; the
+ * protocol is described in engine/txn.c.
  *
  * WHY THE RECOVERY RULE IS SAFE. A coordinator answers "committed" only after every participant
  * voted yes, and a yes vote is a durable PREPARE; a participant forgets a transaction (and so a
@@ -38,6 +39,13 @@ int txn_votes_decide(const struct txn_votes *v, bool *commit, bool *abort_durabl
     *commit = v->rc == 0;
     *abort_durable = v->error;
     return v->rc;
+}
+
+bool txn_may_wait(uint64_t id, uint64_t holder_max, unsigned parks, unsigned queued)
+{
+    if (parks >= TXN_WAIT_PARKS_MAX || queued >= TXN_WAIT_QUEUE_MAX)
+        return false;
+    return id == 0 || id > holder_max; /* younger waits for older; an older requester dies */
 }
 
 void txn_resolver_init(struct txn_resolver *r, unsigned shards)

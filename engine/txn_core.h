@@ -1,7 +1,8 @@
 /* The decisions of cross-shard commit, as pure functions (no I/O, no clock, no threads): how the
- * coordinator turns votes into an outcome, and how recovery decides the transactions the logs
- * hold in doubt. engine/txn.c drives them on real shards; tests/sim/txn_sim.c drives the same
- * functions on simulated shards with crashes between any two steps. */
+ * coordinator turns votes into an outcome, which request may wait for a prepared transaction's
+ * lock, and how recovery decides the transactions the logs hold in doubt. engine/txn.c drives them
+ * on real shards; tests/sim/txn_sim.c drives the same functions on simulated shards with crashes
+ * between any two steps. */
 #ifndef CS_TXN_CORE_H
 #define CS_TXN_CORE_H
 
@@ -27,6 +28,32 @@ void txn_votes_add(struct txn_votes *v, int vote);
  * participants that can write it before the caller is answered (a vote was an error, so that
  * participant's PREPARE may be on disk although its write failed). Returns the caller's answer. */
 int txn_votes_decide(const struct txn_votes *v, bool *commit, bool *abort_durable);
+
+/* ---- waiting for a prepared transaction ----
+ * A transaction's request (a one-shard commit, or a PREPARE) that meets a key locked by a
+ * prepared transaction is parked on that lock until the holder's outcome is installed, and then
+ * validated again from the start. Deadlock-free by transaction age, in the manner of wound-wait
+ * (Rosenkrantz, Stearns, Lewis, "System level concurrency control for distributed database
+ * systems", ACM TODS 3(2), 1978): a request waits only for transactions older than itself (a
+ * smaller id), so every edge of the waits-for graph goes from a larger id to a smaller one and
+ * no cycle can form. Where wound-wait would wound the younger holder, a holder here cannot be
+ * wounded (its PREPARE is a vote that may already have decided the commit), so the older
+ * requester dies instead (CS_ECONFLICT) and its retry, with a new and so younger id, may wait.
+ * A one-shard commit holds no lock anywhere while it waits, so it may wait for any holder; and
+ * anyone may wait for a holder whose outcome is decided already (it waits for nothing more).
+ * Each wait ends when the holder's outcome is installed, which needs only the holder's own
+ * votes: each is at once or waits in turn only for transactions older still, so a wait lasts
+ * about one fsync per link of a chain of strictly older transactions. Limits bound the rest: a
+ * request is parked at most TXN_WAIT_PARKS_MAX times, and at most TXN_WAIT_QUEUE_MAX
+ * transaction requests wait on one lock; beyond either, CS_ECONFLICT at once. */
+#define TXN_WAIT_PARKS_MAX 8u  /* times one request may be parked before it is refused */
+#define TXN_WAIT_QUEUE_MAX 32u /* transaction requests parked on one lock at a time */
+
+/* Whether a request may be parked. id: the requesting transaction (0: a one-shard commit);
+ * holder_max: the largest id among the prepared transactions it would wait for whose outcome is
+ * not decided yet (0: none); parks: times it was parked already; queued: transaction requests
+ * parked on that lock now. */
+bool txn_may_wait(uint64_t id, uint64_t holder_max, unsigned parks, unsigned queued);
 
 /* ---- recovery ---- */
 

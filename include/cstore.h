@@ -186,7 +186,8 @@ size_t cs_batch_count(const cs_batch *b);
 void cs_batch_clear(cs_batch *b);
 void cs_batch_free(cs_batch *b);
 /* Commit b (which stays as it was). Errors: CS_EINVAL, CS_ECONFLICT (keys span shards and one is
- * locked by a prepared transaction's commit: retry), CS_EFULL, CS_EIO, CS_ECLOSED, -ENOSPC,
+ * locked by a younger transaction's commit in progress, which an older batch does not wait for:
+ * retry), CS_EFULL, CS_EIO, CS_ECLOSED, -ENOSPC,
  * -ENOMEM; on any error nothing of b was applied. */
 CS_MUST_CHECK int cs_write(cs_db *db, const cs_batch *b);
 /* *shard receives the shard that key lives on (0 .. cs_shard_count() - 1; the same for every
@@ -202,9 +203,15 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * returns CS_ECONFLICT and applies nothing: retry the whole transaction. A transaction on one
  * shard commits in one step with one WAL record; one over several shards writes a PREPARE record
  * on each, in parallel, and is committed once all are durable (one fsync round; in sync mode
- * nothing is acknowledged before that). Readers never see part of a committed transaction through
- * cs_get. A crash between PREPARE and install is resolved at the next open: committed iff every
- * participant holds its PREPARE.
+ * nothing is acknowledged before that). A commit that meets a key locked by another
+ * transaction's commit in progress waits for that one's outcome (about one fsync) and then
+ * validates again; a commit over several shards is refused at once instead when the other one
+ * is younger (began its commit later) and not decided yet: waits go from younger to older
+ * only, so they cannot deadlock; any commit is refused when too many wait already. A commit over several shards returns
+ * at its decision, while the shards may still be installing its writes: every read that starts
+ * after it returns (its caller's, or anyone's it tells) sees them all. Readers never see part of
+ * a committed transaction through cs_get. A crash between PREPARE and install is resolved at
+ * the next open: committed iff every participant holds its PREPARE.
  * A handle belongs to one thread. Using it after commit or abort is undefined (debug builds
  * assert). Limits: CS_TXN_OPS_MAX reads and writes, CS_TXN_BYTES_MAX key and value bytes;
  * over them CS_EBATCH.
@@ -231,12 +238,13 @@ CS_MUST_CHECK int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_
 CS_MUST_CHECK int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_t klen,
                              const void *val, size_t vlen);
 CS_MUST_CHECK int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen);
-/* 0: every write applied, durably in sync mode. CS_ECONFLICT: a read no longer holds, or a key is
- * locked by another transaction's commit: nothing applied, retry. Else an error as cs_write's:
- * nothing applied — except that CS_EIO, as for any write whose WAL write fails, means "not
- * applied now": when the failed write reached the disk all the same, the next open may apply
- * it, unless a participant that did not fail made the transaction's ABORT durable (the commit
- * waits for that before it returns). Frees t in every case. */
+/* 0: every write applied, durably in sync mode. CS_ECONFLICT: a read no longer holds (checked
+ * again after any wait for another commit's lock), or a key is locked by a younger
+ * transaction's commit, or the wait was over its limits: nothing applied, retry. Else an error
+ * as cs_write's: nothing applied — except that CS_EIO, as for any write whose WAL write fails,
+ * means "not applied now": when the failed write reached the disk all the same, the next open
+ * may apply it, unless a participant that did not fail made the transaction's ABORT durable
+ * (the commit waits for that before it returns). Frees t in every case. */
 CS_MUST_CHECK int cs_txn_commit(cs_txn *t);
 /* Drop the transaction (nothing was sent); frees t. NULL is fine. */
 void cs_txn_abort(cs_txn *t);

@@ -214,6 +214,7 @@ struct shard_req {
     uint64_t txn_id;                      /* SHARD_TXN_DECIDE without txn (recovery) */
     bool commit;                          /* SHARD_TXN_DECIDE: commit (else abort) */
     bool txn_sync;                     /* SHARD_TXN_DECIDE: complete once the outcome is durable */
+    uint8_t parks;                     /* COMMIT1, PREPARE: times parked on a lock (internal) */
     void *owner;                       /* the submitter's, for done() (the shard ignores it) */
     int rc;                            /* result */
     void *out;                         /* result buffer (cs_mem, the receiver frees it) */

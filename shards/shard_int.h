@@ -38,9 +38,9 @@
 #include "io/fault.h"
 #include "io/file.h"
 
-#define COLL_BUCKETS 1024u /* hash buckets of the per-shard catalog (power of two) */
+#define COLL_BUCKETS 1024u     /* hash buckets of the per-shard catalog (power of two) */
 #define TXN_INTENT_SLOTS 4096u /* slots of the per-key intent counts (power of two) */
-#define EVENTS_MAX 32u     /* completions reaped per io_ring_run */
+#define EVENTS_MAX 32u         /* completions reaped per io_ring_run */
 
 enum shard_tag {
     TAG_WAKE = 1,  /* eventfd read */
@@ -110,13 +110,15 @@ struct txn_lock {
     struct txn_lock *next;     /* hash chain */
     uint64_t hash;             /* of name and key */
     uint32_t readers;          /* read marks of prepared transactions */
+    uint64_t reader_id_max;    /* the largest id that took a read mark (while readers > 0) */
     struct txn_part *writer;   /* the prepared transaction that writes the key, or NULL */
     uint32_t wi;               /* index of that write in writer->w */
-    struct shard_req *waiters; /* plain requests parked until the lock goes (FIFO) */
+    struct shard_req *waiters; /* requests parked until the lock goes (FIFO) */
     struct shard_req *waiters_tail;
-    uint8_t name_len; /* collection name bytes */
-    uint16_t klen;    /* key bytes */
-    uint8_t bytes[];  /* name, then key */
+    uint32_t txn_waiters; /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
+    uint8_t name_len;     /* collection name bytes */
+    uint16_t klen;        /* key bytes */
+    uint8_t bytes[];      /* name, then key */
 };
 struct txn_write {
     struct txn_lock *lock;   /* its write lock (NULL when recovered from the log) */
@@ -297,10 +299,11 @@ struct shard {
     struct txn_known *txn_known;     /* recovery: outcomes the log held */
     uint64_t txn_decide_seq;         /* outcomes decided so far */
     uint32_t txn_range_marks;        /* prepared transactions here that hold range marks */
-    struct shard_req *range_waiters; /* plain writes parked on a range mark (FIFO) */
+    struct shard_req *range_waiters; /* writes parked on a range mark (FIFO) */
     struct shard_req *range_waiters_tail;
-    uint32_t txn_load_left; /* recovery: writes still due of the checkpoint's last
-                               transaction entry */
+    uint32_t range_txn_waiters; /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
+    uint32_t txn_load_left;     /* recovery: writes still due of the checkpoint's last
+                                   transaction entry */
 };
 
 /* Debug builds: assert that a shard-only function runs on the shard's thread (the owner is set

@@ -4,30 +4,52 @@
  *
  * ONE SHARD (SHARD_TXN_COMMIT1). Every read the transaction made is checked against the tree
  * (the key must hold the same value, by XXH3-128, or still be absent), no key it reads or writes
- * may be locked by a prepared transaction, and its writes are then applied as one atomic batch
- * (one WAL record), all in one step of the shard thread: nothing can come between validation and
- * apply, and nothing is locked across loop iterations.
+ * may be locked by a prepared transaction (else it waits: WHO WAITS), and its writes are then
+ * applied as one atomic batch (one WAL record), all in one step of the shard thread: nothing can
+ * come between validation and apply, and nothing is locked across loop iterations.
  *
  * SEVERAL SHARDS (SHARD_TXN_PREPARE, then SHARD_TXN_DECIDE). Each participant validates the same
  * way and, in the same step, locks: a write lock on every key it writes (the lock holds the new
  * value: the write intent) and a read mark on every key it read; then it appends a PREPARE record
  * (the transaction id, every participant, and its own writes) to the open frame. The vote yes is
- * the PREPARE being durable (the request completes then); a conflict is a no vote at once, with
- * nothing logged and nothing locked (presumed abort). The transaction is committed when every
- * PREPARE is durable: the coordinator then installs the writes (SHARD_TXN_DECIDE): each
- * participant applies its intents to the trees, appends a COMMIT record that nobody waits for,
- * and releases its locks. An abort releases the locks and appends an ABORT record.
+ * the PREPARE being durable (the request completes then); a conflict is a no vote, with nothing
+ * logged and nothing locked (presumed abort); a lock held by another prepared transaction makes
+ * it wait first (WHO WAITS). The transaction is committed when every PREPARE is durable: the
+ * coordinator then installs the writes (SHARD_TXN_DECIDE): each participant applies its intents to
+ * the trees, appends a COMMIT record that nobody waits for, and releases its locks. An abort
+ * releases the locks and appends an ABORT record.
  *
  * WHO WAITS. A prepared transaction's locks never wait for anything but the fsync of the other
- * participants' PREPAREs. A transaction that meets a lock gets CS_ECONFLICT at once (it holds
- * nothing, so it retries). A plain put, delete or batch that meets a lock is parked on it and
- * runs again when it goes (bounded by one fsync; it holds nothing either). A plain get of a key
- * whose intent belongs to a transaction already committed returns the intent (the install is
- * on its way): once any shard shows a transaction's writes, every shard does. A lock-free get
- * does not read the view for a key whose intent slot (shard.intent_keys, by the lock hash)
- * counts intents, and a cursor does not pin the view of a collection that holds any (the reader
- * takes the queue), so a lock-free reader never sees a tree the install has not reached yet.
- * Cursors over several shards pin their views under the gate (engine/txn.c).
+ * participants' PREPAREs (and its coordinator's decision). A transaction's request (a one-shard
+ * commit or a PREPARE) that meets a lock it cannot take (its write meets a write lock, a read
+ * mark or a range mark; its read meets a write lock, or a read-marked key others wait on; its
+ * walked range holds a prepared write) holds nothing on this shard: it is parked on that lock and
+ * validated again from the start when the lock goes, so its reads are checked against what the
+ * holder's outcome left. A read that can hold under no outcome (it matches neither the tree nor
+ * the holder's intent) is refused at once. Whether it may wait is engine/txn_core.c's
+ * txn_may_wait: a PREPARE waits only for transactions older than itself (smaller ids), so the
+ * waits-for graph has no cycle across shards (an older one is refused: CS_ECONFLICT); a one-shard
+ * commit holds no lock anywhere and may wait for any; and TXN_WAIT_PARKS_MAX and
+ * TXN_WAIT_QUEUE_MAX bound the parks of a request and the queue of a lock. A read mark is not
+ * taken on a lock that transaction requests wait on (it queues behind them): a parked request
+ * thus only ever waits for holders it was checked against. A plain put, delete or batch that
+ * meets a lock is parked on it the same way and runs again when it goes (it holds nothing
+ * either). A plain get of a key whose intent belongs to a transaction already committed returns
+ * the intent (the install is on its way): once any shard shows a transaction's writes, every
+ * shard does. A lock-free get does not read the view for a key whose intent slot
+ * (shard.intent_keys, by the lock hash) counts intents, and a cursor does not pin the view of a
+ * collection that holds any (the reader takes the queue), so a lock-free reader never sees a tree
+ * the install has not reached yet. Cursors over several shards pin their views under the gate
+ * (engine/txn.c).
+ *
+ * A WRITE THAT MEETS ONLY READ MARKS waits like any other. It could be ordered after the readers
+ * only if its commit came after theirs: applied at once (a one-shard commit), or committed as
+ * soon as its PREPAREs are durable, it could be installed while a reader R is still undecided,
+ * and a snapshot taken then would see the write without R's writes although R read the value the
+ * write replaced (R before the write before the snapshot before R: not serializable). Letting it
+ * pass safely needs its vote held back until every reader's outcome is decided here, and a proof
+ * in txn-sim whose checker orders transactions by their dependencies rather than by their last
+ * durable PREPARE; neither is done.
  *
  * SETTLING. After its outcome record is durable, a participant keeps the transaction until every
  * participant's outcome record is durable (shard_txn.unsettled): until then a crash could leave
@@ -44,6 +66,8 @@
  * PREPARE; otherwise it is aborted. The outcomes are made durable (SHARD_TXN_DECIDE with
  * txn_sync) before the database serves. */
 #include "shards/shard_int.h"
+
+#include "engine/txn_core.h" /* txn_may_wait: pure, shared with tests/sim/txn_sim.c */
 
 /* ---- shared transaction state ---- */
 
@@ -227,44 +251,102 @@ bool txn_coll_busy(const struct shard_coll *c)
 
 /* ---- validation ---- */
 
-/* Every read still holds: the same value (or still none), and no prepared transaction writes
- * the key. */
-static int check_reads(struct shard *sh, const struct shard_txn_read *rd, size_t n)
+#define TXN_PARKED 1 /* internal: the request was parked on a lock (it runs again later) */
+
+/* The prepared transactions a transaction's request met while it validated: it waits for them
+ * (or is refused, txn_may_wait). */
+struct txn_block {
+    bool any;              /* something was met */
+    struct txn_lock *lock; /* the first lock met: the request parks on it (NULL: a range mark) */
+    uint64_t holder_max;   /* the largest id among the undecided holders met (0: none) */
+};
+
+/* The id that waiting for p's lock counts against the age rule: 0 when p's outcome is decided
+ * already (its SHARD_TXN_DECIDE is on its way and waits for nothing, so a wait for it closes no
+ * cycle, whatever the ages). */
+static uint64_t holder_id(const struct txn_part *p)
+{
+    return txn_state(p) == SHARD_TXN_PENDING ? p->id : 0;
+}
+
+static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_id)
+{
+    if (!b->any) {
+        b->any = true;
+        b->lock = l;
+        b->holder_max = holder_id;
+    } else if (holder_id > b->holder_max) {
+        b->holder_max = holder_id;
+    }
+}
+
+static bool read_matches(const struct shard_txn_read *x, bool present, const void *v, size_t vlen)
+{
+    if (present != x->present)
+        return false;
+    if (!present)
+        return true;
+    XXH128_hash_t hh = XXH3_128bits(v, vlen);
+    return hh.low64 == x->hash[0] && hh.high64 == x->hash[1];
+}
+
+/* Every read still holds: the key holds the same value (or still none). A key a prepared
+ * transaction writes is met (b): the read is checked again once that transaction's outcome is
+ * installed; it is refused at once only when it matches neither the tree nor the intent (it
+ * cannot hold then, whatever the outcome: a get shows a committed transaction's intent before
+ * its install). So is a key whose lock has transaction requests parked on it. */
+static int check_reads(struct shard *sh, const struct shard_txn_read *rd, size_t n,
+                       struct txn_block *b)
 {
     for (size_t i = 0; i < n; i++) {
         const struct shard_txn_read *x = &rd[i];
         struct txn_lock *l = lock_of(sh, x->coll, x->coll_len, x->key, x->klen);
-        if (l && l->writer)
-            return CS_ECONFLICT;
+        struct txn_part *writer = l ? l->writer : NULL;
         struct shard_coll *c = coll_find(sh, x->coll, x->coll_len);
         const void *v = NULL;
         size_t vlen = 0;
         bool present = c && btree_get(&c->tree, x->key, x->klen, &v, &vlen) == 0;
-        if (present != x->present)
-            return CS_ECONFLICT;
-        if (present) {
-            XXH128_hash_t hh = XXH3_128bits(v, vlen);
-            if (hh.low64 != x->hash[0] || hh.high64 != x->hash[1])
+        if (!read_matches(x, present, v, vlen)) {
+            if (!writer)
+                return CS_ECONFLICT;
+            const struct txn_write *w = &writer->w[l->wi];
+            if (!read_matches(x, w->type == SHARD_BATCH_PUT, w->bytes + w->klen, w->vlen))
                 return CS_ECONFLICT;
         }
+        if (writer)
+            block_add(b, l, holder_id(writer));
+        else if (l && l->txn_waiters)
+            /* a read mark would join the holders that those waiters wait for, younger or not:
+             * it queues behind them instead, so a parked request only ever waits for the
+             * holders it was checked against */
+            block_add(b, l, l->reader_id_max);
     }
     return 0;
 }
 
-/* No key written is locked by another prepared transaction (a read mark included: the reader
- * validated against the value a write would change). */
-static int check_writes(struct shard *sh, const struct shard_batch_op *ops, size_t n)
+/* No key written is locked by another prepared transaction: its write lock, or a read mark (the
+ * reader validated against the value a write would change), or a range mark. What is met goes
+ * to b. */
+static void check_writes(struct shard *sh, const struct shard_batch_op *ops, size_t n,
+                         struct txn_block *b)
 {
-    for (size_t i = 0; i < n; i++)
-        if (lock_of(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen) ||
-            range_holder(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen, NULL))
-            return CS_ECONFLICT;
-    return 0;
+    for (size_t i = 0; i < n; i++) {
+        struct txn_lock *l = lock_of(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen);
+        if (l && l->writer)
+            block_add(b, l, holder_id(l->writer));
+        else if (l && l->readers)
+            block_add(b, l, l->reader_id_max);
+        struct txn_part *p =
+            range_holder(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen, NULL);
+        if (p)
+            block_add(b, NULL, holder_id(p));
+    }
 }
 
-/* Every range a cursor read still holds the same records, and no prepared transaction writes
- * into it (its install would change it). */
-static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size_t n)
+/* Every range a cursor read still holds the same records (else CS_ECONFLICT); a prepared
+ * transaction that writes into one (its install would change it) is met (b). */
+static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size_t n,
+                        struct txn_block *b)
 {
     for (size_t i = 0; i < n; i++) {
         const struct shard_txn_range *r = &rg[i];
@@ -274,7 +356,7 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
                 if (w->lock && w->lock->name_len == r->coll_len &&
                     memcmp(w->lock->bytes, r->coll, r->coll_len) == 0 &&
                     shard_txn_range_has(r, w->bytes, w->klen))
-                    return CS_ECONFLICT;
+                    block_add(b, w->lock, holder_id(p));
             }
         uint64_t count = 0, sum[2] = {0, 0};
         struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
@@ -308,15 +390,47 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
     return 0;
 }
 
+/* Validate r's reads, ranges and writes: 0 (valid; b->any: but it met prepared transactions),
+ * or CS_ECONFLICT (it cannot hold, whatever they decide). */
+static int validate(struct shard *sh, const struct shard_req *r, struct txn_block *b)
+{
+    int rc = check_reads(sh, r->reads, r->nreads, b);
+    if (!rc)
+        rc = check_ranges(sh, r->ranges, r->nranges, b);
+    if (!rc)
+        check_writes(sh, r->ops, r->nops, b);
+    return rc;
+}
+
+/* r (of transaction id; 0: a one-shard commit) met prepared transactions (b): park it on the
+ * first lock it met, to be validated again from the start once that lock goes (TXN_PARKED), or
+ * refuse it (CS_ECONFLICT) as txn_may_wait rules. */
+static int wait_or_refuse(struct shard *sh, struct shard_req *r, uint64_t id,
+                          const struct txn_block *b)
+{
+    cs_assert(b->any);
+    unsigned queued = b->lock ? b->lock->txn_waiters : sh->range_txn_waiters;
+    if (!txn_may_wait(id, b->holder_max, r->parks, queued))
+        return CS_ECONFLICT;
+    r->parks++;
+    if (b->lock) {
+        b->lock->txn_waiters++;
+        park(b->lock, r);
+    } else {
+        sh->range_txn_waiters++;
+        park_range(sh, r);
+    }
+    return TXN_PARKED;
+}
+
 void exec_txn_commit1(struct shard *sh, struct shard_req *r)
 {
     SHARD_OWNED(sh);
     r->out = NULL;
-    int rc = sh->fenced ? CS_EIO : check_reads(sh, r->reads, r->nreads);
-    if (!rc)
-        rc = check_ranges(sh, r->ranges, r->nranges);
-    if (!rc)
-        rc = check_writes(sh, r->ops, r->nops);
+    struct txn_block b = {0};
+    int rc = sh->fenced ? CS_EIO : validate(sh, r, &b);
+    if (!rc && b.any && (rc = wait_or_refuse(sh, r, 0, &b)) == TXN_PARKED)
+        return;
     if (!rc && r->nops)
         rc = exec_batch(sh, r);
     if (rc == CS_ECONFLICT)
@@ -373,6 +487,7 @@ static void part_unlock(struct shard *sh, struct txn_part *p)
             sh->range_waiters_tail->next = sh->queue;
             sh->queue = sh->range_waiters;
             sh->range_waiters = sh->range_waiters_tail = NULL;
+            sh->range_txn_waiters = 0;
         }
     }
 }
@@ -488,12 +603,11 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
     int rc = sh->fenced ? CS_EIO : 0;
     if (!rc && r->nops)
         rc = exec_write_allowed(sh);
+    struct txn_block b = {0};
     if (!rc)
-        rc = check_reads(sh, r->reads, r->nreads);
-    if (!rc)
-        rc = check_ranges(sh, r->ranges, r->nranges);
-    if (!rc)
-        rc = check_writes(sh, r->ops, r->nops);
+        rc = validate(sh, r, &b);
+    if (!rc && b.any)
+        rc = wait_or_refuse(sh, r, x->id, &b);
     if (!rc)
         rc = undo_reserve(sh, 0, r->nops);
     if (!rc && sh->wal_on)
@@ -532,6 +646,8 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
         }
         if (l->writer == p)
             continue;
+        if (!l->readers || x->id > l->reader_id_max)
+            l->reader_id_max = x->id;
         l->readers++;
         p->rd[p->nr++] = l;
     }
@@ -570,6 +686,8 @@ void exec_txn_prepare(struct shard *sh, struct shard_req *r)
     r->out = NULL;
     struct txn_part *p = NULL;
     int rc = prepare(sh, r, &p);
+    if (rc == TXN_PARKED)
+        return; /* validated again from the start once the lock goes */
     if (rc == CS_ECONFLICT)
         sh->stats.txn_conflicts++;
     req_finish(sh, r, rc); /* the vote: yes once the PREPARE is durable */
@@ -976,6 +1094,7 @@ void txn_close(struct shard *sh)
         req_complete(r, CS_ECLOSED);
     }
     sh->range_waiters_tail = NULL;
+    sh->range_txn_waiters = 0;
     while (sh->txn_parts) {
         struct txn_part *p = sh->txn_parts;
         sh->txn_parts = p->next;

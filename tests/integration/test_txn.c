@@ -983,6 +983,162 @@ static void test_session_commits_many_in_flight(void **state)
     assert_int_equal(cs_close(db), 0);
 }
 
+/* A transaction's request that meets a prepared transaction's lock waits for its outcome (the
+ * younger one waits for the older one) and is then validated again. One thread owns three
+ * sessions, so the first transaction cannot decide before its session is polled: the other two
+ * meet its locks for certain. A blind cross-shard write (younger) commits after it; a one-shard
+ * commit whose read the first one changed is refused after the wait; a one-shard commit whose
+ * read still holds commits after the wait. */
+static void test_transactions_wait_for_prepared_locks(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char k0[16], k1[16], k2[16];
+    key_on(db, 0, "w", 0, k0, sizeof(k0));
+    key_on(db, 1, "w", 0, k1, sizeof(k1));
+    key_on(db, 0, "w", 1000, k2, sizeof(k2));
+    put_str(db, "w", k0, "0");
+    put_str(db, "w", k1, "0");
+    put_str(db, "w", k2, "0");
+    cs_session *s[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cs_session_open(db, 4, &s[i]), 0);
+    cs_txn *t[4];
+    long v;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cs_txn_begin(db, 0, &t[i]), 0);
+    /* the holder: writes k0 and k1 */
+    assert_int_equal(txn_put_long(t[0], "w", k0, 1), 0);
+    assert_int_equal(txn_put_long(t[0], "w", k1, 1), 0);
+    /* a blind write of both keys: waits, then commits after it */
+    assert_int_equal(txn_put_long(t[1], "w", k0, 2), 0);
+    assert_int_equal(txn_put_long(t[1], "w", k1, 2), 0);
+    /* read k0 (0, which the holder changes), write k2: one shard; waits, then refused */
+    assert_int_equal(txn_get_long(t[2], "w", k0, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(txn_put_long(t[2], "w", k2, 3), 0);
+    /* read k2 (which nobody before it changes), write k0: waits, then commits */
+    assert_int_equal(txn_get_long(t[3], "w", k2, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(txn_put_long(t[3], "w", k0, 4), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cs_session_commit(s[i], t[i], (uint64_t)i), 0);
+    struct cs_completion comp;
+    int want[4] = {0, 0, CS_ECONFLICT, 0};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(cs_session_poll(s[i], &comp, 1, 1), 1);
+        if (comp.rc != want[i])
+            fail_msg("transaction %d: %s, expected %s", i, cs_strerror(comp.rc),
+                     cs_strerror(want[i]));
+    }
+    /* in the order they were parked on k0's lock: the blind write, then the last one */
+    assert_int_equal(get_long(db, "w", k0), 4);
+    assert_int_equal(get_long(db, "w", k1), 2);
+    assert_int_equal(get_long(db, "w", k2), 0);
+    for (int i = 0; i < 4; i++)
+        cs_session_close(s[i]);
+    assert_int_equal(cs_close(db), 0);
+}
+
+/* A cross-shard commit answers at its decision, before its installs finish: whatever the caller
+ * does next must see the transaction whole. Each round commits the same number to a key on each
+ * of two shards (through cs_txn_commit, or a session), then reads both at once: plain gets (in
+ * both orders), a session's gets, a cursor and a read-only transaction. */
+static void read_after_commit_expect(cs_db *db, const char *k0, const char *k1, long want)
+{
+    if (get_long(db, "rw", k0) != want || get_long(db, "rw", k1) != want)
+        fail_msg("get after commit %ld: %ld/%ld", want, get_long(db, "rw", k0),
+                 get_long(db, "rw", k1));
+}
+
+static void read_after_commit_views(cs_db *db, const char *k0, const char *k1, long want)
+{
+    cs_cursor *c = NULL;
+    assert_int_equal(cs_cursor_open(db, "rw", &c), 0);
+    int n = 0;
+    for (int rc = cs_cursor_first(c); rc == 0; rc = cs_cursor_next(c), n++) {
+        const void *v;
+        size_t vl;
+        char buf[32];
+        assert_int_equal(cs_cursor_value(c, &v, &vl), 0);
+        assert_true(vl < sizeof(buf));
+        memcpy(buf, v, vl);
+        buf[vl] = '\0';
+        if (strtol(buf, NULL, 10) != want)
+            fail_msg("cursor after commit %ld: %s", want, buf);
+    }
+    assert_int_equal(n, 2);
+    cs_cursor_close(c);
+    cs_txn *t = NULL;
+    long a = -1, b = -1;
+    assert_int_equal(cs_txn_begin(db, CS_TXN_READONLY, &t), 0);
+    assert_int_equal(txn_get_long(t, "rw", k1, &b), 0);
+    assert_int_equal(txn_get_long(t, "rw", k0, &a), 0);
+    assert_int_equal(cs_txn_commit(t), 0);
+    if (a != want || b != want)
+        fail_msg("read-only transaction after commit %ld: %ld/%ld", want, a, b);
+}
+
+static void read_after_commit(const char *durability, long rounds)
+{
+    fresh_dir();
+    cs_db *db = open_db(durability);
+    char k0[16], k1[16];
+    key_on(db, 0, "r", 0, k0, sizeof(k0));
+    key_on(db, 1, "r", 0, k1, sizeof(k1));
+    cs_session *s = NULL;
+    assert_int_equal(cs_session_open(db, 4, &s), 0);
+    for (long i = 1; i <= rounds; i++) {
+        cs_txn *t = NULL;
+        assert_int_equal(cs_txn_begin(db, 0, &t), 0);
+        assert_int_equal(txn_put_long(t, "rw", k0, i), 0);
+        assert_int_equal(txn_put_long(t, "rw", k1, i), 0);
+        struct cs_completion comp[2];
+        if (i % 2) {
+            assert_int_equal(cs_txn_commit(t), 0);
+        } else {
+            assert_int_equal(cs_session_commit(s, t, 0), 0);
+            assert_int_equal(cs_session_poll(s, comp, 1, 1), 1);
+            assert_int_equal(comp[0].rc, 0);
+            /* the session's own gets next */
+            assert_int_equal(cs_session_get(s, "rw", k1, strlen(k1), 1), 0);
+            assert_int_equal(cs_session_get(s, "rw", k0, strlen(k0), 0), 0);
+            assert_int_equal(cs_session_poll(s, comp, 2, 2), 2);
+            for (int j = 0; j < 2; j++) {
+                char buf[32];
+                assert_int_equal(comp[j].rc, 0);
+                assert_true(comp[j].vlen < sizeof(buf));
+                memcpy(buf, comp[j].val, comp[j].vlen);
+                buf[comp[j].vlen] = '\0';
+                cs_free(comp[j].val);
+                if (strtol(buf, NULL, 10) != i)
+                    fail_msg("session get after commit %ld: %s", i, buf);
+            }
+        }
+        switch (i % 3) {
+        case 0:
+            read_after_commit_expect(db, k0, k1, i);
+            break;
+        case 1:
+            read_after_commit_expect(db, k1, k0, i);
+            break;
+        default:
+            read_after_commit_views(db, k0, k1, i);
+            break;
+        }
+    }
+    cs_session_close(s);
+    assert_int_equal(cs_close(db), 0);
+}
+
+static void test_reads_right_after_a_commit_see_it_whole(void **state)
+{
+    (void)state;
+    read_after_commit("async", 3000); /* votes at once: the installs lag the answer the most */
+    read_after_commit("sync", 300);
+}
+
 /* ---- transaction cursors ---- */
 
 /* Sum the values of coll's keys in [from, to) through a transaction cursor. */
@@ -1257,6 +1413,8 @@ int main(void)
         cmocka_unit_test(test_plain_writes_wait_for_prepared_keys),
         cmocka_unit_test(test_gets_never_see_half_a_committed_batch),
         cmocka_unit_test(test_snapshots_span_collections),
+        cmocka_unit_test(test_transactions_wait_for_prepared_locks),
+        cmocka_unit_test(test_reads_right_after_a_commit_see_it_whole),
         cmocka_unit_test(test_failed_frame_keeps_committed_installs),
         cmocka_unit_test(test_batch_across_shards_under_enospc_and_eio),
         cmocka_unit_test(test_session_commits_many_in_flight),

@@ -28,6 +28,8 @@
  * what it holds in doubt, and recovery decides with txn_resolver and makes the outcomes durable.
  *
  * Checks, after every recovery and at the end:
+ *   - liveness: with no new work, crashes or failures, every client gets its answer (no cycle of
+ *     transactions waiting for each other's locks) and nothing stays parked;
  *   - atomicity: a transaction's marker is on every shard it wrote, or on none;
  *   - durability: every transaction answered "committed" is there; none answered "refused"
  *     (conflict or error) is;
@@ -48,12 +50,14 @@
 #include "engine/txn_core.h"
 
 #define TS_SHARDS_MAX 6
-#define TS_ACCOUNTS 12
-#define TS_CLIENTS 4
+#define TS_ACCOUNTS 8
+#define TS_CLIENTS 8
 #define TS_TXNS_MAX 4096
 #define TS_LOG_MAX 16384
 #define TS_MSGS_MAX 256
 #define TS_INITIAL 100
+#define TS_BLIND_SCALE 10 /* a blind write sets the balance to amount * this */
+#define TS_PARKED_MAX 64  /* requests parked on one shard */
 
 /* ---- random ---- */
 
@@ -82,6 +86,9 @@ struct ts_txn {
     uint64_t id;
     int from, to, amount;
     int read_from, read_to; /* balances read */
+    bool blind;             /* to is set to amount * TS_BLIND_SCALE without being read */
+    int audit;              /* an account only read (its shard is from's or to's), -1: none */
+    int read_audit;         /* its balance read */
     unsigned nparts;
     unsigned parts[2]; /* participant shards, increasing */
     enum answer answer;
@@ -117,6 +124,19 @@ struct ts_part { /* a transaction kept by a shard */
     bool counted;
 };
 
+enum msg_type { M_PREPARE, M_VOTE, M_DECIDE, M_DONE, M_COMMIT1 };
+struct ts_msg {
+    uint8_t type;
+    unsigned txn;
+    unsigned shard;
+    unsigned parks; /* prepare, commit1: times parked on a lock */
+    int acct;       /* parked: the account whose lock it waits for */
+    int rc;         /* votes, done */
+    bool logged;    /* done: the outcome record was appended here */
+    bool commit;    /* decide */
+    int wait_rec;   /* a vote or done waiting for this log record to be durable (-1: none) */
+};
+
 struct ts_shard {
     /* disk */
     struct ts_rec log[TS_LOG_MAX];
@@ -134,10 +154,14 @@ struct ts_shard {
     /* memory */
     int bal[TS_ACCOUNTS];
     bool marker[TS_TXNS_MAX];
-    int writer[TS_ACCOUNTS];  /* txn index + 1 holding the write lock */
-    int readers[TS_ACCOUNTS]; /* read marks */
+    int writer[TS_ACCOUNTS];          /* txn index + 1 holding the write lock */
+    int readers[TS_ACCOUNTS];         /* read marks */
+    uint64_t reader_max[TS_ACCOUNTS]; /* largest id that took a read mark */
+    unsigned waiters[TS_ACCOUNTS];    /* requests parked on the account's lock */
     struct ts_part parts[64];
-    bool failed; /* an fsync failed: no more writes */
+    bool failed;                         /* an fsync failed: no more writes */
+    struct ts_msg parked[TS_PARKED_MAX]; /* requests parked on locks (shards/txn.c: park) */
+    unsigned nparked;
 };
 
 static struct ts_shard sh[TS_SHARDS_MAX];
@@ -154,16 +178,6 @@ static unsigned shard_of(int acct)
 
 /* ---- messages ---- */
 
-enum msg_type { M_PREPARE, M_VOTE, M_DECIDE, M_DONE, M_COMMIT1 };
-struct ts_msg {
-    uint8_t type;
-    unsigned txn;
-    unsigned shard;
-    int rc;       /* votes, done */
-    bool logged;  /* done: the outcome record was appended here */
-    bool commit;  /* decide */
-    int wait_rec; /* a vote or done waiting for this log record to be durable (-1: none) */
-};
 static struct ts_msg msgs[TS_MSGS_MAX];
 static unsigned nmsgs;
 
@@ -214,26 +228,90 @@ static int writes_on(const struct ts_txn *t, unsigned si, int acct[2], int val[2
     }
     if (shard_of(t->to) == si) {
         acct[n] = t->to;
-        val[n++] = t->read_to + t->amount;
+        val[n++] = t->blind ? t->amount * TS_BLIND_SCALE : t->read_to + t->amount;
     }
     return n;
 }
 
-static int validate(struct ts_shard *s, unsigned si, const struct ts_txn *t)
+/* What validation met: prepared transactions' locks (shards/txn.c: struct txn_block). */
+struct ts_block {
+    bool any;
+    int acct;            /* the first account met: the request parks on its lock */
+    uint64_t holder_max; /* largest id among the holders met */
+};
+
+static void block_add(struct ts_block *b, int acct, uint64_t holder)
 {
-    int reads[2] = {t->from, t->to}, seen[2] = {t->read_from, t->read_to};
-    for (int i = 0; i < 2; i++) {
-        if (shard_of(reads[i]) != si)
+    if (!b->any) {
+        *b = (struct ts_block){.any = true, .acct = acct, .holder_max = holder};
+    } else if (holder > b->holder_max) {
+        b->holder_max = holder;
+    }
+}
+
+/* As shards/txn.c holder_id: a decided holder counts as none against the age rule. */
+static uint64_t holder_id(unsigned ti)
+{
+    return txns[ti].state == 0 ? txns[ti].id : 0;
+}
+
+/* The rules of shards/txn.c validate(): a read that changed is a conflict; a read of a key a
+ * prepared transaction writes, or of a read-marked key other transactions wait on, and a write of
+ * a key locked at all, meet that lock (b). */
+static int validate(struct ts_shard *s, unsigned si, const struct ts_txn *t, struct ts_block *b)
+{
+    int reads[3] = {t->from, t->blind ? -1 : t->to, t->audit};
+    int seen[3] = {t->read_from, t->read_to, t->read_audit};
+    for (int i = 0; i < 3; i++) {
+        int a = reads[i];
+        if (a < 0 || shard_of(a) != si)
             continue;
-        if (s->writer[reads[i]] || s->bal[reads[i]] != seen[i])
+        if (s->bal[a] != seen[i])
             return CS_ECONFLICT;
+        if (s->writer[a])
+            block_add(b, a, holder_id(s->writer[a] - 1));
+        else if (s->readers[a] && s->waiters[a])
+            block_add(b, a, s->reader_max[a]);
     }
     int acct[2], val[2];
     int n = writes_on(t, si, acct, val);
-    for (int i = 0; i < n; i++)
-        if (s->writer[acct[i]] || s->readers[acct[i]])
-            return CS_ECONFLICT;
+    for (int i = 0; i < n; i++) {
+        if (s->writer[acct[i]])
+            block_add(b, acct[i], holder_id(s->writer[acct[i]] - 1));
+        else if (s->readers[acct[i]])
+            block_add(b, acct[i], s->reader_max[acct[i]]);
+    }
     return 0;
+}
+
+/* m met locks (b): park it (true) or refuse it, as txn_may_wait rules. */
+static bool park_or_refuse(struct ts_shard *s, struct ts_msg m, uint64_t id,
+                           const struct ts_block *b)
+{
+    if (s->nparked == TS_PARKED_MAX ||
+        !txn_may_wait(id, b->holder_max, m.parks, s->waiters[b->acct]))
+        return false;
+    m.parks++;
+    m.acct = b->acct;
+    s->waiters[b->acct]++;
+    s->parked[s->nparked++] = m;
+    return true;
+}
+
+/* The lock of acct went (no writer, no read mark): its parked requests run again. */
+static void unpark(struct ts_shard *s, int acct)
+{
+    if (s->writer[acct] || s->readers[acct] || !s->waiters[acct])
+        return;
+    for (unsigned i = 0; i < s->nparked;) {
+        if (s->parked[i].acct != acct) {
+            i++;
+            continue;
+        }
+        send(s->parked[i]);
+        s->parked[i] = s->parked[--s->nparked];
+    }
+    s->waiters[acct] = 0;
 }
 
 static void install(struct ts_shard *s, unsigned si, unsigned ti)
@@ -252,13 +330,34 @@ static void lock(struct ts_shard *s, unsigned si, unsigned ti, int delta)
     int n = writes_on(t, si, acct, val);
     for (int i = 0; i < n; i++)
         s->writer[acct[i]] = delta > 0 ? (int)ti + 1 : 0;
-    /* read marks: both accounts are also written, so only their writer lock applies */
+    /* read marks: from and to are written whenever read; the audited account is only read */
+    if (t->audit >= 0 && shard_of(t->audit) == si) {
+        int a = t->audit;
+        if (delta > 0) {
+            if (!s->readers[a] || t->id > s->reader_max[a])
+                s->reader_max[a] = t->id;
+            s->readers[a]++;
+        } else {
+            s->readers[a]--;
+        }
+    }
+    for (int i = 0; delta < 0 && i < n; i++)
+        unpark(s, acct[i]);
+    if (delta < 0 && t->audit >= 0 && shard_of(t->audit) == si)
+        unpark(s, t->audit);
 }
 
-static void shard_prepare(unsigned si, unsigned ti)
+static void shard_prepare(struct ts_msg m)
 {
+    unsigned si = m.shard, ti = m.txn;
     struct ts_shard *s = &sh[si];
-    int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti]);
+    struct ts_block b = {0};
+    int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti], &b);
+    if (!rc && b.any) {
+        if (park_or_refuse(s, m, txns[ti].id, &b))
+            return;
+        rc = CS_ECONFLICT;
+    }
     struct ts_part *p = rc ? NULL : part_new(s, ti);
     if (!rc && !p)
         rc = -ENOMEM;
@@ -271,10 +370,17 @@ static void shard_prepare(unsigned si, unsigned ti)
     send((struct ts_msg){.type = M_VOTE, .txn = ti, .shard = si, .rc = 0, .wait_rec = r});
 }
 
-static void shard_commit1(unsigned si, unsigned ti)
+static void shard_commit1(struct ts_msg m)
 {
+    unsigned si = m.shard, ti = m.txn;
     struct ts_shard *s = &sh[si];
-    int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti]);
+    struct ts_block b = {0};
+    int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti], &b);
+    if (!rc && b.any) {
+        if (park_or_refuse(s, m, 0, &b))
+            return;
+        rc = CS_ECONFLICT;
+    }
     int r = -1;
     if (!rc) {
         install(s, si, ti);
@@ -342,7 +448,7 @@ static void make_durable(struct ts_shard *s, int r)
 
 /* An fsync: the tail becomes durable; a failure stops the shard, and any prefix of the tail may
  * have reached the disk anyway. */
-static void shard_flush(unsigned si)
+static void shard_flush(unsigned si, bool may_fail)
 {
     struct ts_shard *s = &sh[si];
     if (s->failed)
@@ -352,7 +458,7 @@ static void shard_flush(unsigned si)
         first--;
     if (first == s->nlog)
         return;
-    bool fail = chance(30);
+    bool fail = may_fail && chance(30);
     int upto = fail ? first + (int)rnd_below((unsigned)(s->nlog - first + 1)) : s->nlog;
     for (int r = first; r < upto; r++)
         make_durable(s, r);
@@ -421,8 +527,17 @@ static void client_start(struct client *c)
         t->to = (int)rnd_below(TS_ACCOUNTS);
     while (t->to == t->from);
     t->amount = 1 + (int)rnd_below(10);
+    t->blind = chance(200);
+    t->audit = -1;
+    if (chance(600)) { /* read one more account of from's or to's shard, and write nothing to it */
+        int x = (int)rnd_below(TS_ACCOUNTS);
+        unsigned xs = shard_of(x);
+        if (x != t->from && x != t->to && (xs == shard_of(t->from) || xs == shard_of(t->to)))
+            t->audit = x;
+    }
     t->read_from = sh[shard_of(t->from)].bal[t->from]; /* reads go to the shards' memory */
-    t->read_to = sh[shard_of(t->to)].bal[t->to];
+    t->read_to = t->blind ? 0 : sh[shard_of(t->to)].bal[t->to];
+    t->read_audit = t->audit >= 0 ? sh[shard_of(t->audit)].bal[t->audit] : 0;
     unsigned a = shard_of(t->from), b = shard_of(t->to);
     t->single = a == b;
     t->nparts = t->single ? 1 : 2;
@@ -459,10 +574,10 @@ static void deliver(unsigned m)
     struct client *c = client_of(x.txn);
     switch (x.type) {
     case M_PREPARE:
-        shard_prepare(x.shard, x.txn);
+        shard_prepare(x);
         break;
     case M_COMMIT1:
-        shard_commit1(x.shard, x.txn);
+        shard_commit1(x);
         break;
     case M_DECIDE:
         shard_decide(x.shard, x.txn, x.commit, c && c->durable);
@@ -523,6 +638,8 @@ static void crash_and_recover(void)
         memset(s->parts, 0, sizeof(s->parts));
         memset(s->writer, 0, sizeof(s->writer));
         memset(s->readers, 0, sizeof(s->readers));
+        memset(s->waiters, 0, sizeof(s->waiters));
+        s->nparked = 0; /* parked requests are lost with the shard's memory */
         s->failed = false;
         int from = 0;
         if (s->ckpt.taken) {
@@ -652,20 +769,63 @@ static bool check(const char *when)
         bal[a] = TS_INITIAL;
     for (unsigned i = 0; i < n; i++) {
         const struct ts_txn *t = order[i];
-        if (bal[t->from] != t->read_from || bal[t->to] != t->read_to) {
+        if (bal[t->from] != t->read_from || (!t->blind && bal[t->to] != t->read_to) ||
+            (t->audit >= 0 && bal[t->audit] != t->read_audit)) {
             snprintf(fail_msg, sizeof(fail_msg),
-                     "%s: txn %" PRIu64 " read %d/%d but the serial order has %d/%d", when, t->id,
-                     t->read_from, t->read_to, bal[t->from], bal[t->to]);
+                     "%s: txn %" PRIu64 " read %d/%d/%d but the serial order has %d/%d/%d", when,
+                     t->id, t->read_from, t->read_to, t->read_audit, bal[t->from], bal[t->to],
+                     t->audit >= 0 ? bal[t->audit] : 0);
             return false;
         }
         bal[t->from] -= t->amount;
-        bal[t->to] += t->amount;
+        bal[t->to] = t->blind ? t->amount * TS_BLIND_SCALE : bal[t->to] + t->amount;
     }
     /* only settled state is compared: transactions still installing in memory are skipped */
     for (int a = 0; a < TS_ACCOUNTS; a++)
         if (sh[shard_of(a)].bal[a] != bal[a] && !sh[shard_of(a)].writer[a]) {
             snprintf(fail_msg, sizeof(fail_msg), "%s: account %d holds %d, the serial order %d",
                      when, a, sh[shard_of(a)].bal[a], bal[a]);
+            return false;
+        }
+    return true;
+}
+
+/* ---- liveness ---- */
+
+#define TS_QUIESCE_STEPS 200000L
+
+/* No new transactions, crashes or failures: deliver, flush and settle until nothing moves. Every
+ * client must then have its answer and no request may stay parked: a wait that never ends (a
+ * cycle of transactions waiting for each other's locks) fails the run. */
+static bool quiesce(void)
+{
+    for (long i = 0; i < TS_QUIESCE_STEPS && !fail_msg[0]; i++) {
+        bool busy = nmsgs > 0;
+        for (int c = 0; c < TS_CLIENTS; c++)
+            busy |= clients[c].st != C_IDLE;
+        if (!busy)
+            break;
+        unsigned pick = rnd_below(10);
+        if (pick < 6 && nmsgs) {
+            unsigned m = rnd_below(nmsgs);
+            if (rec_durable(msgs[m].shard, msgs[m].wait_rec))
+                deliver(m);
+        } else if (pick < 9) {
+            shard_flush(rnd_below(nshards), false);
+        } else {
+            shard_settle(rnd_below(nshards));
+        }
+    }
+    if (fail_msg[0])
+        return false;
+    for (int c = 0; c < TS_CLIENTS; c++)
+        if (clients[c].st != C_IDLE) {
+            unsigned parked = 0;
+            for (unsigned si = 0; si < nshards; si++)
+                parked += sh[si].nparked;
+            snprintf(fail_msg, sizeof(fail_msg),
+                     "txn %" PRIu64 " is never answered (%u requests parked): a wait cycle",
+                     txns[clients[c].txn].id, parked);
             return false;
         }
     return true;
@@ -695,7 +855,7 @@ static bool run(uint64_t seed, unsigned want_shards, long steps, unsigned *crash
             if (rec_durable(msgs[m].shard, msgs[m].wait_rec))
                 deliver(m);
         } else if (pick < 65) {
-            shard_flush(rnd_below(nshards));
+            shard_flush(rnd_below(nshards), true);
         } else if (pick < 70) {
             shard_checkpoint(rnd_below(nshards));
         } else if (pick < 85) {
@@ -712,7 +872,7 @@ static bool run(uint64_t seed, unsigned want_shards, long steps, unsigned *crash
                 break;
         }
     }
-    if (!fail_msg[0]) {
+    if (!fail_msg[0] && quiesce()) {
         crash_and_recover();
         check("at the end");
     }

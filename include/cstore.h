@@ -207,11 +207,12 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * transaction's commit in progress waits for that one's outcome (about one fsync) and then
  * validates again; a commit over several shards is refused at once instead when the other one
  * is younger (began its commit later) and not decided yet: waits go from younger to older
- * only, so they cannot deadlock; any commit is refused when too many wait already. A commit over several shards returns
- * at its decision, while the shards may still be installing its writes: every read that starts
- * after it returns (its caller's, or anyone's it tells) sees them all. Readers never see part of
- * a committed transaction through cs_get. A crash between PREPARE and install is resolved at
- * the next open: committed iff every participant holds its PREPARE.
+ * only, so they cannot deadlock; any commit is refused when too many wait already. A commit
+ * over several shards returns at its decision, while the shards may still be installing its
+ * writes: every read that starts after it returns (its caller's, or anyone's it tells) sees
+ * them all. Readers never see part of a committed transaction through cs_get. A crash between
+ * PREPARE and install is resolved at the next open: committed iff every participant holds its
+ * PREPARE.
  * A handle belongs to one thread. Using it after commit or abort is undefined (debug builds
  * assert). Limits: CS_TXN_OPS_MAX reads and writes, CS_TXN_BYTES_MAX key and value bytes;
  * over them CS_EBATCH.

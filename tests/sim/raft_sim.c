@@ -35,9 +35,10 @@
  * state machine (24 bytes) plus padding made from it, 124 to 1023 bytes, sent in chunks of 32 to
  * 256 bytes (drawn per seed, with the chunks in flight): a transfer takes up to 32 messages. On top
  * of its class, a seed's mix (drawn from the seed) may add the confchase probe, light disk faults,
- * drifting clocks, a few leadership transfers (each with a client's write right behind it), frames
- * delivered again some tens of ticks later, and changes of several voters. The uncommitted-bytes
- * cap is drawn per seed (mostly 1 to 3 KiB: a leader that leaks its count stalls within a run).
+ * drifting clocks, frames
+ * delivered again some tens of ticks later, and changes of several voters; every seed gets a few
+ * leadership transfers (each with a client's write right behind it). The uncommitted-bytes cap is
+ * drawn per seed (nine seeds in ten 1 to 3 KiB: a leader that leaks its count stalls within a run).
  * The same seed always gets the same mix. Clients (closed-loop: at most
  * SIM_WRITES_INFLIGHT uncommitted writes per leader) propose writes and ReadIndex reads at any node
  * that believes it leads (a deposed leader may not know yet), and reads at followers too
@@ -707,6 +708,13 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
 static void replay_old_frame(struct sim *s)
 {
     struct net_msg *a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
+    /* mostly a frame to a node that leads now: an old answer reaching a later leader */
+    for (unsigned k = 0; k < 8; k++) {
+        const struct node *to = &s->nodes[a->to];
+        if (a->buf && to->r && raft_role(to->r) == RAFT_LEADER)
+            break;
+        a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
+    }
     if (!a->buf || s->now < a->at + s->replay_age)
         return;
     struct net_msg nm = *a;
@@ -1560,6 +1568,26 @@ static struct node *leader(struct sim *s)
     return best;
 }
 
+/* raft.h: CS_EFULL only over uncommitted_bytes_max (the log's entry cap is far away here). The
+ * core counts the entries its leader appended in its term and not committed yet; it may count
+ * less (a commit releases entries of earlier terms too), never more. */
+static void check_full(struct sim *s, struct node *l, uint32_t len)
+{
+    uint64_t bytes = 0, term = raft_term(l->r), last = raft_last_index(l->r);
+    if (last - raft_snapshot(l->r)->index + 1 >= RAFT_LOG_ENTRIES_MAX)
+        return;
+    for (uint64_t i = raft_commit(l->r) + 1; i <= last; i++) {
+        const struct raft_entry *e = raft_entry_at(l->r, i);
+        if (e && e->term == term)
+            bytes += e->len;
+    }
+    if (bytes + len <= s->uncommitted_bytes_max)
+        fail(s, CK_API,
+             "leader %" PRIu64 " refused a proposal of %" PRIu32 " bytes (CS_EFULL) with %" PRIu64
+             " bytes of its term uncommitted, cap %" PRIu64,
+             l->id, len, bytes, s->uncommitted_bytes_max);
+}
+
 static void client_write(struct sim *s, struct node *l)
 {
     /* closed-loop clients: no new write while SIM_WRITES_INFLIGHT are uncommitted at this
@@ -1581,7 +1609,9 @@ static void client_write(struct sim *s, struct node *l)
              l->id, l->xfer_target);
     if (rc == 0)
         s->st.commits++;
-    else if (rc != RAFT_EBUSY && rc != CS_EFULL)
+    else if (rc == CS_EFULL)
+        check_full(s, l, len);
+    else if (rc != RAFT_EBUSY)
         fail(s, CK_API, "propose: %d", rc);
 }
 
@@ -2213,14 +2243,14 @@ static void pick_faults(struct sim *s)
     }
     if (!f.drift_ppm && rng_ppm(&s->rng, 200000))
         f.drift_ppm = 500;
-    /* most seeds also get a few leadership transfers (each with a write right behind it), old
+    /* every seed also gets a few leadership transfers (each with a write right behind it), old
      * frames delivered again some tens of ticks later, and some changes of several voters */
-    if (!f.transfer_ppm && rng_ppm(&s->rng, 800000))
-        f.transfer_ppm = 1000;
+    if (!f.transfer_ppm)
+        f.transfer_ppm = 2000;
     s->replay_age = SIM_REPLAY_AGE_MIN;
     if (!f.replay_ppm && rng_ppm(&s->rng, 700000)) {
         f.archive_ppm = 20000;
-        f.replay_ppm = 30000;
+        f.replay_ppm = 60000;
         s->replay_age = 30 * SIM_TICK_UNITS;
     }
     if (!f.conf_ppm && rng_ppm(&s->rng, 600000)) {
@@ -2375,7 +2405,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
     s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 1024);
     s->uncommitted_bytes_max =
-        rng_ppm(&s->rng, 300000) ? 16 * 1024 : 1024 + rng_below(&s->rng, 2048);
+        rng_ppm(&s->rng, 100000) ? 16 * 1024 : 1024 + rng_below(&s->rng, 2048);
     static const uint32_t chunk[] = {32, 64, 128, 256};
     static const unsigned window[] = {1, 2, 4, 8};
     s->chunk_bytes = chunk[rng_below(&s->rng, 4)];

@@ -1588,12 +1588,12 @@ static void check_full(struct sim *s, struct node *l, uint32_t len)
              l->id, len, bytes, s->uncommitted_bytes_max);
 }
 
-static void client_write(struct sim *s, struct node *l)
+static void client_write(struct sim *s, struct node *l, bool probe)
 {
     /* closed-loop clients: no new write while SIM_WRITES_INFLIGHT are uncommitted at this
      * leader, so offered load follows what replication can carry (one entry per message and
      * one message in flight is slow) */
-    if (raft_last_index(l->r) - raft_commit(l->r) >= SIM_WRITES_INFLIGHT)
+    if (!probe && raft_last_index(l->r) - raft_commit(l->r) >= SIM_WRITES_INFLIGHT)
         return;
     uint8_t data[72];
     uint64_t id = ++s->next_write;
@@ -1899,7 +1899,7 @@ static void client_transfer(struct sim *s, struct node *l)
     trace(s, "leader %" PRIu64 " transfers to %" PRIu64, l->id, target);
     /* a client's write right behind the request: raft.h refuses it while the transfer runs */
     if (transfer_active(l))
-        client_write(s, l);
+        client_write(s, l, true);
 }
 
 /* Does node nd's snapshot name every member of the configuration in force? A follower refuses
@@ -2033,7 +2033,7 @@ static void clients_step(struct sim *s, bool faults)
     if (!l)
         return;
     if (rng_ppm(&s->rng, 150000))
-        client_write(s, l);
+        client_write(s, l, false);
     if (rng_ppm(&s->rng, 60000))
         client_read(s, l);
     if (rng_ppm(&s->rng, 40000)) { /* at any node: followers forward (thesis §6.4.1) */
@@ -2248,13 +2248,15 @@ static void pick_faults(struct sim *s)
     if (!f.transfer_ppm)
         f.transfer_ppm = 2000;
     s->replay_age = SIM_REPLAY_AGE_MIN;
-    if (!f.replay_ppm && rng_ppm(&s->rng, 700000)) {
-        f.archive_ppm = 20000;
-        f.replay_ppm = 60000;
+    if (!f.replay_ppm) {
+        f.archive_ppm = 30000;
+        f.replay_ppm = 150000;
         s->replay_age = 30 * SIM_TICK_UNITS;
     }
-    if (!f.conf_ppm && rng_ppm(&s->rng, 600000)) {
-        f.conf_ppm = 5000;
+    /* (not with disk faults: a sole voter leads a term in memory, loses it to a failed fsync
+     * and votes again in that term, which the election check cannot tell from two leaders) */
+    if (!f.conf_ppm && !f.disk_eio_ppm && rng_ppm(&s->rng, 800000)) {
+        f.conf_ppm = 8000;
         f.members_ppm = 700000;
         f.change_cut_ppm = 20000;
         /* a member added back far behind catches up from a snapshot, not entry by entry */

@@ -1588,12 +1588,12 @@ static void check_full(struct sim *s, struct node *l, uint32_t len)
              l->id, len, bytes, s->uncommitted_bytes_max);
 }
 
-static void client_write(struct sim *s, struct node *l, bool probe)
+static void client_write(struct sim *s, struct node *l)
 {
     /* closed-loop clients: no new write while SIM_WRITES_INFLIGHT are uncommitted at this
      * leader, so offered load follows what replication can carry (one entry per message and
      * one message in flight is slow) */
-    if (!probe && raft_last_index(l->r) - raft_commit(l->r) >= SIM_WRITES_INFLIGHT)
+    if (raft_last_index(l->r) - raft_commit(l->r) >= SIM_WRITES_INFLIGHT)
         return;
     uint8_t data[72];
     uint64_t id = ++s->next_write;
@@ -1897,9 +1897,20 @@ static void client_transfer(struct sim *s, struct node *l)
     }
     s->st.transfers++;
     trace(s, "leader %" PRIu64 " transfers to %" PRIu64, l->id, target);
-    /* a client's write right behind the request: raft.h refuses it while the transfer runs */
-    if (transfer_active(l))
-        client_write(s, l, true);
+    /* a client's write right behind the request: raft.h refuses it while the transfer runs (an
+     * empty one: never over the uncommitted-bytes cap, so nothing else refuses it) */
+    if (transfer_active(l)) {
+        uint8_t none = 0;
+        uint64_t index;
+        rc = raft_propose(l->r, &none, 0, &index);
+        if (rc == 0)
+            fail(s, CK_TRANSFER,
+                 "leader %" PRIu64 " accepted a proposal right after a transfer to %" PRIu64
+                 " began",
+                 l->id, target);
+        else if (rc != RAFT_EBUSY)
+            fail(s, CK_API, "propose during a transfer: %d", rc);
+    }
 }
 
 /* Does node nd's snapshot name every member of the configuration in force? A follower refuses
@@ -2033,7 +2044,7 @@ static void clients_step(struct sim *s, bool faults)
     if (!l)
         return;
     if (rng_ppm(&s->rng, 150000))
-        client_write(s, l, false);
+        client_write(s, l);
     if (rng_ppm(&s->rng, 60000))
         client_read(s, l);
     if (rng_ppm(&s->rng, 40000)) { /* at any node: followers forward (thesis §6.4.1) */
@@ -2246,7 +2257,7 @@ static void pick_faults(struct sim *s)
     /* every seed also gets a few leadership transfers (each with a write right behind it), old
      * frames delivered again some tens of ticks later, and some changes of several voters */
     if (!f.transfer_ppm)
-        f.transfer_ppm = 2000;
+        f.transfer_ppm = 3000;
     s->replay_age = SIM_REPLAY_AGE_MIN;
     if (!f.replay_ppm) {
         f.archive_ppm = 30000;

@@ -2247,7 +2247,7 @@ static void pick_faults(struct sim *s)
      * does); some get light disk faults or drifting clocks */
     if (!f.fresh_conf_ppm && rng_ppm(&s->rng, 800000))
         f.fresh_conf_ppm = 300000;
-    if (!f.disk_eio_ppm && rng_ppm(&s->rng, 200000)) {
+    if (!f.disk_eio_ppm && rng_ppm(&s->rng, 450000)) {
         f.disk_eio_ppm = 500;
         f.disk_fsync_ppm = 500;
         f.disk_torn_ppm = 300;
@@ -2264,9 +2264,10 @@ static void pick_faults(struct sim *s)
         f.replay_ppm = 150000;
         s->replay_age = 30 * SIM_TICK_UNITS;
     }
-    /* (not with disk faults: a sole voter leads a term in memory, loses it to a failed fsync
-     * and votes again in that term, which the election check cannot tell from two leaders) */
-    if (!f.conf_ppm && !f.disk_eio_ppm && rng_ppm(&s->rng, 800000)) {
+    /* (not in the diskfault class: there a sole voter that led a term in memory only, lost to
+     * a failed fsync, leads it again after its restart, and the election check reports two
+     * leaders of that term) */
+    if (!f.conf_ppm && s->cls != CL_DISKFAULT && rng_ppm(&s->rng, 800000)) {
         f.conf_ppm = 8000;
         f.members_ppm = 700000;
         f.change_cut_ppm = 20000;

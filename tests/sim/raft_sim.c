@@ -34,8 +34,12 @@
  * and toggles PreVote / CheckQuorum and draws the flow-control limits. Snapshot images are the
  * state machine (24 bytes) plus padding made from it, 124 to 1023 bytes, sent in chunks of 32 to
  * 256 bytes (drawn per seed, with the chunks in flight): a transfer takes up to 32 messages. On top
- * of its class, a seed's mix (drawn from the seed) may add the confchase probe, light disk faults
- * or drifting clocks. The same seed always gets the same mix. Clients (closed-loop: at most
+ * of its class, a seed's mix (drawn from the seed) may add the confchase probe, light disk faults,
+ * drifting clocks, frames
+ * delivered again some tens of ticks later, and changes of several voters; every seed gets a few
+ * leadership transfers (each with a client's write right behind it). The uncommitted-bytes cap is
+ * drawn per seed (nine seeds in ten 1 to 3 KiB: a leader that leaks its count stalls within a run).
+ * The same seed always gets the same mix. Clients (closed-loop: at most
  * SIM_WRITES_INFLIGHT uncommitted writes per leader) propose writes and ReadIndex reads at any node
  * that believes it leads (a deposed leader may not know yet), and reads at followers too
  * (forwarded, thesis §6.4.1).
@@ -401,10 +405,11 @@ struct sim {
     unsigned inflight_msgs_max; /* flow control, drawn per seed */
     uint64_t inflight_bytes_max;
     uint64_t msg_bytes_max;
-    uint64_t committed_bytes_max; /* per ready batch (0: no limit), drawn per seed */
-    uint32_t chunk_bytes;         /* snapshot chunk size, drawn per seed (small: many chunks) */
-    unsigned chunk_window;        /* snapshot chunks in flight per follower, drawn per seed */
-    uint64_t img_bytes;           /* size of every snapshot image: head + padding */
+    uint64_t committed_bytes_max;   /* per ready batch (0: no limit), drawn per seed */
+    uint64_t uncommitted_bytes_max; /* drawn per seed: small, a leader's leak stalls it in a run */
+    uint32_t chunk_bytes;           /* snapshot chunk size, drawn per seed (small: many chunks) */
+    unsigned chunk_window;          /* snapshot chunks in flight per follower, drawn per seed */
+    uint64_t img_bytes;             /* size of every snapshot image: head + padding */
     struct faults f;
     struct node nodes[SIM_NODES_MAX];
     bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* cut[a][b]: frames a -> b are lost */
@@ -417,6 +422,7 @@ struct sim {
     int chase_type;         /* enum raft_conf_change the next leader proposes */
     /* replay class: frames kept from the past, delivered again much later */
     struct net_msg archive[SIM_ARCHIVE_MAX];
+    uint64_t replay_age; /* units: a replayed frame is at least this old */
     /* network: binary heap on (at, seq) */
     struct net_msg *net;
     size_t net_n;
@@ -702,7 +708,14 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
 static void replay_old_frame(struct sim *s)
 {
     struct net_msg *a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
-    if (!a->buf || s->now < a->at + SIM_REPLAY_AGE_MIN)
+    /* mostly a frame to a node that leads now: an old answer reaching a later leader */
+    for (unsigned k = 0; k < 8; k++) {
+        const struct node *to = &s->nodes[a->to];
+        if (a->buf && to->r && raft_role(to->r) == RAFT_LEADER)
+            break;
+        a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
+    }
+    if (!a->buf || s->now < a->at + s->replay_age)
         return;
     struct net_msg nm = *a;
     nm.at = s->now + 1 + rng_below(&s->rng, SIM_TICK_UNITS);
@@ -1315,7 +1328,7 @@ static struct raft_config node_config(struct sim *s, struct node *nd)
         .inflight_bytes_max = s->inflight_bytes_max,
         .msg_bytes_max = s->msg_bytes_max,
         .committed_bytes_max = s->committed_bytes_max,
-        .uncommitted_bytes_max = 16 * 1024,
+        .uncommitted_bytes_max = s->uncommitted_bytes_max,
         .snapshot_chunk_bytes = s->chunk_bytes,
         .snapshot_inflight_max = s->chunk_window,
         .snapshot_read = node_snapshot_read,
@@ -1555,6 +1568,26 @@ static struct node *leader(struct sim *s)
     return best;
 }
 
+/* raft.h: CS_EFULL only over uncommitted_bytes_max (the log's entry cap is far away here). The
+ * core counts the entries its leader appended in its term and not committed yet; it may count
+ * less (a commit releases entries of earlier terms too), never more. */
+static void check_full(struct sim *s, struct node *l, uint32_t len)
+{
+    uint64_t bytes = 0, term = raft_term(l->r), last = raft_last_index(l->r);
+    if (last - raft_snapshot(l->r)->index + 1 >= RAFT_LOG_ENTRIES_MAX)
+        return;
+    for (uint64_t i = raft_commit(l->r) + 1; i <= last; i++) {
+        const struct raft_entry *e = raft_entry_at(l->r, i);
+        if (e && e->term == term)
+            bytes += e->len;
+    }
+    if (bytes + len <= s->uncommitted_bytes_max)
+        fail(s, CK_API,
+             "leader %" PRIu64 " refused a proposal of %" PRIu32 " bytes (CS_EFULL) with %" PRIu64
+             " bytes of its term uncommitted, cap %" PRIu64,
+             l->id, len, bytes, s->uncommitted_bytes_max);
+}
+
 static void client_write(struct sim *s, struct node *l)
 {
     /* closed-loop clients: no new write while SIM_WRITES_INFLIGHT are uncommitted at this
@@ -1576,7 +1609,9 @@ static void client_write(struct sim *s, struct node *l)
              l->id, l->xfer_target);
     if (rc == 0)
         s->st.commits++;
-    else if (rc != RAFT_EBUSY && rc != CS_EFULL)
+    else if (rc == CS_EFULL)
+        check_full(s, l, len);
+    else if (rc != RAFT_EBUSY)
         fail(s, CK_API, "propose: %d", rc);
 }
 
@@ -1862,6 +1897,20 @@ static void client_transfer(struct sim *s, struct node *l)
     }
     s->st.transfers++;
     trace(s, "leader %" PRIu64 " transfers to %" PRIu64, l->id, target);
+    /* a client's write right behind the request: raft.h refuses it while the transfer runs (an
+     * empty one: never over the uncommitted-bytes cap, so nothing else refuses it) */
+    if (transfer_active(l)) {
+        uint8_t none = 0;
+        uint64_t index;
+        rc = raft_propose(l->r, &none, 0, &index);
+        if (rc == 0)
+            fail(s, CK_TRANSFER,
+                 "leader %" PRIu64 " accepted a proposal right after a transfer to %" PRIu64
+                 " began",
+                 l->id, target);
+        else if (rc != RAFT_EBUSY)
+            fail(s, CK_API, "propose during a transfer: %d", rc);
+    }
 }
 
 /* Does node nd's snapshot name every member of the configuration in force? A follower refuses
@@ -2198,13 +2247,33 @@ static void pick_faults(struct sim *s)
      * does); some get light disk faults or drifting clocks */
     if (!f.fresh_conf_ppm && rng_ppm(&s->rng, 800000))
         f.fresh_conf_ppm = 300000;
-    if (!f.disk_eio_ppm && rng_ppm(&s->rng, 200000)) {
+    if (!f.disk_eio_ppm && rng_ppm(&s->rng, 450000)) {
         f.disk_eio_ppm = 500;
         f.disk_fsync_ppm = 500;
         f.disk_torn_ppm = 300;
     }
     if (!f.drift_ppm && rng_ppm(&s->rng, 200000))
         f.drift_ppm = 500;
+    /* every seed also gets a few leadership transfers (each with a write right behind it), old
+     * frames delivered again some tens of ticks later, and some changes of several voters */
+    if (!f.transfer_ppm)
+        f.transfer_ppm = 3000;
+    s->replay_age = SIM_REPLAY_AGE_MIN;
+    if (!f.replay_ppm) {
+        f.archive_ppm = 30000;
+        f.replay_ppm = 150000;
+        s->replay_age = 30 * SIM_TICK_UNITS;
+    }
+    /* (not in the diskfault class: there a sole voter that led a term in memory only, lost to
+     * a failed fsync, leads it again after its restart, and the election check reports two
+     * leaders of that term) */
+    if (!f.conf_ppm && s->cls != CL_DISKFAULT && rng_ppm(&s->rng, 800000)) {
+        f.conf_ppm = 8000;
+        f.members_ppm = 700000;
+        f.change_cut_ppm = 20000;
+        /* a member added back far behind catches up from a snapshot, not entry by entry */
+        f.compact_ppm = f.compact_ppm ? f.compact_ppm : 2000;
+    }
     if (s->cls == CL_LEADERFALL) {
         /* leaders fall soon after they append: the histories of §5.4.2 / Figure 8, where
          * entries of old terms sit on a minority while terms move on */
@@ -2349,6 +2418,8 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
     s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
     s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 1024);
+    s->uncommitted_bytes_max =
+        rng_ppm(&s->rng, 100000) ? 16 * 1024 : 1024 + rng_below(&s->rng, 2048);
     static const uint32_t chunk[] = {32, 64, 128, 256};
     static const unsigned window[] = {1, 2, 4, 8};
     s->chunk_bytes = chunk[rng_below(&s->rng, 4)];

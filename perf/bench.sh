@@ -82,6 +82,10 @@
 #             as rotxnplain the same with a plain cursor                     all engines
 #   ycsbtxn   ycsb-a, --txn 4 (four requests per transaction), zipfian 0.99, durable, 8 threads,
 #             abort rate shown                                               all engines
+# The server (the server issue), once, after the passes above:
+#   server    perf/server.sh: cstored against redis-server (appendfsync always and no) with
+#             redis-benchmark -t ping,set,get,incr,mset -c 50 at -P 16 and -P 1; its own table
+#             and perf/results/<timestamp>-server.md                        cstored, redis
 # Environment: BUILD (build folder), BENCH_SCALE, BENCH_REPEAT, BENCH_PHASE_S, BENCH_WARMUP,
 # BENCH_ENGINES (default all that are built), BENCH_CASES (a comma-separated list of the case
 # ids above: run only those; an open-loop case needs its closed-loop one), BENCH_DB (store
@@ -654,5 +658,9 @@ plot "$tmp/plot.dat" using 6:xtic(1) title "rocksdb", "" using 7 title "lmdb", \
 unset multiplot
 GP
     [ -s "$png" ] && echo "plot: $png"
+fi
+# The server rows: cstored against redis-server, in their own table (perf/server.sh).
+if wanted server; then
+    BUILD="$BUILD" BENCH_SCALE="$SCALE" BENCH_RESULTS="$RESULTS" sh perf/server.sh || status=1
 fi
 exit $status

@@ -121,7 +121,8 @@ int cs_session_open(cs_db *db, unsigned depth, cs_session **out)
 }
 
 static int submit(cs_session *s, enum shard_op op, const char *coll, const void *key, size_t klen,
-                  const void *val, size_t vlen, uint64_t user_data)
+                  const void *val, size_t vlen, const struct shard_update *update,
+                  uint64_t user_data)
 {
     if (!s)
         return CS_EINVAL;
@@ -141,6 +142,7 @@ static int submit(cs_session *s, enum shard_op op, const char *coll, const void 
     slot->req.klen = klen;
     slot->req.val = val;
     slot->req.vlen = vlen;
+    slot->req.update = update; /* SHARD_UPDATE only */
     slot->user_data = user_data;
     s->inflight++;
     unsigned shard = db_shard_of(s->db, key, klen);
@@ -201,19 +203,19 @@ int cs_session_commit(cs_session *s, cs_txn *t, uint64_t user_data)
 int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen, const void *val,
                    size_t vlen, uint64_t user_data)
 {
-    return submit(s, SHARD_PUT, coll, key, klen, val, vlen, user_data);
+    return submit(s, SHARD_PUT, coll, key, klen, val, vlen, NULL, user_data);
 }
 
 int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
                    uint64_t user_data)
 {
-    return submit(s, SHARD_GET, coll, key, klen, NULL, 0, user_data);
+    return submit(s, SHARD_GET, coll, key, klen, NULL, 0, NULL, user_data);
 }
 
 int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
                    uint64_t user_data)
 {
-    return submit(s, SHARD_DEL, coll, key, klen, NULL, 0, user_data);
+    return submit(s, SHARD_DEL, coll, key, klen, NULL, 0, NULL, user_data);
 }
 
 static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
@@ -316,25 +318,7 @@ int host_session_update(cs_session *s, const char *coll, const void *key, size_t
 {
     if (!s || !u || !u->fn)
         return CS_EINVAL;
-    uint16_t nlen;
-    int rc = db_check_record(coll, key, klen, NULL, 0, &nlen);
-    if (rc)
-        return rc;
-    if (s->nfree == 0)
-        return CS_EFULL;
-    struct session_slot *slot = s->free[--s->nfree];
-    memset(&slot->req, 0, sizeof(slot->req));
-    slot->req.op = SHARD_UPDATE;
-    slot->req.done = slot_done;
-    slot->req.coll = coll;
-    slot->req.coll_len = nlen;
-    slot->req.key = key;
-    slot->req.klen = klen;
-    slot->req.update = u;
-    slot->user_data = user_data;
-    s->inflight++;
-    shard_submit(s->db->shards[db_shard_of(s->db, key, klen)], &slot->req);
-    return 0;
+    return submit(s, SHARD_UPDATE, coll, key, klen, NULL, 0, u, user_data);
 }
 
 bool host_session_ready(cs_session *s)

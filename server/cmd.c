@@ -679,24 +679,25 @@ static int upd_append(void *arg, const void *old, size_t oldlen, bool found,
     return 0;
 }
 
-static void fin_set(struct cmd *c)
+/* An update's reply, built by the same function EXEC's run of the command uses. */
+static void fin_reply(struct cmd *c, rmw_reply_fn reply)
 {
     struct sub *s = &c->subs[0];
     if (s->rc)
         reply_rc(c, s->rc);
     else
-        set_reply(c, 0, s->found, s->val, s->vlen);
+        reply(c, 0, s->found, s->val, s->vlen);
     done(c);
+}
+
+static void fin_set(struct cmd *c)
+{
+    fin_reply(c, set_reply);
 }
 
 static void fin_getdel(struct cmd *c)
 {
-    struct sub *s = &c->subs[0];
-    if (s->rc)
-        reply_rc(c, s->rc);
-    else
-        getdel_reply(c, 0, s->found, s->val, s->vlen);
-    done(c);
+    fin_reply(c, getdel_reply);
 }
 
 static void fin_incr(struct cmd *c)

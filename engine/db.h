@@ -56,8 +56,7 @@ struct cs_db {
  * between its decision and its last install, so everything it pins holds each such transaction
  * whole or not at all. Until the first cross-shard commit it runs ungated; if one was decided
  * meanwhile, unpin() undoes it and pin() runs again under the gate. Returns pin()'s result. */
-CS_MUST_CHECK int xgate_cut(cs_db *db, int (*pin)(void *arg), void (*unpin)(void *arg),
-                            void *arg);
+CS_MUST_CHECK int xgate_cut(cs_db *db, int (*pin)(void *arg), void (*unpin)(void *arg), void *arg);
 /* Pin coll's view on every shard into views[nshards] (NULL where the collection is absent; a
  * private snapshot where the published view misses); on error nothing stays pinned. */
 CS_MUST_CHECK int db_pin_views(cs_db *db, const char *coll, uint16_t nlen,
@@ -85,7 +84,6 @@ void cursor_set_next_of_txn(cs_cursor *c, cs_cursor *next);
  * close. */
 CS_MUST_CHECK int txn_cursor_range(cs_txn *t, unsigned shard, const struct shard_txn_range *r);
 void txn_cursor_closed(cs_txn *t, cs_cursor *c);
-
 
 /* A request whose submitter blocks until it completes (futex wait after a short spin). */
 struct waiter {

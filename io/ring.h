@@ -9,16 +9,17 @@
 
 #include "util.h"
 
-#define IO_RING_ENTRIES 256 /* SQ entries per shard ring: a WAL write, a wake read, timers, and
-                              * a guest's socket operations (see io_ring_accept) */
+#define IO_RING_ENTRIES                                                                            \
+    256                     /* SQ entries per shard ring: a WAL write, a wake read, timers, and    \
+                             * a guest's socket operations (see io_ring_accept) */
 #define IO_RING_SYNTH_MAX 8 /* fault injection: synthetic completions / fsync failures queued */
 
 struct io_fault;
 
 /* A completion as the loop sees it. */
 struct io_event {
-    uint64_t tag; /* the tag given when the operation was prepared */
-    int res;      /* bytes transferred, 0, or -errno */
+    uint64_t tag;   /* the tag given when the operation was prepared */
+    int res;        /* bytes transferred, 0, or -errno */
     uint32_t flags; /* the completion's IORING_CQE_F_* flags (F_MORE: a multishot goes on) */
 };
 

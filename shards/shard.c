@@ -395,7 +395,7 @@ static void refuse_inbox(struct shard *sh)
 
 static void refuse_rest(struct shard *sh)
 {
-    txn_close(sh); /* parked requests join the queue */
+    txn_close(sh);                  /* parked requests join the queue */
     atomic_store(&sh->sleeping, 0); /* nobody wakes a loop that is gone */
     atomic_store(&sh->closed, 1);   /* seq_cst: before the pop, against shard_submit's load */
     while (sh->queue) {
@@ -527,8 +527,7 @@ static int shard_setup(struct shard *sh)
     if (sh->cfg.open_mode == WAL_OPEN_VERIFY)
         ckpt_flags |= CKPT_LOAD_READONLY;
     rc = ckpt_load(sh->cfg.fault, sh->dir, sh->cfg.index, shard_load_coll, shard_load_rec,
-                   txn_ckpt_load, sh,
-                   &sh->ckpt_lsn, &next_id, ckpt_flags, &salvaged, info.message,
+                   txn_ckpt_load, sh, &sh->ckpt_lsn, &next_id, ckpt_flags, &salvaged, info.message,
                    sizeof(info.message));
     snprintf(sh->start_msg, sizeof(sh->start_msg), "%s", info.message);
     if (!rc && sh->txn_load_left) {

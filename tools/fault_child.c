@@ -32,8 +32,7 @@ static void op_apply_cb(void *arg, const void *rec)
 static bool drain_log(struct fault_ctx *ctx, int fd, uint64_t deadline_ms)
 {
     return drain_records(fd, ctx->log_buf, sizeof(ctx->log_buf), &ctx->log_have,
-                         sizeof(struct op_rec), deadline_ms, op_apply_cb, &ctx->model,
-                         &ctx->model);
+                         sizeof(struct op_rec), deadline_ms, op_apply_cb, &ctx->model, &ctx->model);
 }
 
 struct child_run {

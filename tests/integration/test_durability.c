@@ -806,8 +806,8 @@ static void test_unclean_reopens_give_back_the_old_segments_disk(void **state)
     uint64_t used = wal_disk_bytes();
     /* the live segment is preallocated (16 MiB); each dead one keeps only what it holds */
     if (used > 24u << 20)
-        fail_msg("the WAL holds %llu bytes of disk after %d unclean ends",
-                 (unsigned long long)used, CRASHES);
+        fail_msg("the WAL holds %llu bytes of disk after %d unclean ends", (unsigned long long)used,
+                 CRASHES);
     assert_int_equal(cs_close(db), 0);
 }
 

@@ -16,20 +16,32 @@ unsigned host_shard_of(const cs_db *db, const void *key, size_t klen)
     return db_shard_of(db, key, klen);
 }
 
-int host_attach(cs_db *db, const struct shard_guest *const *guests)
+/* One SHARD_GUEST request per shard: guests[i], or NULL for every shard when guests is NULL. */
+static int set_guests(cs_db *db, const struct shard_guest *const *guests)
 {
-    if (!db || !guests)
-        return CS_EINVAL;
     int first = 0;
     for (unsigned i = 0; i < db->nshards; i++) {
         struct waiter w;
         waiter_init(&w, SHARD_GUEST);
-        w.req.guest = guests[i];
+        w.req.guest = guests ? guests[i] : NULL;
         int rc = db_call(db, i, &w);
         if (rc && !first)
             first = rc;
     }
     return first;
+}
+
+int host_attach(cs_db *db, const struct shard_guest *const *guests)
+{
+    if (!db || !guests)
+        return CS_EINVAL;
+    return set_guests(db, guests);
+}
+
+void host_detach(cs_db *db)
+{
+    if (db)
+        (void)set_guests(db, NULL); /* a shard that is gone has no guest to detach */
 }
 
 void host_wake(cs_db *db, unsigned shard)

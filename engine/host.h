@@ -18,6 +18,9 @@ unsigned host_shard_of(const cs_db *db, const void *key, size_t klen);
  * and return once every shard did. guests[i] must stay valid until it is detached. Errors:
  * CS_EINVAL, CS_ECLOSED (a shard is gone: the others may have attached theirs). */
 CS_MUST_CHECK int host_attach(cs_db *db, const struct shard_guest *const *guests);
+/* Detach every shard's guest (it must have nothing in flight) and return once every shard did.
+ * Allocates nothing, so it cannot fail. */
+void host_detach(cs_db *db);
 /* Wake shard i's loop (any thread), after handing its guest work. */
 void host_wake(cs_db *db, unsigned shard);
 /* A session whose completions call notify(arg) (on the completing shard's thread, after the

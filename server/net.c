@@ -932,10 +932,7 @@ int server_start(cs_db *db, const struct server_config *cfg, struct server **out
     }
     rc = host_attach(db, s->guests);
     if (rc) {
-        const struct shard_guest **none = calloc(s->nshards, sizeof(*none));
-        if (none)
-            (void)!host_attach(db, none);
-        free(none);
+        host_detach(db);
         slow_stop(s);
         metrics_stop(s);
         server_free(s);
@@ -974,11 +971,7 @@ void server_stop(struct server *s)
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
         nanosleep(&ts, NULL);
     }
-    const struct shard_guest **none = calloc(s->nshards, sizeof(*none));
-    if (none) {
-        (void)!host_attach(s->db, none);
-        free(none);
-    }
+    host_detach(s->db);
     slow_stop(s);
     server_free(s);
 }

@@ -113,14 +113,14 @@ static int server_setting(struct cstored *d, const char *name, const char *value
                strcmp(name, "client-output-bytes-max") == 0 || strcmp(name, "pipeline-max") == 0) {
         char *end;
         unsigned long long v = strtoull(value, &end, 10);
-        bool pipe = name[0] == 'p';
+        bool pipe = strcmp(name, "pipeline-max") == 0;
         if (*value == '\0' || *end || v < (pipe ? 1 : 1024) || v > (pipe ? 1u << 20 : 1ull << 40))
             *err = usage("expected 1024..2^40 bytes (pipeline-max: 1..1048576 commands), not "
                          "'%s'",
                          value);
-        else if (name[7] == 'q')
+        else if (strcmp(name, "client-query-bytes-max") == 0)
             d->query_max = (size_t)v;
-        else if (name[7] == 'o')
+        else if (strcmp(name, "client-output-bytes-max") == 0)
             d->output_max = (size_t)v;
         else
             d->pipeline = (unsigned)v;

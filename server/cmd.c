@@ -875,15 +875,10 @@ static void scan_common(struct cmd *c, const char *coll, uint64_t cursor, const 
         lastlen = kl;
         bool match = true;
         if (pattern) {
-            char *z = malloc(kl + 1);
-            if (!z) {
-                rc = -ENOMEM;
-                break;
-            }
+            char z[CS_KEY_MAX + 1]; /* keys are at most CS_KEY_MAX bytes: no allocation per key */
             memcpy(z, k, kl);
             z[kl] = '\0';
             match = memchr(k, '\0', kl) == NULL && fnmatch(pattern, z, 0) == 0;
-            free(z);
         }
         if (match) {
             n++;

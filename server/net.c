@@ -212,10 +212,17 @@ static void conn_push(struct conn *conn, struct cmd *c)
     conn->ncmds++;
 }
 
-/* Whether c conflicts with a command of its connection that started and is not done. */
+/* Whether c conflicts with a command of its connection that started and is not done. The
+ * connection counts those (busy_keyed, busy_wr), so that the common cases need no walk: nothing
+ * keyed in flight, or a read with no write in flight (a pipeline of GETs). */
 static bool conflicts_in_flight(const struct cmd *c)
 {
-    if (c->access == CMD_ACCESS_NONE)
+    const struct conn *conn = c->conn;
+    if (c->access == CMD_ACCESS_NONE || conn->busy_keyed == 0)
+        return false;
+    if (c->barrier)
+        return true;
+    if (c->access == CMD_ACCESS_READ && conn->busy_wr == 0)
         return false;
     for (const struct cmd *d = c->conn->head; d && d != c; d = d->next)
         if (d->started && !d->done && cmd_conflicts(c, d))
@@ -226,6 +233,12 @@ static bool conflicts_in_flight(const struct cmd *c)
 static void cmd_start(struct cmd *c)
 {
     c->started = true;
+    if (c->access != CMD_ACCESS_NONE) {
+        c->busy_counted = true;
+        c->conn->busy_keyed++;
+        if (c->access == CMD_ACCESS_WRITE || c->barrier)
+            c->conn->busy_wr++;
+    }
     cmd_exec(c);
 }
 
@@ -260,6 +273,12 @@ static void cmd_admit(struct conn *conn, struct cmd *c)
 void net_cmd_done(struct cmd *c)
 {
     c->done = true;
+    if (c->busy_counted) {
+        c->busy_counted = false;
+        c->conn->busy_keyed--;
+        if (c->access == CMD_ACCESS_WRITE || c->barrier)
+            c->conn->busy_wr--;
+    }
     c->conn->held_bytes += c->reply.len - c->reply.head;
     ready(c->conn);
 }

@@ -609,16 +609,38 @@ static int out_header(struct resp_out *o, const char *hdr, int n)
     return 0;
 }
 
+/* hdr = type, [-]digits of v, CRLF; returns its length. Every reply has one of these lines, so
+ * they are written by hand: snprintf's format parsing cost a few percent of a pipelined GET. */
+static int header_line(char hdr[32], char type, bool negative, unsigned long long v)
+{
+    char digits[24];
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    int n = 0;
+    hdr[n++] = type;
+    if (negative)
+        hdr[n++] = '-';
+    while (nd)
+        hdr[n++] = digits[--nd];
+    hdr[n++] = '\r';
+    hdr[n++] = '\n';
+    return n;
+}
+
 int resp_out_int(struct resp_out *o, long long v)
 {
     char hdr[32];
-    return out_header(o, hdr, snprintf(hdr, sizeof(hdr), ":%lld\r\n", v));
+    unsigned long long mag = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    return out_header(o, hdr, header_line(hdr, ':', v < 0, mag));
 }
 
 int resp_out_array(struct resp_out *o, size_t n)
 {
     char hdr[32];
-    return out_header(o, hdr, snprintf(hdr, sizeof(hdr), "*%zu\r\n", n));
+    return out_header(o, hdr, header_line(hdr, '*', false, n));
 }
 
 int resp_out_null(struct resp_out *o)
@@ -651,8 +673,7 @@ int resp_out_bulk(struct resp_out *o, const void *p, size_t n)
         return -ENOBUFS;
     }
     char hdr[32];
-    int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
-    cs_assert(h > 0);
+    int h = header_line(hdr, '$', false, n);
     int rc = out_reserve(o, (size_t)h + n + 2);
     if (rc != 0)
         return rc;

@@ -115,6 +115,7 @@ struct cmd {
     bool barrier;               /* conflicts with every command (whole-collection ones) */
     bool inbox;                 /* single-key writes through the rings (CMD_F_INBOX) */
     bool started;               /* executed (else it waits on the connection's list) */
+    bool busy_counted;          /* counted in its connection's busy_* until done */
     struct cmd *wnext;          /* the connection's waiting list */
     struct ck_stack_entry link; /* slow lane: back to the net */
     struct cmd *slow_next;      /* slow lane queue */
@@ -142,14 +143,16 @@ struct conn {
     struct cmd *wait_head; /* commands not yet started, oldest first (they wait for earlier
                               ones that touch the same keys) */
     struct cmd *wait_tail;
-    bool recv_armed;  /* a recv is in the ring */
-    bool send_armed;  /* a send is in the ring */
-    bool cancel_sent; /* its recv was asked to stop */
-    bool eof;         /* the peer closed or reading failed: parse what is left, no more */
-    bool closing;     /* no more commands: close once the replies are out */
-    bool dead;        /* the socket failed: drop replies, free once nothing is in flight */
-    bool authed;      /* AUTH passed (or none needed) */
-    bool in_ready;    /* on net->ready */
+    unsigned busy_keyed; /* started, not done, touching keys (access != CMD_ACCESS_NONE) */
+    unsigned busy_wr;    /* of those, the writes and barriers: what a read can conflict with */
+    bool recv_armed;     /* a recv is in the ring */
+    bool send_armed;     /* a send is in the ring */
+    bool cancel_sent;    /* its recv was asked to stop */
+    bool eof;            /* the peer closed or reading failed: parse what is left, no more */
+    bool closing;        /* no more commands: close once the replies are out */
+    bool dead;           /* the socket failed: drop replies, free once nothing is in flight */
+    bool authed;         /* AUTH passed (or none needed) */
+    bool in_ready;       /* on net->ready */
     struct conn *ready_next;
     char name[NET_NAME_BYTES_MAX + 1]; /* CLIENT SETNAME */
     struct multi *multi;               /* MULTI block and WATCHed keys (owned), or NULL: none */

@@ -746,6 +746,8 @@ static void slow_msetnx(struct cmd *c)
     int rc = CS_ECONFLICT;
     bool any = false;
     for (unsigned attempt = 0; attempt <= CMD_TXN_RETRIES && rc == CS_ECONFLICT; attempt++) {
+        if (attempt == CMD_TXN_EXCL_AFTER)
+            slow_exclusive(c);
         cs_txn *t;
         rc = cs_txn_begin(db, 0, &t);
         if (rc)
@@ -1134,9 +1136,11 @@ static void info_text(struct cmd *c, const char *section)
     if (all || strcasecmp(section, "stats") == 0)
         ADD("# Stats\r\ntotal_connections_received:%" PRIu64 "\r\ntotal_commands_processed:%" PRIu64
             "\r\nrejected_connections:%" PRIu64 "\r\nrecords:%" PRIu64 "\r\nputs:%" PRIu64
-            "\r\ndels:%" PRIu64 "\r\ntxn_commits:%" PRIu64 "\r\ntxn_conflicts:%" PRIu64 "\r\n\r\n",
+            "\r\ndels:%" PRIu64 "\r\ntxn_commits:%" PRIu64 "\r\ntxn_conflicts:%" PRIu64
+            "\r\nexclusive_runs:%" PRIu64 "\r\n\r\n",
             atomic_load(&s->connections), atomic_load(&s->commands), atomic_load(&s->rejected),
-            tot.records, tot.puts, tot.dels, tot.txn_commits, tot.txn_conflicts);
+            tot.records, tot.puts, tot.dels, tot.txn_commits, tot.txn_conflicts,
+            atomic_load(&s->excl_runs));
     if (all || strcasecmp(section, "shards") == 0) {
         ADD("# Shards\r\n");
         for (unsigned i = 0; i < s->nshards; i++)
@@ -2022,6 +2026,8 @@ static void slow_exec(struct cmd *c)
     int rc = CS_ECONFLICT;
     bool changed = false;
     for (unsigned attempt = 0; attempt <= CMD_TXN_RETRIES && rc == CS_ECONFLICT; attempt++) {
+        if (attempt == CMD_TXN_EXCL_AFTER)
+            slow_exclusive(c);
         cs_txn *t;
         rc = cs_txn_begin(db, 0, &t);
         if (rc)

@@ -293,13 +293,27 @@ static void backlog_add(struct net *n, struct cmd *c)
     n->backlog_tail = c;
 }
 
-/* Submit what fits of c's work; returns false when the session is full (c waits). */
+/* A write may go to the engine unless the slow lane holds the writes (slow_exclusive). Counted
+ * first, then the flag read, while the lane sets the flag and then reads the count (both
+ * sequentially consistent): a write either sees the flag or is counted, and the lane waits for
+ * it. */
+static bool write_admit(struct server *s)
+{
+    atomic_fetch_add(&s->writes_busy, 1);
+    if (!atomic_load(&s->excl))
+        return true;
+    atomic_fetch_sub(&s->writes_busy, 1);
+    return false;
+}
+
+/* Submit what fits of c's work; returns false when the session is full or writes are held (c
+ * waits in the backlog, which keeps the net's order). */
 static bool submit_some(struct cmd *c)
 {
     struct net *n = c->conn->net;
     if (c->txn && !c->txn_submitted) {
         /* a commit refused for want of room frees the transaction: look for room first */
-        if (cs_session_inflight(n->sess) >= CS_SESSION_DEPTH_MAX)
+        if (cs_session_inflight(n->sess) >= CS_SESSION_DEPTH_MAX || !write_admit(n->srv))
             return false;
         int rc = cs_session_commit(n->sess, c->txn, (uint64_t)(uintptr_t)&c->subs[0]);
         c->txn = NULL; /* the session owns it now (or freed it on error) */
@@ -307,6 +321,9 @@ static bool submit_some(struct cmd *c)
         if (rc) {
             c->subs[0].rc = rc;
             c->completed++;
+            atomic_fetch_sub(&n->srv->writes_busy, 1);
+        } else {
+            c->subs[0].busy = true;
         }
         c->submitted = 1;
     }
@@ -315,6 +332,9 @@ static bool submit_some(struct cmd *c)
         const char *key = c->argv[s->arg];
         size_t klen = c->argl[s->arg];
         uint64_t ud = (uint64_t)(uintptr_t)s;
+        bool write = s->op != SUB_GET;
+        if (write && !write_admit(n->srv))
+            return false;
         int rc;
         if (s->op == SUB_GET)
             rc = cs_session_get(n->sess, s->coll, key, klen, ud);
@@ -325,9 +345,12 @@ static bool submit_some(struct cmd *c)
         else
             rc = cs_session_put(n->sess, s->coll, key, klen, c->argv[s->arg + 1],
                                 c->argl[s->arg + 1], ud);
+        if (write && rc) /* not in the engine */
+            atomic_fetch_sub(&n->srv->writes_busy, 1);
         if (rc == CS_EFULL)
             return false;
         s->rc = rc;
+        s->busy = write && rc == 0;
         c->submitted++;
         if (rc) /* refused at submission: completed with that answer */
             c->completed++;
@@ -369,6 +392,10 @@ static void reap(struct net *n)
         for (int i = 0; i < got; i++) {
             struct sub *s = (struct sub *)(uintptr_t)n->comp[i].user_data;
             s->rc = n->comp[i].rc;
+            if (s->busy) {
+                s->busy = false;
+                atomic_fetch_sub(&n->srv->writes_busy, 1);
+            }
             if (s->op != SUB_UPDATE) { /* an update keeps what its function copied */
                 s->val = n->comp[i].val;
                 s->vlen = n->comp[i].vlen;

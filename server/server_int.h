@@ -21,8 +21,9 @@
 #define NET_NAME_BYTES_MAX 256u       /* CLIENT SETNAME */
 #define NET_STOP_GRACE_MS 5000u       /* server_stop: wait this long for replies to go out */
 #define CMD_TXN_RETRIES 100u          /* a transaction the server runs retries this often */
-#define SCAN_TABLE_SIZE 4096u         /* SCAN and CS.SCAN positions remembered */
-#define SCAN_COUNT_MAX 100000u        /* records one SCAN call may return */
+#define CMD_TXN_EXCL_AFTER 3u  /* slow-lane conflicts before the writes of every client are held */
+#define SCAN_TABLE_SIZE 4096u  /* SCAN and CS.SCAN positions remembered */
+#define SCAN_COUNT_MAX 100000u /* records one SCAN call may return */
 #define CMD_MULTI_CMDS_MAX CS_TXN_OPS_MAX    /* commands one MULTI may queue */
 #define CMD_MULTI_BYTES_MAX CS_TXN_BYTES_MAX /* argument bytes one MULTI may queue */
 #define CMD_WATCH_KEYS_MAX 1024u             /* keys one connection may WATCH */
@@ -42,6 +43,7 @@ struct sub {
     void *val;         /* gets: value (cs_free); updates: a copy they made (free), or NULL */
     size_t vlen;       /* its length */
     bool val_malloced; /* val is free()'s, not cs_free()'s */
+    bool busy;         /* a write counted in srv->writes_busy until it completes */
     /* SUB_UPDATE: the function run on the key's shard, and what it found and decided */
     struct shard_update upd;
     bool found;       /* the key held a value */
@@ -210,6 +212,10 @@ struct server {
     _Atomic uint64_t commands;    /* commands executed */
     _Atomic uint64_t connections; /* connections accepted */
     _Atomic uint64_t rejected;    /* refused over maxclients */
+    /* writes held for a slow-lane transaction that kept conflicting (see "EXCLUSIVE" in slow.c) */
+    _Atomic int excl;           /* set: the nets start no write */
+    _Atomic long writes_busy;   /* writes the nets handed to the engine, not yet completed */
+    _Atomic uint64_t excl_runs; /* times the lane held the writes (INFO) */
     /* slow lane */
     pthread_t slow_thread;
     pthread_mutex_t slow_mu;
@@ -252,6 +258,10 @@ void net_cmd_done(struct cmd *c);
 /* server/slow.c */
 CS_MUST_CHECK int slow_start(struct server *s);
 void slow_stop(struct server *s);
+/* A slow-lane transaction that conflicted CMD_TXN_EXCL_AFTER times: hold every client's new
+ * writes and wait until the engine finished those in flight; released once the command is done
+ * (see "EXCLUSIVE" in slow.c). Slow lane only. */
+void slow_exclusive(struct cmd *c);
 /* Run c->slow on the lane; the command comes back to its net when done. */
 void slow_submit(struct cmd *c);
 

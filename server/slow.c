@@ -9,7 +9,17 @@
  * One thread keeps the lane simple and the order of blocking commands plain; its throughput is
  * that of one thread making blocking calls (each a few microseconds, a durable commit one fsync
  * round). The queue is a mutex and a condition variable: it is off the hot path (GET, SET, DEL,
- * MGET and MSET never come here). */
+ * MGET and MSET never come here).
+ *
+ * EXCLUSIVE. The lane's transactions (EXEC's block, MSETNX, a read-modify-write inside MULTI) are
+ * optimistic: one that read a key another client keeps writing fails validation every time, and
+ * Redis never fails an EXEC for that. So after CMD_TXN_EXCL_AFTER conflicts the lane holds the
+ * writes of every client (slow_exclusive: the nets keep new writes in their backlogs, in order;
+ * reads go on) until the engine finished the writes already handed to it; the next attempt then
+ * meets no other client's write, and the writes flow again once the command is done. The lane is
+ * one thread, so one command at a time holds them, for one transaction's time. Commands the lane
+ * runs are never counted as the nets' writes, so it never waits for itself. */
+#include <time.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -30,6 +40,11 @@ static void *slow_main(void *arg)
             s->slow_tail = NULL;
         pthread_mutex_unlock(&s->slow_mu);
         c->slow(c);
+        if (atomic_load(&s->excl)) { /* release the writes: wake every net's backlog */
+            atomic_store(&s->excl, 0);
+            for (unsigned i = 0; i < s->nshards; i++)
+                host_wake(s->db, i);
+        }
         struct net *n = c->conn->net;
         ck_stack_push_upmc(&n->slow_done, &c->link); /* release: the reply is complete */
         host_wake(s->db, n->shard);
@@ -84,4 +99,17 @@ void slow_submit(struct cmd *c)
     s->slow_tail = c;
     pthread_cond_signal(&s->slow_cv);
     pthread_mutex_unlock(&s->slow_mu);
+}
+
+void slow_exclusive(struct cmd *c)
+{
+    struct server *s = c->conn->net->srv;
+    if (atomic_load(&s->excl))
+        return;
+    atomic_store(&s->excl, 1);
+    atomic_fetch_add(&s->excl_runs, 1);
+    /* the writes in flight complete within a commit's time (or fail): their nets reap them */
+    const struct timespec nap = {.tv_sec = 0, .tv_nsec = 20000};
+    while (atomic_load(&s->writes_busy) > 0)
+        nanosleep(&nap, NULL);
 }

@@ -1055,14 +1055,20 @@ static void test_exec_across_shards_is_atomic(void **state)
     stop_server();
 }
 
-/* The transaction conflicts of the server so far (INFO stats). */
-static long long txn_conflicts(redisContext *c)
+/* A number of INFO stats, or -1. */
+static long long info_number(redisContext *c, const char *field)
 {
     redisReply *r = cmd(c, "INFO stats");
-    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "txn_conflicts:") : NULL;
-    long long n = p ? atoll(p + strlen("txn_conflicts:")) : -1;
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
+    long long n = p ? atoll(p + strlen(field)) : -1;
     freeReplyObject(r);
     return n;
+}
+
+/* The transaction conflicts of the server so far. */
+static long long txn_conflicts(redisContext *c)
+{
+    return info_number(c, "txn_conflicts:");
 }
 
 struct hammer {
@@ -1093,8 +1099,10 @@ static void *hammer_main(void *arg)
 
 /* EXEC retried on conflicts never applies a block twice nor answers twice: writers run blocks
  * of INCR ctr plus reads of hot keys that another client keeps rewriting (cross-shard MSETs on
- * the shards, so EXEC's commits conflict and are retried); the INCR answers over all successful
- * EXECs are exactly 1..successes and the counter ends there. */
+ * the shards, so EXEC's commits conflict and are retried); every EXEC succeeds, as in Redis
+ * (after a few conflicts the server holds the other clients' writes for it: before that, about
+ * half failed after 100 retries), the INCR answers are exactly 1..successes and the counter
+ * ends there, and the hammer still gets its writes through. */
 static void test_exec_retries_apply_once(void **state)
 {
     (void)state;
@@ -1132,14 +1140,17 @@ static void test_exec_retries_apply_once(void **state)
                 assert_false(seen[v]); /* an answer given twice: a block applied twice */
                 seen[v] = true;
                 successes++;
-            } else {
-                assert_int_equal(r->type, REDIS_REPLY_ERROR); /* conflicts over the retries */
+            } else { /* Redis never fails an EXEC without WATCH; neither may cstored */
+                fail_msg("EXEC %d of round %d answered %d: %s", i, round, r->type,
+                         r->type == REDIS_REPLY_ERROR ? r->str : "");
             }
             freeReplyObject(r);
         }
     }
     atomic_store(&h.stop, true);
     assert_int_equal(pthread_join(ht, NULL), 0);
+    assert_int_equal(successes, MAXN);
+    assert_true(h.rounds > 0); /* the hammer's writes were held at times, never for good */
     for (long long v = 1; v <= successes; v++)
         assert_true(seen[v]);
     redisReply *r = cmd(wr[0], "GET ctr");
@@ -1147,8 +1158,9 @@ static void test_exec_retries_apply_once(void **state)
     assert_int_equal(atoll(r->str), successes);
     freeReplyObject(r);
     print_message("exec retries: %lld successful EXECs, %lld transaction conflicts, %lld hammer "
-                  "rounds\n",
-                  successes, txn_conflicts(wr[0]) - conflicts_before, h.rounds);
+                  "rounds, %lld exclusive runs\n",
+                  successes, txn_conflicts(wr[0]) - conflicts_before, h.rounds,
+                  info_number(wr[0], "exclusive_runs:"));
     for (int i = 0; i < WRITERS; i++)
         redisFree(wr[i]);
     redisFree(h.c);

@@ -175,10 +175,20 @@ static void stream_prefetch(struct stream *st)
 static void stream_read(struct stream *st, int dir, bool on)
 {
     unsigned n = 0;
+    uint64_t now_ms = 0; /* read once, at the first record with an expiry */
     cs_assert(st->batch >= 1);
     cs_assert(st->batch <= STREAM_BATCH_MAX);
     while (on) {
         stream_prefetch(st);
+        uint64_t exp = btree_cursor_expiry(&st->cur);
+        if (cs_unlikely(exp != 0)) {
+            if (!now_ms)
+                now_ms = cs_clock_ms();
+            if (cs_expired_at(exp, now_ms)) { /* absent to readers (and to range validation) */
+                on = dir > 0 ? btree_cursor_next(&st->cur) : btree_cursor_prev(&st->cur);
+                continue;
+            }
+        }
         struct rec *r = &st->buf[n];
         const void *k;
         size_t klen, vlen;

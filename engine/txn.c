@@ -216,8 +216,10 @@ static int ro_get(cs_txn *t, const char *coll, uint16_t nlen, const void *key, s
     struct shard_view *v = ro_view(t, db_shard_of(t->db, key, klen), coll, nlen);
     const void *p;
     size_t n;
-    if (!v || btree_snap_get(shard_view_snap(v), key, klen, &p, &n) != 0)
-        return CS_ENOTFOUND; /* (or the collection did not exist at begin) */
+    uint64_t exp;
+    if (!v || btree_snap_get_exp(shard_view_snap(v), key, klen, &p, &n, &exp) != 0 ||
+        cs_expired(exp))
+        return CS_ENOTFOUND; /* (or the collection did not exist at begin, or it expired) */
     if (n && !(*val = cs_mem_alloc(0, n)))
         return -ENOMEM;
     if (n)

@@ -628,15 +628,17 @@ struct old_seen {
     bool had;
     uint8_t *val; /* a copy (malloc) of the value handed */
     size_t vlen;
+    uint64_t expire_ms;     /* the expiry handed */
     int answer;             /* returned to the write */
     struct btree *snap_of;  /* non-NULL: take a snapshot of this tree in the call */
     struct btree_snap snap; /* that snapshot */
 };
 
-static int old_record(void *arg, bool had, const void *val, size_t vlen)
+static int old_record(void *arg, bool had, const void *val, size_t vlen, uint64_t expire_ms)
 {
     struct old_seen *o = arg;
     o->calls++;
+    o->expire_ms = expire_ms;
     o->had = had;
     assert_true(had || (val == NULL && vlen == 0));
     free(o->val);
@@ -667,21 +669,21 @@ static void test_put_old_and_del_old_hand_back_the_value_they_replace(void **sta
     btree_init(&t, 0);
     struct old_seen o = {0};
     uint8_t *big = value_buf(3000, 7), *big2 = value_buf(5000, 8);
-    assert_int_equal(btree_put_old(&t, "k", 1, "v1", 2, old_record, &o), 0); /* empty tree */
+    assert_int_equal(btree_put_old(&t, "k", 1, "v1", 2, 0, old_record, &o), 0); /* empty tree */
     old_was(&o, 1, false, NULL, 0);
-    assert_int_equal(btree_put_old(&t, "k", 1, "", 0, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, "k", 1, "", 0, 0, old_record, &o), 0);
     old_was(&o, 2, true, "v1", 2);
-    assert_int_equal(btree_put_old(&t, "k", 1, big, 3000, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, "k", 1, big, 3000, 0, old_record, &o), 0);
     old_was(&o, 3, true, NULL, 0); /* an empty value is there: had, not absent */
-    assert_int_equal(btree_put_old(&t, "k", 1, big2, 5000, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, "k", 1, big2, 5000, 0, old_record, &o), 0);
     old_was(&o, 4, true, big, 3000); /* out-of-line value, whole */
     fill_tens(&t, 2000);             /* a taller tree around "k" */
     uint8_t k[16];
     key16(k, 10 * 777);
-    assert_int_equal(btree_put_old(&t, k, 16, "new", 3, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, k, 16, "new", 3, 0, old_record, &o), 0);
     old_was(&o, 5, true, k, 16); /* fill_tens stores each key as its value */
     key16(k, 10 * 777 + 1);
-    assert_int_equal(btree_put_old(&t, k, 16, "ins", 3, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, k, 16, "ins", 3, 0, old_record, &o), 0);
     old_was(&o, 6, false, NULL, 0);
     assert_int_equal(btree_del_old(&t, k, 16, old_record, &o), 0);
     old_was(&o, 7, true, "ins", 3);
@@ -689,7 +691,7 @@ static void test_put_old_and_del_old_hand_back_the_value_they_replace(void **sta
     assert_int_equal(o.calls, 7); /* a missing key: no call */
     assert_int_equal(btree_del_old(&t, "k", 1, old_record, &o), 0);
     old_was(&o, 8, true, big2, 5000);
-    assert_int_equal(btree_put_old(&t, "k", 1, "x", 1, NULL, NULL), 0); /* no callback */
+    assert_int_equal(btree_put_old(&t, "k", 1, "x", 1, 0, NULL, NULL), 0); /* no callback */
     assert_int_equal(btree_del_old(&t, "k", 1, NULL, NULL), 0);
     assert_tree_ok(&t);
     btree_destroy(&t);
@@ -716,7 +718,7 @@ static void test_old_value_callback_error_cancels_the_write(void **state)
         key16(k, 10 * (1 + i * 13 % 3000) + absent);
         size_t vlen = i % 3 == 0 ? 1000 : 16;
         int rc = del ? btree_del_old(&t, k, 16, old_record, &o)
-                     : btree_put_old(&t, k, 16, big, vlen, old_record, &o);
+                     : btree_put_old(&t, k, 16, big, vlen, 0, old_record, &o);
         assert_int_equal(rc, del && absent ? CS_ENOTFOUND : -ENOMEM);
         assert_int_equal(t.count, count);
         assert_tree_ok(&t);
@@ -750,7 +752,7 @@ static void test_snapshot_taken_in_the_old_value_callback_keeps_the_state_before
         if (had)
             memcpy(copy, was, was_len);
         int rc = i % 3 == 0 ? btree_del_old(&t, k, 16, old_record, &o)
-                            : btree_put_old(&t, k, 16, "after", 5, old_record, &o);
+                            : btree_put_old(&t, k, 16, "after", 5, 0, old_record, &o);
         if (rc == CS_ENOTFOUND) {
             assert_false(had);
             continue;
@@ -805,7 +807,7 @@ static void test_failed_allocation_leaves_tree_unchanged(void **state)
         if (rng_below(&r, 3) == 0)
             rc = with_old ? btree_del_old(&t, k, 16, old_record, &o) : btree_del(&t, k, 16);
         else if (with_old)
-            rc = btree_put_old(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, old_record, &o);
+            rc = btree_put_old(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, 0, old_record, &o);
         else
             rc = btree_put(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, NULL);
         t.fail_alloc_in = 0;
@@ -968,8 +970,9 @@ struct model_old {
     unsigned calls;
 };
 
-static int model_old_check(void *arg, bool had, const void *val, size_t vlen)
+static int model_old_check(void *arg, bool had, const void *val, size_t vlen, uint64_t expire_ms)
 {
+    assert_int_equal(expire_ms, 0);
     struct model_old *o = arg;
     o->calls++;
     assert_true(had == o->want->present);
@@ -987,7 +990,7 @@ static void model_put(struct model *m, struct btree *t, struct rng *r, unsigned 
     const struct model_key *k = &m->keys[i];
     if (rng_below(r, 2)) {
         struct model_old o = {&m->vals[i], 0};
-        assert_int_equal(btree_put_old(t, k->key, k->klen, buf, v.vlen, model_old_check, &o), 0);
+        assert_int_equal(btree_put_old(t, k->key, k->klen, buf, v.vlen, 0, model_old_check, &o), 0);
         assert_int_equal(o.calls, 1);
     } else {
         bool replaced;

@@ -35,6 +35,7 @@ struct loaded {
     char last[CS_KEY_MAX]; /* previous key */
     size_t last_len;       /* its length */
     uint64_t value_errors; /* values that differ from what was written */
+    uint64_t expiring;     /* records loaded with an expiry */
 };
 
 static struct loaded got;
@@ -59,9 +60,11 @@ static void value_for(const void *key, size_t klen, char *v, size_t *vlen)
     *vlen = n;
 }
 
-static int on_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+static int on_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+                  uint64_t expire_ms)
 {
     (void)arg;
+    got.expiring += expire_ms != 0;
     struct loaded *l = &got;
     l->records[l->colls - 1]++;
     if (l->last_len) {
@@ -217,8 +220,8 @@ static void test_no_checkpoint_loads_nothing(void **state)
     uint32_t next = 5;
     bool salvaged;
     char msg[64];
-    assert_int_equal(ckpt_load(NULL, empty, 0, on_coll, on_rec, NULL, NULL, &lsn, &next, 0, &salvaged,
-                               msg, sizeof(msg)),
+    assert_int_equal(ckpt_load(NULL, empty, 0, on_coll, on_rec, NULL, NULL, &lsn, &next, 0,
+                               &salvaged, msg, sizeof(msg)),
                      0);
     assert_int_equal(lsn, 0);
     assert_int_equal(next, 0);
@@ -356,8 +359,8 @@ static void test_image_in_memory_loads_like_the_file(void **state)
     char msg[512];
     memset(&got, 0, sizeof(got));
     got.ordered = true;
-    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      0);
     assert_false(salvaged);
     assert_int_equal(next, 42);
@@ -366,20 +369,20 @@ static void test_image_in_memory_loads_like_the_file(void **state)
     assert_true(got.ordered);
     assert_int_equal(got.value_errors, 0);
     memset(&got, 0, sizeof(got));
-    assert_int_equal(ckpt_load_image(img, size, 3, 778, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 3, 778, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
-    assert_int_equal(ckpt_load_image(img, size, 2, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 2, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
     img[size / 2] ^= 0x20;
-    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
     assert_non_null(strstr(msg, "checkpoint image"));
     assert_int_equal(got.colls, 0); /* checked whole before anything is loaded */
-    assert_int_equal(ckpt_load_image(img, 10, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, 10, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
     free(img);
     release_two(&a, &b, &job);

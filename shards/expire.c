@@ -34,7 +34,7 @@ static struct shard_coll *sweep_coll(struct shard *sh)
 {
     if (sh->expire_coll == 0)
         return NULL;
-    struct shard_coll *c = coll_find_id(sh, sh->expire_coll);
+    struct shard_coll *c = coll_find_id(sh, sh->expire_coll - 1);
     if (!c) { /* dropped: start over */
         sh->expire_coll = 0;
         sh->expire_klen = 0;
@@ -49,7 +49,7 @@ static void sweep_next(struct shard *sh, struct shard_coll *c)
     struct shard_coll *next = c ? c->next_all : sh->colls;
     sh->expire_klen = 0;
     if (next) {
-        sh->expire_coll = next->id;
+        sh->expire_coll = next->id + 1;
         return;
     }
     sh->expire_coll = 0;

@@ -315,7 +315,7 @@ struct shard {
     bool expire_armed;           /* its timer (TAG_EXPIRE) is pending */
     bool expire_due;             /* run a reclaim pass at the next loop iteration */
     bool expire_seen;            /* the sweep under way met a record with an expiry */
-    uint32_t expire_coll;        /* id of the collection the sweep is in (0: start over) */
+    uint32_t expire_coll;        /* id + 1 of the collection the sweep is in (0: start over) */
     uint16_t expire_klen;        /* where in it: the first key not yet looked at (0: its start) */
     struct __kernel_timespec expire_ts; /* the timer's period */
     uint8_t *expire_keys;           /* a pass's expired keys (EXPIRE_DEL_MAX * CS_KEY_MAX bytes) */

@@ -1052,7 +1052,8 @@ int txn_replay(struct shard *sh, uint64_t lsn, const struct wal_rec *rec)
                                  .key = w->bytes,
                                  .klen = w->klen,
                                  .val = w->bytes + w->klen,
-                                 .vlen = w->vlen};
+                                 .vlen = w->vlen,
+                                 .expire_ms = w->expire_ms};
             int rc = exec_replay_op(sh, &op);
             if (rc == CS_ECORRUPT && op.type == WAL_DEL)
                 rc = 0; /* a transaction may delete an absent key */

@@ -1231,6 +1231,80 @@ static void test_sequential_loads_with_snapshots_match(void **state)
     btree_destroy(&t);
 }
 
+/* Records with an expiry: mixed with records without one, inline and blob values, through
+ * inserts that split leaves, replaces that add, change or drop the expiry, copy-on-write under a
+ * snapshot (which keeps the old expiries), cursors, the old-value callback and deletes; every
+ * invariant holds after each step (btree_check also checks the expiry flag). */
+static void test_expiry_entries_round_trip(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    static char big[2000];
+    memset(big, 'x', sizeof(big));
+    char msg[256];
+    for (uint64_t i = 0; i < 3000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        uint64_t exp = i % 3 ? 1000000 + i : 0; /* two in three have one */
+        size_t vl = i % 50 == 0 ? sizeof(big) : i % 40;
+        assert_int_equal(btree_put_exp(&t, k, (size_t)kl, big, vl, exp, NULL), 0);
+    }
+    assert_int_equal(btree_check(&t, msg, sizeof(msg)), 0);
+    struct btree_snap snap;
+    btree_snap_take(&t, &snap);
+    for (uint64_t i = 0; i < 3000; i += 7) { /* change expiries under the snapshot */
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        struct old_seen o = {0};
+        uint64_t exp = i % 2 ? 5 : 0;
+        assert_int_equal(btree_put_old(&t, k, (size_t)kl, "new", 3, exp, old_record, &o), 0);
+        assert_int_equal(o.calls, 1);
+        assert_int_equal(o.expire_ms, i % 3 ? 1000000 + i : 0);
+        free(o.val);
+    }
+    assert_int_equal(btree_check(&t, msg, sizeof(msg)), 0);
+    assert_int_equal(btree_snap_check(&snap, msg, sizeof(msg)), 0);
+    struct btree_cursor c;
+    btree_cursor_init(&c, &snap);
+    uint64_t i = 0;
+    for (bool on = btree_cursor_first(&c); on; on = btree_cursor_next(&c), i++) {
+        const void *k, *v;
+        size_t kl, vl;
+        btree_cursor_get(&c, &k, &kl, &v, &vl);
+        assert_int_equal(btree_cursor_expiry(&c), i % 3 ? 1000000 + i : 0);
+        assert_int_equal(vl, i % 50 == 0 ? sizeof(big) : i % 40);
+        assert_memory_equal(v, big, vl);
+    }
+    assert_int_equal(i, 3000);
+    for (i = 0; i < 3000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        const void *v;
+        size_t vl;
+        uint64_t exp = 99;
+        assert_int_equal(btree_get_exp(&t, k, (size_t)kl, &v, &vl, &exp), 0);
+        if (i % 7 == 0) {
+            assert_int_equal(exp, i % 2 ? 5 : 0);
+            assert_int_equal(vl, 3);
+            assert_memory_equal(v, "new", 3);
+        } else {
+            assert_int_equal(exp, i % 3 ? 1000000 + i : 0);
+        }
+        assert_int_equal(btree_snap_get_exp(&snap, k, (size_t)kl, &v, &vl, &exp), 0);
+        assert_int_equal(exp, i % 3 ? 1000000 + i : 0);
+    }
+    btree_snap_release(&t, &snap);
+    for (i = 0; i < 3000; i += 2) {
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        assert_int_equal(btree_del(&t, k, (size_t)kl), 0);
+    }
+    assert_int_equal(t.count, 1500);
+    assert_int_equal(btree_check(&t, msg, sizeof(msg)), 0);
+    btree_destroy(&t);
+}
+
 int main(void)
 {
     const char *env = getenv("CS_SEED");
@@ -1260,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_random_ops_many_keys_match_model),
         cmocka_unit_test(test_random_ops_prefixed_keys_match_model),
         cmocka_unit_test(test_random_ops_long_keys_match_model),
+        cmocka_unit_test(test_expiry_entries_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

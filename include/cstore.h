@@ -278,13 +278,23 @@ CS_MUST_CHECK int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn);
  * writes. Also CS_EBATCH (limits). */
 CS_MUST_CHECK int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void **val,
                              size_t *vlen);
-/* Buffer a write (nothing is sent before commit). A transaction's put clears the key's expiry
- * (as Redis SET does; there is no cs_txn_put_ttl yet: use cs_expire after the commit, or a
- * cs_batch_put_ttl). Errors: CS_EINVAL (NULL, or a read-only transaction), CS_ENAME, CS_EKEYSIZE,
+/* Buffer a write (nothing is sent before commit). cs_txn_put clears the key's expiry (as Redis
+ * SET does); cs_txn_put_ttl sets it (0: none; also CS_EINVAL over CS_EXPIRE_MAX_MS). Errors:
+ * CS_EINVAL (NULL, or a read-only transaction), CS_ENAME, CS_EKEYSIZE,
  * CS_EVALSIZE, CS_EBATCH, -ENOMEM; the transaction stays usable. */
 CS_MUST_CHECK int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_t klen,
                              const void *val, size_t vlen);
+CS_MUST_CHECK int cs_txn_put_ttl(cs_txn *t, const char *coll, const void *key, size_t klen,
+                                 const void *val, size_t vlen, uint64_t expire_at_ms);
 CS_MUST_CHECK int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen);
+/* The expiry of key as the transaction sees it (0: none): its own write's, else (read-only) its
+ * snapshot's, else the record's now (as cs_get_expiry). CS_ENOTFOUND when missing or expired.
+ * Not a validated read: commit checks the values read with cs_txn_get, not expiries, so a
+ * concurrent cs_expire that changes only a key's expiry does not conflict (read the value too,
+ * and write it back with cs_txn_put_ttl, to make the expiry part of the transaction's
+ * decision). Errors: CS_EINVAL, CS_ENAME, CS_EKEYSIZE, CS_EIO, CS_ECLOSED. */
+CS_MUST_CHECK int cs_txn_get_expiry(cs_txn *t, const char *coll, const void *key, size_t klen,
+                                    uint64_t *expire_at_ms);
 /* 0: every write applied, durably in sync mode. CS_ECONFLICT: a read no longer holds (checked
  * again after any wait for another commit's lock), or a key is locked by a younger
  * transaction's commit, or the wait was over its limits: nothing applied, retry. Else an error

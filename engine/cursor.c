@@ -27,6 +27,10 @@
  * stream strictly after (before) the current key. Keys and values handed out point into the
  * pinned nodes: valid until the cursor moves or closes.
  *
+ * EXPIRY. A stream steps over records whose expiry has passed (the clock is read once per
+ * batch, and only when a record has an expiry), so cursors never show them, and neither does the
+ * walk a transaction cursor records: shards/txn.c skips them alike when it validates a range.
+ *
  * READ-AHEAD. A stream does not step its B+ tree cursor once per record of the merge: it reads
  * a batch of records ahead (key, value and the key's first 8 bytes as a big-endian integer) into
  * its buffer, and the merge compares those integers, falling back to the keys only when they

@@ -15,6 +15,7 @@
  *                 recovery
  *   txn.c         transactions: validation, the lock table, prepare, install, in-doubt
  *                 transactions at recovery
+ *   expire.c      the background reclaim of expired records
  */
 #ifndef CS_SHARD_INT_H
 #define CS_SHARD_INT_H

@@ -18,9 +18,10 @@
  * for this room. Collections are visited in the catalog's list order; one dropped meanwhile
  * restarts the sweep.
  *
- * A pass is skipped while the shard is read-only (io_error), fenced, stopping, or holds prepared
- * cross-shard transactions (their locks and read marks cover keys a delete must not touch);
- * it comes again with the timer.
+ * A pass is skipped while the shard is read-only (io_error), fenced or stopping; it comes again
+ * with the timer. Locks of prepared transactions do not stop it: deleting an expired record
+ * changes nothing any reader sees (reads, validation and range checks all skip it already), and
+ * an install that writes the key later overwrites it (a delete of the missing key is a no-op).
  *
  * COSTS. A pass: one snapshot (no node is copied: the snapshot is released before the deletes),
  * one seek, EXPIRE_SCAN_MAX leaf steps, one clock read, and per expired record one delete (a
@@ -133,7 +134,7 @@ void expire_poll(struct shard *sh)
         return;
     if (sh->expire_due) {
         sh->expire_due = false;
-        bool can = !sh->io_error && !sh->fenced && !sh->txn_parts;
+        bool can = !sh->io_error && !sh->fenced;
         if (can && (!sh->wal_on || wal_open_bytes(&sh->wal) < WAL_FRAME_SOFT_BYTES))
             sh->expire_due = expire_pass(sh);
     }

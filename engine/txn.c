@@ -210,17 +210,26 @@ int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
     return 0;
 }
 
+/* Look key up in a read-only transaction's snapshot: 0 with a view of the value and its expiry,
+ * or CS_ENOTFOUND (also when the collection did not exist at begin, or the record expired). */
+static int ro_lookup(cs_txn *t, const char *coll, uint16_t nlen, const void *key, size_t klen,
+                     const void **p, size_t *n, uint64_t *exp)
+{
+    struct shard_view *v = ro_view(t, db_shard_of(t->db, key, klen), coll, nlen);
+    if (!v || btree_snap_get_exp(shard_view_snap(v), key, klen, p, n, exp) != 0 || cs_expired(*exp))
+        return CS_ENOTFOUND;
+    return 0;
+}
+
 /* A read of a read-only transaction: from its snapshot. */
 static int ro_get(cs_txn *t, const char *coll, uint16_t nlen, const void *key, size_t klen,
                   void **val, size_t *vlen)
 {
-    struct shard_view *v = ro_view(t, db_shard_of(t->db, key, klen), coll, nlen);
     const void *p;
     size_t n;
     uint64_t exp;
-    if (!v || btree_snap_get_exp(shard_view_snap(v), key, klen, &p, &n, &exp) != 0 ||
-        cs_expired(exp))
-        return CS_ENOTFOUND; /* (or the collection did not exist at begin, or it expired) */
+    if (ro_lookup(t, coll, nlen, key, klen, &p, &n, &exp) != 0)
+        return CS_ENOTFOUND;
     if (n && !(*val = cs_mem_alloc(0, n)))
         return -ENOMEM;
     if (n)
@@ -473,15 +482,9 @@ int cs_txn_get_expiry(cs_txn *t, const char *coll, const void *key, size_t klen,
     if (rc)
         return rc;
     if (t->flags & CS_TXN_READONLY) {
-        struct shard_view *v = ro_view(t, db_shard_of(t->db, key, klen), coll, nlen);
         const void *p;
         size_t n;
-        uint64_t exp;
-        if (!v || btree_snap_get_exp(shard_view_snap(v), key, klen, &p, &n, &exp) != 0 ||
-            cs_expired(exp))
-            return CS_ENOTFOUND;
-        *expire_at_ms = exp;
-        return 0;
+        return ro_lookup(t, coll, nlen, key, klen, &p, &n, expire_at_ms);
     }
     const struct txn_entry *w = entry_find(t, coll, nlen, key, klen, false);
     if (w) { /* its own write */

@@ -177,17 +177,24 @@ static int write_key(struct shard *sh, struct shard_coll *c, struct wal_rec *rec
     return 0;
 }
 
+/* The put record of r's key with value val and expiry expire_ms. */
+static struct wal_rec put_rec(const struct shard_req *r, const void *val, size_t vlen,
+                              uint64_t expire_ms)
+{
+    return (struct wal_rec){.type = WAL_PUT,
+                            .key = r->key,
+                            .klen = r->klen,
+                            .val = val,
+                            .vlen = vlen,
+                            .expire_ms = expire_ms};
+}
+
 static int exec_put(struct shard *sh, struct shard_req *r)
 {
     int rc = exec_write_allowed(sh);
     if (rc)
         return rc;
-    struct wal_rec rec = {.type = WAL_PUT,
-                          .key = r->key,
-                          .klen = r->klen,
-                          .val = r->val,
-                          .vlen = r->vlen,
-                          .expire_ms = r->expire_ms};
+    struct wal_rec rec = put_rec(r, r->val, r->vlen, r->expire_ms);
     rc = write_reserve(sh, 1, 1, wal_rec_bytes(&rec) + create_rec_bytes(r->coll_len));
     struct shard_coll *c;
     if (!rc)
@@ -238,12 +245,7 @@ static int exec_reexpire(struct shard *sh, struct shard_req *r, struct shard_col
     int rc = exec_write_allowed(sh);
     if (rc)
         return rc;
-    struct wal_rec rec = {.type = WAL_PUT,
-                          .key = r->key,
-                          .klen = r->klen,
-                          .val = old,
-                          .vlen = oldlen,
-                          .expire_ms = expire_ms};
+    struct wal_rec rec = put_rec(r, old, oldlen, expire_ms);
     rc = write_reserve(sh, 1, 0, wal_rec_bytes(&rec));
     if (!rc)
         rc = exec_tree_write(sh, c, &rec);

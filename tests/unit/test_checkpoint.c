@@ -412,6 +412,36 @@ static int on_rec_exp(void *arg, const void *key, size_t klen, const void *val, 
     return 0;
 }
 
+/* Write and publish a checkpoint of tree t alone (collection 1 "c") at lsn into dir, leaving out
+ * what expired by now_ms; job holds t's snapshot (release it, and free job->colls). Then read
+ * the file back into img as version 2 (header checksum redone): *size gets its bytes. */
+static void write_one_as_v2(struct btree *t, struct ckpt_job *job, uint64_t lsn, uint64_t now_ms,
+                            uint8_t *img, size_t cap, size_t *size)
+{
+    memset(job, 0, sizeof(*job));
+    snprintf(job->dir, sizeof(job->dir), "%s", dir);
+    job->shard = 3;
+    job->lsn = lsn;
+    job->now_ms = now_ms;
+    job->ncolls = 1;
+    job->colls = calloc(1, sizeof(*job->colls));
+    job->colls[0].id = 1;
+    job->colls[0].name_len = 1;
+    memcpy(job->colls[0].name, "c", 1);
+    btree_snap_take(t, &job->colls[0].snap);
+    assert_int_equal(ckpt_write(job), 0);
+    assert_int_equal(ckpt_publish(NULL, dir, lsn, 0), 0);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/snap-%016llx", dir, (unsigned long long)lsn);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    *size = fread(img, 1, cap, f);
+    fclose(f);
+    assert_int_equal(cs_get_le32(img + 8), 3);
+    cs_put_le32(img + 8, 2);
+    cs_put_le64(img + 56, XXH3_64bits(img, 56));
+}
+
 /* Records with an expiry keep it through a checkpoint; those expired at the snapshot's time
  * (job.now_ms) are left out; the file is version 3, a version 2 file (no such records) still
  * loads, and a version 2 file holding one is CS_ECORRUPT. */
@@ -427,20 +457,10 @@ static void test_expiry_round_trips_and_expired_records_are_left_out(void **stat
         assert_int_equal(btree_put_exp(&t, k, (size_t)kl, "val", 3, exp, NULL), 0);
     }
     struct ckpt_job job;
-    memset(&job, 0, sizeof(job));
-    snprintf(job.dir, sizeof(job.dir), "%s", dir);
-    job.shard = 3;
-    job.lsn = 900;
-    job.now_ms = 1000; /* expiries 500..799 are past */
-    job.ncolls = 1;
-    job.colls = calloc(1, sizeof(*job.colls));
-    job.colls[0].id = 1;
-    job.colls[0].name_len = 1;
-    memcpy(job.colls[0].name, "c", 1);
-    btree_snap_take(&t, &job.colls[0].snap);
-    assert_int_equal(ckpt_write(&job), 0);
+    static uint8_t img[1 << 20];
+    size_t size;
+    write_one_as_v2(&t, &job, 900, 1000, img, sizeof(img), &size); /* expiries 500..799: past */
     assert_int_equal(job.records, 200);
-    assert_int_equal(ckpt_publish(NULL, dir, 900, 0), 0);
     uint64_t lsn;
     uint32_t next;
     bool salvaged = false;
@@ -455,17 +475,7 @@ static void test_expiry_round_trips_and_expired_records_are_left_out(void **stat
     for (uint64_t i = 2; i < 300; i += 3)
         want += 5000 + i;
     assert_int_equal(exp_got.exp_sum, want);
-
-    char path[600];
-    snprintf(path, sizeof(path), "%s/snap-%016x", dir, 900);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    static uint8_t img[1 << 20];
-    size_t size = fread(img, 1, sizeof(img), f);
-    fclose(f);
-    assert_int_equal(cs_get_le32(img + 8), 3);
-    cs_put_le32(img + 8, 2); /* the same file as version 2: its type 5 entries are unknown */
-    cs_put_le64(img + 56, XXH3_64bits(img, 56));
+    /* the same file as version 2: its type 5 entries are unknown there */
     memset(&got, 0, sizeof(got));
     assert_int_equal(ckpt_load_image(img, size, 3, 900, on_coll, on_rec_exp, NULL, NULL, &next, 0,
                                      &salvaged, msg, sizeof(msg)),
@@ -475,25 +485,7 @@ static void test_expiry_round_trips_and_expired_records_are_left_out(void **stat
 
     btree_destroy(&t); /* without expiries, a version 2 file loads as it always did */
     fill(&t, 50, 5);
-    memset(&job, 0, sizeof(job));
-    snprintf(job.dir, sizeof(job.dir), "%s", dir);
-    job.shard = 3;
-    job.lsn = 901;
-    job.ncolls = 1;
-    job.colls = calloc(1, sizeof(*job.colls));
-    job.colls[0].id = 1;
-    job.colls[0].name_len = 1;
-    memcpy(job.colls[0].name, "c", 1);
-    btree_snap_take(&t, &job.colls[0].snap);
-    assert_int_equal(ckpt_write(&job), 0);
-    assert_int_equal(ckpt_publish(NULL, dir, 901, 0), 0);
-    snprintf(path, sizeof(path), "%s/snap-%016x", dir, 901);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    size = fread(img, 1, sizeof(img), f);
-    fclose(f);
-    cs_put_le32(img + 8, 2);
-    cs_put_le64(img + 56, XXH3_64bits(img, 56));
+    write_one_as_v2(&t, &job, 901, 0, img, sizeof(img), &size);
     memset(&got, 0, sizeof(got));
     memset(&exp_got, 0, sizeof(exp_got));
     assert_int_equal(ckpt_load_image(img, size, 3, 901, on_coll, on_rec_exp, NULL, NULL, &next, 0,
@@ -504,6 +496,7 @@ static void test_expiry_round_trips_and_expired_records_are_left_out(void **stat
     btree_snap_release(&t, &job.colls[0].snap);
     btree_destroy(&t);
     free(job.colls);
+    char path[600];
     snprintf(path, sizeof(path), "%s/snap-%016x", dir, 900);
     unlink(path);
     snprintf(path, sizeof(path), "%s/snap-%016x", dir, 901);

@@ -147,6 +147,24 @@ void cs_mem_free(void *p)
 }
 #endif
 
+/* The expiry clock's test shift (cs_clock_shift_ms): the one piece of process-wide state here,
+ * for tests only; 0 in any program that does not call it. */
+static int64_t clock_shift_ms;
+
+uint64_t cs_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    ms += __atomic_load_n(&clock_shift_ms, __ATOMIC_RELAXED);
+    return ms > 0 ? (uint64_t)ms : 1;
+}
+
+void cs_clock_shift_ms(int64_t delta_ms)
+{
+    __atomic_fetch_add(&clock_shift_ms, delta_ms, __ATOMIC_RELAXED);
+}
+
 uint64_t cs_now_ns(void)
 {
     struct timespec ts;

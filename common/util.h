@@ -78,4 +78,24 @@ void cs_mem_fail_set(cs_mem_fail_fn fn, void *arg);
 /* Monotonic clock in nanoseconds. */
 uint64_t cs_now_ns(void);
 
+/* Record expiry (time to live). The one clock expiries are compared with: wall-clock time
+ * (CLOCK_REALTIME) in Unix milliseconds, plus the shift tests set with cs_clock_shift_ms (0
+ * otherwise). Every reader that hides expired records and the shards' background reclaim read
+ * it here, and only for records that have an expiry. */
+uint64_t cs_clock_ms(void);
+/* Tests only: move the expiry clock of the whole process by delta_ms (negative: back), so that
+ * tests need not wait for a TTL to run out. Atomic; the shift adds up over calls. */
+void cs_clock_shift_ms(int64_t delta_ms);
+/* Whether a record with expiry expire_ms (0: none) is expired at now_ms: expiries are
+ * inclusive (a record expiring at t is gone at t). */
+static inline bool cs_expired_at(uint64_t expire_ms, uint64_t now_ms)
+{
+    return expire_ms != 0 && expire_ms <= now_ms;
+}
+/* The same against cs_clock_ms(), which is read only when the record has an expiry. */
+static inline bool cs_expired(uint64_t expire_ms)
+{
+    return expire_ms != 0 && expire_ms <= cs_clock_ms();
+}
+
 #endif

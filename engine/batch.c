@@ -84,12 +84,14 @@ static void *batch_copy(cs_batch *b, const void *src, size_t len)
 }
 
 static int batch_add(cs_batch *b, uint8_t type, const char *coll, const void *key, size_t klen,
-                     const void *val, size_t vlen)
+                     const void *val, size_t vlen, uint64_t expire_ms)
 {
     if (!b)
         return CS_EINVAL;
     uint16_t nlen;
     int rc = db_check_record(coll, key, klen, val, vlen, &nlen);
+    if (!rc)
+        rc = db_check_expiry(expire_ms);
     if (rc)
         return rc;
     if (b->count == CS_BATCH_OPS_MAX || b->bytes + klen + vlen > CS_BATCH_BYTES_MAX)
@@ -102,8 +104,11 @@ static int batch_add(cs_batch *b, uint8_t type, const char *coll, const void *ke
         b->ops = ops;
         b->cap = cap;
     }
-    struct shard_batch_op op = {
-        .type = type, .coll_len = (uint8_t)nlen, .klen = (uint32_t)klen, .vlen = (uint32_t)vlen};
+    struct shard_batch_op op = {.type = type,
+                                .coll_len = (uint8_t)nlen,
+                                .klen = (uint32_t)klen,
+                                .vlen = (uint32_t)vlen,
+                                .expire_ms = expire_ms};
     op.coll = batch_copy(b, coll, nlen);
     op.key = batch_copy(b, key, klen);
     op.val = batch_copy(b, val, vlen);
@@ -117,12 +122,18 @@ static int batch_add(cs_batch *b, uint8_t type, const char *coll, const void *ke
 int cs_batch_put(cs_batch *b, const char *coll, const void *key, size_t klen, const void *val,
                  size_t vlen)
 {
-    return batch_add(b, SHARD_BATCH_PUT, coll, key, klen, val, vlen);
+    return batch_add(b, SHARD_BATCH_PUT, coll, key, klen, val, vlen, 0);
+}
+
+int cs_batch_put_ttl(cs_batch *b, const char *coll, const void *key, size_t klen, const void *val,
+                     size_t vlen, uint64_t expire_at_ms)
+{
+    return batch_add(b, SHARD_BATCH_PUT, coll, key, klen, val, vlen, expire_at_ms);
 }
 
 int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen)
 {
-    return batch_add(b, SHARD_BATCH_DEL, coll, key, klen, NULL, 0);
+    return batch_add(b, SHARD_BATCH_DEL, coll, key, klen, NULL, 0, 0);
 }
 
 int cs_key_shard(const cs_db *db, const void *key, size_t klen, unsigned *shard)

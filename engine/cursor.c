@@ -27,6 +27,10 @@
  * stream strictly after (before) the current key. Keys and values handed out point into the
  * pinned nodes: valid until the cursor moves or closes.
  *
+ * EXPIRY. A stream steps over records whose expiry has passed (the clock is read once per
+ * batch, and only when a record has an expiry), so cursors never show them, and neither does the
+ * walk a transaction cursor records: shards/txn.c skips them alike when it validates a range.
+ *
  * READ-AHEAD. A stream does not step its B+ tree cursor once per record of the merge: it reads
  * a batch of records ahead (key, value and the key's first 8 bytes as a big-endian integer) into
  * its buffer, and the merge compares those integers, falling back to the keys only when they
@@ -175,10 +179,20 @@ static void stream_prefetch(struct stream *st)
 static void stream_read(struct stream *st, int dir, bool on)
 {
     unsigned n = 0;
+    uint64_t now_ms = 0; /* read once, at the first record with an expiry */
     cs_assert(st->batch >= 1);
     cs_assert(st->batch <= STREAM_BATCH_MAX);
     while (on) {
         stream_prefetch(st);
+        uint64_t exp = btree_cursor_expiry(&st->cur);
+        if (cs_unlikely(exp != 0)) {
+            if (!now_ms)
+                now_ms = cs_clock_ms();
+            if (cs_expired_at(exp, now_ms)) { /* absent to readers (and to range validation) */
+                on = dir > 0 ? btree_cursor_next(&st->cur) : btree_cursor_prev(&st->cur);
+                continue;
+            }
+        }
         struct rec *r = &st->buf[n];
         const void *k;
         size_t klen, vlen;

@@ -174,6 +174,11 @@ int db_check_key(const void *key, size_t klen)
     return key ? 0 : CS_EINVAL;
 }
 
+int db_check_expiry(uint64_t expire_ms)
+{
+    return expire_ms > CS_EXPIRE_MAX_MS ? CS_EINVAL : 0;
+}
+
 int db_check_value(const void *val, size_t vlen)
 {
     if (vlen > CS_VALUE_MAX)
@@ -629,15 +634,78 @@ static int key_call(cs_db *db, enum shard_op op, const char *coll, const void *k
 
 int cs_put(cs_db *db, const char *coll, const void *key, size_t klen, const void *val, size_t vlen)
 {
+    return cs_put_ttl(db, coll, key, klen, val, vlen, 0);
+}
+
+int cs_put_ttl(cs_db *db, const char *coll, const void *key, size_t klen, const void *val,
+               size_t vlen, uint64_t expire_at_ms)
+{
     struct waiter w;
     int rc = key_call(db, SHARD_PUT, coll, key, klen, &w);
     if (!rc)
         rc = db_check_value(val, vlen);
+    if (!rc)
+        rc = db_check_expiry(expire_at_ms);
     if (rc)
         return rc;
     w.req.val = val;
     w.req.vlen = vlen;
+    w.req.expire_ms = expire_at_ms;
     return db_call(db, db_shard_of(db, key, klen), &w);
+}
+
+/* cs_get_expiry and cs_expire: one read-modify-write of the key on its shard (SHARD_UPDATE). */
+struct expiry_op {
+    bool set;           /* cs_expire: set the expiry (else only read it) */
+    uint64_t expire_ms; /* cs_expire: the new expiry; out: the record's expiry */
+};
+
+static int expiry_update(void *arg, const void *old, size_t oldlen, bool found,
+                         struct shard_update_out *out)
+{
+    (void)old;
+    (void)oldlen;
+    struct expiry_op *op = arg;
+    if (!found)
+        return CS_ENOTFOUND;
+    if (!op->set) {
+        op->expire_ms = out->expire_ms;
+        return 0;
+    }
+    out->write = SHARD_UPDATE_EXPIRE;
+    out->expire_ms = op->expire_ms;
+    return 0;
+}
+
+static int expiry_call(cs_db *db, const char *coll, const void *key, size_t klen,
+                       struct expiry_op *op)
+{
+    struct waiter w;
+    int rc = key_call(db, SHARD_UPDATE, coll, key, klen, &w);
+    if (rc)
+        return rc;
+    struct shard_update u = {.fn = expiry_update, .arg = op};
+    w.req.update = &u;
+    return db_call(db, db_shard_of(db, key, klen), &w);
+}
+
+int cs_get_expiry(cs_db *db, const char *coll, const void *key, size_t klen, uint64_t *expire_at_ms)
+{
+    if (!expire_at_ms)
+        return CS_EINVAL;
+    struct expiry_op op = {.set = false};
+    int rc = expiry_call(db, coll, key, klen, &op);
+    *expire_at_ms = rc ? 0 : op.expire_ms;
+    return rc;
+}
+
+int cs_expire(cs_db *db, const char *coll, const void *key, size_t klen, uint64_t expire_at_ms)
+{
+    int rc = db_check_expiry(expire_at_ms);
+    if (rc)
+        return rc;
+    struct expiry_op op = {.set = true, .expire_ms = expire_at_ms};
+    return expiry_call(db, coll, key, klen, &op);
 }
 
 int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val, size_t *vlen)

@@ -109,6 +109,8 @@ void db_view_get_done(cs_db *db, unsigned shard, bool timed, uint64_t start_ns);
 CS_MUST_CHECK int db_check_name(const char *coll, uint16_t *len);
 CS_MUST_CHECK int db_check_key(const void *key, size_t klen);
 CS_MUST_CHECK int db_check_value(const void *val, size_t vlen);
+/* CS_EINVAL for an expiry past CS_EXPIRE_MAX_MS, else 0. */
+CS_MUST_CHECK int db_check_expiry(uint64_t expire_ms);
 /* All three, for a request on one record; *nlen receives the name's length. */
 CS_MUST_CHECK int db_check_record(const char *coll, const void *key, size_t klen, const void *val,
                                   size_t vlen, uint16_t *nlen);

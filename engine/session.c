@@ -122,12 +122,14 @@ int cs_session_open(cs_db *db, unsigned depth, cs_session **out)
 
 static int submit(cs_session *s, enum shard_op op, const char *coll, const void *key, size_t klen,
                   const void *val, size_t vlen, const struct shard_update *update,
-                  uint64_t user_data)
+                  uint64_t user_data, uint64_t expire_ms)
 {
     if (!s)
         return CS_EINVAL;
     uint16_t nlen;
     int rc = db_check_record(coll, key, klen, val, vlen, &nlen);
+    if (!rc)
+        rc = db_check_expiry(expire_ms);
     if (rc)
         return rc;
     if (s->nfree == 0)
@@ -142,7 +144,8 @@ static int submit(cs_session *s, enum shard_op op, const char *coll, const void 
     slot->req.klen = klen;
     slot->req.val = val;
     slot->req.vlen = vlen;
-    slot->req.update = update; /* SHARD_UPDATE only */
+    slot->req.update = update;       /* SHARD_UPDATE only */
+    slot->req.expire_ms = expire_ms; /* SHARD_PUT only */
     slot->user_data = user_data;
     s->inflight++;
     unsigned shard = db_shard_of(s->db, key, klen);
@@ -203,19 +206,25 @@ int cs_session_commit(cs_session *s, cs_txn *t, uint64_t user_data)
 int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen, const void *val,
                    size_t vlen, uint64_t user_data)
 {
-    return submit(s, SHARD_PUT, coll, key, klen, val, vlen, NULL, user_data);
+    return submit(s, SHARD_PUT, coll, key, klen, val, vlen, NULL, user_data, 0);
+}
+
+int cs_session_put_ttl(cs_session *s, const char *coll, const void *key, size_t klen,
+                       const void *val, size_t vlen, uint64_t expire_at_ms, uint64_t user_data)
+{
+    return submit(s, SHARD_PUT, coll, key, klen, val, vlen, NULL, user_data, expire_at_ms);
 }
 
 int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
                    uint64_t user_data)
 {
-    return submit(s, SHARD_GET, coll, key, klen, NULL, 0, NULL, user_data);
+    return submit(s, SHARD_GET, coll, key, klen, NULL, 0, NULL, user_data, 0);
 }
 
 int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
                    uint64_t user_data)
 {
-    return submit(s, SHARD_DEL, coll, key, klen, NULL, 0, NULL, user_data);
+    return submit(s, SHARD_DEL, coll, key, klen, NULL, 0, NULL, user_data, 0);
 }
 
 static unsigned reap(cs_session *s, struct cs_completion *out, unsigned max)
@@ -318,7 +327,7 @@ int host_session_update(cs_session *s, const char *coll, const void *key, size_t
 {
     if (!s || !u || !u->fn)
         return CS_EINVAL;
-    return submit(s, SHARD_UPDATE, coll, key, klen, NULL, 0, u, user_data);
+    return submit(s, SHARD_UPDATE, coll, key, klen, NULL, 0, u, user_data, 0);
 }
 
 bool host_session_ready(cs_session *s)

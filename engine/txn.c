@@ -65,15 +65,16 @@
 #define TXN_FREED 0x64656164u /* "dead": a freed one (debug builds check it) */
 
 struct txn_entry {
-    uint8_t type;     /* SHARD_BATCH_PUT, SHARD_BATCH_DEL */
-    uint8_t coll_len; /* name bytes */
-    bool read;        /* a read (else a write) */
-    bool present;     /* read: the key held a value */
-    unsigned shard;   /* the key's shard */
-    uint32_t klen;    /* key bytes */
-    uint32_t vlen;    /* value bytes (writes) */
-    uint64_t hash[2]; /* read: XXH3-128 of the value seen */
-    uint8_t *bytes;   /* name, key, value (one allocation) */
+    uint8_t type;       /* SHARD_BATCH_PUT, SHARD_BATCH_DEL */
+    uint8_t coll_len;   /* name bytes */
+    bool read;          /* a read (else a write) */
+    bool present;       /* read: the key held a value */
+    unsigned shard;     /* the key's shard */
+    uint32_t klen;      /* key bytes */
+    uint32_t vlen;      /* value bytes (writes) */
+    uint64_t expire_ms; /* puts: the record's expiry (Unix ms), 0: none (clears it) */
+    uint64_t hash[2];   /* read: XXH3-128 of the value seen */
+    uint8_t *bytes;     /* name, key, value (one allocation) */
 };
 
 /* A read-only transaction's snapshot of one shard: the views of all its collections. */
@@ -209,15 +210,26 @@ int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn)
     return 0;
 }
 
+/* Look key up in a read-only transaction's snapshot: 0 with a view of the value and its expiry,
+ * or CS_ENOTFOUND (also when the collection did not exist at begin, or the record expired). */
+static int ro_lookup(cs_txn *t, const char *coll, uint16_t nlen, const void *key, size_t klen,
+                     const void **p, size_t *n, uint64_t *exp)
+{
+    struct shard_view *v = ro_view(t, db_shard_of(t->db, key, klen), coll, nlen);
+    if (!v || btree_snap_get_exp(shard_view_snap(v), key, klen, p, n, exp) != 0 || cs_expired(*exp))
+        return CS_ENOTFOUND;
+    return 0;
+}
+
 /* A read of a read-only transaction: from its snapshot. */
 static int ro_get(cs_txn *t, const char *coll, uint16_t nlen, const void *key, size_t klen,
                   void **val, size_t *vlen)
 {
-    struct shard_view *v = ro_view(t, db_shard_of(t->db, key, klen), coll, nlen);
     const void *p;
     size_t n;
-    if (!v || btree_snap_get(shard_view_snap(v), key, klen, &p, &n) != 0)
-        return CS_ENOTFOUND; /* (or the collection did not exist at begin) */
+    uint64_t exp;
+    if (ro_lookup(t, coll, nlen, key, klen, &p, &n, &exp) != 0)
+        return CS_ENOTFOUND;
     if (n && !(*val = cs_mem_alloc(0, n)))
         return -ENOMEM;
     if (n)
@@ -388,7 +400,7 @@ int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void *
         return ro_get(t, coll, nlen, key, klen, val, vlen);
     const struct txn_entry *w = entry_find(t, coll, nlen, key, klen, false);
     if (w) { /* its own write */
-        if (w->type == SHARD_BATCH_DEL)
+        if (w->type == SHARD_BATCH_DEL || cs_expired(w->expire_ms))
             return CS_ENOTFOUND;
         if (w->vlen && !(*val = cs_mem_alloc(0, w->vlen)))
             return -ENOMEM;
@@ -420,7 +432,7 @@ int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void *
 }
 
 static int txn_write(cs_txn *t, uint8_t type, const char *coll, const void *key, size_t klen,
-                     const void *val, size_t vlen)
+                     const void *val, size_t vlen, uint64_t expire_ms)
 {
     if (!t)
         return CS_EINVAL;
@@ -429,21 +441,59 @@ static int txn_write(cs_txn *t, uint8_t type, const char *coll, const void *key,
         return CS_EINVAL;
     uint16_t nlen;
     int rc = db_check_record(coll, key, klen, val, vlen, &nlen);
+    if (!rc)
+        rc = db_check_expiry(expire_ms);
     if (rc)
         return rc;
     struct txn_entry *e;
-    return entry_add(t, false, type, coll, nlen, key, klen, val, vlen, &e);
+    rc = entry_add(t, false, type, coll, nlen, key, klen, val, vlen, &e);
+    if (!rc)
+        e->expire_ms = expire_ms;
+    return rc;
 }
 
 int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_t klen, const void *val,
                size_t vlen)
 {
-    return txn_write(t, SHARD_BATCH_PUT, coll, key, klen, val, vlen);
+    return txn_write(t, SHARD_BATCH_PUT, coll, key, klen, val, vlen, 0);
+}
+
+int cs_txn_put_ttl(cs_txn *t, const char *coll, const void *key, size_t klen, const void *val,
+                   size_t vlen, uint64_t expire_at_ms)
+{
+    return txn_write(t, SHARD_BATCH_PUT, coll, key, klen, val, vlen, expire_at_ms);
 }
 
 int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen)
 {
-    return txn_write(t, SHARD_BATCH_DEL, coll, key, klen, NULL, 0);
+    return txn_write(t, SHARD_BATCH_DEL, coll, key, klen, NULL, 0, 0);
+}
+
+/* Not recorded as a read: the value's read (cs_txn_get) is what commit validates. */
+int cs_txn_get_expiry(cs_txn *t, const char *coll, const void *key, size_t klen,
+                      uint64_t *expire_at_ms)
+{
+    if (!t || !expire_at_ms)
+        return CS_EINVAL;
+    txn_check(t);
+    *expire_at_ms = 0;
+    uint16_t nlen;
+    int rc = db_check_record(coll, key, klen, NULL, 0, &nlen);
+    if (rc)
+        return rc;
+    if (t->flags & CS_TXN_READONLY) {
+        const void *p;
+        size_t n;
+        return ro_lookup(t, coll, nlen, key, klen, &p, &n, expire_at_ms);
+    }
+    const struct txn_entry *w = entry_find(t, coll, nlen, key, klen, false);
+    if (w) { /* its own write */
+        if (w->type == SHARD_BATCH_DEL || cs_expired(w->expire_ms))
+            return CS_ENOTFOUND;
+        *expire_at_ms = w->expire_ms;
+        return 0;
+    }
+    return cs_get_expiry(t->db, coll, key, klen, expire_at_ms);
 }
 
 /* ---- transaction cursors ---- */
@@ -1119,7 +1169,8 @@ static int tc_of_txn(cs_txn *t, void (*notify)(void *), void *arg, struct txn_co
                                               .key = key,
                                               .klen = e->klen,
                                               .val = key + e->klen,
-                                              .vlen = e->vlen}};
+                                              .vlen = e->vlen,
+                                              .expire_ms = e->expire_ms}};
     }
     struct txn_rg *rgs = malloc((t->nrg ? t->nrg : 1) * sizeof(*rgs));
     if (!rgs) {

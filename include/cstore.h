@@ -159,7 +159,48 @@ CS_MUST_CHECK int cs_put(cs_db *db, const char *coll, const void *key, size_t kl
 CS_MUST_CHECK int cs_get(cs_db *db, const char *coll, const void *key, size_t klen, void **val,
                          size_t *vlen);
 CS_MUST_CHECK int cs_del(cs_db *db, const char *coll, const void *key,
-                         size_t klen); /* CS_ENOTFOUND if absent */
+                         size_t klen); /* CS_ENOTFOUND if absent (or expired) */
+
+/* ---- Expiry (time to live) ----
+ * A record may carry an expiry: an absolute wall-clock time in Unix milliseconds (UTC), 0 for
+ * none. From that millisecond on the record is absent to every reader (cs_get, cursors, views,
+ * transactions, sessions, cs_get_expiry: CS_ENOTFOUND, as if it had been deleted), and each
+ * shard removes it in the background, in bounded passes every 100 ms while it holds records with
+ * an expiry, by logging an ordinary delete (cs_shard_stats.expired counts them). Checkpoints
+ * leave expired records out. The clock is CLOCK_REALTIME (cs_clock_ms): an expiry is only as
+ * good as the host's clock, and a clock set back makes expired-but-not-yet-removed records
+ * visible again. Records without an expiry cost nothing more than before (no clock read, no
+ * byte stored).
+ * Which writes set, keep or clear an expiry (the rules of Redis):
+ *   cs_put, cs_batch_put, cs_session_put, cs_txn_put   clear it (as SET does)
+ *   cs_put_ttl, cs_batch_put_ttl, cs_session_put_ttl   set it (0: clear it)
+ *   cs_expire                                          change it, keeping the value
+ *   cs_del, a batch or transaction delete              remove the record with it
+ * Counts are not exact: cs_shard_stats.records includes expired records until they are
+ * removed. Names: a "_ttl" variant of each put takes the expiry as its last value argument
+ * (before a session's user_data). expire_at_ms past CS_EXPIRE_MAX_MS is CS_EINVAL; one at or
+ * before now is accepted and the record is absent at once (Redis SET PXAT in the past). */
+#define CS_EXPIRE_MAX_MS ((1ull << 53) - 1) /* the largest expiry (about the year 287,000) */
+/* The engine's expiry clock: wall-clock time in Unix milliseconds. Compute expire_at_ms from it
+ * (e.g. cs_clock_ms() + 60000 for one minute). */
+uint64_t cs_clock_ms(void);
+/* cs_put with an expiry (0: none, which clears an earlier one). Errors: cs_put's, and CS_EINVAL
+ * for expire_at_ms > CS_EXPIRE_MAX_MS. */
+CS_MUST_CHECK int cs_put_ttl(cs_db *db, const char *coll, const void *key, size_t klen,
+                             const void *val, size_t vlen, uint64_t expire_at_ms);
+/* The expiry of the record at key: *expire_at_ms gets it (0: the record has none). CS_ENOTFOUND
+ * when the record (or the collection) is missing or expired; *expire_at_ms is then 0. Costs a
+ * round trip to the key's shard. Errors: also CS_EINVAL (NULL), CS_ENAME, CS_EKEYSIZE, CS_EIO,
+ * CS_ECLOSED. */
+CS_MUST_CHECK int cs_get_expiry(cs_db *db, const char *coll, const void *key, size_t klen,
+                                uint64_t *expire_at_ms);
+/* Set the expiry of an existing record atomically, keeping its value: expire_at_ms 0 removes the
+ * expiry (Redis PERSIST), one at or before now makes the record absent at once. Logged as a put
+ * of the same value (the WAL holds the value again). CS_ENOTFOUND when the record is missing or
+ * expired (nothing is written). Errors: cs_put's, CS_EINVAL for expire_at_ms >
+ * CS_EXPIRE_MAX_MS. */
+CS_MUST_CHECK int cs_expire(cs_db *db, const char *coll, const void *key, size_t klen,
+                            uint64_t expire_at_ms);
 
 /* ---- Collections ----
  * create: CS_EEXIST if it exists; drop: CS_ENOTFOUND if it does not. Both also CS_EINVAL,
@@ -181,6 +222,10 @@ cs_batch *cs_batch_new(void); /* NULL on out of memory */
  * CS_BATCH_OPS_MAX or CS_BATCH_BYTES_MAX), -ENOMEM; on error the batch is unchanged. */
 CS_MUST_CHECK int cs_batch_put(cs_batch *b, const char *coll, const void *key, size_t klen,
                                const void *val, size_t vlen);
+/* cs_batch_put with an expiry (see Expiry); also CS_EINVAL for expire_at_ms > CS_EXPIRE_MAX_MS. A
+ * batch over several shards keeps each put's expiry through its PREPARE records. */
+CS_MUST_CHECK int cs_batch_put_ttl(cs_batch *b, const char *coll, const void *key, size_t klen,
+                                   const void *val, size_t vlen, uint64_t expire_at_ms);
 CS_MUST_CHECK int cs_batch_del(cs_batch *b, const char *coll, const void *key, size_t klen);
 size_t cs_batch_count(const cs_batch *b);
 void cs_batch_clear(cs_batch *b);
@@ -233,12 +278,23 @@ CS_MUST_CHECK int cs_txn_begin(cs_db *db, unsigned flags, cs_txn **txn);
  * writes. Also CS_EBATCH (limits). */
 CS_MUST_CHECK int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void **val,
                              size_t *vlen);
-/* Buffer a write (nothing is sent before commit). Errors: CS_EINVAL (NULL, or a read-only
- * transaction), CS_ENAME, CS_EKEYSIZE, CS_EVALSIZE, CS_EBATCH, -ENOMEM; the transaction stays
- * usable. */
+/* Buffer a write (nothing is sent before commit). cs_txn_put clears the key's expiry (as Redis
+ * SET does); cs_txn_put_ttl sets it (0: none; also CS_EINVAL over CS_EXPIRE_MAX_MS). Errors:
+ * CS_EINVAL (NULL, or a read-only transaction), CS_ENAME, CS_EKEYSIZE,
+ * CS_EVALSIZE, CS_EBATCH, -ENOMEM; the transaction stays usable. */
 CS_MUST_CHECK int cs_txn_put(cs_txn *t, const char *coll, const void *key, size_t klen,
                              const void *val, size_t vlen);
+CS_MUST_CHECK int cs_txn_put_ttl(cs_txn *t, const char *coll, const void *key, size_t klen,
+                                 const void *val, size_t vlen, uint64_t expire_at_ms);
 CS_MUST_CHECK int cs_txn_del(cs_txn *t, const char *coll, const void *key, size_t klen);
+/* The expiry of key as the transaction sees it (0: none): its own write's, else (read-only) its
+ * snapshot's, else the record's now (as cs_get_expiry). CS_ENOTFOUND when missing or expired.
+ * Not a validated read: commit checks the values read with cs_txn_get, not expiries, so a
+ * concurrent cs_expire that changes only a key's expiry does not conflict (read the value too,
+ * and write it back with cs_txn_put_ttl, to make the expiry part of the transaction's
+ * decision). Errors: CS_EINVAL, CS_ENAME, CS_EKEYSIZE, CS_EIO, CS_ECLOSED. */
+CS_MUST_CHECK int cs_txn_get_expiry(cs_txn *t, const char *coll, const void *key, size_t klen,
+                                    uint64_t *expire_at_ms);
 /* 0: every write applied, durably in sync mode. CS_ECONFLICT: a read no longer holds (checked
  * again after any wait for another commit's lock), or a key is locked by a younger
  * transaction's commit, or the wait was over its limits: nothing applied, retry. Else an error
@@ -323,6 +379,10 @@ struct cs_completion {
 CS_MUST_CHECK int cs_session_open(cs_db *db, unsigned depth, cs_session **s);
 CS_MUST_CHECK int cs_session_put(cs_session *s, const char *coll, const void *key, size_t klen,
                                  const void *val, size_t vlen, uint64_t user_data);
+/* cs_session_put with an expiry (see Expiry); CS_EINVAL for expire_at_ms > CS_EXPIRE_MAX_MS. */
+CS_MUST_CHECK int cs_session_put_ttl(cs_session *s, const char *coll, const void *key, size_t klen,
+                                     const void *val, size_t vlen, uint64_t expire_at_ms,
+                                     uint64_t user_data);
 CS_MUST_CHECK int cs_session_get(cs_session *s, const char *coll, const void *key, size_t klen,
                                  uint64_t user_data);
 CS_MUST_CHECK int cs_session_del(cs_session *s, const char *coll, const void *key, size_t klen,
@@ -446,6 +506,8 @@ struct cs_shard_stats {
     uint64_t view_gets;               /* gets that application threads answered from this
                                        * shard's published views since open (gets + view_gets:
                                        * every get of the shard's keys) */
+    uint64_t expired;                 /* expired records the shard's background reclaim deleted
+                                       * since open (each logged as a delete) */
 };
 unsigned cs_shard_count(const cs_db *db);
 /* Errors: CS_EINVAL (db or out NULL, shard >= cs_shard_count()), CS_ECLOSED. */

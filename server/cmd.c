@@ -3,13 +3,15 @@
  *
  * HOW EACH KIND RUNS
  *   - answered at once on the connection's shard: PING ECHO QUIT HELLO AUTH CLIENT COMMAND CONFIG
- *     SELECT PERSIST, and every arity or syntax error;
+ *     SELECT, and every arity or syntax error;
  *   - key operations through the shard's session, each to its key's shard, the reply built when
- *     the last completes: GET STRLEN TTL PTTL EXISTS MGET DEL SET (plain) CS.GET CS.PUT CS.DEL;
+ *     the last completes: GET STRLEN EXISTS MGET DEL SET (plain) CS.GET CS.PUT CS.DEL;
  *   - one write transaction submitted through the session (atomic across shards, retried on
  *     conflict): MSET;
  *   - one read-modify-write on the key's shard, atomic there (host_session_update): SET with NX,
- *     XX or GET, SETNX, GETDEL, INCR, INCRBY, DECR, DECRBY, APPEND;
+ *     XX, GET or an expiry option, SETNX, SETEX, PSETEX, GETDEL, GETEX, INCR, INCRBY, DECR,
+ *     DECRBY, APPEND, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, and TTL and PTTL (which
+ *     read the expiry there and write nothing);
  *   - on the slow lane (server/slow.c): MSETNX as a transaction with reads (serializable, retried
  *     on conflict up to CMD_TXN_RETRIES times), and the whole-collection ones: SCAN, CS.SCAN,
  *     DBSIZE, FLUSHALL, INFO, CS.COLLECTIONS, CS.STAT;
@@ -19,7 +21,7 @@
  * MULTI/EXEC. A connection's transaction state (struct multi) changes as its commands start,
  * which is in request order (net.c). After MULTI a command is checked as a run would check it
  * before touching data (name, arity, the cmd_def's check: options, MSET's pairs, INCRBY's
- * integer, no expiry) and for what the engine would refuse (key and value sizes), then queued
+ * integer, expiry amounts) and for what the engine would refuse (key and value sizes), then queued
  * (+QUEUED); whole-collection and connection commands (SCAN, CS.SCAN, DBSIZE, FLUSHALL, INFO,
  * HELLO, AUTH, CLIENT, COMMAND, CONFIG, CS.COLLECTIONS, CS.STAT) are refused at queue time. A
  * refusal, or a block over CMD_MULTI_CMDS_MAX commands or CMD_MULTI_BYTES_MAX argument bytes,
@@ -37,10 +39,20 @@
  * gets -ERR with the engine's message, as does a key over CS_KEY_MAX or a value over
  * CS_VALUE_MAX. Nothing is written then.
  *
- * EXPIRY. The engine does not store a time to live per record yet. TTL and PTTL answer -1 for a
- * key that exists (it has no expiry) and -2 for one that does not; PERSIST answers 0; SET's
- * KEEPTTL is accepted; EX, PX, EXAT, PXAT and EXPIRE answer -ERR (nothing is written), never a
- * silent success.
+ * EXPIRY. Each record may carry an expiry (the engine's, see "Expiry" in include/cstore.h: an
+ * absolute Unix time in ms, hidden from reads once past, removed in the background). As in
+ * Redis: SET EX/PX/EXAT/PXAT and SETEX/PSETEX set it, SET KEEPTTL keeps it, any other SET (and
+ * MSET, MSETNX, CS.PUT) clears it; INCR's family and APPEND keep it (the update hands the current
+ * expiry to its function, which writes it back); EXPIRE PEXPIRE EXPIREAT PEXPIREAT set it (NX:
+ * only without one, XX: only with one, GT: only later than the current one, LT: only earlier;
+ * no expiry counts as infinite) and delete the key when the time given is already past; PERSIST
+ * removes it; GETEX reads the value and sets (EX PX EXAT PXAT) or removes (PERSIST) it; TTL and
+ * PTTL answer -2 for a missing key, -1 for one without expiry, else the time left (TTL in
+ * seconds, rounded). An amount that is not an integer, or whose time passes CS_EXPIRE_MAX_MS,
+ * is -ERR with nothing written; SET, SETEX and GETEX also refuse amounts <= 0. Every time is
+ * taken from the engine's clock (cs_clock_ms) on the key's shard when the command runs. Inside
+ * EXEC the same rules run in the block's transaction (cs_txn_put_ttl, cs_txn_get_expiry): the
+ * transaction validates the values it read, not their expiries (see cs_txn_get_expiry).
  *
  * SCAN. Records are kept in key order, so a cursor resumes after the last key it returned. The
  * cursor number names that key in a table of SCAN_TABLE_SIZE positions (least recently used
@@ -263,13 +275,53 @@ static void fin_strlen(struct cmd *c)
     done(c);
 }
 
+/* TTL and PTTL's answer: -2 missing, -1 no expiry, else the time left (TTL: seconds, rounded
+ * as Redis rounds them). */
+static void ttl_answer(struct cmd *c, bool found, uint64_t exp)
+{
+    if (!found) {
+        reply_int(c, -2);
+        return;
+    }
+    if (exp == 0) {
+        reply_int(c, -1);
+        return;
+    }
+    uint64_t now_ms = cs_clock_ms();
+    long long left_ms = exp > now_ms ? (long long)(exp - now_ms) : 0;
+    reply_int(c, arg_is(c, 0, "PTTL") ? left_ms : (left_ms + 500) / 1000);
+}
+
 static void fin_ttl(struct cmd *c)
 {
     struct sub *s = &c->subs[0];
-    if (s->rc && s->rc != CS_ENOTFOUND)
+    if (s->rc)
         reply_rc(c, s->rc);
     else
-        reply_int(c, s->rc ? -2 : -1);
+        ttl_answer(c, s->found, (uint64_t)s->number);
+    done(c);
+}
+
+/* EXPIRE's family and PERSIST: 1 or 0. */
+static void fin_number(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc)
+        reply_rc(c, s->rc);
+    else
+        reply_int(c, s->number);
+    done(c);
+}
+
+static void fin_getex(struct cmd *c)
+{
+    struct sub *s = &c->subs[0];
+    if (s->rc)
+        reply_rc(c, s->rc);
+    else if (!s->found)
+        reply_null(c);
+    else
+        reply_bulk(c, s->val, s->vlen);
     done(c);
 }
 
@@ -407,8 +459,10 @@ struct rmw {
     enum rmw_write write; /* what to write */
     const void *val;      /* RMW_PUT: the new value */
     size_t vlen;
-    char num[32]; /* INCR's new value, as text */
-    char *owned;  /* APPEND's new value (freed after the attempt) */
+    uint64_t expire_ms; /* RMW_PUT: the expiry written (Unix ms, 0: none); holds the key's
+                           current expiry when fn is called, so a put keeps it by default */
+    char num[32];       /* INCR's new value, as text */
+    char *owned;        /* APPEND's new value (freed after the attempt) */
 };
 /* Decide from the value read (found false: none), reply into c only through rmw_reply later. */
 typedef int (*rmw_fn)(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w);
@@ -431,10 +485,15 @@ static int rmw_step(struct cmd *c, cs_txn *t, size_t ki, rmw_fn fn, void **old, 
         return rc;
     *found = rc == 0;
     struct rmw w = {.write = RMW_NONE};
+    if (*found) {
+        rc = cs_txn_get_expiry(t, redis_coll(c), c->argv[ki], c->argl[ki], &w.expire_ms);
+        if (rc && rc != CS_ENOTFOUND)
+            return rc;
+    }
     *verdict = fn(c, *old, *oldlen, *found, &w);
     rc = 0;
     if (*verdict == 0 && w.write == RMW_PUT)
-        rc = cs_txn_put(t, redis_coll(c), c->argv[ki], c->argl[ki], w.val, w.vlen);
+        rc = cs_txn_put_ttl(t, redis_coll(c), c->argv[ki], c->argl[ki], w.val, w.vlen, w.expire_ms);
     else if (*verdict == 0 && w.write == RMW_DEL)
         rc = cs_txn_del(t, redis_coll(c), c->argv[ki], c->argl[ki]);
     free(w.owned);
@@ -462,6 +521,87 @@ static unsigned set_flags(const struct cmd *c)
     return f;
 }
 
+/* ---- expiry options ----
+ * EX seconds, PX milliseconds (from now), EXAT seconds, PXAT milliseconds (Unix time), as SET,
+ * GETEX and the EXPIRE family take them. An amount is an integer; the absolute time it means must
+ * not pass CS_EXPIRE_MAX_MS (else "invalid expire time", nothing written); a time at or before
+ * now (EXPIRE's may be) means the key goes at once. */
+enum exp_kind { EXP_NONE, EXP_EX, EXP_PX, EXP_EXAT, EXP_PXAT, EXP_KEEPTTL, EXP_PERSIST };
+
+static enum exp_kind exp_word(const struct cmd *c, size_t i)
+{
+    static const char *const words[] = {"EX", "PX", "EXAT", "PXAT"};
+    for (unsigned k = 0; k < 4; k++)
+        if (arg_is(c, i, words[k]))
+            return (enum exp_kind)(EXP_EX + k);
+    return EXP_NONE;
+}
+
+/* The absolute expiry (Unix ms) that amount v of kind k means at now_ms, into *out (1 when it is
+ * in the past); false when out of range. */
+static bool exp_abs(enum exp_kind k, long long v, uint64_t now_ms, uint64_t *out)
+{
+    long long unit = k == EXP_EX || k == EXP_EXAT ? 1000 : 1;
+    long long max = (long long)CS_EXPIRE_MAX_MS;
+    if (v > max / unit || v < -(max / unit))
+        return false;
+    long long ms = v * unit + (k == EXP_EX || k == EXP_PX ? (long long)now_ms : 0);
+    if (ms > max)
+        return false;
+    *out = ms > 0 ? (uint64_t)ms : 1;
+    return true;
+}
+
+/* SET's expiry option (kind, and the index of its amount): at most one of EX PX EXAT PXAT
+ * KEEPTTL; check_set has checked the syntax. */
+static enum exp_kind set_exp_kind(const struct cmd *c, size_t *amount)
+{
+    for (size_t i = 3; i < c->argc; i++) {
+        enum exp_kind k = exp_word(c, i);
+        if (k != EXP_NONE && i + 1 < c->argc) {
+            *amount = i + 1;
+            return k;
+        }
+        if (arg_is(c, i, "KEEPTTL"))
+            return EXP_KEEPTTL;
+    }
+    return EXP_NONE;
+}
+
+/* The expiry a SET writes over a key whose expiry is cur: its option's, cur with KEEPTTL, or none
+ * (a plain SET clears it, as Redis does). */
+static uint64_t set_expiry(const struct cmd *c, uint64_t cur, uint64_t now_ms)
+{
+    size_t ai = 0;
+    enum exp_kind k = set_exp_kind(c, &ai);
+    if (k == EXP_KEEPTTL)
+        return cur;
+    if (k == EXP_NONE)
+        return 0;
+    long long v = 0;
+    uint64_t exp = 0;
+    if (!parse_ll(c->argv[ai], c->argl[ai], &v) || !exp_abs(k, v, now_ms, &exp))
+        return 1; /* check_set refused it: not reached */
+    return exp;
+}
+
+/* An amount that must be a positive integer with an absolute time in range (SET, SETEX, GETEX):
+ * false after replying the error. */
+static bool check_exp_amount(struct cmd *c, size_t i, enum exp_kind k, const char *cmd)
+{
+    long long v;
+    uint64_t exp;
+    if (!parse_ll(c->argv[i], c->argl[i], &v)) {
+        reply_error(c, "ERR value is not an integer or out of range");
+        return false;
+    }
+    if (v <= 0 || !exp_abs(k, v, cs_clock_ms(), &exp)) {
+        reply_error(c, "ERR invalid expire time in '%s' command", cmd);
+        return false;
+    }
+    return true;
+}
+
 static int set_decide(struct cmd *c, const void *old, size_t oldlen, bool found, struct rmw *w)
 {
     (void)old;
@@ -474,6 +614,7 @@ static int set_decide(struct cmd *c, const void *old, size_t oldlen, bool found,
     w->write = RMW_PUT;
     w->val = c->argv[2];
     w->vlen = c->argl[2];
+    w->expire_ms = set_expiry(c, w->expire_ms, cs_clock_ms());
     return 0;
 }
 
@@ -621,6 +762,141 @@ static int upd_set(void *arg, const void *old, size_t oldlen, bool found,
         out->write = SHARD_UPDATE_PUT;
         out->val = c->argv[2];
         out->vlen = c->argl[2];
+        out->expire_ms = set_expiry(c, out->expire_ms, cs_clock_ms());
+    }
+    return 0;
+}
+
+/* SETEX key seconds value, PSETEX key milliseconds value. */
+static int upd_setex(void *arg, const void *old, size_t oldlen, bool found,
+                     struct shard_update_out *out)
+{
+    (void)old;
+    (void)oldlen;
+    (void)found;
+    struct sub *s = arg;
+    struct cmd *c = s->cmd;
+    long long v = 0;
+    uint64_t exp = 1;
+    if (parse_ll(c->argv[2], c->argl[2], &v))
+        (void)exp_abs(arg_is(c, 0, "SETEX") ? EXP_EX : EXP_PX, v, cs_clock_ms(), &exp);
+    out->write = SHARD_UPDATE_PUT;
+    out->val = c->argv[3];
+    out->vlen = c->argl[3];
+    out->expire_ms = exp;
+    return 0;
+}
+
+/* EXPIRE PEXPIRE EXPIREAT PEXPIREAT: the new expiry's kind, and whether it applies given the
+ * key's current one (cur, 0: none) and the NX XX GT LT options (no expiry counts as infinite,
+ * as in Redis). */
+static enum exp_kind expire_kind(const struct cmd *c)
+{
+    if (arg_is(c, 0, "EXPIRE"))
+        return EXP_EX;
+    if (arg_is(c, 0, "PEXPIRE"))
+        return EXP_PX;
+    return arg_is(c, 0, "EXPIREAT") ? EXP_EXAT : EXP_PXAT;
+}
+
+static bool expire_applies(const struct cmd *c, uint64_t cur, uint64_t exp)
+{
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_is(c, i, "NX") && cur != 0)
+            return false;
+        if (arg_is(c, i, "XX") && cur == 0)
+            return false;
+        if (arg_is(c, i, "GT") && (cur == 0 || exp <= cur))
+            return false;
+        if (arg_is(c, i, "LT") && cur != 0 && exp >= cur)
+            return false;
+    }
+    return true;
+}
+
+/* What EXPIRE does to a key found with expiry cur: 0 (nothing), 1 and *exp set (a new expiry),
+ * or 2 (the new expiry is past: delete the key, as Redis does). */
+static int expire_decide_at(const struct cmd *c, uint64_t cur, uint64_t now_ms, uint64_t *exp)
+{
+    long long v = 0;
+    if (!parse_ll(c->argv[2], c->argl[2], &v) || !exp_abs(expire_kind(c), v, now_ms, exp))
+        return 0; /* check_expire refused it: not reached */
+    if (!expire_applies(c, cur, *exp))
+        return 0;
+    return *exp <= now_ms ? 2 : 1;
+}
+
+static int upd_expire(void *arg, const void *old, size_t oldlen, bool found,
+                      struct shard_update_out *out)
+{
+    (void)old;
+    (void)oldlen;
+    struct sub *s = arg;
+    uint64_t exp = 0;
+    int d = found ? expire_decide_at(s->cmd, out->expire_ms, cs_clock_ms(), &exp) : 0;
+    s->number = d != 0;
+    if (d == 2)
+        out->write = SHARD_UPDATE_DEL;
+    if (d == 1) {
+        out->write = SHARD_UPDATE_EXPIRE;
+        out->expire_ms = exp;
+    }
+    return 0;
+}
+
+/* TTL, PTTL: the key's expiry into number (found says whether it exists). */
+static int upd_ttl(void *arg, const void *old, size_t oldlen, bool found,
+                   struct shard_update_out *out)
+{
+    (void)old;
+    (void)oldlen;
+    struct sub *s = arg;
+    s->found = found;
+    s->number = (long long)out->expire_ms;
+    return 0;
+}
+
+static int upd_persist(void *arg, const void *old, size_t oldlen, bool found,
+                       struct shard_update_out *out)
+{
+    (void)old;
+    (void)oldlen;
+    struct sub *s = arg;
+    s->number = found && out->expire_ms != 0;
+    if (s->number) {
+        out->write = SHARD_UPDATE_EXPIRE;
+        out->expire_ms = 0;
+    }
+    return 0;
+}
+
+/* GETEX's option: the expiry to set (*exp; 0 with PERSIST), or false for none. */
+static bool getex_expiry(const struct cmd *c, uint64_t now_ms, uint64_t *exp)
+{
+    if (c->argc < 3)
+        return false;
+    if (arg_is(c, 2, "PERSIST")) {
+        *exp = 0;
+        return true;
+    }
+    long long v = 0;
+    return c->argc == 4 && parse_ll(c->argv[3], c->argl[3], &v) &&
+           exp_abs(exp_word(c, 2), v, now_ms, exp);
+}
+
+static int upd_getex(void *arg, const void *old, size_t oldlen, bool found,
+                     struct shard_update_out *out)
+{
+    struct sub *s = arg;
+    s->found = found;
+    if (!found)
+        return 0;
+    if (keep_old(s, old, oldlen) != 0)
+        return -ENOMEM;
+    uint64_t exp;
+    if (getex_expiry(s->cmd, cs_clock_ms(), &exp)) {
+        out->write = SHARD_UPDATE_EXPIRE;
+        out->expire_ms = exp;
     }
     return 0;
 }
@@ -1368,44 +1644,117 @@ static void exec_strlen(struct cmd *c)
 
 static void exec_ttl(struct cmd *c)
 {
-    one_sub(c, SUB_GET, redis_coll(c), 1, fin_ttl);
+    update_sub(c, upd_ttl, fin_ttl); /* the expiry is read on the key's shard */
 }
 
 static void exec_persist(struct cmd *c)
 {
-    reply_int(c, 0); /* no key has a time to live */
-    done(c);
+    update_sub(c, upd_persist, fin_number);
 }
 
-static bool check_no_expiry(struct cmd *c)
+/* EXPIRE key amount [NX|XX|GT|LT] and its family. */
+static bool check_expire(struct cmd *c)
 {
-    reply_error(c, "ERR expiry is not supported yet (records have no time to live)");
-    return false;
+    long long v;
+    uint64_t exp;
+    if (!parse_ll(c->argv[2], c->argl[2], &v)) {
+        reply_error(c, "ERR value is not an integer or out of range");
+        return false;
+    }
+    if (!exp_abs(expire_kind(c), v, cs_clock_ms(), &exp)) {
+        reply_error(c, "ERR invalid expire time in '%s' command", c->def->name);
+        return false;
+    }
+    bool nx = false, xx = false, gt = false, lt = false;
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_is(c, i, "NX"))
+            nx = true;
+        else if (arg_is(c, i, "XX"))
+            xx = true;
+        else if (arg_is(c, i, "GT"))
+            gt = true;
+        else if (arg_is(c, i, "LT"))
+            lt = true;
+        else {
+            reply_error(c, "ERR Unsupported option %s", c->argv[i]);
+            return false;
+        }
+    }
+    if (nx && (xx || gt || lt)) {
+        reply_error(c, "ERR NX and XX, GT or LT options at the same time are not compatible");
+        return false;
+    }
+    if (gt && lt) {
+        reply_error(c, "ERR GT and LT options at the same time are not compatible");
+        return false;
+    }
+    return true;
 }
 
-static void exec_no_expiry(struct cmd *c)
+static void exec_expire(struct cmd *c)
 {
-    (void)check_no_expiry(c);
-    done(c);
+    if (!check_expire(c)) {
+        done(c);
+        return;
+    }
+    update_sub(c, upd_expire, fin_number);
 }
 
-/* SET's options. */
+static bool check_setex(struct cmd *c)
+{
+    return check_exp_amount(c, 2, arg_is(c, 0, "SETEX") ? EXP_EX : EXP_PX, c->def->name);
+}
+
+static void exec_setex(struct cmd *c)
+{
+    if (!check_setex(c)) {
+        done(c);
+        return;
+    }
+    update_sub(c, upd_setex, fin_ok);
+}
+
+/* GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]. */
+static bool check_getex(struct cmd *c)
+{
+    if (c->argc == 2 || (c->argc == 3 && arg_is(c, 2, "PERSIST")))
+        return true;
+    enum exp_kind k = c->argc == 4 ? exp_word(c, 2) : EXP_NONE;
+    if (k == EXP_NONE) {
+        reply_error(c, "ERR syntax error");
+        return false;
+    }
+    return check_exp_amount(c, 3, k, "getex");
+}
+
+static void exec_getex(struct cmd *c)
+{
+    if (!check_getex(c)) {
+        done(c);
+        return;
+    }
+    update_sub(c, upd_getex, fin_getex);
+}
+
+/* SET's options: NX or XX, GET, and one of EX PX EXAT PXAT KEEPTTL. */
 static bool check_set(struct cmd *c)
 {
     unsigned f = 0;
+    bool exp = false;
     for (size_t i = 3; i < c->argc; i++) {
+        enum exp_kind k = exp_word(c, i);
         if (arg_is(c, i, "NX") && !(f & SET_XX)) {
             f |= SET_NX;
         } else if (arg_is(c, i, "XX") && !(f & SET_NX)) {
             f |= SET_XX;
         } else if (arg_is(c, i, "GET")) {
             f |= SET_GET;
-        } else if (arg_is(c, i, "KEEPTTL")) {
-            /* no key has a time to live to keep */
-        } else if ((arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
-                    arg_is(c, i, "PXAT")) &&
-                   i + 1 < c->argc) {
-            return check_no_expiry(c);
+        } else if (arg_is(c, i, "KEEPTTL") && !exp) {
+            exp = true;
+        } else if (k != EXP_NONE && !exp && i + 1 < c->argc) {
+            exp = true;
+            if (!check_exp_amount(c, ++i, k, "set"))
+                return false;
         } else {
             reply_error(c, "ERR syntax error");
             return false;
@@ -1420,11 +1769,12 @@ static void exec_set(struct cmd *c)
         done(c);
         return;
     }
-    if (set_flags(c)) {
-        update_sub(c, upd_set, fin_set);
+    size_t ai;
+    if (set_flags(c) || set_exp_kind(c, &ai) != EXP_NONE) {
+        update_sub(c, upd_set, fin_set); /* reads the key, or writes an expiry */
         return;
     }
-    one_sub(c, SUB_PUT, redis_coll(c), 1, fin_ok);
+    one_sub(c, SUB_PUT, redis_coll(c), 1, fin_ok); /* a plain put: clears any expiry */
 }
 
 static void exec_setnx(struct cmd *c)
@@ -1601,7 +1951,7 @@ static int txn_read(struct cmd *q, cs_txn *t, size_t ki, void **val, size_t *vle
     return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
-/* GET, CS.GET, STRLEN, TTL, PTTL: read the key, reply as the command does. */
+/* GET, CS.GET, STRLEN: read the key, reply as the command does. */
 static int txn_get_like(struct cmd *q, cs_txn *t,
                         void (*reply)(struct cmd *q, bool found, const void *v, size_t vl))
 {
@@ -1627,13 +1977,6 @@ static void strlen_reply(struct cmd *q, bool found, const void *v, size_t vl)
     reply_int(q, found ? (long long)vl : 0);
 }
 
-static void ttl_reply(struct cmd *q, bool found, const void *v, size_t vl)
-{
-    (void)v;
-    (void)vl;
-    reply_int(q, found ? -1 : -2);
-}
-
 static int txn_get(struct cmd *q, cs_txn *t)
 {
     return txn_get_like(q, t, get_reply);
@@ -1644,9 +1987,93 @@ static int txn_strlen(struct cmd *q, cs_txn *t)
     return txn_get_like(q, t, strlen_reply);
 }
 
+/* TTL, PTTL, PERSIST, EXPIRE..., GETEX inside EXEC: the key's value (a read commit validates)
+ * and its expiry. */
+static int txn_read_exp(struct cmd *q, cs_txn *t, void **v, size_t *vl, bool *found, uint64_t *exp)
+{
+    int rc = txn_read(q, t, 1, v, vl, found);
+    *exp = 0;
+    if (!rc && *found) {
+        rc = cs_txn_get_expiry(t, key_coll(q), q->argv[1], q->argl[1], exp);
+        if (rc == CS_ENOTFOUND) { /* gone since: commit finds the value changed */
+            *found = false;
+            rc = 0;
+        }
+    }
+    if (rc) {
+        cs_free(*v);
+        *v = NULL;
+    }
+    return rc;
+}
+
 static int txn_ttl(struct cmd *q, cs_txn *t)
 {
-    return txn_get_like(q, t, ttl_reply);
+    void *v;
+    size_t vl;
+    bool found;
+    uint64_t exp;
+    int rc = txn_read_exp(q, t, &v, &vl, &found, &exp);
+    if (rc)
+        return rc;
+    ttl_answer(q, found, exp);
+    cs_free(v);
+    return 0;
+}
+
+/* Write the value v back with expiry exp (PERSIST, EXPIRE, GETEX). */
+static int txn_reexpire(struct cmd *q, cs_txn *t, const void *v, size_t vl, uint64_t exp)
+{
+    return cs_txn_put_ttl(t, key_coll(q), q->argv[1], q->argl[1], v, vl, exp);
+}
+
+static int txn_expire(struct cmd *q, cs_txn *t)
+{
+    void *v;
+    size_t vl;
+    bool found;
+    uint64_t cur, exp = 0;
+    int rc = txn_read_exp(q, t, &v, &vl, &found, &cur);
+    if (rc)
+        return rc;
+    int d = found ? expire_decide_at(q, cur, cs_clock_ms(), &exp) : 0;
+    if (d == 1)
+        rc = txn_reexpire(q, t, v, vl, exp);
+    else if (d == 2)
+        rc = cs_txn_del(t, key_coll(q), q->argv[1], q->argl[1]);
+    cs_free(v);
+    if (!rc)
+        reply_int(q, d != 0);
+    return rc;
+}
+
+static int txn_setex(struct cmd *q, cs_txn *t)
+{
+    long long v = 0;
+    uint64_t exp = 1;
+    if (parse_ll(q->argv[2], q->argl[2], &v))
+        (void)exp_abs(arg_is(q, 0, "SETEX") ? EXP_EX : EXP_PX, v, cs_clock_ms(), &exp);
+    int rc = cs_txn_put_ttl(t, key_coll(q), q->argv[1], q->argl[1], q->argv[3], q->argl[3], exp);
+    if (!rc)
+        reply_simple(q, "OK");
+    return rc;
+}
+
+static int txn_getex(struct cmd *q, cs_txn *t)
+{
+    void *v;
+    size_t vl;
+    bool found;
+    uint64_t cur, exp;
+    int rc = txn_read_exp(q, t, &v, &vl, &found, &cur);
+    if (rc)
+        return rc;
+    if (found && getex_expiry(q, cs_clock_ms(), &exp))
+        rc = txn_reexpire(q, t, v, vl, exp);
+    if (!rc)
+        found ? reply_bulk(q, v, vl) : reply_null(q);
+    cs_free(v);
+    return rc;
 }
 
 /* SET (plain) and CS.PUT: the value follows the key. */
@@ -1675,9 +2102,10 @@ static int txn_rmw(struct cmd *q, cs_txn *t, rmw_fn fn, rmw_reply_fn reply)
 
 static int txn_set(struct cmd *q, cs_txn *t)
 {
-    if (set_flags(q)) /* NX, XX, GET, and SETNX read the key */
+    size_t ai;
+    if (set_flags(q) || set_exp_kind(q, &ai) != EXP_NONE) /* NX XX GET SETNX, expiries */
         return txn_rmw(q, t, set_decide, set_reply);
-    return txn_put(q, t);
+    return txn_put(q, t); /* clears any expiry */
 }
 
 static int txn_getdel(struct cmd *q, cs_txn *t)
@@ -1804,9 +2232,19 @@ static int txn_select(struct cmd *q, cs_txn *t)
 
 static int txn_persist(struct cmd *q, cs_txn *t)
 {
-    (void)t;
-    reply_int(q, 0);
-    return 0;
+    void *v;
+    size_t vl;
+    bool found;
+    uint64_t cur;
+    int rc = txn_read_exp(q, t, &v, &vl, &found, &cur);
+    if (rc)
+        return rc;
+    if (found && cur)
+        rc = txn_reexpire(q, t, v, vl, 0);
+    if (!rc)
+        reply_int(q, found && cur);
+    cs_free(v);
+    return rc;
 }
 
 /* UNWATCH inside MULTI: EXEC drops the watches anyway. */
@@ -2122,9 +2560,14 @@ static const struct cmd_def cmds[] = {
     {"scan", -2, R | A, 0, 0, 0, exec_scan, NULL, NULL},
     {"ttl", 2, R, 1, 1, 1, exec_ttl, NULL, txn_ttl},
     {"pttl", 2, R, 1, 1, 1, exec_ttl, NULL, txn_ttl},
-    {"expire", -3, W, 1, 1, 1, exec_no_expiry, check_no_expiry, NULL},
-    {"pexpire", -3, W, 1, 1, 1, exec_no_expiry, check_no_expiry, NULL},
-    {"persist", 2, W, 1, 1, 1, exec_persist, NULL, txn_persist},
+    {"expire", -3, W | I, 1, 1, 1, exec_expire, check_expire, txn_expire},
+    {"pexpire", -3, W | I, 1, 1, 1, exec_expire, check_expire, txn_expire},
+    {"expireat", -3, W | I, 1, 1, 1, exec_expire, check_expire, txn_expire},
+    {"pexpireat", -3, W | I, 1, 1, 1, exec_expire, check_expire, txn_expire},
+    {"persist", 2, W | I, 1, 1, 1, exec_persist, NULL, txn_persist},
+    {"setex", 4, W | I, 1, 1, 1, exec_setex, check_setex, txn_setex},
+    {"psetex", 4, W | I, 1, 1, 1, exec_setex, check_setex, txn_setex},
+    {"getex", -2, W | I, 1, 1, 1, exec_getex, check_getex, txn_getex},
     {"flushall", -1, W | A, 0, 0, 0, exec_flushall, NULL, NULL},
     {"multi", 1, Q, 0, 0, 0, exec_multi, NULL, NULL},
     {"exec", 1, Q | B, 0, 0, 0, exec_exec, NULL, NULL},

@@ -20,8 +20,13 @@
  * (8 slots per cache line) and touches a key only when prefixes tie: keys with long common
  * starts (counters, name spaces) still compare on bytes that differ. Entries are the key
  * followed by a body:
- *   leaf:     key, vtag u16, then vtag value bytes inline (vtag <= VALUE_INLINE_MAX = 256), or
- *             vtag = VTAG_BLOB and an 8-byte pointer to a refcounted blob {refs, len, data}.
+ *   leaf:     key, vtag u16, then (when vtag has bit VTAG_EXPIRY = 0x8000) the record's expiry
+ *             (u64 Unix milliseconds, never 0, host order), then the value: the low 15 bits of
+ *             vtag are its length and its bytes follow inline (<= VALUE_INLINE_MAX = 256), or
+ *             they are VTAG_BLOB (0x7fff) and an 8-byte pointer to a refcounted blob {refs, len,
+ *             data} follows. A record without an expiry spends nothing on it. The tree stores the
+ *             expiry and hands it back (btree_get_exp, btree_cursor_expiry); it never reads a
+ *             clock: hiding expired records is the readers' part (shards/shard.h, shard_expired).
  *   internal: key, 8-byte child pointer. Slot 0 has no key (klen 0): child i holds the keys k
  *             with key[i] <= k < key[i + 1]. Leaf-split separators are suffix-truncated (the
  *             shortest prefix of the right node's first key above the left node's last key).
@@ -59,12 +64,12 @@
  * a slot memmove, and on overflow or underflow a rebuild of one or two nodes per level (copying
  * <= 8 KiB); copies of shared nodes while snapshots are alive. Snapshot take: O(1); release:
  * O(nodes freed). Memory per record: 8 (slot) + key + 2 + value (inline) at the leaf fill
- * factor; large values cost their blob, shared across copies. Measured at 1M records of 16-byte
- * keys and 100-byte values (116 raw bytes): 157 bytes per record inserted in random order, 130
- * in key order, spares and internal nodes included. Stack: a write's slow path (split, merge)
- * uses about 32 KiB of stack for its scratch copies; nothing is allocated besides nodes and
- * blobs. Keys passed to a write must not point into the tree's own unshared nodes (views from
- * btree_get); views from a cursor over a held snapshot are fine. */
+ * factor (plus 8 for a record with an expiry); large values cost their blob, shared across copies.
+ * Measured at 1M records of 16-byte keys and 100-byte values (116 raw bytes): 157 bytes per record
+ * inserted in random order, 130 in key order, spares and internal nodes included. Stack: a write's
+ * slow path (split, merge) uses about 32 KiB of stack for its scratch copies; nothing is allocated
+ * besides nodes and blobs. Keys passed to a write must not point into the tree's own unshared nodes
+ * (views from btree_get); views from a cursor over a held snapshot are fine. */
 #include "btree.h"
 
 #include <errno.h>
@@ -82,7 +87,10 @@
 #define CHILD_BYTES 8u
 #define VTAG_BYTES 2u
 #define VALUE_INLINE_MAX 256u
-#define VTAG_BLOB 0xffffu
+#define VTAG_BLOB 0x7fffu       /* value bits of vtag: the value is a blob */
+#define VTAG_EXPIRY 0x8000u     /* vtag flag: an expiry follows vtag */
+#define VTAG_VALUE_MASK 0x7fffu /* vtag bits that give the value's length (or VTAG_BLOB) */
+#define EXPIRY_BYTES 8u
 #define UNDERFLOW_BYTES (NODE_CAP_BYTES / 4)     /* deletes rebalance nodes below this */
 #define REDIST_SLACK_BYTES (NODE_CAP_BYTES / 16) /* room left in each node after moving */
 #define LEAF_ENTRY_MIN_BYTES (SLOT_BYTES + 1 + VTAG_BYTES)
@@ -116,7 +124,8 @@ struct btree_blob {
 
 _Static_assert(sizeof(struct btree_slot) == SLOT_BYTES, "slot size");
 _Static_assert(sizeof(struct btree_node) == NODE_HDR_BYTES, "node header size");
-_Static_assert(CS_KEY_MAX + VTAG_BYTES + VALUE_INLINE_MAX + SLOT_BYTES <= NODE_CAP_BYTES / 3,
+_Static_assert(CS_KEY_MAX + VTAG_BYTES + EXPIRY_BYTES + VALUE_INLINE_MAX + SLOT_BYTES <=
+                   NODE_CAP_BYTES / 3,
                "a node holds at least three of the largest entries");
 
 /* Root-to-leaf path of a write: node[d] and the slot taken there. */
@@ -235,34 +244,59 @@ static inline unsigned leaf_vtag(const struct btree_node *n, unsigned i)
     return v;
 }
 
+/* Bytes between vtag and the value (the expiry, when vtag says there is one). */
+static inline size_t vtag_expiry_bytes(unsigned vtag)
+{
+    return (vtag & VTAG_EXPIRY) ? EXPIRY_BYTES : 0;
+}
+
+/* Where the value (inline bytes or blob pointer) of leaf slot i starts. */
+static inline uint8_t *leaf_value_at(const struct btree_node *n, unsigned i, unsigned vtag)
+{
+    return node_entry(n, i) + n->slot[i].klen + VTAG_BYTES + vtag_expiry_bytes(vtag);
+}
+
 static struct btree_blob *leaf_blob(const struct btree_node *n, unsigned i)
 {
-    if (leaf_vtag(n, i) != VTAG_BLOB)
+    unsigned vtag = leaf_vtag(n, i);
+    if ((vtag & VTAG_VALUE_MASK) != VTAG_BLOB)
         return NULL;
     struct btree_blob *b;
-    memcpy(&b, node_entry(n, i) + n->slot[i].klen + VTAG_BYTES, sizeof(b));
+    memcpy(&b, leaf_value_at(n, i, vtag), sizeof(b));
     return b;
 }
 
 static void leaf_value(const struct btree_node *n, unsigned i, const void **val, size_t *vlen)
 {
     unsigned vtag = leaf_vtag(n, i);
-    if (vtag == VTAG_BLOB) {
+    if ((vtag & VTAG_VALUE_MASK) == VTAG_BLOB) {
         struct btree_blob *b = leaf_blob(n, i);
         *val = b->data;
         *vlen = b->len;
         return;
     }
-    *val = node_entry(n, i) + n->slot[i].klen + VTAG_BYTES;
-    *vlen = vtag;
+    *val = leaf_value_at(n, i, vtag);
+    *vlen = vtag & VTAG_VALUE_MASK;
+}
+
+/* The expiry of leaf slot i, 0 when it has none. */
+static inline uint64_t leaf_expiry(const struct btree_node *n, unsigned i)
+{
+    unsigned vtag = leaf_vtag(n, i);
+    if (cs_likely(!(vtag & VTAG_EXPIRY)))
+        return 0;
+    uint64_t exp;
+    memcpy(&exp, node_entry(n, i) + n->slot[i].klen + VTAG_BYTES, sizeof(exp));
+    return exp;
 }
 
 static inline size_t body_bytes(const struct btree_node *n, unsigned i)
 {
     if (n->level > 0)
         return CHILD_BYTES;
-    unsigned vtag = leaf_vtag(n, i);
-    return VTAG_BYTES + (vtag == VTAG_BLOB ? sizeof(struct btree_blob *) : vtag);
+    unsigned vtag = leaf_vtag(n, i), v = vtag & VTAG_VALUE_MASK;
+    return VTAG_BYTES + vtag_expiry_bytes(vtag) +
+           (v == VTAG_BLOB ? sizeof(struct btree_blob *) : v);
 }
 
 static inline size_t entry_heap_bytes(const struct btree_node *n, unsigned i)
@@ -1034,12 +1068,14 @@ void btree_destroy(struct btree *t)
 static int leaf_hand_old(const struct btree_path *p, bool found, btree_old_fn old, void *arg)
 {
     if (!found)
-        return old(arg, false, NULL, 0);
+        return old(arg, false, NULL, 0, 0);
     cs_assert(p->depth >= 1);
     const void *val;
     size_t vlen;
-    leaf_value(p->node[p->depth - 1], p->index[p->depth - 1], &val, &vlen);
-    return old(arg, true, val, vlen);
+    const struct btree_node *leaf = p->node[p->depth - 1];
+    unsigned i = p->index[p->depth - 1];
+    leaf_value(leaf, i, &val, &vlen);
+    return old(arg, true, val, vlen, leaf_expiry(leaf, i));
 }
 
 static enum seq_hint insert_hint(const struct btree *t, const struct btree_node *leaf, unsigned pos)
@@ -1055,24 +1091,32 @@ static enum seq_hint insert_hint(const struct btree *t, const struct btree_node 
 
 /* Insert or replace; old (may be NULL) is handed what key held once nothing can fail. */
 static int tree_put(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
-                    bool *replaced, btree_old_fn old, void *arg)
+                    uint64_t expire_ms, bool *replaced, btree_old_fn old, void *arg)
 {
     cs_assert(klen >= 1 && klen <= CS_KEY_MAX);
     cs_assert(vlen <= CS_VALUE_MAX);
     cs_assert(val || vlen == 0);
-    uint8_t body[VTAG_BYTES + VALUE_INLINE_MAX];
-    struct mod m = {MOD_INSERT, 0, key, klen, body, VTAG_BYTES + vlen};
+    uint8_t body[VTAG_BYTES + EXPIRY_BYTES + VALUE_INLINE_MAX];
+    size_t at = VTAG_BYTES; /* where the value goes */
+    uint16_t vtag = 0;
+    if (expire_ms) {
+        vtag = VTAG_EXPIRY;
+        memcpy(body + at, &expire_ms, sizeof(expire_ms));
+        at += EXPIRY_BYTES;
+    }
+    struct mod m = {MOD_INSERT, 0, key, klen, body, at + vlen};
     struct btree_blob *blob = NULL;
-    uint16_t vtag = (uint16_t)vlen;
     if (vlen > VALUE_INLINE_MAX) {
         blob = blob_alloc(t, val, vlen);
         if (!blob)
             return -ENOMEM;
-        vtag = VTAG_BLOB;
-        memcpy(body + VTAG_BYTES, &blob, sizeof(blob));
-        m.body_len = VTAG_BYTES + sizeof(blob);
-    } else if (vlen > 0) {
-        memcpy(body + VTAG_BYTES, val, vlen);
+        vtag |= VTAG_BLOB;
+        memcpy(body + at, &blob, sizeof(blob));
+        m.body_len = at + sizeof(blob);
+    } else {
+        vtag |= (uint16_t)vlen;
+        if (vlen > 0)
+            memcpy(body + at, val, vlen);
     }
     memcpy(body, &vtag, sizeof(vtag));
 
@@ -1125,13 +1169,19 @@ static int tree_put(struct btree *t, const void *key, size_t klen, const void *v
 int btree_put(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
               bool *replaced)
 {
-    return tree_put(t, key, klen, val, vlen, replaced, NULL, NULL);
+    return tree_put(t, key, klen, val, vlen, 0, replaced, NULL, NULL);
+}
+
+int btree_put_exp(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
+                  uint64_t expire_ms, bool *replaced)
+{
+    return tree_put(t, key, klen, val, vlen, expire_ms, replaced, NULL, NULL);
 }
 
 int btree_put_old(struct btree *t, const void *key, size_t klen, const void *val, size_t vlen,
-                  btree_old_fn old, void *arg)
+                  uint64_t expire_ms, btree_old_fn old, void *arg)
 {
-    return tree_put(t, key, klen, val, vlen, NULL, old, arg);
+    return tree_put(t, key, klen, val, vlen, expire_ms, NULL, old, arg);
 }
 
 int btree_del_old(struct btree *t, const void *key, size_t klen, btree_old_fn old, void *arg)
@@ -1166,7 +1216,7 @@ int btree_del(struct btree *t, const void *key, size_t klen)
 }
 
 static int root_get(const struct btree_node *n, const void *key, size_t klen, const void **val,
-                    size_t *vlen)
+                    size_t *vlen, uint64_t *expire_ms)
 {
     cs_assert(klen >= 1 && klen <= CS_KEY_MAX);
     if (!n)
@@ -1180,18 +1230,32 @@ static int root_get(const struct btree_node *n, const void *key, size_t klen, co
     if (!found)
         return CS_ENOTFOUND;
     leaf_value(n, pos, val, vlen);
+    if (expire_ms)
+        *expire_ms = leaf_expiry(n, pos);
     return 0;
 }
 
 int btree_get(const struct btree *t, const void *key, size_t klen, const void **val, size_t *vlen)
 {
-    return root_get(t->root, key, klen, val, vlen);
+    return root_get(t->root, key, klen, val, vlen, NULL);
+}
+
+int btree_get_exp(const struct btree *t, const void *key, size_t klen, const void **val,
+                  size_t *vlen, uint64_t *expire_ms)
+{
+    return root_get(t->root, key, klen, val, vlen, expire_ms);
 }
 
 int btree_snap_get(const struct btree_snap *s, const void *key, size_t klen, const void **val,
                    size_t *vlen)
 {
-    return root_get(s->root, key, klen, val, vlen);
+    return root_get(s->root, key, klen, val, vlen, NULL);
+}
+
+int btree_snap_get_exp(const struct btree_snap *s, const void *key, size_t klen, const void **val,
+                       size_t *vlen, uint64_t *expire_ms)
+{
+    return root_get(s->root, key, klen, val, vlen, expire_ms);
 }
 
 void btree_snap_take(struct btree *t, struct btree_snap *s)
@@ -1365,6 +1429,16 @@ void btree_cursor_get(const struct btree_cursor *c, const void **key, size_t *kl
     leaf_value(n, i, val, vlen);
 }
 
+uint64_t btree_cursor_expiry(const struct btree_cursor *c)
+{
+    cs_assert(c->depth > 0);
+    const struct btree_node *n = c->node[c->depth - 1];
+    unsigned i = c->index[c->depth - 1];
+    cs_assert(n->level == 0);
+    cs_assert(i < n->count);
+    return leaf_expiry(n, i);
+}
+
 /* ---- Checker ------------------------------------------------------------------------------- */
 
 struct check_bound {
@@ -1455,9 +1529,12 @@ static int check_keys(const struct btree_node *n, const struct check_frame *f,
             return check_fail(msg, msg_size, "node %p slot %u: key above its bound", (void *)n, i);
     }
     for (unsigned i = 0; n->level == 0 && i < n->count; i++) {
-        unsigned vtag = leaf_vtag(n, i);
-        if (vtag != VTAG_BLOB && vtag > VALUE_INLINE_MAX)
+        unsigned vtag = leaf_vtag(n, i), v = vtag & VTAG_VALUE_MASK;
+        if (v != VTAG_BLOB && v > VALUE_INLINE_MAX)
             return check_fail(msg, msg_size, "leaf %p slot %u: vtag %u", (void *)n, i, vtag);
+        if ((vtag & VTAG_EXPIRY) && leaf_expiry(n, i) == 0)
+            return check_fail(msg, msg_size, "leaf %p slot %u: expiry flag with expiry 0",
+                              (void *)n, i);
         struct btree_blob *b = leaf_blob(n, i);
         if (!b)
             continue;

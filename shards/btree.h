@@ -59,21 +59,27 @@ void btree_destroy(struct btree *t);
  * NULL) is set to whether the key existed. */
 CS_MUST_CHECK int btree_put(struct btree *t, const void *key, size_t klen, const void *val,
                             size_t vlen, bool *replaced);
+/* btree_put of a record that expires at expire_ms (Unix milliseconds; 0: never). The tree keeps
+ * the expiry with the record (8 bytes, only when non-zero) and hands it back; it reads no clock,
+ * so an expired record is still in the tree: hiding it is the reader's part. */
+CS_MUST_CHECK int btree_put_exp(struct btree *t, const void *key, size_t klen, const void *val,
+                                size_t vlen, uint64_t expire_ms, bool *replaced);
 /* Remove. Returns 0, CS_ENOTFOUND, or -ENOMEM (copy-on-write may need memory). */
 CS_MUST_CHECK int btree_del(struct btree *t, const void *key, size_t klen);
 
 /* What a write hands back of the record it replaces or removes: called once the write has found
  * the key's leaf and allocated everything it needs, before it changes anything. had says whether
- * the key holds a value; val/vlen view it (valid during the call only; NULL and 0 when !had).
+ * the key holds a value; val/vlen view it (valid during the call only; NULL and 0 when !had) and
+ * expire_ms is its expiry (0: none).
  * The callback may read the tree and take snapshots of it (the write then copies what they
  * share), never write it. Returning non-zero (e.g. -ENOMEM) cancels the write: it returns that
  * code with the tree's records unchanged. Returning 0 commits it: the write then cannot fail. */
-typedef int (*btree_old_fn)(void *arg, bool had, const void *val, size_t vlen);
+typedef int (*btree_old_fn)(void *arg, bool had, const void *val, size_t vlen, uint64_t expire_ms);
 
-/* btree_put that hands the old value to old(arg, ...) in the same descent (old may be NULL).
+/* btree_put_exp that hands the old value to old(arg, ...) in the same descent (old may be NULL).
  * Returns 0, -ENOMEM, or what old returned; on error the tree's records are unchanged. */
 CS_MUST_CHECK int btree_put_old(struct btree *t, const void *key, size_t klen, const void *val,
-                                size_t vlen, btree_old_fn old, void *arg);
+                                size_t vlen, uint64_t expire_ms, btree_old_fn old, void *arg);
 /* btree_del that hands the removed value to old(arg, true, ...) in the same descent (old may be
  * NULL). A missing key returns CS_ENOTFOUND without calling old. Returns 0, CS_ENOTFOUND,
  * -ENOMEM, or what old returned; on error the tree's records are unchanged. */
@@ -83,11 +89,17 @@ CS_MUST_CHECK int btree_del_old(struct btree *t, const void *key, size_t klen, b
  * CS_ENOTFOUND. */
 CS_MUST_CHECK int btree_get(const struct btree *t, const void *key, size_t klen, const void **val,
                             size_t *vlen);
+/* btree_get that also gives the record's expiry (*expire_ms, 0: none). Expired records are
+ * found like any other. */
+CS_MUST_CHECK int btree_get_exp(const struct btree *t, const void *key, size_t klen,
+                                const void **val, size_t *vlen, uint64_t *expire_ms);
 
 /* Look up in a snapshot. Reads nothing but the snapshot's nodes, which never change while it is
  * held, so any thread may call it as long as the snapshot stays held meanwhile. */
 CS_MUST_CHECK int btree_snap_get(const struct btree_snap *s, const void *key, size_t klen,
                                  const void **val, size_t *vlen);
+CS_MUST_CHECK int btree_snap_get_exp(const struct btree_snap *s, const void *key, size_t klen,
+                                     const void **val, size_t *vlen, uint64_t *expire_ms);
 
 /* Take a snapshot (O(1)); release it with btree_snap_release(). */
 void btree_snap_take(struct btree *t, struct btree_snap *s);
@@ -108,6 +120,8 @@ bool btree_cursor_prev(struct btree_cursor *c);
 /* Views valid while the snapshot is held. The cursor must be on a record. */
 void btree_cursor_get(const struct btree_cursor *c, const void **key, size_t *klen,
                       const void **val, size_t *vlen);
+/* The current record's expiry (Unix ms), 0 when it has none. The cursor must be on a record. */
+uint64_t btree_cursor_expiry(const struct btree_cursor *c);
 
 /* Verify every invariant of the tree (order, fill, depth, separators, counts, reference counts
  * >= 1). Returns 0, or CS_ECORRUPT with a description in msg. O(n). */

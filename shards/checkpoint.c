@@ -9,7 +9,8 @@
  *
  * HEADER (64 bytes, offset 0)
  *    0   8  magic "CSSNAP01"
- *    8   4  format version (2; version 1 files, without transaction entries, are read too)
+ *    8   4  format version (3; versions 1 (without transaction entries) and 2 (without
+ *           records with an expiry) are read too)
  *   12   4  shard index
  *   16   8  LSN: every record with an LSN <= this is in the file, none after it
  *   24   4  next collection id of the shard
@@ -29,6 +30,11 @@
  *     collection: u8 1, u8 name bytes, u32 id, name       (starts a collection)
  *     record:     u8 2, u16 key bytes, u32 value bytes, key, value  (belongs to the last
  *                 collection; keys strictly increasing within it)
+ *     record with an expiry: u8 5, u16 key bytes, u32 value bytes, u64 expiry (Unix ms, not 0),
+ *                 key, value (version 3; otherwise as a record). Records already expired when
+ *                 the shard took the checkpoint's snapshots (ckpt_job.now_ms) are left out: the
+ *                 WAL deletes of expired records carry a flag that lets replay find them
+ *                 missing (see wal.c).
  *     transaction: u8 3, u32 bytes, payload   (version 2; after every collection: a transaction
  *                 prepared or settling on the shard at the checkpoint's LSN; payload in
  *                 shards/txn.c)
@@ -71,7 +77,7 @@
 #define CKPT_MAGIC "CSSNAP01"
 #define CKPT_FOOTER_MAGIC "CSSNAPFT"
 #define CKPT_BLOCK_MAGIC 0x4b425343u /* "CSBK" */
-#define CKPT_VERSION 2u
+#define CKPT_VERSION 3u
 #define CKPT_ENTRY_TXN 3u
 #define CKPT_ENTRY_TXN_WRITE 4u
 #define CKPT_TXN_ENTRY_MAX (CS_KEY_MAX + CS_VALUE_MAX + 64u) /* payload bytes */
@@ -82,6 +88,7 @@
 #define CKPT_BLOCK_RAW_MAX (CKPT_BLOCK_TARGET + CS_KEY_MAX + CS_VALUE_MAX + 64u)
 #define CKPT_ENTRY_COLL 1u
 #define CKPT_ENTRY_REC 2u
+#define CKPT_ENTRY_REC_EXP 5u
 #define CKPT_FLAG_LZ4 1u
 
 static int ckpt_path(char *buf, size_t size, const char *dir, uint64_t lsn, bool tmp)
@@ -160,7 +167,8 @@ static int writer_add(struct writer *w, const void *head, size_t hlen, const voi
     return 0;
 }
 
-static int write_coll(struct writer *w, const struct ckpt_coll *c, uint64_t *records)
+static int write_coll(struct writer *w, const struct ckpt_coll *c, uint64_t now_ms,
+                      uint64_t *records)
 {
     uint8_t h[6] = {CKPT_ENTRY_COLL, c->name_len};
     cs_put_le32(h + 2, c->id);
@@ -171,10 +179,15 @@ static int write_coll(struct writer *w, const struct ckpt_coll *c, uint64_t *rec
         const void *k, *v;
         size_t kl, vl;
         btree_cursor_get(&cur, &k, &kl, &v, &vl);
-        uint8_t r[7] = {CKPT_ENTRY_REC};
+        uint64_t exp = btree_cursor_expiry(&cur);
+        if (cs_expired_at(exp, now_ms))
+            continue; /* expired: readers see no record, so neither does the checkpoint */
+        uint8_t r[15] = {exp ? CKPT_ENTRY_REC_EXP : CKPT_ENTRY_REC};
         cs_put_le16(r + 1, (uint16_t)kl);
         cs_put_le32(r + 3, (uint32_t)vl);
-        rc = writer_add(w, r, sizeof(r), k, kl, v, vl);
+        if (exp)
+            cs_put_le64(r + 7, exp);
+        rc = writer_add(w, r, exp ? 15u : 7u, k, kl, v, vl);
         (*records)++;
     }
     return rc;
@@ -198,7 +211,7 @@ static int write_all(struct ckpt_job *job, struct writer *w)
     int rc = io_file_pwrite(w->f, w->fd, h, sizeof(h), 0);
     w->off = CKPT_HEADER_BYTES;
     for (size_t i = 0; i < job->ncolls && !rc; i++)
-        rc = write_coll(w, &job->colls[i], &job->records);
+        rc = write_coll(w, &job->colls[i], job->now_ms, &job->records);
     uint64_t txns = 0;
     for (size_t off = 0; off < job->txn_len && !rc; txns++) { /* entries as the shard made them */
         size_t n = 5u + cs_get_le32(job->txn + off + 1);
@@ -396,8 +409,20 @@ static int load_entries(struct loader *l, const uint8_t *q, size_t len, uint32_t
             uint32_t vl = cs_get_le32(q + pos + 3);
             if (kl == 0 || kl > CS_KEY_MAX || vl > CS_VALUE_MAX || len - pos - 7 < kl + (size_t)vl)
                 return bad(l, off, "bad record lengths in checkpoint");
-            rc = l->rec(l->arg, q + pos + 7, kl, q + pos + 7 + kl, vl);
+            rc = l->rec(l->arg, q + pos + 7, kl, q + pos + 7 + kl, vl, 0);
             pos += 7u + kl + vl;
+            l->records++;
+        } else if (q[pos] == CKPT_ENTRY_REC_EXP && l->version >= 3) {
+            if (len - pos < 15 || !l->in_coll)
+                return bad(l, off, "bad record entry in checkpoint");
+            uint16_t kl = cs_get_le16(q + pos + 1);
+            uint32_t vl = cs_get_le32(q + pos + 3);
+            uint64_t exp = cs_get_le64(q + pos + 7);
+            if (kl == 0 || kl > CS_KEY_MAX || vl > CS_VALUE_MAX ||
+                len - pos - 15 < kl + (size_t)vl || exp == 0)
+                return bad(l, off, "bad record lengths or expiry in checkpoint");
+            rc = l->rec(l->arg, q + pos + 15, kl, q + pos + 15 + kl, vl, exp);
+            pos += 15u + kl + vl;
             l->records++;
         } else if ((q[pos] == CKPT_ENTRY_TXN || q[pos] == CKPT_ENTRY_TXN_WRITE) &&
                    l->version >= 2) {
@@ -564,8 +589,8 @@ static int load_one(struct loader *l, struct io_fault *f, const char *dir, unsig
 }
 
 int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn coll,
-              ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint64_t *lsn, uint32_t *next_coll_id, unsigned flags,
-              bool *salvaged, char *msg, size_t msg_size)
+              ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint64_t *lsn, uint32_t *next_coll_id,
+              unsigned flags, bool *salvaged, char *msg, size_t msg_size)
 {
     *salvaged = false;
     *lsn = 0;
@@ -625,8 +650,8 @@ out:
 }
 
 int ckpt_load_image(const uint8_t *p, size_t size, unsigned shard, uint64_t lsn, ckpt_coll_fn coll,
-                    ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint32_t *next_coll_id, unsigned flags,
-                    bool *salvaged, char *msg, size_t msg_size)
+                    ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint32_t *next_coll_id,
+                    unsigned flags, bool *salvaged, char *msg, size_t msg_size)
 {
     cs_assert(p || size == 0);
     cs_assert(msg_size > 0);

@@ -36,6 +36,8 @@ struct ckpt_job {
     uint8_t *txn;            /* transaction entries (type, u32 length, payload) to write after
                                 the collections, as the shard encoded them (malloc), or NULL */
     size_t txn_len;          /* their bytes */
+    uint64_t now_ms;         /* records whose expiry is at or before this (Unix ms) are left
+                                out: expired (0: write every record) */
     int rc;                  /* result of ckpt_write */
     uint64_t records;        /* records written */
     uint64_t bytes;          /* file bytes written */
@@ -63,12 +65,15 @@ CS_MUST_CHECK int ckpt_publish(struct io_fault *f, const char *dir, uint64_t lsn
  * unless flags hold CKPT_LOAD_SALVAGE: then the records before the damage of the newest are kept,
  * *salvaged is set and msg says what was dropped. */
 typedef int (*ckpt_coll_fn)(void *arg, uint32_t id, const char *name, size_t len);
-typedef int (*ckpt_rec_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
+/* rec gets the record's expiry in expire_ms (Unix ms; 0: none). */
+typedef int (*ckpt_rec_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+                           uint64_t expire_ms);
 /* A transaction entry (type 3 or 4, payload p[0..len)): see checkpoint.c; txn may be NULL. */
 typedef int (*ckpt_txn_fn)(void *arg, uint8_t type, const uint8_t *p, size_t len);
 CS_MUST_CHECK int ckpt_load(struct io_fault *f, const char *dir, unsigned shard, ckpt_coll_fn coll,
-                            ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint64_t *lsn, uint32_t *next_coll_id,
-                            unsigned flags, bool *salvaged, char *msg, size_t msg_size);
+                            ckpt_rec_fn rec, ckpt_txn_fn txn, void *arg, uint64_t *lsn,
+                            uint32_t *next_coll_id, unsigned flags, bool *salvaged, char *msg,
+                            size_t msg_size);
 
 /* Check, then load, one checkpoint image p[0..size) held in memory (the bytes of a file
  * snap-<lsn> of shard), as ckpt_load does for the checkpoint it picks: the same checks, the same

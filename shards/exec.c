@@ -7,7 +7,14 @@
  * anything), then append the WAL record, which cannot fail. Atomic batches apply every operation
  * or none (a snapshot of each tree they touch is the rollback). Replay applies each WAL record
  * after the checkpoint's LSN through the same tree operations; a record that contradicts the
- * state before it is CS_ECORRUPT. */
+ * state before it is CS_ECORRUPT.
+ *
+ * EXPIRY. A put carries the record's expiry (0: none) into the tree and its WAL record; a put
+ * without one clears it. Reads hide a record whose expiry has passed (cs_expired: the clock is
+ * read only for records that have one), as if it were absent: a get answers CS_ENOTFOUND, an
+ * update sees no record, a delete of it answers CS_ENOTFOUND (and still removes it). Replay
+ * applies records as they were logged, expired or not: hiding is the readers' part, removing is
+ * the background reclaim's (shards/expire.c), which logs ordinary deletes. */
 #include "shards/shard_int.h"
 
 /* A batch operation's type is its WAL record type (the record is logged as it is). */
@@ -24,11 +31,16 @@ int exec_tree_write(struct shard *sh, struct shard_coll *c, const struct wal_rec
     btree_old_fn log = sh->undo_on ? undo_log_old : NULL;
     uint64_t before = tree_bytes_before(c), count = c->tree.count;
     int rc;
-    if (rec->type == WAL_PUT)
-        rc = btree_put_old(&c->tree, rec->key, rec->klen, rec->val, rec->vlen, log, &w);
-    else
-        rc = btree_del_old(&c->tree, rec->key, rec->klen, log, &w);
+    if (rec->type == WAL_PUT) {
+        rc = btree_put_old(&c->tree, rec->key, rec->klen, rec->val, rec->vlen, rec->expire_ms, log,
+                           &w);
+        if (rec->expire_ms && !rc)
+            sh->expire_hint = true; /* the reclaim has something to look for */
+    } else {
+        rc = btree_del_old(&c->tree, rec->key, rec->klen, undo_del_old, &w);
+    }
     tree_bytes_after(sh, c, before, count);
+    sh->last_old_expire_ms = w.old_expire_ms;
     return rc;
 }
 
@@ -42,6 +54,8 @@ int exec_replay_op(struct shard *sh, const struct wal_rec *rec)
         return CS_ECORRUPT;
     int rc = exec_tree_write(sh, c, rec);
     coll_dirty(sh, c);
+    if (rc == CS_ENOTFOUND && rec->had_expiry)
+        return 0; /* the checkpoint left the expired record out */
     return rc == CS_ENOTFOUND ? CS_ECORRUPT : rc;
 }
 
@@ -157,9 +171,22 @@ static int write_key(struct shard *sh, struct shard_coll *c, struct wal_rec *rec
     coll_dirty(sh, c);
     if (sh->wal_on) {
         rec->coll = c->id;
+        rec->had_expiry = rec->type == WAL_DEL && sh->last_old_expire_ms != 0;
         sh->data_lsn = sh->applied_lsn = wal_append(&sh->wal, rec);
     }
     return 0;
+}
+
+/* The put record of r's key with value val and expiry expire_ms. */
+static struct wal_rec put_rec(const struct shard_req *r, const void *val, size_t vlen,
+                              uint64_t expire_ms)
+{
+    return (struct wal_rec){.type = WAL_PUT,
+                            .key = r->key,
+                            .klen = r->klen,
+                            .val = val,
+                            .vlen = vlen,
+                            .expire_ms = expire_ms};
 }
 
 static int exec_put(struct shard *sh, struct shard_req *r)
@@ -167,8 +194,7 @@ static int exec_put(struct shard *sh, struct shard_req *r)
     int rc = exec_write_allowed(sh);
     if (rc)
         return rc;
-    struct wal_rec rec = {
-        .type = WAL_PUT, .key = r->key, .klen = r->klen, .val = r->val, .vlen = r->vlen};
+    struct wal_rec rec = put_rec(r, r->val, r->vlen, r->expire_ms);
     rc = write_reserve(sh, 1, 1, wal_rec_bytes(&rec) + create_rec_bytes(r->coll_len));
     struct shard_coll *c;
     if (!rc)
@@ -193,7 +219,47 @@ static int exec_del(struct shard *sh, struct shard_req *r)
         rc = write_key(sh, c, &rec);
     if (!rc)
         sh->stats.dels++;
+    if (!rc && cs_expired(sh->last_old_expire_ms))
+        rc = CS_ENOTFOUND; /* it was gone already to every reader: removed all the same */
     return rc;
+}
+
+int exec_expire_del(struct shard *sh, struct shard_coll *c, const void *key, size_t klen)
+{
+    struct wal_rec rec = {.type = WAL_DEL, .key = key, .klen = klen};
+    int rc = write_reserve(sh, 1, 0, wal_rec_bytes(&rec));
+    if (!rc)
+        rc = write_key(sh, c, &rec);
+    if (!rc)
+        sh->stats.expired++;
+    return rc;
+}
+
+/* Set the expiry of c's record at r->key, whose value old[0, oldlen) views the tree: a put of
+ * the same value with the new expiry (the WAL logs a put: replay, the feed and replicas need
+ * nothing new). The tree copies the value before it changes anything; the record is read back
+ * for the WAL record, which is appended after the tree changed. */
+static int exec_reexpire(struct shard *sh, struct shard_req *r, struct shard_coll *c,
+                         const void *old, size_t oldlen, uint64_t expire_ms)
+{
+    int rc = exec_write_allowed(sh);
+    if (rc)
+        return rc;
+    struct wal_rec rec = put_rec(r, old, oldlen, expire_ms);
+    rc = write_reserve(sh, 1, 0, wal_rec_bytes(&rec));
+    if (!rc)
+        rc = exec_tree_write(sh, c, &rec);
+    if (rc)
+        return rc;
+    rc = btree_get(&c->tree, r->key, r->klen, &rec.val, &rec.vlen);
+    cs_assert(rc == 0 && rec.vlen == oldlen);
+    coll_dirty(sh, c);
+    if (sh->wal_on) {
+        rec.coll = c->id;
+        sh->data_lsn = sh->applied_lsn = wal_append(&sh->wal, &rec);
+    }
+    sh->stats.puts++;
+    return 0;
 }
 
 /* A read-modify-write of one key (SHARD_UPDATE): read, let the caller's function decide, then
@@ -205,14 +271,17 @@ static int exec_update(struct shard *sh, struct shard_req *r)
     struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
     const void *old = NULL;
     size_t oldlen = 0;
+    uint64_t old_exp = 0;
     bool found = false;
     if (c) {
-        int rc = btree_get(&c->tree, r->key, r->klen, &old, &oldlen);
+        int rc = btree_get_exp(&c->tree, r->key, r->klen, &old, &oldlen, &old_exp);
         if (rc && rc != CS_ENOTFOUND)
             return rc;
-        found = rc == 0;
+        found = rc == 0 && !cs_expired(old_exp);
     }
-    struct shard_update_out out = {.write = SHARD_UPDATE_NONE};
+    if (!found)
+        old_exp = 0;
+    struct shard_update_out out = {.write = SHARD_UPDATE_NONE, .expire_ms = old_exp};
     int rc = r->update->fn(r->update->arg, found ? old : NULL, found ? oldlen : 0, found, &out);
     if (rc)
         return rc;
@@ -222,7 +291,12 @@ static int exec_update(struct shard *sh, struct shard_req *r)
             return CS_EVALSIZE;
         r->val = out.val;
         r->vlen = out.vlen;
+        r->expire_ms = out.expire_ms;
         return exec_put(sh, r);
+    case SHARD_UPDATE_EXPIRE:
+        if (!found || out.expire_ms == old_exp)
+            return 0; /* nothing to change */
+        return exec_reexpire(sh, r, c, old, oldlen, out.expire_ms);
     case SHARD_UPDATE_DEL:
         rc = found ? exec_del(sh, r) : 0;
         return rc == CS_ENOTFOUND ? 0 : rc;
@@ -241,9 +315,12 @@ static int exec_get(struct shard *sh, struct shard_req *r)
         return CS_ENOTFOUND;
     const void *v;
     size_t vlen;
-    int rc = btree_get(&c->tree, r->key, r->klen, &v, &vlen);
+    uint64_t exp;
+    int rc = btree_get_exp(&c->tree, r->key, r->klen, &v, &vlen, &exp);
     if (rc)
         return rc;
+    if (cs_expired(exp))
+        return CS_ENOTFOUND;
     r->out = NULL;
     r->out_len = vlen;
     if (vlen) {
@@ -257,9 +334,12 @@ static int exec_get(struct shard *sh, struct shard_req *r)
 
 /* ---- atomic batches ---- */
 
+enum { BATCH_DONE = 1, BATCH_HAD_EXPIRY = 2 };
+
 struct batch_state {
     struct shard_coll **coll;    /* per op: its collection (NULL: delete in a missing one) */
-    bool *effective;             /* per op: changed the tree (so it is logged) */
+    uint8_t *effective;          /* per op: changed the tree (so it is logged): BATCH_DONE, and
+                                    BATCH_HAD_EXPIRY for a delete of a record with an expiry */
     struct shard_coll **touched; /* distinct collections snapshotted for rollback */
     struct btree_snap *snaps;    /* their snapshots */
     size_t ntouched;             /* entries used */
@@ -268,14 +348,14 @@ struct batch_state {
 static int batch_alloc(struct shard *sh, struct batch_state *b, size_t n)
 {
     memset(b, 0, sizeof(*b));
-    size_t bytes = n * (2 * sizeof(void *) + sizeof(bool) + sizeof(struct btree_snap));
+    size_t bytes = n * (2 * sizeof(void *) + sizeof(uint8_t) + sizeof(struct btree_snap));
     uint8_t *p = cs_mem_alloc(sh->arena, bytes);
     if (!p)
         return -ENOMEM;
     b->coll = (struct shard_coll **)p;
     b->touched = (struct shard_coll **)(p + n * sizeof(void *));
     b->snaps = (struct btree_snap *)(p + 2 * n * sizeof(void *));
-    b->effective = (bool *)(p + 2 * n * sizeof(void *) + n * sizeof(struct btree_snap));
+    b->effective = p + 2 * n * sizeof(void *) + n * sizeof(struct btree_snap);
     return 0;
 }
 
@@ -306,7 +386,8 @@ static size_t batch_wal_bytes(const struct shard_req *r)
     size_t bytes = WAL_RECORD_HEADER_BYTES;
     for (size_t i = 0; i < r->nops; i++) {
         const struct shard_batch_op *op = &r->ops[i];
-        bytes += WAL_RECORD_HEADER_BYTES + op->klen + op->vlen + create_rec_bytes(op->coll_len);
+        bytes += WAL_RECORD_HEADER_BYTES + op->klen + op->vlen + create_rec_bytes(op->coll_len) +
+                 (op->expire_ms ? WAL_EXPIRY_BYTES : 0);
     }
     return bytes;
 }
@@ -322,18 +403,22 @@ static int batch_apply(struct shard *sh, struct shard_req *r, struct batch_state
         if (rc)
             return rc;
         b->coll[i] = c;
-        b->effective[i] = false;
+        b->effective[i] = 0;
         if (!c)
             continue;      /* a delete in a collection this shard does not hold: nothing to log */
         undo_touch(sh, c); /* the frame's undo: a snapshot, so tree_write logs nothing */
         batch_snapshot(b, c);
-        struct wal_rec rec = {
-            .type = op->type, .key = op->key, .klen = op->klen, .val = op->val, .vlen = op->vlen};
+        struct wal_rec rec = {.type = op->type,
+                              .key = op->key,
+                              .klen = op->klen,
+                              .val = op->val,
+                              .vlen = op->vlen,
+                              .expire_ms = op->expire_ms};
         rc = exec_tree_write(sh, c, &rec);
         coll_dirty(sh, c); /* also when the batch is then rolled back: harmless */
         if (rc && rc != CS_ENOTFOUND)
             return rc;
-        b->effective[i] = rc == 0;
+        b->effective[i] = rc ? 0 : BATCH_DONE | (sh->last_old_expire_ms ? BATCH_HAD_EXPIRY : 0);
     }
     return 0;
 }
@@ -355,7 +440,10 @@ static void batch_log(struct shard *sh, struct shard_req *r, const struct batch_
                               .key = op->key,
                               .klen = op->klen,
                               .val = op->val,
-                              .vlen = op->vlen};
+                              .vlen = op->vlen,
+                              .expire_ms = op->expire_ms,
+                              .had_expiry =
+                                  op->type == WAL_DEL && (b->effective[i] & BATCH_HAD_EXPIRY)};
         wal_batch_add(&sh->wal, &rec);
     }
     sh->data_lsn = sh->applied_lsn = wal_batch_end(&sh->wal);

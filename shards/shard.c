@@ -21,7 +21,9 @@
  *      requests that arrive while a write is in flight form the next frame;
  *   3. submit and reap io_uring completions: a finished frame makes its LSNs durable and completes
  *      every pending request whose LSN is now durable; an eventfd read wakes an idle loop;
- *   4. a guest attached to the loop (the server, see struct shard_guest) does its work;
+ *   4. a guest attached to the loop (the server, see struct shard_guest) does its work; while
+ *      records with an expiry may exist, a timer makes a bounded reclaim pass due every
+ *      EXPIRE_PERIOD_MS (expire.c), run after step 1;
  *   5. with nothing to do, block in io_uring until a completion arrives: an idle shard uses no
  *      CPU (in sync mode it first yields for up to yield_us after a write's submission; see
  *      wait_count). The loop exchanges a sleeping flag to 1 and then looks at the inbox; a
@@ -244,6 +246,10 @@ static void handle_event(struct shard *sh, const struct io_event *ev)
     case TAG_EPOCH:
         sh->epoch_armed = false;
         break;
+    case TAG_EXPIRE:
+        sh->expire_armed = false;
+        sh->expire_due = true;
+        break;
     case TAG_HOLD:
         sh->hold_armed = false;
         sh->hold_done |= sh->hold_frame == sh->frame_seq; /* still the frame it was armed for */
@@ -309,7 +315,7 @@ static bool work_left(struct shard *sh)
 /* Block in io_uring unless work may be waiting in the inbox (Dekker order with shard_submit). */
 static unsigned wait_count(struct shard *sh, unsigned drained, bool guest_busy)
 {
-    if (drained == sh->cfg.batch_max || guest_busy)
+    if (drained == sh->cfg.batch_max || guest_busy || (sh->expire_due && !sh->stopping))
         return 0;
     if (sh->wal_on && !sh->wal.in_flight && !sh->io_error && wal_open_bytes(&sh->wal) > 0 &&
         !sh->delay_armed && !(sh->hold_armed && frame_held(sh)))
@@ -411,6 +417,7 @@ static void loop(struct shard *sh)
     struct io_event ev[EVENTS_MAX];
     for (;;) {
         unsigned drained = drain(sh);
+        expire_poll(sh);
         wal_submit(sh);
         sync_tick(sh);
         views_maybe_publish(sh);
@@ -589,6 +596,7 @@ static void shard_teardown(struct shard *sh)
     }
     views_teardown(sh);
     shard_free_colls(sh);
+    expire_free(sh);
     cs_mem_arena_release(sh->arena);
     sh->arena = 0;
 }

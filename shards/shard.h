@@ -24,7 +24,7 @@
 enum shard_durability { SHARD_SYNC, SHARD_ASYNC, SHARD_NONE };
 
 enum shard_op {
-    SHARD_PUT,          /* coll, key, val */
+    SHARD_PUT,          /* coll, key, val, expire_ms (0: none; a put without one clears it) */
     SHARD_GET,          /* coll, key -> out (value copy), out_len */
     SHARD_DEL,          /* coll, key */
     SHARD_BATCH,        /* ops[nops] */
@@ -81,13 +81,14 @@ enum shard_batch_type { SHARD_BATCH_PUT = 1, SHARD_BATCH_DEL = 2 };
 
 /* One operation of an atomic batch; buffers are borrowed until the request completes. */
 struct shard_batch_op {
-    uint8_t type;     /* enum shard_batch_type */
-    uint8_t coll_len; /* name length */
-    const char *coll; /* collection name (not NUL-terminated here) */
-    const void *key;  /* key bytes */
-    uint32_t klen;    /* key length */
-    const void *val;  /* value bytes (puts) */
-    uint32_t vlen;    /* value length */
+    uint8_t type;       /* enum shard_batch_type */
+    uint8_t coll_len;   /* name length */
+    const char *coll;   /* collection name (not NUL-terminated here) */
+    const void *key;    /* key bytes */
+    uint32_t klen;      /* key length */
+    const void *val;    /* value bytes (puts) */
+    uint32_t vlen;      /* value length */
+    uint64_t expire_ms; /* puts: the record's expiry, Unix ms; 0 = none */
 };
 
 /* A transaction that spans shards, shared by its coordinator (engine/txn.c) and the shards that
@@ -200,6 +201,7 @@ struct shard_req {
     size_t klen;                          /* key length */
     const void *val;                      /* value */
     size_t vlen;                          /* value length */
+    uint64_t expire_ms;                   /* SHARD_PUT: the record's expiry (Unix ms), 0: none */
     const struct shard_batch_op *ops;     /* batch operations */
     size_t nops;                          /* count of ops */
     struct shard_view *view;              /* SHARD_VIEW_PIN: the pinned view */
@@ -250,18 +252,27 @@ struct shard;
 struct io_ring;
 
 /* SHARD_UPDATE: what to write after reading a key, decided on the shard thread. */
-enum shard_update_write { SHARD_UPDATE_NONE, SHARD_UPDATE_PUT, SHARD_UPDATE_DEL };
+enum shard_update_write {
+    SHARD_UPDATE_NONE,  /* write nothing */
+    SHARD_UPDATE_PUT,   /* put val with expiry expire_ms */
+    SHARD_UPDATE_DEL,   /* delete the key */
+    SHARD_UPDATE_EXPIRE /* keep the value, set the expiry to expire_ms (0: none); a put of the
+                           same value as far as the WAL, views and transactions are concerned */
+};
 struct shard_update_out {
-    int write;       /* enum shard_update_write */
-    const void *val; /* PUT: the new value (the caller's memory, valid until completion) */
-    size_t vlen;     /* its length (at most CS_VALUE_MAX, else the request fails CS_EVALSIZE) */
+    int write;          /* enum shard_update_write */
+    const void *val;    /* PUT: the new value (the caller's memory, valid until completion) */
+    size_t vlen;        /* its length (at most CS_VALUE_MAX, else the request fails CS_EVALSIZE) */
+    uint64_t expire_ms; /* PUT, EXPIRE: the record's expiry afterwards (Unix ms; 0: none). Holds
+                           the current record's expiry when fn is called (0 when !found), so a
+                           PUT keeps the expiry unless fn changes it (INCR, APPEND) */
 };
 /* fn runs on the key's shard thread with the key's current value (old is a view of the tree,
- * valid during the call only; found false: no record), atomically with respect to every other
- * request of that shard, after any transaction holding the key has been resolved (the request
- * parks like a put). It fills *out and returns 0, or returns an error: nothing is written and
- * the request completes with it. It must not block. The write then goes through the ordinary
- * put or delete path (WAL record, durability rules of a put). */
+ * valid during the call only; found false: no record, or an expired one), atomically with respect
+ * to every other request of that shard, after any transaction holding the key has been resolved
+ * (the request parks like a put). It fills *out and returns 0, or returns an error: nothing is
+ * written and the request completes with it. It must not block. The write then goes through the
+ * ordinary put or delete path (WAL record, durability rules of a put). */
 struct shard_update {
     int (*fn)(void *arg, const void *old, size_t oldlen, bool found, struct shard_update_out *out);
     void *arg; /* handed to fn */

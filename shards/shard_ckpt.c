@@ -51,6 +51,7 @@ int shard_ckpt_start(struct shard *sh)
     job->shard = sh->cfg.index;
     job->lsn = sh->applied_lsn;
     job->next_coll_id = sh->next_coll_id;
+    job->now_ms = cs_clock_ms(); /* records expired by now are left out */
     for (unsigned b = 0; b < COLL_BUCKETS; b++)
         for (struct shard_coll *c = sh->by_name[b]; c; c = c->next_name) {
             struct ckpt_coll *k = &job->colls[job->ncolls++];
@@ -194,13 +195,16 @@ int shard_load_coll(void *arg, uint32_t id, const char *name, size_t len)
     return sh->load_coll ? 0 : -ENOMEM;
 }
 
-int shard_load_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+int shard_load_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+                   uint64_t expire_ms)
 {
     struct shard *sh = arg;
     struct shard_coll *c = sh->load_coll;
     uint64_t before = tree_bytes_before(c), count = c->tree.count;
     bool replaced = false;
-    int rc = btree_put(&c->tree, key, klen, val, vlen, &replaced);
+    int rc = btree_put_exp(&c->tree, key, klen, val, vlen, expire_ms, &replaced);
+    if (expire_ms)
+        sh->expire_hint = true;
     tree_bytes_after(sh, c, before, count);
     return rc ? rc : (replaced ? CS_ECORRUPT : 0);
 }

@@ -15,6 +15,7 @@
  *                 recovery
  *   txn.c         transactions: validation, the lock table, prepare, install, in-doubt
  *                 transactions at recovery
+ *   expire.c      the background reclaim of expired records
  */
 #ifndef CS_SHARD_INT_H
 #define CS_SHARD_INT_H
@@ -43,13 +44,14 @@
 #define EVENTS_MAX 32u         /* completions reaped per io_ring_run */
 
 enum shard_tag {
-    TAG_WAKE = 1,  /* eventfd read */
-    TAG_WRITE = 2, /* frame write (in sync mode with RWF_DSYNC) */
-    TAG_DELAY = 4, /* group-commit delay timer */
-    TAG_SYNC = 5,  /* async-mode sync timer */
-    TAG_FSYNC = 6, /* async-mode lone fdatasync */
-    TAG_EPOCH = 7, /* poll the epoch again: retired views wait for readers */
-    TAG_HOLD = 8,  /* a frame of outcome records only has waited OUTCOME_HOLD_NS */
+    TAG_WAKE = 1,   /* eventfd read */
+    TAG_WRITE = 2,  /* frame write (in sync mode with RWF_DSYNC) */
+    TAG_DELAY = 4,  /* group-commit delay timer */
+    TAG_SYNC = 5,   /* async-mode sync timer */
+    TAG_FSYNC = 6,  /* async-mode lone fdatasync */
+    TAG_EPOCH = 7,  /* poll the epoch again: retired views wait for readers */
+    TAG_HOLD = 8,   /* a frame of outcome records only has waited OUTCOME_HOLD_NS */
+    TAG_EXPIRE = 9, /* the expiry reclaim's period (EXPIRE_PERIOD_MS) */
 };
 
 #define TRIM_BYTES (4u << 20)   /* see mem_trim */
@@ -126,6 +128,7 @@ struct txn_write {
     uint8_t type;            /* SHARD_BATCH_PUT or SHARD_BATCH_DEL */
     uint32_t klen;           /* key bytes */
     uint32_t vlen;           /* value bytes */
+    uint64_t expire_ms;      /* puts: the record's expiry (Unix ms), 0: none */
     uint8_t *bytes;          /* key, then value (one allocation) */
 };
 enum { TXN_PREPARED, TXN_SETTLING };
@@ -167,6 +170,7 @@ struct undo_rec {
     uint32_t klen;           /* key bytes */
     uint32_t vlen;           /* old value bytes */
     bool had;                /* the key held a value before the write */
+    uint64_t expire_ms;      /* the old record's expiry (0: none) */
 };
 /* One write of the open frame, as undo_log_old logs it (the arg of btree_put_old/_del_old). */
 struct undo_write {
@@ -174,6 +178,7 @@ struct undo_write {
     struct shard_coll *coll; /* the collection written */
     const void *key;         /* the key written (borrowed for the call) */
     size_t klen;             /* its bytes */
+    uint64_t old_expire_ms;  /* out: the expiry of what the key held (deletes; 0: none) */
 };
 struct undo_cat {
     uint8_t op;              /* UNDO_CREATE or UNDO_DROP */
@@ -304,6 +309,18 @@ struct shard {
     uint32_t range_txn_waiters; /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
     uint32_t txn_load_left;     /* recovery: writes still due of the checkpoint's last
                                    transaction entry */
+
+    /* Expiry (exec.c, expire.c). */
+    uint64_t last_old_expire_ms; /* the expiry of what the last exec_tree_write replaced */
+    bool expire_hint;            /* a record with an expiry may exist: the reclaim runs */
+    bool expire_armed;           /* its timer (TAG_EXPIRE) is pending */
+    bool expire_due;             /* run a reclaim pass at the next loop iteration */
+    bool expire_seen;            /* the sweep under way met a record with an expiry */
+    uint32_t expire_coll;        /* id + 1 of the collection the sweep is in (0: start over) */
+    uint16_t expire_klen;        /* where in it: the first key not yet looked at (0: its start) */
+    struct __kernel_timespec expire_ts; /* the timer's period */
+    uint8_t *expire_keys;           /* a pass's expired keys (EXPIRE_DEL_MAX * CS_KEY_MAX bytes) */
+    uint8_t expire_key[CS_KEY_MAX]; /* the sweep's position (expire_klen bytes) */
 };
 
 /* Debug builds: assert that a shard-only function runs on the shard's thread (the owner is set
@@ -357,7 +374,10 @@ void tree_bytes_after(struct shard *sh, const struct shard_coll *c, uint64_t bef
 int shard_array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem);
 int undo_reserve(struct shard *sh, size_t trees, size_t cats);
 void undo_touch(struct shard *sh, struct shard_coll *c);
-int undo_log_old(void *arg, bool had, const void *old, size_t olen);
+int undo_log_old(void *arg, bool had, const void *old, size_t olen, uint64_t expire_ms);
+/* The old-value callback of deletes: notes the removed record's expiry in the struct undo_write,
+ * then logs it as undo_log_old does when the shard's frames can be taken back. */
+int undo_del_old(void *arg, bool had, const void *old, size_t olen, uint64_t expire_ms);
 void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c);
 void undo_release(struct shard *sh, struct frame_undo *u);
 bool undo_rollback(struct shard *sh, struct frame_undo *u);
@@ -390,7 +410,8 @@ int shard_ckpt_start(struct shard *sh);
 void shard_ckpt_poll(struct shard *sh);
 void exec_checkpoint(struct shard *sh, struct shard_req *r);
 int shard_load_coll(void *arg, uint32_t id, const char *name, size_t len);
-int shard_load_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
+int shard_load_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+                   uint64_t expire_ms);
 void exec_backup(struct shard *sh, struct shard_req *r);
 
 /* ---- exec.c ---- */
@@ -400,6 +421,18 @@ int exec_write_allowed(struct shard *sh);
 int exec_coll_for_write(struct shard *sh, const char *name, size_t len, struct shard_coll **out);
 int exec_batch(struct shard *sh, struct shard_req *r);
 int exec_replay_op(struct shard *sh, const struct wal_rec *rec);
+/* The background reclaim deletes c's expired record at key: the delete path (undo, WAL delete
+ * record), counted in stats.expired. 0, CS_ENOTFOUND or -ENOMEM (nothing changed). */
+int exec_expire_del(struct shard *sh, struct shard_coll *c, const void *key, size_t klen);
+
+/* ---- expire.c ---- */
+#define EXPIRE_PERIOD_MS 100u /* a reclaim pass every this long while records may expire */
+#define EXPIRE_SCAN_MAX 4096u /* records one pass looks at */
+#define EXPIRE_DEL_MAX 128u   /* expired records one pass deletes (a full pass: another at once) */
+/* Each loop iteration: run a reclaim pass when one is due, and keep the timer armed while
+ * records with an expiry may exist. */
+void expire_poll(struct shard *sh);
+void expire_free(struct shard *sh);
 /* A put or delete of one key of c, its old value logged for the open frame's undo (sync mode)
  * in the same descent: 0, CS_ENOTFOUND (delete of a missing key), or -ENOMEM (nothing changed).
  * The caller reserved undo room (undo_reserve). */

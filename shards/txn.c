@@ -305,7 +305,9 @@ static int check_reads(struct shard *sh, const struct shard_txn_read *rd, size_t
         struct shard_coll *c = coll_find(sh, x->coll, x->coll_len);
         const void *v = NULL;
         size_t vlen = 0;
-        bool present = c && btree_get(&c->tree, x->key, x->klen, &v, &vlen) == 0;
+        uint64_t exp = 0;
+        bool present = c && btree_get_exp(&c->tree, x->key, x->klen, &v, &vlen, &exp) == 0 &&
+                       !cs_expired(exp); /* an expired record reads as absent */
         if (!read_matches(x, present, v, vlen)) {
             if (!writer)
                 return CS_ECONFLICT;
@@ -368,10 +370,13 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
             btree_cursor_init(&cur, &snap);
             bool on = r->lo_flags & SHARD_RANGE_UNBOUND ? btree_cursor_first(&cur)
                                                         : btree_cursor_seek(&cur, r->lo, r->lo_len);
+            uint64_t now_ms = cs_clock_ms();
             for (; on; on = btree_cursor_next(&cur)) {
                 const void *k, *v;
                 size_t kl, vl;
                 btree_cursor_get(&cur, &k, &kl, &v, &vl);
+                if (cs_expired_at(btree_cursor_expiry(&cur), now_ms))
+                    continue; /* absent to readers: cursors skip it too */
                 if (!shard_txn_range_has(r, k, kl)) {
                     if (!(r->hi_flags & SHARD_RANGE_UNBOUND) &&
                         shard_key_cmp(k, kl, r->hi, r->hi_len) > 0)
@@ -560,7 +565,8 @@ static struct txn_part *part_new(struct shard *sh, uint64_t id, uint16_t nparts,
 
 /* Add a write to p (copying key and value); c is referenced. */
 static int part_add_write(struct shard *sh, struct txn_part *p, struct shard_coll *c, uint8_t type,
-                          const void *key, size_t klen, const void *val, size_t vlen)
+                          const void *key, size_t klen, const void *val, size_t vlen,
+                          uint64_t expire_ms)
 {
     struct txn_write *w = &p->w[p->nw];
     memset(w, 0, sizeof(*w));
@@ -573,6 +579,7 @@ static int part_add_write(struct shard *sh, struct txn_part *p, struct shard_col
     w->type = type;
     w->klen = (uint32_t)klen;
     w->vlen = (uint32_t)vlen;
+    w->expire_ms = expire_ms;
     w->coll = c;
     c->refs++;
     p->nw++;
@@ -593,7 +600,8 @@ static size_t prepare_bytes(const struct shard_req *r)
     size_t bytes = WAL_RECORD_HEADER_BYTES + WAL_TXN_ID_BYTES + 2u + 2u * r->txn->nparts;
     for (size_t i = 0; i < r->nops; i++)
         bytes += 2u * WAL_RECORD_HEADER_BYTES + r->ops[i].klen + r->ops[i].vlen +
-                 r->ops[i].coll_len; /* the record, and a collection it may create */
+                 r->ops[i].coll_len + /* the record, and a collection it may create */
+                 (r->ops[i].expire_ms ? WAL_EXPIRY_BYTES : 0);
     return bytes;
 }
 
@@ -624,7 +632,8 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
         if (!c)
             rc = exec_coll_for_write(sh, op->coll, op->coll_len, &c);
         if (!rc)
-            rc = part_add_write(sh, p, c, op->type, op->key, op->klen, op->val, op->vlen);
+            rc = part_add_write(sh, p, c, op->type, op->key, op->klen, op->val, op->vlen,
+                                op->expire_ms);
         struct txn_lock *l = rc ? NULL : lock_get(sh, op->coll, op->coll_len, op->key, op->klen);
         if (!rc && !l)
             rc = -ENOMEM;
@@ -667,7 +676,8 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
                                   .key = w->bytes,
                                   .klen = w->klen,
                                   .val = w->bytes + w->klen,
-                                  .vlen = w->vlen};
+                                  .vlen = w->vlen,
+                                  .expire_ms = w->expire_ms};
             wal_batch_add(&sh->wal, &rec);
         }
         sh->applied_lsn = wal_group_end(&sh->wal, WAL_TXN_PREPARE);
@@ -706,7 +716,8 @@ static int install(struct shard *sh, struct txn_part *p)
                               .key = w->bytes,
                               .klen = w->klen,
                               .val = w->bytes + w->klen,
-                              .vlen = w->vlen};
+                              .vlen = w->vlen,
+                              .expire_ms = w->expire_ms};
         rc = exec_tree_write(sh, c, &rec);
         if (rc == CS_ENOTFOUND)
             rc = 0; /* deleting an absent key changes nothing */
@@ -857,7 +868,11 @@ static int known_add(struct shard *sh, uint64_t id, bool committed)
  *                    or aborted), u16 n, u16 participants[n], u32 writes that follow (0 unless
  *                    prepared)
  *   write (4):       u8 type (SHARD_BATCH_PUT or _DEL), u32 collection id, u16 key bytes,
- *                    u32 value bytes, key, value */
+ *                    u32 value bytes, key, value, then for a put with an expiry u64 expiry (Unix
+ *                    ms, not 0): the payload's length says whether it is there (files written
+ *                    before expiry existed never have it)
+ * A transaction's write of a key keeps the expiry its shard_batch_op gave it (cs_batch_put_ttl);
+ * a put without one (cs_txn_put) clears the key's expiry, as Redis SET does. */
 
 static int buf_grow(uint8_t **buf, size_t *len, size_t *cap, size_t more)
 {
@@ -899,7 +914,7 @@ int txn_ckpt_encode(struct shard *sh, struct ckpt_job *job)
         len += 5 + pl;
         for (uint32_t i = 0; prepared && i < p->nw; i++) {
             const struct txn_write *w = &p->w[i];
-            size_t wl = 1 + 4 + 2 + 4 + w->klen + w->vlen;
+            size_t wl = 1 + 4 + 2 + 4 + w->klen + w->vlen + (w->expire_ms ? 8u : 0u);
             if (buf_grow(&b, &len, &cap, 5 + wl)) {
                 free(b);
                 return -ENOMEM;
@@ -912,6 +927,8 @@ int txn_ckpt_encode(struct shard *sh, struct ckpt_job *job)
             cs_put_le16(q + 10, (uint16_t)w->klen);
             cs_put_le32(q + 12, w->vlen);
             memcpy(q + 16, w->bytes, w->klen + w->vlen);
+            if (w->expire_ms) /* a put's expiry trails the value */
+                cs_put_le64(q + 16 + w->klen + w->vlen, w->expire_ms);
             len += 5 + wl;
         }
     }
@@ -961,10 +978,15 @@ int txn_ckpt_load(void *arg, uint8_t type, const uint8_t *q, size_t len)
     uint16_t kl = cs_get_le16(q + 5);
     uint32_t vl = cs_get_le32(q + 7);
     if ((wt != SHARD_BATCH_PUT && wt != SHARD_BATCH_DEL) || !c || kl == 0 || kl > CS_KEY_MAX ||
-        vl > CS_VALUE_MAX || (wt == SHARD_BATCH_DEL && vl) || len != 11u + kl + vl)
+        vl > CS_VALUE_MAX || (wt == SHARD_BATCH_DEL && vl) || len < 11u + kl + vl)
+        return CS_ECORRUPT;
+    uint64_t exp = 0; /* a put with an expiry: 8 more bytes */
+    if (len == 11u + kl + vl + 8u && wt == SHARD_BATCH_PUT)
+        exp = cs_get_le64(q + 11 + kl + vl);
+    if (len != 11u + kl + vl + (exp ? 8u : 0u))
         return CS_ECORRUPT;
     sh->txn_load_left--;
-    return part_add_write(sh, p, c, wt, q + 11, kl, q + 11 + kl, vl);
+    return part_add_write(sh, p, c, wt, q + 11, kl, q + 11 + kl, vl, exp);
 }
 
 /* ---- recovery ---- */
@@ -998,7 +1020,7 @@ static int replay_prepare(struct shard *sh, const struct wal_rec *rec)
         if (!rc)
             rc = part_add_write(sh, p, coll_find_id(sh, sub.coll),
                                 sub.type == WAL_PUT ? SHARD_BATCH_PUT : SHARD_BATCH_DEL, sub.key,
-                                sub.klen, sub.val, sub.vlen);
+                                sub.klen, sub.val, sub.vlen, sub.expire_ms);
         if (rc) {
             part_free(sh, p);
             return rc;
@@ -1030,7 +1052,8 @@ int txn_replay(struct shard *sh, uint64_t lsn, const struct wal_rec *rec)
                                  .key = w->bytes,
                                  .klen = w->klen,
                                  .val = w->bytes + w->klen,
-                                 .vlen = w->vlen};
+                                 .vlen = w->vlen,
+                                 .expire_ms = w->expire_ms};
             int rc = exec_replay_op(sh, &op);
             if (rc == CS_ECORRUPT && op.type == WAL_DEL)
                 rc = 0; /* a transaction may delete an absent key */

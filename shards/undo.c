@@ -8,7 +8,8 @@
  * A put or delete is undone logically: the tree write hands undo_log_old what the key held (or
  * that it held nothing) at the leaf it found, before it changes anything (btree_put_old,
  * btree_del_old: the write's own descent, no lookup of its own); the key and that old value are
- * copied into the frame's log, and rolling back puts the old values back, newest first. This
+ * copied into the frame's log (with the old record's expiry), and rolling back puts the old
+ * values back with their expiries, newest first. This
  * costs a copy of about one record per write. A snapshot of the tree (O(1), but every node the
  * frame then changes is copied first: one 4 KiB node per write of a small frame) is taken instead,
  * from that point of the frame on, when a write replaces a large value (a blob: copying it could be
@@ -91,7 +92,7 @@ void undo_touch(struct shard *sh, struct shard_coll *c)
 /* Log the open frame's write of key in c with what the key held (had, old, olen), or snapshot
  * c's tree instead (see above). Fails (-ENOMEM) with nothing logged. */
 static int undo_log(struct shard *sh, struct shard_coll *c, const void *key, size_t klen, bool had,
-                    const void *old, size_t olen)
+                    const void *old, size_t olen, uint64_t expire_ms)
 {
     cs_assert(had || olen == 0);
     struct frame_undo *u = &sh->undo[sh->wal.open];
@@ -112,6 +113,7 @@ static int undo_log(struct shard *sh, struct shard_coll *c, const void *key, siz
     r->klen = (uint32_t)klen;
     r->vlen = (uint32_t)olen;
     r->had = had;
+    r->expire_ms = expire_ms;
     memcpy(u->bytes + u->nbytes, key, klen);
     if (olen)
         memcpy(u->bytes + u->nbytes + klen, old, olen);
@@ -123,12 +125,22 @@ static int undo_log(struct shard *sh, struct shard_coll *c, const void *key, siz
  * btree_del_old with arg a struct undo_write: one descent), before it changes anything: log it
  * (undo_log). Fails (-ENOMEM) with nothing logged; the tree then cancels the write. Once this
  * returns 0 the write cannot fail, so there is nothing to forget. */
-int undo_log_old(void *arg, bool had, const void *old, size_t olen)
+int undo_log_old(void *arg, bool had, const void *old, size_t olen, uint64_t expire_ms)
 {
-    const struct undo_write *w = arg;
+    struct undo_write *w = arg;
     SHARD_OWNED(w->sh);
     cs_assert(w->sh->undo_on);
-    return undo_log(w->sh, w->coll, w->key, w->klen, had, old, olen);
+    w->old_expire_ms = expire_ms;
+    return undo_log(w->sh, w->coll, w->key, w->klen, had, old, olen, expire_ms);
+}
+
+int undo_del_old(void *arg, bool had, const void *old, size_t olen, uint64_t expire_ms)
+{
+    struct undo_write *w = arg;
+    w->old_expire_ms = expire_ms;
+    if (!w->sh->undo_on)
+        return 0;
+    return undo_log_old(arg, had, old, olen, expire_ms);
 }
 
 void undo_catalog(struct shard *sh, uint8_t op, struct shard_coll *c)
@@ -202,8 +214,8 @@ bool undo_rollback(struct shard *sh, struct frame_undo *u)
         struct shard_coll *c = r->coll;
         const uint8_t *key = u->bytes + r->off;
         uint64_t before = tree_bytes_before(c), count = c->tree.count;
-        int rc = r->had ? btree_put(&c->tree, key, r->klen, r->vlen ? key + r->klen : NULL, r->vlen,
-                                    NULL)
+        int rc = r->had ? btree_put_exp(&c->tree, key, r->klen, r->vlen ? key + r->klen : NULL,
+                                        r->vlen, r->expire_ms, NULL)
                         : btree_del(&c->tree, key, r->klen);
         tree_bytes_after(sh, c, before, count);
         if (rc)

@@ -382,7 +382,10 @@ int shard_view_get(struct shard *sh, const char *coll, size_t coll_len, const vo
     if (v) {
         const void *p;
         size_t n;
-        rc = btree_snap_get(&v->snap, key, klen, &p, &n);
+        uint64_t exp;
+        rc = btree_snap_get_exp(&v->snap, key, klen, &p, &n, &exp);
+        if (rc == 0 && cs_expired(exp))
+            rc = CS_ENOTFOUND; /* expired: absent to every reader */
         if (rc == 0) {
             *val = NULL;
             *vlen = n;

@@ -41,11 +41,18 @@
  * RECORD (inside a raw body; unaligned)
  *    0   1  type: 1 put, 2 delete, 3 batch, 4 collection create, 5 collection drop,
  *           6 transaction prepare, 7 transaction commit, 8 transaction abort
- *    1   1  zero
+ *    1   1  flags: bit 0 (WAL_REC_EXPIRY) = an 8-byte expiry precedes the value (puts only,
+ *           top-level or nested); bit 1 (WAL_REC_HAD_EXPIRY) = a delete whose record had an
+ *           expiry: checkpoints leave expired records out, so replay accepts that the key is
+ *           missing then (deletes only); other bits zero. Logs written before expiry existed
+ *           hold 0 here and replay unchanged.
  *    2   2  key bytes (<= 1024; a collection name for type 4)
  *    4   4  shard-local collection id
- *    8   4  value bytes (<= 1 MiB; for a batch, the nested records, <= the frame limit)
- *   12   -  key, then value
+ *    8   4  value bytes (<= 1 MiB; for a batch, the nested records, <= the frame limit); the
+ *           expiry's 8 bytes are not counted here
+ *   12   -  key, then (flag bit 0) the expiry: u64 Unix milliseconds, non-zero, then the value
+ * A put with an expiry sets the record's expiry; a put without one clears it (as Redis SET
+ * does). The background reclaim of expired records logs plain deletes.
  * A batch's value is a sequence of put/delete records applied all-or-nothing under one LSN.
  * A prepare's key is u64 transaction id, u16 participant count n, u16 shard index[n] (strictly
  * increasing, this shard among them); its value is this shard's writes as a batch's value is,
@@ -112,20 +119,29 @@
 
 static size_t rec_bytes(const struct wal_rec *rec)
 {
-    return WAL_RECORD_HEADER_BYTES + rec->klen + rec->vlen;
+    return WAL_RECORD_HEADER_BYTES + rec->klen + (rec->expire_ms ? WAL_EXPIRY_BYTES : 0) +
+           rec->vlen;
 }
 
 static void rec_encode(uint8_t *p, const struct wal_rec *rec)
 {
+    cs_assert(!rec->expire_ms || rec->type == WAL_PUT);
     p[0] = rec->type;
-    p[1] = 0;
+    cs_assert(!rec->had_expiry || rec->type == WAL_DEL);
+    p[1] = (rec->expire_ms ? WAL_REC_EXPIRY : 0) | (rec->had_expiry ? WAL_REC_HAD_EXPIRY : 0);
     cs_put_le16(p + 2, (uint16_t)rec->klen);
     cs_put_le32(p + 4, rec->coll);
     cs_put_le32(p + 8, (uint32_t)rec->vlen);
+    uint8_t *q = p + WAL_RECORD_HEADER_BYTES;
     if (rec->klen)
-        memcpy(p + WAL_RECORD_HEADER_BYTES, rec->key, rec->klen);
+        memcpy(q, rec->key, rec->klen);
+    q += rec->klen;
+    if (rec->expire_ms) {
+        cs_put_le64(q, rec->expire_ms);
+        q += WAL_EXPIRY_BYTES;
+    }
     if (rec->vlen)
-        memcpy(p + WAL_RECORD_HEADER_BYTES + rec->klen, rec->val, rec->vlen);
+        memcpy(q, rec->val, rec->vlen);
 }
 
 int wal_txn_key_decode(const void *key, size_t klen, uint64_t *id, uint16_t *nparts,
@@ -161,14 +177,25 @@ int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *
     rec->klen = cs_get_le16(p + 2);
     rec->coll = cs_get_le32(p + 4);
     rec->vlen = cs_get_le32(p + 8);
-    if (p[1] != 0 || rec->klen > CS_KEY_MAX)
+    rec->expire_ms = 0;
+    rec->had_expiry = p[1] & WAL_REC_HAD_EXPIRY;
+    if ((p[1] & ~(WAL_REC_EXPIRY | WAL_REC_HAD_EXPIRY)) || rec->klen > CS_KEY_MAX)
         return CS_ECORRUPT;
-    if (len - o - WAL_RECORD_HEADER_BYTES < rec->klen + rec->vlen)
+    if (((p[1] & WAL_REC_EXPIRY) && rec->type != WAL_PUT) ||
+        ((p[1] & WAL_REC_HAD_EXPIRY) && rec->type != WAL_DEL))
+        return CS_ECORRUPT;
+    size_t exp_bytes = (p[1] & WAL_REC_EXPIRY) ? WAL_EXPIRY_BYTES : 0;
+    if (len - o - WAL_RECORD_HEADER_BYTES < rec->klen + exp_bytes + (size_t)rec->vlen)
         return CS_ECORRUPT;
     switch (rec->type) {
     case WAL_PUT:
         if (rec->klen == 0 || rec->vlen > CS_VALUE_MAX)
             return CS_ECORRUPT;
+        if (exp_bytes) {
+            rec->expire_ms = cs_get_le64(p + WAL_RECORD_HEADER_BYTES + rec->klen);
+            if (rec->expire_ms == 0)
+                return CS_ECORRUPT;
+        }
         break;
     case WAL_DEL:
         if (rec->klen == 0 || rec->vlen != 0)
@@ -199,8 +226,8 @@ int wal_rec_decode(const uint8_t *buf, size_t len, size_t *off, struct wal_rec *
         return CS_ECORRUPT;
     }
     rec->key = p + WAL_RECORD_HEADER_BYTES;
-    rec->val = p + WAL_RECORD_HEADER_BYTES + rec->klen;
-    *off = o + WAL_RECORD_HEADER_BYTES + rec->klen + rec->vlen;
+    rec->val = p + WAL_RECORD_HEADER_BYTES + rec->klen + exp_bytes;
+    *off = o + WAL_RECORD_HEADER_BYTES + rec->klen + exp_bytes + rec->vlen;
     return 0;
 }
 

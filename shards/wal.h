@@ -16,6 +16,9 @@ struct io_fault;
 #define WAL_SEGMENT_HEADER_BYTES 64
 #define WAL_FRAME_HEADER_BYTES 56
 #define WAL_RECORD_HEADER_BYTES 12
+#define WAL_REC_EXPIRY 0x01u            /* record flags (byte 1): an expiry precedes the value */
+#define WAL_REC_HAD_EXPIRY 0x02u        /* record flags: a delete of a record that had an expiry */
+#define WAL_EXPIRY_BYTES 8u             /* an expiry in a record */
 #define WAL_FRAME_RAW_MAX (64u << 20)   /* raw body bytes of one frame: the reader's limit */
 #define WAL_FRAME_SOFT_BYTES (1u << 20) /* the writer seals once a frame holds this much */
 #define WAL_SEGMENTS_MAX 100000         /* segment files one shard may have */
@@ -41,12 +44,14 @@ enum wal_rec_type {
 
 /* A decoded record: views into the frame it came from. */
 struct wal_rec {
-    uint8_t type;    /* enum wal_rec_type */
-    uint32_t coll;   /* shard-local collection id */
-    const void *key; /* key bytes (or name) */
-    size_t klen;     /* key length */
-    const void *val; /* value bytes (or nested records) */
-    size_t vlen;     /* value length */
+    uint8_t type;       /* enum wal_rec_type */
+    uint32_t coll;      /* shard-local collection id */
+    const void *key;    /* key bytes (or name) */
+    size_t klen;        /* key length */
+    const void *val;    /* value bytes (or nested records) */
+    size_t vlen;        /* value length */
+    uint64_t expire_ms; /* puts: the record's expiry, Unix ms; 0 = none (WAL_REC_EXPIRY) */
+    bool had_expiry;    /* deletes: the record removed had an expiry (WAL_REC_HAD_EXPIRY) */
 };
 
 /* How wal_open treats what it finds. */

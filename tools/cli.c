@@ -120,8 +120,12 @@ static const char cli_usage_text[] =
     "usage: cstore [OPTIONS] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
-    "  put COLL KEY VALUE        store a record (creates the collection)\n"
+    "  put COLL KEY VALUE [--ttl-ms N]\n"
+    "                            store a record (creates the collection); --ttl-ms: it\n"
+    "                            expires N milliseconds from now (else it never does)\n"
     "  get COLL KEY              print the value and a newline\n"
+    "  ttl COLL KEY              print the milliseconds left before the record expires,\n"
+    "                            -1 when it has no expiry\n"
     "  del COLL KEY              delete a record\n"
     "  scan COLL [--from K] [--to K] [--limit N]\n"
     "                            print KEY<TAB>VALUE lines in key order; --from is\n"
@@ -386,7 +390,13 @@ __attribute__((warn_unused_result)) static int cli_open(struct cli *cli, enum cl
 
 static int cmd_put(struct cli *cli, int argc, char **argv)
 {
-    (void)argc;
+    unsigned long long ttl_ms = 0;
+    if (argc != 4 && (argc != 6 || strcmp(argv[4], "--ttl-ms") != 0))
+        return cli_usage_error("usage: cstore put COLL KEY VALUE [--ttl-ms N]");
+    if (argc == 6 &&
+        (cli_parse_u64(argv[5], &ttl_ms) != 0 || ttl_ms == 0 || ttl_ms > CS_EXPIRE_MAX_MS))
+        return cli_usage_error("put: --ttl-ms '%s' is not a count of milliseconds above 0",
+                               argv[5]);
     struct cli_bytes key, val;
     int ex = cli_arg_bytes(cli, "key", argv[2], &key);
     if (ex != 0)
@@ -395,7 +405,10 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
     if (ex == 0)
         ex = cli_open(cli, CLI_OPEN_CREATE);
     if (ex == 0) {
-        int rc = cs_put(cli->db, argv[1], key.p, key.len, val.p, val.len);
+        uint64_t at_ms = ttl_ms ? cs_clock_ms() + ttl_ms : 0;
+        int rc = at_ms > CS_EXPIRE_MAX_MS
+                     ? CS_EINVAL
+                     : cs_put_ttl(cli->db, argv[1], key.p, key.len, val.p, val.len, at_ms);
         if (rc != 0)
             ex = cli_fail(rc, "put %s (key %zu bytes, value %zu bytes)", argv[1], key.len, val.len);
     }
@@ -444,6 +457,27 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
                 fwrite(val, 1, vlen, stdout);
             putchar('\n');
             cs_free(val);
+        }
+    }
+    free(key.owned);
+    return ex;
+}
+
+static int cmd_ttl(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    struct cli_bytes key;
+    int ex = cli_key_open(cli, argv, &key);
+    if (ex == 0) {
+        uint64_t at_ms = 0;
+        ex = cli_key_status(cs_get_expiry(cli->db, argv[1], key.p, key.len, &at_ms), "ttl", argv,
+                            key.len);
+        if (ex == 0) {
+            uint64_t now_ms = cs_clock_ms();
+            if (at_ms == 0)
+                printf("-1\n");
+            else
+                printf("%llu\n", (unsigned long long)(at_ms > now_ms ? at_ms - now_ms : 0));
         }
     }
     free(key.owned);
@@ -1164,8 +1198,9 @@ static int cmd_help(struct cli *cli, int argc, char **argv)
 }
 
 static const struct cli_command cli_commands[] = {
-    {"put", cmd_put, 3, 3, "put COLL KEY VALUE"},
+    {"put", cmd_put, 3, 5, "put COLL KEY VALUE [--ttl-ms N]"},
     {"get", cmd_get, 2, 2, "get COLL KEY"},
+    {"ttl", cmd_ttl, 2, 2, "ttl COLL KEY"},
     {"del", cmd_del, 2, 2, "del COLL KEY"},
     {"scan", cmd_scan, 1, -1, "scan COLL [--from K] [--to K] [--limit N]"},
     {"dump", cmd_dump, 1, 1, "dump COLL"},

@@ -101,8 +101,10 @@ static int on_coll(void *arg, uint32_t id, const char *name, size_t len)
     return 0;
 }
 
-static int on_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+static int on_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+                  uint64_t expire_ms)
 {
+    (void)expire_ms;
     struct seen *s = arg;
     if (!s->in_coll || klen == 0 || klen > CS_KEY_MAX || vlen > CS_VALUE_MAX)
         abort();
@@ -138,8 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool salvaged;
     char msg[512];
     unsigned flags = mode & 2 ? CKPT_LOAD_SALVAGE : 0;
-    int rc = ckpt_load_image(img, len, 0, lsn, on_coll, on_rec, NULL, &s, &next_coll_id, flags, &salvaged,
-                             msg, sizeof(msg));
+    int rc = ckpt_load_image(img, len, 0, lsn, on_coll, on_rec, NULL, &s, &next_coll_id, flags,
+                             &salvaged, msg, sizeof(msg));
     if (rc != 0 && rc != CS_ECORRUPT && rc != -ENOMEM)
         abort();
     if (rc == CS_ECORRUPT && msg[0] == '\0') /* an error always says where */

@@ -158,8 +158,13 @@ static void wal_seeds(const char *dir)
     append(&w, WAL_PUT, 1, "alice", "{\"age\":31}", 10);
     seal(&w, 0);
     wal_batch_begin(&w); /* LSN 3 */
-    struct wal_rec b1 = {
-        .type = WAL_PUT, .coll = 1, .key = "bob", .klen = 3, .val = "x", .vlen = 1};
+    struct wal_rec b1 = {.type = WAL_PUT,
+                         .coll = 1,
+                         .key = "bob",
+                         .klen = 3,
+                         .val = "x",
+                         .vlen = 1,
+                         .expire_ms = 4102444800000ull}; /* a put with an expiry (2100) */
     struct wal_rec b2 = {.type = WAL_DEL, .coll = 1, .key = "alice", .klen = 5};
     if (wal_reserve(&w, wal_rec_bytes(&b1) + wal_rec_bytes(&b2) + WAL_RECORD_HEADER_BYTES))
         die("wal_reserve");
@@ -236,7 +241,8 @@ static void fill(struct btree *t, int n, size_t vlen, unsigned seed_v)
             seed_v = seed_v * 1103515245u + 12345u;
             v[j] = seed_v & 8 ? (char)(seed_v >> 16) : 'a'; /* compressible when seed_v is 0 */
         }
-        if (btree_put(t, k, (size_t)kl, v, vlen, NULL) != 0)
+        uint64_t exp = i % 3 == 1 ? 4102444800000ull + (uint64_t)i : 0; /* some expire */
+        if (btree_put_exp(t, k, (size_t)kl, v, vlen, exp, NULL) != 0)
             die("btree_put");
     }
 }

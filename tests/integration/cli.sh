@@ -108,6 +108,25 @@ check_out "get in an absent collection: exit 1" 1 "" "not found"
 cs put users alice 11
 cs get users alice
 check_out "put overwrites" 0 "11\n"
+cs put users ttlkey token --ttl-ms 600000
+check_out "put --ttl-ms stores a record that expires" 0 ""
+cs ttl users ttlkey
+check "ttl: the milliseconds left (at most the ttl given)" 0 out '^(5[0-9]{5}|600000)$'
+cs get users ttlkey
+check_out "a record with an expiry ahead reads as any other" 0 "token\n"
+cs put users ttlkey token
+cs ttl users ttlkey
+check "a put without --ttl-ms clears the expiry: ttl -1" 0 out '^-1$'
+cs ttl users nothere
+check_out "ttl of an absent key: exit 1" 1 "" "not found"
+cs put users ttl2 x --ttl-ms 0
+check_out "put --ttl-ms 0: usage error" 2 "" "ttl-ms"
+cs put users ttl2 x --ttl 5
+check_out "put with an unknown flag: usage error" 2 "" "usage: cstore put COLL KEY VALUE"
+cs get users ttl2
+check_out "a refused put wrote nothing" 1 "" "not found"
+cs del users ttlkey
+check_out "del of the ttl test key" 0 ""
 cs del users bob
 check_out "del removes a record" 0 ""
 cs get users bob

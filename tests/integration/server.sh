@@ -54,6 +54,15 @@ expect() {
     got=$(cli "$@" 2>&1) || fail "$what: redis-cli failed: $got"
     [ "$got" = "$want" ] || fail "$what: expected [$want], got [$got]"
 }
+# expect_ttl "what" seconds key: TTL key answers seconds, or a little less (time passes between
+# the write and the read; the answer is rounded)
+expect_ttl() {
+    got=$(cli TTL "$3" 2>&1) || fail "$1: redis-cli failed: $got"
+    case "$got" in
+    '' | *[!0-9]*) fail "$1: expected about $2, got [$got]" ;;
+    esac
+    [ "$got" -le "$2" ] && [ "$got" -ge $(($2 - 10)) ] || fail "$1: expected about $2, got [$got]"
+}
 
 start
 expect "ping" "PONG" PING
@@ -90,9 +99,65 @@ expect "getdel gone" "" GET e
 expect "del" "2" DEL a b zz
 expect "ttl" "-1" TTL c
 expect "ttl missing" "-2" TTL zz
-expect "expire refused" "ERR expiry is not supported yet (records have no time to live)" EXPIRE c 10
-expect "set ex refused" "ERR expiry is not supported yet (records have no time to live)" SET c 1 EX 10
-expect "set ex wrote nothing" "3" GET c
+expect "pttl missing" "-2" PTTL zz
+# expiry: TTL answers are whole seconds left (rounded), so a 100 s expiry reads 100 for a while
+expect "set ex" "OK" SET t1 v EX 100
+expect_ttl "ttl of set ex" 100 t1
+expect "set keepttl" "OK" SET t1 w KEEPTTL
+expect_ttl "keepttl kept it" 100 t1
+expect "plain set clears it" "OK" SET t1 x
+expect "ttl after plain set" "-1" TTL t1
+expect "expire" "1" EXPIRE t1 200
+expect_ttl "ttl after expire" 200 t1
+expect "expire gt refused" "0" EXPIRE t1 100 GT
+expect "expire lt" "1" EXPIRE t1 100 LT
+expect "expire nx refused" "0" EXPIRE t1 300 NX
+expect_ttl "ttl after options" 100 t1
+expect "pexpire" "1" PEXPIRE t1 300000
+expect_ttl "ttl after pexpire" 300 t1
+expect "persist" "1" PERSIST t1
+expect "persist again" "0" PERSIST t1
+expect "ttl after persist" "-1" TTL t1
+expect "expire xx refused" "0" EXPIRE t1 10 XX
+expect "expire missing" "0" EXPIRE zz 10
+expect "persist missing" "0" PERSIST zz
+expect "expireat far" "1" EXPIREAT t1 4102444800
+expect "pexpireat far" "1" PEXPIREAT t1 4102444800000
+expect "expireat past deletes" "1" EXPIREAT t1 1
+expect "gone" "0" EXISTS t1
+expect "t6" "OK" SET t6 v
+expect "expire negative deletes" "1" EXPIRE t6 -1
+expect "t6 gone" "" GET t6
+expect "setex" "OK" SETEX t2 100 v
+expect_ttl "ttl setex" 100 t2
+expect "psetex" "OK" PSETEX t2 50000 w
+expect_ttl "ttl psetex" 50 t2
+expect "getex persist" "w" GETEX t2 PERSIST
+expect "ttl getex persist" "-1" TTL t2
+expect "getex ex" "w" GETEX t2 EX 70
+expect_ttl "ttl getex ex" 70 t2
+expect "getex missing" "" GETEX zz EX 10
+expect "incr keeps ttl" "1" INCR t3
+expect "expire t3" "1" EXPIRE t3 100
+expect "incr" "2" INCR t3
+expect_ttl "ttl after incr" 100 t3
+expect "append" "2" APPEND t3 x
+expect_ttl "ttl after append" 100 t3
+expect "set pxat in the past" "OK" SET t4 v PXAT 1
+expect "set ex 0 refused" "ERR invalid expire time in 'set' command" SET t5 v EX 0
+expect "set ex huge refused" "ERR invalid expire time in 'set' command" SET t5 v EX 99999999999999999
+expect "set ex not a number" "ERR value is not an integer or out of range" SET t5 v EX ten
+expect "set two expiries" "ERR syntax error" SET t5 v EX 10 PX 10
+expect "set ex keepttl" "ERR syntax error" SET t5 v EX 10 KEEPTTL
+expect "nothing written" "0" EXISTS t5
+expect "expire huge refused" "ERR invalid expire time in 'expire' command" EXPIRE t3 99999999999999999
+expect "expire nx xx" "ERR NX and XX, GT or LT options at the same time are not compatible" EXPIRE t3 10 NX XX
+expect "expire bad option" "ERR Unsupported option FOO" EXPIRE t3 10 FOO
+expect "setex 0 refused" "ERR invalid expire time in 'setex' command" SETEX t5 0 v
+expect "getex bad" "ERR syntax error" GETEX t3 FOO
+expect_ttl "t3 kept" 100 t3
+expect "set pxat in the past: absent at once" "" GET t4
+expect "del of an expired key counts it absent (and removes it)" "2" DEL t2 t3 t4
 expect "select 0" "OK" SELECT 0
 expect "select 1" "ERR DB index is out of range" SELECT 1
 expect "unknown command" "ERR unknown command 'NOSUCH', with args beginning with: " NOSUCH x
@@ -206,12 +271,50 @@ SCAN 0
 SET e1 x
 EXEC
 EOF
-block "set ex inside multi is refused at queue time" "OK
-ERR expiry is not supported yet (records have no time to live)
+block "expiry commands inside multi" "OK
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+QUEUED
+OK
+100
+1
+200
+2
+200
+1
+-1
+OK
+v
+-2" <<EOF
+MULTI
+SET e1 1 EX 100
+TTL e1
+EXPIRE e1 200
+TTL e1
+INCR e1
+TTL e1
+PERSIST e1
+TTL e1
+SETEX e2 50 v
+GETEX e2 EX 70
+EXEC
+TTL nothere
+EOF
+expect_ttl "multi expiries applied" 70 e2
+expect "multi persist applied" "-1" TTL e1
+block "an expiry amount is checked at queue time" "OK
+ERR invalid expire time in 'set' command
 
 EXECABORT Transaction discarded because of previous errors." <<EOF
 MULTI
-SET e1 x EX 10
+SET e3 x EX 0
 EXEC
 EOF
 block "discard drops the block" "OK

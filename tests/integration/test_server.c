@@ -907,7 +907,7 @@ static void test_multi_errors_execabort_and_discard(void **state)
     assert_int_equal(r->elements, 1);
     freeReplyObject(r);
     const char *refused[] = {"NOSUCH x", "GET",    "SET k v BOGUS", "INCRBY k notint", "MSET a 1 b",
-                             "SCAN 0",   "DBSIZE", "FLUSHALL",      "EXPIRE k 10",     "GET %b"};
+                             "SCAN 0",   "DBSIZE", "FLUSHALL",      "EXPIRE k ten",    "GET %b"};
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         expect_status(c, "OK", "MULTI");
         expect_queued(c, "SET written%d 1", (int)i);
@@ -1220,6 +1220,146 @@ static void test_multi_over_byte_budget_aborts(void **state)
     stop_server();
 }
 
+/* An integer reply within [lo, hi] (TTL and PTTL: time passes between a write and its read). */
+static long long expect_int_in(redisContext *c, long long lo, long long hi, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < lo || r->integer > hi)
+        fail_msg("'%s': expected :%lld..%lld, got type %d (%lld) '%s'", fmt, lo, hi, r->type,
+                 r->integer, r->str ? r->str : "");
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void expect_bulk(redisContext *c, const char *want, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (want ? r->type != REDIS_REPLY_STRING || strcmp(r->str, want) != 0
+             : r->type != REDIS_REPLY_NIL)
+        fail_msg("'%s': expected %s, got type %d '%s'", fmt, want ? want : "nil", r->type,
+                 r->str ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* Expiry through a Redis client: SET's EX PX EXAT PXAT KEEPTTL, SETEX, PSETEX, EXPIRE's family
+ * with NX XX GT LT, TTL, PTTL, PERSIST, GETEX, GETDEL; INCR and APPEND keep the expiry, a plain
+ * SET clears it; a time already past removes the key at once; bad amounts are errors that write
+ * nothing; pipelined and inside MULTI/EXEC; expiries survive a restart. Remaining times are
+ * checked within bounds (time passes), never against the clock's speed. */
+static void test_expiry_commands(void **state)
+{
+    (void)state;
+    start_server(NULL);
+    redisContext *c = connect_client();
+    expect_status(c, "OK", "SET k v EX 100");
+    expect_int_in(c, 90, 100, "TTL k");
+    expect_int_in(c, 90000, 100000, "PTTL k");
+    expect_status(c, "OK", "SET k v2 KEEPTTL");
+    expect_int_in(c, 90, 100, "TTL k");
+    expect_status(c, "OK", "SET k v3");
+    expect_int(c, -1, "TTL k");
+    expect_int(c, -2, "TTL missing");
+    expect_int(c, -2, "PTTL missing");
+    expect_int(c, 1, "EXPIRE k 50");
+    expect_int_in(c, 40, 50, "TTL k");
+    expect_int(c, 0, "EXPIRE k 10 GT");
+    expect_int(c, 1, "EXPIRE k 60 GT");
+    expect_int(c, 0, "EXPIRE k 70 LT");
+    expect_int(c, 0, "EXPIRE k 70 NX");
+    expect_int(c, 1, "EXPIRE k 70 XX");
+    expect_int_in(c, 60, 70, "TTL k");
+    expect_int(c, 1, "PEXPIRE k 200000");
+    expect_int_in(c, 190000, 200000, "PTTL k");
+    expect_int(c, 1, "EXPIREAT k 4102444800"); /* 2100-01-01 */
+    expect_int(c, 1, "PERSIST k");
+    expect_int(c, 0, "PERSIST k");
+    expect_int(c, -1, "TTL k");
+    expect_int(c, 0, "EXPIRE nothere 10");
+    expect_int(c, 1, "PEXPIREAT k 1"); /* in the past: the key goes */
+    expect_int(c, 0, "EXISTS k");
+    expect_status(c, "OK", "SETEX s 100 sv");
+    expect_int_in(c, 90, 100, "TTL s");
+    expect_status(c, "OK", "PSETEX p 100000 pv");
+    expect_int_in(c, 90000, 100000, "PTTL p");
+    expect_bulk(c, "sv", "GETEX s PERSIST");
+    expect_int(c, -1, "TTL s");
+    expect_bulk(c, "pv", "GETEX p EX 300");
+    expect_int_in(c, 290, 300, "TTL p");
+    expect_bulk(c, NULL, "GETEX nothere EX 10");
+    expect_int(c, 1, "INCR n");
+    expect_int(c, 1, "EXPIRE n 100");
+    expect_int(c, 6, "INCRBY n 5");
+    expect_int_in(c, 90, 100, "TTL n");
+    expect_int(c, 2, "APPEND n x");
+    expect_int_in(c, 90, 100, "TTL n");
+    expect_int(c, 1, "EXPIRE n -5");
+    expect_int(c, 0, "EXISTS n");
+    expect_status(c, "OK", "SET x v PXAT 1");
+    expect_bulk(c, NULL, "GET x");
+    expect_int(c, 0, "EXISTS x");
+    expect_error(c, "ERR invalid expire time in 'set' command", "SET x v EX -1");
+    expect_error(c, "ERR invalid expire time in 'set' command", "SET x v PX 0");
+    expect_error(c, "ERR value is not an integer", "EXPIRE x abc");
+    expect_error(c, "ERR GT and LT options", "EXPIRE x 1 GT LT");
+    expect_error(c, "ERR invalid expire time in 'psetex' command", "PSETEX x 0 v");
+    expect_error(c, "ERR syntax error", "GETEX x EX");
+    expect_int(c, 0, "EXISTS x");
+    expect_status(c, "OK", "SET g gv EX 100");
+    expect_bulk(c, "gv", "GETDEL g");
+    expect_int(c, -2, "TTL g");
+    /* pipelined: each SET's expiry, then each TTL */
+    for (int i = 0; i < 50; i++)
+        redisAppendCommand(c, "SET pipe%d v EX %d", i, 1000 + i);
+    for (int i = 0; i < 50; i++)
+        redisAppendCommand(c, "TTL pipe%d", i);
+    for (int i = 0; i < 100; i++) {
+        redisReply *r = get_reply(c);
+        if (i < 50) {
+            assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        } else {
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            assert_true(r->integer <= 1000 + (i - 50) && r->integer >= 990 + (i - 50));
+        }
+        freeReplyObject(r);
+    }
+    /* inside MULTI/EXEC */
+    expect_status(c, "OK", "MULTI");
+    expect_queued(c, "SET m 1 PX 100000");
+    expect_queued(c, "PTTL m");
+    expect_queued(c, "INCR m");
+    expect_queued(c, "TTL m");
+    expect_queued(c, "SET m2 v");
+    expect_queued(c, "EXPIRE m2 500");
+    redisReply *r = cmd(c, "EXEC");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 6);
+    assert_true(r->element[1]->integer > 90000 && r->element[1]->integer <= 100000);
+    assert_int_equal(r->element[2]->integer, 2);
+    assert_true(r->element[3]->integer >= 90 && r->element[3]->integer <= 100);
+    assert_int_equal(r->element[5]->integer, 1);
+    freeReplyObject(r);
+    expect_int_in(c, 490, 500, "TTL m2");
+    redisFree(c);
+    stop_server(); /* a restart keeps the expiries */
+    start_server(NULL);
+    c = connect_client();
+    expect_int_in(c, 280, 300, "TTL p");
+    expect_int_in(c, 480, 500, "TTL m2");
+    expect_int(c, -1, "TTL s");
+    expect_int(c, 0, "EXISTS k n x");
+    redisFree(c);
+    stop_server();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1248,6 +1388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exec_retries_apply_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_keeps_connection_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multi_over_byte_budget_aborts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry_commands, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

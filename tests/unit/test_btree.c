@@ -628,15 +628,17 @@ struct old_seen {
     bool had;
     uint8_t *val; /* a copy (malloc) of the value handed */
     size_t vlen;
+    uint64_t expire_ms;     /* the expiry handed */
     int answer;             /* returned to the write */
     struct btree *snap_of;  /* non-NULL: take a snapshot of this tree in the call */
     struct btree_snap snap; /* that snapshot */
 };
 
-static int old_record(void *arg, bool had, const void *val, size_t vlen)
+static int old_record(void *arg, bool had, const void *val, size_t vlen, uint64_t expire_ms)
 {
     struct old_seen *o = arg;
     o->calls++;
+    o->expire_ms = expire_ms;
     o->had = had;
     assert_true(had || (val == NULL && vlen == 0));
     free(o->val);
@@ -667,21 +669,21 @@ static void test_put_old_and_del_old_hand_back_the_value_they_replace(void **sta
     btree_init(&t, 0);
     struct old_seen o = {0};
     uint8_t *big = value_buf(3000, 7), *big2 = value_buf(5000, 8);
-    assert_int_equal(btree_put_old(&t, "k", 1, "v1", 2, old_record, &o), 0); /* empty tree */
+    assert_int_equal(btree_put_old(&t, "k", 1, "v1", 2, 0, old_record, &o), 0); /* empty tree */
     old_was(&o, 1, false, NULL, 0);
-    assert_int_equal(btree_put_old(&t, "k", 1, "", 0, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, "k", 1, "", 0, 0, old_record, &o), 0);
     old_was(&o, 2, true, "v1", 2);
-    assert_int_equal(btree_put_old(&t, "k", 1, big, 3000, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, "k", 1, big, 3000, 0, old_record, &o), 0);
     old_was(&o, 3, true, NULL, 0); /* an empty value is there: had, not absent */
-    assert_int_equal(btree_put_old(&t, "k", 1, big2, 5000, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, "k", 1, big2, 5000, 0, old_record, &o), 0);
     old_was(&o, 4, true, big, 3000); /* out-of-line value, whole */
     fill_tens(&t, 2000);             /* a taller tree around "k" */
     uint8_t k[16];
     key16(k, 10 * 777);
-    assert_int_equal(btree_put_old(&t, k, 16, "new", 3, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, k, 16, "new", 3, 0, old_record, &o), 0);
     old_was(&o, 5, true, k, 16); /* fill_tens stores each key as its value */
     key16(k, 10 * 777 + 1);
-    assert_int_equal(btree_put_old(&t, k, 16, "ins", 3, old_record, &o), 0);
+    assert_int_equal(btree_put_old(&t, k, 16, "ins", 3, 0, old_record, &o), 0);
     old_was(&o, 6, false, NULL, 0);
     assert_int_equal(btree_del_old(&t, k, 16, old_record, &o), 0);
     old_was(&o, 7, true, "ins", 3);
@@ -689,7 +691,7 @@ static void test_put_old_and_del_old_hand_back_the_value_they_replace(void **sta
     assert_int_equal(o.calls, 7); /* a missing key: no call */
     assert_int_equal(btree_del_old(&t, "k", 1, old_record, &o), 0);
     old_was(&o, 8, true, big2, 5000);
-    assert_int_equal(btree_put_old(&t, "k", 1, "x", 1, NULL, NULL), 0); /* no callback */
+    assert_int_equal(btree_put_old(&t, "k", 1, "x", 1, 0, NULL, NULL), 0); /* no callback */
     assert_int_equal(btree_del_old(&t, "k", 1, NULL, NULL), 0);
     assert_tree_ok(&t);
     btree_destroy(&t);
@@ -716,7 +718,7 @@ static void test_old_value_callback_error_cancels_the_write(void **state)
         key16(k, 10 * (1 + i * 13 % 3000) + absent);
         size_t vlen = i % 3 == 0 ? 1000 : 16;
         int rc = del ? btree_del_old(&t, k, 16, old_record, &o)
-                     : btree_put_old(&t, k, 16, big, vlen, old_record, &o);
+                     : btree_put_old(&t, k, 16, big, vlen, 0, old_record, &o);
         assert_int_equal(rc, del && absent ? CS_ENOTFOUND : -ENOMEM);
         assert_int_equal(t.count, count);
         assert_tree_ok(&t);
@@ -750,7 +752,7 @@ static void test_snapshot_taken_in_the_old_value_callback_keeps_the_state_before
         if (had)
             memcpy(copy, was, was_len);
         int rc = i % 3 == 0 ? btree_del_old(&t, k, 16, old_record, &o)
-                            : btree_put_old(&t, k, 16, "after", 5, old_record, &o);
+                            : btree_put_old(&t, k, 16, "after", 5, 0, old_record, &o);
         if (rc == CS_ENOTFOUND) {
             assert_false(had);
             continue;
@@ -805,7 +807,7 @@ static void test_failed_allocation_leaves_tree_unchanged(void **state)
         if (rng_below(&r, 3) == 0)
             rc = with_old ? btree_del_old(&t, k, 16, old_record, &o) : btree_del(&t, k, 16);
         else if (with_old)
-            rc = btree_put_old(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, old_record, &o);
+            rc = btree_put_old(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, 0, old_record, &o);
         else
             rc = btree_put(&t, k, 16, big, rng_below(&r, 2) ? 1000 : 16, NULL);
         t.fail_alloc_in = 0;
@@ -968,8 +970,9 @@ struct model_old {
     unsigned calls;
 };
 
-static int model_old_check(void *arg, bool had, const void *val, size_t vlen)
+static int model_old_check(void *arg, bool had, const void *val, size_t vlen, uint64_t expire_ms)
 {
+    assert_int_equal(expire_ms, 0);
     struct model_old *o = arg;
     o->calls++;
     assert_true(had == o->want->present);
@@ -987,7 +990,7 @@ static void model_put(struct model *m, struct btree *t, struct rng *r, unsigned 
     const struct model_key *k = &m->keys[i];
     if (rng_below(r, 2)) {
         struct model_old o = {&m->vals[i], 0};
-        assert_int_equal(btree_put_old(t, k->key, k->klen, buf, v.vlen, model_old_check, &o), 0);
+        assert_int_equal(btree_put_old(t, k->key, k->klen, buf, v.vlen, 0, model_old_check, &o), 0);
         assert_int_equal(o.calls, 1);
     } else {
         bool replaced;
@@ -1228,6 +1231,80 @@ static void test_sequential_loads_with_snapshots_match(void **state)
     btree_destroy(&t);
 }
 
+/* Records with an expiry: mixed with records without one, inline and blob values, through
+ * inserts that split leaves, replaces that add, change or drop the expiry, copy-on-write under a
+ * snapshot (which keeps the old expiries), cursors, the old-value callback and deletes; every
+ * invariant holds after each step (btree_check also checks the expiry flag). */
+static void test_expiry_entries_round_trip(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    static char big[2000];
+    memset(big, 'x', sizeof(big));
+    char msg[256];
+    for (uint64_t i = 0; i < 3000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        uint64_t exp = i % 3 ? 1000000 + i : 0; /* two in three have one */
+        size_t vl = i % 50 == 0 ? sizeof(big) : i % 40;
+        assert_int_equal(btree_put_exp(&t, k, (size_t)kl, big, vl, exp, NULL), 0);
+    }
+    assert_int_equal(btree_check(&t, msg, sizeof(msg)), 0);
+    struct btree_snap snap;
+    btree_snap_take(&t, &snap);
+    for (uint64_t i = 0; i < 3000; i += 7) { /* change expiries under the snapshot */
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        struct old_seen o = {0};
+        uint64_t exp = i % 2 ? 5 : 0;
+        assert_int_equal(btree_put_old(&t, k, (size_t)kl, "new", 3, exp, old_record, &o), 0);
+        assert_int_equal(o.calls, 1);
+        assert_int_equal(o.expire_ms, i % 3 ? 1000000 + i : 0);
+        free(o.val);
+    }
+    assert_int_equal(btree_check(&t, msg, sizeof(msg)), 0);
+    assert_int_equal(btree_snap_check(&snap, msg, sizeof(msg)), 0);
+    struct btree_cursor c;
+    btree_cursor_init(&c, &snap);
+    uint64_t i = 0;
+    for (bool on = btree_cursor_first(&c); on; on = btree_cursor_next(&c), i++) {
+        const void *k, *v;
+        size_t kl, vl;
+        btree_cursor_get(&c, &k, &kl, &v, &vl);
+        assert_int_equal(btree_cursor_expiry(&c), i % 3 ? 1000000 + i : 0);
+        assert_int_equal(vl, i % 50 == 0 ? sizeof(big) : i % 40);
+        assert_memory_equal(v, big, vl);
+    }
+    assert_int_equal(i, 3000);
+    for (i = 0; i < 3000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        const void *v;
+        size_t vl;
+        uint64_t exp = 99;
+        assert_int_equal(btree_get_exp(&t, k, (size_t)kl, &v, &vl, &exp), 0);
+        if (i % 7 == 0) {
+            assert_int_equal(exp, i % 2 ? 5 : 0);
+            assert_int_equal(vl, 3);
+            assert_memory_equal(v, "new", 3);
+        } else {
+            assert_int_equal(exp, i % 3 ? 1000000 + i : 0);
+        }
+        assert_int_equal(btree_snap_get_exp(&snap, k, (size_t)kl, &v, &vl, &exp), 0);
+        assert_int_equal(exp, i % 3 ? 1000000 + i : 0);
+    }
+    btree_snap_release(&t, &snap);
+    for (i = 0; i < 3000; i += 2) {
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "key%06u", (unsigned)i);
+        assert_int_equal(btree_del(&t, k, (size_t)kl), 0);
+    }
+    assert_int_equal(t.count, 1500);
+    assert_int_equal(btree_check(&t, msg, sizeof(msg)), 0);
+    btree_destroy(&t);
+}
+
 int main(void)
 {
     const char *env = getenv("CS_SEED");
@@ -1257,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_random_ops_many_keys_match_model),
         cmocka_unit_test(test_random_ops_prefixed_keys_match_model),
         cmocka_unit_test(test_random_ops_long_keys_match_model),
+        cmocka_unit_test(test_expiry_entries_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

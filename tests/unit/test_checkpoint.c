@@ -20,7 +20,9 @@
 
 #include "cstore.h"
 #include "shards/btree.h"
+#include "endian.h"
 #include "shards/checkpoint.h"
+#include <xxhash.h>
 
 #define RECORDS 20000
 
@@ -35,6 +37,7 @@ struct loaded {
     char last[CS_KEY_MAX]; /* previous key */
     size_t last_len;       /* its length */
     uint64_t value_errors; /* values that differ from what was written */
+    uint64_t expiring;     /* records loaded with an expiry */
 };
 
 static struct loaded got;
@@ -59,9 +62,11 @@ static void value_for(const void *key, size_t klen, char *v, size_t *vlen)
     *vlen = n;
 }
 
-static int on_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+static int on_rec(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+                  uint64_t expire_ms)
 {
     (void)arg;
+    got.expiring += expire_ms != 0;
     struct loaded *l = &got;
     l->records[l->colls - 1]++;
     if (l->last_len) {
@@ -217,8 +222,8 @@ static void test_no_checkpoint_loads_nothing(void **state)
     uint32_t next = 5;
     bool salvaged;
     char msg[64];
-    assert_int_equal(ckpt_load(NULL, empty, 0, on_coll, on_rec, NULL, NULL, &lsn, &next, 0, &salvaged,
-                               msg, sizeof(msg)),
+    assert_int_equal(ckpt_load(NULL, empty, 0, on_coll, on_rec, NULL, NULL, &lsn, &next, 0,
+                               &salvaged, msg, sizeof(msg)),
                      0);
     assert_int_equal(lsn, 0);
     assert_int_equal(next, 0);
@@ -356,8 +361,8 @@ static void test_image_in_memory_loads_like_the_file(void **state)
     char msg[512];
     memset(&got, 0, sizeof(got));
     got.ordered = true;
-    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      0);
     assert_false(salvaged);
     assert_int_equal(next, 42);
@@ -366,23 +371,136 @@ static void test_image_in_memory_loads_like_the_file(void **state)
     assert_true(got.ordered);
     assert_int_equal(got.value_errors, 0);
     memset(&got, 0, sizeof(got));
-    assert_int_equal(ckpt_load_image(img, size, 3, 778, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 3, 778, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
-    assert_int_equal(ckpt_load_image(img, size, 2, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 2, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
     img[size / 2] ^= 0x20;
-    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, size, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
     assert_non_null(strstr(msg, "checkpoint image"));
     assert_int_equal(got.colls, 0); /* checked whole before anything is loaded */
-    assert_int_equal(ckpt_load_image(img, 10, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0, &salvaged,
-                                     msg, sizeof(msg)),
+    assert_int_equal(ckpt_load_image(img, 10, 3, 777, on_coll, on_rec, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
                      CS_ECORRUPT);
     free(img);
     release_two(&a, &b, &job);
+}
+
+struct exp_seen {
+    uint64_t count;       /* records */
+    uint64_t exp_sum;     /* their expiries, summed */
+    uint64_t with_expiry; /* records that had one */
+};
+static struct exp_seen exp_got;
+
+static int on_rec_exp(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+                      uint64_t expire_ms)
+{
+    (void)arg;
+    (void)key;
+    (void)klen;
+    (void)val;
+    (void)vlen;
+    struct exp_seen *e = &exp_got;
+    e->count++;
+    e->exp_sum += expire_ms;
+    e->with_expiry += expire_ms != 0;
+    return 0;
+}
+
+/* Write and publish a checkpoint of tree t alone (collection 1 "c") at lsn into dir, leaving out
+ * what expired by now_ms; job holds t's snapshot (release it, and free job->colls). Then read
+ * the file back into img as version 2 (header checksum redone): *size gets its bytes. */
+static void write_one_as_v2(struct btree *t, struct ckpt_job *job, uint64_t lsn, uint64_t now_ms,
+                            uint8_t *img, size_t cap, size_t *size)
+{
+    memset(job, 0, sizeof(*job));
+    snprintf(job->dir, sizeof(job->dir), "%s", dir);
+    job->shard = 3;
+    job->lsn = lsn;
+    job->now_ms = now_ms;
+    job->ncolls = 1;
+    job->colls = calloc(1, sizeof(*job->colls));
+    job->colls[0].id = 1;
+    job->colls[0].name_len = 1;
+    memcpy(job->colls[0].name, "c", 1);
+    btree_snap_take(t, &job->colls[0].snap);
+    assert_int_equal(ckpt_write(job), 0);
+    assert_int_equal(ckpt_publish(NULL, dir, lsn, 0), 0);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/snap-%016llx", dir, (unsigned long long)lsn);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    *size = fread(img, 1, cap, f);
+    fclose(f);
+    assert_int_equal(cs_get_le32(img + 8), 3);
+    cs_put_le32(img + 8, 2);
+    cs_put_le64(img + 56, XXH3_64bits(img, 56));
+}
+
+/* Records with an expiry keep it through a checkpoint; those expired at the snapshot's time
+ * (job.now_ms) are left out; the file is version 3, a version 2 file (no such records) still
+ * loads, and a version 2 file holding one is CS_ECORRUPT. */
+static void test_expiry_round_trips_and_expired_records_are_left_out(void **state)
+{
+    (void)state;
+    struct btree t;
+    btree_init(&t, 0);
+    for (uint64_t i = 0; i < 300; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof(k), "e%05u", (unsigned)i);
+        uint64_t exp = i % 3 == 0 ? 0 : (i % 3 == 1 ? 500 + i : 5000 + i); /* 100 expired */
+        assert_int_equal(btree_put_exp(&t, k, (size_t)kl, "val", 3, exp, NULL), 0);
+    }
+    struct ckpt_job job;
+    static uint8_t img[1 << 20];
+    size_t size;
+    write_one_as_v2(&t, &job, 900, 1000, img, sizeof(img), &size); /* expiries 500..799: past */
+    assert_int_equal(job.records, 200);
+    uint64_t lsn;
+    uint32_t next;
+    bool salvaged = false;
+    char msg[512];
+    memset(&exp_got, 0, sizeof(exp_got));
+    assert_int_equal(ckpt_load(NULL, dir, 3, on_coll, on_rec_exp, NULL, NULL, &lsn, &next, 0,
+                               &salvaged, msg, sizeof(msg)),
+                     0);
+    assert_int_equal(exp_got.count, 200);
+    assert_int_equal(exp_got.with_expiry, 100);
+    uint64_t want = 0;
+    for (uint64_t i = 2; i < 300; i += 3)
+        want += 5000 + i;
+    assert_int_equal(exp_got.exp_sum, want);
+    /* the same file as version 2: its type 5 entries are unknown there */
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(ckpt_load_image(img, size, 3, 900, on_coll, on_rec_exp, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
+                     CS_ECORRUPT);
+    btree_snap_release(&t, &job.colls[0].snap);
+    free(job.colls);
+
+    btree_destroy(&t); /* without expiries, a version 2 file loads as it always did */
+    fill(&t, 50, 5);
+    write_one_as_v2(&t, &job, 901, 0, img, sizeof(img), &size);
+    memset(&got, 0, sizeof(got));
+    memset(&exp_got, 0, sizeof(exp_got));
+    assert_int_equal(ckpt_load_image(img, size, 3, 901, on_coll, on_rec_exp, NULL, NULL, &next, 0,
+                                     &salvaged, msg, sizeof(msg)),
+                     0);
+    assert_int_equal(exp_got.count, 50);
+    assert_int_equal(exp_got.with_expiry, 0);
+    btree_snap_release(&t, &job.colls[0].snap);
+    btree_destroy(&t);
+    free(job.colls);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/snap-%016x", dir, 900);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/snap-%016x", dir, 901);
+    unlink(path);
 }
 
 int main(void)
@@ -394,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_damage_anywhere_is_corruption),
         cmocka_unit_test(test_truncated_checkpoint_is_corruption),
         cmocka_unit_test(test_image_in_memory_loads_like_the_file),
+        cmocka_unit_test(test_expiry_round_trips_and_expired_records_are_left_out),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

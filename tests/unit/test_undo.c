@@ -296,17 +296,17 @@ static void test_undo_log_holds_the_old_value_each_write_hands_back(void **state
     struct frame_undo *u = &sh->undo[0];
     assert_int_equal(undo_reserve(sh, 1, 0), 0); /* as exec does before a write */
     struct undo_write w = {.sh = sh, .coll = c, .key = "a", .klen = 1};
-    assert_int_equal(btree_put_old(&c->tree, "a", 1, "A2", 2, undo_log_old, &w), 0);
+    assert_int_equal(btree_put_old(&c->tree, "a", 1, "A2", 2, 0, undo_log_old, &w), 0);
     w.key = "n";
-    assert_int_equal(btree_put_old(&c->tree, "n", 1, "N", 1, undo_log_old, &w), 0);
+    assert_int_equal(btree_put_old(&c->tree, "n", 1, "N", 1, 0, undo_log_old, &w), 0);
     w.key = "e";
     assert_int_equal(btree_del_old(&c->tree, "e", 1, undo_log_old, &w), 0);
     w.key = "m";
-    assert_int_equal(btree_put_old(&c->tree, "m", 1, "", 0, undo_log_old, &w), 0);
+    assert_int_equal(btree_put_old(&c->tree, "m", 1, "", 0, 0, undo_log_old, &w), 0);
     w.key = "x";
     assert_int_equal(btree_del_old(&c->tree, "x", 1, undo_log_old, &w), CS_ENOTFOUND);
     c->tree.fail_alloc_in = 1; /* the value's blob */
-    assert_int_equal(btree_put_old(&c->tree, "a", 1, big_new, BIG, undo_log_old, &w), -ENOMEM);
+    assert_int_equal(btree_put_old(&c->tree, "a", 1, big_new, BIG, 0, undo_log_old, &w), -ENOMEM);
     c->tree.fail_alloc_in = 0;
 
     struct {
@@ -333,10 +333,10 @@ static void test_undo_log_holds_the_old_value_each_write_hands_back(void **state
     }
 
     w.key = "v"; /* an old value over UNDO_VALUE_MAX: a snapshot from here on, no record */
-    assert_int_equal(btree_put_old(&c->tree, "v", 1, "small", 5, undo_log_old, &w), 0);
+    assert_int_equal(btree_put_old(&c->tree, "v", 1, "small", 5, 0, undo_log_old, &w), 0);
     assert_true(u->trees[0].snapped);
     w.key = "a";
-    assert_int_equal(btree_put_old(&c->tree, "a", 1, "A3", 2, undo_log_old, &w), 0);
+    assert_int_equal(btree_put_old(&c->tree, "a", 1, "A3", 2, 0, undo_log_old, &w), 0);
     assert_int_equal(u->nrecs, 4);
 
     assert_true(undo_rollback(sh, u));

@@ -20,16 +20,18 @@
 
 #include "cstore.h"
 #include "io/file.h"
+#include "endian.h"
 #include "shards/wal.h"
 
 #define RECS_MAX 20000
 
 struct seen {
-    uint64_t lsn[RECS_MAX]; /* LSNs in replay order */
-    uint8_t type[RECS_MAX]; /* record types */
-    uint32_t key[RECS_MAX]; /* first 4 key bytes as an integer */
-    size_t vlen[RECS_MAX];  /* value lengths */
-    size_t count;           /* records seen */
+    uint64_t lsn[RECS_MAX];       /* LSNs in replay order */
+    uint8_t type[RECS_MAX];       /* record types */
+    uint32_t key[RECS_MAX];       /* first 4 key bytes as an integer */
+    size_t vlen[RECS_MAX];        /* value lengths */
+    uint64_t expire_ms[RECS_MAX]; /* puts: expiries; deletes: 1 when flagged had_expiry */
+    size_t count;                 /* records seen */
 };
 
 static struct seen seen;
@@ -44,6 +46,7 @@ static int collect(void *arg, uint64_t lsn, const struct wal_rec *rec)
     memcpy(&k, rec->key, rec->klen < 4 ? rec->klen : 4);
     seen.key[seen.count] = k;
     seen.vlen[seen.count] = rec->vlen;
+    seen.expire_ms[seen.count] = rec->type == WAL_DEL ? rec->had_expiry : rec->expire_ms;
     seen.count++;
     return 0;
 }
@@ -481,6 +484,92 @@ static void test_record_decoder_rejects_bad_lengths_and_types(void **state)
     assert_int_equal(wal_rec_decode(buf, 17, &off, &out), CS_ECORRUPT); /* empty key */
 }
 
+static uint64_t write_frame(struct wal *w, uint64_t durable);
+
+/* Byte 1 of a record is its flags: bit 0, an expiry before the value (puts); bit 1, a delete of
+ * a record that had one. Records with flags round-trip through a frame and recovery, nested in a
+ * batch too; a flag on the wrong type, an expiry of 0, an unknown bit, or a record cut inside
+ * its expiry are CS_ECORRUPT. */
+static void test_record_flags_carry_expiry_and_round_trip(void **state)
+{
+    (void)state;
+    uint8_t buf[64];
+    memset(buf, 0, sizeof(buf));
+    buf[0] = WAL_PUT;
+    buf[1] = WAL_REC_EXPIRY;
+    buf[2] = 3;
+    buf[4] = 3;
+    buf[8] = 2;
+    memcpy(buf + 12, "abc", 3);
+    cs_put_le64(buf + 15, 1700000000123ull);
+    memcpy(buf + 23, "xy", 2);
+    size_t off = 0;
+    struct wal_rec out;
+    assert_int_equal(wal_rec_decode(buf, 25, &off, &out), 0);
+    assert_int_equal(off, 25);
+    assert_int_equal(out.expire_ms, 1700000000123ull);
+    assert_int_equal(out.vlen, 2);
+    assert_memory_equal(out.val, "xy", 2);
+    off = 0;
+    assert_int_equal(wal_rec_decode(buf, 24, &off, &out), CS_ECORRUPT); /* cut */
+    off = 0;
+    assert_int_equal(wal_rec_decode(buf, 16, &off, &out), CS_ECORRUPT); /* cut in the expiry */
+    buf[1] = WAL_REC_EXPIRY | 0x04;
+    off = 0;
+    assert_int_equal(wal_rec_decode(buf, 25, &off, &out), CS_ECORRUPT); /* unknown bit */
+    buf[1] = WAL_REC_HAD_EXPIRY;
+    off = 0;
+    assert_int_equal(wal_rec_decode(buf, 25, &off, &out), CS_ECORRUPT); /* a put that "had" */
+    buf[1] = WAL_REC_EXPIRY;
+    memset(buf + 15, 0, 8);
+    off = 0;
+    assert_int_equal(wal_rec_decode(buf, 25, &off, &out), CS_ECORRUPT); /* expiry 0 */
+    uint8_t del[16] = {WAL_DEL, WAL_REC_EXPIRY, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 'a', 'b', 'c'};
+    off = 0;
+    assert_int_equal(wal_rec_decode(del, 15, &off, &out), CS_ECORRUPT); /* a delete's expiry */
+    del[1] = WAL_REC_HAD_EXPIRY;
+    off = 0;
+    assert_int_equal(wal_rec_decode(del, 15, &off, &out), 0);
+    assert_true(out.had_expiry);
+    assert_int_equal(out.expire_ms, 0);
+
+    make_dir();
+    struct wal w;
+    struct wal_recovery info;
+    struct wal_config c = config(1 << 20, 0);
+    open_log(&w, &c, 0, &info);
+    uint32_t k1 = 1, k2 = 2, k3 = 3;
+    struct wal_rec p = {.type = WAL_PUT,
+                        .coll = 1,
+                        .key = &k1,
+                        .klen = 4,
+                        .val = "a",
+                        .vlen = 1,
+                        .expire_ms = 1234567};
+    struct wal_rec d = {.type = WAL_DEL, .coll = 1, .key = &k2, .klen = 4, .had_expiry = true};
+    struct wal_rec q = {.type = WAL_PUT, .coll = 1, .key = &k3, .klen = 4, .val = "b", .vlen = 1};
+    assert_int_equal(wal_rec_bytes(&p), WAL_RECORD_HEADER_BYTES + 4 + 8 + 1);
+    assert_int_equal(wal_reserve(&w, 3 * wal_rec_bytes(&p) + wal_rec_bytes(&d)), 0);
+    wal_append(&w, &p);
+    wal_append(&w, &d);
+    wal_batch_begin(&w);
+    wal_batch_add(&w, &p);
+    wal_batch_add(&w, &q);
+    wal_batch_end(&w);
+    write_frame(&w, 0);
+    wal_close(&w);
+    open_log(&w, &c, 0, &info);
+    assert_int_equal(seen.count, 3);
+    assert_int_equal(seen.expire_ms[0], 1234567);
+    assert_int_equal(seen.vlen[0], 1);
+    assert_int_equal(seen.type[1], WAL_DEL);
+    assert_int_equal(seen.expire_ms[1], 1);
+    assert_int_equal(seen.type[2], WAL_BATCH);
+    assert_int_equal(seen.vlen[2], wal_rec_bytes(&p) + wal_rec_bytes(&q));
+    wal_close(&w);
+    remove_dir();
+}
+
 static void test_batch_record_nests_operations_under_one_lsn(void **state)
 {
     (void)state;
@@ -784,6 +873,7 @@ int main(void)
         cmocka_unit_test(test_frame_image_inside_a_torn_value_is_not_a_frame),
         cmocka_unit_test(test_async_power_cut_holes_are_a_lost_tail_not_corruption),
         cmocka_unit_test(test_verify_changes_nothing),
+        cmocka_unit_test(test_record_flags_carry_expiry_and_round_trip),
         cmocka_unit_test(test_late_write_of_a_dead_writer_is_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,11 +96,14 @@ struct shard_batch_op {
 enum shard_txn_state { SHARD_TXN_PENDING, SHARD_TXN_COMMITTED, SHARD_TXN_ABORTED };
 struct shard;
 struct shard_txn {
-    uint64_t id;        /* unique among the transactions any log may still hold */
-    int state;          /* enum shard_txn_state (atomic) */
-    uint32_t refs;      /* the coordinator and each shard that holds it (atomic) */
-    uint32_t unsettled; /* participants whose outcome record is not yet durable (atomic) */
-    uint16_t nparts;    /* participants */
+    uint64_t id;         /* unique among the transactions any log may still hold */
+    int state;           /* enum shard_txn_state (atomic) */
+    uint32_t refs;       /* the coordinator and each shard that holds it (atomic) */
+    uint32_t unsettled;  /* participants whose outcome record is not yet durable (atomic) */
+    uint16_t nparts;     /* participants */
+    bool ordered;        /* an ordered write: its PREPAREs go one at a time and always wait */
+    bool ordered_locked; /* ordered: its last PREPARE holds its locks, so it waits no more
+                          * (atomic; set by that participant's shard thread) */
     uint16_t parts[WAL_TXN_PARTS_MAX]; /* their shard indexes, increasing */
 };
 /* Drop one reference (any thread); the last frees it. */

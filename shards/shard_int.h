@@ -116,6 +116,7 @@ struct txn_lock {
     struct shard_req *waiters; /* requests parked until the lock goes (FIFO) */
     struct shard_req *waiters_tail;
     uint32_t txn_waiters; /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
+    bool reserved;        /* the shard's waiting ordered write (ordered_head) writes the key */
     uint8_t name_len;     /* collection name bytes */
     uint16_t klen;        /* key bytes */
     uint8_t bytes[];      /* name, then key */
@@ -301,9 +302,12 @@ struct shard {
     uint32_t txn_range_marks;        /* prepared transactions here that hold range marks */
     struct shard_req *range_waiters; /* writes parked on a range mark (FIFO) */
     struct shard_req *range_waiters_tail;
-    uint32_t range_txn_waiters; /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
-    uint32_t txn_load_left;     /* recovery: writes still due of the checkpoint's last
-                                   transaction entry */
+    uint32_t range_txn_waiters;      /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
+    struct shard_req *ordered_head;  /* the ordered write's PREPARE that waits here, or NULL */
+    struct shard_req *ordered_queue; /* ordered PREPAREs queued behind it (FIFO) */
+    struct shard_req *ordered_queue_tail;
+    uint32_t txn_load_left; /* recovery: writes still due of the checkpoint's last
+                               transaction entry */
 };
 
 /* Debug builds: assert that a shard-only function runs on the shard's thread (the owner is set

@@ -30,7 +30,13 @@
  * txn_may_wait: a PREPARE waits only for transactions older than itself (smaller ids), so the
  * waits-for graph has no cycle across shards (an older one is refused: CS_ECONFLICT); a one-shard
  * commit holds no lock anywhere and may wait for any; and TXN_WAIT_PARKS_MAX and
- * TXN_WAIT_QUEUE_MAX bound the parks of a request and the queue of a lock. A read mark is not
+ * TXN_WAIT_QUEUE_MAX bound the parks of a request and the queue of a lock. A one-shard commit
+ * that reads nothing waits without those limits, as a plain batch does. An ordered write's
+ * PREPARE (a blind write run again after a conflict: engine/txn_core.h, ORDERED WRITES) waits
+ * for anyone without limit; no transaction waits for one that may still wait (it is refused),
+ * and on each shard only one waits at a time (sh->ordered_head: it reserves the keys it writes,
+ * struct txn_lock.reserved, so that nothing new takes them before it; the ordered PREPAREs
+ * behind it queue in sh->ordered_queue, FIFO). A read mark is not
  * taken on a lock that transaction requests wait on (it queues behind them): a parked request
  * thus only ever waits for holders it was checked against. A plain put, delete or batch that
  * meets a lock is parked on it the same way and runs again when it goes (it holds nothing
@@ -121,7 +127,9 @@ static struct txn_lock *lock_get(struct shard *sh, const char *name, size_t nlen
     return l;
 }
 
-/* Free l if nothing holds it; its waiters go to the front of the queue (in their order). */
+/* Once nothing holds l, its waiters go to the front of the queue (in their order), and l is
+ * freed unless the waiting ordered write reserved it (it stays, so that others keep meeting the
+ * reservation). */
 static void lock_release_if_idle(struct shard *sh, struct txn_lock *l)
 {
     if (l->writer || l->readers)
@@ -130,7 +138,10 @@ static void lock_release_if_idle(struct shard *sh, struct txn_lock *l)
         l->waiters_tail->next = sh->queue;
         sh->queue = l->waiters;
         l->waiters = l->waiters_tail = NULL;
+        l->txn_waiters = 0;
     }
+    if (l->reserved)
+        return;
     struct txn_lock **p = &sh->locks[l->hash & (TXN_LOCK_BUCKETS - 1)];
     while (*p != l)
         p = &(*p)->next;
@@ -259,6 +270,7 @@ struct txn_block {
     bool any;              /* something was met */
     struct txn_lock *lock; /* the first lock met: the request parks on it (NULL: a range mark) */
     uint64_t holder_max;   /* the largest id among the undecided holders met (0: none) */
+    bool ordered;          /* an undecided ordered write, or a reservation, was met */
 };
 
 /* The id that waiting for p's lock counts against the age rule: 0 when p's outcome is decided
@@ -269,7 +281,15 @@ static uint64_t holder_id(const struct txn_part *p)
     return txn_state(p) == SHARD_TXN_PENDING ? p->id : 0;
 }
 
-static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_id)
+/* Whether p is an ordered write that may still wait elsewhere: not decided, and not locked on
+ * its last participant yet (from then on it waits for nothing but fsyncs, as any holder). */
+static bool holder_ordered(const struct txn_part *p)
+{
+    return p->x && p->x->ordered && txn_state(p) == SHARD_TXN_PENDING &&
+           !__atomic_load_n(&p->x->ordered_locked, __ATOMIC_ACQUIRE);
+}
+
+static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_id, bool ordered)
 {
     if (!b->any) {
         b->any = true;
@@ -278,6 +298,12 @@ static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_i
     } else if (holder_id > b->holder_max) {
         b->holder_max = holder_id;
     }
+    b->ordered |= ordered;
+}
+
+static void block_add_part(struct txn_block *b, struct txn_lock *l, const struct txn_part *p)
+{
+    block_add(b, l, holder_id(p), holder_ordered(p));
 }
 
 static bool read_matches(const struct shard_txn_read *x, bool present, const void *v, size_t vlen)
@@ -314,32 +340,36 @@ static int check_reads(struct shard *sh, const struct shard_txn_read *rd, size_t
                 return CS_ECONFLICT;
         }
         if (writer)
-            block_add(b, l, holder_id(writer));
+            block_add_part(b, l, writer);
         else if (l && l->txn_waiters)
             /* a read mark would join the holders that those waiters wait for, younger or not:
              * it queues behind them instead, so a parked request only ever waits for the
              * holders it was checked against */
-            block_add(b, l, l->reader_id_max);
+            block_add(b, l, l->reader_id_max, false);
+        if (l && l->reserved)
+            block_add(b, l, 0, true); /* the waiting ordered write will write it */
     }
     return 0;
 }
 
 /* No key written is locked by another prepared transaction: its write lock, or a read mark (the
- * reader validated against the value a write would change), or a range mark. What is met goes
- * to b. */
-static void check_writes(struct shard *sh, const struct shard_batch_op *ops, size_t n,
+ * reader validated against the value a write would change), or a range mark, nor reserved by
+ * the waiting ordered write unless head (the request is that write). What is met goes to b. */
+static void check_writes(struct shard *sh, const struct shard_batch_op *ops, size_t n, bool head,
                          struct txn_block *b)
 {
     for (size_t i = 0; i < n; i++) {
         struct txn_lock *l = lock_of(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen);
         if (l && l->writer)
-            block_add(b, l, holder_id(l->writer));
+            block_add_part(b, l, l->writer);
         else if (l && l->readers)
-            block_add(b, l, l->reader_id_max);
+            block_add(b, l, l->reader_id_max, false); /* readers are never ordered writes */
+        if (l && l->reserved && !head)
+            block_add(b, l, 0, true);
         struct txn_part *p =
             range_holder(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen, NULL);
         if (p)
-            block_add(b, NULL, holder_id(p));
+            block_add(b, NULL, holder_id(p), false);
     }
 }
 
@@ -356,7 +386,17 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
                 if (w->lock && w->lock->name_len == r->coll_len &&
                     memcmp(w->lock->bytes, r->coll, r->coll_len) == 0 &&
                     shard_txn_range_has(r, w->bytes, w->klen))
-                    block_add(b, w->lock, holder_id(p));
+                    block_add_part(b, w->lock, p);
+            }
+        const struct shard_req *h = sh->ordered_head; /* the keys it reserved */
+        for (size_t k = 0; h && k < h->nops; k++)
+            if (h->ops[k].coll_len == r->coll_len &&
+                memcmp(h->ops[k].coll, r->coll, r->coll_len) == 0 &&
+                shard_txn_range_has(r, h->ops[k].key, h->ops[k].klen)) {
+                struct txn_lock *l =
+                    lock_of(sh, r->coll, r->coll_len, h->ops[k].key, h->ops[k].klen);
+                cs_assert(l && l->reserved); /* the head reserved each key it writes */
+                block_add(b, l, 0, true);
             }
         uint64_t count = 0, sum[2] = {0, 0};
         struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
@@ -398,21 +438,22 @@ static int validate(struct shard *sh, const struct shard_req *r, struct txn_bloc
     if (!rc)
         rc = check_ranges(sh, r->ranges, r->nranges, b);
     if (!rc)
-        check_writes(sh, r->ops, r->nops, b);
+        check_writes(sh, r->ops, r->nops, sh->ordered_head == r, b);
     return rc;
 }
 
 /* r (of transaction id; 0: a one-shard commit) met prepared transactions (b): park it on the
  * first lock it met, to be validated again from the start once that lock goes (TXN_PARKED), or
  * refuse it (CS_ECONFLICT) as txn_may_wait rules. */
-static int wait_or_refuse(struct shard *sh, struct shard_req *r, uint64_t id,
+static int wait_or_refuse(struct shard *sh, struct shard_req *r, uint64_t id, bool ordered,
                           const struct txn_block *b)
 {
     cs_assert(b->any);
     unsigned queued = b->lock ? b->lock->txn_waiters : sh->range_txn_waiters;
-    if (!txn_may_wait(id, b->holder_max, r->parks, queued))
+    if (!txn_may_wait(id, ordered, b->holder_max, b->ordered, r->parks, queued))
         return CS_ECONFLICT;
-    r->parks++;
+    if (r->parks < UINT8_MAX) /* an ordered write parks without limit */
+        r->parks++;
     if (b->lock) {
         b->lock->txn_waiters++;
         park(b->lock, r);
@@ -429,7 +470,9 @@ void exec_txn_commit1(struct shard *sh, struct shard_req *r)
     r->out = NULL;
     struct txn_block b = {0};
     int rc = sh->fenced ? CS_EIO : validate(sh, r, &b);
-    if (!rc && b.any && (rc = wait_or_refuse(sh, r, 0, &b)) == TXN_PARKED)
+    /* with nothing read, it waits without limit, as a plain batch does: it holds nothing */
+    bool blind = !r->nreads && !r->nranges;
+    if (!rc && b.any && (rc = wait_or_refuse(sh, r, 0, blind, &b)) == TXN_PARKED)
         return;
     if (!rc && r->nops)
         rc = exec_batch(sh, r);
@@ -597,17 +640,11 @@ static size_t prepare_bytes(const struct shard_req *r)
     return bytes;
 }
 
-static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
+/* Take r's locks and log its PREPARE (rc: what validation answered; nonzero is returned as it
+ * is). */
+static int prepare_locked(struct shard *sh, struct shard_req *r, int rc, struct txn_part **out)
 {
     struct shard_txn *x = r->txn;
-    int rc = sh->fenced ? CS_EIO : 0;
-    if (!rc && r->nops)
-        rc = exec_write_allowed(sh);
-    struct txn_block b = {0};
-    if (!rc)
-        rc = validate(sh, r, &b);
-    if (!rc && b.any)
-        rc = wait_or_refuse(sh, r, x->id, &b);
     if (!rc)
         rc = undo_reserve(sh, 0, r->nops);
     if (!rc && sh->wal_on)
@@ -672,6 +709,8 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
         }
         sh->applied_lsn = wal_group_end(&sh->wal, WAL_TXN_PREPARE);
     }
+    if (x->ordered && x->parts[x->nparts - 1] == sh->cfg.index)
+        __atomic_store_n(&x->ordered_locked, true, __ATOMIC_RELEASE);
     __atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
     p->x = x;
     p->next = sh->txn_parts;
@@ -680,6 +719,80 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
     return 0;
 }
 
+/* ---- ordered writes (engine/txn_core.h, ORDERED WRITES) ---- */
+
+static void ordered_enqueue(struct shard *sh, struct shard_req *r)
+{
+    r->next = NULL;
+    if (sh->ordered_queue_tail)
+        sh->ordered_queue_tail->next = r;
+    else
+        sh->ordered_queue = r;
+    sh->ordered_queue_tail = r;
+}
+
+/* r becomes the shard's waiting ordered write: it reserves every key it writes here. */
+static int ordered_reserve(struct shard *sh, struct shard_req *r)
+{
+    cs_assert(!sh->ordered_head);
+    cs_assert(r->txn && r->txn->ordered);
+    sh->ordered_head = r;
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        struct txn_lock *l = lock_get(sh, op->coll, op->coll_len, op->key, op->klen);
+        if (!l)
+            return -ENOMEM; /* the caller ends the head (ordered_end) */
+        l->reserved = true;
+    }
+    return 0;
+}
+
+/* The head r is done waiting (it locked its keys, or failed): its reservations go, and the
+ * ordered writes queued behind it run again, in their order, before anything else. */
+static void ordered_end(struct shard *sh, struct shard_req *r)
+{
+    cs_assert(sh->ordered_head == r);
+    sh->ordered_head = NULL;
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        struct txn_lock *l = lock_of(sh, op->coll, op->coll_len, op->key, op->klen);
+        if (l && l->reserved) { /* (a key written twice is met twice) */
+            l->reserved = false;
+            lock_release_if_idle(sh, l);
+        }
+    }
+    if (sh->ordered_queue) {
+        sh->ordered_queue_tail->next = sh->queue;
+        sh->queue = sh->ordered_queue;
+        sh->ordered_queue = sh->ordered_queue_tail = NULL;
+    }
+}
+
+static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
+{
+    struct shard_txn *x = r->txn;
+    if (x->ordered && sh->ordered_head && sh->ordered_head != r) {
+        ordered_enqueue(sh, r); /* behind the head, FIFO */
+        return TXN_PARKED;
+    }
+    int rc = sh->fenced ? CS_EIO : 0;
+    if (!rc && r->nops)
+        rc = exec_write_allowed(sh);
+    struct txn_block b = {0};
+    if (!rc)
+        rc = validate(sh, r, &b);
+    cs_assert(!(x->ordered && rc == CS_ECONFLICT)); /* no reads: nothing to refuse */
+    if (!rc && b.any && x->ordered && sh->ordered_head != r)
+        rc = ordered_reserve(sh, r);
+    if (!rc && b.any)
+        rc = wait_or_refuse(sh, r, x->id, x->ordered, &b);
+    if (rc != TXN_PARKED && sh->ordered_head == r) {
+        rc = prepare_locked(sh, r, rc, out);
+        ordered_end(sh, r); /* after its locks are taken: others meet them, not a gap */
+        return rc;
+    }
+    return prepare_locked(sh, r, rc, out);
+}
 void exec_txn_prepare(struct shard *sh, struct shard_req *r)
 {
     SHARD_OWNED(sh);
@@ -1088,6 +1201,13 @@ void exec_txn_forget(struct shard *sh)
 void txn_close(struct shard *sh)
 {
     exec_txn_forget(sh);
+    while (sh->ordered_queue) {
+        struct shard_req *r = sh->ordered_queue;
+        sh->ordered_queue = r->next;
+        req_complete(r, CS_ECLOSED);
+    }
+    sh->ordered_queue_tail = NULL;
+    sh->ordered_head = NULL; /* parked on a lock or a range mark: refused below */
     while (sh->range_waiters) {
         struct shard_req *r = sh->range_waiters;
         sh->range_waiters = r->next;

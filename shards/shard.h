@@ -216,17 +216,19 @@ struct shard_req {
     size_t nranges;                       /* count of ranges */
     uint64_t txn_id;                      /* SHARD_TXN_DECIDE without txn (recovery) */
     bool commit;                          /* SHARD_TXN_DECIDE: commit (else abort) */
-    bool txn_sync;                     /* SHARD_TXN_DECIDE: complete once the outcome is durable */
-    uint8_t parks;                     /* COMMIT1, PREPARE: times parked on a lock (internal) */
-    void *owner;                       /* the submitter's, for done() (the shard ignores it) */
-    int rc;                            /* result */
-    void *out;                         /* result buffer (cs_mem, the receiver frees it) */
-    size_t out_len;                    /* its length */
-    uint32_t out_count;                /* names in out */
-    uint64_t wait_lsn;                 /* completes once this LSN is durable (internal) */
-    uint64_t submit_ns;                /* timed ops (SHARD_TIMED): when shard_submit queued it */
-    struct shard_req *next;            /* local queue / pending list link (internal) */
-    struct ck_stack_entry link;        /* inbox link (internal) */
+    bool txn_sync;              /* SHARD_TXN_DECIDE: complete once the outcome is durable */
+    bool read_now;              /* SHARD_GET: answer without waiting for durability (a read-write
+                                 * transaction's read: its commit waits for what it read, engine/txn.c) */
+    uint8_t parks;              /* COMMIT1, PREPARE: times parked on a lock (internal) */
+    void *owner;                /* the submitter's, for done() (the shard ignores it) */
+    int rc;                     /* result */
+    void *out;                  /* result buffer (cs_mem, the receiver frees it) */
+    size_t out_len;             /* its length */
+    uint32_t out_count;         /* names in out */
+    uint64_t wait_lsn;          /* completes once this LSN is durable (internal) */
+    uint64_t submit_ns;         /* timed ops (SHARD_TIMED): when shard_submit queued it */
+    struct shard_req *next;     /* local queue / pending list link (internal) */
+    struct ck_stack_entry link; /* inbox link (internal) */
     void (*done)(struct shard_req *r); /* completion signal */
 };
 

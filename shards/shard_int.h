@@ -296,7 +296,10 @@ struct shard {
     /* Transactions (txn.c). */
     struct txn_lock **locks;         /* lock table (TXN_LOCK_BUCKETS), NULL until first used */
     uint32_t nlocks;                 /* locks in it */
-    struct txn_part *txn_parts;      /* prepared and settling transactions */
+    struct txn_part *txn_parts;      /* prepared transactions */
+    struct txn_part *txn_settling;   /* settling ones (outcome decided: txn_poll walks them) */
+    uint64_t txn_poll_lsn;           /* durable_lsn at txn_poll's last walk */
+    uint32_t txn_poll_skips;         /* calls since then that did not walk */
     struct txn_known *txn_known;     /* recovery: outcomes the log held */
     uint64_t txn_decide_seq;         /* outcomes decided so far */
     uint32_t txn_range_marks;        /* prepared transactions here that hold range marks */
@@ -425,7 +428,8 @@ void exec_txn_decide(struct shard *sh, struct shard_req *r);
 int exec_txn_indoubt(struct shard *sh, struct shard_req *r);
 void exec_txn_forget(struct shard *sh);
 int txn_replay(struct shard *sh, uint64_t lsn, const struct wal_rec *rec);
-/* Each loop iteration: forget transactions whose outcome is durable on every participant. */
+/* Each loop iteration: forget transactions whose outcome is durable on every participant (the
+ * walk runs when durable_lsn moved, else once in a while: see txn.c). */
 void txn_poll(struct shard *sh);
 /* A failed frame was taken back (frame_failed): installs of committed transactions whose outcome
  * was not durable went with it. Install them again, and log their outcomes again when the shard

@@ -160,14 +160,20 @@ static struct txn_lock *lock_of(struct shard *sh, const char *name, size_t nlen,
                       : NULL;
 }
 
-static void park(struct txn_lock *l, struct shard_req *r)
+/* Append r to the FIFO queue (*head, *tail). */
+static void fifo_append(struct shard_req **head, struct shard_req **tail, struct shard_req *r)
 {
     r->next = NULL;
-    if (l->waiters_tail)
-        l->waiters_tail->next = r;
+    if (*tail)
+        (*tail)->next = r;
     else
-        l->waiters = r;
-    l->waiters_tail = r;
+        *head = r;
+    *tail = r;
+}
+
+static void park(struct txn_lock *l, struct shard_req *r)
+{
+    fifo_append(&l->waiters, &l->waiters_tail, r);
 }
 
 /* The prepared transaction (other than self) whose range mark holds key of coll, or NULL. */
@@ -189,12 +195,7 @@ static struct txn_part *range_holder(struct shard *sh, const char *coll, size_t 
 
 static void park_range(struct shard *sh, struct shard_req *r)
 {
-    r->next = NULL;
-    if (sh->range_waiters_tail)
-        sh->range_waiters_tail->next = r;
-    else
-        sh->range_waiters = r;
-    sh->range_waiters_tail = r;
+    fifo_append(&sh->range_waiters, &sh->range_waiters_tail, r);
 }
 
 bool txn_park(struct shard *sh, struct shard_req *r)
@@ -724,16 +725,6 @@ static int prepare_locked(struct shard *sh, struct shard_req *r, int rc, struct 
 
 /* ---- ordered writes (engine/txn_core.h, ORDERED WRITES) ---- */
 
-static void ordered_enqueue(struct shard *sh, struct shard_req *r)
-{
-    r->next = NULL;
-    if (sh->ordered_queue_tail)
-        sh->ordered_queue_tail->next = r;
-    else
-        sh->ordered_queue = r;
-    sh->ordered_queue_tail = r;
-}
-
 /* r becomes the shard's waiting ordered write: it reserves every key it writes here. */
 static int ordered_reserve(struct shard *sh, struct shard_req *r)
 {
@@ -775,7 +766,7 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
 {
     struct shard_txn *x = r->txn;
     if (x->ordered && sh->ordered_head && sh->ordered_head != r) {
-        ordered_enqueue(sh, r); /* behind the head, FIFO */
+        fifo_append(&sh->ordered_queue, &sh->ordered_queue_tail, r); /* behind the head */
         return TXN_PARKED;
     }
     int rc = sh->fenced ? CS_EIO : 0;

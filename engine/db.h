@@ -39,10 +39,11 @@ struct cs_db {
     pthread_mutex_t ddl;       /* serialises collection create/drop (cold path) */
     struct io_fault *fault;    /* fault-injection plan (option `fault` or $CSTORE_FAULT), or NULL */
     _Atomic unsigned yielders; /* blocking callers in their sched_yield wait (at most one) */
-    uint64_t txn_base;         /* transaction ids: a random base drawn at open... */
-    _Atomic uint64_t txn_next; /* ...plus a counter (engine/txn.c) */
-    _Atomic int xshard_used;   /* a cross-shard commit was decided since open */
-    struct xgate {             /* cursors against cross-shard installs (engine/txn.c) */
+    _Atomic unsigned txn_waiters; /* blocking commits waiting for a phase (engine/txn.c) */
+    uint64_t txn_base;            /* transaction ids: a random base drawn at open... */
+    _Atomic uint64_t txn_next;    /* ...plus a counter (engine/txn.c) */
+    _Atomic int xshard_used;      /* a cross-shard commit was decided since open */
+    struct xgate {                /* cursors against cross-shard installs (engine/txn.c) */
         pthread_mutex_t mu;
         pthread_cond_t cv;
         unsigned installing; /* commits between their decision and their last install */

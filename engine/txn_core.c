@@ -41,11 +41,21 @@ int txn_votes_decide(const struct txn_votes *v, bool *commit, bool *abort_durabl
     return v->rc;
 }
 
-bool txn_may_wait(uint64_t id, uint64_t holder_max, unsigned parks, unsigned queued)
+bool txn_may_wait(uint64_t id, bool ordered, uint64_t holder_max, bool met_ordered, unsigned parks,
+                  unsigned queued)
 {
+    if (ordered)
+        return true; /* an ordered write waits for anyone, without limit (txn_core.h) */
+    if (met_ordered && id != 0)
+        return false; /* a transaction never waits for an ordered write that may wait itself */
     if (parks >= TXN_WAIT_PARKS_MAX || queued >= TXN_WAIT_QUEUE_MAX)
         return false;
     return id == 0 || id > holder_max; /* younger waits for older; an older requester dies */
+}
+
+bool txn_retry_ordered(bool blind, bool ordered, unsigned participants, int rc)
+{
+    return blind && !ordered && participants > 1 && rc == CS_ECONFLICT;
 }
 
 void txn_resolver_init(struct txn_resolver *r, unsigned shards)

@@ -45,15 +45,44 @@ int txn_votes_decide(const struct txn_votes *v, bool *commit, bool *abort_durabl
  * votes: each is at once or waits in turn only for transactions older still, so a wait lasts
  * about one fsync per link of a chain of strictly older transactions. Limits bound the rest: a
  * request is parked at most TXN_WAIT_PARKS_MAX times, and at most TXN_WAIT_QUEUE_MAX
- * transaction requests wait on one lock; beyond either, CS_ECONFLICT at once. */
+ * transaction requests wait on one lock; beyond either, CS_ECONFLICT at once.
+ *
+ * ORDERED WRITES. A blind write (a commit with writes and no reads or ranges: cs_write of a
+ * batch over several shards, MSET) has nothing to validate and is never refused: when its
+ * first, parallel attempt is refused (txn_retry_ordered), the coordinator runs it again as an
+ * ordered write, with a new id: one PREPARE at a time, in increasing shard order, each sent
+ * once the one before is durable. An ordered PREPARE waits for any holder, without limit, so
+ * it is refused only for an error. It holds locks only on shards below the one it waits on, and:
+ *   - no transaction (id != 0) ever waits for an ordered write that is undecided (it would wait
+ *     for a write that may itself wait): it dies instead (met_ordered), and so does one that
+ *     meets an ordered write's reservation (below). One-shard commits and plain writes may wait
+ *     (they hold nothing);
+ *   - so a waits-for chain that reaches an ordered write goes on only through ordered writes,
+ *     each waiting on a shard above the one where it holds the lock waited for: the shard index
+ *     grows along the chain, which thus cannot close into a cycle; it ends at a holder that is
+ *     not ordered, whose chain is the age rule's (finite, above). No deadlock.
+ * Starvation: on each shard at most one ordered write waits at a time (the head); the others
+ * queue behind it in arrival order (FIFO) without looking at locks. The head reserves every key
+ * it writes there: from then on no other transaction takes a lock on those keys (a transaction
+ * that meets the reservation dies; one-shard commits and plain writes wait), so the head waits
+ * only for the holders present when it reserved, each of which ends (above), and then locks.
+ * An ordered write thus passes each shard after a bounded number of heads before it, each
+ * waiting a bounded time: it commits, whatever the load. The price: one fsync per participant
+ * in sequence, and transactions that meet it undecided retry. */
 #define TXN_WAIT_PARKS_MAX 8u  /* times one request may be parked before it is refused */
 #define TXN_WAIT_QUEUE_MAX 32u /* transaction requests parked on one lock at a time */
 
 /* Whether a request may be parked. id: the requesting transaction (0: a one-shard commit);
- * holder_max: the largest id among the prepared transactions it would wait for whose outcome is
- * not decided yet (0: none); parks: times it was parked already; queued: transaction requests
- * parked on that lock now. */
-bool txn_may_wait(uint64_t id, uint64_t holder_max, unsigned parks, unsigned queued);
+ * ordered: the request is an ordered write's PREPARE (it always may); holder_max: the largest id
+ * among the prepared transactions it would wait for whose outcome is not decided yet (0: none);
+ * met_ordered: among them is an undecided ordered write, or a reservation; parks: times it was
+ * parked already; queued: transaction requests parked on that lock now. */
+bool txn_may_wait(uint64_t id, bool ordered, uint64_t holder_max, bool met_ordered, unsigned parks,
+                  unsigned queued);
+
+/* Whether a commit answered rc runs again as an ordered write: a blind write (writes, no reads
+ * or ranges) over several shards whose parallel attempt was refused for a conflict. */
+bool txn_retry_ordered(bool blind, bool ordered, unsigned participants, int rc);
 
 /* ---- recovery ---- */
 

@@ -230,10 +230,11 @@ CS_MUST_CHECK int cs_batch_del(cs_batch *b, const char *coll, const void *key, s
 size_t cs_batch_count(const cs_batch *b);
 void cs_batch_clear(cs_batch *b);
 void cs_batch_free(cs_batch *b);
-/* Commit b (which stays as it was). Errors: CS_EINVAL, CS_ECONFLICT (keys span shards and one is
- * locked by a younger transaction's commit in progress, which an older batch does not wait for:
- * retry), CS_EFULL, CS_EIO, CS_ECLOSED, -ENOSPC,
- * -ENOMEM; on any error nothing of b was applied. */
+/* Commit b (which stays as it was). Never CS_ECONFLICT: a batch reads nothing, so it waits for
+ * the keys that transactions in progress hold (across shards, a batch that meets them is run
+ * again with its shards locked one after another, each waiting as long as needed). Errors:
+ * CS_EINVAL, CS_EFULL, CS_EIO, CS_ECLOSED, -ENOSPC, -ENOMEM; on any error nothing of b was
+ * applied. */
 CS_MUST_CHECK int cs_write(cs_db *db, const cs_batch *b);
 /* *shard receives the shard that key lives on (0 .. cs_shard_count() - 1; the same for every
  * collection and for the life of the database): keys with the same shard can share a batch. A
@@ -252,7 +253,9 @@ CS_MUST_CHECK int cs_key_shard(const cs_db *db, const void *key, size_t klen, un
  * transaction's commit in progress waits for that one's outcome (about one fsync) and then
  * validates again; a commit over several shards is refused at once instead when the other one
  * is younger (began its commit later) and not decided yet: waits go from younger to older
- * only, so they cannot deadlock; any commit is refused when too many wait already. A commit
+ * only, so they cannot deadlock; any commit is refused when too many wait already. A
+ * transaction that only writes (no reads, no cursor) is never refused for a conflict, as
+ * cs_write: it waits instead. A commit
  * over several shards returns at its decision, while the shards may still be installing its
  * writes: every read that starts after it returns (its caller's, or anyone's it tells) sees
  * them all. Readers never see part of a committed transaction through cs_get. A crash between

@@ -5,9 +5,9 @@
  *   - answered at once on the connection's shard: PING ECHO QUIT HELLO AUTH CLIENT COMMAND CONFIG
  *     SELECT, and every arity or syntax error;
  *   - key operations through the shard's session, each to its key's shard, the reply built when
- *     the last completes: GET STRLEN EXISTS MGET DEL SET (plain) CS.GET CS.PUT CS.DEL;
- *   - one write transaction submitted through the session (atomic across shards, retried on
- *     conflict): MSET;
+ *     the last completes: GET STRLEN TTL PTTL EXISTS MGET DEL SET (plain) CS.GET CS.PUT CS.DEL;
+ *   - one write transaction submitted through the session (atomic across shards, never refused
+ *     for a conflict): MSET;
  *   - one read-modify-write on the key's shard, atomic there (host_session_update): SET with NX,
  *     XX, GET or an expiry option, SETNX, SETEX, PSETEX, GETDEL, GETEX, INCR, INCRBY, DECR,
  *     DECRBY, APPEND, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, and TTL and PTTL (which
@@ -407,16 +407,10 @@ static int mset_build(struct cmd *c)
 
 static void fin_mset(struct cmd *c)
 {
+    /* never CS_ECONFLICT: a transaction that only writes is never refused for a conflict
+     * (engine/txn_core.h, ORDERED WRITES), as Redis's MSET never fails */
     int rc = c->subs[0].rc;
     c->txn_submitted = false;
-    if (rc == CS_ECONFLICT && c->retries < CMD_TXN_RETRIES) {
-        c->retries++;
-        rc = mset_build(c);
-        if (rc == 0) {
-            net_submit(c);
-            return;
-        }
-    }
     if (rc)
         reply_rc(c, rc);
     else

@@ -60,12 +60,13 @@ void req_finish(struct shard *sh, struct shard_req *r, int rc)
  * committed, which needs the PREPARE durable) and an outcome record (a commit installs writes
  * that its durable PREPARE holds). So a read does not wait for another transaction's fsync. The
  * list stays in LSN order but for such reads, which may then wait behind an earlier entry: later,
- * never sooner. */
+ * never sooner. A read-write transaction's read (r->read_now) waits for nothing: its commit
+ * completes only once its log is durable past what the read saw (engine/txn.c). */
 void req_finish_read(struct shard *sh, struct shard_req *r, int rc)
 {
     SHARD_OWNED(sh);
     cs_assert(sh->data_lsn <= sh->applied_lsn);
-    finish_at(sh, r, rc, sh->data_lsn);
+    finish_at(sh, r, rc, r->read_now ? 0 : sh->data_lsn);
 }
 
 void pending_complete(struct shard *sh)

@@ -111,12 +111,12 @@ static void frame_failed(struct shard *sh, int err, bool in_flight)
         frame_reset(sh);
         sh->stats.wal_enospc++;
         pending_fail(sh, -ENOSPC, false);
-        if (sh->txn_parts)
+        if (sh->txn_settling)
             txn_after_rollback(sh, true);
         return;
     }
     pending_fail(sh, err == -ENOSPC ? -ENOSPC : CS_EIO, true);
-    if (sh->txn_parts && sh->undo_on)
+    if (sh->txn_settling && sh->undo_on)
         txn_after_rollback(sh, false);
 }
 
@@ -436,7 +436,7 @@ static void loop(struct shard *sh)
         for (int i = 0; i < n; i++)
             handle_event(sh, &ev[i]);
         shard_ckpt_poll(sh);
-        if (sh->txn_parts)
+        if (sh->txn_settling)
             txn_poll(sh);
     }
 }

@@ -97,11 +97,14 @@ struct shard_batch_op {
 enum shard_txn_state { SHARD_TXN_PENDING, SHARD_TXN_COMMITTED, SHARD_TXN_ABORTED };
 struct shard;
 struct shard_txn {
-    uint64_t id;        /* unique among the transactions any log may still hold */
-    int state;          /* enum shard_txn_state (atomic) */
-    uint32_t refs;      /* the coordinator and each shard that holds it (atomic) */
-    uint32_t unsettled; /* participants whose outcome record is not yet durable (atomic) */
-    uint16_t nparts;    /* participants */
+    uint64_t id;         /* unique among the transactions any log may still hold */
+    int state;           /* enum shard_txn_state (atomic) */
+    uint32_t refs;       /* the coordinator and each shard that holds it (atomic) */
+    uint32_t unsettled;  /* participants whose outcome record is not yet durable (atomic) */
+    uint16_t nparts;     /* participants */
+    bool ordered;        /* an ordered write: its PREPAREs go one at a time and always wait */
+    bool ordered_locked; /* ordered: its last PREPARE holds its locks, so it waits no more
+                          * (atomic; set by that participant's shard thread) */
     uint16_t parts[WAL_TXN_PARTS_MAX]; /* their shard indexes, increasing */
 };
 /* Drop one reference (any thread); the last frees it. */
@@ -215,17 +218,19 @@ struct shard_req {
     size_t nranges;                       /* count of ranges */
     uint64_t txn_id;                      /* SHARD_TXN_DECIDE without txn (recovery) */
     bool commit;                          /* SHARD_TXN_DECIDE: commit (else abort) */
-    bool txn_sync;                     /* SHARD_TXN_DECIDE: complete once the outcome is durable */
-    uint8_t parks;                     /* COMMIT1, PREPARE: times parked on a lock (internal) */
-    void *owner;                       /* the submitter's, for done() (the shard ignores it) */
-    int rc;                            /* result */
-    void *out;                         /* result buffer (cs_mem, the receiver frees it) */
-    size_t out_len;                    /* its length */
-    uint32_t out_count;                /* names in out */
-    uint64_t wait_lsn;                 /* completes once this LSN is durable (internal) */
-    uint64_t submit_ns;                /* timed ops (SHARD_TIMED): when shard_submit queued it */
-    struct shard_req *next;            /* local queue / pending list link (internal) */
-    struct ck_stack_entry link;        /* inbox link (internal) */
+    bool txn_sync;              /* SHARD_TXN_DECIDE: complete once the outcome is durable */
+    bool read_now;              /* SHARD_GET: answer without waiting for durability (a read-write
+                                 * transaction's read: its commit waits for what it read, engine/txn.c) */
+    uint8_t parks;              /* COMMIT1, PREPARE: times parked on a lock (internal) */
+    void *owner;                /* the submitter's, for done() (the shard ignores it) */
+    int rc;                     /* result */
+    void *out;                  /* result buffer (cs_mem, the receiver frees it) */
+    size_t out_len;             /* its length */
+    uint32_t out_count;         /* names in out */
+    uint64_t wait_lsn;          /* completes once this LSN is durable (internal) */
+    uint64_t submit_ns;         /* timed ops (SHARD_TIMED): when shard_submit queued it */
+    struct shard_req *next;     /* local queue / pending list link (internal) */
+    struct ck_stack_entry link; /* inbox link (internal) */
     void (*done)(struct shard_req *r); /* completion signal */
 };
 

@@ -118,6 +118,7 @@ struct txn_lock {
     struct shard_req *waiters; /* requests parked until the lock goes (FIFO) */
     struct shard_req *waiters_tail;
     uint32_t txn_waiters; /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
+    bool reserved;        /* the shard's waiting ordered write (ordered_head) writes the key */
     uint8_t name_len;     /* collection name bytes */
     uint16_t klen;        /* key bytes */
     uint8_t bytes[];      /* name, then key */
@@ -300,15 +301,21 @@ struct shard {
     /* Transactions (txn.c). */
     struct txn_lock **locks;         /* lock table (TXN_LOCK_BUCKETS), NULL until first used */
     uint32_t nlocks;                 /* locks in it */
-    struct txn_part *txn_parts;      /* prepared and settling transactions */
+    struct txn_part *txn_parts;      /* prepared transactions */
+    struct txn_part *txn_settling;   /* settling ones (outcome decided: txn_poll walks them) */
+    uint64_t txn_poll_lsn;           /* durable_lsn at txn_poll's last walk */
+    uint32_t txn_poll_skips;         /* calls since then that did not walk */
     struct txn_known *txn_known;     /* recovery: outcomes the log held */
     uint64_t txn_decide_seq;         /* outcomes decided so far */
     uint32_t txn_range_marks;        /* prepared transactions here that hold range marks */
     struct shard_req *range_waiters; /* writes parked on a range mark (FIFO) */
     struct shard_req *range_waiters_tail;
-    uint32_t range_txn_waiters; /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
-    uint32_t txn_load_left;     /* recovery: writes still due of the checkpoint's last
-                                   transaction entry */
+    uint32_t range_txn_waiters;      /* of them, transaction requests (TXN_WAIT_QUEUE_MAX) */
+    struct shard_req *ordered_head;  /* the ordered write's PREPARE that waits here, or NULL */
+    struct shard_req *ordered_queue; /* ordered PREPAREs queued behind it (FIFO) */
+    struct shard_req *ordered_queue_tail;
+    uint32_t txn_load_left; /* recovery: writes still due of the checkpoint's last
+                               transaction entry */
 
     /* Expiry (exec.c, expire.c). */
     uint64_t last_old_expire_ms; /* the expiry of what the last exec_tree_write replaced */
@@ -454,7 +461,8 @@ void exec_txn_decide(struct shard *sh, struct shard_req *r);
 int exec_txn_indoubt(struct shard *sh, struct shard_req *r);
 void exec_txn_forget(struct shard *sh);
 int txn_replay(struct shard *sh, uint64_t lsn, const struct wal_rec *rec);
-/* Each loop iteration: forget transactions whose outcome is durable on every participant. */
+/* Each loop iteration: forget transactions whose outcome is durable on every participant (the
+ * walk runs when durable_lsn moved, else once in a while: see txn.c). */
 void txn_poll(struct shard *sh);
 /* A failed frame was taken back (frame_failed): installs of committed transactions whose outcome
  * was not durable went with it. Install them again, and log their outcomes again when the shard

@@ -30,7 +30,13 @@
  * txn_may_wait: a PREPARE waits only for transactions older than itself (smaller ids), so the
  * waits-for graph has no cycle across shards (an older one is refused: CS_ECONFLICT); a one-shard
  * commit holds no lock anywhere and may wait for any; and TXN_WAIT_PARKS_MAX and
- * TXN_WAIT_QUEUE_MAX bound the parks of a request and the queue of a lock. A read mark is not
+ * TXN_WAIT_QUEUE_MAX bound the parks of a request and the queue of a lock. A one-shard commit
+ * that reads nothing waits without those limits, as a plain batch does. An ordered write's
+ * PREPARE (a blind write run again after a conflict: engine/txn_core.h, ORDERED WRITES) waits
+ * for anyone without limit; no transaction waits for one that may still wait (it is refused),
+ * and on each shard only one waits at a time (sh->ordered_head: it reserves the keys it writes,
+ * struct txn_lock.reserved, so that nothing new takes them before it; the ordered PREPAREs
+ * behind it queue in sh->ordered_queue, FIFO). A read mark is not
  * taken on a lock that transaction requests wait on (it queues behind them): a parked request
  * thus only ever waits for holders it was checked against. A plain put, delete or batch that
  * meets a lock is parked on it the same way and runs again when it goes (it holds nothing
@@ -53,7 +59,10 @@
  *
  * SETTLING. After its outcome record is durable, a participant keeps the transaction until every
  * participant's outcome record is durable (shard_txn.unsettled): until then a crash could leave
- * another participant with a PREPARE and no outcome, and recovery then asks this one.
+ * another participant with a PREPARE and no outcome, and recovery then asks this one. Decided
+ * transactions move from sh->txn_parts (prepared: what validation and decisions search) to
+ * sh->txn_settling (what txn_poll walks on every loop iteration), so neither walk pays for the
+ * other's: with 256 commits in flight the one list had cost a tenth of the CPU.
  *
  * CHECKPOINTS drop the log before them, so they carry what the log would have told recovery:
  * each transaction prepared here (id, participants, writes) and each one settling (id and
@@ -121,7 +130,9 @@ static struct txn_lock *lock_get(struct shard *sh, const char *name, size_t nlen
     return l;
 }
 
-/* Free l if nothing holds it; its waiters go to the front of the queue (in their order). */
+/* Once nothing holds l, its waiters go to the front of the queue (in their order), and l is
+ * freed unless the waiting ordered write reserved it (it stays, so that others keep meeting the
+ * reservation). */
 static void lock_release_if_idle(struct shard *sh, struct txn_lock *l)
 {
     if (l->writer || l->readers)
@@ -130,7 +141,10 @@ static void lock_release_if_idle(struct shard *sh, struct txn_lock *l)
         l->waiters_tail->next = sh->queue;
         sh->queue = l->waiters;
         l->waiters = l->waiters_tail = NULL;
+        l->txn_waiters = 0;
     }
+    if (l->reserved)
+        return;
     struct txn_lock **p = &sh->locks[l->hash & (TXN_LOCK_BUCKETS - 1)];
     while (*p != l)
         p = &(*p)->next;
@@ -146,14 +160,20 @@ static struct txn_lock *lock_of(struct shard *sh, const char *name, size_t nlen,
                       : NULL;
 }
 
-static void park(struct txn_lock *l, struct shard_req *r)
+/* Append r to the FIFO queue (*head, *tail). */
+static void fifo_append(struct shard_req **head, struct shard_req **tail, struct shard_req *r)
 {
     r->next = NULL;
-    if (l->waiters_tail)
-        l->waiters_tail->next = r;
+    if (*tail)
+        (*tail)->next = r;
     else
-        l->waiters = r;
-    l->waiters_tail = r;
+        *head = r;
+    *tail = r;
+}
+
+static void park(struct txn_lock *l, struct shard_req *r)
+{
+    fifo_append(&l->waiters, &l->waiters_tail, r);
 }
 
 /* The prepared transaction (other than self) whose range mark holds key of coll, or NULL. */
@@ -175,12 +195,7 @@ static struct txn_part *range_holder(struct shard *sh, const char *coll, size_t 
 
 static void park_range(struct shard *sh, struct shard_req *r)
 {
-    r->next = NULL;
-    if (sh->range_waiters_tail)
-        sh->range_waiters_tail->next = r;
-    else
-        sh->range_waiters = r;
-    sh->range_waiters_tail = r;
+    fifo_append(&sh->range_waiters, &sh->range_waiters_tail, r);
 }
 
 bool txn_park(struct shard *sh, struct shard_req *r)
@@ -259,6 +274,7 @@ struct txn_block {
     bool any;              /* something was met */
     struct txn_lock *lock; /* the first lock met: the request parks on it (NULL: a range mark) */
     uint64_t holder_max;   /* the largest id among the undecided holders met (0: none) */
+    bool ordered;          /* an undecided ordered write, or a reservation, was met */
 };
 
 /* The id that waiting for p's lock counts against the age rule: 0 when p's outcome is decided
@@ -269,7 +285,15 @@ static uint64_t holder_id(const struct txn_part *p)
     return txn_state(p) == SHARD_TXN_PENDING ? p->id : 0;
 }
 
-static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_id)
+/* Whether p is an ordered write that may still wait elsewhere: not decided, and not locked on
+ * its last participant yet (from then on it waits for nothing but fsyncs, as any holder). */
+static bool holder_ordered(const struct txn_part *p)
+{
+    return p->x && p->x->ordered && txn_state(p) == SHARD_TXN_PENDING &&
+           !__atomic_load_n(&p->x->ordered_locked, __ATOMIC_ACQUIRE);
+}
+
+static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_id, bool ordered)
 {
     if (!b->any) {
         b->any = true;
@@ -278,6 +302,12 @@ static void block_add(struct txn_block *b, struct txn_lock *l, uint64_t holder_i
     } else if (holder_id > b->holder_max) {
         b->holder_max = holder_id;
     }
+    b->ordered |= ordered;
+}
+
+static void block_add_part(struct txn_block *b, struct txn_lock *l, const struct txn_part *p)
+{
+    block_add(b, l, holder_id(p), holder_ordered(p));
 }
 
 static bool read_matches(const struct shard_txn_read *x, bool present, const void *v, size_t vlen)
@@ -316,32 +346,36 @@ static int check_reads(struct shard *sh, const struct shard_txn_read *rd, size_t
                 return CS_ECONFLICT;
         }
         if (writer)
-            block_add(b, l, holder_id(writer));
+            block_add_part(b, l, writer);
         else if (l && l->txn_waiters)
             /* a read mark would join the holders that those waiters wait for, younger or not:
              * it queues behind them instead, so a parked request only ever waits for the
              * holders it was checked against */
-            block_add(b, l, l->reader_id_max);
+            block_add(b, l, l->reader_id_max, false);
+        if (l && l->reserved)
+            block_add(b, l, 0, true); /* the waiting ordered write will write it */
     }
     return 0;
 }
 
 /* No key written is locked by another prepared transaction: its write lock, or a read mark (the
- * reader validated against the value a write would change), or a range mark. What is met goes
- * to b. */
-static void check_writes(struct shard *sh, const struct shard_batch_op *ops, size_t n,
+ * reader validated against the value a write would change), or a range mark, nor reserved by
+ * the waiting ordered write unless head (the request is that write). What is met goes to b. */
+static void check_writes(struct shard *sh, const struct shard_batch_op *ops, size_t n, bool head,
                          struct txn_block *b)
 {
     for (size_t i = 0; i < n; i++) {
         struct txn_lock *l = lock_of(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen);
         if (l && l->writer)
-            block_add(b, l, holder_id(l->writer));
+            block_add_part(b, l, l->writer);
         else if (l && l->readers)
-            block_add(b, l, l->reader_id_max);
+            block_add(b, l, l->reader_id_max, false); /* readers are never ordered writes */
+        if (l && l->reserved && !head)
+            block_add(b, l, 0, true);
         struct txn_part *p =
             range_holder(sh, ops[i].coll, ops[i].coll_len, ops[i].key, ops[i].klen, NULL);
         if (p)
-            block_add(b, NULL, holder_id(p));
+            block_add(b, NULL, holder_id(p), false);
     }
 }
 
@@ -358,7 +392,17 @@ static int check_ranges(struct shard *sh, const struct shard_txn_range *rg, size
                 if (w->lock && w->lock->name_len == r->coll_len &&
                     memcmp(w->lock->bytes, r->coll, r->coll_len) == 0 &&
                     shard_txn_range_has(r, w->bytes, w->klen))
-                    block_add(b, w->lock, holder_id(p));
+                    block_add_part(b, w->lock, p);
+            }
+        const struct shard_req *h = sh->ordered_head; /* the keys it reserved */
+        for (size_t k = 0; h && k < h->nops; k++)
+            if (h->ops[k].coll_len == r->coll_len &&
+                memcmp(h->ops[k].coll, r->coll, r->coll_len) == 0 &&
+                shard_txn_range_has(r, h->ops[k].key, h->ops[k].klen)) {
+                struct txn_lock *l =
+                    lock_of(sh, r->coll, r->coll_len, h->ops[k].key, h->ops[k].klen);
+                cs_assert(l && l->reserved); /* the head reserved each key it writes */
+                block_add(b, l, 0, true);
             }
         uint64_t count = 0, sum[2] = {0, 0};
         struct shard_coll *c = coll_find(sh, r->coll, r->coll_len);
@@ -403,21 +447,22 @@ static int validate(struct shard *sh, const struct shard_req *r, struct txn_bloc
     if (!rc)
         rc = check_ranges(sh, r->ranges, r->nranges, b);
     if (!rc)
-        check_writes(sh, r->ops, r->nops, b);
+        check_writes(sh, r->ops, r->nops, sh->ordered_head == r, b);
     return rc;
 }
 
 /* r (of transaction id; 0: a one-shard commit) met prepared transactions (b): park it on the
  * first lock it met, to be validated again from the start once that lock goes (TXN_PARKED), or
  * refuse it (CS_ECONFLICT) as txn_may_wait rules. */
-static int wait_or_refuse(struct shard *sh, struct shard_req *r, uint64_t id,
+static int wait_or_refuse(struct shard *sh, struct shard_req *r, uint64_t id, bool ordered,
                           const struct txn_block *b)
 {
     cs_assert(b->any);
     unsigned queued = b->lock ? b->lock->txn_waiters : sh->range_txn_waiters;
-    if (!txn_may_wait(id, b->holder_max, r->parks, queued))
+    if (!txn_may_wait(id, ordered, b->holder_max, b->ordered, r->parks, queued))
         return CS_ECONFLICT;
-    r->parks++;
+    if (r->parks < UINT8_MAX) /* an ordered write parks without limit */
+        r->parks++;
     if (b->lock) {
         b->lock->txn_waiters++;
         park(b->lock, r);
@@ -434,7 +479,9 @@ void exec_txn_commit1(struct shard *sh, struct shard_req *r)
     r->out = NULL;
     struct txn_block b = {0};
     int rc = sh->fenced ? CS_EIO : validate(sh, r, &b);
-    if (!rc && b.any && (rc = wait_or_refuse(sh, r, 0, &b)) == TXN_PARKED)
+    /* with nothing read, it waits without limit, as a plain batch does: it holds nothing */
+    bool blind = !r->nreads && !r->nranges;
+    if (!rc && b.any && (rc = wait_or_refuse(sh, r, 0, blind, &b)) == TXN_PARKED)
         return;
     if (!rc && r->nops)
         rc = exec_batch(sh, r);
@@ -605,17 +652,11 @@ static size_t prepare_bytes(const struct shard_req *r)
     return bytes;
 }
 
-static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
+/* Take r's locks and log its PREPARE (rc: what validation answered; nonzero is returned as it
+ * is). */
+static int prepare_locked(struct shard *sh, struct shard_req *r, int rc, struct txn_part **out)
 {
     struct shard_txn *x = r->txn;
-    int rc = sh->fenced ? CS_EIO : 0;
-    if (!rc && r->nops)
-        rc = exec_write_allowed(sh);
-    struct txn_block b = {0};
-    if (!rc)
-        rc = validate(sh, r, &b);
-    if (!rc && b.any)
-        rc = wait_or_refuse(sh, r, x->id, &b);
     if (!rc)
         rc = undo_reserve(sh, 0, r->nops);
     if (!rc && sh->wal_on)
@@ -682,6 +723,8 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
         }
         sh->applied_lsn = wal_group_end(&sh->wal, WAL_TXN_PREPARE);
     }
+    if (x->ordered && x->parts[x->nparts - 1] == sh->cfg.index)
+        __atomic_store_n(&x->ordered_locked, true, __ATOMIC_RELEASE);
     __atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
     p->x = x;
     p->next = sh->txn_parts;
@@ -690,6 +733,70 @@ static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
     return 0;
 }
 
+/* ---- ordered writes (engine/txn_core.h, ORDERED WRITES) ---- */
+
+/* r becomes the shard's waiting ordered write: it reserves every key it writes here. */
+static int ordered_reserve(struct shard *sh, struct shard_req *r)
+{
+    cs_assert(!sh->ordered_head);
+    cs_assert(r->txn && r->txn->ordered);
+    sh->ordered_head = r;
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        struct txn_lock *l = lock_get(sh, op->coll, op->coll_len, op->key, op->klen);
+        if (!l)
+            return -ENOMEM; /* the caller ends the head (ordered_end) */
+        l->reserved = true;
+    }
+    return 0;
+}
+
+/* The head r is done waiting (it locked its keys, or failed): its reservations go, and the
+ * ordered writes queued behind it run again, in their order, before anything else. */
+static void ordered_end(struct shard *sh, struct shard_req *r)
+{
+    cs_assert(sh->ordered_head == r);
+    sh->ordered_head = NULL;
+    for (size_t i = 0; i < r->nops; i++) {
+        const struct shard_batch_op *op = &r->ops[i];
+        struct txn_lock *l = lock_of(sh, op->coll, op->coll_len, op->key, op->klen);
+        if (l && l->reserved) { /* (a key written twice is met twice) */
+            l->reserved = false;
+            lock_release_if_idle(sh, l);
+        }
+    }
+    if (sh->ordered_queue) {
+        sh->ordered_queue_tail->next = sh->queue;
+        sh->queue = sh->ordered_queue;
+        sh->ordered_queue = sh->ordered_queue_tail = NULL;
+    }
+}
+
+static int prepare(struct shard *sh, struct shard_req *r, struct txn_part **out)
+{
+    struct shard_txn *x = r->txn;
+    if (x->ordered && sh->ordered_head && sh->ordered_head != r) {
+        fifo_append(&sh->ordered_queue, &sh->ordered_queue_tail, r); /* behind the head */
+        return TXN_PARKED;
+    }
+    int rc = sh->fenced ? CS_EIO : 0;
+    if (!rc && r->nops)
+        rc = exec_write_allowed(sh);
+    struct txn_block b = {0};
+    if (!rc)
+        rc = validate(sh, r, &b);
+    cs_assert(!(x->ordered && rc == CS_ECONFLICT)); /* no reads: nothing to refuse */
+    if (!rc && b.any && x->ordered && sh->ordered_head != r)
+        rc = ordered_reserve(sh, r);
+    if (!rc && b.any)
+        rc = wait_or_refuse(sh, r, x->id, x->ordered, &b);
+    if (rc != TXN_PARKED && sh->ordered_head == r) {
+        rc = prepare_locked(sh, r, rc, out);
+        ordered_end(sh, r); /* after its locks are taken: others meet them, not a gap */
+        return rc;
+    }
+    return prepare_locked(sh, r, rc, out);
+}
 void exec_txn_prepare(struct shard *sh, struct shard_req *r)
 {
     SHARD_OWNED(sh);
@@ -783,6 +890,9 @@ void exec_txn_decide(struct shard *sh, struct shard_req *r)
     }
     log_outcome(sh, p);
     p->phase = TXN_SETTLING;
+    part_unlink(sh, p); /* to the settling list, which txn_poll walks */
+    p->next = sh->txn_settling;
+    sh->txn_settling = p;
     if (r->commit)
         /* readers must stop trusting views before the intents go (see views.c: view_find) */
         __atomic_store_n(&sh->ack_seq, sh->wseq, __ATOMIC_RELEASE);
@@ -798,7 +908,7 @@ void txn_after_rollback(struct shard *sh, bool writable)
     SHARD_OWNED(sh);
     for (uint64_t last = 0;;) { /* in the order they were decided: conflicting ones in order */
         struct txn_part *next = NULL;
-        for (struct txn_part *p = sh->txn_parts; p; p = p->next)
+        for (struct txn_part *p = sh->txn_settling; p; p = p->next)
             if (p->phase == TXN_SETTLING && !p->counted && p->decide_seq > last &&
                 (!next || p->decide_seq < next->decide_seq))
                 next = p;
@@ -830,10 +940,22 @@ static bool outcome_durable(const struct shard *sh, const struct txn_part *p)
     return p->outcome_lsn && p->outcome_lsn <= sh->durable_lsn;
 }
 
+/* Unless durable_lsn moved, txn_poll walks the settling list once in this many calls. */
+#define TXN_POLL_SKIPS_MAX 32u
+
+/* Count the outcomes that became durable, and free the transactions every participant settled.
+ * A walk costs the length of the list (with 256 commits in flight, hundreds of transactions wait
+ * for their own or the other participants' outcome records), so it runs when durable_lsn moved
+ * (outcomes here became durable) or once in TXN_POLL_SKIPS_MAX loop iterations (others' outcomes,
+ * which no event here announces; as before, an idle loop frees them at its next event). */
 void txn_poll(struct shard *sh)
 {
     SHARD_OWNED(sh);
-    struct txn_part **pp = &sh->txn_parts;
+    if (sh->durable_lsn == sh->txn_poll_lsn && ++sh->txn_poll_skips < TXN_POLL_SKIPS_MAX)
+        return;
+    sh->txn_poll_lsn = sh->durable_lsn;
+    sh->txn_poll_skips = 0;
+    struct txn_part **pp = &sh->txn_settling;
     while (*pp) {
         struct txn_part *p = *pp;
         if (p->phase == TXN_SETTLING && !p->counted && outcome_durable(sh, p)) {
@@ -894,44 +1016,46 @@ int txn_ckpt_encode(struct shard *sh, struct ckpt_job *job)
     SHARD_OWNED(sh);
     size_t len = 0, cap = 0;
     uint8_t *b = NULL;
-    for (struct txn_part *p = sh->txn_parts; p; p = p->next) {
-        bool prepared = p->phase == TXN_PREPARED;
-        size_t pl = 8 + 1 + 2 + 2u * p->nparts + 4;
-        if (buf_grow(&b, &len, &cap, 5 + pl)) {
-            free(b);
-            return -ENOMEM;
-        }
-        uint8_t *q = b + len;
-        q[0] = 3; /* CKPT_ENTRY_TXN */
-        cs_put_le32(q + 1, (uint32_t)pl);
-        cs_put_le64(q + 5, p->id);
-        q[13] = prepared ? SHARD_TXN_DOUBT_PREPARED
-                         : (p->committed ? SHARD_TXN_DOUBT_COMMITTED : SHARD_TXN_DOUBT_ABORTED);
-        cs_put_le16(q + 14, p->nparts);
-        for (uint16_t i = 0; i < p->nparts; i++)
-            cs_put_le16(q + 16 + 2 * i, p->parts[i]);
-        cs_put_le32(q + 16 + 2u * p->nparts, prepared ? p->nw : 0);
-        len += 5 + pl;
-        for (uint32_t i = 0; prepared && i < p->nw; i++) {
-            const struct txn_write *w = &p->w[i];
-            size_t wl = 1 + 4 + 2 + 4 + w->klen + w->vlen + (w->expire_ms ? 8u : 0u);
-            if (buf_grow(&b, &len, &cap, 5 + wl)) {
+    struct txn_part *lists[2] = {sh->txn_parts, sh->txn_settling};
+    for (unsigned l = 0; l < 2; l++)
+        for (struct txn_part *p = lists[l]; p; p = p->next) {
+            bool prepared = p->phase == TXN_PREPARED;
+            size_t pl = 8 + 1 + 2 + 2u * p->nparts + 4;
+            if (buf_grow(&b, &len, &cap, 5 + pl)) {
                 free(b);
                 return -ENOMEM;
             }
-            q = b + len;
-            q[0] = 4; /* CKPT_ENTRY_TXN_WRITE */
-            cs_put_le32(q + 1, (uint32_t)wl);
-            q[5] = w->type;
-            cs_put_le32(q + 6, w->coll->id);
-            cs_put_le16(q + 10, (uint16_t)w->klen);
-            cs_put_le32(q + 12, w->vlen);
-            memcpy(q + 16, w->bytes, w->klen + w->vlen);
-            if (w->expire_ms) /* a put's expiry trails the value */
-                cs_put_le64(q + 16 + w->klen + w->vlen, w->expire_ms);
-            len += 5 + wl;
+            uint8_t *q = b + len;
+            q[0] = 3; /* CKPT_ENTRY_TXN */
+            cs_put_le32(q + 1, (uint32_t)pl);
+            cs_put_le64(q + 5, p->id);
+            q[13] = prepared ? SHARD_TXN_DOUBT_PREPARED
+                             : (p->committed ? SHARD_TXN_DOUBT_COMMITTED : SHARD_TXN_DOUBT_ABORTED);
+            cs_put_le16(q + 14, p->nparts);
+            for (uint16_t i = 0; i < p->nparts; i++)
+                cs_put_le16(q + 16 + 2 * i, p->parts[i]);
+            cs_put_le32(q + 16 + 2u * p->nparts, prepared ? p->nw : 0);
+            len += 5 + pl;
+            for (uint32_t i = 0; prepared && i < p->nw; i++) {
+                const struct txn_write *w = &p->w[i];
+                size_t wl = 1 + 4 + 2 + 4 + w->klen + w->vlen + (w->expire_ms ? 8u : 0u);
+                if (buf_grow(&b, &len, &cap, 5 + wl)) {
+                    free(b);
+                    return -ENOMEM;
+                }
+                q = b + len;
+                q[0] = 4; /* CKPT_ENTRY_TXN_WRITE */
+                cs_put_le32(q + 1, (uint32_t)wl);
+                q[5] = w->type;
+                cs_put_le32(q + 6, w->coll->id);
+                cs_put_le16(q + 10, (uint16_t)w->klen);
+                cs_put_le32(q + 12, w->vlen);
+                memcpy(q + 16, w->bytes, w->klen + w->vlen);
+                if (w->expire_ms) /* a put's expiry trails the value */
+                    cs_put_le64(q + 16 + w->klen + w->vlen, w->expire_ms);
+                len += 5 + wl;
+            }
         }
-    }
     job->txn = b;
     job->txn_len = len;
     return 0;
@@ -1072,6 +1196,7 @@ int exec_txn_indoubt(struct shard *sh, struct shard_req *r)
     uint32_t n = 0;
     for (struct txn_part *p = sh->txn_parts; p; p = p->next, n++)
         bytes += 11u + 2u * p->nparts;
+    cs_assert(!sh->txn_settling); /* at open: nothing is decided yet */
     for (struct txn_known *k = sh->txn_known; k; k = k->next, n++)
         bytes += 11u;
     uint8_t *out = cs_mem_alloc(sh->arena, bytes);
@@ -1111,6 +1236,13 @@ void exec_txn_forget(struct shard *sh)
 void txn_close(struct shard *sh)
 {
     exec_txn_forget(sh);
+    while (sh->ordered_queue) {
+        struct shard_req *r = sh->ordered_queue;
+        sh->ordered_queue = r->next;
+        req_complete(r, CS_ECLOSED);
+    }
+    sh->ordered_queue_tail = NULL;
+    sh->ordered_head = NULL; /* parked on a lock or a range mark: refused below */
     while (sh->range_waiters) {
         struct shard_req *r = sh->range_waiters;
         sh->range_waiters = r->next;
@@ -1118,9 +1250,10 @@ void txn_close(struct shard *sh)
     }
     sh->range_waiters_tail = NULL;
     sh->range_txn_waiters = 0;
-    while (sh->txn_parts) {
-        struct txn_part *p = sh->txn_parts;
-        sh->txn_parts = p->next;
+    while (sh->txn_parts || sh->txn_settling) {
+        struct txn_part **head = sh->txn_parts ? &sh->txn_parts : &sh->txn_settling;
+        struct txn_part *p = *head;
+        *head = p->next;
         part_free(sh, p); /* parked waiters move to the queue, refused by the caller next */
     }
     for (unsigned b = 0; sh->locks && b < TXN_LOCK_BUCKETS; b++)

@@ -168,6 +168,203 @@ static void test_batch_across_shards_commits_atomically_and_replays(void **state
     assert_int_equal(cs_close(db), 0);
 }
 
+/* ---- blind batches across shards never conflict ----
+ * Writer threads commit cs_write batches that set four keys (two per shard) to one tag, while
+ * other threads run interactive transactions that read the four keys and set them to a tag of
+ * their own (retrying on CS_ECONFLICT), all on the same keys. A batch reads nothing, so it must
+ * never be refused for a conflict; snapshots (read-only transactions and cursors) must always
+ * see the four keys equal: every batch and transaction whole. */
+#define BLIND_KEYS 4
+#define BLIND_WRITERS 40
+#define BLIND_BATCHES 20
+#define BLIND_TXNS 4
+#define BLIND_TXN_COMMITS 30
+
+struct blind {
+    cs_db *db;
+    char (*keys)[16]; /* BLIND_KEYS, two on each shard */
+    int id;
+    long conflicts; /* cs_write's CS_ECONFLICT (must stay 0) */
+    long retries;   /* interactive: conflicts retried */
+    long bad;       /* readers: snapshots that were not whole */
+    long reads;
+    int error;
+};
+
+static _Atomic int blind_done;
+
+static void *blind_writer_main(void *arg)
+{
+    struct blind *w = arg;
+    cs_batch *b = cs_batch_new();
+    if (!b) {
+        w->error = -ENOMEM;
+        return NULL;
+    }
+    for (int i = 0; i < BLIND_BATCHES && !w->error; i++) {
+        char tag[32];
+        int n = snprintf(tag, sizeof(tag), "w%d-%d", w->id, i);
+        cs_batch_clear(b);
+        for (int k = 0; k < BLIND_KEYS && !w->error; k++)
+            w->error = cs_batch_put(b, "blind", w->keys[k], strlen(w->keys[k]), tag, (size_t)n);
+        int rc = w->error ? 0 : cs_write(w->db, b);
+        if (rc == CS_ECONFLICT)
+            w->conflicts++;
+        else if (rc)
+            w->error = rc;
+    }
+    cs_batch_free(b);
+    return NULL;
+}
+
+static void *blind_txn_main(void *arg)
+{
+    struct blind *w = arg;
+    for (int i = 0; i < BLIND_TXN_COMMITS && !w->error;) {
+        cs_txn *t = NULL;
+        int rc = cs_txn_begin(w->db, 0, &t);
+        char tag[32];
+        int n = snprintf(tag, sizeof(tag), "t%d-%d", w->id, i);
+        for (int k = 0; k < BLIND_KEYS && !rc; k++) {
+            void *v = NULL;
+            size_t vlen = 0;
+            rc = cs_txn_get(t, "blind", w->keys[k], strlen(w->keys[k]), &v, &vlen);
+            cs_free(v);
+        }
+        for (int k = 0; k < BLIND_KEYS && !rc; k++)
+            rc = cs_txn_put(t, "blind", w->keys[k], strlen(w->keys[k]), tag, (size_t)n);
+        if (rc) {
+            cs_txn_abort(t);
+            w->error = rc;
+            break;
+        }
+        rc = cs_txn_commit(t);
+        if (rc == CS_ECONFLICT) {
+            w->retries++;
+            continue;
+        }
+        if (rc)
+            w->error = rc;
+        i++;
+    }
+    return NULL;
+}
+
+/* A read-only transaction's four reads, then a cursor's walk: each must find one tag. */
+static void *blind_reader_main(void *arg)
+{
+    struct blind *w = arg;
+    while (!atomic_load(&blind_done) && !w->error) {
+        char seen[BLIND_KEYS][32];
+        size_t len[BLIND_KEYS];
+        cs_txn *t = NULL;
+        int rc = cs_txn_begin(w->db, CS_TXN_READONLY, &t);
+        for (int k = 0; k < BLIND_KEYS && !rc; k++) {
+            void *v = NULL;
+            rc = cs_txn_get(t, "blind", w->keys[k], strlen(w->keys[k]), &v, &len[k]);
+            if (!rc && len[k] < sizeof(seen[k]))
+                memcpy(seen[k], v, len[k]);
+            cs_free(v);
+        }
+        if (t)
+            cs_txn_abort(t);
+        if (rc) {
+            w->error = rc;
+            break;
+        }
+        w->reads++;
+        for (int k = 1; k < BLIND_KEYS; k++)
+            if (len[k] != len[0] || memcmp(seen[k], seen[0], len[0]) != 0) {
+                w->bad++;
+                break;
+            }
+        cs_cursor *c = NULL;
+        if ((rc = cs_cursor_open(w->db, "blind", &c))) {
+            w->error = rc;
+            break;
+        }
+        int n = 0;
+        for (rc = cs_cursor_first(c); rc == 0; rc = cs_cursor_next(c), n++) {
+            const void *v;
+            size_t vl;
+            if (cs_cursor_value(c, &v, &vl) || vl >= sizeof(seen[0])) {
+                w->error = CS_ECORRUPT;
+                break;
+            }
+            if (n == 0) {
+                memcpy(seen[0], v, vl);
+                len[0] = vl;
+            } else if (vl != len[0] || memcmp(v, seen[0], vl) != 0) {
+                w->bad++;
+                break;
+            }
+        }
+        cs_cursor_close(c);
+    }
+    return NULL;
+}
+
+static void test_blind_batches_across_shards_never_conflict(void **state)
+{
+    (void)state;
+    fresh_dir();
+    cs_db *db = open_db("sync");
+    char keys[BLIND_KEYS][16];
+    for (int k = 0; k < BLIND_KEYS; k++) {
+        key_on(db, (unsigned)(k % 2), "bk", k * 1000, keys[k], sizeof(keys[k]));
+        put_str(db, "blind", keys[k], "init");
+    }
+    enum { N = BLIND_WRITERS + BLIND_TXNS + 1 };
+    struct blind w[N];
+    pthread_t th[N];
+    atomic_store(&blind_done, 0);
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct blind){.db = db, .keys = keys, .id = i};
+        void *(*fn)(void *) = i < BLIND_WRITERS                ? blind_writer_main
+                              : i < BLIND_WRITERS + BLIND_TXNS ? blind_txn_main
+                                                               : blind_reader_main;
+        assert_int_equal(pthread_create(&th[i], NULL, fn, &w[i]), 0);
+    }
+    long conflicts = 0, retries = 0;
+    for (int i = 0; i < N - 1; i++) {
+        pthread_join(th[i], NULL);
+        if (w[i].error)
+            fail_msg("thread %d: %s", i, cs_strerror(w[i].error));
+        conflicts += w[i].conflicts;
+        retries += w[i].retries;
+    }
+    atomic_store(&blind_done, 1);
+    pthread_join(th[N - 1], NULL);
+    struct blind *rd = &w[N - 1];
+    if (rd->error)
+        fail_msg("reader: %s", cs_strerror(rd->error));
+    print_message("blind batches: %d, conflicts %ld; transactions: %d, retries %ld; snapshots "
+                  "%ld\n",
+                  BLIND_WRITERS * BLIND_BATCHES, conflicts, BLIND_TXNS * BLIND_TXN_COMMITS, retries,
+                  rd->reads);
+    if (conflicts)
+        fail_msg("%ld of %d cross-shard batches were refused with CS_ECONFLICT", conflicts,
+                 BLIND_WRITERS * BLIND_BATCHES);
+    if (rd->bad)
+        fail_msg("%ld of %ld snapshots saw part of a batch", rd->bad, rd->reads);
+    /* the last writer's tag is on every key, also after reopen */
+    void *v0 = NULL;
+    size_t n0 = 0;
+    assert_int_equal(cs_get(db, "blind", keys[0], strlen(keys[0]), &v0, &n0), 0);
+    char last[32];
+    assert_true(n0 < sizeof(last));
+    memcpy(last, v0, n0);
+    last[n0] = '\0';
+    cs_free(v0);
+    for (int k = 1; k < BLIND_KEYS; k++)
+        check_value(db, "blind", keys[k], last);
+    assert_int_equal(cs_close(db), 0);
+    db = open_db("sync");
+    for (int k = 0; k < BLIND_KEYS; k++)
+        check_value(db, "blind", keys[k], last);
+    assert_int_equal(cs_close(db), 0);
+}
+
 /* ---- interactive transactions ---- */
 
 static void test_reads_own_writes_and_abort_discards(void **state)
@@ -1405,6 +1602,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_across_shards_commits_atomically_and_replays),
+        cmocka_unit_test(test_blind_batches_across_shards_never_conflict),
         cmocka_unit_test(test_reads_own_writes_and_abort_discards),
         cmocka_unit_test(test_write_skew_is_refused),
         cmocka_unit_test(test_read_of_absent_key_then_insert_conflicts),

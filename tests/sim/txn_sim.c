@@ -27,12 +27,19 @@
  * answered). After a crash, each shard loads its checkpoint, replays its durable log, reports
  * what it holds in doubt, and recovery decides with txn_resolver and makes the outcomes durable.
  *
+ * Some clients write a batch instead: both accounts set without reading anything (cs_write of a
+ * batch over two shards). It must never be refused for a conflict: when its parallel attempt is
+ * refused, the client runs it again as an ordered write (engine/txn_core.h, ORDERED WRITES):
+ * a new transaction whose PREPAREs go one at a time in shard order and always wait, the shard's
+ * waiting one (its head) reserving its accounts, which transactions then may not wait for.
+ *
  * Checks, after every recovery and at the end:
  *   - liveness: with no new work, crashes or failures, every client gets its answer (no cycle of
  *     transactions waiting for each other's locks) and nothing stays parked;
  *   - atomicity: a transaction's marker is on every shard it wrote, or on none;
  *   - durability: every transaction answered "committed" is there; none answered "refused"
  *     (conflict or error) is;
+ *   - no batch is answered CS_ECONFLICT;
  *   - serializability: replaying the committed transactions in the order their last PREPARE
  *     became durable, from the initial balances, every read a transaction made equals the
  *     balance at that point, and the result equals the shards' balances (so money is neither
@@ -87,6 +94,9 @@ struct ts_txn {
     int from, to, amount;
     int read_from, read_to; /* balances read */
     bool blind;             /* to is set to amount * TS_BLIND_SCALE without being read */
+    bool batch;             /* nothing read: from and to are set to amount * TS_BLIND_SCALE */
+    bool ordered;           /* a batch's second attempt: an ordered write */
+    bool ordered_locked;    /* ordered: locked on its last participant (waits no more) */
     int audit;              /* an account only read (its shard is from's or to's), -1: none */
     int read_audit;         /* its balance read */
     unsigned nparts;
@@ -158,6 +168,10 @@ struct ts_shard {
     int readers[TS_ACCOUNTS];         /* read marks */
     uint64_t reader_max[TS_ACCOUNTS]; /* largest id that took a read mark */
     unsigned waiters[TS_ACCOUNTS];    /* requests parked on the account's lock */
+    bool reserved[TS_ACCOUNTS];       /* written by the waiting ordered write (head) */
+    int head;                         /* txn index + 1 of the waiting ordered write, 0: none */
+    struct ts_msg oq[TS_CLIENTS];     /* ordered PREPAREs queued behind the head */
+    unsigned noq;
     struct ts_part parts[64];
     bool failed;                         /* an fsync failed: no more writes */
     struct ts_msg parked[TS_PARKED_MAX]; /* requests parked on locks (shards/txn.c: park) */
@@ -170,6 +184,7 @@ static long step;
 static long durable_seq; /* counts records as they become durable, in log order */
 static bool verbose;
 static char fail_msg[512];
+static unsigned long ordered_runs; /* batches run again as ordered writes, over all seeds */
 
 static unsigned shard_of(int acct)
 {
@@ -224,11 +239,11 @@ static int writes_on(const struct ts_txn *t, unsigned si, int acct[2], int val[2
     int n = 0;
     if (shard_of(t->from) == si) {
         acct[n] = t->from;
-        val[n++] = t->read_from - t->amount;
+        val[n++] = t->batch ? t->amount * TS_BLIND_SCALE : t->read_from - t->amount;
     }
     if (shard_of(t->to) == si) {
         acct[n] = t->to;
-        val[n++] = t->blind ? t->amount * TS_BLIND_SCALE : t->read_to + t->amount;
+        val[n++] = t->blind || t->batch ? t->amount * TS_BLIND_SCALE : t->read_to + t->amount;
     }
     return n;
 }
@@ -238,15 +253,17 @@ struct ts_block {
     bool any;
     int acct;            /* the first account met: the request parks on its lock */
     uint64_t holder_max; /* largest id among the holders met */
+    bool ordered;        /* an ordered write that may still wait, or a reservation, was met */
 };
 
-static void block_add(struct ts_block *b, int acct, uint64_t holder)
+static void block_add(struct ts_block *b, int acct, uint64_t holder, bool ordered)
 {
     if (!b->any) {
         *b = (struct ts_block){.any = true, .acct = acct, .holder_max = holder};
     } else if (holder > b->holder_max) {
         b->holder_max = holder;
     }
+    b->ordered |= ordered;
 }
 
 /* As shards/txn.c holder_id: a decided holder counts as none against the age rule. */
@@ -255,12 +272,18 @@ static uint64_t holder_id(unsigned ti)
     return txns[ti].state == 0 ? txns[ti].id : 0;
 }
 
+/* As shards/txn.c holder_ordered. */
+static bool holder_ordered(unsigned ti)
+{
+    return txns[ti].ordered && txns[ti].state == 0 && !txns[ti].ordered_locked;
+}
+
 /* The rules of shards/txn.c validate(): a read that changed is a conflict; a read of a key a
  * prepared transaction writes, or of a read-marked key other transactions wait on, and a write of
  * a key locked at all, meet that lock (b). */
 static int validate(struct ts_shard *s, unsigned si, const struct ts_txn *t, struct ts_block *b)
 {
-    int reads[3] = {t->from, t->blind ? -1 : t->to, t->audit};
+    int reads[3] = {t->batch ? -1 : t->from, t->blind || t->batch ? -1 : t->to, t->audit};
     int seen[3] = {t->read_from, t->read_to, t->read_audit};
     for (int i = 0; i < 3; i++) {
         int a = reads[i];
@@ -269,28 +292,37 @@ static int validate(struct ts_shard *s, unsigned si, const struct ts_txn *t, str
         if (s->bal[a] != seen[i])
             return CS_ECONFLICT;
         if (s->writer[a])
-            block_add(b, a, holder_id(s->writer[a] - 1));
+            block_add(b, a, holder_id(s->writer[a] - 1), holder_ordered(s->writer[a] - 1));
         else if (s->readers[a] && s->waiters[a])
-            block_add(b, a, s->reader_max[a]);
+            block_add(b, a, s->reader_max[a], false);
+        if (s->reserved[a])
+            block_add(b, a, 0, true);
     }
     int acct[2], val[2];
     int n = writes_on(t, si, acct, val);
+    bool head = s->head == (int)(t - txns) + 1;
     for (int i = 0; i < n; i++) {
-        if (s->writer[acct[i]])
-            block_add(b, acct[i], holder_id(s->writer[acct[i]] - 1));
-        else if (s->readers[acct[i]])
-            block_add(b, acct[i], s->reader_max[acct[i]]);
+        int a = acct[i];
+        if (s->writer[a])
+            block_add(b, a, holder_id(s->writer[a] - 1), holder_ordered(s->writer[a] - 1));
+        else if (s->readers[a])
+            block_add(b, a, s->reader_max[a], false);
+        if (s->reserved[a] && !head)
+            block_add(b, a, 0, true);
     }
     return 0;
 }
 
 /* m met locks (b): park it (true) or refuse it, as txn_may_wait rules. */
-static bool park_or_refuse(struct ts_shard *s, struct ts_msg m, uint64_t id,
+static bool park_or_refuse(struct ts_shard *s, struct ts_msg m, uint64_t id, bool ordered,
                            const struct ts_block *b)
 {
-    if (s->nparked == TS_PARKED_MAX ||
-        !txn_may_wait(id, b->holder_max, m.parks, s->waiters[b->acct]))
+    if (!txn_may_wait(id, ordered, b->holder_max, b->ordered, m.parks, s->waiters[b->acct]))
         return false;
+    if (s->nparked == TS_PARKED_MAX) {
+        snprintf(fail_msg, sizeof(fail_msg), "too many requests parked on one shard");
+        return false;
+    }
     m.parks++;
     m.acct = b->acct;
     s->waiters[b->acct]++;
@@ -347,25 +379,61 @@ static void lock(struct ts_shard *s, unsigned si, unsigned ti, int delta)
         unpark(s, t->audit);
 }
 
+/* The ordered write ti (the head) is done waiting on s: its reservations go, and the ordered
+ * PREPAREs queued behind it run again. */
+static void ordered_end(struct ts_shard *s, unsigned si, unsigned ti)
+{
+    int acct[2], val[2];
+    int n = writes_on(&txns[ti], si, acct, val);
+    s->head = 0;
+    for (int i = 0; i < n; i++) {
+        s->reserved[acct[i]] = false;
+        unpark(s, acct[i]); /* what waited on the reservation alone */
+    }
+    for (unsigned i = 0; i < s->noq; i++)
+        send(s->oq[i]);
+    s->noq = 0;
+}
+
 static void shard_prepare(struct ts_msg m)
 {
     unsigned si = m.shard, ti = m.txn;
     struct ts_shard *s = &sh[si];
+    struct ts_txn *t = &txns[ti];
+    if (t->ordered && s->head && s->head != (int)ti + 1) {
+        s->oq[s->noq++] = m; /* behind the head; at most one request per client */
+        return;
+    }
     struct ts_block b = {0};
-    int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti], &b);
+    int rc = s->failed ? CS_EIO : validate(s, si, t, &b);
+    if (t->ordered && rc == CS_ECONFLICT)
+        snprintf(fail_msg, sizeof(fail_msg), "an ordered write failed validation");
     if (!rc && b.any) {
-        if (park_or_refuse(s, m, txns[ti].id, &b))
+        if (t->ordered && !s->head) { /* it becomes the head: it reserves what it writes */
+            int acct[2], val[2];
+            int n = writes_on(t, si, acct, val);
+            for (int i = 0; i < n; i++)
+                s->reserved[acct[i]] = true;
+            s->head = (int)ti + 1;
+        }
+        if (park_or_refuse(s, m, t->id, t->ordered, &b))
             return;
         rc = CS_ECONFLICT;
     }
     struct ts_part *p = rc ? NULL : part_new(s, ti);
     if (!rc && !p)
         rc = -ENOMEM;
+    if (!rc) {
+        lock(s, si, ti, +1);
+        if (t->ordered && t->parts[t->nparts - 1] == si)
+            t->ordered_locked = true;
+    }
+    if (s->head == (int)ti + 1)
+        ordered_end(s, si, ti);
     if (rc) {
         send((struct ts_msg){.type = M_VOTE, .txn = ti, .shard = si, .rc = rc, .wait_rec = -1});
         return;
     }
-    lock(s, si, ti, +1);
     int r = log_append(s, R_PREPARE, ti);
     send((struct ts_msg){.type = M_VOTE, .txn = ti, .shard = si, .rc = 0, .wait_rec = r});
 }
@@ -377,7 +445,7 @@ static void shard_commit1(struct ts_msg m)
     struct ts_block b = {0};
     int rc = s->failed ? CS_EIO : validate(s, si, &txns[ti], &b);
     if (!rc && b.any) {
-        if (park_or_refuse(s, m, 0, &b))
+        if (park_or_refuse(s, m, 0, txns[ti].batch, &b)) /* nothing read: waits as a put */
             return;
         rc = CS_ECONFLICT;
     }
@@ -502,10 +570,11 @@ static void shard_checkpoint(unsigned si)
 
 /* ---- clients and coordinators ---- */
 
-enum cstate { C_IDLE, C_VOTING, C_DECIDING };
+enum cstate { C_IDLE, C_VOTING, C_ORDERED, C_DECIDING };
 struct client {
     enum cstate st;
     unsigned txn;
+    unsigned next; /* C_ORDERED: the participant whose PREPARE is out */
     struct txn_votes votes;
     unsigned done;
     unsigned logged; /* participants that logged the outcome */
@@ -528,15 +597,18 @@ static void client_start(struct client *c)
     while (t->to == t->from);
     t->amount = 1 + (int)rnd_below(10);
     t->blind = chance(200);
+    t->batch = !t->blind && chance(150);
     t->audit = -1;
-    if (chance(600)) { /* read one more account of from's or to's shard, and write nothing to it */
+    if (!t->batch &&
+        chance(600)) { /* read one more account of from's or to's shard, and write nothing to it */
         int x = (int)rnd_below(TS_ACCOUNTS);
         unsigned xs = shard_of(x);
         if (x != t->from && x != t->to && (xs == shard_of(t->from) || xs == shard_of(t->to)))
             t->audit = x;
     }
-    t->read_from = sh[shard_of(t->from)].bal[t->from]; /* reads go to the shards' memory */
-    t->read_to = t->blind ? 0 : sh[shard_of(t->to)].bal[t->to];
+    /* reads go to the shards' memory */
+    t->read_from = t->batch ? 0 : sh[shard_of(t->from)].bal[t->from];
+    t->read_to = t->blind || t->batch ? 0 : sh[shard_of(t->to)].bal[t->to];
     t->read_audit = t->audit >= 0 ? sh[shard_of(t->audit)].bal[t->audit] : 0;
     unsigned a = shard_of(t->from), b = shard_of(t->to);
     t->single = a == b;
@@ -557,6 +629,37 @@ static void client_start(struct client *c)
         send((struct ts_msg){
             .type = M_PREPARE, .txn = c->txn, .shard = t->parts[i], .wait_rec = -1});
     c->st = C_VOTING;
+}
+
+/* c's batch was refused for a conflict: run it again as an ordered write (a new transaction),
+ * one PREPARE at a time in shard order. */
+static void client_order(struct client *c)
+{
+    if (ntxns == TS_TXNS_MAX) {
+        snprintf(fail_msg, sizeof(fail_msg), "out of transaction slots");
+        return;
+    }
+    const struct ts_txn *first = &txns[c->txn];
+    struct ts_txn *t = &txns[ntxns];
+    *t = (struct ts_txn){.id = ntxns + 1,
+                         .from = first->from,
+                         .to = first->to,
+                         .amount = first->amount,
+                         .batch = true,
+                         .ordered = true,
+                         .audit = -1,
+                         .nparts = first->nparts,
+                         .parts = {first->parts[0], first->parts[1]},
+                         .prepared_at = -1,
+                         .unsettled = first->nparts};
+    c->txn = ntxns++;
+    ordered_runs++;
+    c->next = 0;
+    c->done = 0;
+    c->logged = 0;
+    txn_votes_init(&c->votes, t->nparts);
+    send((struct ts_msg){.type = M_PREPARE, .txn = c->txn, .shard = t->parts[0], .wait_rec = -1});
+    c->st = C_ORDERED;
 }
 
 static struct client *client_of(unsigned ti)
@@ -583,19 +686,38 @@ static void deliver(unsigned m)
         shard_decide(x.shard, x.txn, x.commit, c && c->durable);
         break;
     case M_VOTE:
-        if (!c || c->st != C_VOTING)
+        if (!c || (c->st != C_VOTING && c->st != C_ORDERED))
             break;
         txn_votes_add(&c->votes, x.rc);
+        if (c->st == C_ORDERED) {
+            if (x.rc == CS_ECONFLICT)
+                snprintf(fail_msg, sizeof(fail_msg), "an ordered PREPARE was refused");
+            if (!x.rc && ++c->next < txns[c->txn].nparts) {
+                send((struct ts_msg){.type = M_PREPARE,
+                                     .txn = c->txn,
+                                     .shard = txns[c->txn].parts[c->next],
+                                     .wait_rec = -1});
+                break;
+            }
+            while (c->votes.got < c->votes.expected) /* never sent: the same no vote */
+                txn_votes_add(&c->votes, x.rc);
+        }
         if (c->votes.got == c->votes.expected) {
             c->answer_rc = txn_votes_decide(&c->votes, &c->commit, &c->durable);
-            txns[c->txn].state = c->commit ? 1 : 2;
+            struct ts_txn *t = &txns[c->txn];
+            t->state = c->commit ? 1 : 2;
             for (unsigned i = 0; i < 2; i++)
                 send((struct ts_msg){.type = M_DECIDE,
                                      .txn = c->txn,
-                                     .shard = txns[c->txn].parts[i],
+                                     .shard = t->parts[i],
                                      .commit = c->commit,
                                      .wait_rec = -1});
             c->st = C_DECIDING;
+            if (txn_retry_ordered(t->batch, t->ordered, t->nparts, c->answer_rc)) {
+                t->answer = ANS_REFUSED; /* the first attempt: aborted, on its way out */
+                t->refused_rc = c->answer_rc;
+                client_order(c);
+            }
         }
         break;
     case M_DONE:
@@ -606,6 +728,9 @@ static void deliver(unsigned m)
         c->logged += x.logged && !x.rc;
         if (++c->done == txns[x.txn].nparts) {
             txns[x.txn].answer = c->answer_rc ? ANS_REFUSED : ANS_COMMITTED;
+            if (txns[x.txn].batch && c->answer_rc == CS_ECONFLICT)
+                snprintf(fail_msg, sizeof(fail_msg), "batch %" PRIu64 " was refused: a conflict",
+                         txns[x.txn].id);
             txns[x.txn].refused_rc = c->answer_rc;
             /* An I/O error leaves the outcome to the next open when nothing durable says abort:
              * a one-shard record whose write failed may be on disk all the same (as any write
@@ -639,6 +764,9 @@ static void crash_and_recover(void)
         memset(s->writer, 0, sizeof(s->writer));
         memset(s->readers, 0, sizeof(s->readers));
         memset(s->waiters, 0, sizeof(s->waiters));
+        memset(s->reserved, 0, sizeof(s->reserved));
+        s->head = 0;
+        s->noq = 0;     /* queued ordered PREPAREs are lost with the shard's memory */
         s->nparked = 0; /* parked requests are lost with the shard's memory */
         s->failed = false;
         int from = 0;
@@ -769,7 +897,8 @@ static bool check(const char *when)
         bal[a] = TS_INITIAL;
     for (unsigned i = 0; i < n; i++) {
         const struct ts_txn *t = order[i];
-        if (bal[t->from] != t->read_from || (!t->blind && bal[t->to] != t->read_to) ||
+        if ((!t->batch && bal[t->from] != t->read_from) ||
+            (!t->blind && !t->batch && bal[t->to] != t->read_to) ||
             (t->audit >= 0 && bal[t->audit] != t->read_audit)) {
             snprintf(fail_msg, sizeof(fail_msg),
                      "%s: txn %" PRIu64 " read %d/%d/%d but the serial order has %d/%d/%d", when,
@@ -777,8 +906,8 @@ static bool check(const char *when)
                      t->audit >= 0 ? bal[t->audit] : 0);
             return false;
         }
-        bal[t->from] -= t->amount;
-        bal[t->to] = t->blind ? t->amount * TS_BLIND_SCALE : bal[t->to] + t->amount;
+        bal[t->from] = t->batch ? t->amount * TS_BLIND_SCALE : bal[t->from] - t->amount;
+        bal[t->to] = t->blind || t->batch ? t->amount * TS_BLIND_SCALE : bal[t->to] + t->amount;
     }
     /* only settled state is compared: transactions still installing in memory are skipped */
     for (int a = 0; a < TS_ACCOUNTS; a++)
@@ -915,7 +1044,7 @@ int main(int argc, char **argv)
     unsigned crashes = 0;
     for (uint64_t s = first; s < first + seeds; s++)
         run(s, want, steps, &crashes) ? passed++ : failed++;
-    printf("crashes %u\n", crashes);
+    printf("crashes %u, ordered writes %lu\n", crashes, ordered_runs);
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
     return failed ? 1 : 0;
 }

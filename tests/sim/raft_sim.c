@@ -1441,6 +1441,12 @@ static void node_ready(struct sim *s, unsigned idx)
     sim_store_ops(&nd->disk, &ops);
     uint8_t fault = arm_disk_fault(s, nd, &rd);
     uint64_t saves_before = nd->disk.saves;
+    /* log matching over every batch handed to the disk, a failed or torn save's too: an entry
+     * of term T exists only once the term and vote that make its node T's leader are durable
+     * (a candidate's own vote counts from the advance after its save), so no restart can let
+     * the node lead T again and create another entry at the same (index, T) */
+    if (rd.entries_n)
+        check_persisted(s, nd, rd.entries, rd.entries_n);
     int rc = raft_ready_persist(&rd, &ops);
     nd->disk.fault = SIM_DISK_OK;
     if (fault != SIM_DISK_OK) {
@@ -1458,11 +1464,6 @@ static void node_ready(struct sim *s, unsigned idx)
     }
     if (rc != 0)
         fail(s, CK_API, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
-    /* log matching over what was saved: a failed save's entries never left the node, and it
-     * may create other entries at the same (index, term) once it restarts with the vote of
-     * that term lost (a single voter elects itself again) */
-    if (rd.entries_n)
-        check_persisted(s, nd, rd.entries, rd.entries_n);
     if (fault == SIM_DISK_OK)
         check_batch_saved(s, nd, &rd, saves_before);
     note_commits(s, nd);

@@ -743,7 +743,7 @@ static bool replay_to_later_leader(const struct sim *s, const struct net_msg *a)
  * counted, they raise a member's match before it acknowledged anything in the term. */
 static void replay_to_new_leader(struct sim *s, const struct node *nd)
 {
-    if (!s->f.replay_ppm || !rng_ppm(&s->rng, 800000))
+    if (!s->f.replay_ppm)
         return;
     /* the archive's frames to nd of earlier terms, acknowledgements first */
     unsigned pick[SIM_ARCHIVE_MAX], n = 0, acks = 0;
@@ -764,7 +764,7 @@ static void replay_to_new_leader(struct sim *s, const struct node *nd)
             pick[n++] = i;
         }
     }
-    for (unsigned k = 0; k < 2 && k < n; k++) {
+    for (unsigned k = 0; k < 3 && k < n; k++) {
         unsigned from = acks > k ? k : (unsigned)(k + rng_below(&s->rng, n - k));
         const struct net_msg *a = &s->archive[pick[from]];
         struct net_msg m = *a;
@@ -1920,9 +1920,9 @@ static uint32_t change_cut_set(struct sim *s, const struct node *l)
 {
     struct vset v = vset_of(raft_conf(l->r));
     uint32_t self = 1u << l->id, cut = 0;
-    bool targeted = rng_ppm(&s->rng, 850000);
+    bool targeted = rng_ppm(&s->rng, 900000);
     if (targeted && v.old)
-        cut = v.old & ~v.voters;
+        cut = v.old & ~v.voters & ~self;
     if (targeted && !cut && !(v.voters & self) && v.voters) {
         unsigned pick = (unsigned)rng_below(&s->rng, (uint64_t)__builtin_popcount(v.voters));
         for (uint32_t b = v.voters; b; b &= b - 1)
@@ -1982,7 +1982,8 @@ static int client_conf(struct sim *s, struct node *l, int want)
             return 0; /* every node is a member (a voter of C_old only, while joint) */
     } else {
         type = RAFT_CC_REMOVE;
-        if (c->voters_n <= 1)
+        /* seldom below a majority of the nodes: see pick_voters */
+        if (c->voters_n <= 1 || (2u * c->voters_n <= s->n && rng_ppm(&s->rng, 700000)))
             return 0;
         target = c->voters[rng_below(&s->rng, c->voters_n)];
         if (target == l->id && rng_ppm(&s->rng, 300000))
@@ -2481,8 +2482,8 @@ static void pick_faults(struct sim *s)
         f.compact_ppm = f.compact_ppm ? f.compact_ppm : 2000;
     }
     f.change_behind_ppm = 500000;
-    f.change_cut_now_ppm = 500000;
-    f.snap_reset_ppm = 50000;
+    f.change_cut_now_ppm = 700000;
+    f.snap_reset_ppm = 80000;
     f.lag_ppm = 600;
     if (s->cls == CL_LEADERFALL) {
         /* leaders fall soon after they append: the histories of §5.4.2 / Figure 8, where

@@ -251,6 +251,11 @@ struct term_max {
 };
 
 #define SIM_READ_CONFS 4u /* configurations remembered per read; more: the read is not checked */
+/* Reads a leader took and has not answered yet: the core holds at most RAFT_READS_MAX pending
+ * (duplicates of one request id share a slot here), plus answers not sent yet. A slot is reused
+ * only once answered or once its term is over (the core dropped its reads then), never while the
+ * core may still answer it: a later read's check would otherwise get an earlier one's answer. */
+#define SIM_LEAD_READS_MAX (2u * RAFT_READS_MAX)
 
 /* The voters of a configuration as bit masks (bit i: node id i): C_new's, and while joint
  * (thesis §4.3) C_old's (0: not joint). A quorum is a majority of each. */
@@ -333,8 +338,7 @@ struct node {
     uint64_t hb_sent_max;                  /* highest heartbeat context sent */
     struct term_max hb_ack[SIM_NODES_MAX]; /* per member: highest context acknowledged to us */
     struct vset voters_seen;               /* voters while leading, as last seen */
-    struct lead_read lreads[SIM_READS_MAX];
-    unsigned lreads_next; /* ring slot of the next read taken */
+    struct lead_read lreads[SIM_LEAD_READS_MAX]; /* reads taken as leader, not yet answered */
 };
 
 /* What the checker knows of one log index. */
@@ -1021,7 +1025,7 @@ static void track_leader(struct node *nd)
     if (vset_eq(v, nd->voters_seen))
         return;
     nd->voters_seen = v;
-    for (unsigned i = 0; i < SIM_READS_MAX; i++) {
+    for (unsigned i = 0; i < SIM_LEAD_READS_MAX; i++) {
         struct lead_read *lr = &nd->lreads[i];
         if (!lr->request_id || lr->term != raft_term(nd->r) || lr->voters_n > SIM_READ_CONFS)
             continue;
@@ -1035,15 +1039,20 @@ static void track_leader(struct node *nd)
  * every heartbeat it sent so far. */
 static void lread_take(struct node *nd, uint64_t request_id)
 {
-    for (unsigned i = 0; i < SIM_READS_MAX; i++) {
-        if (nd->lreads[i].request_id == request_id) {
+    struct lead_read *lr = NULL;
+    for (unsigned i = 0; i < SIM_LEAD_READS_MAX; i++) {
+        struct lead_read *x = &nd->lreads[i];
+        if (!lr && (!x->request_id || x->term != raft_term(nd->r)))
+            lr = x; /* free, or of a term whose reads the core dropped */
+        if (nd->lreads[i].request_id == request_id && x->term == raft_term(nd->r)) {
             /* a duplicated request: the core answers each, the earliest first; the earliest's
              * floor is checked for all of them (a weaker bound, never a false failure) */
             nd->lreads[i].again++;
             return;
         }
     }
-    struct lead_read *lr = &nd->lreads[nd->lreads_next++ % SIM_READS_MAX];
+    if (!lr)
+        return; /* not tracked: its answer is not checked */
     lr->request_id = request_id;
     lr->term = raft_term(nd->r);
     lr->floor = nd->hb_sent_max + 1;
@@ -1057,8 +1066,8 @@ static void lread_take(struct node *nd, uint64_t request_id)
 static void check_read_round(struct sim *s, struct node *nd, uint64_t request_id)
 {
     struct lead_read *lr = NULL;
-    for (unsigned i = 0; i < SIM_READS_MAX && !lr; i++)
-        if (nd->lreads[i].request_id == request_id)
+    for (unsigned i = 0; i < SIM_LEAD_READS_MAX && !lr; i++)
+        if (nd->lreads[i].request_id == request_id && nd->lreads[i].term == raft_term(nd->r))
             lr = &nd->lreads[i];
     if (!lr)
         return; /* not a read this node took as leader */

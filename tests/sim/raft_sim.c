@@ -2493,7 +2493,7 @@ static void pick_faults(struct sim *s)
     f.change_behind_ppm = 500000;
     f.change_cut_now_ppm = 700000;
     f.snap_reset_ppm = 80000;
-    f.lag_ppm = 600;
+    f.lag_ppm = 1000;
     if (s->cls == CL_LEADERFALL) {
         /* leaders fall soon after they append: the histories of §5.4.2 / Figure 8, where
          * entries of old terms sit on a minority while terms move on */
@@ -2649,10 +2649,12 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     if (s->cls >= CL_CHURN && !s->pre_vote && !s->check_quorum)
         s->pre_vote = true;
     static const unsigned infl[] = {1, 2, 4, 16};
-    static const uint64_t msg_bytes[] = {100, 512, 1024, 64 * 1024};
+    static const uint64_t msg_bytes[] = {1, 100, 512, 1024, 64 * 1024}; /* 1: an entry per append */
     s->inflight_msgs_max = infl[rng_below(&s->rng, 4)];
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
-    s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
+    s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 5)];
+    if (s->msg_bytes_max == 1 && s->inflight_msgs_max < 4)
+        s->inflight_msgs_max = 4; /* a follower far behind still catches up within a run */
     s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 1024);
     s->uncommitted_bytes_max =
         rng_ppm(&s->rng, 100000) ? 16 * 1024 : 1024 + rng_below(&s->rng, 2048);

@@ -726,6 +726,20 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
 /* The replay class: a frame sent at least SIM_REPLAY_AGE_MIN units ago (thousands of ticks in a
  * long run) arrives again, as a router or a retransmitting proxy could deliver it. A correct node
  * ignores it or answers it harmlessly (its term is old, Figure 2; §5.3's checks). */
+/* Archived frame a delivered again (a copy), 1 to `within` units from now. */
+static void replay_frame(struct sim *s, const struct net_msg *a, uint64_t within)
+{
+    struct net_msg m = *a;
+    m.at = s->now + 1 + rng_below(&s->rng, within);
+    m.seq = rng_next(&s->rng);
+    m.buf = malloc(a->len);
+    if (!m.buf)
+        exit(2);
+    memcpy(m.buf, a->buf, a->len);
+    net_push(s, m);
+    s->st.replays++;
+}
+
 /* Is archived frame a addressed to a node that leads now, in a later term than the frame's? */
 static bool replay_to_later_leader(const struct sim *s, const struct net_msg *a)
 {
@@ -770,16 +784,7 @@ static void replay_to_new_leader(struct sim *s, const struct node *nd)
     }
     for (unsigned k = 0; k < 3 && k < n; k++) {
         unsigned from = acks > k ? k : (unsigned)(k + rng_below(&s->rng, n - k));
-        const struct net_msg *a = &s->archive[pick[from]];
-        struct net_msg m = *a;
-        m.at = s->now + 1 + rng_below(&s->rng, 3);
-        m.seq = rng_next(&s->rng);
-        m.buf = malloc(a->len);
-        if (!m.buf)
-            exit(2);
-        memcpy(m.buf, a->buf, a->len);
-        net_push(s, m);
-        s->st.replays++;
+        replay_frame(s, &s->archive[pick[from]], 3);
     }
 }
 
@@ -795,15 +800,7 @@ static void replay_old_frame(struct sim *s)
     }
     if (!a->buf || s->now < a->at + s->replay_age)
         return;
-    struct net_msg nm = *a;
-    nm.at = s->now + 1 + rng_below(&s->rng, SIM_TICK_UNITS);
-    nm.seq = rng_next(&s->rng);
-    nm.buf = malloc(a->len);
-    if (!nm.buf)
-        exit(2);
-    memcpy(nm.buf, a->buf, a->len);
-    net_push(s, nm);
-    s->st.replays++;
+    replay_frame(s, a, SIM_TICK_UNITS);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -1981,6 +1981,14 @@ static int ts_save(void *ctx, const struct raft_batch *b)
     return 0;
 }
 
+/* ts emptied, and the storage callbacks over it. */
+static struct raft_storage tstore_empty(struct tstore *ts)
+{
+    memset(ts, 0, sizeof(*ts));
+    struct raft_storage st = {.ctx = ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    return st;
+}
+
 static void persist_all(struct raft *r, const struct raft_storage *st)
 {
     for (int k = 0; k < 16 && raft_has_ready(r); k++) {
@@ -1995,9 +2003,7 @@ static void test_5_1_term_vote_and_log_survive_restart(void **state)
 {
     (void)state;
     static struct tstore ts;
-    memset(&ts, 0, sizeof(ts));
-    struct raft_storage st = {
-        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    struct raft_storage st = tstore_empty(&ts);
     uint64_t rnd = 0;
     struct raft_config c = config(1, 3, &rnd, false, false);
     struct raft *r;
@@ -2041,9 +2047,7 @@ static void test_5_2_single_voter_leads_only_once_its_vote_is_durable(void **sta
 {
     (void)state;
     static struct tstore ts;
-    memset(&ts, 0, sizeof(ts));
-    struct raft_storage st = {
-        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    struct raft_storage st = tstore_empty(&ts);
     uint64_t rnd = 0;
     struct raft_config c = config(1, 1, &rnd, false, false);
     c.bootstrap.learners_n = 1;
@@ -2105,9 +2109,7 @@ static void test_5_1_ready_batch_is_saved_as_one_unit(void **state)
 {
     (void)state;
     static struct tstore ts;
-    memset(&ts, 0, sizeof(ts));
-    struct raft_storage st = {
-        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    struct raft_storage st = tstore_empty(&ts);
     uint64_t rnd = 0;
     struct raft_config c = config(1, 3, &rnd, false, false);
     struct raft *r;

@@ -122,15 +122,13 @@ void election_campaign(struct raft *r, bool pre, bool transfer)
         term = r->term;
         type = RAFT_MSG_VOTE;
     }
+    /* A pre-vote changes nothing durable and counts our own at once. The vote of a real
+     * election counts once the hard state carrying it is on disk (election_vote_persisted): a
+     * single voter does not lead before that. */
     struct raft_progress *self = progress_find(r, r->id);
-    if (self)
-        self->vote = VOTE_GRANTED; /* counted only where it votes (conf_poll) */
-    if (election_poll(r) == POLL_WON) {
-        cs_assert(!pre); /* a single voter skips PreVote, see above */
-        if (election_become_leader(r))
-            replication_bcast_append(r); /* learners */
-        return;
-    }
+    if (self && pre)
+        self->vote = VOTE_GRANTED;                   /* counted only where it votes (conf_poll) */
+    cs_assert(!pre || election_poll(r) != POLL_WON); /* a single voter skips PreVote, above */
     for (unsigned i = 0; i < RAFT_NODES_MAX; i++) {
         struct raft_progress *pr = &r->prs[i];
         if (!pr->id || pr->learner || pr->id == r->id)
@@ -143,6 +141,48 @@ void election_campaign(struct raft *r, bool pre, bool transfer)
         m->log_term = log_last_term(r);
         m->context = transfer ? 1 : 0;
     }
+}
+
+/* §5.2 count of a (pre)candidate's votes after a change: the round is won (a pre-candidate
+ * then campaigns for real, a candidate leads), lost (back to follower) or still open. */
+void election_tally(struct raft *r)
+{
+    cs_assert(r->role == RAFT_CANDIDATE || r->role == RAFT_PRECANDIDATE);
+    switch (election_poll(r)) {
+    case POLL_WON:
+        if (r->role == RAFT_PRECANDIDATE) {
+            election_campaign(r, false, false);
+        } else if (election_become_leader(r)) {
+            replication_bcast_append(r); /* the empty entry, to followers and learners */
+        }
+        break;
+    case POLL_LOST:
+        election_become_follower(r, r->term, 0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* §5.1 with §5.2: the hard state carrying a candidate's vote for itself was persisted (called by
+ * raft_advance). Only now does that vote count, as etcd delivers a candidate's vote for itself
+ * after the append that stores it. Counted earlier, a candidate whose own vote is a quorum (a
+ * single voter) would lead, accept proposals and queue the term's first entry for a term a
+ * crash could make it forget; restarted in the term before, it could vote for another
+ * candidate of that term, and the term would have two leaders. Other voters' grants cannot
+ * arrive earlier: the requests leave in the batch that persists the vote. */
+void election_vote_persisted(struct raft *r)
+{
+    if (r->role != RAFT_CANDIDATE)
+        return;
+    cs_assert(r->vote == r->id);
+    cs_assert(r->persisted_hs.term == r->term);
+    cs_assert(r->persisted_hs.vote == r->id);
+    struct raft_progress *self = progress_find(r, r->id);
+    if (!self || self->vote != VOTE_NONE)
+        return; /* not a member (thesis §4.2.2: its vote counts nowhere), or counted already */
+    self->vote = VOTE_GRANTED;
+    election_tally(r);
 }
 
 /* thesis §9.6: a server that heard from a leader within the election timeout (or leads itself)

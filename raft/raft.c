@@ -13,7 +13,9 @@
  * Persistence ordering: messages leave only in a ready batch, after the caller persisted the
  * batch's hard state and entries, so a vote or an ack is never sent before it is durable
  * (§5.1). The leader counts its own log for commitment only up to `stable` (thesis §10.2.1
- * allows writing in parallel; we keep the simpler rule). The outbox holds the messages of the
+ * allows writing in parallel; we keep the simpler rule), and a candidate counts its own vote
+ * only from the raft_advance of the batch that persisted it, so no node leads (nor accepts a
+ * proposal in) a term that a crash could make it forget. The outbox holds the messages of the
  * next batch (at most RAFT_OUTBOX_MAX, grown by doubling, never between raft_ready and
  * raft_advance); each owns the block holding its entries or snapshot data. */
 #include "raft_int.h"
@@ -181,20 +183,7 @@ static void step_candidate(struct raft *r, const struct raft_msg *m)
         return;
     if (pr->vote == VOTE_NONE)
         pr->vote = m->reject ? VOTE_REJECTED : VOTE_GRANTED;
-    switch (election_poll(r)) {
-    case POLL_WON:
-        if (r->role == RAFT_PRECANDIDATE) {
-            election_campaign(r, false, false);
-        } else if (election_become_leader(r)) {
-            replication_bcast_append(r);
-        }
-        break;
-    case POLL_LOST:
-        election_become_follower(r, r->term, 0);
-        break;
-    default:
-        break;
-    }
+    election_tally(r);
 }
 
 static void step_follower(struct raft *r, const struct raft_msg *m)
@@ -731,6 +720,7 @@ void raft_advance(struct raft *r)
     r->ready_reads_n = 0;
     outbox_clear(r);
     check_invariants(r);
+    election_vote_persisted(r); /* a candidate's own vote is on disk now: it counts */
     if (r->role == RAFT_LEADER) {
         struct raft_progress *self = progress_find(r, r->id); /* none: outside (thesis §4.2.2) */
         if (self && r->stable > self->match)

@@ -395,9 +395,11 @@ CS_MUST_CHECK int raft_compact(struct raft *r, uint64_t index, uint64_t bytes);
  * return work. raft_ready may not be called again before raft_advance, and between the two no
  * other mutating call is allowed. raft_advance tells the core that the whole batch was handled
  * (persisted, sent, applied): it releases the batch's views, counts the leader's own entries
- * as replicated (§5.3) and may queue messages for the next batch. This is how §5.1 ("respond
- * to RPCs only after updating stable storage") is kept: a message never leaves before the state
- * it depends on, because both ride in one batch that is persisted before it is sent. */
+ * as replicated (§5.3) and a candidate's vote for itself as cast (a single voter becomes leader
+ * here, never before its term and vote are on disk) and may queue messages for the next batch.
+ * This is how §5.1 ("respond to RPCs only after updating stable storage") is kept: a message
+ * never leaves before the state it depends on, because both ride in one batch that is persisted
+ * before it is sent. */
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r);

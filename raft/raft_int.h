@@ -36,7 +36,8 @@
  * Persistence ordering: messages leave only in a ready batch, after the caller persisted the
  * batch's hard state and entries, so a vote or an ack is never sent before it is durable
  * (§5.1). The leader counts its own log for commitment only up to `stable` (thesis §10.2.1
- * allows writing in parallel; we keep the simpler rule).
+ * allows writing in parallel; we keep the simpler rule); a candidate counts its own vote only
+ * once it is persisted (election_vote_persisted), so a single voter leads only then.
  *
  * No loop here runs unbounded: loops walk the members (<= RAFT_NODES_MAX), the in-memory log
  * (<= RAFT_LOG_ENTRIES_MAX), the entries of a message (<= RAFT_MSG_ENTRIES_MAX), the pending
@@ -223,6 +224,9 @@ bool election_become_leader(struct raft *r);
 bool election_promotable(const struct raft *r); /* a voter, so it may campaign */
 enum poll_result election_poll(struct raft *r);
 void election_campaign(struct raft *r, bool pre, bool transfer);
+void election_tally(struct raft *r); /* (pre)candidate: act on the votes counted so far */
+/* raft_advance: the hard state is persisted; a candidate's own vote counts from now on. */
+void election_vote_persisted(struct raft *r);
 void election_handle_vote(struct raft *r, const struct raft_msg *m); /* VOTE or PREVOTE */
 
 /* ---- replication.c: AppendEntries, heartbeats, snapshots, commitment (§5.3, §7) ---- */

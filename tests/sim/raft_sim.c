@@ -34,10 +34,16 @@
  * and toggles PreVote / CheckQuorum and draws the flow-control limits. Snapshot images are the
  * state machine (24 bytes) plus padding made from it, 124 to 1023 bytes, sent in chunks of 32 to
  * 256 bytes (drawn per seed, with the chunks in flight): a transfer takes up to 32 messages. On top
- * of its class, a seed's mix (drawn from the seed) may add the confchase probe, light disk faults,
- * drifting clocks, frames
- * delivered again some tens of ticks later, and changes of several voters; every seed gets a few
- * leadership transfers (each with a client's write right behind it). The uncommitted-bytes cap is
+ * of its class, a seed's mix (drawn from the seed) may add the confchase probe and drifting
+ * clocks; every seed gets a few leadership transfers (each with a client's write right behind
+ * it), frames delivered again some tens of ticks later (and, at a new leader, frames of earlier
+ * terms addressed to it), light disk faults (a few failed, unsynced or torn saves per run),
+ * membership changes, most of several voters (a second change often tried right behind an
+ * accepted one; the leader often cut off, right after, from the voters the change drops), nodes
+ * cut off for several election timeouts so that they come back behind the leader's snapshot, and
+ * snapshot transfers broken mid-way (the transport reports it) while the leader compacts, so
+ * that chunks of two transfers meet at the follower. Mostly, a membership change grows the
+ * voters while they are a minority of the members. The uncommitted-bytes cap is
  * drawn per seed (nine seeds in ten 1 to 3 KiB: a leader that leaks its count stalls within a run).
  * The same seed always gets the same mix. Clients (closed-loop: at most
  * SIM_WRITES_INFLIGHT uncommitted writes per leader) propose writes and ReadIndex reads at any node
@@ -55,7 +61,7 @@
  * Checks, after every time unit (each on what changed in it):
  *   - election safety: at most one leader per term (§5.2);
  *   - log matching (§5.3): an (index, term) pair names one entry and one predecessor term, over
- *     every entry any node ever persisted;
+ *     every entry any node ever handed to its disk (failed and torn saves too);
  *   - leader completeness (§5.4): a new leader of term T holds every entry committed by a leader
  *     of a term below T (commits are observed when a leader's commit index moves);
  *   - state machine safety (§5.4.3): nodes apply the same entry at each index, and a snapshot
@@ -74,8 +80,9 @@
  *     C_old and of C_new: every quorum of one must meet every quorum of the other);
  *   - decisions (§5.2, §5.3, thesis §4.3): when a leader's commit index moves (also in the input
  *     that made a removed leader step down, thesis §4.2.2), the entry is on the disks of a quorum
- *     of its configuration; a new leader was granted votes (as they left the voters, plus its
- *     own) by a quorum of its configuration; a node counts only in the halves that list it;
+ *     of its configuration, and every C_old,new entry it passes on majorities of both halves of
+ *     that entry; a new leader was granted votes (as they left the voters, plus its own) by a
+ *     quorum of its configuration; a node counts only in the halves that list it;
  *   - API contracts: no proposal or change accepted during a leadership transfer (mirrored from
  *     the client's calls and the leader's ticks); a follower's commit never moves past
  *     min(leaderCommit, last new entry) of the append it processed, nor past a heartbeat's
@@ -91,10 +98,12 @@
  *   - I/O errors stop the node: raft_ready_persist never reports success for a save the store
  *     failed (the node would act on state that is not on disk);
  *   - the §4.1 rule as an API contract: no membership change accepted before the leader
- *     committed an entry of its term, while joint, or while another change is uncommitted;
- *   - liveness: after the heal (every node up, no loss, no cut), a leader appears, a fresh
- *     proposal commits and every member of the configuration applies it within
- *     SIM_LIVENESS_TICKS ticks.
+ *     committed an entry of its term, while joint, or while another change is uncommitted; and
+ *     on the leader's log: never two configuration entries of its term above its commit index
+ *     (C_new of a joint change only after C_old,new committed, thesis §4.3);
+ *   - liveness: after the heal (every node up, no loss, no cut, clocks back to their first
+ *     rates), a leader appears, a fresh proposal commits and every member of the configuration
+ *     applies it within SIM_LIVENESS_TICKS ticks.
  * Each failed seed is attributed to the check that caught it (and to its scenario class) in the
  * closing report; an assertion inside the core is one more class ("abort") under --keep-going,
  * which counts such a seed as failed and goes on (tests/sim/mutants.sh uses it).
@@ -242,6 +251,11 @@ struct term_max {
 };
 
 #define SIM_READ_CONFS 4u /* configurations remembered per read; more: the read is not checked */
+/* Reads a leader took and has not answered yet: the core holds at most RAFT_READS_MAX pending
+ * (duplicates of one request id share a slot here), plus answers not sent yet. A slot is reused
+ * only once answered or once its term is over (the core dropped its reads then), never while the
+ * core may still answer it: a later read's check would otherwise get an earlier one's answer. */
+#define SIM_LEAD_READS_MAX (2u * RAFT_READS_MAX)
 
 /* The voters of a configuration as bit masks (bit i: node id i): C_new's, and while joint
  * (thesis §4.3) C_old's (0: not joint). A quorum is a majority of each. */
@@ -296,11 +310,12 @@ struct node {
     unsigned imgs_next;              /* ring slot of the next image */
     struct raft *r;                  /* NULL while crashed */
     struct sim_store disk;
-    unsigned phase;        /* tick offset */
-    unsigned tick_units;   /* this node's clock: units per tick, around SIM_TICK_UNITS */
-    uint64_t paused_until; /* a stalled process (GC, swap): nothing runs before this time */
-    unsigned disk_delay;   /* units a ready waits before it is persisted */
-    unsigned disk_wait;    /* units waited so far */
+    unsigned phase;           /* tick offset */
+    unsigned tick_units;      /* this node's clock: units per tick, around SIM_TICK_UNITS */
+    unsigned tick_units_base; /* its rate at the start (restored at the heal) */
+    uint64_t paused_until;    /* a stalled process (GC, swap): nothing runs before this time */
+    unsigned disk_delay;      /* units a ready waits before it is persisted */
+    unsigned disk_wait;       /* units waited so far */
     uint8_t role_seen;
     uint64_t term_seen;
     uint64_t down_until; /* crashed: restart time */
@@ -323,8 +338,7 @@ struct node {
     uint64_t hb_sent_max;                  /* highest heartbeat context sent */
     struct term_max hb_ack[SIM_NODES_MAX]; /* per member: highest context acknowledged to us */
     struct vset voters_seen;               /* voters while leading, as last seen */
-    struct lead_read lreads[SIM_READS_MAX];
-    unsigned lreads_next; /* ring slot of the next read taken */
+    struct lead_read lreads[SIM_LEAD_READS_MAX]; /* reads taken as leader, not yet answered */
 };
 
 /* What the checker knows of one log index. */
@@ -372,6 +386,13 @@ struct faults {
     uint32_t members_ppm;          /* per change proposed: of several voters at once (§4.3) */
     uint32_t change_cut_ppm;       /* per unit while a leader's change is uncommitted: cut it
                                       off from some of the others for a while */
+    uint32_t change_behind_ppm;    /* per accepted change: another one right behind it (the
+                                      core must refuse it, thesis §4.1, §4.3) */
+    uint32_t change_cut_now_ppm;   /* per accepted change: change_cut_ppm's cut at once */
+    uint32_t snap_reset_ppm;       /* per snapshot chunk past the first sent: the leader
+                                      compacts and the transport reports the transfer broken */
+    uint32_t lag_ppm;              /* per unit: a node is cut off for several election timeouts
+                                      and comes back behind the leader's snapshot */
     unsigned disk_delay_max;
     unsigned down_ticks_max; /* a crashed node stays down up to this */
     unsigned delay_max;
@@ -705,27 +726,81 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
 /* The replay class: a frame sent at least SIM_REPLAY_AGE_MIN units ago (thousands of ticks in a
  * long run) arrives again, as a router or a retransmitting proxy could deliver it. A correct node
  * ignores it or answers it harmlessly (its term is old, Figure 2; §5.3's checks). */
+/* Archived frame a delivered again (a copy), 1 to `within` units from now. */
+static void replay_frame(struct sim *s, const struct net_msg *a, uint64_t within)
+{
+    struct net_msg m = *a;
+    m.at = s->now + 1 + rng_below(&s->rng, within);
+    m.seq = rng_next(&s->rng);
+    m.buf = malloc(a->len);
+    if (!m.buf)
+        exit(2);
+    memcpy(m.buf, a->buf, a->len);
+    net_push(s, m);
+    s->st.replays++;
+}
+
+/* Is archived frame a addressed to a node that leads now, in a later term than the frame's? */
+static bool replay_to_later_leader(const struct sim *s, const struct net_msg *a)
+{
+    const struct node *to = &s->nodes[a->to];
+    if (!a->buf || !to->r || raft_role(to->r) != RAFT_LEADER)
+        return false;
+    struct raft_msg m;
+    if (raft_msg_decode(a->buf, a->len, &m) != 0)
+        return false;
+    bool older = m.term < raft_term(to->r);
+    raft_msg_release(&m);
+    return older;
+}
+
+/* Frames of earlier terms still in the network when a node becomes leader (a router's queue, a
+ * retransmitting proxy): mostly, up to two archived frames addressed to the new leader from
+ * before its term arrive within a few units, acknowledgements (of an earlier leadership of its)
+ * first. The leader must not count them (Figure 2: a stale term is answered, never acted on);
+ * counted, they raise a member's match before it acknowledged anything in the term. */
+static void replay_to_new_leader(struct sim *s, const struct node *nd)
+{
+    if (!s->f.replay_ppm)
+        return;
+    /* the archive's frames to nd of earlier terms, acknowledgements first */
+    unsigned pick[SIM_ARCHIVE_MAX], n = 0, acks = 0;
+    for (unsigned i = 0; i < SIM_ARCHIVE_MAX; i++) {
+        const struct net_msg *a = &s->archive[i];
+        if (&s->nodes[a->to] != nd || !replay_to_later_leader(s, a))
+            continue;
+        struct raft_msg m;
+        bool ack = false;
+        if (raft_msg_decode(a->buf, a->len, &m) == 0) {
+            ack = m.type == RAFT_MSG_APP_RESP && !m.reject && m.index > 0;
+            raft_msg_release(&m);
+        }
+        if (ack) {
+            pick[n++] = pick[acks];
+            pick[acks++] = i;
+        } else {
+            pick[n++] = i;
+        }
+    }
+    for (unsigned k = 0; k < 3 && k < n; k++) {
+        unsigned from = acks > k ? k : (unsigned)(k + rng_below(&s->rng, n - k));
+        replay_frame(s, &s->archive[pick[from]], 3);
+    }
+}
+
 static void replay_old_frame(struct sim *s)
 {
     struct net_msg *a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
-    /* mostly a frame to a node that leads now: an old answer reaching a later leader */
-    for (unsigned k = 0; k < 8; k++) {
-        const struct node *to = &s->nodes[a->to];
-        if (a->buf && to->r && raft_role(to->r) == RAFT_LEADER)
+    /* mostly a frame of an earlier term to a node that leads now: an old answer (an ack of an
+     * earlier leadership, say) reaching a later leader */
+    for (unsigned k = 0; k < 16; k++) {
+        if (replay_to_later_leader(s, a))
             break;
         a = &s->archive[rng_below(&s->rng, SIM_ARCHIVE_MAX)];
     }
     if (!a->buf || s->now < a->at + s->replay_age)
         return;
-    struct net_msg nm = *a;
-    nm.at = s->now + 1 + rng_below(&s->rng, SIM_TICK_UNITS);
-    nm.seq = rng_next(&s->rng);
-    nm.buf = malloc(a->len);
-    if (!nm.buf)
-        exit(2);
-    memcpy(nm.buf, a->buf, a->len);
-    net_push(s, nm);
-    s->st.replays++;
+    replay_frame(s, a, SIM_TICK_UNITS);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -820,8 +895,16 @@ static void note_conf(struct sim *s, uint64_t index, uint64_t term, struct vset 
     for (size_t i = 0; i < s->confs_n; i++)
         if (s->confs[i].index == index && s->confs[i].term == term)
             return;
+    s->confs = grow(s->confs, &s->confs_cap, s->confs_n, sizeof(*s->confs));
+    size_t at = s->confs_n++;
+    s->confs[at] = (struct conf_rec){.index = index, .term = term, .voters = voters};
     confs_retire(s);
-    for (size_t i = 0; i < s->confs_n; i++) {
+    /* retired at once: it appears only after what retires it (an entry of a later term
+     * committed, say, in the log of a deposed leader that has not heard yet): it can decide
+     * nothing, ever */
+    if (s->confs[at].retired)
+        return;
+    for (size_t i = 0; i < at; i++) {
         const struct conf_rec *c = &s->confs[i];
         if (!c->retired && !quorums_overlap(c->voters, voters))
             fail(s, CK_QUORUM_OVERLAP,
@@ -830,12 +913,6 @@ static void note_conf(struct sim *s, uint64_t index, uint64_t term, struct vset 
                  c->index, c->term, c->voters.voters, c->voters.old, index, term, voters.voters,
                  voters.old);
     }
-    s->confs = grow(s->confs, &s->confs_cap, s->confs_n, sizeof(*s->confs));
-    struct conf_rec *c = &s->confs[s->confs_n++];
-    c->index = index;
-    c->term = term;
-    c->voters = voters;
-    c->retired = false;
 }
 
 /* Does nd lead, or did it lead in this term until the input just handled? A leader removed from
@@ -845,6 +922,32 @@ static bool leads_or_led(const struct node *nd)
 {
     return raft_role(nd->r) == RAFT_LEADER ||
            (nd->role_seen == RAFT_LEADER && nd->term_seen == raft_term(nd->r));
+}
+
+/* thesis §4.3: a C_old,new entry is committed only once majorities of both its halves hold it.
+ * Checked on the disks (committed entries never leave them) for the joint configuration entries
+ * in (from, to] as a leader's commit index moves there: the check after the move looks at the
+ * configuration in force after it, which may be C_new already (appended in the same input, once
+ * C_old,new committed), so a C_old,new decided by C_new alone would pass it. */
+static void check_joint_commits(struct sim *s, const struct node *nd, uint64_t from, uint64_t to)
+{
+    for (uint64_t i = from + 1; i <= to; i++) {
+        const struct raft_entry *e = raft_entry_at(nd->r, i);
+        struct raft_conf c;
+        if (!e || e->type != RAFT_ENTRY_CONF || raft_conf_decode(e->data, e->len, &c) != 0 ||
+            !raft_conf_is_joint(&c))
+            continue;
+        uint32_t held = 0;
+        for (unsigned k = 0; k < s->n; k++)
+            if (sim_store_durable_holds(&s->nodes[k].disk, i, e->term))
+                held |= 1u << s->nodes[k].id;
+        struct vset v = vset_of(&c);
+        if (!vset_quorum(v, held))
+            fail(s, CK_DECISION,
+                 "leader %" PRIu64 " committed the joint configuration at %" PRIu64
+                 " held by %#x only (voters %#x old %#x)",
+                 nd->id, i, held, v.voters, v.old);
+    }
 }
 
 /* §5.4.2 directly: within one leadership, commit moves only onto an entry of its own term. */
@@ -868,6 +971,7 @@ static void check_commit_rule(struct sim *s, struct node *nd)
              "commit rule: leader %" PRIu64 " of term %" PRIu64 " moved commit to %" PRIu64
              " whose term is %" PRIu64 " (§5.4.2)",
              nd->id, term, c, t);
+    check_joint_commits(s, nd, nd->lead_commit, c);
     nd->lead_commit = c;
     /* §5.3 / thesis §4.3: the entry is on the disks of a quorum of the leader's configuration
      * (a majority of C_old and of C_new while joint; the leader counts only where it votes) */
@@ -918,7 +1022,7 @@ static void track_leader(struct node *nd)
     if (vset_eq(v, nd->voters_seen))
         return;
     nd->voters_seen = v;
-    for (unsigned i = 0; i < SIM_READS_MAX; i++) {
+    for (unsigned i = 0; i < SIM_LEAD_READS_MAX; i++) {
         struct lead_read *lr = &nd->lreads[i];
         if (!lr->request_id || lr->term != raft_term(nd->r) || lr->voters_n > SIM_READ_CONFS)
             continue;
@@ -932,15 +1036,20 @@ static void track_leader(struct node *nd)
  * every heartbeat it sent so far. */
 static void lread_take(struct node *nd, uint64_t request_id)
 {
-    for (unsigned i = 0; i < SIM_READS_MAX; i++) {
-        if (nd->lreads[i].request_id == request_id) {
+    struct lead_read *lr = NULL;
+    for (unsigned i = 0; i < SIM_LEAD_READS_MAX; i++) {
+        struct lead_read *x = &nd->lreads[i];
+        if (!lr && (!x->request_id || x->term != raft_term(nd->r)))
+            lr = x; /* free, or of a term whose reads the core dropped */
+        if (nd->lreads[i].request_id == request_id && x->term == raft_term(nd->r)) {
             /* a duplicated request: the core answers each, the earliest first; the earliest's
              * floor is checked for all of them (a weaker bound, never a false failure) */
             nd->lreads[i].again++;
             return;
         }
     }
-    struct lead_read *lr = &nd->lreads[nd->lreads_next++ % SIM_READS_MAX];
+    if (!lr)
+        return; /* not tracked: its answer is not checked */
     lr->request_id = request_id;
     lr->term = raft_term(nd->r);
     lr->floor = nd->hb_sent_max + 1;
@@ -954,8 +1063,8 @@ static void lread_take(struct node *nd, uint64_t request_id)
 static void check_read_round(struct sim *s, struct node *nd, uint64_t request_id)
 {
     struct lead_read *lr = NULL;
-    for (unsigned i = 0; i < SIM_READS_MAX && !lr; i++)
-        if (nd->lreads[i].request_id == request_id)
+    for (unsigned i = 0; i < SIM_LEAD_READS_MAX && !lr; i++)
+        if (nd->lreads[i].request_id == request_id && nd->lreads[i].term == raft_term(nd->r))
             lr = &nd->lreads[i];
     if (!lr)
         return; /* not a read this node took as leader */
@@ -1064,12 +1173,40 @@ static void note_commits(struct sim *s, struct node *nd)
         s->committed_max = c;
 }
 
+/* thesis §4.1, §4.3 on the leader's log: it appends a configuration entry only once the newest
+ * one in its log is committed (C_new of a joint change only once C_old,new is), so its log never
+ * holds two configuration entries of its own term above its commit index. (Entries of earlier
+ * terms may still sit there, uncommitted as far as it knows, until it commits in its term.)
+ * O(uncommitted entries). */
+static void check_conf_entries(struct sim *s, const struct node *nd)
+{
+    if (raft_role(nd->r) != RAFT_LEADER)
+        return;
+    uint64_t term = raft_term(nd->r), first = 0;
+    for (uint64_t i = raft_commit(nd->r) + 1; i <= raft_last_index(nd->r); i++) {
+        const struct raft_entry *e = raft_entry_at(nd->r, i);
+        if (!e || e->type != RAFT_ENTRY_CONF || e->term != term)
+            continue;
+        if (first) {
+            fail(s, CK_CONF_RULE,
+                 "leader %" PRIu64 " of term %" PRIu64 " holds configuration entries %" PRIu64
+                 " and %" PRIu64 " of its term above its commit %" PRIu64 " (thesis §4.1, §4.3)",
+                 nd->id, term, first, i, raft_commit(nd->r));
+            return;
+        }
+        first = i;
+    }
+}
+
+static void replay_to_new_leader(struct sim *s, const struct node *nd);
+
 static void check_leaders(struct sim *s, struct node *nd)
 {
     if (!nd->r)
         return;
     note_commits(s, nd); /* before a later call could make it step down */
     check_commit_rule(s, nd);
+    check_conf_entries(s, nd);
     track_leader(nd);
     uint8_t role = (uint8_t)raft_role(nd->r);
     uint64_t term = raft_term(nd->r);
@@ -1085,6 +1222,7 @@ static void check_leaders(struct sim *s, struct node *nd)
     s->st.elections++;
     trace(s, "node %" PRIu64 " leads term %" PRIu64 " (last %" PRIu64 ", commit %" PRIu64 ")",
           nd->id, term, raft_last_index(nd->r), raft_commit(nd->r));
+    replay_to_new_leader(s, nd);
     s->leader_of_term = grow(s->leader_of_term, &s->terms_cap, (size_t)term, sizeof(uint64_t));
     uint64_t *l = &s->leader_of_term[term];
     if (*l && *l != nd->id)
@@ -1430,6 +1568,8 @@ static void check_batch_saved(struct sim *s, struct node *nd, const struct raft_
         fail(s, CK_ATOMIC, "node %" PRIu64 " batch saved without its entries", nd->id);
 }
 
+static void compact(struct sim *s, struct node *nd, uint64_t more);
+
 /* Persist, send, apply and advance one ready batch (raft.h order). A failed save stops the node
  * (raft.h, struct raft_storage): nothing of the batch is sent or applied. */
 static void node_ready(struct sim *s, unsigned idx)
@@ -1441,6 +1581,12 @@ static void node_ready(struct sim *s, unsigned idx)
     sim_store_ops(&nd->disk, &ops);
     uint8_t fault = arm_disk_fault(s, nd, &rd);
     uint64_t saves_before = nd->disk.saves;
+    /* log matching over every batch handed to the disk, a failed or torn save's too: an entry
+     * of term T exists only once the term and vote that make its node T's leader are durable
+     * (a candidate's own vote counts from the advance after its save), so no restart can let
+     * the node lead T again and create another entry at the same (index, T) */
+    if (rd.entries_n)
+        check_persisted(s, nd, rd.entries, rd.entries_n);
     int rc = raft_ready_persist(&rd, &ops);
     nd->disk.fault = SIM_DISK_OK;
     if (fault != SIM_DISK_OK) {
@@ -1458,23 +1604,26 @@ static void node_ready(struct sim *s, unsigned idx)
     }
     if (rc != 0)
         fail(s, CK_API, "persist on node %" PRIu64 " failed: %d", nd->id, rc);
-    /* log matching over what was saved: a failed save's entries never left the node, and it
-     * may create other entries at the same (index, term) once it restarts with the vote of
-     * that term lost (a single voter elects itself again) */
-    if (rd.entries_n)
-        check_persisted(s, nd, rd.entries, rd.entries_n);
     if (fault == SIM_DISK_OK)
         check_batch_saved(s, nd, &rd, saves_before);
     note_commits(s, nd);
     uint64_t snap_failed[SIM_NODES_MAX];
     unsigned snap_failed_n = 0;
     bool promised = false; /* a vote granted or entries acknowledged */
+    bool snap_reset = false;
     for (size_t i = 0; i < rd.msgs_n; i++) {
         const struct raft_msg *m = &rd.msgs[i];
         promised |= !m->reject && (m->type == RAFT_MSG_VOTE_RESP || m->type == RAFT_MSG_APP_RESP);
         check_outgoing(s, nd, m);
         s->st.chunks += m->type == RAFT_MSG_SNAP;
-        if (!send_frame(s, idx, m) && m->type == RAFT_MSG_SNAP && snap_failed_n < SIM_NODES_MAX)
+        bool sent = send_frame(s, idx, m);
+        /* a transfer's stream breaks after this chunk left (a connection reset): the transport
+         * reports it, and the leader compacts before the next transfer begins, so that chunks
+         * of two transfers of different snapshots meet at the follower */
+        bool reset = sent && m->type == RAFT_MSG_SNAP && m->chunk.offset > 0 &&
+                     rng_ppm(&s->rng, s->f.snap_reset_ppm);
+        snap_reset |= reset;
+        if ((!sent || reset) && m->type == RAFT_MSG_SNAP && snap_failed_n < SIM_NODES_MAX)
             snap_failed[snap_failed_n++] = m->to;
     }
     if (rd.snapshot)
@@ -1495,6 +1644,11 @@ static void node_ready(struct sim *s, unsigned idx)
     raft_advance(nd->r);
     for (unsigned i = 0; i < snap_failed_n; i++)
         raft_report_snapshot(nd->r, snap_failed[i], false);
+    if (snap_reset) {
+        compact(s, nd, 0); /* may crash it (snapcrash) */
+        if (!nd->r)
+            return;
+    }
     serve_reads(s, nd);
     check_leaders(s, nd);
     /* crash right after answering: what the answers promised must already be on disk (§5.1) */
@@ -1694,6 +1848,12 @@ static uint32_t pick_voters(struct sim *s, uint32_t cur, uint32_t all)
 {
     uint32_t want = cur;
     unsigned pattern = (unsigned)rng_below(&s->rng, 5);
+    /* mostly grow while voters are a minority of the members: shrinking changes would otherwise
+     * leave the cluster with one voter for most of a run, where joint consensus decides
+     * nothing its single voter does not */
+    if (2u * (unsigned)__builtin_popcount(cur) <= (unsigned)__builtin_popcount(all) &&
+        rng_ppm(&s->rng, 600000))
+        pattern = 1;
     for (unsigned k = 0; k < 2; k++) {
         uint32_t in = want & cur, out = all & ~want;
         unsigned nin = (unsigned)__builtin_popcount(in), nout = (unsigned)__builtin_popcount(out);
@@ -1731,10 +1891,10 @@ static bool client_members(struct sim *s, struct node *l)
     for (uint64_t id = 1; id <= s->n; id++) {
         if (want & (1u << id))
             t.voters[t.voters_n++] = id;
-        else if (rng_ppm(&s->rng, 500000))
+        else if (rng_ppm(&s->rng, 800000))
             t.learners[t.learners_n++] = id;
     }
-    unsigned flags = rng_ppm(&s->rng, 200000) ? RAFT_CONF_JOINT : 0;
+    unsigned flags = rng_ppm(&s->rng, 400000) ? RAFT_CONF_JOINT : 0;
     bool same = vset_of(&t).voters == vset_of(c).voters &&
                 id_bits(t.learners, t.learners_n) == id_bits(c->learners, c->learners_n);
     uint64_t index, tm;
@@ -1758,22 +1918,45 @@ static bool client_members(struct sim *s, struct node *l)
     return true;
 }
 
-/* While a leader's change is uncommitted (joint, or C_new after it), cut it off from some of the
- * others for a few election timeouts: the decisions it can still make then tell a quorum of one
- * half from a quorum of both (thesis §4.3), and a removed leader counting itself from one that
- * does not (thesis §4.2.2). */
-static void cut_during_change(struct sim *s, struct node *l)
+/* The voters (bits by node id) to cut leader l off from during its change: while joint, mostly
+ * the voters of C_old that C_new drops (a majority of C_new alone may then decide, a majority of
+ * both may not, thesis §4.3); while l is not a voter of C_new, mostly one voter of C_new (l may
+ * then not count itself there, thesis §4.2.2); else a random subset of the others. */
+static uint32_t change_cut_set(struct sim *s, const struct node *l)
 {
-    if (s->heal_at || !rng_ppm(&s->rng, s->f.change_cut_ppm) || !change_pending(l))
+    struct vset v = vset_of(raft_conf(l->r));
+    uint32_t self = 1u << l->id, cut = 0;
+    bool targeted = rng_ppm(&s->rng, 900000);
+    if (targeted && v.old)
+        cut = v.old & ~v.voters & ~self;
+    if (targeted && !cut && !(v.voters & self) && v.voters) {
+        unsigned pick = (unsigned)rng_below(&s->rng, (uint64_t)__builtin_popcount(v.voters));
+        for (uint32_t b = v.voters; b; b &= b - 1)
+            if (pick-- == 0)
+                cut = b & -b;
+    }
+    if (!cut)
+        for (unsigned k = 0; k < s->n; k++)
+            if (rng_ppm(&s->rng, 500000))
+                cut |= 1u << (k + 1);
+    return cut & ~self;
+}
+
+/* While a leader's change is uncommitted (joint, or C_new after it), cut it off from some of the
+ * others for a few election timeouts (change_cut_set), with probability p_ppm (per unit, and
+ * again right after the core accepted a change): the decisions it can still make then tell a
+ * quorum of one half from a quorum of both (thesis §4.3), and a removed leader counting itself
+ * from one that does not (thesis §4.2.2). */
+static void cut_during_change(struct sim *s, struct node *l, uint32_t p_ppm)
+{
+    if (!l->r || raft_role(l->r) != RAFT_LEADER || s->heal_at || !rng_ppm(&s->rng, p_ppm) ||
+        !change_pending(l))
         return;
     unsigned a = (unsigned)(l->id - 1);
-    uint32_t cut = 0;
-    for (unsigned k = 0; k < s->n; k++) {
-        if (k == a || !rng_ppm(&s->rng, 500000))
-            continue;
-        s->cut[a][k] = s->cut[k][a] = true;
-        cut |= 1u << (k + 1);
-    }
+    uint32_t cut = change_cut_set(s, l);
+    for (unsigned k = 0; k < s->n; k++)
+        if (cut & (1u << (k + 1)))
+            s->cut[a][k] = s->cut[k][a] = true;
     s->heal_at = s->now + SIM_TICK_UNITS * SIM_ELECTION_TICKS * (1 + rng_below(&s->rng, 3));
     trace(s, "leader %" PRIu64 " cut off from %#x during its change until t=%" PRIu64, l->id, cut,
           s->heal_at);
@@ -1805,11 +1988,12 @@ static int client_conf(struct sim *s, struct node *l, int want)
             return 0; /* every node is a member (a voter of C_old only, while joint) */
     } else {
         type = RAFT_CC_REMOVE;
-        if (c->voters_n <= 1)
+        /* seldom below a majority of the nodes: see pick_voters */
+        if (c->voters_n <= 1 || (2u * c->voters_n <= s->n && rng_ppm(&s->rng, 700000)))
             return 0;
         target = c->voters[rng_below(&s->rng, c->voters_n)];
-        if (target == l->id && rng_ppm(&s->rng, 700000))
-            return 0; /* the leader removes itself now and then (thesis §4.2.2) */
+        if (target == l->id && rng_ppm(&s->rng, 300000))
+            return 0; /* the leader often removes itself (thesis §4.2.2) */
     }
     uint64_t index, t;
     bool xfer = transfer_active(l), pending = change_pending(l);
@@ -1829,6 +2013,19 @@ static int client_conf(struct sim *s, struct node *l, int want)
     trace(s, "leader %" PRIu64 " proposes conf change %d of node %" PRIu64 " at %" PRIu64, l->id,
           (int)type, target, index);
     return (int)type;
+}
+
+/* thesis §4.1, §4.3: a second client's change right behind one the core just accepted at l. The
+ * core must refuse it (RAFT_EBUSY) while the first is uncommitted or joint; client_conf and
+ * client_members report an acceptance (check_change_allowed). */
+static void change_behind(struct sim *s, struct node *l)
+{
+    if (!l->r || raft_role(l->r) != RAFT_LEADER || !rng_ppm(&s->rng, s->f.change_behind_ppm))
+        return;
+    if (rng_ppm(&s->rng, 500000))
+        (void)client_members(s, l);
+    else
+        (void)client_conf(s, l, 0);
 }
 
 /* Thesis §4.1 (the raft-dev 2015 bug): leader l just proposed a change of this type. Isolate it
@@ -1927,13 +2124,14 @@ static bool snapshot_names_members(const struct node *nd)
     return true;
 }
 
-/* Compact node nd at its applied index: when it applied at least 8 entries since its snapshot,
- * or (a leader) when its snapshot misses a member (see snapshot_names_members). */
-static void compact(struct sim *s, struct node *nd)
+/* Compact node nd at its applied index: when it applied its first log entry and `more` after it
+ * (more + 1 entries since its snapshot), or (a leader) when its snapshot misses a member (see
+ * snapshot_names_members). */
+static void compact(struct sim *s, struct node *nd, uint64_t more)
 {
     uint64_t applied = raft_applied(nd->r), first = raft_first_index(nd->r);
     bool stale = raft_role(nd->r) == RAFT_LEADER && applied >= first && !snapshot_names_members(nd);
-    if ((applied < first + 8 && !stale) || nd->sm_index != applied)
+    if ((applied < first + more && !stale) || nd->sm_index != applied)
         return;
     uint64_t index = applied; /* the only state machine image at hand */
     uint8_t head[SM_SNAP_BYTES];
@@ -1997,6 +2195,13 @@ static void faults_step(struct sim *s)
             trace(s, "one-way cut from node %u (to %u) until t=%" PRIu64, a + 1, b + 1, s->heal_at);
         }
     }
+    if (!s->heal_at && rng_ppm(&s->rng, s->f.lag_ppm)) {
+        unsigned a = (unsigned)rng_below(&s->rng, s->n);
+        for (unsigned k = 0; k < s->n; k++)
+            s->cut[a][k] = s->cut[k][a] = k != a;
+        s->heal_at = s->now + SIM_TICK_UNITS * SIM_ELECTION_TICKS * (3 + rng_below(&s->rng, 6));
+        trace(s, "node %u cut off (to lag behind) until t=%" PRIu64, a + 1, s->heal_at);
+    }
     if (rng_ppm(&s->rng, s->f.replay_ppm))
         replay_old_frame(s);
     for (unsigned i = 0; i < s->n; i++) {
@@ -2053,7 +2258,7 @@ static void clients_step(struct sim *s, bool faults)
             client_read(s, any);
     }
     if (raft_role(l->r) == RAFT_LEADER && !snapshot_names_members(l))
-        compact(s, l); /* the caller's duty: a snapshot the new member will accept */
+        compact(s, l, 8); /* the caller's duty: a snapshot the new member will accept */
     if (!faults || !l->r)
         return; /* (snapcrash: l may have crashed right after compacting) */
     if (s->chase_term)
@@ -2067,26 +2272,32 @@ static void clients_step(struct sim *s, bool faults)
             !(raft_term_at(nd->r, raft_commit(nd->r), &t) && t == raft_term(nd->r)) &&
             rng_ppm(&s->rng, s->f.fresh_conf_ppm)) {
             int type = client_conf(s, nd, 0);
+            if (type)
+                change_behind(s, nd);
             if (type && type != RAFT_CC_ADD_LEARNER && rng_ppm(&s->rng, s->f.depose_conf_ppm))
                 depose_after_conf(s, nd, type);
         }
     }
     if (rng_ppm(&s->rng, s->f.conf_ppm)) {
+        int type = 0;
         if (rng_ppm(&s->rng, s->f.members_ppm)) {
-            (void)client_members(s, l);
+            type = client_members(s, l) ? -1 : 0;
         } else {
-            int type = client_conf(s, l, 0);
+            type = client_conf(s, l, 0);
             if (type && type != RAFT_CC_ADD_LEARNER && rng_ppm(&s->rng, s->f.depose_conf_ppm))
                 depose_after_conf(s, l, type);
         }
+        if (type) {
+            change_behind(s, l);
+            cut_during_change(s, l, s->f.change_cut_now_ppm);
+        }
     }
-    if (l->r && raft_role(l->r) == RAFT_LEADER)
-        cut_during_change(s, l);
+    cut_during_change(s, l, s->f.change_cut_ppm);
     if (rng_ppm(&s->rng, s->f.transfer_ppm))
         client_transfer(s, l);
     for (unsigned i = 0; i < s->n; i++)
         if (s->nodes[i].r && !paused(s, &s->nodes[i]) && rng_ppm(&s->rng, s->f.compact_ppm))
-            compact(s, &s->nodes[i]);
+            compact(s, &s->nodes[i], 8);
 }
 
 /* One time unit: deliveries, ticks, client calls, ready batches. */
@@ -2244,13 +2455,15 @@ static void pick_faults(struct sim *s)
         f.compact_ppm = 1000;
     /* the seed's mix on top of its class: most seeds also have every new leader ask for a
      * change before its first commit (the core must refuse, thesis §4.1: harmless when it
-     * does); some get light disk faults or drifting clocks */
+     * does); every seed gets light disk faults (a run sees a few failed, unsynced or torn saves,
+     * each stopping its node: the io-stop and atomic-batch checks need them in most runs), some
+     * get drifting clocks */
     if (!f.fresh_conf_ppm && rng_ppm(&s->rng, 800000))
         f.fresh_conf_ppm = 300000;
-    if (!f.disk_eio_ppm && rng_ppm(&s->rng, 450000)) {
-        f.disk_eio_ppm = 500;
-        f.disk_fsync_ppm = 500;
-        f.disk_torn_ppm = 300;
+    if (!f.disk_eio_ppm) {
+        f.disk_eio_ppm = 1000;
+        f.disk_fsync_ppm = 1000;
+        f.disk_torn_ppm = 800;
     }
     if (!f.drift_ppm && rng_ppm(&s->rng, 200000))
         f.drift_ppm = 500;
@@ -2264,16 +2477,20 @@ static void pick_faults(struct sim *s)
         f.replay_ppm = 150000;
         s->replay_age = 30 * SIM_TICK_UNITS;
     }
-    /* (not in the diskfault class: there a sole voter that led a term in memory only, lost to
-     * a failed fsync, leads it again after its restart, and the election check reports two
-     * leaders of that term) */
-    if (!f.conf_ppm && s->cls != CL_DISKFAULT && rng_ppm(&s->rng, 800000)) {
-        f.conf_ppm = 8000;
+    /* every seed gets membership changes, most of several voters (thesis §4.3), a second
+     * change right behind an accepted one now and then, and snapshot transfers that break
+     * mid-way while the leader compacts */
+    if (!f.conf_ppm) {
+        f.conf_ppm = 12000;
         f.members_ppm = 700000;
         f.change_cut_ppm = 20000;
         /* a member added back far behind catches up from a snapshot, not entry by entry */
         f.compact_ppm = f.compact_ppm ? f.compact_ppm : 2000;
     }
+    f.change_behind_ppm = 500000;
+    f.change_cut_now_ppm = 700000;
+    f.snap_reset_ppm = 80000;
+    f.lag_ppm = 1000;
     if (s->cls == CL_LEADERFALL) {
         /* leaders fall soon after they append: the histories of §5.4.2 / Figure 8, where
          * entries of old terms sit on a minority while terms move on */
@@ -2327,8 +2544,14 @@ static bool liveness(struct sim *s)
             trace(s, "node %" PRIu64 " restarts for the heal", s->nodes[i].id);
         }
     heal(s);
-    for (unsigned i = 0; i < s->n; i++)
+    /* the heal also ends clock drift (each clock back to its initial rate): liveness is owed
+     * under bounded drift, not to a cluster where a server that missed its removal ticks 2.5
+     * times faster than the leader and, without PreVote, raises its term again before the
+     * leader can catch it up (thesis §4.2.3) */
+    for (unsigned i = 0; i < s->n; i++) {
         s->nodes[i].paused_until = 0;
+        s->nodes[i].tick_units = s->nodes[i].tick_units_base;
+    }
     s->f.loss_ppm = 0;
     s->f.crash_after_ack_ppm = 0;
     s->f.dup_ppm = 0;
@@ -2339,6 +2562,7 @@ static bool liveness(struct sim *s)
     s->f.disk_fsync_ppm = 0;
     s->f.disk_torn_ppm = 0;
     s->f.crash_after_snap_ppm = 0;
+    s->f.snap_reset_ppm = 0;
     s->f.delay_max = SIM_TICK_UNITS;
     trace(s, "heal: all up, network whole");
     uint64_t want = 0, deadline = s->now + (uint64_t)SIM_LIVENESS_TICKS * SIM_TICK_UNITS;
@@ -2369,6 +2593,15 @@ static bool liveness(struct sim *s)
         }
         if (committed && members_applied(s, l, want))
             return true;
+    }
+    for (unsigned i = 0; i < s->n && !s->failed; i++) {
+        const struct node *nd = &s->nodes[i];
+        trace(s,
+              "node %" PRIu64 ": role %d term %" PRIu64 " commit %" PRIu64 " applied %" PRIu64
+              " last %" PRIu64 " snapshot %" PRIu64 " voters %#x learners %#x",
+              nd->id, (int)raft_role(nd->r), raft_term(nd->r), raft_commit(nd->r), nd->sm_index,
+              raft_last_index(nd->r), raft_snapshot(nd->r)->index, vset_of(raft_conf(nd->r)).voters,
+              id_bits(raft_conf(nd->r)->learners, raft_conf(nd->r)->learners_n));
     }
     if (!s->failed)
         fail(s, CK_LIVENESS, "liveness: %s within %u ticks after the heal",
@@ -2413,10 +2646,12 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     if (s->cls >= CL_CHURN && !s->pre_vote && !s->check_quorum)
         s->pre_vote = true;
     static const unsigned infl[] = {1, 2, 4, 16};
-    static const uint64_t msg_bytes[] = {100, 512, 1024, 64 * 1024};
+    static const uint64_t msg_bytes[] = {1, 100, 512, 1024, 64 * 1024}; /* 1: an entry per append */
     s->inflight_msgs_max = infl[rng_below(&s->rng, 4)];
     s->inflight_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 512 + rng_below(&s->rng, 8192);
-    s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 4)];
+    s->msg_bytes_max = msg_bytes[rng_below(&s->rng, 5)];
+    if (s->msg_bytes_max == 1 && s->inflight_msgs_max < 4)
+        s->inflight_msgs_max = 4; /* a follower far behind still catches up within a run */
     s->committed_bytes_max = rng_ppm(&s->rng, 500000) ? 0 : 1 + rng_below(&s->rng, 1024);
     s->uncommitted_bytes_max =
         rng_ppm(&s->rng, 100000) ? 16 * 1024 : 1024 + rng_below(&s->rng, 2048);
@@ -2439,6 +2674,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
         nd->sim = s;
         nd->phase = (unsigned)rng_below(&s->rng, SIM_TICK_UNITS);
         nd->tick_units = SIM_TICK_UNITS - 2 + (unsigned)rng_below(&s->rng, 5); /* clock skew */
+        nd->tick_units_base = nd->tick_units;
         sim_store_init(&nd->disk);
         node_start(s, nd);
     }

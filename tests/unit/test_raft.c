@@ -323,16 +323,24 @@ static void test_5_2_at_most_one_vote_per_term(void **state)
     raft_free(r);
 }
 
-/* §5.2 with one voter: its own vote is a majority; commitment follows its own persistence. */
+/* §5.2 with one voter: its own vote is a majority once persisted; commitment follows its own
+ * persistence. */
 static void test_5_2_single_voter_leads_and_commits_alone(void **state)
 {
     (void)state;
     uint64_t rnd = 0;
     struct raft *r = node_new(1, 1, &rnd, true, true);
-    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) != RAFT_LEADER; k++)
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) == RAFT_FOLLOWER; k++)
         raft_tick(r);
-    assert_int_equal(raft_role(r), RAFT_LEADER); /* no PreVote round to run alone */
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE); /* no PreVote round to run alone */
+    assert_int_equal(raft_term(r), 1);
     struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_true(rd.hard_state_changed); /* its vote for itself, to persist first */
+    assert_int_equal(rd.entries_n, 0);
+    assert_int_equal(rd.msgs_n, 0);
+    raft_advance(r);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
     raft_ready(r, &rd);
     assert_int_equal(rd.entries_n, 1); /* the no-op */
     assert_int_equal(rd.msgs_n, 0);
@@ -793,6 +801,7 @@ static void test_6_4_read_index_queued_until_commit_in_term(void **state)
     assert_int_equal(raft_step(N(&t, 1), &tn), 0);
     tn.type = RAFT_MSG_TIMEOUT_NOW;
     assert_int_equal(raft_step(N(&t, 1), &tn), 0);
+    collect(&t, 1); /* its vote is persisted (the requests are cut off) */
     struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
     assert_int_equal(raft_step(N(&t, 1), &vr), 0);
     assert_int_equal(raft_role(N(&t, 1)), RAFT_LEADER);
@@ -1501,6 +1510,7 @@ static void test_4_1_leader_waits_for_commit_in_its_term(void **state)
     assert_int_equal(raft_step(N(&t, 1), &m), 0);
     m.type = RAFT_MSG_TIMEOUT_NOW;
     assert_int_equal(raft_step(N(&t, 1), &m), 0);
+    collect(&t, 1); /* its vote is persisted (the requests are cut off) */
     struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
     assert_int_equal(raft_step(N(&t, 1), &vr), 0);
     assert_int_equal(raft_role(N(&t, 1)), RAFT_LEADER);
@@ -1845,6 +1855,8 @@ static void test_8_leader_steps_down_without_its_empty_entry(void **state)
     struct raft_msg tn = {.type = RAFT_MSG_TIMEOUT_NOW, .term = 1, .from = 2, .to = 1};
     assert_int_equal(raft_step(r, &tn), 0);
     assert_int_equal(raft_role(r), RAFT_CANDIDATE);
+    struct raft_msg out[4];
+    assert_int_equal(take_msgs(r, out, 4), 3); /* the ack, its vote persisted, two requests */
     struct raft_msg vr = {.type = RAFT_MSG_VOTE_RESP, .term = 2, .from = 3, .to = 1};
     assert_int_equal(raft_step(r, &vr), 0); /* won the election */
     assert_int_equal(raft_role(r), RAFT_FOLLOWER);
@@ -1866,8 +1878,11 @@ static void test_committed_entries_per_ready_capped_in_bytes(void **state)
     c.committed_bytes_max = 250;
     struct raft *r;
     assert_int_equal(raft_new(&c, NULL, &r), 0);
-    for (int k = 0; k < 30 && raft_role(r) != RAFT_LEADER; k++)
+    for (int k = 0; k < 30 && raft_role(r) == RAFT_FOLLOWER; k++)
         raft_tick(r);
+    struct raft_ready vote;
+    raft_ready(r, &vote); /* its vote, persisted: it leads from the advance */
+    raft_advance(r);
     assert_int_equal(raft_role(r), RAFT_LEADER);
     static const uint8_t big[300], small[100];
     assert_int_equal(raft_propose(r, small, sizeof(small), NULL), 0);
@@ -1966,6 +1981,14 @@ static int ts_save(void *ctx, const struct raft_batch *b)
     return 0;
 }
 
+/* ts emptied, and the storage callbacks over it. */
+static struct raft_storage tstore_empty(struct tstore *ts)
+{
+    memset(ts, 0, sizeof(*ts));
+    struct raft_storage st = {.ctx = ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    return st;
+}
+
 static void persist_all(struct raft *r, const struct raft_storage *st)
 {
     for (int k = 0; k < 16 && raft_has_ready(r); k++) {
@@ -1980,9 +2003,7 @@ static void test_5_1_term_vote_and_log_survive_restart(void **state)
 {
     (void)state;
     static struct tstore ts;
-    memset(&ts, 0, sizeof(ts));
-    struct raft_storage st = {
-        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    struct raft_storage st = tstore_empty(&ts);
     uint64_t rnd = 0;
     struct raft_config c = config(1, 3, &rnd, false, false);
     struct raft *r;
@@ -2018,6 +2039,69 @@ static void test_5_1_term_vote_and_log_survive_restart(void **state)
     raft_free(r);
 }
 
+/* §5.2 with §5.1: a candidate's own vote counts only once the hard state carrying it is on disk.
+ * A single voter (here with a learner) must not lead before that: a crash would make it forget
+ * its term and its vote, and it could then vote for another candidate of the same term, giving
+ * the term two leaders that hand out different entries at the same (index, term). */
+static void test_5_2_single_voter_leads_only_once_its_vote_is_durable(void **state)
+{
+    (void)state;
+    static struct tstore ts;
+    struct raft_storage st = tstore_empty(&ts);
+    uint64_t rnd = 0;
+    struct raft_config c = config(1, 1, &rnd, false, false);
+    c.bootstrap.learners_n = 1;
+    c.bootstrap.learners[0] = 2;
+    struct raft *r;
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) == RAFT_FOLLOWER; k++)
+        raft_tick(r);
+    assert_int_equal(raft_term(r), 1);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE); /* its vote is not on disk yet */
+    assert_int_equal(raft_leader(r), 0);
+    assert_int_equal(raft_propose(r, "x", 1, NULL), RAFT_ENOTLEADER);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_true(rd.hard_state_changed);
+    assert_int_equal(rd.hard_state.term, 1);
+    assert_int_equal(rd.hard_state.vote, 1);
+    assert_int_equal(rd.entries_n, 0); /* no entry of term 1 before the term is durable */
+    assert_int_equal(rd.msgs_n, 0);    /* nothing for the learner either */
+    raft_advance(r);
+    raft_free(r); /* crash before the batch reached the disk */
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    assert_int_equal(raft_term(r), 0);
+    /* it may grant term 1 to someone else now: it never claimed term 1 */
+    struct raft_msg v = {.type = RAFT_MSG_VOTE, .term = 1, .from = 3, .to = 1};
+    assert_int_equal(raft_step(r, &v), 0);
+    struct raft_msg out[4];
+    assert_int_equal(take_msgs(r, out, 4), 1); /* no storage here: the vote is not kept */
+    assert_false(out[0].reject);
+    raft_free(r);
+    /* the same election, persisted this time: leader at the advance of that batch */
+    assert_int_equal(raft_new(&c, &st, &r), 0);
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(r) == RAFT_FOLLOWER; k++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_CANDIDATE);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.entries_n, 0);
+    assert_int_equal(raft_ready_persist(&rd, &st), 0);
+    raft_advance(r);
+    assert_int_equal(ts.hs.term, 1);
+    assert_int_equal(ts.hs.vote, 1);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+    assert_int_equal(raft_leader(r), 1);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.entries_n, 1); /* the empty entry of term 1 (§8) */
+    assert_int_equal(rd.entries[0].term, 1);
+    assert_int_equal(rd.msgs_n, 1); /* and its append to the learner */
+    assert_int_equal(rd.msgs[0].type, RAFT_MSG_APP);
+    assert_int_equal(rd.msgs[0].to, 2);
+    assert_int_equal(raft_ready_persist(&rd, &st), 0);
+    raft_advance(r);
+    raft_free(r);
+}
+
 /* A ready batch reaches the storage as one unit (raft.h, struct raft_storage.save): an append
  * of a new term carries entries and the new hard state in a single call, so a crash can never
  * keep one without the other; a batch without durable state calls nothing. */
@@ -2025,9 +2109,7 @@ static void test_5_1_ready_batch_is_saved_as_one_unit(void **state)
 {
     (void)state;
     static struct tstore ts;
-    memset(&ts, 0, sizeof(ts));
-    struct raft_storage st = {
-        .ctx = &ts, .load = ts_load, .read_entries = ts_read, .save = ts_save};
+    struct raft_storage st = tstore_empty(&ts);
     uint64_t rnd = 0;
     struct raft_config c = config(1, 3, &rnd, false, false);
     struct raft *r;
@@ -2352,6 +2434,7 @@ int main(void)
         cmocka_unit_test(test_8_leader_steps_down_without_its_empty_entry),
         cmocka_unit_test(test_5_1_term_vote_and_log_survive_restart),
         cmocka_unit_test(test_5_1_ready_batch_is_saved_as_one_unit),
+        cmocka_unit_test(test_5_2_single_voter_leads_only_once_its_vote_is_durable),
         cmocka_unit_test(test_committed_entries_per_ready_capped_in_bytes),
         cmocka_unit_test(test_wire_round_trip_and_every_bit_flip_is_corrupt),
         cmocka_unit_test(test_conf_decode_rejects_duplicates_and_overlap),

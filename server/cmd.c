@@ -13,7 +13,8 @@
  *     DECRBY, APPEND, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, and TTL and PTTL (which
  *     read the expiry there and write nothing);
  *   - on the slow lane (server/slow.c): MSETNX as a transaction with reads (serializable, retried
- *     on conflict up to CMD_TXN_RETRIES times), and the whole-collection ones: SCAN, CS.SCAN,
+ *     on conflict; after CMD_TXN_EXCL_AFTER conflicts with the other clients' writes held, see
+ *     "EXCLUSIVE" in slow.c), and the whole-collection ones: SCAN, CS.SCAN,
  *     DBSIZE, FLUSHALL, INFO, CS.COLLECTIONS, CS.STAT;
  *   - MULTI, DISCARD, UNWATCH and queueing at once; WATCH through the session (it reads its
  *     keys); EXEC on the slow lane (below).
@@ -29,7 +30,8 @@
  * EXEC runs the block on the slow lane as ONE cstore transaction: each command through its
  * cmd_def's txn function, reading the transaction's own earlier writes, its reply as it would
  * be alone; an attempt that conflicts is dropped whole (replies included) and run again, so
- * nothing is applied twice. WATCH reads its keys and keeps a hash of each value (or its
+ * nothing is applied twice (after CMD_TXN_EXCL_AFTER conflicts with the other clients' writes
+ * held: "EXCLUSIVE" in slow.c, so that a block does not fail for contention). WATCH reads its keys and keeps a hash of each value (or its
  * absence); EXEC reads them again inside its transaction and answers the null array if one
  * differs, and the commit validates those reads up to the commit. With keys watched, a
  * conflict is the null array too (the client retries), never a silent re-run. Watching compares

@@ -31,11 +31,11 @@
  * cmd_def's txn function, reading the transaction's own earlier writes, its reply as it would
  * be alone; an attempt that conflicts is dropped whole (replies included) and run again, so
  * nothing is applied twice (after CMD_TXN_EXCL_AFTER conflicts with the other clients' writes
- * held: "EXCLUSIVE" in slow.c, so that a block does not fail for contention). WATCH reads its keys and keeps a hash of each value (or its
- * absence); EXEC reads them again inside its transaction and answers the null array if one
- * differs, and the commit validates those reads up to the commit. With keys watched, a
- * conflict is the null array too (the client retries), never a silent re-run. Watching compares
- * values: a key changed and changed back does not abort (Redis would abort).
+ * held: "EXCLUSIVE" in slow.c, so that a block does not fail for contention). WATCH reads its keys
+ * and keeps a hash of each value (or its absence); EXEC reads them again inside its transaction and
+ * answers the null array if one differs, and the commit validates those reads up to the commit.
+ * With keys watched, a conflict is the null array too (the client retries), never a silent re-run.
+ * Watching compares values: a key changed and changed back does not abort (Redis would abort).
  *
  * KEYS AND VALUES. Redis allows an empty key; the engine does not (CS_EKEYSIZE): such a command
  * gets -ERR with the engine's message, as does a key over CS_KEY_MAX or a value over

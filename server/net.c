@@ -297,12 +297,12 @@ static void backlog_add(struct net *n, struct cmd *c)
  * first, then the flag read, while the lane sets the flag and then reads the count (both
  * sequentially consistent): a write either sees the flag or is counted, and the lane waits for
  * it. */
-static bool write_admit(struct server *s)
+static bool write_admit(struct net *n)
 {
-    atomic_fetch_add(&s->writes_busy, 1);
-    if (!atomic_load(&s->excl))
+    atomic_fetch_add(&n->writes_busy, 1);
+    if (!atomic_load(&n->srv->excl))
         return true;
-    atomic_fetch_sub(&s->writes_busy, 1);
+    atomic_fetch_sub(&n->writes_busy, 1);
     return false;
 }
 
@@ -313,7 +313,7 @@ static bool submit_some(struct cmd *c)
     struct net *n = c->conn->net;
     if (c->txn && !c->txn_submitted) {
         /* a commit refused for want of room frees the transaction: look for room first */
-        if (cs_session_inflight(n->sess) >= CS_SESSION_DEPTH_MAX || !write_admit(n->srv))
+        if (cs_session_inflight(n->sess) >= CS_SESSION_DEPTH_MAX || !write_admit(n))
             return false;
         int rc = cs_session_commit(n->sess, c->txn, (uint64_t)(uintptr_t)&c->subs[0]);
         c->txn = NULL; /* the session owns it now (or freed it on error) */
@@ -321,7 +321,7 @@ static bool submit_some(struct cmd *c)
         if (rc) {
             c->subs[0].rc = rc;
             c->completed++;
-            atomic_fetch_sub(&n->srv->writes_busy, 1);
+            atomic_fetch_sub(&n->writes_busy, 1);
         } else {
             c->subs[0].busy = true;
         }
@@ -333,7 +333,7 @@ static bool submit_some(struct cmd *c)
         size_t klen = c->argl[s->arg];
         uint64_t ud = (uint64_t)(uintptr_t)s;
         bool write = s->op != SUB_GET;
-        if (write && !write_admit(n->srv))
+        if (write && !write_admit(n))
             return false;
         int rc;
         if (s->op == SUB_GET)
@@ -346,7 +346,7 @@ static bool submit_some(struct cmd *c)
             rc = cs_session_put(n->sess, s->coll, key, klen, c->argv[s->arg + 1],
                                 c->argl[s->arg + 1], ud);
         if (write && rc) /* not in the engine */
-            atomic_fetch_sub(&n->srv->writes_busy, 1);
+            atomic_fetch_sub(&n->writes_busy, 1);
         if (rc == CS_EFULL)
             return false;
         s->rc = rc;
@@ -394,7 +394,7 @@ static void reap(struct net *n)
             s->rc = n->comp[i].rc;
             if (s->busy) {
                 s->busy = false;
-                atomic_fetch_sub(&n->srv->writes_busy, 1);
+                atomic_fetch_sub(&n->writes_busy, 1);
             }
             if (s->op != SUB_UPDATE) { /* an update keeps what its function copied */
                 s->val = n->comp[i].val;

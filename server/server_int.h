@@ -43,7 +43,7 @@ struct sub {
     void *val;         /* gets: value (cs_free); updates: a copy they made (free), or NULL */
     size_t vlen;       /* its length */
     bool val_malloced; /* val is free()'s, not cs_free()'s */
-    bool busy;         /* a write counted in srv->writes_busy until it completes */
+    bool busy;         /* a write counted in its net's writes_busy until it completes */
     /* SUB_UPDATE: the function run on the key's shard, and what it found and decided */
     struct shard_update upd;
     bool found;       /* the key held a value */
@@ -181,6 +181,9 @@ struct net {
     struct cmd *cmd_cache;     /* finished commands kept for reuse (their buffers too) */
     unsigned ncache;           /* entries on it, at most NET_CMD_CACHE_MAX */
     unsigned slow_out;         /* commands on the slow lane */
+    _Atomic long writes_busy;  /* writes handed to the engine, not yet completed (slow.c,
+                                  EXCLUSIVE: the lane sums them; per net, so that counting
+                                  never moves a cache line between the shard threads) */
     _Atomic int stopped;       /* stopping finished: nothing open, nothing in flight */
     uint64_t stop_deadline_ns; /* stopping: cut off clients that do not read after this */
     struct cs_completion comp[NET_COMPLETIONS];
@@ -214,7 +217,6 @@ struct server {
     _Atomic uint64_t rejected;    /* refused over maxclients */
     /* writes held for a slow-lane transaction that kept conflicting (see "EXCLUSIVE" in slow.c) */
     _Atomic int excl;           /* set: the nets start no write */
-    _Atomic long writes_busy;   /* writes the nets handed to the engine, not yet completed */
     _Atomic uint64_t excl_runs; /* times the lane held the writes (INFO) */
     /* slow lane */
     pthread_t slow_thread;

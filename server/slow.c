@@ -110,6 +110,7 @@ void slow_exclusive(struct cmd *c)
     atomic_fetch_add(&s->excl_runs, 1);
     /* the writes in flight complete within a commit's time (or fail): their nets reap them */
     const struct timespec nap = {.tv_sec = 0, .tv_nsec = 20000};
-    while (atomic_load(&s->writes_busy) > 0)
-        nanosleep(&nap, NULL);
+    for (unsigned i = 0; i < s->nshards; i++)
+        while (atomic_load(&s->nets[i]->writes_busy) > 0)
+            nanosleep(&nap, NULL);
 }

@@ -357,7 +357,10 @@ CS_MUST_CHECK int raft_propose_conf(struct raft *r, enum raft_conf_change type, 
  * become a voter at once). CS_EINVAL if target is invalid, joint, the same as the configuration
  * in force, or has more than RAFT_NODES_MAX members together with the voters in force; on an
  * error nothing changed. *index (may be NULL) gets the index of the (first) entry. target is
- * copied. */
+ * copied. A node new to the configuration that votes at once can catch up from the log only:
+ * every snapshot up to the change leaves it out, and a follower refuses those; if the leader
+ * compacted to its applied index and the change needs that node's vote to commit, nothing
+ * commits again. Add a node as a learner first (thesis §4.2.1). */
 CS_MUST_CHECK int raft_propose_members(struct raft *r, const struct raft_conf *target,
                                        unsigned flags, uint64_t *index);
 

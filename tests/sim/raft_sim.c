@@ -42,7 +42,14 @@
  * accepted one; the leader often cut off, right after, from the voters the change drops), nodes
  * cut off for several election timeouts so that they come back behind the leader's snapshot, and
  * snapshot transfers broken mid-way (the transport reports it) while the leader compacts, so
- * that chunks of two transfers meet at the follower. Mostly, a membership change grows the
+ * that chunks of two transfers meet at the follower. Every new leader also gets, at once, the
+ * last acknowledgement each node sent it in an earlier term (its frames to one of them lost for
+ * a few ticks). And every seed runs probes (struct probe): short scripted schedules that build
+ * the situations of the classic bugs (Figure 8's old-term entries at a new leader, a joint change
+ * whose C_new majority is not C_old's, a leader removing itself, a snapshot transfer broken
+ * half-way while the leader compacts) in a quiet moment of the run; until the first round of
+ * probes is over, partitions, one-way cuts and lagging nodes do not begin (but in the partition
+ * and chaos classes). Mostly, a membership change grows the
  * voters while they are a minority of the members. The uncommitted-bytes cap is
  * drawn per seed (nine seeds in ten 1 to 3 KiB: a leader that leaks its count stalls within a run).
  * The same seed always gets the same mix. Clients (closed-loop: at most
@@ -107,8 +114,9 @@
  * Each failed seed is attributed to the check that caught it (and to its scenario class) in the
  * closing report; an assertion inside the core is one more class ("abort") under --keep-going,
  * which counts such a seed as failed and goes on (tests/sim/mutants.sh uses it).
- * A time unit is one "step" of --steps; the default, SIM_STEPS_DEFAULT, keeps 2000 seeds at a few
- * seconds (the long and replay classes run SIM_LONG_FACTOR times as many). The closing report is
+ * A time unit is one "step" of --steps; the default, SIM_STEPS_DEFAULT (400 ticks, room for the
+ * probes and for the random faults after them), keeps 2000 seeds at about ten seconds (the long
+ * and replay classes run SIM_LONG_FACTOR times as many). The closing report is
  * a table per fault class (runs, passed, failed, per-run figures), the failed seeds per check and
  * class, and last "N passed, M failed".
  * A violation fails the seed; the first failing seed is printed with the last trace lines.
@@ -141,7 +149,7 @@
 #define SIM_READY_BURST 8u /* extra ready batches per unit while committed entries wait */
 #define SIM_TRACE_LINES 48u
 #define SIM_TRACE_LINE_BYTES 160u
-#define SIM_STEPS_DEFAULT 2500u
+#define SIM_STEPS_DEFAULT 4000u
 #define SIM_LONG_FACTOR 8u   /* the long and replay classes run this many times --steps */
 #define SIM_ARCHIVE_MAX 256u /* frames kept for the replay class */
 #define SIM_REPLAY_AGE_MIN (300u * SIM_TICK_UNITS) /* a replayed frame is at least this old */
@@ -414,6 +422,57 @@ struct stats {
     uint64_t drifts;      /* clock rate changes */
     uint64_t chunks;      /* snapshot chunks sent */
     uint64_t joints;      /* changes accepted that entered a joint configuration */
+    uint64_t probes;      /* probes run (see struct probe) */
+    uint64_t stale_acks;  /* acknowledgements of earlier terms delivered to new leaders */
+};
+
+#define SIM_ACK_FRAME_MAX 128u /* an encoded AppendEntries answer (no entries) fits */
+
+/* The last acknowledgement (AppendEntries answer, index > 0) one node sent another, as encoded:
+ * delivered again to that node when it next becomes leader (stale_acks_to_new_leader). */
+struct sent_ack {
+    uint64_t term; /* 0: none yet */
+    uint32_t len;
+    uint8_t buf[SIM_ACK_FRAME_MAX];
+};
+
+/* Probes: short scripted schedules that build, in every seed, the situations the classic bugs
+ * need and random faults reach only now and then. One runs at a time, in a quiet moment (no
+ * other cut in force), and owns the network cuts and s->heal_at until its end; crashes and
+ * losses of the seed's class go on meanwhile; clients make no membership changes, transfers or
+ * compactions during one. Each seed runs them by turns, in the order of enum probe_kind (the
+ * joint one last: it leaves a single voter), a few ticks apart from 10 to 25 ticks on; a kind
+ * whose moment does not come within 10 ticks (of a settled leader and no other cut) gives way
+ * to the next. Until the first round is over, partitions, one-way cuts and lagging nodes do not
+ * begin (but in the partition and chaos classes). The kinds:
+ *   snap   (§7, raft.h "Snapshots") a member is cut off while the leader goes on and compacts,
+ *          comes back behind the snapshot, and the stream of its transfer breaks after the first
+ *          chunk (what was queued behind it is lost); the leader hears of it once that chunk
+ *          arrived, and compacts again: the member holds part of one snapshot when the chunks
+ *          of another, of the same term, arrive;
+ *   removal (thesis §4.2.2) the leader removes itself from the voters (it stays a learner) and
+ *          is cut off from enough of the remaining voters that they are a majority of C_new
+ *          only with the leader counted: a leader that counted itself would commit;
+ *   fig8   (§5.4.2, Figure 8) every node is cut off from the others, the leader writes entries
+ *          only it holds and crashes; it comes back reaching a bare majority only, and wins a
+ *          new term (the longest log) holding entries of its old term above its commit that
+ *          the others lack: it catches them up in several appends when messages are small;
+ *   joint  (thesis §4.3) a leader shrinks the voters to itself plus the learners, through
+ *          C_old,new, and is cut off from the voters it drops: a majority of C_new alone is
+ *          then at hand, a majority of C_old is not. */
+enum probe_kind { PROBE_SNAP = 0, PROBE_REMOVAL, PROBE_FIG8, PROBE_JOINT, PROBE_KINDS };
+
+struct probe {
+    bool active;
+    unsigned kind;
+    unsigned stage;
+    uint64_t until;      /* end of the current stage (time units) */
+    unsigned l, a;       /* node indexes: the leader, and the other node the probe works on */
+    uint64_t term;       /* the leader's term when the probe began */
+    unsigned breaks;     /* snap: transfers to the member broken so far */
+    uint64_t snap_index; /* snap: the leader's snapshot the next transfer should carry */
+    uint64_t xfer;       /* snap: the broken transfer (its chunks after the break are lost) */
+    uint32_t set;        /* fig8: the voters the leader reaches after its crash (bits by id) */
 };
 
 struct sim {
@@ -472,6 +531,13 @@ struct sim {
     bool report; /* print the failure and its trace (the first failing seed) */
     char failure[256];
     struct stats st;
+    /* probes (struct probe) */
+    struct probe probe;
+    uint64_t probe_at;          /* earliest start of the next probe */
+    uint64_t writes_held_until; /* clients hold their writes (a learner to promote catches up) */
+    unsigned probe_turn;        /* next kind: probe_turn % PROBE_KINDS */
+    struct sent_ack last_ack[SIM_NODES_MAX][SIM_NODES_MAX]; /* [from][to] */
+    uint64_t cut_until[SIM_NODES_MAX][SIM_NODES_MAX]; /* one-way cuts of their own (stale acks) */
     /* trace ring */
     char trace[SIM_TRACE_LINES][SIM_TRACE_LINE_BYTES];
     unsigned trace_n;
@@ -671,6 +737,13 @@ static uint64_t net_delay(struct sim *s)
     return 1 + rng_below(&s->rng, s->f.delay_max);
 }
 
+/* Are frames from node index a to b lost now: a cut of a fault or a probe, or a one-way cut of
+ * its own (stale_acks_to_new_leader)? */
+static bool link_cut(const struct sim *s, unsigned a, unsigned b)
+{
+    return s->cut[a][b] || s->now < s->cut_until[a][b];
+}
+
 /* Put m on the wire. Returns false when a transport would see the send fail (the link is cut):
  * the caller reports a failed InstallSnapshot to the core. */
 static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
@@ -688,9 +761,15 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
         free(buf);
         return true;
     }
-    if (s->cut[from][to] || rng_ppm(&s->rng, s->f.loss_ppm)) {
+    if (m->type == RAFT_MSG_APP_RESP && !m->reject && m->index > 0 && len <= SIM_ACK_FRAME_MAX) {
+        struct sent_ack *a = &s->last_ack[from][to]; /* kept even if lost: a long delay */
+        a->term = m->term;
+        a->len = (uint32_t)len;
+        memcpy(a->buf, buf, len);
+    }
+    if (link_cut(s, from, to) || rng_ppm(&s->rng, s->f.loss_ppm)) {
         free(buf);
-        return !s->cut[from][to];
+        return !link_cut(s, from, to);
     }
     if (rng_ppm(&s->rng, s->f.archive_ppm)) {
         /* kept for the replay class: delivered again thousands of ticks from now */
@@ -786,6 +865,41 @@ static void replay_to_new_leader(struct sim *s, const struct node *nd)
         unsigned from = acks > k ? k : (unsigned)(k + rng_below(&s->rng, n - k));
         replay_frame(s, &s->archive[pick[from]], 3);
     }
+}
+
+/* A node that becomes leader gets, within a few units, the last acknowledgement each other node
+ * sent it in an earlier term (of an earlier leadership of its: a duplicate delayed that long),
+ * and its own frames to one of those nodes are lost for a few ticks, so that a heartbeat leaves
+ * before that node acknowledges anything in the new term. Figure 2: a stale term is answered,
+ * never acted on; a leader that counted the old acknowledgement would raise the node's match
+ * index and tell it to commit what it never acknowledged in the term (the heartbeat-commit
+ * check). Not after the heal (liveness runs without faults). */
+static void stale_acks_to_new_leader(struct sim *s, const struct node *nd)
+{
+    if (!s->f.replay_ppm)
+        return;
+    unsigned l = (unsigned)(nd->id - 1), cut = s->n;
+    uint64_t term = raft_term(nd->r);
+    for (unsigned k = 0; k < s->n; k++) {
+        const struct sent_ack *a = &s->last_ack[k][l];
+        if (k == l || !a->term || a->term >= term)
+            continue;
+        struct net_msg m = {.at = s->now + 1 + rng_below(&s->rng, 3),
+                            .seq = rng_next(&s->rng),
+                            .to = l,
+                            .from = k,
+                            .len = a->len};
+        m.buf = malloc(a->len);
+        if (!m.buf)
+            exit(2);
+        memcpy(m.buf, a->buf, a->len);
+        net_push(s, m);
+        s->st.stale_acks++;
+        if (cut == s->n || rng_ppm(&s->rng, 500000))
+            cut = k;
+    }
+    if (cut < s->n) /* past the first heartbeat, well short of an election timeout */
+        s->cut_until[l][cut] = s->now + SIM_TICK_UNITS * (3 + rng_below(&s->rng, 2));
 }
 
 static void replay_old_frame(struct sim *s)
@@ -1223,6 +1337,7 @@ static void check_leaders(struct sim *s, struct node *nd)
     trace(s, "node %" PRIu64 " leads term %" PRIu64 " (last %" PRIu64 ", commit %" PRIu64 ")",
           nd->id, term, raft_last_index(nd->r), raft_commit(nd->r));
     replay_to_new_leader(s, nd);
+    stale_acks_to_new_leader(s, nd);
     s->leader_of_term = grow(s->leader_of_term, &s->terms_cap, (size_t)term, sizeof(uint64_t));
     uint64_t *l = &s->leader_of_term[term];
     if (*l && *l != nd->id)
@@ -1569,6 +1684,8 @@ static void check_batch_saved(struct sim *s, struct node *nd, const struct raft_
 }
 
 static void compact(struct sim *s, struct node *nd, uint64_t more);
+static bool probe_breaks(struct sim *s, unsigned l, const struct raft_msg *m);
+static void probe_chunk_arrived(struct sim *s, const struct raft_msg *m);
 
 /* Persist, send, apply and advance one ready batch (raft.h order). A failed save stops the node
  * (raft.h, struct raft_storage): nothing of the batch is sent or applied. */
@@ -1616,6 +1733,8 @@ static void node_ready(struct sim *s, unsigned idx)
         promised |= !m->reject && (m->type == RAFT_MSG_VOTE_RESP || m->type == RAFT_MSG_APP_RESP);
         check_outgoing(s, nd, m);
         s->st.chunks += m->type == RAFT_MSG_SNAP;
+        if (probe_breaks(s, idx, m))
+            continue; /* the snap probe broke this stream: lost */
         bool sent = send_frame(s, idx, m);
         /* a transfer's stream breaks after this chunk left (a connection reset): the transport
          * reports it, and the leader compacts before the next transfer begins, so that chunks
@@ -1665,7 +1784,7 @@ static bool paused(const struct sim *s, const struct node *nd)
 static void deliver(struct sim *s, struct net_msg *m)
 {
     struct node *nd = &s->nodes[m->to];
-    if (!nd->r || s->cut[m->from][m->to])
+    if (!nd->r || link_cut(s, m->from, m->to))
         return;
     struct raft_msg msg;
     int rc = raft_msg_decode(m->buf, m->len, &msg);
@@ -1684,6 +1803,8 @@ static void deliver(struct sim *s, struct net_msg *m)
     else if (msg.type == RAFT_MSG_HEARTBEAT)
         floor_bound = msg.commit;
     rc = raft_step(nd->r, &msg);
+    if (rc == 0 && msg.type == RAFT_MSG_SNAP)
+        probe_chunk_arrived(s, &msg);
     raft_msg_release(&msg);
     if (rc != 0)
         fail(s, CK_API, "raft_step: %d", rc);
@@ -1742,13 +1863,9 @@ static void check_full(struct sim *s, struct node *l, uint32_t len)
              l->id, len, bytes, s->uncommitted_bytes_max);
 }
 
-static void client_write(struct sim *s, struct node *l)
+/* One client write at l: 0 if the core took it, else its refusal (checked here). */
+static int write_one(struct sim *s, struct node *l)
 {
-    /* closed-loop clients: no new write while SIM_WRITES_INFLIGHT are uncommitted at this
-     * leader, so offered load follows what replication can carry (one entry per message and
-     * one message in flight is slow) */
-    if (raft_last_index(l->r) - raft_commit(l->r) >= SIM_WRITES_INFLIGHT)
-        return;
     uint8_t data[72];
     uint64_t id = ++s->next_write;
     memcpy(data, &id, 8);
@@ -1767,6 +1884,18 @@ static void client_write(struct sim *s, struct node *l)
         check_full(s, l, len);
     else if (rc != RAFT_EBUSY)
         fail(s, CK_API, "propose: %d", rc);
+    return rc;
+}
+
+static void client_write(struct sim *s, struct node *l)
+{
+    /* closed-loop clients: no new write while SIM_WRITES_INFLIGHT are uncommitted at this
+     * leader, so offered load follows what replication can carry (one entry per message and
+     * one message in flight is slow) */
+    if (raft_last_index(l->r) - raft_commit(l->r) >= SIM_WRITES_INFLIGHT ||
+        s->now < s->writes_held_until)
+        return;
+    (void)write_one(s, l);
 }
 
 static void client_read(struct sim *s, struct node *l)
@@ -1877,6 +2006,35 @@ static uint32_t pick_voters(struct sim *s, uint32_t cur, uint32_t all)
     return want ? want : cur;
 }
 
+/* Propose configuration t at l (raft_propose_members with flags) and check the API contracts of
+ * an acceptance. Returns true if the core accepted it. */
+static bool members_propose(struct sim *s, struct node *l, const struct raft_conf *t,
+                            unsigned flags)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    bool same = vset_of(t).voters == vset_of(c).voters &&
+                id_bits(t->learners, t->learners_n) == id_bits(c->learners, c->learners_n);
+    uint64_t index, tm;
+    bool xfer = transfer_active(l), pending = change_pending(l);
+    bool in_term = raft_term_at(l->r, raft_commit(l->r), &tm) && tm == raft_term(l->r);
+    int rc = raft_propose_members(l->r, t, flags, &index);
+    if (rc == 0)
+        check_change_allowed(s, l, xfer, in_term, pending);
+    if (rc == RAFT_EBUSY || rc == CS_EFULL || (rc == CS_EINVAL && same))
+        return false;
+    if (rc != 0) {
+        fail(s, CK_API, "propose_members(voters %#x): %d", vset_of(t).voters, rc);
+        return false;
+    }
+    check_leaders(s, l);
+    s->st.confs++;
+    bool joint = raft_conf_is_joint(raft_conf(l->r));
+    s->st.joints += joint;
+    trace(s, "leader %" PRIu64 " proposes voters %#x learners %#x at %" PRIu64 "%s", l->id,
+          vset_of(t).voters, id_bits(t->learners, t->learners_n), index, joint ? " (joint)" : "");
+    return true;
+}
+
 /* Propose a change of several voters at once at l (raft_propose_members, thesis §4.3): its
  * voters from pick_voters, each other node a learner or not a member at random (a voter turned
  * learner waits in learners_next while joint). Sometimes the joint path is asked for even for a
@@ -1894,28 +2052,7 @@ static bool client_members(struct sim *s, struct node *l)
         else if (rng_ppm(&s->rng, 800000))
             t.learners[t.learners_n++] = id;
     }
-    unsigned flags = rng_ppm(&s->rng, 400000) ? RAFT_CONF_JOINT : 0;
-    bool same = vset_of(&t).voters == vset_of(c).voters &&
-                id_bits(t.learners, t.learners_n) == id_bits(c->learners, c->learners_n);
-    uint64_t index, tm;
-    bool xfer = transfer_active(l), pending = change_pending(l);
-    bool in_term = raft_term_at(l->r, raft_commit(l->r), &tm) && tm == raft_term(l->r);
-    int rc = raft_propose_members(l->r, &t, flags, &index);
-    if (rc == 0)
-        check_change_allowed(s, l, xfer, in_term, pending);
-    if (rc == RAFT_EBUSY || rc == CS_EFULL || (rc == CS_EINVAL && same))
-        return false;
-    if (rc != 0) {
-        fail(s, CK_API, "propose_members(voters %#x): %d", want, rc);
-        return false;
-    }
-    check_leaders(s, l);
-    s->st.confs++;
-    bool joint = raft_conf_is_joint(raft_conf(l->r));
-    s->st.joints += joint;
-    trace(s, "leader %" PRIu64 " proposes voters %#x learners %#x at %" PRIu64 "%s", l->id, want,
-          id_bits(t.learners, t.learners_n), index, joint ? " (joint)" : "");
-    return true;
+    return members_propose(s, l, &t, rng_ppm(&s->rng, 400000) ? RAFT_CONF_JOINT : 0);
 }
 
 /* The voters (bits by node id) to cut leader l off from during its change: while joint, mostly
@@ -2170,13 +2307,375 @@ static void heal(struct sim *s)
     s->heal_at = 0;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Probes (struct probe)                                                                       */
+
+#define SIM_PROBE_TRIES (10u * SIM_TICK_UNITS) /* units a kind waits for its moment */
+
+/* A leader a probe can start from: it leads the highest term, committed an entry of its term,
+ * has no transfer running, and is not stalled. (A change may be pending: a seed's random cuts
+ * can hold one uncommitted for a long time.) */
+static struct node *settled_leader(struct sim *s)
+{
+    struct node *l = leader(s);
+    uint64_t t;
+    if (!l || paused(s, l) || !(raft_term_at(l->r, raft_commit(l->r), &t) && t == raft_term(l->r)))
+        return NULL;
+    if (l->xfer_term == raft_term(l->r) && l->xfer_ticks <= SIM_ELECTION_TICKS + 1)
+        return NULL;
+    return l;
+}
+
+/* Bits (by node id) of the nodes that run. */
+static uint32_t up_ids(const struct sim *s)
+{
+    uint32_t b = 0;
+    for (unsigned k = 0; k < s->n; k++)
+        if (s->nodes[k].r)
+            b |= 1u << s->nodes[k].id;
+    return b;
+}
+
+/* A random node id among the bits of set (0 if none). */
+static uint64_t pick_id(struct sim *s, uint32_t set)
+{
+    unsigned pick = (unsigned)rng_below(&s->rng, (uint64_t)__builtin_popcount(set));
+    for (uint32_t b = set; b; b &= b - 1)
+        if (pick-- == 0)
+            return (uint64_t)__builtin_ctz(b);
+    return 0;
+}
+
+static void cut_both(struct sim *s, unsigned a, unsigned b)
+{
+    s->cut[a][b] = s->cut[b][a] = true;
+}
+
+/* A probe that needs at least `want` voters first has the learners promoted and the other
+ * nodes added as learners (a client's changes; the probe starts once they committed and enough
+ * vote). Never a node new to the configuration as a voter at once: the leader's snapshot may
+ * leave it out (raft.h, raft_propose_members). While a learner is too far behind to be promoted
+ * (RAFT_EBUSY), clients hold their writes for a few ticks: with one voter committing every
+ * write at once, a learner a round trip behind would otherwise never catch up with the commit
+ * index. Returns true if l has the voters already. */
+static bool probe_voters(struct sim *s, struct node *l, unsigned want)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    if (c->voters_n >= want)
+        return true;
+    if (change_pending(l))
+        return false;
+    struct raft_conf t;
+    memset(&t, 0, sizeof(t));
+    bool promote = c->learners_n > 0;
+    for (uint64_t id = 1; id <= s->n; id++) {
+        if (raft_conf_is_voter(c, id) || (promote && raft_conf_is_learner(c, id)))
+            t.voters[t.voters_n++] = id;
+        else
+            t.learners[t.learners_n++] = id;
+    }
+    if (!members_propose(s, l, &t, 0) && promote)
+        s->writes_held_until = s->now + 3 * SIM_TICK_UNITS; /* a learner behind: let it catch up */
+    return false;
+}
+
+/* fig8: every node is cut off from every other; the leader writes entries only it holds, and
+ * once they are on its disk it crashes. It comes back reaching only S, voters that with it make
+ * a bare majority (never a majority without it): it wins a new term (its log is the longest) with
+ * entries of its old term above its commit that S lacks. */
+static bool fig8_start(struct sim *s, struct probe *p, struct node *l)
+{
+    if (!probe_voters(s, l, 2))
+        return false;
+    struct vset v = vset_of(raft_conf(l->r));
+    uint32_t others = v.voters & up_ids(s) & ~(1u << l->id);
+    unsigned need = (unsigned)__builtin_popcount(v.voters) / 2; /* a majority, less the leader */
+    if (v.old || (unsigned)__builtin_popcount(others) < need)
+        return false;
+    p->set = 0;
+    while ((unsigned)__builtin_popcount(p->set) < need)
+        p->set |= 1u << pick_id(s, others & ~p->set);
+    for (unsigned x = 0; x < s->n; x++)
+        for (unsigned y = 0; y < s->n; y++)
+            s->cut[x][y] = x != y;
+    unsigned n = 0;
+    while (n < 48 && write_one(s, l) == 0) /* up to the uncommitted-bytes cap */
+        n++;
+    p->until = s->now + 3 * SIM_TICK_UNITS;
+    trace(s, "probe fig8: all cut off; leader %" PRIu64 " writes %u entries only it holds", l->id,
+          n);
+    return true;
+}
+
+static void fig8_step(struct sim *s, struct probe *p)
+{
+    struct node *l = &s->nodes[p->l];
+    if (p->stage == 0) {
+        bool saved = l->r && sim_store_durable_last(&l->disk) >= raft_last_index(l->r);
+        if (!saved && s->now < p->until)
+            return;
+        if (l->r)
+            node_crash(s, l, SIM_TICK_UNITS * (1 + rng_below(&s->rng, 3)));
+        for (unsigned k = 0; k < s->n; k++)
+            if (p->set & (1u << s->nodes[k].id))
+                s->cut[p->l][k] = s->cut[k][p->l] = false;
+        p->stage = 1;
+        trace(s, "probe fig8: leader %" PRIu64 " crashed; it will reach %#x only", l->id, p->set);
+        return;
+    }
+    /* over once a new leader committed in its term, or led for 5 ticks (its first appends to
+     * the others are what the probe is for) */
+    for (unsigned k = 0; k < s->n; k++) {
+        const struct node *nd = &s->nodes[k];
+        uint64_t t;
+        if (!nd->r || raft_role(nd->r) != RAFT_LEADER || raft_term(nd->r) <= p->term)
+            continue;
+        if (p->stage == 1) {
+            p->stage = 2;
+            p->until = s->now + 5 * SIM_TICK_UNITS;
+        }
+        if (s->now >= p->until ||
+            (raft_term_at(nd->r, raft_commit(nd->r), &t) && t == raft_term(nd->r))) {
+            heal(s);
+            trace(s, "probe fig8: node %" PRIu64 " leads term %" PRIu64 "; heal", nd->id,
+                  raft_term(nd->r));
+            return;
+        }
+    }
+}
+
+/* joint: the voters shrink to the leader and the learners, through C_old,new; the leader is cut
+ * off from the voters it drops. */
+static bool joint_start(struct sim *s, struct probe *p, struct node *l)
+{
+    if (change_pending(l) || !probe_voters(s, l, 2))
+        return false;
+    const struct raft_conf *c = raft_conf(l->r);
+    uint32_t old = vset_of(c).voters;
+    struct raft_conf t;
+    for (unsigned pass = 0; pass < 2; pass++) {
+        memset(&t, 0, sizeof(t));
+        t.voters[t.voters_n++] = l->id;
+        for (unsigned i = 0; pass == 0 && i < c->learners_n; i++)
+            t.voters[t.voters_n++] = c->learners[i];
+        for (unsigned i = 0; i < c->voters_n; i++)
+            if (c->voters[i] != l->id)
+                t.learners[t.learners_n++] = c->voters[i];
+        if (members_propose(s, l, &t, RAFT_CONF_JOINT))
+            break;
+        if (pass == 1 || !c->learners_n) /* a learner behind: the leader alone then */
+            return false;
+    }
+    uint32_t dropped = old & ~vset_of(&t).voters;
+    for (unsigned k = 0; k < s->n; k++)
+        if (dropped & (1u << s->nodes[k].id))
+            cut_both(s, p->l, k);
+    s->heal_at = s->now + SIM_TICK_UNITS * (5 + rng_below(&s->rng, 6));
+    trace(s, "probe joint: leader %" PRIu64 " keeps voters %#x, cut off from %#x until t=%" PRIu64,
+          l->id, vset_of(&t).voters, dropped, s->heal_at);
+    return true;
+}
+
+/* removal: the leader leaves the voters and reaches one voter fewer than a majority of C_new. */
+static bool removal_start(struct sim *s, struct probe *p, struct node *l)
+{
+    if (change_pending(l) || !probe_voters(s, l, 2))
+        return false;
+    const struct raft_conf *c = raft_conf(l->r);
+    struct raft_conf t;
+    memset(&t, 0, sizeof(t));
+    for (unsigned i = 0; i < c->voters_n; i++)
+        if (c->voters[i] != l->id)
+            t.voters[t.voters_n++] = c->voters[i];
+    memcpy(t.learners, c->learners, sizeof(t.learners));
+    t.learners_n = c->learners_n;
+    t.learners[t.learners_n++] = l->id;
+    if (!members_propose(s, l, &t, 0))
+        return false;
+    uint32_t left = vset_of(&t).voters, cut = 0;
+    unsigned q = t.voters_n / 2u + 1u; /* the leader may reach q - 1 of them */
+    while ((unsigned)__builtin_popcount(left & ~cut) > q - 1)
+        cut |= 1u << pick_id(s, left & ~cut);
+    for (unsigned k = 0; k < s->n; k++)
+        if (cut & (1u << s->nodes[k].id))
+            cut_both(s, p->l, k);
+    s->heal_at = s->now + SIM_TICK_UNITS * (5 + rng_below(&s->rng, 6));
+    trace(s,
+          "probe removal: leader %" PRIu64 " leaves voters %#x, cut off from %#x until t=%" PRIu64,
+          l->id, left, cut, s->heal_at);
+    return true;
+}
+
+/* snap: member A is cut off while the leader goes on (it keeps a quorum without A). */
+static bool snap_start(struct sim *s, struct probe *p, struct node *l)
+{
+    const struct raft_conf *c = raft_conf(l->r);
+    uint32_t members = vset_of(c).voters | id_bits(c->learners, c->learners_n);
+    uint32_t cand = members & up_ids(s) & ~(1u << l->id);
+    if (s->img_bytes <= s->chunk_bytes || !cand)
+        return false; /* a transfer of one chunk cannot break half-way */
+    uint64_t a = pick_id(s, cand);
+    if (!vset_quorum(vset_of(c), up_ids(s) & ~(1u << a)))
+        return false;
+    p->a = (unsigned)(a - 1);
+    for (unsigned k = 0; k < s->n; k++)
+        if (k != p->a)
+            cut_both(s, p->a, k);
+    for (unsigned k = 0; k < 4; k++) /* entries A will miss */
+        (void)write_one(s, l);
+    p->until = s->now + SIM_TICK_UNITS * SIM_ELECTION_TICKS; /* A campaigns after that */
+    trace(s, "probe snap: node %" PRIu64 " cut off", a);
+    return true;
+}
+
+/* The snap probe's stream to A broke: the leader hears of it (raft_report_snapshot) and
+ * compacts again, so that its next transfer carries another snapshot. Then the probe lets that
+ * one run (stage 3), or breaks the next one too if the snapshot did not move (at most three). */
+static void snap_report(struct sim *s, struct probe *p)
+{
+    struct node *l = &s->nodes[p->l];
+    p->stage = p->breaks >= 3 ? 3 : 1;
+    if (!l->r || raft_role(l->r) != RAFT_LEADER)
+        return;
+    raft_report_snapshot(l->r, s->nodes[p->a].id, false);
+    uint64_t before = raft_snapshot(l->r)->index;
+    compact(s, l, 0); /* may crash it (snapcrash) */
+    if (l->r && raft_snapshot(l->r)->index != before)
+        p->stage = 3;
+    p->snap_index = l->r ? raft_snapshot(l->r)->index : 0;
+    trace(s, "probe snap: leader %" PRIu64 " told the transfer broke; snapshot %" PRIu64, l->id,
+          p->snap_index);
+}
+
+static void snap_step(struct sim *s, struct probe *p)
+{
+    struct node *l = &s->nodes[p->l], *a = &s->nodes[p->a];
+    if (p->stage < 3 && (!l->r || raft_role(l->r) != RAFT_LEADER || raft_term(l->r) != p->term)) {
+        heal(s); /* the leader fell: this probe is over, the next one may find its moment */
+        trace(s, "probe snap: leader %" PRIu64 " fell; heal", l->id);
+        return;
+    }
+    /* A stays cut off until the leader applied a few entries past A's log (at least 3 ticks,
+     * less than an election timeout) */
+    if (p->stage == 0 && (s->now + 7 * SIM_TICK_UNITS >= p->until || !a->r) &&
+        (raft_applied(l->r) >= sim_store_durable_last(&a->disk) + 3 || s->now >= p->until)) {
+        /* the leader compacts past what A holds, takes one more write (something newer to
+         * compact to when the transfer breaks) and A comes back */
+        compact(s, l, 0);
+        if (l->r)
+            (void)write_one(s, l);
+        for (unsigned k = 0; k < s->n; k++)
+            s->cut[p->a][k] = s->cut[k][p->a] = false;
+        p->stage = 1; /* node_ready breaks the next transfer to A (probe_breaks) */
+        trace(s, "probe snap: node %" PRIu64 " back; its next transfer breaks", a->id);
+    } else if (p->stage == 2 && s->now >= p->until) {
+        snap_report(s, p); /* the chunk that left before the break was lost */
+    } else if (p->stage == 3 && (!l->r || (a->r && a->sm_index >= p->snap_index) ||
+                                 (!raft_conf_is_voter(raft_conf(l->r), a->id) &&
+                                  !raft_conf_is_learner(raft_conf(l->r), a->id)))) {
+        heal(s);
+        trace(s, "probe snap: node %" PRIu64 " caught up; heal", a->id);
+    }
+}
+
+/* node_ready, as leader l's message m is about to leave: is it a chunk the snap probe keeps
+ * off the wire? The first chunk (not the last) of the next transfer to A leaves; the stream then
+ * breaks: every later chunk of that transfer is lost. The leader hears of the break only once
+ * the chunk that left reached A (probe_chunk_arrived), or after SIM_TICK_UNITS * 3 (it was lost),
+ * so that A holds part of one transfer when the chunks of the next arrive. */
+static bool probe_breaks(struct sim *s, unsigned l, const struct raft_msg *m)
+{
+    struct probe *p = &s->probe;
+    if (!p->active || p->kind != PROBE_SNAP || l != p->l || m->type != RAFT_MSG_SNAP ||
+        m->to != s->nodes[p->a].id)
+        return false;
+    if (p->stage == 2)
+        return m->chunk.transfer == p->xfer;
+    if (p->stage != 1 || m->chunk.last)
+        return false;
+    p->stage = 2;
+    p->breaks++;
+    p->xfer = m->chunk.transfer;
+    p->until = s->now + 3 * SIM_TICK_UNITS;
+    trace(s, "probe snap: transfer of %" PRIu64 " to node %" PRIu64 " breaks after offset %" PRIu64,
+          m->snapshot.index, m->to, m->chunk.offset);
+    return false; /* this one leaves */
+}
+
+/* deliver, after a chunk m reached its node: the snap probe's last chunk before the break. */
+static void probe_chunk_arrived(struct sim *s, const struct raft_msg *m)
+{
+    struct probe *p = &s->probe;
+    if (p->active && p->kind == PROBE_SNAP && p->stage == 2 && m->chunk.transfer == p->xfer &&
+        m->to == s->nodes[p->a].id && m->from == s->nodes[p->l].id)
+        snap_report(s, p);
+}
+
+/* Is the seed's first round of probes not over yet? Partitions, one-way cuts and lagging nodes
+ * do not begin then, except in the partition and chaos classes (they would hold a probe's
+ * moment off for tens of ticks). */
+static bool probe_waiting(const struct sim *s)
+{
+    return s->cls != CL_PARTITION && s->cls != CL_CHAOS && s->probe_turn < PROBE_KINDS;
+}
+
+/* Start the next probe in a quiet moment, step the one running; a heal (its deadline, or its own
+ * end) ends it. A kind whose moment does not come within SIM_PROBE_TRIES gives way to the next. */
+static void probe_step(struct sim *s)
+{
+    struct probe *p = &s->probe;
+    if (p->active && !s->heal_at) {
+        p->active = false;
+        s->probe_at = s->now + SIM_TICK_UNITS * (2 + rng_below(&s->rng, 4));
+    }
+    if (p->active) {
+        if (p->kind == PROBE_FIG8)
+            fig8_step(s, p);
+        else if (p->kind == PROBE_SNAP)
+            snap_step(s, p);
+        return;
+    }
+    if (s->now < s->probe_at)
+        return;
+    if (s->heal_at) { /* another fault's cut: the kind's tries begin after it */
+        s->probe_at = s->now;
+        return;
+    }
+    struct node *l = settled_leader(s);
+    if (!l) { /* no leader to start from: the kind's tries begin once there is one */
+        s->probe_at = s->now;
+        return;
+    }
+    if (s->now >= s->probe_at + SIM_PROBE_TRIES) {
+        s->probe_turn++;
+        s->probe_at = s->now;
+    }
+    memset(p, 0, sizeof(*p));
+    p->kind = s->probe_turn % PROBE_KINDS;
+    p->l = (unsigned)(l->id - 1);
+    p->term = raft_term(l->r);
+    s->heal_at = s->now + SIM_TICK_UNITS * 4 * SIM_ELECTION_TICKS; /* the probe's deadline */
+    bool started = p->kind == PROBE_FIG8      ? fig8_start(s, p, l)
+                   : p->kind == PROBE_JOINT   ? joint_start(s, p, l)
+                   : p->kind == PROBE_REMOVAL ? removal_start(s, p, l)
+                                              : snap_start(s, p, l);
+    if (!started) {
+        heal(s);
+        return;
+    }
+    p->active = true;
+    s->probe_turn++;
+    s->st.probes++;
+}
+
 static void faults_step(struct sim *s)
 {
     if (s->heal_at && s->now >= s->heal_at) {
         heal(s);
         trace(s, "network heals");
     }
-    if (!s->heal_at && rng_ppm(&s->rng, s->f.partition_ppm)) {
+    probe_step(s);
+    if (!s->heal_at && !probe_waiting(s) && rng_ppm(&s->rng, s->f.partition_ppm)) {
         uint32_t side = (uint32_t)rng_below(&s->rng, (1u << s->n) - 2) + 1;
         for (unsigned a = 0; a < s->n; a++)
             for (unsigned b = 0; b < s->n; b++)
@@ -2184,7 +2683,7 @@ static void faults_step(struct sim *s)
         s->heal_at = s->now + SIM_TICK_UNITS * (5 + rng_below(&s->rng, 60));
         trace(s, "partition %#x until t=%" PRIu64, side, s->heal_at);
     }
-    if (!s->heal_at && rng_ppm(&s->rng, s->f.oneway_ppm)) {
+    if (!s->heal_at && !probe_waiting(s) && rng_ppm(&s->rng, s->f.oneway_ppm)) {
         unsigned a = (unsigned)rng_below(&s->rng, s->n), b = (unsigned)rng_below(&s->rng, s->n);
         if (a != b) {
             s->cut[a][b] = true;
@@ -2195,7 +2694,7 @@ static void faults_step(struct sim *s)
             trace(s, "one-way cut from node %u (to %u) until t=%" PRIu64, a + 1, b + 1, s->heal_at);
         }
     }
-    if (!s->heal_at && rng_ppm(&s->rng, s->f.lag_ppm)) {
+    if (!s->heal_at && !probe_waiting(s) && rng_ppm(&s->rng, s->f.lag_ppm)) {
         unsigned a = (unsigned)rng_below(&s->rng, s->n);
         for (unsigned k = 0; k < s->n; k++)
             s->cut[a][k] = s->cut[k][a] = k != a;
@@ -2278,6 +2777,8 @@ static void clients_step(struct sim *s, bool faults)
                 depose_after_conf(s, nd, type);
         }
     }
+    if (s->probe.active)
+        return; /* a probe's schedule: no client changes, transfers or compactions meanwhile */
     if (rng_ppm(&s->rng, s->f.conf_ppm)) {
         int type = 0;
         if (rng_ppm(&s->rng, s->f.members_ppm)) {
@@ -2544,6 +3045,8 @@ static bool liveness(struct sim *s)
             trace(s, "node %" PRIu64 " restarts for the heal", s->nodes[i].id);
         }
     heal(s);
+    s->probe.active = false;
+    memset(s->cut_until, 0, sizeof(s->cut_until));
     /* the heal also ends clock drift (each clock back to its initial rate): liveness is owed
      * under bounded drift, not to a cluster where a server that missed its removal ticks 2.5
      * times faster than the leader and, without PreVote, raises its term again before the
@@ -2626,6 +3129,8 @@ static void stats_add(struct stats *to, const struct stats *one)
     to->replays += one->replays;
     to->drifts += one->drifts;
     to->chunks += one->chunks;
+    to->probes += one->probes;
+    to->stale_acks += one->stale_acks;
 }
 
 static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose, struct stats *st,
@@ -2665,6 +3170,7 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
     if (s->cls == CL_LONG || s->cls == CL_REPLAY)
         steps *= SIM_LONG_FACTOR; /* thousands of ticks: tens of elections, very old frames */
     pick_faults(s);
+    s->probe_at = SIM_TICK_UNITS * (10 + rng_below(&s->rng, 15));
     current_sim = s;
     struct vset boot = {.voters = (1u << (nodes + 1)) - 2}; /* the bootstrap: voters 1..nodes */
     note_conf(s, 0, 0, boot);
@@ -2678,8 +3184,11 @@ static bool run_seed(uint64_t seed, unsigned nodes, unsigned steps, bool verbose
         sim_store_init(&nd->disk);
         node_start(s, nd);
     }
-    trace(s, "seed %" PRIu64 " class %s prevote %d checkquorum %d", seed, class_names[s->cls],
-          s->pre_vote, s->check_quorum);
+    trace(s,
+          "seed %" PRIu64 " class %s prevote %d checkquorum %d msg bytes %" PRIu64
+          " inflight %u chunk %u of %" PRIu64,
+          seed, class_names[s->cls], s->pre_vote, s->check_quorum, s->msg_bytes_max,
+          s->inflight_msgs_max, s->chunk_bytes, s->img_bytes);
     for (unsigned k = 0; k < steps && !s->failed; k++)
         unit_step(s, true);
     if (!s->failed)
@@ -2805,20 +3314,21 @@ int main(int argc, char **argv)
     printf(
         "%-10s %6s %6s %6s | %s\n", "class", "runs", "passed", "failed",
         "per run: proposed elections reads snapshots chunks confs joint transfers deposed crashes "
-        "stalls corrupt-frames disk-faults replays drifts");
+        "stalls corrupt-frames disk-faults replays drifts probes stale-acks");
     for (unsigned c = 0; c < SIM_CLASSES; c++) {
         uint64_t runs = pass[c] + failn[c];
         if (runs == 0)
             continue;
         const struct stats *t = &st[c];
         printf("%-10s %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %.0f %.1f %.0f %.1f %.1f %.1f %.1f "
-               "%.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
+               "%.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
                class_names[c], runs, pass[c], failn[c], (double)t->commits / runs,
                (double)t->elections / runs, (double)t->reads / runs, (double)t->snapshots / runs,
                (double)t->chunks / runs, (double)t->confs / runs, (double)t->joints / runs,
                (double)t->transfers / runs, (double)t->deposed / runs, (double)t->crashes / runs,
                (double)t->stalls / runs, (double)t->corrupt / runs, (double)t->disk_faults / runs,
-               (double)t->replays / runs, (double)t->drifts / runs);
+               (double)t->replays / runs, (double)t->drifts / runs, (double)t->probes / runs,
+               (double)t->stale_acks / runs);
     }
     for (unsigned ck = 0; ck < CK_N; ck++) {
         uint64_t total = 0;

@@ -337,6 +337,12 @@ static void step(struct raft *r, const struct raft_msg *m)
             outbox_send_simple(r, RAFT_MSG_APP_RESP, m->from, r->term, false, 0);
         } else if (m->type == RAFT_MSG_PREVOTE) {
             outbox_send_simple(r, RAFT_MSG_PREVOTE_RESP, m->from, r->term, true, 0);
+        } else if (m->type == RAFT_MSG_VOTE) {
+            /* Figure 2, RequestVote receiver 1: refuse, with our term. etcd drops it; then a
+             * candidate whose terms trail those a disruptive server (one that missed its
+             * demotion, without PreVote) keeps raising never learns of them, and nobody who
+             * could win the election ever does (raft-sim seed 47576, 3 nodes) */
+            outbox_send_simple(r, RAFT_MSG_VOTE_RESP, m->from, r->term, true, 0);
         }
         return;
     }

@@ -427,6 +427,73 @@ static void test_5_4_1_vote_denied_to_stale_log(void **state)
     raft_free(r);
 }
 
+/* Figure 2, RequestVote receiver 1: a request of an older term is refused with the receiver's
+ * term (not dropped), the candidate takes that term, and its next campaign can win. Dropped, a
+ * candidate whose terms trail those a disruptive server keeps raising (one that missed its
+ * demotion, PreVote off) never learns of them and nobody who could win ever does: raft-sim
+ * seed 47576 at 3 nodes. */
+static void test_5_1_stale_vote_request_refused_with_our_term(void **state)
+{
+    (void)state;
+    uint64_t rnd = 0;
+    struct raft *r = node_new(1, 3, &rnd, false, false), *c = node_new(2, 3, &rnd, false, false);
+    struct raft_msg out[4];
+    /* node 1 reaches term 5: a vote request from node 3, refused to its stale log */
+    struct raft_entry es[1] = {{.term = 1, .index = 1}};
+    struct raft_msg a = app(1, 3, 0, 0, es, 1, 0);
+    assert_int_equal(raft_step(r, &a), 0);
+    take_msgs(r, out, 4);
+    struct raft_msg v = {.type = RAFT_MSG_VOTE, .term = 5, .from = 3, .to = 1};
+    assert_int_equal(raft_step(r, &v), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_true(out[0].reject);
+    assert_int_equal(raft_term(r), 5);
+    /* node 2 campaigns in term 1 with the same log */
+    struct raft_msg a2 = app(1, 3, 0, 0, es, 1, 0);
+    a2.to = 2;
+    assert_int_equal(raft_step(c, &a2), 0);
+    take_msgs(c, out, 4);
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(c) == RAFT_FOLLOWER; k++)
+        raft_tick(c);
+    assert_int_equal(raft_role(c), RAFT_CANDIDATE);
+    assert_int_equal(raft_term(c), 2);
+    size_t n = take_msgs(c, out, 4);
+    struct raft_msg *req = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (out[i].type == RAFT_MSG_VOTE && out[i].to == 1)
+            req = &out[i];
+    assert_non_null(req);
+    struct raft_msg stale = *req;
+    assert_int_equal(raft_step(r, &stale), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_int_equal(out[0].type, RAFT_MSG_VOTE_RESP);
+    assert_true(out[0].reject);
+    assert_int_equal(out[0].term, 5); /* our term, so that the candidate learns it */
+    assert_int_equal(raft_term(r), 5);
+    struct raft_msg resp = out[0];
+    assert_int_equal(raft_step(c, &resp), 0);
+    assert_int_equal(raft_term(c), 5);
+    assert_int_equal(raft_role(c), RAFT_FOLLOWER);
+    take_msgs(c, out, 4);
+    /* its next campaign is in term 6, above node 1's: granted */
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(c) == RAFT_FOLLOWER; k++)
+        raft_tick(c);
+    assert_int_equal(raft_term(c), 6);
+    n = take_msgs(c, out, 4);
+    req = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (out[i].type == RAFT_MSG_VOTE && out[i].to == 1)
+            req = &out[i];
+    assert_non_null(req);
+    struct raft_msg fresh = *req;
+    assert_int_equal(raft_step(r, &fresh), 0);
+    assert_int_equal(take_msgs(r, out, 4), 1);
+    assert_false(out[0].reject);
+    assert_int_equal(out[0].term, 6);
+    raft_free(r);
+    raft_free(c);
+}
+
 /* §5.1: a leader that sees a higher term becomes a follower. */
 static void test_5_1_leader_steps_down_on_higher_term(void **state)
 {
@@ -2385,6 +2452,7 @@ int main(void)
         cmocka_unit_test(test_4_2_1_learner_never_campaigns),
         cmocka_unit_test(test_5_1_vote_is_persisted_with_the_response),
         cmocka_unit_test(test_5_4_1_vote_denied_to_stale_log),
+        cmocka_unit_test(test_5_1_stale_vote_request_refused_with_our_term),
         cmocka_unit_test(test_5_1_leader_steps_down_on_higher_term),
         cmocka_unit_test(test_5_3_append_rejected_when_prev_entry_missing),
         cmocka_unit_test(test_5_3_rejection_hint_skips_conflicting_term),

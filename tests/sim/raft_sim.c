@@ -806,16 +806,25 @@ static bool send_frame(struct sim *s, unsigned from, const struct raft_msg *m)
  * long run) arrives again, as a router or a retransmitting proxy could deliver it. A correct node
  * ignores it or answers it harmlessly (its term is old, Figure 2; §5.3's checks). */
 /* Archived frame a delivered again (a copy), 1 to `within` units from now. */
-static void replay_frame(struct sim *s, const struct net_msg *a, uint64_t within)
+/* A copy of frame buf (len bytes) from node index `from` to `to`, 1 to `within` units from now. */
+static void push_copy(struct sim *s, unsigned from, unsigned to, const uint8_t *buf, uint32_t len,
+                      uint64_t within)
 {
-    struct net_msg m = *a;
-    m.at = s->now + 1 + rng_below(&s->rng, within);
-    m.seq = rng_next(&s->rng);
-    m.buf = malloc(a->len);
+    struct net_msg m = {.at = s->now + 1 + rng_below(&s->rng, within),
+                        .seq = rng_next(&s->rng),
+                        .to = to,
+                        .from = from,
+                        .len = len};
+    m.buf = malloc(len);
     if (!m.buf)
         exit(2);
-    memcpy(m.buf, a->buf, a->len);
+    memcpy(m.buf, buf, len);
     net_push(s, m);
+}
+
+static void replay_frame(struct sim *s, const struct net_msg *a, uint64_t within)
+{
+    push_copy(s, a->from, a->to, a->buf, a->len, within);
     s->st.replays++;
 }
 
@@ -884,16 +893,7 @@ static void stale_acks_to_new_leader(struct sim *s, const struct node *nd)
         const struct sent_ack *a = &s->last_ack[k][l];
         if (k == l || !a->term || a->term >= term)
             continue;
-        struct net_msg m = {.at = s->now + 1 + rng_below(&s->rng, 3),
-                            .seq = rng_next(&s->rng),
-                            .to = l,
-                            .from = k,
-                            .len = a->len};
-        m.buf = malloc(a->len);
-        if (!m.buf)
-            exit(2);
-        memcpy(m.buf, a->buf, a->len);
-        net_push(s, m);
+        push_copy(s, k, l, a->buf, a->len, 3);
         s->st.stale_acks++;
         if (cut == s->n || rng_ppm(&s->rng, 500000))
             cut = k;

@@ -427,6 +427,21 @@ static void test_5_4_1_vote_denied_to_stale_log(void **state)
     raft_free(r);
 }
 
+/* Tick follower c until it campaigns; its vote request to node `to`. */
+static struct raft_msg campaign_to(struct raft *c, uint64_t to)
+{
+    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(c) == RAFT_FOLLOWER; k++)
+        raft_tick(c);
+    assert_int_equal(raft_role(c), RAFT_CANDIDATE);
+    struct raft_msg out[4];
+    size_t n = take_msgs(c, out, 4);
+    for (size_t i = 0; i < n; i++)
+        if (out[i].type == RAFT_MSG_VOTE && out[i].to == to)
+            return out[i];
+    fail_msg("no vote request to %llu", (unsigned long long)to);
+    return out[0];
+}
+
 /* Figure 2, RequestVote receiver 1: a request of an older term is refused with the receiver's
  * term (not dropped), the candidate takes that term, and its next campaign can win. Dropped, a
  * candidate whose terms trail those a disruptive server keeps raising (one that missed its
@@ -453,17 +468,8 @@ static void test_5_1_stale_vote_request_refused_with_our_term(void **state)
     a2.to = 2;
     assert_int_equal(raft_step(c, &a2), 0);
     take_msgs(c, out, 4);
-    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(c) == RAFT_FOLLOWER; k++)
-        raft_tick(c);
-    assert_int_equal(raft_role(c), RAFT_CANDIDATE);
-    assert_int_equal(raft_term(c), 2);
-    size_t n = take_msgs(c, out, 4);
-    struct raft_msg *req = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (out[i].type == RAFT_MSG_VOTE && out[i].to == 1)
-            req = &out[i];
-    assert_non_null(req);
-    struct raft_msg stale = *req;
+    struct raft_msg stale = campaign_to(c, 1);
+    assert_int_equal(stale.term, 2);
     assert_int_equal(raft_step(r, &stale), 0);
     assert_int_equal(take_msgs(r, out, 4), 1);
     assert_int_equal(out[0].type, RAFT_MSG_VOTE_RESP);
@@ -476,16 +482,8 @@ static void test_5_1_stale_vote_request_refused_with_our_term(void **state)
     assert_int_equal(raft_role(c), RAFT_FOLLOWER);
     take_msgs(c, out, 4);
     /* its next campaign is in term 6, above node 1's: granted */
-    for (unsigned k = 0; k < 2 * T_ELECTION && raft_role(c) == RAFT_FOLLOWER; k++)
-        raft_tick(c);
-    assert_int_equal(raft_term(c), 6);
-    n = take_msgs(c, out, 4);
-    req = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (out[i].type == RAFT_MSG_VOTE && out[i].to == 1)
-            req = &out[i];
-    assert_non_null(req);
-    struct raft_msg fresh = *req;
+    struct raft_msg fresh = campaign_to(c, 1);
+    assert_int_equal(fresh.term, 6);
     assert_int_equal(raft_step(r, &fresh), 0);
     assert_int_equal(take_msgs(r, out, 4), 1);
     assert_false(out[0].reject);

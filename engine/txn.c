@@ -422,20 +422,33 @@ static int txn_read(cs_db *db, const char *coll, uint16_t nlen, const void *key,
     return 0;
 }
 
+/* The start of a read of key in t (cs_txn_get, cs_txn_get_expiry): checks the record's
+ * arguments (*nlen: the collection name's length) and finds t's own write of the key (*own; NULL
+ * if none, and always in a read-only transaction). */
+static int txn_read_begin(cs_txn *t, const char *coll, const void *key, size_t klen, uint16_t *nlen,
+                          const struct txn_entry **own)
+{
+    txn_check(t);
+    *own = NULL;
+    int rc = db_check_record(coll, key, klen, NULL, 0, nlen);
+    if (rc == 0 && !(t->flags & CS_TXN_READONLY))
+        *own = entry_find(t, coll, *nlen, key, klen, false);
+    return rc;
+}
+
 int cs_txn_get(cs_txn *t, const char *coll, const void *key, size_t klen, void **val, size_t *vlen)
 {
     if (!t || !val || !vlen)
         return CS_EINVAL;
-    txn_check(t);
     *val = NULL;
     *vlen = 0;
     uint16_t nlen;
-    int rc = db_check_record(coll, key, klen, NULL, 0, &nlen);
+    const struct txn_entry *w;
+    int rc = txn_read_begin(t, coll, key, klen, &nlen, &w);
     if (rc)
         return rc;
     if (t->flags & CS_TXN_READONLY)
         return ro_get(t, coll, nlen, key, klen, val, vlen);
-    const struct txn_entry *w = entry_find(t, coll, nlen, key, klen, false);
     if (w) { /* its own write */
         if (w->type == SHARD_BATCH_DEL || cs_expired(w->expire_ms))
             return CS_ENOTFOUND;
@@ -512,10 +525,10 @@ int cs_txn_get_expiry(cs_txn *t, const char *coll, const void *key, size_t klen,
 {
     if (!t || !expire_at_ms)
         return CS_EINVAL;
-    txn_check(t);
     *expire_at_ms = 0;
     uint16_t nlen;
-    int rc = db_check_record(coll, key, klen, NULL, 0, &nlen);
+    const struct txn_entry *w;
+    int rc = txn_read_begin(t, coll, key, klen, &nlen, &w);
     if (rc)
         return rc;
     if (t->flags & CS_TXN_READONLY) {
@@ -523,7 +536,6 @@ int cs_txn_get_expiry(cs_txn *t, const char *coll, const void *key, size_t klen,
         size_t n;
         return ro_lookup(t, coll, nlen, key, klen, &p, &n, expire_at_ms);
     }
-    const struct txn_entry *w = entry_find(t, coll, nlen, key, klen, false);
     if (w) { /* its own write */
         if (w->type == SHARD_BATCH_DEL || cs_expired(w->expire_ms))
             return CS_ENOTFOUND;

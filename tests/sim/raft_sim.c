@@ -2614,7 +2614,7 @@ static void probe_chunk_arrived(struct sim *s, const struct raft_msg *m)
 /* Is the seed's first round of probes not over yet? Partitions, one-way cuts and lagging nodes
  * do not begin then, except in the partition and chaos classes (they would hold a probe's
  * moment off for tens of ticks). */
-static bool probe_waiting(const struct sim *s)
+static bool probe_first_round(const struct sim *s)
 {
     return s->cls != CL_PARTITION && s->cls != CL_CHAOS && s->probe_turn < PROBE_KINDS;
 }
@@ -2675,7 +2675,7 @@ static void faults_step(struct sim *s)
         trace(s, "network heals");
     }
     probe_step(s);
-    if (!s->heal_at && !probe_waiting(s) && rng_ppm(&s->rng, s->f.partition_ppm)) {
+    if (!s->heal_at && !probe_first_round(s) && rng_ppm(&s->rng, s->f.partition_ppm)) {
         uint32_t side = (uint32_t)rng_below(&s->rng, (1u << s->n) - 2) + 1;
         for (unsigned a = 0; a < s->n; a++)
             for (unsigned b = 0; b < s->n; b++)
@@ -2683,7 +2683,7 @@ static void faults_step(struct sim *s)
         s->heal_at = s->now + SIM_TICK_UNITS * (5 + rng_below(&s->rng, 60));
         trace(s, "partition %#x until t=%" PRIu64, side, s->heal_at);
     }
-    if (!s->heal_at && !probe_waiting(s) && rng_ppm(&s->rng, s->f.oneway_ppm)) {
+    if (!s->heal_at && !probe_first_round(s) && rng_ppm(&s->rng, s->f.oneway_ppm)) {
         unsigned a = (unsigned)rng_below(&s->rng, s->n), b = (unsigned)rng_below(&s->rng, s->n);
         if (a != b) {
             s->cut[a][b] = true;
@@ -2694,7 +2694,7 @@ static void faults_step(struct sim *s)
             trace(s, "one-way cut from node %u (to %u) until t=%" PRIu64, a + 1, b + 1, s->heal_at);
         }
     }
-    if (!s->heal_at && !probe_waiting(s) && rng_ppm(&s->rng, s->f.lag_ppm)) {
+    if (!s->heal_at && !probe_first_round(s) && rng_ppm(&s->rng, s->f.lag_ppm)) {
         unsigned a = (unsigned)rng_below(&s->rng, s->n);
         for (unsigned k = 0; k < s->n; k++)
             s->cut[a][k] = s->cut[k][a] = k != a;
